@@ -1,0 +1,47 @@
+import { Command, CommanderError } from 'commander';
+import { ConfigError } from '../config/errors.js';
+import { CliExit } from './exit.js';
+import * as serve from './commands/serve.js';
+import * as verify from './commands/verify.js';
+import * as policy from './commands/policy.js';
+import * as keys from './commands/keys.js';
+import * as credentialProvider from './commands/credential-provider.js';
+import * as login from './commands/login.js';
+import * as controller from './commands/controller.js';
+
+/** Each command module registers itself; this file only wires commander and maps errors to exit codes. */
+const COMMANDS = [serve, verify, policy, keys, credentialProvider, login, controller];
+
+export function buildProgram(): Command {
+  const program = new Command('registry-auth-proxy')
+    .description('Authenticating reverse proxy: passwordless, identity-based access control for container registries')
+    .version(process.env.npm_package_version ?? '0.1.0')
+    .showHelpAfterError()
+    .exitOverride();
+  for (const c of COMMANDS) c.register(program);
+  return program;
+}
+
+/** Runs the CLI; resolves to the process exit code (0 success, 1 operational failure, 2 usage/config error). */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CliExit) {
+      if (err.message) process.stderr.write(`${err.message}\n`);
+      return err.code;
+    }
+    if (err instanceof ConfigError) {
+      process.stderr.write(`config error: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof CommanderError) {
+      // help and version are successes; anything else is a usage error
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    process.stderr.write(`error: ${(err as Error)?.message ?? String(err)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,283 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { parseDuration } from './duration.js';
+import { ConfigError } from './errors.js';
+import {
+  PRESETS,
+  SIGNING_ALGORITHMS,
+  type Config,
+  type IssuerConfig,
+  type Preset,
+  type SigningAlgorithm,
+  type TokenReviewConfig,
+  type UpstreamAuth,
+  type UpstreamConfig,
+} from './types.js';
+
+/** Command-line flags of `serve`; each maps onto a config key (CONTRACT §1). */
+export interface ServeFlags {
+  config?: string;
+  upstream?: string;
+  listen?: string;
+  publicUrl?: string;
+  service?: string;
+  issuer?: string[];
+  audience?: string[];
+  policy?: string;
+  signingKey?: string;
+  tokenTtl?: string;
+  dev?: boolean;
+  logLevel?: string;
+}
+
+type Obj = Record<string, unknown>;
+
+const TOP_KEYS = ['listen', 'publicURL', 'service', 'tls', 'upstream', 'issuers', 'tokens', 'policies', 'anonymous', 'logLevel'];
+
+/** Reads the YAML file (if any), applies flags and env on top, validates, returns a typed Config. Throws ConfigError. */
+export function loadConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = process.env): Config {
+  const file = flags.config ?? env.RAP_CONFIG ?? undefined;
+  let raw: Obj = {};
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(file, '(file)', `cannot read: ${(err as Error).message}`);
+    }
+    let doc: unknown;
+    try {
+      doc = parseYaml(text);
+    } catch (err) {
+      throw new ConfigError(file, '(file)', `not valid YAML: ${(err as Error).message}`);
+    }
+    if (doc === null || doc === undefined) doc = {};
+    if (!isObj(doc)) throw new ConfigError(file, '(root)', 'must be a mapping');
+    raw = doc;
+  }
+  return buildConfig(raw, flags, file, env);
+}
+
+/** Validates an already-parsed config document (exported for tests). */
+export function buildConfig(raw: Obj, flags: ServeFlags = {}, file?: string, env: NodeJS.ProcessEnv = {}): Config {
+  const v = new Validator(file);
+  for (const key of Object.keys(raw)) {
+    if (!TOP_KEYS.includes(key)) v.fail(key, `unknown key (known: ${TOP_KEYS.join(', ')})`);
+  }
+
+  const listenStr = flags.listen ?? v.optString(raw, 'listen') ?? '0.0.0.0:8080';
+  const listen = parseListen(listenStr, v);
+
+  const dev = flags.dev ?? false;
+  const publicURLRaw =
+    flags.publicUrl ?? v.optString(raw, 'publicURL') ?? `http://${listen.host === '0.0.0.0' || listen.host === '::' ? '127.0.0.1' : listen.host}:${listen.port}`;
+  const publicURL = v.url('publicURL', publicURLRaw).replace(/\/+$/, '');
+  const service = flags.service ?? v.optString(raw, 'service') ?? new URL(publicURL).host;
+
+  let tls: Config['tls'];
+  if (raw.tls !== undefined) {
+    const t = v.obj(raw, 'tls');
+    tls = { certFile: v.reqString(t, 'certFile', 'tls.certFile'), keyFile: v.reqString(t, 'keyFile', 'tls.keyFile') };
+  }
+
+  let upstream: UpstreamConfig | undefined;
+  const upRaw = raw.upstream !== undefined ? v.obj(raw, 'upstream') : undefined;
+  const upURL = flags.upstream ?? (upRaw ? v.optString(upRaw, 'url', 'upstream.url') : undefined);
+  if (upURL) {
+    upstream = {
+      url: v.url(flags.upstream ? '--upstream' : 'upstream.url', upURL).replace(/\/+$/, ''),
+      caFile: upRaw ? v.optString(upRaw, 'caFile', 'upstream.caFile') : undefined,
+      auth: parseUpstreamAuth(upRaw?.auth, v),
+      timeout: upRaw?.timeout !== undefined ? v.duration(upRaw.timeout, 'upstream.timeout') : 30_000,
+    };
+  } else if (upRaw) {
+    v.fail('upstream.url', 'is required when upstream is set');
+  }
+
+  const issuers: IssuerConfig[] = [];
+  if (raw.issuers !== undefined) {
+    if (!Array.isArray(raw.issuers)) v.fail('issuers', 'must be a list');
+    (raw.issuers as unknown[]).forEach((item, i) => issuers.push(parseIssuer(item, `issuers[${i}]`, service, v)));
+  }
+  for (const [i, iss] of (flags.issuer ?? []).entries()) {
+    const url = v.url(`--issuer[${i}]`, iss);
+    issuers.push({
+      name: flags.issuer!.length === 1 ? 'default' : `issuer${i + 1}`,
+      issuer: url,
+      audiences: flags.audience?.length ? flags.audience : [service],
+      tokenReview: false,
+      legacyTokens: false,
+      clockSkew: 30,
+    });
+  }
+  if (flags.audience?.length && !flags.issuer?.length) {
+    for (const iss of issuers) iss.audiences = flags.audience;
+  }
+  const names = new Set<string>();
+  issuers.forEach((iss, i) => {
+    if (names.has(iss.name)) v.fail(`issuers[${i}].name`, `duplicate issuer name "${iss.name}"`);
+    if (iss.name === 'anonymous') v.fail(`issuers[${i}].name`, '"anonymous" is reserved');
+    names.add(iss.name);
+  });
+
+  const tokRaw = raw.tokens !== undefined ? v.obj(raw, 'tokens') : {};
+  const algorithm = (v.optString(tokRaw, 'algorithm', 'tokens.algorithm') ?? 'ES256') as SigningAlgorithm;
+  if (!SIGNING_ALGORITHMS.includes(algorithm)) v.fail('tokens.algorithm', `must be one of ${SIGNING_ALGORITHMS.join(', ')}`);
+  const ttlMs = flags.tokenTtl !== undefined ? v.duration(flags.tokenTtl, '--token-ttl') : tokRaw.ttl !== undefined ? v.duration(tokRaw.ttl, 'tokens.ttl') : 300_000;
+  if (ttlMs < 60_000 || ttlMs > 24 * 3_600_000) v.fail('tokens.ttl', 'must be between 1m and 24h');
+
+  const anonymous = raw.anonymous === undefined ? false : v.bool(raw.anonymous, 'anonymous');
+
+  return {
+    file,
+    listen,
+    publicURL,
+    service,
+    tls,
+    upstream,
+    issuers,
+    tokens: {
+      signingKeyFile: flags.signingKey ?? v.optString(tokRaw, 'signingKeyFile', 'tokens.signingKeyFile'),
+      certificateFile: v.optString(tokRaw, 'certificateFile', 'tokens.certificateFile'),
+      algorithm,
+      ttl: Math.round(ttlMs / 1000),
+    },
+    policies: flags.policy ?? v.optString(raw, 'policies') ?? './policies',
+    anonymous,
+    logLevel: flags.logLevel ?? v.optString(raw, 'logLevel') ?? env.RAP_LOG_LEVEL ?? 'info',
+    dev,
+  };
+}
+
+function parseListen(s: string, v: Validator): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s);
+  if (!m) return v.fail('listen', `"${s}" is not host:port`);
+  const port = Number(m[3]);
+  if (port > 65535) v.fail('listen', `port ${port} out of range`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+function parseUpstreamAuth(raw: unknown, v: Validator): UpstreamAuth {
+  if (raw === undefined) return { type: 'none' };
+  if (!isObj(raw)) return v.fail('upstream.auth', 'must be a mapping');
+  const type = v.optString(raw, 'type', 'upstream.auth.type') ?? 'none';
+  switch (type) {
+    case 'none':
+      return { type };
+    case 'basic':
+    case 'registry-token':
+      if (raw.password !== undefined) v.fail('upstream.auth.password', 'secrets are read from files: use passwordFile');
+      return {
+        type,
+        username: v.reqString(raw, 'username', 'upstream.auth.username'),
+        passwordFile: v.reqString(raw, 'passwordFile', 'upstream.auth.passwordFile'),
+      };
+    case 'bearer':
+      if (raw.token !== undefined) v.fail('upstream.auth.token', 'secrets are read from files: use tokenFile');
+      return { type, tokenFile: v.reqString(raw, 'tokenFile', 'upstream.auth.tokenFile') };
+    default:
+      return v.fail('upstream.auth.type', `"${type}" is not one of none, basic, bearer, registry-token`);
+  }
+}
+
+const ISSUER_KEYS = ['name', 'issuer', 'preset', 'audiences', 'jwksURI', 'jwksFile', 'caFile', 'bearerTokenFile', 'tokenReview', 'legacyTokens', 'clockSkew'];
+
+function parseIssuer(item: unknown, path: string, service: string, v: Validator): IssuerConfig {
+  if (!isObj(item)) return v.fail(path, 'must be a mapping');
+  for (const key of Object.keys(item)) {
+    if (!ISSUER_KEYS.includes(key)) v.fail(`${path}.${key}`, `unknown key (known: ${ISSUER_KEYS.join(', ')})`);
+  }
+  const name = v.reqString(item, 'name', `${path}.name`);
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(name)) v.fail(`${path}.name`, 'use letters, digits, ".", "_" and "-"');
+  const issuer = v.reqString(item, 'issuer', `${path}.issuer`);
+  const preset = v.optString(item, 'preset', `${path}.preset`) as Preset | undefined;
+  if (preset !== undefined && !PRESETS.includes(preset)) v.fail(`${path}.preset`, `must be one of ${PRESETS.join(', ')}`);
+  let audiences: string[] = [service];
+  if (item.audiences !== undefined) {
+    if (!Array.isArray(item.audiences) || item.audiences.length === 0 || !item.audiences.every((a) => typeof a === 'string' && a.length > 0)) {
+      v.fail(`${path}.audiences`, 'must be a non-empty list of strings');
+    }
+    audiences = item.audiences as string[];
+  }
+  let tokenReview: TokenReviewConfig | false = false;
+  if (item.tokenReview === true) tokenReview = { cacheTTL: 30_000 };
+  else if (isObj(item.tokenReview)) {
+    const tr = item.tokenReview;
+    tokenReview = {
+      url: tr.url !== undefined ? v.url(`${path}.tokenReview.url`, v.reqString(tr, 'url', `${path}.tokenReview.url`)) : undefined,
+      caFile: v.optString(tr, 'caFile', `${path}.tokenReview.caFile`),
+      bearerTokenFile: v.optString(tr, 'bearerTokenFile', `${path}.tokenReview.bearerTokenFile`),
+      cacheTTL: tr.cacheTTL !== undefined ? v.duration(tr.cacheTTL, `${path}.tokenReview.cacheTTL`) : 30_000,
+    };
+  } else if (item.tokenReview !== undefined && item.tokenReview !== false) {
+    v.fail(`${path}.tokenReview`, 'must be false, true or a mapping {url, caFile, bearerTokenFile, cacheTTL}');
+  }
+  const legacyTokens = item.legacyTokens === undefined ? false : v.bool(item.legacyTokens, `${path}.legacyTokens`);
+  if (legacyTokens && !tokenReview) v.fail(`${path}.legacyTokens`, 'requires tokenReview: only the API server can tell whether a legacy token is still valid');
+  if (issuer !== 'kubernetes/serviceaccount') v.url(`${path}.issuer`, issuer);
+  else if (!legacyTokens) v.fail(`${path}.issuer`, '"kubernetes/serviceaccount" (legacy secret tokens) requires legacyTokens: true and tokenReview');
+  const jwksURI = v.optString(item, 'jwksURI', `${path}.jwksURI`);
+  if (jwksURI !== undefined) v.url(`${path}.jwksURI`, jwksURI);
+  return {
+    name,
+    issuer,
+    preset,
+    audiences,
+    jwksURI,
+    jwksFile: v.optString(item, 'jwksFile', `${path}.jwksFile`),
+    caFile: v.optString(item, 'caFile', `${path}.caFile`),
+    bearerTokenFile: v.optString(item, 'bearerTokenFile', `${path}.bearerTokenFile`),
+    tokenReview,
+    legacyTokens,
+    clockSkew: item.clockSkew !== undefined ? Math.round(v.duration(item.clockSkew, `${path}.clockSkew`) / 1000) : 30,
+  };
+}
+
+function isObj(x: unknown): x is Obj {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+class Validator {
+  constructor(private readonly file: string | undefined) {}
+  fail(keyPath: string, problem: string): never {
+    throw new ConfigError(this.file, keyPath, problem);
+  }
+  obj(o: Obj, key: string): Obj {
+    const x = o[key];
+    if (!isObj(x)) this.fail(key, 'must be a mapping');
+    return x;
+  }
+  optString(o: Obj, key: string, path = key): string | undefined {
+    const x = o[key];
+    if (x === undefined || x === null) return undefined;
+    if (typeof x !== 'string' || x.length === 0) this.fail(path, 'must be a non-empty string');
+    return x;
+  }
+  reqString(o: Obj, key: string, path = key): string {
+    const x = this.optString(o, key, path);
+    if (x === undefined) this.fail(path, 'is required');
+    return x;
+  }
+  bool(x: unknown, path: string): boolean {
+    if (typeof x !== 'boolean') this.fail(path, 'must be true or false');
+    return x;
+  }
+  duration(x: unknown, path: string): number {
+    if (typeof x !== 'string' && typeof x !== 'number') this.fail(path, 'must be a duration like 30s, 5m, 1h');
+    try {
+      return parseDuration(x);
+    } catch (err) {
+      return this.fail(path, (err as Error).message);
+    }
+  }
+  url(path: string, s: string): string {
+    let u: URL;
+    try {
+      u = new URL(s);
+    } catch {
+      return this.fail(path, `"${s}" is not a URL`);
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') this.fail(path, `"${s}" must be http or https`);
+    return s;
+  }
+}

@@ -1,0 +1,72 @@
+/** The validated, typed configuration. Produced once by `config/load.ts`; everything else reads only this. */
+
+export type Preset = 'kubernetes' | 'github-actions' | 'gitlab' | 'google';
+export const PRESETS: readonly Preset[] = ['kubernetes', 'github-actions', 'gitlab', 'google'];
+
+export type SigningAlgorithm = 'ES256' | 'RS256' | 'EdDSA';
+export const SIGNING_ALGORITHMS: readonly SigningAlgorithm[] = ['ES256', 'RS256', 'EdDSA'];
+
+export interface TokenReviewConfig {
+  /** API server base URL; default https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT. */
+  url?: string;
+  caFile?: string;
+  bearerTokenFile?: string;
+  /** How long a TokenReview answer is reused, in ms. */
+  cacheTTL: number;
+}
+
+export interface IssuerConfig {
+  name: string;
+  /** Must equal the token's `iss` exactly. */
+  issuer: string;
+  preset?: Preset;
+  /** The token's `aud` must contain one of these. Never empty after load. */
+  audiences: string[];
+  jwksURI?: string;
+  jwksFile?: string;
+  caFile?: string;
+  bearerTokenFile?: string;
+  tokenReview: TokenReviewConfig | false;
+  legacyTokens: boolean;
+  /** Allowed clock skew, in seconds. */
+  clockSkew: number;
+}
+
+export type UpstreamAuth =
+  | { type: 'none' }
+  | { type: 'basic'; username: string; passwordFile: string }
+  | { type: 'bearer'; tokenFile: string }
+  | { type: 'registry-token'; username: string; passwordFile: string };
+
+export interface UpstreamConfig {
+  url: string;
+  caFile?: string;
+  auth: UpstreamAuth;
+  /** Timeout for connecting to and hearing headers from the upstream, in ms. */
+  timeout: number;
+}
+
+export interface TokensConfig {
+  /** A PEM file, or a directory of PEM files (current + next keys for rotation). */
+  signingKeyFile?: string;
+  certificateFile?: string;
+  algorithm: SigningAlgorithm;
+  /** Lifetime of issued tokens, in seconds. */
+  ttl: number;
+}
+
+export interface Config {
+  /** Path of the YAML file the config came from, if any (for error messages). */
+  file?: string;
+  listen: { host: string; port: number };
+  publicURL: string;
+  service: string;
+  tls?: { certFile: string; keyFile: string };
+  upstream?: UpstreamConfig;
+  issuers: IssuerConfig[];
+  tokens: TokensConfig;
+  policies: string;
+  anonymous: boolean;
+  logLevel: string;
+  dev: boolean;
+}

@@ -1,0 +1,67 @@
+import type { Preset } from '../config/types.js';
+
+/** A verified workload identity: what policies see as `identity` (plus `claims`). */
+export interface Identity {
+  /** Name of the configured issuer entry (`anonymous` for unauthenticated requests). */
+  issuerName: string;
+  /** The token's `iss`, which equals the configured issuer exactly. */
+  issuer: string;
+  subject: string;
+  preset?: Preset;
+  /** Kubernetes presets: from bound (`kubernetes.io`) or legacy (`kubernetes.io/serviceaccount/*`) claims. */
+  namespace?: string;
+  serviceAccount?: string;
+  podName?: string;
+  /** The verified token's claims. */
+  claims: Record<string, unknown>;
+  /** Token `exp` in epoch seconds, if it has one (legacy Kubernetes tokens do not). */
+  expiresAt?: number;
+}
+
+/** Why an identity token was refused; each maps to a message a user can act on. */
+export type IdentityFailure =
+  | 'malformed'
+  | 'too_large'
+  | 'unknown_issuer'
+  | 'issuer_mismatch'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'wrong_audience'
+  | 'bad_signature'
+  | 'unknown_key'
+  | 'unsupported_algorithm'
+  | 'forbidden_header'
+  | 'missing_claim'
+  | 'issuer_unavailable'
+  | 'revoked';
+
+export class IdentityError extends Error {
+  constructor(
+    readonly reason: IdentityFailure,
+    message: string,
+    /** The configured issuer's name, when the token got that far. */
+    readonly issuerName?: string,
+  ) {
+    super(message);
+    this.name = 'IdentityError';
+  }
+}
+
+export interface VerifyOptions {
+  /** When set (a Basic username that names a configured issuer), the token must come from that issuer. */
+  issuerName?: string;
+}
+
+/** Verifies identity tokens against the configured issuers only. */
+export interface IdentityVerifier {
+  verify(token: string, options?: VerifyOptions): Promise<Identity>;
+  /** True once every issuer that needs network keys has fetched them at least once (for /readyz). */
+  ready?(): boolean;
+  close?(): Promise<void>;
+}
+
+export const ANONYMOUS_ISSUER_NAME = 'anonymous';
+
+export function anonymousIdentity(): Identity {
+  return { issuerName: ANONYMOUS_ISSUER_NAME, issuer: '', subject: 'anonymous', claims: {} };
+}

@@ -1,0 +1,38 @@
+/** One entry of a registry token's `access` claim, exactly as the Docker token-auth spec defines. */
+export interface AccessEntry {
+  type: string;
+  name: string;
+  actions: string[];
+}
+
+/** Claims of the registry tokens we issue (CONTRACT §5). */
+export interface RegistryTokenClaims {
+  iss: string;
+  sub: string;
+  aud: string;
+  exp: number;
+  nbf: number;
+  iat: number;
+  jti: string;
+  access: AccessEntry[];
+}
+
+/** Our own token, verified: what the proxy needs on every /v2/ request. */
+export interface VerifiedRegistryToken {
+  subject: string;
+  access: AccessEntry[];
+  expiresAt: number;
+}
+
+/** Verifies our own registry tokens with no network: signature, `iss`, `aud`, `exp`; cached per token. */
+export interface RegistryTokenVerifier {
+  /** Throws RegistryTokenError when the token is not a valid token of ours. */
+  verify(token: string): Promise<VerifiedRegistryToken>;
+}
+
+export class RegistryTokenError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RegistryTokenError';
+  }
+}

@@ -1,0 +1,81 @@
+import type { Identity } from '../identity/types.js';
+import type { Scope } from '../oci/scope.js';
+import type { CelContext, CompiledWhen } from './cel.js';
+import type { Decision, MatchedRule, PolicyEngine, RequestContext, Rule } from './types.js';
+
+export interface CompiledRule extends Rule {
+  evaluate?: CompiledWhen;
+}
+
+/**
+ * Grant = (requested ∩ ⋃ matching allow actions) − ⋃ matching deny actions. No rule, no access.
+ * A `when` that fails at run time (a missing claim, a type mismatch) or yields a non-bool does not
+ * match an allow rule but DOES match a deny rule: errors fail closed either way.
+ * A requested `*` (skopeo asks `repository:R:*` to delete) is literal: granted only by an allow
+ * rule listing `*`, and withheld when a matching deny rule removes any action at all.
+ */
+export function createPolicyEngine(rules: CompiledRule[]): PolicyEngine {
+  return {
+    rules,
+    decide(identity: Identity, scope: Scope, context: RequestContext): Decision {
+      const ctx = celContext(identity, scope, context);
+      const allowed = new Set<string>();
+      const denied = new Set<string>();
+      let allowAll = false;
+      let denyAll = false;
+      const matched: MatchedRule[] = [];
+      for (const rule of rules) {
+        if (!matches(rule, ctx)) continue;
+        matched.push({ name: rule.name, effect: rule.effect, actions: rule.actions, file: rule.file });
+        for (const a of rule.actions) {
+          if (rule.effect === 'allow') {
+            if (a === '*') allowAll = true;
+            else allowed.add(a);
+          } else if (a === '*') denyAll = true;
+          else denied.add(a);
+        }
+      }
+      const granted = scope.actions.filter((a) => {
+        if (denyAll || denied.has(a)) return false;
+        // `*` stands for every action, so any denied action withholds it
+        if (a === '*') return allowAll && denied.size === 0;
+        return allowAll || allowed.has(a);
+      });
+      return { scope, granted, matched };
+    },
+  };
+}
+
+function matches(rule: CompiledRule, ctx: CelContext): boolean {
+  if (!rule.evaluate) return true;
+  let result: unknown;
+  try {
+    result = rule.evaluate(ctx);
+  } catch {
+    return rule.effect === 'deny';
+  }
+  if (typeof result !== 'boolean') return rule.effect === 'deny';
+  return result;
+}
+
+export function celContext(identity: Identity, scope: Scope, context: RequestContext): CelContext {
+  return {
+    claims: identity.claims,
+    identity: {
+      issuerName: identity.issuerName,
+      issuer: identity.issuer,
+      subject: identity.subject,
+      preset: identity.preset ?? '',
+      namespace: identity.namespace ?? '',
+      serviceAccount: identity.serviceAccount ?? '',
+      podName: identity.podName ?? '',
+    },
+    request: {
+      type: scope.type,
+      repository: scope.type === 'repository' ? scope.name : '',
+      actions: scope.actions,
+      service: context.service,
+      clientIP: context.clientIP,
+    },
+  };
+}

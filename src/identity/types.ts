@@ -57,6 +57,8 @@ export interface IdentityVerifier {
   verify(token: string, options?: VerifyOptions): Promise<Identity>;
   /** True once every issuer that needs network keys has fetched them at least once (for /readyz). */
   ready?(): boolean;
+  /** Fetches remote keys ahead of the first request; failures are logged, not thrown. */
+  warmUp?(): Promise<void>;
   close?(): Promise<void>;
 }
 

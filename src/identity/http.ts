@@ -1,0 +1,92 @@
+import { readFileSync } from 'node:fs';
+import { Agent, request, type Dispatcher } from 'undici';
+
+/** Outbound HTTP for discovery, JWKS and TokenReview: custom CA, a bearer token re-read per call, bounded time and size. */
+export interface HttpClientOptions {
+  caFile?: string;
+  bearerTokenFile?: string;
+  timeoutMs?: number;
+  maxBytes?: number;
+}
+
+export class HttpError extends Error {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = 'HttpError';
+  }
+}
+
+export interface JsonResponse {
+  status: number;
+  body: unknown;
+}
+
+export interface HttpClient {
+  getJson(url: string): Promise<JsonResponse>;
+  postJson(url: string, payload: unknown): Promise<JsonResponse>;
+  close(): Promise<void>;
+}
+
+export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const maxBytes = options.maxBytes ?? 1 << 20;
+  const ca = options.caFile ? readFileSync(options.caFile, 'utf8') : undefined;
+  const dispatcher: Dispatcher = new Agent({
+    connect: { ...(ca ? { ca } : {}), timeout: timeoutMs },
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+    keepAliveTimeout: 30_000,
+  });
+
+  function headers(): Record<string, string> {
+    const h: Record<string, string> = { accept: 'application/json' };
+    if (options.bearerTokenFile) {
+      // Re-read on every call: projected service-account tokens rotate under us.
+      const token = readFileSync(options.bearerTokenFile, 'utf8').trim();
+      if (token) h.authorization = `Bearer ${token}`;
+    }
+    return h;
+  }
+
+  async function send(url: string, method: 'GET' | 'POST', payload?: unknown): Promise<JsonResponse> {
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(url, {
+        method,
+        dispatcher,
+        headers: payload === undefined ? headers() : { ...headers(), 'content-type': 'application/json' },
+        body: payload === undefined ? undefined : JSON.stringify(payload),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (err) {
+      throw new HttpError(`${method} ${url} failed: ${(err as Error).message}`);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length;
+      if (size > maxBytes) {
+        res.body.destroy();
+        throw new HttpError(`${method} ${url}: response larger than ${maxBytes} bytes`, res.statusCode);
+      }
+      chunks.push(chunk as Buffer);
+    }
+    const text = Buffer.concat(chunks).toString('utf8');
+    let body: unknown;
+    try {
+      body = text.length ? JSON.parse(text) : undefined;
+    } catch {
+      throw new HttpError(`${method} ${url}: HTTP ${res.statusCode}, not JSON`, res.statusCode);
+    }
+    return { status: res.statusCode, body };
+  }
+
+  return {
+    getJson: (url) => send(url, 'GET'),
+    postJson: (url, payload) => send(url, 'POST', payload),
+    close: () => dispatcher.close(),
+  };
+}

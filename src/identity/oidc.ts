@@ -1,0 +1,92 @@
+import type { JSONWebKeySet } from 'jose';
+import type { IssuerConfig } from '../config/types.js';
+import type { Logger } from '../log.js';
+import type { HttpClient } from './http.js';
+import { IdentityError } from './types.js';
+import { hasKid, localResolver, type KeyResolver, type KeySource } from './keys.js';
+
+/** Minimum time between two JWKS fetches of one issuer: a flood of unknown `kid`s cannot hammer it. */
+export const DEFAULT_REFETCH_INTERVAL_MS = 10_000;
+/** Keys are refreshed in the background at most this old, so removed keys stop verifying. */
+export const DEFAULT_MAX_AGE_MS = 10 * 60_000;
+
+export interface OidcKeySourceOptions {
+  http: HttpClient;
+  logger: Logger;
+  now?: () => number;
+  refetchIntervalMs?: number;
+  maxAgeMs?: number;
+}
+
+/**
+ * OIDC discovery (`<issuer>/.well-known/openid-configuration`) → `jwks_uri` → JWKS, cached.
+ * An unknown `kid` triggers a refetch (rate-limited); keys missing from a refetched JWKS are gone.
+ */
+export function oidcKeySource(issuer: IssuerConfig, options: OidcKeySourceOptions): KeySource {
+  const now = options.now ?? Date.now;
+  const refetchInterval = options.refetchIntervalMs ?? DEFAULT_REFETCH_INTERVAL_MS;
+  const maxAge = options.maxAgeMs ?? DEFAULT_MAX_AGE_MS;
+  let jwksURI = issuer.jwksURI;
+  let jwks: JSONWebKeySet | undefined;
+  let resolver: KeyResolver | undefined;
+  let fetchedAt = 0;
+  let lastAttempt = -Infinity;
+  let inflight: Promise<void> | undefined;
+
+  async function discover(): Promise<string> {
+    const url = `${issuer.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
+    const res = await options.http.getJson(url);
+    if (res.status !== 200) throw new Error(`discovery ${url}: HTTP ${res.status}`);
+    const doc = res.body as Record<string, unknown> | undefined;
+    if (!doc || typeof doc.jwks_uri !== 'string') throw new Error(`discovery ${url}: no jwks_uri`);
+    // OIDC Discovery §4.3: the document's issuer must be exactly the one we asked for.
+    if (doc.issuer !== issuer.issuer) throw new Error(`discovery ${url}: issuer "${String(doc.issuer)}" does not equal the configured "${issuer.issuer}"`);
+    return doc.jwks_uri;
+  }
+
+  async function load(): Promise<void> {
+    lastAttempt = now();
+    if (!jwksURI) jwksURI = await discover();
+    const res = await options.http.getJson(jwksURI);
+    if (res.status !== 200) throw new Error(`JWKS ${jwksURI}: HTTP ${res.status}`);
+    const doc = res.body as JSONWebKeySet | undefined;
+    if (!doc || !Array.isArray(doc.keys)) throw new Error(`JWKS ${jwksURI}: no "keys" list`);
+    jwks = doc;
+    resolver = localResolver(doc);
+    fetchedAt = now();
+    options.logger.info({ issuer: issuer.name, keys: doc.keys.length }, 'issuer keys loaded');
+  }
+
+  function refreshOnce(): Promise<void> {
+    inflight ??= load().finally(() => {
+      inflight = undefined;
+    });
+    return inflight;
+  }
+
+  async function ensure(kid: string | undefined): Promise<void> {
+    const stale = now() - fetchedAt > maxAge;
+    const unknown = jwks !== undefined && !hasKid(jwks, kid);
+    if (jwks !== undefined && !stale && !unknown) return;
+    if (now() - lastAttempt < refetchInterval) {
+      if (jwks === undefined) throw new IdentityError('issuer_unavailable', `keys of issuer ${issuer.issuer} are not available yet (last fetch failed; retrying shortly)`, issuer.name);
+      return; // rate-limited: answer with the keys we have
+    }
+    try {
+      await refreshOnce();
+    } catch (err) {
+      options.logger.warn({ issuer: issuer.name, err: (err as Error).message }, 'fetching issuer keys failed');
+      if (jwks === undefined) throw new IdentityError('issuer_unavailable', `keys of issuer ${issuer.issuer} could not be fetched: ${(err as Error).message}`, issuer.name);
+      // keep verifying with the cached keys while the issuer is down
+    }
+  }
+
+  return {
+    ready: () => jwks !== undefined,
+    refresh: refreshOnce,
+    resolver: async (header, token) => {
+      await ensure(header.kid);
+      return resolver!(header, token);
+    },
+  };
+}

@@ -1,0 +1,208 @@
+import { createHash } from 'node:crypto';
+import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import type { IssuerConfig } from '../config/types.js';
+import type { Logger } from '../log.js';
+import { createHttpClient, type HttpClient } from './http.js';
+import type { KeySource } from './keys.js';
+import { oidcKeySource } from './oidc.js';
+import { identityFromClaims } from './presets.js';
+import { staticKeySource } from './static-keys.js';
+import { createTokenReviewer, type TokenReviewer } from './token-review.js';
+import { IdentityError, type Identity, type IdentityVerifier, type VerifyOptions } from './types.js';
+
+export const MAX_TOKEN_BYTES = 16 * 1024;
+const MAX_CACHE_ENTRIES = 10_000;
+/** Asymmetric algorithms only: never `none`, never HMAC (a public key must not become an HMAC secret). */
+export const ALLOWED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'EdDSA'];
+/** Headers that would let a token name its own key (RFC 8725 §3.10): refused on identity tokens. */
+const FORBIDDEN_HEADERS = ['jwk', 'jku', 'x5u', 'x5c'];
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+export const LEGACY_KUBERNETES_ISSUER = 'kubernetes/serviceaccount';
+
+interface IssuerRuntime {
+  config: IssuerConfig;
+  keys?: KeySource;
+  reviewer?: TokenReviewer;
+  http?: HttpClient;
+}
+
+export interface VerifierOptions {
+  logger: Logger;
+  /** Epoch milliseconds; injectable for tests. */
+  now?: () => number;
+  refetchIntervalMs?: number;
+  /** Replaces the TokenReview client (tests). */
+  tokenReviewerFor?: (issuer: IssuerConfig) => TokenReviewer;
+}
+
+/** Verifies identity tokens against the configured issuers only (RFC 8725; PROTOCOLS.md "JWT verification"). */
+export function createIdentityVerifier(issuers: IssuerConfig[], options: VerifierOptions): IdentityVerifier {
+  const now = options.now ?? Date.now;
+  const byIss = new Map<string, IssuerRuntime>();
+  for (const cfg of issuers) {
+    const rt: IssuerRuntime = { config: cfg };
+    if (cfg.jwksFile) rt.keys = staticKeySource(cfg.jwksFile);
+    else if (cfg.issuer !== LEGACY_KUBERNETES_ISSUER) {
+      rt.http = createHttpClient({ caFile: cfg.caFile, bearerTokenFile: cfg.bearerTokenFile });
+      rt.keys = oidcKeySource(cfg, { http: rt.http, logger: options.logger, now, refetchIntervalMs: options.refetchIntervalMs });
+    }
+    if (cfg.tokenReview) rt.reviewer = options.tokenReviewerFor?.(cfg) ?? createTokenReviewer(cfg.tokenReview, options.logger);
+    byIss.set(cfg.issuer, rt);
+  }
+  const byName = new Map(issuers.map((i) => [i.name, i]));
+  const cache = new Map<string, { identity: Identity; until: number }>();
+
+  function remember(key: string, identity: Identity, until: number): void {
+    if (cache.size >= MAX_CACHE_ENTRIES) {
+      const nowS = now();
+      for (const [k, v] of cache) if (v.until <= nowS) cache.delete(k);
+      // still full: drop the oldest entries (Map iterates in insertion order)
+      for (const k of cache.keys()) {
+        if (cache.size < MAX_CACHE_ENTRIES) break;
+        cache.delete(k);
+      }
+    }
+    cache.set(key, { identity, until });
+  }
+
+  async function verifyUncached(token: string, opts: VerifyOptions | undefined): Promise<{ identity: Identity; until: number }> {
+    let header: ReturnType<typeof decodeProtectedHeader>;
+    let payload: JWTPayload;
+    try {
+      header = decodeProtectedHeader(token);
+      payload = decodeJwt(token);
+    } catch {
+      throw new IdentityError('malformed', 'the password is not a JWT: give the identity token (a signed JWT) as the registry password');
+    }
+    const iss = payload.iss;
+    if (typeof iss !== 'string' || iss.length === 0) throw new IdentityError('missing_claim', 'the identity token has no "iss" claim');
+    const rt = byIss.get(iss);
+    if (!rt) throw new IdentityError('unknown_issuer', `issuer ${JSON.stringify(iss.slice(0, 200))} is not configured on this proxy`);
+    const cfg = rt.config;
+    if (opts?.issuerName !== undefined && byName.has(opts.issuerName) && opts.issuerName !== cfg.name) {
+      throw new IdentityError('issuer_mismatch', `the username names issuer "${opts.issuerName}" but the token comes from "${cfg.name}"`, cfg.name);
+    }
+    for (const h of FORBIDDEN_HEADERS) {
+      if (h in header) throw new IdentityError('forbidden_header', `identity tokens may not carry a "${h}" header: keys come from the issuer's configuration only`, cfg.name);
+    }
+    if (header.crit !== undefined) throw new IdentityError('forbidden_header', 'the identity token has a "crit" header this proxy does not understand', cfg.name);
+    if (typeof header.alg !== 'string' || !ALLOWED_ALGORITHMS.includes(header.alg)) {
+      throw new IdentityError('unsupported_algorithm', `algorithm ${JSON.stringify(String(header.alg))} is not accepted (use one of ${ALLOWED_ALGORITHMS.join(', ')})`, cfg.name);
+    }
+
+    const legacy = cfg.issuer === LEGACY_KUBERNETES_ISSUER;
+    let claims: JWTPayload = payload;
+    if (rt.keys) {
+      try {
+        const result = await jwtVerify(token, rt.keys.resolver, {
+          issuer: cfg.issuer,
+          audience: legacy ? undefined : cfg.audiences,
+          algorithms: ALLOWED_ALGORITHMS,
+          clockTolerance: cfg.clockSkew,
+          currentDate: new Date(now()),
+          requiredClaims: legacy ? [] : ['exp'],
+        });
+        claims = result.payload;
+      } catch (err) {
+        throw mapJoseError(err, cfg);
+      }
+    } else if (!rt.reviewer) {
+      throw new IdentityError('issuer_unavailable', `issuer ${cfg.name} has no keys configured`, cfg.name);
+    }
+
+    let until = typeof claims.exp === 'number' ? claims.exp * 1000 : Infinity;
+    if (rt.reviewer && cfg.tokenReview) {
+      let review;
+      try {
+        // Legacy tokens are only valid for the API server's own audience: ask without audiences.
+        review = await rt.reviewer.review(token, legacy ? undefined : cfg.audiences);
+      } catch (err) {
+        options.logger.error({ issuer: cfg.name, err: (err as Error).message }, 'TokenReview failed: refusing the token (fail closed)');
+        throw new IdentityError('issuer_unavailable', 'the Kubernetes API server could not confirm the token (TokenReview failed); try again shortly', cfg.name);
+      }
+      if (!review.authenticated) {
+        throw new IdentityError('revoked', `the Kubernetes API server rejected the token${review.error ? `: ${review.error}` : ''}`, cfg.name);
+      }
+      if (!legacy && review.audiences && !review.audiences.some((a) => cfg.audiences.includes(a))) {
+        throw new IdentityError('wrong_audience', `the token is not valid for audience ${cfg.audiences.join(' or ')}`, cfg.name);
+      }
+      if (review.username && typeof claims.sub === 'string' && review.username !== claims.sub) {
+        throw new IdentityError('revoked', 'the Kubernetes API server authenticated a different user than the token names', cfg.name);
+      }
+      until = Math.min(until, now() + cfg.tokenReview.cacheTTL);
+    } else if (legacy) {
+      throw new IdentityError('unknown_issuer', 'legacy service-account tokens are accepted only with tokenReview', cfg.name);
+    }
+    if (typeof claims.sub !== 'string' || claims.sub.length === 0) throw new IdentityError('missing_claim', 'the identity token has no "sub" claim', cfg.name);
+    const identity = identityFromClaims(claims as Record<string, unknown>, { issuerName: cfg.name, issuer: cfg.issuer, preset: cfg.preset });
+    return { identity, until };
+  }
+
+  return {
+    async verify(token: string, opts?: VerifyOptions): Promise<Identity> {
+      if (typeof token !== 'string' || token.length === 0) throw new IdentityError('malformed', 'no identity token given');
+      if (token.length > MAX_TOKEN_BYTES) throw new IdentityError('too_large', `the identity token is larger than ${MAX_TOKEN_BYTES} bytes`);
+      if (!JWT_SHAPE.test(token)) throw new IdentityError('malformed', 'the password is not a JWT: give the identity token (a signed JWT) as the registry password');
+      const key = createHash('sha256').update(token).digest('base64url');
+      const hit = cache.get(key);
+      if (hit && hit.until > now()) {
+        if (opts?.issuerName !== undefined && byName.has(opts.issuerName) && opts.issuerName !== hit.identity.issuerName) {
+          throw new IdentityError('issuer_mismatch', `the username names issuer "${opts.issuerName}" but the token comes from "${hit.identity.issuerName}"`, hit.identity.issuerName);
+        }
+        return hit.identity;
+      }
+      if (hit) cache.delete(key);
+      const result = await verifyUncached(token, opts);
+      remember(key, result.identity, result.until);
+      return result.identity;
+    },
+    ready(): boolean {
+      for (const rt of byIss.values()) if (rt.keys && !rt.keys.ready()) return false;
+      return true;
+    },
+    async warmUp(): Promise<void> {
+      await Promise.all(
+        [...byIss.values()].map(async (rt) => {
+          try {
+            await rt.keys?.refresh();
+          } catch (err) {
+            options.logger.warn({ issuer: rt.config.name, err: (err as Error).message }, 'issuer keys not loaded at start-up; will retry on demand');
+          }
+        }),
+      );
+    },
+    async close(): Promise<void> {
+      await Promise.all([...byIss.values()].flatMap((rt) => [rt.http?.close(), rt.reviewer?.close()]));
+    },
+  };
+}
+
+function mapJoseError(err: unknown, cfg: IssuerConfig): IdentityError {
+  if (err instanceof IdentityError) return err;
+  const n = cfg.name;
+  if (err instanceof joseErrors.JWTExpired) {
+    const exp = typeof err.payload.exp === 'number' ? new Date(err.payload.exp * 1000).toISOString() : 'an earlier time';
+    return new IdentityError('expired', `the identity token expired at ${exp}: get a fresh token`, n);
+  }
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    switch (err.claim) {
+      case 'aud':
+        return new IdentityError('wrong_audience', `the identity token's audience must include ${cfg.audiences.map((a) => JSON.stringify(a)).join(' or ')}: request the token for that audience`, n);
+      case 'nbf':
+      case 'iat':
+        return new IdentityError('not_yet_valid', 'the identity token is not valid yet (nbf/iat in the future): check the clocks', n);
+      case 'exp':
+        return new IdentityError('missing_claim', 'the identity token has no "exp" claim: tokens without an expiry are refused', n);
+      default:
+        return new IdentityError('missing_claim', `the identity token's "${err.claim}" claim is invalid: ${err.reason}`, n);
+    }
+  }
+  if (err instanceof joseErrors.JWKSNoMatchingKey) return new IdentityError('unknown_key', `no key of issuer ${cfg.issuer} matches the token's "kid"`, n);
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return new IdentityError('bad_signature', "the signature does not verify with the issuer's keys", n);
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) return new IdentityError('unsupported_algorithm', 'the token algorithm is not accepted', n);
+  if (err instanceof joseErrors.JWSInvalid || err instanceof joseErrors.JWTInvalid || err instanceof joseErrors.JOSENotSupported) {
+    return new IdentityError('malformed', `the identity token is malformed: ${(err as Error).message}`, n);
+  }
+  if (err instanceof joseErrors.JWKSInvalid) return new IdentityError('issuer_unavailable', `issuer ${cfg.issuer} published an invalid JWKS`, n);
+  return new IdentityError('bad_signature', `the identity token could not be verified: ${(err as Error)?.message ?? String(err)}`, n);
+}

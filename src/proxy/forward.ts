@@ -1,0 +1,109 @@
+import { Agent as HttpAgent, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import { readFileSync } from 'node:fs';
+import { createProxyServer } from 'http-proxy-3';
+import type { Config } from '../config/types.js';
+import type { Logger } from '../log.js';
+import { OciError, sendOciError } from '../oci/errors.js';
+
+/**
+ * Streaming forwarder (http-proxy-3 over a keep-alive agent). Bodies are piped both ways with
+ * back-pressure; nothing is buffered. Header hygiene happens here, before the request leaves:
+ * the client's credentials and hop-by-hop headers are removed, the proxy's own credentials added.
+ */
+
+/** Request headers never forwarded upstream. */
+const STRIP_REQUEST = ['authorization', 'cookie', 'proxy-authorization', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'expect', 'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip'];
+
+export interface ForwardOptions {
+  /** Path + query to request upstream (re-serialized from the authorized route). */
+  path: string;
+  /** The proxy's own Authorization for the upstream, if any. */
+  authorization?: string;
+  route: string;
+  onUpstreamStatus?: (status: number, seconds: number) => void;
+}
+
+export interface Forwarder {
+  forward(req: IncomingMessage, res: ServerResponse, opts: ForwardOptions): void;
+  close(): void;
+}
+
+export function rewriteLocation(location: string, upstreamURL: string, publicURL: string): string {
+  let target: URL;
+  const upstream = new URL(upstreamURL);
+  try {
+    target = new URL(location, upstream);
+  } catch {
+    return location;
+  }
+  // Redirects to other hosts (S3-style storage, as ECR and Distribution's redirect mode do) pass untouched.
+  const isRelative = !/^[a-z][a-z0-9+.-]*:/i.test(location) && !location.startsWith('//');
+  if (!isRelative && target.origin !== upstream.origin) return location;
+  return `${publicURL}${target.pathname}${target.search}`;
+}
+
+export function createForwarder(config: Config, logger: Logger): Forwarder {
+  const upstream = config.upstream!;
+  const isHttps = upstream.url.startsWith('https:');
+  const agentOptions = { keepAlive: true, maxSockets: 256, maxFreeSockets: 64, timeout: 60_000 };
+  const agent = isHttps
+    ? new HttpsAgent({ ...agentOptions, ...(upstream.caFile ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) })
+    : new HttpAgent(agentOptions);
+  const proxy = createProxyServer({
+    target: upstream.url,
+    agent,
+    changeOrigin: true,
+    xfwd: false,
+    secure: true,
+    proxyTimeout: upstream.timeout,
+    ...(upstream.caFile && isHttps ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}),
+  });
+
+  proxy.on('proxyRes', (proxyRes, req) => {
+    const meta = (req as IncomingMessage & { rap?: { started: number; route: string; onStatus?: ForwardOptions['onUpstreamStatus'] } }).rap;
+    const status = proxyRes.statusCode ?? 0;
+    meta?.onStatus?.(status, (performance.now() - (meta?.started ?? 0)) / 1000);
+    const loc = proxyRes.headers.location;
+    if (typeof loc === 'string') proxyRes.headers.location = rewriteLocation(loc, upstream.url, config.publicURL);
+    // The upstream's challenge would send clients to the upstream's realm: never let it through.
+    if (status === 401) {
+      delete proxyRes.headers['www-authenticate'];
+      proxyRes.statusCode = 502;
+      logger.error({ route: meta?.route }, 'upstream refused the proxy\'s own credentials (HTTP 401): check upstream.auth');
+    }
+    delete proxyRes.headers['set-cookie'];
+  });
+
+  return {
+    forward(req, res, opts) {
+      for (const h of STRIP_REQUEST) delete req.headers[h];
+      const remote = req.socket.remoteAddress;
+      if (remote) req.headers['x-forwarded-for'] = remote;
+      req.headers['x-forwarded-proto'] = config.tls ? 'https' : 'http';
+      if (opts.authorization) req.headers.authorization = opts.authorization;
+      req.url = opts.path;
+      const started = performance.now();
+      (req as IncomingMessage & { rap?: unknown }).rap = { started, route: opts.route, onStatus: opts.onUpstreamStatus };
+      proxy.web(req, res, {}, (err: NodeJS.ErrnoException) => {
+        if (res.headersSent || res.destroyed || req.destroyed) {
+          res.destroy();
+          return;
+        }
+        const elapsed = performance.now() - started;
+        const timedOut = err.code === 'ECONNRESET' && elapsed >= upstream.timeout - 50;
+        logger.warn({ route: opts.route, code: err.code, err: err.message, ms: Math.round(elapsed) }, timedOut ? 'upstream timed out' : 'upstream request failed');
+        sendOciError(
+          res,
+          timedOut
+            ? new OciError(504, 'UNAVAILABLE', 'the upstream registry did not answer in time')
+            : new OciError(502, 'UNAVAILABLE', `the upstream registry is unreachable (${err.code ?? 'error'})`),
+        );
+      });
+    },
+    close() {
+      proxy.close();
+      agent.destroy();
+    },
+  };
+}

@@ -1,0 +1,143 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Config } from '../config/types.js';
+import { anonymousIdentity } from '../identity/types.js';
+import type { Logger } from '../log.js';
+import { sendChallenge } from '../oci/challenge.js';
+import { OciError, sendOciError, API_VERSION, API_VERSION_HEADER } from '../oci/errors.js';
+import { classify, isRouteError, withoutMount, type Route } from '../oci/route.js';
+import type { Scope } from '../oci/scope.js';
+import type { PolicyEngine } from '../policy/types.js';
+import type { Metrics } from '../server/metrics.js';
+import { RegistryTokenError, type AccessEntry, type RegistryTokenVerifier } from '../token/types.js';
+import { createForwarder, type Forwarder } from './forward.js';
+import { createUpstreamAuth, type UpstreamAuth } from './upstream-auth.js';
+
+export interface ProxyDeps {
+  config: Config;
+  logger: Logger;
+  tokens: RegistryTokenVerifier;
+  /** Needed only for `anonymous: true`. */
+  policy?: PolicyEngine;
+  metrics?: Metrics;
+}
+
+/** True when `access` grants every action of `scope` (`*` grants all). */
+export function covers(access: AccessEntry[], scope: Scope): boolean {
+  const granted = new Set<string>();
+  for (const a of access) {
+    if (a.type === scope.type && a.name === scope.name) for (const act of a.actions) granted.add(act);
+  }
+  if (granted.has('*')) return true;
+  return scope.actions.every((a) => granted.has(a));
+}
+
+type Auth = { kind: 'none' } | { kind: 'bearer'; token: string } | { kind: 'invalid'; reason: string };
+
+function bearerOf(req: IncomingMessage): Auth {
+  const raw = req.headersDistinct?.authorization ?? (req.headers.authorization ? [req.headers.authorization] : []);
+  if (raw.length === 0) return { kind: 'none' };
+  if (raw.length > 1) return { kind: 'invalid', reason: 'several Authorization headers' };
+  const m = /^Bearer\s+([A-Za-z0-9._~+/=-]+)\s*$/i.exec(raw[0]!);
+  // Basic credentials on /v2/ are not ours to check: answer with the Bearer challenge.
+  if (!m) return /^Basic\s/i.test(raw[0]!) ? { kind: 'none' } : { kind: 'invalid', reason: 'not a Bearer token' };
+  return { kind: 'bearer', token: m[1]! };
+}
+
+export interface ProxyHandler {
+  (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
+  const { config, logger, tokens, metrics } = deps;
+  const realm = `${config.publicURL}/token`;
+  const forwarder: Forwarder | undefined = config.upstream ? createForwarder(config, logger) : undefined;
+  const upstreamAuth: UpstreamAuth | undefined = config.upstream ? createUpstreamAuth(config.upstream, logger) : undefined;
+
+  async function authorize(req: IncomingMessage, res: ServerResponse, route: Route): Promise<Route | undefined> {
+    const auth = bearerOf(req);
+    let access: AccessEntry[];
+    if (auth.kind === 'none') {
+      if (!config.anonymous || !deps.policy) {
+        sendChallenge(res, { realm, service: config.service, scopes: route.scopes });
+        return undefined;
+      }
+      const who = anonymousIdentity();
+      const ctx = { service: config.service, clientIP: req.socket.remoteAddress ?? '' };
+      access = route.scopes.map((s) => ({ type: s.type, name: s.name, actions: deps.policy!.decide(who, s, ctx).granted }));
+      if (route.kind === 'ping') {
+        res.writeHead(200, { 'content-type': 'application/json', [API_VERSION_HEADER]: API_VERSION, 'content-length': '2' });
+        res.end('{}');
+        return undefined;
+      }
+      if (!route.scopes.every((s) => covers(access, s))) {
+        sendChallenge(res, { realm, service: config.service, scopes: route.scopes });
+        return undefined;
+      }
+    } else if (auth.kind === 'invalid') {
+      logger.info({ reason: auth.reason, route: route.kind }, 'rejected malformed Authorization');
+      sendChallenge(res, { realm, service: config.service, scopes: route.scopes, error: 'invalid_token' });
+      return undefined;
+    } else {
+      try {
+        access = (await tokens.verify(auth.token)).access;
+      } catch (err) {
+        if (!(err instanceof RegistryTokenError)) throw err;
+        logger.info({ reason: err.message, route: route.kind }, 'rejected registry token');
+        sendChallenge(res, { realm, service: config.service, scopes: route.scopes, error: 'invalid_token' });
+        return undefined;
+      }
+    }
+    let effective = route;
+    if (route.mountFrom !== undefined && route.mountFrom !== route.name && !covers(access, route.scopes[1]!)) {
+      // `from` may not be pulled: never forward the mount. Start a plain upload instead, which is
+      // what the registry itself does when a mount cannot be satisfied.
+      effective = withoutMount(route);
+    }
+    const missing = effective.scopes.filter((s) => !covers(access, s));
+    if (missing.length > 0) {
+      sendChallenge(res, { realm, service: config.service, scopes: effective.scopes, error: 'insufficient_scope' });
+      return undefined;
+    }
+    return effective;
+  }
+
+  const handler = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
+    const rawPath = (req.url ?? '/').split('?')[0]!;
+    const rawQuery = (req.url ?? '').includes('?') ? req.url!.slice(req.url!.indexOf('?') + 1) : '';
+    const route = classify(req.method ?? 'GET', rawPath, rawQuery);
+    void url;
+    if (isRouteError(route)) {
+      sendOciError(res, new OciError(route.status, route.code, route.message, undefined, route.allow ? { Allow: route.allow } : {}));
+      return;
+    }
+    const effective = await authorize(req, res, route);
+    if (!effective) return;
+    if (!forwarder || !upstreamAuth) {
+      sendOciError(res, new OciError(503, 'UNAVAILABLE', 'no upstream registry is configured'));
+      return;
+    }
+    let authorization: string | undefined;
+    try {
+      authorization = await upstreamAuth.authorization(effective.scopes);
+    } catch {
+      sendOciError(res, new OciError(502, 'UNAVAILABLE', 'the proxy could not authenticate to the upstream registry'));
+      return;
+    }
+    forwarder.forward(req, res, {
+      path: `${effective.path}${effective.query}`,
+      authorization,
+      route: effective.kind,
+      onUpstreamStatus: (status, seconds) => {
+        metrics?.upstreamLatency.observe({ route: effective.kind, status: String(status) }, seconds);
+        if (status === 401) upstreamAuth.invalidate(effective.scopes);
+      },
+    });
+  };
+  return Object.assign(handler, {
+    async close() {
+      forwarder?.close();
+      await upstreamAuth?.close();
+    },
+  });
+}

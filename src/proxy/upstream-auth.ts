@@ -1,0 +1,123 @@
+import { readFileSync } from 'node:fs';
+import { Agent, request } from 'undici';
+import type { UpstreamConfig } from '../config/types.js';
+import type { Logger } from '../log.js';
+import { formatScope, type Scope } from '../oci/scope.js';
+
+/**
+ * Credentials of the proxy itself for the upstream — never the client's. Secrets are re-read from
+ * their files (rotation) and never logged.
+ */
+export interface UpstreamAuth {
+  /** The Authorization header to send upstream for a request needing `scopes`, if any. */
+  authorization(scopes: Scope[]): Promise<string | undefined>;
+  /** Forget a cached upstream token (the upstream refused it). */
+  invalidate(scopes: Scope[]): void;
+  close(): Promise<void>;
+}
+
+function readSecret(file: string): string {
+  return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+}
+
+/** Parses `Bearer realm="…",service="…",scope="…"` (values may contain commas inside quotes). */
+export function parseBearerChallenge(header: string): Record<string, string> | undefined {
+  const m = /^\s*Bearer\s+(.*)$/i.exec(header);
+  if (!m) return undefined;
+  const out: Record<string, string> = {};
+  const re = /([a-zA-Z_]+)="((?:[^"\\]|\\.)*)"/g;
+  let p: RegExpExecArray | null;
+  while ((p = re.exec(m[1]!)) !== null) out[p[1]!.toLowerCase()] = p[2]!.replace(/\\(.)/g, '$1');
+  return out;
+}
+
+export function createUpstreamAuth(upstream: UpstreamConfig, logger: Logger): UpstreamAuth {
+  const auth = upstream.auth;
+  switch (auth.type) {
+    case 'none':
+      return { authorization: async () => undefined, invalidate: () => {}, close: async () => {} };
+    case 'basic':
+      return {
+        authorization: async () => `Basic ${Buffer.from(`${auth.username}:${readSecret(auth.passwordFile)}`).toString('base64')}`,
+        invalidate: () => {},
+        close: async () => {},
+      };
+    case 'bearer':
+      return { authorization: async () => `Bearer ${readSecret(auth.tokenFile)}`, invalidate: () => {}, close: async () => {} };
+    case 'registry-token':
+      return registryTokenAuth(upstream, auth.username, auth.passwordFile, logger);
+  }
+}
+
+/**
+ * Answers the upstream's own Bearer challenge (Harbor, Docker Hub, Distribution in token mode):
+ * learn realm/service from `GET /v2/`, fetch a token per scope set with our username/password,
+ * cache it until shortly before it expires.
+ */
+function registryTokenAuth(upstream: UpstreamConfig, username: string, passwordFile: string, logger: Logger): UpstreamAuth {
+  const dispatcher = new Agent({
+    connect: { timeout: upstream.timeout, ...(upstream.caFile ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) },
+    headersTimeout: upstream.timeout,
+    bodyTimeout: upstream.timeout,
+  });
+  let challenge: { realm: string; service?: string } | undefined;
+  const cache = new Map<string, { header: string; until: number }>();
+  const inflight = new Map<string, Promise<string>>();
+
+  async function learnChallenge(): Promise<{ realm: string; service?: string }> {
+    if (challenge) return challenge;
+    const res = await request(`${upstream.url}/v2/`, { dispatcher, signal: AbortSignal.timeout(upstream.timeout) });
+    await res.body.dump();
+    const h = res.headers['www-authenticate'];
+    const parsed = typeof h === 'string' ? parseBearerChallenge(h) : undefined;
+    if (res.statusCode !== 401 || !parsed?.realm) throw new Error(`upstream ${upstream.url}/v2/ did not answer with a Bearer challenge (HTTP ${res.statusCode})`);
+    challenge = { realm: parsed.realm, service: parsed.service };
+    return challenge;
+  }
+
+  async function fetchToken(scopes: Scope[]): Promise<string> {
+    const ch = await learnChallenge();
+    const url = new URL(ch.realm);
+    if (ch.service) url.searchParams.set('service', ch.service);
+    for (const s of scopes) url.searchParams.append('scope', formatScope(s));
+    url.searchParams.set('account', username);
+    const basic = Buffer.from(`${username}:${readSecret(passwordFile)}`).toString('base64');
+    const res = await request(url, { dispatcher, headers: { authorization: `Basic ${basic}` }, signal: AbortSignal.timeout(upstream.timeout) });
+    const text = await res.body.text();
+    if (res.statusCode !== 200) throw new Error(`upstream token server ${url.origin}${url.pathname} answered HTTP ${res.statusCode}`);
+    const body = JSON.parse(text) as { token?: string; access_token?: string; expires_in?: number };
+    const token = body.token ?? body.access_token;
+    if (!token) throw new Error('upstream token server returned no token');
+    // The token spec: a missing expires_in means 60 s, and values below 60 count as 60.
+    const ttl = Math.max(60, typeof body.expires_in === 'number' ? body.expires_in : 60);
+    const header = `Bearer ${token}`;
+    cache.set(key(scopes), { header, until: Date.now() + (ttl - 10) * 1000 });
+    return header;
+  }
+
+  const key = (scopes: Scope[]) => scopes.map(formatScope).sort().join(' ');
+
+  return {
+    async authorization(scopes) {
+      const k = key(scopes);
+      const hit = cache.get(k);
+      if (hit && hit.until > Date.now()) return hit.header;
+      let p = inflight.get(k);
+      if (!p) {
+        p = fetchToken(scopes).finally(() => inflight.delete(k));
+        inflight.set(k, p);
+      }
+      try {
+        return await p;
+      } catch (err) {
+        logger.error({ err: (err as Error).message }, 'could not obtain an upstream registry token');
+        challenge = undefined;
+        throw err;
+      }
+    },
+    invalidate(scopes) {
+      cache.delete(key(scopes));
+    },
+    close: () => dispatcher.close(),
+  };
+}

@@ -1,0 +1,43 @@
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** One registry per server instance (tests start several in one process). */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'rap_' });
+  return {
+    registry,
+    httpRequests: new Counter({
+      name: 'rap_http_requests_total',
+      help: 'HTTP requests answered, by route and status',
+      labelNames: ['route', 'method', 'status'] as const,
+      registers: [registry],
+    }),
+    tokenDecisions: new Counter({
+      name: 'rap_token_decisions_total',
+      help: 'Token endpoint decisions, by issuer and result',
+      labelNames: ['issuer', 'result'] as const,
+      registers: [registry],
+    }),
+    upstreamLatency: new Histogram({
+      name: 'rap_upstream_response_seconds',
+      help: 'Time until the upstream answered with headers, by route',
+      labelNames: ['route', 'status'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    bytesStreamed: new Counter({
+      name: 'rap_bytes_streamed_total',
+      help: 'Body bytes streamed through the proxy, by direction',
+      labelNames: ['direction'] as const,
+      registers: [registry],
+    }),
+    jwksRefreshes: new Counter({
+      name: 'rap_jwks_refreshes_total',
+      help: 'JWKS fetches of identity issuers, by issuer and result',
+      labelNames: ['issuer', 'result'] as const,
+      registers: [registry],
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

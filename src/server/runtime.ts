@@ -1,0 +1,92 @@
+import type { Config } from '../config/types.js';
+import type { Logger } from '../log.js';
+import { createIdentityVerifier } from '../identity/verifier.js';
+import type { IdentityVerifier } from '../identity/types.js';
+import { loadPolicies } from '../policy/load.js';
+import type { PolicyEngine } from '../policy/types.js';
+import { createProxyHandler, type ProxyHandler } from '../proxy/handler.js';
+import { createTokenHandler } from '../token/endpoint.js';
+import { loadKeyRing, type KeyRing } from '../token/keys.js';
+import { createRegistryTokenVerifier } from '../token/verify.js';
+import type { RegistryTokenVerifier } from '../token/types.js';
+import { createApp, sendJson } from './app.js';
+import { createUpstreamProbe } from './health.js';
+import { startListener, type Listener } from './listen.js';
+import { createMetrics, type Metrics } from './metrics.js';
+
+export interface Runtime {
+  config: Config;
+  logger: Logger;
+  keys: KeyRing;
+  policy: PolicyEngine;
+  identity: IdentityVerifier;
+  tokens: RegistryTokenVerifier;
+  metrics: Metrics;
+  proxy: ProxyHandler;
+  listener: Listener;
+  /** Base URL the server listens at. */
+  url: string;
+  stop(graceMs?: number): Promise<void>;
+}
+
+/**
+ * The composition root: loads keys and policies (failing before listening), builds the verifiers,
+ * the token endpoint and the proxy, and starts the listener.
+ */
+export async function startRuntime(config: Config, logger: Logger): Promise<Runtime> {
+  const policy = loadPolicies(config.policies);
+  if (policy.rules.length === 0) logger.warn({ policies: config.policies }, 'no policy rules loaded: every request will be denied');
+  const keys = await loadKeyRing(config.tokens, logger);
+  if (config.issuers.length === 0 && !config.anonymous) logger.warn('no identity issuer configured: no identity token can be accepted');
+  const identity = createIdentityVerifier(config.issuers, { logger });
+  const tokens = createRegistryTokenVerifier(keys, { issuer: config.publicURL, service: config.service });
+  const metrics = createMetrics();
+  const proxy = createProxyHandler({ config, logger, tokens, policy, metrics });
+  const probe = createUpstreamProbe(config.upstream);
+  const token = createTokenHandler({ config, logger, identity, policy, keys, metrics });
+
+  const app = createApp(
+    {
+      token,
+      v2: proxy,
+      jwks: (_req, res) => sendJson(res, 200, keys.jwks(), { 'cache-control': 'public, max-age=60' }),
+      healthz: (_req, res) => sendJson(res, 200, { status: 'ok' }),
+      readyz: async (_req, res) => {
+        const reasons: string[] = [];
+        if (identity.ready && !identity.ready()) reasons.push('identity issuer keys not loaded yet');
+        const up = await probe.ready();
+        if (!up.ok) reasons.push(up.reason!);
+        sendJson(res, reasons.length ? 503 : 200, reasons.length ? { status: 'not ready', reasons } : { status: 'ready' });
+      },
+      metrics: async (_req, res) => {
+        const text = await metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': metrics.registry.contentType });
+        res.end(text);
+      },
+    },
+    logger,
+    metrics,
+  );
+  void identity.warmUp?.();
+  const listener = await startListener(config, app, logger);
+  logger.info({ url: listener.url, publicURL: config.publicURL, service: config.service, upstream: config.upstream?.url, issuers: config.issuers.map((i) => i.name), rules: policy.rules.length }, 'registry-auth-proxy listening');
+  return {
+    config,
+    logger,
+    keys,
+    policy,
+    identity,
+    tokens,
+    metrics,
+    proxy,
+    listener,
+    url: listener.url,
+    async stop(graceMs) {
+      await listener.close(graceMs);
+      await proxy.close();
+      await identity.close?.();
+      await probe.close();
+      keys.close();
+    },
+  };
+}

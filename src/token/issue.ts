@@ -1,0 +1,91 @@
+import { randomUUID } from 'node:crypto';
+import { SignJWT } from 'jose';
+import type { Identity } from '../identity/types.js';
+import type { KeyRing } from './keys.js';
+import type { AccessEntry } from './types.js';
+
+export interface IssueOptions {
+  /** `iss`: our public URL. */
+  issuer: string;
+  /** `aud`: the service, as a string (Distribution 2.x cannot read an array). */
+  service: string;
+  /** Lifetime in seconds. */
+  ttl: number;
+  now?: () => number;
+}
+
+export interface IssuedToken {
+  token: string;
+  expiresIn: number;
+  issuedAt: string;
+}
+
+/** `sub` names the workload: `<issuerName>:<subject>`, never a shared provider name. */
+export function registrySubject(identity: Identity): string {
+  return `${identity.issuerName}:${identity.subject}`;
+}
+
+export async function issueRegistryToken(keys: KeyRing, identity: Identity, access: AccessEntry[], opts: IssueOptions): Promise<IssuedToken> {
+  const nowMs = (opts.now ?? Date.now)();
+  const iat = Math.floor(nowMs / 1000);
+  const key = keys.current();
+  const token = await new SignJWT({ access })
+    .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT', ...(key.x5c ? { x5c: key.x5c } : {}) })
+    .setIssuer(opts.issuer)
+    .setSubject(registrySubject(identity))
+    .setAudience(opts.service)
+    .setIssuedAt(iat)
+    .setNotBefore(iat)
+    .setExpirationTime(iat + opts.ttl)
+    .setJti(randomUUID())
+    .sign(key.privateKey);
+  return { token, expiresIn: opts.ttl, issuedAt: new Date(iat * 1000).toISOString() };
+}
+
+/** Refresh tokens carry the verified identity so a refresh grant can re-run the policy. */
+export const REFRESH_TYP = 'rap-refresh+jwt';
+export function refreshAudience(service: string): string {
+  return `${service}#refresh`;
+}
+
+export interface RefreshIdentity {
+  issuerName: string;
+  issuer: string;
+  subject: string;
+  preset?: string;
+  namespace?: string;
+  serviceAccount?: string;
+  podName?: string;
+  claims: Record<string, unknown>;
+}
+
+/**
+ * A refresh token for `docker login` (stored as `identitytoken`). It never outlives the identity
+ * token it came from; without an identity `exp` there is no refresh token (returns undefined).
+ */
+export async function issueRefreshToken(keys: KeyRing, identity: Identity, opts: IssueOptions): Promise<string | undefined> {
+  if (identity.expiresAt === undefined) return undefined;
+  const iat = Math.floor((opts.now ?? Date.now)() / 1000);
+  if (identity.expiresAt <= iat) return undefined;
+  const key = keys.current();
+  const idn: RefreshIdentity = {
+    issuerName: identity.issuerName,
+    issuer: identity.issuer,
+    subject: identity.subject,
+    preset: identity.preset,
+    namespace: identity.namespace,
+    serviceAccount: identity.serviceAccount,
+    podName: identity.podName,
+    claims: identity.claims,
+  };
+  return new SignJWT({ idn })
+    .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: REFRESH_TYP })
+    .setIssuer(opts.issuer)
+    .setSubject(registrySubject(identity))
+    .setAudience(refreshAudience(opts.service))
+    .setIssuedAt(iat)
+    .setNotBefore(iat)
+    .setExpirationTime(identity.expiresAt)
+    .setJti(randomUUID())
+    .sign(key.privateKey);
+}

@@ -1,0 +1,111 @@
+import { createHash } from 'node:crypto';
+import { decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import type { Identity } from '../identity/types.js';
+import type { KeyRing } from './keys.js';
+import { REFRESH_TYP, refreshAudience, type RefreshIdentity } from './issue.js';
+import { RegistryTokenError, type AccessEntry, type RegistryTokenVerifier, type VerifiedRegistryToken } from './types.js';
+
+const ALGS = ['ES256', 'RS256', 'EdDSA'];
+const MAX_TOKEN_BYTES = 16 * 1024;
+const MAX_CACHE = 20_000;
+const LEEWAY_S = 5;
+
+export interface OwnTokenOptions {
+  issuer: string;
+  service: string;
+  now?: () => number;
+}
+
+function keyResolver(keys: KeyRing) {
+  return (header: { kid?: string }) => {
+    const key = header.kid !== undefined ? keys.byKid(header.kid) : undefined;
+    if (!key) throw new RegistryTokenError('token signed by a key this proxy does not have');
+    return key.publicKey;
+  };
+}
+
+function isAccessList(x: unknown): x is AccessEntry[] {
+  return (
+    Array.isArray(x) &&
+    x.every(
+      (e) =>
+        typeof e === 'object' && e !== null && typeof e.type === 'string' && typeof e.name === 'string' && Array.isArray(e.actions) && e.actions.every((a: unknown) => typeof a === 'string'),
+    )
+  );
+}
+
+/** Our own registry tokens, verified with no network and cached per token (a layer push of many PATCHes costs one verify). */
+export function createRegistryTokenVerifier(keys: KeyRing, opts: OwnTokenOptions): RegistryTokenVerifier {
+  const now = opts.now ?? Date.now;
+  const cache = new Map<string, VerifiedRegistryToken>();
+  const resolve = keyResolver(keys);
+  return {
+    async verify(token: string): Promise<VerifiedRegistryToken> {
+      if (token.length > MAX_TOKEN_BYTES) throw new RegistryTokenError('token too large');
+      const cacheKey = createHash('sha256').update(token).digest('base64url');
+      const hit = cache.get(cacheKey);
+      const nowS = now() / 1000;
+      if (hit) {
+        if (hit.expiresAt + LEEWAY_S > nowS) return hit;
+        cache.delete(cacheKey);
+      }
+      let payload: JWTPayload;
+      try {
+        const header = decodeProtectedHeader(token);
+        if (header.typ !== 'JWT') throw new RegistryTokenError('not a registry token');
+        ({ payload } = await jwtVerify(token, resolve, {
+          issuer: opts.issuer,
+          audience: opts.service,
+          algorithms: ALGS,
+          clockTolerance: LEEWAY_S,
+          currentDate: new Date(now()),
+          requiredClaims: ['exp', 'sub'],
+        }));
+      } catch (err) {
+        if (err instanceof RegistryTokenError) throw err;
+        throw new RegistryTokenError((err as Error).message || 'invalid token');
+      }
+      if (!isAccessList(payload.access)) throw new RegistryTokenError('token has no valid access claim');
+      const verified: VerifiedRegistryToken = { subject: payload.sub!, access: payload.access, expiresAt: payload.exp! };
+      if (cache.size >= MAX_CACHE) {
+        for (const [k, v] of cache) if (v.expiresAt + LEEWAY_S <= nowS) cache.delete(k);
+        if (cache.size >= MAX_CACHE) cache.clear();
+      }
+      cache.set(cacheKey, verified);
+      return verified;
+    },
+  };
+}
+
+/** Verifies one of our refresh tokens and returns the identity it carries. */
+export async function verifyRefreshToken(keys: KeyRing, token: string, opts: OwnTokenOptions): Promise<Identity> {
+  if (token.length > MAX_TOKEN_BYTES) throw new RegistryTokenError('refresh token too large');
+  let payload: JWTPayload;
+  try {
+    const header = decodeProtectedHeader(token);
+    if (header.typ !== REFRESH_TYP) throw new RegistryTokenError('not a refresh token of this proxy');
+    ({ payload } = await jwtVerify(token, keyResolver(keys), {
+      issuer: opts.issuer,
+      audience: refreshAudience(opts.service),
+      algorithms: ALGS,
+      currentDate: new Date((opts.now ?? Date.now)()),
+      requiredClaims: ['exp'],
+    }));
+  } catch (err) {
+    if (err instanceof RegistryTokenError) throw err;
+    throw new RegistryTokenError(`refresh token invalid: ${(err as Error).message}`);
+  }
+  const idn = payload.idn as RefreshIdentity | undefined;
+  if (!idn || typeof idn.issuerName !== 'string' || typeof idn.subject !== 'string') throw new RegistryTokenError('refresh token carries no identity');
+  return {
+    issuerName: idn.issuerName,
+    issuer: idn.issuer,
+    subject: idn.subject,
+    preset: idn.preset as Identity['preset'],
+    namespace: idn.namespace,
+    serviceAccount: idn.serviceAccount,
+    podName: idn.podName,
+    claims: idn.claims ?? {},
+    expiresAt: payload.exp,
+  };
+}

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from './duration.js';
 import { ConfigError } from './errors.js';
+import { PRESET_ISSUERS } from '../identity/presets.js';
 import {
   PRESETS,
   SIGNING_ALGORITHMS,
@@ -189,9 +190,10 @@ function parseIssuer(item: unknown, path: string, service: string, v: Validator)
   }
   const name = v.reqString(item, 'name', `${path}.name`);
   if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(name)) v.fail(`${path}.name`, 'use letters, digits, ".", "_" and "-"');
-  const issuer = v.reqString(item, 'issuer', `${path}.issuer`);
   const preset = v.optString(item, 'preset', `${path}.preset`) as Preset | undefined;
   if (preset !== undefined && !PRESETS.includes(preset)) v.fail(`${path}.preset`, `must be one of ${PRESETS.join(', ')}`);
+  // Presets with one well-known issuer (GitHub Actions, gitlab.com, Google) may omit `issuer`.
+  const issuer = v.optString(item, 'issuer', `${path}.issuer`) ?? (preset ? PRESET_ISSUERS[preset] : undefined) ?? v.fail(`${path}.issuer`, 'is required');
   let audiences: string[] = [service];
   if (item.audiences !== undefined) {
     if (!Array.isArray(item.audiences) || item.audiences.length === 0 || !item.audiences.every((a) => typeof a === 'string' && a.length > 0)) {

@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import { classify, isRouteError, withoutMount, type Route } from '../../../src/oci/route.js';
+import { bearerChallenge } from '../../../src/oci/challenge.js';
+import { formatScope } from '../../../src/oci/scope.js';
+
+const D = `sha256:${'a'.repeat(64)}`;
+
+function ok(method: string, path: string, query = ''): Route {
+  const r = classify(method, path, query);
+  if (isRouteError(r)) throw new Error(`${method} ${path}: ${r.status} ${r.message}`);
+  return r;
+}
+
+function scopes(method: string, path: string, query = ''): string[] {
+  return ok(method, path, query).scopes.map(formatScope);
+}
+
+describe('route → scopes', () => {
+  it.each([
+    ['GET', '/v2/', []],
+    ['HEAD', '/v2', []],
+    ['GET', '/v2/_catalog', ['registry:catalog:*']],
+    ['GET', '/v2/a/b/tags/list', ['repository:a/b:pull']],
+    ['GET', '/v2/a/b/manifests/latest', ['repository:a/b:pull']],
+    ['HEAD', `/v2/a/b/manifests/${D}`, ['repository:a/b:pull']],
+    ['PUT', '/v2/a/b/manifests/v1', ['repository:a/b:pull,push']],
+    ['DELETE', `/v2/a/b/manifests/${D}`, ['repository:a/b:delete']],
+    ['GET', `/v2/a/b/blobs/${D}`, ['repository:a/b:pull']],
+    ['HEAD', `/v2/a/b/blobs/${D}`, ['repository:a/b:pull']],
+    ['DELETE', `/v2/a/b/blobs/${D}`, ['repository:a/b:delete']],
+    ['POST', '/v2/a/b/blobs/uploads/', ['repository:a/b:pull,push']],
+    ['PATCH', '/v2/a/b/blobs/uploads/0d6e0c63-6d93-4e5a-8a8d-1b2c3d4e5f60', ['repository:a/b:pull,push']],
+    ['PUT', '/v2/a/b/blobs/uploads/abc_DEF-123', ['repository:a/b:pull,push']],
+    ['GET', '/v2/a/b/blobs/uploads/abc', ['repository:a/b:pull,push']],
+    ['DELETE', '/v2/a/b/blobs/uploads/abc', ['repository:a/b:pull,push']],
+    ['GET', `/v2/a/b/referrers/${D}`, ['repository:a/b:pull']],
+  ])('%s %s', (method, path, expected) => {
+    expect(scopes(method, path)).toEqual(expected);
+  });
+
+  it('parses from the right: repositories named blobs/manifests, tags named blobs', () => {
+    expect(ok('GET', '/v2/a/blobs/manifests/blobs')).toMatchObject({ kind: 'manifest', name: 'a/blobs', reference: 'blobs' });
+    expect(ok('GET', '/v2/manifests/manifests/manifests')).toMatchObject({ kind: 'manifest', name: 'manifests', reference: 'manifests' });
+    expect(ok('GET', '/v2/manifests/manifests/manifests/manifests')).toMatchObject({ kind: 'manifest', name: 'manifests/manifests', reference: 'manifests' });
+    expect(ok('GET', `/v2/blobs/blobs/${D}`)).toMatchObject({ kind: 'blob', name: 'blobs' });
+    expect(ok('GET', `/v2/x/blobs/uploads/blobs/${D}`)).toMatchObject({ kind: 'blob', name: 'x/blobs/uploads' });
+    expect(ok('POST', '/v2/tags/list/blobs/uploads/')).toMatchObject({ kind: 'upload-start', name: 'tags/list' });
+    expect(ok('GET', '/v2/a/manifests/tags/list')).toMatchObject({ kind: 'tags', name: 'a/manifests' });
+  });
+
+  it('re-serializes the forwarded path from the parsed route', () => {
+    expect(ok('GET', `/v2/a/b/blobs/sha256%3A${'a'.repeat(64)}`).path).toBe(`/v2/a/b/blobs/${D}`);
+    expect(ok('GET', '/v2/a/b/tags/list', 'n=10&last=x')).toMatchObject({ path: '/v2/a/b/tags/list', query: '?n=10&last=x' });
+  });
+
+  it('needs pull on `from` for a cross-repository mount, and can drop the mount', () => {
+    const r = ok('POST', '/v2/a/b/blobs/uploads/', `mount=${D}&from=c/d`);
+    expect(r.scopes.map(formatScope)).toEqual(['repository:a/b:pull,push', 'repository:c/d:pull']);
+    expect(r.mountFrom).toBe('c/d');
+    const plain = withoutMount(r);
+    expect(plain.scopes.map(formatScope)).toEqual(['repository:a/b:pull,push']);
+    expect(plain.query).toBe('');
+    expect(isRouteError(classify('POST', '/v2/a/b/blobs/uploads/', `mount=${D}&from=../x`))).toBe(true);
+    expect(isRouteError(classify('POST', '/v2/a/b/blobs/uploads/', 'mount=nope&from=c'))).toBe(true);
+  });
+
+  it.each([
+    '/v2/a/../b/manifests/x',
+    '/v2/a/./b/manifests/x',
+    '/v2/a/%2e%2e/b/manifests/x',
+    '/v2/a%2fb/manifests/x',
+    '/v2/a%2Fb/manifests/x',
+    '/v2/a//b/manifests/x',
+    '//v2/a/manifests/x',
+    '/v2/a\\b/manifests/x',
+    '/v2/A/manifests/x',
+    '/v2/a/manifests/../../../etc/passwd',
+    '/v2/a\u0000/manifests/x',
+    '/v2/ａ/manifests/x',
+    '/v2/a/manifests/x%00',
+    '/v2/a/manifests/-bad',
+    `/v2/${'a/'.repeat(1500)}manifests/x`,
+    '/v2/a/blobs/not-a-digest',
+    '/v2/a/blobs/uploads/../x',
+    '/v2/a/blobs/uploads/a.b',
+  ])('rejects the path trick %s', (path) => {
+    const r = classify('GET', path);
+    expect(isRouteError(r)).toBe(true);
+    if (isRouteError(r)) expect([400, 404]).toContain(r.status);
+  });
+
+  it('answers unknown routes 404 and wrong methods 405', () => {
+    expect(classify('GET', '/v2/a/unknown/thing')).toMatchObject({ status: 404 });
+    expect(classify('GET', '/v1/_ping')).toMatchObject({ status: 404 });
+    expect(classify('GET', '/v2/a')).toMatchObject({ status: 404 });
+    expect(classify('POST', '/v2/a/manifests/x')).toMatchObject({ status: 405 });
+    expect(classify('PUT', `/v2/a/blobs/${D}`)).toMatchObject({ status: 405 });
+    expect(classify('DELETE', '/v2/_catalog')).toMatchObject({ status: 405 });
+    expect(classify('OPTIONS', '/v2/')).toMatchObject({ status: 405 });
+  });
+});
+
+describe('challenge', () => {
+  it('formats like Distribution', () => {
+    const s = [ok('PUT', '/v2/a/b/manifests/x').scopes[0]!, { type: 'repository', name: 'c', actions: ['pull'] }];
+    expect(bearerChallenge('https://r/token', 'r', [])).toBe('Bearer realm="https://r/token",service="r"');
+    expect(bearerChallenge('https://r/token', 'r', s, 'insufficient_scope')).toBe(
+      'Bearer realm="https://r/token",service="r",scope="repository:a/b:pull,push repository:c:pull",error="insufficient_scope"',
+    );
+  });
+});

@@ -86,7 +86,8 @@ export function createForwarder(config: Config, logger: Logger): Forwarder {
       const started = performance.now();
       (req as IncomingMessage & { rap?: unknown }).rap = { started, route: opts.route, onStatus: opts.onUpstreamStatus };
       proxy.web(req, res, {}, (err: NodeJS.ErrnoException) => {
-        if (res.headersSent || res.destroyed || req.destroyed) {
+        // (a fully read request is auto-destroyed, so only the response side tells that the client left)
+        if (res.headersSent || res.destroyed || res.socket === null || res.socket.destroyed) {
           res.destroy();
           return;
         }

@@ -1,0 +1,47 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { startContainerd, type Containerd } from '../../fixtures/containerd.js';
+import { buildOciImage } from '../../fixtures/images.js';
+import { startRegistry, type Registry } from '../../fixtures/registry.js';
+import { requireTool } from '../../fixtures/tools.js';
+import { startProxy, type TestProxy } from '../../helpers/server.js';
+
+const run = promisify(execFile);
+let registry: Registry;
+let proxy: TestProxy;
+let containerd: Containerd;
+
+beforeAll(async () => {
+  registry = await startRegistry();
+  proxy = await startProxy({ upstream: registry.url });
+  containerd = await startContainerd();
+  const image = buildOciImage(join(mkdtempSync(join(tmpdir(), 'rap-ctr-')), 'img'), { layers: 2 });
+  const id = await proxy.mintIdentity();
+  await run(requireTool('skopeo'), ['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${proxy.host}/team-a/app:v1`]);
+});
+afterAll(async () => {
+  await containerd?.stop();
+  await proxy?.stop();
+  await registry?.stop();
+});
+
+describe('containerd (the resolver kubelet\'s CRI plugin uses)', () => {
+  it('pulls through the proxy with an identity token, using POST /token', async () => {
+    const id = await proxy.mintIdentity();
+    const out = await containerd.pull(`${proxy.host}/team-a/app:v1`, { user: `anything:${id}` });
+    expect(out).toMatch(/done|unpacking|elapsed/);
+    expect(await containerd.images()).toContain(`${proxy.host}/team-a/app:v1`);
+    const tokenLines = proxy.logs.filter((l) => l.includes('"audit":"token"') && l.includes('containerd-client'));
+    expect(tokenLines.length).toBeGreaterThan(0);
+    expect(JSON.parse(tokenLines[0]!)).toMatchObject({ result: 'issued', granted: ['repository:team-a/app:pull'] });
+  });
+
+  it('is refused for a repository the policy forbids', async () => {
+    const id = await proxy.mintIdentity({ team: 'team-z' });
+    await expect(containerd.pull(`${proxy.host}/team-a/app:v1`, { user: `anything:${id}` })).rejects.toThrow(/denied|unauthorized|401|403/i);
+  });
+});

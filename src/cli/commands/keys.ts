@@ -1,7 +1,6 @@
 import { chmodSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SIGNING_ALGORITHMS, type SigningAlgorithm } from '../../config/types.js';
-import { selfSignedCertificateForKey } from '../../pki/certificates.js';
 import { generatePrivateKeyPem } from '../../token/keys.js';
 import { CliExit } from '../exit.js';
 
@@ -20,7 +19,8 @@ export function register(program: Command): void {
       const days = Number(opts.days);
       if (!Number.isInteger(days) || days < 1) throw new CliExit(2, '--days must be a positive integer');
       const keyPem = generatePrivateKeyPem(opts.alg as SigningAlgorithm);
-      const certPem = opts.cert ? await selfSignedCertificateForKey(keyPem, opts.commonName, days) : undefined;
+      // loaded only when asked for: the X.509 toolkit is heavy and `serve` never needs it
+      const certPem = opts.cert ? await (await import('../../pki/certificates.js')).selfSignedCertificateForKey(keyPem, opts.commonName, days) : undefined;
       if (opts.out) {
         writeFileSync(`${opts.out}.pem`, keyPem, { mode: 0o600 });
         chmodSync(`${opts.out}.pem`, 0o600);

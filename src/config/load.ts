@@ -69,17 +69,17 @@ export function buildConfig(raw: Obj, flags: ServeFlags = {}, file?: string, env
   const listenStr = flags.listen ?? v.optString(raw, 'listen') ?? '0.0.0.0:8080';
   const listen = parseListen(listenStr, v);
 
-  const dev = flags.dev ?? false;
-  const publicURLRaw =
-    flags.publicUrl ?? v.optString(raw, 'publicURL') ?? `http://${listen.host === '0.0.0.0' || listen.host === '::' ? '127.0.0.1' : listen.host}:${listen.port}`;
-  const publicURL = v.url('publicURL', publicURLRaw).replace(/\/+$/, '');
-  const service = flags.service ?? v.optString(raw, 'service') ?? new URL(publicURL).host;
-
   let tls: Config['tls'];
   if (raw.tls !== undefined) {
     const t = v.obj(raw, 'tls');
     tls = { certFile: v.reqString(t, 'certFile', 'tls.certFile'), keyFile: v.reqString(t, 'keyFile', 'tls.keyFile') };
   }
+
+  const dev = flags.dev ?? false;
+  const publicURLRaw =
+    flags.publicUrl ?? v.optString(raw, 'publicURL') ?? `${tls ? 'https' : 'http'}://${listen.host === '0.0.0.0' || listen.host === '::' ? '127.0.0.1' : listen.host}:${listen.port}`;
+  const publicURL = v.url('publicURL', publicURLRaw).replace(/\/+$/, '');
+  const service = flags.service ?? v.optString(raw, 'service') ?? new URL(publicURL).host;
 
   let upstream: UpstreamConfig | undefined;
   const upRaw = raw.upstream !== undefined ? v.obj(raw, 'upstream') : undefined;

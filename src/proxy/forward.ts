@@ -39,7 +39,8 @@ export function rewriteLocation(location: string, upstreamURL: string, publicURL
   }
   // Redirects to other hosts (S3-style storage, as ECR and Distribution's redirect mode do) pass untouched.
   const isRelative = !/^[a-z][a-z0-9+.-]*:/i.test(location) && !location.startsWith('//');
-  if (!isRelative && target.origin !== upstream.origin) return location;
+  // Compare host:port only: registries build absolute URLs with the X-Forwarded-Proto we send.
+  if (!isRelative && target.host !== upstream.host) return location;
   return `${publicURL}${target.pathname}${target.search}`;
 }
 

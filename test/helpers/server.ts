@@ -91,7 +91,7 @@ export async function startProxy(opts: StartProxyOptions = {}): Promise<TestProx
   });
   const port = await (await import('../fixtures/registry.js')).freePort();
   config.listen = { host: '127.0.0.1', port };
-  if (!opts.config?.publicURL) config.publicURL = `http://127.0.0.1:${port}`;
+  if (!opts.config?.publicURL) config.publicURL = `${config.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   if (!opts.config?.service) config.service = 'registry.test';
   const runtime = await startRuntime(config, createLogger('debug', sink));
   return {

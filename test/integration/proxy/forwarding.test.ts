@@ -71,6 +71,7 @@ describe('forwarding hygiene', () => {
     const cases: [string, string][] = [
       ['/v2/team-a/app/blobs/uploads/u1?_state=x', `${proxy.url}/v2/team-a/app/blobs/uploads/u1?_state=x`],
       [`${upstream.url}/v2/team-a/app/blobs/uploads/u2?_state=y`, `${proxy.url}/v2/team-a/app/blobs/uploads/u2?_state=y`],
+      [`${upstream.url.replace('http:', 'https:')}/v2/team-a/app/blobs/uploads/u3`, `${proxy.url}/v2/team-a/app/blobs/uploads/u3`],
       ['https://bucket.s3.example.com/docker/blob?X-Amz-Signature=abc', 'https://bucket.s3.example.com/docker/blob?X-Amz-Signature=abc'],
     ];
     for (const [given, expected] of cases) {

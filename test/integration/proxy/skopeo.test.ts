@@ -52,7 +52,7 @@ describe('skopeo through the proxy against a real Distribution registry', () => 
     const digestFile = join(work, 'pushed.digest');
     const push = await sk(['copy', '--dest-tls-verify=false', '--dest-creds', `anything:${id}`, '--digestfile', digestFile, image.ref, `docker://${proxy.host}/team-a/app:v1`]);
     expect(push.ok, push.out).toBe(true);
-    expect(registry.repositories()).toContain('team-a/app');
+    expect(await registry.repositories()).toContain('team-a/app');
     const pushed = readFileSync(digestFile, 'utf8').trim();
     const pull = await sk(['copy', '--src-tls-verify=false', '--src-creds', `anything:${id}`, `docker://${proxy.host}/team-a/app:v1`, `oci:${join(work, 'pulled')}:v1`]);
     expect(pull.ok, pull.out).toBe(true);
@@ -67,14 +67,14 @@ describe('skopeo through the proxy against a real Distribution registry', () => 
     const push = await sk(['copy', '--dest-tls-verify=false', '--dest-creds', `anything:${id}`, image.ref, `docker://${proxy.host}/team-b/app:v1`]);
     expect(push.ok).toBe(false);
     expect(push.out).toMatch(/denied|unauthorized|insufficient/i);
-    expect(registry.repositories()).not.toContain('team-b/app');
+    expect(await registry.repositories()).not.toContain('team-b/app');
     expect(registry.logs()).not.toContain('team-b/app');
   });
 
   it('refuses an invalid identity token', async () => {
     const push = await sk(['copy', '--dest-tls-verify=false', '--dest-creds', 'x:not-a-token', image.ref, `docker://${proxy.host}/team-a/other:v1`]);
     expect(push.ok).toBe(false);
-    expect(registry.repositories()).not.toContain('team-a/other');
+    expect(await registry.repositories()).not.toContain('team-a/other');
   });
 
   it('lists tags and deletes where allowed, refuses deletes elsewhere', async () => {

@@ -39,7 +39,7 @@ describe('HTTPS listener', () => {
     const certDir = join(dir, 'certs');
     const { stderr } = await run(requireTool('skopeo'), ['copy', '--dest-cert-dir', certDir, '--dest-creds', `x:${id}`, image.ref, `docker://${proxy.host}/team-a/secure:v1`]);
     expect(stderr).not.toMatch(/x509|certificate/i);
-    expect(registry.repositories()).toContain('team-a/secure');
+    expect(await registry.repositories()).toContain('team-a/secure');
     // and without our CA, skopeo refuses the connection: the certificate really is checked
     await expect(run(requireTool('skopeo'), ['inspect', '--creds', `x:${id}`, `docker://${proxy.host}/team-a/secure:v1`])).rejects.toThrow(/x509|certificate/i);
   });

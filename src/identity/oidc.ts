@@ -65,6 +65,8 @@ export function oidcKeySource(issuer: IssuerConfig, options: OidcKeySourceOption
   }
 
   async function ensure(kid: string | undefined): Promise<void> {
+    // A fetch already under way (start-up warm-up, a concurrent request) answers for this one too.
+    if (inflight) await inflight.catch(() => undefined);
     const stale = now() - fetchedAt > maxAge;
     const unknown = jwks !== undefined && !hasKid(jwks, kid);
     if (jwks !== undefined && !stale && !unknown) return;

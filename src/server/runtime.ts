@@ -1,4 +1,5 @@
 import type { Config } from '../config/types.js';
+import { inClusterIssuer } from '../config/in-cluster.js';
 import type { Logger } from '../log.js';
 import { createIdentityVerifier } from '../identity/verifier.js';
 import type { IdentityVerifier } from '../identity/types.js';
@@ -33,7 +34,17 @@ export interface Runtime {
  * The composition root: loads keys and policies (failing before listening), builds the verifiers,
  * the token endpoint and the proxy, and starts the listener.
  */
-export async function startRuntime(config: Config, logger: Logger): Promise<Runtime> {
+export interface RuntimeOptions {
+  /** Environment and service-account directory for in-cluster auto-configuration (tests inject them). */
+  env?: NodeJS.ProcessEnv;
+  serviceAccountDir?: string;
+}
+
+export async function startRuntime(config: Config, logger: Logger, options: RuntimeOptions = {}): Promise<Runtime> {
+  if (config.issuers.length === 0) {
+    const auto = await inClusterIssuer(config.service, { logger, env: options.env, serviceAccountDir: options.serviceAccountDir });
+    if (auto) config.issuers.push(auto);
+  }
   const policy = loadPolicies(config.policies);
   if (policy.rules.length === 0) logger.warn({ policies: config.policies }, 'no policy rules loaded: every request will be denied');
   const keys = await loadKeyRing(config.tokens, logger);

@@ -7,7 +7,7 @@ import { stringify } from 'yaml';
 import { buildConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { createLogger } from '../../src/log.js';
-import { startRuntime, type Runtime } from '../../src/server/runtime.js';
+import { startRuntime, type Runtime, type RuntimeOptions } from '../../src/server/runtime.js';
 
 /**
  * Starts a full proxy in-process on 127.0.0.1:<random> for integration tests.
@@ -37,6 +37,8 @@ export interface StartProxyOptions {
   config?: Record<string, unknown>;
   withTestIssuer?: boolean;
   signingKeyFile?: string;
+  /** In-cluster auto-configuration inputs (env, service-account directory). */
+  runtime?: RuntimeOptions;
 }
 
 let testKey: { privateKey: CryptoKey; jwks: string } | undefined;
@@ -93,7 +95,7 @@ export async function startProxy(opts: StartProxyOptions = {}): Promise<TestProx
   config.listen = { host: '127.0.0.1', port };
   if (!opts.config?.publicURL) config.publicURL = `${config.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   if (!opts.config?.service) config.service = 'registry.test';
-  const runtime = await startRuntime(config, createLogger('debug', sink));
+  const runtime = await startRuntime(config, createLogger('debug', sink), opts.runtime ?? { env: {} });
   return {
     url: runtime.url,
     host: new URL(runtime.url).host,

@@ -1,0 +1,24 @@
+# syntax=docker/dockerfile:1
+# Build stage: compile TypeScript with the dev dependencies.
+FROM node:20-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+# Runtime stage: production dependencies only, non-root, no shell tooling needed at run time.
+FROM node:20-bookworm-slim AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --from=build /src/dist ./dist
+COPY bin ./bin
+COPY policies ./policies
+USER 65532:65532
+EXPOSE 8080
+# No HEALTHCHECK: Kubernetes probes /healthz and /readyz instead.
+ENTRYPOINT ["node", "/app/bin/registry-auth-proxy.js"]
+CMD ["serve", "--config", "/etc/registry-auth-proxy/config.yaml"]

@@ -47,6 +47,7 @@ export async function inClusterIssuer(service: string, opts: InClusterOptions): 
       tokenReview: false,
       legacyTokens: false,
       clockSkew: 30,
+      timeout: 5000,
     };
     opts.logger.info({ issuer: issuer.issuer, apiServer, audiences: issuer.audiences }, 'in-cluster mode: trusting this cluster\'s service-account issuer');
     return issuer;

@@ -8,6 +8,8 @@ import {
   SIGNING_ALGORITHMS,
   type Config,
   type IssuerConfig,
+  type LimitsConfig,
+  type RateLimit,
   type Preset,
   type SigningAlgorithm,
   type TokenReviewConfig,
@@ -33,7 +35,13 @@ export interface ServeFlags {
 
 type Obj = Record<string, unknown>;
 
-const TOP_KEYS = ['listen', 'publicURL', 'service', 'tls', 'upstream', 'issuers', 'tokens', 'policies', 'anonymous', 'logLevel'];
+const TOP_KEYS = ['listen', 'publicURL', 'service', 'tls', 'upstream', 'issuers', 'tokens', 'policies', 'anonymous', 'limits', 'shutdownGrace', 'logLevel'];
+
+export const DEFAULT_LIMITS: LimitsConfig = {
+  tokenPerClient: { rate: 20, burst: 60 },
+  tokenGlobal: { rate: 2000, burst: 4000 },
+  maxHeaderBytes: 16 * 1024,
+};
 
 /** Reads the YAML file (if any), applies flags and env on top, validates, returns a typed Config. Throws ConfigError. */
 export function loadConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = process.env): Config {
@@ -109,6 +117,7 @@ export function buildConfig(raw: Obj, flags: ServeFlags = {}, file?: string, env
       tokenReview: false,
       legacyTokens: false,
       clockSkew: 30,
+      timeout: 5000,
     });
   }
   if (flags.audience?.length && !flags.issuer?.length) {
@@ -128,6 +137,8 @@ export function buildConfig(raw: Obj, flags: ServeFlags = {}, file?: string, env
   if (ttlMs < 60_000 || ttlMs > 24 * 3_600_000) v.fail('tokens.ttl', 'must be between 1m and 24h');
 
   const anonymous = raw.anonymous === undefined ? false : v.bool(raw.anonymous, 'anonymous');
+  const limits = parseLimits(raw.limits, v);
+  const shutdownGrace = raw.shutdownGrace !== undefined ? v.duration(raw.shutdownGrace, 'shutdownGrace') : 25_000;
 
   return {
     file,
@@ -145,6 +156,8 @@ export function buildConfig(raw: Obj, flags: ServeFlags = {}, file?: string, env
     },
     policies: flags.policy ?? v.optString(raw, 'policies') ?? './policies',
     anonymous,
+    limits,
+    shutdownGrace,
     logLevel: flags.logLevel ?? v.optString(raw, 'logLevel') ?? env.RAP_LOG_LEVEL ?? 'info',
     dev,
   };
@@ -156,6 +169,39 @@ function parseListen(s: string, v: Validator): { host: string; port: number } {
   const port = Number(m[3]);
   if (port > 65535) v.fail('listen', `port ${port} out of range`);
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+function parseRate(raw: unknown, path: string, def: RateLimit, v: Validator): RateLimit {
+  if (raw === undefined) return { ...def };
+  if (!isObj(raw)) return v.fail(path, 'must be a mapping {rate, burst} (requests per second; rate 0 disables)');
+  for (const key of Object.keys(raw)) if (key !== 'rate' && key !== 'burst') v.fail(`${path}.${key}`, 'unknown key (known: rate, burst)');
+  const num = (x: unknown, p: string): number => {
+    if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) v.fail(p, 'must be a number >= 0');
+    return x;
+  };
+  const rate = raw.rate !== undefined ? num(raw.rate, `${path}.rate`) : def.rate;
+  const burst = raw.burst !== undefined ? num(raw.burst, `${path}.burst`) : Math.max(def.burst, Math.ceil(rate * 2));
+  if (rate > 0 && burst < 1) v.fail(`${path}.burst`, 'must be at least 1 when rate is set');
+  return { rate, burst };
+}
+
+const LIMIT_KEYS = ['tokenPerClient', 'tokenGlobal', 'maxHeaderBytes'];
+
+function parseLimits(raw: unknown, v: Validator): LimitsConfig {
+  if (raw === undefined) return { tokenPerClient: { ...DEFAULT_LIMITS.tokenPerClient }, tokenGlobal: { ...DEFAULT_LIMITS.tokenGlobal }, maxHeaderBytes: DEFAULT_LIMITS.maxHeaderBytes };
+  if (!isObj(raw)) return v.fail('limits', 'must be a mapping');
+  for (const key of Object.keys(raw)) if (!LIMIT_KEYS.includes(key)) v.fail(`limits.${key}`, `unknown key (known: ${LIMIT_KEYS.join(', ')})`);
+  let maxHeaderBytes = DEFAULT_LIMITS.maxHeaderBytes;
+  if (raw.maxHeaderBytes !== undefined) {
+    const n = raw.maxHeaderBytes;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 4096 || n > 1 << 20) v.fail('limits.maxHeaderBytes', 'must be an integer between 4096 and 1048576');
+    maxHeaderBytes = n;
+  }
+  return {
+    tokenPerClient: parseRate(raw.tokenPerClient, 'limits.tokenPerClient', DEFAULT_LIMITS.tokenPerClient, v),
+    tokenGlobal: parseRate(raw.tokenGlobal, 'limits.tokenGlobal', DEFAULT_LIMITS.tokenGlobal, v),
+    maxHeaderBytes,
+  };
 }
 
 function parseUpstreamAuth(raw: unknown, v: Validator): UpstreamAuth {
@@ -181,7 +227,7 @@ function parseUpstreamAuth(raw: unknown, v: Validator): UpstreamAuth {
   }
 }
 
-const ISSUER_KEYS = ['name', 'issuer', 'preset', 'audiences', 'jwksURI', 'jwksFile', 'caFile', 'bearerTokenFile', 'tokenReview', 'legacyTokens', 'clockSkew'];
+const ISSUER_KEYS = ['name', 'issuer', 'preset', 'audiences', 'jwksURI', 'jwksFile', 'caFile', 'bearerTokenFile', 'tokenReview', 'legacyTokens', 'clockSkew', 'timeout'];
 
 function parseIssuer(item: unknown, path: string, service: string, v: Validator): IssuerConfig {
   if (!isObj(item)) return v.fail(path, 'must be a mapping');
@@ -232,6 +278,7 @@ function parseIssuer(item: unknown, path: string, service: string, v: Validator)
     tokenReview,
     legacyTokens,
     clockSkew: item.clockSkew !== undefined ? Math.round(v.duration(item.clockSkew, `${path}.clockSkew`) / 1000) : 30,
+    timeout: item.timeout !== undefined ? v.duration(item.timeout, `${path}.timeout`) : 5000,
   };
 }
 

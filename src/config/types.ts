@@ -30,6 +30,8 @@ export interface IssuerConfig {
   legacyTokens: boolean;
   /** Allowed clock skew, in seconds. */
   clockSkew: number;
+  /** Deadline of each call to the issuer (discovery, JWKS, TokenReview), in ms. */
+  timeout: number;
 }
 
 export type UpstreamAuth =
@@ -55,6 +57,21 @@ export interface TokensConfig {
   ttl: number;
 }
 
+/** A token bucket: `rate` requests per second on average, bursts of up to `burst`. `rate: 0` disables it. */
+export interface RateLimit {
+  rate: number;
+  burst: number;
+}
+
+export interface LimitsConfig {
+  /** `/token` requests per client IP (the TCP peer: behind an ingress, raise or disable this). */
+  tokenPerClient: RateLimit;
+  /** `/token` requests of all clients together: protects the issuer and the CPU. */
+  tokenGlobal: RateLimit;
+  /** Largest request head (request line + headers) accepted, in bytes; larger gets 431. */
+  maxHeaderBytes: number;
+}
+
 export interface Config {
   /** Path of the YAML file the config came from, if any (for error messages). */
   file?: string;
@@ -67,6 +84,9 @@ export interface Config {
   tokens: TokensConfig;
   policies: string;
   anonymous: boolean;
+  limits: LimitsConfig;
+  /** On SIGTERM: how long in-flight requests may take to finish before connections are cut, in ms. */
+  shutdownGrace: number;
   logLevel: string;
   dev: boolean;
 }

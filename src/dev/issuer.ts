@@ -34,7 +34,7 @@ export async function createDevIssuer(config: Config, subject = 'developer'): Pr
     .setExpirationTime(now + 12 * 3600)
     .sign(privateKey);
   return {
-    issuer: { name: 'dev', issuer: iss, audiences: [config.service], jwksFile, tokenReview: false, legacyTokens: false, clockSkew: 30 },
+    issuer: { name: 'dev', issuer: iss, audiences: [config.service], jwksFile, tokenReview: false, legacyTokens: false, clockSkew: 30, timeout: 5000 },
     token,
   };
 }

@@ -16,6 +16,7 @@ export interface OidcKeySourceOptions {
   now?: () => number;
   refetchIntervalMs?: number;
   maxAgeMs?: number;
+  onFetch?: (issuerName: string, ok: boolean) => void;
 }
 
 /**
@@ -58,9 +59,17 @@ export function oidcKeySource(issuer: IssuerConfig, options: OidcKeySourceOption
   }
 
   function refreshOnce(): Promise<void> {
-    inflight ??= load().finally(() => {
-      inflight = undefined;
-    });
+    inflight ??= load()
+      .then(
+        () => options.onFetch?.(issuer.name, true),
+        (err: unknown) => {
+          options.onFetch?.(issuer.name, false);
+          throw err;
+        },
+      )
+      .finally(() => {
+        inflight = undefined;
+      });
     return inflight;
   }
 

@@ -35,9 +35,9 @@ export function tokenReviewTarget(cfg: TokenReviewConfig, env: NodeJS.ProcessEnv
 }
 
 /** `POST /apis/authentication.k8s.io/v1/tokenreviews`; the caller needs `system:auth-delegator`. */
-export function createTokenReviewer(cfg: TokenReviewConfig, logger: Logger, http?: HttpClient): TokenReviewer {
+export function createTokenReviewer(cfg: TokenReviewConfig, logger: Logger, http?: HttpClient, timeoutMs = 5000): TokenReviewer {
   const target = tokenReviewTarget(cfg);
-  const client = http ?? createHttpClient({ caFile: target.caFile, bearerTokenFile: target.bearerTokenFile, timeoutMs: 5000 });
+  const client = http ?? createHttpClient({ caFile: target.caFile, bearerTokenFile: target.bearerTokenFile, timeoutMs });
   return {
     async review(token, audiences) {
       const res = await client.postJson(`${target.url}/apis/authentication.k8s.io/v1/tokenreviews`, {

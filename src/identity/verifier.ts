@@ -33,6 +33,8 @@ export interface VerifierOptions {
   refetchIntervalMs?: number;
   /** Replaces the TokenReview client (tests). */
   tokenReviewerFor?: (issuer: IssuerConfig) => TokenReviewer;
+  /** Told about every JWKS fetch (metrics). */
+  onKeysFetched?: (issuerName: string, ok: boolean) => void;
 }
 
 /** Verifies identity tokens against the configured issuers only (RFC 8725; PROTOCOLS.md "JWT verification"). */
@@ -43,10 +45,10 @@ export function createIdentityVerifier(issuers: IssuerConfig[], options: Verifie
     const rt: IssuerRuntime = { config: cfg };
     if (cfg.jwksFile) rt.keys = staticKeySource(cfg.jwksFile);
     else if (cfg.issuer !== LEGACY_KUBERNETES_ISSUER) {
-      rt.http = createHttpClient({ caFile: cfg.caFile, bearerTokenFile: cfg.bearerTokenFile });
-      rt.keys = oidcKeySource(cfg, { http: rt.http, logger: options.logger, now, refetchIntervalMs: options.refetchIntervalMs });
+      rt.http = createHttpClient({ caFile: cfg.caFile, bearerTokenFile: cfg.bearerTokenFile, timeoutMs: cfg.timeout });
+      rt.keys = oidcKeySource(cfg, { http: rt.http, logger: options.logger, now, refetchIntervalMs: options.refetchIntervalMs, onFetch: options.onKeysFetched });
     }
-    if (cfg.tokenReview) rt.reviewer = options.tokenReviewerFor?.(cfg) ?? createTokenReviewer(cfg.tokenReview, options.logger);
+    if (cfg.tokenReview) rt.reviewer = options.tokenReviewerFor?.(cfg) ?? createTokenReviewer(cfg.tokenReview, options.logger, undefined, cfg.timeout);
     byIss.set(cfg.issuer, rt);
   }
   const byName = new Map(issuers.map((i) => [i.name, i]));

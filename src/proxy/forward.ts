@@ -22,6 +22,8 @@ export interface ForwardOptions {
   authorization?: string;
   route: string;
   onUpstreamStatus?: (status: number, seconds: number) => void;
+  /** Body bytes streamed, reported once per request when the exchange ends. */
+  onBytes?: (direction: 'upload' | 'download', bytes: number) => void;
 }
 
 export interface Forwarder {
@@ -44,6 +46,14 @@ export function rewriteLocation(location: string, upstreamURL: string, publicURL
   return `${publicURL}${target.pathname}${target.search}`;
 }
 
+interface Meta {
+  started: number;
+  route: string;
+  requestId?: string;
+  onStatus?: ForwardOptions['onUpstreamStatus'];
+  onBytes?: ForwardOptions['onBytes'];
+}
+
 export function createForwarder(config: Config, logger: Logger): Forwarder {
   const upstream = config.upstream!;
   const isHttps = upstream.url.startsWith('https:');
@@ -62,8 +72,13 @@ export function createForwarder(config: Config, logger: Logger): Forwarder {
   });
 
   proxy.on('proxyRes', (proxyRes, req) => {
-    const meta = (req as IncomingMessage & { rap?: { started: number; route: string; onStatus?: ForwardOptions['onUpstreamStatus'] } }).rap;
+    const meta = (req as IncomingMessage & { rap?: Meta }).rap;
     const status = proxyRes.statusCode ?? 0;
+    if (meta?.onBytes) {
+      let bytes = 0;
+      proxyRes.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      proxyRes.once('close', () => bytes > 0 && meta.onBytes!('download', bytes));
+    }
     meta?.onStatus?.(status, (performance.now() - (meta?.started ?? 0)) / 1000);
     const loc = proxyRes.headers.location;
     if (typeof loc === 'string') proxyRes.headers.location = rewriteLocation(loc, upstream.url, config.publicURL);
@@ -71,7 +86,7 @@ export function createForwarder(config: Config, logger: Logger): Forwarder {
     if (status === 401) {
       delete proxyRes.headers['www-authenticate'];
       proxyRes.statusCode = 502;
-      logger.error({ route: meta?.route }, 'upstream refused the proxy\'s own credentials (HTTP 401): check upstream.auth');
+      logger.error({ route: meta?.route, requestId: meta?.requestId }, 'upstream refused the proxy\'s own credentials (HTTP 401): check upstream.auth');
     }
     delete proxyRes.headers['set-cookie'];
   });
@@ -85,7 +100,11 @@ export function createForwarder(config: Config, logger: Logger): Forwarder {
       if (opts.authorization) req.headers.authorization = opts.authorization;
       req.url = opts.path;
       const started = performance.now();
-      (req as IncomingMessage & { rap?: unknown }).rap = { started, route: opts.route, onStatus: opts.onUpstreamStatus };
+      // Socket events run in whichever request's async context created the pooled socket, so the
+      // request id travels explicitly rather than through the logger's AsyncLocalStorage.
+      const requestId = (req as IncomingMessage & { requestId?: string }).requestId;
+      const meta: Meta = { started, route: opts.route, requestId, onStatus: opts.onUpstreamStatus, onBytes: opts.onBytes };
+      (req as IncomingMessage & { rap?: Meta }).rap = meta;
       proxy.web(req, res, {}, (err: NodeJS.ErrnoException) => {
         // (a fully read request is auto-destroyed, so only the response side tells that the client left)
         if (res.headersSent || res.destroyed || res.socket === null || res.socket.destroyed) {
@@ -94,7 +113,7 @@ export function createForwarder(config: Config, logger: Logger): Forwarder {
         }
         const elapsed = performance.now() - started;
         const timedOut = err.code === 'ECONNRESET' && elapsed >= upstream.timeout - 50;
-        logger.warn({ route: opts.route, code: err.code, err: err.message, ms: Math.round(elapsed) }, timedOut ? 'upstream timed out' : 'upstream request failed');
+        logger.warn({ requestId, route: opts.route, code: err.code, err: err.message, ms: Math.round(elapsed) }, timedOut ? 'upstream timed out' : 'upstream request failed');
         sendOciError(
           res,
           timedOut
@@ -102,6 +121,13 @@ export function createForwarder(config: Config, logger: Logger): Forwarder {
             : new OciError(502, 'UNAVAILABLE', `the upstream registry is unreachable (${err.code ?? 'error'})`),
         );
       });
+      // proxy.web has piped the request synchronously, so this listener sees every chunk; it
+      // does not resume a source that back-pressure paused.
+      if (opts.onBytes) {
+        let bytes = 0;
+        req.on('data', (chunk: Buffer) => (bytes += chunk.length));
+        req.once('close', () => bytes > 0 && opts.onBytes!('upload', bytes));
+      }
     },
     close() {
       proxy.close();

@@ -132,6 +132,7 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
         metrics?.upstreamLatency.observe({ route: effective.kind, status: String(status) }, seconds);
         if (status === 401) upstreamAuth.invalidate(effective.scopes);
       },
+      onBytes: metrics ? (direction, bytes) => metrics.bytesStreamed.inc({ direction }, bytes) : undefined,
     });
   };
   return Object.assign(handler, {

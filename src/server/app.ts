@@ -1,6 +1,6 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import type { Logger } from '../log.js';
+import { requestContext, type Logger } from '../log.js';
 import { OciError, sendOciError, API_VERSION, API_VERSION_HEADER } from '../oci/errors.js';
 import type { Metrics } from './metrics.js';
 
@@ -23,11 +23,31 @@ function routeLabel(path: string): string {
   return 'other';
 }
 
-/** Dispatches by path; every handler error becomes an OCI error body, never a crash. */
-export function createApp(routes: AppRoutes, logger: Logger, metrics?: Metrics): RequestListener {
+export interface AppState {
+  /** Set on SIGTERM: requests arriving on kept-alive connections are refused so they retry elsewhere. */
+  draining: boolean;
+}
+
+/** Accepts a caller's X-Request-Id only when it is short and plain (it ends up in logs). */
+function requestIdOf(req: IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
+}
+
+/**
+ * Dispatches by path; every handler error becomes an OCI error body, never a crash. Each request
+ * runs inside `requestContext`, so every log line it causes carries its request id.
+ */
+export function createApp(routes: AppRoutes, logger: Logger, metrics?: Metrics, state: AppState = { draining: false }): RequestListener {
   return (req, res) => {
-    const requestId = (typeof req.headers['x-request-id'] === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(req.headers['x-request-id']) ? req.headers['x-request-id'] : undefined) ?? randomUUID();
+    const requestId = requestIdOf(req);
+    (req as IncomingMessage & { requestId?: string }).requestId = requestId;
     res.setHeader('X-Request-Id', requestId);
+    requestContext.run({ requestId }, () => serve(req, res, requestId));
+  };
+
+  function serve(req: IncomingMessage, res: ServerResponse, requestId: string): void {
+    const started = performance.now();
     const rawUrl = req.url ?? '/';
     let url: URL;
     try {
@@ -38,7 +58,22 @@ export function createApp(routes: AppRoutes, logger: Logger, metrics?: Metrics):
     }
     const path = rawUrl.split('?')[0]!;
     const label = routeLabel(path);
-    if (metrics) res.once('finish', () => metrics.httpRequests.inc({ route: label, method: req.method ?? '', status: String(res.statusCode) }));
+    metrics?.inFlight.inc();
+    res.once('close', () => {
+      metrics?.inFlight.dec();
+      metrics?.httpRequests.inc({ route: label, method: req.method ?? '', status: String(res.statusCode) });
+      // Probes and scrapes every few seconds would drown the access log: those only at debug.
+      const level = label === 'v2' || label === '/token' || label === 'other' ? 'info' : 'debug';
+      logger[level](
+        { requestId, method: req.method, path: path.length > 512 ? `${path.slice(0, 512)}…` : path, status: res.statusCode, ms: Math.round((performance.now() - started) * 10) / 10, clientIP: req.socket.remoteAddress, completed: res.writableFinished },
+        'request',
+      );
+    });
+    if (state.draining && label !== '/healthz') {
+      res.setHeader('Connection', 'close');
+      sendOciError(res, new OciError(503, 'UNAVAILABLE', 'the proxy is shutting down: retry', undefined, { 'Retry-After': '1' }));
+      return;
+    }
     let handler: RouteHandler | undefined;
     if (label === 'v2') handler = routes.v2;
     else if (path === '/token') handler = routes.token;
@@ -57,7 +92,7 @@ export function createApp(routes: AppRoutes, logger: Logger, metrics?: Metrics):
         logger.error({ requestId, route: label, err: (err as Error)?.message }, 'request failed');
         sendOciError(res, new OciError(500, 'UNKNOWN', 'internal error'));
       });
-  };
+  }
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -13,11 +13,9 @@ export interface Listener {
   close(graceMs?: number): Promise<void>;
 }
 
-export const MAX_HEADER_BYTES = 16 * 1024;
-
 export async function startListener(config: Config, listener: RequestListener, logger: Logger): Promise<Listener> {
   const options = {
-    maxHeaderSize: MAX_HEADER_BYTES,
+    maxHeaderSize: config.limits.maxHeaderBytes,
     // Blob uploads may take long: no whole-request deadline, but headers must arrive promptly.
     requestTimeout: 0,
     headersTimeout: 30_000,
@@ -31,8 +29,16 @@ export async function startListener(config: Config, listener: RequestListener, l
     // A TLS ClientHello on the plain port (skopeo/podman probe HTTPS first with --tls-verify=false),
     // garbage, or oversized headers: answer 400/431 quietly and keep serving.
     if (socket.writable) {
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
-      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      const [status, message] =
+        err.code === 'HPE_HEADER_OVERFLOW'
+          ? ['431 Request Header Fields Too Large', `request headers larger than ${config.limits.maxHeaderBytes} bytes`]
+          : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'ERR_HTTP_HEADERS_TIMEOUT'
+            ? ['408 Request Timeout', 'request headers did not arrive in time']
+            : ['400 Bad Request', 'malformed HTTP request'];
+      const body = JSON.stringify({ errors: [{ code: 'UNSUPPORTED', message }] });
+      socket.end(
+        `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nDocker-Distribution-API-Version: registry/2.0\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
     } else {
       socket.destroy();
     }

@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** One registry per server instance (tests start several in one process). */
 export function createMetrics() {
@@ -10,6 +10,17 @@ export function createMetrics() {
       name: 'rap_http_requests_total',
       help: 'HTTP requests answered, by route and status',
       labelNames: ['route', 'method', 'status'] as const,
+      registers: [registry],
+    }),
+    inFlight: new Gauge({
+      name: 'rap_http_requests_in_flight',
+      help: 'HTTP requests being served now (long blob transfers included)',
+      registers: [registry],
+    }),
+    rateLimited: new Counter({
+      name: 'rap_rate_limited_total',
+      help: 'Token requests refused with 429, by the limit that was hit (client or global)',
+      labelNames: ['scope'] as const,
       registers: [registry],
     }),
     tokenDecisions: new Counter({

@@ -14,6 +14,7 @@ import { createApp, sendJson } from './app.js';
 import { createUpstreamProbe } from './health.js';
 import { startListener, type Listener } from './listen.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { createRateLimiter } from './rate-limit.js';
 
 export interface Runtime {
   config: Config;
@@ -49,12 +50,17 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
   if (policy.rules.length === 0) logger.warn({ policies: config.policies }, 'no policy rules loaded: every request will be denied');
   const keys = await loadKeyRing(config.tokens, logger);
   if (config.issuers.length === 0 && !config.anonymous) logger.warn('no identity issuer configured: no identity token can be accepted');
-  const identity = createIdentityVerifier(config.issuers, { logger });
-  const tokens = createRegistryTokenVerifier(keys, { issuer: config.publicURL, service: config.service });
   const metrics = createMetrics();
+  const identity = createIdentityVerifier(config.issuers, {
+    logger,
+    onKeysFetched: (issuer, ok) => metrics.jwksRefreshes.inc({ issuer, result: ok ? 'ok' : 'error' }),
+  });
+  const tokens = createRegistryTokenVerifier(keys, { issuer: config.publicURL, service: config.service });
   const proxy = createProxyHandler({ config, logger, tokens, policy, metrics });
   const probe = createUpstreamProbe(config.upstream);
-  const token = createTokenHandler({ config, logger, identity, policy, keys, metrics });
+  const limiter = createRateLimiter(config.limits.tokenPerClient, config.limits.tokenGlobal);
+  const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter });
+  const state = { draining: false };
 
   const app = createApp(
     {
@@ -64,6 +70,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
       healthz: (_req, res) => sendJson(res, 200, { status: 'ok' }),
       readyz: async (_req, res) => {
         const reasons: string[] = [];
+        if (state.draining) reasons.push('shutting down');
         if (identity.ready && !identity.ready()) reasons.push('identity issuer keys not loaded yet');
         const up = await probe.ready();
         if (!up.ok) reasons.push(up.reason!);
@@ -77,6 +84,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
     },
     logger,
     metrics,
+    state,
   );
   void identity.warmUp?.();
   const listener = await startListener(config, app, logger);
@@ -92,7 +100,8 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
     proxy,
     listener,
     url: listener.url,
-    async stop(graceMs) {
+    async stop(graceMs = config.shutdownGrace) {
+      state.draining = true;
       await listener.close(graceMs);
       await proxy.close();
       await identity.close?.();

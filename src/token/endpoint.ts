@@ -6,6 +6,7 @@ import { API_VERSION, API_VERSION_HEADER } from '../oci/errors.js';
 import { formatScope, parseScopes, ScopeError, type Scope } from '../oci/scope.js';
 import type { PolicyEngine } from '../policy/types.js';
 import type { Metrics } from '../server/metrics.js';
+import type { RateLimiter } from '../server/rate-limit.js';
 import { issueRefreshToken, issueRegistryToken } from './issue.js';
 import type { KeyRing } from './keys.js';
 import type { AccessEntry } from './types.js';
@@ -20,6 +21,8 @@ export interface TokenEndpointDeps {
   policy: PolicyEngine;
   keys: KeyRing;
   metrics?: Metrics;
+  /** Per-client and global request budget; absent = unlimited. */
+  limiter?: RateLimiter;
 }
 
 /** A token request, normalized from GET (Basic + query) or POST (OAuth2 form). */
@@ -128,7 +131,7 @@ function errorBody(code: string, oauthError: string, message: string) {
 
 /** `GET|POST /token`: the Docker token endpoint (realm). */
 export function createTokenHandler(deps: TokenEndpointDeps) {
-  const { config, logger, identity: verifier, policy, keys, metrics } = deps;
+  const { config, logger, identity: verifier, policy, keys, metrics, limiter } = deps;
   const issueOpts = { issuer: config.publicURL, service: config.service, ttl: config.tokens.ttl };
   const issuerNames = new Set(config.issuers.map((i) => i.name));
   const reviewed = new Set(config.issuers.filter((i) => i.tokenReview).map((i) => i.name));
@@ -138,6 +141,18 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
     let request: TokenRequest | undefined;
     let who: Identity | undefined;
     let scopes: Scope[] = [];
+    const admission = limiter?.admit(clientIP);
+    if (admission && !admission.ok) {
+      // Not an audit event (a flood would drown the log): counted in metrics, logged at debug.
+      metrics?.rateLimited.inc({ scope: admission.scope });
+      logger.debug({ clientIP, scope: admission.scope }, 'token request rate-limited');
+      const message =
+        admission.scope === 'client'
+          ? `too many token requests from ${clientIP}: retry in ${admission.retryAfterSeconds}s (clients should reuse a token until expires_in)`
+          : `the token service is at capacity: retry in ${admission.retryAfterSeconds}s`;
+      send(res, 429, errorBody('TOOMANYREQUESTS', 'temporarily_unavailable', message), { 'retry-after': String(admission.retryAfterSeconds) });
+      return;
+    }
     try {
       if (req.method !== 'GET' && req.method !== 'POST') {
         throw new TokenHttpError(405, 'UNSUPPORTED', 'invalid_request', 'use GET (HTTP Basic) or POST (OAuth2 form)', { allow: 'GET, POST' });

@@ -70,10 +70,13 @@ export function register(program: Command): void {
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
           logger.info({ signal }, 'shutting down: finishing in-flight requests');
-          runtime!.stop(25_000).then(resolve, resolve);
+          runtime!.stop().then(resolve, resolve);
         };
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
       });
+      logger.info('stopped');
+      // Everything is closed; should a stray handle linger, it must not hold the pod in Terminating.
+      setTimeout(() => process.exit(process.exitCode ?? 0), 500).unref();
     });
 }

@@ -23,6 +23,7 @@ function cfg(extra: Partial<IssuerConfig> = {}): IssuerConfig {
     tokenReview: false,
     legacyTokens: false,
     clockSkew: 30,
+    timeout: 5000,
     ...extra,
   };
 }

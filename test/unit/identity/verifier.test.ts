@@ -19,7 +19,7 @@ let verifier: IdentityVerifier;
 let nowMs = Date.now();
 
 function issuer(extra: Partial<IssuerConfig> = {}): IssuerConfig {
-  return { name: 'ci', issuer: ISS, audiences: [AUD], jwksFile: join(dir, 'jwks.json'), tokenReview: false, legacyTokens: false, clockSkew: 30, ...extra };
+  return { name: 'ci', issuer: ISS, audiences: [AUD], jwksFile: join(dir, 'jwks.json'), tokenReview: false, legacyTokens: false, clockSkew: 30, timeout: 5000, ...extra };
 }
 
 async function sign(claims: Record<string, unknown>, opts: { key?: CryptoKey; header?: Record<string, unknown> } = {}): Promise<string> {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import type { IssuerConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
+import { findDuplicateMember } from './duplicate-members.js';
 import { createHttpClient, type HttpClient } from './http.js';
 import type { KeySource } from './keys.js';
 import { oidcKeySource } from './oidc.js';
@@ -76,6 +77,9 @@ export function createIdentityVerifier(issuers: IssuerConfig[], options: Verifie
     } catch {
       throw new IdentityError('malformed', 'the password is not a JWT: give the identity token (a signed JWT) as the registry password');
     }
+    const [h64, p64] = token.split('.');
+    const dup = findDuplicateMember(Buffer.from(h64!, 'base64url').toString('utf8')) ?? findDuplicateMember(Buffer.from(p64!, 'base64url').toString('utf8'));
+    if (dup !== undefined) throw new IdentityError('malformed', `the identity token repeats the member ${JSON.stringify(dup.slice(0, 100))}: refused rather than guessing which one counts`);
     const iss = payload.iss;
     if (typeof iss !== 'string' || iss.length === 0) throw new IdentityError('missing_claim', 'the identity token has no "iss" claim');
     const rt = byIss.get(iss);

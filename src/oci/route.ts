@@ -135,13 +135,17 @@ export function classify(method: string, rawPath: string, rawQuery = ''): Route 
     const from = params.get('from');
     const scopes = [repoScope(name, ['pull', 'push'])];
     let mountFrom: string | undefined;
+    if (params.getAll('mount').length > 1 || params.getAll('from').length > 1) return err(400, 'UNSUPPORTED', 'mount and from may appear once each');
     if (mount !== null || from !== null) {
       if (mount === null || !isValidDigest(mount)) return err(400, 'DIGEST_INVALID', 'mount needs a valid digest');
       if (from === null || !isValidRepositoryName(from)) return err(400, 'NAME_INVALID', 'mount needs a valid `from` repository');
       mountFrom = from;
       if (from !== name) scopes.push(repoScope(from, ['pull']));
     }
-    return { kind: 'upload-start', name, scopes, path: `/v2/${name}/blobs/uploads/`, query, mountFrom };
+    // With a mount, forward exactly the two parameters that were authorized, re-encoded: the
+    // upstream must not read a different `from` out of duplicate or oddly encoded parameters.
+    const forwarded = mountFrom !== undefined ? `?${new URLSearchParams({ mount: mount!, from: mountFrom })}` : query;
+    return { kind: 'upload-start', name, scopes, path: `/v2/${name}/blobs/uploads/`, query: forwarded, mountFrom };
   }
   if (prev === 'uploads' && prev2 === 'blobs') {
     const name = nameOf(3);

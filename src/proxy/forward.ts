@@ -50,11 +50,12 @@ interface Meta {
   started: number;
   route: string;
   requestId?: string;
+  clientClose?: boolean;
   onStatus?: ForwardOptions['onUpstreamStatus'];
   onBytes?: ForwardOptions['onBytes'];
 }
 
-export function createForwarder(config: Config, logger: Logger): Forwarder {
+export function createForwarder(config: Config, logger: Logger, draining: () => boolean = () => false): Forwarder {
   const upstream = config.upstream!;
   const isHttps = upstream.url.startsWith('https:');
   const agentOptions = { keepAlive: true, maxSockets: 256, maxFreeSockets: 64, timeout: 60_000 };
@@ -89,10 +90,15 @@ export function createForwarder(config: Config, logger: Logger): Forwarder {
       logger.error({ route: meta?.route, requestId: meta?.requestId }, 'upstream refused the proxy\'s own credentials (HTTP 401): check upstream.auth');
     }
     delete proxyRes.headers['set-cookie'];
+    // Hop-by-hop: the upstream's connection handling is not the client's. Close the client's
+    // connection when it asked to, or when we are draining (so it reconnects to another replica).
+    delete proxyRes.headers['keep-alive'];
+    proxyRes.headers.connection = meta?.clientClose || draining() ? 'close' : 'keep-alive';
   });
 
   return {
     forward(req, res, opts) {
+      const clientClose = /(?:^|,)\s*close\s*(?:,|$)/i.test(req.headers.connection ?? '') || (req.httpVersionMajor === 1 && req.httpVersionMinor === 0 && !/keep-alive/i.test(req.headers.connection ?? ''));
       for (const h of STRIP_REQUEST) delete req.headers[h];
       const remote = req.socket.remoteAddress;
       if (remote) req.headers['x-forwarded-for'] = remote;
@@ -103,7 +109,7 @@ export function createForwarder(config: Config, logger: Logger): Forwarder {
       // Socket events run in whichever request's async context created the pooled socket, so the
       // request id travels explicitly rather than through the logger's AsyncLocalStorage.
       const requestId = (req as IncomingMessage & { requestId?: string }).requestId;
-      const meta: Meta = { started, route: opts.route, requestId, onStatus: opts.onUpstreamStatus, onBytes: opts.onBytes };
+      const meta: Meta = { started, route: opts.route, requestId, clientClose, onStatus: opts.onUpstreamStatus, onBytes: opts.onBytes };
       (req as IncomingMessage & { rap?: Meta }).rap = meta;
       proxy.web(req, res, {}, (err: NodeJS.ErrnoException) => {
         // (a fully read request is auto-destroyed, so only the response side tells that the client left)

@@ -19,6 +19,8 @@ export interface ProxyDeps {
   /** Needed only for `anonymous: true`. */
   policy?: PolicyEngine;
   metrics?: Metrics;
+  /** True while shutting down (proxied responses then close their connections). */
+  draining?: () => boolean;
 }
 
 /** True when `access` grants every action of `scope` (`*` grants all). */
@@ -51,7 +53,7 @@ export interface ProxyHandler {
 export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   const { config, logger, tokens, metrics } = deps;
   const realm = `${config.publicURL}/token`;
-  const forwarder: Forwarder | undefined = config.upstream ? createForwarder(config, logger) : undefined;
+  const forwarder: Forwarder | undefined = config.upstream ? createForwarder(config, logger, deps.draining) : undefined;
   const upstreamAuth: UpstreamAuth | undefined = config.upstream ? createUpstreamAuth(config.upstream, logger) : undefined;
 
   async function authorize(req: IncomingMessage, res: ServerResponse, route: Route): Promise<Route | undefined> {

@@ -56,11 +56,11 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
     onKeysFetched: (issuer, ok) => metrics.jwksRefreshes.inc({ issuer, result: ok ? 'ok' : 'error' }),
   });
   const tokens = createRegistryTokenVerifier(keys, { issuer: config.publicURL, service: config.service });
-  const proxy = createProxyHandler({ config, logger, tokens, policy, metrics });
+  const state = { draining: false };
+  const proxy = createProxyHandler({ config, logger, tokens, policy, metrics, draining: () => state.draining });
   const probe = createUpstreamProbe(config.upstream);
   const limiter = createRateLimiter(config.limits.tokenPerClient, config.limits.tokenGlobal);
   const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter });
-  const state = { draining: false };
 
   const app = createApp(
     {

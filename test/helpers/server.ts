@@ -50,6 +50,11 @@ async function testIssuerKey() {
   return testKey;
 }
 
+/** The built-in test issuer's private key (the attack suite signs hand-built payloads with it). */
+export async function testIssuerPrivateKey(): Promise<CryptoKey> {
+  return (await testIssuerKey()).privateKey;
+}
+
 export const DEFAULT_TEST_POLICY = `
 rules:
   - name: ci-owns-its-prefix

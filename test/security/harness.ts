@@ -1,0 +1,148 @@
+import { createHmac, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect } from 'node:net';
+import { SignJWT, exportJWK, generateKeyPair, base64url, importPKCS8, type CryptoKey } from 'jose';
+import { startRecordingUpstream, type RecordingUpstream } from '../fixtures/recording-upstream.js';
+import { startProxy, TEST_ISSUER, type TestProxy } from '../helpers/server.js';
+
+/**
+ * The attack-suite target: a proxy in front of a recording upstream, trusting two issuers — `ci`
+ * (ES256, static JWKS, the helpers' test issuer) and `rsa` (RS256, a PEM public key) — so that
+ * cross-issuer and HMAC-with-public-key attacks have something real to aim at.
+ */
+export interface Target {
+  proxy: TestProxy;
+  upstream: RecordingUpstream;
+  port: number;
+  rsaIssuer: string;
+  rsaPublicPem: string;
+  rsaPrivate: KeyObject;
+  /** A Basic header carrying `token` as the password. */
+  basic(token: string, user?: string): string;
+  /** GET /token with the identity token; returns status and parsed body. */
+  tokenFor(identity: string, scopes: string[], user?: string): Promise<{ status: number; body: TokenBody; headers: Headers }>;
+  /** A registry token of ours for the `ci` identity with these scopes. */
+  registryToken(scopes: string[], claims?: Record<string, unknown>): Promise<string>;
+  /** An RS256 identity token of the `rsa` issuer. */
+  mintRsa(claims?: Record<string, unknown>): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export interface TokenBody {
+  token?: string;
+  access_token?: string;
+  expires_in?: number;
+  errors?: { code: string; message: string }[];
+  error?: string;
+  error_description?: string;
+}
+
+export const RSA_ISSUER = 'https://rsa.test';
+
+export async function startTarget(extraConfig: Record<string, unknown> = {}, policy?: string): Promise<Target> {
+  const upstream = await startRecordingUpstream();
+  const { privateKey: rsaPrivate, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const rsaPublicPem = publicKey.export({ type: 'spki', format: 'pem' }) as string;
+  const pemDir = (await import('node:fs')).mkdtempSync(join((await import('node:os')).tmpdir(), 'rap-sec-'));
+  writeFileSync(join(pemDir, 'rsa.pem'), rsaPublicPem);
+  const proxy = await startProxy({
+    upstream: upstream.url,
+    policy,
+    config: {
+      issuers: [{ name: 'rsa', issuer: RSA_ISSUER, jwksFile: join(pemDir, 'rsa.pem') }],
+      limits: { tokenPerClient: { rate: 0 }, tokenGlobal: { rate: 0 } },
+      ...extraConfig,
+    },
+  });
+  const rsaKey = await importPKCS8(rsaPrivate.export({ type: 'pkcs8', format: 'pem' }) as string, 'RS256');
+  const basic = (token: string, user = 'x') => `Basic ${Buffer.from(`${user}:${token}`).toString('base64')}`;
+  const t: Target = {
+    proxy,
+    upstream,
+    port: Number(new URL(proxy.url).port),
+    rsaIssuer: RSA_ISSUER,
+    rsaPublicPem,
+    rsaPrivate,
+    basic,
+    async tokenFor(identity, scopes, user) {
+      const q = new URLSearchParams({ service: 'registry.test' });
+      for (const s of scopes) q.append('scope', s);
+      const r = await fetch(`${proxy.url}/token?${q}`, { headers: { authorization: basic(identity, user) } });
+      return { status: r.status, body: (await r.json()) as TokenBody, headers: r.headers };
+    },
+    async registryToken(scopes, claims) {
+      const r = await t.tokenFor(await proxy.mintIdentity(claims), scopes);
+      if (r.status !== 200 || !r.body.token) throw new Error(`token request failed: ${r.status}`);
+      return r.body.token;
+    },
+    async mintRsa(claims = {}) {
+      const now = Math.floor(Date.now() / 1000);
+      return new SignJWT({ team: 'team-a', ...claims })
+        .setProtectedHeader({ alg: 'RS256' })
+        .setIssuer(RSA_ISSUER)
+        .setAudience('registry.test')
+        .setSubject('rsa-workload')
+        .setIssuedAt(now)
+        .setExpirationTime(now + 600)
+        .sign(rsaKey);
+    },
+    async stop() {
+      await proxy.stop();
+      await upstream.stop();
+    },
+  };
+  return t;
+}
+
+/** Hand-assembles a JWS from a header and a payload object (or raw JSON text) and a signer. */
+export function assemble(header: unknown, payload: unknown, sign: (input: string) => Buffer | string = () => 'c2ln'): string {
+  const h = base64url.encode(typeof header === 'string' ? header : JSON.stringify(header));
+  const p = base64url.encode(typeof payload === 'string' ? payload : JSON.stringify(payload));
+  const sig = sign(`${h}.${p}`);
+  return `${h}.${p}.${typeof sig === 'string' ? sig : base64url.encode(sig)}`;
+}
+
+export function hs256(secret: string | Buffer): (input: string) => Buffer {
+  return (input) => createHmac('sha256', secret).update(input).digest();
+}
+
+/** Valid-looking claims for the `ci` issuer. */
+export function ciClaims(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const now = Math.floor(Date.now() / 1000);
+  return { iss: TEST_ISSUER, aud: 'registry.test', sub: 'job-42', team: 'team-a', iat: now, exp: now + 600, ...extra };
+}
+
+/** An attacker's own key pair, with its public JWK. */
+export async function attackerKey(): Promise<{ privateKey: CryptoKey; jwk: Record<string, unknown> }> {
+  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+  return { privateKey, jwk: { ...(await exportJWK(publicKey)) } };
+}
+
+/** Sends raw bytes on a fresh connection and returns everything the server answered. */
+export function rawRequest(port: number, text: string | Buffer, timeoutMs = 3000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1', () => s.write(text));
+    let out = '';
+    s.on('data', (d) => (out += d.toString('latin1')));
+    s.on('end', () => resolve(out));
+    s.on('close', () => resolve(out));
+    s.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? resolve(out) : reject(e)));
+    s.setTimeout(timeoutMs, () => s.destroy());
+  });
+}
+
+/** Status code and parsed JSON body of a raw HTTP/1.1 response text (first response only). */
+export function parseRaw(out: string): { status: number; headers: string; body: unknown } {
+  const m = /^HTTP\/1\.1 (\d{3})[^\r]*\r\n([\s\S]*?)\r\n\r\n([\s\S]*)$/.exec(out);
+  if (!m) return { status: 0, headers: '', body: undefined };
+  const len = /content-length:\s*(\d+)/i.exec(m[2]!);
+  const text = len ? m[3]!.slice(0, Number(len[1])) : m[3]!;
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = text;
+  }
+  return { status: Number(m[1]), headers: m[2]!, body };
+}

@@ -53,6 +53,31 @@ export function createIdentityVerifier(issuers: IssuerConfig[], options: Verifie
     byIss.set(cfg.issuer, rt);
   }
   const byName = new Map(issuers.map((i) => [i.name, i]));
+  let closed = false;
+  const retryTimers = new Set<NodeJS.Timeout>();
+
+  /**
+   * An issuer that was unreachable at start-up is retried with backoff (1 s doubling to 30 s) until
+   * its keys load: readiness depends on it, and a pod that is not ready receives no request that
+   * would trigger an on-demand fetch.
+   */
+  function retryUntilLoaded(rt: IssuerRuntime, delay: number): void {
+    if (closed || !rt.keys || rt.keys.ready()) return;
+    const timer = setTimeout(() => {
+      retryTimers.delete(timer);
+      if (closed || rt.keys!.ready()) return;
+      rt.keys!.refresh().then(
+        () => options.logger.info({ issuer: rt.config.name }, 'issuer keys loaded after retrying'),
+        (err: unknown) => {
+          const next = Math.min(delay * 2, 30_000);
+          options.logger.warn({ issuer: rt.config.name, err: (err as Error).message, retryInMs: next }, 'issuer keys still not loaded');
+          retryUntilLoaded(rt, next);
+        },
+      );
+    }, delay);
+    timer.unref();
+    retryTimers.add(timer);
+  }
   const cache = new Map<string, { identity: Identity; until: number }>();
 
   function remember(key: string, identity: Identity, until: number): void {
@@ -172,12 +197,15 @@ export function createIdentityVerifier(issuers: IssuerConfig[], options: Verifie
           try {
             await rt.keys?.refresh();
           } catch (err) {
-            options.logger.warn({ issuer: rt.config.name, err: (err as Error).message }, 'issuer keys not loaded at start-up; will retry on demand');
+            options.logger.warn({ issuer: rt.config.name, err: (err as Error).message }, 'issuer keys not loaded at start-up; retrying in the background');
+            retryUntilLoaded(rt, 1000);
           }
         }),
       );
     },
     async close(): Promise<void> {
+      closed = true;
+      for (const t of retryTimers) clearTimeout(t);
       await Promise.all([...byIss.values()].flatMap((rt) => [rt.http?.close(), rt.reviewer?.close()]));
     },
   };

@@ -72,9 +72,16 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
     ...(upstream.caFile && isHttps ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}),
   });
 
-  proxy.on('proxyRes', (proxyRes, req) => {
+  proxy.on('proxyRes', (proxyRes, req, res) => {
     const meta = (req as IncomingMessage & { rap?: Meta }).rap;
     const status = proxyRes.statusCode ?? 0;
+    // A response cut short upstream (reset, idle timeout) must be cut short for the client too: pipe()
+    // alone would leave the client waiting forever on a body that will never complete.
+    proxyRes.once('close', () => {
+      if (proxyRes.complete) return;
+      logger.warn({ requestId: meta?.requestId, route: meta?.route, status }, 'upstream response ended before its body was complete: cutting the client connection');
+      res.destroy();
+    });
     if (meta?.onBytes) {
       let bytes = 0;
       proxyRes.on('data', (chunk: Buffer) => (bytes += chunk.length));

@@ -39,6 +39,8 @@ export interface RuntimeOptions {
   /** Environment and service-account directory for in-cluster auto-configuration (tests inject them). */
   env?: NodeJS.ProcessEnv;
   serviceAccountDir?: string;
+  /** Minimum time between JWKS refetches on unknown `kid`s (default 10 s; tests shorten it). */
+  refetchIntervalMs?: number;
 }
 
 export async function startRuntime(config: Config, logger: Logger, options: RuntimeOptions = {}): Promise<Runtime> {
@@ -53,6 +55,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
   const metrics = createMetrics();
   const identity = createIdentityVerifier(config.issuers, {
     logger,
+    refetchIntervalMs: options.refetchIntervalMs,
     onKeysFetched: (issuer, ok) => metrics.jwksRefreshes.inc({ issuer, result: ok ? 'ok' : 'error' }),
   });
   const tokens = createRegistryTokenVerifier(keys, { issuer: config.publicURL, service: config.service });

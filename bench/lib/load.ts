@@ -1,4 +1,4 @@
-import { Pool } from 'undici';
+import { Agent, request } from 'node:http';
 import { percentile } from './stats.js';
 
 export interface LatencyResult {
@@ -13,32 +13,48 @@ export interface LatencyResult {
 /**
  * Sends `total` requests (bounded also by `maxMs`) with `concurrency` workers over keep-alive
  * connections, recording each request's latency in milliseconds.
+ *
+ * node:http with a keep-alive agent rather than undici: undici deliberately closes the connection
+ * after every HEAD response, which would turn a HEAD benchmark into a connection-setup benchmark;
+ * real registry clients (containerd, skopeo: Go's net/http) keep their connections.
  */
 export async function measureLatency(opts: {
   url: string;
   method: 'HEAD' | 'GET';
   path: string;
-  headers?: Record<string, string>;
+  /** Fixed headers, or headers per request number (e.g. a different credential each time). */
+  headers?: Record<string, string> | ((n: number) => Record<string, string>);
   concurrency: number;
   total: number;
   maxMs?: number;
   expectStatus?: number;
 }): Promise<LatencyResult> {
-  const origin = new URL(opts.url).origin;
-  const pool = new Pool(origin, { connections: opts.concurrency, pipelining: 1 });
+  const agent = new Agent({ keepAlive: true, maxSockets: opts.concurrency, maxFreeSockets: opts.concurrency });
   const samples: number[] = [];
   let errors = 0;
   let sent = 0;
   const deadline = Date.now() + (opts.maxMs ?? 60_000);
+  const url = `${opts.url}${opts.path}`;
+  const once = (headers: Record<string, string> | undefined): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const req = request(url, { method: opts.method, headers, agent }, (res) => {
+        res.on('data', () => undefined);
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.setTimeout(30_000, () => req.destroy(new Error('timeout')));
+      req.end();
+    });
   const started = performance.now();
   const worker = async (): Promise<void> => {
     while (sent < opts.total && Date.now() < deadline) {
-      sent++;
+      const n = sent++;
+      const headers = typeof opts.headers === 'function' ? opts.headers(n) : opts.headers;
       const t0 = performance.now();
       try {
-        const res = await pool.request({ method: opts.method, path: opts.path, headers: opts.headers });
-        await res.body.dump();
-        if (opts.expectStatus !== undefined && res.statusCode !== opts.expectStatus) errors++;
+        const status = await once(headers);
+        if (opts.expectStatus !== undefined && status !== opts.expectStatus) errors++;
         else samples.push(performance.now() - t0);
       } catch {
         errors++;
@@ -47,7 +63,7 @@ export async function measureLatency(opts: {
   };
   await Promise.all(Array.from({ length: opts.concurrency }, worker));
   const elapsed = (performance.now() - started) / 1000;
-  await pool.close();
+  agent.destroy();
   return {
     concurrency: opts.concurrency,
     requests: samples.length,

@@ -1,0 +1,224 @@
+/**
+ * `npm run bench`: the proxy against the same Debian registry reached directly and through a
+ * streaming nginx `proxy_pass`, all in one run on loopback. Writes BENCHMARKS.md and the headline
+ * ratios into README.md (between the `bench:headline` markers).
+ *
+ * Environment: BENCH_BLOB_MB (default 1024), BENCH_REPS (default 3), BENCH_QUICK=1 (small sizes,
+ * for a smoke run), BENCH_NO_WRITE=1 (print only), BENCH_CPU_PROF=<dir> (profile the proxy).
+ */
+import { cpus, totalmem, release } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { request } from 'undici';
+import { blobDigest, pullBlob, pushBlob } from './lib/blob.js';
+import { measureLatency, type LatencyResult } from './lib/load.js';
+import { startNginx } from './lib/nginx.js';
+import { startBenchProxy } from './lib/proxy.js';
+import { startBenchRegistry } from './lib/registry.js';
+import { fmt } from './lib/stats.js';
+
+const QUICK = process.env.BENCH_QUICK === '1';
+const SIZE = Number(process.env.BENCH_BLOB_MB ?? (QUICK ? 64 : 1024)) * 2 ** 20;
+const REPS = Number(process.env.BENCH_REPS ?? (QUICK ? 1 : 3));
+const HEAD_TOTAL = QUICK ? 500 : 4000;
+const TOKEN_TOTAL = QUICK ? 1000 : 8000;
+const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
+
+type Mode = 'direct' | 'nginx' | 'proxy';
+const MODES: Mode[] = ['direct', 'nginx', 'proxy'];
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+function log(msg: string): void {
+  process.stderr.write(`[bench] ${msg}\n`);
+}
+
+function version(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n')[0]!;
+  } catch (err) {
+    return ((err as { stderr?: string }).stderr ?? '').trim().split('\n')[0] ?? 'unknown';
+  }
+}
+
+async function pushSmall(base: string, repo: string, data: Buffer): Promise<string> {
+  const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+  const start = await request(`${base}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+  await start.body.dump();
+  const url = new URL(start.headers.location as string, base);
+  url.searchParams.set('digest', digest);
+  const put = await request(url.toString(), { method: 'PUT', body: data, headers: { 'content-type': 'application/octet-stream' } });
+  await put.body.dump();
+  if (put.statusCode !== 201) throw new Error(`small blob push: HTTP ${put.statusCode}`);
+  return digest;
+}
+
+async function main(): Promise<void> {
+  const date = new Date().toISOString();
+  log(`blob ${SIZE / 2 ** 20} MiB x ${REPS} reps; starting registry, nginx and proxy`);
+  const registry = await startBenchRegistry();
+  const nginx = await startNginx(registry.url, 1);
+  const prof = process.env.BENCH_CPU_PROF;
+  const proxy = await startBenchProxy(registry.url, {}, prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []);
+  const base: Record<Mode, string> = { direct: registry.url, nginx: nginx.url, proxy: proxy.url };
+  const auth = async (mode: Mode, scopes: string[]): Promise<Record<string, string>> => (mode === 'proxy' ? { authorization: `Bearer ${await proxy.registryToken(scopes)}` } : {});
+
+  try {
+    // 1. Blob throughput, 1 GiB each way; the order of modes rotates between repetitions.
+    const digest = await blobDigest(SIZE, 11);
+    const rssBaseline = proxy.rss();
+    const push: Record<Mode, number[]> = { direct: [], nginx: [], proxy: [] };
+    const pull: Record<Mode, number[]> = { direct: [], nginx: [], proxy: [] };
+    for (let rep = 0; rep < REPS; rep++) {
+      const order = MODES.map((_, i) => MODES[(i + rep) % MODES.length]!);
+      for (const mode of order) {
+        const repo = `bench/blob-${mode}-${rep}`;
+        const headers = await auth(mode, [`repository:${repo}:pull,push`]);
+        const up = await pushBlob(base[mode], repo, SIZE, digest, headers, 11);
+        const down = await pullBlob(base[mode], repo, digest, SIZE, headers, false);
+        push[mode].push(up);
+        pull[mode].push(down);
+        log(`rep ${rep + 1} ${mode}: push ${fmt(SIZE / 2 ** 20 / up, 0)} MiB/s, pull ${fmt(SIZE / 2 ** 20 / down, 0)} MiB/s`);
+      }
+    }
+    const rssPeak = proxy.peakRss();
+    const mibps = (secs: number[]) => SIZE / 2 ** 20 / median(secs);
+
+    // 2. Manifest HEAD latency at 1, 16 and 128 clients.
+    const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
+    const configDigest = await pushSmall(registry.url, 'bench/app', config);
+    const layer = Buffer.alloc(1024, 3);
+    const layerDigest = await pushSmall(registry.url, 'bench/app', layer);
+    const manifest = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MANIFEST_TYPE,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerDigest, size: layer.length }],
+    });
+    const put = await request(`${registry.url}/v2/bench/app/manifests/latest`, { method: 'PUT', body: manifest, headers: { 'content-type': MANIFEST_TYPE } });
+    await put.body.dump();
+    if (put.statusCode !== 201) throw new Error(`manifest push: HTTP ${put.statusCode}`);
+    const head: Record<number, Record<Mode, LatencyResult>> = {};
+    for (const c of [1, 16, 128]) {
+      head[c] = {} as Record<Mode, LatencyResult>;
+      for (const mode of MODES) {
+        const headers = { accept: MANIFEST_TYPE, ...(await auth(mode, ['repository:bench/app:pull'])) };
+        const opts = { url: base[mode], method: 'HEAD' as const, path: '/v2/bench/app/manifests/latest', headers, concurrency: c, expectStatus: 200, maxMs: 30_000 };
+        await measureLatency({ ...opts, total: Math.min(300, HEAD_TOTAL) }); // warm-up: connections, JIT, caches
+        head[c]![mode] = await measureLatency({ ...opts, total: c === 1 ? HEAD_TOTAL / 2 : HEAD_TOTAL });
+        const r = head[c]![mode];
+        log(`HEAD x${c} ${mode}: p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms, ${fmt(r.rps, 0)} req/s, ${r.errors} errors`);
+      }
+    }
+
+    // 3. /token issuance: distinct identity tokens (signature verified each time with cached issuer
+    //    keys) and one repeated identity token (verification cached until its exp).
+    log(`minting ${TOKEN_TOTAL} identity tokens`);
+    const basics: string[] = [];
+    for (let i = 0; i < TOKEN_TOTAL + 500; i++) basics.push(`Basic ${Buffer.from(`bench:${await proxy.identity(i + 1)}`).toString('base64')}`);
+    const tokenPath = `/token?service=registry.bench&scope=${encodeURIComponent('repository:bench/app:pull')}`;
+    const tokenOpts = { url: proxy.url, method: 'GET' as const, path: tokenPath, concurrency: 16, expectStatus: 200, maxMs: 60_000 };
+    await measureLatency({ ...tokenOpts, total: 500, headers: (n) => ({ authorization: basics[TOKEN_TOTAL + (n % 500)]! }) });
+    const tokenDistinct = await measureLatency({ ...tokenOpts, total: TOKEN_TOTAL, headers: (n) => ({ authorization: basics[n]! }) });
+    log(`/token distinct identities: ${fmt(tokenDistinct.rps, 0)}/s, p99 ${fmt(tokenDistinct.p99)} ms`);
+    const tokenCached = await measureLatency({ ...tokenOpts, total: TOKEN_TOTAL, headers: { authorization: basics[0]! } });
+    log(`/token repeated identity: ${fmt(tokenCached.rps, 0)}/s, p99 ${fmt(tokenCached.p99)} ms`);
+
+    // 4. Report.
+    const cpu = cpus();
+    const machine = `${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Linux ${release()}, Node ${process.version}`;
+    const registryVersion = version('docker-registry', ['--version']);
+    const nginxVersion = version('nginx', ['-v']);
+    const ratio = (a: number, b: number) => fmt(a / b, 2);
+    const pushR = { direct: mibps(push.direct), nginx: mibps(push.nginx), proxy: mibps(push.proxy) };
+    const pullR = { direct: mibps(pull.direct), nginx: mibps(pull.nginx), proxy: mibps(pull.proxy) };
+    const ok = (v: number, target: number, lowerIsBetter = false) => ((lowerIsBetter ? v <= target : v >= target) ? 'met' : '**missed**');
+    const h16 = head[16]!;
+    const overhead16 = h16.proxy.p50 - h16.direct.p50;
+    const headline = [
+      `Blob throughput through the proxy ÷ direct: push ${ratio(pushR.proxy, pushR.direct)}, pull ${ratio(pullR.proxy, pullR.direct)} (target ≥ 0.90);`,
+      `÷ nginx: push ${ratio(pushR.proxy, pushR.nginx)}, pull ${ratio(pullR.proxy, pullR.nginx)} (target ≥ 0.95).`,
+      `Manifest HEAD p50 overhead over direct at 16 clients: ${fmt(overhead16)} ms (target ≤ 1 ms).`,
+      `/token: ${fmt(tokenDistinct.rps, 0)} issuances/s with distinct identity tokens, p99 ${fmt(tokenDistinct.p99)} ms (target ≥ 3000/s).`,
+      `Proxy peak RSS during the ${SIZE / 2 ** 20} MiB transfers: ${fmt(rssPeak / 1e6, 0)} MB (target ≤ 150 MB).`,
+      `Measured ${date.slice(0, 10)} on ${cpu.length} cores (${cpu[0]?.model ?? 'unknown'}); details in BENCHMARKS.md.`,
+    ];
+    const lat = (r: LatencyResult) => `${fmt(r.p50)} / ${fmt(r.p99)} | ${fmt(r.rps, 0)}${r.errors ? ` (${r.errors} errors)` : ''}`;
+    const md = `# Benchmarks
+
+Produced by \`npm run bench\` (bench/run.ts); numbers from one run, ratios computed within it.
+
+- **Date:** ${date}
+- **Machine:** ${machine}
+- **Upstream:** Debian \`docker-registry\` (${registryVersion}), storage on tmpfs, no access log
+- **Baselines:** the same registry reached directly, and through ${nginxVersion} with one worker
+  (\`proxy_pass\`, \`proxy_request_buffering off\`, \`proxy_buffering off\`, \`client_max_body_size 0\`,
+  \`Host\` passed through, upstream keep-alive)
+- **Proxy:** the built \`bin/registry-auth-proxy.js\` as a child process, production configuration
+  (ES256 signing key file, static-key issuer, CEL policy, log level info with one access line per
+  request written to a file), /token rate limits off (one client address measures capacity)
+- **Clients:** undici in the benchmark process, on the same 2 cores as the registry and the proxies;
+  blobs are a deterministic AES-CTR stream, pulls are counted (not hashed) to spare client CPU
+
+## Headline
+
+${headline.map((l) => `- ${l}`).join('\n')}
+
+## Blob throughput (${SIZE / 2 ** 20} MiB, median of ${REPS}, MiB/s)
+
+| | direct | nginx | proxy | proxy ÷ direct | proxy ÷ nginx | targets |
+| --- | ---: | ---: | ---: | ---: | ---: | --- |
+| push (POST + streamed PUT) | ${fmt(pushR.direct, 0)} | ${fmt(pushR.nginx, 0)} | ${fmt(pushR.proxy, 0)} | ${ratio(pushR.proxy, pushR.direct)} | ${ratio(pushR.proxy, pushR.nginx)} | ≥ 0.90 ${ok(pushR.proxy / pushR.direct, 0.9)}, ≥ 0.95 ${ok(pushR.proxy / pushR.nginx, 0.95)} |
+| pull (GET) | ${fmt(pullR.direct, 0)} | ${fmt(pullR.nginx, 0)} | ${fmt(pullR.proxy, 0)} | ${ratio(pullR.proxy, pullR.direct)} | ${ratio(pullR.proxy, pullR.nginx)} | ≥ 0.90 ${ok(pullR.proxy / pullR.direct, 0.9)}, ≥ 0.95 ${ok(pullR.proxy / pullR.nginx, 0.95)} |
+
+Every run (seconds): push ${MODES.map((m) => `${m} ${push[m].map((s) => fmt(s)).join(', ')}`).join('; ')}; pull ${MODES.map((m) => `${m} ${pull[m].map((s) => fmt(s)).join(', ')}`).join('; ')}.
+
+Proxy RSS: ${fmt(rssBaseline / 1e6, 0)} MB after start-up, peak ${fmt(rssPeak / 1e6, 0)} MB during the transfers (target ≤ 150 MB: ${ok(rssPeak / 1e6, 150, true)}).
+
+## Manifest HEAD latency (ms p50 / p99 | requests/s)
+
+| clients | direct | nginx | proxy | proxy p50 − direct p50 |
+| ---: | --- | --- | --- | ---: |
+${[1, 16, 128].map((c) => `| ${c} | ${lat(head[c]!.direct)} | ${lat(head[c]!.nginx)} | ${lat(head[c]!.proxy)} | ${fmt(head[c]!.proxy.p50 - head[c]!.direct.p50)} ms |`).join('\n')}
+
+Target: p50 overhead ≤ 1 ms over direct at 16 clients — ${fmt(overhead16)} ms, ${ok(overhead16, 1, true)}.
+The proxy requests carry a Bearer token (verified from cache on every request); direct and nginx
+requests carry none.
+
+## /token issuance (16 concurrent clients, GET with Basic, one repository scope)
+
+| identity tokens | issuances/s | p50 ms | p99 ms | errors |
+| --- | ---: | ---: | ---: | ---: |
+| all distinct (ES256 signature verified each time, issuer keys cached) | ${fmt(tokenDistinct.rps, 0)} | ${fmt(tokenDistinct.p50)} | ${fmt(tokenDistinct.p99)} | ${tokenDistinct.errors} |
+| one repeated (verification cached until its exp) | ${fmt(tokenCached.rps, 0)} | ${fmt(tokenCached.p50)} | ${fmt(tokenCached.p99)} | ${tokenCached.errors} |
+
+Target: ≥ 3000 issuances/s on 2 cores — ${ok(tokenDistinct.rps, 3000)} (distinct identities).
+Each issuance signs a fresh ES256 registry token and writes an audit line and an access line.
+`;
+    process.stdout.write(`${md}\n`);
+    if (process.env.BENCH_NO_WRITE !== '1' && !QUICK) {
+      writeFileSync('BENCHMARKS.md', md);
+      const readme = readFileSync('README.md', 'utf8');
+      const block = `<!-- bench:headline -->\n${headline.map((l) => `- ${l}`).join('\n')}\n<!-- /bench:headline -->`;
+      if (readme.includes('<!-- bench:headline -->')) {
+        writeFileSync('README.md', readme.replace(/<!-- bench:headline -->[\s\S]*?<!-- \/bench:headline -->/, block));
+      } else {
+        log('README.md has no bench:headline markers; headline not written there');
+      }
+      log('wrote BENCHMARKS.md and the README headline');
+    }
+  } finally {
+    await proxy.stop();
+    await nginx.stop();
+    await registry.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`[bench] failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -7,15 +7,14 @@
  * for a smoke run), BENCH_NO_WRITE=1 (print only), BENCH_CPU_PROF=<dir> (profile the proxy).
  */
 import { cpus, totalmem, release } from 'node:os';
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
-import { request } from 'undici';
 import { blobDigest, pullBlob, pushBlob } from './lib/blob.js';
 import { measureLatency, type LatencyResult } from './lib/load.js';
 import { startNginx } from './lib/nginx.js';
 import { startBenchProxy } from './lib/proxy.js';
 import { startBenchRegistry } from './lib/registry.js';
+import { MANIFEST_TYPE, seedManifest } from './lib/seed.js';
 import { fmt } from './lib/stats.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -23,7 +22,6 @@ const SIZE = Number(process.env.BENCH_BLOB_MB ?? (QUICK ? 64 : 1024)) * 2 ** 20;
 const REPS = Number(process.env.BENCH_REPS ?? (QUICK ? 1 : 3));
 const HEAD_TOTAL = QUICK ? 500 : 4000;
 const TOKEN_TOTAL = QUICK ? 1000 : 8000;
-const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
 
 type Mode = 'direct' | 'nginx' | 'proxy';
 const MODES: Mode[] = ['direct', 'nginx', 'proxy'];
@@ -38,23 +36,9 @@ function log(msg: string): void {
 }
 
 function version(cmd: string, args: string[]): string {
-  try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n')[0]!;
-  } catch (err) {
-    return ((err as { stderr?: string }).stderr ?? '').trim().split('\n')[0] ?? 'unknown';
-  }
-}
-
-async function pushSmall(base: string, repo: string, data: Buffer): Promise<string> {
-  const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
-  const start = await request(`${base}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
-  await start.body.dump();
-  const url = new URL(start.headers.location as string, base);
-  url.searchParams.set('digest', digest);
-  const put = await request(url.toString(), { method: 'PUT', body: data, headers: { 'content-type': 'application/octet-stream' } });
-  await put.body.dump();
-  if (put.statusCode !== 201) throw new Error(`small blob push: HTTP ${put.statusCode}`);
-  return digest;
+  // nginx -v prints to stderr: take whichever stream has the text
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n')[0] || 'unknown';
 }
 
 async function main(): Promise<void> {
@@ -89,19 +73,7 @@ async function main(): Promise<void> {
     const mibps = (secs: number[]) => SIZE / 2 ** 20 / median(secs);
 
     // 2. Manifest HEAD latency at 1, 16 and 128 clients.
-    const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
-    const configDigest = await pushSmall(registry.url, 'bench/app', config);
-    const layer = Buffer.alloc(1024, 3);
-    const layerDigest = await pushSmall(registry.url, 'bench/app', layer);
-    const manifest = JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MANIFEST_TYPE,
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerDigest, size: layer.length }],
-    });
-    const put = await request(`${registry.url}/v2/bench/app/manifests/latest`, { method: 'PUT', body: manifest, headers: { 'content-type': MANIFEST_TYPE } });
-    await put.body.dump();
-    if (put.statusCode !== 201) throw new Error(`manifest push: HTTP ${put.statusCode}`);
+    await seedManifest(registry.url, 'bench/app');
     const head: Record<number, Record<Mode, LatencyResult>> = {};
     for (const c of [1, 16, 128]) {
       head[c] = {} as Record<Mode, LatencyResult>;

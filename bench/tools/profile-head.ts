@@ -6,8 +6,7 @@ import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { request } from 'undici';
+import { MANIFEST_TYPE, seedManifest } from '../lib/seed.js';
 import { measureLatency } from '../lib/load.js';
 import { startBenchProxy } from '../lib/proxy.js';
 import { startBenchRegistry } from '../lib/registry.js';
@@ -18,16 +17,8 @@ const dir = mkdtempSync(join(tmpdir(), 'rap-prof-'));
 const proxy = await startBenchProxy(registry.url, {}, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
 try {
   if (what === 'head') {
-    const data = Buffer.from('{}');
-    const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
-    const s = await request(`${registry.url}/v2/bench/app/blobs/uploads/`, { method: 'POST' });
-    await s.body.dump();
-    const u = new URL(s.headers.location as string, registry.url);
-    u.searchParams.set('digest', digest);
-    await (await request(u.toString(), { method: 'PUT', body: data })).body.dump();
-    const mt = 'application/vnd.oci.image.manifest.v1+json';
-    const m = JSON.stringify({ schemaVersion: 2, mediaType: mt, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest, size: 2 }, layers: [] });
-    await (await request(`${registry.url}/v2/bench/app/manifests/latest`, { method: 'PUT', body: m, headers: { 'content-type': mt } })).body.dump();
+    await seedManifest(registry.url, 'bench/app');
+    const mt = MANIFEST_TYPE;
     const headers = { accept: mt, authorization: `Bearer ${await proxy.registryToken(['repository:bench/app:pull'])}` };
     const r = await measureLatency({ url: proxy.url, method: 'HEAD', path: '/v2/bench/app/manifests/latest', headers, concurrency: 16, total: 6000, expectStatus: 200 });
     console.log(`HEAD x16: p50 ${r.p50.toFixed(2)} ms, ${r.rps.toFixed(0)}/s, errors ${r.errors}`);

@@ -32,3 +32,23 @@ const top = (m: Map<string, number>, k: number) =>
     .map(([name, us]) => `${((100 * us) / total).toFixed(1).padStart(5)}%  ${name}`)
     .join('\n');
 console.log(`total ${(total / 1e6).toFixed(2)} s sampled\n\n== by module ==\n${top(file, 25)}\n\n== by function ==\n${top(fn, 40)}`);
+
+// Inclusive time of selected functions (self + callees), to see what a code path costs as a whole.
+const inclusive = new Map<number, number>();
+function incl(id: number): number {
+  const cached = inclusive.get(id);
+  if (cached !== undefined) return cached;
+  const n = byId.get(id)!;
+  let t = self.get(id) ?? 0;
+  for (const c of n.children ?? []) t += incl(c);
+  inclusive.set(id, t);
+  return t;
+}
+const watch = (process.env.PROFILE_INCLUSIVE ?? 'handleToken,verify,verifyUncached,jwtVerify,issueRegistryToken,decide,serve,handler,forward,authorize,LOG,write,stringify').split(',');
+const inclByName = new Map<string, number>();
+for (const n of prof.nodes) {
+  if (!watch.includes(n.callFrame.functionName)) continue;
+  // count only the outermost frame of a name on each path
+  inclByName.set(n.callFrame.functionName, (inclByName.get(n.callFrame.functionName) ?? 0) + incl(n.id));
+}
+console.log(`\n== inclusive ==\n${[...inclByName.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`).join('\n')}`);

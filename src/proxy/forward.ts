@@ -46,30 +46,6 @@ export function rewriteLocation(location: string, upstreamURL: string, publicURL
   return `${publicURL}${target.pathname}${target.search}`;
 }
 
-/**
- * Socket buffer size for blob streams, both towards the upstream (here) and towards clients (the
- * listener). Node's default of 16 KiB makes every 64 KiB read overrun the writable side, so the pipe
- * pauses and resumes once per chunk; 256 KiB lets reads and writes overlap. Measured in
- * bench/tools/ab-stream.ts (median pull throughput +25 % on the 2-core bench machine); bounded
- * memory: at most this much per direction per connection.
- */
-export const STREAM_HIGH_WATER_MARK = 256 * 1024;
-
-type ConnectionOptions = Parameters<HttpAgent['createConnection']>[0];
-type ConnectionCallback = Parameters<HttpAgent['createConnection']>[1];
-
-class BufferedHttpAgent extends HttpAgent {
-  override createConnection(options: ConnectionOptions, callback?: ConnectionCallback) {
-    return super.createConnection({ ...options, readableHighWaterMark: STREAM_HIGH_WATER_MARK, writableHighWaterMark: STREAM_HIGH_WATER_MARK } as ConnectionOptions, callback);
-  }
-}
-
-class BufferedHttpsAgent extends HttpsAgent {
-  override createConnection(options: ConnectionOptions, callback?: ConnectionCallback) {
-    return super.createConnection({ ...options, readableHighWaterMark: STREAM_HIGH_WATER_MARK, writableHighWaterMark: STREAM_HIGH_WATER_MARK } as ConnectionOptions, callback);
-  }
-}
-
 interface Meta {
   started: number;
   route: string;
@@ -84,8 +60,8 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
   const isHttps = upstream.url.startsWith('https:');
   const agentOptions = { keepAlive: true, maxSockets: 256, maxFreeSockets: 64, timeout: 60_000 };
   const agent = isHttps
-    ? new BufferedHttpsAgent({ ...agentOptions, ...(upstream.caFile ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) })
-    : new BufferedHttpAgent(agentOptions);
+    ? new HttpsAgent({ ...agentOptions, ...(upstream.caFile ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) })
+    : new HttpAgent(agentOptions);
   const proxy = createProxyServer({
     target: upstream.url,
     agent,
@@ -99,18 +75,16 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
   proxy.on('proxyRes', (proxyRes, req, res) => {
     const meta = (req as IncomingMessage & { rap?: Meta }).rap;
     const status = proxyRes.statusCode ?? 0;
-    // A response cut short upstream (reset, idle timeout) must be cut short for the client too: pipe()
-    // alone would leave the client waiting forever on a body that will never complete.
+    let bytes = 0;
+    if (meta?.onBytes) proxyRes.on('data', (chunk: Buffer) => (bytes += chunk.length));
     proxyRes.once('close', () => {
+      if (bytes > 0) meta?.onBytes?.('download', bytes);
+      // A response cut short upstream (reset, idle timeout) must be cut short for the client too:
+      // pipe() alone would leave the client waiting forever on a body that will never complete.
       if (proxyRes.complete) return;
       logger.warn({ requestId: meta?.requestId, route: meta?.route, status }, 'upstream response ended before its body was complete: cutting the client connection');
       res.destroy();
     });
-    if (meta?.onBytes) {
-      let bytes = 0;
-      proxyRes.on('data', (chunk: Buffer) => (bytes += chunk.length));
-      proxyRes.once('close', () => bytes > 0 && meta.onBytes!('download', bytes));
-    }
     meta?.onStatus?.(status, (performance.now() - (meta?.started ?? 0)) / 1000);
     const loc = proxyRes.headers.location;
     if (typeof loc === 'string') proxyRes.headers.location = rewriteLocation(loc, upstream.url, config.publicURL);

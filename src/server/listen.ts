@@ -4,7 +4,6 @@ import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { STREAM_HIGH_WATER_MARK } from '../proxy/forward.js';
 
 export interface Listener {
   server: Server;
@@ -21,8 +20,6 @@ export async function startListener(config: Config, listener: RequestListener, l
     requestTimeout: 0,
     headersTimeout: 30_000,
     keepAliveTimeout: 65_000,
-    // see STREAM_HIGH_WATER_MARK: client sockets get the same larger buffers as upstream ones
-    highWaterMark: STREAM_HIGH_WATER_MARK,
   };
   const server: Server = config.tls
     ? (createHttpsServer({ ...options, cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }, listener) as unknown as Server)

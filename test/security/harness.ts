@@ -1,7 +1,6 @@
 import { createHmac, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect } from 'node:net';
 import { SignJWT, exportJWK, generateKeyPair, base64url, importPKCS8, type CryptoKey } from 'jose';
 import { startRecordingUpstream, type RecordingUpstream } from '../fixtures/recording-upstream.js';
 import { startProxy, TEST_ISSUER, type TestProxy } from '../helpers/server.js';
@@ -119,30 +118,4 @@ export async function attackerKey(): Promise<{ privateKey: CryptoKey; jwk: Recor
   return { privateKey, jwk: { ...(await exportJWK(publicKey)) } };
 }
 
-/** Sends raw bytes on a fresh connection and returns everything the server answered. */
-export function rawRequest(port: number, text: string | Buffer, timeoutMs = 3000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = connect(port, '127.0.0.1', () => s.write(text));
-    let out = '';
-    s.on('data', (d) => (out += d.toString('latin1')));
-    s.on('end', () => resolve(out));
-    s.on('close', () => resolve(out));
-    s.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? resolve(out) : reject(e)));
-    s.setTimeout(timeoutMs, () => s.destroy());
-  });
-}
-
-/** Status code and parsed JSON body of a raw HTTP/1.1 response text (first response only). */
-export function parseRaw(out: string): { status: number; headers: string; body: unknown } {
-  const m = /^HTTP\/1\.1 (\d{3})[^\r]*\r\n([\s\S]*?)\r\n\r\n([\s\S]*)$/.exec(out);
-  if (!m) return { status: 0, headers: '', body: undefined };
-  const len = /content-length:\s*(\d+)/i.exec(m[2]!);
-  const text = len ? m[3]!.slice(0, Number(len[1])) : m[3]!;
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = text;
-  }
-  return { status: Number(m[1]), headers: m[2]!, body };
-}
+export { parseRaw, rawRequest } from '../helpers/raw-http.js';

@@ -6,6 +6,7 @@ import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { startRecordingUpstream, type RecordingUpstream } from '../../fixtures/recording-upstream.js';
 import { startProxy, type TestProxy } from '../../helpers/server.js';
+import { rawRequest } from '../../helpers/raw-http.js';
 
 const D = `sha256:${'b'.repeat(64)}`;
 let upstream: RecordingUpstream;
@@ -21,17 +22,7 @@ async function registryToken(p: TestProxy, scopes: string[]): Promise<string> {
   return ((await res.json()) as { token: string }).token;
 }
 
-function raw(port: number, text: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = connect(port, '127.0.0.1', () => s.write(text));
-    let out = '';
-    s.on('data', (d) => (out += d.toString('latin1')));
-    s.on('end', () => resolve(out));
-    s.on('close', () => resolve(out));
-    s.on('error', reject);
-    s.setTimeout(3000, () => s.destroy());
-  });
-}
+const raw = (port: number, text: string): Promise<string> => rawRequest(port, text);
 
 beforeAll(async () => {
   upstream = await startRecordingUpstream();

@@ -39,12 +39,30 @@ let n = 0;
 const alsServer = createServer((req, res) => als.run({ id: n++ }, () => bare.emit('request', req, res)));
 await new Promise<void>((r) => alsServer.listen(0, '127.0.0.1', r));
 const alsURL = `http://127.0.0.1:${(alsServer.address() as { port: number }).port}`;
+// the bare pipe again, but in its own process like nginx and the proxy (the in-process variants
+// share the client's event loop, which is not how a proxy runs)
+const { spawn } = await import('node:child_process');
+const { freePort, waitForHttp } = await import('../lib/net.js');
+const bareChildPort = await freePort();
+const bareChild = spawn(process.execPath, ['-e', `
+const { Agent, createServer, request } = require('node:http');
+const agent = new Agent({ keepAlive: true });
+createServer((req, res) => {
+  const up = request({ host: '127.0.0.1', port: ${upstream.port}, path: req.url, method: req.method, headers: req.headers, agent }, (ur) => {
+    res.writeHead(ur.statusCode, ur.headers);
+    ur.pipe(res);
+  });
+  req.pipe(up);
+}).listen(${bareChildPort}, '127.0.0.1');
+`], { stdio: 'ignore' });
+await waitForHttp(`http://127.0.0.1:${bareChildPort}/v2/`, 10_000);
 const headers = { authorization: `Bearer ${await proxy.registryToken(['repository:bench/big:pull'])}` };
 const targets: [string, string, Record<string, string>][] = [
   ['direct', registry.url, {}],
   ['nginx', nginx.url, {}],
   ['node pipe', bareURL, {}],
   ['pipe+ALS', alsURL, {}],
+  ['pipe child', `http://127.0.0.1:${bareChildPort}`, {}],
   ['http-proxy', hpURL, {}],
   ['proxy', proxy.url, headers],
 ];
@@ -57,6 +75,7 @@ for (let rep = 0; rep < 3; rep++) {
 }
 for (const [name, xs] of results) console.log(`${name.padEnd(10)} ${xs.map((x) => x.toFixed(0)).join(', ')} MiB/s`);
 bare.close();
+bareChild.kill();
 hpServer.close();
 alsServer.close();
 agent.destroy();

@@ -5,6 +5,7 @@ import { createProxyServer } from 'http-proxy-3';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { OciError, sendOciError } from '../oci/errors.js';
+import { createIdleWatchdog, type Exchange } from './idle-watchdog.js';
 
 /**
  * Streaming forwarder (http-proxy-3 over a keep-alive agent). Bodies are piped both ways with
@@ -46,19 +47,22 @@ export function rewriteLocation(location: string, upstreamURL: string, publicURL
   return `${publicURL}${target.pathname}${target.search}`;
 }
 
-interface Meta {
+interface Meta extends Exchange {
   started: number;
   route: string;
   requestId?: string;
   clientClose?: boolean;
   onStatus?: ForwardOptions['onUpstreamStatus'];
   onBytes?: ForwardOptions['onBytes'];
+  proxyReq?: { destroy(err?: Error): void };
 }
 
 export function createForwarder(config: Config, logger: Logger, draining: () => boolean = () => false): Forwarder {
   const upstream = config.upstream!;
   const isHttps = upstream.url.startsWith('https:');
-  const agentOptions = { keepAlive: true, maxSockets: 256, maxFreeSockets: 64, timeout: 60_000 };
+  // No socket timeouts here (see idle-watchdog.ts): the watchdog bounds every exchange instead.
+  const agentOptions = { keepAlive: true, maxSockets: 256, maxFreeSockets: 64 };
+  const watchdog = createIdleWatchdog(upstream.timeout);
   const agent = isHttps
     ? new HttpsAgent({ ...agentOptions, ...(upstream.caFile ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) })
     : new HttpAgent(agentOptions);
@@ -68,16 +72,24 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
     changeOrigin: true,
     xfwd: false,
     secure: true,
-    proxyTimeout: upstream.timeout,
     ...(upstream.caFile && isHttps ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}),
+  });
+
+  proxy.on('proxyReq', (proxyReq, req) => {
+    const meta = (req as IncomingMessage & { rap?: Meta }).rap;
+    if (meta) meta.proxyReq = proxyReq;
   });
 
   proxy.on('proxyRes', (proxyRes, req, res) => {
     const meta = (req as IncomingMessage & { rap?: Meta }).rap;
     const status = proxyRes.statusCode ?? 0;
     let bytes = 0;
-    if (meta?.onBytes) proxyRes.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    proxyRes.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (meta) meta.progress++;
+    });
     proxyRes.once('close', () => {
+      if (meta) watchdog.unwatch(meta);
       if (bytes > 0) meta?.onBytes?.('download', bytes);
       // A response cut short upstream (reset, idle timeout) must be cut short for the client too:
       // pipe() alone would leave the client waiting forever on a body that will never complete.
@@ -114,8 +126,23 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
       // Socket events run in whichever request's async context created the pooled socket, so the
       // request id travels explicitly rather than through the logger's AsyncLocalStorage.
       const requestId = (req as IncomingMessage & { requestId?: string }).requestId;
-      const meta: Meta = { started, route: opts.route, requestId, clientClose, onStatus: opts.onUpstreamStatus, onBytes: opts.onBytes };
+      const meta: Meta = {
+        started,
+        route: opts.route,
+        requestId,
+        clientClose,
+        onStatus: opts.onUpstreamStatus,
+        onBytes: opts.onBytes,
+        progress: 0,
+        onIdle: () => {
+          // Not even a socket yet (the agent's pool is exhausted): nothing upstream to abort.
+          if (!meta.proxyReq) return void res.destroy();
+          meta.proxyReq.destroy(Object.assign(new Error(`no progress for ${upstream.timeout} ms`), { code: 'ETIMEDOUT' }));
+        },
+      };
       (req as IncomingMessage & { rap?: Meta }).rap = meta;
+      watchdog.watch(meta);
+      res.once('close', () => watchdog.unwatch(meta));
       proxy.web(req, res, {}, (err: NodeJS.ErrnoException) => {
         // (a fully read request is auto-destroyed, so only the response side tells that the client left)
         if (res.headersSent || res.destroyed || res.socket === null || res.socket.destroyed) {
@@ -123,7 +150,7 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
           return;
         }
         const elapsed = performance.now() - started;
-        const timedOut = err.code === 'ECONNRESET' && elapsed >= upstream.timeout - 50;
+        const timedOut = err.code === 'ETIMEDOUT';
         logger.warn({ requestId, route: opts.route, code: err.code, err: err.message, ms: Math.round(elapsed) }, timedOut ? 'upstream timed out' : 'upstream request failed');
         sendOciError(
           res,
@@ -134,13 +161,15 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
       });
       // proxy.web has piped the request synchronously, so this listener sees every chunk; it
       // does not resume a source that back-pressure paused.
-      if (opts.onBytes) {
-        let bytes = 0;
-        req.on('data', (chunk: Buffer) => (bytes += chunk.length));
-        req.once('close', () => bytes > 0 && opts.onBytes!('upload', bytes));
-      }
+      let bytes = 0;
+      req.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+        meta.progress++;
+      });
+      if (opts.onBytes) req.once('close', () => bytes > 0 && opts.onBytes!('upload', bytes));
     },
     close() {
+      watchdog.close();
       proxy.close();
       agent.destroy();
     },

@@ -23,6 +23,41 @@ const REPS = Number(process.env.BENCH_REPS ?? (QUICK ? 1 : 3));
 const HEAD_TOTAL = QUICK ? 500 : 4000;
 const TOKEN_TOTAL = QUICK ? 1000 : 8000;
 
+/**
+ * What profiling found (bench/tools: profile-head.ts, pull-ceiling.ts, token-rate.ts), kept with the
+ * numbers so a reader can weigh them. Static text: re-check it when the code path changes.
+ */
+const ANALYSIS = `
+## What stands between the proxy and the targets (profiling notes, 2026-11-23)
+
+- **This machine is noisy.** The same transfer varies by up to 2× between runs (see every run above);
+  only ratios within one run, medians of interleaved repetitions, are meaningful.
+- **Pull ÷ direct cannot approach 0.90 for any user-space proxy here.** The registry sends blobs with
+  \`sendfile\` (a kernel copy); a proxy must copy every byte through user space on the same two cores
+  the registry and the client use. nginx itself reaches only about half of direct.
+- **Pull ÷ nginx.** A ten-line Node pipe proxy (\`bench/tools/pull-ceiling.ts\`) pulls at roughly
+  nginx's speed; registry-auth-proxy reaches about 0.6–0.8 of that pipe. \`--trace-gc\` shows why:
+  every socket read allocates a 64 KiB Buffer, the external-memory growth forces a mark-compact about
+  every 32 MB, and with the proxy's 13 MB live heap (CEL, jose, pino, prom-client, http-proxy-3)
+  each one pauses the event loop 4–8 ms — about a tenth of the transfer time. The bare pipe carries
+  the same allocation pattern over a much smaller heap.
+  Fixed on the way: upstream socket timeouts (http-proxy's \`proxyTimeout\`) re-armed a timer on
+  every chunk; a shared progress watchdog replaced them (+18 % median pull in an A/B). Tried and
+  dropped: 256 KiB socket buffers (no effect beyond noise). Next candidates: undici for the upstream
+  leg, fewer modules loaded in \`serve\`.
+- **Manifest HEAD at 16 clients.** The registry saturates both cores at this concurrency, so every
+  microsecond of proxy CPU becomes queueing delay. The proxy spends about 0.3–0.4 ms of CPU per
+  request (Node's HTTP server and client, http-proxy-3, token check from cache, metrics, access log);
+  nginx about a tenth of that. Note: the load generator uses node:http with keep-alive, because
+  undici closes the connection after every HEAD response, which turned the first version of this
+  benchmark into a connection-setup benchmark.
+- **/token.** Each issuance verifies one ES256 identity token (about 0.14 ms of CPU in WebCrypto)
+  and signs one registry token; the benchmark client runs on the same two cores. A repeated identity
+  token (the common case: kubelet and \`docker login\` reuse theirs until it expires) skips the
+  verification. Signing with node:crypto directly instead of jose made no measurable difference
+  (\`bench/tools/token-rate.ts\`) and was not kept.
+`;
+
 type Mode = 'direct' | 'nginx' | 'proxy';
 const MODES: Mode[] = ['direct', 'nginx', 'proxy'];
 
@@ -119,7 +154,7 @@ async function main(): Promise<void> {
       `Proxy peak RSS during the ${SIZE / 2 ** 20} MiB transfers: ${fmt(rssPeak / 1e6, 0)} MB (target ≤ 150 MB).`,
       `Measured ${date.slice(0, 10)} on ${cpu.length} cores (${cpu[0]?.model ?? 'unknown'}); details in BENCHMARKS.md.`,
     ];
-    const lat = (r: LatencyResult) => `${fmt(r.p50)} / ${fmt(r.p99)} | ${fmt(r.rps, 0)}${r.errors ? ` (${r.errors} errors)` : ''}`;
+    const lat = (r: LatencyResult) => `${fmt(r.p50)} / ${fmt(r.p99)} (${fmt(r.rps, 0)}/s${r.errors ? `, ${r.errors} errors` : ''})`;
     const md = `# Benchmarks
 
 Produced by \`npm run bench\` (bench/run.ts); numbers from one run, ratios computed within it.
@@ -151,7 +186,7 @@ Every run (seconds): push ${MODES.map((m) => `${m} ${push[m].map((s) => fmt(s)).
 
 Proxy RSS: ${fmt(rssBaseline / 1e6, 0)} MB after start-up, peak ${fmt(rssPeak / 1e6, 0)} MB during the transfers (target ≤ 150 MB: ${ok(rssPeak / 1e6, 150, true)}).
 
-## Manifest HEAD latency (ms p50 / p99 | requests/s)
+## Manifest HEAD latency (ms p50 / p99, requests/s)
 
 | clients | direct | nginx | proxy | proxy p50 − direct p50 |
 | ---: | --- | --- | --- | ---: |
@@ -170,7 +205,7 @@ requests carry none.
 
 Target: ≥ 3000 issuances/s on 2 cores — ${ok(tokenDistinct.rps, 3000)} (distinct identities).
 Each issuance signs a fresh ES256 registry token and writes an audit line and an access line.
-`;
+${ANALYSIS}`;
     process.stdout.write(`${md}\n`);
     if (process.env.BENCH_NO_WRITE !== '1' && !QUICK) {
       writeFileSync('BENCHMARKS.md', md);

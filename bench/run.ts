@@ -43,8 +43,10 @@ const ANALYSIS = `
   the same allocation pattern over a much smaller heap.
   Fixed on the way: upstream socket timeouts (http-proxy's \`proxyTimeout\`) re-armed a timer on
   every chunk; a shared progress watchdog replaced them (+18 % median pull in an A/B). Tried and
-  dropped: 256 KiB socket buffers (no effect beyond noise). Next candidates: undici for the upstream
-  leg, fewer modules loaded in \`serve\`.
+  dropped: 256 KiB socket buffers (no effect beyond noise); an undici Pool instead of http-proxy-3
+  for the upstream leg (A/B, three interleaved reps: HEAD at 16 clients 761–891 vs 875–1053 req/s,
+  pulls 354–434 vs 323–380 MiB/s, pushes 186–216 vs 160–240 MiB/s — no clear win, so the chosen
+  http-proxy-3 stays). Next candidate: fewer modules loaded in \`serve\` (smaller heap, cheaper GC).
 - **Manifest HEAD at 16 clients.** The registry saturates both cores at this concurrency, so every
   microsecond of proxy CPU becomes queueing delay. The proxy spends about 0.3–0.4 ms of CPU per
   request (Node's HTTP server and client, http-proxy-3, token check from cache, metrics, access log);

@@ -3,6 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseDuration } from './duration.js';
 import { ConfigError } from './errors.js';
 import { PRESET_ISSUERS } from '../identity/presets.js';
+import { parseTrustedProxies } from '../server/client-ip.js';
 import {
   PRESETS,
   SIGNING_ALGORITHMS,
@@ -35,7 +36,7 @@ export interface ServeFlags {
 
 type Obj = Record<string, unknown>;
 
-const TOP_KEYS = ['listen', 'publicURL', 'service', 'tls', 'upstream', 'issuers', 'tokens', 'policies', 'anonymous', 'limits', 'shutdownGrace', 'logLevel'];
+const TOP_KEYS = ['listen', 'publicURL', 'service', 'tls', 'upstream', 'issuers', 'tokens', 'policies', 'anonymous', 'limits', 'trustedProxies', 'shutdownGrace', 'logLevel'];
 
 export const DEFAULT_LIMITS: LimitsConfig = {
   tokenPerClient: { rate: 20, burst: 60 },
@@ -138,6 +139,16 @@ export function buildConfig(raw: Obj, flags: ServeFlags = {}, file?: string, env
 
   const anonymous = raw.anonymous === undefined ? false : v.bool(raw.anonymous, 'anonymous');
   const limits = parseLimits(raw.limits, v);
+  const trustedProxies: string[] = [];
+  if (raw.trustedProxies !== undefined) {
+    if (!Array.isArray(raw.trustedProxies) || !raw.trustedProxies.every((x) => typeof x === 'string')) v.fail('trustedProxies', 'must be a list of IP addresses or CIDRs');
+    trustedProxies.push(...(raw.trustedProxies as string[]));
+    try {
+      parseTrustedProxies(trustedProxies);
+    } catch (err) {
+      v.fail('trustedProxies', (err as Error).message);
+    }
+  }
   const shutdownGrace = raw.shutdownGrace !== undefined ? v.duration(raw.shutdownGrace, 'shutdownGrace') : 25_000;
 
   return {
@@ -157,6 +168,7 @@ export function buildConfig(raw: Obj, flags: ServeFlags = {}, file?: string, env
     policies: flags.policy ?? v.optString(raw, 'policies') ?? './policies',
     anonymous,
     limits,
+    trustedProxies,
     shutdownGrace,
     logLevel: flags.logLevel ?? v.optString(raw, 'logLevel') ?? env.RAP_LOG_LEVEL ?? 'info',
     dev,

@@ -85,6 +85,8 @@ export interface Config {
   policies: string;
   anonymous: boolean;
   limits: LimitsConfig;
+  /** Addresses/CIDRs of proxies in front of us whose X-Forwarded-For is believed (for the client IP). */
+  trustedProxies: string[];
   /** On SIGTERM: how long in-flight requests may take to finish before connections are cut, in ms. */
   shutdownGrace: number;
   logLevel: string;

@@ -6,6 +6,7 @@ import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { OciError, sendOciError } from '../oci/errors.js';
 import { createIdleWatchdog, type Exchange } from './idle-watchdog.js';
+import { clientIPOf } from '../server/client-ip.js';
 
 /**
  * Streaming forwarder (http-proxy-3 over a keep-alive agent). Bodies are piped both ways with
@@ -117,7 +118,7 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
     forward(req, res, opts) {
       const clientClose = /(?:^|,)\s*close\s*(?:,|$)/i.test(req.headers.connection ?? '') || (req.httpVersionMajor === 1 && req.httpVersionMinor === 0 && !/keep-alive/i.test(req.headers.connection ?? ''));
       for (const h of STRIP_REQUEST) delete req.headers[h];
-      const remote = req.socket.remoteAddress;
+      const remote = clientIPOf(req);
       if (remote) req.headers['x-forwarded-for'] = remote;
       req.headers['x-forwarded-proto'] = config.tls ? 'https' : 'http';
       if (opts.authorization) req.headers.authorization = opts.authorization;

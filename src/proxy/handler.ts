@@ -8,6 +8,7 @@ import { classify, isRouteError, withoutMount, type Route } from '../oci/route.j
 import type { Scope } from '../oci/scope.js';
 import type { PolicyEngine } from '../policy/types.js';
 import type { Metrics } from '../server/metrics.js';
+import { clientIPOf } from '../server/client-ip.js';
 import { RegistryTokenError, type AccessEntry, type RegistryTokenVerifier } from '../token/types.js';
 import { createForwarder, type Forwarder } from './forward.js';
 import { createUpstreamAuth, type UpstreamAuth } from './upstream-auth.js';
@@ -65,7 +66,7 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
         return undefined;
       }
       const who = anonymousIdentity();
-      const ctx = { service: config.service, clientIP: req.socket.remoteAddress ?? '' };
+      const ctx = { service: config.service, clientIP: clientIPOf(req) };
       access = route.scopes.map((s) => ({ type: s.type, name: s.name, actions: deps.policy!.decide(who, s, ctx).granted }));
       if (route.kind === 'ping') {
         res.writeHead(200, { 'content-type': 'application/json', [API_VERSION_HEADER]: API_VERSION, 'content-length': '2' });

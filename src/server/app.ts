@@ -2,6 +2,7 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import { randomUUID } from 'node:crypto';
 import { requestContext, type Logger } from '../log.js';
 import { OciError, sendOciError, API_VERSION, API_VERSION_HEADER } from '../oci/errors.js';
+import { clientIPOf, clientIPResolver } from './client-ip.js';
 import type { Metrics } from './metrics.js';
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
@@ -38,8 +39,9 @@ function requestIdOf(req: IncomingMessage): string {
  * Dispatches by path; every handler error becomes an OCI error body, never a crash. Each request
  * runs inside `requestContext`, so every log line it causes carries its request id.
  */
-export function createApp(routes: AppRoutes, logger: Logger, metrics?: Metrics, state: AppState = { draining: false }): RequestListener {
+export function createApp(routes: AppRoutes, logger: Logger, metrics?: Metrics, state: AppState = { draining: false }, resolveClientIP = clientIPResolver([])): RequestListener {
   return (req, res) => {
+    resolveClientIP(req);
     const requestId = requestIdOf(req);
     (req as IncomingMessage & { requestId?: string }).requestId = requestId;
     res.setHeader('X-Request-Id', requestId);
@@ -65,7 +67,7 @@ export function createApp(routes: AppRoutes, logger: Logger, metrics?: Metrics, 
       // Probes and scrapes every few seconds would drown the access log: those only at debug.
       const level = label === 'v2' || label === '/token' || label === 'other' ? 'info' : 'debug';
       logger[level](
-        { requestId, method: req.method, path: path.length > 512 ? `${path.slice(0, 512)}…` : path, status: res.statusCode, ms: Math.round((performance.now() - started) * 10) / 10, clientIP: req.socket.remoteAddress, completed: res.writableFinished },
+        { requestId, method: req.method, path: path.length > 512 ? `${path.slice(0, 512)}…` : path, status: res.statusCode, ms: Math.round((performance.now() - started) * 10) / 10, clientIP: clientIPOf(req), completed: res.writableFinished },
         'request',
       );
     });

@@ -15,6 +15,7 @@ import { createUpstreamProbe } from './health.js';
 import { startListener, type Listener } from './listen.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createRateLimiter } from './rate-limit.js';
+import { clientIPResolver } from './client-ip.js';
 
 export interface Runtime {
   config: Config;
@@ -88,6 +89,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
     logger,
     metrics,
     state,
+    clientIPResolver(config.trustedProxies),
   );
   void identity.warmUp?.();
   const listener = await startListener(config, app, logger);

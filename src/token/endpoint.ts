@@ -7,6 +7,7 @@ import { formatScope, parseScopes, ScopeError, type Scope } from '../oci/scope.j
 import type { PolicyEngine } from '../policy/types.js';
 import type { Metrics } from '../server/metrics.js';
 import type { RateLimiter } from '../server/rate-limit.js';
+import { clientIPOf } from '../server/client-ip.js';
 import { issueRefreshToken, issueRegistryToken } from './issue.js';
 import type { KeyRing } from './keys.js';
 import type { AccessEntry } from './types.js';
@@ -137,7 +138,7 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
   const reviewed = new Set(config.issuers.filter((i) => i.tokenReview).map((i) => i.name));
 
   return async function handleToken(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    const clientIP = req.socket.remoteAddress ?? '';
+    const clientIP = clientIPOf(req);
     let request: TokenRequest | undefined;
     let who: Identity | undefined;
     let scopes: Scope[] = [];

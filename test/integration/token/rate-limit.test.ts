@@ -61,6 +61,20 @@ describe('/token rate limits', () => {
     expect((await tokenFrom(p, '127.0.0.3', id)).status).toBe(200);
   });
 
+  it('behind a trusted proxy, limits each forwarded client and records its address', async () => {
+    const p = await startProxy({ config: { trustedProxies: ['127.0.0.0/8'], limits: { tokenPerClient: { rate: 0.5, burst: 1 }, tokenGlobal: { rate: 0 } } } });
+    started.push(p);
+    const id = await p.mintIdentity();
+    const from = (xff: string) =>
+      fetch(`${p.url}/token?service=registry.test&scope=repository:team-a/app:pull`, { headers: { authorization: `Basic ${Buffer.from(`x:${id}`).toString('base64')}`, 'x-forwarded-for': xff } });
+    expect((await from('198.51.100.1')).status).toBe(200);
+    expect((await from('198.51.100.1')).status).toBe(429);
+    // same TCP peer, another client behind the ingress
+    expect((await from('spoofed, 198.51.100.2')).status).toBe(200);
+    const audit = p.logs.filter((l) => l.includes('"audit":"token"')).map((l) => JSON.parse(l) as { clientIP: string });
+    expect(audit.map((a) => a.clientIP)).toEqual(['198.51.100.1', '198.51.100.2']);
+  });
+
   it('does not limit the registry API itself', async () => {
     const p = await startProxy({ config: { limits: { tokenPerClient: { rate: 1, burst: 1 } } } });
     started.push(p);

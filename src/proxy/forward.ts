@@ -1,6 +1,7 @@
 import { Agent as HttpAgent, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { readFileSync } from 'node:fs';
+import { pipeline, type Transform } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
@@ -26,6 +27,8 @@ export interface ForwardOptions {
   onUpstreamStatus?: (status: number, seconds: number) => void;
   /** Body bytes streamed, reported once per request when the exchange ends. */
   onBytes?: (direction: 'upload' | 'download', bytes: number) => void;
+  /** Rewrites a successful (200) response body on its way to the client, streaming. */
+  filterBody?: () => Transform;
 }
 
 export interface Forwarder {
@@ -56,6 +59,7 @@ interface Meta extends Exchange {
   onStatus?: ForwardOptions['onUpstreamStatus'];
   onBytes?: ForwardOptions['onBytes'];
   proxyReq?: { destroy(err?: Error): void };
+  filterBody?: () => Transform;
 }
 
 export function createForwarder(config: Config, logger: Logger, draining: () => boolean = () => false): Forwarder {
@@ -112,6 +116,14 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
     // connection when it asked to, or when we are draining (so it reconnects to another replica).
     delete proxyRes.headers['keep-alive'];
     proxyRes.headers.connection = meta?.clientClose || draining() ? 'close' : 'keep-alive';
+    if (meta?.filterBody) {
+      // selfHandleResponse: http-proxy leaves the response to us
+      const filtered = status === 200;
+      const { 'content-length': _len, 'transfer-encoding': _te, ...headers } = proxyRes.headers;
+      res.writeHead(proxyRes.statusCode ?? status, filtered ? headers : proxyRes.headers);
+      if (filtered) pipeline(proxyRes, meta.filterBody(), res, (err) => err && res.destroy());
+      else proxyRes.pipe(res);
+    }
   });
 
   return {
@@ -127,8 +139,10 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
       // Socket events run in whichever request's async context created the pooled socket, so the
       // request id travels explicitly rather than through the logger's AsyncLocalStorage.
       const requestId = (req as IncomingMessage & { requestId?: string }).requestId;
+      if (opts.filterBody) delete req.headers['accept-encoding']; // the filter reads plain JSON
       const meta: Meta = {
         started,
+        filterBody: opts.filterBody,
         route: opts.route,
         requestId,
         clientClose,
@@ -144,7 +158,7 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
       (req as IncomingMessage & { rap?: Meta }).rap = meta;
       watchdog.watch(meta);
       res.once('close', () => watchdog.unwatch(meta));
-      proxy.web(req, res, {}, (err: NodeJS.ErrnoException) => {
+      proxy.web(req, res, opts.filterBody ? { selfHandleResponse: true } : {}, (err: NodeJS.ErrnoException) => {
         // (a fully read request is auto-destroyed, so only the response side tells that the client left)
         if (res.headersSent || res.destroyed || res.socket === null || res.socket.destroyed) {
           res.destroy();

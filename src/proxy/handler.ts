@@ -1,10 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config/types.js';
-import { anonymousIdentity } from '../identity/types.js';
+import { anonymousIdentity, type Identity } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import { sendChallenge } from '../oci/challenge.js';
 import { OciError, sendOciError, API_VERSION, API_VERSION_HEADER } from '../oci/errors.js';
 import { classify, isRouteError, withoutMount, type Route } from '../oci/route.js';
+import { createCatalogFilter } from '../oci/catalog-filter.js';
+import { isValidRepositoryName } from '../oci/scope.js';
+import type { Transform } from 'node:stream';
 import type { Scope } from '../oci/scope.js';
 import type { PolicyEngine } from '../policy/types.js';
 import type { Metrics } from '../server/metrics.js';
@@ -57,15 +60,18 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   const forwarder: Forwarder | undefined = config.upstream ? createForwarder(config, logger, deps.draining) : undefined;
   const upstreamAuth: UpstreamAuth | undefined = config.upstream ? createUpstreamAuth(config.upstream, logger) : undefined;
 
-  async function authorize(req: IncomingMessage, res: ServerResponse, route: Route): Promise<Route | undefined> {
+  /** The authorized route, and who the token names when it carries an identity (catalog tokens). */
+  async function authorize(req: IncomingMessage, res: ServerResponse, route: Route): Promise<{ route: Route; identity?: Identity } | undefined> {
     const auth = bearerOf(req);
     let access: AccessEntry[];
+    let identity: Identity | undefined;
     if (auth.kind === 'none') {
       if (!config.anonymous || !deps.policy) {
         sendChallenge(res, { realm, service: config.service, scopes: route.scopes });
         return undefined;
       }
       const who = anonymousIdentity();
+      identity = who;
       const ctx = { service: config.service, clientIP: clientIPOf(req) };
       access = route.scopes.map((s) => ({ type: s.type, name: s.name, actions: deps.policy!.decide(who, s, ctx).granted }));
       if (route.kind === 'ping') {
@@ -83,7 +89,7 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
       return undefined;
     } else {
       try {
-        access = (await tokens.verify(auth.token)).access;
+        ({ access, identity } = await tokens.verify(auth.token));
       } catch (err) {
         if (!(err instanceof RegistryTokenError)) throw err;
         logger.info({ reason: err.message, route: route.kind }, 'rejected registry token');
@@ -102,7 +108,21 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
       sendChallenge(res, { realm, service: config.service, scopes: effective.scopes, error: 'insufficient_scope' });
       return undefined;
     }
-    return effective;
+    return { route: effective, identity };
+  }
+
+  /**
+   * The catalog, narrowed to the repositories this identity may pull (policy decides per name, as it
+   * would for a pull). A catalog token without an identity (older tokens) sees an empty list.
+   */
+  function catalogFilter(req: IncomingMessage, identity: Identity | undefined): () => Transform {
+    const policy = deps.policy;
+    const ctx = { service: config.service, clientIP: clientIPOf(req) };
+    return () =>
+      createCatalogFilter((name) => {
+        if (!identity || !policy || !isValidRepositoryName(name)) return false;
+        return policy.decide(identity, { type: 'repository', name, actions: ['pull'] }, ctx).granted.includes('pull');
+      });
   }
 
   const handler = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
@@ -114,8 +134,9 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
       sendOciError(res, new OciError(route.status, route.code, route.message, undefined, route.allow ? { Allow: route.allow } : {}));
       return;
     }
-    const effective = await authorize(req, res, route);
-    if (!effective) return;
+    const authorized = await authorize(req, res, route);
+    if (!authorized) return;
+    const effective = authorized.route;
     if (!forwarder || !upstreamAuth) {
       sendOciError(res, new OciError(503, 'UNAVAILABLE', 'no upstream registry is configured'));
       return;
@@ -135,6 +156,7 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
         metrics?.upstreamLatency.observe({ route: effective.kind, status: String(status) }, seconds);
         if (status === 401) upstreamAuth.invalidate(effective.scopes);
       },
+      filterBody: effective.kind === 'catalog' ? catalogFilter(req, authorized.identity) : undefined,
       onBytes: metrics ? (direction, bytes) => metrics.bytesStreamed.inc({ direction }, bytes) : undefined,
     });
   };

@@ -25,11 +25,20 @@ export function registrySubject(identity: Identity): string {
   return `${identity.issuerName}:${identity.subject}`;
 }
 
+/** True when `access` lets the bearer list the catalog. */
+export function grantsCatalog(access: AccessEntry[]): boolean {
+  return access.some((a) => a.type === 'registry' && a.name === 'catalog' && a.actions.length > 0);
+}
+
+/**
+ * Registry tokens that may list the catalog also carry the identity (`idn`), so the proxy can filter
+ * the upstream's list down to the repositories this identity may pull. Other tokens stay small.
+ */
 export async function issueRegistryToken(keys: KeyRing, identity: Identity, access: AccessEntry[], opts: IssueOptions): Promise<IssuedToken> {
   const nowMs = (opts.now ?? Date.now)();
   const iat = Math.floor(nowMs / 1000);
   const key = keys.current();
-  const token = await new SignJWT({ access })
+  const token = await new SignJWT({ access, ...(grantsCatalog(access) ? { idn: identityClaim(identity) } : {}) })
     .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT', ...(key.x5c ? { x5c: key.x5c } : {}) })
     .setIssuer(opts.issuer)
     .setSubject(registrySubject(identity))
@@ -59,16 +68,9 @@ export interface RefreshIdentity {
   claims: Record<string, unknown>;
 }
 
-/**
- * A refresh token for `docker login` (stored as `identitytoken`). It never outlives the identity
- * token it came from; without an identity `exp` there is no refresh token (returns undefined).
- */
-export async function issueRefreshToken(keys: KeyRing, identity: Identity, opts: IssueOptions): Promise<string | undefined> {
-  if (identity.expiresAt === undefined) return undefined;
-  const iat = Math.floor((opts.now ?? Date.now)() / 1000);
-  if (identity.expiresAt <= iat) return undefined;
-  const key = keys.current();
-  const idn: RefreshIdentity = {
+/** The identity as carried inside our own tokens (`idn`). */
+export function identityClaim(identity: Identity): RefreshIdentity {
+  return {
     issuerName: identity.issuerName,
     issuer: identity.issuer,
     subject: identity.subject,
@@ -78,7 +80,18 @@ export async function issueRefreshToken(keys: KeyRing, identity: Identity, opts:
     podName: identity.podName,
     claims: identity.claims,
   };
-  return new SignJWT({ idn })
+}
+
+/**
+ * A refresh token for `docker login` (stored as `identitytoken`). It never outlives the identity
+ * token it came from; without an identity `exp` there is no refresh token (returns undefined).
+ */
+export async function issueRefreshToken(keys: KeyRing, identity: Identity, opts: IssueOptions): Promise<string | undefined> {
+  if (identity.expiresAt === undefined) return undefined;
+  const iat = Math.floor((opts.now ?? Date.now)() / 1000);
+  if (identity.expiresAt <= iat) return undefined;
+  const key = keys.current();
+  return new SignJWT({ idn: identityClaim(identity) })
     .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: REFRESH_TYP })
     .setIssuer(opts.issuer)
     .setSubject(registrySubject(identity))

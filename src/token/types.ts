@@ -1,3 +1,5 @@
+import type { Identity } from '../identity/types.js';
+
 /** One entry of a registry token's `access` claim, exactly as the Docker token-auth spec defines. */
 export interface AccessEntry {
   type: string;
@@ -22,6 +24,8 @@ export interface VerifiedRegistryToken {
   subject: string;
   access: AccessEntry[];
   expiresAt: number;
+  /** Present on tokens that may list the catalog: who the token was issued to (for filtering). */
+  identity?: Identity;
 }
 
 /** Verifies our own registry tokens with no network: signature, `iss`, `aud`, `exp`; cached per token. */

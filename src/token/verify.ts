@@ -66,7 +66,7 @@ export function createRegistryTokenVerifier(keys: KeyRing, opts: OwnTokenOptions
         throw new RegistryTokenError((err as Error).message || 'invalid token');
       }
       if (!isAccessList(payload.access)) throw new RegistryTokenError('token has no valid access claim');
-      const verified: VerifiedRegistryToken = { subject: payload.sub!, access: payload.access, expiresAt: payload.exp! };
+      const verified: VerifiedRegistryToken = { subject: payload.sub!, access: payload.access, expiresAt: payload.exp!, identity: identityFromClaim(payload.idn, payload.exp) };
       if (cache.size >= MAX_CACHE) {
         for (const [k, v] of cache) if (v.expiresAt + LEEWAY_S <= nowS) cache.delete(k);
         if (cache.size >= MAX_CACHE) cache.clear();
@@ -95,8 +95,15 @@ export async function verifyRefreshToken(keys: KeyRing, token: string, opts: Own
     if (err instanceof RegistryTokenError) throw err;
     throw new RegistryTokenError(`refresh token invalid: ${(err as Error).message}`);
   }
-  const idn = payload.idn as RefreshIdentity | undefined;
-  if (!idn || typeof idn.issuerName !== 'string' || typeof idn.subject !== 'string') throw new RegistryTokenError('refresh token carries no identity');
+  const identity = identityFromClaim(payload.idn, payload.exp);
+  if (!identity) throw new RegistryTokenError('refresh token carries no identity');
+  return identity;
+}
+
+/** The identity inside one of our tokens (`idn`, written by identityClaim), if it has one. */
+export function identityFromClaim(raw: unknown, exp: number | undefined): Identity | undefined {
+  const idn = raw as RefreshIdentity | undefined;
+  if (typeof idn !== 'object' || idn === null || typeof idn.issuerName !== 'string' || typeof idn.subject !== 'string') return undefined;
   return {
     issuerName: idn.issuerName,
     issuer: idn.issuer,
@@ -105,7 +112,7 @@ export async function verifyRefreshToken(keys: KeyRing, token: string, opts: Own
     namespace: idn.namespace,
     serviceAccount: idn.serviceAccount,
     podName: idn.podName,
-    claims: idn.claims ?? {},
-    expiresAt: payload.exp,
+    claims: typeof idn.claims === 'object' && idn.claims !== null ? idn.claims : {},
+    expiresAt: exp,
   };
 }

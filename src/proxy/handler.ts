@@ -20,7 +20,7 @@ export interface ProxyDeps {
   config: Config;
   logger: Logger;
   tokens: RegistryTokenVerifier;
-  /** Needed only for `anonymous: true`. */
+  /** For `anonymous: true` and for narrowing the catalog to what an identity may pull. */
   policy?: PolicyEngine;
   metrics?: Metrics;
   /** True while shutting down (proxied responses then close their connections). */

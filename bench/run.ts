@@ -206,7 +206,7 @@ requests carry none.
 | one repeated (verification cached until its exp) | ${fmt(tokenCached.rps, 0)} | ${fmt(tokenCached.p50)} | ${fmt(tokenCached.p99)} | ${tokenCached.errors} |
 
 Target: ≥ 3000 issuances/s on 2 cores — ${ok(tokenDistinct.rps, 3000)} (distinct identities).
-Each issuance signs a fresh ES256 registry token and writes an audit line and an access line.
+Each issuance signs a fresh ES256 registry token and writes one audit line.
 ${ANALYSIS}`;
     process.stdout.write(`${md}\n`);
     if (process.env.BENCH_NO_WRITE !== '1' && !QUICK) {

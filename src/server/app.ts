@@ -64,8 +64,10 @@ export function createApp(routes: AppRoutes, logger: Logger, metrics?: Metrics, 
     res.once('close', () => {
       metrics?.inFlight.dec();
       metrics?.httpRequests.inc({ route: label, method: req.method ?? '', status: String(res.statusCode) });
-      // Probes and scrapes every few seconds would drown the access log: those only at debug.
-      const level = label === 'v2' || label === '/token' || label === 'other' ? 'info' : 'debug';
+      // Probes and scrapes every few seconds would drown the access log: those only at debug. So is
+      // /token: its audit line is the record, and a flood of rate-limited requests (counted in
+      // metrics) must not become a flood of log lines.
+      const level = label === 'v2' || label === 'other' ? 'info' : 'debug';
       logger[level](
         { requestId, method: req.method, path: path.length > 512 ? `${path.slice(0, 512)}…` : path, status: res.statusCode, ms: Math.round((performance.now() - started) * 10) / 10, clientIP: clientIPOf(req), completed: res.writableFinished },
         'request',

@@ -168,10 +168,12 @@ Produced by \`npm run bench\` (bench/run.ts); numbers from one run, ratios compu
   (\`proxy_pass\`, \`proxy_request_buffering off\`, \`proxy_buffering off\`, \`client_max_body_size 0\`,
   \`Host\` passed through, upstream keep-alive)
 - **Proxy:** the built \`bin/registry-auth-proxy.js\` as a child process, production configuration
-  (ES256 signing key file, static-key issuer, CEL policy, log level info with one access line per
-  request written to a file), /token rate limits off (one client address measures capacity)
-- **Clients:** undici in the benchmark process, on the same 2 cores as the registry and the proxies;
-  blobs are a deterministic AES-CTR stream, pulls are counted (not hashed) to spare client CPU
+  (ES256 signing key file, static-key issuer, CEL policy, log level info — an access line per
+  registry request, an audit line per token — written to a file), /token rate limits off (one
+  client address measures capacity)
+- **Clients:** in the benchmark process, on the same 2 cores as the registry and the proxies: undici
+  for blobs (a deterministic AES-CTR stream; pulls are counted, not hashed, to spare client CPU),
+  node:http with keep-alive for HEAD and /token
 
 ## Headline
 

@@ -34,7 +34,7 @@ const ANALYSIS = `
   only ratios within one run, medians of interleaved repetitions, are meaningful.
 - **Pull ÷ direct cannot approach 0.90 for any user-space proxy here.** The registry sends blobs with
   \`sendfile\` (a kernel copy); a proxy must copy every byte through user space on the same two cores
-  the registry and the client use. nginx itself reaches only about half of direct.
+  the registry and the client use. nginx itself reaches 0.4–0.7 of direct across runs.
 - **Pull ÷ nginx.** A ten-line Node pipe proxy (\`bench/tools/pull-ceiling.ts\`) pulls at roughly
   nginx's speed; registry-auth-proxy reaches about 0.6–0.8 of that pipe. \`--trace-gc\` shows why:
   every socket read allocates a 64 KiB Buffer, the external-memory growth forces a mark-compact about

@@ -73,7 +73,8 @@ export function createApp(routes: AppRoutes, logger: Logger, metrics?: Metrics, 
         'request',
       );
     });
-    if (state.draining && label !== '/healthz') {
+    // Probes stay answered: /readyz itself reports "shutting down" (with its other reasons).
+    if (state.draining && label !== '/healthz' && label !== '/readyz') {
       res.setHeader('Connection', 'close');
       sendOciError(res, new OciError(503, 'UNAVAILABLE', 'the proxy is shutting down: retry', undefined, { 'Retry-After': '1' }));
       return;

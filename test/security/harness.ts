@@ -1,7 +1,8 @@
 import { createHmac, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SignJWT, exportJWK, generateKeyPair, base64url, importPKCS8, type CryptoKey } from 'jose';
+import { SignJWT, exportJWK, generateKeyPair, base64url, type CryptoKey } from 'jose';
 import { startRecordingUpstream, type RecordingUpstream } from '../fixtures/recording-upstream.js';
 import { startProxy, TEST_ISSUER, type TestProxy } from '../helpers/server.js';
 
@@ -43,7 +44,7 @@ export async function startTarget(extraConfig: Record<string, unknown> = {}, pol
   const upstream = await startRecordingUpstream();
   const { privateKey: rsaPrivate, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const rsaPublicPem = publicKey.export({ type: 'spki', format: 'pem' }) as string;
-  const pemDir = (await import('node:fs')).mkdtempSync(join((await import('node:os')).tmpdir(), 'rap-sec-'));
+  const pemDir = mkdtempSync(join(tmpdir(), 'rap-sec-'));
   writeFileSync(join(pemDir, 'rsa.pem'), rsaPublicPem);
   const proxy = await startProxy({
     upstream: upstream.url,
@@ -54,7 +55,6 @@ export async function startTarget(extraConfig: Record<string, unknown> = {}, pol
       ...extraConfig,
     },
   });
-  const rsaKey = await importPKCS8(rsaPrivate.export({ type: 'pkcs8', format: 'pem' }) as string, 'RS256');
   const basic = (token: string, user = 'x') => `Basic ${Buffer.from(`${user}:${token}`).toString('base64')}`;
   const t: Target = {
     proxy,
@@ -84,7 +84,7 @@ export async function startTarget(extraConfig: Record<string, unknown> = {}, pol
         .setSubject('rsa-workload')
         .setIssuedAt(now)
         .setExpirationTime(now + 600)
-        .sign(rsaKey);
+        .sign(rsaPrivate);
     },
     async stop() {
       await proxy.stop();

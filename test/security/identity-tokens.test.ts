@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SignJWT, type CryptoKey } from 'jose';
-import { TEST_ISSUER } from '../helpers/server.js';
+import { TEST_ISSUER, testIssuerPrivateKey } from '../helpers/server.js';
 import { assemble, attackerKey, ciClaims, hs256, startTarget, type Target, type TokenBody } from './harness.js';
 
 /**
@@ -78,7 +78,7 @@ describe('forged identity tokens', () => {
 
   it('refuses duplicate claims instead of guessing which one counts', async () => {
     // A correctly signed token whose payload text names "team" twice: parsers disagree on such input.
-    const { privateKey } = await ciKey();
+    const privateKey = await testIssuerPrivateKey();
     const payload = JSON.stringify(ciClaims()).replace(/^\{/, '{"team":"team-b",');
     const token = await signRaw({ alg: 'ES256', kid: 'ci-1' }, payload, privateKey);
     await expectRefused(token, /repeats the member "team"/);
@@ -110,7 +110,7 @@ describe('forged identity tokens', () => {
   });
 
   it('survives deeply nested JSON in a correctly signed token and still decides by policy', async () => {
-    const { privateKey } = await ciKey();
+    const privateKey = await testIssuerPrivateKey();
     const depth = 4000;
     const payload = JSON.stringify(ciClaims()).replace(/\}$/, `,"deep":${'['.repeat(depth)}${']'.repeat(depth)}}`);
     const token = await signRaw({ alg: 'ES256', kid: 'ci-1' }, payload, privateKey);
@@ -143,8 +143,7 @@ describe('issuer confusion', () => {
     // the username names the ci issuer, the token comes from rsa
     await expectRefused(await t.mintRsa(), /username names issuer "ci" but the token comes from "rsa"/, 'ci');
     // a token claiming the ci issuer but signed with the rsa issuer's key
-    const { createPrivateKey } = await import('node:crypto');
-    const forged = await new SignJWT(ciClaims()).setProtectedHeader({ alg: 'RS256', kid: 'ci-1' }).sign(createPrivateKey(t.rsaPrivate.export({ type: 'pkcs8', format: 'pem' })));
+    const forged = await new SignJWT(ciClaims()).setProtectedHeader({ alg: 'RS256', kid: 'ci-1' }).sign(t.rsaPrivate);
     await expectRefused(forged, /signature|key/i);
     // and an rsa token with the ci audience is fine only for its own issuer name
     expect((await t.tokenFor(await t.mintRsa(), SCOPE, 'rsa')).status).toBe(200);
@@ -168,17 +167,6 @@ afterAll(() => {
   expect(t.upstream.requests).toHaveLength(0);
 });
 
-// The ci issuer's private key lives in the helper; reach it by minting and reusing its key via a
-// signer that re-signs arbitrary text with the same key.
-let ciKeyCache: { privateKey: CryptoKey } | undefined;
-async function ciKey(): Promise<{ privateKey: CryptoKey }> {
-  if (!ciKeyCache) {
-    const { testIssuerPrivateKey } = await import('../helpers/server.js');
-    ciKeyCache = { privateKey: await testIssuerPrivateKey() };
-  }
-  return ciKeyCache;
-}
-
 async function signRaw(header: Record<string, unknown> | string, payload: string, key: CryptoKey): Promise<string> {
   const { subtle } = globalThis.crypto;
   const h = Buffer.from(typeof header === 'string' ? header : JSON.stringify(header)).toString('base64url');
@@ -189,5 +177,5 @@ async function signRaw(header: Record<string, unknown> | string, payload: string
 
 async function signCi(claims: Record<string, unknown>): Promise<string> {
   const clean = Object.fromEntries(Object.entries(claims).filter(([, v]) => v !== undefined));
-  return signRaw({ alg: 'ES256', kid: 'ci-1' }, JSON.stringify(clean), (await ciKey()).privateKey);
+  return signRaw({ alg: 'ES256', kid: 'ci-1' }, JSON.stringify(clean), await testIssuerPrivateKey());
 }

@@ -18,6 +18,8 @@ COPY --from=build /src/dist ./dist
 COPY bin ./bin
 COPY policies ./policies
 USER 65532:65532
+# Listens on 0.0.0.0:8080 (it must, in a container), so the config needs publicURL (or pass
+# --public-url): the token realm clients are sent to. Without it the proxy exits 2.
 EXPOSE 8080
 # No HEALTHCHECK: Kubernetes probes /healthz and /readyz instead.
 ENTRYPOINT ["node", "/app/bin/registry-auth-proxy.js"]

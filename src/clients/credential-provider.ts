@@ -1,5 +1,5 @@
 import { formatGoDuration } from '../config/duration.js';
-import { readIdentityToken, tokenExpiry, DEFAULT_USERNAME } from './token-source.js';
+import { assertNotKubernetesAPIToken, readIdentityToken, tokenExpiry, DEFAULT_USERNAME } from './token-source.js';
 
 /**
  * kubelet image credential provider (`credentialprovider.kubelet.k8s.io/v1`), a pure function of
@@ -66,6 +66,9 @@ export function respond(req: ProviderRequest, opts: ProviderOptions): ProviderRe
     // (tokenAttributes.cacheType: ServiceAccount).
     token = req.serviceAccountToken;
     cacheKeyType = 'Registry';
+    // kubelet mints it for tokenAttributes.serviceAccountTokenAudience; should that name the API
+    // server, pulling would hand every pod's API credential to the registry.
+    assertNotKubernetesAPIToken(token, 'the request\'s serviceAccountToken');
   } else {
     token = readIdentityToken(opts.env).token;
     cacheKeyType = 'Registry';

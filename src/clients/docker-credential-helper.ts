@@ -3,7 +3,9 @@ import { readIdentityToken, TokenSourceError, DEFAULT_USERNAME } from './token-s
 /**
  * `docker-credential-registry-auth-proxy get|store|erase|list`: the Docker credential-helper
  * protocol. `get` reads the identity token afresh on every call, so rotated projected tokens just
- * work. RAP_REGISTRIES (comma-separated hosts) limits which registries it answers for.
+ * work. It answers only for the hosts in RAP_REGISTRIES (comma-separated): Docker asks a helper
+ * configured as `credsStore` about every registry it talks to (docker.io included), and the
+ * identity token must only ever reach our proxy. Unset means it answers for none.
  */
 export interface HelperIO {
   stdin: () => Promise<string>;
@@ -21,8 +23,27 @@ export function normalizeServer(url: string): string {
   }
 }
 
+/** The exact stdout docker (docker-credential-helpers' client) reads as "no credentials here": it then goes on anonymously. */
+export const NOT_FOUND = 'credentials not found in native keychain';
+
+export type HelperAnswer = { answer: true } | { answer: false; why: string };
+
+/** Whether `get` may hand the identity token to `server`: only to a host RAP_REGISTRIES names. Pure. */
+export function mayAnswer(server: string, env: NodeJS.ProcessEnv): HelperAnswer {
+  const registries = configuredRegistries(env);
+  if (registries.length === 0) {
+    return { answer: false, why: `RAP_REGISTRIES is not set: not sending the identity token to ${normalizeServer(server)} (set RAP_REGISTRIES to the registry-auth-proxy host(s), e.g. RAP_REGISTRIES=registry.example.com)` };
+  }
+  if (!registries.includes(normalizeServer(server))) return { answer: false, why: '' };
+  return { answer: true };
+}
+
+function configuredRegistries(env: NodeJS.ProcessEnv): string[] {
+  return (env.RAP_REGISTRIES ?? '').split(',').map((r) => r.trim()).filter(Boolean).map(normalizeServer);
+}
+
 export async function runHelper(args: string[], io: HelperIO): Promise<number> {
-  const registries = (io.env.RAP_REGISTRIES ?? '').split(',').map((r) => r.trim()).filter(Boolean).map(normalizeServer);
+  const registries = configuredRegistries(io.env);
   const username = io.env.RAP_USERNAME || DEFAULT_USERNAME;
   switch (args[0]) {
     case 'get': {
@@ -31,9 +52,12 @@ export async function runHelper(args: string[], io: HelperIO): Promise<number> {
         io.stderr('no server URL on stdin\n');
         return 1;
       }
-      if (registries.length > 0 && !registries.includes(normalizeServer(server))) {
-        // the exact message docker treats as "no credentials here"
-        io.stdout('credentials not found in native keychain\n');
+      const verdict = mayAnswer(server, io.env);
+      if (!verdict.answer) {
+        // Not ours: "not found" lets docker continue without credentials; the reason goes to stderr
+        // (docker shows the helper's stderr), but only when misconfigured, not for every other registry.
+        if (verdict.why) io.stderr(`docker-credential-registry-auth-proxy: ${verdict.why}\n`);
+        io.stdout(`${NOT_FOUND}\n`);
         return 1;
       }
       try {

@@ -28,7 +28,7 @@ export async function inClusterIssuer(service: string, opts: InClusterOptions): 
   const tokenFile = join(dir, 'token');
   if (!host || !existsSync(caFile) || !existsSync(tokenFile)) return undefined;
   const apiServer = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  const http = createHttpClient({ caFile, bearerTokenFile: tokenFile, timeoutMs: 5000 });
+  const http = createHttpClient({ caFile, bearerTokenFile: tokenFile, bearerTokenOrigins: [apiServer], timeoutMs: 5000 });
   try {
     const res = await http.getJson(`${apiServer}/.well-known/openid-configuration`);
     const doc = res.body as { issuer?: unknown; jwks_uri?: unknown } | undefined;
@@ -48,6 +48,8 @@ export async function inClusterIssuer(service: string, opts: InClusterOptions): 
       legacyTokens: false,
       clockSkew: 30,
       timeout: 5000,
+      // the pod's token belongs to this API server: it may go there even though the issuer URL differs
+      apiServer,
     };
     opts.logger.info({ issuer: issuer.issuer, apiServer, audiences: issuer.audiences }, 'in-cluster mode: trusting this cluster\'s service-account issuer');
     return issuer;

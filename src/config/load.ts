@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from './duration.js';
 import { ConfigError } from './errors.js';
-import { PRESET_ISSUERS } from '../identity/presets.js';
+import { PRESET_ISSUERS, WELL_KNOWN_JWKS_URIS } from '../identity/presets.js';
 import { parseTrustedProxies } from '../server/client-ip.js';
 import {
   PRESETS,
@@ -42,6 +43,19 @@ export const DEFAULT_LIMITS: LimitsConfig = {
   tokenPerClient: { rate: 20, burst: 60 },
   tokenGlobal: { rate: 2000, burst: 4000 },
   maxHeaderBytes: 16 * 1024,
+  // Docker, podman and containerd send 5–20 header lines; an ingress adds about as many again.
+  maxHeaderCount: 100,
+  // A token form is a few hundred bytes sent with the head: seconds are plenty, even on slow links.
+  tokenBodyTimeout: 10_000,
+  // Far above upstream.timeout (30s) and the issuers' timeouts, so only a dead peer is cut; a slow
+  // transfer that still moves bytes never is. Raised to 2 × upstream.timeout when that is longer.
+  idleTimeout: 300_000,
+  // Each client connection costs a file descriptor (and may hold one upstream, ≤ 320 pooled):
+  // keep maxConnections + ~400 under the process's fd limit (`ulimit -n`).
+  maxConnections: 2048,
+  // One address may use an eighth of the total: a node pulling many images in parallel needs tens,
+  // so a single peer cannot starve everyone else. Behind an ingress, list it in trustedProxies.
+  maxConnectionsPerClient: 256,
 };
 
 /** Reads the YAML file (if any), applies flags and env on top, validates, returns a typed Config. Throws ConfigError. */
@@ -85,8 +99,10 @@ export function buildConfig(raw: Obj, flags: ServeFlags = {}, file?: string, env
   }
 
   const dev = flags.dev ?? false;
-  const publicURLRaw =
-    flags.publicUrl ?? v.optString(raw, 'publicURL') ?? `${tls ? 'https' : 'http'}://${listen.host === '0.0.0.0' || listen.host === '::' ? '127.0.0.1' : listen.host}:${listen.port}`;
+  const publicURLGiven = flags.publicUrl ?? v.optString(raw, 'publicURL');
+  // Derived only for local use: `serve` refuses a derived publicURL on a non-loopback listener
+  // (listenExposureProblem), since remote clients would be sent to their own loopback for tokens.
+  const publicURLRaw = publicURLGiven ?? `${tls ? 'https' : 'http'}://${urlHost(listen.host === '0.0.0.0' || listen.host === '::' ? '127.0.0.1' : listen.host)}:${listen.port}`;
   const publicURL = v.url('publicURL', publicURLRaw).replace(/\/+$/, '');
   const service = flags.service ?? v.optString(raw, 'service') ?? new URL(publicURL).host;
 
@@ -95,7 +111,7 @@ export function buildConfig(raw: Obj, flags: ServeFlags = {}, file?: string, env
   const upURL = flags.upstream ?? (upRaw ? v.optString(upRaw, 'url', 'upstream.url') : undefined);
   if (upURL) {
     upstream = {
-      url: v.url(flags.upstream ? '--upstream' : 'upstream.url', upURL).replace(/\/+$/, ''),
+      url: upstreamBaseURL(flags.upstream ? '--upstream' : 'upstream.url', upURL, v),
       caFile: upRaw ? v.optString(upRaw, 'caFile', 'upstream.caFile') : undefined,
       auth: parseUpstreamAuth(upRaw?.auth, v),
       timeout: upRaw?.timeout !== undefined ? v.duration(upRaw.timeout, 'upstream.timeout') : 30_000,
@@ -119,6 +135,7 @@ export function buildConfig(raw: Obj, flags: ServeFlags = {}, file?: string, env
       legacyTokens: false,
       clockSkew: 30,
       timeout: 5000,
+      ...(WELL_KNOWN_JWKS_URIS[url] ? { jwksURI: WELL_KNOWN_JWKS_URIS[url] } : {}),
     });
   }
   if (flags.audience?.length && !flags.issuer?.length) {
@@ -132,13 +149,21 @@ export function buildConfig(raw: Obj, flags: ServeFlags = {}, file?: string, env
   });
 
   const tokRaw = raw.tokens !== undefined ? v.obj(raw, 'tokens') : {};
+  // A misspelt refreshTTL must not silently leave the default in force.
+  for (const key of Object.keys(tokRaw)) if (!TOKEN_KEYS.includes(key)) v.fail(`tokens.${key}`, `unknown key (known: ${TOKEN_KEYS.join(', ')})`);
   const algorithm = (v.optString(tokRaw, 'algorithm', 'tokens.algorithm') ?? 'ES256') as SigningAlgorithm;
   if (!SIGNING_ALGORITHMS.includes(algorithm)) v.fail('tokens.algorithm', `must be one of ${SIGNING_ALGORITHMS.join(', ')}`);
   const ttlMs = flags.tokenTtl !== undefined ? v.duration(flags.tokenTtl, '--token-ttl') : tokRaw.ttl !== undefined ? v.duration(tokRaw.ttl, 'tokens.ttl') : 300_000;
   if (ttlMs < 60_000 || ttlMs > 24 * 3_600_000) v.fail('tokens.ttl', 'must be between 1m and 24h');
+  // Refresh tokens are bearer credentials `docker login` stores on disk: bounded even when the identity
+  // token is long-lived (absent: the default in token/issue.ts, 12h).
+  const refreshTTLMs = tokRaw.refreshTTL !== undefined ? v.duration(tokRaw.refreshTTL, 'tokens.refreshTTL') : undefined;
+  if (refreshTTLMs !== undefined && refreshTTLMs !== 0 && (refreshTTLMs < 60_000 || refreshTTLMs > 7 * 24 * 3_600_000)) {
+    v.fail('tokens.refreshTTL', 'must be 0 (no refresh tokens) or between 1m and 7d');
+  }
 
   const anonymous = raw.anonymous === undefined ? false : v.bool(raw.anonymous, 'anonymous');
-  const limits = parseLimits(raw.limits, v);
+  const limits = parseLimits(raw.limits, v, upstream?.timeout);
   const trustedProxies: string[] = [];
   if (raw.trustedProxies !== undefined) {
     if (!Array.isArray(raw.trustedProxies) || !raw.trustedProxies.every((x) => typeof x === 'string')) v.fail('trustedProxies', 'must be a list of IP addresses or CIDRs');
@@ -155,6 +180,7 @@ export function buildConfig(raw: Obj, flags: ServeFlags = {}, file?: string, env
     file,
     listen,
     publicURL,
+    publicURLDerived: publicURLGiven === undefined,
     service,
     tls,
     upstream,
@@ -164,6 +190,7 @@ export function buildConfig(raw: Obj, flags: ServeFlags = {}, file?: string, env
       certificateFile: v.optString(tokRaw, 'certificateFile', 'tokens.certificateFile'),
       algorithm,
       ttl: Math.round(ttlMs / 1000),
+      ...(refreshTTLMs !== undefined ? { refreshTTL: Math.round(refreshTTLMs / 1000) } : {}),
     },
     policies: flags.policy ?? v.optString(raw, 'policies') ?? './policies',
     anonymous,
@@ -173,6 +200,35 @@ export function buildConfig(raw: Obj, flags: ServeFlags = {}, file?: string, env
     logLevel: flags.logLevel ?? v.optString(raw, 'logLevel') ?? env.RAP_LOG_LEVEL ?? 'info',
     dev,
   };
+}
+
+/** A host as it appears in a URL: IPv6 literals in brackets. */
+function urlHost(host: string): string {
+  return isIP(host) === 6 ? `[${host}]` : host;
+}
+
+/** Loopback only: 127.0.0.0/8, ::1 (also IPv4-mapped) and `localhost`. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase();
+  if (h === 'localhost') return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  if (isIP(h) === 6) return h === '::1' || h === '0:0:0:0:0:0:0:1' || /^::ffff:127\./.test(h);
+  return false;
+}
+
+/**
+ * Why `serve` must not start with this listener and publicURL, or undefined. Pure. The token realm
+ * is `<publicURL>/token`; derived from a wildcard or other non-loopback address it would read
+ * `http://127.0.0.1:<port>/token`, and remote clients would send their identity token to whatever
+ * listens on their own loopback. A configured publicURL, or a loopback-only listener, is fine.
+ */
+export function listenExposureProblem(config: Pick<Config, 'listen' | 'publicURL' | 'publicURLDerived'>): string | undefined {
+  if (!config.publicURLDerived || isLoopbackHost(config.listen.host)) return undefined;
+  const where = `${urlHost(config.listen.host)}:${config.listen.port}`;
+  return (
+    `is required when listening on ${where} (not a loopback address): without it clients would be told to fetch tokens from ${config.publicURL}/token, their own machine. ` +
+    'Set publicURL (or --public-url) to the URL clients reach the proxy at, e.g. --public-url https://registry.example.com, or listen on loopback only (--listen 127.0.0.1:8080)'
+  );
 }
 
 function parseListen(s: string, v: Validator): { host: string; port: number } {
@@ -197,23 +253,60 @@ function parseRate(raw: unknown, path: string, def: RateLimit, v: Validator): Ra
   return { rate, burst };
 }
 
-const LIMIT_KEYS = ['tokenPerClient', 'tokenGlobal', 'maxHeaderBytes'];
+const LIMIT_KEYS = ['tokenPerClient', 'tokenGlobal', 'maxHeaderBytes', 'maxHeaderCount', 'tokenBodyTimeout', 'idleTimeout', 'maxConnections', 'maxConnectionsPerClient'];
 
-function parseLimits(raw: unknown, v: Validator): LimitsConfig {
-  if (raw === undefined) return { tokenPerClient: { ...DEFAULT_LIMITS.tokenPerClient }, tokenGlobal: { ...DEFAULT_LIMITS.tokenGlobal }, maxHeaderBytes: DEFAULT_LIMITS.maxHeaderBytes };
+function parseLimits(raw: unknown, v: Validator, upstreamTimeout?: number): LimitsConfig {
+  if (raw === undefined) raw = {};
   if (!isObj(raw)) return v.fail('limits', 'must be a mapping');
   for (const key of Object.keys(raw)) if (!LIMIT_KEYS.includes(key)) v.fail(`limits.${key}`, `unknown key (known: ${LIMIT_KEYS.join(', ')})`);
-  let maxHeaderBytes = DEFAULT_LIMITS.maxHeaderBytes;
-  if (raw.maxHeaderBytes !== undefined) {
-    const n = raw.maxHeaderBytes;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 4096 || n > 1 << 20) v.fail('limits.maxHeaderBytes', 'must be an integer between 4096 and 1048576');
-    maxHeaderBytes = n;
+  const int = (key: keyof LimitsConfig, min: number, max: number, what: string): number => {
+    const n = raw[key];
+    if (n === undefined) return DEFAULT_LIMITS[key] as number;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) v.fail(`limits.${key}`, `must be an integer between ${min} and ${max}${what}`);
+    return n;
+  };
+  const maxHeaderBytes = int('maxHeaderBytes', 4096, 1 << 20, '');
+  const maxHeaderCount = int('maxHeaderCount', 32, 10_000, ' (header lines per request)');
+  const maxConnections = int('maxConnections', 0, 1_000_000, ' (0 = unlimited)');
+  const maxConnectionsPerClient = int('maxConnectionsPerClient', 0, 1_000_000, ' (0 = unlimited)');
+  let tokenBodyTimeout = DEFAULT_LIMITS.tokenBodyTimeout;
+  if (raw.tokenBodyTimeout !== undefined) {
+    tokenBodyTimeout = v.duration(raw.tokenBodyTimeout, 'limits.tokenBodyTimeout');
+    if (tokenBodyTimeout < 100 || tokenBodyTimeout > 300_000) v.fail('limits.tokenBodyTimeout', 'must be between 100ms and 5m');
+  }
+  let idleTimeout = Math.max(DEFAULT_LIMITS.idleTimeout, 2 * (upstreamTimeout ?? 0));
+  if (raw.idleTimeout !== undefined) {
+    idleTimeout = v.duration(raw.idleTimeout, 'limits.idleTimeout');
+    // A request waiting for a slow upstream moves no bytes on the client's connection until the
+    // upstream watchdog answers 504: the idle cut must come after that answer, never before it.
+    if (idleTimeout !== 0 && upstreamTimeout !== undefined && idleTimeout <= upstreamTimeout) {
+      v.fail('limits.idleTimeout', `must be longer than upstream.timeout (${upstreamTimeout} ms), or 0 to disable`);
+    }
+    if (idleTimeout !== 0 && idleTimeout < 500) v.fail('limits.idleTimeout', 'must be at least 500ms, or 0 to disable');
   }
   return {
     tokenPerClient: parseRate(raw.tokenPerClient, 'limits.tokenPerClient', DEFAULT_LIMITS.tokenPerClient, v),
     tokenGlobal: parseRate(raw.tokenGlobal, 'limits.tokenGlobal', DEFAULT_LIMITS.tokenGlobal, v),
     maxHeaderBytes,
+    maxHeaderCount,
+    tokenBodyTimeout,
+    idleTimeout,
+    maxConnections,
+    maxConnectionsPerClient,
   };
+}
+
+/**
+ * The upstream's base URL. A path prefix is supported (a registry served under `/prefix/v2/`, as
+ * Distribution's `http.prefix` does): requests get it prepended and `Location`/`Link` answers have it
+ * removed. A query, fragment or credentials in the URL would reach every request or be lost: refused.
+ */
+function upstreamBaseURL(path: string, s: string, v: Validator): string {
+  const u = new URL(v.url(path, s));
+  if (u.username || u.password) v.fail(path, 'must not carry credentials (use upstream.auth with a passwordFile)');
+  if (u.search || u.hash || s.includes('?') || s.includes('#')) v.fail(path, 'must not have a query or fragment');
+  if (/\/v2\/*$/.test(u.pathname)) v.fail(path, 'is the registry\'s base URL, without /v2 (the proxy adds /v2/ itself)');
+  return s.replace(/\/+$/, '');
 }
 
 function parseUpstreamAuth(raw: unknown, v: Validator): UpstreamAuth {
@@ -238,6 +331,8 @@ function parseUpstreamAuth(raw: unknown, v: Validator): UpstreamAuth {
       return v.fail('upstream.auth.type', `"${type}" is not one of none, basic, bearer, registry-token`);
   }
 }
+
+const TOKEN_KEYS = ['signingKeyFile', 'certificateFile', 'algorithm', 'ttl', 'refreshTTL'];
 
 const ISSUER_KEYS = ['name', 'issuer', 'preset', 'audiences', 'jwksURI', 'jwksFile', 'caFile', 'bearerTokenFile', 'tokenReview', 'legacyTokens', 'clockSkew', 'timeout'];
 
@@ -276,8 +371,10 @@ function parseIssuer(item: unknown, path: string, service: string, v: Validator)
   if (legacyTokens && !tokenReview) v.fail(`${path}.legacyTokens`, 'requires tokenReview: only the API server can tell whether a legacy token is still valid');
   if (issuer !== 'kubernetes/serviceaccount') v.url(`${path}.issuer`, issuer);
   else if (!legacyTokens) v.fail(`${path}.issuer`, '"kubernetes/serviceaccount" (legacy secret tokens) requires legacyTokens: true and tokenReview');
-  const jwksURI = v.optString(item, 'jwksURI', `${path}.jwksURI`);
-  if (jwksURI !== undefined) v.url(`${path}.jwksURI`, jwksURI);
+  const jwksURIRaw = v.optString(item, 'jwksURI', `${path}.jwksURI`);
+  if (jwksURIRaw !== undefined) v.url(`${path}.jwksURI`, jwksURIRaw);
+  // Google serves its keys on another origin, and a discovered jwks_uri must be on the issuer's (oidc.ts): pinned.
+  const jwksURI = jwksURIRaw ?? (item.jwksFile === undefined ? WELL_KNOWN_JWKS_URIS[issuer] : undefined);
   return {
     name,
     issuer,

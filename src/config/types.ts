@@ -32,6 +32,11 @@ export interface IssuerConfig {
   clockSkew: number;
   /** Deadline of each call to the issuer (discovery, JWKS, TokenReview), in ms. */
   timeout: number;
+  /**
+   * Not a config key: the Kubernetes API server URL that in-cluster mode found. Its origin may
+   * receive `bearerTokenFile` (besides the issuer's own origin and the TokenReview URL's).
+   */
+  apiServer?: string;
 }
 
 export type UpstreamAuth =
@@ -55,6 +60,8 @@ export interface TokensConfig {
   algorithm: SigningAlgorithm;
   /** Lifetime of issued tokens, in seconds. */
   ttl: number;
+  /** Longest life of a refresh token, in seconds (it never outlives the identity token either); 0: none issued; absent: 12h. */
+  refreshTTL?: number;
 }
 
 /** A token bucket: `rate` requests per second on average, bursts of up to `burst`. `rate: 0` disables it. */
@@ -70,6 +77,16 @@ export interface LimitsConfig {
   tokenGlobal: RateLimit;
   /** Largest request head (request line + headers) accepted, in bytes; larger gets 431. */
   maxHeaderBytes: number;
+  /** Most header lines in one request; more gets 431 (never truncated: framing headers could hide behind them). */
+  maxHeaderCount: number;
+  /** Deadline for a request body the proxy reads itself (the `/token` form), in ms; then 408. */
+  tokenBodyTimeout: number;
+  /** A client connection with no bytes moving either way for this long is closed, in ms; 0 = never. */
+  idleTimeout: number;
+  /** Client connections open at once, all clients together; 0 = unlimited. */
+  maxConnections: number;
+  /** Client connections open at once per TCP peer address (trustedProxies exempt); 0 = unlimited. */
+  maxConnectionsPerClient: number;
 }
 
 export interface Config {
@@ -77,6 +94,8 @@ export interface Config {
   file?: string;
   listen: { host: string; port: number };
   publicURL: string;
+  /** True when publicURL was not configured but derived from `listen` (serve refuses that on non-loopback addresses). */
+  publicURLDerived?: boolean;
   service: string;
   tls?: { certFile: string; keyFile: string };
   upstream?: UpstreamConfig;

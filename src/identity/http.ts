@@ -5,6 +5,12 @@ import { Agent, request, type Dispatcher } from 'undici';
 export interface HttpClientOptions {
   caFile?: string;
   bearerTokenFile?: string;
+  /**
+   * Origins (`https://host:port`) the bearer token may be sent to. Any other URL — a `jwks_uri` a
+   * discovery document names, say — is fetched without it: the token is a credential for the
+   * issuer / API server, not for whoever that server points us at. Empty or absent: sent nowhere.
+   */
+  bearerTokenOrigins?: string[];
   timeoutMs?: number;
   maxBytes?: number;
 }
@@ -41,9 +47,11 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
     keepAliveTimeout: 30_000,
   });
 
-  function headers(): Record<string, string> {
+  const bearerOrigins = new Set((options.bearerTokenOrigins ?? []).map(originOf).filter((o): o is string => o !== undefined));
+
+  function headers(url: string): Record<string, string> {
     const h: Record<string, string> = { accept: 'application/json' };
-    if (options.bearerTokenFile) {
+    if (options.bearerTokenFile && bearerOrigins.has(originOf(url) ?? '')) {
       // Re-read on every call: projected service-account tokens rotate under us.
       const token = readFileSync(options.bearerTokenFile, 'utf8').trim();
       if (token) h.authorization = `Bearer ${token}`;
@@ -57,7 +65,7 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
       res = await request(url, {
         method,
         dispatcher,
-        headers: payload === undefined ? headers() : { ...headers(), 'content-type': 'application/json' },
+        headers: payload === undefined ? headers(url) : { ...headers(url), 'content-type': 'application/json' },
         body: payload === undefined ? undefined : JSON.stringify(payload),
         signal: AbortSignal.timeout(timeoutMs),
       });
@@ -89,4 +97,14 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
     postJson: (url, payload) => send(url, 'POST', payload),
     close: () => dispatcher.close(),
   };
+}
+
+/** `scheme://host[:port]` of a URL (default ports dropped, host lower-cased), or undefined if it is not one. */
+export function originOf(url: string): string | undefined {
+  try {
+    const o = new URL(url).origin;
+    return o === 'null' ? undefined : o;
+  } catch {
+    return undefined;
+  }
 }

@@ -1,7 +1,7 @@
 import type { JSONWebKeySet } from 'jose';
 import type { IssuerConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import type { HttpClient } from './http.js';
+import { originOf, type HttpClient } from './http.js';
 import { IdentityError } from './types.js';
 import { hasKid, localResolver, type KeyResolver, type KeySource } from './keys.js';
 
@@ -17,6 +17,26 @@ export interface OidcKeySourceOptions {
   refetchIntervalMs?: number;
   maxAgeMs?: number;
   onFetch?: (issuerName: string, ok: boolean) => void;
+}
+
+/**
+ * Why a `jwks_uri` named by discovery is not followed, or undefined when it may be. Keys decide who
+ * gets in, so they must come over TLS from the issuer itself: a discovery answer (or whoever can
+ * alter it) must not be able to move key fetching to another origin or to plain http. Operators
+ * whose issuer really publishes keys elsewhere (Google, self-managed Kubernetes) say so with
+ * `jwksURI`, which is never second-guessed. Pure.
+ */
+export function discoveredJwksProblem(issuer: string, jwksURI: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(jwksURI);
+  } catch {
+    return `jwks_uri ${JSON.stringify(jwksURI.slice(0, 200))} is not a URL`;
+  }
+  const fix = 'if that is where this issuer really publishes its keys, set jwksURI for this issuer to it';
+  if (u.protocol !== 'https:') return `jwks_uri ${u.href} is not https: keys are only fetched over TLS (${fix})`;
+  if (u.origin !== originOf(issuer)) return `jwks_uri ${u.href} is not on the issuer's origin ${originOf(issuer) ?? issuer}: discovered keys are only fetched from the issuer itself (${fix})`;
+  return undefined;
 }
 
 /**
@@ -42,6 +62,8 @@ export function oidcKeySource(issuer: IssuerConfig, options: OidcKeySourceOption
     if (!doc || typeof doc.jwks_uri !== 'string') throw new Error(`discovery ${url}: no jwks_uri`);
     // OIDC Discovery §4.3: the document's issuer must be exactly the one we asked for.
     if (doc.issuer !== issuer.issuer) throw new Error(`discovery ${url}: issuer "${String(doc.issuer)}" does not equal the configured "${issuer.issuer}"`);
+    const problem = discoveredJwksProblem(issuer.issuer, doc.jwks_uri);
+    if (problem) throw new Error(`discovery ${url}: ${problem}`);
     return doc.jwks_uri;
   }
 
@@ -87,7 +109,8 @@ export function oidcKeySource(issuer: IssuerConfig, options: OidcKeySourceOption
       await refreshOnce();
     } catch (err) {
       options.logger.warn({ issuer: issuer.name, err: (err as Error).message }, 'fetching issuer keys failed');
-      if (jwks === undefined) throw new IdentityError('issuer_unavailable', `keys of issuer ${issuer.issuer} could not be fetched: ${(err as Error).message}`, issuer.name);
+      // The cause (URLs, socket errors of the inside) is for the log and the operator's CLI, not for /token's anonymous caller.
+      if (jwks === undefined) throw new IdentityError('issuer_unavailable', `keys of issuer ${issuer.issuer} could not be fetched (the proxy's log says why); try again shortly`, issuer.name, (err as Error).message);
       // keep verifying with the cached keys while the issuer is down
     }
   }

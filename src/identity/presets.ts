@@ -8,6 +8,15 @@ export const PRESET_ISSUERS: Partial<Record<Preset, string>> = {
   google: 'https://accounts.google.com',
 };
 
+/**
+ * Issuers known to publish their keys on another origin. A discovered `jwks_uri` must be on the
+ * issuer's own origin (oidc.ts), so these are pinned here instead of trusting discovery; used
+ * when an entry sets neither `jwksURI` nor `jwksFile`.
+ */
+export const WELL_KNOWN_JWKS_URIS: Readonly<Record<string, string>> = {
+  'https://accounts.google.com': 'https://www.googleapis.com/oauth2/v3/certs',
+};
+
 export interface IdentitySource {
   issuerName: string;
   issuer: string;

@@ -37,7 +37,7 @@ export function tokenReviewTarget(cfg: TokenReviewConfig, env: NodeJS.ProcessEnv
 /** `POST /apis/authentication.k8s.io/v1/tokenreviews`; the caller needs `system:auth-delegator`. */
 export function createTokenReviewer(cfg: TokenReviewConfig, logger: Logger, http?: HttpClient, timeoutMs = 5000): TokenReviewer {
   const target = tokenReviewTarget(cfg);
-  const client = http ?? createHttpClient({ caFile: target.caFile, bearerTokenFile: target.bearerTokenFile, timeoutMs });
+  const client = http ?? createHttpClient({ caFile: target.caFile, bearerTokenFile: target.bearerTokenFile, bearerTokenOrigins: [target.url], timeoutMs });
   return {
     async review(token, audiences) {
       const res = await client.postJson(`${target.url}/apis/authentication.k8s.io/v1/tokenreviews`, {

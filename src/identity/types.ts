@@ -41,6 +41,8 @@ export class IdentityError extends Error {
     message: string,
     /** The configured issuer's name, when the token got that far. */
     readonly issuerName?: string,
+    /** Operator-only detail (e.g. why an issuer's keys could not be fetched): logged or shown by the CLI, never sent to clients. */
+    readonly detail?: string,
   ) {
     super(message);
     this.name = 'IdentityError';

@@ -3,16 +3,16 @@ import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type
 import type { IssuerConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { findDuplicateMember } from './duplicate-members.js';
-import { createHttpClient, type HttpClient } from './http.js';
+import { createHttpClient, originOf, type HttpClient } from './http.js';
 import type { KeySource } from './keys.js';
 import { oidcKeySource } from './oidc.js';
 import { identityFromClaims } from './presets.js';
 import { staticKeySource } from './static-keys.js';
-import { createTokenReviewer, type TokenReviewer } from './token-review.js';
+import { TokenCache, type CacheUsage } from './token-cache.js';
+import { createTokenReviewer, tokenReviewTarget, type TokenReviewer } from './token-review.js';
 import { IdentityError, type Identity, type IdentityVerifier, type VerifyOptions } from './types.js';
 
 export const MAX_TOKEN_BYTES = 16 * 1024;
-const MAX_CACHE_ENTRIES = 10_000;
 /** Asymmetric algorithms only: never `none`, never HMAC (a public key must not become an HMAC secret). */
 export const ALLOWED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'EdDSA'];
 /** Headers that would let a token name its own key (RFC 8725 §3.10): refused on identity tokens. */
@@ -36,17 +36,41 @@ export interface VerifierOptions {
   tokenReviewerFor?: (issuer: IssuerConfig) => TokenReviewer;
   /** Told about every JWKS fetch (metrics). */
   onKeysFetched?: (issuerName: string, ok: boolean) => void;
+  /** Byte budget of the verification cache (default DEFAULT_CACHE_MAX_BYTES). */
+  cacheMaxBytes?: number;
+}
+
+/**
+ * Where an issuer's `bearerTokenFile` may be sent: the issuer's own origin, the API server in-cluster
+ * mode found, the TokenReview URL. Never a `jwks_uri` elsewhere — not even a configured one, since
+ * the token is a credential for the cluster, not for whoever serves the keys. Pure (env aside).
+ */
+export function bearerTokenOrigins(cfg: IssuerConfig, env: NodeJS.ProcessEnv = process.env): string[] {
+  const urls = [cfg.issuer];
+  if (cfg.apiServer) urls.push(cfg.apiServer);
+  if (cfg.tokenReview) {
+    try {
+      urls.push(tokenReviewTarget(cfg.tokenReview, env).url);
+    } catch {
+      // no TokenReview target outside a pod: nothing to add
+    }
+  }
+  return [...new Set(urls.map(originOf).filter((o): o is string => o !== undefined))];
 }
 
 /** Verifies identity tokens against the configured issuers only (RFC 8725; PROTOCOLS.md "JWT verification"). */
-export function createIdentityVerifier(issuers: IssuerConfig[], options: VerifierOptions): IdentityVerifier {
+export function createIdentityVerifier(issuers: IssuerConfig[], options: VerifierOptions): IdentityVerifier & { cacheUsage(): CacheUsage } {
   const now = options.now ?? Date.now;
   const byIss = new Map<string, IssuerRuntime>();
   for (const cfg of issuers) {
     const rt: IssuerRuntime = { config: cfg };
     if (cfg.jwksFile) rt.keys = staticKeySource(cfg.jwksFile);
     else if (cfg.issuer !== LEGACY_KUBERNETES_ISSUER) {
-      rt.http = createHttpClient({ caFile: cfg.caFile, bearerTokenFile: cfg.bearerTokenFile, timeoutMs: cfg.timeout });
+      const origins = bearerTokenOrigins(cfg);
+      if (cfg.bearerTokenFile && cfg.jwksURI && !origins.includes(originOf(cfg.jwksURI) ?? '')) {
+        options.logger.warn({ issuer: cfg.name, jwksURI: cfg.jwksURI }, "bearerTokenFile is not sent to this jwksURI: it is on neither the issuer's nor the API server's origin");
+      }
+      rt.http = createHttpClient({ caFile: cfg.caFile, bearerTokenFile: cfg.bearerTokenFile, bearerTokenOrigins: origins, timeoutMs: cfg.timeout });
       rt.keys = oidcKeySource(cfg, { http: rt.http, logger: options.logger, now, refetchIntervalMs: options.refetchIntervalMs, onFetch: options.onKeysFetched });
     }
     if (cfg.tokenReview) rt.reviewer = options.tokenReviewerFor?.(cfg) ?? createTokenReviewer(cfg.tokenReview, options.logger, undefined, cfg.timeout);
@@ -78,20 +102,8 @@ export function createIdentityVerifier(issuers: IssuerConfig[], options: Verifie
     timer.unref();
     retryTimers.add(timer);
   }
-  const cache = new Map<string, { identity: Identity; until: number }>();
-
-  function remember(key: string, identity: Identity, until: number): void {
-    if (cache.size >= MAX_CACHE_ENTRIES) {
-      const nowS = now();
-      for (const [k, v] of cache) if (v.until <= nowS) cache.delete(k);
-      // still full: drop the oldest entries (Map iterates in insertion order)
-      for (const k of cache.keys()) {
-        if (cache.size < MAX_CACHE_ENTRIES) break;
-        cache.delete(k);
-      }
-    }
-    cache.set(key, { identity, until });
-  }
+  // Bounded by bytes, not entries: a verified identity is as large as its token's claims.
+  const cache = new TokenCache<{ identity: Identity; until: number }>(options.cacheMaxBytes);
 
   async function verifyUncached(token: string, opts: VerifyOptions | undefined): Promise<{ identity: Identity; until: number }> {
     let header: ReturnType<typeof decodeProtectedHeader>;
@@ -140,6 +152,8 @@ export function createIdentityVerifier(issuers: IssuerConfig[], options: Verifie
     } else if (!rt.reviewer) {
       throw new IdentityError('issuer_unavailable', `issuer ${cfg.name} has no keys configured`, cfg.name);
     }
+    const issuedAhead = futureIssuedAt(claims.iat, now(), cfg.clockSkew);
+    if (issuedAhead) throw new IdentityError('not_yet_valid', issuedAhead, cfg.name);
 
     let until = typeof claims.exp === 'number' ? claims.exp * 1000 : Infinity;
     if (rt.reviewer && cfg.tokenReview) {
@@ -184,9 +198,10 @@ export function createIdentityVerifier(issuers: IssuerConfig[], options: Verifie
       }
       if (hit) cache.delete(key);
       const result = await verifyUncached(token, opts);
-      remember(key, result.identity, result.until);
+      cache.set(key, result, token);
       return result.identity;
     },
+    cacheUsage: () => cache.usage(),
     ready(): boolean {
       for (const rt of byIss.values()) if (rt.keys && !rt.keys.ready()) return false;
       return true;
@@ -209,6 +224,17 @@ export function createIdentityVerifier(issuers: IssuerConfig[], options: Verifie
       await Promise.all([...byIss.values()].flatMap((rt) => [rt.http?.close(), rt.reviewer?.close()]));
     },
   };
+}
+
+/**
+ * jose checks `iat` only together with maxTokenAge, so a token stamped as issued in the future
+ * (a broken or hostile issuer clock, or a token minted to stay "fresh") passes. Refused beyond the
+ * issuer's clockSkew; returns the reason, or undefined. Pure.
+ */
+export function futureIssuedAt(iat: unknown, nowMs: number, clockSkewS: number): string | undefined {
+  if (typeof iat !== 'number' || iat <= nowMs / 1000 + clockSkewS) return undefined;
+  const when = Number.isFinite(iat) && Math.abs(iat) < 8.64e12 ? new Date(iat * 1000).toISOString() : String(iat);
+  return `the identity token claims to be issued in the future (iat ${when}, more than ${clockSkewS}s ahead of this proxy's clock): check the clocks of the issuer and the proxy`;
 }
 
 function mapJoseError(err: unknown, cfg: IssuerConfig): IdentityError {

@@ -45,6 +45,21 @@ export function isRouteError(x: Route | RouteError): x is RouteError {
 }
 
 const UPLOAD_ID = /^[A-Za-z0-9_-]{1,128}$/;
+/** Parameters that start a cross-repository mount; forwarded only on an authorized upload-start. */
+const MOUNT_PARAMS = ['mount', 'from'];
+
+/**
+ * The query the upstream gets: parsed once (URLSearchParams, `&` only) and re-serialized, so the
+ * upstream cannot read a parameter the proxy did not. Go before 1.17 (registry:2.7) also splits on
+ * `;`: re-serialized, a `;` is percent-encoded and stays inside its value. `mount`/`from` never pass
+ * here (Distribution reads `from` on every route); an authorized mount adds them back itself.
+ */
+function canonicalQuery(rawQuery: string): string {
+  const params = new URLSearchParams(rawQuery);
+  for (const p of MOUNT_PARAMS) params.delete(p);
+  const q = params.toString();
+  return q ? `?${q}` : '';
+}
 const SAFE_PATH = /^\/[A-Za-z0-9._\-/:%]*$/;
 
 function err(status: RouteError['status'], code: RouteError['code'], message: string, allow?: string): RouteError {
@@ -93,7 +108,16 @@ export function classify(method: string, rawPath: string, rawQuery = ''): Route 
   const rest = path.slice(4);
   if (rest === '_catalog') {
     if (method !== 'GET') return err(405, 'UNSUPPORTED', 'method not allowed', 'GET');
-    return { kind: 'catalog', scopes: [{ type: 'registry', name: 'catalog', actions: ['*'] }], path: '/v2/_catalog', query: rawQuery ? `?${rawQuery}` : '' };
+    // Only the pagination parameters, once each: `last` may be an opaque cursor the handler opens.
+    const params = new URLSearchParams(rawQuery);
+    const kept = new URLSearchParams();
+    for (const p of ['n', 'last']) {
+      const values = params.getAll(p);
+      if (values.length > 1) return err(400, 'UNSUPPORTED', `${p} may appear once`);
+      if (values.length === 1) kept.set(p, values[0]!);
+    }
+    const q = kept.toString();
+    return { kind: 'catalog', scopes: [{ type: 'registry', name: 'catalog', actions: ['*'] }], path: '/v2/_catalog', query: q ? `?${q}` : '' };
   }
   const segs = rest.split('/');
   // Empty segments (`//`) and dot segments never reach the name parser.
@@ -111,7 +135,7 @@ export function classify(method: string, rawPath: string, rawQuery = ''): Route 
     if (!isValidRepositoryName(name)) return err(400, 'NAME_INVALID', `invalid repository name ${JSON.stringify(name.slice(0, 300))}`);
     return name;
   };
-  const query = rawQuery ? `?${rawQuery}` : '';
+  const query = canonicalQuery(rawQuery);
 
   if (prev === 'tags' && last === 'list') {
     const name = nameOf(2);
@@ -171,6 +195,29 @@ export function classify(method: string, rawPath: string, rawQuery = ''): Route 
     return { kind: 'referrers', name, reference: last, scopes: [repoScope(name, ['pull'])], path: `/v2/${name}/referrers/${last}`, query };
   }
   return err(404, 'UNSUPPORTED', 'unknown registry API route');
+}
+
+/** What the handler knows about a request body before reading it. */
+export interface BodyFacts {
+  /** Every Content-Type header value (a client may send several). */
+  contentTypes: string[];
+  /** A non-zero Content-Length or any Transfer-Encoding. */
+  hasBody: boolean;
+}
+
+/** Form media types, which Go's `FormValue` (and so Distribution) parses out of request bodies. */
+const FORM_TYPE = /x-www-form-urlencoded|form-data/i;
+
+/**
+ * Refuses bodies that could carry parameters past authorization. Distribution reads `mount`,
+ * `from`, `digest` and `_state` with Go's `FormValue`, which also parses form bodies — body values
+ * winning over the query — so the proxy, which authorizes from the query, must never forward form
+ * content: no registry API call uses it. A mount takes no body at all.
+ */
+export function refuseBody(route: Route, body: BodyFacts): RouteError | undefined {
+  if (body.contentTypes.some((t) => FORM_TYPE.test(t))) return err(400, 'UNSUPPORTED', 'form bodies are not part of the registry API');
+  if (route.mountFrom !== undefined && body.hasBody) return err(400, 'BLOB_UPLOAD_INVALID', 'a cross-repository mount takes no request body');
+  return undefined;
 }
 
 /** The same route without the cross-repository mount (when `from` may not be pulled). */

@@ -1,7 +1,7 @@
 import { Agent as HttpAgent, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { readFileSync } from 'node:fs';
-import { pipeline, type Transform } from 'node:stream';
+import { pipeline, Readable, type Transform } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
@@ -16,7 +16,23 @@ import { clientIPOf } from '../server/client-ip.js';
  */
 
 /** Request headers never forwarded upstream. */
-const STRIP_REQUEST = ['authorization', 'cookie', 'proxy-authorization', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'expect', 'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip'];
+const STRIP_REQUEST = new Set([
+  'authorization', 'cookie', 'proxy-authorization', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'expect', 'forwarded',
+  // Headers that reverse proxies and frameworks believe for the client's address, the request's URL
+  // or its method: the upstream (or something in front of it) must only ever see the proxy's.
+  'x-real-ip', 'x-client-ip', 'x-cluster-client-ip', 'true-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-host', 'x-url-scheme', 'x-scheme', 'front-end-https',
+  'x-rewrite-url', 'x-http-method-override', 'x-http-method', 'x-method-override',
+]);
+/** Whole families: `X-Forwarded-*` (for, host, proto, port, prefix, server, uri…) and `X-Original-*` (url, method, host…). */
+const STRIP_REQUEST_PREFIXES = ['x-forwarded-', 'x-original-'];
+
+export function isStrippedRequestHeader(name: string): boolean {
+  const h = name.toLowerCase();
+  return STRIP_REQUEST.has(h) || STRIP_REQUEST_PREFIXES.some((p) => h.startsWith(p));
+}
+
+/** Response headers that challenge for or answer credentials: the upstream's are for the proxy, never for clients. */
+const AUTH_RESPONSE_HEADERS = ['www-authenticate', 'proxy-authenticate', 'authentication-info', 'proxy-authentication-info'];
 
 export interface ForwardOptions {
   /** Path + query to request upstream (re-serialized from the authorized route). */
@@ -29,11 +45,24 @@ export interface ForwardOptions {
   onBytes?: (direction: 'upload' | 'download', bytes: number) => void;
   /** Rewrites a successful (200) response body on its way to the client, streaming. */
   filterBody?: () => Transform;
+  /** Replaces the default `Link` rewrite (targets moved to publicURL); undefined drops the header. */
+  rewriteLink?: (link: string) => string | undefined;
 }
 
 export interface Forwarder {
   forward(req: IncomingMessage, res: ServerResponse, opts: ForwardOptions): void;
   close(): void;
+}
+
+/**
+ * True when the forwarded head frames a request body explicitly. Pure. Without Content-Length or
+ * Transfer-Encoding, Node's client writes a GET/HEAD/DELETE body raw after the head (and
+ * http-proxy rewrites a DELETE/OPTIONS without Content-Length to `Content-Length: 0`, dropping
+ * Transfer-Encoding): the upstream would parse those bytes as the next request on a pooled connection.
+ */
+export function forwardsFraming(method: string | undefined, headers: IncomingMessage['headers']): boolean {
+  if (headers['content-length'] !== undefined) return true;
+  return headers['transfer-encoding'] !== undefined && method !== 'DELETE' && method !== 'OPTIONS';
 }
 
 export function rewriteLocation(location: string, upstreamURL: string, publicURL: string): string {
@@ -48,7 +77,16 @@ export function rewriteLocation(location: string, upstreamURL: string, publicURL
   const isRelative = !/^[a-z][a-z0-9+.-]*:/i.test(location) && !location.startsWith('//');
   // Compare host:port only: registries build absolute URLs with the X-Forwarded-Proto we send.
   if (!isRelative && target.host !== upstream.host) return location;
-  return `${publicURL}${target.pathname}${target.search}`;
+  // An upstream served under a path prefix (`upstream.url: http://host/prefix`, Distribution's
+  // `http.prefix`) names its URLs with the prefix; clients know the proxy's `/v2/` only.
+  const prefix = upstream.pathname.replace(/\/+$/, '');
+  const path = prefix && target.pathname.startsWith(`${prefix}/`) ? target.pathname.slice(prefix.length) : target.pathname;
+  return `${publicURL}${path}${target.search}`;
+}
+
+/** Every `<target>` of a `Link` header rewritten as a Location would be (pagination of tags, referrers). */
+export function rewriteLinkTargets(link: string, upstreamURL: string, publicURL: string): string {
+  return link.replace(/<([^>]*)>/g, (_m, target: string) => `<${rewriteLocation(target, upstreamURL, publicURL)}>`);
 }
 
 interface Meta extends Exchange {
@@ -60,6 +98,7 @@ interface Meta extends Exchange {
   onBytes?: ForwardOptions['onBytes'];
   proxyReq?: { destroy(err?: Error): void };
   filterBody?: () => Transform;
+  rewriteLink?: ForwardOptions['rewriteLink'];
 }
 
 export function createForwarder(config: Config, logger: Logger, draining: () => boolean = () => false): Forwarder {
@@ -105,11 +144,23 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
     meta?.onStatus?.(status, (performance.now() - (meta?.started ?? 0)) / 1000);
     const loc = proxyRes.headers.location;
     if (typeof loc === 'string') proxyRes.headers.location = rewriteLocation(loc, upstream.url, config.publicURL);
-    // The upstream's challenge would send clients to the upstream's realm: never let it through.
-    if (status === 401) {
-      delete proxyRes.headers['www-authenticate'];
-      proxyRes.statusCode = 502;
-      logger.error({ route: meta?.route, requestId: meta?.requestId }, 'upstream refused the proxy\'s own credentials (HTTP 401): check upstream.auth');
+    const link = proxyRes.headers.link;
+    if (typeof link === 'string') {
+      const rewritten = meta?.rewriteLink ? meta.rewriteLink(link) : rewriteLinkTargets(link, upstream.url, config.publicURL);
+      if (rewritten === undefined) delete proxyRes.headers.link;
+      else proxyRes.headers.link = rewritten;
+    }
+    // The upstream's challenges are addressed to the proxy (its realm, its credentials), whatever
+    // the status: none reaches a client.
+    for (const h of AUTH_RESPONSE_HEADERS) delete proxyRes.headers[h];
+    if (status === 401 || status === 407) {
+      // The upstream (401) or an HTTP proxy before it (407) refused the proxy's own credentials:
+      // the client can do nothing about that. Answer for ourselves and drain the upstream's body
+      // so its connection stays reusable; http-proxy pipes nothing once the response has ended.
+      logger.error({ route: meta?.route, requestId: meta?.requestId, status }, `upstream refused the proxy's own credentials (HTTP ${status}): check upstream.auth`);
+      sendOciError(res, new OciError(502, 'UNAVAILABLE', 'the proxy could not authenticate to the upstream registry', undefined, meta?.clientClose || draining() ? { Connection: 'close' } : {}));
+      proxyRes.resume();
+      return;
     }
     delete proxyRes.headers['set-cookie'];
     // Hop-by-hop: the upstream's connection handling is not the client's. Close the client's
@@ -129,7 +180,7 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
   return {
     forward(req, res, opts) {
       const clientClose = /(?:^|,)\s*close\s*(?:,|$)/i.test(req.headers.connection ?? '') || (req.httpVersionMajor === 1 && req.httpVersionMinor === 0 && !/keep-alive/i.test(req.headers.connection ?? ''));
-      for (const h of STRIP_REQUEST) delete req.headers[h];
+      for (const h of Object.keys(req.headers)) if (isStrippedRequestHeader(h)) delete req.headers[h];
       const remote = clientIPOf(req);
       if (remote) req.headers['x-forwarded-for'] = remote;
       req.headers['x-forwarded-proto'] = config.tls ? 'https' : 'http';
@@ -143,6 +194,7 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
       const meta: Meta = {
         started,
         filterBody: opts.filterBody,
+        rewriteLink: opts.rewriteLink,
         route: opts.route,
         requestId,
         clientClose,
@@ -158,7 +210,11 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
       (req as IncomingMessage & { rap?: Meta }).rap = meta;
       watchdog.watch(meta);
       res.once('close', () => watchdog.unwatch(meta));
-      proxy.web(req, res, opts.filterBody ? { selfHandleResponse: true } : {}, (err: NodeJS.ErrnoException) => {
+      // No body leaves without explicit framing: an unframed request sends an empty one (no
+      // per-chunk work for the framed ones), and a byte from the client cuts the exchange (below).
+      const unframed = !forwardsFraming(req.method, req.headers);
+      const webOptions = { ...(opts.filterBody ? { selfHandleResponse: true } : {}), ...(unframed ? { buffer: Readable.from([]) } : {}) };
+      proxy.web(req, res, webOptions, (err: NodeJS.ErrnoException) => {
         // (a fully read request is auto-destroyed, so only the response side tells that the client left)
         if (res.headersSent || res.destroyed || res.socket === null || res.socket.destroyed) {
           res.destroy();
@@ -174,6 +230,15 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
             : new OciError(502, 'UNAVAILABLE', `the upstream registry is unreachable (${err.code ?? 'error'})`),
         );
       });
+      if (unframed) {
+        // The app refuses such requests at the door (server/app.ts framingProblem); reaching here
+        // means the parser framed a body the forwarded head does not carry.
+        req.once('data', () => {
+          logger.error({ requestId, route: opts.route, method: req.method }, 'request body without forwarded framing: exchange cut');
+          meta.proxyReq?.destroy();
+          res.destroy();
+        });
+      }
       // proxy.web has piped the request synchronously, so this listener sees every chunk; it
       // does not resume a source that back-pressure paused.
       let bytes = 0;

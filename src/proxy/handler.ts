@@ -4,8 +4,9 @@ import { anonymousIdentity, type Identity } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import { sendChallenge } from '../oci/challenge.js';
 import { OciError, sendOciError, API_VERSION, API_VERSION_HEADER } from '../oci/errors.js';
-import { classify, isRouteError, withoutMount, type Route } from '../oci/route.js';
+import { classify, isRouteError, refuseBody, withoutMount, type Route } from '../oci/route.js';
 import { createCatalogFilter } from '../oci/catalog-filter.js';
+import { catalogLink, createCursorCodec, openCatalogQuery, type CursorKeySource } from '../oci/catalog-cursor.js';
 import { isValidRepositoryName } from '../oci/scope.js';
 import type { Transform } from 'node:stream';
 import type { Scope } from '../oci/scope.js';
@@ -25,6 +26,8 @@ export interface ProxyDeps {
   metrics?: Metrics;
   /** True while shutting down (proxied responses then close their connections). */
   draining?: () => boolean;
+  /** Signing keys, from which catalog cursors are sealed (absent: a per-process key). */
+  keys?: CursorKeySource;
 }
 
 /** True when `access` grants every action of `scope` (`*` grants all). */
@@ -59,6 +62,7 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   const realm = `${config.publicURL}/token`;
   const forwarder: Forwarder | undefined = config.upstream ? createForwarder(config, logger, deps.draining) : undefined;
   const upstreamAuth: UpstreamAuth | undefined = config.upstream ? createUpstreamAuth(config.upstream, logger) : undefined;
+  const cursors = createCursorCodec(deps.keys);
 
   /** The authorized route, and who the token names when it carries an identity (catalog tokens). */
   async function authorize(req: IncomingMessage, res: ServerResponse, route: Route): Promise<{ route: Route; identity?: Identity } | undefined> {
@@ -134,9 +138,27 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
       sendOciError(res, new OciError(route.status, route.code, route.message, undefined, route.allow ? { Allow: route.allow } : {}));
       return;
     }
+    const te = req.headers['transfer-encoding'];
+    const refused = refuseBody(route, {
+      contentTypes: req.headersDistinct?.['content-type'] ?? (req.headers['content-type'] ? [req.headers['content-type']] : []),
+      hasBody: (te !== undefined && te !== '') || Number(req.headers['content-length'] ?? 0) !== 0,
+    });
+    if (refused) {
+      // The unread body would otherwise have to be drained before the connection could be reused.
+      sendOciError(res, new OciError(refused.status, refused.code, refused.message, undefined, { Connection: 'close' }));
+      return;
+    }
     const authorized = await authorize(req, res, route);
     if (!authorized) return;
-    const effective = authorized.route;
+    let effective = authorized.route;
+    if (effective.kind === 'catalog') {
+      const query = openCatalogQuery(effective.query, cursors.open);
+      if (query === undefined) {
+        sendOciError(res, new OciError(400, 'UNSUPPORTED', 'invalid catalog cursor (`last`): use the Link of the previous page'));
+        return;
+      }
+      effective = { ...effective, query };
+    }
     if (!forwarder || !upstreamAuth) {
       sendOciError(res, new OciError(503, 'UNAVAILABLE', 'no upstream registry is configured'));
       return;
@@ -157,6 +179,8 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
         if (status === 401) upstreamAuth.invalidate(effective.scopes);
       },
       filterBody: effective.kind === 'catalog' ? catalogFilter(req, authorized.identity) : undefined,
+      // The upstream's next-page Link names a repository of the unfiltered list: seal it.
+      rewriteLink: effective.kind === 'catalog' ? (link) => catalogLink(link, config.publicURL, cursors.seal) : undefined,
       onBytes: metrics ? (direction, bytes) => metrics.bytesStreamed.inc({ direction }, bytes) : undefined,
     });
   };

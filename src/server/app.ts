@@ -24,6 +24,27 @@ function routeLabel(path: string): string {
   return 'other';
 }
 
+/** Methods whose requests carry no body (RFC 9110 gives them no meaning; no registry client sends one). */
+const BODILESS_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
+
+/**
+ * Why a request's body framing is refused, or undefined. Pure. Called before any handler: a body
+ * where none belongs is how a second request hides inside the first (the upstream or a later
+ * parser may frame it differently), and a Transfer-Encoding other than plain `chunked` is one the
+ * upstream may decode differently from Node. Only `/token` (POST form) and `/v2/` routes take bodies.
+ */
+export function framingProblem(method: string, route: string, headers: IncomingMessage['headers']): string | undefined {
+  const te = headers['transfer-encoding'];
+  const cl = headers['content-length'];
+  if (te !== undefined && te.trim().toLowerCase() !== 'chunked') return 'Transfer-Encoding other than "chunked" is not supported';
+  if (te !== undefined && cl !== undefined) return 'both Content-Length and Transfer-Encoding';
+  const hasBody = te !== undefined || (cl !== undefined && cl !== '0');
+  if (!hasBody) return undefined;
+  if (BODILESS_METHODS.has(method)) return `${method} requests carry no body`;
+  if (route !== 'v2' && route !== '/token') return `${route === 'other' ? 'this path' : route} takes no body`;
+  return undefined;
+}
+
 export interface AppState {
   /** Set on SIGTERM: requests arriving on kept-alive connections are refused so they retry elsewhere. */
   draining: boolean;
@@ -63,16 +84,35 @@ export function createApp(routes: AppRoutes, logger: Logger, metrics?: Metrics, 
     metrics?.inFlight.inc();
     res.once('close', () => {
       metrics?.inFlight.dec();
-      metrics?.httpRequests.inc({ route: label, method: req.method ?? '', status: String(res.statusCode) });
+      // A response that never finished (the client went away, or the connection was cut) is not
+      // the status it may have started with: counted and logged as "aborted".
+      const completed = res.writableFinished;
+      const status = completed ? res.statusCode : 'aborted';
+      metrics?.httpRequests.inc({ route: label, method: req.method ?? '', status: String(status) });
       // Probes and scrapes every few seconds would drown the access log: those only at debug. So is
       // /token: its audit line is the record, and a flood of rate-limited requests (counted in
       // metrics) must not become a flood of log lines.
       const level = label === 'v2' || label === 'other' ? 'info' : 'debug';
       logger[level](
-        { requestId, method: req.method, path: path.length > 512 ? `${path.slice(0, 512)}…` : path, status: res.statusCode, ms: Math.round((performance.now() - started) * 10) / 10, clientIP: clientIPOf(req), completed: res.writableFinished },
+        {
+          requestId,
+          method: req.method,
+          path: path.length > 512 ? `${path.slice(0, 512)}…` : path,
+          status,
+          ...(!completed && res.headersSent ? { statusSent: res.statusCode } : {}),
+          ms: Math.round((performance.now() - started) * 10) / 10,
+          clientIP: clientIPOf(req),
+          completed,
+        },
         'request',
       );
     });
+    const framing = framingProblem(req.method ?? '', label, req.headers);
+    if (framing) {
+      // The body is never read, so nothing after it on this connection can be trusted: close.
+      sendOciError(res, new OciError(400, 'UNSUPPORTED', `${framing}: request refused`, undefined, { Connection: 'close' }));
+      return;
+    }
     // Probes stay answered: /readyz itself reports "shutting down" (with its other reasons).
     if (state.draining && label !== '/healthz' && label !== '/readyz') {
       res.setHeader('Connection', 'close');

@@ -61,8 +61,8 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
   });
   const tokens = createRegistryTokenVerifier(keys, { issuer: config.publicURL, service: config.service });
   const state = { draining: false };
-  const proxy = createProxyHandler({ config, logger, tokens, policy, metrics, draining: () => state.draining });
-  const probe = createUpstreamProbe(config.upstream);
+  const proxy = createProxyHandler({ config, logger, tokens, policy, metrics, keys, draining: () => state.draining });
+  const probe = createUpstreamProbe(config.upstream, logger);
   const limiter = createRateLimiter(config.limits.tokenPerClient, config.limits.tokenGlobal);
   const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter });
 

@@ -62,24 +62,42 @@ export function parseBasic(header: string | undefined): { username: string; pass
   return { username: decoded.slice(0, i), password: decoded.slice(i + 1) };
 }
 
-async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
+/**
+ * Reads the form within `timeoutMs`: a body that never arrives would otherwise hold its connection
+ * (and a file descriptor) forever, and a few hundred such requests took the proxy down. Refusals
+ * close the connection: the rest of the body is never read, so nothing after it can be parsed.
+ */
+async function readForm(req: IncomingMessage, timeoutMs: number): Promise<URLSearchParams> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   if (type !== 'application/x-www-form-urlencoded') {
     throw new TokenHttpError(400, 'UNSUPPORTED', 'invalid_request', 'POST /token takes an application/x-www-form-urlencoded body');
   }
+  const tooLarge = () => new TokenHttpError(413, 'SIZE_INVALID', 'invalid_request', `form body larger than ${MAX_FORM_BYTES} bytes`, { connection: 'close' });
   const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > MAX_FORM_BYTES) throw new TokenHttpError(413, 'SIZE_INVALID', 'invalid_request', `form body larger than ${MAX_FORM_BYTES} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_FORM_BYTES) throw new TokenHttpError(413, 'SIZE_INVALID', 'invalid_request', `form body larger than ${MAX_FORM_BYTES} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+  if (declared > MAX_FORM_BYTES) throw tooLarge();
+  const body = await new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      req.off('data', onData).off('end', onEnd).off('error', onError);
+      if (err) reject(err);
+      else resolve(Buffer.concat(chunks));
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_FORM_BYTES) done(tooLarge());
+      else chunks.push(chunk);
+    };
+    const onEnd = () => done();
+    const onError = (err: Error) => done(err);
+    const timer = setTimeout(() => done(new TokenHttpError(408, 'UNSUPPORTED', 'invalid_request', `the request body did not arrive within ${timeoutMs} ms`, { connection: 'close' })), timeoutMs);
+    req.on('data', onData).once('end', onEnd).once('error', onError);
+  });
+  return new URLSearchParams(body.toString('utf8'));
 }
 
-export async function parseTokenRequest(req: IncomingMessage, url: URL): Promise<TokenRequest> {
+export async function parseTokenRequest(req: IncomingMessage, url: URL, bodyTimeoutMs = 10_000): Promise<TokenRequest> {
   if (req.method === 'GET') {
     const q = url.searchParams;
     const basic = parseBasic(req.headers.authorization);
@@ -94,7 +112,7 @@ export async function parseTokenRequest(req: IncomingMessage, url: URL): Promise
       offline: q.get('offline_token') === 'true',
     };
   }
-  const form = await readForm(req);
+  const form = await readForm(req, bodyTimeoutMs);
   const grant = form.get('grant_type');
   if (grant !== 'password' && grant !== 'refresh_token') {
     throw new TokenHttpError(400, 'UNSUPPORTED', 'unsupported_grant_type', `grant_type must be "password" or "refresh_token", not ${JSON.stringify(grant ?? '')}`);
@@ -130,11 +148,23 @@ function errorBody(code: string, oauthError: string, message: string) {
   return { errors: [{ code, message }], error: oauthError, error_description: message };
 }
 
+/**
+ * A refresh grant does not see the identity token again, so what can be re-checked is: the issuer is
+ * still configured under that name for the same `iss`, and is not (now) a TokenReview issuer, whose
+ * revocations a refresh token would outlive. (Signature, exp and age against today's refreshTTL are
+ * checked by verifyRefreshToken; the policy is evaluated afresh for every grant.) Pure.
+ */
+export function refreshIdentityProblem(who: Identity, issuers: Config['issuers']): string | undefined {
+  const cfg = issuers.find((i) => i.name === who.issuerName);
+  if (!cfg || cfg.issuer !== who.issuer) return 'the refresh token names an issuer that is no longer configured';
+  if (cfg.tokenReview) return `issuer "${cfg.name}" is checked with TokenReview, which refresh tokens would bypass`;
+  return undefined;
+}
+
 /** `GET|POST /token`: the Docker token endpoint (realm). */
 export function createTokenHandler(deps: TokenEndpointDeps) {
   const { config, logger, identity: verifier, policy, keys, metrics, limiter } = deps;
-  const issueOpts = { issuer: config.publicURL, service: config.service, ttl: config.tokens.ttl };
-  const issuerNames = new Set(config.issuers.map((i) => i.name));
+  const issueOpts = { issuer: config.publicURL, service: config.service, ttl: config.tokens.ttl, refreshTTL: config.tokens.refreshTTL };
   const reviewed = new Set(config.issuers.filter((i) => i.tokenReview).map((i) => i.name));
 
   return async function handleToken(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
@@ -158,7 +188,7 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
       if (req.method !== 'GET' && req.method !== 'POST') {
         throw new TokenHttpError(405, 'UNSUPPORTED', 'invalid_request', 'use GET (HTTP Basic) or POST (OAuth2 form)', { allow: 'GET, POST' });
       }
-      request = await parseTokenRequest(req, url);
+      request = await parseTokenRequest(req, url, config.limits.tokenBodyTimeout);
       if (request.service !== undefined && request.service !== config.service) {
         throw new TokenHttpError(400, 'UNSUPPORTED', 'invalid_request', `unknown service ${JSON.stringify(request.service.slice(0, 200))}: this token server issues tokens for "${config.service}"`);
       }
@@ -177,7 +207,8 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
         } catch (err) {
           throw new TokenHttpError(401, 'UNAUTHORIZED', 'invalid_grant', `${(err as Error).message}: log in again with a fresh identity token`);
         }
-        if (!issuerNames.has(who.issuerName)) throw new TokenHttpError(401, 'UNAUTHORIZED', 'invalid_grant', 'the refresh token names an issuer that is no longer configured: log in again');
+        const stale = refreshIdentityProblem(who, config.issuers);
+        if (stale) throw new TokenHttpError(401, 'UNAUTHORIZED', 'invalid_grant', `${stale}: log in again with a fresh identity token`);
       } else if (!request.password) {
         if (!config.anonymous) {
           throw new TokenHttpError(401, 'UNAUTHORIZED', 'invalid_client', 'authentication required: send your identity token (JWT) as the password, with any username', {

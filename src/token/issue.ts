@@ -11,8 +11,13 @@ export interface IssueOptions {
   service: string;
   /** Lifetime in seconds. */
   ttl: number;
+  /** Longest life of a refresh token, in seconds (`tokens.refreshTTL`); 0: none; absent: DEFAULT_REFRESH_TTL. */
+  refreshTTL?: number;
   now?: () => number;
 }
+
+/** Refresh tokens live at most this long (seconds) unless `tokens.refreshTTL` says otherwise. */
+export const DEFAULT_REFRESH_TTL = 12 * 3600;
 
 export interface IssuedToken {
   token: string;
@@ -83,13 +88,24 @@ export function identityClaim(identity: Identity): RefreshIdentity {
 }
 
 /**
- * A refresh token for `docker login` (stored as `identitytoken`). It never outlives the identity
- * token it came from; without an identity `exp` there is no refresh token (returns undefined).
+ * When a refresh token issued at `iat` for an identity expiring at `identityExp` expires: never after
+ * the identity token, and never more than refreshTTL after issue — a 10-year identity token must not
+ * become a 10-year credential on someone's disk. Undefined: no refresh token. Pure.
+ */
+export function refreshExpiry(iat: number, identityExp: number | undefined, refreshTTL = DEFAULT_REFRESH_TTL): number | undefined {
+  if (identityExp === undefined || refreshTTL <= 0) return undefined;
+  const exp = Math.min(identityExp, iat + refreshTTL);
+  return exp > iat ? exp : undefined;
+}
+
+/**
+ * A refresh token for `docker login` (stored as `identitytoken`). It lives until refreshExpiry;
+ * without an identity `exp` (or with refreshTTL 0) there is none (returns undefined).
  */
 export async function issueRefreshToken(keys: KeyRing, identity: Identity, opts: IssueOptions): Promise<string | undefined> {
-  if (identity.expiresAt === undefined) return undefined;
   const iat = Math.floor((opts.now ?? Date.now)() / 1000);
-  if (identity.expiresAt <= iat) return undefined;
+  const exp = refreshExpiry(iat, identity.expiresAt, opts.refreshTTL);
+  if (exp === undefined) return undefined;
   const key = keys.current();
   return new SignJWT({ idn: identityClaim(identity) })
     .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: REFRESH_TYP })
@@ -98,7 +114,7 @@ export async function issueRefreshToken(keys: KeyRing, identity: Identity, opts:
     .setAudience(refreshAudience(opts.service))
     .setIssuedAt(iat)
     .setNotBefore(iat)
-    .setExpirationTime(identity.expiresAt)
+    .setExpirationTime(exp)
     .setJti(randomUUID())
     .sign(key.privateKey);
 }

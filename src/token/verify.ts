@@ -1,19 +1,23 @@
 import { createHash } from 'node:crypto';
-import { decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import type { Identity } from '../identity/types.js';
 import type { KeyRing } from './keys.js';
-import { REFRESH_TYP, refreshAudience, type RefreshIdentity } from './issue.js';
+import { TokenCache, type CacheUsage } from '../identity/token-cache.js';
+import { DEFAULT_REFRESH_TTL, REFRESH_TYP, refreshAudience, type RefreshIdentity } from './issue.js';
 import { RegistryTokenError, type AccessEntry, type RegistryTokenVerifier, type VerifiedRegistryToken } from './types.js';
 
 const ALGS = ['ES256', 'RS256', 'EdDSA'];
 const MAX_TOKEN_BYTES = 16 * 1024;
-const MAX_CACHE = 20_000;
 const LEEWAY_S = 5;
 
 export interface OwnTokenOptions {
   issuer: string;
   service: string;
   now?: () => number;
+  /** Refresh tokens: the current `tokens.refreshTTL` (seconds; 0 refuses them all), checked again on use. */
+  refreshTTL?: number;
+  /** Byte budget of the verification cache (default DEFAULT_CACHE_MAX_BYTES). */
+  cacheMaxBytes?: number;
 }
 
 function keyResolver(keys: KeyRing) {
@@ -35,9 +39,11 @@ function isAccessList(x: unknown): x is AccessEntry[] {
 }
 
 /** Our own registry tokens, verified with no network and cached per token (a layer push of many PATCHes costs one verify). */
-export function createRegistryTokenVerifier(keys: KeyRing, opts: OwnTokenOptions): RegistryTokenVerifier {
+export function createRegistryTokenVerifier(keys: KeyRing, opts: OwnTokenOptions): RegistryTokenVerifier & { cacheUsage(): CacheUsage } {
   const now = opts.now ?? Date.now;
-  const cache = new Map<string, VerifiedRegistryToken>();
+  // Bounded by bytes with least-recently-used eviction: catalog tokens carry a whole identity (`idn`),
+  // and emptying the cache when full made every client re-verify at once.
+  const cache = new TokenCache<VerifiedRegistryToken>(opts.cacheMaxBytes);
   const resolve = keyResolver(keys);
   return {
     async verify(token: string): Promise<VerifiedRegistryToken> {
@@ -67,19 +73,18 @@ export function createRegistryTokenVerifier(keys: KeyRing, opts: OwnTokenOptions
       }
       if (!isAccessList(payload.access)) throw new RegistryTokenError('token has no valid access claim');
       const verified: VerifiedRegistryToken = { subject: payload.sub!, access: payload.access, expiresAt: payload.exp!, identity: identityFromClaim(payload.idn, payload.exp) };
-      if (cache.size >= MAX_CACHE) {
-        for (const [k, v] of cache) if (v.expiresAt + LEEWAY_S <= nowS) cache.delete(k);
-        if (cache.size >= MAX_CACHE) cache.clear();
-      }
-      cache.set(cacheKey, verified);
+      cache.set(cacheKey, verified, token);
       return verified;
     },
+    cacheUsage: () => cache.usage(),
   };
 }
 
 /** Verifies one of our refresh tokens and returns the identity it carries. */
 export async function verifyRefreshToken(keys: KeyRing, token: string, opts: OwnTokenOptions): Promise<Identity> {
   if (token.length > MAX_TOKEN_BYTES) throw new RegistryTokenError('refresh token too large');
+  const refreshTTL = opts.refreshTTL ?? DEFAULT_REFRESH_TTL;
+  if (refreshTTL <= 0) throw new RegistryTokenError('refresh tokens are turned off on this proxy (tokens.refreshTTL: 0)');
   let payload: JWTPayload;
   try {
     const header = decodeProtectedHeader(token);
@@ -89,10 +94,14 @@ export async function verifyRefreshToken(keys: KeyRing, token: string, opts: Own
       audience: refreshAudience(opts.service),
       algorithms: ALGS,
       currentDate: new Date((opts.now ?? Date.now)()),
-      requiredClaims: ['exp'],
+      // Age checked against today's refreshTTL too: lowering it cuts tokens issued under a longer one.
+      maxTokenAge: refreshTTL,
+      clockTolerance: LEEWAY_S,
+      requiredClaims: ['exp', 'iat'],
     }));
   } catch (err) {
     if (err instanceof RegistryTokenError) throw err;
+    if (err instanceof joseErrors.JWTExpired) throw new RegistryTokenError(`refresh token expired (they live at most ${refreshTTL}s, never past the identity token)`);
     throw new RegistryTokenError(`refresh token invalid: ${(err as Error).message}`);
   }
   const identity = identityFromClaim(payload.idn, payload.exp);

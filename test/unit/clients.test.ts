@@ -94,7 +94,7 @@ describe('Docker credential helper protocol (golden)', () => {
       expect(s.out.stderr).toMatch(/not supported/);
       expect(s.out.stdout).toBe('');
     }
-    const g = io('registry.example.com', { RAP_TOKEN_FILE: '/nonexistent/token' });
+    const g = io('registry.example.com', { RAP_TOKEN_FILE: '/nonexistent/token', RAP_REGISTRIES: 'registry.example.com' });
     expect(await runHelper(['get'], g.io)).toBe(1);
     expect(g.out.stdout).toBe('');
     expect(g.out.stderr).toMatch(/no identity token file/);

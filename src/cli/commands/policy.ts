@@ -5,6 +5,7 @@ import { loadConfig } from '../../config/load.js';
 import { PRESETS, type Preset } from '../../config/types.js';
 import { identityFromClaims } from '../../identity/presets.js';
 import { formatScope, parseScopes, ScopeError } from '../../oci/scope.js';
+import { lintTenantPinning, type LintIssuer } from '../../policy/lint.js';
 import { loadPolicies, PolicyLoadError } from '../../policy/load.js';
 import { CliExit } from '../exit.js';
 
@@ -87,6 +88,10 @@ export function register(program: Command): void {
         const d = engine.decide(identity, s, ctx);
         return { scope: formatScope(s), granted: d.granted, matched: d.matched };
       });
+      // The same tenant-pinning warnings serve logs, on stderr so stdout stays JSON: against the
+      // configured issuers, else against the issuer of the identity under test.
+      const issuers: LintIssuer[] = config?.issuers ?? [{ name: identity.issuerName, issuer: identity.issuer, preset: identity.preset }];
+      for (const w of lintTenantPinning(engine.rules, issuers)) process.stderr.write(`warning: ${w.message}\n`);
       const { claims: _c, ...shown } = identity;
       process.stdout.write(`${JSON.stringify({ identity: shown, decisions }, null, 2)}\n`);
     });

@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
-import { loadConfig, type ServeFlags } from '../../config/load.js';
+import { listenExposureProblem, loadConfig, type ServeFlags } from '../../config/load.js';
 import { ConfigError } from '../../config/errors.js';
 import { createDevIssuer, DEV_POLICY_PATH } from '../../dev/issuer.js';
 import { createLogger } from '../../log.js';
+import { lintTenantPinning } from '../../policy/lint.js';
 import { PolicyLoadError } from '../../policy/load.js';
 import { startRuntime } from '../../server/runtime.js';
 import { CliExit } from '../exit.js';
@@ -15,8 +16,8 @@ export function register(program: Command): void {
     .description('run the proxy and its token endpoint (default command)')
     .option('--config <file>', 'YAML config file (env RAP_CONFIG); every flag below has a config key')
     .option('--upstream <url>', 'upstream registry base URL (upstream.url)')
-    .option('--listen <host:port>', 'listen address, default 0.0.0.0:8080 (listen)')
-    .option('--public-url <url>', 'base URL clients see; realm = <public-url>/token (publicURL)')
+    .option('--listen <host:port>', 'listen address, default 0.0.0.0:8080; a non-loopback address needs --public-url (listen)')
+    .option('--public-url <url>', 'base URL clients see; realm = <public-url>/token; required unless listening on loopback (publicURL)')
     .option('--service <name>', 'token service name, `aud` of issued tokens (service)')
     .option('--issuer <url>', 'trust this OIDC issuer via discovery; repeatable (issuers[])', collect)
     .option('--audience <aud>', 'audience identity tokens must carry; repeatable (issuers[].audiences)', collect)
@@ -33,6 +34,8 @@ export function register(program: Command): void {
         flags.listen ??= '127.0.0.1:8080';
       }
       const config = loadConfig(flags);
+      const exposure = listenExposureProblem(config);
+      if (exposure) throw new ConfigError(config.file, 'publicURL', exposure);
       const logger = createLogger(config.logLevel);
       let devToken: string | undefined;
       if (config.dev) {
@@ -48,6 +51,10 @@ export function register(program: Command): void {
         if (err instanceof ConfigError) throw err;
         if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new CliExit(1, `cannot listen on ${config.listen.host}:${config.listen.port}: address in use`);
         throw err;
+      }
+      // Rules for GitHub/GitLab/Google issuers that never pin the owner grant to strangers: say so loudly.
+      for (const w of lintTenantPinning(runtime.policy.rules, config.issuers)) {
+        logger.warn({ file: w.file, rule: w.rule, issuer: w.issuer, preset: w.preset, ownerPinned: w.pinned }, w.message);
       }
       if (devToken) {
         const host = new URL(config.publicURL).host;

@@ -60,8 +60,8 @@ export function register(program: Command): void {
         process.stdout.write(`${JSON.stringify({ valid: true, issuerName: identity.issuerName, identity: rest, claims }, null, 2)}\n`);
       } catch (err) {
         if (!(err instanceof IdentityError)) throw err;
-        process.stdout.write(`${JSON.stringify({ valid: false, reason: err.reason, message: err.message, issuerName: err.issuerName }, null, 2)}\n`);
-        throw new CliExit(1, `invalid: ${err.message}`);
+        process.stdout.write(`${JSON.stringify({ valid: false, reason: err.reason, message: err.message, issuerName: err.issuerName, detail: err.detail }, null, 2)}\n`);
+        throw new CliExit(1, `invalid: ${err.message}${err.detail ? ` (${err.detail})` : ''}`);
       } finally {
         await verifier.close?.();
       }

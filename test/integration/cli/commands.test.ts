@@ -70,7 +70,7 @@ describe('verify', () => {
 
 describe('policy test', () => {
   it('prints the grant and the matched rules for claims from a JWT', async () => {
-    const jwt = await token({ repository: 'acme/web', ref: 'refs/heads/main' });
+    const jwt = await token({ repository: 'acme/web', repository_owner_id: '1234567', ref: 'refs/heads/main' });
     const r = await runCli(['policy', 'test', '--claims', jwt, '--scope', 'repository:acme/web:pull,push', '--scope', 'repository:other/x:pull', '--config', join(dir, 'config.yaml')]);
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout);

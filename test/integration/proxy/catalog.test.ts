@@ -24,6 +24,14 @@ async function catalog(team: string, query = ''): Promise<{ status: number; body
   return { status: r.status, body: (await r.json()) as { repositories: string[] }, link: r.headers.get('link') };
 }
 
+async function catalogRaw(team: string, query: string): Promise<{ status: number; body: { errors: { code: string; message: string }[] } }> {
+  const id = await proxy.mintIdentity({ team });
+  const t = await fetch(`${proxy.url}/token?service=registry.test&scope=registry:catalog:*`, { headers: { authorization: `Basic ${Buffer.from(`x:${id}`).toString('base64')}` } });
+  const { token } = (await t.json()) as { token: string };
+  const r = await fetch(`${proxy.url}/v2/_catalog${query}`, { headers: { authorization: `Bearer ${token}` } });
+  return { status: r.status, body: (await r.json()) as { errors: { code: string; message: string }[] } };
+}
+
 beforeAll(async () => {
   registry = await startRegistry();
   for (const repo of ['shared/base', 'team-a/app', 'team-a/tools', 'team-b/secret']) await seedManifest(registry.url, repo);
@@ -45,11 +53,42 @@ describe('catalog filtering', () => {
     expect((await catalog('team-c')).body.repositories).toEqual(['shared/base']);
   });
 
-  it('keeps the registry\'s pagination working', async () => {
+  it('keeps the registry\'s pagination working without naming any repository in Link', async () => {
     const page = await catalog('team-b', '?n=2');
     expect(page.body.repositories).toEqual(['shared/base']);
-    expect(page.link).toMatch(/<\/v2\/_catalog\?last=team-a%2Fapp&n=2>; rel="next"/);
-    const next = await catalog('team-b', '?last=team-a%2Fapp&n=2');
+    // the upstream's Link names team-a/app (the last of its unfiltered page): sealed into a cursor
+    expect(page.link).toMatch(new RegExp(`^<${proxy.url.replace(/[.]/g, '\\.')}/v2/_catalog\\?last=~[A-Za-z0-9_-]+&n=2>; rel="next"$`));
+    expect(page.link).not.toMatch(/team|shared/);
+    const next = await catalog('team-b', new URL(/<([^>]+)>/.exec(page.link!)![1]!).search);
     expect(next.body.repositories).toEqual(['team-b/secret']);
+    // a plain `last` still works (the answer is filtered either way)
+    expect((await catalog('team-b', '?last=team-a%2Fapp&n=2')).body.repositories).toEqual(['team-b/secret']);
+  });
+
+  it('walks every page with n=1 and learns only what the identity may pull', async () => {
+    const seen: string[] = [];
+    const links: string[] = [];
+    let query = '?n=1';
+    for (let i = 0; i < 10 && query; i++) {
+      const page = await catalog('team-c', query);
+      expect(page.status).toBe(200);
+      seen.push(...page.body.repositories);
+      if (page.link) links.push(page.link);
+      query = page.link ? new URL(/<([^>]+)>/.exec(page.link)![1]!).search : '';
+    }
+    expect(query).toBe('');
+    expect(seen).toEqual(['shared/base']);
+    expect(links.length).toBeGreaterThanOrEqual(3);
+    for (const l of links) expect(l).not.toMatch(/team-|shared/);
+  });
+
+  it('refuses a cursor it did not seal', async () => {
+    const page = await catalog('team-a', '?n=1');
+    const cursor = new URL(/<([^>]+)>/.exec(page.link!)![1]!).searchParams.get('last')!;
+    const tampered = `${cursor.slice(0, -3)}${cursor.endsWith('AAA') ? 'BBB' : 'AAA'}`;
+    const r = await catalogRaw('team-a', `?last=${tampered}&n=1`);
+    expect(r.status).toBe(400);
+    expect(r.body.errors[0]!.code).toBe('UNSUPPORTED');
+    expect(r.body.errors[0]!.message).toMatch(/cursor/);
   });
 });

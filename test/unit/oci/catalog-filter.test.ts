@@ -31,9 +31,36 @@ describe('catalog filter', () => {
     expect(JSON.parse(out)).toEqual({ repositories: ['team-a/app'] });
   });
 
-  it('handles empty lists, white space and other members', async () => {
+  it('handles empty lists and JSON white space between tokens', async () => {
     expect(JSON.parse(await run(['{ "repositories" : [ ] }'], teamA))).toEqual({ repositories: [] });
-    expect(JSON.parse(await run(['{"repositories": ["team-a/x" , "b/y"], "next": "z"}'], teamA))).toEqual({ repositories: ['team-a/x'], next: 'z' });
+    expect(JSON.parse(await run(['\r\n{\t"repositories"\n:\n[ "team-a/x" ,\n"b/y" ]\n}\n'], teamA))).toEqual({ repositories: ['team-a/x'] });
+  });
+
+  // Only Distribution's shape passes: whatever follows the first list is dropped, so neither another
+  // member nor a second `repositories` (a client's JSON parser keeps the last one) reaches a client.
+  it.each([
+    ['another member', '{"repositories":["team-a/x","b/y"],"next":"team-b/secret"}', ['team-a/x']],
+    ['a duplicate list', '{"repositories":["team-a/x"],"repositories":["team-b/secret"]}', ['team-a/x']],
+    ['another array', '{"repositories":["team-a/x"],["team-b/secret"]}', ['team-a/x']],
+    ['a second document', '{"repositories":["team-a/x"]}{"repositories":["team-b/secret"]}', ['team-a/x']],
+    ['garbage after the document', '{"repositories":["team-a/x"]} ["team-b/secret"]', ['team-a/x']],
+    ['a member before the list', '{"x":1,"repositories":["team-a/x"]}', []],
+    ['white space inside the key', '{"repo sitories":["team-a/x"]}', []],
+    ['an escaped key', '{"repositor\\u0069es":["team-a/x"]}', []],
+    ['an array at the top', '["team-a/x"]', []],
+    ['a null list', '{"repositories":null}', []],
+    ['a nested array', '{"repositories":[["team-a/x"],"team-a/y"]}', []],
+    ['an object element', '{"repositories":["team-a/x",{"n":"team-a/y"}]}', ['team-a/x']],
+    ['a trailing comma', '{"repositories":["team-a/x",]}', ['team-a/x']],
+    ['a leading comma', '{"repositories":[,"team-a/x"]}', []],
+    ['two names without a comma', '{"repositories":["team-a/x" "team-a/y"]}', ['team-a/x']],
+    ['a raw control character in a name', '{"repositories":["team-a/x","team-a/\u0001y","team-a/z"]}', ['team-a/x']],
+    ['a non-JSON space', '{"repositories":[\u00a0"team-a/x"]}', []],
+  ])('fails closed on %s', async (_what, body, expected) => {
+    const out = await run([body], teamA);
+    expect(JSON.parse(out)).toEqual({ repositories: expected });
+    // and the same for every split into two chunks
+    for (let i = 1; i < body.length; i++) expect(await run([body.slice(0, i), body.slice(i)], teamA)).toBe(out);
   });
 
   it('fails closed on anything else', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classify, isRouteError, withoutMount, type Route } from '../../../src/oci/route.js';
+import { classify, isRouteError, refuseBody, withoutMount, type Route } from '../../../src/oci/route.js';
 import { bearerChallenge } from '../../../src/oci/challenge.js';
 import { formatScope } from '../../../src/oci/scope.js';
 
@@ -62,6 +62,66 @@ describe('route → scopes', () => {
     expect(plain.query).toBe('');
     expect(isRouteError(classify('POST', '/v2/a/b/blobs/uploads/', `mount=${D}&from=../x`))).toBe(true);
     expect(isRouteError(classify('POST', '/v2/a/b/blobs/uploads/', 'mount=nope&from=c'))).toBe(true);
+  });
+
+  // What the upstream gets as the query: re-serialized from what the proxy parsed, `;` encoded (a
+  // separator for Go < 1.17), mount/from only on an authorized upload-start.
+  it.each([
+    ['GET', '/v2/a/b/tags/list', 'n=10&last=x', '?n=10&last=x'],
+    ['GET', '/v2/a/b/tags/list', 'n=1;last=x', '?n=1%3Blast%3Dx'],
+    ['GET', '/v2/_catalog', 'n=5&last=a%2Fb', '?n=5&last=a%2Fb'],
+    ['GET', '/v2/_catalog', 'last=a/b&n=5&x=1', '?n=5&last=a%2Fb'],
+    ['GET', '/v2/_catalog', 'n=1;last=a', '?n=1%3Blast%3Da'],
+    ['GET', '/v2/_catalog', '', ''],
+    ['POST', '/v2/a/b/blobs/uploads/', '', ''],
+    ['POST', '/v2/a/b/blobs/uploads/', `digest=${D}`, `?digest=${encodeURIComponent(D)}`],
+    ['POST', '/v2/a/b/blobs/uploads/', `x=1;mount=${D};from=c/d`, `?x=${encodeURIComponent(`1;mount=${D};from=c/d`)}`],
+    ['POST', '/v2/a/b/blobs/uploads/', `;mount=${D};from=c/d`, `?${encodeURIComponent(`;mount`)}=${encodeURIComponent(`${D};from=c/d`)}`],
+    ['POST', '/v2/a/b/blobs/uploads/', `mount=${D}&from=c/d&x=1`, `?mount=${encodeURIComponent(D)}&from=c%2Fd`],
+    ['PATCH', '/v2/a/b/blobs/uploads/u1', '_state=abc%3D%3D', '?_state=abc%3D%3D'],
+    ['PUT', '/v2/a/b/blobs/uploads/u1', `_state=abc-_%3D&digest=${D}`, `?_state=abc-_%3D&digest=${encodeURIComponent(D)}`],
+    ['PUT', '/v2/a/b/blobs/uploads/u1', `_state=s&digest=${D}&mount=${D}&from=c`, `?_state=s&digest=${encodeURIComponent(D)}`],
+    ['PUT', '/v2/a/b/blobs/uploads/u1', `_state=s;digest=${D}`, `?_state=${encodeURIComponent(`s;digest=${D}`)}`],
+    ['GET', '/v2/a/b/manifests/v1', 'from=c/d', ''],
+    ['GET', `/v2/a/b/blobs/${D}`, 'a=%zz&b=+c', '?a=%25zz&b=+c'],
+  ])('%s %s?%s forwards %s', (method, path, query, forwarded) => {
+    const r = ok(method, path, query);
+    expect(r.query).toBe(forwarded);
+    // `;` never reaches the upstream unencoded
+    expect(r.query).not.toContain(';');
+  });
+
+  it('reads no mount out of a `;`-separated query', () => {
+    const r = ok('POST', '/v2/a/b/blobs/uploads/', `x=1;mount=${D};from=c/d`);
+    expect(r.mountFrom).toBeUndefined();
+    expect(r.scopes.map(formatScope)).toEqual(['repository:a/b:pull,push']);
+  });
+
+  it('refuses duplicated catalog pagination parameters', () => {
+    expect(classify('GET', '/v2/_catalog', 'last=a&last=b')).toMatchObject({ status: 400 });
+    expect(classify('GET', '/v2/_catalog', 'n=1&n=2')).toMatchObject({ status: 400 });
+  });
+
+  it.each([
+    // [method, path, query, content types, has body, refused status]
+    ['POST', '/v2/a/b/blobs/uploads/', `mount=${D}&from=c`, [], false, undefined],
+    ['POST', '/v2/a/b/blobs/uploads/', `mount=${D}&from=c`, [], true, 400],
+    ['POST', '/v2/a/b/blobs/uploads/', `mount=${D}&from=c`, ['application/octet-stream'], true, 400],
+    ['POST', '/v2/a/b/blobs/uploads/', '', [], true, undefined],
+    ['POST', '/v2/a/b/blobs/uploads/', '', ['application/octet-stream'], true, undefined],
+    ['POST', '/v2/a/b/blobs/uploads/', '', ['application/x-www-form-urlencoded'], true, 400],
+    ['POST', '/v2/a/b/blobs/uploads/', '', ['Application/X-WWW-Form-Urlencoded; charset=utf-8'], true, 400],
+    ['POST', '/v2/a/b/blobs/uploads/', '', ['multipart/form-data; boundary=x'], true, 400],
+    ['POST', '/v2/a/b/blobs/uploads/', '', ['application/octet-stream', 'application/x-www-form-urlencoded'], true, 400],
+    ['POST', '/v2/a/b/blobs/uploads/', '', ['application/x-www-form-urlencoded'], false, 400],
+    ['PATCH', '/v2/a/b/blobs/uploads/u1', '_state=s', ['application/octet-stream'], true, undefined],
+    ['PATCH', '/v2/a/b/blobs/uploads/u1', '_state=s', ['application/x-www-form-urlencoded'], true, 400],
+    ['PUT', '/v2/a/b/blobs/uploads/u1', `_state=s&digest=${D}`, ['multipart/form-data; boundary=x'], true, 400],
+    ['PUT', '/v2/a/b/manifests/v1', '', ['application/vnd.oci.image.manifest.v1+json'], true, undefined],
+    ['PUT', '/v2/a/b/manifests/v1', '', ['application/x-www-form-urlencoded'], true, 400],
+  ] as const)('%s %s?%s with %j, body %s → %s', (method, path, query, contentTypes, hasBody, status) => {
+    const refused = refuseBody(ok(method, path, query), { contentTypes: [...contentTypes], hasBody });
+    expect(refused?.status).toBe(status);
   });
 
   it.each([

@@ -194,7 +194,7 @@ describe('shipped policies', () => {
       issuer: 'https://token.actions.githubusercontent.com',
       subject: 'repo:acme/web:ref:refs/heads/main',
       preset: 'github-actions',
-      claims: { repository: 'acme/web', repository_owner: 'acme', ref: 'refs/heads/main' },
+      claims: { repository: 'acme/web', repository_owner: 'acme', repository_owner_id: '1234567', ref: 'refs/heads/main' },
     };
     const ghEngine = loadPolicies('policies/examples/github-actions.yaml');
     expect(ghEngine.decide(gh, parseScope('repository:acme/web:pull,push'), ctx).granted).toEqual(['pull', 'push']);
@@ -206,8 +206,8 @@ describe('shipped policies', () => {
     const gce: Identity = { issuerName: 'google', issuer: 'https://accounts.google.com', subject: '1', preset: 'google', claims: { google: { compute_engine: { project_id: 'acme-prod' } } } };
     expect(loadPolicies('policies/examples/gce.yaml').decide(gce, parseScope('repository:gce-base/debian:pull,push'), ctx).granted).toEqual(['pull']);
 
-    const gl: Identity = { issuerName: 'gitlab', issuer: 'https://gitlab.com', subject: 'project_path:g/p:ref_type:branch:ref:main', preset: 'gitlab', claims: { project_path: 'g/p' } };
-    expect(loadPolicies('policies/examples/gitlab.yaml').decide(gl, parseScope('repository:g/p/img:pull,push'), ctx).granted).toEqual(['pull', 'push']);
+    const gl: Identity = { issuerName: 'gitlab', issuer: 'https://gitlab.com', subject: 'project_path:g/p:ref_type:branch:ref:main', preset: 'gitlab', claims: { project_path: 'acme/p', namespace_path: 'acme', namespace_id: '4242' } };
+    expect(loadPolicies('policies/examples/gitlab.yaml').decide(gl, parseScope('repository:acme/p/img:pull,push'), ctx).granted).toEqual(['pull', 'push']);
 
     const cat = loadPolicies('policies/examples/readonly-catalog.yaml');
     expect(cat.decide(k8s('t'), parseScope('registry:catalog:*'), ctx).granted).toEqual(['*']);

@@ -62,7 +62,16 @@ describe('rate limiter', () => {
 describe('limits config', () => {
   it('has defaults, takes overrides and derives a burst', () => {
     const d = buildConfig({});
-    expect(d.limits).toEqual({ tokenPerClient: { rate: 20, burst: 60 }, tokenGlobal: { rate: 2000, burst: 4000 }, maxHeaderBytes: 16384 });
+    expect(d.limits).toEqual({
+      tokenPerClient: { rate: 20, burst: 60 },
+      tokenGlobal: { rate: 2000, burst: 4000 },
+      maxHeaderBytes: 16384,
+      maxHeaderCount: 100,
+      tokenBodyTimeout: 10_000,
+      idleTimeout: 300_000,
+      maxConnections: 2048,
+      maxConnectionsPerClient: 256,
+    });
     expect(d.shutdownGrace).toBe(25_000);
     const c = buildConfig({ limits: { tokenPerClient: { rate: 0 }, tokenGlobal: { rate: 5000 }, maxHeaderBytes: 8192 }, shutdownGrace: '5s' });
     expect(c.limits.tokenPerClient.rate).toBe(0);

@@ -1,6 +1,10 @@
 # syntax=docker/dockerfile:1
+# NODE_IMAGE: any image with node 20, npm, /bin/sh and /usr/bin/env (the tests build one offline
+# from the machine's own node: test/integration/container-image.test.ts).
+ARG NODE_IMAGE=node:20-bookworm-slim
+
 # Build stage: compile TypeScript with the dev dependencies.
-FROM node:20-bookworm-slim AS build
+FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -9,7 +13,7 @@ COPY src ./src
 RUN npm run build
 
 # Runtime stage: production dependencies only, non-root, no shell tooling needed at run time.
-FROM node:20-bookworm-slim AS runtime
+FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
-import { dockerCredentialHelperMain } from '../dist/clients/docker-credential-helper.js';
+import { loadEntry } from './load-entry.js';
 
+const { dockerCredentialHelperMain } = await loadEntry('docker-credential-registry-auth-proxy', '../dist/clients/docker-credential-helper.js');
 dockerCredentialHelperMain(process.argv.slice(2)).then((code) => { process.exitCode = code; });

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
-import { main } from '../dist/cli/main.js';
+import { loadEntry } from './load-entry.js';
 
+const { main } = await loadEntry('registry-auth-proxy', '../dist/cli/main.js');
 main(process.argv).then((code) => { process.exitCode = code; });

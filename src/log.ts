@@ -1,13 +1,19 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { pino, type Logger } from 'pino';
+import { createRequire } from 'node:module';
+import type { PinoPretty as PinoPrettyFn } from 'pino-pretty';
 
 export type { Logger };
 
 /** The request being served, so every log line written while serving it carries its id. */
 export const requestContext = new AsyncLocalStorage<{ requestId: string }>();
 
-/** Structured JSON logs on stderr. Tokens are never logged: redact the places they could appear. */
-export function createLogger(level = 'info', destination: NodeJS.WritableStream = process.stderr): Logger {
+/**
+ * Structured JSON logs on stderr. Tokens are never logged: redact the places they could appear.
+ * `pretty`: one coloured line per event for a person at a terminal (`--dev`); redaction happens
+ * before formatting, so it holds there too.
+ */
+export function createLogger(level = 'info', destination: NodeJS.WritableStream = process.stderr, opts: { pretty?: boolean } = {}): Logger {
   return pino(
     {
       level,
@@ -22,8 +28,14 @@ export function createLogger(level = 'info', destination: NodeJS.WritableStream 
         censor: '[redacted]',
       },
     },
-    destination,
+    opts.pretty ? prettyStream(destination) : destination,
   );
+}
+
+/** Loaded only when asked for: every other CLI start (credential-provider runs per image pull) skips its cost. */
+function prettyStream(destination: NodeJS.WritableStream): NodeJS.WritableStream {
+  const { PinoPretty } = createRequire(import.meta.url)('pino-pretty') as { PinoPretty: typeof PinoPrettyFn };
+  return PinoPretty({ destination, sync: true, colorize: true, singleLine: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname,service' });
 }
 
 /** A logger that drops everything (tests, CLI subcommands that print JSON on stdout). */

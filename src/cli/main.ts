@@ -19,6 +19,15 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   for (const c of COMMANDS) c.register(program);
+  // `serve` is the default command, so its options are the ones most people need: show them in the
+  // top-level help too rather than only under `serve --help`.
+  const serveCommand = program.commands.find((c) => c.name() === 'serve');
+  if (serveCommand) {
+    program.addHelpText('after', () => {
+      const options = serveCommand.helpInformation().replace(/^[\s\S]*?\nOptions:\n/, '').replace(/\n+$/, '');
+      return `\nregistry-auth-proxy [serve] [options] (serve is the default command):\n${options}\n`;
+    });
+  }
   return program;
 }
 

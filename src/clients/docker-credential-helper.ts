@@ -1,11 +1,13 @@
-import { readIdentityToken, TokenSourceError, DEFAULT_USERNAME } from './token-source.js';
+import { readFileSync } from 'node:fs';
+import { readIdentityToken, TokenSourceError, DEFAULT_TOKEN_FILES, DEFAULT_USERNAME } from './token-source.js';
 
 /**
- * `docker-credential-registry-auth-proxy get|store|erase|list`: the Docker credential-helper
+ * `docker-credential-registry-auth-proxy get|store|erase|list|version`: the Docker credential-helper
  * protocol. `get` reads the identity token afresh on every call, so rotated projected tokens just
  * work. It answers only for the hosts in RAP_REGISTRIES (comma-separated): Docker asks a helper
  * configured as `credsStore` about every registry it talks to (docker.io included), and the
- * identity token must only ever reach our proxy. Unset means it answers for none.
+ * identity token must only ever reach our proxy. Unset means it answers for none. There is no
+ * config file for the helper: the environment is all it reads. `store`/`erase` keep nothing.
  */
 export interface HelperIO {
   stdin: () => Promise<string>;
@@ -42,6 +44,46 @@ function configuredRegistries(env: NodeJS.ProcessEnv): string[] {
   return (env.RAP_REGISTRIES ?? '').split(',').map((r) => r.trim()).filter(Boolean).map(normalizeServer);
 }
 
+/** The protocol's "no server URL" message (docker-credential-helpers' credentials package): clients recognise it. */
+export const MISSING_SERVER_URL = 'no credentials server URL';
+
+/** What `store`/`erase` tell the user on stderr (the client shows it): nothing is kept, `get` answers from the token file. Pure. */
+export function notStoredNote(action: 'store' | 'erase', server: string | undefined, env: NodeJS.ProcessEnv): string {
+  const ours = server !== undefined && mayAnswer(server, env).answer;
+  const what = action === 'store' ? 'nothing stored' : 'nothing to erase';
+  if (ours) return `docker-credential-registry-auth-proxy: ${what}: ${normalizeServer(server)} gets the identity token from ${env.RAP_TOKEN_FILE || DEFAULT_TOKEN_FILES[0]} on every pull and push`;
+  // credsStore sends every login here, docker.io's too: say that those credentials are dropped.
+  const who = server ? normalizeServer(server) : 'this server';
+  if (configuredRegistries(env).length === 0) {
+    return `docker-credential-registry-auth-proxy: ${what}: this helper keeps no credentials, and with RAP_REGISTRIES unset it gives ${who} none (set RAP_REGISTRIES to your registry-auth-proxy host(s))`;
+  }
+  return `docker-credential-registry-auth-proxy: ${what}: this helper keeps no credentials and ${who} is not in RAP_REGISTRIES, so it gets none from it (use credHelpers for your registry-auth-proxy hosts rather than credsStore)`;
+}
+
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The ServerURL of a `store` request, without looking at (or keeping) its Secret. */
+function storedServer(input: string): string | undefined {
+  try {
+    const doc = JSON.parse(input) as { ServerURL?: unknown };
+    return typeof doc.ServerURL === 'string' && doc.ServerURL.trim() ? doc.ServerURL : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Runs one helper action and returns the exit code. The protocol (docker-credential-helpers'
+ * `credentials.Serve`, read by its `client` package in Docker, podman, skopeo and buildah): the
+ * answer on stdout, and on failure the message on stdout with exit 1 — clients show stdout, and
+ * recognise "not found" and "no server URL" by it. Notes for people go to stderr, which clients pass through.
+ */
 export async function runHelper(args: string[], io: HelperIO): Promise<number> {
   const registries = configuredRegistries(io.env);
   const username = io.env.RAP_USERNAME || DEFAULT_USERNAME;
@@ -49,13 +91,13 @@ export async function runHelper(args: string[], io: HelperIO): Promise<number> {
     case 'get': {
       const server = (await io.stdin()).trim();
       if (!server) {
-        io.stderr('no server URL on stdin\n');
+        io.stdout(`${MISSING_SERVER_URL}\n`);
         return 1;
       }
       const verdict = mayAnswer(server, io.env);
       if (!verdict.answer) {
-        // Not ours: "not found" lets docker continue without credentials; the reason goes to stderr
-        // (docker shows the helper's stderr), but only when misconfigured, not for every other registry.
+        // Not ours: "not found" lets the client continue without credentials. The reason goes to
+        // stderr, only when misconfigured, not for every other registry (stdout must stay exact).
         if (verdict.why) io.stderr(`docker-credential-registry-auth-proxy: ${verdict.why}\n`);
         io.stdout(`${NOT_FOUND}\n`);
         return 1;
@@ -66,26 +108,32 @@ export async function runHelper(args: string[], io: HelperIO): Promise<number> {
         return 0;
       } catch (err) {
         if (err instanceof TokenSourceError) {
-          io.stderr(`${err.message}\n`);
+          io.stdout(`${err.message}\n`);
           return 1;
         }
         throw err;
       }
     }
     case 'store':
-    case 'erase':
-      await io.stdin();
-      io.stderr(`${args[0]} is not supported: credentials come from the workload identity token file (RAP_TOKEN_FILE), nothing is stored\n`);
-      return 1;
+    case 'erase': {
+      // Succeed without storing: `docker login`/`logout` and `podman login`/`logout` call these and
+      // fail (podman 4.3.1's logout even crashes) when they do; `get` answers from the token file.
+      const input = await io.stdin();
+      io.stderr(`${notStoredNote(args[0], args[0] === 'store' ? storedServer(input) : input.trim() || undefined, io.env)}\n`);
+      return 0;
+    }
     case 'list': {
       const out: Record<string, string> = {};
       for (const r of registries) out[r] = username;
       io.stdout(`${JSON.stringify(out)}\n`);
       return 0;
     }
+    case 'version':
+      io.stdout(`docker-credential-registry-auth-proxy (registry-auth-proxy) ${packageVersion()}\n`);
+      return 0;
     default:
-      io.stderr('usage: docker-credential-registry-auth-proxy get|store|erase|list\n');
-      return 2;
+      io.stdout(`Usage: docker-credential-registry-auth-proxy <get|store|erase|list|version>\n`);
+      return 1;
   }
 }
 

@@ -2,6 +2,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSy
 import { dirname, join } from 'node:path';
 import { homedir } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { kubernetesAPIAudience } from './token-source.js';
 
 /** Docker `config.json` and containers `auth.json` share the `auths` shape. */
 export interface AuthFile {
@@ -72,4 +74,53 @@ export function dockerConfigSecret(name: string, namespace: string, registry: st
     metadata: { name, namespace, ...(Object.keys(labels).length ? { labels } : {}) },
     data: { '.dockerconfigjson': Buffer.from(JSON.stringify(config)).toString('base64') },
   };
+}
+
+/** What `login` learned about the token it is about to write: a refusal, or its expiry and warnings. */
+export type TokenCheck =
+  | { ok: false; problem: string }
+  | { ok: true; expiresAt: Date; issuer?: string; subject?: string; warnings: string[] };
+
+/**
+ * Whether `token` is worth writing for a registry login. Pure (decodes, never verifies: the proxy
+ * does that). Refused: anything that is not a JWT (three base64url parts, JSON header and payload),
+ * an expired token or one without `exp` (the proxy refuses both), and a Kubernetes API-server
+ * credential (which must never reach a registry).
+ */
+export function checkLoginToken(token: string, nowSeconds: number): TokenCheck {
+  let claims: Record<string, unknown>;
+  try {
+    if (token.split('.').length !== 3) throw new Error('not three dot-separated parts');
+    decodeProtectedHeader(token);
+    claims = decodeJwt(token) as Record<string, unknown>;
+  } catch (err) {
+    return { ok: false, problem: `the token is not a JWT (${(err as Error).message}): give the identity token itself (header.payload.signature), not a registry password or a file of something else` };
+  }
+  const api = kubernetesAPIAudience(token);
+  if (api) return { ok: false, problem: `refusing a Kubernetes API-server credential: ${api}. Use a projected service-account token with the registry's audience` };
+  const warnings: string[] = [];
+  const exp = claims.exp;
+  if (exp !== undefined && (typeof exp !== 'number' || !Number.isFinite(exp))) return { ok: false, problem: `the token's exp is not a number (${JSON.stringify(exp)})` };
+  if (exp === undefined) return { ok: false, problem: 'the token has no exp (expiry) claim: registry-auth-proxy refuses identity tokens that never expire' };
+  if (exp <= nowSeconds) {
+    return { ok: false, problem: `the token expired at ${new Date(exp * 1000).toISOString()} (${formatSpan(nowSeconds - exp)} ago): get a fresh identity token` };
+  }
+  if (typeof claims.nbf === 'number' && claims.nbf > nowSeconds + 60) warnings.push(`the token is not valid before ${new Date(claims.nbf * 1000).toISOString()}`);
+  return {
+    ok: true,
+    expiresAt: new Date(exp * 1000),
+    ...(typeof claims.iss === 'string' ? { issuer: claims.iss } : {}),
+    ...(typeof claims.sub === 'string' ? { subject: claims.sub } : {}),
+    warnings,
+  };
+}
+
+/** "3h 5m", "42s": how long, for people. Pure. */
+export function formatSpan(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  const d = Math.floor(s / 86_400);
+  const h = Math.floor((s % 86_400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return [d ? `${d}d` : '', h ? `${h}h` : '', m ? `${m}m` : ''].filter(Boolean).join(' ') || '0m';
 }

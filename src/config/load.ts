@@ -1,8 +1,10 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from './duration.js';
 import { ConfigError } from './errors.js';
+import { DEV_LISTEN, DEV_POLICY_PATH } from '../dev/defaults.js';
 import { PRESET_ISSUERS, WELL_KNOWN_JWKS_URIS } from '../identity/presets.js';
 import { parseTrustedProxies } from '../server/client-ip.js';
 import {
@@ -27,6 +29,10 @@ export interface ServeFlags {
   publicUrl?: string;
   service?: string;
   issuer?: string[];
+  /** Names of the --issuer issuers, in order (policies see identity.issuerName). */
+  issuerName?: string[];
+  /** CA for the --issuer issuers' HTTPS (discovery and JWKS). */
+  caFile?: string;
   audience?: string[];
   policy?: string;
   signingKey?: string;
@@ -37,7 +43,7 @@ export interface ServeFlags {
 
 type Obj = Record<string, unknown>;
 
-const TOP_KEYS = ['listen', 'publicURL', 'service', 'tls', 'upstream', 'issuers', 'tokens', 'policies', 'anonymous', 'limits', 'trustedProxies', 'shutdownGrace', 'logLevel'];
+const TOP_KEYS = ['listen', 'publicURL', 'service', 'tls', 'upstream', 'issuers', 'tokens', 'policies', 'anonymous', 'explainDenials', 'limits', 'trustedProxies', 'shutdownGrace', 'logLevel'];
 
 export const DEFAULT_LIMITS: LimitsConfig = {
   tokenPerClient: { rate: 20, burst: 60 },
@@ -89,7 +95,8 @@ export function buildConfig(raw: Obj, flags: ServeFlags = {}, file?: string, env
     if (!TOP_KEYS.includes(key)) v.fail(key, `unknown key (known: ${TOP_KEYS.join(', ')})`);
   }
 
-  const listenStr = flags.listen ?? v.optString(raw, 'listen') ?? '0.0.0.0:8080';
+  // Precedence everywhere: flags > config file > (--dev: dev defaults) > defaults.
+  const listenStr = flags.listen ?? v.optString(raw, 'listen') ?? (flags.dev ? DEV_LISTEN : '0.0.0.0:8080');
   const listen = parseListen(listenStr, v);
 
   let tls: Config['tls'];
@@ -108,10 +115,12 @@ export function buildConfig(raw: Obj, flags: ServeFlags = {}, file?: string, env
 
   let upstream: UpstreamConfig | undefined;
   const upRaw = raw.upstream !== undefined ? v.obj(raw, 'upstream') : undefined;
-  const upURL = flags.upstream ?? (upRaw ? v.optString(upRaw, 'url', 'upstream.url') : undefined);
+  const fileUpURL = upRaw ? v.optString(upRaw, 'url', 'upstream.url') : undefined;
+  // --dev with no upstream anywhere runs an embedded registry (serve sets config.upstream then).
+  const upURL = flags.upstream ?? fileUpURL ?? (flags.dev ? env.RAP_UPSTREAM || undefined : undefined);
   if (upURL) {
     upstream = {
-      url: upstreamBaseURL(flags.upstream ? '--upstream' : 'upstream.url', upURL, v),
+      url: upstreamBaseURL(flags.upstream ? '--upstream' : fileUpURL ? 'upstream.url' : 'RAP_UPSTREAM', upURL, v),
       caFile: upRaw ? v.optString(upRaw, 'caFile', 'upstream.caFile') : undefined,
       auth: parseUpstreamAuth(upRaw?.auth, v),
       timeout: upRaw?.timeout !== undefined ? v.duration(upRaw.timeout, 'upstream.timeout') : 30_000,
@@ -125,11 +134,19 @@ export function buildConfig(raw: Obj, flags: ServeFlags = {}, file?: string, env
     if (!Array.isArray(raw.issuers)) v.fail('issuers', 'must be a list');
     (raw.issuers as unknown[]).forEach((item, i) => issuers.push(parseIssuer(item, `issuers[${i}]`, service, v)));
   }
-  for (const [i, iss] of (flags.issuer ?? []).entries()) {
+  const flagIssuers = flags.issuer ?? [];
+  if (flags.issuerName?.length && flags.issuerName.length !== flagIssuers.length) {
+    v.fail('--issuer-name', `names the --issuer issuers in order: ${flags.issuerName.length} name(s) for ${flagIssuers.length} --issuer(s)`);
+  }
+  if (flags.caFile !== undefined && flagIssuers.length === 0) v.fail('--ca-file', 'applies to --issuer issuers; in a config file set issuers[].caFile');
+  for (const [i, iss] of flagIssuers.entries()) {
     const url = v.url(`--issuer[${i}]`, iss);
+    const name = flags.issuerName?.[i] ?? (flagIssuers.length === 1 ? 'default' : `issuer${i + 1}`);
+    if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(name)) v.fail('--issuer-name', `"${name}": use letters, digits, ".", "_" and "-"`);
     issuers.push({
-      name: flags.issuer!.length === 1 ? 'default' : `issuer${i + 1}`,
+      name,
       issuer: url,
+      ...(flags.caFile !== undefined ? { caFile: flags.caFile } : {}),
       audiences: flags.audience?.length ? flags.audience : [service],
       tokenReview: false,
       legacyTokens: false,
@@ -163,6 +180,8 @@ export function buildConfig(raw: Obj, flags: ServeFlags = {}, file?: string, env
   }
 
   const anonymous = raw.anonymous === undefined ? false : v.bool(raw.anonymous, 'anonymous');
+  // On by default: a refused client is told who was refused what and by which rule (README: Denials).
+  const explainDenials = raw.explainDenials === undefined ? true : v.bool(raw.explainDenials, 'explainDenials');
   const limits = parseLimits(raw.limits, v, upstream?.timeout);
   const trustedProxies: string[] = [];
   if (raw.trustedProxies !== undefined) {
@@ -192,14 +211,42 @@ export function buildConfig(raw: Obj, flags: ServeFlags = {}, file?: string, env
       ttl: Math.round(ttlMs / 1000),
       ...(refreshTTLMs !== undefined ? { refreshTTL: Math.round(refreshTTLMs / 1000) } : {}),
     },
-    policies: flags.policy ?? v.optString(raw, 'policies') ?? './policies',
+    policies: flags.policy ?? v.optString(raw, 'policies') ?? (flags.dev ? DEV_POLICY_PATH : defaultPolicyPath()),
     anonymous,
+    explainDenials,
     limits,
     trustedProxies,
     shutdownGrace,
     logLevel: flags.logLevel ?? v.optString(raw, 'logLevel') ?? env.RAP_LOG_LEVEL ?? 'info',
     dev,
   };
+}
+
+/** The policy the package ships (deny by default; Kubernetes namespaces own `<namespace>/…`). */
+export const SHIPPED_POLICY_PATH = fileURLToPath(new URL('../../policies/default.yaml', import.meta.url));
+
+/**
+ * The policy path when none is configured: `./policies` in the working directory when it exists
+ * (a checkout, or the operator's own), else the shipped default — so a globally installed CLI
+ * starts anywhere. `serve` logs which one it used.
+ */
+export function defaultPolicyPath(exists: (path: string) => boolean = existsSync): string {
+  return exists('./policies') ? './policies' : SHIPPED_POLICY_PATH;
+}
+
+/**
+ * Why `serve` must not start, having no way to accept any identity, or undefined. Pure. Without
+ * an issuer (and not `anonymous`), every client would be refused while /readyz says ready.
+ * Call it after the in-cluster issuer had its chance.
+ */
+export function missingIssuerProblem(config: Pick<Config, 'issuers' | 'anonymous' | 'dev' | 'file'>): string | undefined {
+  if (config.issuers.length > 0 || config.anonymous || config.dev) return undefined;
+  return (
+    'no identity issuer is configured, so no client could ever get a token. Give one: ' +
+    '--issuer <url> --audience <aud> [--issuer-name <name>] [--ca-file <file>] (an OIDC issuer), ' +
+    `${config.file ? `an issuers: list in ${config.file}` : '--config <file> with an issuers: list'} (see README "Configuration file"), ` +
+    'or --dev for a local trial with an embedded issuer. In a Kubernetes pod the cluster\'s own issuer is used automatically'
+  );
 }
 
 /** A host as it appears in a URL: IPv6 literals in brackets. */

@@ -103,6 +103,8 @@ export interface Config {
   tokens: TokensConfig;
   policies: string;
   anonymous: boolean;
+  /** Refusals at /v2/ name the identity, the refused actions and the rule (default); false: Distribution's generic message. */
+  explainDenials: boolean;
   limits: LimitsConfig;
   /** Addresses/CIDRs of proxies in front of us whose X-Forwarded-For is believed (for the client IP). */
   trustedProxies: string[];

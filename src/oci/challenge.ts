@@ -12,7 +12,10 @@ export function bearerChallenge(realm: string, service: string, scopes: Scope[],
   return h;
 }
 
-/** 401 + challenge + OCI body: UNAUTHORIZED, or DENIED when a valid token lacks an action. */
+/**
+ * 401 + challenge + OCI body: UNAUTHORIZED, or DENIED with `insufficient_scope` when a valid token
+ * lacks an action it never asked for (the client fetches a token for it and retries).
+ */
 export function sendChallenge(res: ServerResponse, opts: { realm: string; service: string; scopes: Scope[]; error?: ChallengeError; message?: string }): void {
   const detail = opts.scopes.map((s) => ({ Type: s.type, Name: s.name, Action: s.actions.join(',') }));
   const code = opts.error === 'insufficient_scope' ? 'DENIED' : 'UNAUTHORIZED';
@@ -29,4 +32,16 @@ export function sendChallenge(res: ServerResponse, opts: { realm: string; servic
       'WWW-Authenticate': bearerChallenge(opts.realm, opts.service, opts.scopes, opts.error),
     }),
   );
+}
+
+/**
+ * 403 DENIED: the token lacks an action because the policy refused it, so a new token would not
+ * help. Checked with the real clients (README: Denials): on 403 Docker, skopeo, podman and buildah
+ * print the body's `message`, and containerd prints the status line, so the reason phrase repeats
+ * it. A 401 would make containerd fetch the same token again and print only `insufficient_scope`,
+ * and containers/image word any 401 on a tag listing as "invalid username/password".
+ */
+export function deniedError(message: string, detail: unknown): OciError {
+  const phrase = `Forbidden: ${message}`.replace(/[^\x20-\x7e]/g, '?').slice(0, 1024);
+  return new OciError(403, 'DENIED', message, detail, {}, phrase);
 }

@@ -32,6 +32,8 @@ export class OciError extends Error {
     message: string,
     readonly detail?: unknown,
     readonly headers: Record<string, string> = {},
+    /** HTTP reason phrase instead of the standard one (printable ASCII only). */
+    readonly statusMessage?: string,
   ) {
     super(message);
     this.name = 'OciError';
@@ -52,6 +54,7 @@ export function sendOciError(res: ServerResponse, err: OciError): void {
   }
   const body = JSON.stringify(err.body());
   res.statusCode = err.status;
+  if (err.statusMessage) res.statusMessage = err.statusMessage;
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.setHeader(API_VERSION_HEADER, API_VERSION);

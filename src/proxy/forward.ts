@@ -34,6 +34,44 @@ export function isStrippedRequestHeader(name: string): boolean {
 /** Response headers that challenge for or answer credentials: the upstream's are for the proxy, never for clients. */
 const AUTH_RESPONSE_HEADERS = ['www-authenticate', 'proxy-authenticate', 'authentication-info', 'proxy-authentication-info'];
 
+/** Which side failed when a client gets a 5xx of the proxy's own (never the client's side: it was authorized). */
+export type UpstreamFailure = 'unreachable' | 'timeout' | 'credentials' | 'unconfigured';
+
+/**
+ * What the client is told about an upstream failure. Pure. The OCI body says which side failed
+ * without the upstream's address or error text (those are logged). The same words go into the
+ * status line's reason phrase, because Docker, containerd and containers/image ignore 5xx bodies and
+ * print only the status line ("received unexpected HTTP status: 502 Bad Gateway (…)").
+ */
+export function upstreamFailure(kind: UpstreamFailure, code?: string): { status: number; message: string; reason: string } {
+  switch (kind) {
+    case 'unreachable':
+      return { status: 502, message: `upstream registry unreachable${code ? ` (${code})` : ''}: the registry behind this proxy did not answer; your credentials were accepted`, reason: 'Bad Gateway (upstream registry unreachable)' };
+    case 'timeout':
+      return { status: 504, message: 'upstream registry did not answer in time: the registry behind this proxy is slow or stuck; your credentials were accepted', reason: 'Gateway Timeout (upstream registry did not answer in time)' };
+    case 'credentials':
+      return { status: 502, message: "upstream registry rejected the proxy's own credentials: the proxy's upstream.auth needs fixing; your credentials were accepted", reason: "Bad Gateway (upstream rejected the proxy's credentials)" };
+    case 'unconfigured':
+      return { status: 503, message: 'no upstream registry is configured on this proxy', reason: 'Service Unavailable (no upstream registry configured)' };
+  }
+}
+
+/**
+ * Which side a failure to obtain the proxy's own upstream credentials (a secret file, or the
+ * registry-token dance) lies on. Pure. A socket error: the upstream or its token server is
+ * unreachable; an unreadable secret file, or anything the upstream answered: those credentials.
+ */
+export function upstreamAuthFailureKind(err: unknown): 'unreachable' | 'credentials' {
+  const e = err as { code?: unknown; path?: unknown } | undefined;
+  return typeof e?.code === 'string' && e.code !== '' && typeof e.path !== 'string' ? 'unreachable' : 'credentials';
+}
+
+/** Answers an upstream failure with an OCI body and the telling reason phrase. */
+export function sendUpstreamFailure(res: ServerResponse, kind: UpstreamFailure, opts: { code?: string; headers?: Record<string, string> } = {}): void {
+  const f = upstreamFailure(kind, opts.code);
+  sendOciError(res, new OciError(f.status, 'UNAVAILABLE', f.message, undefined, opts.headers ?? {}, f.reason));
+}
+
 export interface ForwardOptions {
   /** Path + query to request upstream (re-serialized from the authorized route). */
   path: string;
@@ -158,7 +196,7 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
       // the client can do nothing about that. Answer for ourselves and drain the upstream's body
       // so its connection stays reusable; http-proxy pipes nothing once the response has ended.
       logger.error({ route: meta?.route, requestId: meta?.requestId, status }, `upstream refused the proxy's own credentials (HTTP ${status}): check upstream.auth`);
-      sendOciError(res, new OciError(502, 'UNAVAILABLE', 'the proxy could not authenticate to the upstream registry', undefined, meta?.clientClose || draining() ? { Connection: 'close' } : {}));
+      sendUpstreamFailure(res, 'credentials', { headers: meta?.clientClose || draining() ? { Connection: 'close' } : {} });
       proxyRes.resume();
       return;
     }
@@ -223,12 +261,7 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
         const elapsed = performance.now() - started;
         const timedOut = err.code === 'ETIMEDOUT';
         logger.warn({ requestId, route: opts.route, code: err.code, err: err.message, ms: Math.round(elapsed) }, timedOut ? 'upstream timed out' : 'upstream request failed');
-        sendOciError(
-          res,
-          timedOut
-            ? new OciError(504, 'UNAVAILABLE', 'the upstream registry did not answer in time')
-            : new OciError(502, 'UNAVAILABLE', `the upstream registry is unreachable (${err.code ?? 'error'})`),
-        );
+        sendUpstreamFailure(res, timedOut ? 'timeout' : 'unreachable', { code: err.code });
       });
       if (unframed) {
         // The app refuses such requests at the door (server/app.ts framingProblem); reaching here

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config/types.js';
 import { anonymousIdentity, type Identity } from '../identity/types.js';
 import type { Logger } from '../log.js';
-import { sendChallenge } from '../oci/challenge.js';
+import { deniedError, sendChallenge } from '../oci/challenge.js';
 import { OciError, sendOciError, API_VERSION, API_VERSION_HEADER } from '../oci/errors.js';
 import { classify, isRouteError, refuseBody, withoutMount, type Route } from '../oci/route.js';
 import { createCatalogFilter } from '../oci/catalog-filter.js';
@@ -10,11 +10,12 @@ import { catalogLink, createCursorCodec, openCatalogQuery, type CursorKeySource 
 import { isValidRepositoryName } from '../oci/scope.js';
 import type { Transform } from 'node:stream';
 import type { Scope } from '../oci/scope.js';
+import { denialDetail, denialMessage, refusalsFor, requesterOf, type Refusal } from '../policy/explain.js';
 import type { PolicyEngine } from '../policy/types.js';
 import type { Metrics } from '../server/metrics.js';
 import { clientIPOf } from '../server/client-ip.js';
 import { RegistryTokenError, type AccessEntry, type RegistryTokenVerifier } from '../token/types.js';
-import { createForwarder, type Forwarder } from './forward.js';
+import { createForwarder, sendUpstreamFailure, upstreamAuthFailureKind, type Forwarder } from './forward.js';
 import { createUpstreamAuth, type UpstreamAuth } from './upstream-auth.js';
 
 export interface ProxyDeps {
@@ -30,14 +31,19 @@ export interface ProxyDeps {
   keys?: CursorKeySource;
 }
 
-/** True when `access` grants every action of `scope` (`*` grants all). */
-export function covers(access: AccessEntry[], scope: Scope): boolean {
+/** `scope` narrowed to the actions `access` does not grant, or undefined when it grants them all (`*` grants all). */
+export function lacking(access: AccessEntry[], scope: Scope): Scope | undefined {
   const granted = new Set<string>();
   for (const a of access) {
     if (a.type === scope.type && a.name === scope.name) for (const act of a.actions) granted.add(act);
   }
-  if (granted.has('*')) return true;
-  return scope.actions.every((a) => granted.has(a));
+  const missing = granted.has('*') ? [] : scope.actions.filter((a) => !granted.has(a));
+  return missing.length > 0 ? { ...scope, actions: missing } : undefined;
+}
+
+/** True when `access` grants every action of `scope` (`*` grants all). */
+export function covers(access: AccessEntry[], scope: Scope): boolean {
+  return lacking(access, scope) === undefined;
 }
 
 type Auth = { kind: 'none' } | { kind: 'bearer'; token: string } | { kind: 'invalid'; reason: string };
@@ -69,6 +75,9 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
     const auth = bearerOf(req);
     let access: AccessEntry[];
     let identity: Identity | undefined;
+    // What the policy refused when the token was issued, and to whom (`sub`): explains a 403.
+    let refused: Refusal[] = [];
+    let subject: string | undefined;
     if (auth.kind === 'none') {
       if (!config.anonymous || !deps.policy) {
         sendChallenge(res, { realm, service: config.service, scopes: route.scopes });
@@ -93,7 +102,7 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
       return undefined;
     } else {
       try {
-        ({ access, identity } = await tokens.verify(auth.token));
+        ({ access, identity, refused, subject } = await tokens.verify(auth.token));
       } catch (err) {
         if (!(err instanceof RegistryTokenError)) throw err;
         logger.info({ reason: err.message, route: route.kind }, 'rejected registry token');
@@ -107,9 +116,17 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
       // what the registry itself does when a mount cannot be satisfied.
       effective = withoutMount(route);
     }
-    const missing = effective.scopes.filter((s) => !covers(access, s));
+    const missing = effective.scopes.map((s) => lacking(access, s)).filter((s): s is Scope => s !== undefined);
     if (missing.length > 0) {
-      sendChallenge(res, { realm, service: config.service, scopes: effective.scopes, error: 'insufficient_scope' });
+      // Refused by the policy at issuance: a new token would be the same, so say why (403). Never
+      // asked for: challenge, and the client fetches a token for it.
+      const explained = refusalsFor(missing, refused);
+      if (explained) {
+        const who = subject !== undefined ? requesterOf(subject) : undefined;
+        sendOciError(res, deniedError(denialMessage(who, explained, config.explainDenials), denialDetail(who, explained, config.explainDenials)));
+      } else {
+        sendChallenge(res, { realm, service: config.service, scopes: effective.scopes, error: 'insufficient_scope' });
+      }
       return undefined;
     }
     return { route: effective, identity };
@@ -160,14 +177,16 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
       effective = { ...effective, query };
     }
     if (!forwarder || !upstreamAuth) {
-      sendOciError(res, new OciError(503, 'UNAVAILABLE', 'no upstream registry is configured'));
+      sendUpstreamFailure(res, 'unconfigured');
       return;
     }
     let authorization: string | undefined;
     try {
       authorization = await upstreamAuth.authorization(effective.scopes);
-    } catch {
-      sendOciError(res, new OciError(502, 'UNAVAILABLE', 'the proxy could not authenticate to the upstream registry'));
+    } catch (err) {
+      // The registry-token dance failed: refused, or its token server could not be reached.
+      const kind = upstreamAuthFailureKind(err);
+      sendUpstreamFailure(res, kind, kind === 'unreachable' ? { code: (err as NodeJS.ErrnoException).code } : {});
       return;
     }
     forwarder.forward(req, res, {

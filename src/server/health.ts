@@ -1,7 +1,9 @@
 import { Agent, request } from 'undici';
 import { readFileSync } from 'node:fs';
 import type { UpstreamConfig } from '../config/types.js';
-import type { Logger } from '../log.js';
+import { silentLogger, type Logger } from '../log.js';
+import { upstreamAuthFailureKind } from '../proxy/forward.js';
+import { createUpstreamAuth } from '../proxy/upstream-auth.js';
 
 /**
  * What /readyz tells its (anonymous) caller when the upstream probe fails. Only which check failed:
@@ -9,42 +11,104 @@ import type { Logger } from '../log.js';
  * the log (warn, once per change) and nowhere else.
  */
 export const UPSTREAM_UNREACHABLE = 'upstream unreachable';
+export const UPSTREAM_REJECTED = "upstream rejected the proxy's credentials";
+
+export type ProbeOutcome = { ok: true } | { ok: false; reason: string; detail: string };
+
+const PROBE_TIMEOUT_MS = 3000;
 
 /**
- * Remembers whether the upstream answered `GET /v2/` recently (any HTTP status counts: a 401 from
- * a token-auth upstream still proves it is up). Probed lazily by /readyz, at most every few seconds.
+ * What the upstream's answer to `GET /v2/`, sent with the proxy's own credentials, says. Pure.
+ * 401 (the upstream) or 407 (an HTTP proxy before it) refuses those credentials: every proxied call
+ * would then be a 502, so the proxy is not ready. Any other status proves the upstream is up and
+ * lets the proxy in (a 404 or 5xx is the upstream's own business, passed to clients as it is).
+ */
+export function judgeUpstreamAnswer(status: number, authType: UpstreamConfig['auth']['type']): ProbeOutcome {
+  if (status !== 401 && status !== 407) return { ok: true };
+  const why = authType === 'none' ? 'and upstream.auth is none: the upstream needs credentials (set upstream.auth)' : `with the proxy's upstream.auth (${authType}): check them`;
+  return { ok: false, reason: UPSTREAM_REJECTED, detail: `GET /v2/ answered HTTP ${status} ${why}` };
+}
+
+/** A failure to obtain the proxy's own upstream credentials, as a readiness outcome (see upstreamAuthFailureKind). Pure. */
+export function judgeAuthFailure(err: unknown): ProbeOutcome & { ok: false } {
+  const e = err as { code?: unknown; message?: unknown } | undefined;
+  const message = typeof e?.message === 'string' ? e.message : String(err);
+  if (upstreamAuthFailureKind(err) === 'unreachable') return { ok: false, reason: UPSTREAM_UNREACHABLE, detail: `${message} (${String(e?.code)})` };
+  return { ok: false, reason: UPSTREAM_REJECTED, detail: message };
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error(`no answer within ${ms} ms`), { code: 'ETIMEDOUT' })), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Remembers whether the upstream answered `GET /v2/` with the proxy's own credentials recently:
+ * with `registry-token` auth the token dance must succeed first, with the others their header is
+ * sent, with `none` nothing is. Probed lazily by /readyz, at most every few seconds.
  */
 export function createUpstreamProbe(upstream: UpstreamConfig | undefined, logger?: Logger, intervalMs = 5000) {
   let lastOk = 0;
   let lastTry = 0;
-  let lastError = 'not probed yet';
-  let loggedError: string | undefined;
+  let last: ProbeOutcome = { ok: false, reason: UPSTREAM_UNREACHABLE, detail: 'not probed yet' };
+  let loggedDetail: string | undefined;
   const dispatcher = upstream
-    ? new Agent({ connect: { timeout: 3000, ...(upstream.caFile ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) }, headersTimeout: 3000, bodyTimeout: 3000 })
+    ? new Agent({ connect: { timeout: PROBE_TIMEOUT_MS, ...(upstream.caFile ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) }, headersTimeout: PROBE_TIMEOUT_MS, bodyTimeout: PROBE_TIMEOUT_MS })
     : undefined;
-  async function probe(): Promise<void> {
-    if (!upstream || !dispatcher) return;
-    lastTry = Date.now();
+  // Its own instance, silent: the probe logs failures itself, once per change, not on every probe.
+  const auth = upstream ? createUpstreamAuth(upstream, silentLogger()) : undefined;
+
+  async function check(): Promise<ProbeOutcome> {
+    let authorization: string | undefined;
     try {
-      const res = await request(`${upstream.url}/v2/`, { method: 'GET', dispatcher, signal: AbortSignal.timeout(3000) });
-      await res.body.dump();
-      lastOk = Date.now();
-      lastError = '';
-      if (loggedError !== undefined) logger?.info({ upstream: upstream.url }, 'readiness: upstream answers again');
-      loggedError = undefined;
+      authorization = await withTimeout(auth!.authorization([]), PROBE_TIMEOUT_MS);
     } catch (err) {
-      lastError = (err as Error).message;
-      // The details are for operators: logged when the failure starts or changes, not on every probe.
-      if (lastError !== loggedError) logger?.warn({ upstream: upstream.url, err: lastError }, `readiness: ${UPSTREAM_UNREACHABLE}`);
-      loggedError = lastError;
+      return judgeAuthFailure(err);
     }
+    try {
+      const res = await request(`${upstream!.url}/v2/`, {
+        method: 'GET',
+        dispatcher,
+        headers: authorization ? { authorization } : {},
+        signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
+      });
+      await res.body.dump();
+      const outcome = judgeUpstreamAnswer(res.statusCode, upstream!.auth.type);
+      if (!outcome.ok) auth!.invalidate([]);
+      return outcome;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      return { ok: false, reason: UPSTREAM_UNREACHABLE, detail: `${e.message}${e.code ? ` (${e.code})` : ''}` };
+    }
+  }
+
+  async function probe(): Promise<void> {
+    if (!upstream) return;
+    lastTry = Date.now();
+    last = await check();
+    if (last.ok) {
+      lastOk = Date.now();
+      if (loggedDetail !== undefined) logger?.info({ upstream: upstream.url }, 'readiness: upstream answers again');
+      loggedDetail = undefined;
+      return;
+    }
+    // The details are for operators: logged when the failure starts or changes, not on every probe.
+    if (last.detail !== loggedDetail) logger?.warn({ upstream: upstream.url, err: last.detail }, `readiness: ${last.reason}`);
+    loggedDetail = last.detail;
   }
   return {
     async ready(): Promise<{ ok: boolean; reason?: string }> {
       if (!upstream) return { ok: true };
       if (Date.now() - lastTry > intervalMs) await probe();
-      return Date.now() - lastOk <= intervalMs * 3 ? { ok: true } : { ok: false, reason: UPSTREAM_UNREACHABLE };
+      if (Date.now() - lastOk <= intervalMs * 3) return { ok: true };
+      return { ok: false, reason: last.ok ? UPSTREAM_UNREACHABLE : last.reason };
     },
-    close: () => dispatcher?.close(),
+    async close() {
+      await dispatcher?.close();
+      await auth?.close();
+    },
   };
 }

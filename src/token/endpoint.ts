@@ -4,6 +4,7 @@ import { anonymousIdentity, IdentityError, type Identity, type IdentityVerifier 
 import type { Logger } from '../log.js';
 import { API_VERSION, API_VERSION_HEADER } from '../oci/errors.js';
 import { formatScope, parseScopes, ScopeError, type Scope } from '../oci/scope.js';
+import { grantResult, refusalOf, type Refusal } from '../policy/explain.js';
 import type { PolicyEngine } from '../policy/types.js';
 import type { Metrics } from '../server/metrics.js';
 import type { RateLimiter } from '../server/rate-limit.js';
@@ -230,13 +231,21 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
 
       const ctx = { service: config.service, clientIP };
       const access: AccessEntry[] = [];
+      const refused: Refusal[] = [];
       const matched = new Set<string>();
-      for (const scope of scopes) {
-        const decision = policy.decide(who, scope, ctx);
+      const decisions = scopes.map((scope) => policy.decide(who!, scope, ctx));
+      for (const decision of decisions) {
+        const { scope } = decision;
         for (const m of decision.matched) matched.add(m.name);
         if (decision.granted.length > 0) access.push({ type: scope.type, name: scope.name, actions: decision.granted });
+        // Rule names ride in the token only when the operator lets clients see them.
+        const r = refusalOf(decision, { ruleNames: config.explainDenials });
+        if (r) refused.push(r);
       }
-      const issued = await issueRegistryToken(keys, who, access, issueOpts);
+      // Still a 200 when nothing is granted (the spec's partial access): a /token error prints
+      // worse in every client than the 403 the proxy gives the request that needs it (README: Denials).
+      const result = grantResult(decisions);
+      const issued = await issueRegistryToken(keys, who, access, issueOpts, refused);
       const body: Record<string, unknown> = {
         token: issued.token,
         access_token: issued.token,
@@ -250,7 +259,7 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
       logger.info(
         {
           audit: 'token',
-          result: 'issued',
+          result,
           grant: request.grantType,
           issuer: who.issuerName,
           subject: who.subject,
@@ -258,12 +267,13 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
           clientIP,
           requested: scopes.map(formatScope),
           granted: access.map((a) => `${a.type}:${a.name}:${a.actions.join(',')}`),
+          refused: refused.map((r) => `${r.type}:${r.name}:${r.actions.map((a) => a.action).join(',')}`),
           rules: [...matched],
           refresh: body.refresh_token !== undefined,
         },
         'token decision',
       );
-      metrics?.tokenDecisions.inc({ issuer: who.issuerName, result: access.length < scopes.length ? 'partial' : 'issued' });
+      metrics?.tokenDecisions.inc({ issuer: who.issuerName, result });
       send(res, 200, body);
     } catch (err) {
       if (err instanceof TokenHttpError) {
@@ -283,6 +293,8 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
         );
         metrics?.tokenDecisions.inc({ issuer: who?.issuerName ?? 'unknown', result: 'refused' });
         const { 'x-rap-reason': _r, ...headers } = err.headers;
+        // Docker and containerd print only the status line of a 5xx token answer: name the failed side there.
+        if (err.status === 503) res.statusMessage = 'Service Unavailable (identity issuer unavailable)';
         send(res, err.status, errorBody(err.code, err.oauthError, err.message), headers);
         return;
       }

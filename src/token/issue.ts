@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import type { Identity } from '../identity/types.js';
+import type { Refusal } from '../policy/explain.js';
 import type { KeyRing } from './keys.js';
 import type { AccessEntry } from './types.js';
 
@@ -38,12 +39,15 @@ export function grantsCatalog(access: AccessEntry[]): boolean {
 /**
  * Registry tokens that may list the catalog also carry the identity (`idn`), so the proxy can filter
  * the upstream's list down to the repositories this identity may pull. Other tokens stay small.
+ * `refused`: what the policy withheld of the requested scopes and why, so that a request needing it
+ * is answered 403 with the reason rather than a challenge that would only fetch the same token again.
  */
-export async function issueRegistryToken(keys: KeyRing, identity: Identity, access: AccessEntry[], opts: IssueOptions): Promise<IssuedToken> {
+export async function issueRegistryToken(keys: KeyRing, identity: Identity, access: AccessEntry[], opts: IssueOptions, refused: Refusal[] = []): Promise<IssuedToken> {
   const nowMs = (opts.now ?? Date.now)();
   const iat = Math.floor(nowMs / 1000);
   const key = keys.current();
-  const token = await new SignJWT({ access, ...(grantsCatalog(access) ? { idn: identityClaim(identity) } : {}) })
+  const explained = boundedRefusals(refused);
+  const token = await new SignJWT({ access, ...(explained.length ? { refused: explained } : {}), ...(grantsCatalog(access) ? { idn: identityClaim(identity) } : {}) })
     .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT', ...(key.x5c ? { x5c: key.x5c } : {}) })
     .setIssuer(opts.issuer)
     .setSubject(registrySubject(identity))
@@ -54,6 +58,24 @@ export async function issueRegistryToken(keys: KeyRing, identity: Identity, acce
     .setJti(randomUUID())
     .sign(key.privateKey);
   return { token, expiresIn: opts.ttl, issuedAt: new Date(iat * 1000).toISOString() };
+}
+
+/** Bytes of `refused` a token carries at most: tokens travel in every request's headers. */
+export const MAX_REFUSED_BYTES = 4096;
+
+/**
+ * The refusals that fit MAX_REFUSED_BYTES, in order. A request needing one left out is answered
+ * with the plain challenge, as before refusals were explained. Pure.
+ */
+export function boundedRefusals(refused: Refusal[], maxBytes = MAX_REFUSED_BYTES): Refusal[] {
+  const out: Refusal[] = [];
+  let bytes = 2;
+  for (const r of refused) {
+    bytes += Buffer.byteLength(JSON.stringify(r)) + 1;
+    if (bytes > maxBytes) break;
+    out.push(r);
+  }
+  return out;
 }
 
 /** Refresh tokens carry the verified identity so a refresh grant can re-run the policy. */

@@ -1,4 +1,5 @@
 import type { Identity } from '../identity/types.js';
+import type { Refusal } from '../policy/explain.js';
 
 /** One entry of a registry token's `access` claim, exactly as the Docker token-auth spec defines. */
 export interface AccessEntry {
@@ -17,6 +18,8 @@ export interface RegistryTokenClaims {
   iat: number;
   jti: string;
   access: AccessEntry[];
+  /** Present when the policy refused part of what was requested. */
+  refused?: Refusal[];
 }
 
 /** Our own token, verified: what the proxy needs on every /v2/ request. */
@@ -26,6 +29,8 @@ export interface VerifiedRegistryToken {
   expiresAt: number;
   /** Present on tokens that may list the catalog: who the token was issued to (for filtering). */
   identity?: Identity;
+  /** What the policy refused of the requested scopes, and why (the `refused` claim); empty when nothing was. */
+  refused: Refusal[];
 }
 
 /** Verifies our own registry tokens with no network: signature, `iss`, `aud`, `exp`; cached per token. */

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import type { Identity } from '../identity/types.js';
+import { parseRefusals } from '../policy/explain.js';
 import type { KeyRing } from './keys.js';
 import { TokenCache, type CacheUsage } from '../identity/token-cache.js';
 import { DEFAULT_REFRESH_TTL, REFRESH_TYP, refreshAudience, type RefreshIdentity } from './issue.js';
@@ -72,7 +73,14 @@ export function createRegistryTokenVerifier(keys: KeyRing, opts: OwnTokenOptions
         throw new RegistryTokenError((err as Error).message || 'invalid token');
       }
       if (!isAccessList(payload.access)) throw new RegistryTokenError('token has no valid access claim');
-      const verified: VerifiedRegistryToken = { subject: payload.sub!, access: payload.access, expiresAt: payload.exp!, identity: identityFromClaim(payload.idn, payload.exp) };
+      const verified: VerifiedRegistryToken = {
+        subject: payload.sub!,
+        access: payload.access,
+        expiresAt: payload.exp!,
+        identity: identityFromClaim(payload.idn, payload.exp),
+        // Only ever explains a refusal (never grants): a malformed claim just means no explanation.
+        refused: parseRefusals(payload.refused) ?? [],
+      };
       cache.set(cacheKey, verified, token);
       return verified;
     },

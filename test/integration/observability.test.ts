@@ -35,7 +35,8 @@ afterAll(async () => {
 describe('/metrics', () => {
   it('counts requests by route and status, token decisions by issuer and result, bytes and upstream latency', async () => {
     const ok = (await (await token(['repository:team-a/app:pull,push'])).json()) as { token: string };
-    expect((await token(['repository:team-b/app:pull'])).status).toBe(200); // granted nothing: partial
+    expect((await token(['repository:team-b/app:pull'])).status).toBe(200); // granted nothing: denied
+    expect((await token(['repository:team-a/app:pull,delete'])).status).toBe(200); // granted pull only: partial
     const bad = await fetch(`${proxy.url}/token?service=registry.test`, { headers: { authorization: `Basic ${Buffer.from('x:not-a-jwt').toString('base64')}` } });
     expect(bad.status).toBe(401);
     upstream.handle((req, res) => {
@@ -53,11 +54,12 @@ describe('/metrics', () => {
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     const text = await res.text();
     expect(text).toContain('# TYPE rap_http_requests_total counter');
-    expect(sample(text, 'rap_http_requests_total', { route: '/token', method: 'GET', status: '200' })).toBe(2);
+    expect(sample(text, 'rap_http_requests_total', { route: '/token', method: 'GET', status: '200' })).toBe(3);
     expect(sample(text, 'rap_http_requests_total', { route: '/token', method: 'GET', status: '401' })).toBe(1);
     expect(sample(text, 'rap_http_requests_total', { route: 'v2', method: 'GET', status: '401' })).toBe(1);
-    expect(sample(text, 'rap_token_decisions_total', { issuer: 'ci', result: 'issued' })).toBe(1);
+    expect(sample(text, 'rap_token_decisions_total', { issuer: 'ci', result: 'granted' })).toBe(1);
     expect(sample(text, 'rap_token_decisions_total', { issuer: 'ci', result: 'partial' })).toBe(1);
+    expect(sample(text, 'rap_token_decisions_total', { issuer: 'ci', result: 'denied' })).toBe(1);
     expect(sample(text, 'rap_token_decisions_total', { issuer: 'unknown', result: 'refused' })).toBe(1);
     expect(sample(text, 'rap_bytes_streamed_total', { direction: 'download' })).toBe(1000);
     expect(sample(text, 'rap_bytes_streamed_total', { direction: 'upload' })).toBe(5000);

@@ -183,10 +183,12 @@ describe('mounts, upload sessions and the catalog', () => {
     const anon = await call('/v2/_catalog', undefined);
     expect(anon.status).toBe(401);
     expect(anon.challenge).toContain('scope="registry:catalog:*"');
-    // a policy without catalog rules never grants it, even when asked
+    // a policy without catalog rules never grants it, even when asked: refused with the reason
     const r = await t.tokenFor(await t.proxy.mintIdentity(), ['registry:catalog:*']);
     expect(r.status).toBe(200);
-    expectChallenge(await call('/v2/_catalog', r.body.token), 'insufficient_scope', 'DENIED');
+    const refused = await call('/v2/_catalog', r.body.token);
+    expect(refused.status).toBe(403);
+    expect(refused.body.errors[0]).toMatchObject({ code: 'DENIED', message: expect.stringContaining('on registry catalog: no rule grants *') });
     expect(t.upstream.requests).toHaveLength(0);
   });
 });

@@ -53,7 +53,8 @@ describe('serve on a non-loopback listener without publicURL', () => {
   it('starts on a loopback listener without publicURL, and the realm is that loopback address', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'rap-startup-'));
     const port = await freePort();
-    writeFileSync(join(dir, 'config.yaml'), `listen: 127.0.0.1:${port}\nservice: registry.test\nupstream: {url: "http://127.0.0.1:9"}\npolicies: ${POLICY}\nlogLevel: warn\n`);
+    // (an issuer: without one `serve` refuses to start, issue 10)
+    writeFileSync(join(dir, 'config.yaml'), `listen: 127.0.0.1:${port}\nservice: registry.test\nupstream: {url: "http://127.0.0.1:9"}\npolicies: ${POLICY}\nlogLevel: warn\nissuers: [{name: ci, issuer: "http://127.0.0.1:9"}]\n`);
     const proc = await startProxyProcess(join(dir, 'config.yaml'), `http://127.0.0.1:${port}`);
     try {
       const r = await fetch(`http://127.0.0.1:${port}/v2/team/app/manifests/latest`);

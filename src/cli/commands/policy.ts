@@ -7,6 +7,9 @@ import { identityFromClaims } from '../../identity/presets.js';
 import { formatScope, parseScopes, ScopeError } from '../../oci/scope.js';
 import { lintTenantPinning, type LintIssuer } from '../../policy/lint.js';
 import { loadPolicies, PolicyLoadError } from '../../policy/load.js';
+import type { Decision } from '../../policy/types.js';
+import { grantResult, refusalOf, type GrantResult } from '../../policy/explain.js';
+import { defaultPolicyPath } from '../../config/load.js';
 import { CliExit } from '../exit.js';
 
 interface PolicyTestFlags {
@@ -44,17 +47,35 @@ function readClaims(arg: string): Record<string, unknown> {
   }
 }
 
+/**
+ * One decision in words: granted, or why not — "no rule matched" when no rule applied at all, else
+ * which actions no rule grants (and which allow rules did match) and which deny rules removed what.
+ * The result uses the audit log's and metric's vocabulary (granted | partial | denied). Pure.
+ */
+export function explainDecision(d: Decision): { result: GrantResult; reason: string } {
+  const result = grantResult([d]);
+  const refusal = refusalOf(d, { ruleNames: true });
+  if (!refusal) return { result, reason: `granted ${d.granted.join(',')}` };
+  if (d.matched.length === 0) return { result, reason: 'no rule matched' };
+  const parts: string[] = [];
+  const ungranted = refusal.actions.filter((a) => !a.deniedBy?.length).map((a) => a.action);
+  const allows = d.matched.filter((m) => m.effect === 'allow').map((m) => m.name);
+  if (ungranted.length) parts.push(`no rule grants ${ungranted.join(',')}${allows.length ? ` (matched: ${allows.join(', ')})` : ''}`);
+  for (const a of refusal.actions) if (a.deniedBy?.length) parts.push(`${a.action} denied by rule ${a.deniedBy.join(', ')}`);
+  return { result, reason: parts.join('; ') };
+}
+
 export function register(program: Command): void {
   const policy = program.command('policy').description('work with CEL policies');
   policy
     .command('test')
-    .description('print the grant and the rules that matched, as JSON. A JWT given as --claims is DECODED, NOT VERIFIED: this is a debugging tool (use `verify` to check a token)')
+    .description('print the grant and the rules that matched, as JSON on stdout, and one line per scope on stderr (granted, or why not: "no rule matched", "no rule grants push", "denied by rule …"). Exit 0 when every requested action of every scope is granted, 1 when anything is not (denied or partly granted), 2 on usage or policy errors. A JWT given as --claims is DECODED, NOT VERIFIED: this is a debugging tool (use `verify` to check a token)')
     .requiredOption('--claims <file.json|jwt>', 'claims as a JSON file, or a JWT (decoded, not verified)')
     .requiredOption('--scope <scope>', 'requested scope, e.g. repository:team/app:pull,push; repeatable', collect)
     .option('--issuer-name <name>', 'identity.issuerName (default: the configured issuer whose iss matches, else "default")')
     .option('--issuer <url>', 'identity.issuer (default: the claims\' iss)')
     .option('--preset <preset>', 'kubernetes | github-actions | gitlab | google')
-    .option('--policy <path>', 'policy file or directory (default: the config\'s, else ./policies)')
+    .option('--policy <path>', 'policy file or directory (default: the config\'s, else ./policies when it exists, else the shipped default policy)')
     .option('--config <file>', 'take policies and issuer names/presets from this config')
     .option('--service <name>', 'request.service', 'registry.example.com')
     .option('--client-ip <ip>', 'request.clientIP', '127.0.0.1')
@@ -78,7 +99,7 @@ export function register(program: Command): void {
       }
       let engine;
       try {
-        engine = loadPolicies(opts.policy ?? config?.policies ?? './policies');
+        engine = loadPolicies(opts.policy ?? config?.policies ?? defaultPolicyPath());
       } catch (err) {
         if (err instanceof PolicyLoadError) throw new CliExit(2, `policy error: ${err.message}`);
         throw err;
@@ -86,7 +107,7 @@ export function register(program: Command): void {
       const ctx = { service: opts.service ?? config?.service ?? 'registry.example.com', clientIP: opts.clientIp ?? '127.0.0.1' };
       const decisions = scopes.map((s) => {
         const d = engine.decide(identity, s, ctx);
-        return { scope: formatScope(s), granted: d.granted, matched: d.matched };
+        return { scope: formatScope(s), ...explainDecision(d), granted: d.granted, matched: d.matched };
       });
       // The same tenant-pinning warnings serve logs, on stderr so stdout stays JSON: against the
       // configured issuers, else against the issuer of the identity under test.
@@ -94,5 +115,8 @@ export function register(program: Command): void {
       for (const w of lintTenantPinning(engine.rules, issuers)) process.stderr.write(`warning: ${w.message}\n`);
       const { claims: _c, ...shown } = identity;
       process.stdout.write(`${JSON.stringify({ identity: shown, decisions }, null, 2)}\n`);
+      // stdout stays JSON for scripts; the verdict in words is for the person reading the terminal
+      for (const d of decisions) process.stderr.write(`${d.result.padEnd(7)} ${d.scope}${d.result === 'granted' ? '' : `: ${d.reason}`}\n`);
+      if (decisions.some((d) => d.result !== 'granted')) throw new CliExit(1);
     });
 }

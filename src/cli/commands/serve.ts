@@ -1,7 +1,10 @@
 import type { Command } from 'commander';
-import { listenExposureProblem, loadConfig, type ServeFlags } from '../../config/load.js';
+import { resolve } from 'node:path';
+import { listenExposureProblem, loadConfig, missingIssuerProblem, SHIPPED_POLICY_PATH, type ServeFlags } from '../../config/load.js';
+import { inClusterIssuer } from '../../config/in-cluster.js';
 import { ConfigError } from '../../config/errors.js';
-import { createDevIssuer, DEV_POLICY_PATH } from '../../dev/issuer.js';
+import { devStateDir } from '../../dev/defaults.js';
+import type { DevSession } from '../../dev/setup.js';
 import { createLogger } from '../../log.js';
 import { lintTenantPinning } from '../../policy/lint.js';
 import { PolicyLoadError } from '../../policy/load.js';
@@ -20,28 +23,47 @@ export function register(program: Command): void {
     .option('--public-url <url>', 'base URL clients see; realm = <public-url>/token; required unless listening on loopback (publicURL)')
     .option('--service <name>', 'token service name, `aud` of issued tokens (service)')
     .option('--issuer <url>', 'trust this OIDC issuer via discovery; repeatable (issuers[])', collect)
+    .option('--issuer-name <name>', 'name of the --issuer issuer, as policies see it (identity.issuerName); repeatable, in --issuer order; default "default" (issuer1, issuer2, … for several)', collect)
+    .option('--ca-file <file>', 'CA bundle for the --issuer issuers\' HTTPS (issuers[].caFile)')
     .option('--audience <aud>', 'audience identity tokens must carry; repeatable (issuers[].audiences)', collect)
-    .option('--policy <path>', 'policy file or directory, default ./policies (policies)')
+    .option('--policy <path>', 'policy file or directory; default ./policies when it exists, else the shipped policies/default.yaml (policies)')
     .option('--signing-key <file>', 'PEM private key, or a directory of keys, for issued tokens (tokens.signingKeyFile)')
     .option('--token-ttl <duration>', 'lifetime of issued tokens, default 5m (tokens.ttl)')
-    .option('--dev', 'local trial: embedded dev issuer + dev policy, prints a usable token')
+    .option('--dev', 'local trial: embedded dev issuer, allow-all dev policy, listen 127.0.0.1:8080, and (with no upstream configured) an embedded Distribution registry; writes an identity token to <state-dir>/token. Flags and --config still win')
+    .option('--state-dir <dir>', '--dev only: registry storage, keys and the token file (env RAP_DEV_STATE_DIR; default $XDG_STATE_HOME/registry-auth-proxy/dev, i.e. ~/.local/state/registry-auth-proxy/dev)')
     .option('--log-level <level>', 'pino level, default info')
-    .action(async (opts: ServeFlags) => {
-      const flags: ServeFlags = { ...opts };
-      if (flags.dev) {
-        flags.upstream ??= process.env.RAP_UPSTREAM ?? 'http://127.0.0.1:5000';
-        flags.policy ??= DEV_POLICY_PATH;
-        flags.listen ??= '127.0.0.1:8080';
-      }
+    .action(async (opts: ServeFlags & { stateDir?: string }) => {
+      const { stateDir: stateDirFlag, ...flags } = opts;
+      if (stateDirFlag !== undefined && !flags.dev) throw new CliExit(2, '--state-dir applies to --dev only');
       const config = loadConfig(flags);
       const exposure = listenExposureProblem(config);
       if (exposure) throw new ConfigError(config.file, 'publicURL', exposure);
-      const logger = createLogger(config.logLevel);
-      let devToken: string | undefined;
+      // A person running --dev in a terminal reads the log; machines (and tests) get JSON.
+      const logger = createLogger(config.logLevel, process.stderr, { pretty: config.dev && process.stderr.isTTY === true });
+      let dev: DevSession | undefined;
       if (config.dev) {
-        const dev = await createDevIssuer(config);
-        config.issuers.push(dev.issuer);
-        devToken = dev.token;
+        // Loaded only for --dev: the rest of the CLI starts without the registry and image code.
+        const [{ setUpDev }, { DevSetupError }, { cliInvocation }] = await Promise.all([import('../../dev/setup.js'), import('../../dev/registry.js'), import('../../dev/banner.js')]);
+        const stateDir = devStateDir(stateDirFlag);
+        try {
+          dev = await setUpDev(config, { stateDir, logger, cli: cliInvocation(), verifyArgs: stateDir === devStateDir(undefined) ? [] : ['--state-dir', stateDir] });
+        } catch (err) {
+          if (err instanceof DevSetupError) throw new CliExit(2, `--dev: ${err.message}`);
+          throw err;
+        }
+      }
+      // No issuer outside a pod: nothing could ever be accepted, so refuse to start rather than
+      // listen, say ready and refuse everyone. Inside a pod the cluster's own issuer is the default.
+      if (missingIssuerProblem(config)) {
+        const auto = await inClusterIssuer(config.service, { logger });
+        if (auto) config.issuers.push(auto);
+        const problem = missingIssuerProblem(config);
+        if (problem) throw new ConfigError(config.file, 'issuers', problem);
+      }
+      if (config.policies === SHIPPED_POLICY_PATH) {
+        logger.info({ policies: config.policies }, 'no policy configured and no ./policies here: using the shipped default policy (deny by default; Kubernetes service accounts may pull and push under <their namespace>/, nobody deletes under releases/; nothing else is granted)');
+      } else {
+        logger.info({ policies: resolve(config.policies) }, 'loading policies');
       }
       let runtime;
       try {
@@ -56,32 +78,26 @@ export function register(program: Command): void {
       for (const w of lintTenantPinning(runtime.policy.rules, config.issuers)) {
         logger.warn({ file: w.file, rule: w.rule, issuer: w.issuer, preset: w.preset, ownerPinned: w.pinned }, w.message);
       }
-      if (devToken) {
-        const host = new URL(config.publicURL).host;
-        process.stderr.write(
-          [
-            '',
-            'registry-auth-proxy --dev: NOT FOR PRODUCTION (embedded issuer, allow-all dev policy)',
-            `  upstream: ${config.upstream?.url}   proxy: ${config.publicURL}`,
-            '  identity token (valid 12h) — use it as the registry password:',
-            '',
-            devToken,
-            '',
-            `  skopeo copy --dest-tls-verify=false --dest-creds dev:${devToken.slice(0, 12)}… oci:./image docker://${host}/demo/app:latest`,
-            `  echo "$TOKEN" | docker login ${host} -u dev --password-stdin`,
-            '',
-          ].join('\n'),
-        );
-        process.stdout.write(`${devToken}\n`);
-      }
+      if (dev) process.stderr.write(dev.banner);
       await new Promise<void>((resolve) => {
+        let stopping = false;
         const stop = (signal: string) => {
+          if (stopping) return;
+          stopping = true;
           logger.info({ signal }, 'shutting down: finishing in-flight requests');
           runtime!.stop().then(resolve, resolve);
         };
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
+        // Without its registry the dev proxy can only answer 502: stop and say why instead.
+        void dev?.registry?.exited.then(({ code, signal }) => {
+          if (stopping) return;
+          logger.error({ code, signal, log: dev!.registry!.logTail() }, 'the embedded registry exited: stopping');
+          process.exitCode = 1;
+          stop('embedded registry exited');
+        });
       });
+      await dev?.stop();
       logger.info('stopped');
       // Everything is closed; should a stray handle linger, it must not hold the pod in Terminating.
       setTimeout(() => process.exit(process.exitCode ?? 0), 500).unref();

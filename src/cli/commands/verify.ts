@@ -4,6 +4,8 @@ import type { IssuerConfig } from '../../config/types.js';
 import { createIdentityVerifier } from '../../identity/verifier.js';
 import { IdentityError } from '../../identity/types.js';
 import { createLogger } from '../../log.js';
+import { devPaths, devStateDir } from '../../dev/defaults.js';
+import { existsSync } from 'node:fs';
 import { CliExit } from '../exit.js';
 
 interface VerifyFlags {
@@ -15,6 +17,8 @@ interface VerifyFlags {
   jwksFile?: string;
   preset?: string;
   issuerName?: string;
+  dev?: boolean;
+  stateDir?: string;
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -38,9 +42,17 @@ export function register(program: Command): void {
     .option('--jwks-file <file>', 'static JWKS or PEM public keys instead of discovery')
     .option('--preset <preset>', 'kubernetes | github-actions | gitlab | google (maps identity fields)')
     .option('--issuer-name <name>', 'require the token to come from this configured issuer')
+    .option('--dev', 'trust the issuer of `registry-auth-proxy --dev` (its JWKS in the dev state directory)')
+    .option('--state-dir <dir>', 'with --dev: the dev state directory (env RAP_DEV_STATE_DIR; default as for serve --dev)')
     .action(async (jwt: string, opts: VerifyFlags) => {
       let issuers: IssuerConfig[];
-      if (opts.config || (!opts.issuer && process.env.RAP_CONFIG)) {
+      if (opts.stateDir !== undefined && !opts.dev) throw new CliExit(2, 'verify: --state-dir applies to --dev only');
+      if (opts.dev) {
+        // serve --dev wrote its issuer (name, iss, audience, JWKS file) as a config file there.
+        const file = devPaths(devStateDir(opts.stateDir)).issuerConfig;
+        if (!existsSync(file)) throw new CliExit(2, `verify --dev: ${file} does not exist: start \`registry-auth-proxy --dev\` (with the same --state-dir) first`);
+        issuers = loadConfig({ config: file }, {}).issuers;
+      } else if (opts.config || (!opts.issuer && process.env.RAP_CONFIG)) {
         issuers = loadConfig({ config: opts.config }).issuers;
       } else if (opts.issuer) {
         if (!opts.audience?.length) throw new CliExit(2, 'verify: --audience is required with --issuer (tokens must be bound to an audience)');

@@ -69,22 +69,32 @@ describe('verify', () => {
 });
 
 describe('policy test', () => {
-  it('prints the grant and the matched rules for claims from a JWT', async () => {
+  it('prints the grant and the matched rules for claims from a JWT; a scope nothing grants is a denial (exit 1, "no rule matched")', async () => {
     const jwt = await token({ repository: 'acme/web', repository_owner_id: '1234567', ref: 'refs/heads/main' });
     const r = await runCli(['policy', 'test', '--claims', jwt, '--scope', 'repository:acme/web:pull,push', '--scope', 'repository:other/x:pull', '--config', join(dir, 'config.yaml')]);
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code, r.stderr).toBe(1);
     const out = JSON.parse(r.stdout);
     expect(out.identity).toMatchObject({ issuerName: 'github', preset: 'github-actions' });
-    expect(out.decisions[0]).toMatchObject({ scope: 'repository:acme/web:pull,push', granted: ['pull', 'push'] });
+    expect(out.decisions[0]).toMatchObject({ scope: 'repository:acme/web:pull,push', result: 'granted', granted: ['pull', 'push'] });
     expect(out.decisions[0].matched.map((m: { name: string }) => m.name)).toEqual(['github-repo-pulls-its-images', 'github-main-pushes-its-images']);
-    expect(out.decisions[1]).toMatchObject({ granted: [], matched: [] });
+    expect(out.decisions[1]).toMatchObject({ result: 'denied', reason: 'no rule matched', granted: [], matched: [] });
+    expect(r.stderr).toBe('granted repository:acme/web:pull,push\ndenied  repository:other/x:pull: no rule matched\n');
+    // every scope granted: exit 0
+    const ok = await runCli(['policy', 'test', '--claims', jwt, '--scope', 'repository:acme/web:pull', '--config', join(dir, 'config.yaml')]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stderr).toBe('granted repository:acme/web:pull\n');
   });
 
-  it('takes claims from a JSON file with an explicit preset', async () => {
+  it('takes claims from a JSON file with an explicit preset; a partial grant exits 1 and names what no rule grants, or the deny rule', async () => {
     writeFileSync(join(dir, 'claims.json'), JSON.stringify({ sub: 'system:serviceaccount:team-a:builder', 'kubernetes.io': { namespace: 'team-a', serviceaccount: { name: 'builder' } } }));
     const r = await runCli(['policy', 'test', '--claims', join(dir, 'claims.json'), '--preset', 'kubernetes', '--scope', 'repository:team-a/app:pull,push,delete', '--policy', 'policies']);
-    expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout).decisions[0].granted).toEqual(['pull', 'push']);
+    expect(r.code, r.stderr).toBe(1);
+    expect(JSON.parse(r.stdout).decisions[0]).toMatchObject({ result: 'partial', granted: ['pull', 'push'], reason: 'no rule grants delete (matched: namespace-owns-its-prefix)' });
+    expect(r.stderr).toBe('partial repository:team-a/app:pull,push,delete: no rule grants delete (matched: namespace-owns-its-prefix)\n');
+    writeFileSync(join(dir, 'deny.yaml'), 'rules:\n  - {name: all, actions: ["*"]}\n  - {name: no-deletes, effect: deny, actions: [delete]}\n');
+    const denied = await runCli(['policy', 'test', '--claims', '{}', '--scope', 'repository:a/b:delete', '--policy', join(dir, 'deny.yaml')]);
+    expect(denied.code).toBe(1);
+    expect(JSON.parse(denied.stdout).decisions[0]).toMatchObject({ result: 'denied', reason: 'delete denied by rule no-deletes' });
   });
 
   it('exits 2 on a bad scope or a broken policy', async () => {
@@ -121,7 +131,7 @@ describe('serve', () => {
 
   it('exits 2 on an invalid policy, naming file, rule and CEL error', async () => {
     writeFileSync(join(dir, 'p.yaml'), 'rules: [{name: typo, actions: [pull], when: "identity.namespce == \\"a\\""}]');
-    const r = await runCli(['--listen', '127.0.0.1:0', '--policy', join(dir, 'p.yaml')]);
+    const r = await runCli(['--listen', '127.0.0.1:0', '--issuer', 'http://127.0.0.1:9', '--audience', 'registry.test', '--policy', join(dir, 'p.yaml')]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/p\.yaml: rule "typo": invalid CEL/);
   });

@@ -89,13 +89,36 @@ describe('an upstream in token mode (Harbor, Docker Hub, Distribution auth: toke
     expect(issued.length).toBe(distinct.size);
   });
 
+  it("/readyz does the token dance with the proxy's own credentials: ready with the right password, not with a wrong one (and clients are told which side failed)", async () => {
+    expect(await (await fetch(`${proxy.url}/readyz`)).json()).toEqual({ status: 'ready' });
+    writeFileSync(join(dir, 'wrong-pw'), 'nope\n');
+    const wrong = await startProxy({ config: { upstream: { url: registry.url, auth: { type: 'registry-token', username: 'robot', passwordFile: join(dir, 'wrong-pw') } } } });
+    try {
+      const r = await fetch(`${wrong.url}/readyz`);
+      expect(r.status).toBe(503);
+      expect(await r.json()).toEqual({ status: 'not ready', reasons: ["upstream rejected the proxy's credentials"] });
+      expect(wrong.logs.find((l) => l.includes("readiness: upstream rejected the proxy's credentials"))).toMatch(/token server .* answered HTTP 401/);
+      const id = await wrong.mintIdentity();
+      const out = await run(requireTool('skopeo'), ['inspect', '--tls-verify=false', '--retry-times', '0', '--creds', `x:${id}`, `docker://${wrong.host}/team-a/tokened:v1`]).then(
+        () => 'succeeded',
+        (e: { stderr?: string }) => e.stderr ?? '',
+      );
+      // skopeo 1.9 prints: … received unexpected HTTP status: 502 Bad Gateway (upstream rejected the proxy's credentials)
+      expect(out).toContain("received unexpected HTTP status: 502 Bad Gateway (upstream rejected the proxy's credentials)");
+    } finally {
+      await wrong.stop();
+    }
+  });
+
   it('still refuses what the policy forbids before the upstream is asked', async () => {
     const before = issued.length;
     const id = await proxy.mintIdentity();
     const q = new URLSearchParams({ service: 'registry.test', scope: 'repository:team-b/x:pull' });
     const t = ((await (await fetch(`${proxy.url}/token?${q}`, { headers: { authorization: `Basic ${Buffer.from(`x:${id}`).toString('base64')}` } })).json()) as { token: string }).token;
     const r = await fetch(`${proxy.url}/v2/team-b/x/manifests/latest`, { headers: { authorization: `Bearer ${t}` } });
-    expect(r.status).toBe(401);
+    // refused by policy at /token, so the registry call is a 403 DENIED naming the reason
+    expect(r.status).toBe(403);
+    expect(((await r.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe('DENIED');
     expect(issued.length).toBe(before);
   });
 });

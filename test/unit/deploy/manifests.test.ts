@@ -92,7 +92,10 @@ describe('Dockerfile', () => {
   const text = readFileSync('Dockerfile', 'utf8');
   it('is multi-stage, non-root, production-only, without HEALTHCHECK', () => {
     expect(text.match(/^FROM /gm)!.length).toBeGreaterThanOrEqual(2);
-    expect(text).toMatch(/^FROM node:20-bookworm-slim AS build$/m);
+    // the default base; test/integration/container-image.test.ts builds with a local one
+    expect(text).toMatch(/^ARG NODE_IMAGE=node:20-bookworm-slim$/m);
+    expect(text).toMatch(/^FROM \$\{NODE_IMAGE\} AS build$/m);
+    expect(text).toMatch(/^FROM \$\{NODE_IMAGE\} AS runtime$/m);
     expect(text).toMatch(/npm ci --omit=dev/);
     expect(text).toMatch(/^USER 65532/m);
     expect(text).not.toMatch(/^HEALTHCHECK/m);

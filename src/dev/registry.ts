@@ -1,0 +1,217 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { accessSync, closeSync, constants, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { delimiter, join } from 'node:path';
+import { stringify as toYaml } from 'yaml';
+import type { Logger } from '../log.js';
+import type { DevPaths } from './defaults.js';
+
+/** The Debian/Ubuntu package that ships Distribution's registry as /usr/bin/docker-registry. */
+export const REGISTRY_PACKAGE = 'docker-registry';
+const REGISTRY_NAMES = ['docker-registry'];
+
+/**
+ * Distribution's config for the embedded upstream. Pure. No auth (it listens on loopback only and
+ * the proxy in front is what decides), deletes enabled (so `skopeo delete` through the proxy does
+ * something), quiet logs: the proxy's own log says what happened.
+ */
+export function registryConfig(opts: { port: number; dataDir: string; secret: string }): string {
+  return toYaml({
+    version: 0.1,
+    log: { level: 'warn', accesslog: { disabled: true } },
+    storage: {
+      filesystem: { rootdirectory: opts.dataDir },
+      delete: { enabled: true },
+    },
+    http: { addr: `127.0.0.1:${opts.port}`, secret: opts.secret },
+  });
+}
+
+export type RegistryBinaryPlan =
+  | { action: 'use'; path: string }
+  | { action: 'install'; command: string[] }
+  | { action: 'fail'; message: string };
+
+/**
+ * What to do about the registry binary. Pure: the caller looks things up. RAP_DEV_REGISTRY names
+ * it explicitly (and must then exist); else PATH; else root with apt-get installs the Debian
+ * package, as the test suite does; else the exact command to run.
+ */
+export function registryBinaryPlan(s: { explicit?: string; explicitUsable?: boolean; found?: string; isRoot: boolean; hasAptGet: boolean }): RegistryBinaryPlan {
+  if (s.explicit) {
+    return s.explicitUsable
+      ? { action: 'use', path: s.explicit }
+      : { action: 'fail', message: `RAP_DEV_REGISTRY=${s.explicit} is not an executable file` };
+  }
+  if (s.found) return { action: 'use', path: s.found };
+  if (s.isRoot && s.hasAptGet) return { action: 'install', command: ['apt-get', 'install', '-y', '--no-install-recommends', REGISTRY_PACKAGE] };
+  return {
+    action: 'fail',
+    message:
+      '--dev without --upstream runs the Distribution registry, and docker-registry is not installed. ' +
+      (s.hasAptGet ? `Install it with: sudo apt-get install -y ${REGISTRY_PACKAGE}` : 'Install the Distribution registry (https://distribution.github.io/distribution/) and set RAP_DEV_REGISTRY to its path') +
+      ', or point --upstream at a registry you run.',
+  };
+}
+
+function executable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** First executable `name` on PATH, then in /usr/bin and /usr/sbin (sudo's PATH may lack them). */
+export function findOnPath(names: string[], env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const dirs = [...(env.PATH ?? '').split(delimiter).filter(Boolean), '/usr/bin', '/usr/sbin'];
+  for (const name of names) for (const dir of dirs) if (executable(join(dir, name))) return join(dir, name);
+  return undefined;
+}
+
+/** Finds (or, as root with apt-get, installs) the registry binary; throws with the install command otherwise. */
+export function resolveRegistryBinary(logger: Logger, env: NodeJS.ProcessEnv = process.env): string {
+  const explicit = env.RAP_DEV_REGISTRY || undefined;
+  const plan = registryBinaryPlan({
+    explicit,
+    explicitUsable: explicit ? executable(explicit) : undefined,
+    found: findOnPath(REGISTRY_NAMES, env),
+    isRoot: process.getuid?.() === 0,
+    hasAptGet: findOnPath(['apt-get'], env) !== undefined,
+  });
+  if (plan.action === 'use') return plan.path;
+  if (plan.action === 'fail') throw new DevSetupError(plan.message);
+  logger.warn({ command: plan.command.join(' ') }, 'docker-registry is missing: installing it with apt-get (running as root)');
+  const aptEnv = { ...env, DEBIAN_FRONTEND: 'noninteractive' };
+  try {
+    execFileSync('apt-get', ['update'], { stdio: ['ignore', 'ignore', 'inherit'], env: aptEnv });
+    execFileSync(plan.command[0]!, plan.command.slice(1), { stdio: ['ignore', 'ignore', 'inherit'], env: aptEnv });
+  } catch (err) {
+    throw new DevSetupError(`installing ${REGISTRY_PACKAGE} failed (${(err as Error).message}); install it yourself or use --upstream`);
+  }
+  const installed = findOnPath(REGISTRY_NAMES, env);
+  if (!installed) throw new DevSetupError(`apt-get installed ${REGISTRY_PACKAGE} but docker-registry is still not on PATH`);
+  return installed;
+}
+
+/** `--dev` cannot be set up as asked: the CLI exits 2 with this message. */
+export class DevSetupError extends Error {}
+
+export interface EmbeddedRegistry {
+  url: string;
+  pid: number;
+  /** Resolves when the registry process ends, however that happens. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** The last lines the registry wrote (its log file), for error messages. */
+  logTail(): string;
+  stop(): Promise<void>;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (addr && typeof addr === 'object' ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+function tail(file: string, lines = 20): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Starts Distribution on a free loopback port with storage in the state directory and waits until
+ * it answers `GET /v2/`. On Linux it runs under `setpriv --pdeathsig`, so the kernel stops it if the
+ * proxy dies in any way (even SIGKILL): an orphan would keep the port and the storage busy.
+ */
+export async function startEmbeddedRegistry(paths: DevPaths, logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<EmbeddedRegistry> {
+  const bin = resolveRegistryBinary(logger, env);
+  mkdirSync(paths.registryData, { recursive: true, mode: 0o700 });
+  const setpriv = process.platform === 'linux' ? findOnPath(['setpriv'], env) : undefined;
+  // The port is free when we look; another process may take it before the registry binds. Retry a few times.
+  let lastError = '';
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    writeFileSync(paths.registryConfig, registryConfig({ port, dataDir: paths.registryData, secret: randomBytes(16).toString('hex') }), { mode: 0o600 });
+    const logFd = openSync(paths.registryLog, 'w', 0o600);
+    const [cmd, args] = setpriv ? [setpriv, ['--pdeathsig', 'TERM', '--', bin, 'serve', paths.registryConfig]] : [bin, ['serve', paths.registryConfig]];
+    let child: ChildProcess;
+    try {
+      child = spawn(cmd, args, { stdio: ['ignore', logFd, logFd], detached: true, env: registryEnv(env) });
+    } finally {
+      closeSync(logFd);
+    }
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+      child.once('exit', (code, signal) => resolve({ code, signal }));
+      child.once('error', (err) => {
+        lastError = err.message;
+        resolve({ code: null, signal: null });
+      });
+    });
+    // The registry must not keep the proxy alive (a start-up error after this point just returns),
+    // and whatever ends this process normally, an uncaught exception included, ends the registry too.
+    child.unref();
+    const killOnExit = () => child.kill('SIGTERM');
+    process.once('exit', killOnExit);
+    void exited.then(() => process.removeListener('exit', killOnExit));
+    const url = `http://127.0.0.1:${port}`;
+    const up = await waitUntilServing(url, exited, 15_000);
+    if (up) {
+      logger.info({ registryPid: child.pid, url, data: paths.registryData, log: paths.registryLog }, 'embedded registry started');
+      return {
+        url,
+        pid: child.pid!,
+        exited,
+        logTail: () => tail(paths.registryLog),
+        async stop() {
+          if (child.exitCode !== null || child.signalCode !== null) return;
+          child.kill('SIGTERM');
+          const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+          await exited;
+          clearTimeout(timer);
+        },
+      };
+    }
+    child.kill('SIGKILL');
+    await exited;
+    lastError = tail(paths.registryLog) || lastError;
+    if (!/address already in use/.test(lastError)) break;
+  }
+  throw new DevSetupError(`the embedded registry (${bin}) did not start:\n${lastError}\n(config: ${paths.registryConfig})`);
+}
+
+/**
+ * The registry's environment: Distribution reads every `REGISTRY_*` variable as a config override
+ * (`REGISTRY_AUTH_FILE`, which podman users set for their credentials, becomes `auth.file` and the
+ * registry refuses to start), so none pass. Pure.
+ */
+export function registryEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('REGISTRY_')));
+}
+
+/** Polls `GET /v2/` until it answers (true), the process exits or the deadline passes (false). */
+async function waitUntilServing(url: string, exited: Promise<unknown>, timeoutMs: number): Promise<boolean> {
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const deadline = Date.now() + timeoutMs;
+  while (!gone && Date.now() < deadline) {
+    try {
+      const res = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      if (res.ok) return true;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}

@@ -9,12 +9,12 @@
 import { cpus, totalmem, release } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { blobDigest, pullBlob, pushBlob } from './lib/blob.js';
+import { blobDigest, pullBlob, pushBlob } from '../test/support/blob.js';
 import { measureLatency, type LatencyResult } from './lib/load.js';
 import { startNginx } from './lib/nginx.js';
 import { startBenchProxy } from './lib/proxy.js';
 import { startBenchRegistry } from './lib/registry.js';
-import { MANIFEST_TYPE, seedManifest } from './lib/seed.js';
+import { MANIFEST_TYPE, seedManifest } from '../test/support/seed.js';
 import { fmt } from './lib/stats.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';

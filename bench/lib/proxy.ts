@@ -3,9 +3,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, openSync, existsSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
+import { exportJWK, generateKeyPair } from 'jose';
 import { stringify } from 'yaml';
-import { freePort, waitForHttp } from './net.js';
+import { TestIssuer } from '../../test/support/issuer.js';
+import { freePort, waitForHttp } from '../../test/support/net.js';
+import { fetchRegistryToken } from '../../test/support/token.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -36,9 +38,8 @@ function status(pid: number, field: string): number {
 export async function startBenchProxy(upstream: string, extraEnv: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Promise<BenchProxy> {
   if (!existsSync(join(ROOT, 'dist/cli/main.js'))) throw new Error('dist/ is missing: run `npm run build` first');
   const dir = mkdtempSync(join(tmpdir(), 'rap-bench-proxy-'));
-  const kp = await generateKeyPair('ES256', { extractable: true });
-  const key: CryptoKey = kp.privateKey;
-  writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(kp.publicKey)), kid: 'bench', alg: 'ES256', use: 'sig' }] }));
+  const issuer = await TestIssuer.create({ issuer: 'https://bench.test', audience: 'registry.bench', kid: 'bench', jwkAlg: true });
+  issuer.writeJwks(join(dir, 'jwks.json'));
   writeFileSync(join(dir, 'policy.yaml'), 'rules:\n  - name: bench\n    actions: [pull, push]\n    when: identity.issuerName == "bench" && request.repository.startsWith("bench/")\n');
   const signing = await generateKeyPair('ES256', { extractable: true });
   const { createPrivateKey } = await import('node:crypto');
@@ -55,7 +56,7 @@ export async function startBenchProxy(upstream: string, extraEnv: NodeJS.Process
       upstream: { url: upstream },
       policies: join(dir, 'policy.yaml'),
       tokens: { signingKeyFile: join(dir, 'signing.pem') },
-      issuers: [{ name: 'bench', issuer: 'https://bench.test', jwksFile: join(dir, 'jwks.json') }],
+      issuers: [{ name: 'bench', issuer: issuer.issuer, jwksFile: join(dir, 'jwks.json') }],
       limits: { tokenPerClient: { rate: 0 }, tokenGlobal: { rate: 0 } },
     }),
   );
@@ -73,20 +74,13 @@ export async function startBenchProxy(upstream: string, extraEnv: NodeJS.Process
     throw new Error(`proxy did not start: ${(err as Error).message}\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
   }
   const now = Math.floor(Date.now() / 1000);
-  const identity = (seq = 0) =>
-    new SignJWT({ seq }).setProtectedHeader({ alg: 'ES256', kid: 'bench' }).setIssuer('https://bench.test').setAudience('registry.bench').setSubject(`bench-${seq}`).setIssuedAt(now).setExpirationTime(now + 3600).sign(key);
+  const identity = (seq = 0) => issuer.mint({ seq, sub: `bench-${seq}` }, { now, ttl: 3600 });
   return {
     url,
     pid: child.pid!,
     logFile,
     identity,
-    async registryToken(scopes) {
-      const q = new URLSearchParams({ service: 'registry.bench' });
-      for (const s of scopes) q.append('scope', s);
-      const r = await fetch(`${url}/token?${q}`, { headers: { authorization: `Basic ${Buffer.from(`bench:${await identity()}`).toString('base64')}` } });
-      if (!r.ok) throw new Error(`token: HTTP ${r.status} ${await r.text()}`);
-      return ((await r.json()) as { token: string }).token;
-    },
+    registryToken: async (scopes) => fetchRegistryToken(url, await identity(), scopes, { service: 'registry.bench', user: 'bench' }),
     rss: () => status(child.pid!, 'VmRSS'),
     peakRss: () => status(child.pid!, 'VmHWM'),
     async stop() {

@@ -2,8 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { requireTool } from '../../test/fixtures/tools.js';
-import { freePort, waitForHttp } from './net.js';
+import { requireTool } from '../../test/support/tools.js';
+import { freePort, waitForHttp } from '../../test/support/net.js';
 
 export interface BenchRegistry {
   url: string;

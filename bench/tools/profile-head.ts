@@ -6,7 +6,7 @@ import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { MANIFEST_TYPE, seedManifest } from '../lib/seed.js';
+import { MANIFEST_TYPE, seedManifest } from '../../test/support/seed.js';
 import { measureLatency } from '../lib/load.js';
 import { startBenchProxy } from '../lib/proxy.js';
 import { startBenchRegistry } from '../lib/registry.js';
@@ -23,7 +23,7 @@ try {
     const r = await measureLatency({ url: proxy.url, method: 'HEAD', path: '/v2/bench/app/manifests/latest', headers, concurrency: 16, total: 6000, expectStatus: 200 });
     console.log(`HEAD x16: p50 ${r.p50.toFixed(2)} ms, ${r.rps.toFixed(0)}/s, errors ${r.errors}`);
   } else if (what === 'pull' || what === 'push') {
-    const { blobDigest, pullBlob, pushBlob } = await import('../lib/blob.js');
+    const { blobDigest, pullBlob, pushBlob } = await import('../../test/support/blob.js');
     const size = 512 * 2 ** 20;
     const digest = await blobDigest(size, 5);
     const headers = { authorization: `Bearer ${await proxy.registryToken(['repository:bench/big:pull,push'])}` };

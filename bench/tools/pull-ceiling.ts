@@ -5,7 +5,7 @@
  * socket-to-socket copy on this machine, not the proxy's own work.
  */
 import { Agent, createServer, request } from 'node:http';
-import { blobDigest, pullBlob, pushBlob } from '../lib/blob.js';
+import { blobDigest, pullBlob, pushBlob } from '../../test/support/blob.js';
 import { startNginx } from '../lib/nginx.js';
 import { startBenchProxy } from '../lib/proxy.js';
 import { startBenchRegistry } from '../lib/registry.js';
@@ -42,7 +42,7 @@ const alsURL = `http://127.0.0.1:${(alsServer.address() as { port: number }).por
 // the bare pipe again, but in its own process like nginx and the proxy (the in-process variants
 // share the client's event loop, which is not how a proxy runs)
 const { spawn } = await import('node:child_process');
-const { freePort, waitForHttp } = await import('../lib/net.js');
+const { freePort, waitForHttp } = await import('../../test/support/net.js');
 const bareChildPort = await freePort();
 const bareChild = spawn(process.execPath, ['-e', `
 const { Agent, createServer, request } = require('node:http');

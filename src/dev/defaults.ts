@@ -1,12 +1,8 @@
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-/** The policy `--dev` uses unless a flag or the config file names one: the dev issuer may do anything. */
-export const DEV_POLICY_PATH = fileURLToPath(new URL('../../policies/dev', import.meta.url));
-
-/** `--dev` listens on loopback only, so no publicURL is needed and nothing is exposed. */
-export const DEV_LISTEN = '127.0.0.1:8080';
+// --dev's listener and policy are config defaults (config/ imports nothing of ours): re-exported.
+export { DEV_LISTEN, DEV_POLICY_PATH } from '../config/defaults.js';
 
 /** Name of the embedded issuer (what policies see as identity.issuerName). */
 export const DEV_ISSUER_NAME = 'dev';

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { dirname } from 'node:path';
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
 import { stringify as toYaml } from 'yaml';
+import { issuerConfig } from '../config/issuer-schema.js';
 import type { Config, IssuerConfig } from '../config/types.js';
 import { DEV_ISSUER_NAME, type DevPaths } from './defaults.js';
 
@@ -28,16 +29,7 @@ export function writePrivateFile(path: string, content: string): void {
 
 /** The dev issuer as `verify` and `serve` read it: a static JWKS file, so nothing listens. Pure. */
 export function devIssuerConfig(config: Pick<Config, 'publicURL' | 'service'>, jwksFile: string): IssuerConfig {
-  return {
-    name: DEV_ISSUER_NAME,
-    issuer: `${config.publicURL}/dev`,
-    audiences: [config.service],
-    jwksFile,
-    tokenReview: false,
-    legacyTokens: false,
-    clockSkew: 30,
-    timeout: 5000,
-  };
+  return issuerConfig({ name: DEV_ISSUER_NAME, issuer: `${config.publicURL}/dev`, audiences: [config.service], jwksFile }, { keyPath: 'issuers' });
 }
 
 /**

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { ConfigError } from '../config/errors.js';
-import type { Config } from '../config/types.js';
+import { extendConfig, upstreamConfig } from '../config/load.js';
+import type { Config, UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { devBanner } from './banner.js';
 import { DEV_ISSUER_NAME, devPaths } from './defaults.js';
@@ -13,6 +14,8 @@ export interface DevSession {
   banner: string;
   /** The embedded registry, when `--dev` runs one (no upstream configured). */
   registry?: EmbeddedRegistry;
+  /** The loaded config with what `--dev` adds: the dev issuer, the embedded registry, a kept signing key. */
+  config: Config;
   stop(): Promise<void>;
 }
 
@@ -29,19 +32,21 @@ export interface DevOptions {
 /**
  * Everything `--dev` adds to a loaded config before the runtime starts: the embedded registry when
  * no upstream is configured (seeded with a demo image), a persistent signing key when none is
- * configured, and the dev issuer with a fresh token in the state directory. Mutates `config`.
+ * configured, and the dev issuer with a fresh token in the state directory. Returns them as a new
+ * config (a loaded Config is frozen).
  */
-export async function setUpDev(config: Config, o: DevOptions): Promise<DevSession> {
-  if (config.issuers.some((i) => i.name === DEV_ISSUER_NAME)) {
-    throw new ConfigError(config.file, 'issuers', `"${DEV_ISSUER_NAME}" is the embedded issuer's name with --dev: rename that issuer`);
+export async function setUpDev(loaded: Config, o: DevOptions): Promise<DevSession> {
+  if (loaded.issuers.some((i) => i.name === DEV_ISSUER_NAME)) {
+    throw new ConfigError(loaded.file, 'issuers', `"${DEV_ISSUER_NAME}" is the embedded issuer's name with --dev: rename that issuer`);
   }
   const paths = devPaths(o.stateDir);
   mkdirSync(paths.stateDir, { recursive: true, mode: 0o700 });
   let registry: EmbeddedRegistry | undefined;
   let demoRef: string | undefined;
-  if (!config.upstream) {
+  let upstream: UpstreamConfig | undefined;
+  if (!loaded.upstream) {
     registry = await startEmbeddedRegistry(paths, o.logger, o.env);
-    config.upstream = { url: registry.url, auth: { type: 'none' }, timeout: 30_000 };
+    upstream = upstreamConfig(registry.url);
     try {
       demoRef = await seedDemoImage(registry.url);
     } catch (err) {
@@ -49,9 +54,9 @@ export async function setUpDev(config: Config, o: DevOptions): Promise<DevSessio
       throw err;
     }
   }
-  config.tokens.signingKeyFile ??= ensureDevSigningKey(paths.signingKey);
-  const dev = await createDevIssuer(config, paths);
-  config.issuers.push(dev.issuer);
+  const signingKeyFile = loaded.tokens.signingKeyFile ?? ensureDevSigningKey(paths.signingKey);
+  const dev = await createDevIssuer(loaded, paths);
+  const config = extendConfig(loaded, { upstream, signingKeyFile, issuers: [dev.issuer] });
   o.logger.info({ tokenFile: paths.token, jwks: paths.jwks, stateDir: paths.stateDir }, 'dev identity token written');
   return {
     banner: devBanner({
@@ -59,13 +64,14 @@ export async function setUpDev(config: Config, o: DevOptions): Promise<DevSessio
       tokenFile: paths.token,
       subject: 'developer',
       expiresAt: dev.expiresAt,
-      upstream: config.upstream.url,
+      upstream: config.upstream!.url,
       embeddedData: registry ? paths.registryData : undefined,
       demoRef,
       cli: o.cli,
       verifyArgs: o.verifyArgs,
     }),
     registry,
+    config,
     stop: async () => registry?.stop(),
   };
 }

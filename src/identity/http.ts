@@ -72,24 +72,7 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
     } catch (err) {
       throw new HttpError(`${method} ${url} failed: ${(err as Error).message}`);
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of res.body) {
-      size += (chunk as Buffer).length;
-      if (size > maxBytes) {
-        res.body.destroy();
-        throw new HttpError(`${method} ${url}: response larger than ${maxBytes} bytes`, res.statusCode);
-      }
-      chunks.push(chunk as Buffer);
-    }
-    const text = Buffer.concat(chunks).toString('utf8');
-    let body: unknown;
-    try {
-      body = text.length ? JSON.parse(text) : undefined;
-    } catch {
-      throw new HttpError(`${method} ${url}: HTTP ${res.statusCode}, not JSON`, res.statusCode);
-    }
-    return { status: res.statusCode, body };
+    return { status: res.statusCode, body: await readJson(res, maxBytes, `${method} ${url}`) };
   }
 
   return {
@@ -97,6 +80,26 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
     postJson: (url, payload) => send(url, 'POST', payload),
     close: () => dispatcher.close(),
   };
+}
+
+/** The body as JSON (undefined when empty), refused beyond maxBytes so an answer cannot exhaust memory. */
+async function readJson(res: Dispatcher.ResponseData, maxBytes: number, what: string): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res.body) {
+    size += (chunk as Buffer).length;
+    if (size > maxBytes) {
+      res.body.destroy();
+      throw new HttpError(`${what}: response larger than ${maxBytes} bytes`, res.statusCode);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  try {
+    return text.length ? JSON.parse(text) : undefined;
+  } catch {
+    throw new HttpError(`${what}: HTTP ${res.statusCode}, not JSON`, res.statusCode);
+  }
 }
 
 /** `scheme://host[:port]` of a URL (default ports dropped, host lower-cased), or undefined if it is not one. */

@@ -39,6 +39,46 @@ export function discoveredJwksProblem(issuer: string, jwksURI: string): string |
   return undefined;
 }
 
+/** OIDC discovery (`<issuer>/.well-known/openid-configuration`) → the `jwks_uri` it names, if acceptable. */
+async function discoverJwksURI(issuer: string, http: HttpClient): Promise<string> {
+  const url = `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
+  const res = await http.getJson(url);
+  if (res.status !== 200) throw new Error(`discovery ${url}: HTTP ${res.status}`);
+  const doc = res.body as Record<string, unknown> | undefined;
+  if (!doc || typeof doc.jwks_uri !== 'string') throw new Error(`discovery ${url}: no jwks_uri`);
+  // OIDC Discovery §4.3: the document's issuer must be exactly the one we asked for.
+  if (doc.issuer !== issuer) throw new Error(`discovery ${url}: issuer "${String(doc.issuer)}" does not equal the configured "${issuer}"`);
+  const problem = discoveredJwksProblem(issuer, doc.jwks_uri);
+  if (problem) throw new Error(`discovery ${url}: ${problem}`);
+  return doc.jwks_uri;
+}
+
+async function fetchJwks(jwksURI: string, http: HttpClient): Promise<JSONWebKeySet> {
+  const res = await http.getJson(jwksURI);
+  if (res.status !== 200) throw new Error(`JWKS ${jwksURI}: HTTP ${res.status}`);
+  const doc = res.body as JSONWebKeySet | undefined;
+  if (!doc || !Array.isArray(doc.keys)) throw new Error(`JWKS ${jwksURI}: no "keys" list`);
+  return doc;
+}
+
+/**
+ * Whether the cached keys answer a token with `kid`: yes while they are fresh and know it; else
+ * fetch — unless the last attempt was too recent (a flood of unknown `kid`s must not hammer the
+ * issuer), when the cached keys answer, or nothing does if there are none. Pure.
+ */
+function keysNeed(
+  state: { jwks: JSONWebKeySet | undefined; fetchedAt: number; lastAttempt: number },
+  kid: string | undefined,
+  nowMs: number,
+  limits: { maxAge: number; refetchInterval: number },
+): 'use' | 'fetch' | 'unavailable' {
+  const stale = nowMs - state.fetchedAt > limits.maxAge;
+  const unknown = state.jwks !== undefined && !hasKid(state.jwks, kid);
+  if (state.jwks !== undefined && !stale && !unknown) return 'use';
+  if (nowMs - state.lastAttempt < limits.refetchInterval) return state.jwks === undefined ? 'unavailable' : 'use';
+  return 'fetch';
+}
+
 /**
  * OIDC discovery (`<issuer>/.well-known/openid-configuration`) → `jwks_uri` → JWKS, cached.
  * An unknown `kid` triggers a refetch (rate-limited); keys missing from a refetched JWKS are gone.
@@ -54,29 +94,11 @@ export function oidcKeySource(issuer: IssuerConfig, options: OidcKeySourceOption
   let lastAttempt = -Infinity;
   let inflight: Promise<void> | undefined;
 
-  async function discover(): Promise<string> {
-    const url = `${issuer.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
-    const res = await options.http.getJson(url);
-    if (res.status !== 200) throw new Error(`discovery ${url}: HTTP ${res.status}`);
-    const doc = res.body as Record<string, unknown> | undefined;
-    if (!doc || typeof doc.jwks_uri !== 'string') throw new Error(`discovery ${url}: no jwks_uri`);
-    // OIDC Discovery §4.3: the document's issuer must be exactly the one we asked for.
-    if (doc.issuer !== issuer.issuer) throw new Error(`discovery ${url}: issuer "${String(doc.issuer)}" does not equal the configured "${issuer.issuer}"`);
-    const problem = discoveredJwksProblem(issuer.issuer, doc.jwks_uri);
-    if (problem) throw new Error(`discovery ${url}: ${problem}`);
-    return doc.jwks_uri;
-  }
-
   async function load(): Promise<void> {
     lastAttempt = now();
-    if (!jwksURI) jwksURI = await discover();
-    const res = await options.http.getJson(jwksURI);
-    if (res.status !== 200) throw new Error(`JWKS ${jwksURI}: HTTP ${res.status}`);
-    const doc = res.body as JSONWebKeySet | undefined;
-    if (!doc || !Array.isArray(doc.keys)) throw new Error(`JWKS ${jwksURI}: no "keys" list`);
-    jwks = doc;
-    resolver = localResolver(doc);
-    fetchedAt = now();
+    if (!jwksURI) jwksURI = await discoverJwksURI(issuer.issuer, options.http);
+    const doc = await fetchJwks(jwksURI, options.http);
+    [jwks, resolver, fetchedAt] = [doc, localResolver(doc), now()];
     options.logger.info({ issuer: issuer.name, keys: doc.keys.length }, 'issuer keys loaded');
   }
 
@@ -98,13 +120,9 @@ export function oidcKeySource(issuer: IssuerConfig, options: OidcKeySourceOption
   async function ensure(kid: string | undefined): Promise<void> {
     // A fetch already under way (start-up warm-up, a concurrent request) answers for this one too.
     if (inflight) await inflight.catch(() => undefined);
-    const stale = now() - fetchedAt > maxAge;
-    const unknown = jwks !== undefined && !hasKid(jwks, kid);
-    if (jwks !== undefined && !stale && !unknown) return;
-    if (now() - lastAttempt < refetchInterval) {
-      if (jwks === undefined) throw new IdentityError('issuer_unavailable', `keys of issuer ${issuer.issuer} are not available yet (last fetch failed; retrying shortly)`, issuer.name);
-      return; // rate-limited: answer with the keys we have
-    }
+    const next = keysNeed({ jwks, fetchedAt, lastAttempt }, kid, now(), { maxAge, refetchInterval });
+    if (next === 'use') return;
+    if (next === 'unavailable') throw new IdentityError('issuer_unavailable', `keys of issuer ${issuer.issuer} are not available yet (last fetch failed; retrying shortly)`, issuer.name);
     try {
       await refreshOnce();
     } catch (err) {

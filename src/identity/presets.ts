@@ -1,23 +1,11 @@
 import type { Preset } from '../config/types.js';
 import type { Identity } from './types.js';
 
-/** Well-known issuer URLs, used when an issuer entry names a preset but no `issuer`. */
-export const PRESET_ISSUERS: Partial<Record<Preset, string>> = {
-  'github-actions': 'https://token.actions.githubusercontent.com',
-  gitlab: 'https://gitlab.com',
-  google: 'https://accounts.google.com',
-};
+// Preset data is configuration (config/ fills issuer defaults from it): re-exported for identity's users.
+export { PRESET_ISSUERS, WELL_KNOWN_JWKS_URIS } from '../config/presets.js';
 
-/**
- * Issuers known to publish their keys on another origin. A discovered `jwks_uri` must be on the
- * issuer's own origin (oidc.ts), so these are pinned here instead of trusting discovery; used
- * when an entry sets neither `jwksURI` nor `jwksFile`.
- */
-export const WELL_KNOWN_JWKS_URIS: Readonly<Record<string, string>> = {
-  'https://accounts.google.com': 'https://www.googleapis.com/oauth2/v3/certs',
-};
-
-export interface IdentitySource {
+/** The configured issuer a token was verified against. */
+export interface IssuerRef {
   issuerName: string;
   issuer: string;
   preset?: Preset;
@@ -32,7 +20,7 @@ function obj(x: unknown): Record<string, unknown> | undefined {
 }
 
 /** Maps verified claims to the `identity` policies see. Pure; also used by `policy test`. */
-export function identityFromClaims(claims: Record<string, unknown>, source: IdentitySource): Identity {
+export function identityFromClaims(claims: Record<string, unknown>, source: IssuerRef): Identity {
   const identity: Identity = {
     issuerName: source.issuerName,
     issuer: source.issuer,

@@ -1,4 +1,5 @@
-import type { Preset } from '../config/types.js';
+import type { JWTPayload } from 'jose';
+import type { IssuerConfig, Preset } from '../config/types.js';
 
 /** A verified workload identity: what policies see as `identity` (plus `claims`). */
 export interface Identity {
@@ -62,6 +63,28 @@ export interface IdentityVerifier {
   /** Fetches remote keys ahead of the first request; failures are logged, not thrown. */
   warmUp?(): Promise<void>;
   close?(): Promise<void>;
+}
+
+/** Claims one source vouched for, and until when (epoch ms) that answer may be reused. */
+export interface VerifiedClaims {
+  claims: JWTPayload;
+  until: number;
+}
+
+/**
+ * One configured issuer and the way its tokens are confirmed: JWT keys (discovery or a file),
+ * those keys plus Kubernetes TokenReview, or legacy service-account tokens. The verifier picks a
+ * source by the token's exact `iss`; the source does the rest and throws IdentityError.
+ */
+export interface IdentitySource {
+  readonly config: IssuerConfig;
+  /** Confirms `token`, whose header passed checks.ts and whose unverified `payload.iss` is this issuer's. */
+  verify(token: string, payload: JWTPayload): Promise<VerifiedClaims>;
+  /** False until remote keys have loaded once (for /readyz); true when there are none to load. */
+  ready(): boolean;
+  /** Loads remote keys now (start-up); rejects when they cannot be fetched. */
+  refresh(): Promise<void>;
+  close(): Promise<void>;
 }
 
 export const ANONYMOUS_ISSUER_NAME = 'anonymous';

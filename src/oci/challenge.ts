@@ -1,5 +1,4 @@
-import type { ServerResponse } from 'node:http';
-import { OciError, sendOciError } from './errors.js';
+import { OciError } from './errors.js';
 import { formatScope, type Scope } from './scope.js';
 
 export type ChallengeError = 'invalid_token' | 'insufficient_scope';
@@ -12,27 +11,32 @@ export function bearerChallenge(realm: string, service: string, scopes: Scope[],
   return h;
 }
 
+export interface ChallengeOptions {
+  realm: string;
+  service: string;
+  scopes: Scope[];
+  error?: ChallengeError;
+}
+
 /**
- * 401 + challenge + OCI body: UNAUTHORIZED, or DENIED with `insufficient_scope` when a valid token
- * lacks an action it never asked for (the client fetches a token for it and retries).
+ * 401 + challenge + OCI body, as a value the handler writes: UNAUTHORIZED, or DENIED with
+ * `insufficient_scope` when a valid token lacks an action it never asked for (the client fetches a
+ * token for it and retries). The error carries its own `WWW-Authenticate`, as Distribution's
+ * `Challenge` does.
  */
-export function sendChallenge(res: ServerResponse, opts: { realm: string; service: string; scopes: Scope[]; error?: ChallengeError; message?: string }): void {
+export function challenge(opts: ChallengeOptions): OciError {
   const detail = opts.scopes.map((s) => ({ Type: s.type, Name: s.name, Action: s.actions.join(',') }));
   const code = opts.error === 'insufficient_scope' ? 'DENIED' : 'UNAUTHORIZED';
-  const message =
-    opts.message ??
-    (opts.error === 'insufficient_scope'
-      ? 'requested access to the resource is denied'
-      : opts.error === 'invalid_token'
-        ? 'authentication required: the token is invalid or expired'
-        : 'authentication required');
-  sendOciError(
-    res,
-    new OciError(401, code, message, detail.length ? detail : undefined, {
-      'WWW-Authenticate': bearerChallenge(opts.realm, opts.service, opts.scopes, opts.error),
-    }),
-  );
+  return new OciError(401, code, CHALLENGE_MESSAGES[opts.error ?? 'none'], detail.length ? detail : undefined, {
+    'WWW-Authenticate': bearerChallenge(opts.realm, opts.service, opts.scopes, opts.error),
+  });
 }
+
+const CHALLENGE_MESSAGES: Record<ChallengeError | 'none', string> = {
+  insufficient_scope: 'requested access to the resource is denied',
+  invalid_token: 'authentication required: the token is invalid or expired',
+  none: 'authentication required',
+};
 
 /**
  * 403 DENIED: the token lacks an action because the policy refused it, so a new token would not

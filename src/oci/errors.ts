@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { sendJson } from '../http/response.js';
 
 /** OCI distribution-spec error codes (plus the few Distribution adds) with their usual statuses. */
 export type OciErrorCode =
@@ -19,12 +20,28 @@ export type OciErrorCode =
   | 'UNAVAILABLE'
   | 'UNKNOWN';
 
+/** RFC 6749 §5.2 error codes (plus `temporarily_unavailable`, `server_error`) the token endpoint answers with. */
+export type OAuthErrorCode =
+  | 'invalid_request'
+  | 'invalid_client'
+  | 'invalid_grant'
+  | 'invalid_scope'
+  | 'unsupported_grant_type'
+  | 'temporarily_unavailable'
+  | 'server_error';
+
 export interface OciErrorEntry {
   code: OciErrorCode;
   message: string;
   detail?: unknown;
 }
 
+/**
+ * The one HTTP error of the process: status, OCI code, message, and the headers it needs (a challenge
+ * carries its own `WWW-Authenticate`, as Distribution's `Challenge` does). Token endpoint errors also
+ * carry an OAuth2 code and render both shapes: registry clients read `errors`, OAuth2 clients read
+ * `error`/`error_description`.
+ */
 export class OciError extends Error {
   constructor(
     readonly status: number,
@@ -34,30 +51,26 @@ export class OciError extends Error {
     readonly headers: Record<string, string> = {},
     /** HTTP reason phrase instead of the standard one (printable ASCII only). */
     readonly statusMessage?: string,
+    readonly oauth?: OAuthErrorCode,
   ) {
     super(message);
     this.name = 'OciError';
   }
-  body(): { errors: OciErrorEntry[] } {
-    return { errors: [{ code: this.code, message: this.message, ...(this.detail !== undefined ? { detail: this.detail } : {}) }] };
+  body(): { errors: OciErrorEntry[]; error?: OAuthErrorCode; error_description?: string } {
+    const errors = [{ code: this.code, message: this.message, ...(this.detail !== undefined ? { detail: this.detail } : {}) }];
+    return this.oauth ? { errors, error: this.oauth, error_description: this.message } : { errors };
   }
+}
+
+/** An error of the token endpoint (both renderings, see OciError). */
+export function oauthError(status: number, code: OciErrorCode, oauth: OAuthErrorCode, message: string, headers: Record<string, string> = {}, statusMessage?: string): OciError {
+  return new OciError(status, code, message, undefined, headers, statusMessage, oauth);
 }
 
 export const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
 export const API_VERSION = 'registry/2.0';
 
-/** Writes an OCI error JSON body with the right status and headers; never throws if the response is already gone. */
-export function sendOciError(res: ServerResponse, err: OciError): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const body = JSON.stringify(err.body());
-  res.statusCode = err.status;
-  if (err.statusMessage) res.statusMessage = err.statusMessage;
-  res.setHeader('Content-Type', 'application/json; charset=utf-8');
-  res.setHeader('Content-Length', Buffer.byteLength(body));
-  res.setHeader(API_VERSION_HEADER, API_VERSION);
-  for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
-  res.end(body);
+/** Writes an OCI error JSON body with its status and headers; never throws if the response is already gone. */
+export function sendOciError(res: ServerResponse, err: OciError, extraHeaders: Record<string, string> = {}): void {
+  sendJson(res, err.status, err.body(), { [API_VERSION_HEADER]: API_VERSION, ...extraHeaders, ...err.headers }, err.statusMessage);
 }

@@ -1,3 +1,4 @@
+import { OciError } from './errors.js';
 import { isValidDigest, isValidReference, isValidRepositoryName, type Scope } from './scope.js';
 
 /**
@@ -33,16 +34,14 @@ export interface Route {
   mountFrom?: string;
 }
 
-export interface RouteError {
-  status: 400 | 404 | 405;
-  code: 'NAME_INVALID' | 'NAME_UNKNOWN' | 'DIGEST_INVALID' | 'MANIFEST_INVALID' | 'BLOB_UPLOAD_INVALID' | 'UNSUPPORTED';
-  message: string;
-  allow?: string;
-}
+/** Why a request is no registry API call the proxy forwards: an OciError (with `Allow` on a 405). */
+export type RouteError = OciError;
 
 export function isRouteError(x: Route | RouteError): x is RouteError {
-  return 'status' in x;
+  return x instanceof OciError;
 }
+
+type RouteErrorCode = 'NAME_INVALID' | 'NAME_UNKNOWN' | 'DIGEST_INVALID' | 'MANIFEST_INVALID' | 'BLOB_UPLOAD_INVALID' | 'UNSUPPORTED';
 
 const UPLOAD_ID = /^[A-Za-z0-9_-]{1,128}$/;
 /** Parameters that start a cross-repository mount; forwarded only on an authorized upload-start. */
@@ -62,8 +61,8 @@ function canonicalQuery(rawQuery: string): string {
 }
 const SAFE_PATH = /^\/[A-Za-z0-9._\-/:%]*$/;
 
-function err(status: RouteError['status'], code: RouteError['code'], message: string, allow?: string): RouteError {
-  return { status, code, message, ...(allow ? { allow } : {}) };
+function err(status: 400 | 404 | 405, code: RouteErrorCode, message: string, allow?: string): RouteError {
+  return new OciError(status, code, message, undefined, allow ? { Allow: allow } : {});
 }
 
 function repoScope(name: string, actions: string[]): Scope {
@@ -92,33 +91,45 @@ function actionsFor(method: string): string[] | undefined {
  * @param rawQuery the query string exactly as received ('' or without the leading '?')
  */
 export function classify(method: string, rawPath: string, rawQuery = ''): Route | RouteError {
-  if (rawPath.length > 2048) return err(400, 'NAME_INVALID', 'path too long');
-  if (!SAFE_PATH.test(rawPath)) return err(400, 'NAME_INVALID', 'path contains characters no registry path uses');
-  // Percent-encoding is never needed by the OCI grammar; only an encoded ':' (digests) is tolerated.
-  let path = rawPath;
-  if (path.includes('%')) {
-    path = path.replace(/%3a/gi, ':');
-    if (path.includes('%')) return err(400, 'NAME_INVALID', 'encoded characters are not allowed in registry paths');
-  }
+  const path = registryPath(rawPath);
+  if (typeof path !== 'string') return path;
   if (path === '/v2' || path === '/v2/') {
     if (method !== 'GET' && method !== 'HEAD') return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD');
     return { kind: 'ping', scopes: [], path: '/v2/', query: '' };
   }
   if (!path.startsWith('/v2/')) return err(404, 'UNSUPPORTED', 'not a registry API path');
   const rest = path.slice(4);
-  if (rest === '_catalog') {
-    if (method !== 'GET') return err(405, 'UNSUPPORTED', 'method not allowed', 'GET');
-    // Only the pagination parameters, once each: `last` may be an opaque cursor the handler opens.
-    const params = new URLSearchParams(rawQuery);
-    const kept = new URLSearchParams();
-    for (const p of ['n', 'last']) {
-      const values = params.getAll(p);
-      if (values.length > 1) return err(400, 'UNSUPPORTED', `${p} may appear once`);
-      if (values.length === 1) kept.set(p, values[0]!);
-    }
-    const q = kept.toString();
-    return { kind: 'catalog', scopes: [{ type: 'registry', name: 'catalog', actions: ['*'] }], path: '/v2/_catalog', query: q ? `?${q}` : '' };
+  if (rest === '_catalog') return catalogRoute(method, rawQuery);
+  return repositoryRoute(method, rest, rawQuery);
+}
+
+/** The path with its one tolerated encoding decoded, or why it is no registry path. */
+function registryPath(rawPath: string): string | RouteError {
+  if (rawPath.length > 2048) return err(400, 'NAME_INVALID', 'path too long');
+  if (!SAFE_PATH.test(rawPath)) return err(400, 'NAME_INVALID', 'path contains characters no registry path uses');
+  // Percent-encoding is never needed by the OCI grammar; only an encoded ':' (digests) is tolerated.
+  if (!rawPath.includes('%')) return rawPath;
+  const path = rawPath.replace(/%3a/gi, ':');
+  if (path.includes('%')) return err(400, 'NAME_INVALID', 'encoded characters are not allowed in registry paths');
+  return path;
+}
+
+function catalogRoute(method: string, rawQuery: string): Route | RouteError {
+  if (method !== 'GET') return err(405, 'UNSUPPORTED', 'method not allowed', 'GET');
+  // Only the pagination parameters, once each: `last` may be an opaque cursor the handler opens.
+  const params = new URLSearchParams(rawQuery);
+  const kept = new URLSearchParams();
+  for (const p of ['n', 'last']) {
+    const values = params.getAll(p);
+    if (values.length > 1) return err(400, 'UNSUPPORTED', `${p} may appear once`);
+    if (values.length === 1) kept.set(p, values[0]!);
   }
+  const q = kept.toString();
+  return { kind: 'catalog', scopes: [{ type: 'registry', name: 'catalog', actions: ['*'] }], path: '/v2/_catalog', query: q ? `?${q}` : '' };
+}
+
+/** `<name>/<kind>[/<kind>]/<last>`, parsed from the right: the name is what precedes the route's own segments. */
+function repositoryRoute(method: string, rest: string, rawQuery: string): Route | RouteError {
   const segs = rest.split('/');
   // Empty segments (`//`) and dot segments never reach the name parser.
   for (let i = 0; i < segs.length; i++) {
@@ -130,71 +141,71 @@ export function classify(method: string, rawPath: string, rawQuery = ''): Route 
   const last = segs[n - 1]!;
   const prev = n >= 2 ? segs[n - 2]! : '';
   const prev2 = n >= 3 ? segs[n - 3]! : '';
-  const nameOf = (count: number): string | RouteError => {
+  /** The route `build` makes for the name before the last `count` segments, once that name is valid. */
+  const named = (count: number, build: (name: string) => Route | RouteError): Route | RouteError => {
     const name = segs.slice(0, n - count).join('/');
     if (!isValidRepositoryName(name)) return err(400, 'NAME_INVALID', `invalid repository name ${JSON.stringify(name.slice(0, 300))}`);
-    return name;
+    return build(name);
   };
   const query = canonicalQuery(rawQuery);
-
-  if (prev === 'tags' && last === 'list') {
-    const name = nameOf(2);
-    if (typeof name !== 'string') return name;
-    if (method !== 'GET' && method !== 'HEAD') return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD');
-    return { kind: 'tags', name, scopes: [repoScope(name, ['pull'])], path: `/v2/${name}/tags/list`, query };
-  }
-  if (prev === 'manifests') {
-    const name = nameOf(2);
-    if (typeof name !== 'string') return name;
-    if (!isValidReference(last)) return err(400, 'MANIFEST_INVALID', 'invalid tag or digest');
-    if (!['GET', 'HEAD', 'PUT', 'DELETE'].includes(method)) return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD, PUT, DELETE');
-    return { kind: 'manifest', name, reference: last, scopes: [repoScope(name, actionsFor(method)!)], path: `/v2/${name}/manifests/${last}`, query };
-  }
-  if (last === '' && prev === 'uploads' && prev2 === 'blobs') {
-    const name = nameOf(3);
-    if (typeof name !== 'string') return name;
-    if (method !== 'POST') return err(405, 'UNSUPPORTED', 'method not allowed', 'POST');
-    const params = new URLSearchParams(rawQuery);
-    const mount = params.get('mount');
-    const from = params.get('from');
-    const scopes = [repoScope(name, ['pull', 'push'])];
-    let mountFrom: string | undefined;
-    if (params.getAll('mount').length > 1 || params.getAll('from').length > 1) return err(400, 'UNSUPPORTED', 'mount and from may appear once each');
-    if (mount !== null || from !== null) {
-      if (mount === null || !isValidDigest(mount)) return err(400, 'DIGEST_INVALID', 'mount needs a valid digest');
-      if (from === null || !isValidRepositoryName(from)) return err(400, 'NAME_INVALID', 'mount needs a valid `from` repository');
-      mountFrom = from;
-      if (from !== name) scopes.push(repoScope(from, ['pull']));
-    }
-    // With a mount, forward exactly the two parameters that were authorized, re-encoded: the
-    // upstream must not read a different `from` out of duplicate or oddly encoded parameters.
-    const forwarded = mountFrom !== undefined ? `?${new URLSearchParams({ mount: mount!, from: mountFrom })}` : query;
-    return { kind: 'upload-start', name, scopes, path: `/v2/${name}/blobs/uploads/`, query: forwarded, mountFrom };
-  }
-  if (prev === 'uploads' && prev2 === 'blobs') {
-    const name = nameOf(3);
-    if (typeof name !== 'string') return name;
-    if (!UPLOAD_ID.test(last)) return err(400, 'BLOB_UPLOAD_INVALID', 'invalid upload session id');
-    if (!['GET', 'HEAD', 'PATCH', 'PUT', 'DELETE'].includes(method)) return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, PATCH, PUT, DELETE');
-    // Cancelling one's own upload session is part of pushing, not deleting content.
-    const actions = method === 'DELETE' ? ['pull', 'push'] : method === 'GET' || method === 'HEAD' ? ['pull', 'push'] : actionsFor(method)!;
-    return { kind: 'upload', name, reference: last, scopes: [repoScope(name, actions)], path: `/v2/${name}/blobs/uploads/${last}`, query };
-  }
-  if (prev === 'blobs') {
-    const name = nameOf(2);
-    if (typeof name !== 'string') return name;
-    if (!isValidDigest(last)) return err(400, 'DIGEST_INVALID', 'invalid digest');
-    if (!['GET', 'HEAD', 'DELETE'].includes(method)) return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD, DELETE');
-    return { kind: 'blob', name, reference: last, scopes: [repoScope(name, actionsFor(method)!)], path: `/v2/${name}/blobs/${last}`, query };
-  }
-  if (prev === 'referrers') {
-    const name = nameOf(2);
-    if (typeof name !== 'string') return name;
-    if (!isValidDigest(last)) return err(400, 'DIGEST_INVALID', 'invalid digest');
-    if (method !== 'GET' && method !== 'HEAD') return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD');
-    return { kind: 'referrers', name, reference: last, scopes: [repoScope(name, ['pull'])], path: `/v2/${name}/referrers/${last}`, query };
-  }
+  if (prev === 'tags' && last === 'list') return named(2, (name) => tagsRoute(method, name, query));
+  if (prev === 'manifests') return named(2, (name) => manifestRoute(method, name, last, query));
+  if (last === '' && prev === 'uploads' && prev2 === 'blobs') return named(3, (name) => uploadStartRoute(method, name, rawQuery, query));
+  if (prev === 'uploads' && prev2 === 'blobs') return named(3, (name) => uploadRoute(method, name, last, query));
+  if (prev === 'blobs') return named(2, (name) => blobRoute(method, name, last, query));
+  if (prev === 'referrers') return named(2, (name) => referrersRoute(method, name, last, query));
   return err(404, 'UNSUPPORTED', 'unknown registry API route');
+}
+
+function tagsRoute(method: string, name: string, query: string): Route | RouteError {
+  if (method !== 'GET' && method !== 'HEAD') return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD');
+  return { kind: 'tags', name, scopes: [repoScope(name, ['pull'])], path: `/v2/${name}/tags/list`, query };
+}
+
+function manifestRoute(method: string, name: string, reference: string, query: string): Route | RouteError {
+  if (!isValidReference(reference)) return err(400, 'MANIFEST_INVALID', 'invalid tag or digest');
+  if (!['GET', 'HEAD', 'PUT', 'DELETE'].includes(method)) return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD, PUT, DELETE');
+  return { kind: 'manifest', name, reference, scopes: [repoScope(name, actionsFor(method)!)], path: `/v2/${name}/manifests/${reference}`, query };
+}
+
+function uploadStartRoute(method: string, name: string, rawQuery: string, query: string): Route | RouteError {
+  if (method !== 'POST') return err(405, 'UNSUPPORTED', 'method not allowed', 'POST');
+  const params = new URLSearchParams(rawQuery);
+  const mount = params.get('mount');
+  const from = params.get('from');
+  const scopes = [repoScope(name, ['pull', 'push'])];
+  let mountFrom: string | undefined;
+  if (params.getAll('mount').length > 1 || params.getAll('from').length > 1) return err(400, 'UNSUPPORTED', 'mount and from may appear once each');
+  if (mount !== null || from !== null) {
+    if (mount === null || !isValidDigest(mount)) return err(400, 'DIGEST_INVALID', 'mount needs a valid digest');
+    if (from === null || !isValidRepositoryName(from)) return err(400, 'NAME_INVALID', 'mount needs a valid `from` repository');
+    mountFrom = from;
+    if (from !== name) scopes.push(repoScope(from, ['pull']));
+  }
+  // With a mount, forward exactly the two parameters that were authorized, re-encoded: the
+  // upstream must not read a different `from` out of duplicate or oddly encoded parameters.
+  const forwarded = mountFrom !== undefined ? `?${new URLSearchParams({ mount: mount!, from: mountFrom })}` : query;
+  return { kind: 'upload-start', name, scopes, path: `/v2/${name}/blobs/uploads/`, query: forwarded, mountFrom };
+}
+
+function uploadRoute(method: string, name: string, session: string, query: string): Route | RouteError {
+  if (!UPLOAD_ID.test(session)) return err(400, 'BLOB_UPLOAD_INVALID', 'invalid upload session id');
+  if (!['GET', 'HEAD', 'PATCH', 'PUT', 'DELETE'].includes(method)) return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, PATCH, PUT, DELETE');
+  // Cancelling one's own upload session is part of pushing, not deleting content.
+  const actions = method === 'DELETE' ? ['pull', 'push'] : method === 'GET' || method === 'HEAD' ? ['pull', 'push'] : actionsFor(method)!;
+  return { kind: 'upload', name, reference: session, scopes: [repoScope(name, actions)], path: `/v2/${name}/blobs/uploads/${session}`, query };
+}
+
+function blobRoute(method: string, name: string, digest: string, query: string): Route | RouteError {
+  if (!isValidDigest(digest)) return err(400, 'DIGEST_INVALID', 'invalid digest');
+  if (!['GET', 'HEAD', 'DELETE'].includes(method)) return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD, DELETE');
+  return { kind: 'blob', name, reference: digest, scopes: [repoScope(name, actionsFor(method)!)], path: `/v2/${name}/blobs/${digest}`, query };
+}
+
+function referrersRoute(method: string, name: string, digest: string, query: string): Route | RouteError {
+  if (!isValidDigest(digest)) return err(400, 'DIGEST_INVALID', 'invalid digest');
+  if (method !== 'GET' && method !== 'HEAD') return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD');
+  return { kind: 'referrers', name, reference: digest, scopes: [repoScope(name, ['pull'])], path: `/v2/${name}/referrers/${digest}`, query };
 }
 
 /** What the handler knows about a request body before reading it. */
@@ -215,8 +226,10 @@ const FORM_TYPE = /x-www-form-urlencoded|form-data/i;
  * content: no registry API call uses it. A mount takes no body at all.
  */
 export function refuseBody(route: Route, body: BodyFacts): RouteError | undefined {
-  if (body.contentTypes.some((t) => FORM_TYPE.test(t))) return err(400, 'UNSUPPORTED', 'form bodies are not part of the registry API');
-  if (route.mountFrom !== undefined && body.hasBody) return err(400, 'BLOB_UPLOAD_INVALID', 'a cross-repository mount takes no request body');
+  // Refused unread: the body would otherwise have to be drained before the connection could be reused.
+  const close = { Connection: 'close' };
+  if (body.contentTypes.some((t) => FORM_TYPE.test(t))) return new OciError(400, 'UNSUPPORTED', 'form bodies are not part of the registry API', undefined, close);
+  if (route.mountFrom !== undefined && body.hasBody) return new OciError(400, 'BLOB_UPLOAD_INVALID', 'a cross-repository mount takes no request body', undefined, close);
   return undefined;
 }
 

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
 import { policyEnvironment, type CompiledWhen } from './cel.js';
 import { createPolicyEngine, type CompiledRule } from './engine.js';
 import type { Effect, PolicyEngine } from './types.js';
@@ -17,8 +18,35 @@ export class PolicyLoadError extends Error {
   }
 }
 
-const RULE_KEYS = ['name', 'effect', 'actions', 'when', 'description'];
-const KNOWN_ACTIONS = new Set(['pull', 'push', 'delete', '*']);
+const NAME = '`name` is required: letters, digits, ".", "_", "-"';
+const ACTIONS = '`actions` must be a non-empty list (pull, push, delete or *)';
+const WHEN = '`when` must be a CEL expression string';
+
+/** One rule as written; `when` is only shaped here, and parsed and type-checked by compileRule. */
+const ruleSchema = z.strictObject(
+  {
+    name: z.string({ error: NAME }).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, NAME),
+    effect: z
+      .enum(['allow', 'deny'], { error: '`effect` must be allow or deny' })
+      .nullish()
+      .transform((e): Effect => e ?? 'allow'),
+    actions: z.array(z.enum(['pull', 'push', 'delete', '*'], { error: (i) => `unknown action ${JSON.stringify(i.input)} (use pull, push, delete or *)` }), { error: ACTIONS }).min(1, ACTIONS),
+    when: z.string({ error: WHEN }).refine((w) => w.trim() !== '', WHEN).optional(),
+    description: z.string({ error: '`description` must be a string' }).optional(),
+  },
+  { error: (i) => (i.code === 'unrecognized_keys' ? `unknown key "${i.keys[0]}" (known: name, effect, actions, when, description)` : 'a rule must be a mapping') },
+);
+
+/** The whole file: `rules` and nothing else; empty or `rules:` alone is no rules. */
+const policyFileSchema = z.strictObject(
+  { rules: z.array(z.unknown(), { error: '`rules` must be a list' }).nullish() },
+  { error: (i) => (i.code === 'unrecognized_keys' ? `unknown key "${i.keys[0]}" (only "rules")` : 'must be a mapping with a `rules` list') },
+);
+
+/** The problem to report: unknown keys first (a misspelt key is what to fix), else the first. */
+function firstProblem(issues: readonly z.core.$ZodIssue[]): string {
+  return (issues.find((i) => i.code === 'unrecognized_keys') ?? issues[0]!).message;
+}
 
 /**
  * Loads a policy file, or every `*.yaml`/`*.yml` directly inside a directory (sorted by name; not
@@ -78,41 +106,27 @@ function parseRules(text: string, file: string, env: ReturnType<typeof policyEnv
     throw new PolicyLoadError(file, undefined, `not valid YAML: ${(err as Error).message}`);
   }
   if (doc === null || doc === undefined) return [];
-  if (typeof doc !== 'object' || Array.isArray(doc)) throw new PolicyLoadError(file, undefined, 'must be a mapping with a `rules` list');
-  const top = doc as Record<string, unknown>;
-  for (const k of Object.keys(top)) {
-    if (k !== 'rules') throw new PolicyLoadError(file, undefined, `unknown key "${k}" (only "rules")`);
-  }
-  if (top.rules === undefined || top.rules === null) return [];
-  if (!Array.isArray(top.rules)) throw new PolicyLoadError(file, undefined, '`rules` must be a list');
-  return top.rules.map((raw, i) => compileRule(raw, i, file, env));
+  const parsed = policyFileSchema.safeParse(doc);
+  if (!parsed.success) throw new PolicyLoadError(file, undefined, firstProblem(parsed.error.issues));
+  return (parsed.data.rules ?? []).map((raw, i) => compileRule(raw, i, file, env));
 }
 
+/** Validates one rule and parses and type-checks its `when`, failing with the rule's name (or `#n`). */
 function compileRule(raw: unknown, index: number, file: string, env: ReturnType<typeof policyEnvironment>): CompiledRule {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new PolicyLoadError(file, `#${index + 1}`, 'a rule must be a mapping');
-  const r = raw as Record<string, unknown>;
-  const label = typeof r.name === 'string' && r.name ? r.name : `#${index + 1}`;
+  const name = (raw as { name?: unknown } | null)?.name;
+  const label = typeof name === 'string' && name ? name : `#${index + 1}`;
   const fail = (problem: string): never => {
     throw new PolicyLoadError(file, label, problem);
   };
-  for (const k of Object.keys(r)) if (!RULE_KEYS.includes(k)) fail(`unknown key "${k}" (known: ${RULE_KEYS.join(', ')})`);
-  if (typeof r.name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(r.name)) fail('`name` is required: letters, digits, ".", "_", "-"');
-  const effect = (r.effect ?? 'allow') as Effect;
-  if (effect !== 'allow' && effect !== 'deny') fail('`effect` must be allow or deny');
-  if (!Array.isArray(r.actions) || r.actions.length === 0) fail('`actions` must be a non-empty list (pull, push, delete or *)');
-  const actions = r.actions as unknown[];
-  for (const a of actions) {
-    if (typeof a !== 'string' || !KNOWN_ACTIONS.has(a)) fail(`unknown action ${JSON.stringify(a)} (use pull, push, delete or *)`);
-  }
-  let when: CompiledWhen | undefined;
-  let source: string | undefined;
-  if (r.when !== undefined) {
-    if (typeof r.when !== 'string' || r.when.trim() === '') fail('`when` must be a CEL expression string');
-    source = r.when as string;
-    const checked = env.check(source);
+  const parsed = ruleSchema.safeParse(raw);
+  if (!parsed.success) return fail(firstProblem(parsed.error.issues));
+  const rule = parsed.data;
+  let evaluate: CompiledWhen | undefined;
+  if (rule.when !== undefined) {
+    const checked = env.check(rule.when);
     if (!checked.valid) fail(`invalid CEL in \`when\`: ${checked.error?.message ?? 'type check failed'}`);
     if (checked.type !== 'bool' && checked.type !== 'dyn') fail(`\`when\` must evaluate to bool, not ${checked.type}`);
-    when = env.parse(source) as unknown as CompiledWhen;
+    evaluate = env.parse(rule.when) as unknown as CompiledWhen;
   }
-  return { name: r.name as string, effect, actions: [...new Set(actions as string[])], when: source, file, evaluate: when };
+  return { name: rule.name, effect: rule.effect, actions: [...new Set(rule.actions)], when: rule.when, file, evaluate };
 }

@@ -3,6 +3,10 @@ import { Agent, request } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { formatScope, type Scope } from '../oci/scope.js';
+import { TokenCache, type CacheFill } from '../identity/token-cache.js';
+
+/** Byte budget of the upstream-token cache: one entry per distinct scope set, a few thousand fit. */
+const UPSTREAM_TOKEN_CACHE_MAX_BYTES = 8 * 1024 * 1024;
 
 /**
  * Credentials of the proxy itself for the upstream — never the client's. Secrets are re-read from
@@ -52,7 +56,8 @@ export function createUpstreamAuth(upstream: UpstreamConfig, logger: Logger): Up
 /**
  * Answers the upstream's own Bearer challenge (Harbor, Docker Hub, Distribution in token mode):
  * learn realm/service from `GET /v2/`, fetch a token per scope set with our username/password,
- * cache it until shortly before it expires.
+ * cache it until shortly before it expires (bounded, least-recently-used; one fetch per scope set
+ * at a time).
  */
 function registryTokenAuth(upstream: UpstreamConfig, username: string, passwordFile: string, logger: Logger): UpstreamAuth {
   const dispatcher = new Agent({
@@ -61,8 +66,7 @@ function registryTokenAuth(upstream: UpstreamConfig, username: string, passwordF
     bodyTimeout: upstream.timeout,
   });
   let challenge: { realm: string; service?: string } | undefined;
-  const cache = new Map<string, { header: string; until: number }>();
-  const inflight = new Map<string, Promise<string>>();
+  const cache = new TokenCache<string>(UPSTREAM_TOKEN_CACHE_MAX_BYTES);
 
   async function learnChallenge(): Promise<{ realm: string; service?: string }> {
     if (challenge) return challenge;
@@ -75,7 +79,7 @@ function registryTokenAuth(upstream: UpstreamConfig, username: string, passwordF
     return challenge;
   }
 
-  async function fetchToken(scopes: Scope[]): Promise<string> {
+  async function fetchToken(scopes: Scope[]): Promise<CacheFill<string>> {
     const ch = await learnChallenge();
     const url = new URL(ch.realm);
     if (ch.service) url.searchParams.set('service', ch.service);
@@ -91,24 +95,15 @@ function registryTokenAuth(upstream: UpstreamConfig, username: string, passwordF
     // The token spec: a missing expires_in means 60 s, and values below 60 count as 60.
     const ttl = Math.max(60, typeof body.expires_in === 'number' ? body.expires_in : 60);
     const header = `Bearer ${token}`;
-    cache.set(key(scopes), { header, until: Date.now() + (ttl - 10) * 1000 });
-    return header;
+    return { value: header, until: Date.now() + (ttl - 10) * 1000, token: header };
   }
 
   const key = (scopes: Scope[]) => scopes.map(formatScope).sort().join(' ');
 
   return {
     async authorization(scopes) {
-      const k = key(scopes);
-      const hit = cache.get(k);
-      if (hit && hit.until > Date.now()) return hit.header;
-      let p = inflight.get(k);
-      if (!p) {
-        p = fetchToken(scopes).finally(() => inflight.delete(k));
-        inflight.set(k, p);
-      }
       try {
-        return await p;
+        return await cache.getOrLoad(key(scopes), () => fetchToken(scopes));
       } catch (err) {
         logger.error({ err: (err as Error).message }, 'could not obtain an upstream registry token');
         challenge = undefined;

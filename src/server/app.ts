@@ -1,7 +1,7 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { requestContext, type Logger } from '../log.js';
-import { OciError, sendOciError, API_VERSION, API_VERSION_HEADER } from '../oci/errors.js';
+import { OciError, sendOciError } from '../oci/errors.js';
 import { clientIPOf, clientIPResolver } from './client-ip.js';
 import type { Metrics } from './metrics.js';
 
@@ -56,6 +56,44 @@ function requestIdOf(req: IncomingMessage): string {
   return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
 }
 
+/** Counts and logs one request when its response closes (finished, or cut). */
+function recordRequest(req: IncomingMessage, res: ServerResponse, at: { label: string; path: string; requestId: string; started: number }, logger: Logger, metrics?: Metrics): void {
+  const { label, path, requestId, started } = at;
+  metrics?.inFlight.dec();
+  // A response that never finished (the client went away, or the connection was cut) is not
+  // the status it may have started with: counted and logged as "aborted".
+  const completed = res.writableFinished;
+  const status = completed ? res.statusCode : 'aborted';
+  metrics?.httpRequests.inc({ route: label, method: req.method ?? '', status: String(status) });
+  // Probes and scrapes every few seconds would drown the access log: those only at debug. So is
+  // /token: its audit line is the record, and a flood of rate-limited requests (counted in
+  // metrics) must not become a flood of log lines.
+  const level = label === 'v2' || label === 'other' ? 'info' : 'debug';
+  logger[level](
+    {
+      requestId,
+      method: req.method,
+      path: path.length > 512 ? `${path.slice(0, 512)}…` : path,
+      status,
+      ...(!completed && res.headersSent ? { statusSent: res.statusCode } : {}),
+      ms: Math.round((performance.now() - started) * 10) / 10,
+      clientIP: clientIPOf(req),
+      completed,
+    },
+    'request',
+  );
+}
+
+function handlerFor(routes: AppRoutes, label: string, path: string): RouteHandler | undefined {
+  if (label === 'v2') return routes.v2;
+  if (path === '/token') return routes.token;
+  if (path === '/.well-known/jwks.json') return routes.jwks;
+  if (path === '/healthz') return routes.healthz;
+  if (path === '/readyz') return routes.readyz;
+  if (path === '/metrics') return routes.metrics;
+  return routes.extra?.get(path);
+}
+
 /**
  * Dispatches by path; every handler error becomes an OCI error body, never a crash. Each request
  * runs inside `requestContext`, so every log line it causes carries its request id.
@@ -82,31 +120,7 @@ export function createApp(routes: AppRoutes, logger: Logger, metrics?: Metrics, 
     const path = rawUrl.split('?')[0]!;
     const label = routeLabel(path);
     metrics?.inFlight.inc();
-    res.once('close', () => {
-      metrics?.inFlight.dec();
-      // A response that never finished (the client went away, or the connection was cut) is not
-      // the status it may have started with: counted and logged as "aborted".
-      const completed = res.writableFinished;
-      const status = completed ? res.statusCode : 'aborted';
-      metrics?.httpRequests.inc({ route: label, method: req.method ?? '', status: String(status) });
-      // Probes and scrapes every few seconds would drown the access log: those only at debug. So is
-      // /token: its audit line is the record, and a flood of rate-limited requests (counted in
-      // metrics) must not become a flood of log lines.
-      const level = label === 'v2' || label === 'other' ? 'info' : 'debug';
-      logger[level](
-        {
-          requestId,
-          method: req.method,
-          path: path.length > 512 ? `${path.slice(0, 512)}…` : path,
-          status,
-          ...(!completed && res.headersSent ? { statusSent: res.statusCode } : {}),
-          ms: Math.round((performance.now() - started) * 10) / 10,
-          clientIP: clientIPOf(req),
-          completed,
-        },
-        'request',
-      );
-    });
+    res.once('close', () => recordRequest(req, res, { label, path, requestId, started }, logger, metrics));
     const framing = framingProblem(req.method ?? '', label, req.headers);
     if (framing) {
       // The body is never read, so nothing after it on this connection can be trusted: close.
@@ -119,14 +133,7 @@ export function createApp(routes: AppRoutes, logger: Logger, metrics?: Metrics, 
       sendOciError(res, new OciError(503, 'UNAVAILABLE', 'the proxy is shutting down: retry', undefined, { 'Retry-After': '1' }));
       return;
     }
-    let handler: RouteHandler | undefined;
-    if (label === 'v2') handler = routes.v2;
-    else if (path === '/token') handler = routes.token;
-    else if (path === '/.well-known/jwks.json') handler = routes.jwks;
-    else if (path === '/healthz') handler = routes.healthz;
-    else if (path === '/readyz') handler = routes.readyz;
-    else if (path === '/metrics') handler = routes.metrics;
-    else handler = routes.extra?.get(path);
+    const handler = handlerFor(routes, label, path);
     if (!handler) {
       sendOciError(res, new OciError(404, 'UNSUPPORTED', 'not found'));
       return;
@@ -139,11 +146,3 @@ export function createApp(routes: AppRoutes, logger: Logger, metrics?: Metrics, 
       });
   }
 }
-
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
-}
-
-export { API_VERSION, API_VERSION_HEADER };

@@ -1,23 +1,9 @@
-import { BlockList, isIP } from 'node:net';
+import { isIP, type BlockList } from 'node:net';
 import type { IncomingMessage } from 'node:http';
+import { parseTrustedProxies } from '../config/net.js';
 
-/** Parses `10.0.0.0/8`, `fd00::/8` or a single address into BlockList entries; throws on garbage. */
-export function parseTrustedProxies(entries: string[]): BlockList {
-  const list = new BlockList();
-  for (const entry of entries) {
-    const [addr, prefix] = entry.split('/');
-    const family = isIP(addr ?? '');
-    if (family === 0) throw new Error(`"${entry}" is not an IP address or CIDR`);
-    const type = family === 4 ? 'ipv4' : 'ipv6';
-    if (prefix === undefined) list.addAddress(addr!, type);
-    else {
-      const bits = Number(prefix);
-      if (!/^\d+$/.test(prefix) || bits > (family === 4 ? 32 : 128)) throw new Error(`"${entry}" has an invalid prefix length`);
-      list.addSubnet(addr!, bits, type);
-    }
-  }
-  return list;
-}
+// The syntax is the config's to check (config/net.ts); parsed once more here into the BlockList used per request.
+export { parseTrustedProxies };
 
 function normalize(ip: string): string {
   // IPv4-mapped IPv6 (::ffff:1.2.3.4), as dual-stack sockets report IPv4 peers
@@ -34,7 +20,7 @@ function trusted(list: BlockList, ip: string): boolean {
  * balancer); then the right-most X-Forwarded-For entry that is not itself a trusted proxy. Entries
  * left of the first untrusted one are the client's own claims and are never believed.
  */
-export function clientIPResolver(trustedProxies: string[]): (req: IncomingMessage) => string {
+export function clientIPResolver(trustedProxies: readonly string[]): (req: IncomingMessage) => string {
   const list = trustedProxies.length ? parseTrustedProxies(trustedProxies) : undefined;
   return (req) => {
     const cached = (req as IncomingMessage & { clientIP?: string }).clientIP;

@@ -2,7 +2,7 @@ import { Agent, request } from 'undici';
 import { readFileSync } from 'node:fs';
 import type { UpstreamConfig } from '../config/types.js';
 import { silentLogger, type Logger } from '../log.js';
-import { upstreamAuthFailureKind } from '../proxy/forward.js';
+import { upstreamAuthFailureKind } from '../proxy/upstream-failure.js';
 import { createUpstreamAuth } from '../proxy/upstream-auth.js';
 
 /**

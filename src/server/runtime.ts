@@ -1,5 +1,6 @@
+import { extendConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
-import { inClusterIssuer } from '../config/in-cluster.js';
+import { inClusterIssuer } from '../identity/in-cluster.js';
 import type { Logger } from '../log.js';
 import { createIdentityVerifier } from '../identity/verifier.js';
 import type { IdentityVerifier } from '../identity/types.js';
@@ -10,7 +11,8 @@ import { createTokenHandler } from '../token/endpoint.js';
 import { loadKeyRing, type KeyRing } from '../token/keys.js';
 import { createRegistryTokenVerifier } from '../token/verify.js';
 import type { RegistryTokenVerifier } from '../token/types.js';
-import { createApp, sendJson } from './app.js';
+import { sendJson } from '../http/response.js';
+import { createApp, type AppRoutes, type AppState } from './app.js';
 import { createUpstreamProbe } from './health.js';
 import { startListener, type Listener } from './listen.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -44,10 +46,33 @@ export interface RuntimeOptions {
   refetchIntervalMs?: number;
 }
 
-export async function startRuntime(config: Config, logger: Logger, options: RuntimeOptions = {}): Promise<Runtime> {
+/** The process's own endpoints: its public keys, liveness, readiness (with the reasons) and metrics. */
+function serviceRoutes(d: { keys: KeyRing; identity: IdentityVerifier; probe: ReturnType<typeof createUpstreamProbe>; metrics: Metrics; state: AppState }): Omit<AppRoutes, 'token' | 'v2' | 'extra'> {
+  return {
+    jwks: (_req, res) => sendJson(res, 200, d.keys.jwks(), { 'cache-control': 'public, max-age=60' }),
+    healthz: (_req, res) => sendJson(res, 200, { status: 'ok' }),
+    readyz: async (_req, res) => {
+      const reasons: string[] = [];
+      if (d.state.draining) reasons.push('shutting down');
+      if (d.identity.ready && !d.identity.ready()) reasons.push('identity issuer keys not loaded yet');
+      const up = await d.probe.ready();
+      if (!up.ok) reasons.push(up.reason!);
+      sendJson(res, reasons.length ? 503 : 200, reasons.length ? { status: 'not ready', reasons } : { status: 'ready' });
+    },
+    metrics: async (_req, res) => {
+      const text = await d.metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': d.metrics.registry.contentType });
+      res.end(text);
+    },
+  };
+}
+
+export async function startRuntime(loaded: Config, logger: Logger, options: RuntimeOptions = {}): Promise<Runtime> {
+  let config = loaded;
   if (config.issuers.length === 0) {
     const auto = await inClusterIssuer(config.service, { logger, env: options.env, serviceAccountDir: options.serviceAccountDir });
-    if (auto) config.issuers.push(auto);
+    // The Config is frozen: in-cluster mode makes a new one with the cluster's issuer.
+    if (auto) config = extendConfig(config, { issuers: [auto] });
   }
   const policy = loadPolicies(config.policies);
   if (policy.rules.length === 0) logger.warn({ policies: config.policies }, 'no policy rules loaded: every request will be denied');
@@ -70,21 +95,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
     {
       token,
       v2: proxy,
-      jwks: (_req, res) => sendJson(res, 200, keys.jwks(), { 'cache-control': 'public, max-age=60' }),
-      healthz: (_req, res) => sendJson(res, 200, { status: 'ok' }),
-      readyz: async (_req, res) => {
-        const reasons: string[] = [];
-        if (state.draining) reasons.push('shutting down');
-        if (identity.ready && !identity.ready()) reasons.push('identity issuer keys not loaded yet');
-        const up = await probe.ready();
-        if (!up.ok) reasons.push(up.reason!);
-        sendJson(res, reasons.length ? 503 : 200, reasons.length ? { status: 'not ready', reasons } : { status: 'ready' });
-      },
-      metrics: async (_req, res) => {
-        const text = await metrics.registry.metrics();
-        res.writeHead(200, { 'content-type': metrics.registry.contentType });
-        res.end(text);
-      },
+      ...serviceRoutes({ keys, identity, probe, metrics, state }),
     },
     logger,
     metrics,

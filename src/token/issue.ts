@@ -3,7 +3,7 @@ import { SignJWT } from 'jose';
 import type { Identity } from '../identity/types.js';
 import type { Refusal } from '../policy/explain.js';
 import type { KeyRing } from './keys.js';
-import type { AccessEntry } from './types.js';
+import type { AccessEntry } from '../oci/access.js';
 
 export interface IssueOptions {
   /** `iss`: our public URL. */

@@ -1,12 +1,8 @@
 import type { Identity } from '../identity/types.js';
+import type { AccessEntry } from '../oci/access.js';
 import type { Refusal } from '../policy/explain.js';
 
-/** One entry of a registry token's `access` claim, exactly as the Docker token-auth spec defines. */
-export interface AccessEntry {
-  type: string;
-  name: string;
-  actions: string[];
-}
+export type { AccessEntry };
 
 /** Claims of the registry tokens we issue (CONTRACT §5). */
 export interface RegistryTokenClaims {

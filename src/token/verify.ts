@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import type { Identity } from '../identity/types.js';
 import { parseRefusals } from '../policy/explain.js';
@@ -44,47 +43,47 @@ export function createRegistryTokenVerifier(keys: KeyRing, opts: OwnTokenOptions
   const now = opts.now ?? Date.now;
   // Bounded by bytes with least-recently-used eviction: catalog tokens carry a whole identity (`idn`),
   // and emptying the cache when full made every client re-verify at once.
-  const cache = new TokenCache<VerifiedRegistryToken>(opts.cacheMaxBytes);
+  const cache = new TokenCache<VerifiedRegistryToken>(opts.cacheMaxBytes, now);
   const resolve = keyResolver(keys);
   return {
     async verify(token: string): Promise<VerifiedRegistryToken> {
       if (token.length > MAX_TOKEN_BYTES) throw new RegistryTokenError('token too large');
-      const cacheKey = createHash('sha256').update(token).digest('base64url');
-      const hit = cache.get(cacheKey);
-      const nowS = now() / 1000;
-      if (hit) {
-        if (hit.expiresAt + LEEWAY_S > nowS) return hit;
-        cache.delete(cacheKey);
-      }
-      let payload: JWTPayload;
-      try {
-        const header = decodeProtectedHeader(token);
-        if (header.typ !== 'JWT') throw new RegistryTokenError('not a registry token');
-        ({ payload } = await jwtVerify(token, resolve, {
-          issuer: opts.issuer,
-          audience: opts.service,
-          algorithms: ALGS,
-          clockTolerance: LEEWAY_S,
-          currentDate: new Date(now()),
-          requiredClaims: ['exp', 'sub'],
-        }));
-      } catch (err) {
-        if (err instanceof RegistryTokenError) throw err;
-        throw new RegistryTokenError((err as Error).message || 'invalid token');
-      }
-      if (!isAccessList(payload.access)) throw new RegistryTokenError('token has no valid access claim');
-      const verified: VerifiedRegistryToken = {
-        subject: payload.sub!,
-        access: payload.access,
-        expiresAt: payload.exp!,
-        identity: identityFromClaim(payload.idn, payload.exp),
-        // Only ever explains a refusal (never grants): a malformed claim just means no explanation.
-        refused: parseRefusals(payload.refused) ?? [],
-      };
-      cache.set(cacheKey, verified, token);
-      return verified;
+      return cache.getOrLoad(token, async () => {
+        const verified = await verifyRegistryToken(token, resolve, opts, now());
+        // Reused while jose would still accept it: until exp plus the leeway.
+        return { value: verified, until: (verified.expiresAt + LEEWAY_S) * 1000, token };
+      });
     },
     cacheUsage: () => cache.usage(),
+  };
+}
+
+/** Signature by one of our keys, our issuer and service, a live `exp`, and a well-formed `access` claim. */
+async function verifyRegistryToken(token: string, resolve: ReturnType<typeof keyResolver>, opts: OwnTokenOptions, nowMs: number): Promise<VerifiedRegistryToken> {
+  let payload: JWTPayload;
+  try {
+    const header = decodeProtectedHeader(token);
+    if (header.typ !== 'JWT') throw new RegistryTokenError('not a registry token');
+    ({ payload } = await jwtVerify(token, resolve, {
+      issuer: opts.issuer,
+      audience: opts.service,
+      algorithms: ALGS,
+      clockTolerance: LEEWAY_S,
+      currentDate: new Date(nowMs),
+      requiredClaims: ['exp', 'sub'],
+    }));
+  } catch (err) {
+    if (err instanceof RegistryTokenError) throw err;
+    throw new RegistryTokenError((err as Error).message || 'invalid token');
+  }
+  if (!isAccessList(payload.access)) throw new RegistryTokenError('token has no valid access claim');
+  return {
+    subject: payload.sub!,
+    access: payload.access,
+    expiresAt: payload.exp!,
+    identity: identityFromClaim(payload.idn, payload.exp),
+    // Only ever explains a refusal (never grants): a malformed claim just means no explanation.
+    refused: parseRefusals(payload.refused) ?? [],
   };
 }
 

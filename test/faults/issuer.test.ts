@@ -38,10 +38,8 @@ async function issuerProxy(api: KubeApi, extra: Record<string, unknown> = {}, re
 
 async function tokenStatus(p: TestProxy, identity: string): Promise<{ status: number; ms: number; body: { error_description?: string; access_token?: string } }> {
   const started = performance.now();
-  const r = await fetch(`${p.url}/token?service=registry.test&scope=repository:team-a/app:pull`, {
-    headers: { authorization: `Basic ${Buffer.from(`x:${identity}`).toString('base64')}` },
-  });
-  return { status: r.status, ms: performance.now() - started, body: (await r.json()) as never };
+  const r = await p.requestToken(identity, ['repository:team-a/app:pull']);
+  return { status: r.status, ms: performance.now() - started, body: r.body };
 }
 
 async function waitReady(p: TestProxy): Promise<void> {

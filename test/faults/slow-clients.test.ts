@@ -4,6 +4,7 @@ import { connect, type Socket } from 'node:net';
 import { startRecordingUpstream, type RecordingUpstream } from '../fixtures/recording-upstream.js';
 import { parseRaw } from '../helpers/raw-http.js';
 import { startProxy, type TestProxy } from '../helpers/server.js';
+import { basicAuth } from '../support/token.js';
 
 /**
  * Slow and stalled clients (issue 9, item 5): a request body the proxy reads itself has a deadline,
@@ -53,7 +54,6 @@ function get(url: string, localAddress: string, headers: Record<string, string> 
   });
 }
 
-const basic = (identity: string) => `Basic ${Buffer.from(`x:${identity}`).toString('base64')}`;
 const STALLED_TOKEN_POST = 'POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\ngrant_type=pass';
 
 /** Waits until `cond` holds, polling; fails after `ms` (a bound, not a speed assertion). */
@@ -80,8 +80,7 @@ describe('request bodies and idle connections', () => {
       },
     });
     port = Number(new URL(proxy.url).port);
-    const r = await fetch(`${proxy.url}/token?service=registry.test&scope=repository:team-a/app:pull,push`, { headers: { authorization: basic(await proxy.mintIdentity()) } });
-    push = ((await r.json()) as { token: string }).token;
+    push = await proxy.registryToken(['repository:team-a/app:pull,push']);
   });
   afterAll(async () => {
     await proxy.stop();
@@ -202,7 +201,7 @@ describe('connection caps', () => {
     const ping = await get(`${proxy.url}/v2/`, '127.0.0.2');
     expect(ping.status).toBe(401);
     expect((JSON.parse(ping.body) as OciBody).errors[0]!.code).toBe('UNAUTHORIZED');
-    const tok = await get(`${proxy.url}/token?service=registry.test&scope=repository:team-a/app:pull`, '127.0.0.2', { authorization: basic(await proxy.mintIdentity()) });
+    const tok = await get(`${proxy.url}/token?service=registry.test&scope=repository:team-a/app:pull`, '127.0.0.2', { authorization: basicAuth(await proxy.mintIdentity()) });
     expect(tok.status).toBe(200);
     expect(JSON.parse(tok.body).token).toBeTruthy();
 
@@ -253,8 +252,7 @@ describe('aborted requests (item 11)', () => {
   beforeAll(async () => {
     upstream = await startRecordingUpstream();
     proxy = await startProxy({ upstream: upstream.url, config: { limits: { tokenPerClient: { rate: 0 }, tokenGlobal: { rate: 0 } } } });
-    const r = await fetch(`${proxy.url}/token?service=registry.test&scope=repository:team-a/app:pull`, { headers: { authorization: basic(await proxy.mintIdentity()) } });
-    pull = ((await r.json()) as { token: string }).token;
+    pull = await proxy.registryToken(['repository:team-a/app:pull']);
   });
   afterAll(async () => {
     await proxy.stop();

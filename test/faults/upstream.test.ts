@@ -15,13 +15,6 @@ let proxy: TestProxy;
 let pull: string;
 let push: string;
 
-async function token(p: TestProxy, scope: string): Promise<string> {
-  const r = await fetch(`${p.url}/token?service=registry.test&scope=${encodeURIComponent(scope)}`, {
-    headers: { authorization: `Basic ${Buffer.from(`x:${await p.mintIdentity()}`).toString('base64')}` },
-  });
-  return ((await r.json()) as { token: string }).token;
-}
-
 interface Outcome {
   status?: number;
   body: string;
@@ -54,8 +47,8 @@ function attempt(url: string, init: { method?: string; headers?: Record<string, 
 beforeAll(async () => {
   upstream = await startRecordingUpstream();
   proxy = await startProxy({ upstream: upstream.url, config: { upstream: { url: upstream.url, timeout: '1s' }, limits: { tokenPerClient: { rate: 0 } } } });
-  pull = await token(proxy, 'repository:team-a/app:pull');
-  push = await token(proxy, 'repository:team-a/app:pull,push');
+  pull = await proxy.registryToken(['repository:team-a/app:pull']);
+  push = await proxy.registryToken(['repository:team-a/app:pull,push']);
 });
 afterAll(async () => {
   await proxy.stop();
@@ -84,7 +77,7 @@ function errorCode(o: Outcome): string {
 describe('upstream faults', () => {
   it('down: 502 with an OCI body naming the problem', async () => {
     const dead = await startProxy({ upstream: 'http://127.0.0.1:9' });
-    const r = await attempt(`${dead.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${await token(dead, 'repository:team-a/app:pull')}` } });
+    const r = await attempt(`${dead.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${await dead.registryToken(['repository:team-a/app:pull'])}` } });
     expect(r.status).toBe(502);
     expect(errorCode(r)).toBe('UNAVAILABLE');
     expect(r.body).toMatch(/unreachable \(ECONNREFUSED\)/);
@@ -100,7 +93,7 @@ describe('upstream faults', () => {
     await new Promise<void>((r) => rude.listen(0, '127.0.0.1', r));
     const port = (rude.address() as { port: number }).port;
     const p = await startProxy({ upstream: `http://127.0.0.1:${port}`, config: { upstream: { url: `http://127.0.0.1:${port}`, timeout: '1s' } } });
-    const r = await attempt(`${p.url}/v2/team-a/app/blobs/sha256:${'c'.repeat(64)}`, { headers: { authorization: `Bearer ${await token(p, 'repository:team-a/app:pull')}` } });
+    const r = await attempt(`${p.url}/v2/team-a/app/blobs/sha256:${'c'.repeat(64)}`, { headers: { authorization: `Bearer ${await p.registryToken(['repository:team-a/app:pull'])}` } });
     expect(r.status).toBe(502);
     expect(errorCode(r)).toBe('UNAVAILABLE');
     await p.stop();

@@ -1,9 +1,10 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { stringify } from 'yaml';
-import { freePort } from '../fixtures/registry.js';
+import { ciIssuer, TEST_ISSUER } from '../support/issuer.js';
+import { freePort } from '../support/net.js';
+import { fetchRegistryToken } from '../support/token.js';
 import { startProxyProcess, type ProxyProcess } from './proxy-process.js';
 
 /**
@@ -17,8 +18,8 @@ export interface ChildProxy extends ProxyProcess {
 
 export async function startChildProxy(upstream: string, extra: Record<string, unknown> = {}): Promise<ChildProxy> {
   const dir = mkdtempSync(join(tmpdir(), 'rap-child-'));
-  const kp = await generateKeyPair('ES256', { extractable: true });
-  writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(kp.publicKey)), kid: 'c' }] }));
+  const issuer = await ciIssuer();
+  issuer.writeJwks(join(dir, 'jwks.json'));
   writeFileSync(join(dir, 'policy.yaml'), 'rules: [{name: all, actions: [pull, push], when: \'identity.issuerName == "ci"\'}]\n');
   const port = await freePort();
   writeFileSync(
@@ -30,20 +31,12 @@ export async function startChildProxy(upstream: string, extra: Record<string, un
       upstream: { url: upstream },
       policies: join(dir, 'policy.yaml'),
       logLevel: 'warn',
-      issuers: [{ name: 'ci', issuer: 'https://ci.test', jwksFile: join(dir, 'jwks.json') }],
+      issuers: [{ name: 'ci', issuer: TEST_ISSUER, jwksFile: join(dir, 'jwks.json') }],
       ...extra,
     }),
   );
   const proc = await startProxyProcess(join(dir, 'config.yaml'), `http://127.0.0.1:${port}`, { built: true });
   return Object.assign(proc, {
-    async registryToken(scopes: string[]) {
-      const now = Math.floor(Date.now() / 1000);
-      const id = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'c' }).setIssuer('https://ci.test').setAudience('registry.test').setSubject('child').setExpirationTime(now + 600).sign(kp.privateKey);
-      const q = new URLSearchParams({ service: 'registry.test' });
-      for (const s of scopes) q.append('scope', s);
-      const r = await fetch(`${proc.url}/token?${q}`, { headers: { authorization: `Basic ${Buffer.from(`x:${id}`).toString('base64')}` } });
-      if (!r.ok) throw new Error(`token: HTTP ${r.status}`);
-      return ((await r.json()) as { token: string }).token;
-    },
+    registryToken: async (scopes: string[]) => fetchRegistryToken(proc.url, await issuer.mint({ sub: 'child' }), scopes),
   });
 }

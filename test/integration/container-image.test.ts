@@ -5,12 +5,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { stringify } from 'yaml';
 import { bindTestcontainers, buildScratchImage, EngineUnavailable, startDockerd, type Dockerd } from '../fixtures/dockerd.js';
 import { buildOciImage } from '../fixtures/images.js';
 import { freePort, startRegistry, useEngineForRegistries, type Registry } from '../fixtures/registry.js';
-import { requireTool } from '../fixtures/tools.js';
+import { TestIssuer } from '../support/issuer.js';
+import { requireTool } from '../support/tools.js';
 
 /**
  * The project's own Dockerfile, built and run on a private engine. Nothing is pulled: the base
@@ -97,7 +97,7 @@ afterAll(async () => {
 }, 60_000);
 
 describe('the project image (Dockerfile, NODE_IMAGE made locally)', () => {
-  let key: CryptoKey;
+  let issuer: TestIssuer;
   let url: string;
   let host: string;
   let container: { exec(cmd: string[]): Promise<{ output: string; exitCode: number }>; stop(): Promise<unknown> } | undefined;
@@ -105,8 +105,7 @@ describe('the project image (Dockerfile, NODE_IMAGE made locally)', () => {
   beforeAll(async () => {
     if (!engine) return;
     bindTestcontainers(engine);
-    const kp = await generateKeyPair('ES256', { extractable: true });
-    key = kp.privateKey;
+    issuer = await TestIssuer.create({ issuer: 'https://ci.test', audience: 'registry.test', kid: 'img', claims: { sub: 'image-test' } });
     const port = await freePort();
     host = `127.0.0.1:${port}`;
     url = `http://${host}`;
@@ -114,7 +113,7 @@ describe('the project image (Dockerfile, NODE_IMAGE made locally)', () => {
     const etc = join(work, 'etc');
     mkdirSync(etc);
     chmodSync(etc, 0o755);
-    writeFileSync(join(etc, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(kp.publicKey)), kid: 'img', use: 'sig' }] }));
+    issuer.writeJwks(join(etc, 'jwks.json'));
     writeFileSync(join(etc, 'policy.yaml'), 'rules: [{name: ci-pushes-ci, actions: [pull, push], when: \'request.repository.startsWith("ci/")\'}]\n');
     writeFileSync(
       join(etc, 'config.yaml'),
@@ -166,8 +165,7 @@ describe('the project image (Dockerfile, NODE_IMAGE made locally)', () => {
   it('lets skopeo push and pull through it to the registry container', async (ctx) => {
     engineOrSkip(ctx);
     expect(registry.backend).toBe('testcontainers');
-    const now = Math.floor(Date.now() / 1000);
-    const id = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'img' }).setIssuer('https://ci.test').setAudience('registry.test').setSubject('image-test').setIssuedAt(now).setExpirationTime(now + 600).sign(key);
+    const id = await issuer.mint();
     const skopeo = requireTool('skopeo');
     const image = buildOciImage(join(work, 'oci'), { layers: 2, layerBytes: 16 * 1024 });
     await run(skopeo, ['copy', '--quiet', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${host}/ci/app:v1`], { timeout: 60_000 });

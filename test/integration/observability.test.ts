@@ -1,15 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRecordingUpstream, type RecordingUpstream } from '../fixtures/recording-upstream.js';
 import { startProxy, type TestProxy } from '../helpers/server.js';
+import type { TokenAnswer } from '../support/token.js';
 
 /** /metrics, /healthz, /readyz and request ids in logs, read the way Prometheus and an operator read them. */
 let upstream: RecordingUpstream;
 let proxy: TestProxy;
 
-async function token(scopes: string[], claims?: Record<string, unknown>): Promise<Response> {
-  const q = new URLSearchParams({ service: 'registry.test' });
-  for (const s of scopes) q.append('scope', s);
-  return fetch(`${proxy.url}/token?${q}`, { headers: { authorization: `Basic ${Buffer.from(`x:${await proxy.mintIdentity(claims)}`).toString('base64')}` } });
+/** The /token answer for a `ci` identity (these tests count and trace token requests, granted or not). */
+async function token(scopes: string[], claims?: Record<string, unknown>): Promise<TokenAnswer> {
+  return proxy.requestToken(await proxy.mintIdentity(claims), scopes);
 }
 
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -34,7 +34,7 @@ afterAll(async () => {
 
 describe('/metrics', () => {
   it('counts requests by route and status, token decisions by issuer and result, bytes and upstream latency', async () => {
-    const ok = (await (await token(['repository:team-a/app:pull,push'])).json()) as { token: string };
+    const ok = (await token(['repository:team-a/app:pull,push'])).body as { token: string };
     expect((await token(['repository:team-b/app:pull'])).status).toBe(200); // granted nothing: denied
     expect((await token(['repository:team-a/app:pull,delete'])).status).toBe(200); // granted pull only: partial
     const bad = await fetch(`${proxy.url}/token?service=registry.test`, { headers: { authorization: `Basic ${Buffer.from('x:not-a-jwt').toString('base64')}` } });
@@ -99,9 +99,8 @@ describe('/healthz and /readyz', () => {
     const slow = await startRecordingUpstream();
     slow.handle((_req, res) => setTimeout(() => res.end('{}'), 400));
     const p = await startProxy({ upstream: slow.url });
-    const q = new URLSearchParams({ service: 'registry.test', scope: 'repository:team-a/app:pull' });
-    const t = (await (await fetch(`${p.url}/token?${q}`, { headers: { authorization: `Basic ${Buffer.from(`x:${await p.mintIdentity()}`).toString('base64')}` } })).json()) as { token: string };
-    const inflight = fetch(`${p.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${t.token}` } });
+    const pull = await p.registryToken(['repository:team-a/app:pull']);
+    const inflight = fetch(`${p.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${pull}` } });
     await new Promise((r) => setTimeout(r, 150));
     const stopping = p.runtime.stop(3000);
     const res = await inflight;
@@ -132,7 +131,7 @@ describe('request ids', () => {
 
   it('carries the id into upstream failure logs raised from socket events', async () => {
     upstream.handle((_req, res) => res.socket?.destroy());
-    const ok = (await (await token(['repository:team-a/app:pull'])).json()) as { token: string };
+    const ok = (await token(['repository:team-a/app:pull'])).body;
     const r = await fetch(`${proxy.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${ok.token}`, 'x-request-id': 'upstream-fail-1' } });
     expect(r.status).toBe(502);
     const line = proxy.logs.find((l) => l.includes('upstream request failed'));

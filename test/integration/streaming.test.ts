@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blobDigest, pullBlob, pushBlob } from '../../bench/lib/blob.js';
+import { blobDigest, pullBlob, pushBlob } from '../support/blob.js';
 import { startRegistry, type Registry } from '../fixtures/registry.js';
 import { startChildProxy, type ChildProxy } from '../helpers/child-proxy.js';
 

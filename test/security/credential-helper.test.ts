@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { base64url } from 'jose';
 import { DEFAULT_TOKEN_FILES, kubernetesAPIAudience } from '../../src/clients/token-source.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../fixtures/recording-upstream.js';
-import { requireTool } from '../fixtures/tools.js';
+import { requireTool } from '../support/tools.js';
 import { runCli, runCredentialHelper } from '../helpers/cli.js';
 
 /**

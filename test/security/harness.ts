@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { SignJWT, exportJWK, generateKeyPair, base64url, type CryptoKey } from 'jose';
 import { startRecordingUpstream, type RecordingUpstream } from '../fixtures/recording-upstream.js';
 import { startProxy, TEST_ISSUER, type TestProxy } from '../helpers/server.js';
+import { basicAuth, type TokenBody } from '../support/token.js';
 
 /**
  * The attack-suite target: a proxy in front of a recording upstream, trusting two issuers — `ci`
@@ -29,14 +30,7 @@ export interface Target {
   stop(): Promise<void>;
 }
 
-export interface TokenBody {
-  token?: string;
-  access_token?: string;
-  expires_in?: number;
-  errors?: { code: string; message: string }[];
-  error?: string;
-  error_description?: string;
-}
+export type { TokenBody };
 
 export const RSA_ISSUER = 'https://rsa.test';
 
@@ -55,7 +49,6 @@ export async function startTarget(extraConfig: Record<string, unknown> = {}, pol
       ...extraConfig,
     },
   });
-  const basic = (token: string, user = 'x') => `Basic ${Buffer.from(`${user}:${token}`).toString('base64')}`;
   const t: Target = {
     proxy,
     upstream,
@@ -63,18 +56,9 @@ export async function startTarget(extraConfig: Record<string, unknown> = {}, pol
     rsaIssuer: RSA_ISSUER,
     rsaPublicPem,
     rsaPrivate,
-    basic,
-    async tokenFor(identity, scopes, user) {
-      const q = new URLSearchParams({ service: 'registry.test' });
-      for (const s of scopes) q.append('scope', s);
-      const r = await fetch(`${proxy.url}/token?${q}`, { headers: { authorization: basic(identity, user) } });
-      return { status: r.status, body: (await r.json()) as TokenBody, headers: r.headers };
-    },
-    async registryToken(scopes, claims) {
-      const r = await t.tokenFor(await proxy.mintIdentity(claims), scopes);
-      if (r.status !== 200 || !r.body.token) throw new Error(`token request failed: ${r.status}`);
-      return r.body.token;
-    },
+    basic: basicAuth,
+    tokenFor: (identity, scopes, user) => proxy.requestToken(identity, scopes, { user }),
+    registryToken: (scopes, claims) => proxy.registryToken(scopes, claims),
     async mintRsa(claims = {}) {
       const now = Math.floor(Date.now() / 1000);
       return new SignJWT({ team: 'team-a', ...claims })

@@ -4,11 +4,11 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
-import { createCertificateAuthority } from '../../src/pki/certificates.js';
+import { createCertificateAuthority } from '../support/ca.js';
+import { TestIssuer } from '../support/issuer.js';
 import { buildConfig } from '../../src/config/load.js';
 import { discoveredJwksProblem } from '../../src/identity/oidc.js';
-import { bearerTokenOrigins } from '../../src/identity/verifier.js';
+import { bearerTokenOrigins } from '../../src/identity/jwt-source.js';
 import { startProxy, type TestProxy } from '../helpers/server.js';
 
 /**
@@ -35,7 +35,7 @@ const POLICY = `rules: [{name: corp-pulls, actions: [pull], when: 'identity.issu
 let dir: string;
 let caFile: string;
 let tls: { cert: string; key: string };
-let signingKey: CryptoKey;
+let corp: TestIssuer;
 let jwks: string;
 const hosts: FakeHost[] = [];
 const proxies: TestProxy[] = [];
@@ -103,16 +103,14 @@ async function proxyFor(issuerURL: string, extra: Record<string, unknown> = {}):
   return p;
 }
 
-async function mint(issuerURL: string): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'corp-1' }).setIssuer(issuerURL).setAudience('registry.test').setSubject('workload-7').setIssuedAt(now).setExpirationTime(now + 600).sign(signingKey);
+/** An identity token of the `corp` key as issued by `issuerURL` (each test's fake issuer has its own URL). */
+function mint(issuerURL: string): Promise<string> {
+  return corp.mint({ iss: issuerURL });
 }
 
 async function tokenRequest(p: TestProxy, identity: string) {
-  const r = await fetch(`${p.url}/token?service=registry.test&scope=repository:team-a/app:pull`, {
-    headers: { authorization: `Basic ${Buffer.from(`x:${identity}`).toString('base64')}` },
-  });
-  return { status: r.status, body: (await r.json()) as { token?: string; errors?: { code: string; message: string }[] } };
+  const r = await p.requestToken(identity, ['repository:team-a/app:pull']);
+  return { status: r.status, body: r.body };
 }
 
 beforeAll(async () => {
@@ -123,9 +121,8 @@ beforeAll(async () => {
   caFile = join(dir, 'ca.crt');
   writeFileSync(caFile, ca.certPem);
   writeFileSync(join(dir, 'bearer'), `${BEARER}\n`);
-  const pair = await generateKeyPair('ES256', { extractable: true });
-  signingKey = pair.privateKey;
-  jwks = JSON.stringify({ keys: [{ ...(await exportJWK(pair.publicKey)), kid: 'corp-1', use: 'sig', alg: 'ES256' }] });
+  corp = await TestIssuer.create({ issuer: 'https://corp.test', audience: 'registry.test', kid: 'corp-1', jwkAlg: true, claims: { sub: 'workload-7' } });
+  jwks = corp.jwks;
 });
 
 afterEach(async () => {

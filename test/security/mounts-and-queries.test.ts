@@ -5,13 +5,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { pushSmallBlob } from '../../bench/lib/seed.js';
+import { pushSmallBlob } from '../support/seed.js';
 import { buildConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/config/errors.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../fixtures/recording-upstream.js';
 import { buildOciImage } from '../fixtures/images.js';
-import { freePort, startRegistry, type Registry } from '../fixtures/registry.js';
-import { requireTool } from '../fixtures/tools.js';
+import { freePort, type Registry } from '../fixtures/registry.js';
+import { requireTool } from '../support/tools.js';
+import { startRegistryAndProxy, type RegistryAndProxy } from '../helpers/registry-and-proxy.js';
 import { startProxy, type TestProxy } from '../helpers/server.js';
 import { parseRaw, rawRequest, startTarget, type Target } from './harness.js';
 
@@ -166,16 +167,14 @@ describe('`;`-separated and other re-serialized queries', () => {
 });
 
 describe('against a real Distribution registry', () => {
+  let stack: RegistryAndProxy;
   let registry: Registry;
   let proxy: TestProxy;
   beforeAll(async () => {
-    registry = await startRegistry();
-    proxy = await startProxy({ upstream: registry.url });
+    stack = await startRegistryAndProxy();
+    ({ registry, proxy } = stack);
   });
-  afterAll(async () => {
-    await proxy?.stop();
-    await registry?.stop();
-  });
+  afterAll(() => stack?.stop());
 
   it('a form body does not mount a blob from a repository the token cannot pull', async () => {
     const digest = await pushSmallBlob(registry.url, 'team-b/secret', Buffer.from(`secret layer ${Date.now()}`));
@@ -183,9 +182,7 @@ describe('against a real Distribution registry', () => {
     // The registry itself honours a mount named only in a form body (what the proxy must never forward):
     const direct = await fetch(`${registry.url}/v2/team-z/probe/blobs/uploads/`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form });
     expect(direct.status).toBe(201);
-    const id = await proxy.mintIdentity();
-    const tok = await fetch(`${proxy.url}/token?service=registry.test&scope=repository:team-a/app:pull,push`, { headers: { authorization: `Basic ${Buffer.from(`x:${id}`).toString('base64')}` } });
-    const { token } = (await tok.json()) as { token: string };
+    const token = await proxy.registryToken(['repository:team-a/app:pull,push']);
     const mp = multipart({ mount: digest, from: 'team-b/secret' });
     for (const [query, type, body] of [
       ['', 'application/x-www-form-urlencoded', form],
@@ -213,9 +210,7 @@ describe('an upstream under a path prefix', () => {
   beforeAll(async () => {
     upstream = await startRecordingUpstream();
     proxy = await startProxy({ upstream: `${upstream.url}/reg/` });
-    const id = await proxy.mintIdentity();
-    const r = await fetch(`${proxy.url}/token?service=registry.test&scope=repository:team-a/app:pull,push`, { headers: { authorization: `Basic ${Buffer.from(`x:${id}`).toString('base64')}` } });
-    token = ((await r.json()) as { token: string }).token;
+    token = await proxy.registryToken(['repository:team-a/app:pull,push']);
   });
   afterAll(async () => {
     await proxy?.stop();

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { decodeJwt, SignJWT } from 'jose';
 import { DEFAULT_REFRESH_TTL, issueRefreshToken, refreshExpiry } from '../../src/token/issue.js';
 import { buildConfig } from '../../src/config/load.js';
-import { futureIssuedAt } from '../../src/identity/verifier.js';
+import { futureIssuedAt } from '../../src/identity/checks.js';
 import type { Identity } from '../../src/identity/types.js';
 import { startProxy, TEST_ISSUER, testIssuerPrivateKey } from '../helpers/server.js';
 import { startTarget, type Target } from './harness.js';

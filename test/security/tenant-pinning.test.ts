@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { decodeJwt, exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
+import { decodeJwt } from 'jose';
 import { parse as parseYaml } from 'yaml';
 import type { Identity } from '../../src/identity/types.js';
 import { parseScope } from '../../src/oci/scope.js';
@@ -11,6 +11,7 @@ import { compilePolicyText, loadPolicies } from '../../src/policy/load.js';
 import { runCli } from '../helpers/cli.js';
 import { startProxyProcess } from '../helpers/proxy-process.js';
 import { freePort } from '../fixtures/registry.js';
+import { TestIssuer } from '../support/issuer.js';
 import { startTarget, type Target } from './harness.js';
 
 /**
@@ -25,22 +26,21 @@ const GITHUB = 'https://token.actions.githubusercontent.com';
 const GITLAB = 'https://gitlab.com';
 
 let t: Target;
-let key: CryptoKey;
+let tenant: TestIssuer;
 let keyDir: string;
 
-async function mint(iss: string, claims: Record<string, unknown>): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: 'ci-tenant' }).setIssuer(iss).setAudience('registry.test').setSubject(String(claims.sub ?? 'job')).setIssuedAt(now).setExpirationTime(now + 600).sign(key);
+/** A token of `iss` (github or gitlab): both issuer entries trust the one test key. */
+function mint(iss: string, claims: Record<string, unknown>): Promise<string> {
+  return tenant.mint({ ...claims, iss });
 }
 
 const github = (owner: string, ownerId: string, ref = 'refs/heads/main') => ({ sub: `repo:${owner}/web:ref:${ref}`, repository: `${owner}/web`, repository_owner: owner, repository_owner_id: ownerId, repository_id: '99', ref });
 const gitlab = (groupId: string) => ({ sub: 'project_path:acme/web:ref_type:branch:ref:main', project_path: 'acme/web', namespace_path: 'acme', namespace_id: groupId, project_id: '77', ref: 'main' });
 
 beforeAll(async () => {
-  const kp = await generateKeyPair('ES256', { extractable: true });
-  key = kp.privateKey;
+  tenant = await TestIssuer.create({ issuer: GITHUB, audience: 'registry.test', kid: 'ci-tenant', claims: { sub: 'job' } });
   keyDir = mkdtempSync(join(tmpdir(), 'rap-tenant-'));
-  writeFileSync(join(keyDir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(kp.publicKey)), kid: 'ci-tenant', use: 'sig' }] }));
+  tenant.writeJwks(join(keyDir, 'jwks.json'));
   // The real issuer URLs (keys from a file: no network), the shipped examples as the policy.
   t = await startTarget({
     policies: resolve('policies/examples'),

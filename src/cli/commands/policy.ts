@@ -8,6 +8,7 @@ import { formatScope, parseScopes, ScopeError } from '../../oci/scope.js';
 import { lintTenantPinning, type LintIssuer } from '../../policy/lint.js';
 import { loadPolicies, PolicyLoadError } from '../../policy/load.js';
 import type { Decision } from '../../policy/types.js';
+import { grant } from '../../policy/grant.js';
 import { grantResult, refusalOf, type GrantResult } from '../../policy/explain.js';
 import { defaultPolicyPath } from '../../config/load.js';
 import { CliExit } from '../exit.js';
@@ -105,13 +106,10 @@ export function register(program: Command): void {
         throw err;
       }
       const ctx = { service: opts.service ?? config?.service ?? 'registry.example.com', clientIP: opts.clientIp ?? '127.0.0.1' };
-      const decisions = scopes.map((s) => {
-        const d = engine.decide(identity, s, ctx);
-        return { scope: formatScope(s), ...explainDecision(d), granted: d.granted, matched: d.matched };
-      });
+      const decisions = grant(engine, identity, scopes, ctx).decisions.map((d) => ({ scope: formatScope(d.scope), ...explainDecision(d), granted: d.granted, matched: d.matched }));
       // The same tenant-pinning warnings serve logs, on stderr so stdout stays JSON: against the
       // configured issuers, else against the issuer of the identity under test.
-      const issuers: LintIssuer[] = config?.issuers ?? [{ name: identity.issuerName, issuer: identity.issuer, preset: identity.preset }];
+      const issuers: readonly LintIssuer[] = config?.issuers ?? [{ name: identity.issuerName, issuer: identity.issuer, preset: identity.preset }];
       for (const w of lintTenantPinning(engine.rules, issuers)) process.stderr.write(`warning: ${w.message}\n`);
       const { claims: _c, ...shown } = identity;
       process.stdout.write(`${JSON.stringify({ identity: shown, decisions }, null, 2)}\n`);

@@ -1,14 +1,15 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { listenExposureProblem, loadConfig, missingIssuerProblem, SHIPPED_POLICY_PATH, type ServeFlags } from '../../config/load.js';
-import { inClusterIssuer } from '../../config/in-cluster.js';
+import { extendConfig, listenExposureProblem, loadConfig, missingIssuerProblem, SHIPPED_POLICY_PATH, type ServeFlags } from '../../config/load.js';
 import { ConfigError } from '../../config/errors.js';
+import type { Config } from '../../config/types.js';
 import { devStateDir } from '../../dev/defaults.js';
 import type { DevSession } from '../../dev/setup.js';
-import { createLogger } from '../../log.js';
+import { inClusterIssuer } from '../../identity/in-cluster.js';
+import { createLogger, type Logger } from '../../log.js';
 import { lintTenantPinning } from '../../policy/lint.js';
 import { PolicyLoadError } from '../../policy/load.js';
-import { startRuntime } from '../../server/runtime.js';
+import { startRuntime, type Runtime } from '../../server/runtime.js';
 import { CliExit } from '../exit.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -32,74 +33,90 @@ export function register(program: Command): void {
     .option('--dev', 'local trial: embedded dev issuer, allow-all dev policy, listen 127.0.0.1:8080, and (with no upstream configured) an embedded Distribution registry; writes an identity token to <state-dir>/token. Flags and --config still win')
     .option('--state-dir <dir>', '--dev only: registry storage, keys and the token file (env RAP_DEV_STATE_DIR; default $XDG_STATE_HOME/registry-auth-proxy/dev, i.e. ~/.local/state/registry-auth-proxy/dev)')
     .option('--log-level <level>', 'pino level, default info')
-    .action(async (opts: ServeFlags & { stateDir?: string }) => {
-      const { stateDir: stateDirFlag, ...flags } = opts;
-      if (stateDirFlag !== undefined && !flags.dev) throw new CliExit(2, '--state-dir applies to --dev only');
-      const config = loadConfig(flags);
-      const exposure = listenExposureProblem(config);
-      if (exposure) throw new ConfigError(config.file, 'publicURL', exposure);
-      // A person running --dev in a terminal reads the log; machines (and tests) get JSON.
-      const logger = createLogger(config.logLevel, process.stderr, { pretty: config.dev && process.stderr.isTTY === true });
-      let dev: DevSession | undefined;
-      if (config.dev) {
-        // Loaded only for --dev: the rest of the CLI starts without the registry and image code.
-        const [{ setUpDev }, { DevSetupError }, { cliInvocation }] = await Promise.all([import('../../dev/setup.js'), import('../../dev/registry.js'), import('../../dev/banner.js')]);
-        const stateDir = devStateDir(stateDirFlag);
-        try {
-          dev = await setUpDev(config, { stateDir, logger, cli: cliInvocation(), verifyArgs: stateDir === devStateDir(undefined) ? [] : ['--state-dir', stateDir] });
-        } catch (err) {
-          if (err instanceof DevSetupError) throw new CliExit(2, `--dev: ${err.message}`);
-          throw err;
-        }
-      }
-      // No issuer outside a pod: nothing could ever be accepted, so refuse to start rather than
-      // listen, say ready and refuse everyone. Inside a pod the cluster's own issuer is the default.
-      if (missingIssuerProblem(config)) {
-        const auto = await inClusterIssuer(config.service, { logger });
-        if (auto) config.issuers.push(auto);
-        const problem = missingIssuerProblem(config);
-        if (problem) throw new ConfigError(config.file, 'issuers', problem);
-      }
-      if (config.policies === SHIPPED_POLICY_PATH) {
-        logger.info({ policies: config.policies }, 'no policy configured and no ./policies here: using the shipped default policy (deny by default; Kubernetes service accounts may pull and push under <their namespace>/, nobody deletes under releases/; nothing else is granted)');
-      } else {
-        logger.info({ policies: resolve(config.policies) }, 'loading policies');
-      }
-      let runtime;
-      try {
-        runtime = await startRuntime(config, logger);
-      } catch (err) {
-        if (err instanceof PolicyLoadError) throw new CliExit(2, `policy error: ${err.message}`);
-        if (err instanceof ConfigError) throw err;
-        if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new CliExit(1, `cannot listen on ${config.listen.host}:${config.listen.port}: address in use`);
-        throw err;
-      }
-      // Rules for GitHub/GitLab/Google issuers that never pin the owner grant to strangers: say so loudly.
-      for (const w of lintTenantPinning(runtime.policy.rules, config.issuers)) {
-        logger.warn({ file: w.file, rule: w.rule, issuer: w.issuer, preset: w.preset, ownerPinned: w.pinned }, w.message);
-      }
-      if (dev) process.stderr.write(dev.banner);
-      await new Promise<void>((resolve) => {
-        let stopping = false;
-        const stop = (signal: string) => {
-          if (stopping) return;
-          stopping = true;
-          logger.info({ signal }, 'shutting down: finishing in-flight requests');
-          runtime!.stop().then(resolve, resolve);
-        };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
-        // Without its registry the dev proxy can only answer 502: stop and say why instead.
-        void dev?.registry?.exited.then(({ code, signal }) => {
-          if (stopping) return;
-          logger.error({ code, signal, log: dev!.registry!.logTail() }, 'the embedded registry exited: stopping');
-          process.exitCode = 1;
-          stop('embedded registry exited');
-        });
-      });
-      await dev?.stop();
-      logger.info('stopped');
-      // Everything is closed; should a stray handle linger, it must not hold the pod in Terminating.
-      setTimeout(() => process.exit(process.exitCode ?? 0), 500).unref();
+    .action(serve);
+}
+
+async function serve(opts: ServeFlags & { stateDir?: string }): Promise<void> {
+  const { stateDir: stateDirFlag, ...flags } = opts;
+  if (stateDirFlag !== undefined && !flags.dev) throw new CliExit(2, '--state-dir applies to --dev only');
+  const loaded = loadConfig(flags);
+  const exposure = listenExposureProblem(loaded);
+  if (exposure) throw new ConfigError(loaded.file, 'publicURL', exposure);
+  // A person running --dev in a terminal reads the log; machines (and tests) get JSON.
+  const logger = createLogger(loaded.logLevel, process.stderr, { pretty: loaded.dev && process.stderr.isTTY === true });
+  // The loaded Config is frozen: --dev and in-cluster mode each hand back an extended one.
+  const dev = loaded.dev ? await startDev(loaded, stateDirFlag, logger) : undefined;
+  const config = await withSomeIssuer(dev?.config ?? loaded, logger);
+  if (config.policies === SHIPPED_POLICY_PATH) {
+    logger.info({ policies: config.policies }, 'no policy configured and no ./policies here: using the shipped default policy (deny by default; Kubernetes service accounts may pull and push under <their namespace>/, nobody deletes under releases/; nothing else is granted)');
+  } else {
+    logger.info({ policies: resolve(config.policies) }, 'loading policies');
+  }
+  let runtime;
+  try {
+    runtime = await startRuntime(config, logger);
+  } catch (err) {
+    if (err instanceof PolicyLoadError) throw new CliExit(2, `policy error: ${err.message}`);
+    if (err instanceof ConfigError) throw err;
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new CliExit(1, `cannot listen on ${config.listen.host}:${config.listen.port}: address in use`);
+    throw err;
+  }
+  // Rules for GitHub/GitLab/Google issuers that never pin the owner grant to strangers: say so loudly.
+  for (const w of lintTenantPinning(runtime.policy.rules, config.issuers)) {
+    logger.warn({ file: w.file, rule: w.rule, issuer: w.issuer, preset: w.preset, ownerPinned: w.pinned }, w.message);
+  }
+  if (dev) process.stderr.write(dev.banner);
+  await untilStopped(runtime, dev, logger);
+  await dev?.stop();
+  logger.info('stopped');
+  // Everything is closed; should a stray handle linger, it must not hold the pod in Terminating.
+  setTimeout(() => process.exit(process.exitCode ?? 0), 500).unref();
+}
+
+/** --dev: the embedded issuer, registry and kept keys, as a session holding the extended config. */
+async function startDev(config: Config, stateDirFlag: string | undefined, logger: Logger): Promise<DevSession> {
+  // Loaded only for --dev: the rest of the CLI starts without the registry and image code.
+  const [{ setUpDev }, { DevSetupError }, { cliInvocation }] = await Promise.all([import('../../dev/setup.js'), import('../../dev/registry.js'), import('../../dev/banner.js')]);
+  const stateDir = devStateDir(stateDirFlag);
+  try {
+    return await setUpDev(config, { stateDir, logger, cli: cliInvocation(), verifyArgs: stateDir === devStateDir(undefined) ? [] : ['--state-dir', stateDir] });
+  } catch (err) {
+    if (err instanceof DevSetupError) throw new CliExit(2, `--dev: ${err.message}`);
+    throw err;
+  }
+}
+
+/**
+ * No issuer outside a pod: nothing could ever be accepted, so refuse to start rather than listen,
+ * say ready and refuse everyone. Inside a pod the cluster's own issuer is the default.
+ */
+async function withSomeIssuer(config: Config, logger: Logger): Promise<Config> {
+  if (!missingIssuerProblem(config)) return config;
+  const auto = await inClusterIssuer(config.service, { logger });
+  const extended = auto ? extendConfig(config, { issuers: [auto] }) : config;
+  const problem = missingIssuerProblem(extended);
+  if (problem) throw new ConfigError(extended.file, 'issuers', problem);
+  return extended;
+}
+
+/** Resolves once the runtime stopped: on SIGTERM/SIGINT, or when --dev's embedded registry dies. */
+function untilStopped(runtime: Runtime, dev: DevSession | undefined, logger: Logger): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'shutting down: finishing in-flight requests');
+      runtime.stop().then(resolve, resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    // Without its registry the dev proxy can only answer 502: stop and say why instead.
+    void dev?.registry?.exited.then(({ code, signal }) => {
+      if (stopping) return;
+      logger.error({ code, signal, log: dev.registry!.logTail() }, 'the embedded registry exited: stopping');
+      process.exitCode = 1;
+      stop('embedded registry exited');
     });
+  });
 }

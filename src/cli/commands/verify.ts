@@ -45,7 +45,7 @@ export function register(program: Command): void {
     .option('--dev', 'trust the issuer of `registry-auth-proxy --dev` (its JWKS in the dev state directory)')
     .option('--state-dir <dir>', 'with --dev: the dev state directory (env RAP_DEV_STATE_DIR; default as for serve --dev)')
     .action(async (jwt: string, opts: VerifyFlags) => {
-      let issuers: IssuerConfig[];
+      let issuers: readonly IssuerConfig[];
       if (opts.stateDir !== undefined && !opts.dev) throw new CliExit(2, 'verify: --state-dir applies to --dev only');
       if (opts.dev) {
         // serve --dev wrote its issuer (name, iss, audience, JWKS file) as a config file there.

@@ -3,24 +3,23 @@ import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { runCli } from '../../helpers/cli.js';
 import { startKubeApi, type KubeApi } from '../../fixtures/kube-api.js';
+import { TestIssuer } from '../../support/issuer.js';
 
 let dir: string;
 let api: KubeApi;
-let key: CryptoKey;
+let issuer: TestIssuer;
 
-async function token(claims: Record<string, unknown>): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ iss: 'https://ci.test', aud: 'registry.test', sub: 'repo:acme/web:ref:refs/heads/main', exp: now + 300, ...claims }).setProtectedHeader({ alg: 'ES256', kid: 'k' }).sign(key);
+/** A GitHub-Actions-shaped identity token of the config's `github` issuer. */
+function token(claims: Record<string, unknown>): Promise<string> {
+  return issuer.mint(claims, { ttl: 300 });
 }
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'rap-cli-'));
-  const kp = await generateKeyPair('ES256', { extractable: true });
-  key = kp.privateKey;
-  writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(kp.publicKey)), kid: 'k' }] }));
+  issuer = await TestIssuer.create({ issuer: 'https://ci.test', audience: 'registry.test', kid: 'k', claims: { sub: 'repo:acme/web:ref:refs/heads/main' } });
+  issuer.writeJwks(join(dir, 'jwks.json'));
   writeFileSync(
     join(dir, 'config.yaml'),
     `service: registry.test\npolicies: ${join(process.cwd(), 'policies/examples/github-actions.yaml')}\nissuers:\n  - {name: github, issuer: https://ci.test, preset: github-actions, jwksFile: ${join(dir, 'jwks.json')}}\n`,

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildOciImage, type OciImage } from '../../fixtures/images.js';
 import { freePort, startRegistry, type Registry } from '../../fixtures/registry.js';
-import { requireTool } from '../../fixtures/tools.js';
+import { requireTool } from '../../support/tools.js';
 import { ROOT } from '../../helpers/cli.js';
 
 /**

@@ -7,9 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { base64url } from 'jose';
 import { buildOciImage } from '../../fixtures/images.js';
-import { startRegistry, type Registry } from '../../fixtures/registry.js';
-import { requireTool } from '../../fixtures/tools.js';
-import { startProxy, type TestProxy } from '../../helpers/server.js';
+import { requireTool } from '../../support/tools.js';
+import { startRegistryAndProxy, type RegistryAndProxy } from '../../helpers/registry-and-proxy.js';
+import type { TestProxy } from '../../helpers/server.js';
 
 /**
  * The docker-credential-helpers protocol as Docker, podman, skopeo and buildah speak it (their
@@ -134,23 +134,20 @@ describe('store, erase, list, version', () => {
 });
 
 describe('real clients with the helper configured (credHelpers)', () => {
-  let registry: Registry;
+  let stack: RegistryAndProxy;
   let proxy: TestProxy;
   let binDir: string;
 
   beforeAll(async () => {
-    registry = await startRegistry();
-    proxy = await startProxy({ upstream: registry.url });
+    stack = await startRegistryAndProxy();
+    proxy = stack.proxy;
     // what `npm install -g` puts on PATH: the helper under its protocol name
     binDir = join(dir, 'bin');
     mkdirSync(binDir, { recursive: true });
     writeFileSync(join(binDir, 'docker-credential-registry-auth-proxy'), `#!/bin/sh\nexec "${process.execPath}" "${BIN}" "$@"\n`);
     chmodSync(join(binDir, 'docker-credential-registry-auth-proxy'), 0o755);
   });
-  afterAll(async () => {
-    await proxy?.stop();
-    await registry?.stop();
-  });
+  afterAll(() => stack?.stop());
 
   it('podman login and logout succeed and keep nothing; pushes still get the identity token from the helper', async () => {
     const podman = requireTool('podman');

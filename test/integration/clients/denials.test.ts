@@ -6,8 +6,9 @@ import { startContainerd, type Containerd } from '../../fixtures/containerd.js';
 import { EngineUnavailable, runClient, startDockerdOrReason, type Dockerd } from '../../fixtures/dockerd.js';
 import { buildOciImage, type OciImage } from '../../fixtures/images.js';
 import { startPodman, type Podman } from '../../fixtures/podman.js';
-import { startRegistry, type Registry } from '../../fixtures/registry.js';
-import { requireTool } from '../../fixtures/tools.js';
+import type { Registry } from '../../fixtures/registry.js';
+import { requireTool } from '../../support/tools.js';
+import { startRegistryAndProxy, type RegistryAndProxy } from '../../helpers/registry-and-proxy.js';
 import { startProxy, type TestProxy } from '../../helpers/server.js';
 
 /**
@@ -38,6 +39,7 @@ const PUSH_SHARED = `${WHO} push on repository shared/base: no rule grants push`
 const PULL_TEAM_B = `${WHO} pull on repository team-b/app: no rule grants pull`;
 const DELETE_RELEASES = `${WHO} * (every action) on repository releases/app: denied by rule nobody-deletes-releases`;
 
+let stack: RegistryAndProxy;
 let registry: Registry;
 let proxy: TestProxy;
 let work: string;
@@ -51,11 +53,9 @@ async function sk(args: string[]) {
 
 /** A registry token for `scopes`, as a client gets it from /token. */
 async function tokenFor(p: TestProxy, scopes: string[]): Promise<string> {
-  const q = new URLSearchParams({ service: 'registry.test' });
-  for (const s of scopes) q.append('scope', s);
-  const res = await fetch(`${p.url}/token?${q}`, { headers: { authorization: `Basic ${Buffer.from(`x:${id}`).toString('base64')}` } });
+  const res = await p.requestToken(id, scopes);
   expect(res.status).toBe(200);
-  return ((await res.json()) as { token: string }).token;
+  return res.body.token!;
 }
 
 /** Nothing of a refused request reached the upstream. */
@@ -65,8 +65,8 @@ function upstreamSaw(fragment: string): boolean {
 
 beforeAll(async () => {
   skopeo = requireTool('skopeo');
-  registry = await startRegistry();
-  proxy = await startProxy({ upstream: registry.url, policy: POLICY });
+  stack = await startRegistryAndProxy({ policy: POLICY });
+  ({ registry, proxy } = stack);
   work = mkdtempSync(join(tmpdir(), 'rap-denials-'));
   image = buildOciImage(join(work, 'image'), { layers: 1, layerBytes: 16 * 1024, tag: 'v1' });
   id = await proxy.mintIdentity({}, { ttl: 1800 });
@@ -79,8 +79,7 @@ beforeAll(async () => {
   expect(r.code, r.out).toBe(0);
 });
 afterAll(async () => {
-  await proxy?.stop();
-  await registry?.stop();
+  await stack?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
@@ -289,8 +288,7 @@ describe('explainDenials: false', () => {
     expect(pull.out).toContain('reading manifest v1 in');
     expect(pull.out).toContain('denied: requested access to the resource is denied');
     // the token itself carries no rule names either (the client can read its payload)
-    const q = new URLSearchParams({ service: 'registry.test', scope: 'repository:releases/app:*' });
-    const t = ((await (await fetch(`${quiet.url}/token?${q}`, { headers: { authorization: `Basic ${Buffer.from(`x:${idq}`).toString('base64')}` } })).json()) as { token: string }).token;
+    const t = (await quiet.requestToken(idq, ['repository:releases/app:*'])).body.token!;
     expect(Buffer.from(t.split('.')[1]!, 'base64url').toString()).not.toContain('nobody-deletes-releases');
     expect(Buffer.from(t.split('.')[1]!, 'base64url').toString()).toContain('"refused"');
   });

@@ -9,9 +9,10 @@ import { decodeJwt } from 'jose';
 import { startDockerdOrReason, type CliResult, type Dockerd } from '../../fixtures/dockerd.js';
 import { buildOciImage } from '../../fixtures/images.js';
 import { startPodmanOrReason, type Podman } from '../../fixtures/podman.js';
-import { startRegistry, useEngineForRegistries, type Registry } from '../../fixtures/registry.js';
-import { requireTool } from '../../fixtures/tools.js';
-import { startProxy, type TestProxy } from '../../helpers/server.js';
+import { useEngineForRegistries, type Registry } from '../../fixtures/registry.js';
+import { requireTool } from '../../support/tools.js';
+import { startRegistryAndProxy, type RegistryAndProxy } from '../../helpers/registry-and-proxy.js';
+import type { TestProxy } from '../../helpers/server.js';
 
 /**
  * Docker (CLI + a private dockerd 20.10) and podman 4.3 through the proxy, against a real
@@ -25,6 +26,7 @@ const HELPER_BIN = fileURLToPath(new URL('../../../bin/docker-credential-registr
 
 let engine: Dockerd | string;
 let podman: Podman | string;
+let stack: RegistryAndProxy;
 let registry: Registry;
 let proxy: TestProxy;
 let work: string;
@@ -47,9 +49,7 @@ function ok(r: CliResult): CliResult {
 
 /** What the proxy answers, in its OCI error `message`, when this identity asks for `actions` on `repo` and then makes the request. */
 async function denialMessage(identity: string, repo: string, actions: string, method: string, path: string): Promise<string> {
-  const q = new URLSearchParams({ service: 'registry.test', scope: `repository:${repo}:${actions}` });
-  const t = await fetch(`${proxy.url}/token?${q}`, { headers: { authorization: `Basic ${Buffer.from(`x:${identity}`).toString('base64')}` } });
-  const { token } = (await t.json()) as { token: string };
+  const { token } = (await proxy.requestToken(identity, [`repository:${repo}:${actions}`])).body;
   const res = await fetch(`${proxy.url}/v2/${repo}/${path}`, { method, headers: { authorization: `Bearer ${token}` } });
   const body = (await res.json()) as { errors: { code: string; message: string }[] };
   expect(body.errors[0]!.code).toBe('DENIED');
@@ -61,8 +61,8 @@ beforeAll(async () => {
   podman = await startPodmanOrReason();
   // registries of this file run through testcontainers on the private engine (the binary without it)
   if (typeof engine !== 'string') await useEngineForRegistries(engine);
-  registry = await startRegistry();
-  proxy = await startProxy({ upstream: registry.url });
+  stack = await startRegistryAndProxy();
+  ({ registry, proxy } = stack);
   work = mkdtempSync(join(tmpdir(), 'rap-docker-podman-'));
   // made offline: an OCI layout of random layers, turned into a docker-archive by skopeo
   const image = buildOciImage(join(work, 'oci'), { layers: 2, layerBytes: 32 * 1024 });
@@ -75,8 +75,7 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
-  await proxy?.stop();
-  await registry?.stop();
+  await stack?.stop();
   if (typeof podman === 'object') await podman.stop();
   if (typeof engine === 'object') await engine.stop();
   if (work) rmSync(work, { recursive: true, force: true });

@@ -7,21 +7,21 @@ import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { startContainerd, type Containerd } from '../../fixtures/containerd.js';
 import { buildOciImage } from '../../fixtures/images.js';
-import { startRegistry, type Registry } from '../../fixtures/registry.js';
-import { requireTool } from '../../fixtures/tools.js';
+import { requireTool } from '../../support/tools.js';
 import { runCli } from '../../helpers/cli.js';
-import { startProxy, type TestProxy } from '../../helpers/server.js';
+import { startRegistryAndProxy, type RegistryAndProxy } from '../../helpers/registry-and-proxy.js';
+import type { TestProxy } from '../../helpers/server.js';
 
 const run = promisify(execFile);
 const HELPER_ENTRY = fileURLToPath(new URL('../../helpers/credential-helper-entry.ts', import.meta.url));
-let registry: Registry;
+let stack: RegistryAndProxy;
 let proxy: TestProxy;
 let dir: string;
 let binDir: string;
 
 beforeAll(async () => {
-  registry = await startRegistry();
-  proxy = await startProxy({ upstream: registry.url });
+  stack = await startRegistryAndProxy();
+  proxy = stack.proxy;
   dir = mkdtempSync(join(tmpdir(), 'rap-clients-'));
   // the helper on PATH under the name docker and skopeo look for
   binDir = join(dir, 'bin');
@@ -30,10 +30,7 @@ beforeAll(async () => {
   writeFileSync(wrapper, `#!/bin/sh\nexec "${process.execPath}" --import tsx "${HELPER_ENTRY}" "$@"\n`);
   chmodSync(wrapper, 0o755);
 });
-afterAll(async () => {
-  await proxy?.stop();
-  await registry?.stop();
-});
+afterAll(() => stack?.stop());
 
 describe('Docker credential helper with skopeo (no password on the command line)', () => {
   it('pushes and pulls, and keeps working after the token file rotates', async () => {

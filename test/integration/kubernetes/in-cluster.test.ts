@@ -13,8 +13,8 @@ let saDir: string;
 const basic = (t: string) => `Basic ${Buffer.from(`x:${t}`).toString('base64')}`;
 
 async function tokenFor(proxy: TestProxy, identity: string, scope: string) {
-  const res = await fetch(`${proxy.url}/token?service=registry.test&scope=${encodeURIComponent(scope)}`, { headers: { authorization: basic(identity) } });
-  return { status: res.status, body: (await res.json()) as Record<string, any> };
+  const r = await proxy.requestToken(identity, [scope]);
+  return { status: r.status, body: r.body as Record<string, any> };
 }
 
 beforeAll(async () => {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildOciImage } from '../../fixtures/images.js';
 import { startRegistry, type Registry } from '../../fixtures/registry.js';
-import { requireTool } from '../../fixtures/tools.js';
+import { requireTool } from '../../support/tools.js';
 import { runCli } from '../../helpers/cli.js';
 import { startProxy, type TestProxy } from '../../helpers/server.js';
 

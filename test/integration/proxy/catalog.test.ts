@@ -1,13 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seedManifest } from '../../../bench/lib/seed.js';
-import { startRegistry, type Registry } from '../../fixtures/registry.js';
-import { DEFAULT_TEST_POLICY, startProxy, type TestProxy } from '../../helpers/server.js';
+import { seedManifest } from '../../support/seed.js';
+import { startRegistryAndProxy, type RegistryAndProxy } from '../../helpers/registry-and-proxy.js';
+import { DEFAULT_TEST_POLICY, type TestProxy } from '../../helpers/server.js';
 
 /**
  * The catalog through the proxy against a real registry: a token granted `registry:catalog:*` sees
  * only the repositories its identity may pull — filtered as the list streams through.
  */
-let registry: Registry;
+let stack: RegistryAndProxy;
 let proxy: TestProxy;
 
 const POLICY = `${DEFAULT_TEST_POLICY}
@@ -17,34 +17,27 @@ const POLICY = `${DEFAULT_TEST_POLICY}
 `;
 
 async function catalog(team: string, query = ''): Promise<{ status: number; body: { repositories: string[] }; link: string | null }> {
-  const id = await proxy.mintIdentity({ team });
-  const t = await fetch(`${proxy.url}/token?service=registry.test&scope=registry:catalog:*`, { headers: { authorization: `Basic ${Buffer.from(`x:${id}`).toString('base64')}` } });
-  const { token } = (await t.json()) as { token: string };
+  const token = await proxy.registryToken(['registry:catalog:*'], { team });
   const r = await fetch(`${proxy.url}/v2/_catalog${query}`, { headers: { authorization: `Bearer ${token}`, 'accept-encoding': 'gzip' } });
   return { status: r.status, body: (await r.json()) as { repositories: string[] }, link: r.headers.get('link') };
 }
 
 async function catalogRaw(team: string, query: string): Promise<{ status: number; body: { errors: { code: string; message: string }[] } }> {
-  const id = await proxy.mintIdentity({ team });
-  const t = await fetch(`${proxy.url}/token?service=registry.test&scope=registry:catalog:*`, { headers: { authorization: `Basic ${Buffer.from(`x:${id}`).toString('base64')}` } });
-  const { token } = (await t.json()) as { token: string };
+  const token = await proxy.registryToken(['registry:catalog:*'], { team });
   const r = await fetch(`${proxy.url}/v2/_catalog${query}`, { headers: { authorization: `Bearer ${token}` } });
   return { status: r.status, body: (await r.json()) as { errors: { code: string; message: string }[] } };
 }
 
 beforeAll(async () => {
-  registry = await startRegistry();
-  for (const repo of ['shared/base', 'team-a/app', 'team-a/tools', 'team-b/secret']) await seedManifest(registry.url, repo);
-  proxy = await startProxy({ upstream: registry.url, policy: POLICY });
+  stack = await startRegistryAndProxy({ policy: POLICY });
+  proxy = stack.proxy;
+  for (const repo of ['shared/base', 'team-a/app', 'team-a/tools', 'team-b/secret']) await seedManifest(stack.registry.url, repo);
 });
-afterAll(async () => {
-  await proxy?.stop();
-  await registry?.stop();
-});
+afterAll(() => stack?.stop());
 
 describe('catalog filtering', () => {
   it('lists only what each identity may pull', async () => {
-    const direct = (await (await fetch(`${registry.url}/v2/_catalog`)).json()) as { repositories: string[] };
+    const direct = (await (await fetch(`${stack.registry.url}/v2/_catalog`)).json()) as { repositories: string[] };
     expect(direct.repositories).toEqual(['shared/base', 'team-a/app', 'team-a/tools', 'team-b/secret']);
     const a = await catalog('team-a');
     expect(a.status).toBe(200);

@@ -6,18 +6,18 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startContainerd, type Containerd } from '../../fixtures/containerd.js';
 import { buildOciImage } from '../../fixtures/images.js';
-import { startRegistry, type Registry } from '../../fixtures/registry.js';
-import { requireTool } from '../../fixtures/tools.js';
-import { startProxy, type TestProxy } from '../../helpers/server.js';
+import { requireTool } from '../../support/tools.js';
+import { startRegistryAndProxy, type RegistryAndProxy } from '../../helpers/registry-and-proxy.js';
+import type { TestProxy } from '../../helpers/server.js';
 
 const run = promisify(execFile);
-let registry: Registry;
+let stack: RegistryAndProxy;
 let proxy: TestProxy;
 let containerd: Containerd;
 
 beforeAll(async () => {
-  registry = await startRegistry();
-  proxy = await startProxy({ upstream: registry.url });
+  stack = await startRegistryAndProxy();
+  proxy = stack.proxy;
   containerd = await startContainerd();
   const image = buildOciImage(join(mkdtempSync(join(tmpdir(), 'rap-ctr-')), 'img'), { layers: 2 });
   const id = await proxy.mintIdentity();
@@ -25,8 +25,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await containerd?.stop();
-  await proxy?.stop();
-  await registry?.stop();
+  await stack?.stop();
 });
 
 describe('containerd (the resolver kubelet\'s CRI plugin uses)', () => {

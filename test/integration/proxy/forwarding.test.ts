@@ -14,14 +14,6 @@ let proxy: TestProxy;
 let pullToken: string;
 let pushToken: string;
 
-async function registryToken(p: TestProxy, scopes: string[]): Promise<string> {
-  const id = await p.mintIdentity();
-  const q = new URLSearchParams({ service: 'registry.test' });
-  for (const s of scopes) q.append('scope', s);
-  const res = await fetch(`${p.url}/token?${q}`, { headers: { authorization: `Basic ${Buffer.from(`x:${id}`).toString('base64')}` } });
-  return ((await res.json()) as { token: string }).token;
-}
-
 const raw = (port: number, text: string): Promise<string> => rawRequest(port, text);
 
 beforeAll(async () => {
@@ -29,8 +21,8 @@ beforeAll(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'rap-fwd-'));
   writeFileSync(join(dir, 'pw'), 's3cret\n');
   proxy = await startProxy({ upstream: upstream.url, config: { upstream: { url: upstream.url, timeout: '1s', auth: { type: 'basic', username: 'robot', passwordFile: join(dir, 'pw') } } } });
-  pullToken = await registryToken(proxy, ['repository:team-a/app:pull']);
-  pushToken = await registryToken(proxy, ['repository:team-a/app:pull,push']);
+  pullToken = await proxy.registryToken(['repository:team-a/app:pull']);
+  pushToken = await proxy.registryToken(['repository:team-a/app:pull,push']);
 });
 afterAll(async () => {
   await proxy.stop();
@@ -154,7 +146,7 @@ describe('forwarding hygiene', () => {
     expect(slow.status).toBe(504);
     expect(((await slow.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe('UNAVAILABLE');
     const dead = await startProxy({ upstream: 'http://127.0.0.1:1' });
-    const t = await registryToken(dead, ['repository:team-a/app:pull']);
+    const t = await dead.registryToken(['repository:team-a/app:pull']);
     const down = await fetch(`${dead.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${t}` } });
     expect(down.status).toBe(502);
     expect(((await down.json()) as { errors: { code: string; message: string }[] }).errors[0]!.message).toMatch(/unreachable/);

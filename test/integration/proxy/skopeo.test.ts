@@ -4,12 +4,14 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { startRegistry, type Registry } from '../../fixtures/registry.js';
+import type { Registry } from '../../fixtures/registry.js';
 import { buildOciImage, type OciImage } from '../../fixtures/images.js';
-import { requireTool } from '../../fixtures/tools.js';
-import { startProxy, type TestProxy } from '../../helpers/server.js';
+import { requireTool } from '../../support/tools.js';
+import { startRegistryAndProxy, type RegistryAndProxy } from '../../helpers/registry-and-proxy.js';
+import type { TestProxy } from '../../helpers/server.js';
 
 const run = promisify(execFile);
+let stack: RegistryAndProxy;
 let registry: Registry;
 let proxy: TestProxy;
 let image: OciImage;
@@ -26,25 +28,14 @@ async function sk(args: string[]): Promise<{ ok: boolean; out: string }> {
   }
 }
 
-async function token(scopes: string[], claims: Record<string, unknown> = {}): Promise<string> {
-  const id = await proxy.mintIdentity(claims);
-  const q = new URLSearchParams({ service: 'registry.test' });
-  for (const s of scopes) q.append('scope', s);
-  const res = await fetch(`${proxy.url}/token?${q}`, { headers: { authorization: `Basic ${Buffer.from(`x:${id}`).toString('base64')}` } });
-  return ((await res.json()) as { token: string }).token;
-}
-
 beforeAll(async () => {
   skopeo = requireTool('skopeo');
-  registry = await startRegistry();
-  proxy = await startProxy({ upstream: registry.url });
+  stack = await startRegistryAndProxy();
+  ({ registry, proxy } = stack);
   work = mkdtempSync(join(tmpdir(), 'rap-skopeo-'));
   image = buildOciImage(join(work, 'image'), { layers: 3, layerBytes: 256 * 1024 });
 });
-afterAll(async () => {
-  await proxy?.stop();
-  await registry?.stop();
-});
+afterAll(() => stack?.stop());
 
 describe('skopeo through the proxy against a real Distribution registry', () => {
   it('pushes and pulls a multi-layer image with an identity token as the password', async () => {
@@ -94,7 +85,7 @@ describe('skopeo through the proxy against a real Distribution registry', () => 
   });
 
   it('streams a chunked upload (POST, PATCH, PATCH, PUT) with one token', async () => {
-    const t = await token(['repository:team-a/chunked:pull,push']);
+    const t = await proxy.registryToken(['repository:team-a/chunked:pull,push']);
     const auth = { authorization: `Bearer ${t}` };
     const start = await fetch(`${proxy.url}/v2/team-a/chunked/blobs/uploads/`, { method: 'POST', headers: auth });
     expect(start.status).toBe(202);
@@ -120,19 +111,15 @@ describe('skopeo through the proxy against a real Distribution registry', () => 
 
   it('mounts across repositories only when `from` may be pulled', async () => {
     // a layer as the registry stores it (skopeo compresses layers on push)
-    const reader = await token(['repository:team-a/app:pull']);
+    const reader = await proxy.registryToken(['repository:team-a/app:pull']);
     const manifest = (await (await fetch(`${proxy.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${reader}`, accept: 'application/vnd.oci.image.manifest.v1+json' } })).json()) as { layers: { digest: string }[] };
     const layer = manifest.layers[0]!.digest;
     // allowed: team-a/app → team-a/mounted
-    const ok = await token(['repository:team-a/mounted:pull,push', 'repository:team-a/app:pull']);
+    const ok = await proxy.registryToken(['repository:team-a/mounted:pull,push', 'repository:team-a/app:pull']);
     const r1 = await fetch(`${proxy.url}/v2/team-a/mounted/blobs/uploads/?mount=${layer}&from=team-a/app`, { method: 'POST', headers: { authorization: `Bearer ${ok}` } });
     expect(r1.status).toBe(201);
     // refused: from a repository of another team → the mount is not forwarded; a plain upload starts
-    const id2 = await proxy.mintIdentity({ team: 'team-c' });
-    const q = new URLSearchParams({ service: 'registry.test' });
-    q.append('scope', 'repository:team-c/stolen:pull,push');
-    q.append('scope', 'repository:team-a/app:pull');
-    const t2 = ((await (await fetch(`${proxy.url}/token?${q}`, { headers: { authorization: `Basic ${Buffer.from(`x:${id2}`).toString('base64')}` } })).json()) as { token: string }).token;
+    const t2 = await proxy.registryToken(['repository:team-c/stolen:pull,push', 'repository:team-a/app:pull'], { team: 'team-c' });
     const r2 = await fetch(`${proxy.url}/v2/team-c/stolen/blobs/uploads/?mount=${layer}&from=team-a/app`, { method: 'POST', headers: { authorization: `Bearer ${t2}` } });
     expect(r2.status).toBe(202);
     const head = await fetch(`${proxy.url}/v2/team-c/stolen/blobs/${layer}`, { method: 'HEAD', headers: { authorization: `Bearer ${t2}` } });
@@ -149,7 +136,7 @@ describe('skopeo through the proxy against a real Distribution registry', () => 
     expect(ping.headers.get('www-authenticate')).toBe(`Bearer realm="${proxy.url}/token",service="registry.test"`);
     const bad = await fetch(`${proxy.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: 'Bearer abc.def.ghi' } });
     expect(bad.headers.get('www-authenticate')).toContain(',error="invalid_token"');
-    const weak = await token(['repository:team-a/app:pull']);
+    const weak = await proxy.registryToken(['repository:team-a/app:pull']);
     const put = await fetch(`${proxy.url}/v2/team-a/app/manifests/v2`, { method: 'PUT', headers: { authorization: `Bearer ${weak}`, 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body: '{}' });
     expect(put.status).toBe(401);
     expect(put.headers.get('www-authenticate')).toBe(`Bearer realm="${proxy.url}/token",service="registry.test",scope="repository:team-a/app:pull,push",error="insufficient_scope"`);
@@ -159,12 +146,12 @@ describe('skopeo through the proxy against a real Distribution registry', () => 
 
   it('passes the catalog only to tokens granted registry:catalog:*', async () => {
     // asked for and refused by the policy: 403 with the reason (a new token would not help)
-    const noCat = await token(['registry:catalog:*']);
+    const noCat = await proxy.registryToken(['registry:catalog:*']);
     const r = await fetch(`${proxy.url}/v2/_catalog`, { headers: { authorization: `Bearer ${noCat}` } });
     expect(r.status).toBe(403);
     expect(((await r.json()) as { errors: { code: string; message: string }[] }).errors[0]).toMatchObject({ code: 'DENIED', message: expect.stringContaining('no rule grants *') });
     // never asked for: Distribution's challenge, so the client fetches a token for it
-    const other = await fetch(`${proxy.url}/v2/_catalog`, { headers: { authorization: `Bearer ${await token(['repository:team-a/app:pull'])}` } });
+    const other = await fetch(`${proxy.url}/v2/_catalog`, { headers: { authorization: `Bearer ${await proxy.registryToken(['repository:team-a/app:pull'])}` } });
     expect(other.status).toBe(401);
     expect(other.headers.get('www-authenticate')).toContain('scope="registry:catalog:*",error="insufficient_scope"');
   });

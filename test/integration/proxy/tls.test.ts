@@ -4,10 +4,10 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { createCertificateAuthority } from '../../../src/pki/certificates.js';
+import { createCertificateAuthority } from '../../support/ca.js';
 import { buildOciImage } from '../../fixtures/images.js';
 import { startRegistry, type Registry } from '../../fixtures/registry.js';
-import { requireTool } from '../../fixtures/tools.js';
+import { requireTool } from '../../support/tools.js';
 import { startProxy, type TestProxy } from '../../helpers/server.js';
 
 const run = promisify(execFile);

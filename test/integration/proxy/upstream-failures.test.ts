@@ -4,12 +4,12 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { generateKeyPair, SignJWT } from 'jose';
 import { startContainerd, type Containerd } from '../../fixtures/containerd.js';
 import { buildOciImage } from '../../fixtures/images.js';
 import { freePort, startRegistry, type Registry } from '../../fixtures/registry.js';
-import { requireTool } from '../../fixtures/tools.js';
+import { requireTool } from '../../support/tools.js';
 import { startProxy, type TestProxy } from '../../helpers/server.js';
+import { TestIssuer } from '../../support/issuer.js';
 
 /**
  * Issue 10, "start-up that tells the truth": Debian's stock registry config has htpasswd auth, so a
@@ -84,9 +84,7 @@ describe('/readyz checks that the upstream accepts the proxy\'s own credentials'
 describe('5xx answers say which side failed', () => {
   it('the OCI body and the status line, without the upstream\'s address or error text', async () => {
     const pull = async (p: TestProxy) => {
-      const q = new URLSearchParams({ service: 'registry.test', scope: 'repository:team-a/app:pull' });
-      const id = await p.mintIdentity();
-      const { token } = (await (await fetch(`${p.url}/token?${q}`, { headers: { authorization: `Basic ${Buffer.from(`x:${id}`).toString('base64')}` } })).json()) as { token: string };
+      const token = await p.registryToken(['repository:team-a/app:pull']);
       const r = await fetch(`${p.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${token}` } });
       return { status: r.status, statusText: r.statusText, text: await r.text() };
     };
@@ -136,13 +134,12 @@ describe('5xx answers say which side failed', () => {
     const issuer = `http://127.0.0.1:${port}`;
     const p = await startProxy({ upstream: registry.url, config: { issuers: [{ name: 'offline', issuer }] } });
     try {
-      const { privateKey } = await generateKeyPair('ES256');
-      const id = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'k' }).setIssuer(issuer).setAudience('registry.test').setSubject('s').setExpirationTime('10m').sign(privateKey);
-      const r = await fetch(`${p.url}/token?service=registry.test&scope=repository:team-a/app:pull`, { headers: { authorization: `Basic ${Buffer.from(`x:${id}`).toString('base64')}` } });
+      const offline = await TestIssuer.create({ issuer, audience: 'registry.test', kid: 'k', claims: { sub: 's' } });
+      const r = await p.requestToken(await offline.mint(), ['repository:team-a/app:pull']);
       // Docker and ctr print the status line: "503 Service Unavailable (identity issuer unavailable)"
       expect(r.status).toBe(503);
       expect(r.statusText).toBe('Service Unavailable (identity issuer unavailable)');
-      const body = (await r.json()) as { errors: { code: string; message: string }[] };
+      const body = r.body as { errors: { code: string; message: string }[] };
       expect(body.errors[0]).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/^identity token refused: keys of issuer .* (are not available yet|could not be fetched)/) });
       expect(((await (await fetch(`${p.url}/readyz`)).json()) as { reasons: string[] }).reasons).toContain('identity issuer keys not loaded yet');
     } finally {

@@ -11,7 +11,7 @@ import { selfSignedCertificateForKey } from '../../../src/pki/certificates.js';
 import { generatePrivateKeyPem, signingKeyFromPem } from '../../../src/token/keys.js';
 import { buildOciImage } from '../../fixtures/images.js';
 import { startRegistry, freePort, type Registry } from '../../fixtures/registry.js';
-import { requireTool } from '../../fixtures/tools.js';
+import { requireTool } from '../../support/tools.js';
 import { startProxy, type TestProxy } from '../../helpers/server.js';
 
 const run = promisify(execFile);
@@ -112,9 +112,7 @@ describe('an upstream in token mode (Harbor, Docker Hub, Distribution auth: toke
 
   it('still refuses what the policy forbids before the upstream is asked', async () => {
     const before = issued.length;
-    const id = await proxy.mintIdentity();
-    const q = new URLSearchParams({ service: 'registry.test', scope: 'repository:team-b/x:pull' });
-    const t = ((await (await fetch(`${proxy.url}/token?${q}`, { headers: { authorization: `Basic ${Buffer.from(`x:${id}`).toString('base64')}` } })).json()) as { token: string }).token;
+    const t = await proxy.registryToken(['repository:team-b/x:pull']);
     const r = await fetch(`${proxy.url}/v2/team-b/x/manifests/latest`, { headers: { authorization: `Bearer ${t}` } });
     // refused by policy at /token, so the registry call is a 403 DENIED naming the reason
     expect(r.status).toBe(403);

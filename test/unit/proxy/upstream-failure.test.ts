@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { upstreamAuthFailureKind, upstreamFailure } from '../../../src/proxy/forward.js';
+import { upstreamAuthFailureKind, upstreamFailure } from '../../../src/proxy/upstream-failure.js';
 import { judgeAuthFailure, judgeUpstreamAnswer } from '../../../src/server/health.js';
 
 /** The pure decisions behind "502/503 bodies say which side failed" and /readyz's credentials check. */

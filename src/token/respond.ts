@@ -1,0 +1,99 @@
+import type { ServerResponse } from 'node:http';
+import type { Identity } from '../identity/types.js';
+import { sendJson } from '../http/response.js';
+import { API_VERSION, API_VERSION_HEADER, oauthError, sendOciError, type OciError } from '../oci/errors.js';
+import { formatScope, type Scope } from '../oci/scope.js';
+import type { Grant } from '../policy/grant.js';
+import type { Admission } from '../server/rate-limit.js';
+import type { TokenRequest } from './request.js';
+
+/** Respond: the decision value → the audit line and the one answer. */
+
+/** The token endpoint's answer body (Docker token-auth spec, plus OAuth2's `access_token`). */
+export interface TokenBody {
+  token: string;
+  access_token: string;
+  expires_in: number;
+  issued_at: string;
+  refresh_token?: string;
+}
+
+export interface TokenGranted {
+  kind: 'granted';
+  request: TokenRequest;
+  scopes: Scope[];
+  who: Identity;
+  grant: Grant;
+  body: TokenBody;
+}
+
+export interface TokenRefused {
+  kind: 'refused';
+  error: OciError;
+  /** Why, for the audit line: the identity failure's reason, else the OAuth2 error. */
+  reason: string;
+  request?: TokenRequest;
+  scopes: Scope[];
+  who?: Identity;
+}
+
+/** What the endpoint decided for one request, with everything its audit line records. */
+export type TokenOutcome = TokenGranted | TokenRefused;
+
+/** Token answers are credentials (or about them): never cached (RFC 6749 §5.1). */
+const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' };
+
+/** The audit line of one decision; never the token. Pure. */
+export function auditLine(outcome: TokenOutcome, clientIP: string): Record<string, unknown> {
+  const requested = outcome.scopes.map(formatScope);
+  if (outcome.kind === 'refused') {
+    const { error, reason, who, request } = outcome;
+    return { audit: 'token', result: 'refused', status: error.status, reason, message: error.message, issuer: who?.issuerName, clientId: request?.clientId, clientIP, requested };
+  }
+  const { grant, who, request } = outcome;
+  return {
+    audit: 'token',
+    result: grant.result,
+    grant: request.grantType,
+    issuer: who.issuerName,
+    subject: who.subject,
+    clientId: request.clientId,
+    clientIP,
+    requested,
+    granted: grant.access.map((a) => `${a.type}:${a.name}:${a.actions.join(',')}`),
+    refused: grant.refused.map((r) => `${r.type}:${r.name}:${r.actions.map((a) => a.action).join(',')}`),
+    rules: grant.matched,
+    refresh: outcome.body.refresh_token !== undefined,
+  };
+}
+
+/** The metric labels of one decision. Pure. */
+export function decisionLabels(outcome: TokenOutcome): { issuer: string; result: string } {
+  if (outcome.kind === 'refused') return { issuer: outcome.who?.issuerName ?? 'unknown', result: 'refused' };
+  return { issuer: outcome.who.issuerName, result: outcome.grant.result };
+}
+
+/** 429 for a request over its budget, saying when to retry. Pure. */
+export function rateLimitedError(admission: Admission & { ok: false }, clientIP: string): OciError {
+  const message =
+    admission.scope === 'client'
+      ? `too many token requests from ${clientIP}: retry in ${admission.retryAfterSeconds}s (clients should reuse a token until expires_in)`
+      : `the token service is at capacity: retry in ${admission.retryAfterSeconds}s`;
+  return oauthError(429, 'TOOMANYREQUESTS', 'temporarily_unavailable', message, { 'retry-after': String(admission.retryAfterSeconds) });
+}
+
+/** 500: what a client is told when issuing failed on our side (the cause is logged). */
+export function internalError(): OciError {
+  return oauthError(500, 'UNKNOWN', 'server_error', 'internal error while issuing the token');
+}
+
+/** Writes a token endpoint error (both the OCI and the OAuth2 shape). */
+export function sendTokenError(res: ServerResponse, error: OciError): void {
+  sendOciError(res, error, NO_STORE);
+}
+
+/** Writes the answer to one decision: the token, or the refusal. */
+export function sendTokenOutcome(res: ServerResponse, outcome: TokenOutcome): void {
+  if (outcome.kind === 'refused') sendTokenError(res, outcome.error);
+  else sendJson(res, 200, outcome.body, { ...NO_STORE, [API_VERSION_HEADER]: API_VERSION });
+}

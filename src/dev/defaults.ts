@@ -1,9 +1,6 @@
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 
-// --dev's listener and policy are config defaults (config/ imports nothing of ours): re-exported.
-export { DEV_LISTEN, DEV_POLICY_PATH } from '../config/defaults.js';
-
 /** Name of the embedded issuer (what policies see as identity.issuerName). */
 export const DEV_ISSUER_NAME = 'dev';
 

@@ -7,8 +7,6 @@ import { issuerConfig } from '../config/issuer-schema.js';
 import type { Config, IssuerConfig } from '../config/types.js';
 import { DEV_ISSUER_NAME, type DevPaths } from './defaults.js';
 
-export { DEV_POLICY_PATH } from './defaults.js';
-
 export interface DevIssuer {
   issuer: IssuerConfig;
   token: string;

@@ -79,31 +79,29 @@ function keysNeed(
   return 'fetch';
 }
 
-/**
- * OIDC discovery (`<issuer>/.well-known/openid-configuration`) → `jwks_uri` → JWKS, cached.
- * An unknown `kid` triggers a refetch (rate-limited); keys missing from a refetched JWKS are gone.
- */
-export function oidcKeySource(issuer: IssuerConfig, options: OidcKeySourceOptions): KeySource {
-  const now = options.now ?? Date.now;
-  const refetchInterval = options.refetchIntervalMs ?? DEFAULT_REFETCH_INTERVAL_MS;
-  const maxAge = options.maxAgeMs ?? DEFAULT_MAX_AGE_MS;
-  let jwksURI = issuer.jwksURI;
-  let jwks: JSONWebKeySet | undefined;
-  let resolver: KeyResolver | undefined;
-  let fetchedAt = 0;
-  let lastAttempt = -Infinity;
-  let inflight: Promise<void> | undefined;
+/** One issuer's cached keys and the fetch that refreshes them: at most one under way at a time. */
+class OidcKeyCache {
+  jwks: JSONWebKeySet | undefined;
+  resolver: KeyResolver | undefined;
+  private jwksURI: string | undefined;
+  private fetchedAt = 0;
+  private lastAttempt = -Infinity;
+  private inflight: Promise<void> | undefined;
+  private readonly now: () => number;
+  private readonly limits: { maxAge: number; refetchInterval: number };
 
-  async function load(): Promise<void> {
-    lastAttempt = now();
-    if (!jwksURI) jwksURI = await discoverJwksURI(issuer.issuer, options.http);
-    const doc = await fetchJwks(jwksURI, options.http);
-    [jwks, resolver, fetchedAt] = [doc, localResolver(doc), now()];
-    options.logger.info({ issuer: issuer.name, keys: doc.keys.length }, 'issuer keys loaded');
+  constructor(
+    private readonly issuer: IssuerConfig,
+    private readonly options: OidcKeySourceOptions,
+  ) {
+    this.now = options.now ?? Date.now;
+    this.limits = { maxAge: options.maxAgeMs ?? DEFAULT_MAX_AGE_MS, refetchInterval: options.refetchIntervalMs ?? DEFAULT_REFETCH_INTERVAL_MS };
+    this.jwksURI = issuer.jwksURI;
   }
 
-  function refreshOnce(): Promise<void> {
-    inflight ??= load()
+  refreshOnce(): Promise<void> {
+    const { issuer, options } = this;
+    this.inflight ??= this.load()
       .then(
         () => options.onFetch?.(issuer.name, true),
         (err: unknown) => {
@@ -112,33 +110,51 @@ export function oidcKeySource(issuer: IssuerConfig, options: OidcKeySourceOption
         },
       )
       .finally(() => {
-        inflight = undefined;
+        this.inflight = undefined;
       });
-    return inflight;
+    return this.inflight;
   }
 
-  async function ensure(kid: string | undefined): Promise<void> {
+  /** Makes sure the cached keys may answer a token with `kid` (see keysNeed), fetching if they must. */
+  async ensure(kid: string | undefined): Promise<void> {
+    const { issuer, options } = this;
     // A fetch already under way (start-up warm-up, a concurrent request) answers for this one too.
-    if (inflight) await inflight.catch(() => undefined);
-    const next = keysNeed({ jwks, fetchedAt, lastAttempt }, kid, now(), { maxAge, refetchInterval });
+    if (this.inflight) await this.inflight.catch(() => undefined);
+    const next = keysNeed({ jwks: this.jwks, fetchedAt: this.fetchedAt, lastAttempt: this.lastAttempt }, kid, this.now(), this.limits);
     if (next === 'use') return;
     if (next === 'unavailable') throw new IdentityError('issuer_unavailable', `keys of issuer ${issuer.issuer} are not available yet (last fetch failed; retrying shortly)`, issuer.name);
     try {
-      await refreshOnce();
+      await this.refreshOnce();
     } catch (err) {
       options.logger.warn({ issuer: issuer.name, err: (err as Error).message }, 'fetching issuer keys failed');
       // The cause (URLs, socket errors of the inside) is for the log and the operator's CLI, not for /token's anonymous caller.
-      if (jwks === undefined) throw new IdentityError('issuer_unavailable', `keys of issuer ${issuer.issuer} could not be fetched (the proxy's log says why); try again shortly`, issuer.name, (err as Error).message);
+      if (this.jwks === undefined) throw new IdentityError('issuer_unavailable', `keys of issuer ${issuer.issuer} could not be fetched (the proxy's log says why); try again shortly`, issuer.name, (err as Error).message);
       // keep verifying with the cached keys while the issuer is down
     }
   }
 
+  private async load(): Promise<void> {
+    const { issuer, options } = this;
+    this.lastAttempt = this.now();
+    if (!this.jwksURI) this.jwksURI = await discoverJwksURI(issuer.issuer, options.http);
+    const doc = await fetchJwks(this.jwksURI, options.http);
+    [this.jwks, this.resolver, this.fetchedAt] = [doc, localResolver(doc), this.now()];
+    options.logger.info({ issuer: issuer.name, keys: doc.keys.length }, 'issuer keys loaded');
+  }
+}
+
+/**
+ * OIDC discovery (`<issuer>/.well-known/openid-configuration`) → `jwks_uri` → JWKS, cached.
+ * An unknown `kid` triggers a refetch (rate-limited); keys missing from a refetched JWKS are gone.
+ */
+export function oidcKeySource(issuer: IssuerConfig, options: OidcKeySourceOptions): KeySource {
+  const cache = new OidcKeyCache(issuer, options);
   return {
-    ready: () => jwks !== undefined,
-    refresh: refreshOnce,
+    ready: () => cache.jwks !== undefined,
+    refresh: () => cache.refreshOnce(),
     resolver: async (header, token) => {
-      await ensure(header.kid);
-      return resolver!(header, token);
+      await cache.ensure(header.kid);
+      return cache.resolver!(header, token);
     },
   };
 }

@@ -1,9 +1,6 @@
 import type { Preset } from '../config/types.js';
 import type { Identity } from './types.js';
 
-// Preset data is configuration (config/ fills issuer defaults from it): re-exported for identity's users.
-export { PRESET_ISSUERS, WELL_KNOWN_JWKS_URIS } from '../config/presets.js';
-
 /** The configured issuer a token was verified against. */
 export interface IssuerRef {
   issuerName: string;

@@ -11,6 +11,129 @@ const isWs = (c: string): boolean => c === ' ' || c === '\t' || c === '\n' || c 
 
 type State = 'open' | 'key' | 'colon' | 'bracket' | 'first' | 'string' | 'after' | 'next' | 'close' | 'end' | 'done';
 
+/** One move between tokens: on `char`, go to `to` and write `out`. */
+type Move = readonly [char: string, to: State, out: string];
+
+/**
+ * The moves between tokens, where JSON white space waits and any other character fails. `end` has
+ * none: nothing may follow the document (a second one would be read by lenient parsers).
+ */
+const MOVES: Partial<Record<State, readonly Move[]>> = {
+  open: [['{', 'key', '']],
+  colon: [[':', 'bracket', '']],
+  bracket: [['[', 'first', '{"repositories":[']],
+  first: [
+    ['"', 'string', ''],
+    [']', 'close', ']'],
+  ],
+  next: [['"', 'string', '']],
+  after: [
+    [',', 'next', ''],
+    [']', 'close', ']'],
+  ],
+  close: [['}', 'end', '}']],
+  end: [],
+};
+
+/** Where `c` leads from a state between tokens: a move, `'wait'` (white space) or `'fail'`. */
+function moveBetweenTokens(state: State, c: string): Move | 'wait' | 'fail' {
+  const move = MOVES[state]?.find(([char]) => char === c);
+  return move ?? (isWs(c) ? 'wait' : 'fail');
+}
+
+/** Output that ends the document validly from `state`. */
+function closing(state: State): string {
+  switch (state) {
+    case 'open':
+    case 'key':
+    case 'colon':
+    case 'bracket':
+      return '{"repositories":[]}';
+    case 'first':
+    case 'string':
+    case 'after':
+    case 'next':
+      return ']}';
+    case 'close':
+      return '}';
+    default:
+      return '';
+  }
+}
+
+/** A complete JSON string token decoded, or `undefined` when it is not valid JSON. */
+function decodeName(token: string): string | undefined {
+  try {
+    const decoded: unknown = JSON.parse(token);
+    return typeof decoded === 'string' ? decoded : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The tokenizer's state across chunks: never more than the key or one name is held. */
+class CatalogScanner {
+  state: State = 'open';
+  private key = '';
+  private name = '';
+  private escaped = false;
+  private kept = 0;
+
+  constructor(private readonly allow: (name: string) => boolean) {}
+
+  /** The output for the next piece of the body. */
+  feed(text: string): string {
+    let out = '';
+    for (let i = 0; i < text.length && this.state !== 'done'; i++) out += this.step(text[i]!);
+    return out;
+  }
+
+  /** Ends the document where it stands; nothing after this passes. */
+  end(): string {
+    const out = closing(this.state);
+    this.state = 'done';
+    return out;
+  }
+
+  private step(c: string): string {
+    if (this.state === 'key') return this.keyChar(c);
+    if (this.state === 'string') return this.nameChar(c);
+    const move = moveBetweenTokens(this.state, c);
+    if (move === 'fail') return this.end();
+    if (move === 'wait') return '';
+    const [, to, out] = move;
+    if (to === 'string') this.name = '"';
+    this.state = to;
+    return out;
+  }
+
+  private keyChar(c: string): string {
+    if (this.key === '' && isWs(c)) return '';
+    this.key += c;
+    if (this.key === KEY) this.state = 'colon';
+    else if (!KEY.startsWith(this.key)) return this.end();
+    return '';
+  }
+
+  private nameChar(c: string): string {
+    this.name += c;
+    if (this.escaped) this.escaped = false;
+    else if (c === '\\') this.escaped = true;
+    else if (c === '"') return this.nameEnded();
+    else if (this.name.length > MAX_NAME) return this.end();
+    return '';
+  }
+
+  private nameEnded(): string {
+    const decoded = decodeName(this.name);
+    this.name = '';
+    if (decoded === undefined) return this.end();
+    this.state = 'after';
+    if (!this.allow(decoded)) return '';
+    return (this.kept++ ? ',' : '') + JSON.stringify(decoded);
+  }
+}
+
 /**
  * Streams a `/v2/_catalog` answer through, dropping the names `allow` refuses. Never holds more
  * than one name: the document is tokenized as it arrives, whatever the chunk boundaries.
@@ -22,125 +145,15 @@ type State = 'open' | 'key' | 'colon' | 'bracket' | 'first' | 'string' | 'after'
  * passed were allowed ones.
  */
 export function createCatalogFilter(allow: (name: string) => boolean): Transform {
-  let state: State = 'open';
-  let key = '';
-  let name = '';
-  let escaped = false;
-  let kept = 0;
+  const scanner = new CatalogScanner(allow);
   const decoder = new StringDecoder('utf8');
-
-  /** Output that ends the document validly from the current state. */
-  const closing = (): string => {
-    switch (state) {
-      case 'open':
-      case 'key':
-      case 'colon':
-      case 'bracket':
-        return '{"repositories":[]}';
-      case 'first':
-      case 'string':
-      case 'after':
-      case 'next':
-        return ']}';
-      case 'close':
-        return '}';
-      default:
-        return '';
-    }
-  };
-
-  function feed(text: string): string {
-    let out = '';
-    /** Anything unexpected: close what is open and drop the rest. */
-    const fail = (): void => {
-      out += closing();
-      state = 'done';
-    };
-    for (let i = 0; i < text.length && state !== 'done'; i++) {
-      const c = text[i]!;
-      switch (state) {
-        case 'open':
-          if (c === '{') state = 'key';
-          else if (!isWs(c)) fail();
-          break;
-        case 'key':
-          if (key === '' && isWs(c)) break;
-          key += c;
-          if (key === KEY) state = 'colon';
-          else if (!KEY.startsWith(key)) fail();
-          break;
-        case 'colon':
-          if (c === ':') state = 'bracket';
-          else if (!isWs(c)) fail();
-          break;
-        case 'bracket':
-          if (c === '[') {
-            out += '{"repositories":[';
-            state = 'first';
-          } else if (!isWs(c)) fail();
-          break;
-        case 'first':
-        case 'next':
-          if (c === '"') {
-            state = 'string';
-            name = '"';
-          } else if (c === ']' && state === 'first') {
-            out += ']';
-            state = 'close';
-          } else if (!isWs(c)) fail();
-          break;
-        case 'string': {
-          name += c;
-          if (escaped) escaped = false;
-          else if (c === '\\') escaped = true;
-          else if (c === '"') {
-            let decoded: unknown;
-            try {
-              decoded = JSON.parse(name);
-            } catch {
-              decoded = undefined;
-            }
-            name = '';
-            if (typeof decoded !== 'string') {
-              state = 'after';
-              fail();
-              break;
-            }
-            state = 'after';
-            if (allow(decoded)) out += (kept++ ? ',' : '') + JSON.stringify(decoded);
-          } else if (name.length > MAX_NAME) fail();
-          break;
-        }
-        case 'after':
-          if (c === ',') state = 'next';
-          else if (c === ']') {
-            out += ']';
-            state = 'close';
-          } else if (!isWs(c)) fail();
-          break;
-        case 'close':
-          if (c === '}') {
-            out += '}';
-            state = 'end';
-          } else if (!isWs(c)) fail();
-          break;
-        case 'end':
-          // Nothing may follow the document (a second one would be read by lenient parsers).
-          if (!isWs(c)) state = 'done';
-          break;
-      }
-    }
-    return out;
-  }
-
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
-      const out = feed(decoder.write(chunk));
+      const out = scanner.feed(decoder.write(chunk));
       cb(null, out || undefined);
     },
     flush(cb) {
-      const out = feed(decoder.end()) + closing();
-      state = 'done';
+      const out = scanner.feed(decoder.end()) + scanner.end();
       cb(null, out || undefined);
     },
   });

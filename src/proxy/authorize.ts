@@ -10,7 +10,7 @@ import type { Scope } from '../oci/scope.js';
 import { denialDetail, denialMessage, refusalsFor, requesterOf } from '../policy/explain.js';
 import { grant } from '../policy/grant.js';
 import type { PolicyEngine } from '../policy/types.js';
-import { clientIPOf } from '../server/client-ip.js';
+import { clientIPOf } from '../http/client-ip.js';
 import { RegistryTokenError, type RegistryTokenVerifier, type VerifiedRegistryToken } from '../token/types.js';
 
 /**

@@ -9,7 +9,7 @@ import { sendOciError } from '../oci/errors.js';
 import { clientConnectionHeaders, clientWantsClose, forwardsFraming, rewriteResponseHeaders, scrubRequestHeaders } from './headers.js';
 import { createIdleWatchdog, type Exchange } from './idle-watchdog.js';
 import { upstreamFailureError } from './upstream-failure.js';
-import { clientIPOf } from '../server/client-ip.js';
+import { clientIPOf } from '../http/client-ip.js';
 
 type Watchdog = ReturnType<typeof createIdleWatchdog>;
 

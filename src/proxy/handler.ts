@@ -11,8 +11,8 @@ import { classify, isRouteError, refuseBody, type Route } from '../oci/route.js'
 import { isValidRepositoryName } from '../oci/scope.js';
 import { allows } from '../policy/grant.js';
 import type { PolicyEngine, RequestContext } from '../policy/types.js';
-import type { Metrics } from '../server/metrics.js';
-import { clientIPOf } from '../server/client-ip.js';
+import type { Metrics } from '../http/metrics.js';
+import { clientIPOf } from '../http/client-ip.js';
 import type { RegistryTokenVerifier } from '../token/types.js';
 import { authorize, isAuthorized } from './authorize.js';
 import { createForwarder, type Forwarder } from './forward.js';

@@ -2,8 +2,8 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import { randomUUID } from 'node:crypto';
 import { requestContext, type Logger } from '../log.js';
 import { OciError, sendOciError } from '../oci/errors.js';
-import { clientIPOf, clientIPResolver } from './client-ip.js';
-import type { Metrics } from './metrics.js';
+import { clientIPOf, clientIPResolver } from '../http/client-ip.js';
+import type { Metrics } from '../http/metrics.js';
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
 

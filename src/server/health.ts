@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { UpstreamConfig } from '../config/types.js';
 import { silentLogger, type Logger } from '../log.js';
 import { upstreamAuthFailureKind } from '../proxy/upstream-failure.js';
-import { createUpstreamAuth } from '../proxy/upstream-auth.js';
+import { createUpstreamAuth, type UpstreamAuth } from '../proxy/upstream-auth.js';
 
 /**
  * What /readyz tells its (anonymous) caller when the upstream probe fails. Only which check failed:
@@ -46,6 +46,35 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 }
 
 /**
+ * One probe: the proxy's own upstream credentials first (a failure to get them is already an
+ * answer), then `GET /v2/` with them. Credentials the upstream refuses are dropped so the next
+ * probe fetches fresh ones.
+ */
+async function checkUpstream(upstream: UpstreamConfig, dispatcher: Agent | undefined, auth: UpstreamAuth): Promise<ProbeOutcome> {
+  let authorization: string | undefined;
+  try {
+    authorization = await withTimeout(auth.authorization([]), PROBE_TIMEOUT_MS);
+  } catch (err) {
+    return judgeAuthFailure(err);
+  }
+  try {
+    const res = await request(`${upstream.url}/v2/`, {
+      method: 'GET',
+      dispatcher,
+      headers: authorization ? { authorization } : {},
+      signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
+    });
+    await res.body.dump();
+    const outcome = judgeUpstreamAnswer(res.statusCode, upstream.auth.type);
+    if (!outcome.ok) auth.invalidate([]);
+    return outcome;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    return { ok: false, reason: UPSTREAM_UNREACHABLE, detail: `${e.message}${e.code ? ` (${e.code})` : ''}` };
+  }
+}
+
+/**
  * Remembers whether the upstream answered `GET /v2/` with the proxy's own credentials recently:
  * with `registry-token` auth the token dance must succeed first, with the others their header is
  * sent, with `none` nothing is. Probed lazily by /readyz, at most every few seconds.
@@ -61,34 +90,10 @@ export function createUpstreamProbe(upstream: UpstreamConfig | undefined, logger
   // Its own instance, silent: the probe logs failures itself, once per change, not on every probe.
   const auth = upstream ? createUpstreamAuth(upstream, silentLogger()) : undefined;
 
-  async function check(): Promise<ProbeOutcome> {
-    let authorization: string | undefined;
-    try {
-      authorization = await withTimeout(auth!.authorization([]), PROBE_TIMEOUT_MS);
-    } catch (err) {
-      return judgeAuthFailure(err);
-    }
-    try {
-      const res = await request(`${upstream!.url}/v2/`, {
-        method: 'GET',
-        dispatcher,
-        headers: authorization ? { authorization } : {},
-        signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
-      });
-      await res.body.dump();
-      const outcome = judgeUpstreamAnswer(res.statusCode, upstream!.auth.type);
-      if (!outcome.ok) auth!.invalidate([]);
-      return outcome;
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      return { ok: false, reason: UPSTREAM_UNREACHABLE, detail: `${e.message}${e.code ? ` (${e.code})` : ''}` };
-    }
-  }
-
   async function probe(): Promise<void> {
     if (!upstream) return;
     lastTry = Date.now();
-    last = await check();
+    last = await checkUpstream(upstream, dispatcher, auth!);
     if (last.ok) {
       lastOk = Date.now();
       if (loggedDetail !== undefined) logger?.info({ upstream: upstream.url }, 'readiness: upstream answers again');

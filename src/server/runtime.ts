@@ -15,9 +15,9 @@ import { sendJson } from '../http/response.js';
 import { createApp, type AppRoutes, type AppState } from './app.js';
 import { createUpstreamProbe } from './health.js';
 import { startListener, type Listener } from './listen.js';
-import { createMetrics, type Metrics } from './metrics.js';
-import { createRateLimiter } from './rate-limit.js';
-import { clientIPResolver } from './client-ip.js';
+import { createMetrics, type Metrics } from '../http/metrics.js';
+import { createRateLimiter } from '../http/rate-limit.js';
+import { clientIPResolver } from '../http/client-ip.js';
 
 export interface Runtime {
   config: Config;
@@ -67,13 +67,20 @@ function serviceRoutes(d: { keys: KeyRing; identity: IdentityVerifier; probe: Re
   };
 }
 
+/** `loaded`, or with no issuer configured and running in a cluster, a new Config with the cluster's issuer. */
+async function withClusterIssuer(loaded: Config, logger: Logger, options: RuntimeOptions): Promise<Config> {
+  if (loaded.issuers.length > 0) return loaded;
+  const auto = await inClusterIssuer(loaded.service, { logger, env: options.env, serviceAccountDir: options.serviceAccountDir });
+  // The Config is frozen: in-cluster mode makes a new one with the cluster's issuer.
+  return auto ? extendConfig(loaded, { issuers: [auto] }) : loaded;
+}
+
+function logListening(logger: Logger, config: Config, listener: Listener, rules: number): void {
+  logger.info({ url: listener.url, publicURL: config.publicURL, service: config.service, upstream: config.upstream?.url, issuers: config.issuers.map((i) => i.name), rules }, 'registry-auth-proxy listening');
+}
+
 export async function startRuntime(loaded: Config, logger: Logger, options: RuntimeOptions = {}): Promise<Runtime> {
-  let config = loaded;
-  if (config.issuers.length === 0) {
-    const auto = await inClusterIssuer(config.service, { logger, env: options.env, serviceAccountDir: options.serviceAccountDir });
-    // The Config is frozen: in-cluster mode makes a new one with the cluster's issuer.
-    if (auto) config = extendConfig(config, { issuers: [auto] });
-  }
+  const config = await withClusterIssuer(loaded, logger, options);
   const policy = loadPolicies(config.policies);
   if (policy.rules.length === 0) logger.warn({ policies: config.policies }, 'no policy rules loaded: every request will be denied');
   const keys = await loadKeyRing(config.tokens, logger);
@@ -104,7 +111,7 @@ export async function startRuntime(loaded: Config, logger: Logger, options: Runt
   );
   void identity.warmUp?.();
   const listener = await startListener(config, app, logger);
-  logger.info({ url: listener.url, publicURL: config.publicURL, service: config.service, upstream: config.upstream?.url, issuers: config.issuers.map((i) => i.name), rules: policy.rules.length }, 'registry-auth-proxy listening');
+  logListening(logger, config, listener, policy.rules.length);
   return {
     config,
     logger,

@@ -4,7 +4,7 @@ import { sendJson } from '../http/response.js';
 import { API_VERSION, API_VERSION_HEADER, oauthError, sendOciError, type OciError } from '../oci/errors.js';
 import { formatScope, type Scope } from '../oci/scope.js';
 import type { Grant } from '../policy/grant.js';
-import type { Admission } from '../server/rate-limit.js';
+import type { Admission } from '../http/rate-limit.js';
 import type { TokenRequest } from './request.js';
 
 /** Respond: the decision value → the audit line and the one answer. */

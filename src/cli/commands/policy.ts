@@ -66,6 +66,53 @@ export function explainDecision(d: Decision): { result: GrantResult; reason: str
   return { result, reason: parts.join('; ') };
 }
 
+/** `--scope` values parsed; a malformed one is a usage error (exit 2). */
+function scopesFlag(values: string[]): ReturnType<typeof parseScopes> {
+  try {
+    return parseScopes(values);
+  } catch (err) {
+    if (err instanceof ScopeError) throw new CliExit(2, `--scope: ${err.message}`);
+    throw err;
+  }
+}
+
+/** The policies at `path`; a policy that does not load is exit 2. */
+function policiesFlag(path: string): ReturnType<typeof loadPolicies> {
+  try {
+    return loadPolicies(path);
+  } catch (err) {
+    if (err instanceof PolicyLoadError) throw new CliExit(2, `policy error: ${err.message}`);
+    throw err;
+  }
+}
+
+/** `policy test`: the grant as JSON on stdout, a verdict per scope on stderr; exit 1 unless all is granted. */
+function policyTest(opts: PolicyTestFlags): void {
+  const claims = readClaims(opts.claims);
+  const config = opts.config ? loadConfig({ config: opts.config }) : undefined;
+  const iss = opts.issuer ?? (typeof claims.iss === 'string' ? claims.iss : '');
+  const configured = config?.issuers.find((i) => i.issuer === iss);
+  if (opts.preset && !PRESETS.includes(opts.preset as Preset)) throw new CliExit(2, `--preset must be one of ${PRESETS.join(', ')}`);
+  const identity = identityFromClaims(claims, {
+    issuerName: opts.issuerName ?? configured?.name ?? 'default',
+    issuer: iss,
+    preset: (opts.preset as Preset | undefined) ?? configured?.preset,
+  });
+  const scopes = scopesFlag(opts.scope);
+  const engine = policiesFlag(opts.policy ?? config?.policies ?? defaultPolicyPath());
+  const ctx = { service: opts.service ?? config?.service ?? 'registry.example.com', clientIP: opts.clientIp ?? '127.0.0.1' };
+  const decisions = grant(engine, identity, scopes, ctx).decisions.map((d) => ({ scope: formatScope(d.scope), ...explainDecision(d), granted: d.granted, matched: d.matched }));
+  // The same tenant-pinning warnings serve logs, on stderr so stdout stays JSON: against the
+  // configured issuers, else against the issuer of the identity under test.
+  const issuers: readonly LintIssuer[] = config?.issuers ?? [{ name: identity.issuerName, issuer: identity.issuer, preset: identity.preset }];
+  for (const w of lintTenantPinning(engine.rules, issuers)) process.stderr.write(`warning: ${w.message}\n`);
+  const { claims: _c, ...shown } = identity;
+  process.stdout.write(`${JSON.stringify({ identity: shown, decisions }, null, 2)}\n`);
+  // stdout stays JSON for scripts; the verdict in words is for the person reading the terminal
+  for (const d of decisions) process.stderr.write(`${d.result.padEnd(7)} ${d.scope}${d.result === 'granted' ? '' : `: ${d.reason}`}\n`);
+  if (decisions.some((d) => d.result !== 'granted')) throw new CliExit(1);
+}
+
 export function register(program: Command): void {
   const policy = program.command('policy').description('work with CEL policies');
   policy
@@ -80,41 +127,5 @@ export function register(program: Command): void {
     .option('--config <file>', 'take policies and issuer names/presets from this config')
     .option('--service <name>', 'request.service', 'registry.example.com')
     .option('--client-ip <ip>', 'request.clientIP', '127.0.0.1')
-    .action((opts: PolicyTestFlags) => {
-      const claims = readClaims(opts.claims);
-      const config = opts.config ? loadConfig({ config: opts.config }) : undefined;
-      const iss = opts.issuer ?? (typeof claims.iss === 'string' ? claims.iss : '');
-      const configured = config?.issuers.find((i) => i.issuer === iss);
-      if (opts.preset && !PRESETS.includes(opts.preset as Preset)) throw new CliExit(2, `--preset must be one of ${PRESETS.join(', ')}`);
-      const identity = identityFromClaims(claims, {
-        issuerName: opts.issuerName ?? configured?.name ?? 'default',
-        issuer: iss,
-        preset: (opts.preset as Preset | undefined) ?? configured?.preset,
-      });
-      let scopes;
-      try {
-        scopes = parseScopes(opts.scope);
-      } catch (err) {
-        if (err instanceof ScopeError) throw new CliExit(2, `--scope: ${err.message}`);
-        throw err;
-      }
-      let engine;
-      try {
-        engine = loadPolicies(opts.policy ?? config?.policies ?? defaultPolicyPath());
-      } catch (err) {
-        if (err instanceof PolicyLoadError) throw new CliExit(2, `policy error: ${err.message}`);
-        throw err;
-      }
-      const ctx = { service: opts.service ?? config?.service ?? 'registry.example.com', clientIP: opts.clientIp ?? '127.0.0.1' };
-      const decisions = grant(engine, identity, scopes, ctx).decisions.map((d) => ({ scope: formatScope(d.scope), ...explainDecision(d), granted: d.granted, matched: d.matched }));
-      // The same tenant-pinning warnings serve logs, on stderr so stdout stays JSON: against the
-      // configured issuers, else against the issuer of the identity under test.
-      const issuers: readonly LintIssuer[] = config?.issuers ?? [{ name: identity.issuerName, issuer: identity.issuer, preset: identity.preset }];
-      for (const w of lintTenantPinning(engine.rules, issuers)) process.stderr.write(`warning: ${w.message}\n`);
-      const { claims: _c, ...shown } = identity;
-      process.stdout.write(`${JSON.stringify({ identity: shown, decisions }, null, 2)}\n`);
-      // stdout stays JSON for scripts; the verdict in words is for the person reading the terminal
-      for (const d of decisions) process.stderr.write(`${d.result.padEnd(7)} ${d.scope}${d.result === 'granted' ? '' : `: ${d.reason}`}\n`);
-      if (decisions.some((d) => d.result !== 'granted')) throw new CliExit(1);
-    });
+    .action(policyTest);
 }

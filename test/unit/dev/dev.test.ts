@@ -4,7 +4,8 @@ import { gunzipSync } from 'node:zlib';
 import { parse as parseYaml } from 'yaml';
 import { buildConfig } from '../../../src/config/load.js';
 import { devBanner, cliInvocation, shellQuote } from '../../../src/dev/banner.js';
-import { DEV_LISTEN, DEV_POLICY_PATH, devStateDir } from '../../../src/dev/defaults.js';
+import { DEV_LISTEN, DEV_POLICY_PATH } from '../../../src/config/defaults.js';
+import { devStateDir } from '../../../src/dev/defaults.js';
 import { buildDemoImage, goArch } from '../../../src/dev/demo-image.js';
 import { registryBinaryPlan, registryConfig, registryEnv } from '../../../src/dev/registry.js';
 

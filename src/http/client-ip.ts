@@ -1,9 +1,7 @@
 import { isIP, type BlockList } from 'node:net';
 import type { IncomingMessage } from 'node:http';
-import { parseTrustedProxies } from '../config/net.js';
-
 // The syntax is the config's to check (config/net.ts); parsed once more here into the BlockList used per request.
-export { parseTrustedProxies };
+import { parseTrustedProxies } from '../config/net.js';
 
 function normalize(ip: string): string {
   // IPv4-mapped IPv6 (::ffff:1.2.3.4), as dual-stack sockets report IPv4 peers

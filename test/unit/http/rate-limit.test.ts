@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createRateLimiter } from '../../../src/server/rate-limit.js';
+import { createRateLimiter } from '../../../src/http/rate-limit.js';
 import { buildConfig } from '../../../src/config/load.js';
 import { ConfigError } from '../../../src/config/errors.js';
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { IncomingMessage } from 'node:http';
-import { clientIPOf, clientIPResolver, parseTrustedProxies } from '../../../src/server/client-ip.js';
+import { parseTrustedProxies } from '../../../src/config/net.js';
+import { clientIPOf, clientIPResolver } from '../../../src/http/client-ip.js';
 import { buildConfig } from '../../../src/config/load.js';
 
 function req(peer: string, xff?: string | string[]): IncomingMessage {

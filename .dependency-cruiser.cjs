@@ -1,0 +1,138 @@
+// The folder graph of src/ is the design (README, "How a request flows"); `npm run lint:deps`
+// (part of `npm test`) keeps it so. Lower layers never import higher ones:
+//
+//   config/  log.ts  pki/         leaves: import nothing of ours (config/ only itself)
+//   http/  oci/                   generic HTTP plumbing; OCI spec nouns (oci/ may use http/)
+//   identity/  policy/            who is asking; what they may do (policy/ may use identity/)
+//   token/  proxy/                the two paths: /token and /v2/ (proxy/ sees only token/types.ts)
+//   server/                       composition root: runtime wiring, dispatch, listen, health
+//   cli/  clients/  dev/          entry points and client-side tools
+//
+// Each rule below names what one layer may not import; together with no-circular they keep
+// the graph acyclic. A test file or a bench may import anything in src/, never the reverse.
+
+/** Folders above each layer, as a path pattern. */
+const above = (...folders) => `^src/(${folders.join('|')})/`;
+
+module.exports = {
+  forbidden: [
+    {
+      name: 'no-circular',
+      severity: 'error',
+      comment: 'No module may reach itself through its imports.',
+      from: {},
+      to: { circular: true },
+    },
+    {
+      name: 'not-to-unresolvable',
+      severity: 'error',
+      comment: 'Every import resolves: an unresolved one would be invisible to the layer rules.',
+      from: {},
+      to: { couldNotResolve: true },
+    },
+    {
+      name: 'src-not-to-tests',
+      severity: 'error',
+      comment: 'Shipped code never imports tests, benches or scripts.',
+      from: { path: '^src/' },
+      to: { path: '^(test|bench|scripts)/' },
+    },
+    {
+      name: 'config-is-a-leaf',
+      severity: 'error',
+      comment: 'config/ imports nothing of ours outside config/: every other layer may read it.',
+      from: { path: '^src/config/' },
+      to: { path: '^src/', pathNot: '^src/config/' },
+    },
+    {
+      name: 'log-is-a-leaf',
+      severity: 'error',
+      comment: 'log.ts imports nothing of ours.',
+      from: { path: '^src/log\\.ts$' },
+      to: { path: '^src/' },
+    },
+    {
+      name: 'pki-is-a-leaf',
+      severity: 'error',
+      comment: 'pki/ (certificates for signing keys) imports nothing of ours outside pki/.',
+      from: { path: '^src/pki/' },
+      to: { path: '^src/', pathNot: '^src/pki/' },
+    },
+    {
+      name: 'http-is-generic',
+      severity: 'error',
+      comment: 'http/ is generic plumbing (client IP, rate limit, metrics, JSON writer): it may read config/, nothing above.',
+      from: { path: '^src/http/' },
+      to: { path: above('oci', 'identity', 'policy', 'token', 'proxy', 'server', 'cli', 'clients', 'dev') },
+    },
+    {
+      name: 'oci-is-the-spec',
+      severity: 'error',
+      comment: 'oci/ holds the distribution spec nouns: it may use http/ and config/, nothing that knows identities or policies.',
+      from: { path: '^src/oci/' },
+      to: { path: above('identity', 'policy', 'token', 'proxy', 'server', 'cli', 'clients', 'dev') },
+    },
+    {
+      name: 'identity-below-policy',
+      severity: 'error',
+      comment: 'identity/ answers "who is asking": it knows nothing of policies, tokens, paths or wiring.',
+      from: { path: '^src/identity/' },
+      to: { path: above('policy', 'token', 'proxy', 'server', 'cli', 'clients', 'dev') },
+    },
+    {
+      name: 'policy-below-paths',
+      severity: 'error',
+      comment: 'policy/ answers "what may they do": it may use identity/ and oci/, not the paths that ask it.',
+      from: { path: '^src/policy/' },
+      to: { path: above('token', 'proxy', 'server', 'cli', 'clients', 'dev') },
+    },
+    {
+      name: 'token-path-alone',
+      severity: 'error',
+      comment: 'token/ (the /token path, and the registry-token format it issues and verifies) never imports the /v2/ path or the wiring.',
+      from: { path: '^src/token/' },
+      to: { path: above('proxy', 'server', 'cli', 'clients', 'dev') },
+    },
+    {
+      name: 'proxy-path-below-wiring',
+      severity: 'error',
+      comment: 'proxy/ (the /v2/ path) never imports the wiring or the entry points.',
+      from: { path: '^src/proxy/' },
+      to: { path: above('server', 'cli', 'clients', 'dev') },
+    },
+    {
+      name: 'proxy-sees-only-the-token-contract',
+      severity: 'error',
+      comment: 'proxy/ uses the registry-token verifier through token/types.ts only; server/runtime.ts injects the implementation.',
+      from: { path: '^src/proxy/' },
+      to: { path: '^src/token/', pathNot: '^src/token/types\\.ts$' },
+    },
+    {
+      name: 'server-is-the-root',
+      severity: 'error',
+      comment: 'server/ is the composition root of the proxy: only the entry points above it may import it.',
+      from: { path: '^src/server/' },
+      to: { path: above('cli', 'clients', 'dev') },
+    },
+    {
+      name: 'clients-are-client-side',
+      severity: 'error',
+      comment: 'clients/ (credential helpers, login, controller) run without the proxy: no server-side code, no CLI.',
+      from: { path: '^src/clients/' },
+      to: { path: above('identity', 'policy', 'token', 'proxy', 'server', 'cli', 'dev') },
+    },
+    {
+      name: 'dev-below-cli',
+      severity: 'error',
+      comment: 'dev/ (the --dev set-up) is used by the CLI, never the reverse; it does not start the proxy itself.',
+      from: { path: '^src/dev/' },
+      to: { path: above('server', 'cli', 'clients') },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    // Type-only imports are edges of the design too.
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+  },
+};

@@ -86,7 +86,8 @@ async function main(): Promise<void> {
   const prof = process.env.BENCH_CPU_PROF;
   const proxy = await startBenchProxy(registry.url, {}, prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []);
   const base: Record<Mode, string> = { direct: registry.url, nginx: nginx.url, proxy: proxy.url };
-  const auth = async (mode: Mode, scopes: string[]): Promise<Record<string, string>> => (mode === 'proxy' ? { authorization: `Bearer ${await proxy.registryToken(scopes)}` } : {});
+  const auth = async (mode: Mode, scopes: string[]): Promise<Record<string, string>> =>
+    mode === 'proxy' ? { authorization: `Bearer ${await proxy.registryToken(scopes)}` } : {};
 
   try {
     // 1. Blob throughput, 1 GiB each way; the order of modes rotates between repetitions.
@@ -116,7 +117,15 @@ async function main(): Promise<void> {
       head[c] = {} as Record<Mode, LatencyResult>;
       for (const mode of MODES) {
         const headers = { accept: MANIFEST_TYPE, ...(await auth(mode, ['repository:bench/app:pull'])) };
-        const opts = { url: base[mode], method: 'HEAD' as const, path: '/v2/bench/app/manifests/latest', headers, concurrency: c, expectStatus: 200, maxMs: 30_000 };
+        const opts = {
+          url: base[mode],
+          method: 'HEAD' as const,
+          path: '/v2/bench/app/manifests/latest',
+          headers,
+          concurrency: c,
+          expectStatus: 200,
+          maxMs: 30_000,
+        };
         await measureLatency({ ...opts, total: Math.min(300, HEAD_TOTAL) }); // warm-up: connections, JIT, caches
         head[c]![mode] = await measureLatency({ ...opts, total: c === 1 ? HEAD_TOTAL / 2 : HEAD_TOTAL });
         const r = head[c]![mode];

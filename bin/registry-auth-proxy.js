@@ -2,4 +2,6 @@
 import { loadEntry } from './load-entry.js';
 
 const { main } = await loadEntry('registry-auth-proxy', '../dist/cli/main.js');
-main(process.argv).then((code) => { process.exitCode = code; });
+main(process.argv).then((code) => {
+  process.exitCode = code;
+});

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { freePort, waitForHttp } from '../../test/support/net.js';
 import { requireTool } from '../../test/support/tools.js';
 
-export interface NginxBaseline {
+interface NginxBaseline {
   url: string;
   stop(): Promise<void>;
 }

@@ -11,7 +11,7 @@ import { fetchRegistryToken } from '../../test/support/token.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
-export interface BenchProxy {
+interface BenchProxy {
   url: string;
   pid: number;
   logFile: string;
@@ -40,7 +40,10 @@ export async function startBenchProxy(upstream: string, extraEnv: NodeJS.Process
   const dir = mkdtempSync(join(tmpdir(), 'rap-bench-proxy-'));
   const issuer = await TestIssuer.create({ issuer: 'https://bench.test', audience: 'registry.bench', kid: 'bench', jwkAlg: true });
   issuer.writeJwks(join(dir, 'jwks.json'));
-  writeFileSync(join(dir, 'policy.yaml'), 'rules:\n  - name: bench\n    actions: [pull, push]\n    when: identity.issuerName == "bench" && request.repository.startsWith("bench/")\n');
+  writeFileSync(
+    join(dir, 'policy.yaml'),
+    'rules:\n  - name: bench\n    actions: [pull, push]\n    when: identity.issuerName == "bench" && request.repository.startsWith("bench/")\n',
+  );
   const signing = await generateKeyPair('ES256', { extractable: true });
   const { createPrivateKey } = await import('node:crypto');
   const pem = createPrivateKey({ key: (await exportJWK(signing.privateKey)) as never, format: 'jwk' }).export({ type: 'pkcs8', format: 'pem' }) as string;

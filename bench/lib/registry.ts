@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { requireTool } from '../../test/support/tools.js';
 import { freePort, waitForHttp } from '../../test/support/net.js';
 
-export interface BenchRegistry {
+interface BenchRegistry {
   url: string;
   pid: number;
   stop(): Promise<void>;

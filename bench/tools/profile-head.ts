@@ -20,7 +20,15 @@ try {
     await seedManifest(registry.url, 'bench/app');
     const mt = MANIFEST_TYPE;
     const headers = { accept: mt, authorization: `Bearer ${await proxy.registryToken(['repository:bench/app:pull'])}` };
-    const r = await measureLatency({ url: proxy.url, method: 'HEAD', path: '/v2/bench/app/manifests/latest', headers, concurrency: 16, total: 6000, expectStatus: 200 });
+    const r = await measureLatency({
+      url: proxy.url,
+      method: 'HEAD',
+      path: '/v2/bench/app/manifests/latest',
+      headers,
+      concurrency: 16,
+      total: 6000,
+      expectStatus: 200,
+    });
     console.log(`HEAD x16: p50 ${r.p50.toFixed(2)} ms, ${r.rps.toFixed(0)}/s, errors ${r.errors}`);
   } else if (what === 'pull' || what === 'push') {
     const { blobDigest, pullBlob, pushBlob } = await import('../../test/support/blob.js');
@@ -38,7 +46,15 @@ try {
   } else {
     const basics: string[] = [];
     for (let i = 0; i < 6000; i++) basics.push(`Basic ${Buffer.from(`bench:${await proxy.identity(i + 1)}`).toString('base64')}`);
-    const r = await measureLatency({ url: proxy.url, method: 'GET', path: '/token?service=registry.bench&scope=repository%3Abench%2Fapp%3Apull', headers: (n) => ({ authorization: basics[n]! }), concurrency: 16, total: 6000, expectStatus: 200 });
+    const r = await measureLatency({
+      url: proxy.url,
+      method: 'GET',
+      path: '/token?service=registry.bench&scope=repository%3Abench%2Fapp%3Apull',
+      headers: (n) => ({ authorization: basics[n]! }),
+      concurrency: 16,
+      total: 6000,
+      expectStatus: 200,
+    });
     console.log(`/token x16: p50 ${r.p50.toFixed(2)} ms, ${r.rps.toFixed(0)}/s, errors ${r.errors}`);
   }
 } finally {

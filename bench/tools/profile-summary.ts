@@ -19,10 +19,18 @@ const fn = new Map<string, number>();
 const file = new Map<string, number>();
 for (const [id, us] of self) {
   const n = byId.get(id)!;
-  const url = n.callFrame.url.replace(/^.*node_modules\//, 'nm:').replace(/^.*\/dist\//, 'dist/').replace(/^node:/, 'node:');
+  const url = n.callFrame.url
+    .replace(/^.*node_modules\//, 'nm:')
+    .replace(/^.*\/dist\//, 'dist/')
+    .replace(/^node:/, 'node:');
   const key = `${n.callFrame.functionName || '(anon)'} ${url}:${n.callFrame.lineNumber}`;
   fn.set(key, (fn.get(key) ?? 0) + us);
-  const f = url.startsWith('nm:') ? url.split('/').slice(0, url.startsWith('nm:@') ? 2 : 1).join('/') : url || n.callFrame.functionName;
+  const f = url.startsWith('nm:')
+    ? url
+        .split('/')
+        .slice(0, url.startsWith('nm:@') ? 2 : 1)
+        .join('/')
+    : url || n.callFrame.functionName;
   file.set(f, (file.get(f) ?? 0) + us);
 }
 const top = (m: Map<string, number>, k: number) =>
@@ -44,11 +52,18 @@ function incl(id: number): number {
   inclusive.set(id, t);
   return t;
 }
-const watch = (process.env.PROFILE_INCLUSIVE ?? 'handleToken,verify,verifyUncached,jwtVerify,issueRegistryToken,decide,serve,handler,forward,authorize,LOG,write,stringify').split(',');
+const watch = (
+  process.env.PROFILE_INCLUSIVE ?? 'handleToken,verify,verifyUncached,jwtVerify,issueRegistryToken,decide,serve,handler,forward,authorize,LOG,write,stringify'
+).split(',');
 const inclByName = new Map<string, number>();
 for (const n of prof.nodes) {
   if (!watch.includes(n.callFrame.functionName)) continue;
   // count only the outermost frame of a name on each path
   inclByName.set(n.callFrame.functionName, (inclByName.get(n.callFrame.functionName) ?? 0) + incl(n.id));
 }
-console.log(`\n== inclusive ==\n${[...inclByName.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`).join('\n')}`);
+console.log(
+  `\n== inclusive ==\n${[...inclByName.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`)
+    .join('\n')}`,
+);

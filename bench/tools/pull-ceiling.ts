@@ -44,7 +44,11 @@ const alsURL = `http://127.0.0.1:${(alsServer.address() as { port: number }).por
 const { spawn } = await import('node:child_process');
 const { freePort, waitForHttp } = await import('../../test/support/net.js');
 const bareChildPort = await freePort();
-const bareChild = spawn(process.execPath, ['-e', `
+const bareChild = spawn(
+  process.execPath,
+  [
+    '-e',
+    `
 const { Agent, createServer, request } = require('node:http');
 const agent = new Agent({ keepAlive: true });
 createServer((req, res) => {
@@ -54,7 +58,10 @@ createServer((req, res) => {
   });
   req.pipe(up);
 }).listen(${bareChildPort}, '127.0.0.1');
-`], { stdio: 'ignore' });
+`,
+  ],
+  { stdio: 'ignore' },
+);
 await waitForHttp(`http://127.0.0.1:${bareChildPort}/v2/`, 10_000);
 const headers = { authorization: `Bearer ${await proxy.registryToken(['repository:bench/big:pull'])}` };
 const targets: [string, string, Record<string, string>][] = [

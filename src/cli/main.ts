@@ -24,7 +24,10 @@ export function buildProgram(): Command {
   const serveCommand = program.commands.find((c) => c.name() === 'serve');
   if (serveCommand) {
     program.addHelpText('after', () => {
-      const options = serveCommand.helpInformation().replace(/^[\s\S]*?\nOptions:\n/, '').replace(/\n+$/, '');
+      const options = serveCommand
+        .helpInformation()
+        .replace(/^[\s\S]*?\nOptions:\n/, '')
+        .replace(/\n+$/, '');
       return `\nregistry-auth-proxy [serve] [options] (serve is the default command):\n${options}\n`;
     });
   }

@@ -5,11 +5,11 @@ import { assertNotKubernetesAPIToken, readIdentityToken, tokenExpiry, DEFAULT_US
  * kubelet image credential provider (`credentialprovider.kubelet.k8s.io/v1`), a pure function of
  * the request, the environment and the clock; I/O stays in the command.
  */
-export const API_VERSION = 'credentialprovider.kubelet.k8s.io/v1';
+const API_VERSION = 'credentialprovider.kubelet.k8s.io/v1';
 
 export class ProviderError extends Error {}
 
-export interface ProviderRequest {
+interface ProviderRequest {
   apiVersion: string;
   kind: 'CredentialProviderRequest';
   image: string;
@@ -17,7 +17,7 @@ export interface ProviderRequest {
   serviceAccountAnnotations?: Record<string, string>;
 }
 
-export interface ProviderResponse {
+interface ProviderResponse {
   apiVersion: string;
   kind: 'CredentialProviderResponse';
   cacheKeyType: 'Image' | 'Registry' | 'Global';
@@ -37,7 +37,8 @@ export function parseRequest(text: string): ProviderRequest {
   if (r.apiVersion !== API_VERSION) throw new ProviderError(`unsupported apiVersion ${JSON.stringify(r.apiVersion)} (want ${API_VERSION})`);
   if (r.kind !== 'CredentialProviderRequest') throw new ProviderError(`unsupported kind ${JSON.stringify(r.kind)}`);
   if (typeof r.image !== 'string' || r.image.length === 0 || r.image.length > 4096) throw new ProviderError('request has no image');
-  if (r.serviceAccountToken !== undefined && (typeof r.serviceAccountToken !== 'string' || r.serviceAccountToken.length === 0)) throw new ProviderError('serviceAccountToken must be a non-empty string');
+  if (r.serviceAccountToken !== undefined && (typeof r.serviceAccountToken !== 'string' || r.serviceAccountToken.length === 0))
+    throw new ProviderError('serviceAccountToken must be a non-empty string');
   return r as unknown as ProviderRequest;
 }
 
@@ -48,7 +49,7 @@ export function registryOf(image: string): string {
   return first;
 }
 
-export interface ProviderOptions {
+interface ProviderOptions {
   env: NodeJS.ProcessEnv;
   now?: () => number;
   /** Safety margin before the token's exp, in seconds. */
@@ -68,7 +69,7 @@ export function respond(req: ProviderRequest, opts: ProviderOptions): ProviderRe
     cacheKeyType = 'Registry';
     // kubelet mints it for tokenAttributes.serviceAccountTokenAudience; should that name the API
     // server, pulling would hand every pod's API credential to the registry.
-    assertNotKubernetesAPIToken(token, 'the request\'s serviceAccountToken');
+    assertNotKubernetesAPIToken(token, "the request's serviceAccountToken");
   } else {
     token = readIdentityToken(opts.env).token;
     cacheKeyType = 'Registry';

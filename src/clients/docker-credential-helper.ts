@@ -9,14 +9,14 @@ import { readIdentityToken, TokenSourceError, DEFAULT_TOKEN_FILES, DEFAULT_USERN
  * identity token must only ever reach our proxy. Unset means it answers for none. There is no
  * config file for the helper: the environment is all it reads. `store`/`erase` keep nothing.
  */
-export interface HelperIO {
+interface HelperIO {
   stdin: () => Promise<string>;
   stdout: (s: string) => void;
   stderr: (s: string) => void;
   env: NodeJS.ProcessEnv;
 }
 
-export function normalizeServer(url: string): string {
+function normalizeServer(url: string): string {
   const s = url.trim();
   try {
     return new URL(s.includes('://') ? s : `https://${s}`).host;
@@ -26,32 +26,40 @@ export function normalizeServer(url: string): string {
 }
 
 /** The exact stdout docker (docker-credential-helpers' client) reads as "no credentials here": it then goes on anonymously. */
-export const NOT_FOUND = 'credentials not found in native keychain';
+const NOT_FOUND = 'credentials not found in native keychain';
 
-export type HelperAnswer = { answer: true } | { answer: false; why: string };
+type HelperAnswer = { answer: true } | { answer: false; why: string };
 
 /** Whether `get` may hand the identity token to `server`: only to a host RAP_REGISTRIES names. Pure. */
-export function mayAnswer(server: string, env: NodeJS.ProcessEnv): HelperAnswer {
+function mayAnswer(server: string, env: NodeJS.ProcessEnv): HelperAnswer {
   const registries = configuredRegistries(env);
   if (registries.length === 0) {
-    return { answer: false, why: `RAP_REGISTRIES is not set: not sending the identity token to ${normalizeServer(server)} (set RAP_REGISTRIES to the registry-auth-proxy host(s), e.g. RAP_REGISTRIES=registry.example.com)` };
+    return {
+      answer: false,
+      why: `RAP_REGISTRIES is not set: not sending the identity token to ${normalizeServer(server)} (set RAP_REGISTRIES to the registry-auth-proxy host(s), e.g. RAP_REGISTRIES=registry.example.com)`,
+    };
   }
   if (!registries.includes(normalizeServer(server))) return { answer: false, why: '' };
   return { answer: true };
 }
 
 function configuredRegistries(env: NodeJS.ProcessEnv): string[] {
-  return (env.RAP_REGISTRIES ?? '').split(',').map((r) => r.trim()).filter(Boolean).map(normalizeServer);
+  return (env.RAP_REGISTRIES ?? '')
+    .split(',')
+    .map((r) => r.trim())
+    .filter(Boolean)
+    .map(normalizeServer);
 }
 
 /** The protocol's "no server URL" message (docker-credential-helpers' credentials package): clients recognise it. */
-export const MISSING_SERVER_URL = 'no credentials server URL';
+const MISSING_SERVER_URL = 'no credentials server URL';
 
 /** What `store`/`erase` tell the user on stderr (the client shows it): nothing is kept, `get` answers from the token file. Pure. */
-export function notStoredNote(action: 'store' | 'erase', server: string | undefined, env: NodeJS.ProcessEnv): string {
+function notStoredNote(action: 'store' | 'erase', server: string | undefined, env: NodeJS.ProcessEnv): string {
   const ours = server !== undefined && mayAnswer(server, env).answer;
   const what = action === 'store' ? 'nothing stored' : 'nothing to erase';
-  if (ours) return `docker-credential-registry-auth-proxy: ${what}: ${normalizeServer(server)} gets the identity token from ${env.RAP_TOKEN_FILE || DEFAULT_TOKEN_FILES[0]} on every pull and push`;
+  if (ours)
+    return `docker-credential-registry-auth-proxy: ${what}: ${normalizeServer(server)} gets the identity token from ${env.RAP_TOKEN_FILE || DEFAULT_TOKEN_FILES[0]} on every pull and push`;
   // credsStore sends every login here, docker.io's too: say that those credentials are dropped.
   const who = server ? normalizeServer(server) : 'this server';
   if (configuredRegistries(env).length === 0) {

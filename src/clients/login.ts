@@ -6,12 +6,12 @@ import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { kubernetesAPIAudience } from './token-source.js';
 
 /** Docker `config.json` and containers `auth.json` share the `auths` shape. */
-export interface AuthFile {
+interface AuthFile {
   auths?: Record<string, { auth?: string; identitytoken?: string; [k: string]: unknown }>;
   [k: string]: unknown;
 }
 
-export function authEntry(username: string, secret: string): { auth: string } {
+function authEntry(username: string, secret: string): { auth: string } {
   return { auth: Buffer.from(`${username}:${secret}`).toString('base64') };
 }
 
@@ -42,7 +42,7 @@ function readJson(file: string): AuthFile {
 }
 
 /** Writes atomically (temp file + rename in the same directory) with 0600 permissions. */
-export function writeAtomic(file: string, content: string): void {
+function writeAtomic(file: string, content: string): void {
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   const tmp = join(dirname(file), `.${randomBytes(6).toString('hex')}.tmp`);
   writeFileSync(tmp, content, { mode: 0o600 });
@@ -77,9 +77,7 @@ export function dockerConfigSecret(name: string, namespace: string, registry: st
 }
 
 /** What `login` learned about the token it is about to write: a refusal, or its expiry and warnings. */
-export type TokenCheck =
-  | { ok: false; problem: string }
-  | { ok: true; expiresAt: Date; issuer?: string; subject?: string; warnings: string[] };
+type TokenCheck = { ok: false; problem: string } | { ok: true; expiresAt: Date; issuer?: string; subject?: string; warnings: string[] };
 
 /**
  * Whether `token` is worth writing for a registry login. Pure (decodes, never verifies: the proxy
@@ -94,18 +92,27 @@ export function checkLoginToken(token: string, nowSeconds: number): TokenCheck {
     decodeProtectedHeader(token);
     claims = decodeJwt(token) as Record<string, unknown>;
   } catch (err) {
-    return { ok: false, problem: `the token is not a JWT (${(err as Error).message}): give the identity token itself (header.payload.signature), not a registry password or a file of something else` };
+    return {
+      ok: false,
+      problem: `the token is not a JWT (${(err as Error).message}): give the identity token itself (header.payload.signature), not a registry password or a file of something else`,
+    };
   }
   const api = kubernetesAPIAudience(token);
-  if (api) return { ok: false, problem: `refusing a Kubernetes API-server credential: ${api}. Use a projected service-account token with the registry's audience` };
+  if (api)
+    return { ok: false, problem: `refusing a Kubernetes API-server credential: ${api}. Use a projected service-account token with the registry's audience` };
   const warnings: string[] = [];
   const exp = claims.exp;
-  if (exp !== undefined && (typeof exp !== 'number' || !Number.isFinite(exp))) return { ok: false, problem: `the token's exp is not a number (${JSON.stringify(exp)})` };
+  if (exp !== undefined && (typeof exp !== 'number' || !Number.isFinite(exp)))
+    return { ok: false, problem: `the token's exp is not a number (${JSON.stringify(exp)})` };
   if (exp === undefined) return { ok: false, problem: 'the token has no exp (expiry) claim: registry-auth-proxy refuses identity tokens that never expire' };
   if (exp <= nowSeconds) {
-    return { ok: false, problem: `the token expired at ${new Date(exp * 1000).toISOString()} (${formatSpan(nowSeconds - exp)} ago): get a fresh identity token` };
+    return {
+      ok: false,
+      problem: `the token expired at ${new Date(exp * 1000).toISOString()} (${formatSpan(nowSeconds - exp)} ago): get a fresh identity token`,
+    };
   }
-  if (typeof claims.nbf === 'number' && claims.nbf > nowSeconds + 60) warnings.push(`the token is not valid before ${new Date(claims.nbf * 1000).toISOString()}`);
+  if (typeof claims.nbf === 'number' && claims.nbf > nowSeconds + 60)
+    warnings.push(`the token is not valid before ${new Date(claims.nbf * 1000).toISOString()}`);
   return {
     ok: true,
     expiresAt: new Date(exp * 1000),

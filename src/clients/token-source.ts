@@ -10,7 +10,7 @@ import { decodeJwt } from 'jose';
 export const DEFAULT_TOKEN_FILES = ['/var/run/secrets/tokens/registry-token'];
 
 /** The automounted API-server token; named in errors so users know why it is not used. */
-export const API_SERVER_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+const API_SERVER_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 
 export class TokenSourceError extends Error {
   constructor(message: string) {
@@ -59,7 +59,8 @@ export function kubernetesAPIAudience(token: string): string | undefined {
   } catch {
     return undefined;
   }
-  if (claims.iss === 'kubernetes/serviceaccount') return 'it is a legacy service-account token (iss "kubernetes/serviceaccount"), valid for the Kubernetes API server';
+  if (claims.iss === 'kubernetes/serviceaccount')
+    return 'it is a legacy service-account token (iss "kubernetes/serviceaccount"), valid for the Kubernetes API server';
   const auds = typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud.filter((a): a is string => typeof a === 'string') : [];
   const api = auds.find((a) => isKubernetesAPIHost(hostOf(a)));
   if (api !== undefined) return `its audience ${JSON.stringify(api)} is the Kubernetes API server`;
@@ -75,7 +76,7 @@ export function assertNotKubernetesAPIToken(token: string, source: string): void
   if (why) {
     throw new TokenSourceError(
       `refusing to hand out the token from ${source}: ${why}; that would give the registry the workload's Kubernetes API credential. ` +
-        'Use a projected service-account token with the registry\'s audience (serviceAccountToken: {audience: <registry service>, path: registry-token}) and point RAP_TOKEN_FILE at it',
+        "Use a projected service-account token with the registry's audience (serviceAccountToken: {audience: <registry service>, path: registry-token}) and point RAP_TOKEN_FILE at it",
     );
   }
 }
@@ -98,7 +99,9 @@ export function readIdentityToken(env: NodeJS.ProcessEnv = process.env): { token
     assertNotKubernetesAPIToken(token, file);
     return { token, file };
   }
-  const hint = env.RAP_TOKEN_FILE ? 'set RAP_TOKEN_FILE to an existing file' : `set RAP_TOKEN_FILE; ${API_SERVER_TOKEN_FILE} is never used: it is the pod's Kubernetes API credential`;
+  const hint = env.RAP_TOKEN_FILE
+    ? 'set RAP_TOKEN_FILE to an existing file'
+    : `set RAP_TOKEN_FILE; ${API_SERVER_TOKEN_FILE} is never used: it is the pod's Kubernetes API credential`;
   throw new TokenSourceError(`no identity token file found (looked at ${candidates.join(', ')}; ${hint})`);
 }
 

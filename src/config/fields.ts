@@ -76,7 +76,9 @@ export const httpURL = refineBy(z.string(), httpURLProblem);
  * better message (a `password` where a `passwordFile` belongs) and are not listed as known.
  */
 export function mapping<S extends z.ZodRawShape>(shape: S, options: { notAMapping?: string; hidden?: readonly string[] } = {}) {
-  const known = Object.keys(shape).filter((k) => !options.hidden?.includes(k)).join(', ');
+  const known = Object.keys(shape)
+    .filter((k) => !options.hidden?.includes(k))
+    .join(', ');
   return z.strictObject(shape, {
     error: (i) => {
       if (i.code === 'unrecognized_keys') return `unknown key (known: ${known})`;

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { issuerConfig } from './issuer-schema.js';
 import type { IssuerConfig } from './types.js';
@@ -9,10 +9,10 @@ import type { IssuerConfig } from './types.js';
  * server) is identity/in-cluster.ts, so config/ never talks to the network.
  */
 
-export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 /** The pod's API server and the CA and token to reach it with. */
-export interface PodServiceAccount {
+interface PodServiceAccount {
   apiServer: string;
   caFile: string;
   tokenFile: string;
@@ -45,13 +45,4 @@ export function inClusterIssuerConfig(pod: PodServiceAccount, issuer: string, se
     // the pod's token belongs to this API server: it may go there even though the issuer URL differs
     { apiServer: pod.apiServer },
   );
-}
-
-/** The pod's namespace, when running in one. */
-export function podNamespace(dir = SERVICE_ACCOUNT_DIR): string | undefined {
-  try {
-    return readFileSync(join(dir, 'namespace'), 'utf8').trim() || undefined;
-  } catch {
-    return undefined;
-  }
 }

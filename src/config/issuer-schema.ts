@@ -29,15 +29,17 @@ const tokenReview = z
 
 // Durations come out in ms, except clockSkew: seconds, as JWT times are.
 const entryShape = mapping({
-  name: refineBy(text, (n) => (ISSUER_NAME.test(n) ? undefined : 'use letters, digits, ".", "_" and "-"')).describe('unique; policies see it as identity.issuerName'),
-  issuer: optText.describe('must equal the token\'s iss exactly; presets with one well-known issuer may omit it'),
+  name: refineBy(text, (n) => (ISSUER_NAME.test(n) ? undefined : 'use letters, digits, ".", "_" and "-"')).describe(
+    'unique; policies see it as identity.issuerName',
+  ),
+  issuer: optText.describe("must equal the token's iss exactly; presets with one well-known issuer may omit it"),
   preset: optionalString(presetSchema).describe('maps identity fields (and the issuer URL) for a known kind of issuer'),
   // Absent: [service], filled in by resolve.ts.
-  audiences: z.array(text, { error: AUDIENCES }).min(1, AUDIENCES).optional().describe('the token\'s aud must contain one of these; default [service]'),
+  audiences: z.array(text, { error: AUDIENCES }).min(1, AUDIENCES).optional().describe("the token's aud must contain one of these; default [service]"),
   jwksURI: optionalString(url).describe('override of discovery; needed when the keys are on another origin than the issuer'),
   jwksFile: optText.describe('static JWKS or PEM public key(s): no network'),
   caFile: optText.describe('CA for discovery and JWKS HTTPS'),
-  bearerTokenFile: optText.describe('sent to discovery/JWKS on the issuer\'s origin (Kubernetes without anonymous discovery)'),
+  bearerTokenFile: optText.describe("sent to discovery/JWKS on the issuer's origin (Kubernetes without anonymous discovery)"),
   tokenReview: tokenReview.prefault(false).describe('also ask Kubernetes (TokenReview): false, true or {url, caFile, bearerTokenFile, cacheTTL}'),
   legacyTokens: bool.default(false).describe('with tokenReview, on an entry with issuer: kubernetes/serviceaccount: accept secret-based tokens'),
   clockSkew: duration.transform(seconds).prefault('30s').describe('allowed clock skew'),

@@ -6,7 +6,7 @@ import type { Config } from './types.js';
 
 /** The config module's entry points; the schema is in schema.ts, the flag overlay in resolve.ts. */
 
-export { buildConfig, extendConfig, upstreamConfig, type ConfigAdditions, type ServeFlags } from './resolve.js';
+export { buildConfig, extendConfig, upstreamConfig, type ServeFlags } from './resolve.js';
 export { defaultPolicyPath, SHIPPED_POLICY_PATH } from './defaults.js';
 export { isLoopbackHost } from './net.js';
 export { listenExposureProblem, missingIssuerProblem } from './startup.js';

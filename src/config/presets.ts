@@ -2,7 +2,9 @@ import { z } from 'zod';
 
 /** Issuer presets: configuration data, so it lives here; identity/ maps claims by preset. */
 
-export const presetSchema = z.enum(['kubernetes', 'github-actions', 'gitlab', 'google'], { error: 'must be one of kubernetes, github-actions, gitlab, google' });
+export const presetSchema = z.enum(['kubernetes', 'github-actions', 'gitlab', 'google'], {
+  error: 'must be one of kubernetes, github-actions, gitlab, google',
+});
 export type Preset = z.output<typeof presetSchema>;
 export const PRESETS: readonly Preset[] = presetSchema.options;
 

@@ -41,7 +41,10 @@ export function buildConfig(raw: Record<string, unknown>, flags: ServeFlags = {}
   const fail: Fail = (keyPath, problem) => {
     throw new ConfigError(file, keyPath, problem);
   };
-  const listen = flags.listen !== undefined ? parseOrThrow(listenAddress, flags.listen, file, 'listen') : (doc.listen ?? parseOrThrow(listenAddress, flags.dev ? DEV_LISTEN : DEFAULT_LISTEN, file, 'listen'));
+  const listen =
+    flags.listen !== undefined
+      ? parseOrThrow(listenAddress, flags.listen, file, 'listen')
+      : (doc.listen ?? parseOrThrow(listenAddress, flags.dev ? DEV_LISTEN : DEFAULT_LISTEN, file, 'listen'));
   const publicURLGiven = flags.publicUrl ?? doc.publicURL;
   const publicURL = parseOrThrow(httpURL, publicURLGiven ?? derivedPublicURL(listen, doc.tls !== undefined), file, 'publicURL').replace(/\/+$/, '');
   const service = flags.service ?? doc.service ?? new URL(publicURL).host;
@@ -82,7 +85,9 @@ function resolveUpstream(doc: ConfigFile, flags: ServeFlags, env: NodeJS.Process
   if (!(flags.upstream ?? doc.upstream?.url ?? fromEnv)) {
     return doc.upstream ? fail('upstream.url', 'is required when upstream is set') : undefined;
   }
-  const url = flags.upstream ? parseOrThrow(upstreamURL, flags.upstream, file, '--upstream') : (doc.upstream?.url ?? parseOrThrow(upstreamURL, fromEnv, file, 'RAP_UPSTREAM'));
+  const url = flags.upstream
+    ? parseOrThrow(upstreamURL, flags.upstream, file, '--upstream')
+    : (doc.upstream?.url ?? parseOrThrow(upstreamURL, fromEnv, file, 'RAP_UPSTREAM'));
   return doc.upstream ? { ...doc.upstream, url } : upstreamConfig(url);
 }
 
@@ -144,7 +149,7 @@ function resolveLimits(limits: ConfigFile['limits'], upstream: UpstreamConfig | 
 }
 
 /** What `serve` adds after loading: the dev issuer and registry, the in-cluster issuer. */
-export interface ConfigAdditions {
+interface ConfigAdditions {
   issuers?: readonly IssuerConfig[];
   upstream?: UpstreamConfig;
   signingKeyFile?: string;

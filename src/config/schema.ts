@@ -1,5 +1,19 @@
 import { z } from 'zod';
-import { bool, duration, durationWithin, httpURLProblem, intBetween, mapping, nonNegative, optionalString, optText, refineBy, seconds, secretInline, text } from './fields.js';
+import {
+  bool,
+  duration,
+  durationWithin,
+  httpURLProblem,
+  intBetween,
+  mapping,
+  nonNegative,
+  optionalString,
+  optText,
+  refineBy,
+  seconds,
+  secretInline,
+  text,
+} from './fields.js';
 import { issuerEntry } from './issuer-schema.js';
 import { listenAddress, trustedProxiesProblem } from './net.js';
 
@@ -20,7 +34,7 @@ function upstreamURLProblem(s: string): string | undefined {
   const u = new URL(s);
   if (u.username || u.password) return 'must not carry credentials (use upstream.auth with a passwordFile)';
   if (u.search || u.hash || s.includes('?') || s.includes('#')) return 'must not have a query or fragment';
-  if (/\/v2\/*$/.test(u.pathname)) return 'is the registry\'s base URL, without /v2 (the proxy adds /v2/ itself)';
+  if (/\/v2\/*$/.test(u.pathname)) return "is the registry's base URL, without /v2 (the proxy adds /v2/ itself)";
   return undefined;
 }
 
@@ -33,7 +47,10 @@ const upstreamAuth = z.discriminatedUnion(
   'type',
   [
     mapping({ type: z.literal('none').default('none') }),
-    mapping({ type: z.enum(['basic', 'registry-token']), username: text, password: secretInline('passwordFile'), passwordFile: text }, { hidden: ['password'] }),
+    mapping(
+      { type: z.enum(['basic', 'registry-token']), username: text, password: secretInline('passwordFile'), passwordFile: text },
+      { hidden: ['password'] },
+    ),
     mapping({ type: z.literal('bearer'), token: secretInline('tokenFile'), tokenFile: text }, { hidden: ['token'] }),
   ],
   { error: (i) => (i.code === 'invalid_union' ? authTypeProblem((i.input as { type?: unknown }).type) : 'must be a mapping') },
@@ -46,8 +63,8 @@ function authTypeProblem(type: unknown): string {
 export const upstreamSchema = mapping({
   // Optional here: `--upstream` may give it while the file gives the rest.
   url: optionalString(text.pipe(upstreamURL)).describe('base URL of the registry; may have a path prefix; no query, fragment, credentials or /v2'),
-  caFile: optText.describe('extra CA for the upstream\'s HTTPS'),
-  auth: upstreamAuth.prefault({}).describe('the proxy\'s own credentials towards the upstream, never the client\'s; secrets only from files'),
+  caFile: optText.describe("extra CA for the upstream's HTTPS"),
+  auth: upstreamAuth.prefault({}).describe("the proxy's own credentials towards the upstream, never the client's; secrets only from files"),
   timeout: duration.prefault('30s').describe('connect, headers and idle-body timeout towards the upstream'),
 });
 
@@ -58,24 +75,32 @@ export const signingAlgorithm = z.enum(['ES256', 'RS256', 'EdDSA'], { error: 'mu
 
 // Durations come out in ms, except tokens.ttl and tokens.refreshTTL, which are claims: seconds.
 const tokensSchema = mapping({
-  signingKeyFile: optText.describe('PEM private key, or a directory of them (current.pem signs; the others are published, for rotation); absent: an ephemeral key and a warning'),
+  signingKeyFile: optText.describe(
+    'PEM private key, or a directory of them (current.pem signs; the others are published, for rotation); absent: an ephemeral key and a warning',
+  ),
   certificateFile: optText.describe('certificate of the signing key: adds x5c so Distribution can verify issued tokens'),
-  algorithm: signingAlgorithm.default('ES256').describe('algorithm of the ephemeral key; a key file\'s type decides otherwise'),
+  algorithm: signingAlgorithm.default('ES256').describe("algorithm of the ephemeral key; a key file's type decides otherwise"),
   ttl: duration.pipe(tokenTTLRange).transform(seconds).prefault('5m').describe('lifetime of issued tokens, 1m … 24h'),
   // Refresh tokens are bearer credentials `docker login` stores on disk: bounded even when the
   // identity token is long-lived. Absent: 12h (token/issue.ts).
-  refreshTTL: refineBy(duration, (ms) => (ms !== 0 && (ms < 60_000 || ms > 7 * 24 * 3_600_000) ? 'must be 0 (no refresh tokens) or between 1m and 7d' : undefined))
+  refreshTTL: refineBy(duration, (ms) =>
+    ms !== 0 && (ms < 60_000 || ms > 7 * 24 * 3_600_000) ? 'must be 0 (no refresh tokens) or between 1m and 7d' : undefined,
+  )
     .transform(seconds)
     .optional()
-    .describe('longest life of a refresh token (never past the identity token\'s exp), 1m … 7d; 0: none issued; default 12h'),
+    .describe("longest life of a refresh token (never past the identity token's exp), 1m … 7d; 0: none issued; default 12h"),
 });
 
 /** A token bucket: `rate` requests per second on average, bursts of up to `burst`. `rate: 0` disables it. */
 function rateLimit(defaults: { rate: number; burst: number }, description: string) {
-  return mapping({ rate: nonNegative.optional(), burst: nonNegative.optional() }, { notAMapping: 'must be a mapping {rate, burst} (requests per second; rate 0 disables)' })
+  return mapping(
+    { rate: nonNegative.optional(), burst: nonNegative.optional() },
+    { notAMapping: 'must be a mapping {rate, burst} (requests per second; rate 0 disables)' },
+  )
     .check((ctx) => {
       const { rate = defaults.rate, burst } = ctx.value;
-      if (rate > 0 && burst !== undefined && burst < 1) ctx.issues.push({ code: 'custom', path: ['burst'], message: 'must be at least 1 when rate is set', input: ctx.value });
+      if (rate > 0 && burst !== undefined && burst < 1)
+        ctx.issues.push({ code: 'custom', path: ['burst'], message: 'must be at least 1 when rate is set', input: ctx.value });
     })
     .transform(({ rate = defaults.rate, burst }) => ({ rate, burst: burst ?? Math.max(defaults.burst, Math.ceil(rate * 2)) }))
     .prefault({})
@@ -87,28 +112,38 @@ const limitsSchema = mapping({
   tokenPerClient: rateLimit({ rate: 20, burst: 60 }, '/token requests per client IP'),
   // Protects the issuer and the CPU.
   tokenGlobal: rateLimit({ rate: 2000, burst: 4000 }, '/token requests of all clients together'),
-  maxHeaderBytes: intBetween(4096, 1 << 20).default(16 * 1024).describe('largest request head (request line + headers) accepted, in bytes; larger gets 431'),
+  maxHeaderBytes: intBetween(4096, 1 << 20)
+    .default(16 * 1024)
+    .describe('largest request head (request line + headers) accepted, in bytes; larger gets 431'),
   // Docker, podman and containerd send 5–20 header lines; an ingress adds about as many again.
-  maxHeaderCount: intBetween(32, 10_000, ' (header lines per request)').default(100).describe('most header lines in one request; more gets 431 (never truncated)'),
+  maxHeaderCount: intBetween(32, 10_000, ' (header lines per request)')
+    .default(100)
+    .describe('most header lines in one request; more gets 431 (never truncated)'),
   // A token form is a few hundred bytes sent with the head: seconds are plenty, even on slow links.
   tokenBodyTimeout: durationWithin(100, 300_000, 'must be between 100ms and 5m').prefault('10s').describe('a POST /token form not complete by then gets 408'),
   // Absent: max(5m, 2 × upstream.timeout), set by resolve.ts, which also checks it against the upstream's.
   idleTimeout: refineBy(duration, (ms) => (ms !== 0 && ms < 500 ? 'must be at least 500ms, or 0 to disable' : undefined))
     .optional()
-    .describe('close a client connection with no bytes moving either way for this long; 0 = never; must exceed upstream.timeout; default max(5m, 2 × upstream.timeout)'),
+    .describe(
+      'close a client connection with no bytes moving either way for this long; 0 = never; must exceed upstream.timeout; default max(5m, 2 × upstream.timeout)',
+    ),
   // Each client connection costs a file descriptor (and may hold one upstream, ≤ 320 pooled):
   // keep maxConnections + ~400 under the process's fd limit (`ulimit -n`).
   maxConnections: intBetween(0, 1_000_000, ' (0 = unlimited)').default(2048).describe('client connections open at once, all clients together; 0 = unlimited'),
   // One address may use an eighth of the total: a node pulling many images in parallel needs tens,
   // so a single peer cannot starve everyone else. Behind an ingress, list it in trustedProxies.
-  maxConnectionsPerClient: intBetween(0, 1_000_000, ' (0 = unlimited)').default(256).describe('client connections open at once per TCP peer address (trustedProxies exempt); 0 = unlimited'),
+  maxConnectionsPerClient: intBetween(0, 1_000_000, ' (0 = unlimited)')
+    .default(256)
+    .describe('client connections open at once per TCP peer address (trustedProxies exempt); 0 = unlimited'),
 });
 
 const TRUSTED_PROXIES = 'must be a list of IP addresses or CIDRs';
 
 export const configFileSchema = mapping({
   listen: optionalString(text.pipe(listenAddress)).describe('host:port to listen on; default 0.0.0.0:8080 (--dev: 127.0.0.1:8080)'),
-  publicURL: optionalString(refineBy(text, httpURLProblem)).describe('base URL clients reach the proxy at; the token realm is <publicURL>/token; required unless listen is loopback'),
+  publicURL: optionalString(refineBy(text, httpURLProblem)).describe(
+    'base URL clients reach the proxy at; the token realm is <publicURL>/token; required unless listen is loopback',
+  ),
   service: optText.describe('token service name, the aud of issued tokens; default: host of publicURL'),
   tls: mapping({ certFile: text, keyFile: text }).optional().describe('serve HTTPS with this certificate and key'),
   upstream: upstreamSchema.optional().describe('the registry behind the proxy'),
@@ -116,7 +151,7 @@ export const configFileSchema = mapping({
   tokens: tokensSchema.prefault({}).describe('registry tokens the proxy issues'),
   policies: optText.describe('policy file or directory; default ./policies if it exists, else the shipped policies/default.yaml'),
   anonymous: bool.default(false).describe('true: unauthenticated requests are evaluated by policy with identity.issuerName == "anonymous"'),
-  explainDenials: bool.default(true).describe('refused clients are told the identity, the refused actions and the rule; false: Distribution\'s generic message'),
+  explainDenials: bool.default(true).describe("refused clients are told the identity, the refused actions and the rule; false: Distribution's generic message"),
   limits: limitsSchema.prefault({}).describe('rate limits, request-size limits, timeouts and connection caps'),
   trustedProxies: refineBy(z.array(z.string({ error: TRUSTED_PROXIES }), { error: TRUSTED_PROXIES }), trustedProxiesProblem)
     .default([])

@@ -14,7 +14,7 @@ export function missingIssuerProblem(config: Pick<Config, 'issuers' | 'anonymous
     'no identity issuer is configured, so no client could ever get a token. Give one: ' +
     '--issuer <url> --audience <aud> [--issuer-name <name>] [--ca-file <file>] (an OIDC issuer), ' +
     `${config.file ? `an issuers: list in ${config.file}` : '--config <file> with an issuers: list'} (see README "Configuration file"), ` +
-    'or --dev for a local trial with an embedded issuer. In a Kubernetes pod the cluster\'s own issuer is used automatically'
+    "or --dev for a local trial with an embedded issuer. In a Kubernetes pod the cluster's own issuer is used automatically"
   );
 }
 

@@ -17,8 +17,6 @@ export const SIGNING_ALGORITHMS: readonly SigningAlgorithm[] = signingAlgorithm.
 
 export type TokenReviewConfig = Exclude<IssuerConfig['tokenReview'], false>;
 
-export type UpstreamAuth = z.output<typeof upstreamSchema>['auth'];
-
 export type UpstreamConfig = Readonly<Omit<z.output<typeof upstreamSchema>, 'url'> & { url: string }>;
 
 export type TokensConfig = Readonly<ConfigFile['tokens']>;

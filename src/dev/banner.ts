@@ -14,7 +14,7 @@ export function cliInvocation(script: string = process.argv[1] ?? 'registry-auth
   return basename(script) === 'registry-auth-proxy' ? 'registry-auth-proxy' : `node ${shellQuote(script)}`;
 }
 
-export interface BannerInput {
+interface BannerInput {
   publicURL: string;
   tokenFile: string;
   subject: string;
@@ -63,12 +63,8 @@ export function devBanner(b: BannerInput): string {
       : `  skopeo copy${plain ? ' --dest-tls-verify=false' : ''} oci:<layout-dir> docker://${dst}`,
     'Docker:',
     `  docker login ${host} -u dev --password-stdin < ${tokenFile}`,
-    ...(src
-      ? [`  docker pull ${src}`, `  docker tag ${src} ${dst}`, `  docker push ${dst}`]
-      : [`  docker tag <local-image> ${dst} && docker push ${dst}`]),
-    ...(plain && !isLoopbackHost(url.hostname)
-      ? [`  (plain HTTP: Docker needs "insecure-registries": ["${host}"] in /etc/docker/daemon.json)`]
-      : []),
+    ...(src ? [`  docker pull ${src}`, `  docker tag ${src} ${dst}`, `  docker push ${dst}`] : [`  docker tag <local-image> ${dst} && docker push ${dst}`]),
+    ...(plain && !isLoopbackHost(url.hostname) ? [`  (plain HTTP: Docker needs "insecure-registries": ["${host}"] in /etc/docker/daemon.json)`] : []),
     'Check the token:',
     `  ${[b.cli, 'verify', '--dev', ...b.verifyArgs.map(shellQuote), '-'].join(' ')} < ${tokenFile}`,
     '',

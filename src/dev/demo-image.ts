@@ -3,19 +3,19 @@ import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
 
 /** The image `--dev` puts in its embedded registry, so the banner's pull and push work offline. */
-export const DEMO_REPOSITORY = 'demo/hello';
-export const DEMO_TAG = 'latest';
+const DEMO_REPOSITORY = 'demo/hello';
+const DEMO_TAG = 'latest';
 
 const MANIFEST_TYPE = 'application/vnd.docker.distribution.manifest.v2+json';
 const CONFIG_TYPE = 'application/vnd.docker.container.image.v1+json';
 const LAYER_TYPE = 'application/vnd.docker.image.rootfs.diff.tar.gzip';
 
-export interface Blob {
+interface Blob {
   digest: string;
   data: Buffer;
 }
 
-export interface DemoImage {
+interface DemoImage {
   blobs: Blob[];
   manifest: Buffer;
   manifestType: string;
@@ -62,7 +62,14 @@ export async function buildDemoImage(arch = goArch()): Promise<DemoImage> {
       layers: [{ mediaType: LAYER_TYPE, size: layer.length, digest: sha256(layer) }],
     }),
   );
-  return { blobs: [{ digest: sha256(config), data: config }, { digest: sha256(layer), data: layer }], manifest, manifestType: MANIFEST_TYPE };
+  return {
+    blobs: [
+      { digest: sha256(config), data: config },
+      { digest: sha256(layer), data: layer },
+    ],
+    manifest,
+    manifestType: MANIFEST_TYPE,
+  };
 }
 
 /**

@@ -7,7 +7,7 @@ import { issuerConfig } from '../config/issuer-schema.js';
 import type { Config, IssuerConfig } from '../config/types.js';
 import { DEV_ISSUER_NAME, type DevPaths } from './defaults.js';
 
-export interface DevIssuer {
+interface DevIssuer {
   issuer: IssuerConfig;
   token: string;
   /** When the token expires (seconds since the epoch). */
@@ -18,7 +18,7 @@ export interface DevIssuer {
 const DEV_TOKEN_TTL = 12 * 3600;
 
 /** Writes a file atomically with owner-only permissions (it holds a key or a token). */
-export function writePrivateFile(path: string, content: string): void {
+function writePrivateFile(path: string, content: string): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, content, { mode: 0o600 });
@@ -26,7 +26,7 @@ export function writePrivateFile(path: string, content: string): void {
 }
 
 /** The dev issuer as `verify` and `serve` read it: a static JWKS file, so nothing listens. Pure. */
-export function devIssuerConfig(config: Pick<Config, 'publicURL' | 'service'>, jwksFile: string): IssuerConfig {
+function devIssuerConfig(config: Pick<Config, 'publicURL' | 'service'>, jwksFile: string): IssuerConfig {
   return issuerConfig({ name: DEV_ISSUER_NAME, issuer: `${config.publicURL}/dev`, audiences: [config.service], jwksFile }, { keyPath: 'issuers' });
 }
 

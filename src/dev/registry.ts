@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 import type { DevPaths } from './defaults.js';
 
 /** The Debian/Ubuntu package that ships Distribution's registry as /usr/bin/docker-registry. */
-export const REGISTRY_PACKAGE = 'docker-registry';
+const REGISTRY_PACKAGE = 'docker-registry';
 const REGISTRY_NAMES = ['docker-registry'];
 
 /**
@@ -28,21 +28,22 @@ export function registryConfig(opts: { port: number; dataDir: string; secret: st
   });
 }
 
-export type RegistryBinaryPlan =
-  | { action: 'use'; path: string }
-  | { action: 'install'; command: string[] }
-  | { action: 'fail'; message: string };
+type RegistryBinaryPlan = { action: 'use'; path: string } | { action: 'install'; command: string[] } | { action: 'fail'; message: string };
 
 /**
  * What to do about the registry binary. Pure: the caller looks things up. RAP_DEV_REGISTRY names
  * it explicitly (and must then exist); else PATH; else root with apt-get installs the Debian
  * package, as the test suite does; else the exact command to run.
  */
-export function registryBinaryPlan(s: { explicit?: string; explicitUsable?: boolean; found?: string; isRoot: boolean; hasAptGet: boolean }): RegistryBinaryPlan {
+export function registryBinaryPlan(s: {
+  explicit?: string;
+  explicitUsable?: boolean;
+  found?: string;
+  isRoot: boolean;
+  hasAptGet: boolean;
+}): RegistryBinaryPlan {
   if (s.explicit) {
-    return s.explicitUsable
-      ? { action: 'use', path: s.explicit }
-      : { action: 'fail', message: `RAP_DEV_REGISTRY=${s.explicit} is not an executable file` };
+    return s.explicitUsable ? { action: 'use', path: s.explicit } : { action: 'fail', message: `RAP_DEV_REGISTRY=${s.explicit} is not an executable file` };
   }
   if (s.found) return { action: 'use', path: s.found };
   if (s.isRoot && s.hasAptGet) return { action: 'install', command: ['apt-get', 'install', '-y', '--no-install-recommends', REGISTRY_PACKAGE] };
@@ -50,7 +51,9 @@ export function registryBinaryPlan(s: { explicit?: string; explicitUsable?: bool
     action: 'fail',
     message:
       '--dev without --upstream runs the Distribution registry, and docker-registry is not installed. ' +
-      (s.hasAptGet ? `Install it with: sudo apt-get install -y ${REGISTRY_PACKAGE}` : 'Install the Distribution registry (https://distribution.github.io/distribution/) and set RAP_DEV_REGISTRY to its path') +
+      (s.hasAptGet
+        ? `Install it with: sudo apt-get install -y ${REGISTRY_PACKAGE}`
+        : 'Install the Distribution registry (https://distribution.github.io/distribution/) and set RAP_DEV_REGISTRY to its path') +
       ', or point --upstream at a registry you run.',
   };
 }
@@ -65,14 +68,14 @@ function executable(path: string): boolean {
 }
 
 /** First executable `name` on PATH, then in /usr/bin and /usr/sbin (sudo's PATH may lack them). */
-export function findOnPath(names: string[], env: NodeJS.ProcessEnv = process.env): string | undefined {
+function findOnPath(names: string[], env: NodeJS.ProcessEnv = process.env): string | undefined {
   const dirs = [...(env.PATH ?? '').split(delimiter).filter(Boolean), '/usr/bin', '/usr/sbin'];
   for (const name of names) for (const dir of dirs) if (executable(join(dir, name))) return join(dir, name);
   return undefined;
 }
 
 /** Finds (or, as root with apt-get, installs) the registry binary; throws with the install command otherwise. */
-export function resolveRegistryBinary(logger: Logger, env: NodeJS.ProcessEnv = process.env): string {
+function resolveRegistryBinary(logger: Logger, env: NodeJS.ProcessEnv = process.env): string {
   const explicit = env.RAP_DEV_REGISTRY || undefined;
   const plan = registryBinaryPlan({
     explicit,

@@ -19,7 +19,7 @@ export interface DevSession {
   stop(): Promise<void>;
 }
 
-export interface DevOptions {
+interface DevOptions {
   stateDir: string;
   logger: Logger;
   /** How to run this CLI again (for the `verify --dev` line). */

@@ -26,7 +26,11 @@ export function clientIPResolver(trustedProxies: readonly string[]): (req: Incom
     let ip = normalize(req.socket.remoteAddress ?? '');
     if (list && trusted(list, ip)) {
       const header = req.headersDistinct?.['x-forwarded-for'] ?? [];
-      const hops = (header as string[]).join(',').split(',').map((h: string) => normalize(h.trim())).filter(Boolean);
+      const hops = (header as string[])
+        .join(',')
+        .split(',')
+        .map((h: string) => normalize(h.trim()))
+        .filter(Boolean);
       for (let i = hops.length - 1; i >= 0; i--) {
         const hop = hops[i]!;
         if (isIP(hop) === 0) break; // garbage: stop at the last address we could trust

@@ -8,7 +8,7 @@ import { IdentityError } from './types.js';
  * says why, in words the user can act on and never echoing the token.
  */
 
-export const MAX_TOKEN_BYTES = 16 * 1024;
+const MAX_TOKEN_BYTES = 16 * 1024;
 /** Asymmetric algorithms only: never `none`, never HMAC (a public key must not become an HMAC secret). */
 export const ALLOWED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'EdDSA'];
 /** Headers that would let a token name its own key (RFC 8725 §3.10): refused on identity tokens. */
@@ -23,7 +23,7 @@ export function checkShape(token: unknown): asserts token is string {
   if (!JWT_SHAPE.test(token)) throw new IdentityError('malformed', NOT_A_JWT);
 }
 
-export interface DecodedToken {
+interface DecodedToken {
   header: ProtectedHeaderParameters;
   /** Unverified: only `iss` may be used, to pick the source that verifies the rest. */
   payload: JWTPayload;
@@ -42,7 +42,11 @@ export function decodeToken(token: string): DecodedToken {
   }
   const [h64, p64] = token.split('.');
   const dup = findDuplicateMember(Buffer.from(h64!, 'base64url').toString('utf8')) ?? findDuplicateMember(Buffer.from(p64!, 'base64url').toString('utf8'));
-  if (dup !== undefined) throw new IdentityError('malformed', `the identity token repeats the member ${JSON.stringify(dup.slice(0, 100))}: refused rather than guessing which one counts`);
+  if (dup !== undefined)
+    throw new IdentityError(
+      'malformed',
+      `the identity token repeats the member ${JSON.stringify(dup.slice(0, 100))}: refused rather than guessing which one counts`,
+    );
   const iss = payload.iss;
   if (typeof iss !== 'string' || iss.length === 0) throw new IdentityError('missing_claim', 'the identity token has no "iss" claim');
   return { header, payload, iss };
@@ -51,11 +55,17 @@ export function decodeToken(token: string): DecodedToken {
 /** Keys come from the issuer's configuration only; the algorithm from the allow-list only. */
 export function checkHeader(header: ProtectedHeaderParameters, issuerName: string): void {
   for (const h of FORBIDDEN_HEADERS) {
-    if (h in header) throw new IdentityError('forbidden_header', `identity tokens may not carry a "${h}" header: keys come from the issuer's configuration only`, issuerName);
+    if (h in header)
+      throw new IdentityError('forbidden_header', `identity tokens may not carry a "${h}" header: keys come from the issuer's configuration only`, issuerName);
   }
-  if (header.crit !== undefined) throw new IdentityError('forbidden_header', 'the identity token has a "crit" header this proxy does not understand', issuerName);
+  if (header.crit !== undefined)
+    throw new IdentityError('forbidden_header', 'the identity token has a "crit" header this proxy does not understand', issuerName);
   if (typeof header.alg !== 'string' || !ALLOWED_ALGORITHMS.includes(header.alg)) {
-    throw new IdentityError('unsupported_algorithm', `algorithm ${JSON.stringify(String(header.alg))} is not accepted (use one of ${ALLOWED_ALGORITHMS.join(', ')})`, issuerName);
+    throw new IdentityError(
+      'unsupported_algorithm',
+      `algorithm ${JSON.stringify(String(header.alg))} is not accepted (use one of ${ALLOWED_ALGORITHMS.join(', ')})`,
+      issuerName,
+    );
   }
 }
 

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Agent, request, type Dispatcher } from 'undici';
 
 /** Outbound HTTP for discovery, JWKS and TokenReview: custom CA, a bearer token re-read per call, bounded time and size. */
-export interface HttpClientOptions {
+interface HttpClientOptions {
   caFile?: string;
   bearerTokenFile?: string;
   /**
@@ -15,7 +15,7 @@ export interface HttpClientOptions {
   maxBytes?: number;
 }
 
-export class HttpError extends Error {
+class HttpError extends Error {
   constructor(
     message: string,
     readonly status?: number,

@@ -3,7 +3,7 @@ import type { IssuerConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { createHttpClient } from './http.js';
 
-export interface InClusterOptions {
+interface InClusterOptions {
   env?: NodeJS.ProcessEnv;
   /** The pod's service-account directory (injectable for tests). */
   serviceAccountDir?: string;
@@ -29,7 +29,7 @@ export async function inClusterIssuer(service: string, opts: InClusterOptions): 
       throw new Error(`${apiServer}/.well-known/openid-configuration answered HTTP ${res.status}${hint}`);
     }
     const issuer = inClusterIssuerConfig(pod, doc.issuer, service);
-    opts.logger.info({ issuer: issuer.issuer, apiServer, audiences: issuer.audiences }, 'in-cluster mode: trusting this cluster\'s service-account issuer');
+    opts.logger.info({ issuer: issuer.issuer, apiServer, audiences: issuer.audiences }, "in-cluster mode: trusting this cluster's service-account issuer");
     return issuer;
   } finally {
     await http.close();

@@ -12,7 +12,8 @@ export function joseFailure(err: unknown, cfg: IssuerConfig): IdentityError {
   }
   if (err instanceof joseErrors.JWTClaimValidationFailed) return claimFailure(err, cfg);
   if (err instanceof joseErrors.JWKSNoMatchingKey) return new IdentityError('unknown_key', `no key of issuer ${cfg.issuer} matches the token's "kid"`, n);
-  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return new IdentityError('bad_signature', "the signature does not verify with the issuer's keys", n);
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed)
+    return new IdentityError('bad_signature', "the signature does not verify with the issuer's keys", n);
   if (err instanceof joseErrors.JOSEAlgNotAllowed) return new IdentityError('unsupported_algorithm', 'the token algorithm is not accepted', n);
   if (err instanceof joseErrors.JWSInvalid || err instanceof joseErrors.JWTInvalid || err instanceof joseErrors.JOSENotSupported) {
     return new IdentityError('malformed', `the identity token is malformed: ${(err as Error).message}`, n);
@@ -25,7 +26,11 @@ function claimFailure(err: InstanceType<typeof joseErrors.JWTClaimValidationFail
   const n = cfg.name;
   switch (err.claim) {
     case 'aud':
-      return new IdentityError('wrong_audience', `the identity token's audience must include ${cfg.audiences.map((a) => JSON.stringify(a)).join(' or ')}: request the token for that audience`, n);
+      return new IdentityError(
+        'wrong_audience',
+        `the identity token's audience must include ${cfg.audiences.map((a) => JSON.stringify(a)).join(' or ')}: request the token for that audience`,
+        n,
+      );
     case 'nbf':
     case 'iat':
       return new IdentityError('not_yet_valid', 'the identity token is not valid yet (nbf/iat in the future): check the clocks', n);

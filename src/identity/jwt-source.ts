@@ -25,7 +25,7 @@ export interface IssuerKeys extends KeySource {
 }
 
 /** What jose must check besides the signature: legacy tokens have neither an audience nor an expiry. */
-export interface SignatureRules {
+interface SignatureRules {
   audience?: string[];
   requiredClaims: string[];
 }
@@ -53,7 +53,10 @@ export function issuerKeys(cfg: IssuerConfig, deps: KeyDeps): IssuerKeys {
   if (cfg.jwksFile) return { ...staticKeySource(cfg.jwksFile), close: async () => {} };
   const origins = bearerTokenOrigins(cfg);
   if (cfg.bearerTokenFile && cfg.jwksURI && !origins.includes(originOf(cfg.jwksURI) ?? '')) {
-    deps.logger.warn({ issuer: cfg.name, jwksURI: cfg.jwksURI }, "bearerTokenFile is not sent to this jwksURI: it is on neither the issuer's nor the API server's origin");
+    deps.logger.warn(
+      { issuer: cfg.name, jwksURI: cfg.jwksURI },
+      "bearerTokenFile is not sent to this jwksURI: it is on neither the issuer's nor the API server's origin",
+    );
   }
   const http = createHttpClient({ caFile: cfg.caFile, bearerTokenFile: cfg.bearerTokenFile, bearerTokenOrigins: origins, timeoutMs: cfg.timeout });
   const keys = oidcKeySource(cfg, { http, logger: deps.logger, now: deps.now, refetchIntervalMs: deps.refetchIntervalMs, onFetch: deps.onKeysFetched });

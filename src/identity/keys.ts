@@ -12,7 +12,7 @@ export interface KeySource {
 }
 
 /** Only public signature keys may verify identity tokens: private parts and symmetric keys are dropped. */
-export function publicOnly(jwks: JSONWebKeySet): JWK[] {
+function publicOnly(jwks: JSONWebKeySet): JWK[] {
   const keys: JWK[] = [];
   for (const k of jwks.keys ?? []) {
     if (typeof k !== 'object' || k === null) continue;

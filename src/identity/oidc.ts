@@ -6,11 +6,11 @@ import { IdentityError } from './types.js';
 import { hasKid, localResolver, type KeyResolver, type KeySource } from './keys.js';
 
 /** Minimum time between two JWKS fetches of one issuer: a flood of unknown `kid`s cannot hammer it. */
-export const DEFAULT_REFETCH_INTERVAL_MS = 10_000;
+const DEFAULT_REFETCH_INTERVAL_MS = 10_000;
 /** Keys are refreshed in the background at most this old, so removed keys stop verifying. */
-export const DEFAULT_MAX_AGE_MS = 10 * 60_000;
+const DEFAULT_MAX_AGE_MS = 10 * 60_000;
 
-export interface OidcKeySourceOptions {
+interface OidcKeySourceOptions {
   http: HttpClient;
   logger: Logger;
   now?: () => number;
@@ -35,7 +35,8 @@ export function discoveredJwksProblem(issuer: string, jwksURI: string): string |
   }
   const fix = 'if that is where this issuer really publishes its keys, set jwksURI for this issuer to it';
   if (u.protocol !== 'https:') return `jwks_uri ${u.href} is not https: keys are only fetched over TLS (${fix})`;
-  if (u.origin !== originOf(issuer)) return `jwks_uri ${u.href} is not on the issuer's origin ${originOf(issuer) ?? issuer}: discovered keys are only fetched from the issuer itself (${fix})`;
+  if (u.origin !== originOf(issuer))
+    return `jwks_uri ${u.href} is not on the issuer's origin ${originOf(issuer) ?? issuer}: discovered keys are only fetched from the issuer itself (${fix})`;
   return undefined;
 }
 
@@ -122,13 +123,20 @@ class OidcKeyCache {
     if (this.inflight) await this.inflight.catch(() => undefined);
     const next = keysNeed({ jwks: this.jwks, fetchedAt: this.fetchedAt, lastAttempt: this.lastAttempt }, kid, this.now(), this.limits);
     if (next === 'use') return;
-    if (next === 'unavailable') throw new IdentityError('issuer_unavailable', `keys of issuer ${issuer.issuer} are not available yet (last fetch failed; retrying shortly)`, issuer.name);
+    if (next === 'unavailable')
+      throw new IdentityError('issuer_unavailable', `keys of issuer ${issuer.issuer} are not available yet (last fetch failed; retrying shortly)`, issuer.name);
     try {
       await this.refreshOnce();
     } catch (err) {
       options.logger.warn({ issuer: issuer.name, err: (err as Error).message }, 'fetching issuer keys failed');
       // The cause (URLs, socket errors of the inside) is for the log and the operator's CLI, not for /token's anonymous caller.
-      if (this.jwks === undefined) throw new IdentityError('issuer_unavailable', `keys of issuer ${issuer.issuer} could not be fetched (the proxy's log says why); try again shortly`, issuer.name, (err as Error).message);
+      if (this.jwks === undefined)
+        throw new IdentityError(
+          'issuer_unavailable',
+          `keys of issuer ${issuer.issuer} could not be fetched (the proxy's log says why); try again shortly`,
+          issuer.name,
+          (err as Error).message,
+        );
       // keep verifying with the cached keys while the issuer is down
     }
   }

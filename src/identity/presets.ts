@@ -2,7 +2,7 @@ import type { Preset } from '../config/types.js';
 import type { Identity } from './types.js';
 
 /** The configured issuer a token was verified against. */
-export interface IssuerRef {
+interface IssuerRef {
   issuerName: string;
   issuer: string;
   preset?: Preset;
@@ -34,7 +34,7 @@ export function identityFromClaims(claims: Record<string, unknown>, source: Issu
  * Both Kubernetes token shapes: bound (projected) tokens nest `kubernetes.io: {namespace, pod,
  * serviceaccount}`; legacy secret tokens carry flat `kubernetes.io/serviceaccount/*` claims.
  */
-export function kubernetesFields(claims: Record<string, unknown>): Pick<Identity, 'namespace' | 'serviceAccount' | 'podName'> {
+function kubernetesFields(claims: Record<string, unknown>): Pick<Identity, 'namespace' | 'serviceAccount' | 'podName'> {
   const bound = obj(claims['kubernetes.io']);
   if (bound) {
     return {

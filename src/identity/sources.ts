@@ -5,7 +5,7 @@ import { createTokenReviewer, type TokenReviewer } from './token-review.js';
 import { withTokenReview, type Review } from './token-review-source.js';
 import type { IdentitySource } from './types.js';
 
-export interface SourceDeps extends KeyDeps {
+interface SourceDeps extends KeyDeps {
   /** Replaces the TokenReview client (tests). */
   tokenReviewerFor?: (issuer: IssuerConfig) => TokenReviewer;
 }

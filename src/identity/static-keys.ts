@@ -10,7 +10,7 @@ export function staticKeySource(file: string): KeySource {
   return { resolver, ready: () => true, refresh: async () => {} };
 }
 
-export function readKeyFile(file: string): JSONWebKeySet {
+function readKeyFile(file: string): JSONWebKeySet {
   const text = readFileSync(file, 'utf8');
   const trimmed = text.trim();
   if (trimmed.startsWith('{')) {

@@ -39,6 +39,7 @@ export function tokenEntryBytes(token: string): number {
  * so a token is never a map key and a long scope list costs 43 bytes. Eviction only ever costs a
  * re-verification or a re-fetch, never a wrong answer.
  */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- lru-cache's own bound on values (non-nullish)
 export class TokenCache<V extends {}> {
   private readonly lru: LRUCache<string, V>;
   private readonly inflight = new Map<string, Promise<V>>();

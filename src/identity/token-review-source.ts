@@ -20,7 +20,14 @@ export interface ReviewDeps {
  * deleted. `audiences` undefined asks for the API server's own audience (legacy tokens). Fails
  * closed: an API server that cannot be asked confirms nothing.
  */
-export async function confirmWithApiServer(reviewer: TokenReviewer, token: string, claims: JWTPayload, audiences: string[] | undefined, cfg: IssuerConfig, logger: Logger): Promise<void> {
+export async function confirmWithApiServer(
+  reviewer: TokenReviewer,
+  token: string,
+  claims: JWTPayload,
+  audiences: string[] | undefined,
+  cfg: IssuerConfig,
+  logger: Logger,
+): Promise<void> {
   let review;
   try {
     review = await reviewer.review(token, audiences);

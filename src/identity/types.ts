@@ -20,7 +20,7 @@ export interface Identity {
 }
 
 /** Why an identity token was refused; each maps to a message a user can act on. */
-export type IdentityFailure =
+type IdentityFailure =
   | 'malformed'
   | 'too_large'
   | 'unknown_issuer'
@@ -87,7 +87,7 @@ export interface IdentitySource {
   close(): Promise<void>;
 }
 
-export const ANONYMOUS_ISSUER_NAME = 'anonymous';
+const ANONYMOUS_ISSUER_NAME = 'anonymous';
 
 export function anonymousIdentity(): Identity {
   return { issuerName: ANONYMOUS_ISSUER_NAME, issuer: '', subject: 'anonymous', claims: {} };

@@ -8,7 +8,7 @@ import { TokenCache, type CacheFill, type CacheUsage } from './token-cache.js';
 import type { TokenReviewer } from './token-review.js';
 import { IdentityError, type Identity, type IdentitySource, type IdentityVerifier } from './types.js';
 
-export interface VerifierOptions {
+interface VerifierOptions {
   logger: Logger;
   /** Epoch milliseconds; injectable for tests. */
   now?: () => number;

@@ -9,7 +9,7 @@ import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, type KeyObject
  * `~` cannot occur in a repository name, so a cursor is told apart from a plain `last=<name>`
  * (which a client may still send: the answer is filtered either way).
  */
-export const CURSOR_PREFIX = '~';
+const CURSOR_PREFIX = '~';
 
 const INFO = 'registry-auth-proxy catalog cursor v1';
 const AAD = Buffer.from(INFO);
@@ -98,7 +98,7 @@ export interface CursorKeySource {
   all(): { privateKey: KeyObject }[];
 }
 
-export interface CursorCodec {
+interface CursorCodec {
   seal(name: string): string;
   open(cursor: string): string | undefined;
 }

@@ -11,7 +11,7 @@ export function bearerChallenge(realm: string, service: string, scopes: Scope[],
   return h;
 }
 
-export interface ChallengeOptions {
+interface ChallengeOptions {
   realm: string;
   service: string;
   scopes: Scope[];

@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { sendJson } from '../http/response.js';
 
 /** OCI distribution-spec error codes (plus the few Distribution adds) with their usual statuses. */
-export type OciErrorCode =
+type OciErrorCode =
   | 'BLOB_UNKNOWN'
   | 'BLOB_UPLOAD_INVALID'
   | 'BLOB_UPLOAD_UNKNOWN'
@@ -21,16 +21,10 @@ export type OciErrorCode =
   | 'UNKNOWN';
 
 /** RFC 6749 §5.2 error codes (plus `temporarily_unavailable`, `server_error`) the token endpoint answers with. */
-export type OAuthErrorCode =
-  | 'invalid_request'
-  | 'invalid_client'
-  | 'invalid_grant'
-  | 'invalid_scope'
-  | 'unsupported_grant_type'
-  | 'temporarily_unavailable'
-  | 'server_error';
+type OAuthErrorCode =
+  'invalid_request' | 'invalid_client' | 'invalid_grant' | 'invalid_scope' | 'unsupported_grant_type' | 'temporarily_unavailable' | 'server_error';
 
-export interface OciErrorEntry {
+interface OciErrorEntry {
   code: OciErrorCode;
   message: string;
   detail?: unknown;
@@ -63,7 +57,14 @@ export class OciError extends Error {
 }
 
 /** An error of the token endpoint (both renderings, see OciError). */
-export function oauthError(status: number, code: OciErrorCode, oauth: OAuthErrorCode, message: string, headers: Record<string, string> = {}, statusMessage?: string): OciError {
+export function oauthError(
+  status: number,
+  code: OciErrorCode,
+  oauth: OAuthErrorCode,
+  message: string,
+  headers: Record<string, string> = {},
+  statusMessage?: string,
+): OciError {
   return new OciError(status, code, message, undefined, headers, statusMessage, oauth);
 }
 

@@ -8,15 +8,7 @@ import { isValidDigest, isValidReference, isValidRepositoryName, type Scope } fr
  * parsed route, never the raw string, so what was authorized is exactly what the upstream sees.
  */
 
-export type RouteKind =
-  | 'ping'
-  | 'catalog'
-  | 'tags'
-  | 'manifest'
-  | 'blob'
-  | 'upload-start'
-  | 'upload'
-  | 'referrers';
+export type RouteKind = 'ping' | 'catalog' | 'tags' | 'manifest' | 'blob' | 'upload-start' | 'upload' | 'referrers';
 
 export interface Route {
   kind: RouteKind;
@@ -35,7 +27,7 @@ export interface Route {
 }
 
 /** Why a request is no registry API call the proxy forwards: an OciError (with `Allow` on a 405). */
-export type RouteError = OciError;
+type RouteError = OciError;
 
 export function isRouteError(x: Route | RouteError): x is RouteError {
   return x instanceof OciError;
@@ -209,7 +201,7 @@ function referrersRoute(method: string, name: string, digest: string, query: str
 }
 
 /** What the handler knows about a request body before reading it. */
-export interface BodyFacts {
+interface BodyFacts {
   /** Every Content-Type header value (a client may send several). */
   contentTypes: string[];
   /** A non-zero Content-Length or any Transfer-Encoding. */
@@ -228,8 +220,10 @@ const FORM_TYPE = /x-www-form-urlencoded|form-data/i;
 export function refuseBody(route: Route, body: BodyFacts): RouteError | undefined {
   // Refused unread: the body would otherwise have to be drained before the connection could be reused.
   const close = { Connection: 'close' };
-  if (body.contentTypes.some((t) => FORM_TYPE.test(t))) return new OciError(400, 'UNSUPPORTED', 'form bodies are not part of the registry API', undefined, close);
-  if (route.mountFrom !== undefined && body.hasBody) return new OciError(400, 'BLOB_UPLOAD_INVALID', 'a cross-repository mount takes no request body', undefined, close);
+  if (body.contentTypes.some((t) => FORM_TYPE.test(t)))
+    return new OciError(400, 'UNSUPPORTED', 'form bodies are not part of the registry API', undefined, close);
+  if (route.mountFrom !== undefined && body.hasBody)
+    return new OciError(400, 'BLOB_UPLOAD_INVALID', 'a cross-repository mount takes no request body', undefined, close);
   return undefined;
 }
 

@@ -21,7 +21,7 @@ export class ScopeError extends Error {
 /** OCI distribution-spec repository name grammar, with Distribution's 255-char limit. */
 const PATH_COMPONENT = '[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*';
 const REPOSITORY_RE = new RegExp(`^${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`);
-export const MAX_REPOSITORY_LENGTH = 255;
+const MAX_REPOSITORY_LENGTH = 255;
 
 export function isValidRepositoryName(name: string): boolean {
   return name.length > 0 && name.length <= MAX_REPOSITORY_LENGTH && REPOSITORY_RE.test(name);
@@ -29,7 +29,7 @@ export function isValidRepositoryName(name: string): boolean {
 
 const TAG_RE = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
 const DIGEST_RE = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
-export function isValidTag(ref: string): boolean {
+function isValidTag(ref: string): boolean {
   return TAG_RE.test(ref);
 }
 export function isValidDigest(ref: string): boolean {
@@ -41,7 +41,7 @@ export function isValidReference(ref: string): boolean {
 
 const ACTION_RE = /^(?:\*|[a-z][a-z0-9_-]{0,31})$/;
 const TYPE_RE = /^([a-z][a-z0-9_-]{0,31})(?:\([a-z0-9_-]{1,32}\))?$/;
-export const MAX_SCOPE_LENGTH = 1024;
+const MAX_SCOPE_LENGTH = 1024;
 
 /** Parses one resource scope. Throws ScopeError with a reason a client can act on. */
 export function parseScope(input: string): Scope {
@@ -86,7 +86,7 @@ export function formatScope(s: Scope): string {
 }
 
 /** Merges scopes naming the same resource, keeping first-seen order. */
-export function mergeScopes(scopes: Scope[]): Scope[] {
+function mergeScopes(scopes: Scope[]): Scope[] {
   const byKey = new Map<string, Scope>();
   for (const s of scopes) {
     const key = `${s.type}:${s.name}`;

@@ -6,7 +6,9 @@ x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
 /** A random positive 128-bit serial number (the top bit cleared so DER keeps it positive). */
 function serial(): string {
-  return Buffer.from(webcrypto.getRandomValues(new Uint8Array(16))).toString('hex').replace(/^[89a-f]/, '1');
+  return Buffer.from(webcrypto.getRandomValues(new Uint8Array(16)))
+    .toString('hex')
+    .replace(/^[89a-f]/, '1');
 }
 
 /** Valid from five minutes ago, so a verifier whose clock runs slightly behind accepts it at once. */
@@ -41,7 +43,10 @@ export async function selfSignedCertificateForKey(privateKeyPem: string, commonN
 }
 
 /** The WebCrypto algorithms for our signing keys' types (the ones `keys generate` makes). */
-function webcryptoAlgFor(key: KeyObject): { alg: Algorithm | EcdsaParams | RsaHashedImportParams; importAlg: EcKeyImportParams | RsaHashedImportParams | Algorithm } {
+function webcryptoAlgFor(key: KeyObject): {
+  alg: Algorithm | EcdsaParams | RsaHashedImportParams;
+  importAlg: EcKeyImportParams | RsaHashedImportParams | Algorithm;
+} {
   switch (key.asymmetricKeyType) {
     case 'ec': {
       const curve = key.asymmetricKeyDetails?.namedCurve;

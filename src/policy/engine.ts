@@ -58,7 +58,7 @@ function matches(rule: CompiledRule, ctx: CelContext): boolean {
   return result;
 }
 
-export function celContext(identity: Identity, scope: Scope, context: RequestContext): CelContext {
+function celContext(identity: Identity, scope: Scope, context: RequestContext): CelContext {
   return {
     claims: identity.claims,
     identity: {

@@ -21,7 +21,7 @@ export interface Refusal {
 }
 
 /** Who was refused: the registry token's `sub` is `<issuerName>:<subject>` (issuer names have no `:`). */
-export interface Requester {
+interface Requester {
   issuerName: string;
   subject: string;
 }
@@ -150,7 +150,8 @@ export function parseRefusals(raw: unknown): Refusal[] | undefined {
           typeof a === 'object' &&
           a !== null &&
           typeof (a as RefusedAction).action === 'string' &&
-          ((a as RefusedAction).deniedBy === undefined || (Array.isArray((a as RefusedAction).deniedBy) && (a as RefusedAction).deniedBy!.every((n) => typeof n === 'string'))),
+          ((a as RefusedAction).deniedBy === undefined ||
+            (Array.isArray((a as RefusedAction).deniedBy) && (a as RefusedAction).deniedBy!.every((n) => typeof n === 'string'))),
       ),
   );
   return ok ? (raw as Refusal[]) : undefined;

@@ -12,12 +12,12 @@ import type { Rule } from './types.js';
  */
 
 /** How firmly a matching rule pins the owner: not at all, by a name someone may register later, by an id. */
-export type PinLevel = 'none' | 'name' | 'id';
+type PinLevel = 'none' | 'name' | 'id';
 const LEVELS: PinLevel[] = ['none', 'name', 'id'];
 
 export type { LintIssuer };
 
-export interface TenantPinningWarning {
+interface TenantPinningWarning {
   file: string;
   rule: string;
   issuer: string;
@@ -30,7 +30,7 @@ export interface TenantPinningWarning {
 }
 
 /** Presets whose issuer is shared by every tenant of a public service. Claim paths are dotted. */
-export const MULTI_TENANT_PRESETS: Readonly<Record<string, OwnerClaims>> = {
+const MULTI_TENANT_PRESETS: Readonly<Record<string, OwnerClaims>> = {
   'github-actions': {
     ids: ['repository_owner_id', 'repository_id', 'enterprise_id'],
     names: ['repository_owner', 'enterprise'],
@@ -77,7 +77,15 @@ export function lintTenantPinning(rules: readonly Rule[], issuers: readonly Lint
       const result: Abstract = ast ? analyse(ast, iss, owner) : { truth: 'T', pin: 0 };
       if (result.truth === 'F' || result.pin === 2) continue;
       const pinned = LEVELS[result.pin] as 'none' | 'name';
-      warnings.push({ file: rule.file, rule: rule.name, issuer: iss.name, preset: kind, pinned, actions: rule.actions, message: message(rule, iss.name, kind, owner, pinned) });
+      warnings.push({
+        file: rule.file,
+        rule: rule.name,
+        issuer: iss.name,
+        preset: kind,
+        pinned,
+        actions: rule.actions,
+        message: message(rule, iss.name, kind, owner, pinned),
+      });
     }
   }
   return warnings;

@@ -30,11 +30,21 @@ const ruleSchema = z.strictObject(
       .enum(['allow', 'deny'], { error: '`effect` must be allow or deny' })
       .nullish()
       .transform((e): Effect => e ?? 'allow'),
-    actions: z.array(z.enum(['pull', 'push', 'delete', '*'], { error: (i) => `unknown action ${JSON.stringify(i.input)} (use pull, push, delete or *)` }), { error: ACTIONS }).min(1, ACTIONS),
-    when: z.string({ error: WHEN }).refine((w) => w.trim() !== '', WHEN).optional(),
+    actions: z
+      .array(z.enum(['pull', 'push', 'delete', '*'], { error: (i) => `unknown action ${JSON.stringify(i.input)} (use pull, push, delete or *)` }), {
+        error: ACTIONS,
+      })
+      .min(1, ACTIONS),
+    when: z
+      .string({ error: WHEN })
+      .refine((w) => w.trim() !== '', WHEN)
+      .optional(),
     description: z.string({ error: '`description` must be a string' }).optional(),
   },
-  { error: (i) => (i.code === 'unrecognized_keys' ? `unknown key "${i.keys[0]}" (known: name, effect, actions, when, description)` : 'a rule must be a mapping') },
+  {
+    error: (i) =>
+      i.code === 'unrecognized_keys' ? `unknown key "${i.keys[0]}" (known: name, effect, actions, when, description)` : 'a rule must be a mapping',
+  },
 );
 
 /** The whole file: `rules` and nothing else; empty or `rules:` alone is no rules. */

@@ -18,7 +18,7 @@ import { RegistryTokenError, type RegistryTokenVerifier, type VerifiedRegistryTo
  * WWW-Authenticate, or a 403 that says why), as distribution's AccessController does. Never writes.
  */
 
-export interface Authorized {
+interface Authorized {
   /** The route to forward (a mount the token may not make is dropped). */
   route: Route;
   /** Who the token names when it carries an identity (catalog tokens), or the anonymous identity. */
@@ -31,7 +31,7 @@ export function isAuthorized(x: Authorized | OciError): x is Authorized {
   return 'route' in x;
 }
 
-export interface AuthorizeDeps {
+interface AuthorizeDeps {
   config: Pick<Config, 'anonymous' | 'publicURL' | 'service' | 'explainDenials'>;
   logger: Logger;
   tokens: RegistryTokenVerifier;

@@ -81,7 +81,10 @@ function trackResponse(proxyRes: IncomingMessage, res: ServerResponse, meta: Met
     // A response cut short upstream (reset, idle timeout) must be cut short for the client too:
     // pipe() alone would leave the client waiting forever on a body that will never complete.
     if (proxyRes.complete) return;
-    deps.logger.warn({ requestId: meta?.requestId, route: meta?.route, status: proxyRes.statusCode ?? 0 }, 'upstream response ended before its body was complete: cutting the client connection');
+    deps.logger.warn(
+      { requestId: meta?.requestId, route: meta?.route, status: proxyRes.statusCode ?? 0 },
+      'upstream response ended before its body was complete: cutting the client connection',
+    );
     res.destroy();
   });
 }
@@ -99,7 +102,10 @@ function onUpstreamResponse(proxyRes: IncomingMessage, req: IncomingMessage, res
     // The upstream (401) or an HTTP proxy before it (407) refused the proxy's own credentials:
     // the client can do nothing about that. Answer for ourselves and drain the upstream's body
     // so its connection stays reusable; http-proxy pipes nothing once the response has ended.
-    deps.logger.error({ route: meta?.route, requestId: meta?.requestId, status }, `upstream refused the proxy's own credentials (HTTP ${status}): check upstream.auth`);
+    deps.logger.error(
+      { route: meta?.route, requestId: meta?.requestId, status },
+      `upstream refused the proxy's own credentials (HTTP ${status}): check upstream.auth`,
+    );
     sendOciError(res, upstreamFailureError('credentials', { headers: close ? { Connection: 'close' } : {} }));
     proxyRes.resume();
     return;
@@ -149,7 +155,10 @@ function onProxyError(err: NodeJS.ErrnoException, res: ServerResponse, meta: Met
     return;
   }
   const timedOut = err.code === 'ETIMEDOUT';
-  logger.warn({ requestId: meta.requestId, route: meta.route, code: err.code, err: err.message, ms: Math.round(performance.now() - meta.started) }, timedOut ? 'upstream timed out' : 'upstream request failed');
+  logger.warn(
+    { requestId: meta.requestId, route: meta.route, code: err.code, err: err.message, ms: Math.round(performance.now() - meta.started) },
+    timedOut ? 'upstream timed out' : 'upstream request failed',
+  );
   sendOciError(res, upstreamFailureError(timedOut ? 'timeout' : 'unreachable', { code: err.code }));
 }
 
@@ -198,7 +207,12 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
   return {
     forward(req, res, opts) {
       const meta = track(req, res, opts, watchdog, upstream.timeout);
-      scrubRequestHeaders(req.headers, { clientIP: clientIPOf(req), tls: Boolean(config.tls), authorization: opts.authorization, plainBody: opts.filterBody !== undefined });
+      scrubRequestHeaders(req.headers, {
+        clientIP: clientIPOf(req),
+        tls: Boolean(config.tls),
+        authorization: opts.authorization,
+        plainBody: opts.filterBody !== undefined,
+      });
       req.url = opts.path;
       // No body leaves without explicit framing: an unframed request sends an empty one (no
       // per-chunk work for the framed ones), and a byte from the client cuts the exchange.

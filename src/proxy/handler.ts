@@ -21,7 +21,7 @@ import { upstreamAuthFailureError, upstreamFailureError } from './upstream-failu
 
 /** `/v2/...`: classify → authorize (a route or an error) → forward; every refusal is written once, here. */
 
-export interface ProxyDeps {
+interface ProxyDeps {
   config: Config;
   logger: Logger;
   tokens: RegistryTokenVerifier;

@@ -9,16 +9,38 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 
 /** Request headers never forwarded upstream. */
 const STRIP_REQUEST = new Set([
-  'authorization', 'cookie', 'proxy-authorization', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'expect', 'forwarded',
+  'authorization',
+  'cookie',
+  'proxy-authorization',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'upgrade',
+  'expect',
+  'forwarded',
   // Headers that reverse proxies and frameworks believe for the client's address, the request's URL
   // or its method: the upstream (or something in front of it) must only ever see the proxy's.
-  'x-real-ip', 'x-client-ip', 'x-cluster-client-ip', 'true-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-host', 'x-url-scheme', 'x-scheme', 'front-end-https',
-  'x-rewrite-url', 'x-http-method-override', 'x-http-method', 'x-method-override',
+  'x-real-ip',
+  'x-client-ip',
+  'x-cluster-client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-host',
+  'x-url-scheme',
+  'x-scheme',
+  'front-end-https',
+  'x-rewrite-url',
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
 ]);
 /** Whole families: `X-Forwarded-*` (for, host, proto, port, prefix, server, uri…) and `X-Original-*` (url, method, host…). */
 const STRIP_REQUEST_PREFIXES = ['x-forwarded-', 'x-original-'];
 
-export function isStrippedRequestHeader(name: string): boolean {
+function isStrippedRequestHeader(name: string): boolean {
   const h = name.toLowerCase();
   return STRIP_REQUEST.has(h) || STRIP_REQUEST_PREFIXES.some((p) => h.startsWith(p));
 }
@@ -32,7 +54,7 @@ export function clientWantsClose(req: Pick<IncomingMessage, 'headers' | 'httpVer
   return /(?:^|,)\s*close\s*(?:,|$)/i.test(connection) || (req.httpVersionMajor === 1 && req.httpVersionMinor === 0 && !/keep-alive/i.test(connection));
 }
 
-export interface UpstreamRequestHeaders {
+interface UpstreamRequestHeaders {
   /** The client's address as the proxy resolved it (X-Forwarded-For), if any. */
   clientIP?: string;
   /** Whether clients reach the proxy over TLS (X-Forwarded-Proto). */
@@ -63,7 +85,7 @@ export function forwardsFraming(method: string | undefined, headers: IncomingMes
   return headers['transfer-encoding'] !== undefined && method !== 'DELETE' && method !== 'OPTIONS';
 }
 
-export function rewriteLocation(location: string, upstreamURL: string, publicURL: string): string {
+function rewriteLocation(location: string, upstreamURL: string, publicURL: string): string {
   let target: URL;
   const upstream = new URL(upstreamURL);
   try {
@@ -83,11 +105,11 @@ export function rewriteLocation(location: string, upstreamURL: string, publicURL
 }
 
 /** Every `<target>` of a `Link` header rewritten as a Location would be (pagination of tags, referrers). */
-export function rewriteLinkTargets(link: string, upstreamURL: string, publicURL: string): string {
+function rewriteLinkTargets(link: string, upstreamURL: string, publicURL: string): string {
   return link.replace(/<([^>]*)>/g, (_m, target: string) => `<${rewriteLocation(target, upstreamURL, publicURL)}>`);
 }
 
-export interface ResponseRewrite {
+interface ResponseRewrite {
   upstreamURL: string;
   publicURL: string;
   /** Replaces the default `Link` rewrite; undefined drops the header. */

@@ -25,7 +25,7 @@ function readSecret(file: string): string {
 }
 
 /** Parses `Bearer realm="…",service="…",scope="…"` (values may contain commas inside quotes). */
-export function parseBearerChallenge(header: string): Record<string, string> | undefined {
+function parseBearerChallenge(header: string): Record<string, string> | undefined {
   const m = /^\s*Bearer\s+(.*)$/i.exec(header);
   if (!m) return undefined;
   const out: Record<string, string> = {};
@@ -74,7 +74,8 @@ function registryTokenAuth(upstream: UpstreamConfig, username: string, passwordF
     await res.body.dump();
     const h = res.headers['www-authenticate'];
     const parsed = typeof h === 'string' ? parseBearerChallenge(h) : undefined;
-    if (res.statusCode !== 401 || !parsed?.realm) throw new Error(`upstream ${upstream.url}/v2/ did not answer with a Bearer challenge (HTTP ${res.statusCode})`);
+    if (res.statusCode !== 401 || !parsed?.realm)
+      throw new Error(`upstream ${upstream.url}/v2/ did not answer with a Bearer challenge (HTTP ${res.statusCode})`);
     challenge = { realm: parsed.realm, service: parsed.service };
     return challenge;
   }

@@ -1,7 +1,7 @@
 import { OciError } from '../oci/errors.js';
 
 /** Which side failed when a client gets a 5xx of the proxy's own (never the client's side: it was authorized). */
-export type UpstreamFailure = 'unreachable' | 'timeout' | 'credentials' | 'unconfigured';
+type UpstreamFailure = 'unreachable' | 'timeout' | 'credentials' | 'unconfigured';
 
 /**
  * What the client is told about an upstream failure. Pure. The OCI body says which side failed
@@ -12,11 +12,23 @@ export type UpstreamFailure = 'unreachable' | 'timeout' | 'credentials' | 'uncon
 export function upstreamFailure(kind: UpstreamFailure, code?: string): { status: number; message: string; reason: string } {
   switch (kind) {
     case 'unreachable':
-      return { status: 502, message: `upstream registry unreachable${code ? ` (${code})` : ''}: the registry behind this proxy did not answer; your credentials were accepted`, reason: 'Bad Gateway (upstream registry unreachable)' };
+      return {
+        status: 502,
+        message: `upstream registry unreachable${code ? ` (${code})` : ''}: the registry behind this proxy did not answer; your credentials were accepted`,
+        reason: 'Bad Gateway (upstream registry unreachable)',
+      };
     case 'timeout':
-      return { status: 504, message: 'upstream registry did not answer in time: the registry behind this proxy is slow or stuck; your credentials were accepted', reason: 'Gateway Timeout (upstream registry did not answer in time)' };
+      return {
+        status: 504,
+        message: 'upstream registry did not answer in time: the registry behind this proxy is slow or stuck; your credentials were accepted',
+        reason: 'Gateway Timeout (upstream registry did not answer in time)',
+      };
     case 'credentials':
-      return { status: 502, message: "upstream registry rejected the proxy's own credentials: the proxy's upstream.auth needs fixing; your credentials were accepted", reason: "Bad Gateway (upstream rejected the proxy's credentials)" };
+      return {
+        status: 502,
+        message: "upstream registry rejected the proxy's own credentials: the proxy's upstream.auth needs fixing; your credentials were accepted",
+        reason: "Bad Gateway (upstream rejected the proxy's credentials)",
+      };
     case 'unconfigured':
       return { status: 503, message: 'no upstream registry is configured on this proxy', reason: 'Service Unavailable (no upstream registry configured)' };
   }

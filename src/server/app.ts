@@ -33,7 +33,7 @@ const BODILESS_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', '
  * parser may frame it differently), and a Transfer-Encoding other than plain `chunked` is one the
  * upstream may decode differently from Node. Only `/token` (POST form) and `/v2/` routes take bodies.
  */
-export function framingProblem(method: string, route: string, headers: IncomingMessage['headers']): string | undefined {
+function framingProblem(method: string, route: string, headers: IncomingMessage['headers']): string | undefined {
   const te = headers['transfer-encoding'];
   const cl = headers['content-length'];
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked') return 'Transfer-Encoding other than "chunked" is not supported';
@@ -57,7 +57,13 @@ function requestIdOf(req: IncomingMessage): string {
 }
 
 /** Counts and logs one request when its response closes (finished, or cut). */
-function recordRequest(req: IncomingMessage, res: ServerResponse, at: { label: string; path: string; requestId: string; started: number }, logger: Logger, metrics?: Metrics): void {
+function recordRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  at: { label: string; path: string; requestId: string; started: number },
+  logger: Logger,
+  metrics?: Metrics,
+): void {
   const { label, path, requestId, started } = at;
   metrics?.inFlight.dec();
   // A response that never finished (the client went away, or the connection was cut) is not
@@ -98,7 +104,13 @@ function handlerFor(routes: AppRoutes, label: string, path: string): RouteHandle
  * Dispatches by path; every handler error becomes an OCI error body, never a crash. Each request
  * runs inside `requestContext`, so every log line it causes carries its request id.
  */
-export function createApp(routes: AppRoutes, logger: Logger, metrics?: Metrics, state: AppState = { draining: false }, resolveClientIP = clientIPResolver([])): RequestListener {
+export function createApp(
+  routes: AppRoutes,
+  logger: Logger,
+  metrics?: Metrics,
+  state: AppState = { draining: false },
+  resolveClientIP = clientIPResolver([]),
+): RequestListener {
   return (req, res) => {
     resolveClientIP(req);
     const requestId = requestIdOf(req);

@@ -10,10 +10,10 @@ import { createUpstreamAuth, type UpstreamAuth } from '../proxy/upstream-auth.js
  * the upstream's address and the socket error describe the inside of the deployment, so they go to
  * the log (warn, once per change) and nowhere else.
  */
-export const UPSTREAM_UNREACHABLE = 'upstream unreachable';
-export const UPSTREAM_REJECTED = "upstream rejected the proxy's credentials";
+const UPSTREAM_UNREACHABLE = 'upstream unreachable';
+const UPSTREAM_REJECTED = "upstream rejected the proxy's credentials";
 
-export type ProbeOutcome = { ok: true } | { ok: false; reason: string; detail: string };
+type ProbeOutcome = { ok: true } | { ok: false; reason: string; detail: string };
 
 const PROBE_TIMEOUT_MS = 3000;
 
@@ -25,7 +25,10 @@ const PROBE_TIMEOUT_MS = 3000;
  */
 export function judgeUpstreamAnswer(status: number, authType: UpstreamConfig['auth']['type']): ProbeOutcome {
   if (status !== 401 && status !== 407) return { ok: true };
-  const why = authType === 'none' ? 'and upstream.auth is none: the upstream needs credentials (set upstream.auth)' : `with the proxy's upstream.auth (${authType}): check them`;
+  const why =
+    authType === 'none'
+      ? 'and upstream.auth is none: the upstream needs credentials (set upstream.auth)'
+      : `with the proxy's upstream.auth (${authType}): check them`;
   return { ok: false, reason: UPSTREAM_REJECTED, detail: `GET /v2/ answered HTTP ${status} ${why}` };
 }
 
@@ -85,7 +88,11 @@ export function createUpstreamProbe(upstream: UpstreamConfig | undefined, logger
   let last: ProbeOutcome = { ok: false, reason: UPSTREAM_UNREACHABLE, detail: 'not probed yet' };
   let loggedDetail: string | undefined;
   const dispatcher = upstream
-    ? new Agent({ connect: { timeout: PROBE_TIMEOUT_MS, ...(upstream.caFile ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) }, headersTimeout: PROBE_TIMEOUT_MS, bodyTimeout: PROBE_TIMEOUT_MS })
+    ? new Agent({
+        connect: { timeout: PROBE_TIMEOUT_MS, ...(upstream.caFile ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) },
+        headersTimeout: PROBE_TIMEOUT_MS,
+        bodyTimeout: PROBE_TIMEOUT_MS,
+      })
     : undefined;
   // Its own instance, silent: the probe logs failures itself, once per change, not on every probe.
   const auth = upstream ? createUpstreamAuth(upstream, silentLogger()) : undefined;

@@ -46,7 +46,10 @@ export function listenerUrl(tls: boolean, host: string, port: number): string {
 function guardRequests(listener: RequestListener, maxHeaderCount: number, logger: Logger, refused: WeakSet<Socket>): RequestListener {
   return (req, res) => {
     if (refused.has(req.socket)) {
-      sendOciError(res, new OciError(503, 'UNAVAILABLE', `too many connections from ${peerOf(req.socket)}: retry`, undefined, { 'Retry-After': '1', Connection: 'close' }));
+      sendOciError(
+        res,
+        new OciError(503, 'UNAVAILABLE', `too many connections from ${peerOf(req.socket)}: retry`, undefined, { 'Retry-After': '1', Connection: 'close' }),
+      );
       return;
     }
     const problem = headProblem(req.rawHeaders.length, maxHeaderCount);

@@ -47,7 +47,13 @@ export interface RuntimeOptions {
 }
 
 /** The process's own endpoints: its public keys, liveness, readiness (with the reasons) and metrics. */
-function serviceRoutes(d: { keys: KeyRing; identity: IdentityVerifier; probe: ReturnType<typeof createUpstreamProbe>; metrics: Metrics; state: AppState }): Omit<AppRoutes, 'token' | 'v2' | 'extra'> {
+function serviceRoutes(d: {
+  keys: KeyRing;
+  identity: IdentityVerifier;
+  probe: ReturnType<typeof createUpstreamProbe>;
+  metrics: Metrics;
+  state: AppState;
+}): Omit<AppRoutes, 'token' | 'v2' | 'extra'> {
   return {
     jwks: (_req, res) => sendJson(res, 200, d.keys.jwks(), { 'cache-control': 'public, max-age=60' }),
     healthz: (_req, res) => sendJson(res, 200, { status: 'ok' }),
@@ -76,7 +82,17 @@ async function withClusterIssuer(loaded: Config, logger: Logger, options: Runtim
 }
 
 function logListening(logger: Logger, config: Config, listener: Listener, rules: number): void {
-  logger.info({ url: listener.url, publicURL: config.publicURL, service: config.service, upstream: config.upstream?.url, issuers: config.issuers.map((i) => i.name), rules }, 'registry-auth-proxy listening');
+  logger.info(
+    {
+      url: listener.url,
+      publicURL: config.publicURL,
+      service: config.service,
+      upstream: config.upstream?.url,
+      issuers: config.issuers.map((i) => i.name),
+      rules,
+    },
+    'registry-auth-proxy listening',
+  );
 }
 
 export async function startRuntime(loaded: Config, logger: Logger, options: RuntimeOptions = {}): Promise<Runtime> {

@@ -9,7 +9,7 @@ import { verifyRefreshToken } from './verify.js';
 /** Decide, first half: who is asking. Returns the identity, or the refusal; never writes. */
 
 /** Why no identity was established: the client's error, the audit reason, and who, when known. */
-export interface IdentityRefusal {
+interface IdentityRefusal {
   error: OciError;
   /** The audit line's `reason`: the identity failure (IdentityError.reason), else the OAuth2 error. */
   reason: string;
@@ -37,7 +37,7 @@ const loginAgain = (message: string) => oauthError(401, 'UNAUTHORIZED', 'invalid
  * revocations a refresh token would outlive. (Signature, exp and age against today's refreshTTL are
  * checked by verifyRefreshToken; the policy is evaluated afresh for every grant.) Pure.
  */
-export function refreshIdentityProblem(who: Identity, issuers: Config['issuers']): string | undefined {
+function refreshIdentityProblem(who: Identity, issuers: Config['issuers']): string | undefined {
   const cfg = issuers.find((i) => i.name === who.issuerName);
   if (!cfg || cfg.issuer !== who.issuer) return 'the refresh token names an issuer that is no longer configured';
   if (cfg.tokenReview) return `issuer "${cfg.name}" is checked with TokenReview, which refresh tokens would bypass`;

@@ -18,7 +18,7 @@ import { auditLine, decisionLabels, internalError, rateLimitedError, sendTokenEr
  * authenticate.ts, then the policy's grant) → issue → respond (respond.ts), writing once.
  */
 
-export interface TokenEndpointDeps {
+interface TokenEndpointDeps {
   config: Config;
   logger: Logger;
   identity: IdentityVerifier;

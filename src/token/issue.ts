@@ -20,19 +20,19 @@ export interface IssueOptions {
 /** Refresh tokens live at most this long (seconds) unless `tokens.refreshTTL` says otherwise. */
 export const DEFAULT_REFRESH_TTL = 12 * 3600;
 
-export interface IssuedToken {
+interface IssuedToken {
   token: string;
   expiresIn: number;
   issuedAt: string;
 }
 
 /** `sub` names the workload: `<issuerName>:<subject>`, never a shared provider name. */
-export function registrySubject(identity: Identity): string {
+function registrySubject(identity: Identity): string {
   return `${identity.issuerName}:${identity.subject}`;
 }
 
 /** True when `access` lets the bearer list the catalog. */
-export function grantsCatalog(access: AccessEntry[]): boolean {
+function grantsCatalog(access: AccessEntry[]): boolean {
   return access.some((a) => a.type === 'registry' && a.name === 'catalog' && a.actions.length > 0);
 }
 
@@ -42,12 +42,22 @@ export function grantsCatalog(access: AccessEntry[]): boolean {
  * `refused`: what the policy withheld of the requested scopes and why, so that a request needing it
  * is answered 403 with the reason rather than a challenge that would only fetch the same token again.
  */
-export async function issueRegistryToken(keys: KeyRing, identity: Identity, access: AccessEntry[], opts: IssueOptions, refused: Refusal[] = []): Promise<IssuedToken> {
+export async function issueRegistryToken(
+  keys: KeyRing,
+  identity: Identity,
+  access: AccessEntry[],
+  opts: IssueOptions,
+  refused: Refusal[] = [],
+): Promise<IssuedToken> {
   const nowMs = (opts.now ?? Date.now)();
   const iat = Math.floor(nowMs / 1000);
   const key = keys.current();
   const explained = boundedRefusals(refused);
-  const token = await new SignJWT({ access, ...(explained.length ? { refused: explained } : {}), ...(grantsCatalog(access) ? { idn: identityClaim(identity) } : {}) })
+  const token = await new SignJWT({
+    access,
+    ...(explained.length ? { refused: explained } : {}),
+    ...(grantsCatalog(access) ? { idn: identityClaim(identity) } : {}),
+  })
     .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT', ...(key.x5c ? { x5c: key.x5c } : {}) })
     .setIssuer(opts.issuer)
     .setSubject(registrySubject(identity))
@@ -61,7 +71,7 @@ export async function issueRegistryToken(keys: KeyRing, identity: Identity, acce
 }
 
 /** Bytes of `refused` a token carries at most: tokens travel in every request's headers. */
-export const MAX_REFUSED_BYTES = 4096;
+const MAX_REFUSED_BYTES = 4096;
 
 /**
  * The refusals that fit MAX_REFUSED_BYTES, in order. A request needing one left out is answered
@@ -96,7 +106,7 @@ export interface RefreshIdentity {
 }
 
 /** The identity as carried inside our own tokens (`idn`). */
-export function identityClaim(identity: Identity): RefreshIdentity {
+function identityClaim(identity: Identity): RefreshIdentity {
   return {
     issuerName: identity.issuerName,
     issuer: identity.issuer,

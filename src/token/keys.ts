@@ -57,7 +57,7 @@ export function libtrustKeyID(publicKey: KeyObject): string {
   return base32(digest).match(/.{4}/g)!.join(':');
 }
 
-export function algorithmFor(key: KeyObject, file: string): SigningAlgorithm {
+function algorithmFor(key: KeyObject, file: string): SigningAlgorithm {
   switch (key.asymmetricKeyType) {
     case 'ec':
       if (key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') throw new Error(`${file}: EC keys must use P-256 (ES256)`);
@@ -141,7 +141,8 @@ function loadFromPath(cfg: TokensConfig, logger: Logger): Loaded {
   const all = [...byKid.values()];
   if (!current) {
     current = all[0]!;
-    if (all.length > 1) logger.warn({ dir: path, signing: basename(current.source) }, 'several signing keys and no current.pem: signing with the first by name');
+    if (all.length > 1)
+      logger.warn({ dir: path, signing: basename(current.source) }, 'several signing keys and no current.pem: signing with the first by name');
   }
   return { current, all };
 }
@@ -154,7 +155,7 @@ export async function loadKeyRing(cfg: TokensConfig, logger: Logger): Promise<Ke
     state = { current: key, all: [key] };
     ephemeral = true;
     logger.warn(
-      'NO SIGNING KEY CONFIGURED: using an ephemeral key. Tokens become invalid on restart and replicas will not accept each other\'s tokens. Set tokens.signingKeyFile (create one with `registry-auth-proxy keys generate`).',
+      "NO SIGNING KEY CONFIGURED: using an ephemeral key. Tokens become invalid on restart and replicas will not accept each other's tokens. Set tokens.signingKeyFile (create one with `registry-auth-proxy keys generate`).",
     );
   } else {
     try {

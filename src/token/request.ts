@@ -4,9 +4,9 @@ import { parseScopes, ScopeError, type Scope } from '../oci/scope.js';
 
 /** Parse: an HTTP request → a TokenRequest and its scopes, or the error the client gets. No writes. */
 
-export const MAX_FORM_BYTES = 64 * 1024;
+const MAX_FORM_BYTES = 64 * 1024;
 /** Scopes one token request may ask for. */
-export const MAX_SCOPES = 64;
+const MAX_SCOPES = 64;
 
 /** A token request, normalized from GET (Basic + query) or POST (OAuth2 form). */
 export interface TokenRequest {
@@ -22,13 +22,13 @@ export interface TokenRequest {
 }
 
 /** A well-formed request for this service, with its scopes parsed. */
-export interface ParsedTokenRequest {
+interface ParsedTokenRequest {
   request: TokenRequest;
   scopes: Scope[];
 }
 
 /** A request refused before any identity was looked at; what was parsed so far goes into the audit line. */
-export interface ParseRefusal {
+interface ParseRefusal {
   error: OciError;
   request?: TokenRequest;
   scopes: Scope[];
@@ -41,7 +41,7 @@ export function isParseRefusal(x: ParsedTokenRequest | ParseRefusal): x is Parse
 const invalidRequest = (message: string, headers?: Record<string, string>) => oauthError(400, 'UNSUPPORTED', 'invalid_request', message, headers);
 
 /** Parses `Authorization: Basic …`; the password is the identity token. */
-export function parseBasic(header: string | undefined): { username: string; password: string } | undefined {
+function parseBasic(header: string | undefined): { username: string; password: string } | undefined {
   if (!header) return undefined;
   const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
   if (!m) return undefined;
@@ -78,14 +78,17 @@ async function readForm(req: IncomingMessage, timeoutMs: number): Promise<URLSea
     };
     const onEnd = () => done(Buffer.concat(chunks));
     const onError = (err: Error) => done(err);
-    const timer = setTimeout(() => done(oauthError(408, 'UNSUPPORTED', 'invalid_request', `the request body did not arrive within ${timeoutMs} ms`, { connection: 'close' })), timeoutMs);
+    const timer = setTimeout(
+      () => done(oauthError(408, 'UNSUPPORTED', 'invalid_request', `the request body did not arrive within ${timeoutMs} ms`, { connection: 'close' })),
+      timeoutMs,
+    );
     req.on('data', onData).once('end', onEnd).once('error', onError);
   });
   return Buffer.isBuffer(body) ? new URLSearchParams(body.toString('utf8')) : body;
 }
 
 /** GET (Basic + query) or POST (OAuth2 form) → one TokenRequest, or why the request is malformed. */
-export async function parseTokenRequest(req: IncomingMessage, url: URL, bodyTimeoutMs = 10_000): Promise<TokenRequest | OciError> {
+async function parseTokenRequest(req: IncomingMessage, url: URL, bodyTimeoutMs = 10_000): Promise<TokenRequest | OciError> {
   if (req.method === 'GET') {
     const q = url.searchParams;
     const basic = parseBasic(req.headers.authorization);
@@ -122,7 +125,11 @@ export async function parseTokenRequest(req: IncomingMessage, url: URL, bodyTime
 /** The request's service and scopes, checked against the service this endpoint issues tokens for. Pure. */
 export function checkTokenRequest(request: TokenRequest, service: string): ParsedTokenRequest | ParseRefusal {
   if (request.service !== undefined && request.service !== service) {
-    return { request, scopes: [], error: invalidRequest(`unknown service ${JSON.stringify(request.service.slice(0, 200))}: this token server issues tokens for "${service}"`) };
+    return {
+      request,
+      scopes: [],
+      error: invalidRequest(`unknown service ${JSON.stringify(request.service.slice(0, 200))}: this token server issues tokens for "${service}"`),
+    };
   }
   let scopes: Scope[];
   try {
@@ -131,12 +138,17 @@ export function checkTokenRequest(request: TokenRequest, service: string): Parse
     if (!(err instanceof ScopeError)) throw err;
     return { request, scopes: [], error: oauthError(400, 'UNSUPPORTED', 'invalid_scope', `invalid scope: ${err.message}`) };
   }
-  if (scopes.length > MAX_SCOPES) return { request, scopes, error: oauthError(400, 'UNSUPPORTED', 'invalid_scope', `too many scopes in one request (max ${MAX_SCOPES})`) };
+  if (scopes.length > MAX_SCOPES)
+    return { request, scopes, error: oauthError(400, 'UNSUPPORTED', 'invalid_scope', `too many scopes in one request (max ${MAX_SCOPES})`) };
   return { request, scopes };
 }
 
 /** Method, body and parameters of a `/token` request, checked: the whole parse stage. */
-export async function readTokenRequest(req: IncomingMessage, url: URL, opts: { service: string; bodyTimeoutMs: number }): Promise<ParsedTokenRequest | ParseRefusal> {
+export async function readTokenRequest(
+  req: IncomingMessage,
+  url: URL,
+  opts: { service: string; bodyTimeoutMs: number },
+): Promise<ParsedTokenRequest | ParseRefusal> {
   if (req.method !== 'GET' && req.method !== 'POST') {
     return { scopes: [], error: oauthError(405, 'UNSUPPORTED', 'invalid_request', 'use GET (HTTP Basic) or POST (OAuth2 form)', { allow: 'GET, POST' }) };
   }

@@ -48,7 +48,17 @@ export function auditLine(outcome: TokenOutcome, clientIP: string): Record<strin
   const requested = outcome.scopes.map(formatScope);
   if (outcome.kind === 'refused') {
     const { error, reason, who, request } = outcome;
-    return { audit: 'token', result: 'refused', status: error.status, reason, message: error.message, issuer: who?.issuerName, clientId: request?.clientId, clientIP, requested };
+    return {
+      audit: 'token',
+      result: 'refused',
+      status: error.status,
+      reason,
+      message: error.message,
+      issuer: who?.issuerName,
+      clientId: request?.clientId,
+      clientIP,
+      requested,
+    };
   }
   const { grant, who, request } = outcome;
   return {

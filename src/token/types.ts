@@ -4,20 +4,6 @@ import type { Refusal } from '../policy/explain.js';
 
 export type { AccessEntry };
 
-/** Claims of the registry tokens we issue (CONTRACT §5). */
-export interface RegistryTokenClaims {
-  iss: string;
-  sub: string;
-  aud: string;
-  exp: number;
-  nbf: number;
-  iat: number;
-  jti: string;
-  access: AccessEntry[];
-  /** Present when the policy refused part of what was requested. */
-  refused?: Refusal[];
-}
-
 /** Our own token, verified: what the proxy needs on every /v2/ request. */
 export interface VerifiedRegistryToken {
   subject: string;

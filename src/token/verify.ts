@@ -10,7 +10,7 @@ const ALGS = ['ES256', 'RS256', 'EdDSA'];
 const MAX_TOKEN_BYTES = 16 * 1024;
 const LEEWAY_S = 5;
 
-export interface OwnTokenOptions {
+interface OwnTokenOptions {
   issuer: string;
   service: string;
   now?: () => number;
@@ -33,7 +33,12 @@ function isAccessList(x: unknown): x is AccessEntry[] {
     Array.isArray(x) &&
     x.every(
       (e) =>
-        typeof e === 'object' && e !== null && typeof e.type === 'string' && typeof e.name === 'string' && Array.isArray(e.actions) && e.actions.every((a: unknown) => typeof a === 'string'),
+        typeof e === 'object' &&
+        e !== null &&
+        typeof e.type === 'string' &&
+        typeof e.name === 'string' &&
+        Array.isArray(e.actions) &&
+        e.actions.every((a: unknown) => typeof a === 'string'),
     )
   );
 }
@@ -59,7 +64,12 @@ export function createRegistryTokenVerifier(keys: KeyRing, opts: OwnTokenOptions
 }
 
 /** Signature by one of our keys, our issuer and service, a live `exp`, and a well-formed `access` claim. */
-async function verifyRegistryToken(token: string, resolve: ReturnType<typeof keyResolver>, opts: OwnTokenOptions, nowMs: number): Promise<VerifiedRegistryToken> {
+async function verifyRegistryToken(
+  token: string,
+  resolve: ReturnType<typeof keyResolver>,
+  opts: OwnTokenOptions,
+  nowMs: number,
+): Promise<VerifiedRegistryToken> {
   let payload: JWTPayload;
   try {
     const header = decodeProtectedHeader(token);
@@ -108,7 +118,8 @@ export async function verifyRefreshToken(keys: KeyRing, token: string, opts: Own
     }));
   } catch (err) {
     if (err instanceof RegistryTokenError) throw err;
-    if (err instanceof joseErrors.JWTExpired) throw new RegistryTokenError(`refresh token expired (they live at most ${refreshTTL}s, never past the identity token)`);
+    if (err instanceof joseErrors.JWTExpired)
+      throw new RegistryTokenError(`refresh token expired (they live at most ${refreshTTL}s, never past the identity token)`);
     throw new RegistryTokenError(`refresh token invalid: ${(err as Error).message}`);
   }
   const identity = identityFromClaim(payload.idn, payload.exp);
@@ -117,7 +128,7 @@ export async function verifyRefreshToken(keys: KeyRing, token: string, opts: Own
 }
 
 /** The identity inside one of our tokens (`idn`, written by identityClaim), if it has one. */
-export function identityFromClaim(raw: unknown, exp: number | undefined): Identity | undefined {
+function identityFromClaim(raw: unknown, exp: number | undefined): Identity | undefined {
   const idn = raw as RefreshIdentity | undefined;
   if (typeof idn !== 'object' || idn === null || typeof idn.issuerName !== 'string' || typeof idn.subject !== 'string') return undefined;
   return {

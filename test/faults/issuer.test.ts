@@ -36,7 +36,10 @@ async function issuerProxy(api: KubeApi, extra: Record<string, unknown> = {}, re
   });
 }
 
-async function tokenStatus(p: TestProxy, identity: string): Promise<{ status: number; ms: number; body: { error_description?: string; access_token?: string } }> {
+async function tokenStatus(
+  p: TestProxy,
+  identity: string,
+): Promise<{ status: number; ms: number; body: { error_description?: string; access_token?: string } }> {
   const started = performance.now();
   const r = await p.requestToken(identity, ['repository:team-a/app:pull']);
   return { status: r.status, ms: performance.now() - started, body: r.body };

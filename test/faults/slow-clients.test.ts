@@ -97,7 +97,13 @@ describe('request bodies and idle connections', () => {
     expect((out.body as OciBody).errors[0]!.code).toBe('UNSUPPORTED');
     expect((out.body as OciBody).errors[0]!.message).toMatch(/did not arrive within 500 ms/);
     // a complete form is still served
-    const form = new URLSearchParams({ grant_type: 'password', username: 'x', password: await proxy.mintIdentity(), service: 'registry.test', scope: 'repository:team-a/app:pull' });
+    const form = new URLSearchParams({
+      grant_type: 'password',
+      username: 'x',
+      password: await proxy.mintIdentity(),
+      service: 'registry.test',
+      scope: 'repository:team-a/app:pull',
+    });
     const ok = await fetch(`${proxy.url}/token`, { method: 'POST', body: form });
     expect(ok.status).toBe(200);
   });
@@ -201,7 +207,9 @@ describe('connection caps', () => {
     const ping = await get(`${proxy.url}/v2/`, '127.0.0.2');
     expect(ping.status).toBe(401);
     expect((JSON.parse(ping.body) as OciBody).errors[0]!.code).toBe('UNAUTHORIZED');
-    const tok = await get(`${proxy.url}/token?service=registry.test&scope=repository:team-a/app:pull`, '127.0.0.2', { authorization: basicAuth(await proxy.mintIdentity()) });
+    const tok = await get(`${proxy.url}/token?service=registry.test&scope=repository:team-a/app:pull`, '127.0.0.2', {
+      authorization: basicAuth(await proxy.mintIdentity()),
+    });
     expect(tok.status).toBe(200);
     expect(JSON.parse(tok.body).token).toBeTruthy();
 

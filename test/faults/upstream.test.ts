@@ -23,7 +23,10 @@ interface Outcome {
 }
 
 /** A request whose outcome is recorded whatever happens: status and body, or the transport error. */
-function attempt(url: string, init: { method?: string; headers?: Record<string, string>; body?: Buffer | ((req: ReturnType<typeof httpRequest>) => void) } = {}): Promise<Outcome> {
+function attempt(
+  url: string,
+  init: { method?: string; headers?: Record<string, string>; body?: Buffer | ((req: ReturnType<typeof httpRequest>) => void) } = {},
+): Promise<Outcome> {
   const started = performance.now();
   return new Promise((resolve) => {
     const req = httpRequest(url, { method: init.method ?? 'GET', headers: init.headers });
@@ -77,7 +80,9 @@ function errorCode(o: Outcome): string {
 describe('upstream faults', () => {
   it('down: 502 with an OCI body naming the problem', async () => {
     const dead = await startProxy({ upstream: 'http://127.0.0.1:9' });
-    const r = await attempt(`${dead.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${await dead.registryToken(['repository:team-a/app:pull'])}` } });
+    const r = await attempt(`${dead.url}/v2/team-a/app/manifests/v1`, {
+      headers: { authorization: `Bearer ${await dead.registryToken(['repository:team-a/app:pull'])}` },
+    });
     expect(r.status).toBe(502);
     expect(errorCode(r)).toBe('UNAVAILABLE');
     expect(r.body).toMatch(/unreachable \(ECONNREFUSED\)/);
@@ -93,7 +98,9 @@ describe('upstream faults', () => {
     await new Promise<void>((r) => rude.listen(0, '127.0.0.1', r));
     const port = (rude.address() as { port: number }).port;
     const p = await startProxy({ upstream: `http://127.0.0.1:${port}`, config: { upstream: { url: `http://127.0.0.1:${port}`, timeout: '1s' } } });
-    const r = await attempt(`${p.url}/v2/team-a/app/blobs/sha256:${'c'.repeat(64)}`, { headers: { authorization: `Bearer ${await p.registryToken(['repository:team-a/app:pull'])}` } });
+    const r = await attempt(`${p.url}/v2/team-a/app/blobs/sha256:${'c'.repeat(64)}`, {
+      headers: { authorization: `Bearer ${await p.registryToken(['repository:team-a/app:pull'])}` },
+    });
     expect(r.status).toBe(502);
     expect(errorCode(r)).toBe('UNAVAILABLE');
     await p.stop();
@@ -167,7 +174,7 @@ describe('upstream faults', () => {
     await stillServes();
   });
 
-  it('answering 5xx: passed through unchanged (the client sees the registry\'s own error)', async () => {
+  it("answering 5xx: passed through unchanged (the client sees the registry's own error)", async () => {
     upstream.handle((_req, res) => {
       res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '7' });
       res.end('{"errors":[{"code":"UNAVAILABLE","message":"storage backend down"}]}');

@@ -5,13 +5,13 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ENTRY = fileURLToPath(new URL('./cli-entry.ts', import.meta.url));
 const HELPER_ENTRY = fileURLToPath(new URL('./credential-helper-entry.ts', import.meta.url));
 
-export interface CliResult {
+interface CliResult {
   code: number;
   stdout: string;
   stderr: string;
 }
 
-export interface RunOptions {
+interface RunOptions {
   stdin?: string;
   env?: NodeJS.ProcessEnv;
   cwd?: string;

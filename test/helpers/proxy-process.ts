@@ -23,7 +23,9 @@ function status(pid: number, field: string): number {
 
 export async function startProxyProcess(configFile: string, url: string, opts: { built?: boolean } = {}): Promise<ProxyProcess> {
   if (opts.built && !existsSync(`${ROOT}/dist/cli/main.js`)) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
-  const args = opts.built ? [`${ROOT}/bin/registry-auth-proxy.js`, 'serve', '--config', configFile] : ['--import', 'tsx', ENTRY, 'serve', '--config', configFile];
+  const args = opts.built
+    ? [`${ROOT}/bin/registry-auth-proxy.js`, 'serve', '--config', configFile]
+    : ['--import', 'tsx', ENTRY, 'serve', '--config', configFile];
   const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-100_000)));

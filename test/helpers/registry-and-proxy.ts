@@ -11,7 +11,7 @@ export interface RegistryAndProxy {
   stop(): Promise<void>;
 }
 
-export interface RegistryAndProxyOptions extends Omit<StartProxyOptions, 'upstream'> {
+interface RegistryAndProxyOptions extends Omit<StartProxyOptions, 'upstream'> {
   registry?: RegistryOptions;
 }
 

@@ -169,7 +169,9 @@ describe('the project image (Dockerfile, NODE_IMAGE made locally)', () => {
     const skopeo = requireTool('skopeo');
     const image = buildOciImage(join(work, 'oci'), { layers: 2, layerBytes: 16 * 1024 });
     await run(skopeo, ['copy', '--quiet', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${host}/ci/app:v1`], { timeout: 60_000 });
-    await run(skopeo, ['copy', '--quiet', '--src-tls-verify=false', '--src-creds', `x:${id}`, `docker://${host}/ci/app:v1`, `oci:${join(work, 'pulled')}:v1`], { timeout: 60_000 });
+    await run(skopeo, ['copy', '--quiet', '--src-tls-verify=false', '--src-creds', `x:${id}`, `docker://${host}/ci/app:v1`, `oci:${join(work, 'pulled')}:v1`], {
+      timeout: 60_000,
+    });
     expect(await registry.repositories()).toContain('ci/app');
   });
 });

@@ -17,7 +17,12 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
     if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
     const m = /^[^{ ]+(?:\{([^}]*)\})? (\S+)$/.exec(line);
     if (!m) continue;
-    const got = Object.fromEntries((m[1] ?? '').split(',').filter(Boolean).map((kv) => kv.split('=').map((x) => x.replace(/^"|"$/g, '')) as [string, string]));
+    const got = Object.fromEntries(
+      (m[1] ?? '')
+        .split(',')
+        .filter(Boolean)
+        .map((kv) => kv.split('=').map((x) => x.replace(/^"|"$/g, '')) as [string, string]),
+    );
     if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[2]);
   }
   return undefined;
@@ -37,7 +42,9 @@ describe('/metrics', () => {
     const ok = (await token(['repository:team-a/app:pull,push'])).body as { token: string };
     expect((await token(['repository:team-b/app:pull'])).status).toBe(200); // granted nothing: denied
     expect((await token(['repository:team-a/app:pull,delete'])).status).toBe(200); // granted pull only: partial
-    const bad = await fetch(`${proxy.url}/token?service=registry.test`, { headers: { authorization: `Basic ${Buffer.from('x:not-a-jwt').toString('base64')}` } });
+    const bad = await fetch(`${proxy.url}/token?service=registry.test`, {
+      headers: { authorization: `Basic ${Buffer.from('x:not-a-jwt').toString('base64')}` },
+    });
     expect(bad.status).toBe(401);
     upstream.handle((req, res) => {
       const body = req.method === 'PATCH' ? Buffer.alloc(0) : Buffer.alloc(1000);
@@ -46,7 +53,9 @@ describe('/metrics', () => {
     });
     const auth = { authorization: `Bearer ${ok.token}` };
     await (await fetch(`${proxy.url}/v2/team-a/app/blobs/sha256:${'1'.repeat(64)}`, { headers: auth })).arrayBuffer();
-    await (await fetch(`${proxy.url}/v2/team-a/app/blobs/uploads/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d`, { method: 'PATCH', headers: auth, body: Buffer.alloc(5000) })).arrayBuffer();
+    await (
+      await fetch(`${proxy.url}/v2/team-a/app/blobs/uploads/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d`, { method: 'PATCH', headers: auth, body: Buffer.alloc(5000) })
+    ).arrayBuffer();
     await (await fetch(`${proxy.url}/v2/team-b/app/manifests/v1`, { headers: auth })).arrayBuffer();
 
     const res = await fetch(`${proxy.url}/metrics`);

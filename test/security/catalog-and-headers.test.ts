@@ -64,7 +64,7 @@ function pagedCatalog(req: IncomingMessage, res: ServerResponse): void {
 }
 
 describe('catalog pagination', () => {
-  it('seals the upstream\'s next-page name into an opaque cursor at the public URL, and follows it', async () => {
+  it("seals the upstream's next-page name into an opaque cursor at the public URL, and follows it", async () => {
     t.upstream.handle(pagedCatalog);
     const first = await get('/v2/_catalog?n=2', catalogToken);
     expect(first.status).toBe(200);
@@ -85,7 +85,12 @@ describe('catalog pagination', () => {
     t.upstream.handle(pagedCatalog);
     const page = await get('/v2/_catalog?n=1', catalogToken);
     expect(page.headers.get('link')).toMatch(/^<http:\/\/127\.0\.0\.1:\d+\/v2\/_catalog\?last=~[A-Za-z0-9_-]+&n=1>; rel="next"$/);
-    for (const link of ['<team-b/secret>; rel="next"', '</v2/_catalog?last=team-b%2Fsecret>; rel="prev"', 'team-b/secret', '</v2/_catalog?n=1>; rel=next; title="team-b/secret"']) {
+    for (const link of [
+      '<team-b/secret>; rel="next"',
+      '</v2/_catalog?last=team-b%2Fsecret>; rel="prev"',
+      'team-b/secret',
+      '</v2/_catalog?n=1>; rel=next; title="team-b/secret"',
+    ]) {
       t.upstream.handle((_req, res) => {
         res.writeHead(200, { 'content-type': 'application/json', link });
         res.end('{"repositories":[]}');
@@ -159,7 +164,7 @@ describe('upstream authentication challenges', () => {
     }
   });
 
-  it('answers an upstream 401 or 407 with a 502 of its own, never the upstream\'s challenge or body', async () => {
+  it("answers an upstream 401 or 407 with a 502 of its own, never the upstream's challenge or body", async () => {
     for (const [status, header] of [
       [401, 'www-authenticate'],
       [407, 'proxy-authenticate'],
@@ -173,7 +178,10 @@ describe('upstream authentication challenges', () => {
       expect(r.headers.get('www-authenticate')).toBeNull();
       expect(r.headers.get('proxy-authenticate')).toBeNull();
       expect(r.text).not.toContain('upstream-secret-realm');
-      expect((r.body as OciBody).errors[0]).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/^upstream registry rejected the proxy's own credentials/) });
+      expect((r.body as OciBody).errors[0]).toMatchObject({
+        code: 'UNAVAILABLE',
+        message: expect.stringMatching(/^upstream registry rejected the proxy's own credentials/),
+      });
     }
     // the upstream connection stays usable afterwards
     t.upstream.handle(ok);
@@ -206,7 +214,10 @@ describe('client headers that rewrite the request upstream', () => {
       'Front-End-Https: on',
     ];
     const out = parseRaw(
-      await rawRequest(t.port, `GET /v2/team-a/app/manifests/v1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pull}\r\n${injected.join('\r\n')}\r\nX-Keep-Me: yes\r\nConnection: close\r\n\r\n`),
+      await rawRequest(
+        t.port,
+        `GET /v2/team-a/app/manifests/v1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pull}\r\n${injected.join('\r\n')}\r\nX-Keep-Me: yes\r\nConnection: close\r\n\r\n`,
+      ),
     );
     expect(out.status).toBe(200);
     expect(t.upstream.requests).toHaveLength(1);

@@ -19,7 +19,8 @@ import { runCli, runCredentialHelper } from '../helpers/cli.js';
  */
 const NOT_FOUND = 'credentials not found in native keychain\n';
 const now = Math.floor(Date.now() / 1000);
-const jwt = (claims: Record<string, unknown>) => `${base64url.encode(JSON.stringify({ alg: 'RS256', kid: 'k' }))}.${base64url.encode(JSON.stringify({ exp: now + 3600, ...claims }))}.c2ln`;
+const jwt = (claims: Record<string, unknown>) =>
+  `${base64url.encode(JSON.stringify({ alg: 'RS256', kid: 'k' }))}.${base64url.encode(JSON.stringify({ exp: now + 3600, ...claims }))}.c2ln`;
 const k8s = { 'kubernetes.io': { namespace: 'team-a', serviceaccount: { name: 'builder', uid: 'u' } }, sub: 'system:serviceaccount:team-a:builder' };
 
 /** A projected token for the registry: the one thing the helpers should hand out. */
@@ -28,10 +29,23 @@ const REGISTRY_TOKEN = jwt({ ...k8s, iss: 'https://kubernetes.default.svc.cluste
 const API_TOKENS: Record<string, string> = {
   'automounted (kubeadm)': jwt({ ...k8s, iss: 'https://kubernetes.default.svc.cluster.local', aud: ['https://kubernetes.default.svc.cluster.local'] }),
   'EKS (aud kubernetes.default.svc)': jwt({ ...k8s, iss: 'https://oidc.eks.eu-west-1.amazonaws.com/id/ABC', aud: ['https://kubernetes.default.svc'] }),
-  'GKE (aud = own iss)': jwt({ ...k8s, iss: 'https://container.googleapis.com/v1/projects/p/locations/l/clusters/c', aud: ['https://container.googleapis.com/v1/projects/p/locations/l/clusters/c'] }),
+  'GKE (aud = own iss)': jwt({
+    ...k8s,
+    iss: 'https://container.googleapis.com/v1/projects/p/locations/l/clusters/c',
+    aud: ['https://container.googleapis.com/v1/projects/p/locations/l/clusters/c'],
+  }),
   'kind/k3s (aud = own iss, string)': jwt({ ...k8s, iss: 'https://example.cluster.internal', aud: 'https://example.cluster.internal' }),
-  'AKS': jwt({ ...k8s, iss: 'https://westeurope.oic.prod-aks.azure.com/t/g/', aud: ['https://myaks-dns-1a2b.hcp.westeurope.azmk8s.io', '"myaks-dns-1a2b.hcp.westeurope.azmk8s.io"'] }),
-  'legacy secret token': jwt({ iss: 'kubernetes/serviceaccount', 'kubernetes.io/serviceaccount/namespace': 'team-a', sub: 'system:serviceaccount:team-a:builder', exp: undefined }),
+  AKS: jwt({
+    ...k8s,
+    iss: 'https://westeurope.oic.prod-aks.azure.com/t/g/',
+    aud: ['https://myaks-dns-1a2b.hcp.westeurope.azmk8s.io', '"myaks-dns-1a2b.hcp.westeurope.azmk8s.io"'],
+  }),
+  'legacy secret token': jwt({
+    iss: 'kubernetes/serviceaccount',
+    'kubernetes.io/serviceaccount/namespace': 'team-a',
+    sub: 'system:serviceaccount:team-a:builder',
+    exp: undefined,
+  }),
 };
 
 let dir: string;
@@ -59,7 +73,13 @@ describe('docker-credential-registry-auth-proxy get: only the registries in RAP_
     const ok = await runCredentialHelper(['get'], { stdin: 'https://registry.example.com\n', env });
     expect(ok.code, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout)).toEqual({ ServerURL: 'https://registry.example.com', Username: 'registry-auth-proxy', Secret: REGISTRY_TOKEN });
-    for (const server of ['https://index.docker.io/v1/', 'registry.example.com.evil.test', 'evil.test/registry.example.com', 'https://registry.example.com@evil.test', 'registry.example.com:5000']) {
+    for (const server of [
+      'https://index.docker.io/v1/',
+      'registry.example.com.evil.test',
+      'evil.test/registry.example.com',
+      'https://registry.example.com@evil.test',
+      'registry.example.com:5000',
+    ]) {
       const r = await runCredentialHelper(['get'], { stdin: server, env });
       expect(r.code, server).toBe(1);
       expect(r.stdout, server).toBe(NOT_FOUND);
@@ -79,7 +99,11 @@ describe('docker-credential-registry-auth-proxy get: only the registries in RAP_
           return res.end('{"token":"anonymous"}');
         }
         if (!req.headers.authorization?.startsWith('Bearer ')) {
-          res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': `Bearer realm="${foreign.url}/token",service="foreign"`, 'docker-distribution-api-version': 'registry/2.0' });
+          res.writeHead(401, {
+            'content-type': 'application/json',
+            'www-authenticate': `Bearer realm="${foreign.url}/token",service="foreign"`,
+            'docker-distribution-api-version': 'registry/2.0',
+          });
           return res.end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}');
         }
         res.writeHead(404, { 'content-type': 'application/json', 'docker-distribution-api-version': 'registry/2.0' });
@@ -94,7 +118,10 @@ describe('docker-credential-registry-auth-proxy get: only the registries in RAP_
       writeFileSync(authFile, JSON.stringify({ credHelpers: { [host]: 'registry-auth-proxy' } }));
       const env = { ...process.env, PATH: `${binDir}:${process.env.PATH}`, REGISTRY_AUTH_FILE: authFile, RAP_TOKEN_FILE: tokenFile, RAP_REGISTRIES: '' };
       // fails (the image does not exist); what matters is what the foreign registry saw
-      await promisify(execFile)(skopeo, ['inspect', '--tls-verify=false', '--retry-times', '0', `docker://${host}/team-a/app:latest`], { env, timeout: 60_000 }).catch(() => undefined);
+      await promisify(execFile)(skopeo, ['inspect', '--tls-verify=false', '--retry-times', '0', `docker://${host}/team-a/app:latest`], {
+        env,
+        timeout: 60_000,
+      }).catch(() => undefined);
       expect(foreign.requests.length).toBeGreaterThan(0);
       expect(foreign.requests.map((r) => r.url)).toContain('/v2/');
       const seen = JSON.stringify(foreign.requests);
@@ -113,15 +140,18 @@ describe('no client hands out a Kubernetes API-server token', () => {
     expect(DEFAULT_TOKEN_FILES).not.toContain('/var/run/secrets/kubernetes.io/serviceaccount/token');
   });
 
-  it.each(Object.keys(API_TOKENS))('docker helper refuses the %s token (exit 1, the reason — never the token — on stdout, where the protocol reads errors)', async (name) => {
-    const file = join(dir, `api-${name.replace(/\W+/g, '-')}`);
-    writeFileSync(file, API_TOKENS[name]!);
-    const r = await runCredentialHelper(['get'], { stdin: 'registry.example.com', env: { RAP_TOKEN_FILE: file, RAP_REGISTRIES: 'registry.example.com' } });
-    expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/^refusing to hand out the token from .*Kubernetes API/);
-    expect(r.stdout).not.toMatch(/Secret/);
-    expect(r.stdout + r.stderr).not.toContain(API_TOKENS[name]);
-  });
+  it.each(Object.keys(API_TOKENS))(
+    'docker helper refuses the %s token (exit 1, the reason — never the token — on stdout, where the protocol reads errors)',
+    async (name) => {
+      const file = join(dir, `api-${name.replace(/\W+/g, '-')}`);
+      writeFileSync(file, API_TOKENS[name]!);
+      const r = await runCredentialHelper(['get'], { stdin: 'registry.example.com', env: { RAP_TOKEN_FILE: file, RAP_REGISTRIES: 'registry.example.com' } });
+      expect(r.code).toBe(1);
+      expect(r.stdout).toMatch(/^refusing to hand out the token from .*Kubernetes API/);
+      expect(r.stdout).not.toMatch(/Secret/);
+      expect(r.stdout + r.stderr).not.toContain(API_TOKENS[name]);
+    },
+  );
 
   it('credential-provider refuses API tokens in node mode (token file) and in service-account mode', async () => {
     const file = join(dir, 'node-token');
@@ -131,7 +161,9 @@ describe('no client hands out a Kubernetes API-server token', () => {
     expect(node.code).toBe(1);
     expect(node.stdout).toBe('');
     expect(node.stderr).toMatch(/credential-provider: refusing to hand out the token from .*node-token.*Kubernetes API/);
-    const sa = await runCli(['credential-provider'], { stdin: JSON.stringify({ ...request, serviceAccountToken: API_TOKENS['EKS (aud kubernetes.default.svc)'] }) });
+    const sa = await runCli(['credential-provider'], {
+      stdin: JSON.stringify({ ...request, serviceAccountToken: API_TOKENS['EKS (aud kubernetes.default.svc)'] }),
+    });
     expect(sa.code).toBe(1);
     expect(sa.stdout).toBe('');
     expect(sa.stderr).toMatch(/serviceAccountToken.*Kubernetes API/);
@@ -146,7 +178,9 @@ describe('no client hands out a Kubernetes API-server token', () => {
     for (const [name, token] of Object.entries(API_TOKENS)) expect(kubernetesAPIAudience(token), name).toBeDefined();
     expect(kubernetesAPIAudience(REGISTRY_TOKEN)).toBeUndefined();
     // a GitHub Actions token whose audience happens to equal an issuer-like URL is not a Kubernetes token
-    expect(kubernetesAPIAudience(jwt({ iss: 'https://token.actions.githubusercontent.com', aud: 'https://token.actions.githubusercontent.com' }))).toBeUndefined();
+    expect(
+      kubernetesAPIAudience(jwt({ iss: 'https://token.actions.githubusercontent.com', aud: 'https://token.actions.githubusercontent.com' })),
+    ).toBeUndefined();
     expect(kubernetesAPIAudience('not-a-jwt')).toBeUndefined();
   });
 });

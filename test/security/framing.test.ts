@@ -80,7 +80,12 @@ describe('header-count smuggling (pull-only token)', () => {
 
   it('refuses ~1100 padding header lines before a Content-Length with 431: nothing reaches the upstream', async () => {
     for (const body of [SMUGGLED_DELETE, SMUGGLED_PREFIX]) {
-      const text = raw('GET', '/v2/team-a/app/manifests/v1', `Authorization: Bearer ${pull}\r\n${padding(1100)}Content-Length: ${Buffer.byteLength(body)}\r\n`, body);
+      const text = raw(
+        'GET',
+        '/v2/team-a/app/manifests/v1',
+        `Authorization: Bearer ${pull}\r\n${padding(1100)}Content-Length: ${Buffer.byteLength(body)}\r\n`,
+        body,
+      );
       const out = await rawRequest(t.port, text);
       const first = parseRaw(out);
       expect(first.status).toBe(431);
@@ -98,7 +103,12 @@ describe('header-count smuggling (pull-only token)', () => {
 
   it('answers a second request on the same client connection only if the first was refused cleanly', async () => {
     const body = SMUGGLED_PREFIX;
-    const first = raw('GET', '/v2/team-a/app/manifests/v1', `Authorization: Bearer ${pull}\r\n${padding(1100)}Content-Length: ${Buffer.byteLength(body)}\r\n`, body);
+    const first = raw(
+      'GET',
+      '/v2/team-a/app/manifests/v1',
+      `Authorization: Bearer ${pull}\r\n${padding(1100)}Content-Length: ${Buffer.byteLength(body)}\r\n`,
+      body,
+    );
     const second = raw('GET', '/v2/team-a/app/manifests/v2', `Authorization: Bearer ${pull}\r\n`);
     const out = await twoOnOneConnection(t.port, first, second);
     expect(parseRaw(out).status).toBe(431);
@@ -214,11 +224,21 @@ describe('bodies on routes that take none, and framing the parser allows but the
   });
 
   it('still forwards GET and DELETE with an explicit Content-Length: 0', async () => {
-    let out = parseRaw(await rawRequest(t.port, raw('GET', '/v2/team-a/app/manifests/v1', `Authorization: Bearer ${pull}\r\nContent-Length: 0\r\nConnection: close\r\n`)));
+    let out = parseRaw(
+      await rawRequest(t.port, raw('GET', '/v2/team-a/app/manifests/v1', `Authorization: Bearer ${pull}\r\nContent-Length: 0\r\nConnection: close\r\n`)),
+    );
     expect(out.status).toBe(200);
-    out = parseRaw(await rawRequest(t.port, raw('DELETE', `/v2/team-a/scratch/manifests/${D}`, `Authorization: Bearer ${del}\r\nContent-Length: 0\r\nConnection: close\r\n`)));
+    out = parseRaw(
+      await rawRequest(
+        t.port,
+        raw('DELETE', `/v2/team-a/scratch/manifests/${D}`, `Authorization: Bearer ${del}\r\nContent-Length: 0\r\nConnection: close\r\n`),
+      ),
+    );
     expect(out.status).toBe(200);
-    expect(t.upstream.requests.map((r) => `${r.method} ${r.url} ${r.bodyBytes}`)).toEqual(['GET /v2/team-a/app/manifests/v1 0', `DELETE /v2/team-a/scratch/manifests/${D} 0`]);
+    expect(t.upstream.requests.map((r) => `${r.method} ${r.url} ${r.bodyBytes}`)).toEqual([
+      'GET /v2/team-a/app/manifests/v1 0',
+      `DELETE /v2/team-a/scratch/manifests/${D} 0`,
+    ]);
   });
 
   it('refuses Transfer-Encoding other than plain chunked, conflicting lengths, obs-fold and header names with spaces', async () => {
@@ -309,9 +329,17 @@ describe('the forwarder never sends a body without explicit framing (defence in 
   it('forwards framed bodies unchanged', async () => {
     let r = await fetch(`http://127.0.0.1:${port}/v2/team-a/app/blobs/uploads/`, { method: 'POST', body: 'hello' });
     expect(r.status).toBe(200);
-    const chunkedBody = new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode('hello!')); c.close(); } });
+    const chunkedBody = new ReadableStream({
+      start(c) {
+        c.enqueue(new TextEncoder().encode('hello!'));
+        c.close();
+      },
+    });
     r = await fetch(`http://127.0.0.1:${port}/v2/team-a/app/blobs/uploads/`, { method: 'POST', body: chunkedBody, duplex: 'half' } as RequestInit);
     expect(r.status).toBe(200);
-    expect(upstream.requests.map((x) => `${x.method} ${x.headers['content-length'] ?? x.headers['transfer-encoding']} ${x.bodyBytes}`)).toEqual(['POST 5 5', 'POST chunked 6']);
+    expect(upstream.requests.map((x) => `${x.method} ${x.headers['content-length'] ?? x.headers['transfer-encoding']} ${x.bodyBytes}`)).toEqual([
+      'POST 5 5',
+      'POST chunked 6',
+    ]);
   });
 });

@@ -32,7 +32,7 @@ export interface Target {
 
 export type { TokenBody };
 
-export const RSA_ISSUER = 'https://rsa.test';
+const RSA_ISSUER = 'https://rsa.test';
 
 export async function startTarget(extraConfig: Record<string, unknown> = {}, policy?: string): Promise<Target> {
   const upstream = await startRecordingUpstream();

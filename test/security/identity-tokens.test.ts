@@ -36,11 +36,14 @@ async function expectRefused(identity: string, reason: RegExp, user?: string): P
 describe('forged identity tokens', () => {
   it('refuses alg "none", with or without a signature part', async () => {
     await expectRefused(assemble({ alg: 'none', typ: 'JWT' }, ciClaims()), /algorithm "none" is not accepted/);
-    await expectRefused(assemble({ alg: 'none' }, ciClaims(), () => ''), /not a JWT/);
+    await expectRefused(
+      assemble({ alg: 'none' }, ciClaims(), () => ''),
+      /not a JWT/,
+    );
     await expectRefused(assemble({ alg: 'NONE' }, ciClaims()), /algorithm "NONE" is not accepted/);
   });
 
-  it('refuses HS256 signed with the issuer\'s RSA public key as the HMAC secret', async () => {
+  it("refuses HS256 signed with the issuer's RSA public key as the HMAC secret", async () => {
     const claims = { ...ciClaims(), iss: t.rsaIssuer };
     await expectRefused(assemble({ alg: 'HS256' }, claims, hs256(t.rsaPublicPem)), /algorithm "HS256" is not accepted/);
     await expectRefused(assemble({ alg: 'HS512' }, claims, hs256(t.rsaPublicPem)), /algorithm "HS512" is not accepted/);
@@ -60,7 +63,12 @@ describe('forged identity tokens', () => {
 
   it('refuses tokens that bring their own key (jwk, jku, x5u, x5c)', async () => {
     const evil = await attackerKey();
-    const headers: Record<string, unknown>[] = [{ jwk: evil.jwk }, { jku: 'https://evil.test/jwks.json' }, { x5u: 'https://evil.test/cert.pem' }, { x5c: ['MIIBkTCB+wIJAKHHIG...'] }];
+    const headers: Record<string, unknown>[] = [
+      { jwk: evil.jwk },
+      { jku: 'https://evil.test/jwks.json' },
+      { x5u: 'https://evil.test/cert.pem' },
+      { x5c: ['MIIBkTCB+wIJAKHHIG...'] },
+    ];
     for (const extra of headers) {
       const token = await new SignJWT(ciClaims()).setProtectedHeader({ alg: 'ES256', kid: 'ci-1', ...extra } as never).sign(evil.privateKey);
       await expectRefused(token, new RegExp(`may not carry a "${Object.keys(extra)[0]}" header`));
@@ -105,7 +113,11 @@ describe('forged identity tokens', () => {
     });
     expect(post.status).toBe(401);
     expect(((await post.json()) as TokenBody).error_description).toMatch(/larger than 16384 bytes/);
-    const bigForm = await fetch(`${t.proxy.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `password=${'x'.repeat(70_000)}` });
+    const bigForm = await fetch(`${t.proxy.url}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: `password=${'x'.repeat(70_000)}`,
+    });
     expect(bigForm.status).toBe(413);
   });
 
@@ -121,7 +133,13 @@ describe('forged identity tokens', () => {
     const r2 = await fetch(`${t.proxy.url}/token`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'password', username: 'x', password: await signRaw({ alg: 'ES256', kid: 'ci-1' }, deepObj, privateKey), service: 'registry.test', scope: SCOPE[0]! }).toString(),
+      body: new URLSearchParams({
+        grant_type: 'password',
+        username: 'x',
+        password: await signRaw({ alg: 'ES256', kid: 'ci-1' }, deepObj, privateKey),
+        service: 'registry.test',
+        scope: SCOPE[0]!,
+      }).toString(),
     });
     expect(r2.status).toBe(200);
     expect(((await r2.json()) as TokenBody).access_token).toBeTruthy();

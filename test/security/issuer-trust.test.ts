@@ -214,10 +214,9 @@ describe('where the bearer token may go (pure)', () => {
       'https://kubernetes.default.svc.cluster.local',
       'https://10.96.0.1',
     ]);
-    expect(bearerTokenOrigins({ ...base, issuer: 'https://k.test', jwksURI: 'https://cdn.test/keys', tokenReview: { url: 'https://api.test:6443', cacheTTL: 1 } })).toEqual([
-      'https://k.test',
-      'https://api.test:6443',
-    ]);
+    expect(
+      bearerTokenOrigins({ ...base, issuer: 'https://k.test', jwksURI: 'https://cdn.test/keys', tokenReview: { url: 'https://api.test:6443', cacheTTL: 1 } }),
+    ).toEqual(['https://k.test', 'https://api.test:6443']);
   });
 
   it('a discovered jwks_uri: https on the issuer origin, nothing else', () => {
@@ -232,7 +231,13 @@ describe('where the bearer token may go (pure)', () => {
   });
 
   it('Google, whose keys live on www.googleapis.com, keeps working through a pinned jwksURI', () => {
-    const c = buildConfig({ service: 'registry.test', issuers: [{ name: 'g', preset: 'google' }, { name: 'g2', issuer: 'https://accounts.google.com', jwksURI: 'https://example.test/k' }] });
+    const c = buildConfig({
+      service: 'registry.test',
+      issuers: [
+        { name: 'g', preset: 'google' },
+        { name: 'g2', issuer: 'https://accounts.google.com', jwksURI: 'https://example.test/k' },
+      ],
+    });
     expect(c.issuers[0]).toMatchObject({ issuer: 'https://accounts.google.com', jwksURI: 'https://www.googleapis.com/oauth2/v3/certs' });
     expect(c.issuers[1]!.jwksURI).toBe('https://example.test/k');
     expect(buildConfig({}, { issuer: ['https://accounts.google.com'] }).issuers[0]!.jwksURI).toBe('https://www.googleapis.com/oauth2/v3/certs');

@@ -74,7 +74,11 @@ describe('mount through the request body', () => {
       expect(r.status, `${path} ${type}`).toBe(400);
       expect(['UNSUPPORTED', 'BLOB_UPLOAD_INVALID']).toContain(r.body.errors[0]!.code);
     }
-    const r = await call('/v2/team-a/app/blobs/uploads/', push, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: evil });
+    const r = await call('/v2/team-a/app/blobs/uploads/', push, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: evil,
+    });
     expect(r.body.errors[0]).toMatchObject({ code: 'UNSUPPORTED', message: expect.stringMatching(/form/) });
     expect(t.upstream.requests).toHaveLength(0);
   });
@@ -93,7 +97,11 @@ describe('mount through the request body', () => {
 
   it('refuses any body on a mount POST, allowed source or not', async () => {
     for (const from of ['team-a/app', 'shared/base', 'team-b/secret']) {
-      const r = await call(`/v2/team-a/app/blobs/uploads/?mount=${D}&from=${encodeURIComponent(from)}`, pushAndShared, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: 'x' });
+      const r = await call(`/v2/team-a/app/blobs/uploads/?mount=${D}&from=${encodeURIComponent(from)}`, pushAndShared, {
+        method: 'POST',
+        headers: { 'content-type': 'application/octet-stream' },
+        body: 'x',
+      });
       expect(r.status, from).toBe(400);
       expect(r.body.errors[0]).toMatchObject({ code: 'BLOB_UPLOAD_INVALID', message: expect.stringMatching(/mount takes no request body/) });
     }
@@ -125,7 +133,10 @@ describe('mount through the request body', () => {
 
   it('still forwards bodiless mounts and plain uploads with ordinary bodies', async () => {
     expect((await call(`/v2/team-a/app/blobs/uploads/?mount=${D}&from=shared%2Fbase`, pushAndShared, { method: 'POST' })).status).toBe(200);
-    expect((await call(`/v2/team-a/app/blobs/uploads/?digest=${D}`, push, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: 'abc' })).status).toBe(200);
+    expect(
+      (await call(`/v2/team-a/app/blobs/uploads/?digest=${D}`, push, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: 'abc' }))
+        .status,
+    ).toBe(200);
     expect(t.upstream.requests.map((r) => [r.method, r.url, r.bodyBytes])).toEqual([
       ['POST', `/v2/team-a/app/blobs/uploads/?mount=${encodeURIComponent(D)}&from=shared%2Fbase`, 0],
       ['POST', `/v2/team-a/app/blobs/uploads/?digest=${encodeURIComponent(D)}`, 3],
@@ -144,7 +155,10 @@ describe('`;`-separated and other re-serialized queries', () => {
     for (const seen of t.upstream.requests) {
       expect(seen.url).not.toContain(';');
       // what Go < 1.17 would read: split on both separators
-      const pairs = seen.url.split('?')[1]!.split(/[&;]/).map((p) => decodeURIComponent(p.split('=')[0]!));
+      const pairs = seen.url
+        .split('?')[1]!
+        .split(/[&;]/)
+        .map((p) => decodeURIComponent(p.split('=')[0]!));
       expect(pairs).not.toContain('mount');
       expect(pairs).not.toContain('from');
     }
@@ -180,7 +194,11 @@ describe('against a real Distribution registry', () => {
     const digest = await pushSmallBlob(registry.url, 'team-b/secret', Buffer.from(`secret layer ${Date.now()}`));
     const form = `mount=${encodeURIComponent(digest)}&from=team-b%2Fsecret`;
     // The registry itself honours a mount named only in a form body (what the proxy must never forward):
-    const direct = await fetch(`${registry.url}/v2/team-z/probe/blobs/uploads/`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form });
+    const direct = await fetch(`${registry.url}/v2/team-z/probe/blobs/uploads/`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: form,
+    });
     expect(direct.status).toBe(201);
     const token = await proxy.registryToken(['repository:team-a/app:pull,push']);
     const mp = multipart({ mount: digest, from: 'team-b/secret' });
@@ -190,14 +208,21 @@ describe('against a real Distribution registry', () => {
       ['', mp.type, mp.body],
       [`?mount=${digest}&from=team-b%2Fsecret`, 'application/x-www-form-urlencoded', form],
     ]) {
-      const r = await fetch(`${proxy.url}/v2/team-a/app/blobs/uploads/${query}`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': type! }, body });
+      const r = await fetch(`${proxy.url}/v2/team-a/app/blobs/uploads/${query}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': type! },
+        body,
+      });
       expect(r.status, `${query} ${type}`).toBe(400);
       expect(((await r.json()) as OciBody).errors[0]!.code).toMatch(/UNSUPPORTED|BLOB_UPLOAD_INVALID/);
     }
     // nothing was mounted into team-a/app
     expect((await fetch(`${registry.url}/v2/team-a/app/blobs/${digest}`, { method: 'HEAD' })).status).toBe(404);
     // and a query mount from team-b/secret is dropped: a plain upload starts instead
-    const q = await fetch(`${proxy.url}/v2/team-a/app/blobs/uploads/?mount=${digest}&from=team-b%2Fsecret`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+    const q = await fetch(`${proxy.url}/v2/team-a/app/blobs/uploads/?mount=${digest}&from=team-b%2Fsecret`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+    });
     expect(q.status).toBe(202);
     expect((await fetch(`${registry.url}/v2/team-a/app/blobs/${digest}`, { method: 'HEAD' })).status).toBe(404);
   });
@@ -253,7 +278,10 @@ describe('an upstream under a path prefix', () => {
     try {
       let up = false;
       for (let i = 0; i < 200 && !up; i++) {
-        up = await fetch(`${base}/reg/v2/`).then((r) => r.status === 200, () => false);
+        up = await fetch(`${base}/reg/v2/`).then(
+          (r) => r.status === 200,
+          () => false,
+        );
         if (!up) await new Promise((r) => setTimeout(r, 50));
       }
       expect(up, logs).toBe(true);
@@ -263,7 +291,9 @@ describe('an upstream under a path prefix', () => {
       const run = promisify(execFile);
       const host = new URL(prefixed.url).host;
       await run(skopeo, ['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${host}/team-a/app:v1`], { timeout: 60_000 });
-      await run(skopeo, ['copy', '--src-tls-verify=false', '--src-creds', `x:${id}`, `docker://${host}/team-a/app:v1`, `oci:${join(dir, 'pulled')}:v1`], { timeout: 60_000 });
+      await run(skopeo, ['copy', '--src-tls-verify=false', '--src-creds', `x:${id}`, `docker://${host}/team-a/app:v1`, `oci:${join(dir, 'pulled')}:v1`], {
+        timeout: 60_000,
+      });
       // the registry has it under its prefix
       const tags = (await (await fetch(`${base}/reg/v2/team-a/app/tags/list`)).json()) as { tags: string[] };
       expect(tags.tags).toEqual(['v1']);

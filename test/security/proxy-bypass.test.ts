@@ -28,7 +28,10 @@ interface OciBody {
 }
 
 async function call(path: string, token: string | undefined, init: RequestInit = {}) {
-  const r = await fetch(`${t.proxy.url}${path}`, { ...init, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(init.headers as Record<string, string>) } });
+  const r = await fetch(`${t.proxy.url}${path}`, {
+    ...init,
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(init.headers as Record<string, string>) },
+  });
   const text = await r.text();
   return { status: r.status, challenge: r.headers.get('www-authenticate') ?? '', body: (text ? JSON.parse(text) : undefined) as OciBody };
 }
@@ -72,7 +75,16 @@ describe('registry tokens replayed or forged', () => {
     const kid = t.proxy.runtime.keys.current().kid;
     const evil = await attackerKey();
     const now = Math.floor(Date.now() / 1000);
-    const claims = { iss: t.proxy.config.publicURL, aud: 'registry.test', sub: 'ci:x', exp: now + 300, access: [{ type: 'registry', name: 'catalog', actions: ['*'] }, { type: 'repository', name: 'team-b/secret', actions: ['*'] }] };
+    const claims = {
+      iss: t.proxy.config.publicURL,
+      aud: 'registry.test',
+      sub: 'ci:x',
+      exp: now + 300,
+      access: [
+        { type: 'registry', name: 'catalog', actions: ['*'] },
+        { type: 'repository', name: 'team-b/secret', actions: ['*'] },
+      ],
+    };
     const forged = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid, typ: 'JWT' }).sign(evil.privateKey);
     const unsigned = `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT', kid })).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.`;
     const embedded = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', jwk: evil.jwk, typ: 'JWT' } as never).sign(evil.privateKey);
@@ -168,7 +180,12 @@ describe('mounts, upload sessions and the catalog', () => {
 
   it('refuses upload-session URLs of another repository, whatever the method', async () => {
     const id = '6e1a4bd7-1cbb-4e5b-8f5f-1b2a3c4d5e6f';
-    for (const [method, body] of [['PATCH', 'xx'], ['PUT', 'xx'], ['GET', undefined], ['DELETE', undefined]] as const) {
+    for (const [method, body] of [
+      ['PATCH', 'xx'],
+      ['PUT', 'xx'],
+      ['GET', undefined],
+      ['DELETE', undefined],
+    ] as const) {
       expectChallenge(await call(`/v2/team-b/secret/blobs/uploads/${id}?digest=${D}`, push, { method, body }), 'insufficient_scope', 'DENIED');
     }
     const bad = await call('/v2/team-a/app/blobs/uploads/..%2f..%2fteam-b', push, { method: 'PATCH', body: 'x' });
@@ -176,7 +193,7 @@ describe('mounts, upload sessions and the catalog', () => {
     expect(t.upstream.requests).toHaveLength(0);
   });
 
-  it('does not leak the catalog or another repository\'s tags', async () => {
+  it("does not leak the catalog or another repository's tags", async () => {
     for (const path of ['/v2/_catalog', '/v2/_catalog?n=1000', '/v2/_catalog?last=team-a', '/v2/team-b/secret/tags/list']) {
       expectChallenge(await call(path, push), 'insufficient_scope', 'DENIED');
     }
@@ -232,7 +249,9 @@ describe('header injection and smuggling', () => {
     const out = parseRaw(
       await rawRequest(
         t.port,
-        get(`Authorization: Bearer ${pull}\r\nX-Forwarded-For: 10.9.9.9\r\nX-Forwarded-Host: evil.test\r\nX-Forwarded-Proto: https\r\nForwarded: for=10.9.9.9\r\nCookie: s=1\r\nProxy-Authorization: Basic eDp5\r\nX-Real-IP: 10.9.9.9\r\n`),
+        get(
+          `Authorization: Bearer ${pull}\r\nX-Forwarded-For: 10.9.9.9\r\nX-Forwarded-Host: evil.test\r\nX-Forwarded-Proto: https\r\nForwarded: for=10.9.9.9\r\nCookie: s=1\r\nProxy-Authorization: Basic eDp5\r\nX-Real-IP: 10.9.9.9\r\n`,
+        ),
       ),
     );
     expect(out.status).toBe(200);

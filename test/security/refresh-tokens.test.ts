@@ -34,7 +34,13 @@ async function refreshGrant(t: Target, refreshToken: string): Promise<{ status: 
   const r = await fetch(`${t.proxy.url}/token`, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken, service: 'registry.test', scope: 'repository:team-a/app:pull', client_id: 'docker' }).toString(),
+    body: new URLSearchParams({
+      grant_type: 'refresh_token',
+      refresh_token: refreshToken,
+      service: 'registry.test',
+      scope: 'repository:team-a/app:pull',
+      client_id: 'docker',
+    }).toString(),
   });
   return { status: r.status, body: (await r.json()) as Body };
 }
@@ -94,7 +100,11 @@ describe('refresh token lifetime', () => {
 
   it('refuses a refresh token whose issuer name now stands for another issuer URL', async () => {
     const keys = t.proxy.runtime.keys;
-    const token = (await issueRefreshToken(keys, ciIdentity({ issuer: 'https://old-ci.test' }), { issuer: t.proxy.config.publicURL, service: 'registry.test', ttl: 300 }))!;
+    const token = (await issueRefreshToken(keys, ciIdentity({ issuer: 'https://old-ci.test' }), {
+      issuer: t.proxy.config.publicURL,
+      service: 'registry.test',
+      ttl: 300,
+    }))!;
     const r = await refreshGrant(t, token);
     expect(r.status).toBe(401);
     expect(r.body.errors?.[0]?.message).toMatch(/no longer configured/);
@@ -116,7 +126,11 @@ describe('refresh tokens against the configuration in force', () => {
       const r = await getToken(off, await ciToken(nowS(), nowS() + YEAR));
       expect(r.status).toBe(200);
       expect(r.body.refresh_token).toBeUndefined();
-      const forged = (await issueRefreshToken(off.proxy.runtime.keys, ciIdentity(), { issuer: off.proxy.config.publicURL, service: 'registry.test', ttl: 300 }))!;
+      const forged = (await issueRefreshToken(off.proxy.runtime.keys, ciIdentity(), {
+        issuer: off.proxy.config.publicURL,
+        service: 'registry.test',
+        ttl: 300,
+      }))!;
       const used = await refreshGrant(off, forged);
       expect(used.status).toBe(401);
       expect(used.body.errors?.[0]?.message).toMatch(/turned off/);
@@ -130,12 +144,19 @@ describe('refresh tokens against the configuration in force', () => {
     // `ci` issuer gained tokenReview. A refresh token from before must not bypass the review.
     const keyFile = join(mkdtempSync(join(tmpdir(), 'rap-refresh-')), 'signing.pem');
     writeFileSync(keyFile, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
-    const shared = { publicURL: 'http://registry.test.local', service: 'registry.test', tokens: { signingKeyFile: keyFile }, limits: { tokenPerClient: { rate: 0 } } };
+    const shared = {
+      publicURL: 'http://registry.test.local',
+      service: 'registry.test',
+      tokens: { signingKeyFile: keyFile },
+      limits: { tokenPerClient: { rate: 0 } },
+    };
     const before = await startProxy({ config: shared });
     let refreshToken: string;
     try {
       const q = new URLSearchParams({ service: 'registry.test', scope: 'repository:team-a/app:pull', offline_token: 'true' });
-      const r = await fetch(`${before.url}/token?${q}`, { headers: { authorization: `Basic ${Buffer.from(`x:${await before.mintIdentity()}`).toString('base64')}` } });
+      const r = await fetch(`${before.url}/token?${q}`, {
+        headers: { authorization: `Basic ${Buffer.from(`x:${await before.mintIdentity()}`).toString('base64')}` },
+      });
       refreshToken = ((await r.json()) as Body).refresh_token!;
       expect(refreshToken).toBeDefined();
     } finally {
@@ -143,13 +164,21 @@ describe('refresh tokens against the configuration in force', () => {
     }
     const after = await startProxy({
       withTestIssuer: false,
-      config: { ...shared, issuers: [{ name: 'ci', issuer: TEST_ISSUER, jwksFile: join(before.dir, 'ci-jwks.json'), tokenReview: { url: 'https://127.0.0.1:9', cacheTTL: '1s' } }] },
+      config: {
+        ...shared,
+        issuers: [{ name: 'ci', issuer: TEST_ISSUER, jwksFile: join(before.dir, 'ci-jwks.json'), tokenReview: { url: 'https://127.0.0.1:9', cacheTTL: '1s' } }],
+      },
     });
     try {
       const r = await fetch(`${after.url}/token`, {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken, service: 'registry.test', scope: 'repository:team-a/app:pull' }).toString(),
+        body: new URLSearchParams({
+          grant_type: 'refresh_token',
+          refresh_token: refreshToken,
+          service: 'registry.test',
+          scope: 'repository:team-a/app:pull',
+        }).toString(),
       });
       const body = (await r.json()) as Body;
       expect(r.status).toBe(401);

@@ -54,7 +54,10 @@ describe('serve on a non-loopback listener without publicURL', () => {
     const dir = mkdtempSync(join(tmpdir(), 'rap-startup-'));
     const port = await freePort();
     // (an issuer: without one `serve` refuses to start, issue 10)
-    writeFileSync(join(dir, 'config.yaml'), `listen: 127.0.0.1:${port}\nservice: registry.test\nupstream: {url: "http://127.0.0.1:9"}\npolicies: ${POLICY}\nlogLevel: warn\nissuers: [{name: ci, issuer: "http://127.0.0.1:9"}]\n`);
+    writeFileSync(
+      join(dir, 'config.yaml'),
+      `listen: 127.0.0.1:${port}\nservice: registry.test\nupstream: {url: "http://127.0.0.1:9"}\npolicies: ${POLICY}\nlogLevel: warn\nissuers: [{name: ci, issuer: "http://127.0.0.1:9"}]\n`,
+    );
     const proc = await startProxyProcess(join(dir, 'config.yaml'), `http://127.0.0.1:${port}`);
     try {
       const r = await fetch(`http://127.0.0.1:${port}/v2/team/app/manifests/latest`);
@@ -71,7 +74,8 @@ describe('listenExposureProblem (pure)', () => {
   const check = (raw: Record<string, unknown>, flags = {}) => listenExposureProblem(buildConfig(raw, flags));
 
   it('allows loopback listeners and any listener with a configured publicURL', () => {
-    for (const listen of ['127.0.0.1:8080', '127.1.2.3:1', 'localhost:8080', '[::1]:8080', '[::ffff:127.0.0.1]:8080']) expect(check({ listen }), listen).toBeUndefined();
+    for (const listen of ['127.0.0.1:8080', '127.1.2.3:1', 'localhost:8080', '[::1]:8080', '[::ffff:127.0.0.1]:8080'])
+      expect(check({ listen }), listen).toBeUndefined();
     expect(check({ listen: '0.0.0.0:8080', publicURL: 'https://registry.example.com' })).toBeUndefined();
     expect(check({ listen: '0.0.0.0:8080' }, { publicUrl: 'https://registry.example.com' })).toBeUndefined();
     // deliberately local clients of a container port mapping: an explicit loopback publicURL is the operator's choice
@@ -80,7 +84,8 @@ describe('listenExposureProblem (pure)', () => {
   });
 
   it('refuses wildcard and routable listeners without publicURL', () => {
-    for (const listen of ['0.0.0.0:8080', '[::]:8080', '10.0.0.5:8080', '[fd00::1]:8080', 'my-host:8080', '128.0.0.1:8080']) expect(check({ listen }), listen).toMatch(/is required when listening on/);
+    for (const listen of ['0.0.0.0:8080', '[::]:8080', '10.0.0.5:8080', '[fd00::1]:8080', 'my-host:8080', '128.0.0.1:8080'])
+      expect(check({ listen }), listen).toMatch(/is required when listening on/);
   });
 
   it('every shipped deploy config may start', () => {

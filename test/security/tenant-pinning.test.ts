@@ -34,8 +34,22 @@ function mint(iss: string, claims: Record<string, unknown>): Promise<string> {
   return tenant.mint({ ...claims, iss });
 }
 
-const github = (owner: string, ownerId: string, ref = 'refs/heads/main') => ({ sub: `repo:${owner}/web:ref:${ref}`, repository: `${owner}/web`, repository_owner: owner, repository_owner_id: ownerId, repository_id: '99', ref });
-const gitlab = (groupId: string) => ({ sub: 'project_path:acme/web:ref_type:branch:ref:main', project_path: 'acme/web', namespace_path: 'acme', namespace_id: groupId, project_id: '77', ref: 'main' });
+const github = (owner: string, ownerId: string, ref = 'refs/heads/main') => ({
+  sub: `repo:${owner}/web:ref:${ref}`,
+  repository: `${owner}/web`,
+  repository_owner: owner,
+  repository_owner_id: ownerId,
+  repository_id: '99',
+  ref,
+});
+const gitlab = (groupId: string) => ({
+  sub: 'project_path:acme/web:ref_type:branch:ref:main',
+  project_path: 'acme/web',
+  namespace_path: 'acme',
+  namespace_id: groupId,
+  project_id: '77',
+  ref: 'main',
+});
 
 beforeAll(async () => {
   tenant = await TestIssuer.create({ issuer: GITHUB, audience: 'registry.test', kid: 'ci-tenant', claims: { sub: 'job' } });
@@ -58,7 +72,11 @@ beforeEach(() => {
 async function v2(path: string, token: string, init: RequestInit = {}) {
   const r = await fetch(`${t.proxy.url}${path}`, { ...init, headers: { authorization: `Bearer ${token}` } });
   const text = await r.text();
-  return { status: r.status, challenge: r.headers.get('www-authenticate') ?? '', body: text ? (JSON.parse(text) as { errors: { code: string; message: string }[] }) : undefined };
+  return {
+    status: r.status,
+    challenge: r.headers.get('www-authenticate') ?? '',
+    body: text ? (JSON.parse(text) as { errors: { code: string; message: string }[] }) : undefined,
+  };
 }
 
 async function grantedFor(identity: string, scope: string): Promise<{ token: string; access: unknown }> {
@@ -71,7 +89,10 @@ describe('shipped example policies against a foreign tenant of the same public i
   it('GitHub: another organisation with the same repository path gets nothing; ours gets pull and push', async () => {
     const foreign = await grantedFor(await mint(GITHUB, github('acme', '999999')), 'repository:acme/web:pull,push');
     expect(foreign.access).toEqual([]);
-    for (const [path, method] of [['/v2/acme/web/manifests/latest', 'GET'], ['/v2/acme/web/blobs/uploads/', 'POST']] as const) {
+    for (const [path, method] of [
+      ['/v2/acme/web/manifests/latest', 'GET'],
+      ['/v2/acme/web/blobs/uploads/', 'POST'],
+    ] as const) {
       const r = await v2(path, foreign.token, { method });
       // refused at /token, so refused here with the reason (403: a new token would be the same)
       expect(r.status).toBe(403);
@@ -102,7 +123,13 @@ describe('shipped example policies against a foreign tenant of the same public i
 
 describe('every other shipped GitHub policy pins the owner', () => {
   const ctx = { service: 'registry.test', clientIP: '127.0.0.1' };
-  const gh = (claims: Record<string, unknown>): Identity => ({ issuerName: 'github', issuer: GITHUB, subject: String(claims.sub), preset: 'github-actions', claims });
+  const gh = (claims: Record<string, unknown>): Identity => ({
+    issuerName: 'github',
+    issuer: GITHUB,
+    subject: String(claims.sub),
+    preset: 'github-actions',
+    claims,
+  });
   // the gateway overlay's policy and the Action README's snippet (what users copy)
   const readmeYaml = /```yaml\n(rules:[\s\S]*?)```/.exec(readFileSync('actions/docker-login/README.md', 'utf8'))![1]!;
   const engines = {
@@ -124,7 +151,10 @@ describe('lint: rules for multi-tenant issuers that never pin the owner', () => 
     { name: 'google', issuer: 'https://accounts.google.com', preset: 'google' },
   ];
   const lint = (when: string | undefined, effect = 'allow', list = issuers) =>
-    lintTenantPinning(compilePolicyText(`rules: [{name: r, effect: ${effect}, actions: [pull, push]${when ? `, when: ${JSON.stringify(when)}` : ''}}]`, 'p.yaml').rules, list).map((w) => `${w.issuer}:${w.pinned}`);
+    lintTenantPinning(
+      compilePolicyText(`rules: [{name: r, effect: ${effect}, actions: [pull, push]${when ? `, when: ${JSON.stringify(when)}` : ''}}]`, 'p.yaml').rules,
+      list,
+    ).map((w) => `${w.issuer}:${w.pinned}`);
 
   it('flags the old, tenant-blind examples and names file, rule, issuer and the fix', () => {
     const old = 'identity.preset == "github-actions" && (request.repository == claims.repository || request.repository.startsWith(claims.repository + "/"))';
@@ -143,11 +173,15 @@ describe('lint: rules for multi-tenant issuers that never pin the owner', () => 
     expect(lint('identity.preset == "google" && claims.google.compute_engine.project_id == "acme-prod"')).toEqual([]);
     expect(lint('identity.preset == "google" && claims.email.endsWith("@acme-prod.iam.gserviceaccount.com")')).toEqual([]);
     // an issuer-specific branch per preset, each pinned
-    expect(lint('(identity.preset == "github-actions" && claims.repository_owner_id == "1") || (identity.preset == "gitlab" && claims.namespace_id == "2")')).toEqual([]);
+    expect(
+      lint('(identity.preset == "github-actions" && claims.repository_owner_id == "1") || (identity.preset == "gitlab" && claims.namespace_id == "2")'),
+    ).toEqual([]);
   });
 
   it('flags a pin that another branch can bypass, and a pin by name only', () => {
-    expect(lint('identity.preset == "github-actions" && (claims.repository_owner_id == "1" || request.repository.startsWith("public/"))')).toEqual(['github:none']);
+    expect(lint('identity.preset == "github-actions" && (claims.repository_owner_id == "1" || request.repository.startsWith("public/"))')).toEqual([
+      'github:none',
+    ]);
     expect(lint('identity.preset == "github-actions" && !(claims.repository_owner_id == "1")')).toEqual(['github:none']);
     expect(lint('identity.preset == "github-actions" && claims.repository_owner_id != "1"')).toEqual(['github:none']);
     expect(lint('identity.preset == "github-actions" && claims.repository_owner == "acme"')).toEqual(['github:name']);
@@ -175,7 +209,12 @@ describe('lint: rules for multi-tenant issuers that never pin the owner', () => 
     expect(lintTenantPinning(rules, issuers)).toEqual([]);
     // the gateway overlay's own config, with its `github` issuer
     const gateway = parseYaml(readFileSync('deploy/overlays/gateway/config.yaml', 'utf8')) as { issuers: LintIssuer[] };
-    expect(lintTenantPinning(rules, gateway.issuers.map((i) => ({ ...i, issuer: i.issuer ?? GITHUB })))).toEqual([]);
+    expect(
+      lintTenantPinning(
+        rules,
+        gateway.issuers.map((i) => ({ ...i, issuer: i.issuer ?? GITHUB })),
+      ),
+    ).toEqual([]);
   });
 });
 
@@ -190,15 +229,40 @@ describe('the warnings reach the operator', () => {
     const dir = mkdtempSync(join(tmpdir(), 'rap-tenant-cli-'));
     writeFileSync(join(dir, 'unpinned.yaml'), unpinned);
     writeFileSync(join(dir, 'claims.json'), JSON.stringify({ iss: GITHUB, ...github('acme', '999999') }));
-    const args = ['policy', 'test', '--claims', join(dir, 'claims.json'), '--scope', 'repository:acme/web:pull', '--preset', 'github-actions', '--issuer-name', 'github'];
+    const args = [
+      'policy',
+      'test',
+      '--claims',
+      join(dir, 'claims.json'),
+      '--scope',
+      'repository:acme/web:pull',
+      '--preset',
+      'github-actions',
+      '--issuer-name',
+      'github',
+    ];
     const r = await runCli([...args, '--policy', join(dir, 'unpinned.yaml')]);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).decisions[0].granted).toEqual(['pull']);
-    expect(r.stderr).toMatch(/^warning: .*unpinned\.yaml: rule "gh-unpinned" grants \[pull, push\] to issuer "github" \(github-actions\) but never pins the owner.*repository_owner_id/m);
+    expect(r.stderr).toMatch(
+      /^warning: .*unpinned\.yaml: rule "gh-unpinned" grants \[pull, push\] to issuer "github" \(github-actions\) but never pins the owner.*repository_owner_id/m,
+    );
 
     // with --config, against the configured issuers
-    writeFileSync(join(dir, 'config.yaml'), `service: registry.test\npolicies: ${join(dir, 'unpinned.yaml')}\nissuers:\n  - {name: gh, preset: github-actions, jwksFile: ${join(keyDir, 'jwks.json')}}\n`);
-    const c = await runCli(['policy', 'test', '--claims', join(dir, 'claims.json'), '--scope', 'repository:acme/web:pull', '--config', join(dir, 'config.yaml')]);
+    writeFileSync(
+      join(dir, 'config.yaml'),
+      `service: registry.test\npolicies: ${join(dir, 'unpinned.yaml')}\nissuers:\n  - {name: gh, preset: github-actions, jwksFile: ${join(keyDir, 'jwks.json')}}\n`,
+    );
+    const c = await runCli([
+      'policy',
+      'test',
+      '--claims',
+      join(dir, 'claims.json'),
+      '--scope',
+      'repository:acme/web:pull',
+      '--config',
+      join(dir, 'config.yaml'),
+    ]);
     expect(c.code, c.stderr).toBe(0);
     expect(c.stderr).toMatch(/warning: .*rule "gh-unpinned" .* issuer "gh"/);
 
@@ -229,7 +293,14 @@ describe('the warnings reach the operator', () => {
           .find((l) => l.rule === 'gh-unpinned');
         if (!line) await new Promise((r) => setTimeout(r, 100));
       }
-      expect(line).toMatchObject({ level: 40, file: join(dir, 'unpinned.yaml'), rule: 'gh-unpinned', issuer: 'github', preset: 'github-actions', ownerPinned: 'none' });
+      expect(line).toMatchObject({
+        level: 40,
+        file: join(dir, 'unpinned.yaml'),
+        rule: 'gh-unpinned',
+        issuer: 'github',
+        preset: 'github-actions',
+        ownerPinned: 'none',
+      });
       expect(line!.msg).toContain('claims.repository_owner_id');
     } finally {
       await proc.stop();

@@ -8,7 +8,7 @@ const CHUNK = 1 << 20; // 1 MiB
  * A deterministic pseudo-random byte stream of `size` bytes (AES-256-CTR keystream of a fixed key):
  * never held in memory, identical on every call, so the digest can be computed once up front.
  */
-export function blobStream(size: number, seed = 1): Readable {
+function blobStream(size: number, seed = 1): Readable {
   const key = Buffer.alloc(32, seed);
   const iv = Buffer.alloc(16, 0);
   const cipher = createCipheriv('aes-256-ctr', key, iv);
@@ -59,7 +59,14 @@ export async function pushBlob(baseURL: string, repo: string, size: number, dige
 }
 
 /** Streams a blob down and checks its digest. Returns seconds spent. */
-export async function pullBlob(baseURL: string, repo: string, digest: string, expectedSize: number, headers: Record<string, string> = {}, verify = false): Promise<number> {
+export async function pullBlob(
+  baseURL: string,
+  repo: string,
+  digest: string,
+  expectedSize: number,
+  headers: Record<string, string> = {},
+  verify = false,
+): Promise<number> {
   const t0 = performance.now();
   const res = await request(`${baseURL}/v2/${repo}/blobs/${digest}`, { method: 'GET', headers, maxRedirections: 0 } as Parameters<typeof request>[1]);
   if (res.statusCode !== 200) {

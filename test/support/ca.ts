@@ -10,23 +10,28 @@ x509.cryptoProvider.set(webcrypto as unknown as Crypto);
  */
 const EC_ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 
-export interface CertifiedKey {
+interface CertifiedKey {
   certPem: string;
   keyPem: string;
   cert: X509Certificate;
 }
 
-export interface CertificateAuthority extends CertifiedKey {
+interface CertificateAuthority extends CertifiedKey {
   issue(options: { commonName: string; dnsNames?: string[]; ipAddresses?: string[]; days?: number }): Promise<CertifiedKey>;
 }
 
 function serial(): string {
-  return Buffer.from(webcrypto.getRandomValues(new Uint8Array(16))).toString('hex').replace(/^[89a-f]/, '1');
+  return Buffer.from(webcrypto.getRandomValues(new Uint8Array(16)))
+    .toString('hex')
+    .replace(/^[89a-f]/, '1');
 }
 
 async function exportKeyPem(key: CryptoKey): Promise<string> {
   const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', key));
-  return `-----BEGIN PRIVATE KEY-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END PRIVATE KEY-----\n`;
+  return `-----BEGIN PRIVATE KEY-----\n${der
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n$/, '')}\n-----END PRIVATE KEY-----\n`;
 }
 
 /** Valid from five minutes ago, so a slightly slow clock elsewhere still accepts it. */
@@ -55,7 +60,14 @@ async function createRoot(commonName: string, days: number, keys: CryptoKeyPair)
 }
 
 /** A server-and-client leaf for DNS names and IP addresses, signed by the root. */
-async function issueLeaf(root: x509.X509Certificate, rootKeys: CryptoKeyPair, cn: string, dnsNames: string[], ipAddresses: string[], days: number): Promise<CertifiedKey> {
+async function issueLeaf(
+  root: x509.X509Certificate,
+  rootKeys: CryptoKeyPair,
+  cn: string,
+  dnsNames: string[],
+  ipAddresses: string[],
+  days: number,
+): Promise<CertifiedKey> {
   const leafKeys = await newKeys();
   const leaf = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),

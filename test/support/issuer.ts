@@ -7,7 +7,7 @@ import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'j
  * `claims` and then the caller's are laid over them, so a test can override any of them — a wrong
  * `aud`, an `exp` in the past, another `iss` for the same key.
  */
-export interface TestIssuerOptions {
+interface TestIssuerOptions {
   issuer: string;
   audience: string;
   kid: string;
@@ -17,7 +17,7 @@ export interface TestIssuerOptions {
   jwkAlg?: boolean;
 }
 
-export interface MintOptions {
+interface MintOptions {
   /** Lifetime in seconds; negative for a token that has already expired. Default 600. */
   ttl?: number;
   /** `iat`, in seconds since the epoch; default now. */

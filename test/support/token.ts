@@ -30,7 +30,7 @@ export function basicAuth(password: string, user = 'x'): string {
   return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 }
 
-export function tokenURL(baseURL: string, scopes: string[], service = 'registry.test'): string {
+function tokenURL(baseURL: string, scopes: string[], service = 'registry.test'): string {
   const q = new URLSearchParams({ service });
   for (const s of scopes) q.append('scope', s);
   return `${baseURL}/token?${q}`;

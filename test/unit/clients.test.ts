@@ -35,7 +35,9 @@ describe('kubelet credential provider protocol (golden)', () => {
     expect(res).toEqual(want);
     const rotated = JWT.replace('c2ln', 'bmV3');
     writeFileSync(join(dir, 'token'), rotated);
-    expect(respond(parseRequest(readFileSync('test/golden/kubelet/node-request.json', 'utf8')), { env, now: () => NOW }).auth['registry.example.com:5000']!.password).toBe(rotated);
+    expect(
+      respond(parseRequest(readFileSync('test/golden/kubelet/node-request.json', 'utf8')), { env, now: () => NOW }).auth['registry.example.com:5000']!.password,
+    ).toBe(rotated);
   });
 
   it.each([
@@ -44,13 +46,23 @@ describe('kubelet credential provider protocol (golden)', () => {
     ['{"apiVersion":"credentialprovider.kubelet.k8s.io/v1alpha1","kind":"CredentialProviderRequest","image":"a/b"}', /apiVersion/],
     ['{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"Other","image":"a/b"}', /kind/],
     ['{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest"}', /image/],
-    ['{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":"r.io/a","serviceAccountToken":""}', /serviceAccountToken/],
+    [
+      '{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":"r.io/a","serviceAccountToken":""}',
+      /serviceAccountToken/,
+    ],
   ])('rejects malformed request %s', (text, message) => {
     expect(() => parseRequest(text)).toThrow(message);
   });
 
   it('refuses an expired token rather than handing it to kubelet', () => {
-    const req = parseRequest(JSON.stringify({ apiVersion: 'credentialprovider.kubelet.k8s.io/v1', kind: 'CredentialProviderRequest', image: 'registry.example.com/a', serviceAccountToken: JWT }));
+    const req = parseRequest(
+      JSON.stringify({
+        apiVersion: 'credentialprovider.kubelet.k8s.io/v1',
+        kind: 'CredentialProviderRequest',
+        image: 'registry.example.com/a',
+        serviceAccountToken: JWT,
+      }),
+    );
     expect(() => respond(req, { env: {}, now: () => EXP * 1000 })).toThrow(ProviderError);
   });
 
@@ -115,7 +127,10 @@ describe('login', () => {
   it('merges into an existing config, keeping other entries, atomically with 0600', () => {
     const dir = mkdtempSync(join(tmpdir(), 'rap-login-'));
     const file = join(dir, 'config.json');
-    writeFileSync(file, JSON.stringify({ auths: { 'other.io': { auth: 'b3RoZXI6eA==' } }, credHelpers: { 'registry.example.com': 'ecr-login', 'x.io': 'y' }, psFormat: 'table' }));
+    writeFileSync(
+      file,
+      JSON.stringify({ auths: { 'other.io': { auth: 'b3RoZXI6eA==' } }, credHelpers: { 'registry.example.com': 'ecr-login', 'x.io': 'y' }, psFormat: 'table' }),
+    );
     loginToFile(file, 'registry.example.com', 'registry-auth-proxy', JWT);
     const doc = JSON.parse(readFileSync(file, 'utf8'));
     expect(doc.auths['other.io']).toEqual({ auth: 'b3RoZXI6eA==' });
@@ -136,7 +151,9 @@ describe('login', () => {
   it('builds a kubernetes.io/dockerconfigjson Secret', () => {
     const s = dockerConfigSecret('pull', 'team-a', 'registry.example.com', 'u', 't');
     expect(s).toMatchObject({ apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/dockerconfigjson', metadata: { name: 'pull', namespace: 'team-a' } });
-    expect(JSON.parse(Buffer.from(s.data['.dockerconfigjson'], 'base64').toString())).toEqual({ auths: { 'registry.example.com': { auth: Buffer.from('u:t').toString('base64') } } });
+    expect(JSON.parse(Buffer.from(s.data['.dockerconfigjson'], 'base64').toString())).toEqual({
+      auths: { 'registry.example.com': { auth: Buffer.from('u:t').toString('base64') } },
+    });
     expect(mergeAuth({}, 'r', 'u', 't').auths!.r!.auth).toBe(Buffer.from('u:t').toString('base64'));
   });
 });
@@ -144,7 +161,13 @@ describe('login', () => {
 describe('controller decisions', () => {
   const sa = { metadata: { name: 'b', namespace: 'n', annotations: { 'registry-auth-proxy.io/registry': 'registry.example.com:443' } } };
   it('derives the wanted Secret and audience', () => {
-    expect(wantedFor(sa)).toEqual({ namespace: 'n', serviceAccount: 'b', registry: 'registry.example.com:443', audience: 'registry.example.com', secretName: 'b-registry-auth-proxy' });
+    expect(wantedFor(sa)).toEqual({
+      namespace: 'n',
+      serviceAccount: 'b',
+      registry: 'registry.example.com:443',
+      audience: 'registry.example.com',
+      secretName: 'b-registry-auth-proxy',
+    });
     expect(wantedFor({ metadata: { name: 'b', namespace: 'n' } })).toBeUndefined();
   });
   it('renews at 80% of the lifetime or when the registry changes', () => {

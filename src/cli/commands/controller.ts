@@ -6,7 +6,9 @@ import { CliExit } from '../exit.js';
 export function register(program: Command): void {
   program
     .command('controller')
-    .description('Kubernetes controller: for service accounts annotated registry-auth-proxy.io/registry=<host>, keeps a short-lived dockerconfigjson Secret (TokenRequest API) fresh and in their imagePullSecrets')
+    .description(
+      'Kubernetes controller: for service accounts annotated registry-auth-proxy.io/registry=<host>, keeps a short-lived dockerconfigjson Secret (TokenRequest API) fresh and in their imagePullSecrets',
+    )
     .option('--kubeconfig <file>', 'kubeconfig (default: in-cluster, then $KUBECONFIG / ~/.kube/config)')
     .option('--resync <duration>', 'reconcile interval', '30s')
     .option('--token-ttl <duration>', 'lifetime requested for each token', '1h')

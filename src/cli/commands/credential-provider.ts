@@ -6,7 +6,9 @@ import { CliExit } from '../exit.js';
 export function register(program: Command): void {
   program
     .command('credential-provider')
-    .description('kubelet image credential provider: reads a CredentialProviderRequest on stdin, writes the response on stdout. With a serviceAccountToken in the request (KEP-4412) it returns that token; otherwise it reads RAP_TOKEN_FILE')
+    .description(
+      'kubelet image credential provider: reads a CredentialProviderRequest on stdin, writes the response on stdout. With a serviceAccountToken in the request (KEP-4412) it returns that token; otherwise it reads RAP_TOKEN_FILE',
+    )
     .option('--match <registry>', 'auth key to answer for (default: the registry host of the image); env RAP_REGISTRY_MATCH')
     .option('--token-file <file>', 'node mode: identity token file (env RAP_TOKEN_FILE)')
     .option('--username <name>', 'username to return (never empty; env RAP_USERNAME)')

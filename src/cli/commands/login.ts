@@ -36,7 +36,9 @@ async function readToken(source: string): Promise<string> {
 export function register(program: Command): void {
   program
     .command('login <registry>')
-    .description('write credentials for <registry> (the identity token from --token-file, $RAP_TOKEN_FILE or stdin) into Docker config.json, a containers auth.json, or a kubernetes.io/dockerconfigjson Secret manifest; files are merged and written atomically with 0600. The token must be an unexpired JWT; what was written, where, and until when is said on stderr')
+    .description(
+      'write credentials for <registry> (the identity token from --token-file, $RAP_TOKEN_FILE or stdin) into Docker config.json, a containers auth.json, or a kubernetes.io/dockerconfigjson Secret manifest; files are merged and written atomically with 0600. The token must be an unexpired JWT; what was written, where, and until when is said on stderr',
+    )
     .option('--token-file <file>', 'identity token file, or - to read it from stdin (default $RAP_TOKEN_FILE, else /var/run/secrets/tokens/registry-token)')
     .option('--docker-config [file]', 'Docker config.json (default $DOCKER_CONFIG/config.json or ~/.docker/config.json)')
     .option('--auth-file [file]', 'containers auth.json for podman/skopeo (default $REGISTRY_AUTH_FILE or $XDG_RUNTIME_DIR/containers/auth.json)')
@@ -62,7 +64,9 @@ export function register(program: Command): void {
       if (opts.k8sSecret) {
         const manifest = dockerConfigSecret(opts.k8sSecret, opts.namespace, registry, opts.username, token);
         process.stdout.write(opts.output === 'json' ? `${JSON.stringify(manifest, null, 2)}\n` : stringify(manifest));
-        process.stderr.write(`login: printed Secret ${opts.namespace}/${opts.k8sSecret} (kubernetes.io/dockerconfigjson) for ${registry} on stdout: ${who}; ${until}\n`);
+        process.stderr.write(
+          `login: printed Secret ${opts.namespace}/${opts.k8sSecret} (kubernetes.io/dockerconfigjson) for ${registry} on stdout: ${who}; ${until}\n`,
+        );
       }
       try {
         if (opts.dockerConfig !== undefined) {

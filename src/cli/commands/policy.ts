@@ -101,7 +101,12 @@ function policyTest(opts: PolicyTestFlags): void {
   const scopes = scopesFlag(opts.scope);
   const engine = policiesFlag(opts.policy ?? config?.policies ?? defaultPolicyPath());
   const ctx = { service: opts.service ?? config?.service ?? 'registry.example.com', clientIP: opts.clientIp ?? '127.0.0.1' };
-  const decisions = grant(engine, identity, scopes, ctx).decisions.map((d) => ({ scope: formatScope(d.scope), ...explainDecision(d), granted: d.granted, matched: d.matched }));
+  const decisions = grant(engine, identity, scopes, ctx).decisions.map((d) => ({
+    scope: formatScope(d.scope),
+    ...explainDecision(d),
+    granted: d.granted,
+    matched: d.matched,
+  }));
   // The same tenant-pinning warnings serve logs, on stderr so stdout stays JSON: against the
   // configured issuers, else against the issuer of the identity under test.
   const issuers: readonly LintIssuer[] = config?.issuers ?? [{ name: identity.issuerName, issuer: identity.issuer, preset: identity.preset }];
@@ -117,13 +122,15 @@ export function register(program: Command): void {
   const policy = program.command('policy').description('work with CEL policies');
   policy
     .command('test')
-    .description('print the grant and the rules that matched, as JSON on stdout, and one line per scope on stderr (granted, or why not: "no rule matched", "no rule grants push", "denied by rule …"). Exit 0 when every requested action of every scope is granted, 1 when anything is not (denied or partly granted), 2 on usage or policy errors. A JWT given as --claims is DECODED, NOT VERIFIED: this is a debugging tool (use `verify` to check a token)')
+    .description(
+      'print the grant and the rules that matched, as JSON on stdout, and one line per scope on stderr (granted, or why not: "no rule matched", "no rule grants push", "denied by rule …"). Exit 0 when every requested action of every scope is granted, 1 when anything is not (denied or partly granted), 2 on usage or policy errors. A JWT given as --claims is DECODED, NOT VERIFIED: this is a debugging tool (use `verify` to check a token)',
+    )
     .requiredOption('--claims <file.json|jwt>', 'claims as a JSON file, or a JWT (decoded, not verified)')
     .requiredOption('--scope <scope>', 'requested scope, e.g. repository:team/app:pull,push; repeatable', collect)
     .option('--issuer-name <name>', 'identity.issuerName (default: the configured issuer whose iss matches, else "default")')
-    .option('--issuer <url>', 'identity.issuer (default: the claims\' iss)')
+    .option('--issuer <url>', "identity.issuer (default: the claims' iss)")
     .option('--preset <preset>', 'kubernetes | github-actions | gitlab | google')
-    .option('--policy <path>', 'policy file or directory (default: the config\'s, else ./policies when it exists, else the shipped default policy)')
+    .option('--policy <path>', "policy file or directory (default: the config's, else ./policies when it exists, else the shipped default policy)")
     .option('--config <file>', 'take policies and issuer names/presets from this config')
     .option('--service <name>', 'request.service', 'registry.example.com')
     .option('--client-ip <ip>', 'request.clientIP', '127.0.0.1')

@@ -24,14 +24,24 @@ export function register(program: Command): void {
     .option('--public-url <url>', 'base URL clients see; realm = <public-url>/token; required unless listening on loopback (publicURL)')
     .option('--service <name>', 'token service name, `aud` of issued tokens (service)')
     .option('--issuer <url>', 'trust this OIDC issuer via discovery; repeatable (issuers[])', collect)
-    .option('--issuer-name <name>', 'name of the --issuer issuer, as policies see it (identity.issuerName); repeatable, in --issuer order; default "default" (issuer1, issuer2, … for several)', collect)
-    .option('--ca-file <file>', 'CA bundle for the --issuer issuers\' HTTPS (issuers[].caFile)')
+    .option(
+      '--issuer-name <name>',
+      'name of the --issuer issuer, as policies see it (identity.issuerName); repeatable, in --issuer order; default "default" (issuer1, issuer2, … for several)',
+      collect,
+    )
+    .option('--ca-file <file>', "CA bundle for the --issuer issuers' HTTPS (issuers[].caFile)")
     .option('--audience <aud>', 'audience identity tokens must carry; repeatable (issuers[].audiences)', collect)
     .option('--policy <path>', 'policy file or directory; default ./policies when it exists, else the shipped policies/default.yaml (policies)')
     .option('--signing-key <file>', 'PEM private key, or a directory of keys, for issued tokens (tokens.signingKeyFile)')
     .option('--token-ttl <duration>', 'lifetime of issued tokens, default 5m (tokens.ttl)')
-    .option('--dev', 'local trial: embedded dev issuer, allow-all dev policy, listen 127.0.0.1:8080, and (with no upstream configured) an embedded Distribution registry; writes an identity token to <state-dir>/token. Flags and --config still win')
-    .option('--state-dir <dir>', '--dev only: registry storage, keys and the token file (env RAP_DEV_STATE_DIR; default $XDG_STATE_HOME/registry-auth-proxy/dev, i.e. ~/.local/state/registry-auth-proxy/dev)')
+    .option(
+      '--dev',
+      'local trial: embedded dev issuer, allow-all dev policy, listen 127.0.0.1:8080, and (with no upstream configured) an embedded Distribution registry; writes an identity token to <state-dir>/token. Flags and --config still win',
+    )
+    .option(
+      '--state-dir <dir>',
+      '--dev only: registry storage, keys and the token file (env RAP_DEV_STATE_DIR; default $XDG_STATE_HOME/registry-auth-proxy/dev, i.e. ~/.local/state/registry-auth-proxy/dev)',
+    )
     .option('--log-level <level>', 'pino level, default info')
     .action(serve);
 }
@@ -48,7 +58,10 @@ async function serve(opts: ServeFlags & { stateDir?: string }): Promise<void> {
   const dev = loaded.dev ? await startDev(loaded, stateDirFlag, logger) : undefined;
   const config = await withSomeIssuer(dev?.config ?? loaded, logger);
   if (config.policies === SHIPPED_POLICY_PATH) {
-    logger.info({ policies: config.policies }, 'no policy configured and no ./policies here: using the shipped default policy (deny by default; Kubernetes service accounts may pull and push under <their namespace>/, nobody deletes under releases/; nothing else is granted)');
+    logger.info(
+      { policies: config.policies },
+      'no policy configured and no ./policies here: using the shipped default policy (deny by default; Kubernetes service accounts may pull and push under <their namespace>/, nobody deletes under releases/; nothing else is granted)',
+    );
   } else {
     logger.info({ policies: resolve(config.policies) }, 'loading policies');
   }
@@ -58,7 +71,8 @@ async function serve(opts: ServeFlags & { stateDir?: string }): Promise<void> {
   } catch (err) {
     if (err instanceof PolicyLoadError) throw new CliExit(2, `policy error: ${err.message}`);
     if (err instanceof ConfigError) throw err;
-    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new CliExit(1, `cannot listen on ${config.listen.host}:${config.listen.port}: address in use`);
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE')
+      throw new CliExit(1, `cannot listen on ${config.listen.host}:${config.listen.port}: address in use`);
     throw err;
   }
   // Rules for GitHub/GitLab/Google issuers that never pin the owner grant to strangers: say so loudly.
@@ -76,7 +90,11 @@ async function serve(opts: ServeFlags & { stateDir?: string }): Promise<void> {
 /** --dev: the embedded issuer, registry and kept keys, as a session holding the extended config. */
 async function startDev(config: Config, stateDirFlag: string | undefined, logger: Logger): Promise<DevSession> {
   // Loaded only for --dev: the rest of the CLI starts without the registry and image code.
-  const [{ setUpDev }, { DevSetupError }, { cliInvocation }] = await Promise.all([import('../../dev/setup.js'), import('../../dev/registry.js'), import('../../dev/banner.js')]);
+  const [{ setUpDev }, { DevSetupError }, { cliInvocation }] = await Promise.all([
+    import('../../dev/setup.js'),
+    import('../../dev/registry.js'),
+    import('../../dev/banner.js'),
+  ]);
   const stateDir = devStateDir(stateDirFlag);
   try {
     return await setUpDev(config, { stateDir, logger, cli: cliInvocation(), verifyArgs: stateDir === devStateDir(undefined) ? [] : ['--state-dir', stateDir] });

@@ -36,7 +36,7 @@ export function register(program: Command): void {
     .description('verify one identity token (use - to read it from stdin); print its claims and the verdict as JSON; exit 0 valid, 1 invalid')
     .option('--config <file>', 'use the issuers of this config file')
     .option('--issuer <url>', 'trust this OIDC issuer (discovery + JWKS)')
-    .option('--ca-file <file>', 'CA for the issuer\'s HTTPS')
+    .option('--ca-file <file>', "CA for the issuer's HTTPS")
     .option('--audience <aud>', 'audience the token must carry; repeatable', collect)
     .option('--bearer-token-file <file>', 'bearer token sent to discovery/JWKS')
     .option('--jwks-file <file>', 'static JWKS or PEM public keys instead of discovery')
@@ -50,16 +50,21 @@ export function register(program: Command): void {
       if (opts.dev) {
         // serve --dev wrote its issuer (name, iss, audience, JWKS file) as a config file there.
         const file = devPaths(devStateDir(opts.stateDir)).issuerConfig;
-        if (!existsSync(file)) throw new CliExit(2, `verify --dev: ${file} does not exist: start \`registry-auth-proxy --dev\` (with the same --state-dir) first`);
+        if (!existsSync(file))
+          throw new CliExit(2, `verify --dev: ${file} does not exist: start \`registry-auth-proxy --dev\` (with the same --state-dir) first`);
         issuers = loadConfig({ config: file }, {}).issuers;
       } else if (opts.config || (!opts.issuer && process.env.RAP_CONFIG)) {
         issuers = loadConfig({ config: opts.config }).issuers;
       } else if (opts.issuer) {
         if (!opts.audience?.length) throw new CliExit(2, 'verify: --audience is required with --issuer (tokens must be bound to an audience)');
-        issuers = loadConfig(
-          { issuer: [opts.issuer], audience: opts.audience },
-          {},
-        ).issuers.map((i) => ({ ...i, name: opts.issuerName ?? 'default', caFile: opts.caFile, bearerTokenFile: opts.bearerTokenFile, jwksFile: opts.jwksFile, preset: opts.preset as IssuerConfig['preset'] }));
+        issuers = loadConfig({ issuer: [opts.issuer], audience: opts.audience }, {}).issuers.map((i) => ({
+          ...i,
+          name: opts.issuerName ?? 'default',
+          caFile: opts.caFile,
+          bearerTokenFile: opts.bearerTokenFile,
+          jwksFile: opts.jwksFile,
+          preset: opts.preset as IssuerConfig['preset'],
+        }));
       } else {
         throw new CliExit(2, 'verify: give --config <file> or --issuer <url> --audience <aud>');
       }
@@ -72,7 +77,9 @@ export function register(program: Command): void {
         process.stdout.write(`${JSON.stringify({ valid: true, issuerName: identity.issuerName, identity: rest, claims }, null, 2)}\n`);
       } catch (err) {
         if (!(err instanceof IdentityError)) throw err;
-        process.stdout.write(`${JSON.stringify({ valid: false, reason: err.reason, message: err.message, issuerName: err.issuerName, detail: err.detail }, null, 2)}\n`);
+        process.stdout.write(
+          `${JSON.stringify({ valid: false, reason: err.reason, message: err.message, issuerName: err.issuerName, detail: err.detail }, null, 2)}\n`,
+        );
         throw new CliExit(1, `invalid: ${err.message}${err.detail ? ` (${err.detail})` : ''}`);
       } finally {
         await verifier.close?.();

@@ -2,7 +2,7 @@ import { CoreV1Api, KubeConfig, type V1Secret, type V1ServiceAccount } from '@ku
 import type { Logger } from '../../log.js';
 import { buildSecret, LABEL_MANAGED, LABEL_OWNER, MANAGED_BY, needsRenewal, wantedFor, withPullSecret, type Wanted } from './reconcile.js';
 
-export interface ControllerOptions {
+interface ControllerOptions {
   kubeConfig: KubeConfig;
   logger: Logger;
   /** Lifetime requested for each token, in seconds (the API server may shorten it). */
@@ -46,7 +46,10 @@ async function writeFreshSecret({ api, logger, now, expirationSeconds }: Context
   const body = buildSecret(wanted, token, new Date(now()), expires);
   if (existing) await api.replaceNamespacedSecret({ name: wanted.secretName, namespace: wanted.namespace, body });
   else await api.createNamespacedSecret({ namespace: wanted.namespace, body });
-  logger.info({ namespace: wanted.namespace, serviceAccount: wanted.serviceAccount, secret: wanted.secretName, expires: expires.toISOString() }, existing ? 'pull secret renewed' : 'pull secret created');
+  logger.info(
+    { namespace: wanted.namespace, serviceAccount: wanted.serviceAccount, secret: wanted.secretName, expires: expires.toISOString() },
+    existing ? 'pull secret renewed' : 'pull secret created',
+  );
 }
 
 /** An opted-in account: its pull secret fresh and listed in its imagePullSecrets. */

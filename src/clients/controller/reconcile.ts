@@ -6,15 +6,15 @@ import { DEFAULT_USERNAME } from '../token-source.js';
  * The pull-secret controller's decisions, as pure functions: which Secret a service account
  * should have, whether it is due for renewal, what to remove.
  */
-export const ANNOTATION_REGISTRY = 'registry-auth-proxy.io/registry';
-export const ANNOTATION_AUDIENCE = 'registry-auth-proxy.io/audience';
-export const ANNOTATION_ISSUED = 'registry-auth-proxy.io/issued-at';
-export const ANNOTATION_EXPIRES = 'registry-auth-proxy.io/expires-at';
+const ANNOTATION_REGISTRY = 'registry-auth-proxy.io/registry';
+const ANNOTATION_AUDIENCE = 'registry-auth-proxy.io/audience';
+const ANNOTATION_ISSUED = 'registry-auth-proxy.io/issued-at';
+const ANNOTATION_EXPIRES = 'registry-auth-proxy.io/expires-at';
 export const LABEL_MANAGED = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY = 'registry-auth-proxy';
 export const LABEL_OWNER = 'registry-auth-proxy.io/service-account';
 
-export function secretNameFor(sa: string): string {
+function secretNameFor(sa: string): string {
   return `${sa}-registry-auth-proxy`.slice(0, 253);
 }
 

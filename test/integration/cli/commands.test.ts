@@ -49,7 +49,20 @@ describe('verify', () => {
 
   it('verifies against an HTTPS issuer with --issuer --ca-file --bearer-token-file', async () => {
     const t = await api.mintBound({ namespace: 'team-x', audiences: ['registry.test'] });
-    const args = ['verify', t, '--issuer', api.issuer, '--ca-file', join(dir, 'ca.crt'), '--bearer-token-file', join(dir, 'bearer'), '--audience', 'registry.test', '--preset', 'kubernetes'];
+    const args = [
+      'verify',
+      t,
+      '--issuer',
+      api.issuer,
+      '--ca-file',
+      join(dir, 'ca.crt'),
+      '--bearer-token-file',
+      join(dir, 'bearer'),
+      '--audience',
+      'registry.test',
+      '--preset',
+      'kubernetes',
+    ];
     const r = await runCli(args);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).identity).toMatchObject({ namespace: 'team-x' });
@@ -70,7 +83,18 @@ describe('verify', () => {
 describe('policy test', () => {
   it('prints the grant and the matched rules for claims from a JWT; a scope nothing grants is a denial (exit 1, "no rule matched")', async () => {
     const jwt = await token({ repository: 'acme/web', repository_owner_id: '1234567', ref: 'refs/heads/main' });
-    const r = await runCli(['policy', 'test', '--claims', jwt, '--scope', 'repository:acme/web:pull,push', '--scope', 'repository:other/x:pull', '--config', join(dir, 'config.yaml')]);
+    const r = await runCli([
+      'policy',
+      'test',
+      '--claims',
+      jwt,
+      '--scope',
+      'repository:acme/web:pull,push',
+      '--scope',
+      'repository:other/x:pull',
+      '--config',
+      join(dir, 'config.yaml'),
+    ]);
     expect(r.code, r.stderr).toBe(1);
     const out = JSON.parse(r.stdout);
     expect(out.identity).toMatchObject({ issuerName: 'github', preset: 'github-actions' });
@@ -85,10 +109,28 @@ describe('policy test', () => {
   });
 
   it('takes claims from a JSON file with an explicit preset; a partial grant exits 1 and names what no rule grants, or the deny rule', async () => {
-    writeFileSync(join(dir, 'claims.json'), JSON.stringify({ sub: 'system:serviceaccount:team-a:builder', 'kubernetes.io': { namespace: 'team-a', serviceaccount: { name: 'builder' } } }));
-    const r = await runCli(['policy', 'test', '--claims', join(dir, 'claims.json'), '--preset', 'kubernetes', '--scope', 'repository:team-a/app:pull,push,delete', '--policy', 'policies']);
+    writeFileSync(
+      join(dir, 'claims.json'),
+      JSON.stringify({ sub: 'system:serviceaccount:team-a:builder', 'kubernetes.io': { namespace: 'team-a', serviceaccount: { name: 'builder' } } }),
+    );
+    const r = await runCli([
+      'policy',
+      'test',
+      '--claims',
+      join(dir, 'claims.json'),
+      '--preset',
+      'kubernetes',
+      '--scope',
+      'repository:team-a/app:pull,push,delete',
+      '--policy',
+      'policies',
+    ]);
     expect(r.code, r.stderr).toBe(1);
-    expect(JSON.parse(r.stdout).decisions[0]).toMatchObject({ result: 'partial', granted: ['pull', 'push'], reason: 'no rule grants delete (matched: namespace-owns-its-prefix)' });
+    expect(JSON.parse(r.stdout).decisions[0]).toMatchObject({
+      result: 'partial',
+      granted: ['pull', 'push'],
+      reason: 'no rule grants delete (matched: namespace-owns-its-prefix)',
+    });
     expect(r.stderr).toBe('partial repository:team-a/app:pull,push,delete: no rule grants delete (matched: namespace-owns-its-prefix)\n');
     writeFileSync(join(dir, 'deny.yaml'), 'rules:\n  - {name: all, actions: ["*"]}\n  - {name: no-deletes, effect: deny, actions: [delete]}\n');
     const denied = await runCli(['policy', 'test', '--claims', '{}', '--scope', 'repository:a/b:delete', '--policy', join(dir, 'deny.yaml')]);

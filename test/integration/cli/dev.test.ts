@@ -105,7 +105,10 @@ async function paste(line: string, env: NodeJS.ProcessEnv): Promise<{ ok: boolea
 }
 
 function bannerLine(run: DevRun, prefix: string): string {
-  const line = run.output().split('\n').find((l) => l.trimStart().startsWith(prefix));
+  const line = run
+    .output()
+    .split('\n')
+    .find((l) => l.trimStart().startsWith(prefix));
   expect(line, `banner line "${prefix}…":\n${run.output()}`).toBeDefined();
   return line!.trim();
 }
@@ -178,13 +181,19 @@ describe('registry-auth-proxy --dev with no upstream: an embedded registry, end 
     const listing = await paste(`for b in ${pulled}/blobs/sha256/*; do tar -tzf "$b" 2>/dev/null; done`, {});
     expect(listing.out.split('\n')).toContain('hello.txt');
     // A wrong password is refused: the proxy is doing the deciding, not the no-auth registry behind it.
-    const wrong = await paste(`skopeo inspect --tls-verify=false --creds dev:not-a-token docker://${host}/demo/hello:latest`, { REGISTRY_AUTH_FILE: join(work, 'none.json') });
+    const wrong = await paste(`skopeo inspect --tls-verify=false --creds dev:not-a-token docker://${host}/demo/hello:latest`, {
+      REGISTRY_AUTH_FILE: join(work, 'none.json'),
+    });
     expect(wrong.ok).toBe(false);
 
     // `verify --dev`, as printed, accepts the dev token.
     const verify = await paste(bannerLine(run, `node ${BIN} verify --dev`), {});
     expect(verify.ok, verify.out).toBe(true);
-    expect(JSON.parse(verify.out.slice(verify.out.indexOf('{'), verify.out.lastIndexOf('}') + 1))).toMatchObject({ valid: true, issuerName: 'dev', identity: { subject: 'developer' } });
+    expect(JSON.parse(verify.out.slice(verify.out.indexOf('{'), verify.out.lastIndexOf('}') + 1))).toMatchObject({
+      valid: true,
+      issuerName: 'dev',
+      identity: { subject: 'developer' },
+    });
 
     // SIGTERM: the proxy drains, stops its registry and exits 0; nothing is left behind in TMPDIR.
     run.child.kill('SIGTERM');
@@ -214,7 +223,9 @@ describe('registry-auth-proxy --dev with no upstream: an embedded registry, end 
   });
 
   it('exits 2 naming the problem when the registry binary it is told to use does not exist', async () => {
-    const run = startDev(['--dev', '--state-dir', join(work, 'state-nobin'), '--listen', `127.0.0.1:${await freePort()}`], { RAP_DEV_REGISTRY: join(work, 'no-such-registry') });
+    const run = startDev(['--dev', '--state-dir', join(work, 'state-nobin'), '--listen', `127.0.0.1:${await freePort()}`], {
+      RAP_DEV_REGISTRY: join(work, 'no-such-registry'),
+    });
     expect(await run.exited).toBe(2);
     expect(run.output()).toContain(`--dev: RAP_DEV_REGISTRY=${join(work, 'no-such-registry')} is not an executable file`);
   });
@@ -241,7 +252,10 @@ describe('registry-auth-proxy --dev --config: the file wins over dev defaults, f
     const port = await freePort();
     const host = `127.0.0.1:${port}`;
     const policy = join(work, 'only-allowed.yaml');
-    writeFileSync(policy, 'rules:\n  - name: dev-may-use-allowed\n    actions: [pull, push]\n    when: identity.issuerName == "dev" && request.repository.startsWith("allowed/")\n');
+    writeFileSync(
+      policy,
+      'rules:\n  - name: dev-may-use-allowed\n    actions: [pull, push]\n    when: identity.issuerName == "dev" && request.repository.startsWith("allowed/")\n',
+    );
     const config = join(work, 'dev-config.yaml');
     writeFileSync(config, `listen: ${host}\nupstream:\n  url: ${registry.url}\npolicies: ${policy}\n`);
     const state = join(work, 'state-config');

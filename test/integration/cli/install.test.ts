@@ -59,11 +59,22 @@ beforeAll(() => {
 describe('package.json', () => {
   it('declares both commands, a prepare script that builds, and ships bin/, dist/ and policies/', async () => {
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
-    expect(pkg.bin).toEqual({ 'registry-auth-proxy': 'bin/registry-auth-proxy.js', 'docker-credential-registry-auth-proxy': 'bin/docker-credential-registry-auth-proxy.js' });
+    expect(pkg.bin).toEqual({
+      'registry-auth-proxy': 'bin/registry-auth-proxy.js',
+      'docker-credential-registry-auth-proxy': 'bin/docker-credential-registry-auth-proxy.js',
+    });
     expect(pkg.scripts.prepare).toMatch(/npm run build/);
     const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, timeout: 60_000 });
     const files = (JSON.parse(stdout) as { files: { path: string }[] }[])[0]!.files.map((f) => f.path);
-    for (const f of ['bin/registry-auth-proxy.js', 'bin/docker-credential-registry-auth-proxy.js', 'bin/load-entry.js', 'dist/cli/main.js', 'dist/clients/docker-credential-helper.js', 'policies/default.yaml', 'policies/dev/dev.yaml']) {
+    for (const f of [
+      'bin/registry-auth-proxy.js',
+      'bin/docker-credential-registry-auth-proxy.js',
+      'bin/load-entry.js',
+      'dist/cli/main.js',
+      'dist/clients/docker-credential-helper.js',
+      'policies/default.yaml',
+      'policies/dev/dev.yaml',
+    ]) {
       expect(files, f).toContain(f);
     }
     expect(files.filter((f) => f.startsWith('src/') || f.startsWith('test/'))).toEqual([]);
@@ -89,11 +100,32 @@ describe('both commands on PATH, run from a directory outside the repository', (
   });
 
   it('policy test uses the shipped default policy when there is no ./policies', async () => {
-    writeFileSync(join(cwd, 'claims.json'), JSON.stringify({ sub: 'system:serviceaccount:team-a:builder', 'kubernetes.io': { namespace: 'team-a', serviceaccount: { name: 'builder' } } }));
-    const ok = await cmd('registry-auth-proxy', ['policy', 'test', '--claims', 'claims.json', '--preset', 'kubernetes', '--scope', 'repository:team-a/app:pull,push']);
+    writeFileSync(
+      join(cwd, 'claims.json'),
+      JSON.stringify({ sub: 'system:serviceaccount:team-a:builder', 'kubernetes.io': { namespace: 'team-a', serviceaccount: { name: 'builder' } } }),
+    );
+    const ok = await cmd('registry-auth-proxy', [
+      'policy',
+      'test',
+      '--claims',
+      'claims.json',
+      '--preset',
+      'kubernetes',
+      '--scope',
+      'repository:team-a/app:pull,push',
+    ]);
     expect(ok.code, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout).decisions[0].matched[0]).toMatchObject({ name: 'namespace-owns-its-prefix', file: join(ROOT, 'policies', 'default.yaml') });
-    const denied = await cmd('registry-auth-proxy', ['policy', 'test', '--claims', 'claims.json', '--preset', 'kubernetes', '--scope', 'repository:team-b/app:pull']);
+    const denied = await cmd('registry-auth-proxy', [
+      'policy',
+      'test',
+      '--claims',
+      'claims.json',
+      '--preset',
+      'kubernetes',
+      '--scope',
+      'repository:team-b/app:pull',
+    ]);
     expect(denied.code).toBe(1);
     expect(denied.stderr).toContain('denied  repository:team-b/app:pull: no rule matched');
   });
@@ -102,9 +134,16 @@ describe('both commands on PATH, run from a directory outside the repository', (
     const port = await freePort();
     const r = await cmd('registry-auth-proxy', ['--listen', `127.0.0.1:${port}`, '--upstream', 'http://127.0.0.1:9']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^config error: <flags>: issuers: no identity issuer is configured, so no client could ever get a token\. Give one: --issuer <url> --audience <aud>/);
+    expect(r.stderr).toMatch(
+      /^config error: <flags>: issuers: no identity issuer is configured, so no client could ever get a token\. Give one: --issuer <url> --audience <aud>/,
+    );
     expect(r.stderr).toContain('--dev');
-    expect(await fetch(`http://127.0.0.1:${port}/healthz`).then(() => 'listening', () => 'not listening')).toBe('not listening');
+    expect(
+      await fetch(`http://127.0.0.1:${port}/healthz`).then(
+        () => 'listening',
+        () => 'not listening',
+      ),
+    ).toBe('not listening');
   });
 
   describe('serve with a flag-only issuer', () => {
@@ -116,7 +155,22 @@ describe('both commands on PATH, run from a directory outside the repository', (
     it('starts, names the issuer --issuer-name says, and logs the shipped default policy it uses', async () => {
       const port = await freePort();
       // nothing listens on :9 — the issuer's keys stay unloaded; start-up does not depend on them
-      child = spawn('registry-auth-proxy', ['--listen', `127.0.0.1:${port}`, '--upstream', 'http://127.0.0.1:9', '--issuer', 'http://127.0.0.1:9', '--issuer-name', 'corp', '--audience', 'registry.test'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      child = spawn(
+        'registry-auth-proxy',
+        [
+          '--listen',
+          `127.0.0.1:${port}`,
+          '--upstream',
+          'http://127.0.0.1:9',
+          '--issuer',
+          'http://127.0.0.1:9',
+          '--issuer-name',
+          'corp',
+          '--audience',
+          'registry.test',
+        ],
+        { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       let out = '';
       child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
       const deadline = Date.now() + 20_000;
@@ -124,8 +178,13 @@ describe('both commands on PATH, run from a directory outside the repository', (
         if (child.exitCode !== null || Date.now() > deadline) throw new Error(`did not start:\n${out}`);
         await new Promise((r) => setTimeout(r, 100));
       }
-      const lines = out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
-      const policyLine = lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('no policy configured and no ./policies here: using the shipped default policy'));
+      const lines = out
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      const policyLine = lines.find(
+        (l) => typeof l.msg === 'string' && l.msg.startsWith('no policy configured and no ./policies here: using the shipped default policy'),
+      );
       expect(policyLine?.policies).toBe(join(ROOT, 'policies', 'default.yaml'));
       expect(lines.find((l) => l.msg === 'registry-auth-proxy listening')).toMatchObject({ issuers: ['corp'], rules: 2 });
       const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
@@ -138,7 +197,8 @@ describe('a checkout linked before `npm ci` (no dist/)', () => {
   it('says how to fix it instead of a module stack trace', async () => {
     const pkg = mkdtempSync(join(tmpdir(), 'rap-nodist-'));
     mkdirSync(join(pkg, 'bin'));
-    for (const f of ['registry-auth-proxy.js', 'docker-credential-registry-auth-proxy.js', 'load-entry.js']) copyFileSync(join(ROOT, 'bin', f), join(pkg, 'bin', f));
+    for (const f of ['registry-auth-proxy.js', 'docker-credential-registry-auth-proxy.js', 'load-entry.js'])
+      copyFileSync(join(ROOT, 'bin', f), join(pkg, 'bin', f));
     writeFileSync(join(pkg, 'package.json'), '{"type": "module"}');
     for (const bin of ['registry-auth-proxy.js', 'docker-credential-registry-auth-proxy.js']) {
       const r = await cmd(process.execPath, [join(pkg, 'bin', bin), '--help']);

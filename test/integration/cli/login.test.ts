@@ -25,7 +25,11 @@ interface Result {
 function login(args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: string } = {}): Promise<Result> {
   return new Promise((resolve, reject) => {
     // HOME points into the test directory: a default Docker config must never be the tester's own.
-    const child = spawn(process.execPath, [BIN, 'login', ...args], { cwd: dir, env: { PATH: process.env.PATH, HOME: dir, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, 'login', ...args], {
+      cwd: dir,
+      env: { PATH: process.env.PATH, HOME: dir, ...opts.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -46,7 +50,13 @@ const jwt = (claims: Record<string, unknown>, header: Record<string, unknown> = 
 const GOOD = jwt({ iss: 'https://ci.test', sub: 'job-7', aud: 'registry.test', exp: now + 2 * 3600 + 30 });
 const EXPIRED = jwt({ iss: 'https://ci.test', sub: 'job-7', aud: 'registry.test', exp: now - 90 });
 const NO_EXP = jwt({ iss: 'https://ci.test', sub: 'job-7', aud: 'registry.test' });
-const API = jwt({ iss: 'https://kubernetes.default.svc.cluster.local', aud: ['https://kubernetes.default.svc.cluster.local'], sub: 'system:serviceaccount:a:b', 'kubernetes.io': { namespace: 'a' }, exp: now + 3600 });
+const API = jwt({
+  iss: 'https://kubernetes.default.svc.cluster.local',
+  aud: ['https://kubernetes.default.svc.cluster.local'],
+  sub: 'system:serviceaccount:a:b',
+  'kubernetes.io': { namespace: 'a' },
+  exp: now + 3600,
+});
 
 let dir: string;
 const file = (name: string, content: string) => {
@@ -69,7 +79,11 @@ describe('where the token comes from', () => {
     const written = join(docker, 'config.json');
     expect(authOf(readFileSync(written, 'utf8'), 'registry.example.com')).toBe(`registry-auth-proxy:${GOOD}`);
     expect(statSync(written).mode & 0o777).toBe(0o600);
-    expect(r.stderr).toMatch(new RegExp(`^login: wrote registry\\.example\\.com \\(username registry-auth-proxy, job-7 \\(https://ci\\.test\\)\\) to ${written.replace(/[.]/g, '\\.')}; the token expires ${new Date((now + 2 * 3600 + 30) * 1000).toISOString().replace(/[.]/g, '\\.')}, in [12]h( \\d+m)?: log in again after that\\n$`));
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^login: wrote registry\\.example\\.com \\(username registry-auth-proxy, job-7 \\(https://ci\\.test\\)\\) to ${written.replace(/[.]/g, '\\.')}; the token expires ${new Date((now + 2 * 3600 + 30) * 1000).toISOString().replace(/[.]/g, '\\.')}, in [12]h( \\d+m)?: log in again after that\\n$`,
+      ),
+    );
     expect(r.stdout).toBe('');
     expect(r.stderr).not.toContain(GOOD);
   });
@@ -84,7 +98,9 @@ describe('where the token comes from', () => {
 
   it('--token-file wins over RAP_TOKEN_FILE; with neither (and no projected token) it is a usage error', async () => {
     const docker = join(dir, 'flag-docker');
-    const r = await login(['registry.example.com', '--token-file', file('flag-token', GOOD)], { env: { RAP_TOKEN_FILE: join(dir, 'missing'), DOCKER_CONFIG: docker } });
+    const r = await login(['registry.example.com', '--token-file', file('flag-token', GOOD)], {
+      env: { RAP_TOKEN_FILE: join(dir, 'missing'), DOCKER_CONFIG: docker },
+    });
     expect(r.code, r.stderr).toBe(0);
     const none = await login(['registry.example.com'], { env: { DOCKER_CONFIG: join(dir, 'none-docker') } });
     expect(none.code).toBe(2);
@@ -102,7 +118,9 @@ describe('where the token comes from', () => {
     expect(r.code, r.stderr).toBe(0);
     const secret = JSON.parse(r.stdout);
     expect(secret).toMatchObject({ kind: 'Secret', type: 'kubernetes.io/dockerconfigjson', metadata: { name: 'pull', namespace: 'team-a' } });
-    expect(r.stderr).toMatch(/^login: printed Secret team-a\/pull \(kubernetes\.io\/dockerconfigjson\) for registry\.example\.com on stdout: job-7 \(https:\/\/ci\.test\); the token expires /);
+    expect(r.stderr).toMatch(
+      /^login: printed Secret team-a\/pull \(kubernetes\.io\/dockerconfigjson\) for registry\.example\.com on stdout: job-7 \(https:\/\/ci\.test\); the token expires /,
+    );
   });
 });
 
@@ -112,7 +130,11 @@ describe('what it refuses to write (exit 1, nothing written, the reason on stder
     ['a token without exp', NO_EXP, /nothing written: the token has no exp \(expiry\) claim/],
     ['something that is not a JWT', 'hunter2', /nothing written: the token is not a JWT/],
     ['a JWT-shaped string whose parts are not JSON', 'abc.def.ghi', /nothing written: the token is not a JWT/],
-    ['a Kubernetes API-server token', API, /nothing written: refusing a Kubernetes API-server credential: its audience "https:\/\/kubernetes\.default\.svc\.cluster\.local" is the Kubernetes API server/],
+    [
+      'a Kubernetes API-server token',
+      API,
+      /nothing written: refusing a Kubernetes API-server credential: its audience "https:\/\/kubernetes\.default\.svc\.cluster\.local" is the Kubernetes API server/,
+    ],
   ];
   it.each(cases)('%s', async (_name, token, message) => {
     const docker = join(dir, `refused-${Math.random().toString(36).slice(2)}`);

@@ -47,9 +47,14 @@ function helper(args: string[], stdin: string, env: NodeJS.ProcessEnv): Promise<
 }
 
 const now = Math.floor(Date.now() / 1000);
-const jwt = (claims: Record<string, unknown>) => `${base64url.encode(JSON.stringify({ alg: 'ES256', kid: 'k' }))}.${base64url.encode(JSON.stringify({ exp: now + 3600, ...claims }))}.c2ln`;
+const jwt = (claims: Record<string, unknown>) =>
+  `${base64url.encode(JSON.stringify({ alg: 'ES256', kid: 'k' }))}.${base64url.encode(JSON.stringify({ exp: now + 3600, ...claims }))}.c2ln`;
 const TOKEN = jwt({ iss: 'https://ci.test', sub: 'job-1', aud: 'registry.test' });
-const API_TOKEN = jwt({ iss: 'https://kubernetes.default.svc.cluster.local', aud: ['https://kubernetes.default.svc.cluster.local'], 'kubernetes.io': { namespace: 'a' } });
+const API_TOKEN = jwt({
+  iss: 'https://kubernetes.default.svc.cluster.local',
+  aud: ['https://kubernetes.default.svc.cluster.local'],
+  'kubernetes.io': { namespace: 'a' },
+});
 
 let dir: string;
 let tokenFile: string;
@@ -98,9 +103,13 @@ describe('store, erase, list, version', () => {
     const ours = await helper(['store'], input, { RAP_TOKEN_FILE: tokenFile, RAP_REGISTRIES: 'registry.example.com' });
     expect(ours.code).toBe(0);
     expect(ours.stdout).toBe('');
-    expect(ours.stderr).toBe(`docker-credential-registry-auth-proxy: nothing stored: registry.example.com gets the identity token from ${tokenFile} on every pull and push\n`);
+    expect(ours.stderr).toBe(
+      `docker-credential-registry-auth-proxy: nothing stored: registry.example.com gets the identity token from ${tokenFile} on every pull and push\n`,
+    );
     // credsStore sends docker.io logins here too: say they are dropped
-    const foreign = await helper(['store'], JSON.stringify({ ServerURL: 'https://index.docker.io/v1/', Username: 'me', Secret: 'hunter2' }), { RAP_REGISTRIES: 'registry.example.com' });
+    const foreign = await helper(['store'], JSON.stringify({ ServerURL: 'https://index.docker.io/v1/', Username: 'me', Secret: 'hunter2' }), {
+      RAP_REGISTRIES: 'registry.example.com',
+    });
     expect(foreign.code).toBe(0);
     expect(foreign.stderr).toMatch(/nothing stored: .*index\.docker\.io is not in RAP_REGISTRIES, so it gets none/);
     for (const r of [ours, foreign]) expect(r.stdout + r.stderr).not.toMatch(/refresh-token-secret|hunter2/);
@@ -182,8 +191,14 @@ describe('real clients with the helper configured (credHelpers)', () => {
     // skopeo, the same containers/image client, pushes and lists with the token from the helper's `get`
     const skopeo = requireTool('skopeo');
     const image = buildOciImage(join(dir, 'img'), { layers: 1 });
-    await run(skopeo, ['copy', '--dest-tls-verify=false', '--authfile', authFile, image.ref, `docker://${proxy.host}/team-a/helper-login:v1`], { env, timeout: 60_000 });
-    const tags = await run(skopeo, ['list-tags', '--tls-verify=false', '--authfile', authFile, `docker://${proxy.host}/team-a/helper-login`], { env, timeout: 60_000 });
+    await run(skopeo, ['copy', '--dest-tls-verify=false', '--authfile', authFile, image.ref, `docker://${proxy.host}/team-a/helper-login:v1`], {
+      env,
+      timeout: 60_000,
+    });
+    const tags = await run(skopeo, ['list-tags', '--tls-verify=false', '--authfile', authFile, `docker://${proxy.host}/team-a/helper-login`], {
+      env,
+      timeout: 60_000,
+    });
     expect(JSON.parse(tags.stdout).Tags).toEqual(['v1']);
 
     const logout = await run(podman, [...global, 'logout', '--authfile', authFile, proxy.host], { env, timeout: 60_000 });

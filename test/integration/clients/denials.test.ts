@@ -121,9 +121,14 @@ describe('skopeo 1.9 (containers/image 5.23)', () => {
     expect(r.out).toContain('fetching tags list: invalid status code from registry 403 (Forbidden)');
     expect(r.out).not.toMatch(/invalid username\/password/);
     // the reason is in the answer all the same
-    const res = await fetch(`${proxy.url}/v2/team-b/app/tags/list`, { headers: { authorization: `Bearer ${await tokenFor(proxy, ['repository:team-b/app:pull'])}` } });
+    const res = await fetch(`${proxy.url}/v2/team-b/app/tags/list`, {
+      headers: { authorization: `Bearer ${await tokenFor(proxy, ['repository:team-b/app:pull'])}` },
+    });
     expect(res.status).toBe(403);
-    expect(((await res.json()) as { errors: { code: string; message: string }[] }).errors[0]).toMatchObject({ code: 'DENIED', message: expect.stringContaining(PULL_TEAM_B) });
+    expect(((await res.json()) as { errors: { code: string; message: string }[] }).errors[0]).toMatchObject({
+      code: 'DENIED',
+      message: expect.stringContaining(PULL_TEAM_B),
+    });
   });
 });
 
@@ -131,11 +136,18 @@ describe('HTTP: the catalog, a scope never asked for, and the audit line', () =>
   it('denied catalog: 403 with the reason; a token that never asked for the catalog gets the challenge', async () => {
     const res = await fetch(`${proxy.url}/v2/_catalog`, { headers: { authorization: `Bearer ${await tokenFor(proxy, ['registry:catalog:*'])}` } });
     expect(res.status).toBe(403);
-    expect(res.statusText).toBe(`Forbidden: ${WHO} * (every action) on registry catalog: no rule grants *. Check with: ${CHECK} --scope 'registry:catalog:*' --claims <identity token>`);
+    expect(res.statusText).toBe(
+      `Forbidden: ${WHO} * (every action) on registry catalog: no rule grants *. Check with: ${CHECK} --scope 'registry:catalog:*' --claims <identity token>`,
+    );
     expect(res.headers.get('www-authenticate')).toBeNull();
     const body = (await res.json()) as { errors: { code: string; message: string; detail: unknown }[] };
     expect(body.errors[0]!.code).toBe('DENIED');
-    expect(body.errors[0]!.detail).toEqual({ issuerName: 'ci', subject: 'job-42', refused: [{ type: 'registry', name: 'catalog', actions: ['*'], reason: 'no rule grants *' }], check: 'registry-auth-proxy policy test' });
+    expect(body.errors[0]!.detail).toEqual({
+      issuerName: 'ci',
+      subject: 'job-42',
+      refused: [{ type: 'registry', name: 'catalog', actions: ['*'], reason: 'no rule grants *' }],
+      check: 'registry-auth-proxy policy test',
+    });
     // not refused, only not asked for: the client should fetch a token for it (Distribution's 401)
     const other = await fetch(`${proxy.url}/v2/_catalog`, { headers: { authorization: `Bearer ${await tokenFor(proxy, ['repository:team-a/app:pull'])}` } });
     expect(other.status).toBe(401);
@@ -144,7 +156,10 @@ describe('HTTP: the catalog, a scope never asked for, and the audit line', () =>
   });
 
   it('a HEAD carries the reason in the status line (it has no body)', async () => {
-    const res = await fetch(`${proxy.url}/v2/team-b/app/manifests/v1`, { method: 'HEAD', headers: { authorization: `Bearer ${await tokenFor(proxy, ['repository:team-b/app:pull'])}` } });
+    const res = await fetch(`${proxy.url}/v2/team-b/app/manifests/v1`, {
+      method: 'HEAD',
+      headers: { authorization: `Bearer ${await tokenFor(proxy, ['repository:team-b/app:pull'])}` },
+    });
     expect(res.status).toBe(403);
     expect(res.statusText).toContain(PULL_TEAM_B);
   });
@@ -154,14 +169,17 @@ describe('HTTP: the catalog, a scope never asked for, and the audit line', () =>
     await tokenFor(proxy, ['repository:shared/base:pull,push']);
     await tokenFor(proxy, ['repository:team-b/app:pull']);
     const audit = proxy.logs.filter((l) => l.includes('"audit":"token"')).map((l) => JSON.parse(l) as Record<string, unknown>);
-    const lines = ['repository:team-a/app:pull,push', 'repository:shared/base:pull,push', 'repository:team-b/app:pull'].map((s) => [...audit].reverse().find((l) => JSON.stringify(l.requested) === JSON.stringify([s]))!);
+    const lines = ['repository:team-a/app:pull,push', 'repository:shared/base:pull,push', 'repository:team-b/app:pull'].map((s) =>
+      [...audit].reverse().find((l) => JSON.stringify(l.requested) === JSON.stringify([s]))!,
+    );
     expect(lines.map((l) => [l.result, l.granted, l.refused])).toEqual([
       ['granted', ['repository:team-a/app:pull,push'], []],
       ['partial', ['repository:shared/base:pull'], ['repository:shared/base:push']],
       ['denied', [], ['repository:team-b/app:pull']],
     ]);
     const metrics = await (await fetch(`${proxy.url}/metrics`)).text();
-    for (const result of ['granted', 'partial', 'denied']) expect(metrics).toMatch(new RegExp(`rap_token_decisions_total\\{issuer="ci",result="${result}"\\} [1-9]`));
+    for (const result of ['granted', 'partial', 'denied'])
+      expect(metrics).toMatch(new RegExp(`rap_token_decisions_total\\{issuer="ci",result="${result}"\\} [1-9]`));
     expect(metrics).not.toMatch(/result="issued"/);
   });
 });
@@ -216,7 +234,9 @@ describe('podman 4.3 and buildah 1.28', () => {
     expect(push.out).toContain(`Error: writing blob: initiating layer upload to /v2/shared/base/blobs/uploads/ in ${proxy.host}: denied: ${PUSH_SHARED}.`);
     const pull = await podman.podman(['pull', '--tls-verify=false', '--creds', `x:${id}`, `${proxy.host}/team-b/app:v1`]);
     expect(pull.code).not.toBe(0);
-    expect(pull.out).toContain(`Error: initializing source docker://${proxy.host}/team-b/app:v1: reading manifest v1 in ${proxy.host}/team-b/app: denied: ${PULL_TEAM_B}.`);
+    expect(pull.out).toContain(
+      `Error: initializing source docker://${proxy.host}/team-b/app:v1: reading manifest v1 in ${proxy.host}/team-b/app: denied: ${PULL_TEAM_B}.`,
+    );
     const auth = podman.newAuthFile();
     expect((await podman.podman(['login', '--tls-verify=false', '-u', 'x', '--password-stdin', proxy.host], { authFile: auth, input: id })).code).toBe(0);
     const tags = await podman.podman(['search', '--list-tags', '--tls-verify=false', `${proxy.host}/team-b/app`], { authFile: auth });
@@ -230,11 +250,23 @@ describe('podman 4.3 and buildah 1.28', () => {
     const buildah = requireTool('buildah');
     // buildah shares podman's storage and configuration (the same containers/storage, flags and env)
     const global = ['--root', join(podman.dir, 'root'), '--runroot', join(podman.dir, 'run'), '--storage-driver', 'vfs'];
-    const env = { ...process.env, REGISTRY_AUTH_FILE: podman.newAuthFile(), CONTAINERS_REGISTRIES_CONF: join(podman.dir, 'registries.conf'), TMPDIR: join(podman.dir, 'tmp') };
-    const push = await runClient(buildah, [...global, 'push', '--tls-verify=false', '--creds', `x:${id}`, 'local/app:v1', `docker://${proxy.host}/shared/base:v1`], { env, timeoutMs: 60_000 });
+    const env = {
+      ...process.env,
+      REGISTRY_AUTH_FILE: podman.newAuthFile(),
+      CONTAINERS_REGISTRIES_CONF: join(podman.dir, 'registries.conf'),
+      TMPDIR: join(podman.dir, 'tmp'),
+    };
+    const push = await runClient(
+      buildah,
+      [...global, 'push', '--tls-verify=false', '--creds', `x:${id}`, 'local/app:v1', `docker://${proxy.host}/shared/base:v1`],
+      { env, timeoutMs: 60_000 },
+    );
     expect(push.code).not.toBe(0);
     expect(push.out).toContain(`writing blob: initiating layer upload to /v2/shared/base/blobs/uploads/ in ${proxy.host}: denied: ${PUSH_SHARED}.`);
-    const pull = await runClient(buildah, [...global, 'pull', '--tls-verify=false', '--creds', `x:${id}`, `${proxy.host}/team-b/app:v1`], { env, timeoutMs: 60_000 });
+    const pull = await runClient(buildah, [...global, 'pull', '--tls-verify=false', '--creds', `x:${id}`, `${proxy.host}/team-b/app:v1`], {
+      env,
+      timeoutMs: 60_000,
+    });
     expect(pull.code).not.toBe(0);
     expect(pull.out).toContain(`reading manifest v1 in ${proxy.host}/team-b/app: denied: ${PULL_TEAM_B}.`);
   });
@@ -265,7 +297,9 @@ describe('Docker (CLI against dockerd 20.10)', () => {
     const pull = await d.docker(['pull', `${proxy.host}/team-b/app:v1`], { config });
     expect(pull.code).not.toBe(0);
     // Docker's own prefix for DENIED on a pull, then the body's message
-    expect(pull.out).toContain(`pull access denied for ${proxy.host}/team-b/app, repository does not exist or may require 'docker login': denied: ${PULL_TEAM_B}.`);
+    expect(pull.out).toContain(
+      `pull access denied for ${proxy.host}/team-b/app, repository does not exist or may require 'docker login': denied: ${PULL_TEAM_B}.`,
+    );
     expect(upstreamSaw('/v2/team-b/app/manifests')).toBe(false);
   });
 });
@@ -277,14 +311,21 @@ describe('explainDenials: false', () => {
   });
   afterAll(() => quiet?.stop());
 
-  it('the same 403 DENIED with Distribution\'s generic words: no identity, no rule name', async () => {
+  it("the same 403 DENIED with Distribution's generic words: no identity, no rule name", async () => {
     const idq = await quiet.mintIdentity({}, { ttl: 600 });
     const r = await sk(['delete', '--tls-verify=false', '--creds', `x:${idq}`, `docker://${quiet.host}/releases/app:v1`]);
     expect(r.code).not.toBe(0);
     expect(r.out).toContain('requested access to the resource is denied');
     expect(r.out).toContain('403 Forbidden');
     expect(r.out).not.toMatch(/nobody-deletes-releases|job-42|policy test/);
-    const pull = await sk(['copy', '--src-tls-verify=false', '--src-creds', `x:${idq}`, `docker://${quiet.host}/team-b/app:v1`, `oci:${join(work, 'quiet')}:v1`]);
+    const pull = await sk([
+      'copy',
+      '--src-tls-verify=false',
+      '--src-creds',
+      `x:${idq}`,
+      `docker://${quiet.host}/team-b/app:v1`,
+      `oci:${join(work, 'quiet')}:v1`,
+    ]);
     expect(pull.out).toContain('reading manifest v1 in');
     expect(pull.out).toContain('denied: requested access to the resource is denied');
     // the token itself carries no rule names either (the client can read its payload)

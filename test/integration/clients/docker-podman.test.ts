@@ -71,7 +71,11 @@ beforeAll(async () => {
   await run(requireTool('skopeo'), ['copy', '--quiet', image.ref, `docker-archive:${archive}:${loadedAs}`], { timeout: 60_000 });
   // team-b/private exists upstream, so a refused pull is the policy's doing, not a missing repository
   const teamB = await proxy.mintIdentity({ team: 'team-b', sub: 'team-b-job' });
-  await run(requireTool('skopeo'), ['copy', '--quiet', '--dest-tls-verify=false', '--dest-creds', `x:${teamB}`, image.ref, `docker://${proxy.host}/team-b/private:v1`], { timeout: 60_000 });
+  await run(
+    requireTool('skopeo'),
+    ['copy', '--quiet', '--dest-tls-verify=false', '--dest-creds', `x:${teamB}`, image.ref, `docker://${proxy.host}/team-b/private:v1`],
+    { timeout: 60_000 },
+  );
 }, 240_000);
 
 afterAll(async () => {
@@ -132,11 +136,14 @@ describe('docker', () => {
     ok(await docker.docker(['image', 'rm', ref], { config }));
     const pull = ok(await docker.docker(['pull', ref], { config }));
     expect(pull.stdout).toContain(`Digest: ${pushed}`);
-    const grants = proxy.logs.filter((l) => l.includes('"audit":"token"')).map((l) => JSON.parse(l)).filter((a) => a.subject === 'docker-user');
+    const grants = proxy.logs
+      .filter((l) => l.includes('"audit":"token"'))
+      .map((l) => JSON.parse(l))
+      .filter((a) => a.subject === 'docker-user');
     expect(grants.some((a) => a.grant === 'refresh_token' && a.granted.includes('repository:team-a/docker:push,pull'))).toBe(true);
   });
 
-  it('a refused push tells the user it was denied, with the proxy\'s message', async (ctx) => {
+  it("a refused push tells the user it was denied, with the proxy's message", async (ctx) => {
     const docker = dockerOrSkip(ctx);
     const ref = `${proxy.host}/team-b/docker:v1`;
     ok(await docker.docker(['tag', loadedAs, ref]));
@@ -153,7 +160,7 @@ describe('docker', () => {
     expect(await registry.repositories()).not.toContain('team-b/docker');
   });
 
-  it('a refused pull tells the user it was denied, with the proxy\'s message', async (ctx) => {
+  it("a refused pull tells the user it was denied, with the proxy's message", async (ctx) => {
     const docker = dockerOrSkip(ctx);
     const pull = await docker.docker(['pull', `${proxy.host}/team-b/private:v1`], { config });
     // dockerd 20.10 prints:
@@ -184,7 +191,13 @@ describe('docker', () => {
     ok(await docker.docker(['pull', ref], { config: helperConfig, env }));
     expect(await registry.repositories()).toContain('team-a/helper');
     // `docker login` and `docker logout` still work: the helper's store/erase succeed, keeping nothing
-    const login = ok(await docker.docker(['login', proxy.host, '--username', 'anything', '--password-stdin'], { config: helperConfig, env, input: readFileSync(tokenFile, 'utf8') }));
+    const login = ok(
+      await docker.docker(['login', proxy.host, '--username', 'anything', '--password-stdin'], {
+        config: helperConfig,
+        env,
+        input: readFileSync(tokenFile, 'utf8'),
+      }),
+    );
     expect(login.stdout).toContain('Login Succeeded');
     ok(await docker.docker(['logout', proxy.host], { config: helperConfig, env }));
     // the identity token and the refresh token stay out of config.json: only the helper entry is there
@@ -229,7 +242,7 @@ describe('podman', () => {
     expect(subjects).toContain('podman-user');
   });
 
-  it('a refused push (pull allowed, push not) tells the user why, with the proxy\'s message', async (ctx) => {
+  it("a refused push (pull allowed, push not) tells the user why, with the proxy's message", async (ctx) => {
     const p = podmanOrSkip(ctx);
     const ref = `${proxy.host}/shared/podman:v1`;
     ok(await p.podman(['tag', loadedAs, ref]));
@@ -257,7 +270,7 @@ describe('podman', () => {
     expect(await registry.repositories()).not.toContain('team-b/podman');
   });
 
-  it('a refused pull tells the user it was denied, with the proxy\'s message', async (ctx) => {
+  it("a refused pull tells the user it was denied, with the proxy's message", async (ctx) => {
     const p = podmanOrSkip(ctx);
     const pull = await p.podman(['pull', '--tls-verify=false', `${proxy.host}/team-b/private:v1`], { authFile });
     // podman 4.3.1 prints:

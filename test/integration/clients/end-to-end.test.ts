@@ -63,7 +63,12 @@ describe('kubelet path: credential-provider output drives containerd', () => {
 
   it('pulls through the proxy with the credentials the plugin returns for a pod token', async () => {
     const podToken = await proxy.mintIdentity({ sub: 'system:serviceaccount:team-a:builder' });
-    const request = { apiVersion: 'credentialprovider.kubelet.k8s.io/v1', kind: 'CredentialProviderRequest', image: `${proxy.host}/team-a/helper:v1`, serviceAccountToken: podToken };
+    const request = {
+      apiVersion: 'credentialprovider.kubelet.k8s.io/v1',
+      kind: 'CredentialProviderRequest',
+      image: `${proxy.host}/team-a/helper:v1`,
+      serviceAccountToken: podToken,
+    };
     const r = await runCli(['credential-provider'], { stdin: JSON.stringify(request) });
     expect(r.code, r.stderr).toBe(0);
     const response = JSON.parse(r.stdout);
@@ -86,7 +91,20 @@ describe('login command', () => {
     const tokenFile = join(dir, 'login-token');
     writeFileSync(tokenFile, await proxy.mintIdentity());
     const authFile = join(dir, 'login-auth.json');
-    const r = await runCli(['login', proxy.host, '--token-file', tokenFile, '--auth-file', authFile, '--k8s-secret', 'pull', '--namespace', 'team-a', '-o', 'json']);
+    const r = await runCli([
+      'login',
+      proxy.host,
+      '--token-file',
+      tokenFile,
+      '--auth-file',
+      authFile,
+      '--k8s-secret',
+      'pull',
+      '--namespace',
+      'team-a',
+      '-o',
+      'json',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ kind: 'Secret', type: 'kubernetes.io/dockerconfigjson', metadata: { name: 'pull', namespace: 'team-a' } });
     const { stdout } = await run(requireTool('skopeo'), ['list-tags', '--tls-verify=false', '--authfile', authFile, `docker://${proxy.host}/team-a/helper`]);

@@ -75,7 +75,12 @@ describe('GitHub Action docker-login', () => {
     const noPerm = await action({ HOME: home, INPUT_REGISTRY: 'r.io', INPUT_AUDIENCE: 'r.io' });
     expect(noPerm.code).toBe(1);
     expect(noPerm.stdout).toMatch(/::error::.*id-token: write/);
-    const noAud = await action({ HOME: home, INPUT_REGISTRY: 'r.io', ACTIONS_ID_TOKEN_REQUEST_URL: `${url}/x?a=1`, ACTIONS_ID_TOKEN_REQUEST_TOKEN: 'runtime-token' });
+    const noAud = await action({
+      HOME: home,
+      INPUT_REGISTRY: 'r.io',
+      ACTIONS_ID_TOKEN_REQUEST_URL: `${url}/x?a=1`,
+      ACTIONS_ID_TOKEN_REQUEST_TOKEN: 'runtime-token',
+    });
     expect(noAud.code).toBe(1);
     expect(noAud.stdout).toMatch(/audience/);
   });

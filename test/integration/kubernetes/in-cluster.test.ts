@@ -32,14 +32,23 @@ afterAll(async () => {
 describe('in-cluster zero-config mode', () => {
   it('trusts the cluster issuer discovered from the API server and applies the namespace policy', async () => {
     const env = { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: new URL(api.url).port };
-    const proxy = await startProxy({ withTestIssuer: false, policy: (await import('node:fs')).readFileSync('policies/default.yaml', 'utf8'), runtime: { env, serviceAccountDir: saDir } });
+    const proxy = await startProxy({
+      withTestIssuer: false,
+      policy: (await import('node:fs')).readFileSync('policies/default.yaml', 'utf8'),
+      runtime: { env, serviceAccountDir: saDir },
+    });
     try {
-      expect(proxy.runtime.config.issuers).toEqual([expect.objectContaining({ name: 'cluster', issuer: CLUSTER_ISSUER, preset: 'kubernetes', audiences: ['registry.test'] })]);
+      expect(proxy.runtime.config.issuers).toEqual([
+        expect.objectContaining({ name: 'cluster', issuer: CLUSTER_ISSUER, preset: 'kubernetes', audiences: ['registry.test'] }),
+      ]);
       expect(proxy.logs.some((l) => l.includes('in-cluster mode'))).toBe(true);
       const bound = await api.mintBound({ namespace: 'team-a', audiences: ['registry.test'] });
       const ok = await tokenFor(proxy, bound, 'repository:team-a/app:pull,push');
       expect(ok.status).toBe(200);
-      expect(decodeJwt(ok.body.token)).toMatchObject({ sub: 'cluster:system:serviceaccount:team-a:builder', access: [{ name: 'team-a/app', actions: ['pull', 'push'] }] });
+      expect(decodeJwt(ok.body.token)).toMatchObject({
+        sub: 'cluster:system:serviceaccount:team-a:builder',
+        access: [{ name: 'team-a/app', actions: ['pull', 'push'] }],
+      });
       const other = await tokenFor(proxy, bound, 'repository:team-b/app:pull');
       expect(decodeJwt(other.body.token).access).toEqual([]);
       // tokens for the API server's own audience are not registry credentials
@@ -69,7 +78,15 @@ describe('TokenReview through /token', () => {
       policy: `rules: [{name: ns, actions: [pull, push], when: 'identity.preset == "kubernetes" && request.repository.startsWith(identity.namespace + "/")'}]`,
       config: {
         issuers: [
-          { name: 'cluster', issuer: CLUSTER_ISSUER, preset: 'kubernetes', jwksURI: `${api.url}/openid/v1/jwks`, caFile: tr.caFile, bearerTokenFile: tr.bearerTokenFile, tokenReview: tr },
+          {
+            name: 'cluster',
+            issuer: CLUSTER_ISSUER,
+            preset: 'kubernetes',
+            jwksURI: `${api.url}/openid/v1/jwks`,
+            caFile: tr.caFile,
+            bearerTokenFile: tr.bearerTokenFile,
+            tokenReview: tr,
+          },
           { name: 'legacy', issuer: 'kubernetes/serviceaccount', preset: 'kubernetes', tokenReview: tr, legacyTokens: true },
         ],
       },
@@ -103,7 +120,9 @@ describe('TokenReview through /token', () => {
 
   it('accepts a legacy secret-based token only through TokenReview, with no refresh token', async () => {
     const legacy = await api.mintLegacy({ namespace: 'team-a', serviceAccount: 'deployer' });
-    const res = await fetch(`${proxy.url}/token?service=registry.test&offline_token=true&scope=repository:team-a/app:pull`, { headers: { authorization: basic(legacy) } });
+    const res = await fetch(`${proxy.url}/token?service=registry.test&offline_token=true&scope=repository:team-a/app:pull`, {
+      headers: { authorization: basic(legacy) },
+    });
     const body = (await res.json()) as Record<string, any>;
     expect(res.status).toBe(200);
     expect(body.refresh_token).toBeUndefined();

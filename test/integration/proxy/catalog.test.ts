@@ -46,7 +46,7 @@ describe('catalog filtering', () => {
     expect((await catalog('team-c')).body.repositories).toEqual(['shared/base']);
   });
 
-  it('keeps the registry\'s pagination working without naming any repository in Link', async () => {
+  it("keeps the registry's pagination working without naming any repository in Link", async () => {
     const page = await catalog('team-b', '?n=2');
     expect(page.body.repositories).toEqual(['shared/base']);
     // the upstream's Link names team-a/app (the last of its unfiltered page): sealed into a cursor

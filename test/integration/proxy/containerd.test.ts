@@ -28,7 +28,7 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-describe('containerd (the resolver kubelet\'s CRI plugin uses)', () => {
+describe("containerd (the resolver kubelet's CRI plugin uses)", () => {
   it('pulls through the proxy with an identity token, using POST /token', async () => {
     const id = await proxy.mintIdentity();
     const out = await containerd.pull(`${proxy.host}/team-a/app:v1`, { user: `anything:${id}` });
@@ -42,6 +42,8 @@ describe('containerd (the resolver kubelet\'s CRI plugin uses)', () => {
   it('is refused for a repository the policy forbids', async () => {
     const id = await proxy.mintIdentity({ team: 'team-z' });
     // containerd prints the status line, whose reason phrase carries the reason (clients/denials.test.ts)
-    await expect(containerd.pull(`${proxy.host}/team-a/app:v1`, { user: `anything:${id}` })).rejects.toThrow('403 Forbidden: issuer ci, subject job-42 was refused pull on repository team-a/app: no rule grants pull');
+    await expect(containerd.pull(`${proxy.host}/team-a/app:v1`, { user: `anything:${id}` })).rejects.toThrow(
+      '403 Forbidden: issuer ci, subject job-42 was refused pull on repository team-a/app: no rule grants pull',
+    );
   });
 });

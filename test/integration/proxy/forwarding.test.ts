@@ -20,7 +20,10 @@ beforeAll(async () => {
   upstream = await startRecordingUpstream();
   const dir = mkdtempSync(join(tmpdir(), 'rap-fwd-'));
   writeFileSync(join(dir, 'pw'), 's3cret\n');
-  proxy = await startProxy({ upstream: upstream.url, config: { upstream: { url: upstream.url, timeout: '1s', auth: { type: 'basic', username: 'robot', passwordFile: join(dir, 'pw') } } } });
+  proxy = await startProxy({
+    upstream: upstream.url,
+    config: { upstream: { url: upstream.url, timeout: '1s', auth: { type: 'basic', username: 'robot', passwordFile: join(dir, 'pw') } } },
+  });
   pullToken = await proxy.registryToken(['repository:team-a/app:pull']);
   pushToken = await proxy.registryToken(['repository:team-a/app:pull,push']);
 });
@@ -37,8 +40,10 @@ beforeEach(() => {
 });
 
 describe('forwarding hygiene', () => {
-  it('never forwards the client\'s Authorization or Cookie; sends the proxy\'s own credentials', async () => {
-    const r = await fetch(`${proxy.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${pullToken}`, cookie: 'session=abc', 'proxy-authorization': 'Basic eDp5' } });
+  it("never forwards the client's Authorization or Cookie; sends the proxy's own credentials", async () => {
+    const r = await fetch(`${proxy.url}/v2/team-a/app/manifests/v1`, {
+      headers: { authorization: `Bearer ${pullToken}`, cookie: 'session=abc', 'proxy-authorization': 'Basic eDp5' },
+    });
     expect(r.status).toBe(200);
     expect(upstream.requests).toHaveLength(1);
     const h = upstream.requests[0]!.headers;
@@ -62,7 +67,11 @@ describe('forwarding hygiene', () => {
         res.writeHead(given.startsWith('https://bucket') ? 307 : 202, { location: given, 'docker-upload-uuid': 'u1', range: '0-0' });
         res.end();
       });
-      const r = await fetch(`${proxy.url}/v2/team-a/app/blobs/uploads/`, { method: 'POST', headers: { authorization: `Bearer ${pushToken}` }, redirect: 'manual' });
+      const r = await fetch(`${proxy.url}/v2/team-a/app/blobs/uploads/`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${pushToken}` },
+        redirect: 'manual',
+      });
       expect(r.headers.get('location')).toBe(expected);
       expect(r.headers.get('docker-upload-uuid')).toBe('u1');
     }
@@ -70,7 +79,13 @@ describe('forwarding hygiene', () => {
 
   it('preserves Range, Content-Range, Docker-* and OCI-* headers both ways and passes upstream errors through', async () => {
     upstream.handle((req, res) => {
-      res.writeHead(206, { 'content-range': 'bytes 0-3/10', 'docker-content-digest': D, 'oci-subject': D, 'content-length': '4', 'x-seen-range': String(req.headers.range) });
+      res.writeHead(206, {
+        'content-range': 'bytes 0-3/10',
+        'docker-content-digest': D,
+        'oci-subject': D,
+        'content-length': '4',
+        'x-seen-range': String(req.headers.range),
+      });
       res.end('abcd');
     });
     const r = await fetch(`${proxy.url}/v2/team-a/app/blobs/${D}`, { headers: { authorization: `Bearer ${pullToken}`, range: 'bytes=0-3' } });
@@ -89,7 +104,7 @@ describe('forwarding hygiene', () => {
     expect(((await nf.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe('MANIFEST_UNKNOWN');
   });
 
-  it('never lets the upstream\'s own challenge reach the client', async () => {
+  it("never lets the upstream's own challenge reach the client", async () => {
     upstream.handle((_req, res) => {
       res.writeHead(401, { 'www-authenticate': 'Bearer realm="https://upstream.internal/token",service="internal"' });
       res.end('{"errors":[{"code":"UNAUTHORIZED","message":"x"}]}');
@@ -118,7 +133,12 @@ describe('forwarding hygiene', () => {
     }
     // raw paths fetch would normalize
     const port = Number(new URL(proxy.url).port);
-    for (const p of ['/v2/team-a/app/../../team-b/app/manifests/v1', '/v2/team-a/./app/manifests/v1', '/v2//team-a/app/manifests/v1', '/v2/team-a/app/manifests/v1/../../../../_catalog']) {
+    for (const p of [
+      '/v2/team-a/app/../../team-b/app/manifests/v1',
+      '/v2/team-a/./app/manifests/v1',
+      '/v2//team-a/app/manifests/v1',
+      '/v2/team-a/app/manifests/v1/../../../../_catalog',
+    ]) {
       const out = await raw(port, `GET ${p} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pullToken}\r\nConnection: close\r\n\r\n`);
       expect(out, p).toMatch(/^HTTP\/1\.1 40[04]/);
     }
@@ -127,11 +147,20 @@ describe('forwarding hygiene', () => {
 
   it('refuses repeated Authorization headers and request-smuggling shapes', async () => {
     const port = Number(new URL(proxy.url).port);
-    const twice = await raw(port, `GET /v2/team-a/app/manifests/v1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pullToken}\r\nAuthorization: Bearer ${pushToken}\r\nConnection: close\r\n\r\n`);
+    const twice = await raw(
+      port,
+      `GET /v2/team-a/app/manifests/v1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pullToken}\r\nAuthorization: Bearer ${pushToken}\r\nConnection: close\r\n\r\n`,
+    );
     expect(twice).toMatch(/^HTTP\/1\.1 401/);
-    const smuggle = await raw(port, `POST /v2/team-a/app/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pushToken}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /v2/team-b/x/manifests/y HTTP/1.1\r\nHost: x\r\n\r\n`);
+    const smuggle = await raw(
+      port,
+      `POST /v2/team-a/app/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pushToken}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /v2/team-b/x/manifests/y HTTP/1.1\r\nHost: x\r\n\r\n`,
+    );
     expect(smuggle).toMatch(/^HTTP\/1\.1 400/);
-    const crlf = await raw(port, `GET /v2/team-a/app/manifests/v1%0d%0aX-Injected:%20yes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pullToken}\r\nConnection: close\r\n\r\n`);
+    const crlf = await raw(
+      port,
+      `GET /v2/team-a/app/manifests/v1%0d%0aX-Injected:%20yes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pullToken}\r\nConnection: close\r\n\r\n`,
+    );
     expect(crlf).toMatch(/^HTTP\/1\.1 400/);
     const huge = await raw(port, `GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\nConnection: close\r\n\r\n`);
     expect(huge).toMatch(/^HTTP\/1\.1 431/);
@@ -163,7 +192,10 @@ describe('forwarding hygiene', () => {
         });
       });
     });
-    const req = httpRequest(`${proxy.url}/v2/team-a/app/blobs/uploads/abc`, { method: 'PATCH', headers: { authorization: `Bearer ${pushToken}`, 'content-type': 'application/octet-stream' } });
+    const req = httpRequest(`${proxy.url}/v2/team-a/app/blobs/uploads/abc`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${pushToken}`, 'content-type': 'application/octet-stream' },
+    });
     req.on('error', () => undefined);
     req.write(Buffer.alloc(64 * 1024));
     await new Promise((r) => setTimeout(r, 200));

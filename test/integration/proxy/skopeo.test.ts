@@ -41,11 +41,27 @@ describe('skopeo through the proxy against a real Distribution registry', () => 
   it('pushes and pulls a multi-layer image with an identity token as the password', async () => {
     const id = await proxy.mintIdentity();
     const digestFile = join(work, 'pushed.digest');
-    const push = await sk(['copy', '--dest-tls-verify=false', '--dest-creds', `anything:${id}`, '--digestfile', digestFile, image.ref, `docker://${proxy.host}/team-a/app:v1`]);
+    const push = await sk([
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `anything:${id}`,
+      '--digestfile',
+      digestFile,
+      image.ref,
+      `docker://${proxy.host}/team-a/app:v1`,
+    ]);
     expect(push.ok, push.out).toBe(true);
     expect(await registry.repositories()).toContain('team-a/app');
     const pushed = readFileSync(digestFile, 'utf8').trim();
-    const pull = await sk(['copy', '--src-tls-verify=false', '--src-creds', `anything:${id}`, `docker://${proxy.host}/team-a/app:v1`, `oci:${join(work, 'pulled')}:v1`]);
+    const pull = await sk([
+      'copy',
+      '--src-tls-verify=false',
+      '--src-creds',
+      `anything:${id}`,
+      `docker://${proxy.host}/team-a/app:v1`,
+      `oci:${join(work, 'pulled')}:v1`,
+    ]);
     expect(pull.ok, pull.out).toBe(true);
     const inspect = await sk(['inspect', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxy.host}/team-a/app:v1`]);
     const info = JSON.parse(inspect.out.slice(inspect.out.indexOf('{')));
@@ -94,7 +110,11 @@ describe('skopeo through the proxy against a real Distribution registry', () => 
     const parts = [Buffer.alloc(100_000, 1), Buffer.alloc(50_000, 2)];
     let offset = 0;
     for (const p of parts) {
-      const r = await fetch(loc, { method: 'PATCH', headers: { ...auth, 'content-type': 'application/octet-stream', 'content-range': `${offset}-${offset + p.length - 1}` }, body: p });
+      const r = await fetch(loc, {
+        method: 'PATCH',
+        headers: { ...auth, 'content-type': 'application/octet-stream', 'content-range': `${offset}-${offset + p.length - 1}` },
+        body: p,
+      });
       expect(r.status).toBe(202);
       offset += p.length;
       loc = r.headers.get('location')!;
@@ -112,15 +132,25 @@ describe('skopeo through the proxy against a real Distribution registry', () => 
   it('mounts across repositories only when `from` may be pulled', async () => {
     // a layer as the registry stores it (skopeo compresses layers on push)
     const reader = await proxy.registryToken(['repository:team-a/app:pull']);
-    const manifest = (await (await fetch(`${proxy.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${reader}`, accept: 'application/vnd.oci.image.manifest.v1+json' } })).json()) as { layers: { digest: string }[] };
+    const manifest = (await (
+      await fetch(`${proxy.url}/v2/team-a/app/manifests/v1`, {
+        headers: { authorization: `Bearer ${reader}`, accept: 'application/vnd.oci.image.manifest.v1+json' },
+      })
+    ).json()) as { layers: { digest: string }[] };
     const layer = manifest.layers[0]!.digest;
     // allowed: team-a/app → team-a/mounted
     const ok = await proxy.registryToken(['repository:team-a/mounted:pull,push', 'repository:team-a/app:pull']);
-    const r1 = await fetch(`${proxy.url}/v2/team-a/mounted/blobs/uploads/?mount=${layer}&from=team-a/app`, { method: 'POST', headers: { authorization: `Bearer ${ok}` } });
+    const r1 = await fetch(`${proxy.url}/v2/team-a/mounted/blobs/uploads/?mount=${layer}&from=team-a/app`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ok}` },
+    });
     expect(r1.status).toBe(201);
     // refused: from a repository of another team → the mount is not forwarded; a plain upload starts
     const t2 = await proxy.registryToken(['repository:team-c/stolen:pull,push', 'repository:team-a/app:pull'], { team: 'team-c' });
-    const r2 = await fetch(`${proxy.url}/v2/team-c/stolen/blobs/uploads/?mount=${layer}&from=team-a/app`, { method: 'POST', headers: { authorization: `Bearer ${t2}` } });
+    const r2 = await fetch(`${proxy.url}/v2/team-c/stolen/blobs/uploads/?mount=${layer}&from=team-a/app`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t2}` },
+    });
     expect(r2.status).toBe(202);
     const head = await fetch(`${proxy.url}/v2/team-c/stolen/blobs/${layer}`, { method: 'HEAD', headers: { authorization: `Bearer ${t2}` } });
     expect(head.status).toBe(404);
@@ -137,9 +167,15 @@ describe('skopeo through the proxy against a real Distribution registry', () => 
     const bad = await fetch(`${proxy.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: 'Bearer abc.def.ghi' } });
     expect(bad.headers.get('www-authenticate')).toContain(',error="invalid_token"');
     const weak = await proxy.registryToken(['repository:team-a/app:pull']);
-    const put = await fetch(`${proxy.url}/v2/team-a/app/manifests/v2`, { method: 'PUT', headers: { authorization: `Bearer ${weak}`, 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body: '{}' });
+    const put = await fetch(`${proxy.url}/v2/team-a/app/manifests/v2`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${weak}`, 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
+      body: '{}',
+    });
     expect(put.status).toBe(401);
-    expect(put.headers.get('www-authenticate')).toBe(`Bearer realm="${proxy.url}/token",service="registry.test",scope="repository:team-a/app:pull,push",error="insufficient_scope"`);
+    expect(put.headers.get('www-authenticate')).toBe(
+      `Bearer realm="${proxy.url}/token",service="registry.test",scope="repository:team-a/app:pull,push",error="insufficient_scope"`,
+    );
     expect(((await put.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe('DENIED');
     expect(registry.logs()).not.toContain('/v2/team-a/app/manifests/v2');
   });
@@ -149,9 +185,14 @@ describe('skopeo through the proxy against a real Distribution registry', () => 
     const noCat = await proxy.registryToken(['registry:catalog:*']);
     const r = await fetch(`${proxy.url}/v2/_catalog`, { headers: { authorization: `Bearer ${noCat}` } });
     expect(r.status).toBe(403);
-    expect(((await r.json()) as { errors: { code: string; message: string }[] }).errors[0]).toMatchObject({ code: 'DENIED', message: expect.stringContaining('no rule grants *') });
+    expect(((await r.json()) as { errors: { code: string; message: string }[] }).errors[0]).toMatchObject({
+      code: 'DENIED',
+      message: expect.stringContaining('no rule grants *'),
+    });
     // never asked for: Distribution's challenge, so the client fetches a token for it
-    const other = await fetch(`${proxy.url}/v2/_catalog`, { headers: { authorization: `Bearer ${await proxy.registryToken(['repository:team-a/app:pull'])}` } });
+    const other = await fetch(`${proxy.url}/v2/_catalog`, {
+      headers: { authorization: `Bearer ${await proxy.registryToken(['repository:team-a/app:pull'])}` },
+    });
     expect(other.status).toBe(401);
     expect(other.headers.get('www-authenticate')).toContain('scope="registry:catalog:*",error="insufficient_scope"');
   });

@@ -37,7 +37,15 @@ describe('HTTPS listener', () => {
     const image = buildOciImage(join(dir, 'img'), { layers: 1 });
     const id = await proxy.mintIdentity();
     const certDir = join(dir, 'certs');
-    const { stderr } = await run(requireTool('skopeo'), ['copy', '--dest-cert-dir', certDir, '--dest-creds', `x:${id}`, image.ref, `docker://${proxy.host}/team-a/secure:v1`]);
+    const { stderr } = await run(requireTool('skopeo'), [
+      'copy',
+      '--dest-cert-dir',
+      certDir,
+      '--dest-creds',
+      `x:${id}`,
+      image.ref,
+      `docker://${proxy.host}/team-a/secure:v1`,
+    ]);
     expect(stderr).not.toMatch(/x509|certificate/i);
     expect(await registry.repositories()).toContain('team-a/secure');
     // and without our CA, skopeo refuses the connection: the certificate really is checked

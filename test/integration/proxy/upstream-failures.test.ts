@@ -52,7 +52,7 @@ afterAll(async () => {
   await registry?.stop();
 });
 
-describe('/readyz checks that the upstream accepts the proxy\'s own credentials', () => {
+describe("/readyz checks that the upstream accepts the proxy's own credentials", () => {
   it('not ready without credentials or with wrong ones, naming only the failed check; ready with the right ones', async () => {
     for (const [name, detail] of [
       ['none', 'answered HTTP 401 and upstream.auth is none: the upstream needs credentials (set upstream.auth)'],
@@ -75,14 +75,22 @@ describe('/readyz checks that the upstream accepts the proxy\'s own credentials'
   it('with the right credentials, pushes and pulls go through (the readiness it reports is true)', async () => {
     const image = buildOciImage(join(dir, 'img'), { layers: 1 });
     const id = await proxies.right.mintIdentity();
-    await run(requireTool('skopeo'), ['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${proxies.right.host}/team-a/app:v1`], { timeout: 60_000 });
-    const { stdout } = await run(requireTool('skopeo'), ['inspect', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxies.right.host}/team-a/app:v1`], { timeout: 60_000 });
+    await run(
+      requireTool('skopeo'),
+      ['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${proxies.right.host}/team-a/app:v1`],
+      { timeout: 60_000 },
+    );
+    const { stdout } = await run(
+      requireTool('skopeo'),
+      ['inspect', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxies.right.host}/team-a/app:v1`],
+      { timeout: 60_000 },
+    );
     expect(JSON.parse(stdout).Name).toBe(`${proxies.right.host}/team-a/app`);
   });
 });
 
 describe('5xx answers say which side failed', () => {
-  it('the OCI body and the status line, without the upstream\'s address or error text', async () => {
+  it("the OCI body and the status line, without the upstream's address or error text", async () => {
     const pull = async (p: TestProxy) => {
       const token = await p.registryToken(['repository:team-a/app:pull']);
       const r = await fetch(`${p.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${token}` } });
@@ -90,10 +98,16 @@ describe('5xx answers say which side failed', () => {
     };
     const rejected = await pull(proxies.none);
     expect(rejected).toMatchObject({ status: 502, statusText: "Bad Gateway (upstream rejected the proxy's credentials)" });
-    expect(JSON.parse(rejected.text).errors[0]).toEqual({ code: 'UNAVAILABLE', message: "upstream registry rejected the proxy's own credentials: the proxy's upstream.auth needs fixing; your credentials were accepted" });
+    expect(JSON.parse(rejected.text).errors[0]).toEqual({
+      code: 'UNAVAILABLE',
+      message: "upstream registry rejected the proxy's own credentials: the proxy's upstream.auth needs fixing; your credentials were accepted",
+    });
     const down = await pull(proxies.dead);
     expect(down).toMatchObject({ status: 502, statusText: 'Bad Gateway (upstream registry unreachable)' });
-    expect(JSON.parse(down.text).errors[0]).toEqual({ code: 'UNAVAILABLE', message: 'upstream registry unreachable (ECONNREFUSED): the registry behind this proxy did not answer; your credentials were accepted' });
+    expect(JSON.parse(down.text).errors[0]).toEqual({
+      code: 'UNAVAILABLE',
+      message: 'upstream registry unreachable (ECONNREFUSED): the registry behind this proxy did not answer; your credentials were accepted',
+    });
     for (const r of [rejected, down]) expect(r.text).not.toMatch(/127\.0\.0\.1|http:|basic-realm|docker/);
   });
 
@@ -140,7 +154,10 @@ describe('5xx answers say which side failed', () => {
       expect(r.status).toBe(503);
       expect(r.statusText).toBe('Service Unavailable (identity issuer unavailable)');
       const body = r.body as { errors: { code: string; message: string }[] };
-      expect(body.errors[0]).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/^identity token refused: keys of issuer .* (are not available yet|could not be fetched)/) });
+      expect(body.errors[0]).toMatchObject({
+        code: 'UNAVAILABLE',
+        message: expect.stringMatching(/^identity token refused: keys of issuer .* (are not available yet|could not be fetched)/),
+      });
       expect(((await (await fetch(`${p.url}/readyz`)).json()) as { reasons: string[] }).reasons).toContain('identity issuer keys not loaded yet');
     } finally {
       await p.stop();

@@ -92,14 +92,24 @@ describe('an upstream in token mode (Harbor, Docker Hub, Distribution auth: toke
   it("/readyz does the token dance with the proxy's own credentials: ready with the right password, not with a wrong one (and clients are told which side failed)", async () => {
     expect(await (await fetch(`${proxy.url}/readyz`)).json()).toEqual({ status: 'ready' });
     writeFileSync(join(dir, 'wrong-pw'), 'nope\n');
-    const wrong = await startProxy({ config: { upstream: { url: registry.url, auth: { type: 'registry-token', username: 'robot', passwordFile: join(dir, 'wrong-pw') } } } });
+    const wrong = await startProxy({
+      config: { upstream: { url: registry.url, auth: { type: 'registry-token', username: 'robot', passwordFile: join(dir, 'wrong-pw') } } },
+    });
     try {
       const r = await fetch(`${wrong.url}/readyz`);
       expect(r.status).toBe(503);
       expect(await r.json()).toEqual({ status: 'not ready', reasons: ["upstream rejected the proxy's credentials"] });
       expect(wrong.logs.find((l) => l.includes("readiness: upstream rejected the proxy's credentials"))).toMatch(/token server .* answered HTTP 401/);
       const id = await wrong.mintIdentity();
-      const out = await run(requireTool('skopeo'), ['inspect', '--tls-verify=false', '--retry-times', '0', '--creds', `x:${id}`, `docker://${wrong.host}/team-a/tokened:v1`]).then(
+      const out = await run(requireTool('skopeo'), [
+        'inspect',
+        '--tls-verify=false',
+        '--retry-times',
+        '0',
+        '--creds',
+        `x:${id}`,
+        `docker://${wrong.host}/team-a/tokened:v1`,
+      ]).then(
         () => 'succeeded',
         (e: { stderr?: string }) => e.stderr ?? '',
       );

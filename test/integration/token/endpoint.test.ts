@@ -12,7 +12,11 @@ async function getToken(query: string, auth?: string) {
 }
 
 async function postToken(form: Record<string, string>) {
-  const res = await fetch(`${proxy.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(form).toString() });
+  const res = await fetch(`${proxy.url}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(form).toString(),
+  });
   return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, any> };
 }
 
@@ -67,7 +71,13 @@ describe('GET /token (skopeo, podman, docker)', () => {
     expect(typeof offline.body.refresh_token).toBe('string');
     expect(decodeJwt(offline.body.refresh_token).exp).toBe(decodeJwt(id).exp);
     // docker later trades it with POST grant_type=refresh_token
-    const refreshed = await postToken({ grant_type: 'refresh_token', refresh_token: offline.body.refresh_token, service: 'registry.test', scope: 'repository:team-a/app:pull', client_id: 'docker' });
+    const refreshed = await postToken({
+      grant_type: 'refresh_token',
+      refresh_token: offline.body.refresh_token,
+      service: 'registry.test',
+      scope: 'repository:team-a/app:pull',
+      client_id: 'docker',
+    });
     expect(refreshed.status).toBe(200);
     expect(decodeJwt(refreshed.body.token).access).toEqual([{ type: 'repository', name: 'team-a/app', actions: ['pull'] }]);
     expect(decodeJwt(refreshed.body.token).sub).toBe('ci:job-42');
@@ -114,7 +124,7 @@ describe('GET /token (skopeo, podman, docker)', () => {
 });
 
 describe('POST /token (containerd, kubelet)', () => {
-  it('takes containerd\'s exact form with every scope space-separated in one parameter', async () => {
+  it("takes containerd's exact form with every scope space-separated in one parameter", async () => {
     const id = await proxy.mintIdentity();
     const { status, body } = await postToken({
       grant_type: 'password',
@@ -142,7 +152,11 @@ describe('POST /token (containerd, kubelet)', () => {
   it('refuses a non-form body and an oversized one', async () => {
     const json = await fetch(`${proxy.url}/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
     expect(json.status).toBe(400);
-    const big = await fetch(`${proxy.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `scope=${'a'.repeat(70_000)}` });
+    const big = await fetch(`${proxy.url}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: `scope=${'a'.repeat(70_000)}`,
+    });
     expect(big.status).toBe(413);
   });
 

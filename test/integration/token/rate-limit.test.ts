@@ -8,7 +8,11 @@ afterAll(async () => {
   for (const p of started) await p.stop();
 });
 
-function tokenFrom(p: TestProxy, localAddress: string, identity: string): Promise<{ status: number; retryAfter?: string; body: { errors?: { code: string; message: string }[]; error?: string; token?: string } }> {
+function tokenFrom(
+  p: TestProxy,
+  localAddress: string,
+  identity: string,
+): Promise<{ status: number; retryAfter?: string; body: { errors?: { code: string; message: string }[]; error?: string; token?: string } }> {
   return new Promise((resolve, reject) => {
     const req = request(`${p.url}/token?service=registry.test&scope=repository:team-a/app:pull`, {
       localAddress,
@@ -66,7 +70,9 @@ describe('/token rate limits', () => {
     started.push(p);
     const id = await p.mintIdentity();
     const from = (xff: string) =>
-      fetch(`${p.url}/token?service=registry.test&scope=repository:team-a/app:pull`, { headers: { authorization: `Basic ${Buffer.from(`x:${id}`).toString('base64')}`, 'x-forwarded-for': xff } });
+      fetch(`${p.url}/token?service=registry.test&scope=repository:team-a/app:pull`, {
+        headers: { authorization: `Basic ${Buffer.from(`x:${id}`).toString('base64')}`, 'x-forwarded-for': xff },
+      });
     expect((await from('198.51.100.1')).status).toBe(200);
     expect((await from('198.51.100.1')).status).toBe(429);
     // same TCP peer, another client behind the ingress

@@ -35,7 +35,10 @@ describe('config', () => {
   });
 
   it('lets flags override the file', () => {
-    const c = buildConfig({ upstream: { url: 'http://a:5000' }, listen: '127.0.0.1:1' }, { upstream: 'http://b:5000', listen: '127.0.0.1:2', tokenTtl: '10m', issuer: ['https://i.test'], audience: ['aud1'] });
+    const c = buildConfig(
+      { upstream: { url: 'http://a:5000' }, listen: '127.0.0.1:1' },
+      { upstream: 'http://b:5000', listen: '127.0.0.1:2', tokenTtl: '10m', issuer: ['https://i.test'], audience: ['aud1'] },
+    );
     expect(c.upstream?.url).toBe('http://b:5000');
     expect(c.listen.port).toBe(2);
     expect(c.tokens.ttl).toBe(600);
@@ -64,7 +67,16 @@ describe('config', () => {
     [{ issuers: [{ name: 'a', issuer: 'https://a', legacyTokens: true }] }, 'issuers[0].legacyTokens', /requires tokenReview/],
     [{ issuers: [{ name: 'a', issuer: 'kubernetes/serviceaccount' }] }, 'issuers[0].issuer', /legacyTokens/],
     [{ issuers: [{ name: 'a', issuer: 'https://a', audience: ['x'] }] }, 'issuers[0].audience', /unknown key/],
-    [{ issuers: [{ name: 'a', issuer: 'https://a' }, { name: 'a', issuer: 'https://b' }] }, 'issuers[1].name', /duplicate/],
+    [
+      {
+        issuers: [
+          { name: 'a', issuer: 'https://a' },
+          { name: 'a', issuer: 'https://b' },
+        ],
+      },
+      'issuers[1].name',
+      /duplicate/,
+    ],
     [{ issuers: [{ name: 'anonymous', issuer: 'https://a' }] }, 'issuers[0].name', /reserved/],
     [{ tokens: { algorithm: 'HS256' } }, 'tokens.algorithm', /ES256, RS256, EdDSA/],
     [{ tokens: { ttl: '5s' } }, 'tokens.ttl', /between 1m and 24h/],

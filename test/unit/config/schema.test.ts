@@ -35,7 +35,22 @@ describe('the config schema', () => {
     const nodes = objectNodes(schema);
     expect(nodes.length).toBeGreaterThan(8);
     for (const [at, node] of nodes) expect(node.additionalProperties, at).toBe(false);
-    expect(Object.keys(schema.properties)).toEqual(['listen', 'publicURL', 'service', 'tls', 'upstream', 'issuers', 'tokens', 'policies', 'anonymous', 'explainDenials', 'limits', 'trustedProxies', 'shutdownGrace', 'logLevel']);
+    expect(Object.keys(schema.properties)).toEqual([
+      'listen',
+      'publicURL',
+      'service',
+      'tls',
+      'upstream',
+      'issuers',
+      'tokens',
+      'policies',
+      'anonymous',
+      'explainDenials',
+      'limits',
+      'trustedProxies',
+      'shutdownGrace',
+      'logLevel',
+    ]);
   });
 
   it('refuses unknown keys in every section, naming the key and the known ones', () => {
@@ -44,7 +59,9 @@ describe('the config schema', () => {
       'upstream.auth.pasword: unknown key (known: type, username, passwordFile)',
     );
     expect(problem({ tls: { certFile: 'c', keyFile: 'k', caFile: 'x' } })).toBe('tls.caFile: unknown key (known: certFile, keyFile)');
-    expect(problem({ issuers: [{ name: 'a', issuer: 'https://a', tokenReview: { url: 'https://k', ttl: '1m' } }] })).toMatch(/^issuers\[0\]\.tokenReview\.ttl: unknown key/);
+    expect(problem({ issuers: [{ name: 'a', issuer: 'https://a', tokenReview: { url: 'https://k', ttl: '1m' } }] })).toMatch(
+      /^issuers\[0\]\.tokenReview\.ttl: unknown key/,
+    );
     expect(problem({ limits: { tokenGlobal: { rate: 1, brust: 2 } } })).toBe('limits.tokenGlobal.brust: unknown key (known: rate, burst)');
   });
 
@@ -53,8 +70,12 @@ describe('the config schema', () => {
   });
 
   it('reports the problem inside a mapping given where a union allows one', () => {
-    expect(problem({ issuers: [{ name: 'a', issuer: 'https://a', tokenReview: { url: 'ftp://k' } }] })).toBe('issuers[0].tokenReview.url: "ftp://k" must be http or https');
-    expect(problem({ issuers: [{ name: 'a', issuer: 'https://a', tokenReview: 'yes' }] })).toBe('issuers[0].tokenReview: must be false, true or a mapping {url, caFile, bearerTokenFile, cacheTTL}');
+    expect(problem({ issuers: [{ name: 'a', issuer: 'https://a', tokenReview: { url: 'ftp://k' } }] })).toBe(
+      'issuers[0].tokenReview.url: "ftp://k" must be http or https',
+    );
+    expect(problem({ issuers: [{ name: 'a', issuer: 'https://a', tokenReview: 'yes' }] })).toBe(
+      'issuers[0].tokenReview: must be false, true or a mapping {url, caFile, bearerTokenFile, cacheTTL}',
+    );
   });
 
   it('treats an empty YAML value of a string key as absent, as before', () => {
@@ -65,7 +86,13 @@ describe('the config schema', () => {
 describe('a loaded Config', () => {
   it('is frozen all the way down', () => {
     const c = buildConfig({ issuers: [{ name: 'k', issuer: 'https://k.test' }] });
-    expect(Object.isFrozen(c) && Object.isFrozen(c.issuers) && Object.isFrozen(c.issuers[0]) && Object.isFrozen(c.issuers[0]!.audiences) && Object.isFrozen(c.limits.tokenGlobal)).toBe(true);
+    expect(
+      Object.isFrozen(c) &&
+        Object.isFrozen(c.issuers) &&
+        Object.isFrozen(c.issuers[0]) &&
+        Object.isFrozen(c.issuers[0]!.audiences) &&
+        Object.isFrozen(c.limits.tokenGlobal),
+    ).toBe(true);
     expect(() => (c.issuers as unknown[]).push({})).toThrow(TypeError);
   });
 

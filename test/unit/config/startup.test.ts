@@ -14,7 +14,10 @@ describe('flag-only issuers: --issuer-name and --ca-file', () => {
 
   it('names several --issuer in order; the counts must match', () => {
     const c = buildConfig({}, { issuer: ['https://a.test', 'https://b.test'], issuerName: ['a', 'b'] });
-    expect(c.issuers.map((i) => [i.name, i.issuer])).toEqual([['a', 'https://a.test'], ['b', 'https://b.test']]);
+    expect(c.issuers.map((i) => [i.name, i.issuer])).toEqual([
+      ['a', 'https://a.test'],
+      ['b', 'https://b.test'],
+    ]);
     expect(buildConfig({}, { issuer: ['https://a.test', 'https://b.test'] }).issuers.map((i) => i.name)).toEqual(['issuer1', 'issuer2']);
     const err = (flags: Parameters<typeof buildConfig>[1]) => {
       try {
@@ -40,7 +43,8 @@ describe('missingIssuerProblem', () => {
   it('refuses to start with no issuer unless anonymous or --dev, and names the ways out', () => {
     const problem = missingIssuerProblem(base);
     expect(problem).toMatch(/no identity issuer is configured, so no client could ever get a token/);
-    for (const hint of ['--issuer <url> --audience <aud>', '--issuer-name', '--ca-file', '--config <file>', '--dev', 'Kubernetes pod']) expect(problem).toContain(hint);
+    for (const hint of ['--issuer <url> --audience <aud>', '--issuer-name', '--ca-file', '--config <file>', '--dev', 'Kubernetes pod'])
+      expect(problem).toContain(hint);
     expect(missingIssuerProblem({ ...base, file: '/etc/rap.yaml' })).toContain('an issuers: list in /etc/rap.yaml');
     expect(missingIssuerProblem({ ...base, anonymous: true })).toBeUndefined();
     expect(missingIssuerProblem({ ...base, dev: true })).toBeUndefined();

@@ -30,13 +30,18 @@ describe('--dev config precedence: flags > file > dev defaults', () => {
     expect(c.publicURL).toBe('http://127.0.0.1:8080');
   });
   it('the file wins over dev defaults', () => {
-    const c = buildConfig({ listen: '127.0.0.1:9999', upstream: { url: 'http://127.0.0.1:5001' }, policies: '/p' }, { dev: true }, 'f.yaml', { RAP_UPSTREAM: 'http://127.0.0.1:7000' });
+    const c = buildConfig({ listen: '127.0.0.1:9999', upstream: { url: 'http://127.0.0.1:5001' }, policies: '/p' }, { dev: true }, 'f.yaml', {
+      RAP_UPSTREAM: 'http://127.0.0.1:7000',
+    });
     expect(c.listen).toEqual({ host: '127.0.0.1', port: 9999 });
     expect(c.upstream?.url).toBe('http://127.0.0.1:5001');
     expect(c.policies).toBe('/p');
   });
   it('flags win over the file', () => {
-    const c = buildConfig({ listen: '127.0.0.1:9999', upstream: { url: 'http://127.0.0.1:5001' }, policies: '/p' }, { dev: true, listen: '127.0.0.1:1234', upstream: 'http://127.0.0.1:5002', policy: '/q' });
+    const c = buildConfig(
+      { listen: '127.0.0.1:9999', upstream: { url: 'http://127.0.0.1:5001' }, policies: '/p' },
+      { dev: true, listen: '127.0.0.1:1234', upstream: 'http://127.0.0.1:5002', policy: '/q' },
+    );
     expect(c.listen.port).toBe(1234);
     expect(c.upstream?.url).toBe('http://127.0.0.1:5002');
     expect(c.policies).toBe('/q');
@@ -60,10 +65,22 @@ describe('embedded registry', () => {
     expect(doc.auth).toBeUndefined();
   });
   it.each([
-    ['explicit and usable', { explicit: '/r', explicitUsable: true, found: '/usr/bin/docker-registry', isRoot: true, hasAptGet: true }, { action: 'use', path: '/r' }],
-    ['explicit but missing: never silently another', { explicit: '/r', explicitUsable: false, found: '/usr/bin/docker-registry', isRoot: true, hasAptGet: true }, { action: 'fail' }],
+    [
+      'explicit and usable',
+      { explicit: '/r', explicitUsable: true, found: '/usr/bin/docker-registry', isRoot: true, hasAptGet: true },
+      { action: 'use', path: '/r' },
+    ],
+    [
+      'explicit but missing: never silently another',
+      { explicit: '/r', explicitUsable: false, found: '/usr/bin/docker-registry', isRoot: true, hasAptGet: true },
+      { action: 'fail' },
+    ],
     ['on PATH', { found: '/usr/bin/docker-registry', isRoot: false, hasAptGet: false }, { action: 'use', path: '/usr/bin/docker-registry' }],
-    ['missing, root with apt-get: install', { isRoot: true, hasAptGet: true }, { action: 'install', command: ['apt-get', 'install', '-y', '--no-install-recommends', 'docker-registry'] }],
+    [
+      'missing, root with apt-get: install',
+      { isRoot: true, hasAptGet: true },
+      { action: 'install', command: ['apt-get', 'install', '-y', '--no-install-recommends', 'docker-registry'] },
+    ],
   ] as const)('binary: %s', (_name, s, want) => {
     expect(registryBinaryPlan(s)).toMatchObject(want);
   });
@@ -105,7 +122,9 @@ describe('banner', () => {
     const text = devBanner({ ...base, publicURL: 'http://127.0.0.1:8080', demoRef: 'demo/hello:latest', embeddedData: '/s/registry' });
     expect(text).toContain('docker login 127.0.0.1:8080 -u dev --password-stdin < /s/token');
     expect(text).toContain('podman login --tls-verify=false 127.0.0.1:8080 -u dev --password-stdin < /s/token');
-    expect(text).toContain('skopeo copy --src-tls-verify=false --dest-tls-verify=false docker://127.0.0.1:8080/demo/hello:latest docker://127.0.0.1:8080/demo/copy:latest');
+    expect(text).toContain(
+      'skopeo copy --src-tls-verify=false --dest-tls-verify=false docker://127.0.0.1:8080/demo/hello:latest docker://127.0.0.1:8080/demo/copy:latest',
+    );
     expect(text).toContain('registry-auth-proxy verify --dev - < /s/token');
     expect(text).not.toContain('insecure-registries');
   });

@@ -23,11 +23,21 @@ describe('presets map claims to identity', () => {
       sub: 'system:serviceaccount:team-a:builder',
     };
     const id = identityFromClaims(claims, src('kubernetes'));
-    expect(id).toMatchObject({ namespace: 'team-a', serviceAccount: 'builder', podName: 'builder-7d9f8-x2x4k', subject: 'system:serviceaccount:team-a:builder', preset: 'kubernetes', expiresAt: 1767225600 });
+    expect(id).toMatchObject({
+      namespace: 'team-a',
+      serviceAccount: 'builder',
+      podName: 'builder-7d9f8-x2x4k',
+      subject: 'system:serviceaccount:team-a:builder',
+      preset: 'kubernetes',
+      expiresAt: 1767225600,
+    });
   });
 
   it('kubernetes bound token without a pod (kubectl create token)', () => {
-    const id = identityFromClaims({ sub: 'system:serviceaccount:ns1:sa1', 'kubernetes.io': { namespace: 'ns1', serviceaccount: { name: 'sa1', uid: 'u' } } }, src('kubernetes'));
+    const id = identityFromClaims(
+      { sub: 'system:serviceaccount:ns1:sa1', 'kubernetes.io': { namespace: 'ns1', serviceaccount: { name: 'sa1', uid: 'u' } } },
+      src('kubernetes'),
+    );
     expect(id).toMatchObject({ namespace: 'ns1', serviceAccount: 'sa1', podName: undefined });
   });
 
@@ -50,12 +60,18 @@ describe('presets map claims to identity', () => {
   });
 
   it('github-actions, gitlab and google keep claims for policies', () => {
-    const gh = identityFromClaims({ sub: 'repo:acme@1/web@2:ref:refs/heads/main', repository: 'acme/web', repository_id: '2', ref: 'refs/heads/main' }, src('github-actions'));
+    const gh = identityFromClaims(
+      { sub: 'repo:acme@1/web@2:ref:refs/heads/main', repository: 'acme/web', repository_id: '2', ref: 'refs/heads/main' },
+      src('github-actions'),
+    );
     expect(gh).toMatchObject({ subject: 'repo:acme@1/web@2:ref:refs/heads/main', preset: 'github-actions' });
     expect(gh.claims.repository).toBe('acme/web');
     const gl = identityFromClaims({ sub: 'project_path:g/p:ref_type:branch:ref:main', project_path: 'g/p' }, src('gitlab'));
     expect(gl.claims.project_path).toBe('g/p');
-    const g = identityFromClaims({ sub: '117', email: 'vm@p.iam.gserviceaccount.com', google: { compute_engine: { project_id: 'p', instance_name: 'vm-1', zone: 'europe-west1-b' } } }, src('google'));
+    const g = identityFromClaims(
+      { sub: '117', email: 'vm@p.iam.gserviceaccount.com', google: { compute_engine: { project_id: 'p', instance_name: 'vm-1', zone: 'europe-west1-b' } } },
+      src('google'),
+    );
     expect(g.subject).toBe('117');
     expect((g.claims.google as { compute_engine: { project_id: string } }).compute_engine.project_id).toBe('p');
   });

@@ -16,10 +16,20 @@ let rsaPublicPem: string;
 let otherPrivate: CryptoKey;
 let dir: string;
 let verifier: IdentityVerifier;
-let nowMs = Date.now();
+const nowMs = Date.now();
 
 function issuer(extra: Partial<IssuerConfig> = {}): IssuerConfig {
-  return { name: 'ci', issuer: ISS, audiences: [AUD], jwksFile: join(dir, 'jwks.json'), tokenReview: false, legacyTokens: false, clockSkew: 30, timeout: 5000, ...extra };
+  return {
+    name: 'ci',
+    issuer: ISS,
+    audiences: [AUD],
+    jwksFile: join(dir, 'jwks.json'),
+    tokenReview: false,
+    legacyTokens: false,
+    clockSkew: 30,
+    timeout: 5000,
+    ...extra,
+  };
 }
 
 async function sign(claims: Record<string, unknown>, opts: { key?: CryptoKey; header?: Record<string, unknown> } = {}): Promise<string> {

@@ -11,7 +11,7 @@ describe('scope grammar', () => {
     expect(parseScope('repository:a/b:pull,pull')).toMatchObject({ actions: ['pull'] });
   });
 
-  it('splits containerd\'s space-separated scopes and merges duplicates', () => {
+  it("splits containerd's space-separated scopes and merges duplicates", () => {
     expect(parseScopes(['repository:a/b:pull repository:c:pull', 'repository:a/b:push'])).toEqual([
       { type: 'repository', name: 'a/b', actions: ['pull', 'push'] },
       { type: 'repository', name: 'c', actions: ['pull'] },

@@ -118,7 +118,13 @@ rules:
 
   it('reads nested claims (GCE identity tokens)', () => {
     const policy = `rules: [{name: gce, actions: [pull], when: 'claims.google.compute_engine.project_id == "p1"'}]`;
-    const gce: Identity = { issuerName: 'google', issuer: 'https://accounts.google.com', subject: '1', preset: 'google', claims: { google: { compute_engine: { project_id: 'p1' } } } };
+    const gce: Identity = {
+      issuerName: 'google',
+      issuer: 'https://accounts.google.com',
+      subject: '1',
+      preset: 'google',
+      claims: { google: { compute_engine: { project_id: 'p1' } } },
+    };
     expect(grant(policy, gce, 'repository:a/b:pull')).toEqual(['pull']);
     expect(grant(policy, { ...gce, claims: { google: { compute_engine: { project_id: 'p2' } } } }, 'repository:a/b:pull')).toEqual([]);
   });
@@ -203,10 +209,22 @@ describe('shipped policies', () => {
     const branch = { ...gh, claims: { ...gh.claims, ref: 'refs/heads/feature' } };
     expect(ghEngine.decide(branch, parseScope('repository:acme/web:pull,push'), ctx).granted).toEqual(['pull']);
 
-    const gce: Identity = { issuerName: 'google', issuer: 'https://accounts.google.com', subject: '1', preset: 'google', claims: { google: { compute_engine: { project_id: 'acme-prod' } } } };
+    const gce: Identity = {
+      issuerName: 'google',
+      issuer: 'https://accounts.google.com',
+      subject: '1',
+      preset: 'google',
+      claims: { google: { compute_engine: { project_id: 'acme-prod' } } },
+    };
     expect(loadPolicies('policies/examples/gce.yaml').decide(gce, parseScope('repository:gce-base/debian:pull,push'), ctx).granted).toEqual(['pull']);
 
-    const gl: Identity = { issuerName: 'gitlab', issuer: 'https://gitlab.com', subject: 'project_path:g/p:ref_type:branch:ref:main', preset: 'gitlab', claims: { project_path: 'acme/p', namespace_path: 'acme', namespace_id: '4242' } };
+    const gl: Identity = {
+      issuerName: 'gitlab',
+      issuer: 'https://gitlab.com',
+      subject: 'project_path:g/p:ref_type:branch:ref:main',
+      preset: 'gitlab',
+      claims: { project_path: 'acme/p', namespace_path: 'acme', namespace_id: '4242' },
+    };
     expect(loadPolicies('policies/examples/gitlab.yaml').decide(gl, parseScope('repository:acme/p/img:pull,push'), ctx).granted).toEqual(['pull', 'push']);
 
     const cat = loadPolicies('policies/examples/readonly-catalog.yaml');
@@ -214,7 +232,11 @@ describe('shipped policies', () => {
     expect(cat.decide(k8s('t'), parseScope('repository:public/x:pull,push'), ctx).granted).toEqual(['pull']);
 
     const dev = loadPolicies('policies/dev');
-    expect(dev.decide({ issuerName: 'dev', issuer: 'x', subject: 'me', claims: {} }, parseScope('repository:a/b:pull,push,delete'), ctx).granted).toEqual(['pull', 'push', 'delete']);
+    expect(dev.decide({ issuerName: 'dev', issuer: 'x', subject: 'me', claims: {} }, parseScope('repository:a/b:pull,push,delete'), ctx).granted).toEqual([
+      'pull',
+      'push',
+      'delete',
+    ]);
     expect(dev.decide(k8s('t'), parseScope('repository:a/b:pull'), ctx).granted).toEqual([]);
   });
 });

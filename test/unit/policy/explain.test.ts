@@ -49,10 +49,14 @@ describe('refusalOf: what a decision withheld, and why', () => {
     ['delete: removed by a deny rule', 'repository:releases/app:pull,delete', [{ action: 'delete', deniedBy: ['nobody-deletes-releases'] }]],
     ['* is withheld by any deny rule that matched', 'repository:releases/app:*', [{ action: '*', deniedBy: ['nobody-deletes-releases'] }]],
     ['* requested, no rule lists *', 'repository:team-a/app:*', [{ action: '*' }]],
-    ['deny * removes every action, each names the rule', 'repository:releases/frozen:pull,delete', [
-      { action: 'pull', deniedBy: ['frozen-is-frozen'] },
-      { action: 'delete', deniedBy: ['nobody-deletes-releases', 'frozen-is-frozen'] },
-    ]],
+    [
+      'deny * removes every action, each names the rule',
+      'repository:releases/frozen:pull,delete',
+      [
+        { action: 'pull', deniedBy: ['frozen-is-frozen'] },
+        { action: 'delete', deniedBy: ['nobody-deletes-releases', 'frozen-is-frozen'] },
+      ],
+    ],
     ['the catalog', 'registry:catalog:*', [{ action: '*' }]],
   ])('%s', (_name, scope, actions) => {
     const r = refusalOf(decide(scope), { ruleNames: true });
@@ -61,7 +65,11 @@ describe('refusalOf: what a decision withheld, and why', () => {
   });
 
   it('leaves rule names out when the operator hides them', () => {
-    expect(refusalOf(decide('repository:releases/app:pull,delete'), { ruleNames: false })).toEqual({ type: 'repository', name: 'releases/app', actions: [{ action: 'delete' }] });
+    expect(refusalOf(decide('repository:releases/app:pull,delete'), { ruleNames: false })).toEqual({
+      type: 'repository',
+      name: 'releases/app',
+      actions: [{ action: 'delete' }],
+    });
   });
 });
 
@@ -89,8 +97,16 @@ describe('refusalsFor: 403 only when the token recorded a refusal of every missi
     ['another repository: challenge', ['repository:team-b/app:pull'], undefined],
     ['one of two missing actions unexplained: challenge', ['repository:shared/base:push,delete'], undefined],
     // skopeo delete asked `*`: its GET (pull) and DELETE are both explained by that refusal
-    ['* refused explains pull', ['repository:releases/app:pull'], [{ type: 'repository', name: 'releases/app', actions: [{ action: '*', deniedBy: ['nobody-deletes-releases'] }] }]],
-    ['* refused explains delete', ['repository:releases/app:delete'], [{ type: 'repository', name: 'releases/app', actions: [{ action: '*', deniedBy: ['nobody-deletes-releases'] }] }]],
+    [
+      '* refused explains pull',
+      ['repository:releases/app:pull'],
+      [{ type: 'repository', name: 'releases/app', actions: [{ action: '*', deniedBy: ['nobody-deletes-releases'] }] }],
+    ],
+    [
+      '* refused explains delete',
+      ['repository:releases/app:delete'],
+      [{ type: 'repository', name: 'releases/app', actions: [{ action: '*', deniedBy: ['nobody-deletes-releases'] }] }],
+    ],
   ])('%s', (_name, missing, expected) => {
     expect(refusalsFor(missing.map(parseScope), refused)).toEqual(expected);
   });
@@ -100,34 +116,67 @@ describe('denialMessage: who, what, why, and how to check', () => {
   const me = { issuerName: 'ci', subject: 'job-42' };
   const check = (scope: string) => `Check with: registry-auth-proxy policy test --issuer-name ci --scope '${scope}' --claims <identity token>`;
   it.each([
-    ['no rule grants push', { type: 'repository', name: 'shared/base', actions: [{ action: 'push' }] }, `issuer ci, subject job-42 was refused push on repository shared/base: no rule grants push. ${check('repository:shared/base:push')}`],
-    ['denied by rule', { type: 'repository', name: 'releases/app', actions: [{ action: 'delete', deniedBy: ['nobody-deletes-releases'] }] }, `issuer ci, subject job-42 was refused delete on repository releases/app: denied by rule nobody-deletes-releases. ${check('repository:releases/app:delete')}`],
-    ['both reasons at once', { type: 'repository', name: 'releases/app', actions: [{ action: 'push' }, { action: 'delete', deniedBy: ['a', 'b'] }] }, `issuer ci, subject job-42 was refused push, delete on repository releases/app: no rule grants push; delete denied by rules a, b. ${check('repository:releases/app:push,delete')}`],
-    ['skopeo delete asks *', { type: 'repository', name: 'team-a/app', actions: [{ action: '*' }] }, `issuer ci, subject job-42 was refused * (every action) on repository team-a/app: no rule grants *. ${check('repository:team-a/app:*')}`],
-    ['the catalog', { type: 'registry', name: 'catalog', actions: [{ action: '*' }] }, `issuer ci, subject job-42 was refused * (every action) on registry catalog: no rule grants *. ${check('registry:catalog:*')}`],
+    [
+      'no rule grants push',
+      { type: 'repository', name: 'shared/base', actions: [{ action: 'push' }] },
+      `issuer ci, subject job-42 was refused push on repository shared/base: no rule grants push. ${check('repository:shared/base:push')}`,
+    ],
+    [
+      'denied by rule',
+      { type: 'repository', name: 'releases/app', actions: [{ action: 'delete', deniedBy: ['nobody-deletes-releases'] }] },
+      `issuer ci, subject job-42 was refused delete on repository releases/app: denied by rule nobody-deletes-releases. ${check('repository:releases/app:delete')}`,
+    ],
+    [
+      'both reasons at once',
+      { type: 'repository', name: 'releases/app', actions: [{ action: 'push' }, { action: 'delete', deniedBy: ['a', 'b'] }] },
+      `issuer ci, subject job-42 was refused push, delete on repository releases/app: no rule grants push; delete denied by rules a, b. ${check('repository:releases/app:push,delete')}`,
+    ],
+    [
+      'skopeo delete asks *',
+      { type: 'repository', name: 'team-a/app', actions: [{ action: '*' }] },
+      `issuer ci, subject job-42 was refused * (every action) on repository team-a/app: no rule grants *. ${check('repository:team-a/app:*')}`,
+    ],
+    [
+      'the catalog',
+      { type: 'registry', name: 'catalog', actions: [{ action: '*' }] },
+      `issuer ci, subject job-42 was refused * (every action) on registry catalog: no rule grants *. ${check('registry:catalog:*')}`,
+    ],
   ] as [string, Refusal, string][])('%s', (_name, refusal, message) => {
     expect(denialMessage(me, [refusal], true)).toBe(message);
   });
 
   it('names several refused resources of one request (a mount: push here, pull there)', () => {
-    const m = denialMessage(me, [
-      { type: 'repository', name: 'team-b/app', actions: [{ action: 'push' }] },
-      { type: 'repository', name: 'team-c/base', actions: [{ action: 'pull' }] },
-    ], true);
+    const m = denialMessage(
+      me,
+      [
+        { type: 'repository', name: 'team-b/app', actions: [{ action: 'push' }] },
+        { type: 'repository', name: 'team-c/base', actions: [{ action: 'pull' }] },
+      ],
+      true,
+    );
     expect(m).toContain('was refused push on repository team-b/app: no rule grants push; and pull on repository team-c/base: no rule grants pull.');
     expect(m).toContain("--scope 'repository:team-b/app:push' --scope 'repository:team-c/base:pull'");
   });
 
-  it('with the detail off: Distribution\'s generic words and access records, no identity or rule', () => {
+  it("with the detail off: Distribution's generic words and access records, no identity or rule", () => {
     const r: Refusal = { type: 'repository', name: 'releases/app', actions: [{ action: 'delete', deniedBy: ['nobody-deletes-releases'] }] };
     expect(denialMessage(me, [r], false)).toBe(GENERIC_DENIAL);
     expect(denialDetail(me, [r], false)).toEqual([{ Type: 'repository', Name: 'releases/app', Action: 'delete' }]);
     expect(JSON.stringify(denialDetail(me, [r], false))).not.toMatch(/job-42|nobody/);
-    expect(denialDetail(me, [r], true)).toEqual({ issuerName: 'ci', subject: 'job-42', refused: [{ type: 'repository', name: 'releases/app', actions: ['delete'], reason: 'denied by rule nobody-deletes-releases' }], check: 'registry-auth-proxy policy test' });
+    expect(denialDetail(me, [r], true)).toEqual({
+      issuerName: 'ci',
+      subject: 'job-42',
+      refused: [{ type: 'repository', name: 'releases/app', actions: ['delete'], reason: 'denied by rule nobody-deletes-releases' }],
+      check: 'registry-auth-proxy policy test',
+    });
   });
 
   it('keeps a hostile subject to one printable, bounded line', () => {
-    const m = denialMessage({ issuerName: 'ci', subject: `evil\r\n\u001b[31mred\u00e9${'x'.repeat(500)}` }, [{ type: 'repository', name: 'a/b', actions: [{ action: 'pull' }] }], true);
+    const m = denialMessage(
+      { issuerName: 'ci', subject: `evil\r\n\u001b[31mred\u00e9${'x'.repeat(500)}` },
+      [{ type: 'repository', name: 'a/b', actions: [{ action: 'pull' }] }],
+      true,
+    );
     expect(m).toMatch(/^[\x20-\x7e]+$/);
     expect(m).toContain('subject evil???[31mred?xxx');
     expect(m.length).toBeLessThan(500);

@@ -37,7 +37,9 @@ function held(...scopes: string[]): Held {
 
 describe('grant', () => {
   it('collects access, refusals, matched rules and the audit result in one pass', () => {
-    const g = grant(policy, who, ['repository:team-a/app:pull,push', 'repository:team-a/frozen:pull,push', 'repository:team-b/x:pull'].map(parseScope), ctx, { ruleNames: true });
+    const g = grant(policy, who, ['repository:team-a/app:pull,push', 'repository:team-a/frozen:pull,push', 'repository:team-b/x:pull'].map(parseScope), ctx, {
+      ruleNames: true,
+    });
     expect(g.access).toEqual([
       { type: 'repository', name: 'team-a/app', actions: ['pull', 'push'] },
       { type: 'repository', name: 'team-a/frozen', actions: ['pull'] },
@@ -69,7 +71,9 @@ describe('judge: route + token → route | error, never a write', () => {
     const err = out as OciError;
     expect(err.status).toBe(401);
     expect(err.code).toBe('DENIED');
-    expect(err.headers['WWW-Authenticate']).toBe('Bearer realm="https://proxy.test/token",service="registry.test",scope="repository:team-a/app:pull,push",error="insufficient_scope"');
+    expect(err.headers['WWW-Authenticate']).toBe(
+      'Bearer realm="https://proxy.test/token",service="registry.test",scope="repository:team-a/app:pull,push",error="insufficient_scope"',
+    );
   });
 
   it('says why with a 403 when the policy refused the action at issuance', () => {

@@ -28,8 +28,15 @@ describe('readiness of the upstream', () => {
   it('401 and 407 with the proxy\'s credentials are "rejected"; any other answer proves it up', () => {
     expect(judgeUpstreamAnswer(200, 'basic')).toEqual({ ok: true });
     expect(judgeUpstreamAnswer(404, 'none')).toEqual({ ok: true });
-    expect(judgeUpstreamAnswer(401, 'none')).toEqual({ ok: false, reason: "upstream rejected the proxy's credentials", detail: 'GET /v2/ answered HTTP 401 and upstream.auth is none: the upstream needs credentials (set upstream.auth)' });
-    expect(judgeUpstreamAnswer(407, 'bearer')).toMatchObject({ ok: false, detail: "GET /v2/ answered HTTP 407 with the proxy's upstream.auth (bearer): check them" });
+    expect(judgeUpstreamAnswer(401, 'none')).toEqual({
+      ok: false,
+      reason: "upstream rejected the proxy's credentials",
+      detail: 'GET /v2/ answered HTTP 401 and upstream.auth is none: the upstream needs credentials (set upstream.auth)',
+    });
+    expect(judgeUpstreamAnswer(407, 'bearer')).toMatchObject({
+      ok: false,
+      detail: "GET /v2/ answered HTTP 407 with the proxy's upstream.auth (bearer): check them",
+    });
     expect(judgeAuthFailure(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))).toMatchObject({ reason: 'upstream unreachable' });
     expect(judgeAuthFailure(new Error('upstream token server answered HTTP 401'))).toMatchObject({ reason: "upstream rejected the proxy's credentials" });
   });

@@ -12,7 +12,13 @@ import { selfSignedCertificateForKey } from '../../../src/pki/certificates.js';
 import { silentLogger } from '../../../src/log.js';
 import type { Identity } from '../../../src/identity/types.js';
 
-const id: Identity = { issuerName: 'cluster', issuer: 'https://k', subject: 'system:serviceaccount:ns:sa', claims: { sub: 'system:serviceaccount:ns:sa' }, expiresAt: Math.floor(Date.now() / 1000) + 600 };
+const id: Identity = {
+  issuerName: 'cluster',
+  issuer: 'https://k',
+  subject: 'system:serviceaccount:ns:sa',
+  claims: { sub: 'system:serviceaccount:ns:sa' },
+  expiresAt: Math.floor(Date.now() / 1000) + 600,
+};
 const opts = { issuer: 'https://proxy.test', service: 'registry.test', ttl: 300 };
 const tokens = { algorithm: 'ES256' as const, ttl: 300 };
 
@@ -34,7 +40,14 @@ describe('signing keys', () => {
     expect(key.x5c).toHaveLength(1);
     const other = await selfSignedCertificateForKey(generatePrivateKeyPem('ES256'), 'other');
     expect(() => signingKeyFromPem(pem, 'k.pem', other)).toThrow(/does not match/);
-    const token = (await issueRegistryToken({ current: () => key, all: () => [key], byKid: () => key, jwks: () => ({ keys: [] }), ephemeral: false, close() {} }, id, [], opts)).token;
+    const token = (
+      await issueRegistryToken(
+        { current: () => key, all: () => [key], byKid: () => key, jwks: () => ({ keys: [] }), ephemeral: false, close() {} },
+        id,
+        [],
+        opts,
+      )
+    ).token;
     expect(decodeProtectedHeader(token).x5c).toEqual(key.x5c);
   });
 

@@ -41,20 +41,49 @@ function upstreamURLProblem(s: string): string | undefined {
 /** Also used for `--upstream` and `RAP_UPSTREAM`, which may be empty strings. */
 export const upstreamURL = refineBy(z.string(), upstreamURLProblem).transform((s) => s.replace(/\/+$/, ''));
 
-const AUTH_TYPES = 'none, basic, bearer, registry-token';
+const AUTH_TYPES = 'none, basic, bearer, registry-token, ecr';
 
 const upstreamAuth = z.discriminatedUnion(
   'type',
   [
     mapping({ type: z.literal('none').default('none') }),
+    mapping({ type: z.literal('basic'), username: text, password: secretInline('passwordFile'), passwordFile: text }, { hidden: ['password'] }),
     mapping(
-      { type: z.enum(['basic', 'registry-token']), username: text, password: secretInline('passwordFile'), passwordFile: text },
+      {
+        type: z.literal('registry-token'),
+        username: text,
+        password: secretInline('passwordFile'),
+        passwordFile: text,
+        realm: optionalString(refineBy(text, httpURLProblem)).describe(
+          "token realm to use instead of the one the upstream's challenge advertises (Harbor behind TLS or a service name)",
+        ),
+        realmHosts: z
+          .array(refineBy(text, realmHostProblem))
+          .default([])
+          .describe("hosts (host or host:port) besides the upstream's own that may receive the proxy's credentials as a token realm"),
+      },
       { hidden: ['password'] },
     ),
     mapping({ type: z.literal('bearer'), token: secretInline('tokenFile'), tokenFile: text }, { hidden: ['token'] }),
+    mapping({
+      type: z.literal('ecr'),
+      region: optionalString(refineBy(text, awsRegionProblem)).describe(
+        'AWS region of the ECR registry; default: the one its host names (<account>.dkr.ecr.<region>.amazonaws.com), else AWS_REGION',
+      ),
+    }),
   ],
   { error: (i) => (i.code === 'invalid_union' ? authTypeProblem((i.input as { type?: unknown }).type) : 'must be a mapping') },
 );
+
+/** `eu-west-1`, `us-gov-west-1`, `cn-north-1`. */
+function awsRegionProblem(s: string): string | undefined {
+  return /^[a-z]{2}(?:-[a-z]+)+-\d+$/.test(s) ? undefined : `"${s}" is not an AWS region (like eu-west-1)`;
+}
+
+/** `auth.docker.io` or `auth.example.com:8443`: a host, never a URL. */
+function realmHostProblem(s: string): string | undefined {
+  return /^[a-z0-9.-]+(?::\d{1,5})?$/i.test(s) ? undefined : `"${s}" must be a host or host:port, without scheme or path`;
+}
 
 function authTypeProblem(type: unknown): string {
   return typeof type === 'string' && type !== '' ? `"${type}" is not one of ${AUTH_TYPES}` : 'must be a non-empty string';
@@ -66,6 +95,11 @@ export const upstreamSchema = mapping({
   caFile: optText.describe("extra CA for the upstream's HTTPS"),
   auth: upstreamAuth.prefault({}).describe("the proxy's own credentials towards the upstream, never the client's; secrets only from files"),
   timeout: duration.prefault('30s').describe('connect, headers and idle-body timeout towards the upstream'),
+  followRedirects: bool
+    .default(false)
+    .describe(
+      'true: the proxy follows blob GET/HEAD redirects to storage itself (no credentials sent there) and streams the body; false: clients get the redirect',
+    ),
 });
 
 /** Lifetime of issued tokens, in ms; also checks `--token-ttl`. */

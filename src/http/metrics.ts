@@ -42,6 +42,11 @@ export function createMetrics() {
       labelNames: ['direction'] as const,
       registers: [registry],
     }),
+    upstreamRateLimitRemaining: new Gauge({
+      name: 'rap_upstream_ratelimit_remaining',
+      help: "Requests left in the upstream's rate-limit window, from its last ratelimit-remaining header (Docker Hub)",
+      registers: [registry],
+    }),
     jwksRefreshes: new Counter({
       name: 'rap_jwks_refreshes_total',
       help: 'JWKS fetches of identity issuers, by issuer and result',

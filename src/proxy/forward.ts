@@ -8,7 +8,8 @@ import type { Logger } from '../log.js';
 import { sendOciError } from '../oci/errors.js';
 import { clientConnectionHeaders, clientWantsClose, forwardsFraming, rewriteResponseHeaders, scrubRequestHeaders } from './headers.js';
 import { createIdleWatchdog, type Exchange } from './idle-watchdog.js';
-import { upstreamFailureError } from './upstream-failure.js';
+import { insufficientScope, upstreamFailureError, upstreamScopeError } from './upstream-failure.js';
+import { createRedirectFollower, type RedirectFollower } from './redirect.js';
 import { clientIPOf } from '../http/client-ip.js';
 
 type Watchdog = ReturnType<typeof createIdleWatchdog>;
@@ -25,7 +26,8 @@ export interface ForwardOptions {
   /** The proxy's own Authorization for the upstream, if any. */
   authorization?: string;
   route: string;
-  onUpstreamStatus?: (status: number, seconds: number) => void;
+  /** The upstream's status and response headers (as received), and how long it took to answer. */
+  onUpstreamStatus?: (status: number, seconds: number, headers: IncomingMessage['headers']) => void;
   /** Body bytes streamed, reported once per request when the exchange ends. */
   onBytes?: (direction: 'upload' | 'download', bytes: number) => void;
   /** Rewrites a successful (200) response body on its way to the client, streaming. */
@@ -50,6 +52,8 @@ interface Meta extends Exchange {
   proxyReq?: { destroy(err?: Error): void };
   filterBody?: () => Transform;
   rewriteLink?: ForwardOptions['rewriteLink'];
+  /** A blob GET/HEAD with upstream.followRedirects: a storage redirect is followed by the proxy (redirect.ts). */
+  follow?: boolean;
 }
 
 const metaOf = (req: IncomingMessage): Meta | undefined => (req as IncomingMessage & { rap?: Meta }).rap;
@@ -66,6 +70,7 @@ interface ResponseDeps {
   logger: Logger;
   draining: () => boolean;
   unwatch: (meta: Meta) => void;
+  redirects: RedirectFollower;
 }
 
 /** Counts the response's bytes and cuts the client when the upstream's body ends short. */
@@ -93,30 +98,36 @@ function trackResponse(proxyRes: IncomingMessage, res: ServerResponse, meta: Met
 function onUpstreamResponse(proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse, deps: ResponseDeps): void {
   const meta = metaOf(req);
   const status = proxyRes.statusCode ?? 0;
-  trackResponse(proxyRes, res, meta, deps);
-  meta?.onStatus?.(status, (performance.now() - (meta?.started ?? 0)) / 1000);
-  const upstreamURL = deps.config.upstream!.url;
-  rewriteResponseHeaders(proxyRes.headers, { upstreamURL, publicURL: deps.config.publicURL, rewriteLink: meta?.rewriteLink });
   const close = Boolean(meta?.clientClose) || deps.draining();
+  meta?.onStatus?.(status, (performance.now() - (meta?.started ?? 0)) / 1000, proxyRes.headers);
+  if (meta?.follow && deps.redirects.follow(proxyRes, req, res, meta, close)) return;
+  trackResponse(proxyRes, res, meta, deps);
+  const upstreamURL = deps.config.upstream!.url;
+  const narrowed = status === 401 && insufficientScope(proxyRes.headers['www-authenticate']);
+  rewriteResponseHeaders(proxyRes.headers, { upstreamURL, publicURL: deps.config.publicURL, rewriteLink: meta?.rewriteLink });
   if (status === 401 || status === 407) {
     // The upstream (401) or an HTTP proxy before it (407) refused the proxy's own credentials:
     // the client can do nothing about that. Answer for ourselves and drain the upstream's body
     // so its connection stays reusable; http-proxy pipes nothing once the response has ended.
+    // A token narrower than asked (insufficient_scope): the proxy's account lacks that access upstream.
     deps.logger.error(
       { route: meta?.route, requestId: meta?.requestId, status },
-      `upstream refused the proxy's own credentials (HTTP ${status}): check upstream.auth`,
+      narrowed
+        ? "upstream granted the proxy's own account less access than asked (insufficient_scope): widen its permissions upstream"
+        : `upstream refused the proxy's own credentials (HTTP ${status}): check upstream.auth`,
     );
-    sendOciError(res, upstreamFailureError('credentials', { headers: close ? { Connection: 'close' } : {} }));
+    const headers: Record<string, string> = close ? { Connection: 'close' } : {};
+    sendOciError(res, narrowed ? upstreamScopeError(headers) : upstreamFailureError('credentials', { headers }));
     proxyRes.resume();
     return;
   }
   clientConnectionHeaders(proxyRes.headers, close);
-  if (meta?.filterBody) {
+  if (meta?.filterBody || meta?.follow) {
     // selfHandleResponse: http-proxy leaves the response to us
-    const filtered = status === 200;
+    const filter = status === 200 ? meta.filterBody : undefined;
     const { 'content-length': _len, 'transfer-encoding': _te, ...headers } = proxyRes.headers;
-    res.writeHead(proxyRes.statusCode ?? status, filtered ? headers : proxyRes.headers);
-    if (filtered) pipeline(proxyRes, meta.filterBody(), res, (err) => err && res.destroy());
+    res.writeHead(proxyRes.statusCode ?? status, filter ? headers : proxyRes.headers);
+    if (filter) pipeline(proxyRes, filter(), res, (err) => err && res.destroy());
     else proxyRes.pipe(res);
   }
 }
@@ -201,12 +212,14 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
     const meta = metaOf(req);
     if (meta) meta.proxyReq = proxyReq;
   });
-  const deps: ResponseDeps = { config, logger, draining, unwatch: (meta) => watchdog.unwatch(meta) };
+  const redirects = createRedirectFollower(upstream, logger);
+  const deps: ResponseDeps = { config, logger, draining, unwatch: (meta) => watchdog.unwatch(meta), redirects };
   proxy.on('proxyRes', (proxyRes, req, res) => onUpstreamResponse(proxyRes, req, res, deps));
 
   return {
     forward(req, res, opts) {
       const meta = track(req, res, opts, watchdog, upstream.timeout);
+      meta.follow = upstream.followRedirects && opts.route === 'blob' && (req.method === 'GET' || req.method === 'HEAD');
       scrubRequestHeaders(req.headers, {
         clientIP: clientIPOf(req),
         tls: Boolean(config.tls),
@@ -217,7 +230,7 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
       // No body leaves without explicit framing: an unframed request sends an empty one (no
       // per-chunk work for the framed ones), and a byte from the client cuts the exchange.
       const unframed = !forwardsFraming(req.method, req.headers);
-      const webOptions = { ...(opts.filterBody ? { selfHandleResponse: true } : {}), ...(unframed ? { buffer: Readable.from([]) } : {}) };
+      const webOptions = { ...(opts.filterBody || meta.follow ? { selfHandleResponse: true } : {}), ...(unframed ? { buffer: Readable.from([]) } : {}) };
       proxy.web(req, res, webOptions, (err: NodeJS.ErrnoException) => onProxyError(err, res, meta, logger));
       watchUpload(req, res, meta, unframed, logger);
     },
@@ -225,6 +238,7 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
       watchdog.close();
       proxy.close();
       agent.destroy();
+      redirects.close();
     },
   };
 }

@@ -18,6 +18,7 @@ import { authorize, isAuthorized } from './authorize.js';
 import { createForwarder, type Forwarder } from './forward.js';
 import { createUpstreamAuth, type UpstreamAuth } from './upstream-auth.js';
 import { upstreamAuthFailureError, upstreamFailureError } from './upstream-failure.js';
+import { rateLimitRemaining } from './token-realm.js';
 
 /** `/v2/...`: classify → authorize (a route or an error) → forward; every refusal is written once, here. */
 
@@ -94,8 +95,10 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
       path: `${route.path}${route.query}`,
       authorization,
       route: route.kind,
-      onUpstreamStatus: (status, seconds) => {
+      onUpstreamStatus: (status, seconds, headers) => {
         metrics?.upstreamLatency.observe({ route: route.kind, status: String(status) }, seconds);
+        const remaining = rateLimitRemaining(headers['ratelimit-remaining']);
+        if (remaining !== undefined) metrics?.upstreamRateLimitRemaining.set(remaining);
         if (status === 401) upstreamAuth.invalidate(route.scopes);
       },
       filterBody: catalog ? catalogFilter(policy, identity, { service: config.service, clientIP: clientIPOf(req) }) : undefined,

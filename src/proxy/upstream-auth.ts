@@ -4,6 +4,8 @@ import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { formatScope, type Scope } from '../oci/scope.js';
 import { TokenCache, type CacheFill } from '../identity/token-cache.js';
+import { parseTokenResponse, untrustedRealm } from './token-realm.js';
+import { ecrAuth } from './ecr-auth.js';
 
 /** Byte budget of the upstream-token cache: one entry per distinct scope set, a few thousand fit. */
 const UPSTREAM_TOKEN_CACHE_MAX_BYTES = 8 * 1024 * 1024;
@@ -35,6 +37,8 @@ function parseBearerChallenge(header: string): Record<string, string> | undefine
   return out;
 }
 
+type RegistryTokenAuth = Extract<UpstreamConfig['auth'], { type: 'registry-token' }>;
+
 export function createUpstreamAuth(upstream: UpstreamConfig, logger: Logger): UpstreamAuth {
   const auth = upstream.auth;
   switch (auth.type) {
@@ -49,8 +53,29 @@ export function createUpstreamAuth(upstream: UpstreamConfig, logger: Logger): Up
     case 'bearer':
       return { authorization: async () => `Bearer ${readSecret(auth.tokenFile)}`, invalidate: () => {}, close: async () => {} };
     case 'registry-token':
-      return registryTokenAuth(upstream, auth.username, auth.passwordFile, logger);
+      return registryTokenAuth(upstream, auth, logger);
+    case 'ecr':
+      return ecrAuth(upstream.url, auth.region, logger);
   }
+}
+
+/**
+ * The token realm to send the proxy's credentials to: `upstream.auth.realm` wins over the advertised
+ * one (Harbor advertises http:// behind TLS, or its in-cluster service name); an advertised realm on
+ * another origin than the upstream's must be on a host listed in `realmHosts`, or nothing is sent.
+ */
+function trustedRealm(upstream: UpstreamConfig, auth: RegistryTokenAuth, advertised: string, logger: Logger): string {
+  if (auth.realm) return auth.realm;
+  let url: URL;
+  try {
+    url = new URL(advertised);
+  } catch {
+    throw new Error(`upstream ${upstream.url} advertised a token realm that is not a URL`);
+  }
+  const refused = untrustedRealm(upstream.url, url, auth.realmHosts);
+  if (!refused) return advertised;
+  logger.error({ upstream: upstream.url, realmHost: refused.realmHost }, `${refused.message}: not sending the proxy's credentials there`);
+  throw refused;
 }
 
 /**
@@ -59,7 +84,8 @@ export function createUpstreamAuth(upstream: UpstreamConfig, logger: Logger): Up
  * cache it until shortly before it expires (bounded, least-recently-used; one fetch per scope set
  * at a time).
  */
-function registryTokenAuth(upstream: UpstreamConfig, username: string, passwordFile: string, logger: Logger): UpstreamAuth {
+function registryTokenAuth(upstream: UpstreamConfig, auth: RegistryTokenAuth, logger: Logger): UpstreamAuth {
+  const { username, passwordFile } = auth;
   const dispatcher = new Agent({
     connect: { timeout: upstream.timeout, ...(upstream.caFile ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) },
     headersTimeout: upstream.timeout,
@@ -76,7 +102,7 @@ function registryTokenAuth(upstream: UpstreamConfig, username: string, passwordF
     const parsed = typeof h === 'string' ? parseBearerChallenge(h) : undefined;
     if (res.statusCode !== 401 || !parsed?.realm)
       throw new Error(`upstream ${upstream.url}/v2/ did not answer with a Bearer challenge (HTTP ${res.statusCode})`);
-    challenge = { realm: parsed.realm, service: parsed.service };
+    challenge = { realm: trustedRealm(upstream, auth, parsed.realm, logger), service: parsed.service };
     return challenge;
   }
 
@@ -90,13 +116,9 @@ function registryTokenAuth(upstream: UpstreamConfig, username: string, passwordF
     const res = await request(url, { dispatcher, headers: { authorization: `Basic ${basic}` }, signal: AbortSignal.timeout(upstream.timeout) });
     const text = await res.body.text();
     if (res.statusCode !== 200) throw new Error(`upstream token server ${url.origin}${url.pathname} answered HTTP ${res.statusCode}`);
-    const body = JSON.parse(text) as { token?: string; access_token?: string; expires_in?: number };
-    const token = body.token ?? body.access_token;
-    if (!token) throw new Error('upstream token server returned no token');
-    // The token spec: a missing expires_in means 60 s, and values below 60 count as 60.
-    const ttl = Math.max(60, typeof body.expires_in === 'number' ? body.expires_in : 60);
-    const header = `Bearer ${token}`;
-    return { value: header, until: Date.now() + (ttl - 10) * 1000, token: header };
+    // A token narrower than asked (the upstream grants less) is used as is: the upstream answers 401/403 itself.
+    const { header, until } = parseTokenResponse(text, Date.now());
+    return { value: header, until, token: header };
   }
 
   const key = (scopes: Scope[]) => scopes.map(formatScope).sort().join(' ');

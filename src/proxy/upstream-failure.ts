@@ -1,7 +1,7 @@
 import { OciError } from '../oci/errors.js';
 
 /** Which side failed when a client gets a 5xx of the proxy's own (never the client's side: it was authorized). */
-type UpstreamFailure = 'unreachable' | 'timeout' | 'credentials' | 'unconfigured';
+type UpstreamFailure = 'unreachable' | 'timeout' | 'credentials' | 'untrusted-realm' | 'unconfigured';
 
 /**
  * What the client is told about an upstream failure. Pure. The OCI body says which side failed
@@ -29,6 +29,13 @@ export function upstreamFailure(kind: UpstreamFailure, code?: string): { status:
         message: "upstream registry rejected the proxy's own credentials: the proxy's upstream.auth needs fixing; your credentials were accepted",
         reason: "Bad Gateway (upstream rejected the proxy's credentials)",
       };
+    case 'untrusted-realm':
+      return {
+        status: 502,
+        message:
+          "upstream registry's token realm is not trusted: the proxy does not send its credentials to another host (see upstream.auth.realm / realmHosts); your credentials were accepted",
+        reason: "Bad Gateway (upstream's token realm is not trusted)",
+      };
     case 'unconfigured':
       return { status: 503, message: 'no upstream registry is configured on this proxy', reason: 'Service Unavailable (no upstream registry configured)' };
   }
@@ -45,8 +52,9 @@ export function upstreamFailureError(kind: UpstreamFailure, opts: { code?: strin
  * registry-token dance) lies on. Pure. A socket error: the upstream or its token server is
  * unreachable; an unreadable secret file, or anything the upstream answered: those credentials.
  */
-export function upstreamAuthFailureKind(err: unknown): 'unreachable' | 'credentials' {
-  const e = err as { code?: unknown; path?: unknown } | undefined;
+export function upstreamAuthFailureKind(err: unknown): 'unreachable' | 'credentials' | 'untrusted-realm' {
+  const e = err as { code?: unknown; path?: unknown; untrustedRealm?: unknown } | undefined;
+  if (e?.untrustedRealm === true) return 'untrusted-realm';
   return typeof e?.code === 'string' && e.code !== '' && typeof e.path !== 'string' ? 'unreachable' : 'credentials';
 }
 
@@ -54,4 +62,16 @@ export function upstreamAuthFailureKind(err: unknown): 'unreachable' | 'credenti
 export function upstreamAuthFailureError(err: unknown): OciError {
   const kind = upstreamAuthFailureKind(err);
   return upstreamFailureError(kind, kind === 'unreachable' ? { code: (err as NodeJS.ErrnoException).code } : {});
+}
+
+/** True when an upstream 401 challenges with `error="insufficient_scope"`: it granted the proxy's token less than asked. Pure. */
+export function insufficientScope(challenge: string | string[] | undefined): boolean {
+  return typeof challenge === 'string' && /\berror="?insufficient_scope\b/i.test(challenge);
+}
+
+/** The client's answer to that 401: a 403, since the proxy's own account upstream lacks the access. Pure. */
+export function upstreamScopeError(headers: Record<string, string>): OciError {
+  const message =
+    "the upstream registry did not grant the proxy's own account this access (insufficient_scope): its permissions upstream need widening; your credentials were accepted";
+  return new OciError(403, 'DENIED', message, undefined, headers);
 }

@@ -19,6 +19,7 @@ let registry: Registry;
 let tokenServer: Server;
 let proxy: TestProxy;
 let dir: string;
+let tokenPort: number;
 const issued: { account: string | null; scopes: string[] }[] = [];
 
 /**
@@ -32,6 +33,7 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'bundle.crt'), certPem);
   const key = signingKeyFromPem(keyPem, 'upstream', certPem);
   const port = await freePort();
+  tokenPort = port;
   tokenServer = createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     const auth = req.headers.authorization ?? '';
@@ -65,7 +67,11 @@ beforeAll(async () => {
     tokenAuth: { realm: `http://127.0.0.1:${port}/token`, service: 'upstream.test', issuer: 'upstream-token-server', rootCertBundle: join(dir, 'bundle.crt') },
   });
   writeFileSync(join(dir, 'pw'), 's3cret\n');
-  proxy = await startProxy({ config: { upstream: { url: registry.url, auth: { type: 'registry-token', username: 'robot', passwordFile: join(dir, 'pw') } } } });
+  proxy = await startProxy({
+    config: {
+      upstream: { url: registry.url, auth: { type: 'registry-token', username: 'robot', passwordFile: join(dir, 'pw'), realmHosts: [`127.0.0.1:${port}`] } },
+    },
+  });
 });
 afterAll(async () => {
   await proxy?.stop();
@@ -93,7 +99,12 @@ describe('an upstream in token mode (Harbor, Docker Hub, Distribution auth: toke
     expect(await (await fetch(`${proxy.url}/readyz`)).json()).toEqual({ status: 'ready' });
     writeFileSync(join(dir, 'wrong-pw'), 'nope\n');
     const wrong = await startProxy({
-      config: { upstream: { url: registry.url, auth: { type: 'registry-token', username: 'robot', passwordFile: join(dir, 'wrong-pw') } } },
+      config: {
+        upstream: {
+          url: registry.url,
+          auth: { type: 'registry-token', username: 'robot', passwordFile: join(dir, 'wrong-pw'), realmHosts: [`127.0.0.1:${tokenPort}`] },
+        },
+      },
     });
     try {
       const r = await fetch(`${wrong.url}/readyz`);

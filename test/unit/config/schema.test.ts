@@ -54,7 +54,7 @@ describe('the config schema', () => {
   });
 
   it('refuses unknown keys in every section, naming the key and the known ones', () => {
-    expect(problem({ upstream: { url: 'http://u', caFle: '/ca' } })).toBe('upstream.caFle: unknown key (known: url, caFile, auth, timeout)');
+    expect(problem({ upstream: { url: 'http://u', caFle: '/ca' } })).toBe('upstream.caFle: unknown key (known: url, caFile, auth, timeout, followRedirects)');
     expect(problem({ upstream: { url: 'http://u', auth: { type: 'basic', username: 'u', passwordFile: 'p', pasword: 'x' } } })).toBe(
       'upstream.auth.pasword: unknown key (known: type, username, passwordFile)',
     );

@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ENTRY = fileURLToPath(new URL('./cli-entry.ts', import.meta.url));
 const HELPER_ENTRY = fileURLToPath(new URL('./credential-helper-entry.ts', import.meta.url));
 
-interface CliResult {
+export interface CliResult {
   code: number;
   stdout: string;
   stderr: string;
@@ -16,13 +17,15 @@ interface RunOptions {
   env?: NodeJS.ProcessEnv;
   cwd?: string;
   timeoutMs?: number;
+  /** Only PATH and `env` reach the child (nothing of the tester's own environment). */
+  cleanEnv?: boolean;
 }
 
-function run(entry: string, args: string[], opts: RunOptions): Promise<CliResult> {
+function run(entry: string, args: string[], opts: RunOptions, loader: string[] = ['--import', 'tsx']): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+    const child = spawn(process.execPath, [...loader, entry, ...args], {
       cwd: opts.cwd ?? ROOT,
-      env: { ...process.env, ...opts.env },
+      env: opts.cleanEnv ? { PATH: process.env.PATH, ...opts.env } : { ...process.env, ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -47,6 +50,11 @@ export function runCli(args: string[], opts: RunOptions = {}): Promise<CliResult
 /** Runs `docker-credential-registry-auth-proxy <args>` from the sources. */
 export function runCredentialHelper(args: string[], opts: RunOptions = {}): Promise<CliResult> {
   return run(HELPER_ENTRY, args, opts);
+}
+
+/** Runs one of the built `bin/` entry points (needs `npm run build`), as an installed command would run. */
+export function runBuiltBin(bin: 'registry-auth-proxy' | 'docker-credential-registry-auth-proxy', args: string[], opts: RunOptions = {}): Promise<CliResult> {
+  return run(join(ROOT, 'bin', `${bin}.js`), args, opts, []);
 }
 
 export { ROOT };

@@ -1,46 +1,26 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { base64url } from 'jose';
 import { checkLoginToken, formatSpan } from '../../../src/clients/login.js';
 import { tokenSource } from '../../../src/cli/commands/login.js';
+import { ROOT, runBuiltBin, type CliResult } from '../../helpers/cli.js';
 
 /**
  * `registry-auth-proxy login` (issue 10): reads RAP_TOKEN_FILE when --token-file is absent and `-`
  * as stdin, refuses what the proxy would refuse anyway (not a JWT, expired, no exp) and Kubernetes
  * API-server tokens, and says on stderr what it wrote, where, and until when. Spawns the built CLI.
  */
-const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
-const BIN = join(ROOT, 'bin', 'registry-auth-proxy.js');
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function login(args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: string } = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    // HOME points into the test directory: a default Docker config must never be the tester's own.
-    const child = spawn(process.execPath, [BIN, 'login', ...args], {
-      cwd: dir,
-      env: { PATH: process.env.PATH, HOME: dir, ...opts.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-    child.stdin.end(opts.stdin ?? '');
+function login(args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: string } = {}): Promise<CliResult> {
+  // HOME points into the test directory: a default Docker config must never be the tester's own.
+  return runBuiltBin('registry-auth-proxy', ['login', ...args], {
+    cwd: dir,
+    cleanEnv: true,
+    timeoutMs: 20_000,
+    stdin: opts.stdin,
+    env: { HOME: dir, ...opts.env },
   });
 }
 

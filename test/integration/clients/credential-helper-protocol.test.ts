@@ -3,13 +3,13 @@ import { execFile, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { base64url } from 'jose';
 import { buildOciImage } from '../../fixtures/images.js';
 import { requireTool } from '../../support/tools.js';
 import { startRegistryAndProxy, type RegistryAndProxy } from '../../helpers/registry-and-proxy.js';
 import type { TestProxy } from '../../helpers/server.js';
+import { ROOT, runBuiltBin, type CliResult } from '../../helpers/cli.js';
 
 /**
  * The docker-credential-helpers protocol as Docker, podman, skopeo and buildah speak it (their
@@ -18,32 +18,12 @@ import type { TestProxy } from '../../helpers/server.js';
  * through the built `bin/` entry point. `store` and `erase` succeed without storing anything, so
  * `podman login`/`logout` (and `docker login`/`logout`) work with the helper configured.
  */
-const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'docker-credential-registry-auth-proxy.js');
 const run = promisify(execFile);
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function helper(args: string[], stdin: string, env: NodeJS.ProcessEnv): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    // A clean environment: only what the test sets (RAP_REGISTRIES, RAP_TOKEN_FILE) reaches the helper.
-    const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-    child.stdin.end(stdin);
-  });
+function helper(args: string[], stdin: string, env: NodeJS.ProcessEnv): Promise<CliResult> {
+  // A clean environment: only what the test sets (RAP_REGISTRIES, RAP_TOKEN_FILE) reaches the helper.
+  return runBuiltBin('docker-credential-registry-auth-proxy', args, { cleanEnv: true, timeoutMs: 20_000, stdin, env });
 }
 
 const now = Math.floor(Date.now() / 1000);
@@ -167,7 +147,7 @@ describe('real clients with the helper configured (credHelpers)', () => {
     const env = { ...process.env, PATH: `${binDir}:${process.env.PATH}`, RAP_TOKEN_FILE: tokenFile, RAP_REGISTRIES: proxy.host };
     // private storage: podman initialises its store even for login, and other suites run podman too
     const global = ['--root', join(dir, 'podman-root'), '--runroot', join(dir, 'podman-run'), '--storage-driver', 'vfs'];
-    const login = await new Promise<Result>((resolve) => {
+    const login = await new Promise<CliResult>((resolve) => {
       const child = spawn(podman, [...global, 'login', '--authfile', authFile, '--tls-verify=false', '-u', 'anyone', '--password-stdin', proxy.host], { env });
       let stdout = '';
       let stderr = '';

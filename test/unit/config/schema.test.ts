@@ -2,18 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { CONFIG_SCHEMA_PATH, configJsonSchema } from '../../../scripts/config-schema.js';
 import { buildConfig, extendConfig } from '../../../src/config/load.js';
-import { ConfigError } from '../../../src/config/errors.js';
 import { issuerConfig } from '../../../src/config/issuer-schema.js';
+import { configProblem } from '../../support/config.js';
 
-function problem(raw: Record<string, unknown>): string {
-  try {
-    buildConfig(raw, {}, 'rap.yaml');
-  } catch (err) {
-    if (err instanceof ConfigError) return `${err.keyPath}: ${err.problem}`;
-    throw err;
-  }
-  return 'no error';
-}
+const problem = configProblem;
 
 /** Every object node of a JSON Schema, with where it is. */
 function objectNodes(node: unknown, at = '#'): [string, Record<string, unknown>][] {

@@ -1,17 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { buildConfig } from '../../../src/config/load.js';
-import { ConfigError } from '../../../src/config/errors.js';
 import { ecrRegionOf } from '../../../src/proxy/ecr-auth.js';
+import { configProblem } from '../../support/config.js';
 
-function problem(raw: Record<string, unknown>): string {
-  try {
-    buildConfig(raw, {}, 'rap.yaml');
-  } catch (err) {
-    if (err instanceof ConfigError) return `${err.keyPath}: ${err.problem}`;
-    throw err;
-  }
-  return 'no error';
-}
+const problem = configProblem;
 
 describe('ECR upstream auth', () => {
   it('reads the region from the registry host', () => {

@@ -8,9 +8,10 @@ import * as keys from './commands/keys.js';
 import * as credentialProvider from './commands/credential-provider.js';
 import * as login from './commands/login.js';
 import * as controller from './commands/controller.js';
+import * as mirrorConfig from './commands/mirror-config.js';
 
 /** Each command module registers itself; this file only wires commander and maps errors to exit codes. */
-const COMMANDS = [serve, verify, policy, keys, credentialProvider, login, controller];
+const COMMANDS = [serve, verify, policy, keys, credentialProvider, login, controller, mirrorConfig];
 
 export function buildProgram(): Command {
   const program = new Command('registry-auth-proxy')

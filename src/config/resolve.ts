@@ -4,6 +4,7 @@ import { duration, httpURL, seconds } from './fields.js';
 import { ISSUER_NAME, issuerConfig } from './issuer-schema.js';
 import { parseOrThrow } from './issues.js';
 import { listenAddress, urlHost, type ListenAddress } from './net.js';
+import { resolveUpstreams, slowest } from './upstreams.js';
 import { configFileSchema, tokenTTLRange, upstreamSchema, upstreamURL, type ConfigFile } from './schema.js';
 import type { Config, IssuerConfig, LimitsConfig, TokensConfig, UpstreamConfig } from './types.js';
 
@@ -48,7 +49,9 @@ export function buildConfig(raw: Record<string, unknown>, flags: ServeFlags = {}
   const publicURLGiven = flags.publicUrl ?? doc.publicURL;
   const publicURL = parseOrThrow(httpURL, publicURLGiven ?? derivedPublicURL(listen, doc.tls !== undefined), file, 'publicURL').replace(/\/+$/, '');
   const service = flags.service ?? doc.service ?? new URL(publicURL).host;
-  const upstream = resolveUpstream(doc, flags, env, file, fail);
+  const single = resolveUpstream(doc, flags, env, file, fail);
+  const upstreams = resolveUpstreams(doc, single, fail);
+  const upstream = single ?? upstreams?.find((u) => u.prefix === '');
   return deepFreeze({
     file,
     listen,
@@ -57,12 +60,13 @@ export function buildConfig(raw: Record<string, unknown>, flags: ServeFlags = {}
     service,
     tls: doc.tls,
     upstream,
+    upstreams,
     issuers: resolveIssuers(doc, flags, service, file, fail),
     tokens: resolveTokens(doc.tokens, flags, file),
     policies: flags.policy ?? doc.policies ?? (flags.dev ? DEV_POLICY_PATH : defaultPolicyPath()),
     anonymous: doc.anonymous,
     explainDenials: doc.explainDenials,
-    limits: resolveLimits(doc.limits, upstream, fail),
+    limits: resolveLimits(doc.limits, slowest(upstream, upstreams), fail),
     trustedProxies: doc.trustedProxies,
     shutdownGrace: doc.shutdownGrace,
     logLevel: flags.logLevel ?? doc.logLevel ?? env.RAP_LOG_LEVEL ?? 'info',

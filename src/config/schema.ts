@@ -41,7 +41,7 @@ function upstreamURLProblem(s: string): string | undefined {
 /** Also used for `--upstream` and `RAP_UPSTREAM`, which may be empty strings. */
 export const upstreamURL = refineBy(z.string(), upstreamURLProblem).transform((s) => s.replace(/\/+$/, ''));
 
-const AUTH_TYPES = 'none, basic, bearer, registry-token, ecr';
+const AUTH_TYPES = 'none, basic, bearer, registry-token, ecr, gar';
 
 const upstreamAuth = z.discriminatedUnion(
   'type',
@@ -71,6 +71,9 @@ const upstreamAuth = z.discriminatedUnion(
         'AWS region of the ECR registry; default: the one its host names (<account>.dkr.ecr.<region>.amazonaws.com), else AWS_REGION',
       ),
     }),
+    mapping({ type: z.literal('gar') }).describe(
+      'Google Artifact Registry: an access token from Application Default Credentials (metadata server, GOOGLE_APPLICATION_CREDENTIALS key or external_account file) as oauth2accesstoken in the token dance',
+    ),
   ],
   { error: (i) => (i.code === 'invalid_union' ? authTypeProblem((i.input as { type?: unknown }).type) : 'must be a mapping') },
 );
@@ -100,6 +103,35 @@ export const upstreamSchema = mapping({
     .describe(
       'true: the proxy follows blob GET/HEAD redirects to storage itself (no credentials sent there) and streams the body; false: clients get the redirect',
     ),
+});
+
+/** A repository-name prefix naming one of `upstreams`: lower-case path components, ending in `/`. */
+function upstreamPrefixProblem(s: string): string | undefined {
+  return /^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*\/)+$/.test(s) ? undefined : `"${s}" must be repository path components ending in "/", like "hub/"`;
+}
+
+/** Names unique, at most one entry without a prefix, no prefix a prefix of another. */
+function upstreamsProblem(list: readonly { name: string; prefix?: string }[]): string | undefined {
+  const names = list.map((u) => u.name);
+  const dup = names.find((n, i) => names.indexOf(n) !== i);
+  if (dup !== undefined) return `name "${dup}" is used twice`;
+  if (list.filter((u) => u.prefix === undefined).length > 1) return 'at most one entry may omit prefix (the default upstream)';
+  for (const a of list)
+    for (const b of list)
+      if (a !== b && a.prefix !== undefined && b.prefix !== undefined && b.prefix.startsWith(a.prefix))
+        return `prefixes of "${a.name}" (${a.prefix}) and "${b.name}" (${b.prefix}) overlap`;
+  return undefined;
+}
+
+const namedUpstreamSchema = mapping({
+  name: refineBy(text, (s) => (/^[a-z0-9][a-z0-9_-]*$/.test(s) ? undefined : `"${s}" must be lower-case letters, digits, "-" or "_"`)).describe(
+    'name of this upstream, unique; policies see it as request.upstream',
+  ),
+  prefix: optionalString(refineBy(text, upstreamPrefixProblem)).describe(
+    'repository-name prefix ending in "/" (hub/) routed here, removed upstream; absent: the default upstream',
+  ),
+  ...upstreamSchema.shape,
+  url: text.pipe(upstreamURL).describe('base URL of the registry; may have a path prefix; no query, fragment, credentials or /v2'),
 });
 
 /** Lifetime of issued tokens, in ms; also checks `--token-ttl`. */
@@ -181,6 +213,9 @@ export const configFileSchema = mapping({
   service: optText.describe('token service name, the aud of issued tokens; default: host of publicURL'),
   tls: mapping({ certFile: text, keyFile: text }).optional().describe('serve HTTPS with this certificate and key'),
   upstream: upstreamSchema.optional().describe('the registry behind the proxy'),
+  upstreams: refineBy(z.array(namedUpstreamSchema, { error: 'must be a list' }), upstreamsProblem)
+    .optional()
+    .describe('several registries behind one proxy, chosen by repository-name prefix; the entry without prefix (or upstream) is the default'),
   issuers: z.array(issuerEntry, { error: 'must be a list' }).optional().describe('identity token issuers the proxy trusts'),
   tokens: tokensSchema.prefault({}).describe('registry tokens the proxy issues'),
   policies: optText.describe('policy file or directory; default ./policies if it exists, else the shipped policies/default.yaml'),

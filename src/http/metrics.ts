@@ -31,8 +31,8 @@ export function createMetrics() {
     }),
     upstreamLatency: new Histogram({
       name: 'rap_upstream_response_seconds',
-      help: 'Time until the upstream answered with headers, by route',
-      labelNames: ['route', 'status'] as const,
+      help: 'Time until the upstream answered with headers, by route (and upstream, with several)',
+      labelNames: ['route', 'status', 'upstream'] as const,
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     }),
@@ -45,6 +45,7 @@ export function createMetrics() {
     upstreamRateLimitRemaining: new Gauge({
       name: 'rap_upstream_ratelimit_remaining',
       help: "Requests left in the upstream's rate-limit window, from its last ratelimit-remaining header (Docker Hub)",
+      labelNames: ['upstream'] as const,
       registers: [registry],
     }),
     jwksRefreshes: new Counter({

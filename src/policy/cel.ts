@@ -27,6 +27,7 @@ export function policyEnvironment(): Environment {
         actions: 'list<string>',
         service: 'string',
         clientIP: 'string',
+        upstream: 'string',
       },
     });
 }
@@ -42,7 +43,7 @@ export interface CelContext {
     serviceAccount: string;
     podName: string;
   };
-  request: { type: string; repository: string; actions: string[]; service: string; clientIP: string };
+  request: { type: string; repository: string; actions: string[]; service: string; clientIP: string; upstream: string };
 }
 
 export type CompiledWhen = (ctx: CelContext) => unknown;

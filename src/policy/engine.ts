@@ -14,11 +14,11 @@ export interface CompiledRule extends Rule {
  * A requested `*` (skopeo asks `repository:R:*` to delete) is literal: granted only by an allow
  * rule listing `*`, and withheld when a matching deny rule removes any action at all.
  */
-export function createPolicyEngine(rules: CompiledRule[]): PolicyEngine {
+export function createPolicyEngine(rules: CompiledRule[], upstreamOf: (repository: string) => string = () => ''): PolicyEngine {
   return {
     rules,
     decide(identity: Identity, scope: Scope, context: RequestContext): Decision {
-      const ctx = celContext(identity, scope, context);
+      const ctx = celContext(identity, scope, context, upstreamOf);
       const allowed = new Set<string>();
       const denied = new Set<string>();
       let allowAll = false;
@@ -58,7 +58,7 @@ function matches(rule: CompiledRule, ctx: CelContext): boolean {
   return result;
 }
 
-function celContext(identity: Identity, scope: Scope, context: RequestContext): CelContext {
+function celContext(identity: Identity, scope: Scope, context: RequestContext, upstreamOf: (repository: string) => string): CelContext {
   return {
     claims: identity.claims,
     identity: {
@@ -76,6 +76,7 @@ function celContext(identity: Identity, scope: Scope, context: RequestContext): 
       actions: scope.actions,
       service: context.service,
       clientIP: context.clientIP,
+      upstream: scope.type === 'repository' ? upstreamOf(scope.name) : '',
     },
   };
 }

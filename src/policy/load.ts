@@ -63,7 +63,8 @@ function firstProblem(issues: readonly z.core.$ZodIssue[]): string {
  * recursive, so `policies/examples/` is never loaded by accident). Every rule is validated and its
  * `when` parsed and type-checked now, so a bad policy stops start-up instead of failing requests.
  */
-export function loadPolicies(path: string): PolicyEngine {
+/** `upstreamOf`: request.upstream for a repository name (config/upstreams.ts; '' with one upstream). */
+export function loadPolicies(path: string, upstreamOf?: (repository: string) => string): PolicyEngine {
   let files: string[];
   let st;
   try {
@@ -90,7 +91,7 @@ export function loadPolicies(path: string): PolicyEngine {
       rules.push(rule);
     }
   }
-  return createPolicyEngine(rules);
+  return createPolicyEngine(rules, upstreamOf);
 }
 
 /** Compiles rules from YAML text (exported for tests and `policy test`). */

@@ -34,6 +34,8 @@ export interface ForwardOptions {
   filterBody?: () => Transform;
   /** Replaces the default `Link` rewrite (targets moved to publicURL); undefined drops the header. */
   rewriteLink?: (link: string) => string | undefined;
+  /** Maps a path of the upstream's (Location, Link) to the client's (several upstreams: names carry a prefix). */
+  clientPath?: (path: string) => string;
 }
 
 export interface Forwarder {
@@ -52,6 +54,7 @@ interface Meta extends Exchange {
   proxyReq?: { destroy(err?: Error): void };
   filterBody?: () => Transform;
   rewriteLink?: ForwardOptions['rewriteLink'];
+  clientPath?: ForwardOptions['clientPath'];
   /** A blob GET/HEAD with upstream.followRedirects: a storage redirect is followed by the proxy (redirect.ts). */
   follow?: boolean;
 }
@@ -104,7 +107,7 @@ function onUpstreamResponse(proxyRes: IncomingMessage, req: IncomingMessage, res
   trackResponse(proxyRes, res, meta, deps);
   const upstreamURL = deps.config.upstream!.url;
   const narrowed = status === 401 && insufficientScope(proxyRes.headers['www-authenticate']);
-  rewriteResponseHeaders(proxyRes.headers, { upstreamURL, publicURL: deps.config.publicURL, rewriteLink: meta?.rewriteLink });
+  rewriteResponseHeaders(proxyRes.headers, { upstreamURL, publicURL: deps.config.publicURL, rewriteLink: meta?.rewriteLink, clientPath: meta?.clientPath });
   if (status === 401 || status === 407) {
     // The upstream (401) or an HTTP proxy before it (407) refused the proxy's own credentials:
     // the client can do nothing about that. Answer for ourselves and drain the upstream's body
@@ -138,6 +141,7 @@ function track(req: IncomingMessage, res: ServerResponse, opts: ForwardOptions, 
     started: performance.now(),
     filterBody: opts.filterBody,
     rewriteLink: opts.rewriteLink,
+    clientPath: opts.clientPath,
     route: opts.route,
     // Socket events run in whichever request's async context created the pooled socket, so the
     // request id travels explicitly rather than through the logger's AsyncLocalStorage.

@@ -15,8 +15,7 @@ import type { Metrics } from '../http/metrics.js';
 import { clientIPOf } from '../http/client-ip.js';
 import type { RegistryTokenVerifier } from '../token/types.js';
 import { authorize, isAuthorized } from './authorize.js';
-import { createForwarder, type Forwarder } from './forward.js';
-import { createUpstreamAuth, type UpstreamAuth } from './upstream-auth.js';
+import { clientPath, createTargets, tagsNameRewrite, targetOf, toUpstream } from './upstreams.js';
 import { upstreamAuthFailureError, upstreamFailureError } from './upstream-failure.js';
 import { rateLimitRemaining } from './token-realm.js';
 
@@ -74,15 +73,27 @@ function catalogFilter(policy: PolicyEngine | undefined, identity: Identity | un
     });
 }
 
+/** The catalog narrowed by policy; a tags list's `name` given back as the client's; else none. */
+function bodyFilter(route: Route, clientRoute: Route, catalog: () => () => Transform): (() => Transform) | undefined {
+  if (route.kind === 'catalog') return catalog();
+  return route.kind === 'tags' && route.name !== clientRoute.name ? tagsNameRewrite(route.name!, clientRoute.name!) : undefined;
+}
+
+const NO_UPSTREAM = new OciError(404, 'NAME_UNKNOWN', 'no upstream serves this repository name: it matches no configured prefix');
+const NO_CATALOG = new OciError(400, 'UNSUPPORTED', 'the catalog is not available when several upstreams are configured');
+
 export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   const { config, logger, tokens, metrics, policy } = deps;
-  const forwarder: Forwarder | undefined = config.upstream ? createForwarder(config, logger, deps.draining) : undefined;
-  const upstreamAuth: UpstreamAuth | undefined = config.upstream ? createUpstreamAuth(config.upstream, logger) : undefined;
+  const targets = createTargets(config, logger, deps.draining);
   const cursors = createCursorCodec(deps.keys);
 
   /** Streams the authorized request to the upstream with the proxy's own credentials. */
-  async function forward(req: IncomingMessage, res: ServerResponse, route: Route, identity: Identity | undefined): Promise<void> {
-    if (!forwarder || !upstreamAuth) return sendOciError(res, upstreamFailureError('unconfigured'));
+  async function forward(req: IncomingMessage, res: ServerResponse, clientRoute: Route, identity: Identity | undefined): Promise<void> {
+    const target = targetOf(targets, clientRoute);
+    if (!target) return sendOciError(res, targets.length ? NO_UPSTREAM : upstreamFailureError('unconfigured'));
+    if (clientRoute.kind === 'catalog' && targets.length > 1) return sendOciError(res, NO_CATALOG);
+    const { forwarder, auth: upstreamAuth } = target;
+    const route = toUpstream(targets, target, clientRoute);
     let authorization: string | undefined;
     try {
       authorization = await upstreamAuth.authorization(route.scopes);
@@ -96,15 +107,18 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
       authorization,
       route: route.kind,
       onUpstreamStatus: (status, seconds, headers) => {
-        metrics?.upstreamLatency.observe({ route: route.kind, status: String(status) }, seconds);
+        // `upstream` only with several upstreams: a single one keeps its series as they were.
+        const labels = target.name ? { upstream: target.name } : {};
+        metrics?.upstreamLatency.observe({ route: route.kind, status: String(status), ...labels }, seconds);
         const remaining = rateLimitRemaining(headers['ratelimit-remaining']);
-        if (remaining !== undefined) metrics?.upstreamRateLimitRemaining.set(remaining);
+        if (remaining !== undefined) metrics?.upstreamRateLimitRemaining.set(labels, remaining);
         if (status === 401) upstreamAuth.invalidate(route.scopes);
       },
-      filterBody: catalog ? catalogFilter(policy, identity, { service: config.service, clientIP: clientIPOf(req) }) : undefined,
+      filterBody: bodyFilter(route, clientRoute, () => catalogFilter(policy, identity, { service: config.service, clientIP: clientIPOf(req) })),
       // The upstream's next-page Link names a repository of the unfiltered list: seal it.
       rewriteLink: catalog ? (link) => catalogLink(link, config.publicURL, cursors.seal) : undefined,
       onBytes: metrics ? (direction, bytes) => metrics.bytesStreamed.inc({ direction }, bytes) : undefined,
+      clientPath: clientPath(target.prefix, { upstream: route.name, client: clientRoute.name }),
     });
   }
 
@@ -123,8 +137,8 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   };
   return Object.assign(handler, {
     async close() {
-      forwarder?.close();
-      await upstreamAuth?.close();
+      for (const t of targets) t.forwarder.close();
+      await Promise.all(targets.map((t) => t.auth.close()));
     },
   });
 }

@@ -85,7 +85,7 @@ export function forwardsFraming(method: string | undefined, headers: IncomingMes
   return headers['transfer-encoding'] !== undefined && method !== 'DELETE' && method !== 'OPTIONS';
 }
 
-function rewriteLocation(location: string, upstreamURL: string, publicURL: string): string {
+function rewriteLocation(location: string, upstreamURL: string, publicURL: string, clientPath: (path: string) => string = (p) => p): string {
   let target: URL;
   const upstream = new URL(upstreamURL);
   try {
@@ -101,12 +101,12 @@ function rewriteLocation(location: string, upstreamURL: string, publicURL: strin
   // `http.prefix`) names its URLs with the prefix; clients know the proxy's `/v2/` only.
   const prefix = upstream.pathname.replace(/\/+$/, '');
   const path = prefix && target.pathname.startsWith(`${prefix}/`) ? target.pathname.slice(prefix.length) : target.pathname;
-  return `${publicURL}${path}${target.search}`;
+  return `${publicURL}${clientPath(path)}${target.search}`;
 }
 
 /** Every `<target>` of a `Link` header rewritten as a Location would be (pagination of tags, referrers). */
-function rewriteLinkTargets(link: string, upstreamURL: string, publicURL: string): string {
-  return link.replace(/<([^>]*)>/g, (_m, target: string) => `<${rewriteLocation(target, upstreamURL, publicURL)}>`);
+function rewriteLinkTargets(link: string, opts: ResponseRewrite): string {
+  return link.replace(/<([^>]*)>/g, (_m, target: string) => `<${rewriteLocation(target, opts.upstreamURL, opts.publicURL, opts.clientPath)}>`);
 }
 
 interface ResponseRewrite {
@@ -114,6 +114,8 @@ interface ResponseRewrite {
   publicURL: string;
   /** Replaces the default `Link` rewrite; undefined drops the header. */
   rewriteLink?: (link: string) => string | undefined;
+  /** The client's path for an upstream path (a name prefix added back); absent: unchanged. */
+  clientPath?: (path: string) => string;
 }
 
 /**
@@ -123,10 +125,10 @@ interface ResponseRewrite {
  */
 export function rewriteResponseHeaders(headers: IncomingHttpHeaders, opts: ResponseRewrite): void {
   const loc = headers.location;
-  if (typeof loc === 'string') headers.location = rewriteLocation(loc, opts.upstreamURL, opts.publicURL);
+  if (typeof loc === 'string') headers.location = rewriteLocation(loc, opts.upstreamURL, opts.publicURL, opts.clientPath);
   const link = headers.link;
   if (typeof link === 'string') {
-    const rewritten = opts.rewriteLink ? opts.rewriteLink(link) : rewriteLinkTargets(link, opts.upstreamURL, opts.publicURL);
+    const rewritten = opts.rewriteLink ? opts.rewriteLink(link) : rewriteLinkTargets(link, opts);
     if (rewritten === undefined) delete headers.link;
     else headers.link = rewritten;
   }

@@ -6,6 +6,7 @@ import { formatScope, type Scope } from '../oci/scope.js';
 import { TokenCache, type CacheFill } from '../identity/token-cache.js';
 import { parseTokenResponse, untrustedRealm } from './token-realm.js';
 import { ecrAuth } from './ecr-auth.js';
+import { garAuth } from './gar-auth.js';
 
 /** Byte budget of the upstream-token cache: one entry per distinct scope set, a few thousand fit. */
 const UPSTREAM_TOKEN_CACHE_MAX_BYTES = 8 * 1024 * 1024;
@@ -56,6 +57,8 @@ export function createUpstreamAuth(upstream: UpstreamConfig, logger: Logger): Up
       return registryTokenAuth(upstream, auth, logger);
     case 'ecr':
       return ecrAuth(upstream.url, auth.region, logger);
+    case 'gar':
+      return garAuth(upstream, logger);
   }
 }
 

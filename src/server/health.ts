@@ -1,6 +1,6 @@
 import { Agent, request } from 'undici';
 import { readFileSync } from 'node:fs';
-import type { UpstreamConfig } from '../config/types.js';
+import type { Config, UpstreamConfig } from '../config/types.js';
 import { silentLogger, type Logger } from '../log.js';
 import { upstreamAuthFailureKind } from '../proxy/upstream-failure.js';
 import { createUpstreamAuth, type UpstreamAuth } from '../proxy/upstream-auth.js';
@@ -82,7 +82,7 @@ async function checkUpstream(upstream: UpstreamConfig, dispatcher: Agent | undef
  * with `registry-token` auth the token dance must succeed first, with the others their header is
  * sent, with `none` nothing is. Probed lazily by /readyz, at most every few seconds.
  */
-export function createUpstreamProbe(upstream: UpstreamConfig | undefined, logger?: Logger, intervalMs = 5000) {
+function createUpstreamProbe(upstream: UpstreamConfig | undefined, logger?: Logger, intervalMs = 5000) {
   let lastOk = 0;
   let lastTry = 0;
   let last: ProbeOutcome = { ok: false, reason: UPSTREAM_UNREACHABLE, detail: 'not probed yet' };
@@ -121,6 +121,22 @@ export function createUpstreamProbe(upstream: UpstreamConfig | undefined, logger
     async close() {
       await dispatcher?.close();
       await auth?.close();
+    },
+  };
+}
+
+/** One probe per upstream (`upstreams:`): ready only while every one is; the reason names the first that is not. */
+export function createUpstreamsProbe(config: Pick<Config, 'upstream' | 'upstreams'>, logger?: Logger) {
+  if (!config.upstreams) return createUpstreamProbe(config.upstream, logger);
+  const probes = config.upstreams.map((u) => ({ name: u.name, probe: createUpstreamProbe(u, logger) }));
+  return {
+    async ready(): Promise<{ ok: boolean; reason?: string }> {
+      const results = await Promise.all(probes.map(async (p) => ({ name: p.name, ...(await p.probe.ready()) })));
+      const down = results.find((r) => !r.ok);
+      return down ? { ok: false, reason: `upstream ${down.name}: ${down.reason ?? UPSTREAM_UNREACHABLE}` } : { ok: true };
+    },
+    async close() {
+      await Promise.all(probes.map((p) => p.probe.close()));
     },
   };
 }

@@ -1,5 +1,6 @@
 import { extendConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
+import { upstreamNameOf } from '../config/upstreams.js';
 import { inClusterIssuer } from '../identity/in-cluster.js';
 import type { Logger } from '../log.js';
 import { createIdentityVerifier } from '../identity/verifier.js';
@@ -13,7 +14,7 @@ import { createRegistryTokenVerifier } from '../token/verify.js';
 import type { RegistryTokenVerifier } from '../token/types.js';
 import { sendJson } from '../http/response.js';
 import { createApp, type AppRoutes, type AppState } from './app.js';
-import { createUpstreamProbe } from './health.js';
+import { createUpstreamsProbe } from './health.js';
 import { startListener, type Listener } from './listen.js';
 import { createMetrics, type Metrics } from '../http/metrics.js';
 import { createRateLimiter } from '../http/rate-limit.js';
@@ -50,7 +51,7 @@ export interface RuntimeOptions {
 function serviceRoutes(d: {
   keys: KeyRing;
   identity: IdentityVerifier;
-  probe: ReturnType<typeof createUpstreamProbe>;
+  probe: ReturnType<typeof createUpstreamsProbe>;
   metrics: Metrics;
   state: AppState;
 }): Omit<AppRoutes, 'token' | 'v2' | 'extra'> {
@@ -97,7 +98,7 @@ function logListening(logger: Logger, config: Config, listener: Listener, rules:
 
 export async function startRuntime(loaded: Config, logger: Logger, options: RuntimeOptions = {}): Promise<Runtime> {
   const config = await withClusterIssuer(loaded, logger, options);
-  const policy = loadPolicies(config.policies);
+  const policy = loadPolicies(config.policies, upstreamNameOf(config.upstreams));
   if (policy.rules.length === 0) logger.warn({ policies: config.policies }, 'no policy rules loaded: every request will be denied');
   const keys = await loadKeyRing(config.tokens, logger);
   if (config.issuers.length === 0 && !config.anonymous) logger.warn('no identity issuer configured: no identity token can be accepted');
@@ -110,7 +111,7 @@ export async function startRuntime(loaded: Config, logger: Logger, options: Runt
   const tokens = createRegistryTokenVerifier(keys, { issuer: config.publicURL, service: config.service });
   const state = { draining: false };
   const proxy = createProxyHandler({ config, logger, tokens, policy, metrics, keys, draining: () => state.draining });
-  const probe = createUpstreamProbe(config.upstream, logger);
+  const probe = createUpstreamsProbe(config, logger);
   const limiter = createRateLimiter(config.limits.tokenPerClient, config.limits.tokenGlobal);
   const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter });
 

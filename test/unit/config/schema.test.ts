@@ -33,6 +33,7 @@ describe('the config schema', () => {
       'service',
       'tls',
       'upstream',
+      'upstreams',
       'issuers',
       'tokens',
       'policies',

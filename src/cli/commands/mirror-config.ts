@@ -1,0 +1,51 @@
+import type { Command } from 'commander';
+import { loadConfig } from '../../config/load.js';
+import type { Config } from '../../config/types.js';
+import { CliExit } from '../exit.js';
+
+/** containerd's name for a registry: the host (and port) of its URL; Docker Hub's API host is `docker.io`. */
+function registryName(url: string): string {
+  const host = new URL(url).host;
+  return host === 'registry-1.docker.io' || host === 'index.docker.io' ? 'docker.io' : host;
+}
+
+/**
+ * containerd `hosts.toml` files that send pulls of each configured upstream's images through the
+ * proxy: `server` is the upstream (used when the proxy is down), the proxy is a `pull`/`resolve`
+ * mirror (never `push`: containerd pushes to the server). An upstream behind a prefix (`hub/`) is
+ * reached at `<publicURL>/v2/hub` with `override_path`, so `docker.io/library/nginx` is asked for as
+ * `hub/library/nginx`. One file per upstream, each headed by the path it belongs at. Pure.
+ */
+export function containerdHostsToml(config: Pick<Config, 'publicURL' | 'upstream' | 'upstreams'>, certsDir = '/etc/containerd/certs.d'): string {
+  const upstreams = config.upstreams ?? (config.upstream ? [{ ...config.upstream, name: 'default', prefix: '' }] : []);
+  const base = config.publicURL.replace(/\/+$/, '');
+  return upstreams
+    .map((u) => {
+      const prefix = u.prefix.replace(/\/+$/, '');
+      const viaPath = prefix !== '' || new URL(base).pathname !== '/';
+      const host = viaPath ? `${base}/v2${prefix ? `/${prefix}` : ''}` : base;
+      return [
+        `# ${certsDir}/${registryName(u.url)}/hosts.toml  (upstream "${u.name}"${prefix ? `, prefix ${u.prefix}` : ''})`,
+        `server = "${u.url}"`,
+        '',
+        `[host."${host}"]`,
+        '  capabilities = ["pull", "resolve"]',
+        ...(viaPath ? ['  override_path = true'] : []),
+        '',
+      ].join('\n');
+    })
+    .join('\n');
+}
+
+export function register(program: Command): void {
+  program
+    .command('mirror-config')
+    .description('print containerd hosts.toml entries that make the proxy a pull mirror of each configured upstream')
+    .option('--config <file>', 'config file (default: RAP_CONFIG)')
+    .option('--certs-dir <dir>', "containerd's config_path, for the file names printed", '/etc/containerd/certs.d')
+    .action((opts: { config?: string; certsDir: string }) => {
+      const config = loadConfig({ config: opts.config });
+      if (!config.upstream && !config.upstreams?.length) throw new CliExit(2, 'mirror-config: the config names no upstream');
+      process.stdout.write(containerdHostsToml(config, opts.certsDir));
+    });
+}

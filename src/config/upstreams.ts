@@ -1,0 +1,38 @@
+import type { ConfigFile } from './schema.js';
+import type { NamedUpstream, UpstreamConfig } from './types.js';
+
+/**
+ * Several upstreams behind one proxy (`upstreams:`): which one a client's repository name goes to.
+ * Pure; used by policy (request.upstream) and by the proxy (forwarder, credentials, names).
+ */
+
+/** The entries of `upstreams:`, the prefix-less one (prefix '') standing for the default. */
+export function resolveUpstreams(
+  doc: Pick<ConfigFile, 'upstreams'>,
+  single: UpstreamConfig | undefined,
+  fail: (keyPath: string, problem: string) => never,
+): readonly NamedUpstream[] | undefined {
+  if (!doc.upstreams) return undefined;
+  const list = doc.upstreams.map(({ prefix, ...u }) => ({ ...u, prefix: prefix ?? '' }));
+  if (single && list.some((u) => u.prefix === '')) fail('upstreams', 'an entry without prefix and upstream are both the default: keep one');
+  if (single && list.some((u) => u.name === 'default')) fail('upstreams', 'the name "default" is upstream\'s when both are set');
+  return single ? [{ ...single, name: 'default', prefix: '' }, ...list] : list;
+}
+
+/** The upstream with the longest `timeout` (the idle cut of client connections must exceed it). */
+export function slowest(single: UpstreamConfig | undefined, upstreams: readonly NamedUpstream[] | undefined): UpstreamConfig | undefined {
+  return (upstreams ?? []).reduce<UpstreamConfig | undefined>((a, u) => (!a || u.timeout > a.timeout ? u : a), single);
+}
+
+/** The upstream serving a client's repository name: the longest matching prefix, else the default. */
+export function upstreamFor<U extends { prefix: string }>(upstreams: readonly U[], name: string): U | undefined {
+  let best: U | undefined;
+  for (const u of upstreams) if (name.startsWith(u.prefix) && (!best || u.prefix.length > best.prefix.length)) best = u;
+  return best;
+}
+
+/** `request.upstream` for a repository name: the upstream's name; '' with a single upstream. */
+export function upstreamNameOf(upstreams: readonly NamedUpstream[] | undefined): (repository: string) => string {
+  if (!upstreams) return () => '';
+  return (repository) => upstreamFor(upstreams, repository)?.name ?? '';
+}

@@ -38,6 +38,8 @@ type RouteErrorCode = 'NAME_INVALID' | 'NAME_UNKNOWN' | 'DIGEST_INVALID' | 'MANI
 const UPLOAD_ID = /^[A-Za-z0-9_-]{1,128}$/;
 /** Parameters that start a cross-repository mount; forwarded only on an authorized upload-start. */
 const MOUNT_PARAMS = ['mount', 'from'];
+/** containerd's mirror hint (`?ns=docker.io`): read by the proxy to pick the upstream, never forwarded. */
+const PROXY_PARAMS = ['ns'];
 
 /**
  * The query the upstream gets: parsed once (URLSearchParams, `&` only) and re-serialized, so the
@@ -47,7 +49,7 @@ const MOUNT_PARAMS = ['mount', 'from'];
  */
 function canonicalQuery(rawQuery: string): string {
   const params = new URLSearchParams(rawQuery);
-  for (const p of MOUNT_PARAMS) params.delete(p);
+  for (const p of [...MOUNT_PARAMS, ...PROXY_PARAMS]) params.delete(p);
   const q = params.toString();
   return q ? `?${q}` : '';
 }

@@ -15,7 +15,7 @@ import type { Metrics } from '../http/metrics.js';
 import { clientIPOf } from '../http/client-ip.js';
 import type { RegistryTokenVerifier } from '../token/types.js';
 import { authorize, isAuthorized } from './authorize.js';
-import { clientPath, createTargets, tagsNameRewrite, targetOf, toUpstream } from './upstreams.js';
+import { clientPath, createTargets, tagsNameRewrite, targetOf, toUpstream, withNamespace, type Target } from './upstreams.js';
 import { upstreamAuthFailureError, upstreamFailureError } from './upstream-failure.js';
 import { rateLimitRemaining } from './token-realm.js';
 
@@ -39,11 +39,17 @@ export interface ProxyHandler {
   close(): Promise<void>;
 }
 
-/** The request's route, or why it is refused before any credential is looked at. Pure. */
-function routeOf(req: Pick<IncomingMessage, 'method' | 'url' | 'headers' | 'headersDistinct'>): Route | OciError {
+/**
+ * The request's route, or why it is refused before any credential is looked at; containerd's
+ * mirror hint (`?ns=`) picks the upstream here, before anything is authorized. Pure.
+ */
+function routeOf(req: Pick<IncomingMessage, 'method' | 'url' | 'headers' | 'headersDistinct'>, targets: readonly Target[]): Route | OciError {
   const rawUrl = req.url ?? '/';
   const q = rawUrl.indexOf('?');
-  const route = classify(req.method ?? 'GET', q < 0 ? rawUrl : rawUrl.slice(0, q), q < 0 ? '' : rawUrl.slice(q + 1));
+  const rawQuery = q < 0 ? '' : rawUrl.slice(q + 1);
+  const classified = classify(req.method ?? 'GET', q < 0 ? rawUrl : rawUrl.slice(0, q), rawQuery);
+  if (isRouteError(classified)) return classified;
+  const route = withNamespace(targets, classified, new URLSearchParams(rawQuery).get('ns'));
   if (isRouteError(route)) return route;
   const te = req.headers['transfer-encoding'];
   const refused = refuseBody(route, {
@@ -123,7 +129,7 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   }
 
   const handler = async (req: IncomingMessage, res: ServerResponse, _url: URL): Promise<void> => {
-    const route = routeOf(req);
+    const route = routeOf(req, targets);
     if (route instanceof OciError) return sendOciError(res, route);
     const authorized = await authorize(req, route, { config, logger, tokens, policy });
     if (!isAuthorized(authorized)) return sendOciError(res, authorized);

@@ -2,7 +2,9 @@ import { Transform } from 'node:stream';
 import type { Config, UpstreamConfig } from '../config/types.js';
 import { upstreamFor } from '../config/upstreams.js';
 import type { Logger } from '../log.js';
+import { OciError } from '../oci/errors.js';
 import { withoutMount, type Route } from '../oci/route.js';
+import { isValidRepositoryName } from '../oci/scope.js';
 import { createForwarder, type Forwarder } from './forward.js';
 import { createUpstreamAuth, type UpstreamAuth } from './upstream-auth.js';
 
@@ -43,6 +45,35 @@ export function upstreamName(target: Pick<Target, 'prefix' | 'upstream'>, client
 export function targetOf(targets: readonly Target[], route: Route): Target | undefined {
   if (route.name !== undefined) return upstreamFor(targets, route.name);
   return targets.find((t) => t.prefix === '') ?? targets[0];
+}
+
+/** How containerd names a registry (`?ns=`): the URL's host (and port); Docker Hub's hosts are `docker.io`. */
+function registryHost(host: string): string {
+  const h = host.toLowerCase();
+  return DOCKER_HUB.has(h) ? 'docker.io' : h;
+}
+
+/**
+ * containerd's mirror mode (`?ns=<registry host>`): `ns` is looked up among the configured upstreams'
+ * hosts, never dialed, and the request is taken as one for that upstream: the name gets its prefix
+ * (`library/nginx` → `hub/library/nginx`) unless it routes there already (hosts.toml with
+ * override_path), so policy, token and forwarding all see the same name. An `ns` that names no
+ * configured upstream is refused (404 NAME_UNKNOWN, and containerd falls back to the next host):
+ * prefix routing would serve another registry's image under the name asked for. A mount is
+ * dropped (mirrors are pull-only). Without `ns` or a name, the route as it was. Pure.
+ */
+export function withNamespace(targets: readonly Pick<Target, 'prefix' | 'upstream'>[], route: Route, ns: string | null): Route | OciError {
+  if (ns === null || route.name === undefined) return route;
+  const hosts = targets.filter((t) => registryHost(new URL(t.upstream.url).host) === registryHost(ns));
+  if (hosts.length === 0) return new OciError(404, 'NAME_UNKNOWN', `no upstream is configured for registry ${JSON.stringify(ns)} (ns)`);
+  const current = upstreamFor(targets, route.name);
+  if (current && hosts.includes(current)) return route;
+  const name = `${hosts[0]!.prefix}${route.name}`;
+  if (!isValidRepositoryName(name) || upstreamFor(targets, name) !== hosts[0]) {
+    return new OciError(404, 'NAME_UNKNOWN', `repository ${route.name} cannot be reached on registry ${JSON.stringify(ns)} (ns)`);
+  }
+  const r = route.mountFrom !== undefined ? withoutMount(route) : route;
+  return { ...r, name, path: `/v2/${name}${r.path.slice(`/v2/${r.name!}`.length)}`, scopes: r.scopes.map((s) => ({ ...s, name })) };
 }
 
 /**

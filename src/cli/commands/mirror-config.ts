@@ -37,15 +37,49 @@ export function containerdHostsToml(config: Pick<Config, 'publicURL' | 'upstream
     .join('\n');
 }
 
+/**
+ * podman/CRI-O `registries.conf` entries doing the same: each upstream's registry (by the name
+ * images use, `docker.io`) gets the proxy as a mirror, its prefix as the mirror's namespace
+ * (`docker.io/library/nginx` → `<proxy>/hub/library/nginx`); `insecure` where the URL is http.
+ * A publicURL with a path cannot be a registries.conf mirror (a location has no API path). Pure.
+ */
+export function registriesConf(config: Pick<Config, 'publicURL' | 'upstream' | 'upstreams'>): string {
+  const upstreams = config.upstreams ?? (config.upstream ? [{ ...config.upstream, name: 'default', prefix: '' }] : []);
+  const proxy = new URL(config.publicURL);
+  if (proxy.pathname.replace(/\/+$/, '') !== '') throw new CliExit(2, 'mirror-config: registries.conf mirrors cannot reach a publicURL with a path');
+  return upstreams
+    .map((u) => {
+      const registry = registryName(u.url);
+      const prefix = u.prefix.replace(/\/+$/, '');
+      return [
+        `# upstream "${u.name}"${prefix ? `, prefix ${u.prefix}` : ''}`,
+        '[[registry]]',
+        `prefix = "${registry}"`,
+        `location = "${registry}"`,
+        ...(new URL(u.url).protocol === 'http:' ? ['insecure = true'] : []),
+        '',
+        '[[registry.mirror]]',
+        `location = "${proxy.host}${prefix ? `/${prefix}` : ''}"`,
+        ...(proxy.protocol === 'http:' ? ['insecure = true'] : []),
+        '',
+      ].join('\n');
+    })
+    .join('\n');
+}
+
+const FORMATS = ['containerd', 'registries.conf'] as const;
+
 export function register(program: Command): void {
   program
     .command('mirror-config')
-    .description('print containerd hosts.toml entries that make the proxy a pull mirror of each configured upstream')
+    .description('print containerd hosts.toml (or podman/CRI-O registries.conf) entries that make the proxy a pull mirror of each configured upstream')
     .option('--config <file>', 'config file (default: RAP_CONFIG)')
+    .option('--format <format>', `${FORMATS.join(' | ')}`, 'containerd')
     .option('--certs-dir <dir>', "containerd's config_path, for the file names printed", '/etc/containerd/certs.d')
-    .action((opts: { config?: string; certsDir: string }) => {
+    .action((opts: { config?: string; certsDir: string; format: string }) => {
+      if (!(FORMATS as readonly string[]).includes(opts.format)) throw new CliExit(2, `--format must be one of ${FORMATS.join(', ')}`);
       const config = loadConfig({ config: opts.config });
       if (!config.upstream && !config.upstreams?.length) throw new CliExit(2, 'mirror-config: the config names no upstream');
-      process.stdout.write(containerdHostsToml(config, opts.certsDir));
+      process.stdout.write(opts.format === 'containerd' ? containerdHostsToml(config, opts.certsDir) : registriesConf(config));
     });
 }

@@ -11,6 +11,7 @@ import type { Decision } from '../../policy/types.js';
 import { grant } from '../../policy/grant.js';
 import { grantResult, refusalOf, type GrantResult } from '../../policy/explain.js';
 import { defaultPolicyPath } from '../../config/load.js';
+import { upstreamNameOf } from '../../config/upstreams.js';
 import { CliExit } from '../exit.js';
 
 interface PolicyTestFlags {
@@ -23,6 +24,7 @@ interface PolicyTestFlags {
   config?: string;
   service?: string;
   clientIp?: string;
+  upstream?: string;
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -76,10 +78,10 @@ function scopesFlag(values: string[]): ReturnType<typeof parseScopes> {
   }
 }
 
-/** The policies at `path`; a policy that does not load is exit 2. */
-function policiesFlag(path: string): ReturnType<typeof loadPolicies> {
+/** The policies at `path` (request.upstream from `upstreamOf`); a policy that does not load is exit 2. */
+function policiesFlag(path: string, upstreamOf: (repository: string) => string): ReturnType<typeof loadPolicies> {
   try {
-    return loadPolicies(path);
+    return loadPolicies(path, upstreamOf);
   } catch (err) {
     if (err instanceof PolicyLoadError) throw new CliExit(2, `policy error: ${err.message}`);
     throw err;
@@ -99,7 +101,9 @@ function policyTest(opts: PolicyTestFlags): void {
     preset: (opts.preset as Preset | undefined) ?? configured?.preset,
   });
   const scopes = scopesFlag(opts.scope);
-  const engine = policiesFlag(opts.policy ?? config?.policies ?? defaultPolicyPath());
+  // request.upstream: --upstream for every scope, else by the config's prefixes ('' with one upstream)
+  const upstreamOf = opts.upstream !== undefined ? () => opts.upstream! : upstreamNameOf(config?.upstreams);
+  const engine = policiesFlag(opts.policy ?? config?.policies ?? defaultPolicyPath(), upstreamOf);
   const ctx = { service: opts.service ?? config?.service ?? 'registry.example.com', clientIP: opts.clientIp ?? '127.0.0.1' };
   const decisions = grant(engine, identity, scopes, ctx).decisions.map((d) => ({
     scope: formatScope(d.scope),
@@ -134,5 +138,6 @@ export function register(program: Command): void {
     .option('--config <file>', 'take policies and issuer names/presets from this config')
     .option('--service <name>', 'request.service', 'registry.example.com')
     .option('--client-ip <ip>', 'request.clientIP', '127.0.0.1')
+    .option('--upstream <name>', "request.upstream for repository scopes (default: by the config's upstreams[].prefix, else '')")
     .action(policyTest);
 }

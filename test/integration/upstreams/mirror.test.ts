@@ -1,0 +1,124 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { request } from 'undici';
+import { startContainerd, type Containerd } from '../../fixtures/containerd.js';
+import { buildOciImage } from '../../fixtures/images.js';
+import { requireTool } from '../../support/tools.js';
+import { startRegistry, type Registry } from '../../fixtures/registry.js';
+import { startProxy, type TestProxy } from '../../helpers/server.js';
+import { MANIFEST_TYPE, seedManifest } from '../../support/seed.js';
+
+/**
+ * Issue 12, containerd's mirror mode: containerd asks a mirror for `/v2/<name>/…?ns=<registry
+ * host>` with no credentials. Two real Distribution registries behind prefixes `a/` and `b/`; `ns`
+ * picks the upstream among the configured hosts, policy sees that upstream (anonymous rules scoped
+ * by request.upstream), `ns` is never forwarded, and an unknown `ns` is refused, never dialed.
+ */
+const POLICY = `
+rules:
+  - name: anonymous-pull-a
+    actions: [pull]
+    when: identity.issuerName == "anonymous" && request.upstream == "reg-a"
+  - name: anonymous-pull-b-public
+    actions: [pull]
+    when: identity.issuerName == "anonymous" && request.upstream == "reg-b" && request.repository.startsWith("b/public/")
+`;
+
+const run = promisify(execFile);
+
+let dir: string;
+let regA: Registry;
+let regB: Registry;
+let proxy: TestProxy;
+let containerd: Containerd;
+
+const hostOf = (r: Registry) => new URL(r.url).host;
+
+async function get(path: string): Promise<{ status: number; body: string }> {
+  const res = await request(`${proxy.url}${path}`, { headers: { accept: MANIFEST_TYPE } });
+  return { status: res.statusCode, body: await res.body.text() };
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'rap-mirror-'));
+  regA = await startRegistry();
+  regB = await startRegistry();
+  await seedManifest(regA.url, 'team/app');
+  await seedManifest(regB.url, 'public/app');
+  await seedManifest(regB.url, 'private/app');
+  proxy = await startProxy({
+    policy: POLICY,
+    config: {
+      anonymous: true,
+      upstreams: [
+        { name: 'reg-a', prefix: 'a/', url: regA.url },
+        { name: 'reg-b', prefix: 'b/', url: regB.url },
+      ],
+    },
+  });
+});
+
+afterAll(async () => {
+  await containerd?.stop();
+  await proxy?.stop();
+  await regA?.stop();
+  await regB?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('containerd mirror mode (?ns=)', () => {
+  it('ns picks the upstream whose host it names; the name is that upstream’s', async () => {
+    expect((await get(`/v2/team/app/manifests/latest?ns=${hostOf(regA)}`)).status).toBe(200);
+    expect((await get(`/v2/public/app/manifests/latest?ns=${hostOf(regB)}`)).status).toBe(200);
+    // the other way round: b/team/app is not anonymous on reg-b; reg-a holds no public/app
+    expect((await get(`/v2/team/app/manifests/latest?ns=${hostOf(regB)}`)).status).toBe(401);
+    expect((await get(`/v2/public/app/manifests/latest?ns=${hostOf(regA)}`)).status).toBe(404);
+  });
+
+  it('a name that already carries the prefix (hosts.toml with override_path) is not prefixed twice', async () => {
+    expect((await get(`/v2/a/team/app/manifests/latest?ns=${hostOf(regA)}`)).status).toBe(200);
+  });
+
+  it('policy sees the upstream ns chose: anonymous pulls of reg-b stop at b/public/', async () => {
+    const denied = await get(`/v2/private/app/manifests/latest?ns=${hostOf(regB)}`);
+    expect(denied.status).toBe(401);
+    expect((await get('/v2/b/private/app/manifests/latest')).status).toBe(401);
+  });
+
+  it('an ns that names no configured upstream is refused with NAME_UNKNOWN, not routed by prefix', async () => {
+    for (const ns of ['quay.io', '127.0.0.1:1']) {
+      const res = await get(`/v2/a/team/app/manifests/latest?ns=${ns}`);
+      expect(res.status).toBe(404);
+      expect(JSON.parse(res.body).errors[0].code).toBe('NAME_UNKNOWN');
+    }
+  });
+
+  it('ns is never forwarded upstream', async () => {
+    expect((await get(`/v2/team/app/manifests/latest?ns=${hostOf(regA)}`)).status).toBe(200);
+    expect(regA.logs()).toContain('/v2/team/app/manifests/latest');
+    expect(regA.logs()).not.toContain('ns=');
+  });
+});
+
+describe('containerd (ctr) with the proxy as the mirror of a registry it names by host', () => {
+  it('pulls <regA host>/team/img through the proxy, anonymously; the registry itself is never dialed', async () => {
+    const image = buildOciImage(join(dir, 'img'), { layers: 1 });
+    await run(requireTool('skopeo'), ['copy', '--dest-tls-verify=false', image.ref, `docker://${hostOf(regA)}/team/img:v1`], { timeout: 60_000 });
+    // hosts.toml: the server is a closed port, so only the mirror can serve the pull
+    const hosts = join(dir, 'certs.d');
+    mkdirSync(join(hosts, hostOf(regA)), { recursive: true });
+    writeFileSync(join(hosts, hostOf(regA), 'hosts.toml'), `server = "http://127.0.0.1:1"\n\n[host."${proxy.url}"]\n  capabilities = ["pull", "resolve"]\n`);
+    containerd = await startContainerd();
+    const args = ['--address', containerd.address, '--namespace', 'rap-test', 'images', 'pull', '--snapshotter', 'native'];
+    const ref = `${hostOf(regA)}/team/img:v1`;
+    const { stdout, stderr } = await run(requireTool('ctr'), [...args, '--platform', 'linux/amd64', '--hosts-dir', hosts, ref], { timeout: 60_000 });
+    expect(`${stdout}${stderr}`).toMatch(/done/);
+    expect(await containerd.images()).toContain(ref);
+    // team/img matches no prefix: only ns=<reg-a host> can have sent it to reg-a, the only holder
+    expect(proxy.logs.join('\n')).toMatch(/"path":"\/v2\/team\/img\/manifests\/v1","status":200/);
+  });
+});

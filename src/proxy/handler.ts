@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Transform } from 'node:stream';
 import type { Config } from '../config/types.js';
 import type { Identity } from '../identity/types.js';
+import { announcesBody } from '../http/body.js';
 import { sendJson } from '../http/response.js';
 import type { Logger } from '../log.js';
 import { catalogLink, createCursorCodec, openCatalogQuery, type CursorKeySource } from '../oci/catalog-cursor.js';
@@ -51,10 +52,9 @@ function routeOf(req: Pick<IncomingMessage, 'method' | 'url' | 'headers' | 'head
   if (isRouteError(classified)) return classified;
   const route = withNamespace(targets, classified, new URLSearchParams(rawQuery).get('ns'));
   if (isRouteError(route)) return route;
-  const te = req.headers['transfer-encoding'];
   const refused = refuseBody(route, {
     contentTypes: req.headersDistinct?.['content-type'] ?? (req.headers['content-type'] ? [req.headers['content-type']] : []),
-    hasBody: (te !== undefined && te !== '') || Number(req.headers['content-length'] ?? 0) !== 0,
+    hasBody: announcesBody(req.headers),
   });
   return refused ?? route;
 }

@@ -4,6 +4,7 @@ import { requestContext, type Logger } from '../log.js';
 import { OciError, sendOciError } from '../oci/errors.js';
 import { clientIPOf, clientIPResolver } from '../http/client-ip.js';
 import type { Metrics } from '../http/metrics.js';
+import { announcesBody } from '../http/body.js';
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
 
@@ -38,8 +39,7 @@ function framingProblem(method: string, route: string, headers: IncomingMessage[
   const cl = headers['content-length'];
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked') return 'Transfer-Encoding other than "chunked" is not supported';
   if (te !== undefined && cl !== undefined) return 'both Content-Length and Transfer-Encoding';
-  const hasBody = te !== undefined || (cl !== undefined && cl !== '0');
-  if (!hasBody) return undefined;
+  if (!announcesBody(headers)) return undefined;
   if (BODILESS_METHODS.has(method)) return `${method} requests carry no body`;
   if (route !== 'v2' && route !== '/token') return `${route === 'other' ? 'this path' : route} takes no body`;
   return undefined;

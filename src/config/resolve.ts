@@ -6,6 +6,7 @@ import { parseOrThrow } from './issues.js';
 import { listenAddress, urlHost, type ListenAddress } from './net.js';
 import { resolveUpstreams, slowest } from './upstreams.js';
 import { configFileSchema, tokenTTLRange, upstreamSchema, upstreamURL, type ConfigFile } from './schema.js';
+import { workersSetting } from './workers.js';
 import type { Config, IssuerConfig, LimitsConfig, TokensConfig, UpstreamConfig } from './types.js';
 
 /**
@@ -30,6 +31,8 @@ export interface ServeFlags {
   policy?: string;
   signingKey?: string;
   tokenTtl?: string;
+  /** `--workers <n|auto>`, as typed. */
+  workers?: string;
   dev?: boolean;
   logLevel?: string;
 }
@@ -69,6 +72,10 @@ export function buildConfig(raw: Record<string, unknown>, flags: ServeFlags = {}
     limits: resolveLimits(doc.limits, slowest(upstream, upstreams), fail),
     trustedProxies: doc.trustedProxies,
     shutdownGrace: doc.shutdownGrace,
+    workers:
+      flags.workers === undefined
+        ? doc.workers
+        : parseOrThrow(workersSetting, /^\d+$/.test(flags.workers) ? Number(flags.workers) : flags.workers, file, '--workers'),
     logLevel: flags.logLevel ?? doc.logLevel ?? env.RAP_LOG_LEVEL ?? 'info',
     dev: flags.dev ?? false,
   });

@@ -16,6 +16,7 @@ import {
 } from './fields.js';
 import { issuerEntry } from './issuer-schema.js';
 import { listenAddress, trustedProxiesProblem } from './net.js';
+import { workersSetting } from './workers.js';
 
 /**
  * The config file, described once: types, defaults, unknown-key refusal and the rules that only
@@ -41,7 +42,7 @@ function upstreamURLProblem(s: string): string | undefined {
 /** Also used for `--upstream` and `RAP_UPSTREAM`, which may be empty strings. */
 export const upstreamURL = refineBy(z.string(), upstreamURLProblem).transform((s) => s.replace(/\/+$/, ''));
 
-const AUTH_TYPES = 'none, basic, bearer, registry-token, ecr, gar';
+const AUTH_TYPES = 'none, basic, bearer, registry-token, ecr, gar, acr';
 
 const upstreamAuth = z.discriminatedUnion(
   'type',
@@ -74,6 +75,14 @@ const upstreamAuth = z.discriminatedUnion(
     mapping({ type: z.literal('gar') }).describe(
       'Google Artifact Registry: an access token from Application Default Credentials (metadata server, GOOGLE_APPLICATION_CREDENTIALS key or external_account file) as oauth2accesstoken in the token dance',
     ),
+    mapping({
+      type: z.literal('acr'),
+      tenant: optionalString(refineBy(text, azureTenantProblem)).describe(
+        "Microsoft Entra tenant (ID or domain) of the proxy's identity; default: the credential's own (AZURE_TENANT_ID, or the tenant of the token it gets)",
+      ),
+    }).describe(
+      'Azure Container Registry: a Microsoft Entra token from @azure/identity DefaultAzureCredential (workload identity, managed identity, AZURE_CLIENT_SECRET), exchanged for an ACR refresh token used in the token dance',
+    ),
   ],
   { error: (i) => (i.code === 'invalid_union' ? authTypeProblem((i.input as { type?: unknown }).type) : 'must be a mapping') },
 );
@@ -81,6 +90,11 @@ const upstreamAuth = z.discriminatedUnion(
 /** `eu-west-1`, `us-gov-west-1`, `cn-north-1`. */
 function awsRegionProblem(s: string): string | undefined {
   return /^[a-z]{2}(?:-[a-z]+)+-\d+$/.test(s) ? undefined : `"${s}" is not an AWS region (like eu-west-1)`;
+}
+
+/** A tenant ID (GUID) or a domain (`contoso.onmicrosoft.com`): what @azure/identity accepts. */
+function azureTenantProblem(s: string): string | undefined {
+  return /^[0-9a-zA-Z.-]+$/.test(s) ? undefined : `"${s}" is not a Microsoft Entra tenant ID or domain`;
 }
 
 /** `auth.docker.io` or `auth.example.com:8443`: a host, never a URL. */
@@ -103,6 +117,9 @@ export const upstreamSchema = mapping({
     .describe(
       'true: the proxy follows blob GET/HEAD redirects to storage itself (no credentials sent there) and streams the body; false: clients get the redirect',
     ),
+  registry: optionalString(refineBy(text, realmHostProblem)).describe(
+    'the registry this upstream stands for in mirror mode (?ns=) and in mirror-config (docker.io for a Docker Hub pull-through cache); default: the host of url',
+  ),
 });
 
 /** A repository-name prefix naming one of `upstreams`: lower-case path components, ending in `/`. */
@@ -226,6 +243,7 @@ export const configFileSchema = mapping({
     .default([])
     .describe('ingress/load-balancer addresses or CIDRs whose X-Forwarded-For is believed'),
   shutdownGrace: duration.prefault('25s').describe('on SIGTERM: time for in-flight requests before connections are cut'),
+  workers: workersSetting,
   logLevel: optText.describe('pino level: trace, debug, info, warn, error, fatal or silent; default info'),
 });
 

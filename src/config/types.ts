@@ -55,6 +55,8 @@ export type Config = Readonly<{
   trustedProxies: readonly string[];
   /** On SIGTERM: how long in-flight requests may take to finish before connections are cut, in ms. */
   shutdownGrace: number;
+  /** Processes serving requests (node:cluster when more than 1); `auto`: server/cpus.ts decides. */
+  workers: number | 'auto';
   logLevel: string;
   dev: boolean;
 }>;

@@ -36,3 +36,20 @@ export function upstreamNameOf(upstreams: readonly NamedUpstream[] | undefined):
   if (!upstreams) return () => '';
   return (repository) => upstreamFor(upstreams, repository)?.name ?? '';
 }
+
+/** Docker Hub's hosts: its API host and the names images and containerd use. */
+export const DOCKER_HUB_HOSTS: ReadonlySet<string> = new Set(['registry-1.docker.io', 'docker.io', 'index.docker.io']);
+
+/** A registry's name as containerd and image references spell it: lower case, Docker Hub's hosts `docker.io`. */
+export function canonicalRegistry(host: string): string {
+  const h = host.toLowerCase();
+  return DOCKER_HUB_HOSTS.has(h) ? 'docker.io' : h;
+}
+
+/**
+ * The registry an upstream stands for (mirror mode's `?ns=`, mirror-config): `registry` when
+ * configured (a pull-through cache at `cache:5000` standing for `docker.io`), else its URL's host. Pure.
+ */
+export function registryOf(upstream: { url: string; registry?: string }): string {
+  return canonicalRegistry(upstream.registry ?? new URL(upstream.url).host);
+}

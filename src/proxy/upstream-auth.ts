@@ -7,6 +7,7 @@ import { TokenCache, type CacheFill } from '../identity/token-cache.js';
 import { parseTokenResponse, untrustedRealm } from './token-realm.js';
 import { ecrAuth } from './ecr-auth.js';
 import { garAuth } from './gar-auth.js';
+import { acrAuth } from './acr-auth.js';
 
 /** Byte budget of the upstream-token cache: one entry per distinct scope set, a few thousand fit. */
 const UPSTREAM_TOKEN_CACHE_MAX_BYTES = 8 * 1024 * 1024;
@@ -59,6 +60,8 @@ export function createUpstreamAuth(upstream: UpstreamConfig, logger: Logger): Up
       return ecrAuth(upstream.url, auth.region, logger);
     case 'gar':
       return garAuth(upstream, logger);
+    case 'acr':
+      return acrAuth(upstream, logger);
   }
 }
 

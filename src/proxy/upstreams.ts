@@ -1,6 +1,6 @@
 import { Transform } from 'node:stream';
 import type { Config, UpstreamConfig } from '../config/types.js';
-import { upstreamFor } from '../config/upstreams.js';
+import { canonicalRegistry, DOCKER_HUB_HOSTS, registryOf, upstreamFor } from '../config/upstreams.js';
 import type { Logger } from '../log.js';
 import { OciError } from '../oci/errors.js';
 import { withoutMount, type Route } from '../oci/route.js';
@@ -33,12 +33,15 @@ export function createTargets(config: Config, logger: Logger, draining?: () => b
   }));
 }
 
-const DOCKER_HUB = new Set(['registry-1.docker.io', 'docker.io', 'index.docker.io']);
+/** Docker Hub itself, or a pull-through cache standing for it (`registry: docker.io`): both want `library/nginx`. */
+function isDockerHub(upstream: UpstreamConfig): boolean {
+  return DOCKER_HUB_HOSTS.has(new URL(upstream.url).hostname) || registryOf(upstream) === 'docker.io';
+}
 
 /** The upstream's name for a client's: the prefix removed; on Docker Hub a single segment is `library/…`. Pure. */
 export function upstreamName(target: Pick<Target, 'prefix' | 'upstream'>, clientName: string): string {
   const name = clientName.slice(target.prefix.length);
-  return target.prefix !== '' && !name.includes('/') && DOCKER_HUB.has(new URL(target.upstream.url).hostname) ? `library/${name}` : name;
+  return target.prefix !== '' && !name.includes('/') && isDockerHub(target.upstream) ? `library/${name}` : name;
 }
 
 /** The target serving a route: by name; ping and catalog go to the default (or the only) upstream. */
@@ -47,24 +50,19 @@ export function targetOf(targets: readonly Target[], route: Route): Target | und
   return targets.find((t) => t.prefix === '') ?? targets[0];
 }
 
-/** How containerd names a registry (`?ns=`): the URL's host (and port); Docker Hub's hosts are `docker.io`. */
-function registryHost(host: string): string {
-  const h = host.toLowerCase();
-  return DOCKER_HUB.has(h) ? 'docker.io' : h;
-}
-
 /**
- * containerd's mirror mode (`?ns=<registry host>`): `ns` is looked up among the configured upstreams'
- * hosts, never dialed, and the request is taken as one for that upstream: the name gets its prefix
- * (`library/nginx` → `hub/library/nginx`) unless it routes there already (hosts.toml with
- * override_path), so policy, token and forwarding all see the same name. An `ns` that names no
- * configured upstream is refused (404 NAME_UNKNOWN, and containerd falls back to the next host):
- * prefix routing would serve another registry's image under the name asked for. A mount is
- * dropped (mirrors are pull-only). Without `ns` or a name, the route as it was. Pure.
+ * containerd's mirror mode (`?ns=<registry host>`): `ns` is looked up among the registries the
+ * configured upstreams stand for (`registry`, else the URL's host), never dialed, and the request
+ * is taken as one for that upstream: the name gets its prefix (`library/nginx` →
+ * `hub/library/nginx`) unless it routes there already (hosts.toml with override_path), so policy,
+ * token and forwarding all see the same name. An `ns` that names no configured upstream is refused
+ * (404 NAME_UNKNOWN, and containerd falls back to the next host): prefix routing would serve
+ * another registry's image under the name asked for. A mount is dropped (mirrors are pull-only).
+ * Without `ns` or a name, the route as it was. Pure.
  */
 export function withNamespace(targets: readonly Pick<Target, 'prefix' | 'upstream'>[], route: Route, ns: string | null): Route | OciError {
   if (ns === null || route.name === undefined) return route;
-  const hosts = targets.filter((t) => registryHost(new URL(t.upstream.url).host) === registryHost(ns));
+  const hosts = targets.filter((t) => registryOf(t.upstream) === canonicalRegistry(ns));
   if (hosts.length === 0) return new OciError(404, 'NAME_UNKNOWN', `no upstream is configured for registry ${JSON.stringify(ns)} (ns)`);
   const current = upstreamFor(targets, route.name);
   if (current && hosts.includes(current)) return route;

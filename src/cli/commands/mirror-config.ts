@@ -1,17 +1,23 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
-import type { Config } from '../../config/types.js';
+import type { Config, UpstreamConfig } from '../../config/types.js';
+import { canonicalRegistry, registryOf } from '../../config/upstreams.js';
 import { CliExit } from '../exit.js';
 
-/** containerd's name for a registry: the host (and port) of its URL; Docker Hub's API host is `docker.io`. */
-function registryName(url: string): string {
-  const host = new URL(url).host;
-  return host === 'registry-1.docker.io' || host === 'index.docker.io' ? 'docker.io' : host;
+/**
+ * Where the client goes when the proxy is down: the upstream itself, or, for one standing in for
+ * another registry (`registry:`, a pull-through cache), that registry as containerd would reach it
+ * without a mirror, so the fallback never lands on the cache behind the proxy's back.
+ */
+function serverOf(u: UpstreamConfig): string {
+  const registry = registryOf(u);
+  if (registry === canonicalRegistry(new URL(u.url).host)) return u.url;
+  return registry === 'docker.io' ? 'https://registry-1.docker.io' : `https://${registry}`;
 }
 
 /**
  * containerd `hosts.toml` files that send pulls of each configured upstream's images through the
- * proxy: `server` is the upstream (used when the proxy is down), the proxy is a `pull`/`resolve`
+ * proxy: `server` is the registry (used when the proxy is down), the proxy is a `pull`/`resolve`
  * mirror (never `push`: containerd pushes to the server). An upstream behind a prefix (`hub/`) is
  * reached at `<publicURL>/v2/hub` with `override_path`, so `docker.io/library/nginx` is asked for as
  * `hub/library/nginx`. One file per upstream, each headed by the path it belongs at. Pure.
@@ -25,8 +31,8 @@ export function containerdHostsToml(config: Pick<Config, 'publicURL' | 'upstream
       const viaPath = prefix !== '' || new URL(base).pathname !== '/';
       const host = viaPath ? `${base}/v2${prefix ? `/${prefix}` : ''}` : base;
       return [
-        `# ${certsDir}/${registryName(u.url)}/hosts.toml  (upstream "${u.name}"${prefix ? `, prefix ${u.prefix}` : ''})`,
-        `server = "${u.url}"`,
+        `# ${certsDir}/${registryOf(u)}/hosts.toml  (upstream "${u.name}"${prefix ? `, prefix ${u.prefix}` : ''})`,
+        `server = "${serverOf(u)}"`,
         '',
         `[host."${host}"]`,
         '  capabilities = ["pull", "resolve"]',
@@ -49,14 +55,14 @@ export function registriesConf(config: Pick<Config, 'publicURL' | 'upstream' | '
   if (proxy.pathname.replace(/\/+$/, '') !== '') throw new CliExit(2, 'mirror-config: registries.conf mirrors cannot reach a publicURL with a path');
   return upstreams
     .map((u) => {
-      const registry = registryName(u.url);
+      const registry = registryOf(u);
       const prefix = u.prefix.replace(/\/+$/, '');
       return [
         `# upstream "${u.name}"${prefix ? `, prefix ${u.prefix}` : ''}`,
         '[[registry]]',
         `prefix = "${registry}"`,
         `location = "${registry}"`,
-        ...(new URL(u.url).protocol === 'http:' ? ['insecure = true'] : []),
+        ...(new URL(serverOf(u)).protocol === 'http:' ? ['insecure = true'] : []),
         '',
         '[[registry.mirror]]',
         `location = "${proxy.host}${prefix ? `/${prefix}` : ''}"`,

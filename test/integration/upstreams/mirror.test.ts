@@ -17,6 +17,8 @@ import { MANIFEST_TYPE, seedManifest } from '../../support/seed.js';
  * host>` with no credentials. Two real Distribution registries behind prefixes `a/` and `b/`; `ns`
  * picks the upstream among the configured hosts, policy sees that upstream (anonymous rules scoped
  * by request.upstream), `ns` is never forwarded, and an unknown `ns` is refused, never dialed.
+ * A third upstream, `hub/`, stands for docker.io (`registry:`) the way a pull-through cache does;
+ * reg-b plays the cache, reached by its URL but chosen only by `ns=docker.io`.
  */
 const POLICY = `
 rules:
@@ -26,6 +28,9 @@ rules:
   - name: anonymous-pull-b-public
     actions: [pull]
     when: identity.issuerName == "anonymous" && request.upstream == "reg-b" && request.repository.startsWith("b/public/")
+  - name: anonymous-pull-hub
+    actions: [pull]
+    when: identity.issuerName == "anonymous" && request.upstream == "hub"
 `;
 
 const run = promisify(execFile);
@@ -37,6 +42,12 @@ let proxy: TestProxy;
 let containerd: Containerd;
 
 const hostOf = (r: Registry) => new URL(r.url).host;
+
+/** Manifest answers the hub upstream gave, from the per-upstream metric. */
+async function hubManifestAnswers(): Promise<number> {
+  const metrics = await (await fetch(`${proxy.url}/metrics`)).text();
+  return Number(/^rap_upstream_response_seconds_count\{route="manifest",status="200",upstream="hub"\} (\d+)/m.exec(metrics)?.[1] ?? 0);
+}
 
 async function get(path: string): Promise<{ status: number; body: string }> {
   const res = await request(`${proxy.url}${path}`, { headers: { accept: MANIFEST_TYPE } });
@@ -50,6 +61,7 @@ beforeAll(async () => {
   await seedManifest(regA.url, 'team/app');
   await seedManifest(regB.url, 'public/app');
   await seedManifest(regB.url, 'private/app');
+  await seedManifest(regB.url, 'library/app');
   proxy = await startProxy({
     policy: POLICY,
     config: {
@@ -57,6 +69,7 @@ beforeAll(async () => {
       upstreams: [
         { name: 'reg-a', prefix: 'a/', url: regA.url },
         { name: 'reg-b', prefix: 'b/', url: regB.url },
+        { name: 'hub', prefix: 'hub/', url: regB.url, registry: 'docker.io' },
       ],
     },
   });
@@ -77,6 +90,13 @@ describe('containerd mirror mode (?ns=)', () => {
     // the other way round: b/team/app is not anonymous on reg-b; reg-a holds no public/app
     expect((await get(`/v2/team/app/manifests/latest?ns=${hostOf(regB)}`)).status).toBe(401);
     expect((await get(`/v2/public/app/manifests/latest?ns=${hostOf(regA)}`)).status).toBe(404);
+  });
+
+  it('`registry: docker.io` (a pull-through cache) is chosen by ns=docker.io, never by the host it is reached at', async () => {
+    expect((await get('/v2/library/app/manifests/latest?ns=docker.io')).status).toBe(200);
+    expect((await get('/v2/library/app/manifests/latest?ns=index.docker.io')).status).toBe(200);
+    // reg-b's host is reg-b's, whose anonymous rule stops at b/public/: had it picked hub, this would be 200
+    expect((await get(`/v2/library/app/manifests/latest?ns=${hostOf(regB)}`)).status).toBe(401);
   });
 
   it('a name that already carries the prefix (hosts.toml with override_path) is not prefixed twice', async () => {
@@ -120,5 +140,23 @@ describe('containerd (ctr) with the proxy as the mirror of a registry it names b
     expect(await containerd.images()).toContain(ref);
     // team/img matches no prefix: only ns=<reg-a host> can have sent it to reg-a, the only holder
     expect(proxy.logs.join('\n')).toMatch(/"path":"\/v2\/team\/img\/manifests\/v1","status":200/);
+  });
+
+  it('pulls docker.io/library/img through the proxy to the upstream standing for docker.io (registry:)', async () => {
+    const image = buildOciImage(join(dir, 'hub-img'), { layers: 1 });
+    await run(requireTool('skopeo'), ['copy', '--dest-tls-verify=false', image.ref, `docker://${hostOf(regB)}/library/img:v1`], { timeout: 60_000 });
+    // the server is a closed port: docker.io is never dialed, only the mirror can serve the pull
+    const hosts = join(dir, 'certs.d');
+    mkdirSync(join(hosts, 'docker.io'), { recursive: true });
+    writeFileSync(join(hosts, 'docker.io', 'hosts.toml'), `server = "http://127.0.0.1:1"\n\n[host."${proxy.url}"]\n  capabilities = ["pull", "resolve"]\n`);
+    containerd ??= await startContainerd();
+    const before = await hubManifestAnswers();
+    const args = ['--address', containerd.address, '--namespace', 'rap-test', 'images', 'pull', '--snapshotter', 'native'];
+    const ref = 'docker.io/library/img:v1';
+    const { stdout, stderr } = await run(requireTool('ctr'), [...args, '--platform', 'linux/amd64', '--hosts-dir', hosts, ref], { timeout: 60_000 });
+    expect(`${stdout}${stderr}`).toMatch(/done/);
+    expect(await containerd.images()).toContain(ref);
+    // ns=docker.io chose the hub upstream (reg-b's URL); reg-b's own rules would refuse library/img
+    expect(await hubManifestAnswers()).toBeGreaterThan(before);
   });
 });

@@ -42,12 +42,15 @@ describe('the config schema', () => {
       'limits',
       'trustedProxies',
       'shutdownGrace',
+      'workers',
       'logLevel',
     ]);
   });
 
   it('refuses unknown keys in every section, naming the key and the known ones', () => {
-    expect(problem({ upstream: { url: 'http://u', caFle: '/ca' } })).toBe('upstream.caFle: unknown key (known: url, caFile, auth, timeout, followRedirects)');
+    expect(problem({ upstream: { url: 'http://u', caFle: '/ca' } })).toBe(
+      'upstream.caFle: unknown key (known: url, caFile, auth, timeout, followRedirects, registry)',
+    );
     expect(problem({ upstream: { url: 'http://u', auth: { type: 'basic', username: 'u', passwordFile: 'p', pasword: 'x' } } })).toBe(
       'upstream.auth.pasword: unknown key (known: type, username, passwordFile)',
     );

@@ -23,6 +23,22 @@ describe('withNamespace', () => {
     expect(withNamespace(targets, prefixed, 'DOCKER.IO')).toBe(prefixed);
   });
 
+  it('an upstream with `registry` (a pull-through cache) is selected by that registry only, never by its own host', () => {
+    const cache = { prefix: 'hub/', upstream: { url: 'http://cache:5000', registry: 'docker.io' } as UpstreamConfig };
+    const ghcr = { prefix: 'gh/', upstream: { url: 'http://ghcr-cache.internal:5000', registry: 'GHCR.io' } as UpstreamConfig };
+    const list = [cache, ghcr, target('', 'http://127.0.0.1:5000')];
+    for (const [ns, name] of [
+      ['docker.io', 'hub/library/nginx'],
+      ['registry-1.docker.io', 'hub/library/nginx'],
+      ['ghcr.io', 'gh/library/nginx'],
+    ] as const) {
+      expect(withNamespace(list, route('/v2/library/nginx/manifests/latest'), ns)).toMatchObject({ name, path: `/v2/${name}/manifests/latest` });
+    }
+    for (const ns of ['cache:5000', 'ghcr-cache.internal:5000']) {
+      expect((withNamespace(list, route('/v2/library/nginx/manifests/latest'), ns) as OciError).code).toBe('NAME_UNKNOWN');
+    }
+  });
+
   it('an unknown ns, or a name that cannot reach the named upstream, is NAME_UNKNOWN; no ns changes nothing', () => {
     for (const [path, ns] of [
       ['/v2/team/app/manifests/latest', 'ghcr.io'],

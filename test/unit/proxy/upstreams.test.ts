@@ -23,6 +23,10 @@ describe('routing by repository-name prefix', () => {
     expect(upstreamName(hub, 'hub/bitnami/redis')).toBe('bitnami/redis');
     expect(upstreamName(quay, 'quay/app')).toBe('app');
     expect(upstreamName(local, 'team/app')).toBe('team/app');
+    // a pull-through cache standing for Docker Hub forwards to Hub, which wants library/ too
+    const cache = { prefix: 'hub/', upstream: { ...upstreamConfig('http://cache:5000'), registry: 'docker.io' } };
+    expect(upstreamName(cache, 'hub/nginx')).toBe('library/nginx');
+    expect(upstreamName({ ...cache, upstream: { ...cache.upstream, registry: 'ghcr.io' } }, 'hub/nginx')).toBe('nginx');
   });
 
   it('translates path, scopes and mount source; a mount from another upstream is dropped', () => {

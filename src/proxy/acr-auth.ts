@@ -1,0 +1,114 @@
+import { readFileSync } from 'node:fs';
+import { Agent, request, type Dispatcher } from 'undici';
+import type { UpstreamConfig } from '../config/types.js';
+import type { Logger } from '../log.js';
+import { formatScope, type Scope } from '../oci/scope.js';
+import { TokenCache, type CacheFill } from '../identity/token-cache.js';
+import { parseTokenResponse, untrustedRealm } from './token-realm.js';
+import { acrReason, acrScopeOf, defaultAzureCredential, jwtUntil, refreshTokens, type EntraTokens, type Endpoint } from './acr-refresh.js';
+
+/** The Basic username telling ACR's token service that the password is an ACR refresh token. */
+const REFRESH_TOKEN_USERNAME = '00000000-0000-0000-0000-000000000000';
+/** Byte budget of the registry-token cache: one entry per distinct scope set. */
+const CACHE_MAX_BYTES = 8 * 1024 * 1024;
+
+/** Parses `Bearer realm="…",service="…",scope="…"` (values may contain commas inside quotes). Pure. */
+function parseBearer(header: unknown): Record<string, string> | undefined {
+  const m = typeof header === 'string' ? /^\s*Bearer\s+(.*)$/i.exec(header) : null;
+  if (!m) return undefined;
+  const out: Record<string, string> = {};
+  const re = /([a-zA-Z_]+)="((?:[^"\\]|\\.)*)"/g;
+  let p: RegExpExecArray | null;
+  while ((p = re.exec(m[1]!)) !== null) out[p[1]!.toLowerCase()] = p[2]!.replace(/\\(.)/g, '$1');
+  return out;
+}
+
+/** Realm and service from the `/v2/` challenge; a realm off the upstream's origin is refused (logged: the host only). */
+async function learnEndpoint(upstream: UpstreamConfig, dispatcher: Dispatcher, logger: Logger): Promise<Endpoint> {
+  const res = await request(`${upstream.url}/v2/`, { dispatcher, signal: AbortSignal.timeout(upstream.timeout) });
+  await res.body.dump();
+  const ch = res.statusCode === 401 ? parseBearer(res.headers['www-authenticate']) : undefined;
+  if (!ch?.realm) throw new Error(`upstream ${upstream.url}/v2/ did not answer with a Bearer challenge (HTTP ${res.statusCode})`);
+  let realm: URL;
+  try {
+    realm = new URL(ch.realm);
+  } catch {
+    throw new Error(`upstream ${upstream.url} advertised a token realm that is not a URL`);
+  }
+  const refused = untrustedRealm(upstream.url, realm, []);
+  if (refused) {
+    logger.error({ upstream: upstream.url, realmHost: refused.realmHost }, `${refused.message}: not sending the ACR credentials there`);
+    throw refused;
+  }
+  return { realm, service: ch.service || realm.host };
+}
+
+/** The token service's answer as a cache fill. ACR sends `{"access_token"}` without `expires_in`: its JWT's own lifetime (~75 min) beats the spec's 60 s. Pure. */
+function toFill(text: string, now: number): CacheFill<string> {
+  const { header, until } = parseTokenResponse(text, now);
+  return { value: header, until: jwtUntil(header.slice('Bearer '.length), now) ?? until, token: header };
+}
+
+/**
+ * Azure Container Registry: a Microsoft Entra token (DefaultAzureCredential, for ACR's audience)
+ * exchanged for an ACR refresh token (acr-refresh.ts), which is then
+ * the password of the registry-token dance with the null-GUID username. Realm and service come from
+ * the `/v2/` challenge; the realm must be on the upstream's own origin, where the exchange is too.
+ * A registry token is cached per scope set; the token service refusing the refresh token drops it
+ * and the call is tried once more with a new one; an upstream 401 (`invalidate`) drops both.
+ */
+export function acrAuth(upstream: UpstreamConfig, logger: Logger, entra?: EntraTokens) {
+  const tenant = upstream.auth.type === 'acr' ? upstream.auth.tenant : undefined;
+  const dispatcher = new Agent({
+    connect: { timeout: upstream.timeout, ...(upstream.caFile ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) },
+    headersTimeout: upstream.timeout,
+    bodyTimeout: upstream.timeout,
+  });
+  const signal = () => AbortSignal.timeout(upstream.timeout);
+  const post = async (url: URL, form: URLSearchParams): Promise<[number, string]> => {
+    const headers = { 'content-type': 'application/x-www-form-urlencoded' };
+    const res = await request(url, { method: 'POST', dispatcher, headers, body: form.toString(), signal: signal() });
+    return [res.statusCode, await res.body.text()];
+  };
+  const refresh = refreshTokens(tenant, entra ?? defaultAzureCredential(acrScopeOf(upstream.url), tenant), post, logger);
+  const cache = new TokenCache<string>(CACHE_MAX_BYTES);
+  let endpoint: Promise<Endpoint> | undefined;
+
+  async function fetchToken(scopes: Scope[], retried = false): Promise<CacheFill<string>> {
+    const ep = await (endpoint ??= learnEndpoint(upstream, dispatcher, logger));
+    const url = new URL(ep.realm);
+    url.searchParams.set('service', ep.service);
+    for (const s of scopes) url.searchParams.append('scope', formatScope(s));
+    const basic = Buffer.from(`${REFRESH_TOKEN_USERNAME}:${await refresh.get(ep)}`).toString('base64');
+    const res = await request(url, { dispatcher, headers: { authorization: `Basic ${basic}` }, signal: signal() });
+    const text = await res.body.text();
+    if (res.statusCode === 401 && !retried) {
+      refresh.drop();
+      return fetchToken(scopes, true);
+    }
+    if (res.statusCode !== 200) throw new Error(`ACR token service ${url.origin}${url.pathname} answered HTTP ${res.statusCode}${acrReason(text)}`);
+    return toFill(text, Date.now());
+  }
+
+  const key = (scopes: Scope[]) => scopes.map(formatScope).sort().join(' ');
+
+  return {
+    async authorization(scopes: Scope[]): Promise<string> {
+      try {
+        return await cache.getOrLoad(key(scopes), () => fetchToken(scopes));
+      } catch (err) {
+        logger.error({ err: (err as Error).message }, 'could not obtain an ACR registry token');
+        endpoint = undefined;
+        throw err;
+      }
+    },
+    invalidate(scopes: Scope[]): void {
+      cache.delete(key(scopes));
+      refresh.drop();
+    },
+    async close(): Promise<void> {
+      refresh.close();
+      await dispatcher.close();
+    },
+  };
+}

@@ -1,4 +1,6 @@
+import { fork } from 'node:child_process';
 import { Agent, request } from 'node:http';
+import { fileURLToPath } from 'node:url';
 import { percentile } from './stats.js';
 
 export interface LatencyResult {
@@ -18,17 +20,19 @@ export interface LatencyResult {
  * after every HEAD response, which would turn a HEAD benchmark into a connection-setup benchmark;
  * real registry clients (containerd, skopeo: Go's net/http) keep their connections.
  */
-export async function measureLatency(opts: {
+export interface LoadOptions {
   url: string;
   method: 'HEAD' | 'GET';
   path: string;
-  /** Fixed headers, or headers per request number (e.g. a different credential each time). */
-  headers?: Record<string, string> | ((n: number) => Record<string, string>);
+  /** Fixed headers, or a list used in turn, request n taking entry n mod length (e.g. a different credential each time). */
+  headers?: Record<string, string> | Record<string, string>[];
   concurrency: number;
   total: number;
   maxMs?: number;
   expectStatus?: number;
-}): Promise<LatencyResult> {
+}
+
+export async function measureLatency(opts: LoadOptions): Promise<LatencyResult> {
   const agent = new Agent({ keepAlive: true, maxSockets: opts.concurrency, maxFreeSockets: opts.concurrency });
   const samples: number[] = [];
   let errors = 0;
@@ -50,7 +54,7 @@ export async function measureLatency(opts: {
   const worker = async (): Promise<void> => {
     while (sent < opts.total && Date.now() < deadline) {
       const n = sent++;
-      const headers = typeof opts.headers === 'function' ? opts.headers(n) : opts.headers;
+      const headers = Array.isArray(opts.headers) ? opts.headers[n % opts.headers.length] : opts.headers;
       const t0 = performance.now();
       try {
         const status = await once(headers);
@@ -71,5 +75,38 @@ export async function measureLatency(opts: {
     p50: percentile(samples, 50),
     p99: percentile(samples, 99),
     rps: samples.length / elapsed,
+  };
+}
+
+/** A load generator in its own process (bench/tools/load-gen.ts), so that its CPU is neither the benchmark runner's nor hidden: it reports its own. */
+export interface LoadProcess {
+  run(opts: LoadOptions): Promise<LatencyResult & { clientCpu: number }>;
+  stop(): void;
+}
+
+export function startLoadProcess(): LoadProcess {
+  // cwd: the repository, where `--import tsx` resolves
+  const child = fork(fileURLToPath(new URL('../tools/load-gen.ts', import.meta.url)), [], {
+    cwd: fileURLToPath(new URL('../..', import.meta.url)),
+    execArgv: ['--import', 'tsx'],
+    stdio: 'inherit',
+  });
+  let busy = false;
+  return {
+    run(opts) {
+      if (busy) throw new Error('one load at a time');
+      busy = true;
+      return new Promise((resolve, reject) => {
+        const onExit = (code: number | null) => reject(new Error(`load generator exited (${code})`));
+        child.once('exit', onExit);
+        child.once('message', (m: LatencyResult & { clientCpu: number }) => {
+          busy = false;
+          child.off('exit', onExit);
+          resolve(m);
+        });
+        child.send(opts);
+      });
+    },
+    stop: () => child.kill(),
   };
 }

@@ -11,7 +11,7 @@ import { fetchRegistryToken } from '../../test/support/token.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
-interface BenchProxy {
+export interface BenchProxy {
   url: string;
   pid: number;
   logFile: string;
@@ -19,14 +19,33 @@ interface BenchProxy {
   identity(seq?: number): Promise<string>;
   /** A registry token of the proxy for these scopes. */
   registryToken(scopes: string[]): Promise<string>;
-  rss(): number;
-  peakRss(): number;
   stop(): Promise<void>;
 }
 
-function status(pid: number, field: string): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : 0;
+interface BenchProxyOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Extra node flags (e.g. --cpu-prof). */
+  nodeArgs?: string[];
+  /** The `workers` config key; left out of the config when undefined (a build without the key refuses it). */
+  workers?: number;
+}
+
+/** The build refused the `workers` config key: it predates the key. */
+export class WorkersUnsupported extends Error {}
+
+/** Resolves when the URL answers, rejects as soon as the child exits (a refused config exits at once). */
+async function waitForStart(child: ChildProcess, url: string): Promise<void> {
+  let onExit: (code: number | null) => void = () => undefined;
+  const exited = new Promise<never>((_, reject) => {
+    onExit = (code) => reject(new Error(`proxy exited with code ${code}`));
+    child.once('exit', onExit);
+  });
+  try {
+    await Promise.race([waitForHttp(url, 20_000), exited]);
+  } finally {
+    child.off('exit', onExit);
+    exited.catch(() => undefined);
+  }
 }
 
 /**
@@ -35,7 +54,7 @@ function status(pid: number, field: string): number {
  * one access line per request) written to a file — except that /token rate limits are off, since
  * the benchmark measures capacity from a single client address.
  */
-export async function startBenchProxy(upstream: string, extraEnv: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Promise<BenchProxy> {
+export async function startBenchProxy(upstream: string, opts: BenchProxyOptions = {}): Promise<BenchProxy> {
   if (!existsSync(join(ROOT, 'dist/cli/main.js'))) throw new Error('dist/ is missing: run `npm run build` first');
   const dir = mkdtempSync(join(tmpdir(), 'rap-bench-proxy-'));
   const issuer = await TestIssuer.create({ issuer: 'https://bench.test', audience: 'registry.bench', kid: 'bench', jwkAlg: true });
@@ -61,20 +80,28 @@ export async function startBenchProxy(upstream: string, extraEnv: NodeJS.Process
       tokens: { signingKeyFile: join(dir, 'signing.pem') },
       issuers: [{ name: 'bench', issuer: issuer.issuer, jwksFile: join(dir, 'jwks.json') }],
       limits: { tokenPerClient: { rate: 0 }, tokenGlobal: { rate: 0 } },
+      ...(opts.workers === undefined ? {} : { workers: opts.workers }),
     }),
   );
   const logFile = join(dir, 'proxy.log');
   const out = openSync(logFile, 'a');
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, join(ROOT, 'bin/registry-auth-proxy.js'), 'serve', '--config', join(dir, 'config.yaml')], {
-    cwd: dir,
-    stdio: ['ignore', out, out],
-    env: { ...process.env, ...extraEnv },
-  });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [...(opts.nodeArgs ?? []), join(ROOT, 'bin/registry-auth-proxy.js'), 'serve', '--config', join(dir, 'config.yaml')],
+    {
+      cwd: dir,
+      stdio: ['ignore', out, out],
+      env: { ...process.env, ...opts.env },
+    },
+  );
   try {
-    await waitForHttp(`${url}/healthz`, 20_000);
+    await waitForStart(child, `${url}/healthz`);
   } catch (err) {
     child.kill('SIGKILL');
-    throw new Error(`proxy did not start: ${(err as Error).message}\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
+    const output = readFileSync(logFile, 'utf8').slice(-3000);
+    rmSync(dir, { recursive: true, force: true });
+    if (opts.workers !== undefined && /\bworkers: unknown key/.test(output)) throw new WorkersUnsupported(output.trim());
+    throw new Error(`proxy did not start: ${(err as Error).message}\n${output}`);
   }
   const now = Math.floor(Date.now() / 1000);
   const identity = (seq = 0) => issuer.mint({ seq, sub: `bench-${seq}` }, { now, ttl: 3600 });
@@ -84,11 +111,11 @@ export async function startBenchProxy(upstream: string, extraEnv: NodeJS.Process
     logFile,
     identity,
     registryToken: async (scopes) => fetchRegistryToken(url, await identity(), scopes, { service: 'registry.bench', user: 'bench' }),
-    rss: () => status(child.pid!, 'VmRSS'),
-    peakRss: () => status(child.pid!, 'VmHWM'),
     async stop() {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await new Promise((r) => child.once('exit', r));
+      }
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -14,7 +14,7 @@ import { startBenchRegistry } from '../lib/registry.js';
 const what = process.argv[2] ?? 'head';
 const registry = await startBenchRegistry();
 const dir = mkdtempSync(join(tmpdir(), 'rap-prof-'));
-const proxy = await startBenchProxy(registry.url, {}, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+const proxy = await startBenchProxy(registry.url, { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
 try {
   if (what === 'head') {
     await seedManifest(registry.url, 'bench/app');
@@ -50,7 +50,7 @@ try {
       url: proxy.url,
       method: 'GET',
       path: '/token?service=registry.bench&scope=repository%3Abench%2Fapp%3Apull',
-      headers: (n) => ({ authorization: basics[n]! }),
+      headers: basics.map((b) => ({ authorization: b })),
       concurrency: 16,
       total: 6000,
       expectStatus: 200,

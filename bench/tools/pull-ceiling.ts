@@ -1,12 +1,15 @@
 /**
- * Where does pull throughput go? The same 512 MiB blob pulled directly, through nginx, through a
- * ten-line Node pipe proxy (http.request + pipe, keep-alive agent), and through registry-auth-proxy,
+ * Where does pull throughput go? The same 512 MiB blob pulled directly, through nginx (unbuffered and
+ * tuned), through a ten-line Node pipe proxy (http.request + pipe, keep-alive agent; in process and
+ * as bench/lib/pipe.ts's child), through http-proxy-3, and through registry-auth-proxy,
  * interleaved three times. If the bare Node pipe is no faster than the proxy, the ceiling is Node's
  * socket-to-socket copy on this machine, not the proxy's own work.
  */
 import { Agent, createServer, request } from 'node:http';
 import { blobDigest, pullBlob, pushBlob } from '../../test/support/blob.js';
+import { withCpu } from '../lib/cpu.js';
 import { startNginx } from '../lib/nginx.js';
+import { startNodePipe } from '../lib/pipe.js';
 import { startBenchProxy } from '../lib/proxy.js';
 import { startBenchRegistry } from '../lib/registry.js';
 
@@ -14,7 +17,7 @@ const size = 512 * 2 ** 20;
 const registry = await startBenchRegistry();
 const digest = await blobDigest(size, 5);
 await pushBlob(registry.url, 'bench/big', size, digest, {}, 5);
-const nginx = await startNginx(registry.url, 1);
+const nginx = await startNginx(registry.url);
 const proxy = await startBenchProxy(registry.url);
 const agent = new Agent({ keepAlive: true });
 const upstream = new URL(registry.url);
@@ -40,49 +43,33 @@ const alsServer = createServer((req, res) => als.run({ id: n++ }, () => bare.emi
 await new Promise<void>((r) => alsServer.listen(0, '127.0.0.1', r));
 const alsURL = `http://127.0.0.1:${(alsServer.address() as { port: number }).port}`;
 // the bare pipe again, but in its own process like nginx and the proxy (the in-process variants
-// share the client's event loop, which is not how a proxy runs)
-const { spawn } = await import('node:child_process');
-const { freePort, waitForHttp } = await import('../../test/support/net.js');
-const bareChildPort = await freePort();
-const bareChild = spawn(
-  process.execPath,
-  [
-    '-e',
-    `
-const { Agent, createServer, request } = require('node:http');
-const agent = new Agent({ keepAlive: true });
-createServer((req, res) => {
-  const up = request({ host: '127.0.0.1', port: ${upstream.port}, path: req.url, method: req.method, headers: req.headers, agent }, (ur) => {
-    res.writeHead(ur.statusCode, ur.headers);
-    ur.pipe(res);
-  });
-  req.pipe(up);
-}).listen(${bareChildPort}, '127.0.0.1');
-`,
-  ],
-  { stdio: 'ignore' },
-);
-await waitForHttp(`http://127.0.0.1:${bareChildPort}/v2/`, 10_000);
+// share the client's event loop, which is not how a proxy runs): the benchmark's baseline
+const pipeChild = await startNodePipe(registry.url);
+const tuned = await startNginx(registry.url, 'tuned');
 const headers = { authorization: `Bearer ${await proxy.registryToken(['repository:bench/big:pull'])}` };
-const targets: [string, string, Record<string, string>][] = [
-  ['direct', registry.url, {}],
-  ['nginx', nginx.url, {}],
+// [name, url, headers, pid of the serving process tree when it has its own (its CPU is read from /proc)]
+const targets: [string, string, Record<string, string>, number?][] = [
+  ['direct', registry.url, {}, registry.pid],
+  ['nginx', nginx.url, {}, nginx.pid],
   ['node pipe', bareURL, {}],
   ['pipe+ALS', alsURL, {}],
-  ['pipe child', `http://127.0.0.1:${bareChildPort}`, {}],
+  ['nginx tuned', tuned.url, {}, tuned.pid],
+  ['pipe child', pipeChild.url, {}, pipeChild.pid],
   ['http-proxy', hpURL, {}],
-  ['proxy', proxy.url, headers],
+  ['proxy', proxy.url, headers, proxy.pid],
 ];
-const results = new Map<string, number[]>();
+const results = new Map<string, string[]>();
 for (let rep = 0; rep < 3; rep++) {
-  for (const [name, url, h] of targets) {
-    const secs = await pullBlob(url, 'bench/big', digest, size, h);
-    results.set(name, [...(results.get(name) ?? []), size / 2 ** 20 / secs]);
+  for (const [name, url, h, pid] of targets) {
+    const { value: secs, cpu } = await withCpu(pid ?? process.pid, () => pullBlob(url, 'bench/big', digest, size, h));
+    const cpuNote = pid ? ` (${(cpu / (size / 2 ** 30)).toFixed(2)} CPU s/GiB)` : '';
+    results.set(name, [...(results.get(name) ?? []), `${(size / 2 ** 20 / secs).toFixed(0)}${cpuNote}`]);
   }
 }
-for (const [name, xs] of results) console.log(`${name.padEnd(10)} ${xs.map((x) => x.toFixed(0)).join(', ')} MiB/s`);
+for (const [name, xs] of results) console.log(`${name.padEnd(11)} ${xs.join(', ')} MiB/s`);
 bare.close();
-bareChild.kill();
+await pipeChild.stop();
+await tuned.stop();
 hpServer.close();
 alsServer.close();
 agent.destroy();

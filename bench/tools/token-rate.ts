@@ -9,7 +9,7 @@ for (let run = 0; run < 3; run++) {
     url: proxy.url,
     method: 'GET',
     path: '/token?service=registry.bench&scope=repository%3Abench%2Fapp%3Apull',
-    headers: (n) => ({ authorization: basics[run * 6000 + n]! }),
+    headers: basics.slice(run * 6000, run * 6000 + 6000).map((b) => ({ authorization: b })),
     concurrency: 16,
     total: 6000,
     expectStatus: 200,

@@ -45,6 +45,9 @@ export interface RuntimeOptions {
   serviceAccountDir?: string;
   /** Minimum time between JWKS refetches on unknown `kid`s (default 10 s; tests shorten it). */
   refetchIntervalMs?: number;
+  /** A worker of `workers: N`: the primary's ephemeral signing key, and /metrics of all workers together. */
+  sharedEphemeralPem?: string;
+  metricsText?: () => Promise<string>;
 }
 
 /** The process's own endpoints: its public keys, liveness, readiness (with the reasons) and metrics. */
@@ -54,6 +57,7 @@ function serviceRoutes(d: {
   probe: ReturnType<typeof createUpstreamsProbe>;
   metrics: Metrics;
   state: AppState;
+  metricsText?: () => Promise<string>;
 }): Omit<AppRoutes, 'token' | 'v2' | 'extra'> {
   return {
     jwks: (_req, res) => sendJson(res, 200, d.keys.jwks(), { 'cache-control': 'public, max-age=60' }),
@@ -67,7 +71,7 @@ function serviceRoutes(d: {
       sendJson(res, reasons.length ? 503 : 200, reasons.length ? { status: 'not ready', reasons } : { status: 'ready' });
     },
     metrics: async (_req, res) => {
-      const text = await d.metrics.registry.metrics();
+      const text = await (d.metricsText ? d.metricsText() : d.metrics.registry.metrics());
       res.writeHead(200, { 'content-type': d.metrics.registry.contentType });
       res.end(text);
     },
@@ -100,7 +104,7 @@ export async function startRuntime(loaded: Config, logger: Logger, options: Runt
   const config = await withClusterIssuer(loaded, logger, options);
   const policy = loadPolicies(config.policies, upstreamNameOf(config.upstreams));
   if (policy.rules.length === 0) logger.warn({ policies: config.policies }, 'no policy rules loaded: every request will be denied');
-  const keys = await loadKeyRing(config.tokens, logger);
+  const keys = await loadKeyRing(config.tokens, logger, options.sharedEphemeralPem);
   if (config.issuers.length === 0 && !config.anonymous) logger.warn('no identity issuer configured: no identity token can be accepted');
   const metrics = createMetrics();
   const identity = createIdentityVerifier(config.issuers, {
@@ -119,7 +123,7 @@ export async function startRuntime(loaded: Config, logger: Logger, options: Runt
     {
       token,
       v2: proxy,
-      ...serviceRoutes({ keys, identity, probe, metrics, state }),
+      ...serviceRoutes({ keys, identity, probe, metrics, state, metricsText: options.metricsText }),
     },
     logger,
     metrics,

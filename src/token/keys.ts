@@ -147,16 +147,21 @@ function loadFromPath(cfg: TokensConfig, logger: Logger): Loaded {
   return { current, all };
 }
 
-export async function loadKeyRing(cfg: TokensConfig, logger: Logger): Promise<KeyRing> {
+/**
+ * `sharedEphemeralPem`: in a worker of `workers: N`, the ephemeral key the primary generated (and
+ * warned about) once, so that every worker signs with and publishes the same key.
+ */
+export async function loadKeyRing(cfg: TokensConfig, logger: Logger, sharedEphemeralPem?: string): Promise<KeyRing> {
   let state: Loaded;
   let ephemeral = false;
   if (!cfg.signingKeyFile) {
-    const key = signingKeyFromPem(generatePrivateKeyPem(cfg.algorithm), '(ephemeral)');
+    const key = signingKeyFromPem(sharedEphemeralPem ?? generatePrivateKeyPem(cfg.algorithm), '(ephemeral)');
     state = { current: key, all: [key] };
     ephemeral = true;
-    logger.warn(
-      "NO SIGNING KEY CONFIGURED: using an ephemeral key. Tokens become invalid on restart and replicas will not accept each other's tokens. Set tokens.signingKeyFile (create one with `registry-auth-proxy keys generate`).",
-    );
+    if (sharedEphemeralPem === undefined)
+      logger.warn(
+        "NO SIGNING KEY CONFIGURED: using an ephemeral key. Tokens become invalid on restart and replicas will not accept each other's tokens. Set tokens.signingKeyFile (create one with `registry-auth-proxy keys generate`).",
+      );
   } else {
     try {
       state = loadFromPath(cfg, logger);

@@ -9,6 +9,10 @@ import { inClusterIssuer } from '../../identity/in-cluster.js';
 import { createLogger, type Logger } from '../../log.js';
 import { lintTenantPinning } from '../../policy/lint.js';
 import { PolicyLoadError } from '../../policy/load.js';
+import { startPrimary } from '../../server/cluster.js';
+import { joinPrimary, workerSlot, type WorkerLink } from '../../server/cluster-worker.js';
+import { resolveWorkers } from '../../server/cpus.js';
+import type { PolicyEngine } from '../../policy/types.js';
 import { startRuntime, type Runtime } from '../../server/runtime.js';
 import { CliExit } from '../exit.js';
 
@@ -42,6 +46,7 @@ export function register(program: Command): void {
       '--state-dir <dir>',
       '--dev only: registry storage, keys and the token file (env RAP_DEV_STATE_DIR; default $XDG_STATE_HOME/registry-auth-proxy/dev, i.e. ~/.local/state/registry-auth-proxy/dev)',
     )
+    .option('--workers <n|auto>', 'processes serving requests on one socket; auto: one per available CPU (within a cgroup CPU quota); default 1 (workers)')
     .option('--log-level <level>', 'pino level, default info')
     .action(serve);
 }
@@ -52,11 +57,55 @@ async function serve(opts: ServeFlags & { stateDir?: string }): Promise<void> {
   const loaded = loadConfig(flags);
   const exposure = listenExposureProblem(loaded);
   if (exposure) throw new ConfigError(loaded.file, 'publicURL', exposure);
+  if (loaded.dev && loaded.workers !== 1) throw new CliExit(2, `--dev runs one process: workers must be 1, not ${loaded.workers}`);
+  const slot = workerSlot();
+  if (slot === undefined) return serveWith(loaded, stateDirFlag, undefined);
+  // A worker of `workers: N`: however it ends, the channel to the primary must not hold the process.
+  const link = await joinPrimary(slot);
+  try {
+    await serveWith(loaded, stateDirFlag, link);
+  } finally {
+    link.leave();
+  }
+}
+
+/** One serving process: the only one (no `link`), or a worker of `workers: N`. */
+async function serveWith(loaded: Config, stateDirFlag: string | undefined, link: WorkerLink | undefined): Promise<void> {
   // A person running --dev in a terminal reads the log; machines (and tests) get JSON.
-  const logger = createLogger(loaded.logLevel, process.stderr, { pretty: loaded.dev && process.stderr.isTTY === true });
+  const root = createLogger(loaded.logLevel, process.stderr, { pretty: loaded.dev && process.stderr.isTTY === true });
+  const logger = link ? root.child({ worker: link.slot }) : root;
   // The loaded Config is frozen: --dev and in-cluster mode each hand back an extended one.
   const dev = loaded.dev ? await startDev(loaded, stateDirFlag, logger) : undefined;
   const config = await withSomeIssuer(dev?.config ?? loaded, logger);
+  // In a worker, the primary has checked the config and logged about it already.
+  if (!link) logPolicySource(config, logger);
+  const workers = link ? undefined : resolveWorkers(config.workers);
+  if (workers && workers.count > 1) return servePrimary(config, workers, logger);
+  const runtime = await startRuntime(config, logger, { sharedEphemeralPem: link?.sharedEphemeralPem, metricsText: link?.metricsText }).catch((err: unknown) =>
+    startFailure(err, config),
+  );
+  if (!link) lintPolicies(runtime.policy, config, logger);
+  if (dev) process.stderr.write(dev.banner);
+  await untilStopped(runtime, dev, logger, link);
+  await dev?.stop();
+  logger.info('stopped');
+  // Everything is closed; should a stray handle linger, it must not hold the pod in Terminating.
+  setTimeout(() => process.exit(process.exitCode ?? 0), 500).unref();
+}
+
+/** `workers: N` (N > 1): this process is the primary; it returns once every worker has exited. */
+async function servePrimary(config: Config, workers: ReturnType<typeof resolveWorkers>, logger: Logger): Promise<void> {
+  logger.info({ workers: workers.count, setting: config.workers, cpus: workers.cpus, cpuQuota: workers.cpuQuota }, `starting ${workers.count} workers`);
+  const primary = await startPrimary(config, workers.count, logger).catch((err: unknown) => startFailure(err, config));
+  lintPolicies(primary.policy, config, logger);
+  const code = await primary.exited;
+  logger.info({ code }, 'stopped');
+  setTimeout(() => process.exit(code), 500).unref();
+  // A worker that failed to start said why on stderr already.
+  if (code !== 0) throw new CliExit(code, '');
+}
+
+function logPolicySource(config: Config, logger: Logger): void {
   if (config.policies === SHIPPED_POLICY_PATH) {
     logger.info(
       { policies: config.policies },
@@ -65,26 +114,22 @@ async function serve(opts: ServeFlags & { stateDir?: string }): Promise<void> {
   } else {
     logger.info({ policies: resolve(config.policies) }, 'loading policies');
   }
-  let runtime;
-  try {
-    runtime = await startRuntime(config, logger);
-  } catch (err) {
-    if (err instanceof PolicyLoadError) throw new CliExit(2, `policy error: ${err.message}`);
-    if (err instanceof ConfigError) throw err;
-    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE')
-      throw new CliExit(1, `cannot listen on ${config.listen.host}:${config.listen.port}: address in use`);
-    throw err;
-  }
-  // Rules for GitHub/GitLab/Google issuers that never pin the owner grant to strangers: say so loudly.
-  for (const w of lintTenantPinning(runtime.policy.rules, config.issuers)) {
+}
+
+/** What a start-up failure means for the exit code: a bad policy or config is 2, a taken address 1. */
+function startFailure(err: unknown, config: Config): never {
+  if (err instanceof PolicyLoadError) throw new CliExit(2, `policy error: ${err.message}`);
+  if (err instanceof ConfigError) throw err;
+  if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE')
+    throw new CliExit(1, `cannot listen on ${config.listen.host}:${config.listen.port}: address in use`);
+  throw err;
+}
+
+/** Rules for GitHub/GitLab/Google issuers that never pin the owner grant to strangers: say so loudly. */
+function lintPolicies(policy: PolicyEngine, config: Config, logger: Logger): void {
+  for (const w of lintTenantPinning(policy.rules, config.issuers)) {
     logger.warn({ file: w.file, rule: w.rule, issuer: w.issuer, preset: w.preset, ownerPinned: w.pinned }, w.message);
   }
-  if (dev) process.stderr.write(dev.banner);
-  await untilStopped(runtime, dev, logger);
-  await dev?.stop();
-  logger.info('stopped');
-  // Everything is closed; should a stray handle linger, it must not hold the pod in Terminating.
-  setTimeout(() => process.exit(process.exitCode ?? 0), 500).unref();
 }
 
 /** --dev: the embedded issuer, registry and kept keys, as a session holding the extended config. */
@@ -117,8 +162,11 @@ async function withSomeIssuer(config: Config, logger: Logger): Promise<Config> {
   return extended;
 }
 
-/** Resolves once the runtime stopped: on SIGTERM/SIGINT, or when --dev's embedded registry dies. */
-function untilStopped(runtime: Runtime, dev: DevSession | undefined, logger: Logger): Promise<void> {
+/**
+ * Resolves once the runtime stopped: on SIGTERM/SIGINT, when --dev's embedded registry dies, or
+ * in a worker on the primary's word.
+ */
+function untilStopped(runtime: Runtime, dev: DevSession | undefined, logger: Logger, link: WorkerLink | undefined): Promise<void> {
   return new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
@@ -128,7 +176,11 @@ function untilStopped(runtime: Runtime, dev: DevSession | undefined, logger: Log
       runtime.stop().then(resolve, resolve);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    // A terminal's Ctrl-C reaches the whole process group: a worker leaves it to the primary,
+    // which has every worker drain (and would restart one that died of it).
+    if (link) process.on('SIGINT', () => undefined);
+    else process.once('SIGINT', () => stop('SIGINT'));
+    link?.serve(runtime, () => stop('primary: drain'));
     // Without its registry the dev proxy can only answer 502: stop and say why instead.
     void dev?.registry?.exited.then(({ code, signal }) => {
       if (stopping) return;

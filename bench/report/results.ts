@@ -1,0 +1,52 @@
+import { perMode, type Mode } from '../lib/modes.js';
+import { cpuPerGiB, mibps, type BlobResults } from '../sections/blobs.js';
+import type { HeadResults } from '../sections/head.js';
+import type { TokenResults } from '../sections/token.js';
+import { cpuMs, rate, type WorkersResults } from '../sections/workers.js';
+
+/** Everything one run measured, plus where and when. */
+export interface Results {
+  date: string;
+  machine: string;
+  /** One-minute load average before and after the run: how busy the machine was besides the benchmark. */
+  load: [number, number];
+  /** How long the run took, start-up to the last measurement. */
+  seconds: number;
+  registryVersion: string;
+  nginxVersion: string;
+  quick: boolean;
+  profiling: boolean;
+  /** Proxy RSS after start-up (bytes). */
+  rssStart: number;
+  blobs: BlobResults;
+  head: HeadResults;
+  token: TokenResults;
+  workers: WorkersResults;
+}
+
+/** The figures the targets and the headline are stated in, derived once. */
+export function figures(r: Results) {
+  const b = r.blobs;
+  const h16 = r.head[16];
+  const w1 = rate(r.workers.w1);
+  const w2 = rate(r.workers.w2);
+  return {
+    pushCpu: perMode((m: Mode) => cpuPerGiB(b, b.push[m])),
+    pullCpu: perMode((m: Mode) => cpuPerGiB(b, b.pull[m])),
+    pushMibps: perMode((m: Mode) => mibps(b, b.push[m])),
+    pullMibps: perMode((m: Mode) => mibps(b, b.pull[m])),
+    headCpu16: perMode((m: Mode) => h16[m]?.cpuMs ?? NaN),
+    overhead16: (h16.proxy?.lat.p50 ?? NaN) - (h16.direct?.lat.p50 ?? NaN),
+    tokenCpu: r.token.distinct.cpuMs,
+    tokenRate: r.token.distinct.lat.rps,
+    w1,
+    w2,
+    w1Cpu: cpuMs(r.workers.w1),
+    w2Cpu: cpuMs(r.workers.w2),
+    upstreamRate: rate(r.workers.upstream),
+    workersRatio: w2 / w1,
+    rssPeak: b.peakRss.proxy,
+  };
+}
+
+export type Figures = ReturnType<typeof figures>;

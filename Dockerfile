@@ -26,5 +26,6 @@ USER 65532:65532
 # --public-url): the token realm clients are sent to. Without it the proxy exits 2.
 EXPOSE 8080
 # No HEALTHCHECK: Kubernetes probes /healthz and /readyz instead.
-ENTRYPOINT ["node", "/app/bin/registry-auth-proxy.js"]
+# --initial-old-space-size: see src/server/heap-flags.ts (halves CPU per GiB streamed on the bench).
+ENTRYPOINT ["node", "--initial-old-space-size=64", "/app/bin/registry-auth-proxy.js"]
 CMD ["serve", "--config", "/etc/registry-auth-proxy/config.yaml"]

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 
 /** What a verification cache holds right now (for tests and diagnostics). */
@@ -104,5 +104,5 @@ export class TokenCache<V extends {}> {
 }
 
 function hashKey(key: string): string {
-  return createHash('sha256').update(key).digest('base64url');
+  return hash('sha256', key, 'base64url');
 }

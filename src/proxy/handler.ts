@@ -50,7 +50,7 @@ function routeOf(req: Pick<IncomingMessage, 'method' | 'url' | 'headers' | 'head
   const rawQuery = q < 0 ? '' : rawUrl.slice(q + 1);
   const classified = classify(req.method ?? 'GET', q < 0 ? rawUrl : rawUrl.slice(0, q), rawQuery);
   if (isRouteError(classified)) return classified;
-  const route = withNamespace(targets, classified, new URLSearchParams(rawQuery).get('ns'));
+  const route = withNamespace(targets, classified, rawQuery ? new URLSearchParams(rawQuery).get('ns') : null);
   if (isRouteError(route)) return route;
   const refused = refuseBody(route, {
     contentTypes: req.headersDistinct?.['content-type'] ?? (req.headers['content-type'] ? [req.headers['content-type']] : []),

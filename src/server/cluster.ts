@@ -6,6 +6,7 @@ import type { Logger } from '../log.js';
 import { loadPolicies } from '../policy/load.js';
 import type { PolicyEngine } from '../policy/types.js';
 import { loadKeyRing } from '../token/keys.js';
+import { withStreamingHeap } from './heap-flags.js';
 
 /**
  * `workers: N` (N > 1): the primary process of a node:cluster. It serves nothing itself: it checks
@@ -105,6 +106,7 @@ class ClusterPrimary {
 
   start(count: number): void {
     this.count = count;
+    cluster.setupPrimary({ execArgv: withStreamingHeap(process.execArgv) });
     cluster.on('message', (worker, message: FromWorker) => this.onMessage(worker, message));
     cluster.on('exit', (worker, code, signal) => this.onExit(worker, code, signal));
     for (let n = 1; n <= count; n++) this.fork(n);

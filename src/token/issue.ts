@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { SignJWT } from 'jose';
 import type { Identity } from '../identity/types.js';
 import type { Refusal } from '../policy/explain.js';
 import type { KeyRing } from './keys.js';
+import { signJwt } from './jws.js';
 import type { AccessEntry } from '../oci/access.js';
 
 export interface IssueOptions {
@@ -53,20 +53,16 @@ export async function issueRegistryToken(
   const iat = Math.floor(nowMs / 1000);
   const key = keys.current();
   const explained = boundedRefusals(refused);
-  const token = await new SignJWT({
-    access,
-    ...(explained.length ? { refused: explained } : {}),
-    ...(grantsCatalog(access) ? { idn: identityClaim(identity) } : {}),
-  })
-    .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT', ...(key.x5c ? { x5c: key.x5c } : {}) })
-    .setIssuer(opts.issuer)
-    .setSubject(registrySubject(identity))
-    .setAudience(opts.service)
-    .setIssuedAt(iat)
-    .setNotBefore(iat)
-    .setExpirationTime(iat + opts.ttl)
-    .setJti(randomUUID())
-    .sign(key.privateKey);
+  const token = signJwt(
+    { kid: key.kid, typ: 'JWT', ...(key.x5c ? { x5c: key.x5c } : {}) },
+    {
+      access,
+      ...(explained.length ? { refused: explained } : {}),
+      ...(grantsCatalog(access) ? { idn: identityClaim(identity) } : {}),
+      ...standardClaims(opts.issuer, registrySubject(identity), opts.service, iat, iat + opts.ttl),
+    },
+    key,
+  );
   return { token, expiresIn: opts.ttl, issuedAt: new Date(iat * 1000).toISOString() };
 }
 
@@ -139,14 +135,14 @@ export async function issueRefreshToken(keys: KeyRing, identity: Identity, opts:
   const exp = refreshExpiry(iat, identity.expiresAt, opts.refreshTTL);
   if (exp === undefined) return undefined;
   const key = keys.current();
-  return new SignJWT({ idn: identityClaim(identity) })
-    .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: REFRESH_TYP })
-    .setIssuer(opts.issuer)
-    .setSubject(registrySubject(identity))
-    .setAudience(refreshAudience(opts.service))
-    .setIssuedAt(iat)
-    .setNotBefore(iat)
-    .setExpirationTime(exp)
-    .setJti(randomUUID())
-    .sign(key.privateKey);
+  return signJwt(
+    { kid: key.kid, typ: REFRESH_TYP },
+    { idn: identityClaim(identity), ...standardClaims(opts.issuer, registrySubject(identity), refreshAudience(opts.service), iat, exp) },
+    key,
+  );
+}
+
+/** The registered claims every token of ours carries, in the order jose's SignJWT wrote them. */
+function standardClaims(iss: string, sub: string, aud: string, iat: number, exp: number): Record<string, unknown> {
+  return { iss, sub, aud, iat, nbf: iat, exp, jti: randomUUID() };
 }

@@ -25,9 +25,49 @@ export const ANALYSIS = `
 
 ## Conclusions
 
-<!-- bench:conclusions — written by hand after the final full run: which targets are met, and for each one
-that is not, the profile that explains why and what was tried. -->
-_To be written after the final full run._
+Written after the full run of 2026-11-23 14:50 UTC (load average 1.9 → 2.9); re-check when the code path changes.
+
+- **Met:** push CPU ÷ the bare pipe (1.11 ≤ 1.2) and peak RSS (120 MB ≤ 150). The repeated-identity
+  /token case (0.239 ms) is also within the 0.25 ms target; the distinct-identity case is not.
+- **A mark-compact storm, found and fixed.** The proxy's pull cost was bimodal from process to process
+  (issue 13: 1.06–2.17 s/GiB). \`--trace-gc\` showed why: about half the processes settled into a full
+  mark-compact of the ~18 MB heap every ~70 ms of a transfer (30–110 per 2 GiB pulled; the bare pipe
+  has 0–1), triggered by the external memory of the 64 KiB read buffers once V8 had derived a tight
+  old-space limit at start-up. \`--initial-old-space-size=64\` keeps that limit fixed: 1–4 per 2 GiB in
+  every process tried, pull CPU 30–50 % lower in an interleaved A/B (3 × 3 × 512 MiB), peak RSS unchanged.
+  It cannot be set from inside the process (nor through NODE_OPTIONS), so the container entrypoint,
+  cluster workers and this benchmark pass it (src/server/heap-flags.ts); the five pulls above no longer
+  differ by 2×. Tried and not enough: one forced full GC after start-up, \`--min-semi-space-size\`,
+  \`--no-allocation-site-pretenuring\`, \`--no-page-promotion\`, \`--heap-growing-percent\`.
+- **Pull and push ≤ 1.0 CPU s/GiB: missed** — the bare node:http pipe itself costs 1.28 (push) and 1.51
+  (pull) in this run, so no Node proxy meets it on this machine under this load (the issue's quieter
+  runs had the pipe at 0.66–0.84). **Pull ≤ 1.2 × pipe: missed (1.40).** In a separate A/B (8 interleaved
+  256 MiB pulls) removing *both* the AsyncLocalStorage that tags log lines with the request id (in Node 20
+  it runs an async_hooks init hook for every socket write) *and* the per-chunk byte-count listener took the
+  proxy from 1.21 × to 1.05 × the pipe; either alone made no difference beyond noise. Not done in this
+  round: it means passing the request id explicitly to ~25 log calls. The next step.
+- **Pull ÷ tuned nginx ≥ 0.8: missed (0.40).** Tuned nginx reads 256 KiB at a time into its buffers
+  (0.45 CPU s/GiB); Node reads at most 64 KiB per read and allocates a Buffer for each, so the bare pipe
+  reaches only 0.55 × tuned nginx here. Out of reach without changing Node's socket read path.
+- **Manifest HEAD ≤ 0.08 ms CPU: missed (0.456; pipe 0.199, nginx 0.058).** The pipe alone is 2.5 × the
+  target. A CPU profile of 8,000 HEADs: ~55 % Node's HTTP server and client (as in the pipe), http-proxy-3
+  ~17 % (per-request option set-up, URL parsing of target and path), the access log ~6 % plus one write(2)
+  per request, AsyncLocalStorage ~6 %, route/authorize/metrics/watchdog ~10 %. Done: the log lines of one
+  event-loop turn now leave in one write (the access log was a third of the system calls of a HEAD), cache
+  keys hashed with one-shot \`crypto.hash\`. A/B against the start of issue 13 (5 interleaved runs):
+  0.50 → 0.46 ms. **p50 ≤ 1 ms over direct at 16 clients: missed (5.35 ms):** the registry saturates both
+  cores at 16 clients (1.03 ms of its own CPU per HEAD), so every microsecond of proxy CPU is queueing
+  delay; nginx adds 1.1–2.2 ms.
+- **/token ≤ 0.25 ms per distinct identity: missed (0.456).** Our registry tokens are now signed with
+  node:crypto (src/token/jws.ts): 0.04 ms per ES256 signature instead of 0.25 ms through jose's WebCrypto
+  path (micro-benchmark, sequential). What remains is mostly the ES256 verification of the client's identity
+  token in jose (WebCrypto, 0.1–0.27 ms) and the response write. Verification stays in jose on purpose: it
+  is the parse-and-verify of untrusted input (algorithm allow-list, key selection, claims), which the
+  project keeps in the well-kept library; doing it with node:crypto would save about 0.15 ms more.
+- **\`workers: 2\` ÷ \`workers: 1\` ≥ 1.6: missed (1.34).** The load generator (~0.09 ms CPU per request, about
+  0.4 of a core at 4,300 req/s) and the instant upstream share the 2 cores with the two workers; the
+  serving CPU per request is the same for one and two workers (0.33 vs 0.34 ms), so the ratio is a lower
+  bound of what two workers give where the clients run elsewhere.
 
 ## Profiling notes from before issue 13 (2026-11-23)
 

@@ -49,3 +49,17 @@ export function deniedError(message: string, detail: unknown): OciError {
   const phrase = `Forbidden: ${message}`.replace(/[^\x20-\x7e]/g, '?').slice(0, 1024);
   return new OciError(403, 'DENIED', message, detail, {}, phrase);
 }
+
+/**
+ * The parameters of a `Bearer realm="…",service="…",scope="…"` challenge (quoted values may hold
+ * commas), names lower-cased; undefined when the header is not a Bearer challenge. Pure.
+ */
+export function parseBearerChallenge(header: unknown): Record<string, string> | undefined {
+  const m = typeof header === 'string' ? /^\s*Bearer\s+(.*)$/i.exec(header) : null;
+  if (!m) return undefined;
+  const out: Record<string, string> = {};
+  const re = /([a-zA-Z_]+)="((?:[^"\\]|\\.)*)"/g;
+  let p: RegExpExecArray | null;
+  while ((p = re.exec(m[1]!)) !== null) out[p[1]!.toLowerCase()] = p[2]!.replace(/\\(.)/g, '$1');
+  return out;
+}

@@ -104,3 +104,8 @@ function dedupe(xs: string[]): string[] {
 function truncate(s: string): string {
   return s.length > 64 ? `${s.slice(0, 64)}…` : s;
 }
+
+/** One key for a set of scopes, whatever their order (caches of upstream tokens per scope set). Pure. */
+export function scopeSetKey(scopes: Scope[]): string {
+  return scopes.map(formatScope).sort().join(' ');
+}

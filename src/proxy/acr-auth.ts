@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { formatScope, type Scope } from '../oci/scope.js';
+import { formatScope, scopeSetKey, type Scope } from '../oci/scope.js';
+import { parseBearerChallenge } from '../oci/challenge.js';
 import { TokenCache, type CacheFill } from '../identity/token-cache.js';
 import { parseTokenResponse, untrustedRealm } from './token-realm.js';
 import { acrReason, acrScopeOf, defaultAzureCredential, jwtUntil, refreshTokens, type EntraTokens, type Endpoint } from './acr-refresh.js';
@@ -12,22 +13,11 @@ const REFRESH_TOKEN_USERNAME = '00000000-0000-0000-0000-000000000000';
 /** Byte budget of the registry-token cache: one entry per distinct scope set. */
 const CACHE_MAX_BYTES = 8 * 1024 * 1024;
 
-/** Parses `Bearer realm="…",service="…",scope="…"` (values may contain commas inside quotes). Pure. */
-function parseBearer(header: unknown): Record<string, string> | undefined {
-  const m = typeof header === 'string' ? /^\s*Bearer\s+(.*)$/i.exec(header) : null;
-  if (!m) return undefined;
-  const out: Record<string, string> = {};
-  const re = /([a-zA-Z_]+)="((?:[^"\\]|\\.)*)"/g;
-  let p: RegExpExecArray | null;
-  while ((p = re.exec(m[1]!)) !== null) out[p[1]!.toLowerCase()] = p[2]!.replace(/\\(.)/g, '$1');
-  return out;
-}
-
 /** Realm and service from the `/v2/` challenge; a realm off the upstream's origin is refused (logged: the host only). */
 async function learnEndpoint(upstream: UpstreamConfig, dispatcher: Dispatcher, logger: Logger): Promise<Endpoint> {
   const res = await request(`${upstream.url}/v2/`, { dispatcher, signal: AbortSignal.timeout(upstream.timeout) });
   await res.body.dump();
-  const ch = res.statusCode === 401 ? parseBearer(res.headers['www-authenticate']) : undefined;
+  const ch = res.statusCode === 401 ? parseBearerChallenge(res.headers['www-authenticate']) : undefined;
   if (!ch?.realm) throw new Error(`upstream ${upstream.url}/v2/ did not answer with a Bearer challenge (HTTP ${res.statusCode})`);
   let realm: URL;
   try {
@@ -90,7 +80,7 @@ export function acrAuth(upstream: UpstreamConfig, logger: Logger, entra?: EntraT
     return toFill(text, Date.now());
   }
 
-  const key = (scopes: Scope[]) => scopes.map(formatScope).sort().join(' ');
+  const key = scopeSetKey;
 
   return {
     async authorization(scopes: Scope[]): Promise<string> {

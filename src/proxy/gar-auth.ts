@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { formatScope, type Scope } from '../oci/scope.js';
+import { formatScope, scopeSetKey, type Scope } from '../oci/scope.js';
+import { parseBearerChallenge } from '../oci/challenge.js';
 import { TokenCache, type CacheFill } from '../identity/token-cache.js';
 import { parseTokenResponse, untrustedRealm } from './token-realm.js';
 
@@ -48,17 +49,6 @@ function applicationDefaultCredentials(): AccessTokens {
 
 type Challenge = Record<string, string>;
 
-/** Parses `Bearer realm="…",service="…",scope="…"` (values may contain commas inside quotes). Pure. */
-function parseBearer(header: unknown): Challenge | undefined {
-  const m = typeof header === 'string' ? /^\s*Bearer\s+(.*)$/i.exec(header) : null;
-  if (!m) return undefined;
-  const out: Challenge = {};
-  const re = /([a-zA-Z_]+)="((?:[^"\\]|\\.)*)"/g;
-  let p: RegExpExecArray | null;
-  while ((p = re.exec(m[1]!)) !== null) out[p[1]!.toLowerCase()] = p[2]!.replace(/\\(.)/g, '$1');
-  return out;
-}
-
 interface GarChallenge {
   realm: string;
   service: string;
@@ -67,7 +57,7 @@ interface GarChallenge {
 async function probe(upstream: UpstreamConfig, dispatcher: Dispatcher, path: string): Promise<Challenge | undefined> {
   const res = await request(`${upstream.url}${path}`, { dispatcher, signal: AbortSignal.timeout(upstream.timeout) });
   await res.body.dump();
-  return res.statusCode === 401 ? parseBearer(res.headers['www-authenticate']) : undefined;
+  return res.statusCode === 401 ? parseBearerChallenge(res.headers['www-authenticate']) : undefined;
 }
 
 /** The realm of the `/v2/` challenge, if on the upstream's own origin; else an error (logged: the host only). */
@@ -141,7 +131,7 @@ export function garAuth(upstream: UpstreamConfig, logger: Logger, tokens: Access
     return { value: header, until, token: header };
   }
 
-  const key = (scopes: Scope[]) => scopes.map(formatScope).sort().join(' ');
+  const key = scopeSetKey;
 
   return {
     async authorization(scopes: Scope[]): Promise<string> {

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { Agent, request } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { formatScope, type Scope } from '../oci/scope.js';
+import { formatScope, scopeSetKey, type Scope } from '../oci/scope.js';
+import { parseBearerChallenge } from '../oci/challenge.js';
 import { TokenCache, type CacheFill } from '../identity/token-cache.js';
 import { parseTokenResponse, untrustedRealm } from './token-realm.js';
 import { ecrAuth } from './ecr-auth.js';
@@ -26,17 +27,6 @@ export interface UpstreamAuth {
 
 function readSecret(file: string): string {
   return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
-}
-
-/** Parses `Bearer realm="…",service="…",scope="…"` (values may contain commas inside quotes). */
-function parseBearerChallenge(header: string): Record<string, string> | undefined {
-  const m = /^\s*Bearer\s+(.*)$/i.exec(header);
-  if (!m) return undefined;
-  const out: Record<string, string> = {};
-  const re = /([a-zA-Z_]+)="((?:[^"\\]|\\.)*)"/g;
-  let p: RegExpExecArray | null;
-  while ((p = re.exec(m[1]!)) !== null) out[p[1]!.toLowerCase()] = p[2]!.replace(/\\(.)/g, '$1');
-  return out;
 }
 
 type RegistryTokenAuth = Extract<UpstreamConfig['auth'], { type: 'registry-token' }>;
@@ -105,7 +95,7 @@ function registryTokenAuth(upstream: UpstreamConfig, auth: RegistryTokenAuth, lo
     const res = await request(`${upstream.url}/v2/`, { dispatcher, signal: AbortSignal.timeout(upstream.timeout) });
     await res.body.dump();
     const h = res.headers['www-authenticate'];
-    const parsed = typeof h === 'string' ? parseBearerChallenge(h) : undefined;
+    const parsed = parseBearerChallenge(h);
     if (res.statusCode !== 401 || !parsed?.realm)
       throw new Error(`upstream ${upstream.url}/v2/ did not answer with a Bearer challenge (HTTP ${res.statusCode})`);
     challenge = { realm: trustedRealm(upstream, auth, parsed.realm, logger), service: parsed.service };
@@ -127,7 +117,7 @@ function registryTokenAuth(upstream: UpstreamConfig, auth: RegistryTokenAuth, lo
     return { value: header, until, token: header };
   }
 
-  const key = (scopes: Scope[]) => scopes.map(formatScope).sort().join(' ');
+  const key = scopeSetKey;
 
   return {
     async authorization(scopes) {

@@ -41,11 +41,13 @@ Written after the full run of 2026-11-23 14:50 UTC (load average 1.9 → 2.9); r
   \`--no-allocation-site-pretenuring\`, \`--no-page-promotion\`, \`--heap-growing-percent\`.
 - **Pull and push ≤ 1.0 CPU s/GiB: missed** — the bare node:http pipe itself costs 1.28 (push) and 1.51
   (pull) in this run, so no Node proxy meets it on this machine under this load (the issue's quieter
-  runs had the pipe at 0.66–0.84). **Pull ≤ 1.2 × pipe: missed (1.40).** In a separate A/B (8 interleaved
-  256 MiB pulls) removing *both* the AsyncLocalStorage that tags log lines with the request id (in Node 20
-  it runs an async_hooks init hook for every socket write) *and* the per-chunk byte-count listener took the
-  proxy from 1.21 × to 1.05 × the pipe; either alone made no difference beyond noise. Not done in this
-  round: it means passing the request id explicitly to ~25 log calls. The next step.
+  runs had the pipe at 0.66–0.84). **Pull ≤ 1.2 × pipe: missed (1.40 here; 0.8–1.3 across processes in A/B runs).**
+  Even without mark-compact storms, identical proxy processes differ: four started from the same build
+  pulled at 1.24, 1.60, 1.76 and 1.96 CPU s/GiB (medians of 6 interleaved 256 MiB pulls, 1–5 full GCs each),
+  the pipe at 1.52. Candidates tried against that spread — no AsyncLocalStorage for the request id (in Node
+  20 an async_hooks init hook runs for every socket write), no per-chunk byte-count listener, no default
+  process metrics — moved the median by less than the spread between processes, so none was kept; judging
+  a change this small needs many processes, not many repetitions of one.
 - **Pull ÷ tuned nginx ≥ 0.8: missed (0.40).** Tuned nginx reads 256 KiB at a time into its buffers
   (0.45 CPU s/GiB); Node reads at most 64 KiB per read and allocates a Buffer for each, so the bare pipe
   reaches only 0.55 × tuned nginx here. Out of reach without changing Node's socket read path.
@@ -55,7 +57,7 @@ Written after the full run of 2026-11-23 14:50 UTC (load average 1.9 → 2.9); r
   per request, AsyncLocalStorage ~6 %, route/authorize/metrics/watchdog ~10 %. Done: the log lines of one
   event-loop turn now leave in one write (the access log was a third of the system calls of a HEAD), cache
   keys hashed with one-shot \`crypto.hash\`. A/B against the start of issue 13 (5 interleaved runs):
-  0.50 → 0.46 ms. **p50 ≤ 1 ms over direct at 16 clients: missed (5.35 ms):** the registry saturates both
+  0.50 → 0.46 ms, within the process-to-process spread. **p50 ≤ 1 ms over direct at 16 clients: missed (5.35 ms):** the registry saturates both
   cores at 16 clients (1.03 ms of its own CPU per HEAD), so every microsecond of proxy CPU is queueing
   delay; nginx adds 1.1–2.2 ms.
 - **/token ≤ 0.25 ms per distinct identity: missed (0.456).** Our registry tokens are now signed with

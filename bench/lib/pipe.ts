@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { streamingMallocEnv, withStreamingHeap } from '../../src/server/heap-flags.js';
 import { freePort, waitForHttp } from '../../test/support/net.js';
 
 interface NodePipe {
@@ -28,7 +29,11 @@ createServer((req, res) => {
   req.pipe(up);
 }).listen(${port}, '127.0.0.1');
 `;
-  const child = spawn(process.execPath, ['-e', source], { stdio: ['ignore', 'ignore', 'inherit'] });
+  // Started as the proxy is (src/server/heap-flags.ts), so the two differ only in what they run.
+  const child = spawn(process.execPath, [...withStreamingHeap([]), '-e', source], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, ...streamingMallocEnv(process.env) },
+  });
   const url = `http://127.0.0.1:${port}`;
   try {
     await waitForHttp(`${url}/v2/`, 10_000);

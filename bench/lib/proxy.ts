@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, openSync, existsSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { withStreamingHeap } from '../../src/server/heap-flags.js';
+import { streamingMallocEnv, withStreamingHeap } from '../../src/server/heap-flags.js';
 import { exportJWK, generateKeyPair } from 'jose';
 import { stringify } from 'yaml';
 import { TestIssuer } from '../../test/support/issuer.js';
@@ -88,12 +88,12 @@ export async function startBenchProxy(upstream: string, opts: BenchProxyOptions 
   const out = openSync(logFile, 'a');
   const child: ChildProcess = spawn(
     process.execPath,
-    // As the container image runs it (Dockerfile ENTRYPOINT): see src/server/heap-flags.ts.
+    // As the container image runs it (Dockerfile ENTRYPOINT and ENV): see src/server/heap-flags.ts.
     [...withStreamingHeap(opts.nodeArgs ?? []), join(ROOT, 'bin/registry-auth-proxy.js'), 'serve', '--config', join(dir, 'config.yaml')],
     {
       cwd: dir,
       stdio: ['ignore', out, out],
-      env: { ...process.env, ...opts.env },
+      env: { ...process.env, ...streamingMallocEnv(process.env), ...opts.env },
     },
   );
   try {

@@ -6,7 +6,7 @@ import type { Logger } from '../log.js';
 import { loadPolicies } from '../policy/load.js';
 import type { PolicyEngine } from '../policy/types.js';
 import { loadKeyRing } from '../token/keys.js';
-import { withStreamingHeap } from './heap-flags.js';
+import { streamingMallocEnv, withStreamingHeap } from './heap-flags.js';
 
 /**
  * `workers: N` (N > 1): the primary process of a node:cluster. It serves nothing itself: it checks
@@ -115,7 +115,7 @@ class ClusterPrimary {
   }
 
   private fork(n: number): void {
-    const worker = cluster.fork({ [WORKER_SLOT_ENV]: String(n) });
+    const worker = cluster.fork({ ...streamingMallocEnv(process.env), [WORKER_SLOT_ENV]: String(n) });
     this.slots.set(n, { n, worker, ready: false });
   }
 

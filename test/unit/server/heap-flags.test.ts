@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { STREAMING_HEAP_FLAG, withStreamingHeap } from '../../../src/server/heap-flags.js';
+import { STREAMING_HEAP_FLAG, STREAMING_MALLOC_ENV, streamingMallocEnv, withStreamingHeap } from '../../../src/server/heap-flags.js';
 
 describe('withStreamingHeap', () => {
   it.each([
@@ -11,8 +11,21 @@ describe('withStreamingHeap', () => {
     expect(withStreamingHeap(given)).toEqual(expected);
   });
 
-  it('is the flag the container image starts with', async () => {
+  it('is how the container image starts', async () => {
     const { readFileSync } = await import('node:fs');
-    expect(readFileSync(new URL('../../../Dockerfile', import.meta.url), 'utf8')).toContain(`"node", "${STREAMING_HEAP_FLAG}"`);
+    const dockerfile = readFileSync(new URL('../../../Dockerfile', import.meta.url), 'utf8');
+    expect(dockerfile).toContain(`"node", "${STREAMING_HEAP_FLAG}"`);
+    expect(dockerfile).toContain(`ENV MALLOC_TRIM_THRESHOLD_=${STREAMING_MALLOC_ENV.MALLOC_TRIM_THRESHOLD_}`);
+  });
+});
+
+describe('streamingMallocEnv', () => {
+  it.each([
+    [{}, STREAMING_MALLOC_ENV],
+    [{ PATH: '/bin' }, STREAMING_MALLOC_ENV],
+    [{ MALLOC_ARENA_MAX: '2' }, {}],
+    [{ GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=1' }, {}],
+  ])('%j -> %j', (env, expected) => {
+    expect(streamingMallocEnv(env)).toEqual(expected);
   });
 });

@@ -25,51 +25,50 @@ export const ANALYSIS = `
 
 ## Conclusions
 
-Written after the full run of 2026-11-23 14:50 UTC (load average 1.9 → 2.9); re-check when the code path changes.
+Written after the full run of 2026-11-23 15:15 UTC (load average 1.7 before); re-check when the code path
+changes. The run before it (14:50 UTC, same code without the malloc setting below) is quoted as "before".
 
-- **Met:** push CPU ÷ the bare pipe (1.11 ≤ 1.2) and peak RSS (120 MB ≤ 150). The repeated-identity
-  /token case (0.239 ms) is also within the 0.25 ms target; the distinct-identity case is not.
-- **A mark-compact storm, found and fixed.** The proxy's pull cost was bimodal from process to process
-  (issue 13: 1.06–2.17 s/GiB). \`--trace-gc\` showed why: about half the processes settled into a full
-  mark-compact of the ~18 MB heap every ~70 ms of a transfer (30–110 per 2 GiB pulled; the bare pipe
-  has 0–1), triggered by the external memory of the 64 KiB read buffers once V8 had derived a tight
-  old-space limit at start-up. \`--initial-old-space-size=64\` keeps that limit fixed: 1–4 per 2 GiB in
-  every process tried, pull CPU 30–50 % lower in an interleaved A/B (3 × 3 × 512 MiB), peak RSS unchanged.
-  It cannot be set from inside the process (nor through NODE_OPTIONS), so the container entrypoint,
-  cluster workers and this benchmark pass it (src/server/heap-flags.ts); the five pulls above no longer
-  differ by 2×. Tried and not enough: one forced full GC after start-up, \`--min-semi-space-size\`,
-  \`--no-allocation-site-pretenuring\`, \`--no-page-promotion\`, \`--heap-growing-percent\`.
-- **Pull and push ≤ 1.0 CPU s/GiB: missed** — the bare node:http pipe itself costs 1.28 (push) and 1.51
-  (pull) in this run, so no Node proxy meets it on this machine under this load (the issue's quieter
-  runs had the pipe at 0.66–0.84). **Pull ≤ 1.2 × pipe: missed (1.40 here; 0.8–1.3 across processes in A/B runs).**
-  Even without mark-compact storms, identical proxy processes differ: four started from the same build
-  pulled at 1.24, 1.60, 1.76 and 1.96 CPU s/GiB (medians of 6 interleaved 256 MiB pulls, 1–5 full GCs each),
-  the pipe at 1.52. Candidates tried against that spread — no AsyncLocalStorage for the request id (in Node
-  20 an async_hooks init hook runs for every socket write), no per-chunk byte-count listener, no default
-  process metrics — moved the median by less than the spread between processes, so none was kept; judging
-  a change this small needs many processes, not many repetitions of one.
-- **Pull ÷ tuned nginx ≥ 0.8: missed (0.40).** Tuned nginx reads 256 KiB at a time into its buffers
-  (0.45 CPU s/GiB); Node reads at most 64 KiB per read and allocates a Buffer for each, so the bare pipe
-  reaches only 0.55 × tuned nginx here. Out of reach without changing Node's socket read path.
-- **Manifest HEAD ≤ 0.08 ms CPU: missed (0.456; pipe 0.199, nginx 0.058).** The pipe alone is 2.5 × the
-  target. A CPU profile of 8,000 HEADs: ~55 % Node's HTTP server and client (as in the pipe), http-proxy-3
-  ~17 % (per-request option set-up, URL parsing of target and path), the access log ~6 % plus one write(2)
-  per request, AsyncLocalStorage ~6 %, route/authorize/metrics/watchdog ~10 %. Done: the log lines of one
-  event-loop turn now leave in one write (the access log was a third of the system calls of a HEAD), cache
-  keys hashed with one-shot \`crypto.hash\`. A/B against the start of issue 13 (5 interleaved runs):
-  0.50 → 0.46 ms, within the process-to-process spread. **p50 ≤ 1 ms over direct at 16 clients: missed (5.35 ms):** the registry saturates both
-  cores at 16 clients (1.03 ms of its own CPU per HEAD), so every microsecond of proxy CPU is queueing
-  delay; nginx adds 1.1–2.2 ms.
-- **/token ≤ 0.25 ms per distinct identity: missed (0.456).** Our registry tokens are now signed with
-  node:crypto (src/token/jws.ts): 0.04 ms per ES256 signature instead of 0.25 ms through jose's WebCrypto
-  path (micro-benchmark, sequential). What remains is mostly the ES256 verification of the client's identity
-  token in jose (WebCrypto, 0.1–0.27 ms) and the response write. Verification stays in jose on purpose: it
-  is the parse-and-verify of untrusted input (algorithm allow-list, key selection, claims), which the
-  project keeps in the well-kept library; doing it with node:crypto would save about 0.15 ms more.
-- **\`workers: 2\` ÷ \`workers: 1\` ≥ 1.6: missed (1.34).** The load generator (~0.09 ms CPU per request, about
-  0.4 of a core at 4,300 req/s) and the instant upstream share the 2 cores with the two workers; the
-  serving CPU per request is the same for one and two workers (0.33 vs 0.34 ms), so the ratio is a lower
-  bound of what two workers give where the clients run elsewhere.
+- **Met:** peak RSS (131 MB ≤ 150). Close: push CPU ÷ pipe 1.22 (≤ 1.2; 1.11 in the run before), \`workers: 2\`
+  ÷ \`workers: 1\` 1.55 (≥ 1.6), the repeated-identity /token case 0.247 ms (≤ 0.25).
+- **Two process-start defaults were most of the per-byte cost, and why it was bimodal.** Every socket read
+  of a blob allocates a 64 KiB Buffer; the buffers are freed in bulk after each garbage collection.
+  (1) V8: about half the proxy processes settled into a full mark-compact every ~70 ms of a transfer
+  (\`--trace-gc\`: 30–110 per 2 GiB pulled; a bare pipe 0–1) once V8 had derived a tight old-space limit at
+  start-up; \`--initial-old-space-size=64\` → 1–4. (2) glibc: with its dynamic trim threshold still at the
+  128 KiB start, malloc gave the freed heap top back with \`brk(2)\` after every collection and page-faulted it
+  in again (strace: ~1,200 brk per 256 MiB, all system time); \`MALLOC_TRIM_THRESHOLD_=33554432\` → 0–20.
+  Both are set where a process starts (src/server/heap-flags.ts: the image's entrypoint and ENV, cluster
+  workers, this benchmark — for the bare pipe too). Pull: 2.12 → 1.28 CPU s/GiB and 331 → 506 MiB/s; push
+  1.42 → 1.07 (this run against the one before); the pipe moved 1.51 → 0.91 with the same settings. Tried
+  and not enough for (1): one forced GC after start-up, semi-space sizes, \`--no-allocation-site-pretenuring\`,
+  \`--no-page-promotion\`, \`--heap-growing-percent\`; a 4 MiB trim threshold still let some processes thrash.
+- **Pull and push ≤ 1.0 CPU s/GiB: missed (1.28, 1.07)** and **≤ 1.2 × the pipe: missed for pull (1.41).**
+  The proxy now pulls with less CPU than unbuffered nginx (1.55) and at 0.97 × its speed. What remains
+  over the pipe is per-chunk and per-exchange work that small A/Bs could not separate from the spread
+  between processes: identical proxy processes measured 1.24–1.96 CPU s/GiB before the malloc setting.
+  Candidates tried — no AsyncLocalStorage request-id context (Node 20 runs an async_hooks init hook for
+  every socket write), no per-chunk byte-count listener, no default process metrics — were not kept.
+- **Pull ÷ tuned nginx ≥ 0.8: missed (0.57).** Tuned nginx reads 256 KiB at a time into its buffers
+  (0.38 CPU s/GiB); Node reads at most 64 KiB per read and allocates a Buffer for each, so the pipe reaches
+  0.76 × tuned nginx here. Closing the rest needs a different socket read path than Node's.
+- **Manifest HEAD ≤ 0.08 ms CPU: missed (0.458; pipe 0.207, nginx 0.056).** The pipe alone is 2.6 × the
+  target. CPU profile of 8,000 HEADs: ~55 % Node's HTTP server and client (as in the pipe), http-proxy-3
+  ~17 % (per-request option set-up, URL parsing of target and path), the access log ~6 %, AsyncLocalStorage
+  ~6 %, route/authorize/metrics/watchdog ~10 %. Done: the log lines of one event-loop turn leave in one write
+  (the access log was one of three system calls per HEAD), one-shot \`crypto.hash\` for cache keys.
+  **p50 ≤ 1 ms over direct at 16 clients: missed (6.06 ms):** the registry saturates both cores at 16
+  clients (1.02 ms of its own CPU per HEAD), so every microsecond of proxy CPU is queueing delay; nginx adds
+  1.1–1.4 ms.
+- **/token ≤ 0.25 ms per distinct identity: missed (0.557; 0.456 in the run before).** Our registry tokens are
+  signed with node:crypto now (src/token/jws.ts): 0.04 ms per ES256 signature instead of 0.25 ms through
+  jose's WebCrypto path (micro-benchmark, sequential). Most of what remains is the ES256 verification of the
+  client's identity token in jose (WebCrypto, 0.1–0.27 ms) and the response write. Verification stays in jose
+  on purpose: it is the parse-and-verify of untrusted input (algorithm allow-list, key selection, claims),
+  which the project keeps in the well-kept library; doing it with node:crypto would save about 0.15 ms more.
+- **\`workers: 2\` ÷ \`workers: 1\` ≥ 1.6: missed (1.55).** The load generator (~0.08–0.10 ms CPU per request,
+  about 0.4 of a core at 4,900 req/s) and the instant upstream share the 2 cores with the two workers; the
+  serving CPU per request is no higher with two workers (0.29 vs 0.33 ms), so the ratio is a lower bound of
+  what two workers give where the clients run elsewhere.
 
 ## Profiling notes from before issue 13 (2026-11-23)
 

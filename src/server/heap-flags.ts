@@ -9,8 +9,8 @@
  * - glibc malloc: the buffers come from the heap (below the 128 KiB mmap threshold); each bulk free
  *   leaves a free top of many MiB, which malloc trims with brk(2) only to grow it again, page-faulting
  *   it back in. Processes whose dynamic trim threshold stayed at its 128 KiB start made ~1,200 brk
- *   calls per 256 MiB pulled (strace) and paid it in system time; a 32 MiB threshold: 0–20, and the
- *   four processes of one build within 1.2–1.8 CPU s/GiB instead of 1.5–2.1 (2026-11-23, 6 pulls each).
+ *   calls per 256 MiB pulled (strace) and paid it in system time; a 32 MiB threshold: 0–20. In the
+ *   benchmark (2026-11-23): pull 2.12 → 1.28 CPU s/GiB, push 1.42 → 1.07, peak RSS 120 → 131 MB.
  *
  * Neither can be changed once the process runs (nor the flag through NODE_OPTIONS), so they go on
  * its command line and environment: the container image, cluster workers, the benchmark.

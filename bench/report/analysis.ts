@@ -43,11 +43,13 @@ changes. The run before it (14:50 UTC, same code without the malloc setting belo
   and not enough for (1): one forced GC after start-up, semi-space sizes, \`--no-allocation-site-pretenuring\`,
   \`--no-page-promotion\`, \`--heap-growing-percent\`; a 4 MiB trim threshold still let some processes thrash.
 - **Pull and push ≤ 1.0 CPU s/GiB: missed (1.28, 1.07)** and **≤ 1.2 × the pipe: missed for pull (1.41).**
-  The proxy now pulls with less CPU than unbuffered nginx (1.55) and at 0.97 × its speed. What remains
-  over the pipe is per-chunk and per-exchange work that small A/Bs could not separate from the spread
-  between processes: identical proxy processes measured 1.24–1.96 CPU s/GiB before the malloc setting.
-  Candidates tried — no AsyncLocalStorage request-id context (Node 20 runs an async_hooks init hook for
-  every socket write), no per-chunk byte-count listener, no default process metrics — were not kept.
+  The proxy now pulls with less CPU than unbuffered nginx (1.55) and at 0.97 × its speed. With both settings
+  the spread between processes is small enough for A/Bs: five proxy processes against one bare pipe
+  (8 interleaved 256 MiB pulls) measured 1.00–1.15 × the pipe, and removing the AsyncLocalStorage
+  request-id context (Node 20 runs an async_hooks init hook for every socket write) or the per-chunk
+  byte-count listener made no difference within that range, so neither was changed. The ratio itself moves
+  from run to run (1.00–1.15 in that A/B, 1.41 in this run, whose pipe was unusually cheap). For manifest HEADs the same A/B moved CPU per request by
+  ≤ 5 % (no AsyncLocalStorage, no default process metrics): not kept either.
 - **Pull ÷ tuned nginx ≥ 0.8: missed (0.57).** Tuned nginx reads 256 KiB at a time into its buffers
   (0.38 CPU s/GiB); Node reads at most 64 KiB per read and allocates a Buffer for each, so the pipe reaches
   0.76 × tuned nginx here. Closing the rest needs a different socket read path than Node's.

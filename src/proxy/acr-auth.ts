@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { formatScope, scopeSetKey, type Scope } from '../oci/scope.js';
+import { formatScope, type Scope } from '../oci/scope.js';
 import { parseBearerChallenge } from '../oci/challenge.js';
 import { TokenCache, type CacheFill } from '../identity/token-cache.js';
-import { parseTokenResponse, untrustedRealm } from './token-realm.js';
+import { parseTokenResponse, scopedTokens, untrustedRealm } from './token-realm.js';
 import { acrReason, acrScopeOf, defaultAzureCredential, jwtUntil, refreshTokens, type EntraTokens, type Endpoint } from './acr-refresh.js';
 
 /** The Basic username telling ACR's token service that the password is an ACR refresh token. */
@@ -80,25 +80,16 @@ export function acrAuth(upstream: UpstreamConfig, logger: Logger, entra?: EntraT
     return toFill(text, Date.now());
   }
 
-  const key = scopeSetKey;
-
-  return {
-    async authorization(scopes: Scope[]): Promise<string> {
-      try {
-        return await cache.getOrLoad(key(scopes), () => fetchToken(scopes));
-      } catch (err) {
-        logger.error({ err: (err as Error).message }, 'could not obtain an ACR registry token');
-        endpoint = undefined;
-        throw err;
-      }
-    },
-    invalidate(scopes: Scope[]): void {
-      cache.delete(key(scopes));
-      refresh.drop();
-    },
-    async close(): Promise<void> {
+  return scopedTokens({
+    cache,
+    fetch: (scopes) => fetchToken(scopes),
+    logger,
+    failure: 'could not obtain an ACR registry token',
+    forget: () => (endpoint = undefined),
+    onInvalidate: () => refresh.drop(),
+    close: async () => {
       refresh.close();
       await dispatcher.close();
     },
-  };
+  });
 }

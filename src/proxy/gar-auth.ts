@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { formatScope, scopeSetKey, type Scope } from '../oci/scope.js';
+import { formatScope, type Scope } from '../oci/scope.js';
 import { parseBearerChallenge } from '../oci/challenge.js';
 import { TokenCache, type CacheFill } from '../identity/token-cache.js';
-import { parseTokenResponse, untrustedRealm } from './token-realm.js';
+import { parseTokenResponse, scopedTokens, untrustedRealm } from './token-realm.js';
 
 /** The Basic username Google's registries take with an OAuth access token as the password. */
 const GAR_USERNAME = 'oauth2accesstoken';
@@ -131,21 +131,12 @@ export function garAuth(upstream: UpstreamConfig, logger: Logger, tokens: Access
     return { value: header, until, token: header };
   }
 
-  const key = scopeSetKey;
-
-  return {
-    async authorization(scopes: Scope[]): Promise<string> {
-      try {
-        return await cache.getOrLoad(key(scopes), () => fetchToken(scopes));
-      } catch (err) {
-        logger.error({ err: (err as Error).message }, 'could not obtain a GAR registry token');
-        challenge = undefined;
-        throw err;
-      }
-    },
-    invalidate(scopes: Scope[]): void {
-      cache.delete(key(scopes));
-    },
+  return scopedTokens({
+    cache,
+    fetch: (scopes) => fetchToken(scopes),
+    logger,
+    failure: 'could not obtain a GAR registry token',
+    forget: () => (challenge = undefined),
     close: () => dispatcher.close(),
-  };
+  });
 }

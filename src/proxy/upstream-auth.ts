@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import { Agent, request } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { formatScope, scopeSetKey, type Scope } from '../oci/scope.js';
+import { formatScope, type Scope } from '../oci/scope.js';
 import { parseBearerChallenge } from '../oci/challenge.js';
 import { TokenCache, type CacheFill } from '../identity/token-cache.js';
-import { parseTokenResponse, untrustedRealm } from './token-realm.js';
+import { parseTokenResponse, scopedTokens, untrustedRealm } from './token-realm.js';
 import { ecrAuth } from './ecr-auth.js';
 import { garAuth } from './gar-auth.js';
 import { acrAuth } from './acr-auth.js';
@@ -117,21 +117,12 @@ function registryTokenAuth(upstream: UpstreamConfig, auth: RegistryTokenAuth, lo
     return { value: header, until, token: header };
   }
 
-  const key = scopeSetKey;
-
-  return {
-    async authorization(scopes) {
-      try {
-        return await cache.getOrLoad(key(scopes), () => fetchToken(scopes));
-      } catch (err) {
-        logger.error({ err: (err as Error).message }, 'could not obtain an upstream registry token');
-        challenge = undefined;
-        throw err;
-      }
-    },
-    invalidate(scopes) {
-      cache.delete(key(scopes));
-    },
+  return scopedTokens({
+    cache,
+    fetch: (scopes) => fetchToken(scopes),
+    logger,
+    failure: 'could not obtain an upstream registry token',
+    forget: () => (challenge = undefined),
     close: () => dispatcher.close(),
-  };
+  });
 }

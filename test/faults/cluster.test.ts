@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startChildProxy, type ChildProxy } from '../helpers/child-proxy.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../fixtures/recording-upstream.js';
 import { freePort } from '../support/net.js';
+import { slowUpload, UPLOAD } from '../support/slow-upload.js';
 import { eventually, onNewConnection, scrape, seriesValue, servingWorkers, spawnBuiltProxy, workerPids } from '../support/cluster.js';
 
 /**
@@ -13,7 +13,6 @@ import { eventually, onNewConnection, scrape, seriesValue, servingWorkers, spawn
  * SIGTERM to the primary (or Ctrl-C, SIGINT to the whole process group) drains every worker: the
  * upload in flight completes, new connections are refused, and the process exits 0 in time.
  */
-const UPLOAD = '/v2/team/app/blobs/uploads/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d';
 
 function alive(pid: number): boolean {
   try {
@@ -22,31 +21,6 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-/** A 4 MiB upload sent on its own connection over ~1.5 s; resolves with the status. */
-function slowUpload(url: string, headers: Record<string, string> = {}): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    const req = httpRequest(`${url}${UPLOAD}`, {
-      method: 'PATCH',
-      headers: { ...headers, 'content-type': 'application/octet-stream', 'content-length': String(4 << 20) },
-      agent: false,
-    });
-    req.on('response', (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode!));
-    });
-    req.on('error', reject);
-    let sent = 0;
-    const tick = setInterval(() => {
-      req.write(Buffer.alloc(256 * 1024));
-      sent += 256 * 1024;
-      if (sent >= 4 << 20) {
-        clearInterval(tick);
-        req.end();
-      }
-    }, 90);
-  });
 }
 
 async function connectError(url: string): Promise<string> {

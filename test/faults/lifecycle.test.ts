@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import { startChildProxy, type ChildProxy } from '../helpers/child-proxy.js';
+import { slowUpload, UPLOAD } from '../support/slow-upload.js';
 
 /**
  * The proxy process under client aborts and shutdown: 500 aborted pushes and pulls leave no sockets,
@@ -9,7 +10,6 @@ import { startChildProxy, type ChildProxy } from '../helpers/child-proxy.js';
  * connections, and exits within the grace period.
  */
 const BLOB = `sha256:${'f'.repeat(64)}`;
-const UPLOAD = '/v2/team/app/blobs/uploads/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d';
 
 /** An upstream that streams big blobs as fast as the reader takes them and swallows uploads slowly. */
 async function startStreamingUpstream(): Promise<{ url: string; server: Server; open: () => Promise<number>; stop: () => Promise<void> }> {
@@ -156,28 +156,7 @@ describe('SIGTERM', () => {
     const upstream = await startStreamingUpstream();
     const proxy = await startChildProxy(upstream.url, { shutdownGrace: '4s', logLevel: 'info' });
     const token = await proxy.registryToken(['repository:team/app:pull,push']);
-    // a 4 MiB upload sent over ~1.5 s
-    const upload = new Promise<number>((resolve, reject) => {
-      const req = httpRequest(`${proxy.url}${UPLOAD}`, {
-        method: 'PATCH',
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', 'content-length': String(4 << 20) },
-        agent: false,
-      });
-      req.on('response', (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode!));
-      });
-      req.on('error', reject);
-      let sent = 0;
-      const tick = setInterval(() => {
-        req.write(Buffer.alloc(256 * 1024));
-        sent += 256 * 1024;
-        if (sent >= 4 << 20) {
-          clearInterval(tick);
-          req.end();
-        }
-      }, 90);
-    });
+    const upload = slowUpload(proxy.url, { authorization: `Bearer ${token}` });
     await new Promise((r) => setTimeout(r, 300));
     const killedAt = Date.now();
     const exited = new Promise<number | null>((r) => proxy.child.once('exit', (code) => r(code)));

@@ -33,14 +33,24 @@ export function createLogger(level = 'info', destination: NodeJS.WritableStream 
 }
 
 /** One for the process: every logger writing to stderr shares its batch (and its exit hook). */
-let stderrBatch: { write(line: string): boolean } | undefined;
+let stderrBatch: StderrBatch | undefined;
+
+interface StderrBatch {
+  write(line: string): boolean;
+  flush(): void;
+}
+
+/** Writes the log lines still waiting for the end of this event-loop turn: call before writing to stderr directly, so the order holds. */
+export function flushLogs(): void {
+  stderrBatch?.flush();
+}
 
 /**
  * stderr, with the lines of one event-loop turn written together: under load the access log was
  * one write(2) per request (a third of the proxy's system calls for a manifest HEAD). A line waits
  * at most until the current turn ends; the 'exit' hook writes what is left when the process ends.
  */
-function batchedStderr(): { write(line: string): boolean } {
+function batchedStderr(): StderrBatch {
   let pending: string[] = [];
   let scheduled = false;
   const flush = () => {
@@ -52,6 +62,7 @@ function batchedStderr(): { write(line: string): boolean } {
   };
   process.on('exit', flush);
   return {
+    flush,
     write(line) {
       pending.push(line);
       if (!scheduled) {

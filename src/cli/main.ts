@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/errors.js';
 import { CliExit } from './exit.js';
+import { flushLogs } from '../log.js';
 import * as serve from './commands/serve.js';
 import * as verify from './commands/verify.js';
 import * as policy from './commands/policy.js';
@@ -42,6 +43,8 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
+    // What was logged before the failure is written before the message that ends the run.
+    flushLogs();
     if (err instanceof CliExit) {
       if (err.message) process.stderr.write(`${err.message}\n`);
       return err.code;

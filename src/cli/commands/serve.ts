@@ -6,7 +6,7 @@ import type { Config } from '../../config/types.js';
 import { devStateDir } from '../../dev/defaults.js';
 import type { DevSession } from '../../dev/setup.js';
 import { inClusterIssuer } from '../../identity/in-cluster.js';
-import { createLogger, type Logger } from '../../log.js';
+import { createLogger, flushLogs, type Logger } from '../../log.js';
 import { lintTenantPinning } from '../../policy/lint.js';
 import { PolicyLoadError } from '../../policy/load.js';
 import { startPrimary } from '../../server/cluster.js';
@@ -85,7 +85,11 @@ async function serveWith(loaded: Config, stateDirFlag: string | undefined, link:
     startFailure(err, config),
   );
   if (!link) lintPolicies(runtime.policy, config, logger);
-  if (dev) process.stderr.write(dev.banner);
+  // The banner comes after the log lines before it (they wait for the end of the turn).
+  if (dev) {
+    flushLogs();
+    process.stderr.write(dev.banner);
+  }
   await untilStopped(runtime, dev, logger, link);
   await dev?.stop();
   logger.info('stopped');

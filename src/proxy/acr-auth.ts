@@ -1,11 +1,11 @@
-import { readFileSync } from 'node:fs';
-import { Agent, request, type Dispatcher } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { formatScope, type Scope } from '../oci/scope.js';
+import type { Scope } from '../oci/scope.js';
 import { parseBearerChallenge } from '../oci/challenge.js';
 import { TokenCache, type CacheFill } from '../identity/token-cache.js';
-import { parseTokenResponse, scopedTokens, untrustedRealm } from './token-realm.js';
+import { parseTokenResponse, untrustedRealm } from './token-realm.js';
+import { askTokenService, scopedTokens, upstreamDispatcher } from './token-service.js';
 import { acrReason, acrScopeOf, defaultAzureCredential, jwtUntil, refreshTokens, type EntraTokens, type Endpoint } from './acr-refresh.js';
 
 /** The Basic username telling ACR's token service that the password is an ACR refresh token. */
@@ -49,11 +49,7 @@ function toFill(text: string, now: number): CacheFill<string> {
  */
 export function acrAuth(upstream: UpstreamConfig, logger: Logger, entra?: EntraTokens) {
   const tenant = upstream.auth.type === 'acr' ? upstream.auth.tenant : undefined;
-  const dispatcher = new Agent({
-    connect: { timeout: upstream.timeout, ...(upstream.caFile ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) },
-    headersTimeout: upstream.timeout,
-    bodyTimeout: upstream.timeout,
-  });
+  const dispatcher = upstreamDispatcher(upstream, upstream.timeout);
   const signal = () => AbortSignal.timeout(upstream.timeout);
   const post = async (url: URL, form: URLSearchParams): Promise<[number, string]> => {
     const headers = { 'content-type': 'application/x-www-form-urlencoded' };
@@ -66,18 +62,14 @@ export function acrAuth(upstream: UpstreamConfig, logger: Logger, entra?: EntraT
 
   async function fetchToken(scopes: Scope[], retried = false): Promise<CacheFill<string>> {
     const ep = await (endpoint ??= learnEndpoint(upstream, dispatcher, logger));
-    const url = new URL(ep.realm);
-    url.searchParams.set('service', ep.service);
-    for (const s of scopes) url.searchParams.append('scope', formatScope(s));
-    const basic = Buffer.from(`${REFRESH_TOKEN_USERNAME}:${await refresh.get(ep)}`).toString('base64');
-    const res = await request(url, { dispatcher, headers: { authorization: `Basic ${basic}` }, signal: signal() });
-    const text = await res.body.text();
-    if (res.statusCode === 401 && !retried) {
+    const credentials = { username: REFRESH_TOKEN_USERNAME, password: await refresh.get(ep) };
+    const answer = await askTokenService(ep.realm, { service: ep.service, scopes }, credentials, { dispatcher, timeoutMs: upstream.timeout });
+    if (answer.status === 401 && !retried) {
       refresh.drop();
       return fetchToken(scopes, true);
     }
-    if (res.statusCode !== 200) throw new Error(`ACR token service ${url.origin}${url.pathname} answered HTTP ${res.statusCode}${acrReason(text)}`);
-    return toFill(text, Date.now());
+    if (answer.status !== 200) throw new Error(`ACR token service ${answer.where} answered HTTP ${answer.status}${acrReason(answer.text)}`);
+    return toFill(answer.text, Date.now());
   }
 
   return scopedTokens({

@@ -1,11 +1,11 @@
-import { readFileSync } from 'node:fs';
-import { Agent, request, type Dispatcher } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { formatScope, type Scope } from '../oci/scope.js';
+import type { Scope } from '../oci/scope.js';
 import { parseBearerChallenge } from '../oci/challenge.js';
 import { TokenCache, type CacheFill } from '../identity/token-cache.js';
-import { parseTokenResponse, scopedTokens, untrustedRealm } from './token-realm.js';
+import { parseTokenResponse, untrustedRealm } from './token-realm.js';
+import { askTokenService, scopedTokens, upstreamDispatcher } from './token-service.js';
 
 /** The Basic username Google's registries take with an OAuth access token as the password. */
 const GAR_USERNAME = 'oauth2accesstoken';
@@ -105,29 +105,21 @@ async function learnChallenge(upstream: UpstreamConfig, dispatcher: Dispatcher, 
  * own origin: the access token is a Google credential, sent nowhere else.
  */
 export function garAuth(upstream: UpstreamConfig, logger: Logger, tokens: AccessTokens = applicationDefaultCredentials()) {
-  const dispatcher = new Agent({
-    connect: { timeout: upstream.timeout, ...(upstream.caFile ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) },
-    headersTimeout: upstream.timeout,
-    bodyTimeout: upstream.timeout,
-  });
+  const dispatcher = upstreamDispatcher(upstream, upstream.timeout);
   const cache = new TokenCache<string>(CACHE_MAX_BYTES);
   let challenge: GarChallenge | undefined;
 
   /** One token-service call; a 401 means the access token was refused: forget it and try once more with a new one. */
   async function fetchToken(scopes: Scope[], retried = false): Promise<CacheFill<string>> {
     const ch = (challenge ??= await learnChallenge(upstream, dispatcher, scopes, logger));
-    const url = new URL(ch.realm);
-    url.searchParams.set('service', ch.service);
-    for (const s of scopes) url.searchParams.append('scope', formatScope(s));
-    const basic = Buffer.from(`${GAR_USERNAME}:${await tokens.get()}`).toString('base64');
-    const res = await request(url, { dispatcher, headers: { authorization: `Basic ${basic}` }, signal: AbortSignal.timeout(upstream.timeout) });
-    const text = await res.body.text();
-    if (res.statusCode === 401 && !retried) {
+    const credentials = { username: GAR_USERNAME, password: await tokens.get() };
+    const answer = await askTokenService(ch.realm, { service: ch.service, scopes }, credentials, { dispatcher, timeoutMs: upstream.timeout });
+    if (answer.status === 401 && !retried) {
       tokens.forget();
       return fetchToken(scopes, true);
     }
-    if (res.statusCode !== 200) throw new Error(`GAR token service ${url.origin}${url.pathname} answered HTTP ${res.statusCode}`);
-    const { header, until } = parseTokenResponse(text, Date.now());
+    if (answer.status !== 200) throw new Error(`GAR token service ${answer.where} answered HTTP ${answer.status}`);
+    const { header, until } = parseTokenResponse(answer.text, Date.now());
     return { value: header, until, token: header };
   }
 

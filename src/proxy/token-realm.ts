@@ -1,7 +1,3 @@
-import type { Logger } from '../log.js';
-import type { CacheFill, TokenCache } from '../identity/token-cache.js';
-import { scopeSetKey, type Scope } from '../oci/scope.js';
-
 /**
  * The registry-token dance's pure parts: which token realm may receive the proxy's credentials, and
  * what a token server's answer means (Docker's token spec, as Harbor, GHCR, Docker Hub and Quay speak it),
@@ -70,36 +66,4 @@ export function parseTokenResponse(text: string, now: number): UpstreamToken {
 export function rateLimitRemaining(header: string | string[] | undefined): number | undefined {
   const m = typeof header === 'string' ? /^\s*(\d+)\s*(?:;|$)/.exec(header) : null;
   return m ? Number(m[1]) : undefined;
-}
-
-/**
- * The upstream auth of a token dance: one cached token per scope set, fetched once for concurrent
- * callers. A failed fetch is logged as `failure` and `forget()`s what was learnt about the token
- * service (its challenge), so the next request starts over; `invalidate` drops that scope set's token.
- */
-export function scopedTokens(o: {
-  cache: TokenCache<string>;
-  fetch(scopes: Scope[]): Promise<CacheFill<string>>;
-  logger: Logger;
-  failure: string;
-  forget(): void;
-  onInvalidate?(): void;
-  close(): Promise<void>;
-}): { authorization(scopes: Scope[]): Promise<string>; invalidate(scopes: Scope[]): void; close(): Promise<void> } {
-  return {
-    async authorization(scopes) {
-      try {
-        return await o.cache.getOrLoad(scopeSetKey(scopes), () => o.fetch(scopes));
-      } catch (err) {
-        o.logger.error({ err: (err as Error).message }, o.failure);
-        o.forget();
-        throw err;
-      }
-    },
-    invalidate(scopes) {
-      o.cache.delete(scopeSetKey(scopes));
-      o.onInvalidate?.();
-    },
-    close: o.close,
-  };
 }

@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { Agent, request } from 'undici';
+import { request } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { formatScope, type Scope } from '../oci/scope.js';
+import type { Scope } from '../oci/scope.js';
 import { parseBearerChallenge } from '../oci/challenge.js';
 import { TokenCache, type CacheFill } from '../identity/token-cache.js';
-import { parseTokenResponse, scopedTokens, untrustedRealm } from './token-realm.js';
+import { parseTokenResponse, untrustedRealm } from './token-realm.js';
+import { askTokenService, scopedTokens, upstreamDispatcher } from './token-service.js';
 import { ecrAuth } from './ecr-auth.js';
 import { garAuth } from './gar-auth.js';
 import { acrAuth } from './acr-auth.js';
@@ -82,11 +83,7 @@ function trustedRealm(upstream: UpstreamConfig, auth: RegistryTokenAuth, adverti
  */
 function registryTokenAuth(upstream: UpstreamConfig, auth: RegistryTokenAuth, logger: Logger): UpstreamAuth {
   const { username, passwordFile } = auth;
-  const dispatcher = new Agent({
-    connect: { timeout: upstream.timeout, ...(upstream.caFile ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) },
-    headersTimeout: upstream.timeout,
-    bodyTimeout: upstream.timeout,
-  });
+  const dispatcher = upstreamDispatcher(upstream, upstream.timeout);
   let challenge: { realm: string; service?: string } | undefined;
   const cache = new TokenCache<string>(UPSTREAM_TOKEN_CACHE_MAX_BYTES);
 
@@ -104,16 +101,14 @@ function registryTokenAuth(upstream: UpstreamConfig, auth: RegistryTokenAuth, lo
 
   async function fetchToken(scopes: Scope[]): Promise<CacheFill<string>> {
     const ch = await learnChallenge();
-    const url = new URL(ch.realm);
-    if (ch.service) url.searchParams.set('service', ch.service);
-    for (const s of scopes) url.searchParams.append('scope', formatScope(s));
-    url.searchParams.set('account', username);
-    const basic = Buffer.from(`${username}:${readSecret(passwordFile)}`).toString('base64');
-    const res = await request(url, { dispatcher, headers: { authorization: `Basic ${basic}` }, signal: AbortSignal.timeout(upstream.timeout) });
-    const text = await res.body.text();
-    if (res.statusCode !== 200) throw new Error(`upstream token server ${url.origin}${url.pathname} answered HTTP ${res.statusCode}`);
+    const credentials = { username, password: readSecret(passwordFile) };
+    const answer = await askTokenService(ch.realm, { service: ch.service, scopes, account: username }, credentials, {
+      dispatcher,
+      timeoutMs: upstream.timeout,
+    });
+    if (answer.status !== 200) throw new Error(`upstream token server ${answer.where} answered HTTP ${answer.status}`);
     // A token narrower than asked (the upstream grants less) is used as is: the upstream answers 401/403 itself.
-    const { header, until } = parseTokenResponse(text, Date.now());
+    const { header, until } = parseTokenResponse(answer.text, Date.now());
     return { value: header, until, token: header };
   }
 

@@ -1,9 +1,9 @@
-import { Agent, request } from 'undici';
-import { readFileSync } from 'node:fs';
+import { request, type Agent } from 'undici';
 import type { Config, UpstreamConfig } from '../config/types.js';
 import { silentLogger, type Logger } from '../log.js';
 import { upstreamAuthFailureKind } from '../proxy/upstream-failure.js';
 import { createUpstreamAuth, type UpstreamAuth } from '../proxy/upstream-auth.js';
+import { upstreamDispatcher } from '../proxy/token-service.js';
 
 /**
  * What /readyz tells its (anonymous) caller when the upstream probe fails. Only which check failed:
@@ -87,13 +87,7 @@ function createUpstreamProbe(upstream: UpstreamConfig | undefined, logger?: Logg
   let lastTry = 0;
   let last: ProbeOutcome = { ok: false, reason: UPSTREAM_UNREACHABLE, detail: 'not probed yet' };
   let loggedDetail: string | undefined;
-  const dispatcher = upstream
-    ? new Agent({
-        connect: { timeout: PROBE_TIMEOUT_MS, ...(upstream.caFile ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) },
-        headersTimeout: PROBE_TIMEOUT_MS,
-        bodyTimeout: PROBE_TIMEOUT_MS,
-      })
-    : undefined;
+  const dispatcher = upstream ? upstreamDispatcher(upstream, PROBE_TIMEOUT_MS) : undefined;
   // Its own instance, silent: the probe logs failures itself, once per change, not on every probe.
   const auth = upstream ? createUpstreamAuth(upstream, silentLogger()) : undefined;
 

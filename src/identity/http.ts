@@ -15,6 +15,8 @@ interface HttpClientOptions {
   maxBytes?: number;
 }
 
+const ACCEPT = 'application/json, application/jwk-set+json';
+
 class HttpError extends Error {
   constructor(
     message: string,
@@ -50,7 +52,9 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
   const bearerOrigins = new Set((options.bearerTokenOrigins ?? []).map(originOf).filter((o): o is string => o !== undefined));
 
   function headers(url: string): Record<string, string> {
-    const h: Record<string, string> = { accept: 'application/json' };
+    // The Kubernetes API server's /openid/v1/jwks produces only application/jwk-set+json and answers
+    // 406 to `application/json` alone; discovery and TokenReview produce application/json.
+    const h: Record<string, string> = { accept: ACCEPT };
     if (options.bearerTokenFile && bearerOrigins.has(originOf(url) ?? '')) {
       // Re-read on every call: projected service-account tokens rotate under us.
       const token = readFileSync(options.bearerTokenFile, 'utf8').trim();

@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { createHttpClient } from '../../../src/identity/http.js';
 import { createIdentityVerifier } from '../../../src/identity/verifier.js';
 import { IdentityError } from '../../../src/identity/types.js';
 import type { IssuerConfig } from '../../../src/config/types.js';
@@ -55,6 +57,21 @@ describe('Kubernetes issuer over HTTPS with discovery + JWKS', () => {
     expect(id).toMatchObject({ issuerName: 'cluster', namespace: 'team-a', serviceAccount: 'builder', podName: 'builder-1' });
     expect(v.ready?.()).toBe(true);
     await v.close?.();
+  });
+
+  it('asks for the JWKS in the one media type the API server produces (406 for application/json alone)', async () => {
+    // The fake negotiates like kube-apiserver (go-restful): a client that sends only
+    // `Accept: application/json` never loads the keys on a real cluster and is never Ready.
+    const http = createHttpClient({ caFile: join(dir, 'ca.crt'), bearerTokenFile: join(dir, 'token'), bearerTokenOrigins: [api.url] });
+    const ok = await http.getJson(`${api.url}/openid/v1/jwks`);
+    expect(ok.status).toBe(200);
+    expect((ok.body as { keys: unknown[] }).keys.length).toBeGreaterThan(0);
+    await http.close();
+    const dispatcher = new Agent({ connect: { ca: api.caPem } });
+    const res = await request(`${api.url}/openid/v1/jwks`, { dispatcher, headers: { accept: 'application/json', authorization: 'Bearer reader-token' } });
+    expect(res.statusCode).toBe(406);
+    expect(await res.body.text()).toBe('406: Not Acceptable');
+    await dispatcher.close();
   });
 
   it('fails clearly without the bearer token (anonymous discovery off)', async () => {

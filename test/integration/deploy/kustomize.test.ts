@@ -10,7 +10,17 @@ import { toolOrSkipReason } from '../../support/tools.js';
  * `.ci/run` cannot install it: a missing kubectl fails under CI=true and is reported as skipped
  * elsewhere. The checks that need no tool are in test/unit/deploy/manifests.test.ts.
  */
-const KUBECTL = 'kubectl 1.21 or later (kustomize 4+), e.g. from the Kubernetes apt repository';
+const KUBECTL = 'kubectl 1.24 or later (kustomize 4.5+: replacements, components), e.g. from the Kubernetes apt repository';
+
+const PROXY_KINDS = ['ClusterRoleBinding', 'ClusterRoleBinding', 'ConfigMap', 'ConfigMap', 'Deployment', 'Namespace', 'PodDisruptionBudget', 'Service', 'ServiceAccount'];
+
+/** Each overlay and the kinds it renders. */
+const OVERLAYS: Record<string, string[]> = {
+  'deploy/base': PROXY_KINDS,
+  'deploy/overlays/gateway': PROXY_KINDS,
+  'deploy/overlays/sidecar': [...PROXY_KINDS, 'PersistentVolumeClaim'],
+  'deploy/overlays/team-a': [...PROXY_KINDS, 'PersistentVolumeClaim'],
+};
 
 type Doc = Record<string, any>;
 
@@ -23,10 +33,10 @@ describe('deploy/ through kustomize', () => {
   it('kustomize builds base and overlays with the invariants a cluster needs', (ctx) => {
     const kubectl = toolOrSkipReason('kubectl', KUBECTL);
     if ('skip' in kubectl) return ctx.skip(kubectl.skip);
-    for (const overlay of ['deploy/base', 'deploy/overlays/gateway', 'deploy/overlays/sidecar']) {
+    for (const [overlay, expected] of Object.entries(OVERLAYS)) {
       const docs = build(kubectl.path, overlay);
       const kinds = docs.map((d) => d.kind).sort();
-      expect(kinds, overlay).toEqual(['ClusterRoleBinding', 'ClusterRoleBinding', 'ConfigMap', 'ConfigMap', 'Deployment', 'Namespace', 'PodDisruptionBudget', 'Service', 'ServiceAccount']);
+      expect(kinds, overlay).toEqual([...expected].sort());
       const dep = docs.find((d) => d.kind === 'Deployment')!;
       const pod = dep.spec.template.spec;
       const proxy = pod.containers.find((c: Doc) => c.name === 'proxy');
@@ -51,7 +61,7 @@ describe('deploy/ through kustomize', () => {
       const cm = docs.find((d) => d.kind === 'ConfigMap' && d.data['config.yaml'])!;
       expect(() => buildConfig(parse(cm.data['config.yaml']))).not.toThrow();
       if (overlay.endsWith('base')) expect(dep.spec.replicas).toBe(2);
-      if (overlay.endsWith('sidecar')) {
+      if (overlay.endsWith('sidecar') || overlay.endsWith('team-a')) {
         expect(pod.containers.map((c: Doc) => c.name)).toEqual(['proxy', 'registry']);
         expect(pod.containers[1].env).toContainEqual({ name: 'REGISTRY_HTTP_ADDR', value: '127.0.0.1:5000' });
       }

@@ -157,11 +157,11 @@ export function refreshTokens(tenant: string | undefined, entra: EntraTokens, po
   }
 
   function load(endpoint: Endpoint): Promise<RefreshToken> {
-    const started = Date.now();
     pending ??= exchange(endpoint, tenant, entra, post)
       .then((r) => {
-        // (setTimeout fires at once beyond 2^31-1 ms: cap it)
-        schedule(endpoint, Math.min(2 ** 31 - 1, Math.max(0, (r.expiresAt - started) * RENEW_AT)));
+        // The lifetime left when the answer arrives (not since the call began: a slow exchange or
+        // SDK load would push the renewal past expiry). setTimeout fires at once beyond 2^31-1 ms: cap it.
+        schedule(endpoint, Math.min(2 ** 31 - 1, Math.max(0, (r.expiresAt - Date.now()) * RENEW_AT)));
         return (current = r);
       })
       .finally(() => (pending = undefined));

@@ -71,8 +71,10 @@ export function ecrAuth(url: string, configuredRegion: string | undefined, logge
   async function fetchCredential(): Promise<Credential> {
     const started = Date.now();
     const credential = toCredential(await (await ecr()).getToken(), started);
-    // (setTimeout fires at once beyond 2^31-1 ms: cap it)
-    schedule(Math.min(2 ** 31 - 1, Math.max(0, (credential.expiresAt - started) * RENEW_AT)));
+    // The lifetime left now that the answer is here: measured from `started`, the SDK's first load
+    // (about a second on a busy machine) pushed a short-lived credential's renewal past its expiry.
+    // setTimeout fires at once beyond 2^31-1 ms: cap it.
+    schedule(Math.min(2 ** 31 - 1, Math.max(0, (credential.expiresAt - Date.now()) * RENEW_AT)));
     return credential;
   }
 

@@ -1,0 +1,63 @@
+#!/bin/sh
+# Builds the kubelet credential provider as one self-contained executable (a Node single executable
+# application): nodes run it with no Node.js and no node_modules. See deploy/credential-provider/README.md.
+#
+#   scripts/build-credential-provider.sh            (or: npm run build:credential-provider)
+#
+# 1. esbuild bundles src/cli/credential-provider-main.ts (the `credential-provider` command alone,
+#    not the proxy) and its dependencies into one CommonJS file;
+# 2. the Node binary turns it into a SEA blob (--experimental-sea-config, with a V8 code cache);
+# 3. postject injects the blob into a copy of that same Node binary.
+#
+# Environment:
+#   SEA_NODE  the Node binary to embed (default: `node` on PATH). The blob is made by this binary,
+#             so the executable runs that Node's version; Node 20.12+ and 24 are tested. It must be
+#             a build for the nodes' OS and architecture (linux glibc: official or Debian builds).
+#   OUT_DIR   where to write (default: dist/credential-provider)
+#   STRIP     `strip` the copy of Node first (default: when `strip` is installed): a fifth smaller,
+#             the same code; only symbols go
+# Output: $OUT_DIR/registry-auth-proxy-credential-provider (and the intermediate bundle and blob).
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SEA_NODE=${SEA_NODE:-$(command -v node)}
+OUT_DIR=${OUT_DIR:-$ROOT/dist/credential-provider}
+BIN=$ROOT/node_modules/.bin
+if [ -z "${STRIP:-}" ]; then
+  if command -v strip >/dev/null; then STRIP=1; else STRIP=0; fi
+fi
+
+mkdir -p "$OUT_DIR"
+OUT_DIR=$(cd "$OUT_DIR" && pwd)
+EXE=$OUT_DIR/registry-auth-proxy-credential-provider
+LOG=$OUT_DIR/build.log
+# Quiet when it works (postject prints a warning per ELF note it does not know); the log when not.
+quiet() { "$@" >"$LOG" 2>&1 || { cat "$LOG" >&2; exit 1; }; }
+
+# --format=cjs: a SEA's main script is CommonJS, and may require() only Node's built-ins.
+"$BIN/esbuild" "$ROOT/src/cli/credential-provider-main.ts" \
+  --bundle --platform=node --format=cjs --target=node20 --minify --legal-comments=none \
+  --log-level=warning --outfile="$OUT_DIR/credential-provider.cjs"
+
+# useCodeCache: V8 compiles the bundle at build time, not on every pull. (useSnapshot would need
+# the entry rewritten as a snapshot main function, for no measurable gain here.)
+cat >"$OUT_DIR/sea-config.json" <<EOF
+{
+  "main": "$OUT_DIR/credential-provider.cjs",
+  "output": "$OUT_DIR/sea-prep.blob",
+  "disableExperimentalSEAWarning": true,
+  "useCodeCache": true
+}
+EOF
+quiet "$SEA_NODE" --experimental-sea-config "$OUT_DIR/sea-config.json"
+
+# Write under a temporary name and rename, so a concurrent reader never sees a half-written file.
+cp "$SEA_NODE" "$EXE.tmp"
+chmod u+w "$EXE.tmp"
+if [ "$STRIP" = 1 ]; then quiet strip "$EXE.tmp"; fi
+quiet "$BIN/postject" "$EXE.tmp" NODE_SEA_BLOB "$OUT_DIR/sea-prep.blob" \
+  --sentinel-fuse NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2
+rm -f "$LOG"
+chmod 0755 "$EXE.tmp"
+mv -f "$EXE.tmp" "$EXE"
+echo "$EXE: Node $("$SEA_NODE" -p process.version), $(wc -c <"$EXE") bytes"

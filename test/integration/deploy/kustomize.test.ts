@@ -20,6 +20,7 @@ const OVERLAYS: Record<string, string[]> = {
   'deploy/overlays/gateway': PROXY_KINDS,
   'deploy/overlays/sidecar': [...PROXY_KINDS, 'PersistentVolumeClaim'],
   'deploy/overlays/team-a': [...PROXY_KINDS, 'PersistentVolumeClaim'],
+  'deploy/examples/ecr': [...PROXY_KINDS, 'HorizontalPodAutoscaler', 'Ingress', 'NetworkPolicy'],
 };
 
 type Doc = Record<string, any>;
@@ -50,8 +51,12 @@ describe('deploy/ through kustomize', () => {
       for (const c of pod.containers) for (const m of c.volumeMounts ?? []) expect(volumes.has(m.name), `${overlay}: ${m.name}`).toBe(true);
       // the keys Secret is shared by every replica
       expect(pod.volumes.find((v: Doc) => v.name === 'keys').secret.secretName).toBe('registry-auth-proxy-keys');
-      const roles = docs.filter((d) => d.kind === 'ClusterRoleBinding').map((d) => d.roleRef.name).sort();
-      expect(roles).toEqual(['system:auth-delegator', 'system:service-account-issuer-discovery']);
+      const bindings = docs.filter((d) => d.kind === 'ClusterRoleBinding');
+      expect(bindings.map((d) => d.roleRef.name).sort()).toEqual(['system:auth-delegator', 'system:service-account-issuer-discovery']);
+      // named after, and bound to the ServiceAccount in, the rendered namespace
+      const ns = dep.metadata.namespace;
+      expect(bindings.map((d) => d.metadata.name).sort()).toEqual([`registry-auth-proxy:${ns}:auth-delegator`, `registry-auth-proxy:${ns}:issuer-discovery`]);
+      for (const b of bindings) expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: 'registry-auth-proxy', namespace: ns }]);
       // the Service and PDB select the Deployment's pods
       const labels = dep.spec.template.metadata.labels;
       for (const sel of [docs.find((d) => d.kind === 'Service')!.spec.selector, docs.find((d) => d.kind === 'PodDisruptionBudget')!.spec.selector.matchLabels]) {
@@ -61,10 +66,29 @@ describe('deploy/ through kustomize', () => {
       const cm = docs.find((d) => d.kind === 'ConfigMap' && d.data['config.yaml'])!;
       expect(() => buildConfig(parse(cm.data['config.yaml']))).not.toThrow();
       if (overlay.endsWith('base')) expect(dep.spec.replicas).toBe(2);
+      // with an HPA the Deployment leaves the count to it; the PDB fits any count
+      if (kinds.includes('HorizontalPodAutoscaler')) expect(dep.spec.replicas).toBeUndefined();
+      expect(docs.find((d) => d.kind === 'PodDisruptionBudget')!.spec).toMatchObject({ maxUnavailable: 1 });
+      expect(pod.enableServiceLinks, overlay).toBe(false);
+      expect(pod.securityContext.fsGroup, overlay).toBe(65532);
       if (overlay.endsWith('sidecar') || overlay.endsWith('team-a')) {
+        expect(dep.spec.replicas).toBe(1);
+        expect(dep.spec.strategy).toEqual({ type: 'Recreate' });
+        expect(pod.volumes.find((v: Doc) => v.name === 'registry-data').persistentVolumeClaim).toEqual({ claimName: 'registry-data' });
         expect(pod.containers.map((c: Doc) => c.name)).toEqual(['proxy', 'registry']);
         expect(pod.containers[1].env).toContainEqual({ name: 'REGISTRY_HTTP_ADDR', value: '127.0.0.1:5000' });
       }
     }
+  });
+
+  it('deploy/controller renders into one namespace with a binding named after it', (ctx) => {
+    const kubectl = toolOrSkipReason('kubectl', KUBECTL);
+    if ('skip' in kubectl) return ctx.skip(kubectl.skip);
+    const docs = build(kubectl.path, 'deploy/controller');
+    expect(docs.map((d) => d.kind).sort()).toEqual(['ClusterRole', 'ClusterRoleBinding', 'Deployment', 'ServiceAccount']);
+    const binding = docs.find((d) => d.kind === 'ClusterRoleBinding')!;
+    expect(binding.metadata.name).toBe('registry-auth-proxy:registry-auth-proxy:controller');
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'registry-auth-proxy-controller', namespace: 'registry-auth-proxy' }]);
+    expect(docs.find((d) => d.kind === 'Deployment')!.spec.template.spec.enableServiceLinks).toBe(false);
   });
 });

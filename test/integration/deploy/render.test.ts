@@ -3,7 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
+import { buildConfig } from '../../../src/config/load.js';
 import { checkManifests, type CheckName } from '../../support/manifest-checks.js';
 import { toolOrSkipReason } from '../../support/tools.js';
 
@@ -37,6 +38,23 @@ function kustomizations(root: string): { overlays: string[]; components: string[
   return { overlays: overlays.sort(), components: components.sort() };
 }
 
+/** Every proxy config in the render passes the validator, and an Ingress serves publicURL's host. */
+function configAndIngress(docs: Doc[], where: string): void {
+  const configs = docs.filter((d) => d.kind === 'ConfigMap' && typeof d.data?.['config.yaml'] === 'string');
+  for (const cm of configs) expect(() => buildConfig(parse(cm.data['config.yaml'])), `${where}: ${cm.metadata.name}`).not.toThrow();
+  for (const ing of docs.filter((d) => d.kind === 'Ingress')) {
+    const hosts = (ing.spec.rules ?? []).map((r: Doc) => r.host);
+    const tlsHosts = (ing.spec.tls ?? []).flatMap((t: Doc) => t.hosts ?? []);
+    for (const cm of configs) {
+      const publicHost = new URL(String((parse(cm.data['config.yaml']) as Doc).publicURL)).hostname;
+      expect(hosts, `${where}: Ingress hosts vs publicURL`).toContain(publicHost);
+      expect(tlsHosts, `${where}: Ingress TLS hosts vs publicURL`).toContain(publicHost);
+    }
+    const service = docs.find((d) => d.kind === 'Service' && d.metadata.namespace === ing.metadata.namespace);
+    for (const r of ing.spec.rules ?? []) for (const p of r.http.paths) expect(p.backend.service.name, where).toBe(service?.metadata.name);
+  }
+}
+
 const report = (findings: ReturnType<typeof checkManifests>) => findings.map((f) => `${f.check} ${f.where}: ${f.message}`).join('\n');
 
 describe('deploy/ rendered: can every container read what it is configured to read', () => {
@@ -44,11 +62,15 @@ describe('deploy/ rendered: can every container read what it is configured to re
     const kubectl = toolOrSkipReason('kubectl', KUBECTL);
     if ('skip' in kubectl) return ctx.skip(kubectl.skip);
     const { overlays, components } = kustomizations('deploy');
-    expect(overlays).toEqual(expect.arrayContaining(['deploy/base', 'deploy/overlays/gateway', 'deploy/overlays/sidecar', 'deploy/overlays/team-a', 'deploy/controller']));
+    expect(overlays).toEqual(
+      expect.arrayContaining(['deploy/base', 'deploy/overlays/gateway', 'deploy/overlays/sidecar', 'deploy/overlays/team-a', 'deploy/controller', 'deploy/examples/ecr']),
+    );
+    expect(components).toEqual(['deploy/components/hpa', 'deploy/components/ingress', 'deploy/components/network-policy', 'deploy/components/service-monitor']);
     for (const dir of overlays) {
       const docs = render(kubectl.path, dir);
       expect(docs.length, dir).toBeGreaterThan(0);
       expect(report(checkManifests(docs)), dir).toBe('');
+      configAndIngress(docs, dir);
     }
     // each optional component on top of an overlay, as an operator would include it
     const tmp = mkdtempSync(join(tmpdir(), 'rap-render-'));
@@ -60,6 +82,7 @@ describe('deploy/ rendered: can every container read what it is configured to re
         writeFileSync(join(dir, 'kustomization.yaml'), `resources: [../../overlays/gateway]\ncomponents: [../../../${c}]\n`);
         const docs = render(kubectl.path, dir);
         expect(report(checkManifests(docs)), c).toBe('');
+        configAndIngress(docs, c);
       }
     } finally {
       rmSync(tmp, { recursive: true, force: true });

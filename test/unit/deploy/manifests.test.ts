@@ -23,7 +23,9 @@ describe('deploy/ manifests', () => {
   });
 
   it('every shipped proxy config passes the config validator', () => {
-    for (const f of ['deploy/base/config.yaml', 'deploy/overlays/gateway/config.yaml', 'deploy/overlays/sidecar/config.yaml']) {
+    const configs = yamlFiles('deploy').filter((f) => f.endsWith('/config.yaml'));
+    expect(configs).toEqual(expect.arrayContaining(['deploy/base/config.yaml', 'deploy/overlays/gateway/config.yaml', 'deploy/overlays/sidecar/config.yaml', 'deploy/examples/ecr/config.yaml']));
+    for (const f of configs) {
       expect(() => buildConfig(parse(readFileSync(f, 'utf8')), {}, f), f).not.toThrow();
     }
   });

@@ -75,4 +75,10 @@ describe('kubelet credential provider install', () => {
     for (const c of [...spec.initContainers, ...spec.containers]) expect(c.image, c.name).toBe(proxyImage);
     expect(parse(read(`${DIR}/kustomization.yaml`)).resources).toEqual(['daemonset.yaml']);
   });
+
+  it('the default build output (tens of MB) stays out of the npm package', () => {
+    const build = read('scripts/build-credential-provider.sh');
+    expect(build).toMatch(/^OUT_DIR=\$\{OUT_DIR:-\$ROOT\/dist\/credential-provider\}$/m);
+    expect(JSON.parse(read('package.json')).files).toContain('!dist/credential-provider');
+  });
 });

@@ -24,7 +24,7 @@ import { parse } from 'yaml';
 
 type Doc = Record<string, any>;
 
-export type CheckName = 'read' | 'write' | 'pdb' | 'rbac' | 'service-links' | 'namespace';
+export type CheckName = 'read' | 'write' | 'pdb' | 'hpa' | 'rbac' | 'service-links' | 'namespace';
 
 interface Finding {
   check: CheckName;
@@ -380,6 +380,32 @@ function checkDisruptionBudgets(docs: Doc[], findings: Finding[]): void {
   }
 }
 
+/** An HPA may not scale a workload whose pods share one ReadWriteOnce claim (the sidecar's registry). */
+function checkAutoscalers(docs: Doc[], findings: Finding[]): void {
+  for (const hpa of docs.filter((d) => d.kind === 'HorizontalPodAutoscaler')) {
+    const ns = hpa.metadata?.namespace ?? '';
+    const ref = hpa.spec?.scaleTargetRef ?? {};
+    const w = docs.find((d) => d.kind === ref.kind && d.metadata?.name === ref.name && (d.metadata?.namespace ?? '') === ns);
+    if (!w) {
+      findings.push({ check: 'hpa', where: where(hpa), message: `scales ${ref.kind} ${ref.name}, which is not in this render` });
+      continue;
+    }
+    const rwo = (podTemplate(w)?.volumes ?? [])
+      .map((v: Doc) => v.persistentVolumeClaim?.claimName)
+      .filter((claim: unknown) => {
+        const pvc = docs.find((d) => d.kind === 'PersistentVolumeClaim' && d.metadata?.name === claim && (d.metadata?.namespace ?? '') === ns);
+        return pvc && !(pvc.spec?.accessModes ?? []).includes('ReadWriteMany');
+      });
+    if (rwo.length && (hpa.spec?.maxReplicas ?? 1) > 1) {
+      findings.push({
+        check: 'hpa',
+        where: where(hpa),
+        message: `scales ${w.kind} ${ref.name} beyond one pod, but its pods share the claim ${rwo.join(', ')} (not ReadWriteMany)`,
+      });
+    }
+  }
+}
+
 function checkBindings(docs: Doc[], findings: Finding[]): void {
   for (const b of docs.filter((d) => d.kind === 'ClusterRoleBinding' || d.kind === 'RoleBinding')) {
     for (const s of b.subjects ?? []) {
@@ -420,6 +446,7 @@ export function checkManifests(docs: Doc[]): Finding[] {
   const findings: Finding[] = [];
   checkPods(docs, findings);
   checkDisruptionBudgets(docs, findings);
+  checkAutoscalers(docs, findings);
   checkBindings(docs, findings);
   checkNamespaces(docs, findings);
   return findings;

@@ -84,6 +84,11 @@ describe('deploy/ rendered: can every container read what it is configured to re
         expect(report(checkManifests(docs)), c).toBe('');
         configAndIngress(docs, c);
       }
+      // the HPA is not for the sidecar: one registry per ReadWriteOnce volume
+      const dir = join(tmp, 'deploy', 'try', 'sidecar-hpa');
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'kustomization.yaml'), 'resources: [../../overlays/sidecar]\ncomponents: [../../components/hpa]\n');
+      expect(checkManifests(render(kubectl.path, dir)).map((f) => f.check)).toEqual(['hpa']);
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }

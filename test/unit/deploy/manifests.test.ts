@@ -45,22 +45,3 @@ describe('deploy/ manifests', () => {
     expect(typeof p.tokenAttributes.serviceAccountTokenAudience).toBe('string');
   });
 });
-
-describe('Dockerfile', () => {
-  const text = readFileSync('Dockerfile', 'utf8');
-  it('is multi-stage, non-root, production-only, without HEALTHCHECK', () => {
-    expect(text.match(/^FROM /gm)!.length).toBeGreaterThanOrEqual(2);
-    // the default base; test/integration/container-image.test.ts builds with a local one
-    expect(text).toMatch(/^ARG NODE_IMAGE=node:20-bookworm-slim$/m);
-    expect(text).toMatch(/^FROM \$\{NODE_IMAGE\} AS build$/m);
-    expect(text).toMatch(/^FROM \$\{NODE_IMAGE\} AS runtime$/m);
-    expect(text).toMatch(/npm ci --omit=dev/);
-    expect(text).toMatch(/^USER 65532/m);
-    expect(text).not.toMatch(/^HEALTHCHECK/m);
-    expect(text).toMatch(/COPY --from=build \/src\/dist/);
-    // dev dependencies never reach the runtime stage
-    const runtime = text.slice(text.lastIndexOf('FROM '));
-    expect(runtime).not.toMatch(/COPY --from=build \/src\/node_modules/);
-    expect(runtime).not.toMatch(/npm ci --no-audit --no-fund\n/);
-  });
-});

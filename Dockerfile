@@ -68,3 +68,41 @@ LABEL org.opencontainers.image.title="registry-auth-proxy" \
       org.opencontainers.image.created="${CREATED}" \
       io.github.registry-auth-proxy.sbom="/app/sbom.cdx.json" \
       io.github.registry-auth-proxy.sbom.format="CycloneDX JSON, the installed production tree (npm sbom)"
+
+# The kubelet credential provider (deploy/credential-provider): the single executable in an image of
+# its own, only it and the C libraries it links (~130 MB with Node 24: almost all Node itself), no
+# shell. Its default command installs it into the host directory the installer DaemonSet mounts,
+# then waits for SIGTERM. Built only when asked: `docker build --target credential-provider`, or
+# scripts/build-image.sh --target credential-provider. These stages come after `runtime` so that
+# the legacy builder (which builds every stage before its target) spends nothing on them for the
+# proxy; scripts/build-image.sh builds the proxy with --target runtime.
+FROM deps AS credential-provider-build
+COPY tsconfig.json ./
+COPY scripts/build-credential-provider.sh scripts/executable-rootfs.js ./scripts/
+COPY src ./src
+# sh and node only (the offline base has no coreutils, ldd or strip: Node's symbols stay). One
+# layer with one copy of the executable: the build directory goes in the same step.
+RUN OUT_DIR=/tmp/credential-provider sh scripts/build-credential-provider.sh \
+ && node scripts/executable-rootfs.js /tmp/credential-provider/registry-auth-proxy-credential-provider \
+      /rootfs /registry-auth-proxy-credential-provider \
+ && node -e "require('fs').rmSync('/tmp/credential-provider', { recursive: true })"
+
+FROM scratch AS credential-provider
+COPY --from=credential-provider-build /rootfs/ /
+# root (the DaemonSet sets it too): the kubelet's bin dir on the host belongs to root
+ENTRYPOINT ["/registry-auth-proxy-credential-provider"]
+CMD ["install", "--dir", "/host/kubelet-credential-providers", "--wait"]
+ARG VERSION=unknown
+ARG REVISION=unknown
+ARG CREATED=
+ARG SOURCE=https://github.com/registry-auth-proxy/registry-auth-proxy
+LABEL org.opencontainers.image.title="registry-auth-proxy-credential-provider" \
+      org.opencontainers.image.description="kubelet image credential provider of registry-auth-proxy, as one executable, and its installer" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}"
+
+# The default target (the last stage): the proxy, as `runtime` (BuildKit builds no stage it does not need).
+FROM runtime AS proxy

@@ -17,9 +17,13 @@
 #   STRIP     `strip` the copy of Node first (default: when `strip` is installed): a fifth smaller,
 #             the same code; only symbols go
 # Output: $OUT_DIR/registry-auth-proxy-credential-provider (and the intermediate bundle and blob).
+#
+# Needs sh and node only (files are copied and moved by Node, not coreutils), so it also runs in the
+# Dockerfile's credential-provider-build stage on the offline base of scripts/build-image.sh.
 set -eu
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+case $0 in */*) HERE=${0%/*} ;; *) HERE=. ;; esac
+ROOT=$(cd "$HERE/.." && pwd)
 SEA_NODE=${SEA_NODE:-$(command -v node)}
 OUT_DIR=${OUT_DIR:-$ROOT/dist/credential-provider}
 BIN=$ROOT/node_modules/.bin
@@ -27,12 +31,18 @@ if [ -z "${STRIP:-}" ]; then
   if command -v strip >/dev/null; then STRIP=1; else STRIP=0; fi
 fi
 
-mkdir -p "$OUT_DIR"
+# fs <code> [args...]: file operations in Node (args are process.argv[1..]); no cp/mv/chmod needed
+fs() {
+  code=$1 && shift
+  "$SEA_NODE" -e "const fs = require('fs'), [a, b] = process.argv.slice(1); $code" "$@"
+}
+
+fs 'fs.mkdirSync(a, { recursive: true })' "$OUT_DIR"
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
 EXE=$OUT_DIR/registry-auth-proxy-credential-provider
 LOG=$OUT_DIR/build.log
 # Quiet when it works (postject prints a warning per ELF note it does not know); the log when not.
-quiet() { "$@" >"$LOG" 2>&1 || { cat "$LOG" >&2; exit 1; }; }
+quiet() { "$@" >"$LOG" 2>&1 || { fs 'process.stderr.write(fs.readFileSync(a))' "$LOG"; exit 1; }; }
 
 # --format=cjs: a SEA's main script is CommonJS, and may require() only Node's built-ins.
 "$BIN/esbuild" "$ROOT/src/cli/credential-provider-main.ts" \
@@ -43,23 +53,14 @@ quiet() { "$@" >"$LOG" 2>&1 || { cat "$LOG" >&2; exit 1; }; }
 # the gain is within the noise; it costs nothing). useSnapshot was tried on Node 20: it needs the
 # entry as a snapshot main function, warns that child_process (commander) is unverified in
 # snapshots, and started no faster.
-cat >"$OUT_DIR/sea-config.json" <<EOF
-{
-  "main": "$OUT_DIR/credential-provider.cjs",
-  "output": "$OUT_DIR/sea-prep.blob",
-  "disableExperimentalSEAWarning": true,
-  "useCodeCache": true
-}
-EOF
+printf '{\n  "main": "%s",\n  "output": "%s",\n  "disableExperimentalSEAWarning": true,\n  "useCodeCache": true\n}\n' \
+  "$OUT_DIR/credential-provider.cjs" "$OUT_DIR/sea-prep.blob" >"$OUT_DIR/sea-config.json"
 quiet "$SEA_NODE" --experimental-sea-config "$OUT_DIR/sea-config.json"
 
 # Write under a temporary name and rename, so a concurrent reader never sees a half-written file.
-cp "$SEA_NODE" "$EXE.tmp"
-chmod u+w "$EXE.tmp"
+fs 'fs.copyFileSync(a, b); fs.chmodSync(b, 0o755)' "$SEA_NODE" "$EXE.tmp"
 if [ "$STRIP" = 1 ]; then quiet strip "$EXE.tmp"; fi
 quiet "$BIN/postject" "$EXE.tmp" NODE_SEA_BLOB "$OUT_DIR/sea-prep.blob" \
   --sentinel-fuse NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2
-rm -f "$LOG"
-chmod 0755 "$EXE.tmp"
-mv -f "$EXE.tmp" "$EXE"
-echo "$EXE: Node $("$SEA_NODE" -p process.version), $(wc -c <"$EXE") bytes"
+fs 'fs.rmSync(a, { force: true }); fs.chmodSync(b, 0o755); fs.renameSync(b, b.slice(0, -4))' "$LOG" "$EXE.tmp"
+echo "$EXE: Node $("$SEA_NODE" -p process.version), $(fs 'console.log(fs.statSync(a).size)' "$EXE") bytes"

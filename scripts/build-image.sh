@@ -4,10 +4,19 @@
 # (DOCKER_BUILDKIT=0; BuildKit would fetch its frontend from Docker Hub). The only network used is
 # the npm registry, by `npm ci` inside the build and for Node itself (below). README, "Container image".
 #
-#   scripts/build-image.sh [--tag TAG] [--node PATH | --node-version RANGE] [--npm DIR]
+#   scripts/build-image.sh [--target TARGET] [--tag TAG] [--credential-provider-tag TAG]
+#                          [--node PATH | --node-version RANGE] [--npm DIR]
 #                          [--base-tag TAG] [--base-only] [--network MODE] [-- docker build args...]
 #
-#   --tag TAG            the image (default registry-auth-proxy:<package.json version>)
+#   --target TARGET      runtime: the proxy (default); credential-provider: the kubelet credential
+#                        provider's image (the single executable alone, deploy/credential-provider);
+#                        all: both, the second reusing the first's stages. The legacy builder builds
+#                        every stage before its target, so credential-provider costs the proxy's
+#                        build as well (cached after one) plus ~20 s; runtime spends nothing on it.
+#   --tag TAG            the proxy image (default registry-auth-proxy:<package.json version>)
+#   --credential-provider-tag TAG
+#                        the credential provider's image
+#                        (default registry-auth-proxy-credential-provider:<package.json version>)
 #   --node-version RANGE Node from the npm package node-linux-<arch>@RANGE, cached by
 #                        scripts/with-node.sh (default 24)
 #   --node PATH          this node binary instead (e.g. --node "$(command -v node)")
@@ -17,7 +26,7 @@
 #   --network MODE       network of the build's RUN steps (default host: works on an engine with
 #                        no bridge, as the tests' private dockerd)
 # Environment: DOCKER (the docker CLI, default docker), DOCKER_HOST and the rest as docker reads them.
-# Output: progress on stderr; the last line on stdout is the tag built.
+# Output: progress on stderr; on stdout the tags built, one a line (the proxy's first).
 #
 # The base (FROM scratch): node, the shared libraries `ldd` names for it, npm (+ npm/npx
 # wrappers), /bin/sh (dash), /usr/bin/env, the CA bundle, /etc/passwd and /etc/group with
@@ -30,10 +39,12 @@ DOCKER=${DOCKER:-docker}
 DOCKER_BUILDKIT=0
 export DOCKER_BUILDKIT
 
-tag= node= node_range=24 npm_dir= base_tag= base_only= network=host
+target=runtime tag= cp_tag= node= node_range=24 npm_dir= base_tag= base_only= network=host
 while [ $# -gt 0 ]; do
   case $1 in
+    --target) target=$2 && shift 2 ;;
     --tag) tag=$2 && shift 2 ;;
+    --credential-provider-tag) cp_tag=$2 && shift 2 ;;
     --node) node=$2 && shift 2 ;;
     --node-version) node_range=$2 && shift 2 ;;
     --npm) npm_dir=$2 && shift 2 ;;
@@ -47,6 +58,10 @@ while [ $# -gt 0 ]; do
 done
 
 say() { echo "build-image: $*" >&2; }
+case $target in
+  runtime | credential-provider | all) ;;
+  *) echo "$0: --target is runtime, credential-provider or all, not $target" >&2 && exit 2 ;;
+esac
 
 [ -n "$node" ] || node=$("$ROOT/scripts/with-node.sh" "$node_range" node -p process.execPath)
 [ -x "$node" ] || { echo "$0: $node is not an executable" >&2 && exit 2; }
@@ -111,11 +126,19 @@ if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1 && [ -e "$ROOT/.git" ]; th
   created=$(TZ=UTC git -C "$ROOT" log -1 --date=format-local:%Y-%m-%dT%H:%M:%SZ --format=%cd)
 fi
 tag=${tag:-registry-auth-proxy:$version}
-say "image $tag: version $version, revision $revision, on $base_tag"
-"$DOCKER" build --network "$network" \
-  --build-arg "NODE_IMAGE=$base_tag" \
-  --build-arg "VERSION=$version" \
-  --build-arg "REVISION=$revision" \
-  --build-arg "CREATED=$created" \
-  --tag "$tag" "$@" "$ROOT" >&2
-echo "$tag"
+cp_tag=${cp_tag:-registry-auth-proxy-credential-provider:$version}
+
+# <Dockerfile target> <tag> [docker build args...]
+build() {
+  say "image $2 (--target $1): version $version, revision $revision, on $base_tag"
+  stage=$1 image=$2 && shift 2
+  "$DOCKER" build --network "$network" --target "$stage" \
+    --build-arg "NODE_IMAGE=$base_tag" \
+    --build-arg "VERSION=$version" \
+    --build-arg "REVISION=$revision" \
+    --build-arg "CREATED=$created" \
+    --tag "$image" "$@" "$ROOT" >&2
+  echo "$image"
+}
+if [ "$target" != credential-provider ]; then build runtime "$tag" "$@"; fi
+if [ "$target" != runtime ]; then build credential-provider "$cp_tag" "$@"; fi

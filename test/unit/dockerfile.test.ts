@@ -13,7 +13,15 @@ describe('Dockerfile', () => {
 
   it('defaults to Node 24 (the current LTS), and needs nothing from Docker Hub but that base', () => {
     expect(text).toMatch(/^ARG NODE_IMAGE=node:24-bookworm-slim$/m);
-    expect(text.match(/^FROM .*/gm)).toEqual(['FROM ${NODE_IMAGE} AS deps', 'FROM deps AS build', 'FROM deps AS production', 'FROM ${NODE_IMAGE} AS runtime']);
+    expect(text.match(/^FROM .*/gm)).toEqual([
+      'FROM ${NODE_IMAGE} AS deps',
+      'FROM deps AS build',
+      'FROM deps AS production',
+      'FROM ${NODE_IMAGE} AS runtime',
+      'FROM deps AS credential-provider-build',
+      'FROM scratch AS credential-provider',
+      'FROM runtime AS proxy',
+    ]);
     // no BuildKit frontend to fetch: the legacy builder (DOCKER_BUILDKIT=0) builds it offline
     expect(text).not.toMatch(/^# *syntax=/m);
   });
@@ -59,6 +67,19 @@ describe('Dockerfile', () => {
     const build = stage('build');
     expect(build.indexOf('ARG REVISION')).toBeGreaterThan(build.indexOf('RUN npm run build'));
     expect(build).toMatch(/^RUN REVISION="\$\{REVISION\}" node scripts\/build-info\.js$/m);
+  });
+
+  it('the default target is the proxy; the credential-provider stages cost its build nothing', () => {
+    // the last stage is what `docker build` without --target makes: the runtime, unchanged
+    expect(stage('proxy').trim()).toBe('FROM runtime AS proxy');
+    // the legacy builder builds every stage before its target: scripts/build-image.sh asks for runtime
+    expect(text.indexOf('AS credential-provider-build')).toBeGreaterThan(text.indexOf('AS runtime'));
+    expect(readFileSync('scripts/build-image.sh', 'utf8')).toMatch(/build runtime "\$tag"/);
+    // the scratch image: the executable and its libraries, nothing from Docker Hub, no shell to run
+    const cp = stage('credential-provider');
+    expect(cp).toMatch(/^ENTRYPOINT \["\/registry-auth-proxy-credential-provider"\]$/m);
+    expect(cp).not.toMatch(/^RUN /m);
+    for (const label of ['title', 'licenses', 'source', 'version', 'revision', 'created']) expect(cp).toContain(`org.opencontainers.image.${label}=`);
   });
 
   it('copies only files the build context has (.dockerignore keeps scripts/ and src/)', () => {

@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { parse } from 'yaml';
 import { ROOT, runBuiltBin, type CliResult } from '../../helpers/cli.js';
 
 /**
@@ -13,7 +12,8 @@ import { ROOT, runBuiltBin, type CliResult } from '../../helpers/cli.js';
  * runs the suite (so a run on Node 24 proves a Node 24 executable), or takes a prebuilt one from
  * RAP_CREDENTIAL_PROVIDER_EXE (e.g. copied out of the image). Then runs it the way kubelet does,
  * from a directory with no node_modules, with no `node` on PATH, on the kubelet's own request JSON
- * (test/golden/kubelet), and compares every answer with `registry-auth-proxy credential-provider`.
+ * (test/golden/kubelet), and compares every answer with `registry-auth-proxy credential-provider`;
+ * and runs its `install` mode (what the installer DaemonSet runs) into a temporary directory.
  */
 const exec = promisify(execFile);
 const GOLDEN = join(ROOT, 'test/golden/kubelet');
@@ -146,24 +146,58 @@ describe('kubelet credential provider as a single executable', () => {
     expect((await runExe(['--no-such-option'], request)).code).toBe(2);
   });
 
-  it("the DaemonSet's install script puts it under kubelet's bin dir by rename, once, and it runs from there", async () => {
-    const ds = parse(readFileSync(join(ROOT, 'deploy/credential-provider/daemonset.yaml'), 'utf8'));
-    const host = mkdtempSync(join(tmpdir(), 'rap-sea-host-'));
+  it("`install --dir` (the DaemonSet's command) puts it under kubelet's bin dir by rename, once, and it runs from there", async () => {
+    const host = join(mkdtempSync(join(tmpdir(), 'rap-sea-host-')), 'kubelet-credential-providers');
     try {
-      // The image's path and the host directory's mount point, moved to the build and a temp dir.
-      const script = (ds.spec.template.spec.initContainers[0].args[0] as string)
-        .replaceAll('/app/credential-provider/registry-auth-proxy-credential-provider', built)
-        .replaceAll('/host/kubelet-credential-providers', host);
-      expect(script).not.toMatch(/\/app\/|\/host\//);
-      const env = { PATH: process.env.PATH };
-      expect((await exec('/bin/sh', ['-c', script], { env })).stdout).toBe(`installed ${host}/registry-auth-proxy\n`);
-      expect((await exec('/bin/sh', ['-c', script], { env })).stdout).toBe(`${host}/registry-auth-proxy is up to date\n`);
+      const target = join(host, 'registry-auth-proxy');
+      expect(await runExe(['install', '--dir', host], '')).toEqual({ code: 0, stdout: `installed ${target}\n`, stderr: '' });
+      expect(await runExe(['install', '--dir', host], '')).toEqual({ code: 0, stdout: `${target} is up to date\n`, stderr: '' });
       expect(readdirSync(host)).toEqual(['registry-auth-proxy']);
-      expect(statSync(join(host, 'registry-auth-proxy')).mode & 0o777).toBe(0o755);
+      expect(statSync(target).mode & 0o777).toBe(0o755);
+      expect(readFileSync(target).equals(readFileSync(exe))).toBe(true);
       const jwt = token();
       const request = { ...JSON.parse(readFileSync(join(GOLDEN, 'sa-request.json'), 'utf8')), serviceAccountToken: jwt };
-      const installed = await runExe(['credential-provider'], JSON.stringify(request), {}, join(host, 'registry-auth-proxy'));
-      expectGolden(installed, 'sa-response.json', 'registry.example.com', jwt);
+      expectGolden(await runExe(['credential-provider'], JSON.stringify(request), {}, target), 'sa-response.json', 'registry.example.com', jwt);
+      // another file of the same size there, or the same bytes without the execute bits: replaced
+      writeFileSync(target, Buffer.alloc(statSync(target).size));
+      expect((await runExe(['install', '--dir', host], '')).stdout).toBe(`installed ${target}\n`);
+      chmodSync(target, 0o644);
+      expect((await runExe(['install', '--dir', host, '--name', 'registry-auth-proxy'], '')).stdout).toBe(`installed ${target}\n`);
+      expect(statSync(target).mode & 0o777).toBe(0o755);
+      expect(readdirSync(host)).toEqual(['registry-auth-proxy']);
+    } finally {
+      rmSync(join(host, '..'), { recursive: true, force: true });
+    }
+  });
+
+  it('`install --wait` stays up after the copy and exits 0 on SIGTERM (a DaemonSet pod)', async () => {
+    const host = mkdtempSync(join(tmpdir(), 'rap-sea-wait-'));
+    try {
+      const child = spawn(exe, ['install', '--dir', host, '--wait'], { cwd: bare, env: { PATH: '/nonexistent' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const said = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString())));
+      expect(said).toBe(`installed ${host}/registry-auth-proxy\n`);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(child.exitCode).toBeNull();
+      const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('exit', (code, signal) => resolve([code, signal])));
+      child.kill('SIGTERM');
+      expect(await exited).toEqual([0, null]);
+    } finally {
+      rmSync(host, { recursive: true, force: true });
+    }
+  });
+
+  it('`install` refuses under plain node (it would install node itself), and a usage error is 2', async () => {
+    const host = mkdtempSync(join(tmpdir(), 'rap-sea-node-'));
+    try {
+      const script = join(ROOT, 'dist/cli/credential-provider-main.js');
+      const underNode = await runExe([script, 'install', '--dir', host], '', {}, process.execPath);
+      expect(underNode.code).toBe(1);
+      expect(underNode.stdout).toBe('');
+      expect(underNode.stderr).toMatch(/^install: only the single executable installs itself/);
+      expect(readdirSync(host)).toEqual([]);
+      expect((await runExe(['install'], '')).code).toBe(2); // --dir is required
+      expect((await runExe(['install', '--dir', host, '--name', '../x'], '')).code).toBe(2);
+      expect(readdirSync(host)).toEqual([]);
     } finally {
       rmSync(host, { recursive: true, force: true });
     }

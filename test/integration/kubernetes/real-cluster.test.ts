@@ -195,6 +195,8 @@ async function deploy(k8s: Cluster, o: TestOverlay, label: string): Promise<void
   await createExternalSecrets(k8s, o);
   const dry = await k8s.kubectl(['apply', '--dry-run=server', '-k', o.dir]);
   if (dry.code !== 0) throw new Error(`${label}: kubectl apply --dry-run=server refused it:\n${dry.out}\n(test changes: ${o.notes.join('; ')})`);
+  // volumes first: a claim that finds no volume waits for the PV controller's next resync (~15 s)
+  for (const pv of o.rendered.filter((d) => d.kind === 'PersistentVolume')) await k8s.k(['apply', '-f', '-'], { input: JSON.stringify(pv) });
   await timed(`apply ${label}`, () => k8s.k(['apply', '-k', o.dir]));
   for (const d of docsOf(o, 'Deployment')) {
     const ns = d.metadata.namespace ?? 'default';
@@ -346,7 +348,7 @@ describe('TokenReview and the imagePullSecret controller against the real API se
     }
     console.info(
       `TokenReview revocation: the API server refused the deleted account's token after ${apiDelay ?? '>bound'} s, ` +
-        `the proxy (tokenReview cacheTTL ${JSON.stringify((d.config.issuers as any[]).find((i) => i.tokenReview)?.tokenReview)}) after ${proxyDelay ?? '>bound'} s`,
+        `the proxy (tokenReview ${JSON.stringify((d.config.issuers as any[]).find((i) => i.tokenReview)?.tokenReview)}: its cacheTTL, 30 s by default) after ${proxyDelay ?? '>bound'} s`,
     );
     timings['revocation: API server'] = apiDelay ?? NaN;
     timings['revocation: proxy'] = proxyDelay ?? NaN;

@@ -109,8 +109,10 @@ type PostForm = (url: URL, form: URLSearchParams) => Promise<[number, string]>;
  * Entra token. The refresh token lasts until its own `exp`, never beyond the Entra token's.
  */
 async function exchange(endpoint: Endpoint, tenant: string | undefined, entra: EntraTokens, post: PostForm): Promise<RefreshToken> {
-  const started = Date.now();
   const aad = await entra.get();
+  // The refresh token's lifetime starts at the exchange, not before the Entra token (whose first
+  // fetch loads @azure/identity and can take seconds).
+  const started = Date.now();
   const url = new URL('exchange', endpoint.realm);
   const form = new URLSearchParams({ grant_type: 'access_token', service: endpoint.service });
   const t = tenant ?? tenantOf(aad.token) ?? process.env.AZURE_TENANT_ID;

@@ -61,7 +61,7 @@ interface Primary {
  */
 export async function startPrimary(config: Config, count: number, logger: Logger): Promise<Primary> {
   const policy = loadPolicies(config.policies, upstreamNameOf(config.upstreams));
-  const keys = await loadKeyRing(config.tokens, logger);
+  const keys = await loadKeyRing(config.tokens, logger, { configFile: config.file });
   // Generated (and warned about) here, once: all workers must sign with and publish the same key.
   const sharedEphemeralPem = keys.ephemeral ? (keys.current().privateKey.export({ type: 'pkcs8', format: 'pem' }) as string) : undefined;
   keys.close();

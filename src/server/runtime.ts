@@ -104,7 +104,7 @@ export async function startRuntime(loaded: Config, logger: Logger, options: Runt
   const config = await withClusterIssuer(loaded, logger, options);
   const policy = loadPolicies(config.policies, upstreamNameOf(config.upstreams));
   if (policy.rules.length === 0) logger.warn({ policies: config.policies }, 'no policy rules loaded: every request will be denied');
-  const keys = await loadKeyRing(config.tokens, logger, options.sharedEphemeralPem);
+  const keys = await loadKeyRing(config.tokens, logger, { sharedEphemeralPem: options.sharedEphemeralPem, configFile: config.file });
   if (config.issuers.length === 0 && !config.anonymous) logger.warn('no identity issuer configured: no identity token can be accepted');
   const metrics = createMetrics();
   const identity = createIdentityVerifier(config.issuers, {

@@ -149,9 +149,14 @@ function loadFromPath(cfg: TokensConfig, logger: Logger): Loaded {
 
 /**
  * `sharedEphemeralPem`: in a worker of `workers: N`, the ephemeral key the primary generated (and
- * warned about) once, so that every worker signs with and publishes the same key.
+ * warned about) once, so that every worker signs with and publishes the same key. `configFile`: the
+ * file `tokens` came from, named in a load error (`<flags>` when they came from the command line).
  */
-export async function loadKeyRing(cfg: TokensConfig, logger: Logger, sharedEphemeralPem?: string): Promise<KeyRing> {
+export async function loadKeyRing(
+  cfg: TokensConfig,
+  logger: Logger,
+  { sharedEphemeralPem, configFile }: { sharedEphemeralPem?: string; configFile?: string } = {},
+): Promise<KeyRing> {
   let state: Loaded;
   let ephemeral = false;
   if (!cfg.signingKeyFile) {
@@ -166,7 +171,7 @@ export async function loadKeyRing(cfg: TokensConfig, logger: Logger, sharedEphem
     try {
       state = loadFromPath(cfg, logger);
     } catch (err) {
-      throw new ConfigError(undefined, 'tokens.signingKeyFile', (err as Error).message);
+      throw new ConfigError(configFile, 'tokens.signingKeyFile', (err as Error).message);
     }
     if (cfg.certificateFile === undefined && state.current.x5c === undefined) {
       logger.info('no certificate for the signing key: tokens carry no x5c (needed only when a Distribution registry verifies them)');

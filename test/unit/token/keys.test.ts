@@ -24,6 +24,15 @@ const tokens = { algorithm: 'ES256' as const, ttl: 300 };
 
 // The libtrust key ID, checked against openssl, is in test/integration/token/libtrust-kid.test.ts (a tool).
 describe('signing keys', () => {
+  it('a key that cannot be read is a config error naming the file the setting came from', async () => {
+    const missing = join(mkdtempSync(join(tmpdir(), 'rap-keys-')), 'absent.pem');
+    const load = (configFile?: string) => loadKeyRing({ ...tokens, signingKeyFile: missing }, silentLogger(), { configFile });
+    await expect(load('/etc/registry-auth-proxy/config.yaml')).rejects.toThrow(
+      /^\/etc\/registry-auth-proxy\/config\.yaml: tokens\.signingKeyFile: .*absent\.pem: signing key file does not exist$/,
+    );
+    await expect(load()).rejects.toThrow(/^<flags>: tokens\.signingKeyFile: /);
+  });
+
   it('publishes a JWKS of public keys only', async () => {
     const ring = await loadKeyRing(tokens, silentLogger());
     const jwks = ring.jwks();

@@ -22,8 +22,13 @@ interface RunOptions {
 }
 
 function run(entry: string, args: string[], opts: RunOptions, loader: string[] = ['--import', 'tsx']): Promise<CliResult> {
+  return runExecutable(process.execPath, [...loader, entry, ...args], opts);
+}
+
+/** Runs any executable with `args`, feeding `opts.stdin` and collecting its output (killed after `timeoutMs`). */
+export function runExecutable(file: string, args: string[], opts: RunOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...loader, entry, ...args], {
+    const child = spawn(file, args, {
       cwd: opts.cwd ?? ROOT,
       env: opts.cleanEnv ? { PATH: process.env.PATH, ...opts.env } : { ...process.env, ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],

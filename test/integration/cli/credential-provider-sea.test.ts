@@ -4,7 +4,7 @@ import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFile
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ROOT, runBuiltBin, type CliResult } from '../../helpers/cli.js';
+import { ROOT, runBuiltBin, runExecutable, type CliResult } from '../../helpers/cli.js';
 
 /**
  * Issue 17: the kubelet credential provider as a single executable for nodes without Node.js.
@@ -52,20 +52,7 @@ afterAll(() => {
 
 /** Runs the executable as kubelet would: absolute path, the config's env only, no `node` anywhere on PATH. */
 function runExe(args: string[], stdin: string, env: NodeJS.ProcessEnv = {}, file = exe): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { cwd: bare, env: { PATH: '/nonexistent', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-    child.stdin.end(stdin);
-  });
+  return runExecutable(file, args, { stdin, cwd: bare, cleanEnv: true, env: { PATH: '/nonexistent', ...env } });
 }
 
 const runCli = (stdin: string, env: NodeJS.ProcessEnv = {}) => runBuiltBin('registry-auth-proxy', ['credential-provider'], { stdin, env, cleanEnv: true });

@@ -66,7 +66,12 @@ esac
 [ -n "$node" ] || node=$("$ROOT/scripts/with-node.sh" "$node_range" node -p process.execPath)
 [ -x "$node" ] || { echo "$0: $node is not an executable" >&2 && exit 2; }
 node_version=$("$node" -p 'process.versions.node')
-[ -n "$npm_dir" ] || npm_dir=$(npm root -g)/npm
+# The package the `npm` on PATH runs (its bin/npm-cli.js, through any symlink). Not `npm root -g`:
+# that follows the `node` on PATH, and under scripts/with-node.sh that Node has no npm beside it.
+if [ -z "$npm_dir" ]; then
+  npm_cli=$(readlink -f "$(command -v npm)" 2>/dev/null || true)
+  npm_dir=$(dirname "$(dirname "$npm_cli")")
+fi
 [ -f "$npm_dir/bin/npm-cli.js" ] || { echo "$0: no npm in $npm_dir (--npm DIR)" >&2 && exit 2; }
 base_tag=${base_tag:-registry-auth-proxy/node-base:$node_version}
 

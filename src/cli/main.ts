@@ -18,7 +18,14 @@ const COMMANDS = [serve, verify, policy, keys, credentialProvider, login, contro
 export function buildProgram(): Command {
   const program = new Command('registry-auth-proxy')
     .description('Authenticating reverse proxy: passwordless, identity-based access control for container registries')
-    .version(versionText())
+    // `--version` as commander's .version() would have it, but read when asked: versionText() reads
+    // two files (and may run git in a checkout), which no other command, nor a kubelet pull, needs.
+    .option('-V, --version', 'output the version number')
+    .on('option:version', () => {
+      const text = versionText();
+      process.stdout.write(`${text}\n`);
+      throw new CommanderError(0, 'commander.version', text);
+    })
     .showHelpAfterError()
     .exitOverride();
   for (const c of COMMANDS) c.register(program);

@@ -1,10 +1,11 @@
 import { createServer } from 'node:net';
 
-export function freePort(): Promise<number> {
+/** A free TCP port on `host` (loopback unless a test host, e.g. a bridge address, is named). */
+export function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.listen(0, host, () => {
       const addr = srv.address();
       srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
     });

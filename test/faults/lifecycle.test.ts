@@ -145,7 +145,11 @@ describe('client aborts', () => {
     );
     // 250 leaked 128 KiB request bodies alone would be 32 MiB in the second loop
     expect(rssAfter - rssMid).toBeLessThan(32 * 1024 * 1024);
-    expect(rssAfter - rssBefore).toBeLessThan(64 * 1024 * 1024);
+    // Over both loops: Node 22+ lets freed read buffers reach ~70 MB before a collection returns them
+    // (see streaming.test.ts); on Node 24.22 the first loop alone grew RSS by 50-67 MB (CI 2026-12-06:
+    // 67.6 MB) and the second by -14 to +11 MB. Node 20 stays well under 64 MiB.
+    const totalLimit = (Number(process.versions.node.split('.')[0]) >= 22 ? 112 : 64) * 1024 * 1024;
+    expect(rssAfter - rssBefore).toBeLessThan(totalLimit);
     // and it still serves
     expect((await fetch(`${proxy.url}/v2/`, { headers: { authorization: `Bearer ${token}` } })).status).toBeLessThan(500);
   }, 120_000);

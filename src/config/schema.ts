@@ -191,9 +191,17 @@ function rateLimit(defaults: { rate: number; burst: number }, description: strin
 }
 
 const limitsSchema = mapping({
-  // Per TCP peer: behind an ingress, raise or disable this.
-  tokenPerClient: rateLimit({ rate: 20, burst: 60 }, '/token requests per client IP'),
-  // Protects the issuer and the CPU.
+  // Guards identity verification (signatures, JWKS refetches, TokenReview calls) against a flood of
+  // bad tokens. A verified caller is given its token back and counted per identity instead, so the
+  // CI jobs behind one NAT address do not share this budget. Behind an ingress, list it in trustedProxies.
+  tokenPerClient: rateLimit(
+    { rate: 20, burst: 60 },
+    '/token attempts per client IP that are unauthenticated, anonymous or fail (verified callers count per identity instead)',
+  ),
+  // Well above a client that fetches a token per registry request (the OCI conformance suite, many
+  // scripts: ~50/s for seconds); bounds a single identity's share of tokenGlobal.
+  tokenPerIdentity: rateLimit({ rate: 100, burst: 300 }, '/token requests per verified identity (issuer + subject)'),
+  // Protects the issuer and the CPU: every request admitted to do work counts, whoever sends it.
   tokenGlobal: rateLimit({ rate: 2000, burst: 4000 }, '/token requests of all clients together'),
   maxHeaderBytes: intBetween(4096, 1 << 20)
     .default(16 * 1024)

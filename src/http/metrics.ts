@@ -19,7 +19,7 @@ export function createMetrics() {
     }),
     rateLimited: new Counter({
       name: 'rap_rate_limited_total',
-      help: 'Token requests refused with 429, by the limit that was hit (client or global)',
+      help: 'Token requests refused with 429, by the budget that was hit (address, identity or global)',
       labelNames: ['scope'] as const,
       registers: [registry],
     }),

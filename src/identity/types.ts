@@ -58,6 +58,11 @@ export interface VerifyOptions {
 /** Verifies identity tokens against the configured issuers only. */
 export interface IdentityVerifier {
   verify(token: string, options?: VerifyOptions): Promise<Identity>;
+  /**
+   * The identity verify() already proved for this token, while its result is cached: a lookup, no
+   * signature or network work (the /token limiter admits such callers by identity, not by address).
+   */
+  cached?(token: string, options?: VerifyOptions): Identity | undefined;
   /** True once every issuer that needs network keys has fetched them at least once (for /readyz). */
   ready?(): boolean;
   /** Fetches remote keys ahead of the first request; failures are logged, not thrown. */
@@ -91,4 +96,9 @@ const ANONYMOUS_ISSUER_NAME = 'anonymous';
 
 export function anonymousIdentity(): Identity {
   return { issuerName: ANONYMOUS_ISSUER_NAME, issuer: '', subject: 'anonymous', claims: {} };
+}
+
+/** True for the identity of an unauthenticated request (config `anonymous`), which proves nothing. */
+export function isAnonymous(who: Identity): boolean {
+  return who.issuerName === ANONYMOUS_ISSUER_NAME;
 }

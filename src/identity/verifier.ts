@@ -49,6 +49,16 @@ export function createIdentityVerifier(issuers: readonly IssuerConfig[], options
       checkHeader(header, source.config.name);
       return cache.getOrLoad(token, () => identityFrom(source, token, payload));
     },
+    cached(token, opts) {
+      const hit = cache.get(token);
+      if (!hit) return undefined;
+      try {
+        checkPinnedIssuer(opts?.issuerName, names, hit.issuerName);
+      } catch {
+        return undefined; // a refusal: verify() says why
+      }
+      return hit;
+    },
     cacheUsage: () => cache.usage(),
     ready: () => [...sources.values()].every((s) => s.ready()),
     warmUp: () => warm.start([...sources.values()]),

@@ -116,7 +116,11 @@ export async function startRuntime(loaded: Config, logger: Logger, options: Runt
   const state = { draining: false };
   const proxy = createProxyHandler({ config, logger, tokens, policy, metrics, keys, draining: () => state.draining });
   const probe = createUpstreamsProbe(config, logger);
-  const limiter = createRateLimiter(config.limits.tokenPerClient, config.limits.tokenGlobal);
+  const limiter = createRateLimiter({
+    perAddress: config.limits.tokenPerClient,
+    perIdentity: config.limits.tokenPerIdentity,
+    global: config.limits.tokenGlobal,
+  });
   const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter });
 
   const app = createApp(

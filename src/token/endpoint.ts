@@ -1,17 +1,28 @@
+import { hash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config/types.js';
-import type { Identity, IdentityVerifier } from '../identity/types.js';
+import { isAnonymous, type Identity, type IdentityVerifier } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import { grant as grantOf, type Grant } from '../policy/grant.js';
 import type { PolicyEngine } from '../policy/types.js';
 import type { Metrics } from '../http/metrics.js';
-import type { RateLimiter } from '../http/rate-limit.js';
+import type { Admission, RateLimiter } from '../http/rate-limit.js';
 import { clientIPOf } from '../http/client-ip.js';
 import { authenticate, isIdentityRefusal, type AuthenticateDeps } from './authenticate.js';
 import { issueRefreshToken, issueRegistryToken, type IssueOptions } from './issue.js';
 import type { KeyRing } from './keys.js';
-import { isParseRefusal, readTokenRequest } from './request.js';
-import { auditLine, decisionLabels, internalError, rateLimitedError, sendTokenError, sendTokenOutcome, type TokenBody, type TokenOutcome } from './respond.js';
+import { isParseRefusal, readTokenRequest, type TokenRequest } from './request.js';
+import {
+  auditLine,
+  decisionLabels,
+  internalError,
+  rateLimitedError,
+  sendTokenError,
+  sendTokenOutcome,
+  type TokenBody,
+  type TokenOutcome,
+  type TokenRefused,
+} from './respond.js';
 
 /**
  * `GET|POST /token`, the Docker token endpoint (realm): parse (request.ts) → decide (identity in
@@ -25,7 +36,7 @@ interface TokenEndpointDeps {
   policy: PolicyEngine;
   keys: KeyRing;
   metrics?: Metrics;
-  /** Per-client and global request budget; absent = unlimited. */
+  /** Per-address, per-identity and global request budgets; absent = unlimited. */
   limiter?: RateLimiter;
 }
 
@@ -44,6 +55,31 @@ async function issueTokens(keys: KeyRing, who: Identity, grant: Grant, opts: Iss
   return body;
 }
 
+/** The limiter's key of a verified identity: issuer + subject, hashed so a long subject costs 43 bytes. */
+function identityKey(who: Identity): string {
+  return hash('sha256', JSON.stringify([who.issuer, who.subject]), 'base64url');
+}
+
+/** The 429 outcome of a refused admission, with what its audit line records. Pure. */
+function throttled(
+  admission: Admission & { ok: false },
+  clientIP: string,
+  parsed: { request?: TokenRequest; scopes: TokenRefused['scopes'] },
+  who?: Identity,
+): TokenRefused {
+  const { bucket, repeat } = admission;
+  const error = rateLimitedError(admission, clientIP, who);
+  return {
+    kind: 'refused',
+    error,
+    reason: 'rate_limited',
+    request: parsed.request,
+    scopes: parsed.scopes,
+    ...(who ? { who } : {}),
+    limited: { bucket, repeat },
+  };
+}
+
 export function createTokenHandler(deps: TokenEndpointDeps) {
   const { config, logger, identity: verifier, policy, keys, metrics, limiter } = deps;
   const issueOpts: IssueOptions = { issuer: config.publicURL, service: config.service, ttl: config.tokens.ttl, refreshTTL: config.tokens.refreshTTL };
@@ -51,13 +87,33 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
   // A refresh token would outlive the revocations TokenReview exists to see.
   const reviewed = new Set(config.issuers.filter((i) => i.tokenReview).map((i) => i.name));
 
-  /** Parse → authenticate → grant → issue: the decision as a value, with what its audit line needs. */
+  /** The identity an already verified (cached) identity token proves: cheap, so admitted by identity. */
+  function knownIdentity(request: TokenRequest): Identity | undefined {
+    if (request.grantType !== 'password' || !request.password) return undefined;
+    return verifier.cached?.(request.password, { issuerName: request.username });
+  }
+
+  /**
+   * Parse → admit → authenticate → grant → issue: the decision as a value, with what its audit line
+   * needs. Admission comes after the parse (a bounded form, read within tokenBodyTimeout) because a
+   * cached identity token is admitted by its identity, which the parse reveals; anything else is
+   * admitted by address before verification and, once it proves an identity, settled onto that
+   * identity (http/rate-limit.ts says why). Unauthenticated, anonymous and failed attempts stay on
+   * their address.
+   */
   async function decide(req: IncomingMessage, url: URL, clientIP: string): Promise<TokenOutcome> {
     const parsed = await readTokenRequest(req, url, { service: config.service, bodyTimeoutMs: config.limits.tokenBodyTimeout });
+    const known = isParseRefusal(parsed) ? undefined : knownIdentity(parsed.request);
+    const admitted = limiter && (known ? limiter.admitIdentity(identityKey(known)) : limiter.admitAddress(clientIP));
+    if (admitted && !admitted.ok) return throttled(admitted, clientIP, parsed, known);
     if (isParseRefusal(parsed)) return { kind: 'refused', ...parsed, reason: parsed.error.oauth ?? parsed.error.code };
     const { request, scopes } = parsed;
     const who = await authenticate(request, authDeps);
     if (isIdentityRefusal(who)) return { kind: 'refused', ...who, request, scopes };
+    if (limiter && !known && !isAnonymous(who)) {
+      const settled = limiter.settleVerified(clientIP, identityKey(who));
+      if (!settled.ok) return throttled(settled, clientIP, parsed, who);
+    }
     // Rule names ride in the token only when the operator lets clients see them.
     const grant = grantOf(policy, who, scopes, { service: config.service, clientIP }, { ruleNames: config.explainDenials });
     const refresh = request.offline && request.grantType === 'password' && !reviewed.has(who.issuerName);
@@ -67,14 +123,6 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
 
   return async function handleToken(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const clientIP = clientIPOf(req);
-    const admission = limiter?.admit(clientIP);
-    if (admission && !admission.ok) {
-      // Not an audit event (a flood would drown the log): counted in metrics, logged at debug.
-      metrics?.rateLimited.inc({ scope: admission.scope });
-      logger.debug({ clientIP, scope: admission.scope }, 'token request rate-limited');
-      sendTokenError(res, rateLimitedError(admission, clientIP));
-      return;
-    }
     let outcome: TokenOutcome;
     try {
       outcome = await decide(req, url, clientIP);
@@ -83,8 +131,16 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
       sendTokenError(res, internalError());
       return;
     }
-    logger.info(auditLine(outcome, clientIP), 'token decision');
-    metrics?.tokenDecisions.inc(decisionLabels(outcome));
+    if (outcome.kind === 'refused' && outcome.limited) {
+      const { bucket, repeat } = outcome.limited;
+      metrics?.rateLimited.inc({ scope: bucket });
+      // One audit line when a bucket starts refusing; the rest of a flood would drown the log.
+      if (repeat) logger.debug({ clientIP, bucket, issuer: outcome.who?.issuerName }, 'token request rate-limited again');
+      else logger.info(auditLine(outcome, clientIP), 'token decision');
+    } else {
+      logger.info(auditLine(outcome, clientIP), 'token decision');
+      metrics?.tokenDecisions.inc(decisionLabels(outcome));
+    }
     sendTokenOutcome(res, outcome);
   };
 }

@@ -4,7 +4,7 @@ import { sendJson } from '../http/response.js';
 import { API_VERSION, API_VERSION_HEADER, oauthError, sendOciError, type OciError } from '../oci/errors.js';
 import { formatScope, type Scope } from '../oci/scope.js';
 import type { Grant } from '../policy/grant.js';
-import type { Admission } from '../http/rate-limit.js';
+import type { Admission, LimitBucket } from '../http/rate-limit.js';
 import type { TokenRequest } from './request.js';
 
 /** Respond: the decision value → the audit line and the one answer. */
@@ -35,6 +35,8 @@ export interface TokenRefused {
   request?: TokenRequest;
   scopes: Scope[];
   who?: Identity;
+  /** Set for a 429: the bucket that refused, and whether it had already refused (audited) since it last admitted. */
+  limited?: { bucket: LimitBucket; repeat: boolean };
 }
 
 /** What the endpoint decided for one request, with everything its audit line records. */
@@ -47,14 +49,16 @@ const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' };
 export function auditLine(outcome: TokenOutcome, clientIP: string): Record<string, unknown> {
   const requested = outcome.scopes.map(formatScope);
   if (outcome.kind === 'refused') {
-    const { error, reason, who, request } = outcome;
+    const { error, reason, who, request, limited } = outcome;
     return {
       audit: 'token',
       result: 'refused',
       status: error.status,
       reason,
+      bucket: limited?.bucket,
       message: error.message,
       issuer: who?.issuerName,
+      subject: who?.subject,
       clientId: request?.clientId,
       clientIP,
       requested,
@@ -83,12 +87,18 @@ export function decisionLabels(outcome: TokenOutcome): { issuer: string; result:
   return { issuer: outcome.who.issuerName, result: outcome.grant.result };
 }
 
-/** 429 for a request over its budget, saying when to retry. Pure. */
-export function rateLimitedError(admission: Admission & { ok: false }, clientIP: string): OciError {
+/**
+ * 429 for a request over its budget, saying which and when to retry: Docker, containerd and podman
+ * print the message. The identity is named by its issuer only (the client knows its subject). Pure.
+ */
+export function rateLimitedError(admission: Admission & { ok: false }, clientIP: string, who?: Identity): OciError {
+  const retry = `retry in ${admission.retryAfterSeconds}s`;
   const message =
-    admission.scope === 'client'
-      ? `too many token requests from ${clientIP}: retry in ${admission.retryAfterSeconds}s (clients should reuse a token until expires_in)`
-      : `the token service is at capacity: retry in ${admission.retryAfterSeconds}s`;
+    admission.bucket === 'address'
+      ? `too many unauthenticated or failed token requests from ${clientIP}: ${retry} (send a valid identity token)`
+      : admission.bucket === 'identity'
+        ? `too many token requests from this identity (issuer ${JSON.stringify(who?.issuerName ?? '')}): ${retry} (clients should reuse a token until expires_in)`
+        : `the token service is at capacity: ${retry}`;
   return oauthError(429, 'TOOMANYREQUESTS', 'temporarily_unavailable', message, { 'retry-after': String(admission.retryAfterSeconds) });
 }
 

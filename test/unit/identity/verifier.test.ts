@@ -194,6 +194,25 @@ describe('identity token verification', () => {
     expect((await failure(token, undefined, v)).reason).toBe('expired');
   });
 
+  it('tells what a token proved while it is cached, without verifying anything', async () => {
+    let t = Date.now();
+    const two = createIdentityVerifier([issuer(), issuer({ name: 'other', issuer: 'https://other.test' })], { logger: silentLogger(), now: () => t });
+    const now = Math.floor(t / 1000);
+    const token = await new SignJWT({ iss: ISS, aud: AUD, sub: 's', exp: now + 60 }).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).sign(rsaPrivate);
+    const forged = await sign({}, { key: otherPrivate });
+    // never verified: unknown, whether valid or not
+    expect(two.cached?.(token)).toBeUndefined();
+    await failure(forged, undefined, two);
+    expect(two.cached?.(forged)).toBeUndefined();
+    const who = await two.verify(token);
+    expect(two.cached?.(token)).toBe(who);
+    expect(two.cached?.(token, { issuerName: 'ci' })).toBe(who);
+    // a username naming another issuer is a refusal, left to verify()
+    expect(two.cached?.(token, { issuerName: 'other' })).toBeUndefined();
+    t += 120_000;
+    expect(two.cached?.(token)).toBeUndefined();
+  });
+
   it('accepts PEM public keys as jwksFile, whatever the kid', async () => {
     const v = createIdentityVerifier([issuer({ jwksFile: join(dir, 'pub.pem') })], { logger: silentLogger(), now: () => nowMs });
     await expect(v.verify(await sign({}, { header: { kid: 'anything' } }))).resolves.toMatchObject({ issuerName: 'ci' });

@@ -59,12 +59,11 @@ function routeOf(req: Pick<IncomingMessage, 'method' | 'url' | 'headers' | 'head
   return refused ?? route;
 }
 
-/** A catalog route with its cursor opened, or the 400 for a cursor this proxy did not seal. */
+/** A catalog route with its cursor opened, or the 400 for a `last` this proxy did not seal. */
 function withOpenCursor(route: Route, open: Parameters<typeof openCatalogQuery>[1]): Route | OciError {
   if (route.kind !== 'catalog') return route;
   const query = openCatalogQuery(route.query, open);
-  if (query === undefined) return new OciError(400, 'UNSUPPORTED', 'invalid catalog cursor (`last`): use the Link of the previous page');
-  return { ...route, query };
+  return query instanceof OciError ? query : { ...route, query };
 }
 
 /**

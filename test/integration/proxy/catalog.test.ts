@@ -54,8 +54,26 @@ describe('catalog filtering', () => {
     expect(page.link).not.toMatch(/team|shared/);
     const next = await catalog('team-b', new URL(/<([^>]+)>/.exec(page.link!)![1]!).search);
     expect(next.body.repositories).toEqual(['team-b/secret']);
-    // a plain `last` still works (the answer is filtered either way)
-    expect((await catalog('team-b', '?last=team-a%2Fapp&n=2')).body.repositories).toEqual(['team-b/secret']);
+  });
+
+  it('closes the ordering oracle: a plain `last` is refused before the registry, an empty one is the first page', async () => {
+    // For team-b, team-a/app and team-a/tools are hidden between shared/base and team-b/secret. Were
+    // `last=<guess>` forwarded, `n=1` after `team-a/ap` would be empty (a hidden name follows) and
+    // after `team-a/zz` would show team-b/secret: the answers would spell hidden names out.
+    const logged = stack.registry.logs().length;
+    const answers = [];
+    for (const guess of ['team-a%2Fap', 'team-a%2Fzz', 'team-a%2Fapp', 'team-b%2Fsecre~']) answers.push(await catalogRaw('team-b', `?n=1&last=${guess}`));
+    for (const a of answers) {
+      expect(a.status).toBe(400);
+      expect(a.body).toEqual(answers[0]!.body);
+    }
+    expect(answers[0]!.body.errors[0]).toMatchObject({
+      code: 'UNSUPPORTED',
+      message: expect.stringMatching(/cursor from the previous page's Link header, not a repository name/),
+    });
+    expect(stack.registry.logs().slice(logged)).not.toContain('_catalog');
+    // go-containerregistry's CatalogPage asks for the first page with `last=`
+    expect((await catalog('team-b', '?last=&n=2')).body.repositories).toEqual(['shared/base']);
   });
 
   it('walks every page with n=1 and learns only what the identity may pull', async () => {

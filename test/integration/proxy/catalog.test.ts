@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedManifest } from '../../support/seed.js';
+import { startRegistry, type Registry } from '../../fixtures/registry.js';
 import { startRegistryAndProxy, type RegistryAndProxy } from '../../helpers/registry-and-proxy.js';
-import { DEFAULT_TEST_POLICY, type TestProxy } from '../../helpers/server.js';
+import { DEFAULT_TEST_POLICY, startProxy, type TestProxy } from '../../helpers/server.js';
 
 /**
  * The catalog through the proxy against a real registry: a token granted `registry:catalog:*` sees
@@ -15,6 +16,8 @@ const POLICY = `${DEFAULT_TEST_POLICY}
     actions: ["*"]
     when: identity.issuerName == "ci" && request.type == "registry"
 `;
+
+const MANIFEST_ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
 
 async function catalog(team: string, query = ''): Promise<{ status: number; body: { repositories: string[] }; link: string | null }> {
   const token = await proxy.registryToken(['registry:catalog:*'], { team });
@@ -101,5 +104,79 @@ describe('catalog filtering', () => {
     expect(r.status).toBe(400);
     expect(r.body.errors[0]!.code).toBe('UNSUPPORTED');
     expect(r.body.errors[0]!.message).toMatch(/cursor/);
+  });
+});
+
+/**
+ * One upstream behind a prefix (`upstreams: [{prefix: reg/}]`): the catalog lists the names clients
+ * use (`reg/team-a/app`), and policy decides on those — here a tenant rule that keeps each team out
+ * of the others' `reg/team-*` repositories.
+ */
+describe('catalog of a lone prefixed upstream', () => {
+  const PREFIXED_POLICY = `
+rules:
+  - name: ci-pulls
+    actions: [pull]
+    when: identity.issuerName == "ci"
+  - name: tenants-stay-home
+    effect: deny
+    actions: [pull]
+    when: request.repository.startsWith("reg/team-") && !request.repository.startsWith("reg/" + claims.team + "/")
+  - name: ci-lists-catalog
+    actions: ["*"]
+    when: identity.issuerName == "ci" && request.type == "registry"
+`;
+  // Names of very different lengths: sealed cursors must not tell them apart.
+  const LONG = `team-a/${'l'.repeat(100)}/${'m'.repeat(140)}`;
+  let registry: Registry;
+  let prefixed: TestProxy;
+
+  beforeAll(async () => {
+    registry = await startRegistry();
+    for (const repo of ['shared/base', 'team-a/app', LONG, 'team-b/secret', 'x']) await seedManifest(registry.url, repo);
+    prefixed = await startProxy({ policy: PREFIXED_POLICY, config: { upstreams: [{ name: 'reg', prefix: 'reg/', url: registry.url }] } });
+  });
+  afterAll(async () => {
+    await prefixed?.stop();
+    await registry?.stop();
+  });
+
+  async function page(query: string): Promise<{ status: number; names: string[]; link: string | null }> {
+    const token = await prefixed.registryToken(['registry:catalog:*'], { team: 'team-a' });
+    const r = await fetch(`${prefixed.url}/v2/_catalog${query}`, { headers: { authorization: `Bearer ${token}` } });
+    return { status: r.status, names: ((await r.json()) as { repositories: string[] }).repositories, link: r.headers.get('link') };
+  }
+
+  it('lists the names clients use, decided by policy on those names, and each one pulls', async () => {
+    const all = await page('');
+    expect(all.status).toBe(200);
+    expect(all.names).toEqual(['reg/shared/base', 'reg/team-a/app', `reg/${LONG}`, 'reg/x']);
+    for (const name of all.names) {
+      const token = await prefixed.registryToken([`repository:${name}:pull`], { team: 'team-a' });
+      const r = await fetch(`${prefixed.url}/v2/${name}/manifests/latest`, { headers: { authorization: `Bearer ${token}`, accept: MANIFEST_ACCEPT } });
+      expect(r.status, name).toBe(200);
+      await r.body?.cancel();
+    }
+  });
+
+  it('pages with n=1 through cursors that seal the upstream names, all of one length', async () => {
+    const seen: string[] = [];
+    const cursors: string[] = [];
+    let query = '?n=1';
+    for (let i = 0; i < 10 && query; i++) {
+      const p = await page(query);
+      expect(p.status).toBe(200);
+      seen.push(...p.names);
+      const next = p.link ? new URL(/<([^>]+)>/.exec(p.link)![1]!) : undefined;
+      if (next) cursors.push(next.searchParams.get('last')!);
+      query = next?.search ?? '';
+    }
+    expect(query).toBe('');
+    expect(seen).toEqual(['reg/shared/base', 'reg/team-a/app', `reg/${LONG}`, 'reg/x']);
+    // one cursor per upstream name but the last (10 to 248 characters)
+    expect(cursors).toHaveLength(4);
+    expect(new Set(cursors.map((c) => c.length)).size, cursors.map((c) => c.length).join(',')).toBe(1);
+    // and a plain name is refused here too, whether the upstream's or the client's
+    for (const last of ['team-a%2Fapp', 'reg%2Fteam-a%2Fapp']) expect((await page(`?n=1&last=${last}`)).status).toBe(400);
   });
 });

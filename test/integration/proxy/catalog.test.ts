@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedManifest } from '../../support/seed.js';
 import { startRegistry, type Registry } from '../../fixtures/registry.js';
+import { EngineUnavailable } from '../../fixtures/dockerd.js';
+import { startPodman, type Podman } from '../../fixtures/podman.js';
 import { startRegistryAndProxy, type RegistryAndProxy } from '../../helpers/registry-and-proxy.js';
 import { DEFAULT_TEST_POLICY, startProxy, type TestProxy } from '../../helpers/server.js';
 
@@ -156,6 +158,27 @@ rules:
       const r = await fetch(`${prefixed.url}/v2/${name}/manifests/latest`, { headers: { authorization: `Bearer ${token}`, accept: MANIFEST_ACCEPT } });
       expect(r.status, name).toBe(200);
       await r.body?.cancel();
+    }
+  });
+
+  it('podman search (a real catalog client) shows the prefixed names', async (ctx) => {
+    let podman: Podman;
+    try {
+      podman = await startPodman();
+    } catch (err) {
+      if (!(err instanceof EngineUnavailable) || process.env.CI === 'true') throw err;
+      return ctx.skip(`podman cannot run here: ${err.message}`);
+    }
+    try {
+      const auth = podman.newAuthFile();
+      const id = await prefixed.mintIdentity({ team: 'team-a' });
+      const login = await podman.podman(['login', '--tls-verify=false', '-u', 'x', '--password-stdin', prefixed.host], { authFile: auth, input: id });
+      expect(login.code, login.out).toBe(0);
+      const found = await podman.podman(['search', '--tls-verify=false', '--format', '{{.Name}}', `${prefixed.host}/`], { authFile: auth });
+      expect(found.code, found.out).toBe(0);
+      expect(found.stdout.trim().split('\n')).toEqual(['reg/shared/base', 'reg/team-a/app', `reg/${LONG}`, 'reg/x'].map((n) => `${prefixed.host}/${n}`));
+    } finally {
+      await podman.stop();
     }
   });
 

@@ -79,7 +79,7 @@ class CatalogScanner {
   private escaped = false;
   private kept = 0;
 
-  constructor(private readonly allow: (name: string) => boolean) {}
+  constructor(private readonly list: (name: string) => string | undefined) {}
 
   /** The output for the next piece of the body. */
   feed(text: string): string {
@@ -129,13 +129,15 @@ class CatalogScanner {
     this.name = '';
     if (decoded === undefined) return this.end();
     this.state = 'after';
-    if (!this.allow(decoded)) return '';
-    return (this.kept++ ? ',' : '') + JSON.stringify(decoded);
+    const listed = this.list(decoded);
+    if (listed === undefined) return '';
+    return (this.kept++ ? ',' : '') + JSON.stringify(listed);
   }
 }
 
 /**
- * Streams a `/v2/_catalog` answer through, dropping the names `allow` refuses. Never holds more
+ * Streams a `/v2/_catalog` answer through, each name replaced by what `list` makes of it: the name
+ * the client sees (the upstream's, with a prefix added), or undefined to drop it. Never holds more
  * than one name: the document is tokenized as it arrives, whatever the chunk boundaries.
  *
  * Exactly Distribution's shape passes — `{"repositories":["a","b",…]}`, JSON white space between
@@ -144,8 +146,8 @@ class CatalogScanner {
  * would take the last one) and nothing after the document ever reaches the client; names already
  * passed were allowed ones.
  */
-export function createCatalogFilter(allow: (name: string) => boolean): Transform {
-  const scanner = new CatalogScanner(allow);
+export function createCatalogFilter(list: (name: string) => string | undefined): Transform {
+  const scanner = new CatalogScanner(list);
   const decoder = new StringDecoder('utf8');
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {

@@ -9,14 +9,13 @@ import { catalogLink, createCursorCodec, openCatalogQuery, type CursorKeySource 
 import { createCatalogFilter } from '../oci/catalog-filter.js';
 import { OciError, sendOciError, API_VERSION, API_VERSION_HEADER } from '../oci/errors.js';
 import { classify, isRouteError, refuseBody, type Route } from '../oci/route.js';
-import { isValidRepositoryName } from '../oci/scope.js';
 import { allows } from '../policy/grant.js';
 import type { PolicyEngine, RequestContext } from '../policy/types.js';
 import type { Metrics } from '../http/metrics.js';
 import { clientIPOf } from '../http/client-ip.js';
 import type { RegistryTokenVerifier } from '../token/types.js';
 import { authorize, isAuthorized } from './authorize.js';
-import { clientPath, createTargets, tagsNameRewrite, targetOf, toUpstream, withNamespace, type Target } from './upstreams.js';
+import { catalogName, clientPath, createTargets, tagsNameRewrite, targetOf, toUpstream, withNamespace, type Target } from './upstreams.js';
 import { upstreamAuthFailureError, upstreamFailureError } from './upstream-failure.js';
 import { rateLimitRemaining } from './token-realm.js';
 
@@ -59,23 +58,29 @@ function routeOf(req: Pick<IncomingMessage, 'method' | 'url' | 'headers' | 'head
   return refused ?? route;
 }
 
-/** A catalog route with its cursor opened, or the 400 for a cursor this proxy did not seal. */
+/** A catalog route with its cursor opened, or the 400 for a `last` this proxy did not seal. */
 function withOpenCursor(route: Route, open: Parameters<typeof openCatalogQuery>[1]): Route | OciError {
   if (route.kind !== 'catalog') return route;
   const query = openCatalogQuery(route.query, open);
-  if (query === undefined) return new OciError(400, 'UNSUPPORTED', 'invalid catalog cursor (`last`): use the Link of the previous page');
-  return { ...route, query };
+  return query instanceof OciError ? query : { ...route, query };
 }
 
 /**
- * The catalog, narrowed to the repositories this identity may pull (policy decides per name, as it
- * would for a pull). A catalog token without an identity (older tokens) sees an empty list.
+ * The catalog by the names clients use (an upstream's prefix added), narrowed to the repositories
+ * this identity may pull (policy decides per client name, as it would for a pull). A catalog token
+ * without an identity (older tokens) sees an empty list.
  */
-function catalogFilter(policy: PolicyEngine | undefined, identity: Identity | undefined, ctx: RequestContext): () => Transform {
+function catalogFilter(
+  policy: PolicyEngine | undefined,
+  identity: Identity | undefined,
+  ctx: RequestContext,
+  clientName: (upstreamName: string) => string | undefined,
+): () => Transform {
   return () =>
-    createCatalogFilter((name) => {
-      if (!identity || !policy || !isValidRepositoryName(name)) return false;
-      return allows(policy, identity, { type: 'repository', name, actions: ['pull'] }, ctx);
+    createCatalogFilter((upstreamName) => {
+      const name = clientName(upstreamName);
+      if (!identity || !policy || name === undefined) return undefined;
+      return allows(policy, identity, { type: 'repository', name, actions: ['pull'] }, ctx) ? name : undefined;
     });
 }
 
@@ -120,7 +125,9 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
         if (remaining !== undefined) metrics?.upstreamRateLimitRemaining.set(labels, remaining);
         if (status === 401) upstreamAuth.invalidate(route.scopes);
       },
-      filterBody: bodyFilter(route, clientRoute, () => catalogFilter(policy, identity, { service: config.service, clientIP: clientIPOf(req) })),
+      filterBody: bodyFilter(route, clientRoute, () =>
+        catalogFilter(policy, identity, { service: config.service, clientIP: clientIPOf(req) }, (name) => catalogName(targets, target, name)),
+      ),
       // The upstream's next-page Link names a repository of the unfiltered list: seal it.
       rewriteLink: catalog ? (link) => catalogLink(link, config.publicURL, cursors.seal) : undefined,
       onBytes: metrics ? (direction, bytes) => metrics.bytesStreamed.inc({ direction }, bytes) : undefined,

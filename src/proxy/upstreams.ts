@@ -44,6 +44,22 @@ export function upstreamName(target: Pick<Target, 'prefix' | 'upstream'>, client
   return target.prefix !== '' && !name.includes('/') && isDockerHub(target.upstream) ? `library/${name}` : name;
 }
 
+/**
+ * The client's name for a repository the target's catalog lists: the prefix added. Undefined when
+ * that name would not reach this very repository through the proxy (invalid, routed to another
+ * upstream, or mapped to another name, as a single-segment name on Docker Hub is): a lister is shown
+ * only names that work, and policy judges the name clients use. Pure.
+ */
+export function catalogName(
+  targets: readonly Pick<Target, 'prefix' | 'upstream'>[],
+  target: Pick<Target, 'prefix' | 'upstream'>,
+  name: string,
+): string | undefined {
+  const client = `${target.prefix}${name}`;
+  if (!isValidRepositoryName(client) || upstreamFor(targets, client) !== target) return undefined;
+  return upstreamName(target, client) === name ? client : undefined;
+}
+
 /** The target serving a route: by name; ping and catalog go to the default (or the only) upstream. */
 export function targetOf(targets: readonly Target[], route: Route): Target | undefined {
   if (route.name !== undefined) return upstreamFor(targets, route.name);

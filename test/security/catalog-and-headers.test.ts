@@ -119,8 +119,23 @@ describe('catalog pagination', () => {
       expect((r.body as OciBody).errors[0]).toMatchObject({ code: 'UNSUPPORTED', message: expect.stringMatching(/cursor/) });
     }
     expect(t.upstream.requests).toHaveLength(0);
-    // a plain name is harmless (the answer is filtered) and passes
-    expect((await get('/v2/_catalog?last=team-b%2Fsecret&n=2', catalogToken)).body).toEqual({ repositories: ['team-a/zz'] });
+  });
+
+  it('refuses a plain `last` before the upstream: no ordering oracle spells hidden names out', async () => {
+    // Issue 18 item 2: with `n=1&last=<guess>~` forwarded, an empty filtered page meant "a hidden
+    // name sorts right after the guess"; ~130 guesses spelled one out. Every guess now gets the same 400.
+    t.upstream.handle(pagedCatalog);
+    const bodies = new Set<string>();
+    for (const guess of ['team-b%2F', 'team-b%2Fs~', 'team-b%2Fsecre~', 'team-b%2Fsecret', 'team-a%2Fapp', '%7E', 'a~b']) {
+      const r = await get(`/v2/_catalog?n=1&last=${guess}`, catalogToken);
+      expect(r.status, guess).toBe(400);
+      bodies.add(r.text);
+    }
+    expect([...bodies]).toHaveLength(2); // the plain-name answer, and the not-a-cursor answer for `~…`
+    expect(JSON.parse([...bodies][0]!)).toEqual({
+      errors: [{ code: 'UNSUPPORTED', message: expect.stringMatching(/^catalog `last` must be the cursor from the previous page's Link header/) }],
+    });
+    expect(t.upstream.requests).toHaveLength(0);
   });
 });
 

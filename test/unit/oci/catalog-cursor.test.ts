@@ -37,14 +37,33 @@ describe('catalog cursors', () => {
     expect(other.open(c)).toBeUndefined();
   });
 
-  it('replace a cursor in `last` before forwarding, and pass plain names and absent `last`', () => {
+  it('have the same length whatever the name, up to the 255 characters Distribution allows', () => {
+    const names = ['a', 'team-b/secret', `${'x'.repeat(100)}/${'y'.repeat(154)}`, 'é'.repeat(128)];
+    const lengths = new Set(names.map((n) => sealCursor(n, key).length));
+    expect(lengths.size, [...lengths].join(',')).toBe(1);
+    for (const n of names) expect(openCursor(sealCursor(n, key), [key])).toBe(n);
+    // a longer name (not from Distribution) takes the next size, and still opens
+    const long = 'z'.repeat(300);
+    expect(sealCursor(long, key).length).toBeGreaterThan(sealCursor('a', key).length);
+    expect(openCursor(sealCursor(long, key), [key])).toBe(long);
+  });
+
+  // [what, query the client sent, query forwarded or the 400's message]
+  it.each([
+    ['a cursor opened', 'CURSOR', '?last=team-a%2Fapp&n=2'],
+    ['no last', '?n=2', '?n=2'],
+    ['no query', '', ''],
+    ["an empty last (go-containerregistry's CatalogPage for the first page)", '?last=&n=2', '?n=2'],
+    ['an empty last alone', '?last=', ''],
+    ['a plain name: the ordering oracle', '?last=team-a%2Fapp&n=2', /must be the cursor from the previous page's Link header, not a repository name/],
+    ['a guess just after a hidden name', '?last=team-b%2Fsecre~&n=1', /not a repository name/],
+    ['a cursor that does not open', '?last=~forged&n=2', /invalid catalog cursor/],
+  ] as const)('forward only what a sealed cursor names in `last`: %s', (_what, sent, expected) => {
     const open = (c: string) => openCursor(c, [key]);
-    const c = sealCursor('team-a/app', key);
-    expect(openCatalogQuery(`?last=${c}&n=2`, open)).toBe('?last=team-a%2Fapp&n=2');
-    expect(openCatalogQuery('?last=team-a%2Fapp&n=2', open)).toBe('?last=team-a%2Fapp&n=2');
-    expect(openCatalogQuery('?n=2', open)).toBe('?n=2');
-    expect(openCatalogQuery('', open)).toBe('');
-    expect(openCatalogQuery('?last=~forged&n=2', open)).toBeUndefined();
+    const query = sent === 'CURSOR' ? `?last=${sealCursor('team-a/app', key)}&n=2` : sent;
+    const out = openCatalogQuery(query, open);
+    if (typeof expected === 'string') expect(out).toBe(expected);
+    else expect(out).toMatchObject({ status: 400, code: 'UNSUPPORTED', message: expect.stringMatching(expected) });
   });
 
   it('rewrite the upstream Link: public URL, sealed `last`, nothing else', () => {

@@ -2,9 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { Readable } from 'node:stream';
 import { createCatalogFilter } from '../../../src/oci/catalog-filter.js';
 
-async function run(chunks: string[], allow: (n: string) => boolean): Promise<string> {
+/** The filter with `allow` deciding and names kept as they are, or `list` renaming. */
+async function run(chunks: string[], allow: (n: string) => boolean, list = (n: string) => (allow(n) ? n : undefined)): Promise<string> {
   let out = '';
-  for await (const c of Readable.from(chunks.map((x) => Buffer.from(x))).pipe(createCatalogFilter(allow))) out += (c as Buffer).toString();
+  for await (const c of Readable.from(chunks.map((x) => Buffer.from(x))).pipe(createCatalogFilter(list))) out += (c as Buffer).toString();
   return out;
 }
 
@@ -24,6 +25,21 @@ describe('catalog filter', () => {
     }
     // and one byte at a time
     expect(await run([...BODY], teamA)).toBe(whole);
+  });
+
+  it('lists each kept name as `list` gives it (the prefix of an upstream added), JSON-escaped', async () => {
+    const prefixed = (n: string) => (n.startsWith('team-a/') ? `hub/${n}` : undefined);
+    const out = await run([BODY], () => true, prefixed);
+    expect(JSON.parse(out)).toEqual({ repositories: ['hub/team-a/app', 'hub/team-a/tools'] });
+    expect(
+      JSON.parse(
+        await run(
+          ['{"repositories":["a"]}'],
+          () => true,
+          () => 'x"\\y',
+        ),
+      ),
+    ).toEqual({ repositories: ['x"\\y'] });
   });
 
   it('judges names after JSON unescaping', async () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { upstreamConfig } from '../../../src/config/load.js';
 import { upstreamFor } from '../../../src/config/upstreams.js';
 import { classify, type Route } from '../../../src/oci/route.js';
-import { clientPath, tagsNameRewrite, toUpstream, upstreamName, type Target } from '../../../src/proxy/upstreams.js';
+import { catalogName, clientPath, tagsNameRewrite, toUpstream, upstreamName, type Target } from '../../../src/proxy/upstreams.js';
 
 const target = (name: string, prefix: string, url: string) => ({ name, prefix, upstream: upstreamConfig(url) }) as Target;
 const hub = target('hub', 'hub/', 'https://registry-1.docker.io');
@@ -48,6 +48,28 @@ describe('routing by repository-name prefix', () => {
     const short = clientPath('hub/', { upstream: 'library/nginx', client: 'hub/nginx' })!;
     expect(short('/v2/library/nginx/tags/list?n=10&last=b')).toBe('/v2/hub/nginx/tags/list?n=10&last=b');
     expect(short('/v2/library/nginx-other/tags/list')).toBe('/v2/hub/library/nginx-other/tags/list');
+  });
+});
+
+describe("catalog names: the upstream's list by the names clients use", () => {
+  // [targets, target, upstream name, client name or undefined]
+  const quayOnly = [quay];
+  it.each([
+    ['a lone prefixed upstream adds its prefix', quayOnly, quay, 'team-a/app', 'quay/team-a/app'],
+    ['a lone default upstream keeps names as they are', [local], local, 'team-a/app', 'team-a/app'],
+    ["Hub's library/… stays reachable as hub/library/…", [hub], hub, 'library/nginx', 'hub/library/nginx'],
+    ['a single-segment name on Hub would be pulled as library/… : not listed', [hub], hub, 'nginx', undefined],
+    ['a name the prefix makes invalid', quayOnly, quay, 'Team/App', undefined],
+    [
+      'a name another upstream would serve (overlapping prefixes: refused by config, refused here too)',
+      [quay, target('deep', 'quay/team-b/', 'http://b:5000')],
+      quay,
+      'team-b/secret',
+      undefined,
+    ],
+    ['an empty name', quayOnly, quay, '', undefined],
+  ] as const)('%s', (_what, all, t, name, expected) => {
+    expect(catalogName(all, t, name)).toBe(expected);
   });
 });
 

@@ -16,7 +16,7 @@ import type { Metrics } from '../http/metrics.js';
 import { clientIPOf } from '../http/client-ip.js';
 import type { RegistryTokenVerifier } from '../token/types.js';
 import { authorize, isAuthorized } from './authorize.js';
-import { clientPath, createTargets, tagsNameRewrite, targetOf, toUpstream, withNamespace, type Target } from './upstreams.js';
+import { canonicalRoute, clientPath, createTargets, tagsNameRewrite, targetOf, toUpstream, withNamespace, type Target } from './upstreams.js';
 import { upstreamAuthFailureError, upstreamFailureError } from './upstream-failure.js';
 import { rateLimitRemaining } from './token-realm.js';
 
@@ -42,7 +42,8 @@ export interface ProxyHandler {
 
 /**
  * The request's route, or why it is refused before any credential is looked at; containerd's
- * mirror hint (`?ns=`) picks the upstream here, before anything is authorized. Pure.
+ * mirror hint (`?ns=`) picks the upstream, and the name takes its canonical form (`hub/nginx` →
+ * `hub/library/nginx`), here, before anything is authorized. Pure.
  */
 function routeOf(req: Pick<IncomingMessage, 'method' | 'url' | 'headers' | 'headersDistinct'>, targets: readonly Target[]): Route | OciError {
   const rawUrl = req.url ?? '/';
@@ -50,7 +51,9 @@ function routeOf(req: Pick<IncomingMessage, 'method' | 'url' | 'headers' | 'head
   const rawQuery = q < 0 ? '' : rawUrl.slice(q + 1);
   const classified = classify(req.method ?? 'GET', q < 0 ? rawUrl : rawUrl.slice(0, q), rawQuery);
   if (isRouteError(classified)) return classified;
-  const route = withNamespace(targets, classified, rawQuery ? new URLSearchParams(rawQuery).get('ns') : null);
+  const namespaced = withNamespace(targets, classified, rawQuery ? new URLSearchParams(rawQuery).get('ns') : null);
+  if (isRouteError(namespaced)) return namespaced;
+  const route = canonicalRoute(targets, namespaced);
   if (isRouteError(route)) return route;
   const refused = refuseBody(route, {
     contentTypes: req.headersDistinct?.['content-type'] ?? (req.headers['content-type'] ? [req.headers['content-type']] : []),
@@ -124,7 +127,7 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
       // The upstream's next-page Link names a repository of the unfiltered list: seal it.
       rewriteLink: catalog ? (link) => catalogLink(link, config.publicURL, cursors.seal) : undefined,
       onBytes: metrics ? (direction, bytes) => metrics.bytesStreamed.inc({ direction }, bytes) : undefined,
-      clientPath: clientPath(target.prefix, { upstream: route.name, client: clientRoute.name }),
+      clientPath: clientPath(target.prefix),
     });
   }
 

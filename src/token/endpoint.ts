@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config/types.js';
+import { canonicalRepository, routedUpstreams } from '../config/upstreams.js';
 import type { Identity, IdentityVerifier } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import { grant as grantOf, type Grant } from '../policy/grant.js';
@@ -50,10 +51,13 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
   const authDeps: AuthenticateDeps = { config, verifier, keys, issueOpts };
   // A refresh token would outlive the revocations TokenReview exists to see.
   const reviewed = new Set(config.issuers.filter((i) => i.tokenReview).map((i) => i.name));
+  // Scopes are decided and granted under the name /v2/ requests are judged by (hub/nginx → hub/library/nginx).
+  const upstreams = routedUpstreams(config);
+  const canonical = (repository: string) => canonicalRepository(upstreams, repository);
 
   /** Parse → authenticate → grant → issue: the decision as a value, with what its audit line needs. */
   async function decide(req: IncomingMessage, url: URL, clientIP: string): Promise<TokenOutcome> {
-    const parsed = await readTokenRequest(req, url, { service: config.service, bodyTimeoutMs: config.limits.tokenBodyTimeout });
+    const parsed = await readTokenRequest(req, url, { service: config.service, bodyTimeoutMs: config.limits.tokenBodyTimeout, canonical });
     if (isParseRefusal(parsed)) return { kind: 'refused', ...parsed, reason: parsed.error.oauth ?? parsed.error.code };
     const { request, scopes } = parsed;
     const who = await authenticate(request, authDeps);

@@ -136,6 +136,8 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
     if (route instanceof OciError) return sendOciError(res, route);
     const authorized = await authorize(req, route, { config, logger, tokens, policy });
     if (!isAuthorized(authorized)) return sendOciError(res, authorized);
+    // A reference that names nothing: the 404 Distribution gives, once authorized, never forwarded.
+    if (authorized.route.notFound) return sendOciError(res, authorized.route.notFound);
     // Anonymous access: `/v2/` answers for itself, with no upstream call.
     if (authorized.anonymous && authorized.route.kind === 'ping') {
       return sendJson(res, 200, {}, { 'content-type': 'application/json', [API_VERSION_HEADER]: API_VERSION });

@@ -198,8 +198,8 @@ function uploadStartRoute(method: string, name: string, rawQuery: string, query:
   // A mount needs both. A lone `mount` or `from` starts a plain upload, as a registry that cannot
   // mount does (the spec's 202; Distribution ignores it), and is not forwarded.
   if (mount !== null && from !== null) {
-    if (mount === null || !isValidDigest(mount)) return err(400, 'DIGEST_INVALID', 'mount needs a valid digest');
-    if (from === null || !isValidRepositoryName(from)) return err(400, 'NAME_INVALID', 'mount needs a valid `from` repository');
+    if (!isValidDigest(mount)) return err(400, 'DIGEST_INVALID', 'mount needs a valid digest');
+    if (!isValidRepositoryName(from)) return err(400, 'NAME_INVALID', 'mount needs a valid `from` repository');
     mountFrom = from;
     if (from !== name) scopes.push(repoScope(from, ['pull']));
   }

@@ -1,8 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { decodeJwt } from 'jose';
 import { request } from 'undici';
+import { startContainerd } from '../fixtures/containerd.js';
+import { buildOciImage } from '../fixtures/images.js';
 import { startRegistry, type Registry } from '../fixtures/registry.js';
 import { startProxy, type TestProxy } from '../helpers/server.js';
 import { MANIFEST_TYPE, pushSmallBlob, seedManifest } from '../support/seed.js';
@@ -167,23 +172,44 @@ describe('one token covers both spellings of a repository', () => {
   });
 });
 
-describe('a real client', () => {
+describe('real clients', () => {
+  // no anonymous access here, so that clients go through the challenge and /token
+  let authed: TestProxy;
+  let id: string;
+  beforeAll(async () => {
+    authed = await startProxy({ policy: POLICY, config: { upstreams: [{ name: 'hub', prefix: 'hub/', url: registry.url, registry: 'docker.io' }] } });
+    id = await authed.mintIdentity();
+  });
+  afterAll(() => authed?.stop());
+
+  const skopeo = (args: string[]) => promisify(execFile)(requireTool('skopeo'), args, { timeout: 60_000 });
+  const lastDecision = () =>
+    authed.logs
+      .filter((l) => l.includes('"audit":"token"'))
+      .map((l) => JSON.parse(l) as { requested: string[]; granted?: string[] })
+      .at(-1);
+
   it('skopeo, asking /token for hub/nginx, is let through with the canonical grant', async () => {
-    // no anonymous access here, so that skopeo goes through the challenge and /token
-    const authed = await startProxy({ policy: POLICY, config: { upstreams: [{ name: 'hub', prefix: 'hub/', url: registry.url, registry: 'docker.io' }] } });
+    const inspect = (ref: string) => skopeo(['inspect', '--raw', '--tls-verify=false', '--creds', `x:${id}`, `docker://${authed.host}/${ref}`]);
+    const { stdout } = await inspect('hub/nginx:latest');
+    expect(JSON.parse(stdout)).toMatchObject({ mediaType: MANIFEST_TYPE });
+    expect(lastDecision()).toMatchObject({ requested: ['repository:hub/library/nginx:pull'], granted: ['repository:hub/library/nginx:pull'] });
+    await expect(inspect('hub/secret:latest')).rejects.toThrow(/denied/i);
+  });
+
+  it('containerd pulls hub/tools with a token granted for hub/library/tools, and is refused hub/secret with the reason', async () => {
+    const image = buildOciImage(join(mkdtempSync(join(tmpdir(), 'rap-hub-alias-')), 'img'), { layers: 1 });
+    await skopeo(['copy', '--dest-tls-verify=false', image.ref, `docker://${new URL(registry.url).host}/library/tools:latest`]);
+    const containerd = await startContainerd();
     try {
-      const id = await authed.mintIdentity();
-      const skopeo = (ref: string) =>
-        promisify(execFile)(requireTool('skopeo'), ['inspect', '--raw', '--tls-verify=false', '--creds', `x:${id}`, `docker://${authed.host}/${ref}`], {
-          timeout: 60_000,
-        });
-      const { stdout } = await skopeo('hub/nginx:latest');
-      expect(JSON.parse(stdout)).toMatchObject({ mediaType: MANIFEST_TYPE });
-      const decisions = authed.logs.filter((l) => l.includes('"audit":"token"')).map((l) => JSON.parse(l) as { requested: string[]; granted?: string[] });
-      expect(decisions.at(-1)).toMatchObject({ requested: ['repository:hub/library/nginx:pull'], granted: ['repository:hub/library/nginx:pull'] });
-      await expect(skopeo('hub/secret:latest')).rejects.toThrow(/denied/i);
+      await containerd.pull(`${authed.host}/hub/tools:latest`, { user: `x:${id}` });
+      expect(await containerd.images()).toContain(`${authed.host}/hub/tools:latest`);
+      expect(lastDecision()).toMatchObject({ granted: ['repository:hub/library/tools:pull'] });
+      await expect(containerd.pull(`${authed.host}/hub/secret:latest`, { user: `x:${id}` })).rejects.toThrow(
+        /403 Forbidden: .*refused pull on repository hub\/library\/secret: denied by rule nobody-pulls-secret/,
+      );
     } finally {
-      await authed.stop();
+      await containerd.stop();
     }
   });
 });

@@ -1,5 +1,5 @@
 import type { ConfigFile } from './schema.js';
-import type { NamedUpstream, UpstreamConfig } from './types.js';
+import type { Config, NamedUpstream, UpstreamConfig } from './types.js';
 
 /**
  * Several upstreams behind one proxy (`upstreams:`): which one a client's repository name goes to.
@@ -17,6 +17,11 @@ export function resolveUpstreams(
   if (single && list.some((u) => u.prefix === '')) fail('upstreams', 'an entry without prefix and upstream are both the default: keep one');
   if (single && list.some((u) => u.name === 'default')) fail('upstreams', 'the name "default" is upstream\'s when both are set');
   return single ? [{ ...single, name: 'default', prefix: '' }, ...list] : list;
+}
+
+/** Every upstream with its prefix: `upstreams:`, else a lone `upstream:` as the default (prefix ''). */
+export function routedUpstreams(config: Pick<Config, 'upstream' | 'upstreams'>): readonly NamedUpstream[] {
+  return config.upstreams ?? (config.upstream ? [{ ...config.upstream, name: '', prefix: '' }] : []);
 }
 
 /** The upstream with the longest `timeout` (the idle cut of client connections must exceed it). */
@@ -38,7 +43,7 @@ export function upstreamNameOf(upstreams: readonly NamedUpstream[] | undefined):
 }
 
 /** Docker Hub's hosts: its API host and the names images and containerd use. */
-export const DOCKER_HUB_HOSTS: ReadonlySet<string> = new Set(['registry-1.docker.io', 'docker.io', 'index.docker.io']);
+const DOCKER_HUB_HOSTS: ReadonlySet<string> = new Set(['registry-1.docker.io', 'docker.io', 'index.docker.io']);
 
 /** A registry's name as containerd and image references spell it: lower case, Docker Hub's hosts `docker.io`. */
 export function canonicalRegistry(host: string): string {
@@ -52,4 +57,22 @@ export function canonicalRegistry(host: string): string {
  */
 export function registryOf(upstream: { url: string; registry?: string }): string {
   return canonicalRegistry(upstream.registry ?? new URL(upstream.url).host);
+}
+
+/** Docker Hub itself, or a pull-through cache standing for it (`registry: docker.io`). Pure. */
+function isDockerHub(upstream: { url: string; registry?: string }): boolean {
+  return DOCKER_HUB_HOSTS.has(new URL(upstream.url).hostname) || registryOf(upstream) === 'docker.io';
+}
+
+/**
+ * The one name of a repository, which policy, tokens and denials judge: on Docker Hub a single
+ * segment after the prefix is an official image, so `hub/nginx` is `hub/library/nginx` — both reach
+ * the same upstream repository, and judging the client's spelling would let one spelling past a
+ * rule written for the other. Every other name is its own canonical form. Pure.
+ */
+export function canonicalRepository(upstreams: readonly { prefix: string; url: string; registry?: string }[], name: string): string {
+  const u = upstreamFor(upstreams, name);
+  if (!u || !isDockerHub(u)) return name;
+  const rest = name.slice(u.prefix.length);
+  return rest === '' || rest.includes('/') ? name : `${u.prefix}library/${rest}`;
 }

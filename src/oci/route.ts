@@ -24,6 +24,12 @@ export interface Route {
   query: string;
   /** Cross-repository mount source, when the request asks for one. */
   mountFrom?: string;
+  /**
+   * The answer once authorized, instead of forwarding: the reference is no tag, digest or session
+   * id, so it names nothing the upstream could hold (Distribution's router 404s it). Authorized
+   * first, so an unauthenticated client still gets the challenge; never sent upstream.
+   */
+  notFound?: OciError;
 }
 
 /** Why a request is no registry API call the proxy forwards: an OciError (with `Allow` on a 405). */
@@ -33,7 +39,7 @@ export function isRouteError(x: Route | RouteError): x is RouteError {
   return x instanceof OciError;
 }
 
-type RouteErrorCode = 'NAME_INVALID' | 'NAME_UNKNOWN' | 'DIGEST_INVALID' | 'MANIFEST_INVALID' | 'BLOB_UPLOAD_INVALID' | 'UNSUPPORTED';
+type RouteErrorCode = 'NAME_INVALID' | 'NAME_UNKNOWN' | 'DIGEST_INVALID' | 'BLOB_UPLOAD_INVALID' | 'UNSUPPORTED';
 
 const UPLOAD_ID = /^[A-Za-z0-9_-]{1,128}$/;
 /** Parameters that start a cross-repository mount; forwarded only on an authorized upload-start. */
@@ -58,6 +64,23 @@ const SAFE_PATH = /^\/[A-Za-z0-9._\-/:%]*$/;
 function err(status: 400 | 404 | 405, code: RouteErrorCode, message: string, allow?: string): RouteError {
   return new OciError(status, code, message, undefined, allow ? { Allow: allow } : {});
 }
+
+/**
+ * A route whose reference names nothing: authorized like any other of its kind, then answered 404
+ * with the kind's UNKNOWN code. Its path ends before the reference, which is never forwarded.
+ */
+function unknownRoute(
+  kind: 'manifest' | 'blob' | 'upload',
+  name: string,
+  scopes: Scope[],
+  code: 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN' | 'BLOB_UPLOAD_UNKNOWN',
+  message: string,
+): Route {
+  const segment = kind === 'manifest' ? 'manifests' : kind === 'blob' ? 'blobs' : 'blobs/uploads';
+  return { kind, name, scopes, path: `/v2/${name}/${segment}/`, query: '', notFound: new OciError(404, code, message) };
+}
+
+const quoted = (reference: string) => JSON.stringify(reference.slice(0, 300));
 
 function repoScope(name: string, actions: string[]): Scope {
   return { type: 'repository', name, actions };
@@ -157,9 +180,11 @@ function tagsRoute(method: string, name: string, query: string): Route | RouteEr
 }
 
 function manifestRoute(method: string, name: string, reference: string, query: string): Route | RouteError {
-  if (!isValidReference(reference)) return err(400, 'MANIFEST_INVALID', 'invalid tag or digest');
   if (!['GET', 'HEAD', 'PUT', 'DELETE'].includes(method)) return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD, PUT, DELETE');
-  return { kind: 'manifest', name, reference, scopes: [repoScope(name, actionsFor(method)!)], path: `/v2/${name}/manifests/${reference}`, query };
+  const scopes = [repoScope(name, actionsFor(method)!)];
+  if (!isValidReference(reference))
+    return unknownRoute('manifest', name, scopes, 'MANIFEST_UNKNOWN', `manifest unknown: ${quoted(reference)} is neither a tag nor a digest`);
+  return { kind: 'manifest', name, reference, scopes, path: `/v2/${name}/manifests/${reference}`, query };
 }
 
 function uploadStartRoute(method: string, name: string, rawQuery: string, query: string): Route | RouteError {
@@ -170,9 +195,11 @@ function uploadStartRoute(method: string, name: string, rawQuery: string, query:
   const scopes = [repoScope(name, ['pull', 'push'])];
   let mountFrom: string | undefined;
   if (params.getAll('mount').length > 1 || params.getAll('from').length > 1) return err(400, 'UNSUPPORTED', 'mount and from may appear once each');
-  if (mount !== null || from !== null) {
-    if (mount === null || !isValidDigest(mount)) return err(400, 'DIGEST_INVALID', 'mount needs a valid digest');
-    if (from === null || !isValidRepositoryName(from)) return err(400, 'NAME_INVALID', 'mount needs a valid `from` repository');
+  // A mount needs both. A lone `mount` or `from` starts a plain upload, as a registry that cannot
+  // mount does (the spec's 202; Distribution ignores it), and is not forwarded.
+  if (mount !== null && from !== null) {
+    if (!isValidDigest(mount)) return err(400, 'DIGEST_INVALID', 'mount needs a valid digest');
+    if (!isValidRepositoryName(from)) return err(400, 'NAME_INVALID', 'mount needs a valid `from` repository');
     mountFrom = from;
     if (from !== name) scopes.push(repoScope(from, ['pull']));
   }
@@ -183,17 +210,20 @@ function uploadStartRoute(method: string, name: string, rawQuery: string, query:
 }
 
 function uploadRoute(method: string, name: string, session: string, query: string): Route | RouteError {
-  if (!UPLOAD_ID.test(session)) return err(400, 'BLOB_UPLOAD_INVALID', 'invalid upload session id');
   if (!['GET', 'HEAD', 'PATCH', 'PUT', 'DELETE'].includes(method)) return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, PATCH, PUT, DELETE');
-  // Cancelling one's own upload session is part of pushing, not deleting content.
-  const actions = method === 'DELETE' ? ['pull', 'push'] : method === 'GET' || method === 'HEAD' ? ['pull', 'push'] : actionsFor(method)!;
-  return { kind: 'upload', name, reference: session, scopes: [repoScope(name, actions)], path: `/v2/${name}/blobs/uploads/${session}`, query };
+  // Every method on an upload session is part of pushing (cancelling one's own upload is not deleting content).
+  const scopes = [repoScope(name, ['pull', 'push'])];
+  if (!UPLOAD_ID.test(session))
+    return unknownRoute('upload', name, scopes, 'BLOB_UPLOAD_UNKNOWN', `blob upload unknown: ${quoted(session)} is not an upload session id`);
+  return { kind: 'upload', name, reference: session, scopes, path: `/v2/${name}/blobs/uploads/${session}`, query };
 }
 
 function blobRoute(method: string, name: string, digest: string, query: string): Route | RouteError {
-  if (!isValidDigest(digest)) return err(400, 'DIGEST_INVALID', 'invalid digest');
   if (!['GET', 'HEAD', 'DELETE'].includes(method)) return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD, DELETE');
-  return { kind: 'blob', name, reference: digest, scopes: [repoScope(name, actionsFor(method)!)], path: `/v2/${name}/blobs/${digest}`, query };
+  const scopes = [repoScope(name, actionsFor(method)!)];
+  // Not digest-shaped: Distribution's router 404s it. A digest-shaped one it cannot use is its own 400 DIGEST_INVALID.
+  if (!isValidDigest(digest)) return unknownRoute('blob', name, scopes, 'BLOB_UNKNOWN', `blob unknown: ${quoted(digest)} is not a digest`);
+  return { kind: 'blob', name, reference: digest, scopes, path: `/v2/${name}/blobs/${digest}`, query };
 }
 
 function referrersRoute(method: string, name: string, digest: string, query: string): Route | RouteError {

@@ -70,15 +70,27 @@ export function parseScope(input: string): Scope {
   return { type, name, actions: dedupe(actions) };
 }
 
-/** Parses a space-separated list (containerd sends every scope in one `scope` parameter). */
-export function parseScopes(values: string[]): Scope[] {
+/**
+ * Parses a space-separated list (containerd sends every scope in one `scope` parameter). Repository
+ * names are given their canonical form first (`hub/nginx` → `hub/library/nginx`), so two spellings
+ * of one repository merge and are decided as the one name the proxy judges requests by.
+ */
+export function parseScopes(values: string[], canonical: (repository: string) => string = (n) => n): Scope[] {
   const out: Scope[] = [];
   for (const value of values) {
     for (const part of value.split(' ')) {
-      if (part.length > 0) out.push(parseScope(part));
+      if (part.length > 0) out.push(canonicalScope(parseScope(part), canonical));
     }
   }
   return mergeScopes(out);
+}
+
+function canonicalScope(s: Scope, canonical: (repository: string) => string): Scope {
+  if (s.type !== 'repository') return s;
+  const name = canonical(s.name);
+  if (name === s.name) return s;
+  if (!isValidRepositoryName(name)) throw new ScopeError(`repository name "${truncate(name)}" is invalid`);
+  return { ...s, name };
 }
 
 export function formatScope(s: Scope): string {

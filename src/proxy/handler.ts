@@ -15,7 +15,7 @@ import type { Metrics } from '../http/metrics.js';
 import { clientIPOf } from '../http/client-ip.js';
 import type { RegistryTokenVerifier } from '../token/types.js';
 import { authorize, isAuthorized } from './authorize.js';
-import { catalogName, clientPath, createTargets, tagsNameRewrite, targetOf, toUpstream, withNamespace, type Target } from './upstreams.js';
+import { canonicalRoute, catalogName, clientPath, createTargets, tagsNameRewrite, targetOf, toUpstream, withNamespace, type Target } from './upstreams.js';
 import { upstreamAuthFailureError, upstreamFailureError } from './upstream-failure.js';
 import { rateLimitRemaining } from './token-realm.js';
 
@@ -41,7 +41,8 @@ export interface ProxyHandler {
 
 /**
  * The request's route, or why it is refused before any credential is looked at; containerd's
- * mirror hint (`?ns=`) picks the upstream here, before anything is authorized. Pure.
+ * mirror hint (`?ns=`) picks the upstream, and the name takes its canonical form (`hub/nginx` →
+ * `hub/library/nginx`), here, before anything is authorized. Pure.
  */
 function routeOf(req: Pick<IncomingMessage, 'method' | 'url' | 'headers' | 'headersDistinct'>, targets: readonly Target[]): Route | OciError {
   const rawUrl = req.url ?? '/';
@@ -49,7 +50,9 @@ function routeOf(req: Pick<IncomingMessage, 'method' | 'url' | 'headers' | 'head
   const rawQuery = q < 0 ? '' : rawUrl.slice(q + 1);
   const classified = classify(req.method ?? 'GET', q < 0 ? rawUrl : rawUrl.slice(0, q), rawQuery);
   if (isRouteError(classified)) return classified;
-  const route = withNamespace(targets, classified, rawQuery ? new URLSearchParams(rawQuery).get('ns') : null);
+  const namespaced = withNamespace(targets, classified, rawQuery ? new URLSearchParams(rawQuery).get('ns') : null);
+  if (isRouteError(namespaced)) return namespaced;
+  const route = canonicalRoute(targets, namespaced);
   if (isRouteError(route)) return route;
   const refused = refuseBody(route, {
     contentTypes: req.headersDistinct?.['content-type'] ?? (req.headers['content-type'] ? [req.headers['content-type']] : []),
@@ -131,7 +134,7 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
       // The upstream's next-page Link names a repository of the unfiltered list: seal it.
       rewriteLink: catalog ? (link) => catalogLink(link, config.publicURL, cursors.seal) : undefined,
       onBytes: metrics ? (direction, bytes) => metrics.bytesStreamed.inc({ direction }, bytes) : undefined,
-      clientPath: clientPath(target.prefix, { upstream: route.name, client: clientRoute.name }),
+      clientPath: clientPath(target.prefix),
     });
   }
 
@@ -140,6 +143,8 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
     if (route instanceof OciError) return sendOciError(res, route);
     const authorized = await authorize(req, route, { config, logger, tokens, policy });
     if (!isAuthorized(authorized)) return sendOciError(res, authorized);
+    // A reference that names nothing: the 404 Distribution gives, once authorized, never forwarded.
+    if (authorized.route.notFound) return sendOciError(res, authorized.route.notFound);
     // Anonymous access: `/v2/` answers for itself, with no upstream call.
     if (authorized.anonymous && authorized.route.kind === 'ping') {
       return sendJson(res, 200, {}, { 'content-type': 'application/json', [API_VERSION_HEADER]: API_VERSION });

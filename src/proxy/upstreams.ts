@@ -1,6 +1,6 @@
 import { Transform } from 'node:stream';
 import type { Config, UpstreamConfig } from '../config/types.js';
-import { canonicalRegistry, DOCKER_HUB_HOSTS, registryOf, upstreamFor } from '../config/upstreams.js';
+import { canonicalRegistry, canonicalRepository, registryOf, routedUpstreams, upstreamFor } from '../config/upstreams.js';
 import type { Logger } from '../log.js';
 import { OciError } from '../oci/errors.js';
 import { withoutMount, type Route } from '../oci/route.js';
@@ -23,8 +23,7 @@ export interface Target {
 }
 
 export function createTargets(config: Config, logger: Logger, draining?: () => boolean): Target[] {
-  const list = config.upstreams ?? (config.upstream ? [{ ...config.upstream, name: '', prefix: '' }] : []);
-  return list.map(({ name, prefix, ...upstream }) => ({
+  return routedUpstreams(config).map(({ name, prefix, ...upstream }) => ({
     name,
     prefix,
     upstream,
@@ -33,15 +32,46 @@ export function createTargets(config: Config, logger: Logger, draining?: () => b
   }));
 }
 
-/** Docker Hub itself, or a pull-through cache standing for it (`registry: docker.io`): both want `library/nginx`. */
-function isDockerHub(upstream: UpstreamConfig): boolean {
-  return DOCKER_HUB_HOSTS.has(new URL(upstream.url).hostname) || registryOf(upstream) === 'docker.io';
+type Routed = Pick<Target, 'prefix' | 'upstream'>;
+
+/** The canonical form of a client's repository name among these targets (config/upstreams.ts). Pure. */
+function canonicalAmong(targets: readonly Routed[]): (name: string) => string {
+  const list = targets.map((t) => ({ ...t.upstream, prefix: t.prefix }));
+  return (name) => canonicalRepository(list, name);
 }
 
-/** The upstream's name for a client's: the prefix removed; on Docker Hub a single segment is `library/…`. Pure. */
-export function upstreamName(target: Pick<Target, 'prefix' | 'upstream'>, clientName: string): string {
-  const name = clientName.slice(target.prefix.length);
-  return target.prefix !== '' && !name.includes('/') && isDockerHub(target.upstream) ? `library/${name}` : name;
+/** The upstream's name for a client's: canonical (on Docker Hub a single segment is `library/…`), the prefix removed. Pure. */
+export function upstreamName(target: Routed, clientName: string): string {
+  return canonicalAmong([target])(clientName).slice(target.prefix.length);
+}
+
+/**
+ * The route under the canonical names of its repository and mount source (`hub/nginx` →
+ * `hub/library/nginx`), before anything is authorized: policy, the token's `access`, the challenge
+ * and the denial all see the one name the upstream serves, whichever spelling the client used.
+ * A name too long once canonical is refused; a mount source too long is no mount. Pure.
+ */
+export function canonicalRoute(targets: readonly Routed[], route: Route): Route | OciError {
+  if (route.name === undefined) return route;
+  const canonical = canonicalAmong(targets);
+  const name = canonical(route.name);
+  const from = route.mountFrom === undefined ? undefined : canonical(route.mountFrom);
+  if (name === route.name && from === route.mountFrom) return route;
+  if (!isValidRepositoryName(name)) return new OciError(400, 'NAME_INVALID', `repository name ${JSON.stringify(name.slice(0, 300))} is too long`);
+  if (from !== undefined && !isValidRepositoryName(from)) return canonicalRoute(targets, withoutMount(route));
+  const r = renamed(route, name);
+  if (from === undefined) return r;
+  const params = new URLSearchParams(r.query.slice(1));
+  params.set('from', from);
+  // The mount source's pull scope, unless it is the repository itself (then its own scope covers it).
+  const scopes = from === name ? r.scopes.slice(0, 1) : [r.scopes[0]!, { type: 'repository', name: from, actions: ['pull'] }];
+  return { ...r, scopes, query: `?${params}`, mountFrom: from };
+}
+
+/** The route for another name of its repository: path and the repository's own scope follow. */
+function renamed(route: Route, name: string): Route {
+  const path = `/v2/${name}${route.path.slice(`/v2/${route.name!}`.length)}`;
+  return { ...route, name, path, scopes: route.scopes.map((s) => (s.type === 'repository' && s.name === route.name ? { ...s, name } : s)) };
 }
 
 /**
@@ -76,7 +106,7 @@ export function targetOf(targets: readonly Target[], route: Route): Target | und
  * another registry's image under the name asked for. A mount is dropped (mirrors are pull-only).
  * Without `ns` or a name, the route as it was. Pure.
  */
-export function withNamespace(targets: readonly Pick<Target, 'prefix' | 'upstream'>[], route: Route, ns: string | null): Route | OciError {
+export function withNamespace(targets: readonly Routed[], route: Route, ns: string | null): Route | OciError {
   if (ns === null || route.name === undefined) return route;
   const hosts = targets.filter((t) => registryOf(t.upstream) === canonicalRegistry(ns));
   if (hosts.length === 0) return new OciError(404, 'NAME_UNKNOWN', `no upstream is configured for registry ${JSON.stringify(ns)} (ns)`);
@@ -86,8 +116,7 @@ export function withNamespace(targets: readonly Pick<Target, 'prefix' | 'upstrea
   if (!isValidRepositoryName(name) || upstreamFor(targets, name) !== hosts[0]) {
     return new OciError(404, 'NAME_UNKNOWN', `repository ${route.name} cannot be reached on registry ${JSON.stringify(ns)} (ns)`);
   }
-  const r = route.mountFrom !== undefined ? withoutMount(route) : route;
-  return { ...r, name, path: `/v2/${name}${r.path.slice(`/v2/${r.name!}`.length)}`, scopes: r.scopes.map((s) => ({ ...s, name })) };
+  return renamed(route.mountFrom !== undefined ? withoutMount(route) : route, name);
 }
 
 /**
@@ -116,24 +145,20 @@ export function toUpstream(targets: readonly Target[], target: Target, route: Ro
 }
 
 /**
- * The client's path for one of the upstream's: the request's own repository by the name the client
- * used (`library/nginx` → `hub/nginx`), any other `/v2/<name>/…` with the prefix back. Pure.
+ * The client's path for one of the upstream's: `/v2/<name>/…` with the prefix back, which is the
+ * canonical client name the request was authorized under (`library/nginx` → `hub/library/nginx`). Pure.
  */
-export function clientPath(prefix: string, names?: { upstream?: string; client?: string }): ((path: string) => string) | undefined {
+export function clientPath(prefix: string): ((path: string) => string) | undefined {
   if (prefix === '') return undefined;
-  const own = names?.upstream !== undefined && names.client !== undefined ? `/v2/${names.upstream}/` : undefined;
-  return (path) => {
-    if (own && path.startsWith(own)) return `/v2/${names!.client!}/${path.slice(own.length)}`;
-    return path.startsWith('/v2/') && path !== '/v2/' && !path.startsWith('/v2/_') ? `/v2/${prefix}${path.slice(4)}` : path;
-  };
+  return (path) => (path.startsWith('/v2/') && path !== '/v2/' && !path.startsWith('/v2/_') ? `/v2/${prefix}${path.slice(4)}` : path);
 }
 
 /** Enough of a tags list's head to hold its `name` (registries write it first). */
 const HEAD_BYTES = 4096;
 
 /**
- * A `tags/list` body with its `"name"` given back as the client's name (`library/nginx` →
- * `hub/nginx`), streaming: only the first few KiB are held, and the rest passes as it comes.
+ * A `tags/list` body with its `"name"` given back as the client's (`library/nginx` →
+ * `hub/library/nginx`), streaming: only the first few KiB are held, and the rest passes as it comes.
  */
 export function tagsNameRewrite(upstream: string, client: string): () => Transform {
   const pattern = new RegExp(`("name"\\s*:\\s*)${JSON.stringify(upstream).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`);

@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config/types.js';
+import { canonicalRepository, routedUpstreams } from '../config/upstreams.js';
 import { isAnonymous, type Identity, type IdentityVerifier } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import { grant as grantOf, type Grant } from '../policy/grant.js';
@@ -86,6 +87,9 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
   const authDeps: AuthenticateDeps = { config, verifier, keys, issueOpts };
   // A refresh token would outlive the revocations TokenReview exists to see.
   const reviewed = new Set(config.issuers.filter((i) => i.tokenReview).map((i) => i.name));
+  // Scopes are decided and granted under the name /v2/ requests are judged by (hub/nginx → hub/library/nginx).
+  const upstreams = routedUpstreams(config);
+  const canonical = (repository: string) => canonicalRepository(upstreams, repository);
 
   /** The identity an already verified (cached) identity token proves: cheap, so admitted by identity. */
   function knownIdentity(request: TokenRequest): Identity | undefined {
@@ -102,7 +106,7 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
    * their address.
    */
   async function decide(req: IncomingMessage, url: URL, clientIP: string): Promise<TokenOutcome> {
-    const parsed = await readTokenRequest(req, url, { service: config.service, bodyTimeoutMs: config.limits.tokenBodyTimeout });
+    const parsed = await readTokenRequest(req, url, { service: config.service, bodyTimeoutMs: config.limits.tokenBodyTimeout, canonical });
     const known = isParseRefusal(parsed) ? undefined : knownIdentity(parsed.request);
     const admitted = limiter && (known ? limiter.admitIdentity(identityKey(known)) : limiter.admitAddress(clientIP));
     if (admitted && !admitted.ok) return throttled(admitted, clientIP, parsed, known);

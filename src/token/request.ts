@@ -122,8 +122,11 @@ async function parseTokenRequest(req: IncomingMessage, url: URL, bodyTimeoutMs =
   };
 }
 
-/** The request's service and scopes, checked against the service this endpoint issues tokens for. Pure. */
-export function checkTokenRequest(request: TokenRequest, service: string): ParsedTokenRequest | ParseRefusal {
+/**
+ * The request's service and scopes, checked against the service this endpoint issues tokens for,
+ * repository names in their canonical form (`canonical`, the one the proxy judges requests by). Pure.
+ */
+export function checkTokenRequest(request: TokenRequest, service: string, canonical?: (repository: string) => string): ParsedTokenRequest | ParseRefusal {
   if (request.service !== undefined && request.service !== service) {
     return {
       request,
@@ -133,7 +136,7 @@ export function checkTokenRequest(request: TokenRequest, service: string): Parse
   }
   let scopes: Scope[];
   try {
-    scopes = parseScopes(request.scopes);
+    scopes = parseScopes(request.scopes, canonical);
   } catch (err) {
     if (!(err instanceof ScopeError)) throw err;
     return { request, scopes: [], error: oauthError(400, 'UNSUPPORTED', 'invalid_scope', `invalid scope: ${err.message}`) };
@@ -147,12 +150,12 @@ export function checkTokenRequest(request: TokenRequest, service: string): Parse
 export async function readTokenRequest(
   req: IncomingMessage,
   url: URL,
-  opts: { service: string; bodyTimeoutMs: number },
+  opts: { service: string; bodyTimeoutMs: number; canonical?: (repository: string) => string },
 ): Promise<ParsedTokenRequest | ParseRefusal> {
   if (req.method !== 'GET' && req.method !== 'POST') {
     return { scopes: [], error: oauthError(405, 'UNSUPPORTED', 'invalid_request', 'use GET (HTTP Basic) or POST (OAuth2 form)', { allow: 'GET, POST' }) };
   }
   const request = await parseTokenRequest(req, url, opts.bodyTimeoutMs);
   if (request instanceof OciError) return { scopes: [], error: request };
-  return checkTokenRequest(request, opts.service);
+  return checkTokenRequest(request, opts.service, opts.canonical);
 }

@@ -136,13 +136,42 @@ describe('path tricks against authorization', () => {
     for (const path of viaFetch) {
       const r = await call(path, pull);
       expect([400, 404], path).toContain(r.status);
-      expect(['NAME_INVALID', 'UNSUPPORTED', 'MANIFEST_INVALID'], path).toContain(r.body.errors[0]!.code);
+      expect(['NAME_INVALID', 'UNSUPPORTED'], path).toContain(r.body.errors[0]!.code);
     }
     for (const path of raw) {
       const out = parseRaw(await rawRequest(t.port, `GET ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pull}\r\nConnection: close\r\n\r\n`));
       expect([400, 404], path).toContain(out.status);
-      expect((out.body as OciBody).errors[0]!.code, path).toMatch(/NAME_INVALID|UNSUPPORTED|MANIFEST_INVALID/);
+      expect((out.body as OciBody).errors[0]!.code, path).toMatch(/NAME_INVALID|UNSUPPORTED/);
     }
+    expect(t.upstream.requests).toHaveLength(0);
+  });
+
+  // Issue 18, item 9: Distribution 404s a reference that is no tag, digest or session id; the proxy
+  // answers that 404 itself, but only once the request is authorized, and never forwards it.
+  it('answers a reference that names nothing 404 only after authorization, and forwards nothing', async () => {
+    const anon = await call('/v2/team-a/app/manifests/.INVALID_MANIFEST_NAME', undefined);
+    expect(anon.status).toBe(401);
+    expect(anon.challenge).toContain('scope="repository:team-a/app:pull"');
+    // another repository's token: the challenge, not a 404 that would answer for that repository
+    expectChallenge(await call('/v2/team-b/secret/manifests/.INVALID_MANIFEST_NAME', pull), 'insufficient_scope', 'DENIED');
+    expectChallenge(await call('/v2/team-a/app/manifests/-bad', pull, { method: 'PUT', body: '{}' }), 'insufficient_scope', 'DENIED');
+    for (const [method, path, token, code] of [
+      ['GET', '/v2/team-a/app/manifests/.INVALID_MANIFEST_NAME', pull, 'MANIFEST_UNKNOWN'],
+      ['PUT', '/v2/team-a/app/manifests/-bad', push, 'MANIFEST_UNKNOWN'],
+      ['GET', '/v2/team-a/app/blobs/not-a-digest', pull, 'BLOB_UNKNOWN'],
+      ['PATCH', '/v2/team-a/app/blobs/uploads/a.b', push, 'BLOB_UPLOAD_UNKNOWN'],
+    ] as const) {
+      const r = await call(path, token, { method, body: method === 'GET' ? undefined : '{}' });
+      expect(r.status, `${method} ${path}`).toBe(404);
+      expect(r.body.errors[0]!.code, `${method} ${path}`).toBe(code);
+    }
+    // HEAD: the status and headers of the 404, no body
+    const head = await rawRequest(
+      t.port,
+      `HEAD /v2/team-a/app/manifests/.INVALID_MANIFEST_NAME HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pull}\r\nConnection: close\r\n\r\n`,
+    );
+    expect(head).toMatch(/^HTTP\/1\.1 404 /);
+    expect(head.slice(head.indexOf('\r\n\r\n') + 4)).toBe('');
     expect(t.upstream.requests).toHaveLength(0);
   });
 
@@ -169,6 +198,17 @@ describe('mounts, upload sessions and the catalog', () => {
     const dup = await call(`/v2/team-a/app/blobs/uploads/?mount=${D}&from=team-a/app&from=team-b/secret`, push, { method: 'POST' });
     expect(dup.status).toBe(400);
     expect(t.upstream.requests).toHaveLength(0);
+  });
+
+  it('starts a plain upload for a lone mount or from, forwarding neither (issue 18, item 10)', async () => {
+    for (const query of [`mount=${D}`, 'from=team-b%2Fsecret', `mount=${D}&x=1`]) {
+      expect((await call(`/v2/team-a/app/blobs/uploads/?${query}`, push, { method: 'POST' })).status, query).toBe(200);
+    }
+    expect(t.upstream.requests.map((r) => `${r.method} ${r.url}`)).toEqual([
+      'POST /v2/team-a/app/blobs/uploads/',
+      'POST /v2/team-a/app/blobs/uploads/',
+      'POST /v2/team-a/app/blobs/uploads/?x=1',
+    ]);
   });
 
   it('forwards an allowed mount with exactly the authorized parameters', async () => {

@@ -11,7 +11,7 @@ import type { Decision } from '../../policy/types.js';
 import { grant } from '../../policy/grant.js';
 import { grantResult, refusalOf, type GrantResult } from '../../policy/explain.js';
 import { defaultPolicyPath } from '../../config/load.js';
-import { upstreamNameOf } from '../../config/upstreams.js';
+import { canonicalRepository, routedUpstreams, upstreamNameOf } from '../../config/upstreams.js';
 import { CliExit } from '../exit.js';
 
 interface PolicyTestFlags {
@@ -68,10 +68,10 @@ export function explainDecision(d: Decision): { result: GrantResult; reason: str
   return { result, reason: parts.join('; ') };
 }
 
-/** `--scope` values parsed; a malformed one is a usage error (exit 2). */
-function scopesFlag(values: string[]): ReturnType<typeof parseScopes> {
+/** `--scope` values parsed, under their canonical names as /token decides them; a malformed one is a usage error (exit 2). */
+function scopesFlag(values: string[], canonical?: (repository: string) => string): ReturnType<typeof parseScopes> {
   try {
-    return parseScopes(values);
+    return parseScopes(values, canonical);
   } catch (err) {
     if (err instanceof ScopeError) throw new CliExit(2, `--scope: ${err.message}`);
     throw err;
@@ -100,7 +100,8 @@ function policyTest(opts: PolicyTestFlags): void {
     issuer: iss,
     preset: (opts.preset as Preset | undefined) ?? configured?.preset,
   });
-  const scopes = scopesFlag(opts.scope);
+  const upstreams = config ? routedUpstreams(config) : [];
+  const scopes = scopesFlag(opts.scope, (repository) => canonicalRepository(upstreams, repository));
   // request.upstream: --upstream for every scope, else by the config's prefixes ('' with one upstream)
   const upstreamOf = opts.upstream !== undefined ? () => opts.upstream! : upstreamNameOf(config?.upstreams);
   const engine = policiesFlag(opts.policy ?? config?.policies ?? defaultPolicyPath(), upstreamOf);

@@ -42,4 +42,10 @@ describe('policy test --upstream', () => {
     expect(hub.code, hub.stderr).toBe(0);
     expect((await policyTest('--scope', 'repository:team/app:pull', '--config', join(dir, 'config.yaml'))).code).toBe(1);
   });
+
+  it("decides Docker Hub's short name under its canonical name, as /token does", async () => {
+    const short = await policyTest('--scope', 'repository:hub/nginx:pull', '--config', join(dir, 'config.yaml'));
+    expect(short.code, short.stderr).toBe(0);
+    expect(short.stderr).toContain('granted repository:hub/library/nginx:pull');
+  });
 });

@@ -64,6 +64,14 @@ describe('route → scopes', () => {
     expect(isRouteError(classify('POST', '/v2/a/b/blobs/uploads/', 'mount=nope&from=c'))).toBe(true);
   });
 
+  it("starts a plain upload for a lone mount or from (the spec's 202 of a registry that cannot mount)", () => {
+    for (const query of [`mount=${D}`, 'from=c/d', 'from=../x', 'mount=nope']) {
+      const r = ok('POST', '/v2/a/b/blobs/uploads/', query);
+      expect(r.mountFrom, query).toBeUndefined();
+      expect(r.scopes.map(formatScope), query).toEqual(['repository:a/b:pull,push']);
+    }
+  });
+
   // What the upstream gets as the query: re-serialized from what the proxy parsed, `;` encoded (a
   // separator for Go < 1.17), mount/from only on an authorized upload-start.
   it.each([
@@ -83,6 +91,11 @@ describe('route → scopes', () => {
     ['PUT', '/v2/a/b/blobs/uploads/u1', `_state=s&digest=${D}&mount=${D}&from=c`, `?_state=s&digest=${encodeURIComponent(D)}`],
     ['PUT', '/v2/a/b/blobs/uploads/u1', `_state=s;digest=${D}`, `?_state=${encodeURIComponent(`s;digest=${D}`)}`],
     ['GET', '/v2/a/b/manifests/v1', 'from=c/d', ''],
+    // a lone mount or from is no mount: a plain upload start, the parameter not forwarded
+    ['POST', '/v2/a/b/blobs/uploads/', `mount=${D}`, ''],
+    ['POST', '/v2/a/b/blobs/uploads/', 'from=c/d', ''],
+    ['POST', '/v2/a/b/blobs/uploads/', `mount=${D}&x=1`, '?x=1'],
+    ['POST', '/v2/a/b/blobs/uploads/', 'mount=nope', ''],
     ['GET', `/v2/a/b/blobs/${D}`, 'a=%zz&b=+c', '?a=%25zz&b=+c'],
   ])('%s %s?%s forwards %s', (method, path, query, forwarded) => {
     const r = ok(method, path, query);
@@ -138,18 +151,46 @@ describe('route → scopes', () => {
     '/v2/a\u0000/manifests/x',
     '/v2/ａ/manifests/x',
     '/v2/a/manifests/x%00',
-    '/v2/a/manifests/-bad',
     `/v2/${'a/'.repeat(1500)}manifests/x`,
-    '/v2/a/blobs/not-a-digest',
     '/v2/a/blobs/uploads/../x',
-    '/v2/a/blobs/uploads/a.b',
   ])('rejects the path trick %s', (path) => {
     const r = classify('GET', path);
     expect(isRouteError(r)).toBe(true);
     if (isRouteError(r)) expect([400, 404]).toContain(r.status);
   });
 
+  // Distribution's router only matches a tag or digest (a session id for uploads) there, so it
+  // answers 404; the proxy authorizes such a request like any other of its kind, then answers the
+  // kind's 404 itself, and forwards nothing: the reference is not even in the path.
+  it.each([
+    ['GET', '/v2/a/b/manifests/.INVALID_MANIFEST_NAME', 'manifest', 'repository:a/b:pull', 'MANIFEST_UNKNOWN'],
+    ['HEAD', '/v2/a/b/manifests/-bad', 'manifest', 'repository:a/b:pull', 'MANIFEST_UNKNOWN'],
+    ['PUT', '/v2/a/b/manifests/-bad', 'manifest', 'repository:a/b:pull,push', 'MANIFEST_UNKNOWN'],
+    ['DELETE', '/v2/a/b/manifests/Sha256:x', 'manifest', 'repository:a/b:delete', 'MANIFEST_UNKNOWN'],
+    ['GET', '/v2/a/b/manifests/', 'manifest', 'repository:a/b:pull', 'MANIFEST_UNKNOWN'],
+    ['GET', `/v2/a/b/manifests/${'t'.repeat(129)}`, 'manifest', 'repository:a/b:pull', 'MANIFEST_UNKNOWN'],
+    ['GET', '/v2/a/b/blobs/not-a-digest', 'blob', 'repository:a/b:pull', 'BLOB_UNKNOWN'],
+    ['DELETE', '/v2/a/b/blobs/Sha256:abc', 'blob', 'repository:a/b:delete', 'BLOB_UNKNOWN'],
+    ['PATCH', '/v2/a/b/blobs/uploads/a.b', 'upload', 'repository:a/b:pull,push', 'BLOB_UPLOAD_UNKNOWN'],
+  ])('%s %s is a %s route needing %s, answered 404 %s once authorized', (method, path, kind, scope, code) => {
+    const r = ok(method, path, 'x=1');
+    expect(r).toMatchObject({ kind, name: 'a/b', query: '' });
+    expect(r.reference).toBeUndefined();
+    expect(r.scopes.map(formatScope)).toEqual([scope]);
+    expect(r.notFound).toMatchObject({ status: 404, code });
+    expect(r.path).toMatch(/\/$/);
+  });
+
+  it('routes a valid reference without a notFound answer', () => {
+    expect(ok('GET', '/v2/a/b/manifests/latest').notFound).toBeUndefined();
+    expect(ok('GET', `/v2/a/b/blobs/${D}`).notFound).toBeUndefined();
+    // digest-shaped but unusable: the upstream's own 400 DIGEST_INVALID answers, as from Distribution
+    expect(ok('GET', '/v2/a/b/blobs/sha256:xyz').notFound).toBeUndefined();
+  });
+
   it('answers unknown routes 404 and wrong methods 405', () => {
+    expect(classify('POST', '/v2/a/manifests/-bad')).toMatchObject({ status: 405 });
+    expect(classify('PUT', '/v2/a/blobs/not-a-digest')).toMatchObject({ status: 405 });
     expect(classify('GET', '/v2/a/unknown/thing')).toMatchObject({ status: 404 });
     expect(classify('GET', '/v1/_ping')).toMatchObject({ status: 404 });
     expect(classify('GET', '/v2/a')).toMatchObject({ status: 404 });

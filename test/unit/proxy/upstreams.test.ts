@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { upstreamConfig } from '../../../src/config/load.js';
-import { upstreamFor } from '../../../src/config/upstreams.js';
+import { canonicalRepository, upstreamFor } from '../../../src/config/upstreams.js';
+import { formatScope } from '../../../src/oci/scope.js';
 import { classify, type Route } from '../../../src/oci/route.js';
-import { catalogName, clientPath, tagsNameRewrite, toUpstream, upstreamName, type Target } from '../../../src/proxy/upstreams.js';
+import { canonicalRoute, catalogName, clientPath, tagsNameRewrite, toUpstream, upstreamName, withNamespace, type Target } from '../../../src/proxy/upstreams.js';
+import { OciError } from '../../../src/oci/errors.js';
 
 const target = (name: string, prefix: string, url: string) => ({ name, prefix, upstream: upstreamConfig(url) }) as Target;
 const hub = target('hub', 'hub/', 'https://registry-1.docker.io');
@@ -44,10 +46,8 @@ describe('routing by repository-name prefix', () => {
     expect(clientPath('hub/')!('/v2/library/nginx/blobs/uploads/1')).toBe('/v2/hub/library/nginx/blobs/uploads/1');
     expect(clientPath('hub/')!('/v2/_catalog')).toBe('/v2/_catalog');
     expect(clientPath('')).toBeUndefined();
-    // Docker Hub's short form: the request's own repository comes back by the name the client used.
-    const short = clientPath('hub/', { upstream: 'library/nginx', client: 'hub/nginx' })!;
-    expect(short('/v2/library/nginx/tags/list?n=10&last=b')).toBe('/v2/hub/nginx/tags/list?n=10&last=b');
-    expect(short('/v2/library/nginx-other/tags/list')).toBe('/v2/hub/library/nginx-other/tags/list');
+    // Docker Hub's short form was made canonical before authorization: it comes back canonical.
+    expect(clientPath('hub/')!('/v2/library/nginx/tags/list?n=10&last=b')).toBe('/v2/hub/library/nginx/tags/list?n=10&last=b');
   });
 });
 
@@ -81,5 +81,58 @@ describe('tags/list name rewrite', () => {
     const chunks = [body.slice(0, 5), body.slice(5, 11), body.slice(11)].map((c) => Buffer.from(c));
     const out = await text(Readable.from(chunks).pipe(tagsNameRewrite('library/nginx', 'hub/nginx')()));
     expect(JSON.parse(out)).toEqual({ name: 'hub/nginx', tags: ['1', 'ü'.repeat(3000)] });
+  });
+});
+
+describe('canonical repository names', () => {
+  const D = `sha256:${'a'.repeat(64)}`;
+  const cache = { name: 'hub', prefix: 'hub/', url: 'http://127.0.0.1:5000', registry: 'docker.io' };
+  const list = [hub, quay, local].map((t) => ({ ...t.upstream, prefix: t.prefix }));
+
+  it.each([
+    // [upstreams, client name, canonical]
+    [list, 'hub/nginx', 'hub/library/nginx'],
+    [list, 'hub/library/nginx', 'hub/library/nginx'],
+    [list, 'hub/bitnami/redis', 'hub/bitnami/redis'],
+    [list, 'quay/app', 'quay/app'],
+    [list, 'nginx', 'nginx'],
+    [[cache], 'hub/nginx', 'hub/library/nginx'],
+    [[{ ...cache, registry: 'ghcr.io' }], 'hub/nginx', 'hub/nginx'],
+    // Docker Hub as the default upstream: `nginx` is `library/nginx` there too
+    [[{ prefix: '', url: 'https://registry-1.docker.io' }], 'nginx', 'library/nginx'],
+    [[{ prefix: '', url: 'http://127.0.0.1:5000', registry: 'docker.io' }], 'team/app', 'team/app'],
+    [[], 'nginx', 'nginx'],
+  ] as const)('%# %s → %s', (upstreams, name, canonical) => {
+    expect(canonicalRepository(upstreams, name)).toBe(canonical);
+    // idempotent: the canonical name is its own canonical form
+    expect(canonicalRepository(upstreams, canonical)).toBe(canonical);
+  });
+
+  it('gives a route its canonical name in path, scopes and mount source, before authorization', () => {
+    const r = canonicalRoute(targets, classify('GET', '/v2/hub/nginx/manifests/latest') as Route) as Route;
+    expect(r).toMatchObject({ name: 'hub/library/nginx', path: '/v2/hub/library/nginx/manifests/latest' });
+    expect(r.scopes.map(formatScope)).toEqual(['repository:hub/library/nginx:pull']);
+    const mount = canonicalRoute(targets, classify('POST', '/v2/hub/app/blobs/uploads/', `mount=${D}&from=hub/base`) as Route) as Route;
+    expect(mount).toMatchObject({ name: 'hub/library/app', mountFrom: 'hub/library/base', query: `?mount=${encodeURIComponent(D)}&from=hub%2Flibrary%2Fbase` });
+    expect(mount.scopes.map(formatScope)).toEqual(['repository:hub/library/app:pull,push', 'repository:hub/library/base:pull']);
+    // a mount from the other spelling of the repository itself needs no second scope
+    const self = canonicalRoute(targets, classify('POST', '/v2/hub/app/blobs/uploads/', `mount=${D}&from=hub/library/app`) as Route) as Route;
+    expect(self.scopes.map(formatScope)).toEqual(['repository:hub/library/app:pull,push']);
+    // names that are canonical already, and routes without a name, are returned as they are
+    for (const path of ['/v2/hub/library/nginx/tags/list', '/v2/quay/app/tags/list', '/v2/_catalog', '/v2/']) {
+      const route = classify('GET', path) as Route;
+      expect(canonicalRoute(targets, route)).toBe(route);
+    }
+    // containerd's short name in mirror mode: ns adds the prefix, then the name is made canonical
+    const ns = withNamespace(targets, classify('GET', '/v2/nginx/manifests/latest', 'ns=docker.io') as Route, 'docker.io') as Route;
+    expect((canonicalRoute(targets, ns) as Route).name).toBe('hub/library/nginx');
+  });
+
+  it('refuses a name too long once canonical, and drops a mount whose source would be', () => {
+    const long = 'n'.repeat(251);
+    expect(canonicalRoute(targets, classify('GET', `/v2/hub/${long}/manifests/latest`) as Route)).toBeInstanceOf(OciError);
+    const r = canonicalRoute(targets, classify('POST', '/v2/hub/a/b/blobs/uploads/', `mount=${D}&from=hub/${long}`) as Route) as Route;
+    expect(r).toMatchObject({ name: 'hub/a/b', query: '', mountFrom: undefined });
+    expect(r.scopes.map(formatScope)).toEqual(['repository:hub/a/b:pull,push']);
   });
 });

@@ -30,4 +30,21 @@ describe('checkTokenRequest', () => {
     expect(isParseRefusal(out) && out.error.oauth).toBe('invalid_scope');
     expect(out.scopes).toHaveLength(65);
   });
+
+  it('decides scopes under their canonical names: two spellings of one repository are one scope', () => {
+    const canonical = (n: string) => (n === 'hub/nginx' ? 'hub/library/nginx' : n);
+    const out = checkTokenRequest(
+      { ...base, scopes: ['repository:hub/nginx:pull', 'repository:hub/library/nginx:push repository:a/b:pull'] },
+      'registry.test',
+      canonical,
+    );
+    expect(out.scopes).toEqual([
+      { type: 'repository', name: 'hub/library/nginx', actions: ['pull', 'push'] },
+      { type: 'repository', name: 'a/b', actions: ['pull'] },
+    ]);
+    // a name the canonical form makes too long is an invalid scope, not a silently different one
+    const long = `hub/${'n'.repeat(251)}`;
+    const refused = checkTokenRequest({ ...base, scopes: [`repository:${long}:pull`] }, 'registry.test', (n) => `hub/library/${n.slice(4)}`);
+    expect(isParseRefusal(refused) && refused.error.oauth).toBe('invalid_scope');
+  });
 });

@@ -42,7 +42,7 @@ export function outboundAgent(opts: { caFile?: string; timeoutMs: number }): Age
   });
 }
 
-export interface OutboundRequest {
+interface OutboundRequest {
   dispatcher: Dispatcher;
   /** The whole call: connect, headers and body. */
   timeoutMs: number;
@@ -53,7 +53,7 @@ export interface OutboundRequest {
   body?: string;
 }
 
-export interface OutboundAnswer {
+interface OutboundAnswer {
   status: number;
   headers: IncomingHttpHeaders;
   text: string;

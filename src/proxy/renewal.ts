@@ -21,7 +21,7 @@ export const RENEWAL_CEILING_MS = 5 * 60_000;
 /** setTimeout fires at once beyond 2^31-1 ms. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-export interface RenewalPlan {
+interface RenewalPlan {
   delayMs: number;
   /** Consecutive answers too short-lived to renew at 80 % (0: this one was fine). */
   shortStreak: number;

@@ -161,20 +161,15 @@ export function refreshTokens(tenant: string | undefined, entra: EntraTokens, po
   }
 
   function load(endpoint: Endpoint): Promise<RefreshToken> {
-    pending ??= exchange(endpoint, tenant, entra, post)
-      .then(
-        (r) => {
-          // The lifetime left when the answer arrives (not since the call began: a slow exchange or
-          // SDK load would push the renewal past expiry).
-          const delay = pacer.answered(r.expiresAt - Date.now());
-          schedule(endpoint, delay);
-          return (current = { ...r, usableUntil: Math.max(r.expiresAt, Date.now() + delay) });
-        },
-        (err: unknown) => {
-          pacer.failed();
-          throw err;
-        },
-      )
+    pending ??= pacer
+      .attempt(() => exchange(endpoint, tenant, entra, post))
+      .then((r) => {
+        // The lifetime left when the answer arrives (not since the call began: a slow exchange or
+        // SDK load would push the renewal past expiry).
+        const delay = pacer.answered(r.expiresAt - Date.now());
+        schedule(endpoint, delay);
+        return (current = { ...r, usableUntil: Math.max(r.expiresAt, Date.now() + delay) });
+      })
       .finally(() => (pending = undefined));
     return pending;
   }

@@ -73,9 +73,8 @@ export function ecrAuth(url: string, configuredRegion: string | undefined, logge
 
   async function fetchCredential(): Promise<Credential> {
     const started = Date.now();
-    const credential = toCredential(await (await ecr()).getToken(), started);
-    // The lifetime left now that the answer is here: measured from `started`, the SDK's first load
-    // (about a second on a busy machine) pushed a short-lived credential's renewal past its expiry.
+    const credential = await pacer.attempt(async () => toCredential(await (await ecr()).getToken(), started));
+    // The lifetime left now the answer is here (from `started`, the SDK's first load pushed renewal past expiry).
     const delay = pacer.answered(credential.expiresAt - Date.now());
     schedule(delay);
     return { ...credential, usableUntil: Math.max(credential.expiresAt, Date.now() + delay) };
@@ -84,13 +83,7 @@ export function ecrAuth(url: string, configuredRegion: string | undefined, logge
   /** Single flight: concurrent callers share one GetAuthorizationToken call. */
   function load(): Promise<Credential> {
     pending ??= fetchCredential()
-      .then(
-        (c) => (current = c),
-        (err: unknown) => {
-          pacer.failed();
-          throw err;
-        },
-      )
+      .then((c) => (current = c))
       .finally(() => (pending = undefined));
     return pending;
   }

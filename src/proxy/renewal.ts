@@ -77,8 +77,14 @@ export function renewalPacer(what: string, logger: Logger, observe?: RenewalObse
       observe?.(streak ? 'short-lifetime' : 'ok', streak ? plan.delayMs : 0);
       return plan.delayMs;
     },
-    failed(): void {
-      observe?.('error');
+    /** Runs one call for the credential, reporting a failure as `error`. */
+    async attempt<T>(call: () => Promise<T>): Promise<T> {
+      try {
+        return await call();
+      } catch (err) {
+        observe?.('error');
+        throw err;
+      }
     },
     /** True while answers come back too short-lived. */
     get backingOff(): boolean {

@@ -30,7 +30,7 @@ describe('renewalDelay: when to renew a background credential', () => {
 });
 
 describe('renewalPacer', () => {
-  it('warns once when short lifetimes start (not per renewal), says when they end, and reports each call', () => {
+  it('warns once when short lifetimes start (not per renewal), says when they end, and reports each call', async () => {
     const out = new PassThrough();
     const lines: { level: number; msg: string }[] = [];
     out.on('data', (d: Buffer) =>
@@ -47,7 +47,8 @@ describe('renewalPacer', () => {
     const delays = [pacer.answered(-1000), pacer.answered(-1000), pacer.answered(-1000)];
     expect(delays).toEqual([RENEWAL_FLOOR_MS, 2 * RENEWAL_FLOOR_MS, 4 * RENEWAL_FLOOR_MS]);
     expect(pacer.backingOff).toBe(true);
-    pacer.failed();
+    await expect(pacer.attempt(() => Promise.reject(new Error('throttled')))).rejects.toThrow('throttled');
+    expect(await pacer.attempt(() => Promise.resolve('answer'))).toBe('answer');
     expect(pacer.answered(12 * H)).toBe(9.6 * H);
     expect(pacer.backingOff).toBe(false);
     expect(seen).toEqual([

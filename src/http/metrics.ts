@@ -1,5 +1,25 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** The proxy's own upstream credentials (ECR, ACR): how often they are asked for, and any renewal back-off. */
+function credentialMetrics(registry: Registry) {
+  return {
+    credentialRenewals: new Counter({
+      name: 'rap_upstream_credential_renewals_total',
+      help: "Calls for the proxy's own renewed upstream credential (ECR GetAuthorizationToken, ACR exchange), by upstream and outcome: ok, short-lifetime (came back expired or nearly: renewal backs off), error",
+      labelNames: ['upstream', 'outcome'] as const,
+      registers: [registry],
+    }),
+    credentialRenewalBackoff: new Gauge({
+      name: 'rap_upstream_credential_renewal_backoff_seconds',
+      help: 'Delay before the next renewal of the upstream credential while it comes back too short-lived (0: renewing normally)',
+      labelNames: ['upstream'] as const,
+      // With workers: the longest back-off of any, not a sum.
+      aggregator: 'max',
+      registers: [registry],
+    }),
+  };
+}
+
 /** One registry per server instance (tests start several in one process). */
 export function createMetrics() {
   const registry = new Registry();
@@ -48,6 +68,7 @@ export function createMetrics() {
       labelNames: ['upstream'] as const,
       registers: [registry],
     }),
+    ...credentialMetrics(registry),
     jwksRefreshes: new Counter({
       name: 'rap_jwks_refreshes_total',
       help: 'JWKS fetches of identity issuers, by issuer and result',

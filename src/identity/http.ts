@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Agent, request, type Dispatcher } from 'undici';
+import { outboundAgent, outboundJson } from '../http/outbound.js';
 
 /** Outbound HTTP for discovery, JWKS and TokenReview: custom CA, a bearer token re-read per call, bounded time and size. */
 interface HttpClientOptions {
@@ -17,16 +17,6 @@ interface HttpClientOptions {
 
 const ACCEPT = 'application/json, application/jwk-set+json';
 
-class HttpError extends Error {
-  constructor(
-    message: string,
-    readonly status?: number,
-  ) {
-    super(message);
-    this.name = 'HttpError';
-  }
-}
-
 export interface JsonResponse {
   status: number;
   body: unknown;
@@ -40,14 +30,9 @@ export interface HttpClient {
 
 export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
   const timeoutMs = options.timeoutMs ?? 5000;
+  // A JWKS with many keys can pass the 64 KiB of a token answer; 1 MiB still cannot hurt.
   const maxBytes = options.maxBytes ?? 1 << 20;
-  const ca = options.caFile ? readFileSync(options.caFile, 'utf8') : undefined;
-  const dispatcher: Dispatcher = new Agent({
-    connect: { ...(ca ? { ca } : {}), timeout: timeoutMs },
-    headersTimeout: timeoutMs,
-    bodyTimeout: timeoutMs,
-    keepAliveTimeout: 30_000,
-  });
+  const dispatcher = outboundAgent({ caFile: options.caFile, timeoutMs });
 
   const bearerOrigins = new Set((options.bearerTokenOrigins ?? []).map(originOf).filter((o): o is string => o !== undefined));
 
@@ -64,19 +49,15 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
   }
 
   async function send(url: string, method: 'GET' | 'POST', payload?: unknown): Promise<JsonResponse> {
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await request(url, {
-        method,
-        dispatcher,
-        headers: payload === undefined ? headers(url) : { ...headers(url), 'content-type': 'application/json' },
-        body: payload === undefined ? undefined : JSON.stringify(payload),
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-    } catch (err) {
-      throw new HttpError(`${method} ${url} failed: ${(err as Error).message}`);
-    }
-    return { status: res.statusCode, body: await readJson(res, maxBytes, `${method} ${url}`) };
+    const { status, body } = await outboundJson(url, {
+      method,
+      dispatcher,
+      timeoutMs,
+      maxBytes,
+      headers: payload === undefined ? headers(url) : { ...headers(url), 'content-type': 'application/json' },
+      body: payload === undefined ? undefined : JSON.stringify(payload),
+    });
+    return { status, body };
   }
 
   return {
@@ -84,26 +65,6 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
     postJson: (url, payload) => send(url, 'POST', payload),
     close: () => dispatcher.close(),
   };
-}
-
-/** The body as JSON (undefined when empty), refused beyond maxBytes so an answer cannot exhaust memory. */
-async function readJson(res: Dispatcher.ResponseData, maxBytes: number, what: string): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of res.body) {
-    size += (chunk as Buffer).length;
-    if (size > maxBytes) {
-      res.body.destroy();
-      throw new HttpError(`${what}: response larger than ${maxBytes} bytes`, res.statusCode);
-    }
-    chunks.push(chunk as Buffer);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
-  try {
-    return text.length ? JSON.parse(text) : undefined;
-  } catch {
-    throw new HttpError(`${what}: HTTP ${res.statusCode}, not JSON`, res.statusCode);
-  }
 }
 
 /** `scheme://host[:port]` of a URL (default ports dropped, host lower-cased), or undefined if it is not one. */

@@ -1,11 +1,13 @@
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
+import { outbound, outboundAgent } from '../http/outbound.js';
 import type { Logger } from '../log.js';
 import type { Scope } from '../oci/scope.js';
 import { parseBearerChallenge } from '../oci/challenge.js';
 import { TokenCache, type CacheFill } from '../identity/token-cache.js';
 import { parseTokenResponse, untrustedRealm } from './token-realm.js';
-import { askTokenService, scopedTokens, upstreamDispatcher } from './token-service.js';
+import { askTokenService, scopedTokens } from './token-service.js';
+import type { RenewalObserver } from './renewal.js';
 import { acrReason, acrScopeOf, defaultAzureCredential, jwtUntil, refreshTokens, type EntraTokens, type Endpoint } from './acr-refresh.js';
 
 /** The Basic username telling ACR's token service that the password is an ACR refresh token. */
@@ -15,10 +17,9 @@ const CACHE_MAX_BYTES = 8 * 1024 * 1024;
 
 /** Realm and service from the `/v2/` challenge; a realm off the upstream's origin is refused (logged: the host only). */
 async function learnEndpoint(upstream: UpstreamConfig, dispatcher: Dispatcher, logger: Logger): Promise<Endpoint> {
-  const res = await request(`${upstream.url}/v2/`, { dispatcher, signal: AbortSignal.timeout(upstream.timeout) });
-  await res.body.dump();
-  const ch = res.statusCode === 401 ? parseBearerChallenge(res.headers['www-authenticate']) : undefined;
-  if (!ch?.realm) throw new Error(`upstream ${upstream.url}/v2/ did not answer with a Bearer challenge (HTTP ${res.statusCode})`);
+  const res = await outbound(`${upstream.url}/v2/`, { dispatcher, timeoutMs: upstream.timeout });
+  const ch = res.status === 401 ? parseBearerChallenge(res.headers['www-authenticate']) : undefined;
+  if (!ch?.realm) throw new Error(`upstream ${upstream.url}/v2/ did not answer with a Bearer challenge (HTTP ${res.status})`);
   let realm: URL;
   try {
     realm = new URL(ch.realm);
@@ -47,16 +48,15 @@ function toFill(text: string, now: number): CacheFill<string> {
  * A registry token is cached per scope set; the token service refusing the refresh token drops it
  * and the call is tried once more with a new one; an upstream 401 (`invalidate`) drops both.
  */
-export function acrAuth(upstream: UpstreamConfig, logger: Logger, entra?: EntraTokens) {
+export function acrAuth(upstream: UpstreamConfig, logger: Logger, entra?: EntraTokens, observe?: RenewalObserver) {
   const tenant = upstream.auth.type === 'acr' ? upstream.auth.tenant : undefined;
-  const dispatcher = upstreamDispatcher(upstream, upstream.timeout);
-  const signal = () => AbortSignal.timeout(upstream.timeout);
+  const dispatcher = outboundAgent({ caFile: upstream.caFile, timeoutMs: upstream.timeout });
   const post = async (url: URL, form: URLSearchParams): Promise<[number, string]> => {
     const headers = { 'content-type': 'application/x-www-form-urlencoded' };
-    const res = await request(url, { method: 'POST', dispatcher, headers, body: form.toString(), signal: signal() });
-    return [res.statusCode, await res.body.text()];
+    const res = await outbound(url, { method: 'POST', dispatcher, timeoutMs: upstream.timeout, headers, body: form.toString() });
+    return [res.status, res.text];
   };
-  const refresh = refreshTokens(tenant, entra ?? defaultAzureCredential(acrScopeOf(upstream.url), tenant), post, logger);
+  const refresh = refreshTokens(tenant, entra ?? defaultAzureCredential(acrScopeOf(upstream.url), tenant), post, logger, observe);
   const cache = new TokenCache<string>(CACHE_MAX_BYTES);
   let endpoint: Promise<Endpoint> | undefined;
 

@@ -1,9 +1,8 @@
 import { decodeJwt } from 'jose';
 import type { AccessToken, TokenCredential } from '@azure/identity';
 import type { Logger } from '../log.js';
+import { renewalPacer, type RenewalObserver } from './renewal.js';
 
-/** Renew the refresh token when this fraction of its lifetime has passed. */
-const RENEW_AT = 0.8;
 /** A background renewal that failed is tried again after this long (while the refresh token lasts). */
 const RETRY_MS = 30_000;
 /** A token's lifetime left unused, so that it is never sent just as it expires. */
@@ -92,6 +91,8 @@ function tenantOf(token: string): string | undefined {
 interface RefreshToken {
   token: string;
   expiresAt: number;
+  /** Until its renewal when that comes later than `expiresAt` (an answer already expired): ACR judges it then. */
+  usableUntil: number;
 }
 
 /** Where the registry's token service is (the `/v2/` challenge's realm) and the service it names. */
@@ -108,7 +109,7 @@ type PostForm = (url: URL, form: URLSearchParams) => Promise<[number, string]>;
  * place the Entra token is sent) with `grant_type=access_token`, the service, the tenant and the
  * Entra token. The refresh token lasts until its own `exp`, never beyond the Entra token's.
  */
-async function exchange(endpoint: Endpoint, tenant: string | undefined, entra: EntraTokens, post: PostForm): Promise<RefreshToken> {
+async function exchange(endpoint: Endpoint, tenant: string | undefined, entra: EntraTokens, post: PostForm): Promise<Omit<RefreshToken, 'usableUntil'>> {
   const aad = await entra.get();
   // The refresh token's lifetime starts at the exchange, not before the Entra token (whose first
   // fetch loads @azure/identity and can take seconds).
@@ -136,14 +137,15 @@ async function exchange(endpoint: Endpoint, tenant: string | undefined, entra: E
 
 /**
  * The ACR refresh token, got by `exchange` and kept until it expires; renewed in the background at
- * 80 % of its lifetime, one exchange at a time however many requests wait; a failed renewal is
- * retried every 30 s while the old one lasts.
+ * 80 % of its lifetime (floored, with back-off: renewal.ts), one exchange at a time however many
+ * requests wait; a failed renewal is retried every 30 s while the old one lasts.
  */
-export function refreshTokens(tenant: string | undefined, entra: EntraTokens, post: PostForm, logger: Logger) {
+export function refreshTokens(tenant: string | undefined, entra: EntraTokens, post: PostForm, logger: Logger, observe?: RenewalObserver) {
   let current: RefreshToken | undefined;
   let pending: Promise<RefreshToken> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
+  const pacer = renewalPacer('the ACR refresh token', logger, observe);
 
   function schedule(endpoint: Endpoint, ms: number): void {
     clearTimeout(timer);
@@ -159,12 +161,14 @@ export function refreshTokens(tenant: string | undefined, entra: EntraTokens, po
   }
 
   function load(endpoint: Endpoint): Promise<RefreshToken> {
-    pending ??= exchange(endpoint, tenant, entra, post)
+    pending ??= pacer
+      .attempt(() => exchange(endpoint, tenant, entra, post))
       .then((r) => {
         // The lifetime left when the answer arrives (not since the call began: a slow exchange or
-        // SDK load would push the renewal past expiry). setTimeout fires at once beyond 2^31-1 ms: cap it.
-        schedule(endpoint, Math.min(2 ** 31 - 1, Math.max(0, (r.expiresAt - Date.now()) * RENEW_AT)));
-        return (current = r);
+        // SDK load would push the renewal past expiry).
+        const delay = pacer.answered(r.expiresAt - Date.now());
+        schedule(endpoint, delay);
+        return (current = { ...r, usableUntil: Math.max(r.expiresAt, Date.now() + delay) });
       })
       .finally(() => (pending = undefined));
     return pending;
@@ -172,7 +176,7 @@ export function refreshTokens(tenant: string | undefined, entra: EntraTokens, po
 
   return {
     async get(endpoint: Endpoint): Promise<string> {
-      if (current && current.expiresAt > Date.now()) return current.token;
+      if (current && current.usableUntil > Date.now()) return current.token;
       return (await load(endpoint)).token;
     },
     drop(): void {

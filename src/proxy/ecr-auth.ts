@@ -1,8 +1,7 @@
 import type { GetAuthorizationTokenCommandOutput } from '@aws-sdk/client-ecr';
 import type { Logger } from '../log.js';
+import { renewalPacer, type RenewalObserver } from './renewal.js';
 
-/** Renew when this fraction of the credential's lifetime has passed (ECR's tokens last 12 h). */
-const RENEW_AT = 0.8;
 /** A background renewal that failed is tried again after this long (while the credential lasts). */
 const RETRY_MS = 30_000;
 
@@ -16,6 +15,8 @@ export function ecrRegionOf(url: string): string | undefined {
 interface Credential {
   header: string;
   expiresAt: number;
+  /** Until its renewal when that comes later than `expiresAt` (an answer already expired): the registry judges it then. */
+  usableUntil: number;
 }
 
 interface EcrClient {
@@ -31,7 +32,7 @@ async function loadEcrClient(region: string | undefined): Promise<EcrClient> {
 }
 
 /** GetAuthorizationToken's answer as a Basic header: its token is already base64 `AWS:<password>`. */
-function toCredential(out: GetAuthorizationTokenCommandOutput, started: number): Credential {
+function toCredential(out: GetAuthorizationTokenCommandOutput, started: number): Omit<Credential, 'usableUntil'> {
   const data = out.authorizationData?.[0];
   if (!data?.authorizationToken) throw new Error('ECR GetAuthorizationToken returned no authorization token');
   const decoded = Buffer.from(data.authorizationToken, 'base64').toString('utf8');
@@ -43,10 +44,11 @@ function toCredential(out: GetAuthorizationTokenCommandOutput, started: number):
  * Amazon ECR: the proxy's credential is ECR's `GetAuthorizationToken` answer — base64
  * `AWS:<password>`, valid 12 h — presented as Basic. Credentials and endpoint come from the AWS
  * SDK's standard settings only (default chain: env keys, IRSA web identity, Pod Identity, instance
- * profile; `AWS_ENDPOINT_URL_ECR`). Renewed in the background at 80 % of its lifetime, one call
- * at a time; `invalidate` (the registry answered 401) drops it, so the next request fetches anew.
+ * profile; `AWS_ENDPOINT_URL_ECR`). Renewed in the background at 80 % of its lifetime (floored,
+ * with back-off: renewal.ts), one call at a time; `invalidate` (the registry answered 401) drops it,
+ * so the next request fetches anew.
  */
-export function ecrAuth(url: string, configuredRegion: string | undefined, logger: Logger) {
+export function ecrAuth(url: string, configuredRegion: string | undefined, logger: Logger, observe?: RenewalObserver) {
   const region = configuredRegion ?? ecrRegionOf(url);
   let sdk: Promise<EcrClient> | undefined;
   const ecr = () => (sdk ??= loadEcrClient(region));
@@ -54,6 +56,7 @@ export function ecrAuth(url: string, configuredRegion: string | undefined, logge
   let pending: Promise<Credential> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
+  const pacer = renewalPacer('the ECR authorization token', logger, observe);
 
   function schedule(ms: number): void {
     clearTimeout(timer);
@@ -70,12 +73,11 @@ export function ecrAuth(url: string, configuredRegion: string | undefined, logge
 
   async function fetchCredential(): Promise<Credential> {
     const started = Date.now();
-    const credential = toCredential(await (await ecr()).getToken(), started);
-    // The lifetime left now that the answer is here: measured from `started`, the SDK's first load
-    // (about a second on a busy machine) pushed a short-lived credential's renewal past its expiry.
-    // setTimeout fires at once beyond 2^31-1 ms: cap it.
-    schedule(Math.min(2 ** 31 - 1, Math.max(0, (credential.expiresAt - Date.now()) * RENEW_AT)));
-    return credential;
+    const credential = await pacer.attempt(async () => toCredential(await (await ecr()).getToken(), started));
+    // The lifetime left now the answer is here (from `started`, the SDK's first load pushed renewal past expiry).
+    const delay = pacer.answered(credential.expiresAt - Date.now());
+    schedule(delay);
+    return { ...credential, usableUntil: Math.max(credential.expiresAt, Date.now() + delay) };
   }
 
   /** Single flight: concurrent callers share one GetAuthorizationToken call. */
@@ -88,7 +90,7 @@ export function ecrAuth(url: string, configuredRegion: string | undefined, logge
 
   return {
     async authorization(): Promise<string> {
-      if (current && current.expiresAt > Date.now()) return current.header;
+      if (current && current.usableUntil > Date.now()) return current.header;
       try {
         return (await load()).header;
       } catch (err) {

@@ -1,11 +1,12 @@
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
+import { outbound, outboundAgent } from '../http/outbound.js';
 import type { Logger } from '../log.js';
 import type { Scope } from '../oci/scope.js';
 import { parseBearerChallenge } from '../oci/challenge.js';
 import { TokenCache, type CacheFill } from '../identity/token-cache.js';
 import { parseTokenResponse, untrustedRealm } from './token-realm.js';
-import { askTokenService, scopedTokens, upstreamDispatcher } from './token-service.js';
+import { askTokenService, scopedTokens } from './token-service.js';
 
 /** The Basic username Google's registries take with an OAuth access token as the password. */
 const GAR_USERNAME = 'oauth2accesstoken';
@@ -55,9 +56,8 @@ interface GarChallenge {
 }
 
 async function probe(upstream: UpstreamConfig, dispatcher: Dispatcher, path: string): Promise<Challenge | undefined> {
-  const res = await request(`${upstream.url}${path}`, { dispatcher, signal: AbortSignal.timeout(upstream.timeout) });
-  await res.body.dump();
-  return res.statusCode === 401 ? parseBearerChallenge(res.headers['www-authenticate']) : undefined;
+  const res = await outbound(`${upstream.url}${path}`, { dispatcher, timeoutMs: upstream.timeout });
+  return res.status === 401 ? parseBearerChallenge(res.headers['www-authenticate']) : undefined;
 }
 
 /** The realm of the `/v2/` challenge, if on the upstream's own origin; else an error (logged: the host only). */
@@ -105,7 +105,7 @@ async function learnChallenge(upstream: UpstreamConfig, dispatcher: Dispatcher, 
  * own origin: the access token is a Google credential, sent nowhere else.
  */
 export function garAuth(upstream: UpstreamConfig, logger: Logger, tokens: AccessTokens = applicationDefaultCredentials()) {
-  const dispatcher = upstreamDispatcher(upstream, upstream.timeout);
+  const dispatcher = outboundAgent({ caFile: upstream.caFile, timeoutMs: upstream.timeout });
   const cache = new TokenCache<string>(CACHE_MAX_BYTES);
   let challenge: GarChallenge | undefined;
 

@@ -98,7 +98,7 @@ const NO_CATALOG = new OciError(400, 'UNSUPPORTED', 'the catalog is not availabl
 
 export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   const { config, logger, tokens, metrics, policy } = deps;
-  const targets = createTargets(config, logger, deps.draining);
+  const targets = createTargets(config, logger, deps.draining, metrics);
   const cursors = createCursorCodec(deps.keys);
 
   /** Streams the authorized request to the upstream with the proxy's own credentials. */

@@ -1,23 +1,13 @@
-import { readFileSync } from 'node:fs';
-import { Agent, request, type Dispatcher } from 'undici';
-import type { UpstreamConfig } from '../config/types.js';
+import type { Dispatcher } from 'undici';
+import { outbound } from '../http/outbound.js';
 import type { Logger } from '../log.js';
 import type { CacheFill, TokenCache } from '../identity/token-cache.js';
 import { formatScope, scopeSetKey, type Scope } from '../oci/scope.js';
 
 /**
- * The registry-token dance's I/O, shared by the registry-token, GAR and ACR auth: the connection pool
- * towards the upstream's hosts, one call to a token service, and the per-scope-set token cache.
+ * The registry-token dance's I/O, shared by the registry-token, GAR and ACR auth: one call to a token
+ * service, and the per-scope-set token cache.
  */
-
-/** A pool for the upstream's own hosts (its CA too), every phase bounded by `timeoutMs`. */
-export function upstreamDispatcher(upstream: Pick<UpstreamConfig, 'caFile'>, timeoutMs: number): Agent {
-  return new Agent({
-    connect: { timeout: timeoutMs, ...(upstream.caFile ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) },
-    headersTimeout: timeoutMs,
-    bodyTimeout: timeoutMs,
-  });
-}
 
 /** What the token service answered; the caller decides what a status means (a 401 may be retried). */
 interface TokenServiceAnswer {
@@ -39,8 +29,9 @@ export async function askTokenService(
   for (const s of q.scopes) url.searchParams.append('scope', formatScope(s));
   if (q.account) url.searchParams.set('account', q.account);
   const basic = Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64');
-  const res = await request(url, { dispatcher: http.dispatcher, headers: { authorization: `Basic ${basic}` }, signal: AbortSignal.timeout(http.timeoutMs) });
-  return { status: res.statusCode, text: await res.body.text(), where: `${url.origin}${url.pathname}` };
+  // Bounded: a token service answering with gigabytes fails this call, not the process.
+  const res = await outbound(url, { dispatcher: http.dispatcher, timeoutMs: http.timeoutMs, headers: { authorization: `Basic ${basic}` } });
+  return { status: res.status, text: res.text, where: `${url.origin}${url.pathname}` };
 }
 
 /**

@@ -1,15 +1,16 @@
 import { readFileSync } from 'node:fs';
-import { request } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
+import { outbound, outboundAgent } from '../http/outbound.js';
 import type { Logger } from '../log.js';
 import type { Scope } from '../oci/scope.js';
 import { parseBearerChallenge } from '../oci/challenge.js';
 import { TokenCache, type CacheFill } from '../identity/token-cache.js';
 import { parseTokenResponse, untrustedRealm } from './token-realm.js';
-import { askTokenService, scopedTokens, upstreamDispatcher } from './token-service.js';
+import { askTokenService, scopedTokens } from './token-service.js';
 import { ecrAuth } from './ecr-auth.js';
 import { garAuth } from './gar-auth.js';
 import { acrAuth } from './acr-auth.js';
+import type { RenewalObserver } from './renewal.js';
 
 /** Byte budget of the upstream-token cache: one entry per distinct scope set, a few thousand fit. */
 const UPSTREAM_TOKEN_CACHE_MAX_BYTES = 8 * 1024 * 1024;
@@ -32,7 +33,8 @@ function readSecret(file: string): string {
 
 type RegistryTokenAuth = Extract<UpstreamConfig['auth'], { type: 'registry-token' }>;
 
-export function createUpstreamAuth(upstream: UpstreamConfig, logger: Logger): UpstreamAuth {
+/** `observe`: told of each background credential call (ECR, ACR), for the metrics. */
+export function createUpstreamAuth(upstream: UpstreamConfig, logger: Logger, observe?: RenewalObserver): UpstreamAuth {
   const auth = upstream.auth;
   switch (auth.type) {
     case 'none':
@@ -48,11 +50,11 @@ export function createUpstreamAuth(upstream: UpstreamConfig, logger: Logger): Up
     case 'registry-token':
       return registryTokenAuth(upstream, auth, logger);
     case 'ecr':
-      return ecrAuth(upstream.url, auth.region, logger);
+      return ecrAuth(upstream.url, auth.region, logger, observe);
     case 'gar':
       return garAuth(upstream, logger);
     case 'acr':
-      return acrAuth(upstream, logger);
+      return acrAuth(upstream, logger, undefined, observe);
   }
 }
 
@@ -83,18 +85,16 @@ function trustedRealm(upstream: UpstreamConfig, auth: RegistryTokenAuth, adverti
  */
 function registryTokenAuth(upstream: UpstreamConfig, auth: RegistryTokenAuth, logger: Logger): UpstreamAuth {
   const { username, passwordFile } = auth;
-  const dispatcher = upstreamDispatcher(upstream, upstream.timeout);
+  const dispatcher = outboundAgent({ caFile: upstream.caFile, timeoutMs: upstream.timeout });
   let challenge: { realm: string; service?: string } | undefined;
   const cache = new TokenCache<string>(UPSTREAM_TOKEN_CACHE_MAX_BYTES);
 
   async function learnChallenge(): Promise<{ realm: string; service?: string }> {
     if (challenge) return challenge;
-    const res = await request(`${upstream.url}/v2/`, { dispatcher, signal: AbortSignal.timeout(upstream.timeout) });
-    await res.body.dump();
+    const res = await outbound(`${upstream.url}/v2/`, { dispatcher, timeoutMs: upstream.timeout });
     const h = res.headers['www-authenticate'];
     const parsed = parseBearerChallenge(h);
-    if (res.statusCode !== 401 || !parsed?.realm)
-      throw new Error(`upstream ${upstream.url}/v2/ did not answer with a Bearer challenge (HTTP ${res.statusCode})`);
+    if (res.status !== 401 || !parsed?.realm) throw new Error(`upstream ${upstream.url}/v2/ did not answer with a Bearer challenge (HTTP ${res.status})`);
     challenge = { realm: trustedRealm(upstream, auth, parsed.realm, logger), service: parsed.service };
     return challenge;
   }

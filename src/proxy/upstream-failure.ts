@@ -1,7 +1,7 @@
 import { OciError } from '../oci/errors.js';
 
 /** Which side failed when a client gets a 5xx of the proxy's own (never the client's side: it was authorized). */
-type UpstreamFailure = 'unreachable' | 'timeout' | 'credentials' | 'untrusted-realm' | 'unconfigured';
+type UpstreamFailure = 'unreachable' | 'timeout' | 'credentials' | 'bad-answer' | 'untrusted-realm' | 'unconfigured';
 
 /**
  * What the client is told about an upstream failure. Pure. The OCI body says which side failed
@@ -29,6 +29,13 @@ export function upstreamFailure(kind: UpstreamFailure, code?: string): { status:
         message: "upstream registry rejected the proxy's own credentials: the proxy's upstream.auth needs fixing; your credentials were accepted",
         reason: "Bad Gateway (upstream rejected the proxy's credentials)",
       };
+    case 'bad-answer':
+      return {
+        status: 502,
+        message:
+          "upstream registry sent an oversized answer to the proxy's credential request: the registry behind this proxy (or its token service) misbehaves; your credentials were accepted",
+        reason: 'Bad Gateway (upstream sent an oversized answer)',
+      };
     case 'untrusted-realm':
       return {
         status: 502,
@@ -49,12 +56,15 @@ export function upstreamFailureError(kind: UpstreamFailure, opts: { code?: strin
 
 /**
  * Which side a failure to obtain the proxy's own upstream credentials (a secret file, or the
- * registry-token dance) lies on. Pure. A socket error: the upstream or its token server is
- * unreachable; an unreadable secret file, or anything the upstream answered: those credentials.
+ * registry-token dance) lies on. Pure. No answer in time (http/outbound.ts): a timeout; an answer past
+ * the outbound size cap: a bad answer; a socket error: the upstream or its token server is
+ * unreachable; an unreadable secret file, or anything else the upstream answered: those credentials.
  */
-export function upstreamAuthFailureKind(err: unknown): 'unreachable' | 'credentials' | 'untrusted-realm' {
-  const e = err as { code?: unknown; path?: unknown; untrustedRealm?: unknown } | undefined;
+export function upstreamAuthFailureKind(err: unknown): 'unreachable' | 'timeout' | 'bad-answer' | 'credentials' | 'untrusted-realm' {
+  const e = err as { code?: unknown; path?: unknown; untrustedRealm?: unknown; outbound?: unknown } | undefined;
   if (e?.untrustedRealm === true) return 'untrusted-realm';
+  if (e?.outbound === 'timeout') return 'timeout';
+  if (e?.outbound === 'too-large') return 'bad-answer';
   return typeof e?.code === 'string' && e.code !== '' && typeof e.path !== 'string' ? 'unreachable' : 'credentials';
 }
 

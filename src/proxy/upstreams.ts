@@ -6,6 +6,8 @@ import { OciError } from '../oci/errors.js';
 import { withoutMount, type Route } from '../oci/route.js';
 import { isValidRepositoryName } from '../oci/scope.js';
 import { createForwarder, type Forwarder } from './forward.js';
+import type { Metrics } from '../http/metrics.js';
+import { renewalMetrics } from './renewal.js';
 import { createUpstreamAuth, type UpstreamAuth } from './upstream-auth.js';
 
 /**
@@ -22,13 +24,13 @@ export interface Target {
   auth: UpstreamAuth;
 }
 
-export function createTargets(config: Config, logger: Logger, draining?: () => boolean): Target[] {
+export function createTargets(config: Config, logger: Logger, draining?: () => boolean, metrics?: Metrics): Target[] {
   return routedUpstreams(config).map(({ name, prefix, ...upstream }) => ({
     name,
     prefix,
     upstream,
     forwarder: createForwarder({ ...config, upstream }, logger, draining),
-    auth: createUpstreamAuth(upstream, logger),
+    auth: createUpstreamAuth(upstream, logger, renewalMetrics(metrics, { name, url: upstream.url })),
   }));
 }
 

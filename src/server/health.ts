@@ -1,9 +1,11 @@
-import { request, type Agent } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { Config, UpstreamConfig } from '../config/types.js';
+import { outbound, outboundAgent } from '../http/outbound.js';
 import { silentLogger, type Logger } from '../log.js';
 import { upstreamAuthFailureKind } from '../proxy/upstream-failure.js';
 import { createUpstreamAuth, type UpstreamAuth } from '../proxy/upstream-auth.js';
-import { upstreamDispatcher } from '../proxy/token-service.js';
+import { renewalMetrics } from '../proxy/renewal.js';
+import type { Metrics } from '../http/metrics.js';
 
 /**
  * What /readyz tells its (anonymous) caller when the upstream probe fails. Only which check failed:
@@ -12,6 +14,7 @@ import { upstreamDispatcher } from '../proxy/token-service.js';
  */
 const UPSTREAM_UNREACHABLE = 'upstream unreachable';
 const UPSTREAM_REJECTED = "upstream rejected the proxy's credentials";
+const UPSTREAM_BAD_ANSWER = 'upstream sent an oversized answer';
 
 type ProbeOutcome = { ok: true } | { ok: false; reason: string; detail: string };
 
@@ -36,7 +39,9 @@ export function judgeUpstreamAnswer(status: number, authType: UpstreamConfig['au
 export function judgeAuthFailure(err: unknown): ProbeOutcome & { ok: false } {
   const e = err as { code?: unknown; message?: unknown } | undefined;
   const message = typeof e?.message === 'string' ? e.message : String(err);
-  if (upstreamAuthFailureKind(err) === 'unreachable') return { ok: false, reason: UPSTREAM_UNREACHABLE, detail: `${message} (${String(e?.code)})` };
+  const kind = upstreamAuthFailureKind(err);
+  if (kind === 'unreachable' || kind === 'timeout') return { ok: false, reason: UPSTREAM_UNREACHABLE, detail: `${message} (${String(e?.code)})` };
+  if (kind === 'bad-answer') return { ok: false, reason: UPSTREAM_BAD_ANSWER, detail: message };
   return { ok: false, reason: UPSTREAM_REJECTED, detail: message };
 }
 
@@ -53,7 +58,7 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
  * answer), then `GET /v2/` with them. Credentials the upstream refuses are dropped so the next
  * probe fetches fresh ones.
  */
-async function checkUpstream(upstream: UpstreamConfig, dispatcher: Agent | undefined, auth: UpstreamAuth): Promise<ProbeOutcome> {
+async function checkUpstream(upstream: UpstreamConfig, dispatcher: Dispatcher, auth: UpstreamAuth): Promise<ProbeOutcome> {
   let authorization: string | undefined;
   try {
     authorization = await withTimeout(auth.authorization([]), PROBE_TIMEOUT_MS);
@@ -61,14 +66,8 @@ async function checkUpstream(upstream: UpstreamConfig, dispatcher: Agent | undef
     return judgeAuthFailure(err);
   }
   try {
-    const res = await request(`${upstream.url}/v2/`, {
-      method: 'GET',
-      dispatcher,
-      headers: authorization ? { authorization } : {},
-      signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
-    });
-    await res.body.dump();
-    const outcome = judgeUpstreamAnswer(res.statusCode, upstream.auth.type);
+    const res = await outbound(`${upstream.url}/v2/`, { dispatcher, timeoutMs: PROBE_TIMEOUT_MS, headers: authorization ? { authorization } : {} });
+    const outcome = judgeUpstreamAnswer(res.status, upstream.auth.type);
     if (!outcome.ok) auth.invalidate([]);
     return outcome;
   } catch (err) {
@@ -82,19 +81,19 @@ async function checkUpstream(upstream: UpstreamConfig, dispatcher: Agent | undef
  * with `registry-token` auth the token dance must succeed first, with the others their header is
  * sent, with `none` nothing is. Probed lazily by /readyz, at most every few seconds.
  */
-function createUpstreamProbe(upstream: UpstreamConfig | undefined, logger?: Logger, intervalMs = 5000) {
+function createUpstreamProbe(upstream: (UpstreamConfig & { name?: string }) | undefined, logger?: Logger, metrics?: Metrics, intervalMs = 5000) {
   let lastOk = 0;
   let lastTry = 0;
   let last: ProbeOutcome = { ok: false, reason: UPSTREAM_UNREACHABLE, detail: 'not probed yet' };
   let loggedDetail: string | undefined;
-  const dispatcher = upstream ? upstreamDispatcher(upstream, PROBE_TIMEOUT_MS) : undefined;
+  const dispatcher = upstream ? outboundAgent({ caFile: upstream.caFile, timeoutMs: PROBE_TIMEOUT_MS }) : undefined;
   // Its own instance, silent: the probe logs failures itself, once per change, not on every probe.
-  const auth = upstream ? createUpstreamAuth(upstream, silentLogger()) : undefined;
+  const auth = upstream ? createUpstreamAuth(upstream, silentLogger(), renewalMetrics(metrics, upstream)) : undefined;
 
   async function probe(): Promise<void> {
     if (!upstream) return;
     lastTry = Date.now();
-    last = await checkUpstream(upstream, dispatcher, auth!);
+    last = await checkUpstream(upstream, dispatcher!, auth!);
     if (last.ok) {
       lastOk = Date.now();
       if (loggedDetail !== undefined) logger?.info({ upstream: upstream.url }, 'readiness: upstream answers again');
@@ -120,9 +119,9 @@ function createUpstreamProbe(upstream: UpstreamConfig | undefined, logger?: Logg
 }
 
 /** One probe per upstream (`upstreams:`): ready only while every one is; the reason names the first that is not. */
-export function createUpstreamsProbe(config: Pick<Config, 'upstream' | 'upstreams'>, logger?: Logger) {
-  if (!config.upstreams) return createUpstreamProbe(config.upstream, logger);
-  const probes = config.upstreams.map((u) => ({ name: u.name, probe: createUpstreamProbe(u, logger) }));
+export function createUpstreamsProbe(config: Pick<Config, 'upstream' | 'upstreams'>, logger?: Logger, metrics?: Metrics) {
+  if (!config.upstreams) return createUpstreamProbe(config.upstream, logger, metrics);
+  const probes = config.upstreams.map((u) => ({ name: u.name, probe: createUpstreamProbe(u, logger, metrics) }));
   return {
     async ready(): Promise<{ ok: boolean; reason?: string }> {
       const results = await Promise.all(probes.map(async (p) => ({ name: p.name, ...(await p.probe.ready()) })));

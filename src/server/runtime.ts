@@ -115,7 +115,7 @@ export async function startRuntime(loaded: Config, logger: Logger, options: Runt
   const tokens = createRegistryTokenVerifier(keys, { issuer: config.publicURL, service: config.service });
   const state = { draining: false };
   const proxy = createProxyHandler({ config, logger, tokens, policy, metrics, keys, draining: () => state.draining });
-  const probe = createUpstreamsProbe(config, logger);
+  const probe = createUpstreamsProbe(config, logger, metrics);
   const limiter = createRateLimiter({
     perAddress: config.limits.tokenPerClient,
     perIdentity: config.limits.tokenPerIdentity,

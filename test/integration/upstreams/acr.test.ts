@@ -10,6 +10,7 @@ import { generatePrivateKeyPem, signingKeyFromPem } from '../../../src/token/key
 import { silentLogger } from '../../../src/log.js';
 import { acrAuth } from '../../../src/proxy/acr-auth.js';
 import { acrScopeOf } from '../../../src/proxy/acr-refresh.js';
+import { outboundAgent, outboundJson } from '../../../src/http/outbound.js';
 import type { UpstreamConfig } from '../../../src/config/types.js';
 import { ACR_AUDIENCE, startFakeAcr, startFakeEntra, type FakeAcr, type FakeEntra } from '../../fixtures/fake-azure.js';
 import { buildOciImage } from '../../fixtures/images.js';
@@ -289,5 +290,50 @@ describe('ACR upstream auth (@azure/identity workload identity, /oauth2/exchange
     const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
     const snippet = readme.slice(readme.indexOf('### Azure Container Registry')).split('```yaml')[1]!.split('```')[0]!;
     expect(configProblem(parse(snippet) as Record<string, unknown>)).toBe('no error');
+  });
+});
+
+/**
+ * Issue 18 item 4, ACR's side: an Entra token that @azure/identity reports as already expired (a
+ * clock far off) bounded the refresh token's lifetime to the past, and renewal re-ran at 0 ms after
+ * every exchange. The Entra token here is a real one from the fake Entra ID (its wire format, over
+ * HTTPS); only its expiry as the SDK would report it is the test's. Exchanges are counted at the fake ACR.
+ */
+describe('ACR refresh-token renewal when the answer is already expired', () => {
+  it('exchanges a bounded number of times in a window, with or without traffic; reports the short lifetime', async () => {
+    const dispatcher = outboundAgent({ caFile: join(dir, 'ca.pem'), timeoutMs: 5000 });
+    const form = new URLSearchParams({
+      client_id: entra.clientId,
+      scope: `${ACR_AUDIENCE}/.default`,
+      grant_type: 'client_credentials',
+      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+      client_assertion: readFileSync(join(dir, 'azure-identity-token'), 'utf8'),
+    });
+    const answer = await outboundJson(`${entra.authorityHost}/${entra.tenant}/oauth2/v2.0/token`, {
+      dispatcher,
+      timeoutMs: 5000,
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: form.toString(),
+    });
+    await dispatcher.close();
+    const aad = (answer.body as { access_token: string }).access_token;
+    const outcomes: string[] = [];
+    const upstream = { url: acr.url, timeout: 5000, followRedirects: false, auth: { type: 'acr' } } as UpstreamConfig;
+    const auth = acrAuth(upstream, silentLogger(), { get: async () => ({ token: aad, expiresOnTimestamp: Date.now() - 1000 }), forget: () => {} }, (outcome) =>
+      outcomes.push(outcome),
+    );
+    try {
+      const before = acr.exchanges.length;
+      await auth.authorization([]);
+      expect(acr.exchanges.length - before).toBe(1);
+      // Quiet for a second, then traffic (new scope sets: each asks the token service with the refresh token).
+      await new Promise((r) => setTimeout(r, 1000));
+      for (let i = 0; i < 10; i++) await auth.authorization([{ type: 'repository', name: `team-a/app${i}`, actions: ['pull'] }]);
+      expect(acr.exchanges.length - before).toBeLessThanOrEqual(2);
+      expect(outcomes[0]).toBe('short-lifetime');
+    } finally {
+      await auth.close();
+    }
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { upstreamAuthFailureKind, upstreamFailure } from '../../../src/proxy/upstream-failure.js';
 import { judgeAuthFailure, judgeUpstreamAnswer } from '../../../src/server/health.js';
+import { OutboundError } from '../../../src/http/outbound.js';
 
 /** The pure decisions behind "502/503 bodies say which side failed" and /readyz's credentials check. */
 describe('upstreamFailure', () => {
@@ -21,6 +22,18 @@ describe('upstreamFailure', () => {
     expect(upstreamAuthFailureKind(Object.assign(new Error('connect ECONNREFUSED 10.0.0.1:443'), { code: 'ECONNREFUSED' }))).toBe('unreachable');
     expect(upstreamAuthFailureKind(new Error('upstream token server https://t/token answered HTTP 401'))).toBe('credentials');
     expect(upstreamAuthFailureKind(Object.assign(new Error('ENOENT: no such file'), { code: 'ENOENT', path: '/secrets/pw' }))).toBe('credentials');
+  });
+
+  it('a token service that does not answer in time is a timeout, one that answers past the size cap a bad answer', () => {
+    const timeout = new OutboundError('auth.test did not answer within 5000 ms', 'timeout', { code: 'ETIMEDOUT' });
+    const tooLarge = new OutboundError('auth.test answered HTTP 200 with more than 65536 bytes: refused', 'too-large', { status: 200 });
+    expect(upstreamAuthFailureKind(timeout)).toBe('timeout');
+    expect(upstreamAuthFailureKind(tooLarge)).toBe('bad-answer');
+    expect(upstreamAuthFailureKind(new OutboundError('auth.test: connect ECONNREFUSED', 'network', { code: 'ECONNREFUSED' }))).toBe('unreachable');
+    expect(upstreamFailure('bad-answer')).toMatchObject({ status: 502, reason: 'Bad Gateway (upstream sent an oversized answer)' });
+    expect(upstreamFailure('bad-answer').reason).toMatch(/^[\x20-\x7e]+$/);
+    expect(judgeAuthFailure(timeout)).toMatchObject({ reason: 'upstream unreachable' });
+    expect(judgeAuthFailure(tooLarge)).toMatchObject({ reason: 'upstream sent an oversized answer' });
   });
 });
 

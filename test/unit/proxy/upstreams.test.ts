@@ -3,7 +3,16 @@ import { upstreamConfig } from '../../../src/config/load.js';
 import { canonicalRepository, upstreamFor } from '../../../src/config/upstreams.js';
 import { formatScope } from '../../../src/oci/scope.js';
 import { classify, type Route } from '../../../src/oci/route.js';
-import { canonicalRoute, catalogName, clientPath, tagsNameRewrite, toUpstream, upstreamName, withNamespace, type Target } from '../../../src/proxy/upstreams.js';
+import {
+  canonicalRoute,
+  catalogName,
+  clientPath,
+  tagsNameRewrite,
+  toUpstream,
+  upstreamName,
+  withNamespace,
+  type Target,
+} from '../../../src/proxy/upstreams.js';
 import { OciError } from '../../../src/oci/errors.js';
 
 const target = (name: string, prefix: string, url: string) => ({ name, prefix, upstream: upstreamConfig(url) }) as Target;

@@ -218,9 +218,11 @@ const limitsSchema = mapping({
     .describe(
       'close a client connection with no bytes moving either way for this long; 0 = never; must exceed upstream.timeout; default max(5m, 2 × upstream.timeout)',
     ),
-  // Each client connection costs a file descriptor (and may hold one upstream, ≤ 320 pooled):
-  // keep maxConnections + ~400 under the process's fd limit (`ulimit -n`).
-  maxConnections: intBetween(0, 1_000_000, ' (0 = unlimited)').default(2048).describe('client connections open at once, all clients together; 0 = unlimited'),
+  // Each client connection costs a file descriptor (and may hold an upstream socket): on Linux the
+  // cap is lowered at start-up to what the process's open-files limit allows (server/connections.ts).
+  maxConnections: intBetween(0, 1_000_000, ' (0 = unlimited)')
+    .default(2048)
+    .describe("client connections open at once, all clients together, per process; lowered to what the open-files limit allows; 0 = only that limit's"),
   // One address may use an eighth of the total: a node pulling many images in parallel needs tens,
   // so a single peer cannot starve everyone else. Behind an ingress, list it in trustedProxies.
   maxConnectionsPerClient: intBetween(0, 1_000_000, ' (0 = unlimited)')

@@ -30,7 +30,25 @@ export function devPaths(stateDir: string) {
     registryConfig: join(stateDir, 'registry.yml'),
     registryData: join(stateDir, 'registry'),
     registryLog: join(stateDir, 'registry.log'),
+    /** The embedded registry's only user, as Distribution reads it (bcrypt), and its password, which only the proxy reads. */
+    registryHtpasswd: join(stateDir, 'registry.htpasswd'),
+    registryPassword: join(stateDir, 'registry-password'),
   };
+}
+
+/**
+ * Why `--dev` must not use this state directory, or undefined. Pure. It holds keys, tokens and the
+ * embedded registry's credentials: another user who owns it, or anyone who may write to it, could
+ * read them or swap them (a key of theirs, a registry config of theirs).
+ */
+export function stateDirProblem(dir: string, st: { uid: number; mode: number; isDirectory: boolean }, myUid: number): string | undefined {
+  if (!st.isDirectory) return `the state directory ${dir} is not a directory: remove it or choose another with --state-dir`;
+  if (st.uid !== myUid) return `the state directory ${dir} belongs to uid ${st.uid}, not to you (uid ${myUid}): use a directory of your own (--state-dir)`;
+  if (st.mode & 0o022) {
+    const mode = (st.mode & 0o777).toString(8).padStart(3, '0');
+    return `the state directory ${dir} is writable by others (mode ${mode}): chmod 700 ${dir}`;
+  }
+  return undefined;
 }
 
 export type DevPaths = ReturnType<typeof devPaths>;

@@ -73,27 +73,28 @@ export async function buildDemoImage(arch = goArch()): Promise<DemoImage> {
 }
 
 /**
- * Pushes the demo image straight to the embedded registry (no proxy, no auth: it is ours and on
- * loopback) unless the tag already exists. Returns the reference pushed or found.
+ * Pushes the demo image straight to the embedded registry (no proxy: it is ours, on loopback, and
+ * `authorization` is the proxy's own credential for it) unless the tag already exists. Returns the
+ * reference pushed or found.
  */
-export async function seedDemoImage(registryURL: string): Promise<string> {
+export async function seedDemoImage(registryURL: string, authorization: string): Promise<string> {
   const ref = `${DEMO_REPOSITORY}:${DEMO_TAG}`;
   const manifestURL = `${registryURL}/v2/${DEMO_REPOSITORY}/manifests/${DEMO_TAG}`;
-  const head = await fetch(manifestURL, { method: 'HEAD', headers: { accept: MANIFEST_TYPE } });
+  const head = await fetch(manifestURL, { method: 'HEAD', headers: { accept: MANIFEST_TYPE, authorization } });
   if (head.ok) return ref;
   const image = await buildDemoImage();
   for (const blob of image.blobs) {
-    const start = await fetch(`${registryURL}/v2/${DEMO_REPOSITORY}/blobs/uploads/`, { method: 'POST' });
+    const start = await fetch(`${registryURL}/v2/${DEMO_REPOSITORY}/blobs/uploads/`, { method: 'POST', headers: { authorization } });
     await start.arrayBuffer();
     const location = start.headers.get('location');
     if (start.status !== 202 || !location) throw new Error(`demo image: starting an upload answered ${start.status}`);
     const put = new URL(location, registryURL);
     put.searchParams.set('digest', blob.digest);
-    const res = await fetch(put, { method: 'PUT', body: new Uint8Array(blob.data), headers: { 'content-type': 'application/octet-stream' } });
+    const res = await fetch(put, { method: 'PUT', body: new Uint8Array(blob.data), headers: { 'content-type': 'application/octet-stream', authorization } });
     await res.arrayBuffer();
     if (res.status !== 201) throw new Error(`demo image: uploading ${blob.digest} answered ${res.status}`);
   }
-  const res = await fetch(manifestURL, { method: 'PUT', body: new Uint8Array(image.manifest), headers: { 'content-type': image.manifestType } });
+  const res = await fetch(manifestURL, { method: 'PUT', body: new Uint8Array(image.manifest), headers: { 'content-type': image.manifestType, authorization } });
   await res.arrayBuffer();
   if (res.status !== 201) throw new Error(`demo image: storing the manifest answered ${res.status}`);
   return ref;

@@ -1,13 +1,13 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { ConfigError } from '../config/errors.js';
 import { extendConfig, upstreamConfig } from '../config/load.js';
 import type { Config, UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { devBanner } from './banner.js';
-import { DEV_ISSUER_NAME, devPaths } from './defaults.js';
+import { DEV_ISSUER_NAME, devPaths, stateDirProblem } from './defaults.js';
 import { seedDemoImage } from './demo-image.js';
 import { createDevIssuer, ensureDevSigningKey } from './issuer.js';
-import { startEmbeddedRegistry, type EmbeddedRegistry } from './registry.js';
+import { DevSetupError, startEmbeddedRegistry, type EmbeddedRegistry } from './registry.js';
 
 export interface DevSession {
   /** The text `serve` prints once it listens. */
@@ -41,14 +41,18 @@ export async function setUpDev(loaded: Config, o: DevOptions): Promise<DevSessio
   }
   const paths = devPaths(o.stateDir);
   mkdirSync(paths.stateDir, { recursive: true, mode: 0o700 });
+  // An existing directory is used as it is found: check it before reading or writing anything in it.
+  const st = statSync(paths.stateDir);
+  const problem = process.getuid ? stateDirProblem(paths.stateDir, { uid: st.uid, mode: st.mode, isDirectory: st.isDirectory() }, process.getuid()) : undefined;
+  if (problem) throw new DevSetupError(problem);
   let registry: EmbeddedRegistry | undefined;
   let demoRef: string | undefined;
   let upstream: UpstreamConfig | undefined;
   if (!loaded.upstream) {
     registry = await startEmbeddedRegistry(paths, o.logger, o.env);
-    upstream = upstreamConfig(registry.url);
+    upstream = { ...upstreamConfig(registry.url), auth: registry.auth };
     try {
-      demoRef = await seedDemoImage(registry.url);
+      demoRef = await seedDemoImage(registry.url, registry.authorization);
     } catch (err) {
       await registry.stop();
       throw err;

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { isIP, type BlockList, type Socket } from 'node:net';
 import type { Config } from '../config/types.js';
@@ -6,25 +7,70 @@ import { parseTrustedProxies } from '../config/net.js';
 
 /**
  * Connection caps and the idle sweep of the listener (`listen.ts`). The total cap guards against
- * running out of file descriptors (Node closes connections beyond it as they are accepted, spending
- * nothing on them); the per-peer cap keeps one address from taking all of them. Peers in
- * trustedProxies carry many clients and are exempt.
+ * running out of file descriptors: it is the configured one, lowered to what this process's
+ * open-files limit allows (each worker has descriptors of its own); past it, a few connections
+ * more are let in only to answer probes (/healthz, /readyz) and a 503, the rest are dropped. The
+ * per-peer cap keeps one address from taking all of them. Peers in trustedProxies carry many
+ * clients and are exempt from the per-peer cap.
  */
+
+/** Why a connection was let in only to be refused: its peer's cap, or the total one. */
+export type Refusal = 'peer' | 'total';
 
 /** How long a connection refused for its peer's connection cap may take to send the request we answer 503 to. */
 const REFUSED_GRACE_MS = 2_000;
 /** Refusals are logged once a minute at most: a flood must not become a flood of log lines. */
 const REFUSAL_REPORT_MS = 60_000;
+/** Connections let in past the total cap at a time (each for REFUSED_GRACE_MS at most): room for probes. */
+export const OVER_CAP_RESERVE = 16;
+/**
+ * Descriptors the process needs besides client connections: its own files, stdio, the event loop,
+ * the primary's channel, idle pooled upstream sockets (proxy/forward.ts keeps up to 64), issuers and Redis.
+ */
+const FD_BASELINE = 128;
+
+/** The soft "Max open files" limit in a /proc/<pid>/limits text; undefined if absent or unlimited. Pure. */
+export function openFilesLimit(procLimits: string): number | undefined {
+  const m = /^Max open files\s+(\S+)\s+(\S+)/m.exec(procLimits);
+  if (!m || m[1] === 'unlimited') return undefined;
+  const n = Number(m[1]);
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
 
 /**
- * What to do with a new connection from a peer with `open` admitted and `refusing` refused ones
- * still open. Pure. Under the cap (0: none; trusted proxies exempt): admit. Over it: answer 503 —
- * but only as many refusals at a time as the cap, so that a flood of connections from one address
- * cannot hold descriptors through its refusals either: beyond that they are dropped at once.
+ * The total connection cap this process can keep, from the configured one (0: none) and its
+ * open-files limit (undefined: unknown). Pure. A client connection may hold an upstream socket
+ * while forwarding, so it counts two descriptors; the baseline and the over-cap reserve come first.
+ * `needed` is the open-files limit that would let the configured cap stand.
  */
-export function connectionVerdict(open: number, refusing: number, limit: number, trustedPeer: boolean): 'admit' | 'refuse' | 'drop' {
+export function connectionCap(configured: number, openFiles: number | undefined): { cap: number; lowered: boolean; needed: number } {
+  const needed = FD_BASELINE + OVER_CAP_RESERVE + 2 * configured;
+  if (openFiles === undefined) return { cap: configured, lowered: false, needed };
+  const fits = Math.max(1, Math.floor((openFiles - FD_BASELINE - OVER_CAP_RESERVE) / 2));
+  if (configured !== 0 && configured <= fits) return { cap: configured, lowered: false, needed };
+  return { cap: fits, lowered: true, needed };
+}
+
+/** This process's open-files limit: Linux's /proc/self/limits (Node has no getrlimit); elsewhere unknown. */
+function readOpenFilesLimit(): number | undefined {
+  if (process.platform !== 'linux') return undefined;
+  try {
+    return openFilesLimit(readFileSync('/proc/self/limits', 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What to do with a new connection when `open` are admitted and `refusing` refused ones still
+ * open, for a peer's cap or the total one. Pure. Under the cap (0: none; trusted proxies exempt):
+ * admit. Over it: answer 503 (or a probe) — but only `reserve` refusals at a time (a peer's: as
+ * many as its cap), so that a flood of connections cannot hold descriptors through its refusals
+ * either: beyond that they are dropped at once.
+ */
+export function connectionVerdict(open: number, refusing: number, limit: number, trustedPeer: boolean, reserve = limit): 'admit' | 'refuse' | 'drop' {
   if (limit === 0 || trustedPeer || open < limit) return 'admit';
-  return refusing < limit ? 'refuse' : 'drop';
+  return refusing < reserve ? 'refuse' : 'drop';
 }
 
 /** How often the idle sweep runs: a quarter of the idle timeout, within 50 ms..1 s. Pure. */
@@ -50,12 +96,25 @@ function count(m: Map<string, number>, peer: string, d: number): void {
 }
 
 /**
- * Applies the caps to `server`'s connections and closes idle ones. A connection refused for its
- * peer's cap is added to `refused`, so that the request listener answers its request with a 503.
+ * Applies the caps to `server`'s connections and closes idle ones. A connection refused for a cap
+ * is added to `refused`, so that the request listener answers its request with a 503 (a probe is
+ * answered). Logs the total cap, and warns when the open-files limit lowered the configured one.
  */
-export function guardConnections(server: Server, config: Config, logger: Logger, refused: WeakSet<Socket>): void {
-  const guard = new ConnectionGuard(config, logger, refused);
-  if (config.limits.maxConnections > 0) server.maxConnections = config.limits.maxConnections;
+export function guardConnections(server: Server, config: Config, logger: Logger, refused: WeakMap<Socket, Refusal>): void {
+  const configured = config.limits.maxConnections;
+  const openFiles = readOpenFilesLimit();
+  const { cap, lowered, needed } = connectionCap(configured, openFiles);
+  if (lowered && configured !== 0) {
+    logger.warn(
+      { maxConnections: cap, configured, openFilesLimit: openFiles },
+      `limits.maxConnections (${configured}) is more than the open-files limit (${openFiles}) allows: capped at ${cap}; raise the limit (ulimit -n, LimitNOFILE=) to ${needed} to keep ${configured}`,
+    );
+  } else {
+    logger.info({ maxConnections: cap, configured, openFilesLimit: openFiles ?? 'unknown' }, 'connection cap');
+  }
+  const guard = new ConnectionGuard(config, cap, logger, refused);
+  // A backstop: Node drops anything past the cap and its reserve at accept (ConnectionGuard counts the same).
+  if (cap > 0) server.maxConnections = cap + OVER_CAP_RESERVE;
   server.on('drop', () => guard.refusedCount++);
   server.prependListener('connection', (socket: Socket) => guard.connected(socket));
   const sweep = setInterval(() => guard.sweep(), sweepPeriodMs(config.limits.idleTimeout));
@@ -68,6 +127,10 @@ class ConnectionGuard {
   private readonly trusted: BlockList | undefined;
   private readonly perPeer = new Map<string, number>();
   private readonly refusingPerPeer = new Map<string, number>();
+  /** Connections open that count against the total cap (admitted and refused for their peer's cap). */
+  private open = 0;
+  /** Connections let in past the total cap, open now. */
+  private overCap = 0;
   /**
    * Idle sweep: a connection whose byte counters have not moved for idleTimeout is closed. Read
    * from the sockets' own counters once a period: no timer re-armed per chunk (see
@@ -80,8 +143,9 @@ class ConnectionGuard {
 
   constructor(
     private readonly config: Config,
+    private readonly cap: number,
     private readonly logger: Logger,
-    private readonly refused: WeakSet<Socket>,
+    private readonly refused: WeakMap<Socket, Refusal>,
   ) {
     this.limits = config.limits;
     this.trusted = config.trustedProxies.length ? parseTrustedProxies(config.trustedProxies) : undefined;
@@ -89,18 +153,31 @@ class ConnectionGuard {
 
   connected(socket: Socket): void {
     const peer = peerOf(socket);
+    const total = connectionVerdict(this.open, this.overCap, this.cap, false, OVER_CAP_RESERVE);
+    if (total !== 'admit') {
+      this.logger.debug({ remote: peer, open: this.open, limit: this.cap, verdict: total }, 'connection refused: total connection cap');
+      this.refuse(
+        socket,
+        total,
+        'total',
+        () => this.overCap++,
+        () => this.overCap--,
+      );
+      return;
+    }
     const open = this.perPeer.get(peer) ?? 0;
     const verdict = connectionVerdict(open, this.refusingPerPeer.get(peer) ?? 0, this.limits.maxConnectionsPerClient, isTrusted(this.trusted, peer));
+    this.open++;
+    socket.once('close', () => this.open--);
     if (verdict !== 'admit') {
-      this.refusedCount++;
       this.logger.debug({ remote: peer, open, limit: this.limits.maxConnectionsPerClient, verdict }, 'connection refused: per-client connection cap');
-      // Over TLS there is no cheap way to answer before a handshake: close. In plain HTTP the
-      // request gets a 503 (see listen.ts) if its head arrives promptly; the socket goes either way.
-      if (verdict === 'drop' || this.config.tls) return void socket.destroy();
-      this.refused.add(socket);
-      count(this.refusingPerPeer, peer, 1);
-      socket.once('close', () => count(this.refusingPerPeer, peer, -1));
-      setTimeout(() => socket.destroy(), REFUSED_GRACE_MS).unref();
+      this.refuse(
+        socket,
+        verdict,
+        'peer',
+        () => count(this.refusingPerPeer, peer, 1),
+        () => count(this.refusingPerPeer, peer, -1),
+      );
       return;
     }
     count(this.perPeer, peer, 1);
@@ -109,6 +186,19 @@ class ConnectionGuard {
       this.idle.delete(socket);
       count(this.perPeer, peer, -1);
     });
+  }
+
+  /**
+   * Over TLS there is no cheap way to answer before a handshake: close. In plain HTTP the request
+   * gets a 503, or a probe its answer (see listen.ts), if its head arrives promptly; the socket goes either way.
+   */
+  private refuse(socket: Socket, verdict: 'refuse' | 'drop', why: Refusal, held: () => void, released: () => void): void {
+    this.refusedCount++;
+    if (verdict === 'drop' || this.config.tls) return void socket.destroy();
+    this.refused.set(socket, why);
+    held();
+    socket.once('close', released);
+    setTimeout(() => socket.destroy(), REFUSED_GRACE_MS).unref();
   }
 
   sweep(): void {
@@ -126,7 +216,7 @@ class ConnectionGuard {
     }
     if (this.refusedCount > 0 && now - this.lastReport >= REFUSAL_REPORT_MS) {
       this.logger.warn(
-        { refused: this.refusedCount, maxConnections: this.limits.maxConnections, maxConnectionsPerClient: this.limits.maxConnectionsPerClient },
+        { refused: this.refusedCount, maxConnections: this.cap, maxConnectionsPerClient: this.limits.maxConnectionsPerClient },
         'connections refused by the connection caps',
       );
       this.refusedCount = 0;

@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { OciError, sendOciError } from '../oci/errors.js';
-import { guardConnections, peerOf } from './connections.js';
+import { guardConnections, peerOf, type Refusal } from './connections.js';
 
 export interface Listener {
   server: Server;
@@ -34,23 +34,35 @@ export function listenerUrl(tls: boolean, host: string, port: number): string {
   return `${tls ? 'https' : 'http'}://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
 }
 
+/** Probes a connection refused for a cap is still answered on: a liveness check must not fail because the proxy is busy. */
+const PROBES = new Set(['/healthz', '/readyz']);
+
 /**
- * `listener` behind the checks every request passes first: a connection refused for its peer's
- * cap (in `refused`) gets a 503, a head with too many lines a 431.
+ * What a request on a connection refused for a cap (`refusal`) gets: a probe is served (and the
+ * connection then closed), anything else a 503 saying which cap. Pure.
+ */
+export function refusedAnswer(refusal: Refusal, url: string | undefined, peer: string): 'serve' | OciError {
+  if (PROBES.has((url ?? '').split('?')[0]!)) return 'serve';
+  const message = refusal === 'peer' ? `too many connections from ${peer}: retry` : 'the proxy is at its connection limit: retry';
+  return new OciError(503, 'UNAVAILABLE', message, undefined, { 'Retry-After': '1', Connection: 'close' });
+}
+
+/**
+ * `listener` behind the checks every request passes first: a connection refused for a cap (in
+ * `refused`) gets a 503 or, for a probe, its answer; a head with too many lines a 431.
  *
  * Every header line the parser saw must be in req.headers: Node's default maxHeadersCount keeps
  * only the first ~1000 while llhttp still frames the body by a Content-Length after them, so a
  * framing header could be used by the parser yet never forwarded. Unlimited here (maxHeaderBytes
  * bounds the head), and a head with too many lines is refused, never truncated.
  */
-function guardRequests(listener: RequestListener, maxHeaderCount: number, logger: Logger, refused: WeakSet<Socket>): RequestListener {
+function guardRequests(listener: RequestListener, maxHeaderCount: number, logger: Logger, refused: WeakMap<Socket, Refusal>): RequestListener {
   return (req, res) => {
-    if (refused.has(req.socket)) {
-      sendOciError(
-        res,
-        new OciError(503, 'UNAVAILABLE', `too many connections from ${peerOf(req.socket)}: retry`, undefined, { 'Retry-After': '1', Connection: 'close' }),
-      );
-      return;
+    const refusal = refused.get(req.socket);
+    if (refusal) {
+      const answer = refusedAnswer(refusal, req.url, peerOf(req.socket));
+      if (answer !== 'serve') return void sendOciError(res, answer);
+      res.shouldKeepAlive = false; // the connection is over a cap: close it after this answer
     }
     const problem = headProblem(req.rawHeaders.length, maxHeaderCount);
     if (problem) {
@@ -126,7 +138,7 @@ function closeServer(server: Server, graceMs: number): Promise<void> {
 }
 
 export async function startListener(config: Config, listener: RequestListener, logger: Logger): Promise<Listener> {
-  const refused = new WeakSet<Socket>();
+  const refused = new WeakMap<Socket, Refusal>();
   const server = createServer(config, guardRequests(listener, config.limits.maxHeaderCount, logger, refused));
   guardConnections(server, config, logger, refused);
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(err, socket, config.limits.maxHeaderBytes, logger));

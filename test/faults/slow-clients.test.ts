@@ -4,6 +4,7 @@ import { connect, type Socket } from 'node:net';
 import { startRecordingUpstream, type RecordingUpstream } from '../fixtures/recording-upstream.js';
 import { parseRaw } from '../helpers/raw-http.js';
 import { startProxy, type TestProxy } from '../helpers/server.js';
+import { startChildProxy, type ChildProxy } from '../helpers/child-proxy.js';
 import { basicAuth } from '../support/token.js';
 
 /**
@@ -234,14 +235,26 @@ describe('connection caps', () => {
     expect(again.status).toBe(401);
   });
 
-  it('closes connections beyond the total cap, and serves again once below it', async () => {
+  it('past the total cap: a probe is answered, anything else gets a short 503, beyond the reserve dropped; served again once below it', async () => {
     const held: Socket[] = [];
     // 8 addresses × 5 = the total cap of 40, each connection stalled in its head
     for (let a = 10; a < 18; a++) for (let i = 0; i < 5; i++) held.push(await open(port, 'GET /v2/ HTTP/1.1\r\n', `127.0.0.${a}`));
+    // a liveness probe from an address with no connection open is still answered (issue 18 item 6)
+    const probe = await get(`${proxy.url}/healthz`, '127.0.0.98');
+    expect(probe.status).toBe(200);
     const over = await open(port, 'GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n', '127.0.0.99');
     await Promise.race([over.gone, new Promise((r) => setTimeout(r, 5000))]);
     expect(over.destroyed).toBe(true);
-    expect(over.out).toBe(''); // dropped at accept: nothing is spent on it
+    const refused = parseRaw(over.out);
+    expect(refused.status).toBe(503);
+    expect(refused.headers).toMatch(/retry-after: 1/i);
+    expect((refused.body as OciBody).errors[0]!.message).toBe('the proxy is at its connection limit: retry');
+    // the reserve past the cap (16) holds stalled heads for 2 s at most; more are dropped at accept
+    const flood: Awaited<ReturnType<typeof open>>[] = [];
+    for (let i = 0; i < 40; i++) flood.push(await open(port, 'GET /v2/ HTTP/1.1\r\n', '127.0.0.97'));
+    await until(() => flood.filter((s) => s.destroyed).length >= 40 - 16, 5000, 'connections past the reserve to be dropped');
+    expect(flood.every((s) => s.out === '')).toBe(true);
+    await until(() => flood.every((s) => s.destroyed), 5000, 'the reserve to be freed');
     for (const s of held) s.destroy();
     await until(() => held.every((s) => s.destroyed), 2000, 'held sockets to close');
     let again = { status: 0, body: '' };
@@ -250,6 +263,59 @@ describe('connection caps', () => {
       if (again.status !== 401) await new Promise((r) => setTimeout(r, 20));
     }
     expect(again.status).toBe(401);
+  });
+});
+
+describe('the total cap follows the open-files limit (issue 18 item 6)', () => {
+  let upstream: RecordingUpstream;
+  let proxy: ChildProxy;
+  beforeAll(async () => {
+    upstream = await startRecordingUpstream();
+    // the built proxy under `ulimit -n 512` with the default maxConnections (2048); token bodies may take a minute
+    proxy = await startChildProxy(
+      upstream.url,
+      { limits: { tokenPerClient: { rate: 0 }, tokenGlobal: { rate: 0 }, tokenBodyTimeout: '1m' } },
+      { openFiles: 512 },
+    );
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    await upstream?.stop();
+  });
+
+  it('600 stalled /token bodies from 200 addresses do not lock out /healthz; the start-up log names the cap it derived', async () => {
+    const port = Number(new URL(proxy.url).port);
+    const stalled: Awaited<ReturnType<typeof open>>[] = [];
+    for (let a = 0; a < 200; a++) for (let i = 0; i < 3; i++) stalled.push(await open(port, STALLED_TOKEN_POST, `127.0.1.${a + 1}`));
+    // the cap's worth are held (bodies may take a minute); the rest are answered 503 or dropped
+    await until(() => stalled.filter((s) => !s.destroyed).length <= 184, 10_000, 'connections past the cap to close');
+    // (the harness's keep-alive connection from its start-up /healthz check may count too)
+    expect(stalled.filter((s) => !s.destroyed).length).toBeGreaterThanOrEqual(182);
+
+    const health = await get(`${proxy.url}/healthz`, '127.0.0.1');
+    expect(health.status).toBe(200);
+    const ready = await get(`${proxy.url}/readyz`, '127.0.0.2');
+    expect([200, 503]).toContain(ready.status); // answered; its verdict is about the upstream
+    const busy = await get(`${proxy.url}/v2/`, '127.0.0.3');
+    expect(busy.status).toBe(503);
+    expect((JSON.parse(busy.body) as OciBody).errors[0]!.code).toBe('UNAVAILABLE');
+
+    for (const s of stalled) s.destroy();
+    let again = { status: 0, body: '' };
+    for (let i = 0; i < 100 && again.status !== 401; i++) {
+      again = await get(`${proxy.url}/v2/`, '127.0.0.3').catch(() => ({ status: 0, body: '' }));
+      if (again.status !== 401) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(again.status).toBe(401);
+
+    const warning = proxy
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('limits.maxConnections'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(warning).toHaveLength(1);
+    expect(warning[0]).toMatchObject({ level: 40, maxConnections: 184, configured: 2048, openFilesLimit: 512 });
+    expect(warning[0]!.msg).toMatch(/capped at 184; raise the limit \(ulimit -n, LimitNOFILE=\) to 4240/);
   });
 });
 

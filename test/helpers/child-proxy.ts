@@ -5,7 +5,7 @@ import { stringify } from 'yaml';
 import { ciIssuer, TEST_ISSUER } from '../support/issuer.js';
 import { freePort } from '../support/net.js';
 import { fetchRegistryToken } from '../support/token.js';
-import { startProxyProcess, type ProxyProcess } from './proxy-process.js';
+import { startProxyProcess, type ProxyProcess, type ProxyProcessOptions } from './proxy-process.js';
 
 /**
  * The built proxy as a child process in front of `upstream`, trusting a static test issuer and
@@ -16,7 +16,11 @@ export interface ChildProxy extends ProxyProcess {
   registryToken(scopes: string[]): Promise<string>;
 }
 
-export async function startChildProxy(upstream: string, extra: Record<string, unknown> = {}): Promise<ChildProxy> {
+export async function startChildProxy(
+  upstream: string,
+  extra: Record<string, unknown> = {},
+  opts: Pick<ProxyProcessOptions, 'openFiles'> = {},
+): Promise<ChildProxy> {
   const dir = mkdtempSync(join(tmpdir(), 'rap-child-'));
   const issuer = await ciIssuer();
   issuer.writeJwks(join(dir, 'jwks.json'));
@@ -35,7 +39,7 @@ export async function startChildProxy(upstream: string, extra: Record<string, un
       ...extra,
     }),
   );
-  const proc = await startProxyProcess(join(dir, 'config.yaml'), `http://127.0.0.1:${port}`, { built: true });
+  const proc = await startProxyProcess(join(dir, 'config.yaml'), `http://127.0.0.1:${port}`, { built: true, ...opts });
   return Object.assign(proc, {
     registryToken: async (scopes: string[]) => fetchRegistryToken(proc.url, await issuer.mint({ sub: 'child' }), scopes),
   });

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { requireTool } from '../support/tools.js';
 
 const ENTRY = fileURLToPath(new URL('./cli-entry.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -21,12 +22,21 @@ function status(pid: number, field: string): number {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
-export async function startProxyProcess(configFile: string, url: string, opts: { built?: boolean } = {}): Promise<ProxyProcess> {
+export interface ProxyProcessOptions {
+  built?: boolean;
+  /** Run under this open-files limit, soft and hard (`prlimit --nofile`, which execs: the pid stays the proxy's). */
+  openFiles?: number;
+}
+
+export async function startProxyProcess(configFile: string, url: string, opts: ProxyProcessOptions = {}): Promise<ProxyProcess> {
   if (opts.built && !existsSync(`${ROOT}/dist/cli/main.js`)) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
   const args = opts.built
     ? [`${ROOT}/bin/registry-auth-proxy.js`, 'serve', '--config', configFile]
     : ['--import', 'tsx', ENTRY, 'serve', '--config', configFile];
-  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [cmd, argv] = opts.openFiles
+    ? [requireTool('prlimit'), [`--nofile=${opts.openFiles}:${opts.openFiles}`, '--', process.execPath, ...args]]
+    : [process.execPath, args];
+  const child = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-100_000)));
   child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-100_000)));

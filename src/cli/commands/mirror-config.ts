@@ -5,9 +5,9 @@ import { canonicalRegistry, registryOf } from '../../config/upstreams.js';
 import { CliExit } from '../exit.js';
 
 /**
- * Where the client goes when the proxy is down: the upstream itself, or, for one standing in for
- * another registry (`registry:`, a pull-through cache), that registry as containerd would reach it
- * without a mirror, so the fallback never lands on the cache behind the proxy's back.
+ * The registry itself, as containerd or podman would reach it without a mirror: the upstream, or,
+ * for one standing in for another registry (`registry:`, a pull-through cache), that registry, so a
+ * fallback never lands on the cache behind the proxy's back.
  */
 function serverOf(u: UpstreamConfig): string {
   const registry = registryOf(u);
@@ -15,28 +15,50 @@ function serverOf(u: UpstreamConfig): string {
   return registry === 'docker.io' ? 'https://registry-1.docker.io' : `https://${registry}`;
 }
 
+export interface MirrorOptions {
+  /**
+   * Let clients go to the registry itself while the proxy is down. Off by default: those pulls are
+   * outside the proxy's policy, audit and limits, and use whatever credentials the node has.
+   */
+  fallbackToUpstream?: boolean;
+}
+
+const ONLY_SERVER = '# The proxy is the only server: while it is down, pulls fail rather than bypass its policy.';
+const FALLBACK = '# --fallback-to-upstream: while the proxy is down, pulls go straight to the registry, bypassing the proxy and its policy.';
+
+function upstreamsOf(config: Pick<Config, 'upstream' | 'upstreams'>) {
+  return config.upstreams ?? (config.upstream ? [{ ...config.upstream, name: 'default', prefix: '' }] : []);
+}
+
 /**
  * containerd `hosts.toml` files that send pulls of each configured upstream's images through the
- * proxy: `server` is the registry (used when the proxy is down), the proxy is a `pull`/`resolve`
- * mirror (never `push`: containerd pushes to the server). An upstream behind a prefix (`hub/`) is
- * reached at `<publicURL>/v2/hub` with `override_path`, so `docker.io/library/nginx` is asked for as
- * `hub/library/nginx`. One file per upstream, each headed by the path it belongs at. Pure.
+ * proxy, for `pull`/`resolve` only (the files are for pulls). By default the proxy is both the one
+ * `[host]` and the `server`, so nothing else is ever tried: containerd falls back to the `server`
+ * when the hosts fail, and a file without a `[host]` section is ignored by containerd 1.6 (it then
+ * goes to the registry itself). With `fallbackToUpstream` the registry is the `server`. An upstream
+ * behind a prefix (`hub/`) is reached at `<publicURL>/v2/hub` with `override_path`, so
+ * `docker.io/library/nginx` is asked for as `hub/library/nginx`. One file per upstream, each
+ * headed by the path it belongs at. Pure.
  */
-export function containerdHostsToml(config: Pick<Config, 'publicURL' | 'upstream' | 'upstreams'>, certsDir = '/etc/containerd/certs.d'): string {
-  const upstreams = config.upstreams ?? (config.upstream ? [{ ...config.upstream, name: 'default', prefix: '' }] : []);
+export function containerdHostsToml(
+  config: Pick<Config, 'publicURL' | 'upstream' | 'upstreams'>,
+  certsDir = '/etc/containerd/certs.d',
+  o: MirrorOptions = {},
+): string {
   const base = config.publicURL.replace(/\/+$/, '');
-  return upstreams
+  return upstreamsOf(config)
     .map((u) => {
       const prefix = u.prefix.replace(/\/+$/, '');
       const viaPath = prefix !== '' || new URL(base).pathname !== '/';
       const host = viaPath ? `${base}/v2${prefix ? `/${prefix}` : ''}` : base;
+      const proxyHost = ['capabilities = ["pull", "resolve"]', ...(viaPath ? ['override_path = true'] : [])];
+      const server = o.fallbackToUpstream ? [FALLBACK, `server = "${serverOf(u)}"`] : [ONLY_SERVER, `server = "${host}"`, ...proxyHost];
       return [
         `# ${certsDir}/${registryOf(u)}/hosts.toml  (upstream "${u.name}"${prefix ? `, prefix ${u.prefix}` : ''})`,
-        `server = "${serverOf(u)}"`,
+        ...server,
         '',
         `[host."${host}"]`,
-        '  capabilities = ["pull", "resolve"]',
-        ...(viaPath ? ['  override_path = true'] : []),
+        ...proxyHost.map((l) => `  ${l}`),
         '',
       ].join('\n');
     })
@@ -45,28 +67,33 @@ export function containerdHostsToml(config: Pick<Config, 'publicURL' | 'upstream
 
 /**
  * podman/CRI-O `registries.conf` entries doing the same: each upstream's registry (by the name
- * images use, `docker.io`) gets the proxy as a mirror, its prefix as the mirror's namespace
- * (`docker.io/library/nginx` → `<proxy>/hub/library/nginx`); `insecure` where the URL is http.
- * A publicURL with a path cannot be a registries.conf mirror (a location has no API path). Pure.
+ * images use, `docker.io`) is relocated to the proxy, its prefix as the namespace
+ * (`docker.io/library/nginx` → `<proxy>/hub/library/nginx`), `insecure` where the proxy is http.
+ * With `fallbackToUpstream` the proxy is a mirror instead, and the registry the location tried
+ * when it fails. A publicURL with a path cannot be a location (a location has no API path). Pure.
  */
-export function registriesConf(config: Pick<Config, 'publicURL' | 'upstream' | 'upstreams'>): string {
-  const upstreams = config.upstreams ?? (config.upstream ? [{ ...config.upstream, name: 'default', prefix: '' }] : []);
+export function registriesConf(config: Pick<Config, 'publicURL' | 'upstream' | 'upstreams'>, o: MirrorOptions = {}): string {
   const proxy = new URL(config.publicURL);
-  if (proxy.pathname.replace(/\/+$/, '') !== '') throw new CliExit(2, 'mirror-config: registries.conf mirrors cannot reach a publicURL with a path');
-  return upstreams
+  if (proxy.pathname.replace(/\/+$/, '') !== '') throw new CliExit(2, 'mirror-config: registries.conf cannot reach a publicURL with a path');
+  const insecureProxy = proxy.protocol === 'http:' ? ['insecure = true'] : [];
+  return upstreamsOf(config)
     .map((u) => {
       const registry = registryOf(u);
       const prefix = u.prefix.replace(/\/+$/, '');
+      const heading = `# upstream "${u.name}"${prefix ? `, prefix ${u.prefix}` : ''}`;
+      const atProxy = `location = "${proxy.host}${prefix ? `/${prefix}` : ''}"`;
+      if (!o.fallbackToUpstream) return [heading, ONLY_SERVER, '[[registry]]', `prefix = "${registry}"`, atProxy, ...insecureProxy, ''].join('\n');
       return [
-        `# upstream "${u.name}"${prefix ? `, prefix ${u.prefix}` : ''}`,
+        heading,
+        FALLBACK,
         '[[registry]]',
         `prefix = "${registry}"`,
         `location = "${registry}"`,
         ...(new URL(serverOf(u)).protocol === 'http:' ? ['insecure = true'] : []),
         '',
         '[[registry.mirror]]',
-        `location = "${proxy.host}${prefix ? `/${prefix}` : ''}"`,
-        ...(proxy.protocol === 'http:' ? ['insecure = true'] : []),
+        atProxy,
+        ...insecureProxy,
         '',
       ].join('\n');
     })
@@ -82,10 +109,15 @@ export function register(program: Command): void {
     .option('--config <file>', 'config file (default: RAP_CONFIG)')
     .option('--format <format>', `${FORMATS.join(' | ')}`, 'containerd')
     .option('--certs-dir <dir>', "containerd's config_path, for the file names printed", '/etc/containerd/certs.d')
-    .action((opts: { config?: string; certsDir: string; format: string }) => {
+    .option(
+      '--fallback-to-upstream',
+      'let clients pull straight from the upstream while the proxy is down: those pulls bypass the proxy and its policy, audit and limits',
+    )
+    .action((opts: { config?: string; certsDir: string; format: string; fallbackToUpstream?: boolean }) => {
       if (!(FORMATS as readonly string[]).includes(opts.format)) throw new CliExit(2, `--format must be one of ${FORMATS.join(', ')}`);
       const config = loadConfig({ config: opts.config });
       if (!config.upstream && !config.upstreams?.length) throw new CliExit(2, 'mirror-config: the config names no upstream');
-      process.stdout.write(opts.format === 'containerd' ? containerdHostsToml(config, opts.certsDir) : registriesConf(config));
+      const o = { fallbackToUpstream: opts.fallbackToUpstream === true };
+      process.stdout.write(opts.format === 'containerd' ? containerdHostsToml(config, opts.certsDir, o) : registriesConf(config, o));
     });
 }

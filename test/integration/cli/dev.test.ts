@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -87,6 +87,11 @@ async function waitGone(pid: number, timeoutMs = 15_000): Promise<boolean> {
   return processGone(pid);
 }
 
+/** Its exit code, or 'started' once it serves (bounded either way). */
+function exitedOrStarted(run: DevRun): Promise<number | null | 'started'> {
+  return Promise.race([run.exited, waitForOutput(run, /Check the token:/).then(() => 'started' as const)]);
+}
+
 function registryPid(run: DevRun): number {
   const line = run.logs().find((l) => l.msg === 'embedded registry started');
   expect(line, run.output()).toBeDefined();
@@ -158,7 +163,24 @@ describe('registry-auth-proxy --dev with no upstream: an embedded registry, end 
     const pid = registryPid(run);
     const upstream = run.logs().find((l) => l.msg === 'embedded registry started')!.url as string;
     expect(upstream).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-    const catalog = await fetch(`${upstream}/v2/_catalog`);
+    // Its port refuses anyone without the proxy's credentials: no way around the proxy (issue 18 item 8).
+    for (const path of ['/v2/', '/v2/_catalog', '/v2/demo/hello/manifests/latest']) {
+      const direct = await fetch(`${upstream}${path}`);
+      expect(direct.status, path).toBe(401);
+      expect(direct.headers.get('www-authenticate'), path).toMatch(/^Basic realm=/);
+    }
+    const push = await fetch(`${upstream}/v2/demo/sneak/blobs/uploads/`, { method: 'POST' });
+    expect(push.status).toBe(401);
+    // Those credentials are new each run, in files only the owner reads; never printed.
+    const password = readFileSync(join(state, 'registry-password'), 'utf8');
+    expect(password).toMatch(/^[\w-]{43}$/);
+    for (const f of ['registry-password', 'registry.htpasswd', 'registry.yml']) expect(statSync(join(state, f)).mode & 0o777, f).toBe(0o600);
+    expect(readFileSync(join(state, 'registry.htpasswd'), 'utf8')).not.toContain(password);
+    expect(run.output()).not.toContain(password);
+    const wrongPassword = await fetch(`${upstream}/v2/`, { headers: { authorization: `Basic ${Buffer.from('registry-auth-proxy:x').toString('base64')}` } });
+    expect(wrongPassword.status).toBe(401);
+    const asProxy = { authorization: `Basic ${Buffer.from(`registry-auth-proxy:${password}`).toString('base64')}` };
+    const catalog = await fetch(`${upstream}/v2/_catalog`, { headers: asProxy });
     expect(await catalog.json()).toEqual({ repositories: ['demo/hello'] });
     const ready = await fetch(`http://${host}/readyz`);
     expect(ready.status).toBe(200);
@@ -170,7 +192,7 @@ describe('registry-auth-proxy --dev with no upstream: an embedded registry, end 
     expect(login.ok, login.out).toBe(true);
     const copy = await paste(bannerLine(run, 'skopeo copy'), authEnv);
     expect(copy.ok, copy.out).toBe(true);
-    const afterCopy = (await (await fetch(`${upstream}/v2/_catalog`)).json()) as { repositories: string[] };
+    const afterCopy = (await (await fetch(`${upstream}/v2/_catalog`, { headers: asProxy })).json()) as { repositories: string[] };
     expect(afterCopy.repositories).toEqual(['demo/copy', 'demo/hello']);
     // …and pull what was pushed back out of the proxy into an OCI layout: the one file is there.
     const pulled = join(work, 'pulled');
@@ -180,7 +202,7 @@ describe('registry-auth-proxy --dev with no upstream: an embedded registry, end 
     expect(index.manifests).toHaveLength(1);
     const listing = await paste(`for b in ${pulled}/blobs/sha256/*; do tar -tzf "$b" 2>/dev/null; done`, {});
     expect(listing.out.split('\n')).toContain('hello.txt');
-    // A wrong password is refused: the proxy is doing the deciding, not the no-auth registry behind it.
+    // A wrong password is refused: the proxy is doing the deciding, not the registry behind it.
     const wrong = await paste(`skopeo inspect --tls-verify=false --creds dev:not-a-token docker://${host}/demo/hello:latest`, {
       REGISTRY_AUTH_FILE: join(work, 'none.json'),
     });
@@ -228,6 +250,27 @@ describe('registry-auth-proxy --dev with no upstream: an embedded registry, end 
     });
     expect(await run.exited).toBe(2);
     expect(run.output()).toContain(`--dev: RAP_DEV_REGISTRY=${join(work, 'no-such-registry')} is not an executable file`);
+  });
+
+  it('refuses, exit 2 naming the path and the fix, a state directory others may write or another user owns', async () => {
+    const open = join(work, 'state-open');
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    const run = startDev(['--dev', '--state-dir', open, '--listen', `127.0.0.1:${await freePort()}`]);
+    expect(await exitedOrStarted(run)).toBe(2);
+    expect(run.output()).toContain(`--dev: the state directory ${open} is writable by others (mode 777): chmod 700 ${open}`);
+    expect(readdirSync(open)).toEqual([]); // nothing read or written in it
+
+    const foreign = join(work, 'state-foreign');
+    mkdirSync(foreign, { mode: 0o700 });
+    chownSync(foreign, 65534, 65534); // the tests run as root (CI); nobody owns it
+    const uid = process.getuid!();
+    const run2 = startDev(['--dev', '--state-dir', foreign, '--listen', `127.0.0.1:${await freePort()}`]);
+    expect(await exitedOrStarted(run2)).toBe(2);
+    expect(run2.output()).toContain(
+      `--dev: the state directory ${foreign} belongs to uid 65534, not to you (uid ${uid}): use a directory of your own (--state-dir)`,
+    );
+    expect(readdirSync(foreign)).toEqual([]);
   });
 
   it('verify --dev without a dev state says how to create one (exit 2)', async () => {

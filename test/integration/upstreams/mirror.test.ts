@@ -11,6 +11,8 @@ import { requireTool } from '../../support/tools.js';
 import { startRegistry, type Registry } from '../../fixtures/registry.js';
 import { startProxy, type TestProxy } from '../../helpers/server.js';
 import { MANIFEST_TYPE, seedManifest } from '../../support/seed.js';
+import { buildConfig } from '../../../src/config/load.js';
+import { containerdHostsToml } from '../../../src/cli/commands/mirror-config.js';
 
 /**
  * Issue 12, containerd's mirror mode: containerd asks a mirror for `/v2/<name>/…?ns=<registry
@@ -140,6 +142,52 @@ describe('containerd (ctr) with the proxy as the mirror of a registry it names b
     expect(await containerd.images()).toContain(ref);
     // team/img matches no prefix: only ns=<reg-a host> can have sent it to reg-a, the only holder
     expect(proxy.logs.join('\n')).toMatch(/"path":"\/v2\/team\/img\/manifests\/v1","status":200/);
+  });
+
+  it('pulls with the hosts.toml mirror-config writes: the proxy is the only server, reached under its prefix', async () => {
+    const image = buildOciImage(join(dir, 'gen-img'), { layers: 1 });
+    await run(requireTool('skopeo'), ['copy', '--dest-tls-verify=false', image.ref, `docker://${hostOf(regA)}/team/gen:v1`], { timeout: 60_000 });
+    const generated = containerdHostsToml(
+      buildConfig({ publicURL: proxy.url, upstreams: [{ name: 'reg-a', prefix: 'a/', url: regA.url }] }),
+      join(dir, 'generated.d'),
+    );
+    const hosts = join(dir, 'generated.d');
+    mkdirSync(join(hosts, hostOf(regA)), { recursive: true });
+    writeFileSync(join(hosts, hostOf(regA), 'hosts.toml'), generated);
+    containerd ??= await startContainerd();
+    const args = ['--address', containerd.address, '--namespace', 'rap-test', 'images', 'pull', '--snapshotter', 'native'];
+    const ref = `${hostOf(regA)}/team/gen:v1`;
+    const { stdout, stderr } = await run(requireTool('ctr'), [...args, '--platform', 'linux/amd64', '--hosts-dir', hosts, ref], { timeout: 60_000 });
+    expect(`${stdout}${stderr}`).toMatch(/done/);
+    expect(await containerd.images()).toContain(ref);
+    // asked for under the upstream's prefix (override_path), at the proxy
+    expect(proxy.logs.join('\n')).toMatch(/"path":"\/v2\/a\/team\/gen\/manifests\/v1","status":200/);
+  });
+
+  it('with the hosts.toml mirror-config writes, a pull while the proxy is down fails: the registry is never dialed', async () => {
+    const image = buildOciImage(join(dir, 'down-img'), { layers: 1 });
+    await run(requireTool('skopeo'), ['copy', '--dest-tls-verify=false', image.ref, `docker://${hostOf(regA)}/team/down:v1`], { timeout: 60_000 });
+    // the proxy "down": its publicURL is a closed port
+    const generated = containerdHostsToml(buildConfig({ publicURL: 'http://127.0.0.1:1', upstreams: [{ name: 'reg-a', prefix: 'a/', url: regA.url }] }));
+    const hosts = join(dir, 'down.d');
+    mkdirSync(join(hosts, hostOf(regA)), { recursive: true });
+    writeFileSync(join(hosts, hostOf(regA), 'hosts.toml'), generated);
+    containerd ??= await startContainerd();
+    const args = ['--address', containerd.address, '--namespace', 'rap-test', 'images', 'pull', '--snapshotter', 'native'];
+    const ref = `${hostOf(regA)}/team/down:v1`;
+    const failed = await run(requireTool('ctr'), [...args, '--platform', 'linux/amd64', '--hosts-dir', hosts, ref], { timeout: 60_000 }).then(
+      () => undefined,
+      (err: Error & { stderr?: string }) => err,
+    );
+    expect(failed?.stderr).toMatch(/127\.0\.0\.1:1/);
+    expect(await containerd.images()).not.toContain(ref);
+    // skopeo pushed it; nothing else asked reg-a for it
+    expect(
+      regA
+        .logs()
+        .split('\n')
+        .filter((l) => l.includes('/v2/team/down/') && l.includes('GET')),
+    ).toEqual([]);
   });
 
   it('pulls docker.io/library/img through the proxy to the upstream standing for docker.io (registry:)', async () => {

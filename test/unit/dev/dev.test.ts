@@ -5,9 +5,10 @@ import { parse as parseYaml } from 'yaml';
 import { buildConfig } from '../../../src/config/load.js';
 import { devBanner, cliInvocation, shellQuote } from '../../../src/dev/banner.js';
 import { DEV_LISTEN, DEV_POLICY_PATH } from '../../../src/config/defaults.js';
-import { devStateDir } from '../../../src/dev/defaults.js';
+import bcrypt from 'bcryptjs';
+import { devStateDir, stateDirProblem } from '../../../src/dev/defaults.js';
 import { buildDemoImage, goArch } from '../../../src/dev/demo-image.js';
-import { registryBinaryPlan, registryConfig, registryEnv } from '../../../src/dev/registry.js';
+import { htpasswdLine, registryBinaryPlan, registryConfig, registryEnv, registryIdentity } from '../../../src/dev/registry.js';
 
 describe('dev state directory', () => {
   it.each([
@@ -18,6 +19,27 @@ describe('dev state directory', () => {
     ['else ~/.local/state', undefined, {}, '/home/u/.local/state/registry-auth-proxy/dev'],
   ])('%s', (_name, flag, env, want) => {
     expect(devStateDir(flag, env, '/home/u')).toBe(want);
+  });
+
+  const dir = { isDirectory: true };
+  it.each([
+    ['ours, 0700', { ...dir, uid: 1000, mode: 0o40700 }, undefined],
+    ['ours, 0755: others may read, not write', { ...dir, uid: 1000, mode: 0o40755 }, undefined],
+    ['group-writable', { ...dir, uid: 1000, mode: 0o40770 }, 'the state directory /s is writable by others (mode 770): chmod 700 /s'],
+    ['world-writable', { ...dir, uid: 1000, mode: 0o40777 }, 'the state directory /s is writable by others (mode 777): chmod 700 /s'],
+    ['sticky /tmp-like', { ...dir, uid: 1000, mode: 0o41777 }, 'the state directory /s is writable by others (mode 777): chmod 700 /s'],
+    [
+      'another user owns it',
+      { ...dir, uid: 0, mode: 0o40700 },
+      'the state directory /s belongs to uid 0, not to you (uid 1000): use a directory of your own (--state-dir)',
+    ],
+    [
+      'not a directory',
+      { isDirectory: false, uid: 1000, mode: 0o100600 },
+      'the state directory /s is not a directory: remove it or choose another with --state-dir',
+    ],
+  ])('state directory check: %s', (_name, st, want) => {
+    expect(stateDirProblem('/s', st, 1000)).toBe(want);
   });
 });
 
@@ -57,12 +79,30 @@ describe('--dev config precedence: flags > file > dev defaults', () => {
 });
 
 describe('embedded registry', () => {
-  it('config: loopback only, storage in the state dir, deletes on, no auth', () => {
-    const doc = parseYaml(registryConfig({ port: 4321, dataDir: "/s/reg 'x'", secret: 's3' }));
-    expect(doc.http).toEqual({ addr: '127.0.0.1:4321', secret: 's3' });
+  it("config: loopback only, storage in the state dir, deletes on, htpasswd auth, this run's nonce on every answer", () => {
+    const doc = parseYaml(registryConfig({ port: 4321, dataDir: "/s/reg 'x'", secret: 's3', htpasswd: '/s/registry.htpasswd', nonce: 'n0nce' }));
+    expect(doc.http).toEqual({ addr: '127.0.0.1:4321', secret: 's3', headers: { 'x-rap-dev': ['n0nce'] } });
     expect(doc.storage.filesystem.rootdirectory).toBe("/s/reg 'x'");
     expect(doc.storage.delete.enabled).toBe(true);
-    expect(doc.auth).toBeUndefined();
+    expect(doc.auth).toEqual({ htpasswd: { realm: 'registry-auth-proxy --dev', path: '/s/registry.htpasswd' } });
+  });
+
+  it('htpasswd: one bcrypt line that matches the password and no other', () => {
+    const line = htpasswdLine('registry-auth-proxy', 'p4ss');
+    expect(line).toMatch(/^registry-auth-proxy:\$2[aby]\$04\$[./A-Za-z0-9]{53}\n$/);
+    const hash = line.trim().split(':')[1]!;
+    expect(bcrypt.compareSync('p4ss', hash)).toBe(true);
+    expect(bcrypt.compareSync('p4sS', hash)).toBe(false);
+  });
+
+  it.each([
+    ['ours: 401 to no credentials, with the nonce', 401, 'n0nce', 'ours'],
+    ['another process without the header', 200, null, 'other'],
+    ['another registry without auth', 200, 'n0nce', 'other'],
+    ['a wrong nonce (an earlier run)', 401, 'old', 'other'],
+    ['a 401 without the nonce', 401, null, 'other'],
+  ] as const)('who answers on the port: %s', (_name, status, header, want) => {
+    expect(registryIdentity(status, header, 'n0nce')).toBe(want);
   });
   it.each([
     [

@@ -5,7 +5,8 @@ import { ISSUER_NAME, issuerConfig } from './issuer-schema.js';
 import { parseOrThrow } from './issues.js';
 import { listenAddress, urlHost, type ListenAddress } from './net.js';
 import { resolveUpstreams, slowest } from './upstreams.js';
-import { configFileSchema, tokenTTLRange, upstreamSchema, upstreamURL, type ConfigFile } from './schema.js';
+import { configFileSchema, tokenTTLRange, type ConfigFile } from './schema.js';
+import { upstreamSchema, upstreamURL } from './upstream-schema.js';
 import { workersSetting } from './workers.js';
 import type { Config, IssuerConfig, LimitsConfig, TokensConfig, UpstreamConfig } from './types.js';
 

@@ -1,7 +1,8 @@
 import type { z } from 'zod';
 import type { IssuerConfig } from './issuer-schema.js';
 import type { ListenAddress } from './net.js';
-import { signingAlgorithm, type ConfigFile, type upstreamSchema } from './schema.js';
+import { signingAlgorithm, type ConfigFile } from './schema.js';
+import type { upstreamSchema } from './upstream-schema.js';
 
 /**
  * The validated, typed configuration, produced once by `config/load.ts` and frozen: everything

@@ -8,7 +8,8 @@ import type { Logger } from '../log.js';
 import { catalogLink, createCursorCodec, openCatalogQuery, type CursorKeySource } from '../oci/catalog-cursor.js';
 import { createCatalogFilter } from '../oci/catalog-filter.js';
 import { OciError, sendOciError, API_VERSION, API_VERSION_HEADER } from '../oci/errors.js';
-import { classify, isRouteError, refuseBody, type Route } from '../oci/route.js';
+import { refuseBody } from '../oci/request-body.js';
+import { classify, isRouteError, type Route } from '../oci/route.js';
 import { allows } from '../policy/grant.js';
 import type { PolicyEngine, RequestContext } from '../policy/types.js';
 import type { Metrics } from '../http/metrics.js';
@@ -96,6 +97,18 @@ function bodyFilter(route: Route, clientRoute: Route, catalog: () => () => Trans
 const NO_UPSTREAM = new OciError(404, 'NAME_UNKNOWN', 'no upstream serves this repository name: it matches no configured prefix');
 const NO_CATALOG = new OciError(400, 'UNSUPPORTED', 'the catalog is not available when several upstreams are configured');
 
+/** What the upstream's answer tells: latency and rate-limit metrics; a 401 drops the credential it refused. */
+function upstreamStatusObserver(target: Target, route: Route, metrics: Metrics | undefined) {
+  return (status: number, seconds: number, headers: IncomingMessage['headers']): void => {
+    // `upstream` only with several upstreams: a single one keeps its series as they were.
+    const labels = target.name ? { upstream: target.name } : {};
+    metrics?.upstreamLatency.observe({ route: route.kind, status: String(status), ...labels }, seconds);
+    const remaining = rateLimitRemaining(headers['ratelimit-remaining']);
+    if (remaining !== undefined) metrics?.upstreamRateLimitRemaining.set(labels, remaining);
+    if (status === 401) target.auth.invalidate(route.scopes);
+  };
+}
+
 export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   const { config, logger, tokens, metrics, policy } = deps;
   const targets = createTargets(config, logger, deps.draining, metrics);
@@ -120,14 +133,7 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
       path: `${route.path}${route.query}`,
       authorization,
       route: route.kind,
-      onUpstreamStatus: (status, seconds, headers) => {
-        // `upstream` only with several upstreams: a single one keeps its series as they were.
-        const labels = target.name ? { upstream: target.name } : {};
-        metrics?.upstreamLatency.observe({ route: route.kind, status: String(status), ...labels }, seconds);
-        const remaining = rateLimitRemaining(headers['ratelimit-remaining']);
-        if (remaining !== undefined) metrics?.upstreamRateLimitRemaining.set(labels, remaining);
-        if (status === 401) upstreamAuth.invalidate(route.scopes);
-      },
+      onUpstreamStatus: upstreamStatusObserver(target, route, metrics),
       filterBody: bodyFilter(route, clientRoute, () =>
         catalogFilter(policy, identity, { service: config.service, clientIP: clientIPOf(req) }, (name) => catalogName(targets, target, name)),
       ),

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { classify, isRouteError, refuseBody, withoutMount, type Route } from '../../../src/oci/route.js';
+import { refuseBody } from '../../../src/oci/request-body.js';
+import { classify, isRouteError, withoutMount, type Route } from '../../../src/oci/route.js';
 import { bearerChallenge } from '../../../src/oci/challenge.js';
 import { formatScope } from '../../../src/oci/scope.js';
 

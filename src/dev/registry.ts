@@ -1,17 +1,13 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, chmodSync, closeSync, constants, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { delimiter, join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { stringify as toYaml } from 'yaml';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { DevPaths } from './defaults.js';
-
-/** The Debian/Ubuntu package that ships Distribution's registry as /usr/bin/docker-registry. */
-const REGISTRY_PACKAGE = 'docker-registry';
-const REGISTRY_NAMES = ['docker-registry'];
+import { DevSetupError, findOnPath, resolveRegistryBinary } from './registry-binary.js';
 
 /** The embedded registry's one user: the proxy. */
 const REGISTRY_USER = 'registry-auth-proxy';
@@ -53,80 +49,6 @@ export function htpasswdLine(user: string, password: string): string {
 export function registryIdentity(status: number, nonceHeader: string | null, nonce: string): 'ours' | 'other' {
   return status === 401 && nonceHeader === nonce ? 'ours' : 'other';
 }
-
-type RegistryBinaryPlan = { action: 'use'; path: string } | { action: 'install'; command: string[] } | { action: 'fail'; message: string };
-
-/**
- * What to do about the registry binary. Pure: the caller looks things up. RAP_DEV_REGISTRY names
- * it explicitly (and must then exist); else PATH; else root with apt-get installs the Debian
- * package, as the test suite does; else the exact command to run.
- */
-export function registryBinaryPlan(s: {
-  explicit?: string;
-  explicitUsable?: boolean;
-  found?: string;
-  isRoot: boolean;
-  hasAptGet: boolean;
-}): RegistryBinaryPlan {
-  if (s.explicit) {
-    return s.explicitUsable ? { action: 'use', path: s.explicit } : { action: 'fail', message: `RAP_DEV_REGISTRY=${s.explicit} is not an executable file` };
-  }
-  if (s.found) return { action: 'use', path: s.found };
-  if (s.isRoot && s.hasAptGet) return { action: 'install', command: ['apt-get', 'install', '-y', '--no-install-recommends', REGISTRY_PACKAGE] };
-  return {
-    action: 'fail',
-    message:
-      '--dev without --upstream runs the Distribution registry, and docker-registry is not installed. ' +
-      (s.hasAptGet
-        ? `Install it with: sudo apt-get install -y ${REGISTRY_PACKAGE}`
-        : 'Install the Distribution registry (https://distribution.github.io/distribution/) and set RAP_DEV_REGISTRY to its path') +
-      ', or point --upstream at a registry you run.',
-  };
-}
-
-function executable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return statSync(path).isFile();
-  } catch {
-    return false;
-  }
-}
-
-/** First executable `name` on PATH, then in /usr/bin and /usr/sbin (sudo's PATH may lack them). */
-function findOnPath(names: string[], env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const dirs = [...(env.PATH ?? '').split(delimiter).filter(Boolean), '/usr/bin', '/usr/sbin'];
-  for (const name of names) for (const dir of dirs) if (executable(join(dir, name))) return join(dir, name);
-  return undefined;
-}
-
-/** Finds (or, as root with apt-get, installs) the registry binary; throws with the install command otherwise. */
-function resolveRegistryBinary(logger: Logger, env: NodeJS.ProcessEnv = process.env): string {
-  const explicit = env.RAP_DEV_REGISTRY || undefined;
-  const plan = registryBinaryPlan({
-    explicit,
-    explicitUsable: explicit ? executable(explicit) : undefined,
-    found: findOnPath(REGISTRY_NAMES, env),
-    isRoot: process.getuid?.() === 0,
-    hasAptGet: findOnPath(['apt-get'], env) !== undefined,
-  });
-  if (plan.action === 'use') return plan.path;
-  if (plan.action === 'fail') throw new DevSetupError(plan.message);
-  logger.warn({ command: plan.command.join(' ') }, 'docker-registry is missing: installing it with apt-get (running as root)');
-  const aptEnv = { ...env, DEBIAN_FRONTEND: 'noninteractive' };
-  try {
-    execFileSync('apt-get', ['update'], { stdio: ['ignore', 'ignore', 'inherit'], env: aptEnv });
-    execFileSync(plan.command[0]!, plan.command.slice(1), { stdio: ['ignore', 'ignore', 'inherit'], env: aptEnv });
-  } catch (err) {
-    throw new DevSetupError(`installing ${REGISTRY_PACKAGE} failed (${(err as Error).message}); install it yourself or use --upstream`);
-  }
-  const installed = findOnPath(REGISTRY_NAMES, env);
-  if (!installed) throw new DevSetupError(`apt-get installed ${REGISTRY_PACKAGE} but docker-registry is still not on PATH`);
-  return installed;
-}
-
-/** `--dev` cannot be set up as asked: the CLI exits 2 with this message. */
-export class DevSetupError extends Error {}
 
 export interface EmbeddedRegistry {
   url: string;
@@ -185,27 +107,7 @@ export async function startEmbeddedRegistry(paths: DevPaths, logger: Logger, env
     const nonce = randomBytes(16).toString('hex');
     const config = registryConfig({ port, dataDir: paths.registryData, secret: randomBytes(16).toString('hex'), htpasswd: paths.registryHtpasswd, nonce });
     writePrivate(paths.registryConfig, config);
-    const logFd = openSync(paths.registryLog, 'w', 0o600);
-    const [cmd, args] = setpriv ? [setpriv, ['--pdeathsig', 'TERM', '--', bin, 'serve', paths.registryConfig]] : [bin, ['serve', paths.registryConfig]];
-    let child: ChildProcess;
-    try {
-      child = spawn(cmd, args, { stdio: ['ignore', logFd, logFd], detached: true, env: registryEnv(env) });
-    } finally {
-      closeSync(logFd);
-    }
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-      child.once('exit', (code, signal) => resolve({ code, signal }));
-      child.once('error', (err) => {
-        lastError = err.message;
-        resolve({ code: null, signal: null });
-      });
-    });
-    // The registry must not keep the proxy alive (a start-up error after this point just returns),
-    // and whatever ends this process normally, an uncaught exception included, ends the registry too.
-    child.unref();
-    const killOnExit = () => child.kill('SIGTERM');
-    process.once('exit', killOnExit);
-    void exited.then(() => process.removeListener('exit', killOnExit));
+    const { child, exited } = spawnRegistry(setpriv ? [setpriv, '--pdeathsig', 'TERM', '--', bin] : [bin], paths, env, (e) => (lastError = e));
     const url = `http://127.0.0.1:${port}`;
     const up = await waitUntilServing(url, nonce, exited, 15_000);
     if (up) {
@@ -233,6 +135,37 @@ export async function startEmbeddedRegistry(paths: DevPaths, logger: Logger, env
     logger.warn({ port }, 'the embedded registry lost its port to another process: trying another');
   }
   throw new DevSetupError(`the embedded registry (${bin}) did not start:\n${lastError}\n(config: ${paths.registryConfig})`);
+}
+
+/**
+ * Starts the registry detached, its output in its log file. It must not keep the proxy alive (a
+ * start-up error after this point just returns), and whatever ends this process normally, an
+ * uncaught exception included, ends the registry too.
+ */
+function spawnRegistry(command: string[], paths: DevPaths, env: NodeJS.ProcessEnv, onError: (message: string) => void) {
+  const logFd = openSync(paths.registryLog, 'w', 0o600);
+  let child: ChildProcess;
+  try {
+    child = spawn(command[0]!, [...command.slice(1), 'serve', paths.registryConfig], {
+      stdio: ['ignore', logFd, logFd],
+      detached: true,
+      env: registryEnv(env),
+    });
+  } finally {
+    closeSync(logFd);
+  }
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('error', (err) => {
+      onError(err.message);
+      resolve({ code: null, signal: null });
+    });
+  });
+  child.unref();
+  const killOnExit = () => child.kill('SIGTERM');
+  process.once('exit', killOnExit);
+  void exited.then(() => process.removeListener('exit', killOnExit));
+  return { child, exited };
 }
 
 /**

@@ -7,7 +7,8 @@ import { devBanner } from './banner.js';
 import { DEV_ISSUER_NAME, devPaths, stateDirProblem } from './defaults.js';
 import { seedDemoImage } from './demo-image.js';
 import { createDevIssuer, ensureDevSigningKey } from './issuer.js';
-import { DevSetupError, startEmbeddedRegistry, type EmbeddedRegistry } from './registry.js';
+import { DevSetupError } from './registry-binary.js';
+import { startEmbeddedRegistry, type EmbeddedRegistry } from './registry.js';
 
 export interface DevSession {
   /** The text `serve` prints once it listens. */

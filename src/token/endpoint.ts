@@ -81,6 +81,20 @@ function throttled(
   };
 }
 
+/** The outcome's one audit line and its metric. */
+function record(outcome: TokenOutcome, clientIP: string, logger: Logger, metrics: TokenEndpointDeps['metrics']): void {
+  if (outcome.kind === 'refused' && outcome.limited) {
+    const { bucket, repeat } = outcome.limited;
+    metrics?.rateLimited.inc({ scope: bucket });
+    // One audit line when a bucket starts refusing; the rest of a flood would drown the log.
+    if (repeat) logger.debug({ clientIP, bucket, issuer: outcome.who?.issuerName }, 'token request rate-limited again');
+    else logger.info(auditLine(outcome, clientIP), 'token decision');
+    return;
+  }
+  logger.info(auditLine(outcome, clientIP), 'token decision');
+  metrics?.tokenDecisions.inc(decisionLabels(outcome));
+}
+
 export function createTokenHandler(deps: TokenEndpointDeps) {
   const { config, logger, identity: verifier, policy, keys, metrics, limiter } = deps;
   const issueOpts: IssueOptions = { issuer: config.publicURL, service: config.service, ttl: config.tokens.ttl, refreshTTL: config.tokens.refreshTTL };
@@ -135,16 +149,7 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
       sendTokenError(res, internalError());
       return;
     }
-    if (outcome.kind === 'refused' && outcome.limited) {
-      const { bucket, repeat } = outcome.limited;
-      metrics?.rateLimited.inc({ scope: bucket });
-      // One audit line when a bucket starts refusing; the rest of a flood would drown the log.
-      if (repeat) logger.debug({ clientIP, bucket, issuer: outcome.who?.issuerName }, 'token request rate-limited again');
-      else logger.info(auditLine(outcome, clientIP), 'token decision');
-    } else {
-      logger.info(auditLine(outcome, clientIP), 'token decision');
-      metrics?.tokenDecisions.inc(decisionLabels(outcome));
-    }
+    record(outcome, clientIP, logger, metrics);
     sendTokenOutcome(res, outcome);
   };
 }

@@ -141,7 +141,7 @@ async function startDev(config: Config, stateDirFlag: string | undefined, logger
   // Loaded only for --dev: the rest of the CLI starts without the registry and image code.
   const [{ setUpDev }, { DevSetupError }, { cliInvocation }] = await Promise.all([
     import('../../dev/setup.js'),
-    import('../../dev/registry.js'),
+    import('../../dev/registry-binary.js'),
     import('../../dev/banner.js'),
   ]);
   const stateDir = devStateDir(stateDirFlag);

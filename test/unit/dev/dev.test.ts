@@ -8,7 +8,8 @@ import { DEV_LISTEN, DEV_POLICY_PATH } from '../../../src/config/defaults.js';
 import bcrypt from 'bcryptjs';
 import { devStateDir, stateDirProblem } from '../../../src/dev/defaults.js';
 import { buildDemoImage, goArch } from '../../../src/dev/demo-image.js';
-import { htpasswdLine, registryBinaryPlan, registryConfig, registryEnv, registryIdentity } from '../../../src/dev/registry.js';
+import { registryBinaryPlan } from '../../../src/dev/registry-binary.js';
+import { htpasswdLine, registryConfig, registryEnv, registryIdentity } from '../../../src/dev/registry.js';
 
 describe('dev state directory', () => {
   it.each([

@@ -179,11 +179,13 @@ function untilStopped(runtime: Runtime, dev: DevSession | undefined, logger: Log
       logger.info({ signal }, 'shutting down: finishing in-flight requests');
       runtime.stop().then(resolve, resolve);
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
+    // Kept, not once: a repeated signal must not kill a draining process (a terminal's Ctrl-C
+    // reaches both this process and a launcher that forwards it: src/cli/launch.ts).
+    process.on('SIGTERM', () => stop('SIGTERM'));
     // A terminal's Ctrl-C reaches the whole process group: a worker leaves it to the primary,
     // which has every worker drain (and would restart one that died of it).
     if (link) process.on('SIGINT', () => undefined);
-    else process.once('SIGINT', () => stop('SIGINT'));
+    else process.on('SIGINT', () => stop('SIGINT'));
     link?.serve(runtime, () => stop('primary: drain'));
     // Without its registry the dev proxy can only answer 502: stop and say why instead.
     void dev?.registry?.exited.then(({ code, signal }) => {

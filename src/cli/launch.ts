@@ -1,6 +1,8 @@
 import { spawn } from 'node:child_process';
+import { accessSync, constants as fs } from 'node:fs';
 import { close as closeInspector, url as inspectorUrl } from 'node:inspector';
 import { constants } from 'node:os';
+import { delimiter, join } from 'node:path';
 import { streamingRelaunch } from '../server/heap-flags.js';
 
 /**
@@ -56,7 +58,12 @@ export function relaunchToServe(argv: readonly string[] = process.argv): boolean
 function superviseChild(args: string[], env: NodeJS.ProcessEnv): void {
   // The child takes the inspector's port (it inherited --inspect): the launcher has nothing to debug.
   if (inspectorUrl()) closeInspector();
-  const child = spawn(process.execPath, args, { stdio: 'inherit', env, argv0: process.argv0 });
+  // Under `setpriv --pdeathsig` where there is one: should the launcher be killed outright, the kernel
+  // stops the server (which drains, and stops a --dev registry) rather than leave it orphaned.
+  const setpriv = process.platform === 'linux' ? onPath('setpriv', env.PATH) : undefined;
+  const child = setpriv
+    ? spawn(setpriv, ['--pdeathsig', 'TERM', '--', process.execPath, ...args], { stdio: 'inherit', env })
+    : spawn(process.execPath, args, { stdio: 'inherit', env, argv0: process.argv0 });
   const forward = (signal: NodeJS.Signals) => void child.kill(signal);
   for (const signal of FORWARDED) process.on(signal, forward);
   child.once('error', (err) => {
@@ -70,4 +77,16 @@ function superviseChild(args: string[], env: NodeJS.ProcessEnv): void {
     process.exitCode = 128 + (constants.signals[signal] ?? 0);
     process.kill(process.pid, signal);
   });
+}
+
+function onPath(name: string, path = ''): string | undefined {
+  for (const dir of path.split(delimiter).filter(Boolean)) {
+    try {
+      accessSync(join(dir, name), fs.X_OK);
+      return join(dir, name);
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
 }

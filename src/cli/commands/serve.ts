@@ -93,8 +93,18 @@ async function serveWith(loaded: Config, stateDirFlag: string | undefined, link:
   await untilStopped(runtime, dev, logger, link);
   await dev?.stop();
   logger.info('stopped');
-  // Everything is closed; should a stray handle linger, it must not hold the pod in Terminating.
-  setTimeout(() => process.exit(process.exitCode ?? 0), 500).unref();
+  exitNow(process.exitCode ?? 0);
+}
+
+/**
+ * Everything is closed: exit now, not when the event loop empties. A stray handle must not hold the
+ * pod in Terminating, and Node's teardown puts signals back to their default first, so a second
+ * SIGTERM/SIGINT then (a launcher forwarding what its process group got too, systemd signalling the
+ * whole cgroup) would kill a process that had drained cleanly.
+ */
+function exitNow(code: number | string): never {
+  flushLogs();
+  process.exit(code);
 }
 
 /** `workers: N` (N > 1): this process is the primary; it returns once every worker has exited. */
@@ -104,9 +114,8 @@ async function servePrimary(config: Config, workers: ReturnType<typeof resolveWo
   lintPolicies(primary.policy, config, logger);
   const code = await primary.exited;
   logger.info({ code }, 'stopped');
-  setTimeout(() => process.exit(code), 500).unref();
   // A worker that failed to start said why on stderr already.
-  if (code !== 0) throw new CliExit(code, '');
+  exitNow(code);
 }
 
 function logPolicySource(config: Config, logger: Logger): void {

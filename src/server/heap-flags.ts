@@ -39,7 +39,7 @@ export function streamingMallocEnv(env: NodeJS.ProcessEnv): Record<string, strin
 export const STREAMING_SETTINGS_ENV = 'RAP_STREAMING_SETTINGS';
 
 /** The command line and environment additions a serving process is restarted with. */
-export interface StreamingRelaunch {
+interface StreamingRelaunch {
   execArgv: string[];
   env: Record<string, string>;
 }

@@ -27,6 +27,7 @@ createServer((req, res) => {
   const basic = Buffer.from((req.headers.authorization || '').slice(6), 'base64').toString();
   const jwt = basic.slice(basic.indexOf(':') + 1);
   const [h, p, s] = jwt.split('.');
+  if (s === undefined) return res.writeHead(401).end();
   const ok = verify('sha256', Buffer.from(h + '.' + p), { key: issuerKey, dsaEncoding: 'ieee-p1363' }, Buffer.from(s, 'base64url'));
   if (!ok) return res.writeHead(401).end();
   const claims = JSON.parse(Buffer.from(p, 'base64url').toString());

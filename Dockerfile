@@ -48,10 +48,9 @@ USER 65532:65532
 # --public-url): the token realm clients are sent to. Without it the proxy exits 2.
 EXPOSE 8080
 # No HEALTHCHECK: Kubernetes probes /healthz and /readyz instead.
-# --initial-old-space-size and MALLOC_TRIM_THRESHOLD_: see src/server/heap-flags.ts (each removes
-# a source of CPU per GiB streamed that varied from process to process on the bench).
-ENV MALLOC_TRIM_THRESHOLD_=33554432
-ENTRYPOINT ["node", "--initial-old-space-size=64", "/app/bin/registry-auth-proxy.js"]
+# No node flags or malloc settings here: `serve` re-executes itself with them (src/cli/launch.ts,
+# src/server/heap-flags.ts), as from every other entry point; on Node 24 the same PID 1.
+ENTRYPOINT ["node", "/app/bin/registry-auth-proxy.js"]
 CMD ["serve", "--config", "/etc/registry-auth-proxy/config.yaml"]
 # Last, so a new commit rebuilds nothing above. CREATED: the commit's date (reproducible), not the
 # time of the build. The source is where ghcr.io/registry-auth-proxy/registry-auth-proxy comes from.

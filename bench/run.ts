@@ -13,7 +13,7 @@ import { cpus, loadavg, totalmem, release } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { seedManifest } from '../test/support/seed.js';
-import { currentRss } from './lib/cpu.js';
+import { currentRss, processTree } from './lib/cpu.js';
 import { startLoadProcess } from './lib/load.js';
 import type { Mode, Target } from './lib/modes.js';
 import { startNginx } from './lib/nginx.js';
@@ -88,7 +88,9 @@ async function main(): Promise<void> {
     target('proxy', proxy, async (scopes) => ({ authorization: `Bearer ${await proxy.registryToken(scopes)}` })),
   ];
   try {
-    const rssStart = currentRss(proxy.pid);
+    // the serving process: the one started, or the child it re-executed itself as (Node < 22.15)
+    const rssStart = Math.max(...processTree(proxy.pid).map(currentRss));
+    log(`proxy serving process started as: ${proxy.startedAs}`);
     const section = async <T>(name: string, run: () => Promise<T>): Promise<T> => {
       const t0 = Date.now();
       const value = await run();
@@ -108,6 +110,7 @@ async function main(): Promise<void> {
       registryVersion: version('docker-registry', ['--version']),
       nginxVersion: version('nginx', ['-v']).replace(/^nginx version: /, ''),
       quick: QUICK,
+      proxyStartedAs: proxy.startedAs,
       profiling: Boolean(prof),
       rssStart,
       blobs,

@@ -3,11 +3,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, openSync, existsSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { streamingMallocEnv, withStreamingHeap } from '../../src/server/heap-flags.js';
 import { exportJWK, generateKeyPair } from 'jose';
 import { stringify } from 'yaml';
 import { TestIssuer } from '../../test/support/issuer.js';
 import { freePort, waitForHttp } from '../../test/support/net.js';
+import { cmdline, environ, listenerPid } from '../../test/support/proc.js';
 import { fetchRegistryToken } from '../../test/support/token.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -16,6 +16,10 @@ export interface BenchProxy {
   url: string;
   pid: number;
   logFile: string;
+  /** The bench issuer's JWKS (for the /token floor). */
+  jwks: string;
+  /** How the serving process really runs: its node flags and malloc settings, from /proc. */
+  startedAs: string;
   /** Identity token of the bench issuer (valid 1 h), `n` distinct ones via `seq`. */
   identity(seq?: number): Promise<string>;
   /** A registry token of the proxy for these scopes. */
@@ -25,10 +29,22 @@ export interface BenchProxy {
 
 interface BenchProxyOptions {
   env?: NodeJS.ProcessEnv;
-  /** Extra node flags (e.g. --cpu-prof). */
+  /** Extra node flags (e.g. --cpu-prof); none by default: the proxy starts as a user starts it. */
   nodeArgs?: string[];
   /** The `workers` config key; left out of the config when undefined (a build without the key refuses it). */
   workers?: number;
+}
+
+/** The serving process's node flags before the script, and its MALLOC_/GLIBC_ settings, as /proc has them. */
+function startedAs(port: number): string {
+  const pid = listenerPid(port);
+  const argv = cmdline(pid);
+  const flags = argv.slice(
+    1,
+    argv.findIndex((a) => a.endsWith('registry-auth-proxy.js')),
+  );
+  const env = Object.entries(environ(pid)).filter(([k]) => k.startsWith('MALLOC_') || k === 'GLIBC_TUNABLES');
+  return [...env.map(([k, v]) => `${k}=${v}`), 'node', ...flags].join(' ');
 }
 
 /** The build refused the `workers` config key: it predates the key. */
@@ -88,13 +104,9 @@ export async function startBenchProxy(upstream: string, opts: BenchProxyOptions 
   const out = openSync(logFile, 'a');
   const child: ChildProcess = spawn(
     process.execPath,
-    // As the container image runs it (Dockerfile ENTRYPOINT and ENV): see src/server/heap-flags.ts.
-    [...withStreamingHeap(opts.nodeArgs ?? []), join(ROOT, 'bin/registry-auth-proxy.js'), 'serve', '--config', join(dir, 'config.yaml')],
-    {
-      cwd: dir,
-      stdio: ['ignore', out, out],
-      env: { ...process.env, ...streamingMallocEnv(process.env), ...opts.env },
-    },
+    // As a user starts it: no flags or environment of the bench's (the CLI applies its own settings).
+    [...(opts.nodeArgs ?? []), join(ROOT, 'bin/registry-auth-proxy.js'), 'serve', '--config', join(dir, 'config.yaml')],
+    { cwd: dir, stdio: ['ignore', out, out], env: { ...process.env, ...opts.env } },
   );
   try {
     await waitForStart(child, `${url}/healthz`);
@@ -111,6 +123,8 @@ export async function startBenchProxy(upstream: string, opts: BenchProxyOptions 
     url,
     pid: child.pid!,
     logFile,
+    jwks: issuer.jwks,
+    startedAs: startedAs(port),
     identity,
     registryToken: async (scopes) => fetchRegistryToken(url, await identity(), scopes, { service: 'registry.bench', user: 'bench' }),
     async stop() {

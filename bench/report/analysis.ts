@@ -37,8 +37,9 @@ changes. The run before it (14:50 UTC, same code without the malloc setting belo
   start-up; \`--initial-old-space-size=64\` → 1–4. (2) glibc: with its dynamic trim threshold still at the
   128 KiB start, malloc gave the freed heap top back with \`brk(2)\` after every collection and page-faulted it
   in again (strace: ~1,200 brk per 256 MiB, all system time); \`MALLOC_TRIM_THRESHOLD_=33554432\` → 0–20.
-  Both are set where a process starts (src/server/heap-flags.ts: the image's entrypoint and ENV, cluster
-  workers, this benchmark — for the bare pipe too). Pull: 2.12 → 1.28 CPU s/GiB and 331 → 506 MiB/s; push
+  Both are set where a process starts (src/server/heap-flags.ts): since issue 19 \`serve\` re-executes itself
+  with them from every entry point (src/cli/launch.ts), so this benchmark starts the proxy with nothing added
+  (the bare pipe and the /token floor get them from the benchmark). Pull: 2.12 → 1.28 CPU s/GiB and 331 → 506 MiB/s; push
   1.42 → 1.07 (this run against the one before); the pipe moved 1.51 → 0.91 with the same settings. Tried
   and not enough for (1): one forced GC after start-up, semi-space sizes, \`--no-allocation-site-pretenuring\`,
   \`--no-page-promotion\`, \`--heap-growing-percent\`; a 4 MiB trim threshold still let some processes thrash.

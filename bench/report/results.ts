@@ -16,6 +16,8 @@ export interface Results {
   nginxVersion: string;
   quick: boolean;
   profiling: boolean;
+  /** The proxy's serving process as /proc shows it: node flags and malloc settings (none added by the bench). */
+  proxyStartedAs: string;
   /** Proxy RSS after start-up (bytes). */
   rssStart: number;
   blobs: BlobResults;
@@ -38,6 +40,7 @@ export function figures(r: Results) {
     headCpu16: perMode((m: Mode) => h16[m]?.cpuMs ?? NaN),
     overhead16: (h16.proxy?.lat.p50 ?? NaN) - (h16.direct?.lat.p50 ?? NaN),
     tokenCpu: r.token.distinct.cpuMs,
+    tokenFloorCpu: r.token.floor.cpuMs,
     tokenRate: r.token.distinct.lat.rps,
     w1,
     w2,

@@ -20,9 +20,15 @@ export function evaluateTargets(r: Results, f: Figures): TargetRow[] {
   const pipePull = f.pullCpu.proxy / f.pullCpu.pipe;
   const pipePush = f.pushCpu.proxy / f.pushCpu.pipe;
   const pullVsTuned = f.pullMibps.proxy / f.pullMibps.tuned;
+  const pullVsPipe = f.pullMibps.proxy / f.pullMibps.pipe;
+  const headVsPipe = f.headCpu16.proxy / f.headCpu16.pipe;
+  const tokenVsFloor = f.tokenCpu / f.tokenFloorCpu;
   return [
     row('Pull CPU', '≤ 1.0 CPU s/GiB', f.pullCpu.proxy, f.pullCpu.proxy <= 1.0, 2, ' s/GiB'),
     row('Pull CPU ÷ bare node:http pipe', '≤ 1.2', pipePull, pipePull <= 1.2),
+    row('Pull MiB/s ÷ bare node:http pipe', '≥ 0.9', pullVsPipe, pullVsPipe >= 0.9),
+    row('Manifest HEAD CPU per request ÷ bare node:http pipe (16 clients)', '≤ 1.5', headVsPipe, headVsPipe <= 1.5),
+    row('/token CPU ÷ floor (bare node: HTTP + ES256 verify + ES256 sign), distinct identities', '≤ 1.2', tokenVsFloor, tokenVsFloor <= 1.2),
     row('Push CPU', '≤ 1.0 CPU s/GiB', f.pushCpu.proxy, f.pushCpu.proxy <= 1.0, 2, ' s/GiB'),
     row('Push CPU ÷ bare node:http pipe', '≤ 1.2', pipePush, pipePush <= 1.2),
     row('Manifest HEAD CPU per proxied request (16 clients)', '≤ 0.08 ms', f.headCpu16.proxy, f.headCpu16.proxy <= 0.08, 3, ' ms'),

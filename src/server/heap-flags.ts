@@ -12,8 +12,10 @@
  *   calls per 256 MiB pulled (strace) and paid it in system time; a 32 MiB threshold: 0–20. In the
  *   benchmark (2026-11-23): pull 2.12 → 1.28 CPU s/GiB, push 1.42 → 1.07, peak RSS 120 → 131 MB.
  *
- * Neither can be changed once the process runs (nor the flag through NODE_OPTIONS), so they go on
- * its command line and environment: the container image, cluster workers, the benchmark.
+ * Neither can be changed once the process runs (nor the flag through NODE_OPTIONS: Node 20 and 24
+ * refuse it there), so they go on its command line and environment: `bin/registry-auth-proxy.js`
+ * re-executes a serving command with them (src/cli/launch.ts; every entry point, the image too),
+ * and the cluster primary forks its workers with them.
  */
 export const STREAMING_HEAP_FLAG = '--initial-old-space-size=64';
 export const STREAMING_MALLOC_ENV = { MALLOC_TRIM_THRESHOLD_: String(32 * 1024 * 1024) } as const;
@@ -28,4 +30,29 @@ export function withStreamingHeap(execArgv: readonly string[]): string[] {
 export function streamingMallocEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   const tuned = Object.keys(env).some((k) => k.startsWith('MALLOC_') || k === 'GLIBC_TUNABLES');
   return tuned ? {} : { ...STREAMING_MALLOC_ENV };
+}
+
+/**
+ * Set by the launcher on the serving process it starts (so that process never starts another), and
+ * by an operator who wants the process exactly as started: any value leaves both settings alone.
+ */
+export const STREAMING_SETTINGS_ENV = 'RAP_STREAMING_SETTINGS';
+
+/** The command line and environment additions a serving process is restarted with. */
+interface StreamingRelaunch {
+  execArgv: string[];
+  env: Record<string, string>;
+}
+
+/**
+ * What this process must be re-executed with to stream as measured: undefined when it already runs
+ * with both settings, the operator chose their own for both, or opted out. An operator's own choice
+ * of one setting is kept while the other is added. Pure.
+ */
+export function streamingRelaunch(execArgv: readonly string[], env: NodeJS.ProcessEnv): StreamingRelaunch | undefined {
+  if (env[STREAMING_SETTINGS_ENV] !== undefined) return undefined;
+  const heap = withStreamingHeap(execArgv);
+  const malloc = streamingMallocEnv(env);
+  if (heap.length === execArgv.length && Object.keys(malloc).length === 0) return undefined;
+  return { execArgv: heap, env: { ...malloc, [STREAMING_SETTINGS_ENV]: 'applied' } };
 }

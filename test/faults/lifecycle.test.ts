@@ -113,7 +113,7 @@ describe('client aborts', () => {
 
   it('leaves no sockets, in-flight requests or memory behind after 500 aborted pushes and pulls', async () => {
     const token = await proxy.registryToken(['repository:team/app:pull,push']);
-    const pid = proxy.child.pid!;
+    const pid = proxy.pid;
     // warm up: one full round so lazily created things (agents, JIT, pools) exist before the baseline
     for (let i = 0; i < 20; i++) await Promise.all([abortedPull(proxy.url, token), abortedPush(proxy.url, token)]);
     await settle(async () => (await upstream.open()) === 0);

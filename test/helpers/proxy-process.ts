@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { listenerPid } from '../support/proc.js';
 import { requireTool } from '../support/tools.js';
 
 const ENTRY = fileURLToPath(new URL('./cli-entry.ts', import.meta.url));
@@ -9,6 +10,8 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** The proxy as a child process (`registry-auth-proxy serve --config …`), for RSS sampling and signals. */
 export interface ProxyProcess {
   child: ChildProcess;
+  /** The process serving the port: `child` itself, or the child it re-executed itself as (src/cli/launch.ts, Node < 22.15). */
+  pid: number;
   url: string;
   output(): string;
   /** Peak resident set size so far (VmHWM), in bytes. */
@@ -52,12 +55,14 @@ export async function startProxyProcess(configFile: string, url: string, opts: P
     if (Date.now() > deadline) throw new Error(`proxy did not start:\n${out}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+  const pid = listenerPid(Number(new URL(url).port));
   return {
     child,
+    pid,
     url,
     output: () => out,
-    peakRss: () => status(child.pid!, 'VmHWM'),
-    rss: () => status(child.pid!, 'VmRSS'),
+    peakRss: () => status(pid, 'VmHWM'),
+    rss: () => status(pid, 'VmRSS'),
     stop(signal = 'SIGTERM') {
       if (child.exitCode !== null) return Promise.resolve(child.exitCode);
       child.kill(signal);

@@ -93,8 +93,18 @@ async function serveWith(loaded: Config, stateDirFlag: string | undefined, link:
   await untilStopped(runtime, dev, logger, link);
   await dev?.stop();
   logger.info('stopped');
-  // Everything is closed; should a stray handle linger, it must not hold the pod in Terminating.
-  setTimeout(() => process.exit(process.exitCode ?? 0), 500).unref();
+  exitNow(process.exitCode ?? 0);
+}
+
+/**
+ * Everything is closed: exit now, not when the event loop empties. A stray handle must not hold the
+ * pod in Terminating, and Node's teardown puts signals back to their default first, so a second
+ * SIGTERM/SIGINT then (a launcher forwarding what its process group got too, systemd signalling the
+ * whole cgroup) would kill a process that had drained cleanly.
+ */
+function exitNow(code: number | string): never {
+  flushLogs();
+  process.exit(code);
 }
 
 /** `workers: N` (N > 1): this process is the primary; it returns once every worker has exited. */
@@ -104,9 +114,8 @@ async function servePrimary(config: Config, workers: ReturnType<typeof resolveWo
   lintPolicies(primary.policy, config, logger);
   const code = await primary.exited;
   logger.info({ code }, 'stopped');
-  setTimeout(() => process.exit(code), 500).unref();
   // A worker that failed to start said why on stderr already.
-  if (code !== 0) throw new CliExit(code, '');
+  exitNow(code);
 }
 
 function logPolicySource(config: Config, logger: Logger): void {
@@ -179,11 +188,13 @@ function untilStopped(runtime: Runtime, dev: DevSession | undefined, logger: Log
       logger.info({ signal }, 'shutting down: finishing in-flight requests');
       runtime.stop().then(resolve, resolve);
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
+    // Kept, not once: a repeated signal must not kill a draining process (a terminal's Ctrl-C
+    // reaches both this process and a launcher that forwards it: src/cli/launch.ts).
+    process.on('SIGTERM', () => stop('SIGTERM'));
     // A terminal's Ctrl-C reaches the whole process group: a worker leaves it to the primary,
     // which has every worker drain (and would restart one that died of it).
     if (link) process.on('SIGINT', () => undefined);
-    else process.once('SIGINT', () => stop('SIGINT'));
+    else process.on('SIGINT', () => stop('SIGINT'));
     link?.serve(runtime, () => stop('primary: drain'));
     // Without its registry the dev proxy can only answer 502: stop and say why instead.
     void dev?.registry?.exited.then(({ code, signal }) => {

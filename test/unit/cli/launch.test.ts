@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { servesRequests } from '../../../src/cli/launch.js';
+
+/** Which command lines are re-executed with the streaming settings: serve only, the default command. */
+describe('servesRequests', () => {
+  it.each([
+    [[], true],
+    [['serve', '--config', 'rap.yaml'], true],
+    [['--config', 'rap.yaml'], true],
+    [['--upstream', 'https://registry.example', '--dev'], true],
+    [['--dev'], true],
+    // once commander met an option it does not know, every word after it is the default command's
+    [['--config', 'verify'], true],
+    [['verify', 'token.jwt'], false],
+    [['verify', '--dev', '-'], false],
+    [['policy', 'test', '--identity', 'id.json'], false],
+    [['credential-provider'], false],
+    [['keys', 'generate'], false],
+    [['login', 'registry.example'], false],
+    [['controller'], false],
+    [['mirror-config'], false],
+    [['help', 'serve'], false],
+    [['--help'], false],
+    [['serve', '-h'], false],
+    [['--config', 'rap.yaml', '--help'], false],
+    [['-V'], false],
+    [['--version'], false],
+    [['serve', '--', '--help'], true],
+  ])('%j -> %s', (args, serving) => {
+    expect(servesRequests(args)).toBe(serving);
+  });
+});

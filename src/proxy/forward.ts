@@ -2,7 +2,6 @@ import { Agent as HttpAgent, type IncomingMessage, type ServerResponse } from 'n
 import { Agent as HttpsAgent } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { pipeline, Readable, type Transform } from 'node:stream';
-import { createProxyServer } from 'http-proxy-3';
 import type { Config, UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { sendOciError } from '../oci/errors.js';
@@ -10,12 +9,13 @@ import { clientConnectionHeaders, clientWantsClose, forwardsFraming, rewriteResp
 import { createIdleWatchdog, type Exchange } from './idle-watchdog.js';
 import { insufficientScope, upstreamFailureError, upstreamScopeError } from './upstream-failure.js';
 import { createRedirectFollower, type RedirectFollower } from './redirect.js';
+import { exchange, type UpstreamTarget } from './exchange.js';
 import { clientIPOf } from '../http/client-ip.js';
 
 type Watchdog = ReturnType<typeof createIdleWatchdog>;
 
 /**
- * Streaming forwarder (http-proxy-3 over a keep-alive agent). Bodies are piped both ways with
+ * Streaming forwarder (node:http over a keep-alive agent, exchange.ts). Bodies are piped both ways with
  * back-pressure; nothing is buffered. Header hygiene (headers.ts) happens here, before the request
  * leaves: the client's credentials and hop-by-hop headers are removed, the proxy's own credentials added.
  */
@@ -97,7 +97,7 @@ function trackResponse(proxyRes: IncomingMessage, res: ServerResponse, meta: Met
   });
 }
 
-/** http-proxy's `proxyRes`: the upstream's answer, cleaned, on its way to the client. */
+/** The upstream's answer (exchange.ts onResponse), cleaned, on its way to the client. */
 function onUpstreamResponse(proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse, deps: ResponseDeps): void {
   const meta = metaOf(req);
   const status = proxyRes.statusCode ?? 0;
@@ -111,7 +111,7 @@ function onUpstreamResponse(proxyRes: IncomingMessage, req: IncomingMessage, res
   if (status === 401 || status === 407) {
     // The upstream (401) or an HTTP proxy before it (407) refused the proxy's own credentials:
     // the client can do nothing about that. Answer for ourselves and drain the upstream's body
-    // so its connection stays reusable; http-proxy pipes nothing once the response has ended.
+    // so its connection stays reusable; nothing is piped once the response has ended.
     // A token narrower than asked (insufficient_scope): the proxy's account lacks that access upstream.
     deps.logger.error(
       { route: meta?.route, requestId: meta?.requestId, status },
@@ -126,7 +126,7 @@ function onUpstreamResponse(proxyRes: IncomingMessage, req: IncomingMessage, res
   }
   clientConnectionHeaders(proxyRes.headers, close);
   if (meta?.filterBody || meta?.follow) {
-    // selfHandleResponse: http-proxy leaves the response to us
+    // selfHandleResponse: exchange.ts leaves the response to us
     const filter = status === 200 ? meta.filterBody : undefined;
     const { 'content-length': _len, 'transfer-encoding': _te, ...headers } = proxyRes.headers;
     res.writeHead(proxyRes.statusCode ?? status, filter ? headers : proxyRes.headers);
@@ -162,7 +162,7 @@ function track(req: IncomingMessage, res: ServerResponse, opts: ForwardOptions, 
   return meta;
 }
 
-/** http-proxy's error callback: the upstream could not be reached, or stopped answering. */
+/** The exchange's error callback: the upstream could not be reached, or stopped answering. */
 function onProxyError(err: NodeJS.ErrnoException, res: ServerResponse, meta: Meta, logger: Logger): void {
   // (a fully read request is auto-destroyed, so only the response side tells that the client left)
   if (res.headersSent || res.destroyed || res.socket === null || res.socket.destroyed) {
@@ -204,21 +204,9 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
   const watchdog = createIdleWatchdog(upstream.timeout);
   const agent = upstreamAgent(upstream);
   const isHttps = upstream.url.startsWith('https:');
-  const proxy = createProxyServer({
-    target: upstream.url,
-    agent,
-    changeOrigin: true,
-    xfwd: false,
-    secure: true,
-    ...(upstream.caFile && isHttps ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}),
-  });
-  proxy.on('proxyReq', (proxyReq, req) => {
-    const meta = metaOf(req);
-    if (meta) meta.proxyReq = proxyReq;
-  });
+  const target: UpstreamTarget = { url: new URL(upstream.url), agent, ...(upstream.caFile && isHttps ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) };
   const redirects = createRedirectFollower(upstream, logger);
   const deps: ResponseDeps = { config, logger, draining, unwatch: (meta) => watchdog.unwatch(meta), redirects };
-  proxy.on('proxyRes', (proxyRes, req, res) => onUpstreamResponse(proxyRes, req, res, deps));
 
   return {
     forward(req, res, opts) {
@@ -234,13 +222,17 @@ export function createForwarder(config: Config, logger: Logger, draining: () => 
       // No body leaves without explicit framing: an unframed request sends an empty one (no
       // per-chunk work for the framed ones), and a byte from the client cuts the exchange.
       const unframed = !forwardsFraming(req.method, req.headers);
-      const webOptions = { ...(opts.filterBody || meta.follow ? { selfHandleResponse: true } : {}), ...(unframed ? { buffer: Readable.from([]) } : {}) };
-      proxy.web(req, res, webOptions, (err: NodeJS.ErrnoException) => onProxyError(err, res, meta, logger));
+      exchange(req, res, target, {
+        onSocket: (proxyReq) => (meta.proxyReq = proxyReq),
+        onResponse: (proxyRes) => onUpstreamResponse(proxyRes, req, res, deps),
+        onError: (err) => onProxyError(err, res, meta, logger),
+        selfHandleResponse: Boolean(opts.filterBody || meta.follow),
+        ...(unframed ? { body: Readable.from([]) } : {}),
+      });
       watchUpload(req, res, meta, unframed, logger);
     },
     close() {
       watchdog.close();
-      proxy.close();
       agent.destroy();
       redirects.close();
     },

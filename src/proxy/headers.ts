@@ -4,7 +4,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
  * Header hygiene, before a request leaves and before a response returns: the client's credentials
  * and hop-by-hop headers are removed, the proxy's own credentials added, the upstream's challenges
  * and addresses kept from clients. Pure functions, or in-place edits of the one header object
- * http-proxy forwards.
+ * the forwarder sends (exchange.ts).
  */
 
 /** Request headers never forwarded upstream. */
@@ -77,7 +77,7 @@ export function scrubRequestHeaders(headers: IncomingHttpHeaders, opts: Upstream
 /**
  * True when the forwarded head frames a request body explicitly. Pure. Without Content-Length or
  * Transfer-Encoding, Node's client writes a GET/HEAD/DELETE body raw after the head (and
- * http-proxy rewrites a DELETE/OPTIONS without Content-Length to `Content-Length: 0`, dropping
+ * exchange.ts, as http-proxy did, rewrites a DELETE/OPTIONS without Content-Length to `Content-Length: 0`, dropping
  * Transfer-Encoding): the upstream would parse those bytes as the next request on a pooled connection.
  */
 export function forwardsFraming(method: string | undefined, headers: IncomingMessage['headers']): boolean {

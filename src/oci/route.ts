@@ -54,6 +54,8 @@ const PROXY_PARAMS = ['ns'];
  * here (Distribution reads `from` on every route); an authorized mount adds them back itself.
  */
 function canonicalQuery(rawQuery: string): string {
+  // Most requests (every manifest HEAD) have none: no parser for an empty query.
+  if (rawQuery === '') return '';
   const params = new URLSearchParams(rawQuery);
   for (const p of [...MOUNT_PARAMS, ...PROXY_PARAMS]) params.delete(p);
   const q = params.toString();

@@ -36,7 +36,8 @@ interface ProxyDeps {
 }
 
 export interface ProxyHandler {
-  (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void>;
+  /** The route comes from req.url itself (classify), so no parsed URL is needed. */
+  (req: IncomingMessage, res: ServerResponse, url?: URL): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -144,7 +145,7 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
     });
   }
 
-  const handler = async (req: IncomingMessage, res: ServerResponse, _url: URL): Promise<void> => {
+  const handler = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const route = routeOf(req, targets);
     if (route instanceof OciError) return sendOciError(res, route);
     const authorized = await authorize(req, route, { config, logger, tokens, policy });

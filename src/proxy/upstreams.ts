@@ -36,15 +36,34 @@ export function createTargets(config: Config, logger: Logger, draining?: () => b
 
 type Routed = Pick<Target, 'prefix' | 'upstream'>;
 
-/** The canonical form of a client's repository name among these targets (config/upstreams.ts). Pure. */
-function canonicalAmong(targets: readonly Routed[]): (name: string) => string {
+/**
+ * The canonical form of a client's repository name among these targets (config/upstreams.ts). Pure.
+ * Built once per target list (every request used to copy the list and parse each upstream's URL
+ * twice): whether a target renames is asked of canonicalRepository itself, once, with a one-segment
+ * probe under its own prefix (exactly its Docker Hub test); a name routed to a target that renames
+ * goes through canonicalRepository as before, every other name is its own canonical form.
+ */
+function canonicalAmong(targets: readonly Routed[], key: object = targets): (name: string) => string {
+  const cached = canonicalCache.get(key);
+  if (cached) return cached;
   const list = targets.map((t) => ({ ...t.upstream, prefix: t.prefix }));
-  return (name) => canonicalRepository(list, name);
+  const renaming = new Set(list.filter((u) => canonicalRepository([u], `${u.prefix}x`) !== `${u.prefix}x`));
+  const canonical =
+    renaming.size === 0
+      ? (name: string) => name
+      : (name: string) => {
+          const u = upstreamFor(list, name);
+          return u && renaming.has(u) ? canonicalRepository([u], name) : name;
+        };
+  canonicalCache.set(key, canonical);
+  return canonical;
 }
+/** By target list, or by target for one alone; a target list lives as long as its proxy handler. */
+const canonicalCache = new WeakMap<object, (name: string) => string>();
 
 /** The upstream's name for a client's: canonical (on Docker Hub a single segment is `library/…`), the prefix removed. Pure. */
 export function upstreamName(target: Routed, clientName: string): string {
-  return canonicalAmong([target])(clientName).slice(target.prefix.length);
+  return canonicalAmong([target], target)(clientName).slice(target.prefix.length);
 }
 
 /**

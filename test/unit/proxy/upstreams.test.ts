@@ -145,3 +145,26 @@ describe('canonical repository names', () => {
     expect(r.scopes.map(formatScope)).toEqual(['repository:hub/a/b:pull,push']);
   });
 });
+
+describe('canonical names, built once per target list', () => {
+  it('give what config/upstreams.ts canonicalRepository gives, for every target and on every call', () => {
+    const list = targets.map((t) => ({ ...t.upstream, prefix: t.prefix }));
+    const names = ['hub/nginx', 'hub/library/nginx', 'hub/org/app', 'quay/nginx', 'quay/org/app', 'nginx', 'hubx/app', 'team/app'];
+    for (let round = 0; round < 2; round++) {
+      for (const name of names) {
+        const r = canonicalRoute(targets, classify('HEAD', `/v2/${name}/manifests/latest`) as Route) as Route;
+        expect(r.name).toBe(canonicalRepository(list, name));
+        expect(
+          upstreamName(
+            targets.find((t) => t === upstreamFor(targets, name))!,
+            name,
+          ),
+        ).toBe(canonicalRepository(list, name).slice(upstreamFor(targets, name)!.prefix.length));
+      }
+    }
+    // Docker Hub as the default upstream renames one-segment names; a plain registry renames none
+    const hubDefault = [target('d', '', 'https://registry-1.docker.io')];
+    expect((canonicalRoute(hubDefault, classify('HEAD', '/v2/nginx/manifests/1') as Route) as Route).name).toBe('library/nginx');
+    expect((canonicalRoute([local], classify('HEAD', '/v2/nginx/manifests/1') as Route) as Route).name).toBe('nginx');
+  });
+});

@@ -51,3 +51,14 @@ export function startFailure(err: unknown, listen: Config['listen']): { code: 1 
   }
   return undefined;
 }
+
+/** A start-up failure with its exit code and message (the CLI prints the message and exits with the code). */
+export class StartFailure extends Error {
+  constructor(
+    readonly code: 1 | 2,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'StartFailure';
+  }
+}

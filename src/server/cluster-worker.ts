@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { WORKER_SLOT_ENV, type FromWorker, type ToWorker } from './cluster.js';
+import type { IssuerConfig } from '../config/types.js';
+import type { FromWorker, ToWorker } from './cluster.js';
 import type { Runtime } from './runtime.js';
 
 /**
@@ -18,18 +19,14 @@ export interface WorkerLink {
   /** 1…N; a restarted worker keeps its slot's number. */
   slot: number;
   sharedEphemeralPem?: string;
+  /** In-cluster mode: the cluster's issuer, as the primary found it. */
+  clusterIssuer?: IssuerConfig;
   /** /metrics of all workers together (this worker's own if the primary does not answer). */
   metricsText(): Promise<string>;
   /** Once listening: per-worker metrics, and `drain` on the primary's word. */
   serve(runtime: Runtime, drain: () => void): void;
   /** Once stopped, or failed to start: closes the channel to the primary, which would hold the process. */
   leave(): void;
-}
-
-/** The slot of this process when it is a worker forked by our primary (not any cluster's worker, e.g. pm2's). */
-export function workerSlot(): number | undefined {
-  const slot = Number(process.env[WORKER_SLOT_ENV]);
-  return cluster.isWorker && Number.isInteger(slot) && slot > 0 ? slot : undefined;
 }
 
 function send(message: FromWorker): void {
@@ -50,6 +47,7 @@ export function joinPrimary(slot: number): Promise<WorkerLink> {
       resolve({
         slot,
         sharedEphemeralPem: init.sharedEphemeralPem,
+        clusterIssuer: init.clusterIssuer,
         metricsText: () => channel.metricsText(),
         serve: (runtime, drain) => channel.serve(runtime, drain),
         leave: () => channel.leave(),

@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, Counter, Registry } from 'prom-client';
-import type { Config } from '../config/types.js';
+import type { Config, IssuerConfig } from '../config/types.js';
 import { upstreamNameOf } from '../config/upstreams.js';
 import type { Logger } from '../log.js';
 import { loadPolicies } from '../policy/load.js';
@@ -12,13 +12,17 @@ import { streamingMallocEnv, withStreamingHeap } from './heap-flags.js';
  * `workers: N` (N > 1): the primary process of a node:cluster. It serves nothing itself: it checks
  * the config once, forks N workers that share the listening socket (connections handed out round
  * robin), gives them the one ephemeral signing key, answers their /metrics with the sum of all,
- * restarts a worker that dies, and on SIGTERM/SIGINT has every worker drain and exits when all did.
- * The worker's side is cluster-worker.ts.
+ * restarts a worker that dies, and when stopped (process.ts: on SIGTERM/SIGINT) has every worker
+ * drain and exits when all did. The worker's side is cluster-worker.ts.
  */
 
-/** Primary → worker, over the cluster's IPC channel (the signing key never goes through env, argv or files). */
+/**
+ * Primary → worker, over the cluster's IPC channel (the signing key never goes through env, argv or
+ * files). `rap:init` carries what the primary decided once for all: the ephemeral key and the
+ * in-cluster issuer.
+ */
 export type ToWorker =
-  | { type: 'rap:init'; sharedEphemeralPem?: string }
+  | { type: 'rap:init'; sharedEphemeralPem?: string; clusterIssuer?: IssuerConfig }
   | { type: 'rap:drain' }
   | { type: 'rap:collect'; id: number }
   | { type: 'rap:metrics'; id: number; text: string };
@@ -53,21 +57,24 @@ interface Primary {
   policy: PolicyEngine;
   /** Resolves with the process's exit code once every worker has exited. */
   exited: Promise<number>;
+  /** Has every worker drain, then `exited` resolves; `reason` is logged. Once: later calls do nothing. */
+  stop(reason: string): void;
 }
 
 /**
  * Checks what every worker would (policies, keys: a bad config exits 2 once, not N times), then
- * forks `count` workers. Throws what startRuntime would.
+ * forks `count` workers, handing them `clusterIssuer` (in-cluster mode, decided by the primary).
+ * Throws what startRuntime would.
  */
-export async function startPrimary(config: Config, count: number, logger: Logger): Promise<Primary> {
+export async function startPrimary(config: Config, count: number, logger: Logger, clusterIssuer?: IssuerConfig): Promise<Primary> {
   const policy = loadPolicies(config.policies, upstreamNameOf(config.upstreams));
   const keys = await loadKeyRing(config.tokens, logger, { configFile: config.file });
   // Generated (and warned about) here, once: all workers must sign with and publish the same key.
   const sharedEphemeralPem = keys.ephemeral ? (keys.current().privateKey.export({ type: 'pkcs8', format: 'pem' }) as string) : undefined;
   keys.close();
-  const primary = new ClusterPrimary(config, logger, sharedEphemeralPem);
+  const primary = new ClusterPrimary(config, logger, { type: 'rap:init', sharedEphemeralPem, clusterIssuer });
   primary.start(count);
-  return { policy, exited: primary.exited };
+  return { policy, exited: primary.exited, stop: (reason) => primary.stop(reason) };
 }
 
 interface Slot {
@@ -99,7 +106,7 @@ class ClusterPrimary {
   constructor(
     private readonly config: Config,
     private readonly logger: Logger,
-    private readonly sharedEphemeralPem: string | undefined,
+    private readonly init: Extract<ToWorker, { type: 'rap:init' }>,
   ) {
     this.exited = new Promise((resolve) => (this.done = resolve));
   }
@@ -110,8 +117,6 @@ class ClusterPrimary {
     cluster.on('message', (worker, message: FromWorker) => this.onMessage(worker, message));
     cluster.on('exit', (worker, code, signal) => this.onExit(worker, code, signal));
     for (let n = 1; n <= count; n++) this.fork(n);
-    process.on('SIGTERM', () => this.stop('SIGTERM'));
-    process.on('SIGINT', () => this.stop('SIGINT'));
   }
 
   private fork(n: number): void {
@@ -127,7 +132,7 @@ class ClusterPrimary {
   private onMessage(worker: Worker, message: FromWorker): void {
     const slot = this.slotOf(worker);
     if (!slot) return;
-    if (message.type === 'rap:hello') this.send(worker, { type: 'rap:init', sharedEphemeralPem: this.sharedEphemeralPem });
+    if (message.type === 'rap:hello') this.send(worker, this.init);
     else if (message.type === 'rap:ready') this.onReady(slot);
     else if (message.type === 'rap:collected') this.collections.get(message.id)?.resolve(message.metrics);
     else if (message.type === 'rap:metrics') void this.aggregate().then((text) => this.send(worker, { type: 'rap:metrics', id: message.id, text }));
@@ -177,7 +182,7 @@ class ClusterPrimary {
   }
 
   /** Every worker drains (ready ones on our word, starting ones on SIGTERM); whatever is left after the grace is killed. */
-  private stop(reason: string): void {
+  stop(reason: string): void {
     if (this.stopping) return;
     this.stopping = true;
     this.logger.info({ reason, workers: this.slots.size }, 'shutting down: workers finish in-flight requests');

@@ -1,7 +1,5 @@
-import { extendConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { upstreamNameOf } from '../config/upstreams.js';
-import { inClusterIssuer } from '../identity/in-cluster.js';
 import type { Logger } from '../log.js';
 import { createIdentityVerifier } from '../identity/verifier.js';
 import type { IdentityVerifier } from '../identity/types.js';
@@ -40,9 +38,6 @@ export interface Runtime {
  * the token endpoint and the proxy, and starts the listener.
  */
 export interface RuntimeOptions {
-  /** Environment and service-account directory for in-cluster auto-configuration (tests inject them). */
-  env?: NodeJS.ProcessEnv;
-  serviceAccountDir?: string;
   /** Minimum time between JWKS refetches on unknown `kid`s (default 10 s; tests shorten it). */
   refetchIntervalMs?: number;
   /** A worker of `workers: N`: the primary's ephemeral signing key, and /metrics of all workers together. */
@@ -78,14 +73,6 @@ function serviceRoutes(d: {
   };
 }
 
-/** `loaded`, or with no issuer configured and running in a cluster, a new Config with the cluster's issuer. */
-async function withClusterIssuer(loaded: Config, logger: Logger, options: RuntimeOptions): Promise<Config> {
-  if (loaded.issuers.length > 0) return loaded;
-  const auto = await inClusterIssuer(loaded.service, { logger, env: options.env, serviceAccountDir: options.serviceAccountDir });
-  // The Config is frozen: in-cluster mode makes a new one with the cluster's issuer.
-  return auto ? extendConfig(loaded, { issuers: [auto] }) : loaded;
-}
-
 function logListening(logger: Logger, config: Config, listener: Listener, rules: number): void {
   logger.info(
     {
@@ -100,8 +87,8 @@ function logListening(logger: Logger, config: Config, listener: Listener, rules:
   );
 }
 
-export async function startRuntime(loaded: Config, logger: Logger, options: RuntimeOptions = {}): Promise<Runtime> {
-  const config = await withClusterIssuer(loaded, logger, options);
+/** Starts serving `config` as decided (in-cluster mode included: server/in-cluster.ts, once per process model). */
+export async function startRuntime(config: Config, logger: Logger, options: RuntimeOptions = {}): Promise<Runtime> {
   const policy = loadPolicies(config.policies, upstreamNameOf(config.upstreams));
   if (policy.rules.length === 0) logger.warn({ policies: config.policies }, 'no policy rules loaded: every request will be denied');
   const keys = await loadKeyRing(config.tokens, logger, { sharedEphemeralPem: options.sharedEphemeralPem, configFile: config.file });

@@ -7,6 +7,7 @@ import { stringify } from 'yaml';
 import { buildConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { createLogger } from '../../src/log.js';
+import { clusterIssuerFor, withClusterIssuer, type PodOptions } from '../../src/server/in-cluster.js';
 import { startRuntime, type Runtime, type RuntimeOptions } from '../../src/server/runtime.js';
 import { ciIssuer, TEST_ISSUER } from '../support/issuer.js';
 import { freePort } from '../support/net.js';
@@ -44,8 +45,8 @@ export interface StartProxyOptions {
   config?: Record<string, unknown>;
   withTestIssuer?: boolean;
   signingKeyFile?: string;
-  /** In-cluster auto-configuration inputs (env, service-account directory). */
-  runtime?: RuntimeOptions;
+  /** Runtime options, and where in-cluster mode looks for a pod (default: not in one). */
+  runtime?: RuntimeOptions & PodOptions;
 }
 
 /** The built-in test issuer's private key (the attack suite signs hand-built payloads with it). */
@@ -101,7 +102,11 @@ export async function startProxy(opts: StartProxyOptions = {}): Promise<TestProx
   const config = buildConfig(raw, {}, join(dir, 'config.yaml'));
   const logs: string[] = [];
   const sink = logSink(logs);
-  const runtime = await startRuntime(config, createLogger('debug', sink), opts.runtime ?? { env: {} });
+  const logger = createLogger('debug', sink);
+  const { env = {}, serviceAccountDir, ...runtimeOptions } = opts.runtime ?? {};
+  // As the process model does before starting the runtime (server/process.ts).
+  const decided = withClusterIssuer(config, await clusterIssuerFor(config, logger, { env, serviceAccountDir }));
+  const runtime = await startRuntime(decided, logger, runtimeOptions);
   const url = runtime.url;
   const mintIdentity = (claims: Record<string, unknown> = {}, o: { ttl?: number } = {}) => issuer.mint({ ...claims, aud: config.service }, o);
   return {

@@ -29,14 +29,21 @@ createServer((req, res) => {
   req.pipe(up);
 }).listen(${port}, '127.0.0.1');
 `;
-  // Started as the proxy is (src/server/heap-flags.ts), so the two differ only in what they run.
+  return startNodeServer(source, port, '/v2/');
+}
+
+/**
+ * Runs `source` (a node:http server listening on `port`) as the proxy's serving process runs
+ * (src/server/heap-flags.ts), so a baseline differs from the proxy only in what it runs.
+ */
+export async function startNodeServer(source: string, port: number, readyPath = '/'): Promise<NodePipe> {
   const child = spawn(process.execPath, [...withStreamingHeap([]), '-e', source], {
     stdio: ['ignore', 'ignore', 'inherit'],
     env: { ...process.env, ...streamingMallocEnv(process.env) },
   });
   const url = `http://127.0.0.1:${port}`;
   try {
-    await waitForHttp(`${url}/v2/`, 10_000);
+    await waitForHttp(`${url}${readyPath}`, 10_000);
   } catch (err) {
     child.kill('SIGKILL');
     throw err;

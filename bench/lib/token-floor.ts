@@ -1,6 +1,5 @@
-import { spawn } from 'node:child_process';
-import { streamingMallocEnv, withStreamingHeap } from '../../src/server/heap-flags.js';
-import { freePort, waitForHttp } from '../../test/support/net.js';
+import { freePort } from '../../test/support/net.js';
+import { startNodeServer } from './pipe.js';
 
 interface TokenFloor {
   url: string;
@@ -36,24 +35,5 @@ createServer((req, res) => {
   res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token }));
 }).listen(${port}, '127.0.0.1');
 `;
-  // Started as the bare pipe is (src/server/heap-flags.ts).
-  const child = spawn(process.execPath, [...withStreamingHeap([]), '-e', source], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-    env: { ...process.env, ...streamingMallocEnv(process.env) },
-  });
-  const url = `http://127.0.0.1:${port}`;
-  try {
-    await waitForHttp(url, 10_000);
-  } catch (err) {
-    child.kill('SIGKILL');
-    throw err;
-  }
-  return {
-    url,
-    pid: child.pid!,
-    async stop() {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-    },
-  };
+  return startNodeServer(source, port);
 }

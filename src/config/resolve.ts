@@ -4,7 +4,7 @@ import { duration, httpURL, seconds } from './fields.js';
 import { ISSUER_NAME, issuerConfig } from './issuer-schema.js';
 import { parseOrThrow } from './issues.js';
 import { listenAddress, urlHost, type ListenAddress } from './net.js';
-import { resolveUpstreams, slowest } from './upstreams.js';
+import { resolveUpstreams, slowest, withDefaultUpstream } from './upstreams.js';
 import { configFileSchema, tokenTTLRange, type ConfigFile } from './schema.js';
 import { upstreamSchema, upstreamURL } from './upstream-schema.js';
 import { workersSetting } from './workers.js';
@@ -55,7 +55,6 @@ export function buildConfig(raw: Record<string, unknown>, flags: ServeFlags = {}
   const service = flags.service ?? doc.service ?? new URL(publicURL).host;
   const single = resolveUpstream(doc, flags, env, file, fail);
   const upstreams = resolveUpstreams(doc, single, fail);
-  const upstream = single ?? upstreams?.find((u) => u.prefix === '');
   return deepFreeze({
     file,
     listen,
@@ -63,14 +62,13 @@ export function buildConfig(raw: Record<string, unknown>, flags: ServeFlags = {}
     publicURLDerived: publicURLGiven === undefined,
     service,
     tls: doc.tls,
-    upstream,
     upstreams,
     issuers: resolveIssuers(doc, flags, service, file, fail),
     tokens: resolveTokens(doc.tokens, flags, file),
     policies: flags.policy ?? doc.policies ?? (flags.dev ? DEV_POLICY_PATH : defaultPolicyPath()),
     anonymous: doc.anonymous,
     explainDenials: doc.explainDenials,
-    limits: resolveLimits(doc.limits, slowest(upstream, upstreams), fail),
+    limits: resolveLimits(doc.limits, slowest(upstreams), fail),
     trustedProxies: doc.trustedProxies,
     shutdownGrace: doc.shutdownGrace,
     workers:
@@ -163,6 +161,7 @@ function resolveLimits(limits: ConfigFile['limits'], upstream: UpstreamConfig | 
 /** What `serve` adds after loading: the dev issuer and registry, the in-cluster issuer. */
 interface ConfigAdditions {
   issuers?: readonly IssuerConfig[];
+  /** The dev registry, as the default upstream (only when none is configured). */
   upstream?: UpstreamConfig;
   signingKeyFile?: string;
 }
@@ -172,7 +171,7 @@ export function extendConfig(config: Config, add: ConfigAdditions): Config {
   return deepFreeze({
     ...config,
     issuers: [...config.issuers, ...(add.issuers ?? [])],
-    upstream: add.upstream ?? config.upstream,
+    upstreams: withDefaultUpstream(config.upstreams, add.upstream),
     tokens: { ...config.tokens, signingKeyFile: config.tokens.signingKeyFile ?? add.signingKeyFile },
   });
 }

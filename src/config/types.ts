@@ -20,7 +20,7 @@ export type TokenReviewConfig = Exclude<IssuerConfig['tokenReview'], false>;
 
 export type UpstreamConfig = Readonly<Omit<z.output<typeof upstreamSchema>, 'url'> & { url: string }>;
 
-/** One of `upstreams`: its name (request.upstream) and repository-name prefix ('' for the default). */
+/** One of `upstreams`: its name (request.upstream; '' for a lone `upstream:`) and repository-name prefix ('' for the default). */
 export type NamedUpstream = UpstreamConfig & Readonly<{ name: string; prefix: string }>;
 
 export type TokensConfig = Readonly<ConfigFile['tokens']>;
@@ -43,10 +43,11 @@ export type Config = Readonly<{
   publicURLDerived?: boolean;
   service: string;
   tls?: Readonly<{ certFile: string; keyFile: string }>;
-  /** The default upstream: `upstream:`, or the entry of `upstreams` without a prefix. */
-  upstream?: UpstreamConfig;
-  /** From `upstreams:` (the default one included, prefix ''); absent: only `upstream`. */
-  upstreams?: readonly NamedUpstream[];
+  /**
+   * Every upstream, the default one (prefix '') included: `upstreams:`, with `upstream:` (or
+   * `--upstream`) turned into an entry by config/upstreams.ts resolveUpstreams. Empty: none configured.
+   */
+  upstreams: readonly NamedUpstream[];
   issuers: readonly IssuerConfig[];
   tokens: TokensConfig;
   policies: string;

@@ -1,32 +1,44 @@
 import type { ConfigFile } from './schema.js';
-import type { Config, NamedUpstream, UpstreamConfig } from './types.js';
+import type { NamedUpstream, UpstreamConfig } from './types.js';
 
 /**
  * Several upstreams behind one proxy (`upstreams:`): which one a client's repository name goes to.
  * Pure; used by policy (request.upstream) and by the proxy (forwarder, credentials, names).
  */
 
-/** The entries of `upstreams:`, the prefix-less one (prefix '') standing for the default. */
+/**
+ * The one list every reader sees: `upstreams:` (prefix-less entry: prefix ''), with `upstream:` (or
+ * `--upstream`, `RAP_UPSTREAM`) as its default. Validated here; the file's two shapes end here.
+ */
 export function resolveUpstreams(
   doc: Pick<ConfigFile, 'upstreams'>,
   single: UpstreamConfig | undefined,
   fail: (keyPath: string, problem: string) => never,
-): readonly NamedUpstream[] | undefined {
-  if (!doc.upstreams) return undefined;
-  const list = doc.upstreams.map(({ prefix, ...u }) => ({ ...u, prefix: prefix ?? '' }));
+): readonly NamedUpstream[] {
+  const list = (doc.upstreams ?? []).map(({ prefix, ...u }) => ({ ...u, prefix: prefix ?? '' }));
   if (single && list.some((u) => u.prefix === '')) fail('upstreams', 'an entry without prefix and upstream are both the default: keep one');
   if (single && list.some((u) => u.name === 'default')) fail('upstreams', 'the name "default" is upstream\'s when both are set');
-  return single ? [{ ...single, name: 'default', prefix: '' }, ...list] : list;
+  return withDefaultUpstream(list, single, doc.upstreams === undefined);
 }
 
-/** Every upstream with its prefix: `upstreams:`, else a lone `upstream:` as the default (prefix ''). */
-export function routedUpstreams(config: Pick<Config, 'upstream' | 'upstreams'>): readonly NamedUpstream[] {
-  return config.upstreams ?? (config.upstream ? [{ ...config.upstream, name: '', prefix: '' }] : []);
+/**
+ * `list` with `single` as its default upstream (prefix ''). `alone` (no `upstreams:`) it is unnamed
+ * (''): CEL's `request.upstream` is "" (README), metrics carry no `upstream` label and /readyz names
+ * none. Beside `upstreams:` it is named `default` (README). Pure.
+ */
+export function withDefaultUpstream(list: readonly NamedUpstream[], single: UpstreamConfig | undefined, alone = list.length === 0): readonly NamedUpstream[] {
+  if (!single) return list;
+  return [{ ...single, name: alone ? '' : 'default', prefix: '' }, ...list];
+}
+
+/** The default upstream (prefix ''): where names no prefix claims go; undefined if none. */
+export function defaultUpstream(upstreams: readonly NamedUpstream[]): NamedUpstream | undefined {
+  return upstreams.find((u) => u.prefix === '');
 }
 
 /** The upstream with the longest `timeout` (the idle cut of client connections must exceed it). */
-export function slowest(single: UpstreamConfig | undefined, upstreams: readonly NamedUpstream[] | undefined): UpstreamConfig | undefined {
-  return (upstreams ?? []).reduce<UpstreamConfig | undefined>((a, u) => (!a || u.timeout > a.timeout ? u : a), single);
+export function slowest(upstreams: readonly NamedUpstream[]): UpstreamConfig | undefined {
+  return upstreams.reduce<UpstreamConfig | undefined>((a, u) => (!a || u.timeout > a.timeout ? u : a), undefined);
 }
 
 /** The upstream serving a client's repository name: the longest matching prefix, else the default. */
@@ -36,9 +48,8 @@ export function upstreamFor<U extends { prefix: string }>(upstreams: readonly U[
   return best;
 }
 
-/** `request.upstream` for a repository name: the upstream's name; '' with a single upstream. */
-export function upstreamNameOf(upstreams: readonly NamedUpstream[] | undefined): (repository: string) => string {
-  if (!upstreams) return () => '';
+/** `request.upstream` for a repository name: the upstream's name ('' for a lone `upstream:`, or none). */
+export function upstreamNameOf(upstreams: readonly NamedUpstream[]): (repository: string) => string {
   return (repository) => upstreamFor(upstreams, repository)?.name ?? '';
 }
 

@@ -2,6 +2,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import { ConfigError } from '../config/errors.js';
 import { extendConfig, upstreamConfig } from '../config/load.js';
 import type { Config, UpstreamConfig } from '../config/types.js';
+import { defaultUpstream } from '../config/upstreams.js';
 import type { Logger } from '../log.js';
 import { devBanner } from './banner.js';
 import { DEV_ISSUER_NAME, devPaths, stateDirProblem } from './defaults.js';
@@ -49,7 +50,7 @@ export async function setUpDev(loaded: Config, o: DevOptions): Promise<DevSessio
   let registry: EmbeddedRegistry | undefined;
   let demoRef: string | undefined;
   let upstream: UpstreamConfig | undefined;
-  if (!loaded.upstream) {
+  if (!defaultUpstream(loaded.upstreams)) {
     registry = await startEmbeddedRegistry(paths, o.logger, o.env);
     upstream = { ...upstreamConfig(registry.url), auth: registry.auth };
     try {
@@ -69,7 +70,7 @@ export async function setUpDev(loaded: Config, o: DevOptions): Promise<DevSessio
       tokenFile: paths.token,
       subject: 'developer',
       expiresAt: dev.expiresAt,
-      upstream: config.upstream!.url,
+      upstream: defaultUpstream(config.upstreams)!.url,
       embeddedData: registry ? paths.registryData : undefined,
       demoRef,
       cli: o.cli,

@@ -68,8 +68,11 @@ function upstreamAgent(upstream: UpstreamConfig): HttpAgent {
   return new HttpsAgent({ ...agentOptions, ...(upstream.caFile ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) });
 }
 
+/** What a forwarder needs of the config: one upstream (a target of proxy/upstreams.ts) and the proxy's own address. */
+type ForwarderConfig = Pick<Config, 'publicURL' | 'tls'> & Readonly<{ upstream: UpstreamConfig }>;
+
 interface ResponseDeps {
-  config: Config;
+  config: ForwarderConfig;
   logger: Logger;
   draining: () => boolean;
   unwatch: (meta: Meta) => void;
@@ -105,7 +108,7 @@ function onUpstreamResponse(proxyRes: IncomingMessage, req: IncomingMessage, res
   meta?.onStatus?.(status, (performance.now() - (meta?.started ?? 0)) / 1000, proxyRes.headers);
   if (meta?.follow && deps.redirects.follow(proxyRes, req, res, meta, close)) return;
   trackResponse(proxyRes, res, meta, deps);
-  const upstreamURL = deps.config.upstream!.url;
+  const upstreamURL = deps.config.upstream.url;
   const narrowed = status === 401 && insufficientScope(proxyRes.headers['www-authenticate']);
   rewriteResponseHeaders(proxyRes.headers, { upstreamURL, publicURL: deps.config.publicURL, rewriteLink: meta?.rewriteLink, clientPath: meta?.clientPath });
   if (status === 401 || status === 407) {
@@ -199,8 +202,8 @@ function watchUpload(req: IncomingMessage, res: ServerResponse, meta: Meta, unfr
   if (onBytes) req.once('close', () => bytes > 0 && onBytes('upload', bytes));
 }
 
-export function createForwarder(config: Config, logger: Logger, draining: () => boolean = () => false): Forwarder {
-  const upstream = config.upstream!;
+export function createForwarder(config: ForwarderConfig, logger: Logger, draining: () => boolean = () => false): Forwarder {
+  const { upstream } = config;
   const watchdog = createIdleWatchdog(upstream.timeout);
   const agent = upstreamAgent(upstream);
   const isHttps = upstream.url.startsWith('https:');

@@ -1,6 +1,6 @@
 import { Transform } from 'node:stream';
 import type { Config, UpstreamConfig } from '../config/types.js';
-import { canonicalRegistry, canonicalRepository, registryOf, routedUpstreams, upstreamFor } from '../config/upstreams.js';
+import { canonicalRegistry, canonicalRepository, registryOf, upstreamFor } from '../config/upstreams.js';
 import type { Logger } from '../log.js';
 import { OciError } from '../oci/errors.js';
 import { withoutMount, type Route } from '../oci/route.js';
@@ -25,7 +25,7 @@ export interface Target {
 }
 
 export function createTargets(config: Config, logger: Logger, draining?: () => boolean, metrics?: Metrics): Target[] {
-  return routedUpstreams(config).map(({ name, prefix, ...upstream }) => ({
+  return config.upstreams.map(({ name, prefix, ...upstream }) => ({
     name,
     prefix,
     upstream,

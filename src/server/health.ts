@@ -118,9 +118,11 @@ function createUpstreamProbe(upstream: (UpstreamConfig & { name?: string }) | un
   };
 }
 
-/** One probe per upstream (`upstreams:`): ready only while every one is; the reason names the first that is not. */
-export function createUpstreamsProbe(config: Pick<Config, 'upstream' | 'upstreams'>, logger?: Logger, metrics?: Metrics) {
-  if (!config.upstreams) return createUpstreamProbe(config.upstream, logger, metrics);
+/** One probe per upstream: ready only while every one is; the reason names the first that is not. */
+export function createUpstreamsProbe(config: Pick<Config, 'upstreams'>, logger?: Logger, metrics?: Metrics) {
+  // A lone `upstream:` is unnamed (config/upstreams.ts): its reason names no upstream.
+  const [only] = config.upstreams;
+  if (config.upstreams.length <= 1 && !only?.name) return createUpstreamProbe(only, logger, metrics);
   const probes = config.upstreams.map((u) => ({ name: u.name, probe: createUpstreamProbe(u, logger, metrics) }));
   return {
     async ready(): Promise<{ ok: boolean; reason?: string }> {

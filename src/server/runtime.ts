@@ -1,5 +1,5 @@
 import type { Config } from '../config/types.js';
-import { upstreamNameOf } from '../config/upstreams.js';
+import { defaultUpstream, upstreamNameOf } from '../config/upstreams.js';
 import type { Logger } from '../log.js';
 import { createIdentityVerifier } from '../identity/verifier.js';
 import type { IdentityVerifier } from '../identity/types.js';
@@ -79,7 +79,7 @@ function logListening(logger: Logger, config: Config, listener: Listener, rules:
       url: listener.url,
       publicURL: config.publicURL,
       service: config.service,
-      upstream: config.upstream?.url,
+      upstream: defaultUpstream(config.upstreams)?.url,
       issuers: config.issuers.map((i) => i.name),
       rules,
     },

@@ -1,7 +1,7 @@
 import { hash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config/types.js';
-import { canonicalRepository, routedUpstreams } from '../config/upstreams.js';
+import { canonicalRepository } from '../config/upstreams.js';
 import { isAnonymous, type Identity, type IdentityVerifier } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import { grant as grantOf, type Grant } from '../policy/grant.js';
@@ -102,8 +102,7 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
   // A refresh token would outlive the revocations TokenReview exists to see.
   const reviewed = new Set(config.issuers.filter((i) => i.tokenReview).map((i) => i.name));
   // Scopes are decided and granted under the name /v2/ requests are judged by (hub/nginx → hub/library/nginx).
-  const upstreams = routedUpstreams(config);
-  const canonical = (repository: string) => canonicalRepository(upstreams, repository);
+  const canonical = (repository: string) => canonicalRepository(config.upstreams, repository);
 
   /** The identity an already verified (cached) identity token proves: cheap, so admitted by identity. */
   function knownIdentity(request: TokenRequest): Identity | undefined {

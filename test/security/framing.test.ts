@@ -279,7 +279,7 @@ describe('the forwarder never sends a body without explicit framing (defence in 
   beforeAll(async () => {
     upstream = await startRecordingUpstream();
     const config = buildConfig({ listen: '127.0.0.1:0', upstream: { url: upstream.url, timeout: '2s' } });
-    forwarder = createForwarder(config, createLogger('silent'));
+    forwarder = createForwarder({ ...config, upstream: config.upstreams[0]! }, createLogger('silent'));
     // A front server that forwards whatever it parsed, after dropping the framing headers: what the
     // proxy did when Node's header-count limit hid them (and what any future header bug would do).
     server = createServer((req, res) => {

@@ -321,6 +321,6 @@ describe('an upstream under a path prefix', () => {
       expect(String((err as Error).message), url).toMatch(/upstream\.url/);
       expect(String((err as Error).message), url).toMatch(problem);
     }
-    expect(buildConfig({ upstream: { url: 'http://127.0.0.1:5000/reg/' } }).upstream!.url).toBe('http://127.0.0.1:5000/reg');
+    expect(buildConfig({ upstream: { url: 'http://127.0.0.1:5000/reg/' } }).upstreams[0]!.url).toBe('http://127.0.0.1:5000/reg');
   });
 });

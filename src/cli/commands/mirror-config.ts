@@ -26,9 +26,8 @@ export interface MirrorOptions {
 const ONLY_SERVER = '# The proxy is the only server: while it is down, pulls fail rather than bypass its policy.';
 const FALLBACK = '# --fallback-to-upstream: while the proxy is down, pulls go straight to the registry, bypassing the proxy and its policy.';
 
-function upstreamsOf(config: Pick<Config, 'upstream' | 'upstreams'>) {
-  return config.upstreams ?? (config.upstream ? [{ ...config.upstream, name: 'default', prefix: '' }] : []);
-}
+/** The name a heading shows: a lone `upstream:` (unnamed) is the default. */
+const shown = (name: string): string => name || 'default';
 
 /**
  * containerd `hosts.toml` files that send pulls of each configured upstream's images through the
@@ -40,13 +39,9 @@ function upstreamsOf(config: Pick<Config, 'upstream' | 'upstreams'>) {
  * `docker.io/library/nginx` is asked for as `hub/library/nginx`. One file per upstream, each
  * headed by the path it belongs at. Pure.
  */
-export function containerdHostsToml(
-  config: Pick<Config, 'publicURL' | 'upstream' | 'upstreams'>,
-  certsDir = '/etc/containerd/certs.d',
-  o: MirrorOptions = {},
-): string {
+export function containerdHostsToml(config: Pick<Config, 'publicURL' | 'upstreams'>, certsDir = '/etc/containerd/certs.d', o: MirrorOptions = {}): string {
   const base = config.publicURL.replace(/\/+$/, '');
-  return upstreamsOf(config)
+  return config.upstreams
     .map((u) => {
       const prefix = u.prefix.replace(/\/+$/, '');
       const viaPath = prefix !== '' || new URL(base).pathname !== '/';
@@ -54,7 +49,7 @@ export function containerdHostsToml(
       const proxyHost = ['capabilities = ["pull", "resolve"]', ...(viaPath ? ['override_path = true'] : [])];
       const server = o.fallbackToUpstream ? [FALLBACK, `server = "${serverOf(u)}"`] : [ONLY_SERVER, `server = "${host}"`, ...proxyHost];
       return [
-        `# ${certsDir}/${registryOf(u)}/hosts.toml  (upstream "${u.name}"${prefix ? `, prefix ${u.prefix}` : ''})`,
+        `# ${certsDir}/${registryOf(u)}/hosts.toml  (upstream "${shown(u.name)}"${prefix ? `, prefix ${u.prefix}` : ''})`,
         ...server,
         '',
         `[host."${host}"]`,
@@ -72,15 +67,15 @@ export function containerdHostsToml(
  * With `fallbackToUpstream` the proxy is a mirror instead, and the registry the location tried
  * when it fails. A publicURL with a path cannot be a location (a location has no API path). Pure.
  */
-export function registriesConf(config: Pick<Config, 'publicURL' | 'upstream' | 'upstreams'>, o: MirrorOptions = {}): string {
+export function registriesConf(config: Pick<Config, 'publicURL' | 'upstreams'>, o: MirrorOptions = {}): string {
   const proxy = new URL(config.publicURL);
   if (proxy.pathname.replace(/\/+$/, '') !== '') throw new CliExit(2, 'mirror-config: registries.conf cannot reach a publicURL with a path');
   const insecureProxy = proxy.protocol === 'http:' ? ['insecure = true'] : [];
-  return upstreamsOf(config)
+  return config.upstreams
     .map((u) => {
       const registry = registryOf(u);
       const prefix = u.prefix.replace(/\/+$/, '');
-      const heading = `# upstream "${u.name}"${prefix ? `, prefix ${u.prefix}` : ''}`;
+      const heading = `# upstream "${shown(u.name)}"${prefix ? `, prefix ${u.prefix}` : ''}`;
       const atProxy = `location = "${proxy.host}${prefix ? `/${prefix}` : ''}"`;
       if (!o.fallbackToUpstream) return [heading, ONLY_SERVER, '[[registry]]', `prefix = "${registry}"`, atProxy, ...insecureProxy, ''].join('\n');
       return [
@@ -116,7 +111,7 @@ export function register(program: Command): void {
     .action((opts: { config?: string; certsDir: string; format: string; fallbackToUpstream?: boolean }) => {
       if (!(FORMATS as readonly string[]).includes(opts.format)) throw new CliExit(2, `--format must be one of ${FORMATS.join(', ')}`);
       const config = loadConfig({ config: opts.config });
-      if (!config.upstream && !config.upstreams?.length) throw new CliExit(2, 'mirror-config: the config names no upstream');
+      if (config.upstreams.length === 0) throw new CliExit(2, 'mirror-config: the config names no upstream');
       const o = { fallbackToUpstream: opts.fallbackToUpstream === true };
       process.stdout.write(opts.format === 'containerd' ? containerdHostsToml(config, opts.certsDir, o) : registriesConf(config, o));
     });

@@ -11,7 +11,7 @@ import type { Decision } from '../../policy/types.js';
 import { grant } from '../../policy/grant.js';
 import { grantResult, refusalOf, type GrantResult } from '../../policy/explain.js';
 import { defaultPolicyPath } from '../../config/load.js';
-import { canonicalRepository, routedUpstreams, upstreamNameOf } from '../../config/upstreams.js';
+import { canonicalRepository, upstreamNameOf } from '../../config/upstreams.js';
 import { CliExit } from '../exit.js';
 
 interface PolicyTestFlags {
@@ -100,10 +100,10 @@ function policyTest(opts: PolicyTestFlags): void {
     issuer: iss,
     preset: (opts.preset as Preset | undefined) ?? configured?.preset,
   });
-  const upstreams = config ? routedUpstreams(config) : [];
+  const upstreams = config?.upstreams ?? [];
   const scopes = scopesFlag(opts.scope, (repository) => canonicalRepository(upstreams, repository));
   // request.upstream: --upstream for every scope, else by the config's prefixes ('' with one upstream)
-  const upstreamOf = opts.upstream !== undefined ? () => opts.upstream! : upstreamNameOf(config?.upstreams);
+  const upstreamOf = opts.upstream !== undefined ? () => opts.upstream! : upstreamNameOf(upstreams);
   const engine = policiesFlag(opts.policy ?? config?.policies ?? defaultPolicyPath(), upstreamOf);
   const ctx = { service: opts.service ?? config?.service ?? 'registry.example.com', clientIP: opts.clientIp ?? '127.0.0.1' };
   const decisions = grant(engine, identity, scopes, ctx).decisions.map((d) => ({

@@ -169,7 +169,7 @@ describe('upstreams config', () => {
       { name: 'x', url: 'http://a' },
       { name: 'hub', prefix: 'hub/', url: 'https://registry-1.docker.io' },
     ]);
-    expect(config.upstream?.url).toBe('http://a');
+    expect(config.upstreams.find((u) => u.prefix === '')?.url).toBe('http://a');
     expect(config.upstreams?.map((u) => [u.name, u.prefix])).toEqual([
       ['x', ''],
       ['hub', 'hub/'],

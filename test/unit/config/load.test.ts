@@ -39,7 +39,7 @@ describe('config', () => {
       { upstream: { url: 'http://a:5000' }, listen: '127.0.0.1:1' },
       { upstream: 'http://b:5000', listen: '127.0.0.1:2', tokenTtl: '10m', issuer: ['https://i.test'], audience: ['aud1'] },
     );
-    expect(c.upstream?.url).toBe('http://b:5000');
+    expect(c.upstreams[0]?.url).toBe('http://b:5000');
     expect(c.listen.port).toBe(2);
     expect(c.tokens.ttl).toBe(600);
     expect(c.issuers[0]).toMatchObject({ name: 'default', issuer: 'https://i.test', audiences: ['aud1'] });

@@ -49,7 +49,7 @@ describe('--dev config precedence: flags > file > dev defaults', () => {
     const c = buildConfig({}, { dev: true });
     expect(`${c.listen.host}:${c.listen.port}`).toBe(DEV_LISTEN);
     expect(c.policies).toBe(DEV_POLICY_PATH);
-    expect(c.upstream).toBeUndefined();
+    expect(c.upstreams).toEqual([]);
     expect(c.publicURL).toBe('http://127.0.0.1:8080');
   });
   it('the file wins over dev defaults', () => {
@@ -57,7 +57,7 @@ describe('--dev config precedence: flags > file > dev defaults', () => {
       RAP_UPSTREAM: 'http://127.0.0.1:7000',
     });
     expect(c.listen).toEqual({ host: '127.0.0.1', port: 9999 });
-    expect(c.upstream?.url).toBe('http://127.0.0.1:5001');
+    expect(c.upstreams[0]?.url).toBe('http://127.0.0.1:5001');
     expect(c.policies).toBe('/p');
   });
   it('flags win over the file', () => {
@@ -66,12 +66,12 @@ describe('--dev config precedence: flags > file > dev defaults', () => {
       { dev: true, listen: '127.0.0.1:1234', upstream: 'http://127.0.0.1:5002', policy: '/q' },
     );
     expect(c.listen.port).toBe(1234);
-    expect(c.upstream?.url).toBe('http://127.0.0.1:5002');
+    expect(c.upstreams[0]?.url).toBe('http://127.0.0.1:5002');
     expect(c.policies).toBe('/q');
   });
   it('RAP_UPSTREAM is the dev upstream when neither flag nor file names one, and only with --dev', () => {
-    expect(buildConfig({}, { dev: true }, undefined, { RAP_UPSTREAM: 'http://127.0.0.1:7000' }).upstream?.url).toBe('http://127.0.0.1:7000');
-    expect(buildConfig({}, {}, undefined, { RAP_UPSTREAM: 'http://127.0.0.1:7000' }).upstream).toBeUndefined();
+    expect(buildConfig({}, { dev: true }, undefined, { RAP_UPSTREAM: 'http://127.0.0.1:7000' }).upstreams[0]?.url).toBe('http://127.0.0.1:7000');
+    expect(buildConfig({}, {}, undefined, { RAP_UPSTREAM: 'http://127.0.0.1:7000' }).upstreams).toEqual([]);
     expect(() => buildConfig({}, { dev: true }, undefined, { RAP_UPSTREAM: 'http://127.0.0.1:7000/v2/' })).toThrow(/RAP_UPSTREAM/);
   });
   it('without --dev the defaults are unchanged', () => {

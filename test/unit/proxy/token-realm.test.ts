@@ -74,7 +74,7 @@ describe('upstream.auth (registry-token) realm and realmHosts', () => {
   const auth = (extra: Record<string, unknown>) => {
     try {
       const upstream = { url: 'https://registry-1.docker.io', auth: { type: 'registry-token', username: 'robot$p+n', passwordFile: '/pw', ...extra } };
-      return buildConfig({ upstream }, {}, 'rap.yaml').upstream!.auth;
+      return buildConfig({ upstream }, {}, 'rap.yaml').upstreams[0]!.auth;
     } catch (err) {
       if (err instanceof ConfigError) return `${err.keyPath}: ${err.problem}`;
       throw err;

@@ -12,6 +12,8 @@ export type RouteKind = 'ping' | 'catalog' | 'tags' | 'manifest' | 'blob' | 'upl
 
 export interface Route {
   kind: RouteKind;
+  /** The request's method: guards and the forwarder read it from the route, not the request. */
+  method: string;
   /** Repository name (absent for ping and catalog). */
   name?: string;
   /** Tag, digest or upload session id. */
@@ -72,6 +74,7 @@ function err(status: 400 | 404 | 405, code: RouteErrorCode, message: string, all
  * with the kind's UNKNOWN code. Its path ends before the reference, which is never forwarded.
  */
 function unknownRoute(
+  method: string,
   kind: 'manifest' | 'blob' | 'upload',
   name: string,
   scopes: Scope[],
@@ -79,7 +82,7 @@ function unknownRoute(
   message: string,
 ): Route {
   const segment = kind === 'manifest' ? 'manifests' : kind === 'blob' ? 'blobs' : 'blobs/uploads';
-  return { kind, name, scopes, path: `/v2/${name}/${segment}/`, query: '', notFound: new OciError(404, code, message) };
+  return { kind, method, name, scopes, path: `/v2/${name}/${segment}/`, query: '', notFound: new OciError(404, code, message) };
 }
 
 const quoted = (reference: string) => JSON.stringify(reference.slice(0, 300));
@@ -114,7 +117,7 @@ export function classify(method: string, rawPath: string, rawQuery = ''): Route 
   if (typeof path !== 'string') return path;
   if (path === '/v2' || path === '/v2/') {
     if (method !== 'GET' && method !== 'HEAD') return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD');
-    return { kind: 'ping', scopes: [], path: '/v2/', query: '' };
+    return { kind: 'ping', method, scopes: [], path: '/v2/', query: '' };
   }
   if (!path.startsWith('/v2/')) return err(404, 'UNSUPPORTED', 'not a registry API path');
   const rest = path.slice(4);
@@ -144,7 +147,7 @@ function catalogRoute(method: string, rawQuery: string): Route | RouteError {
     if (values.length === 1) kept.set(p, values[0]!);
   }
   const q = kept.toString();
-  return { kind: 'catalog', scopes: [{ type: 'registry', name: 'catalog', actions: ['*'] }], path: '/v2/_catalog', query: q ? `?${q}` : '' };
+  return { kind: 'catalog', method, scopes: [{ type: 'registry', name: 'catalog', actions: ['*'] }], path: '/v2/_catalog', query: q ? `?${q}` : '' };
 }
 
 /** `<name>/<kind>[/<kind>]/<last>`, parsed from the right: the name is what precedes the route's own segments. */
@@ -178,15 +181,15 @@ function repositoryRoute(method: string, rest: string, rawQuery: string): Route 
 
 function tagsRoute(method: string, name: string, query: string): Route | RouteError {
   if (method !== 'GET' && method !== 'HEAD') return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD');
-  return { kind: 'tags', name, scopes: [repoScope(name, ['pull'])], path: `/v2/${name}/tags/list`, query };
+  return { kind: 'tags', method, name, scopes: [repoScope(name, ['pull'])], path: `/v2/${name}/tags/list`, query };
 }
 
 function manifestRoute(method: string, name: string, reference: string, query: string): Route | RouteError {
   if (!['GET', 'HEAD', 'PUT', 'DELETE'].includes(method)) return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD, PUT, DELETE');
   const scopes = [repoScope(name, actionsFor(method)!)];
   if (!isValidReference(reference))
-    return unknownRoute('manifest', name, scopes, 'MANIFEST_UNKNOWN', `manifest unknown: ${quoted(reference)} is neither a tag nor a digest`);
-  return { kind: 'manifest', name, reference, scopes, path: `/v2/${name}/manifests/${reference}`, query };
+    return unknownRoute(method, 'manifest', name, scopes, 'MANIFEST_UNKNOWN', `manifest unknown: ${quoted(reference)} is neither a tag nor a digest`);
+  return { kind: 'manifest', method, name, reference, scopes, path: `/v2/${name}/manifests/${reference}`, query };
 }
 
 function uploadStartRoute(method: string, name: string, rawQuery: string, query: string): Route | RouteError {
@@ -208,7 +211,7 @@ function uploadStartRoute(method: string, name: string, rawQuery: string, query:
   // With a mount, forward exactly the two parameters that were authorized, re-encoded: the
   // upstream must not read a different `from` out of duplicate or oddly encoded parameters.
   const forwarded = mountFrom !== undefined ? `?${new URLSearchParams({ mount: mount!, from: mountFrom })}` : query;
-  return { kind: 'upload-start', name, scopes, path: `/v2/${name}/blobs/uploads/`, query: forwarded, mountFrom };
+  return { kind: 'upload-start', method, name, scopes, path: `/v2/${name}/blobs/uploads/`, query: forwarded, mountFrom };
 }
 
 function uploadRoute(method: string, name: string, session: string, query: string): Route | RouteError {
@@ -216,22 +219,22 @@ function uploadRoute(method: string, name: string, session: string, query: strin
   // Every method on an upload session is part of pushing (cancelling one's own upload is not deleting content).
   const scopes = [repoScope(name, ['pull', 'push'])];
   if (!UPLOAD_ID.test(session))
-    return unknownRoute('upload', name, scopes, 'BLOB_UPLOAD_UNKNOWN', `blob upload unknown: ${quoted(session)} is not an upload session id`);
-  return { kind: 'upload', name, reference: session, scopes, path: `/v2/${name}/blobs/uploads/${session}`, query };
+    return unknownRoute(method, 'upload', name, scopes, 'BLOB_UPLOAD_UNKNOWN', `blob upload unknown: ${quoted(session)} is not an upload session id`);
+  return { kind: 'upload', method, name, reference: session, scopes, path: `/v2/${name}/blobs/uploads/${session}`, query };
 }
 
 function blobRoute(method: string, name: string, digest: string, query: string): Route | RouteError {
   if (!['GET', 'HEAD', 'DELETE'].includes(method)) return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD, DELETE');
   const scopes = [repoScope(name, actionsFor(method)!)];
   // Not digest-shaped: Distribution's router 404s it. A digest-shaped one it cannot use is its own 400 DIGEST_INVALID.
-  if (!isValidDigest(digest)) return unknownRoute('blob', name, scopes, 'BLOB_UNKNOWN', `blob unknown: ${quoted(digest)} is not a digest`);
-  return { kind: 'blob', name, reference: digest, scopes, path: `/v2/${name}/blobs/${digest}`, query };
+  if (!isValidDigest(digest)) return unknownRoute(method, 'blob', name, scopes, 'BLOB_UNKNOWN', `blob unknown: ${quoted(digest)} is not a digest`);
+  return { kind: 'blob', method, name, reference: digest, scopes, path: `/v2/${name}/blobs/${digest}`, query };
 }
 
 function referrersRoute(method: string, name: string, digest: string, query: string): Route | RouteError {
   if (!isValidDigest(digest)) return err(400, 'DIGEST_INVALID', 'invalid digest');
   if (method !== 'GET' && method !== 'HEAD') return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD');
-  return { kind: 'referrers', name, reference: digest, scopes: [repoScope(name, ['pull'])], path: `/v2/${name}/referrers/${digest}`, query };
+  return { kind: 'referrers', method, name, reference: digest, scopes: [repoScope(name, ['pull'])], path: `/v2/${name}/referrers/${digest}`, query };
 }
 
 /** The same route without the cross-repository mount (when `from` may not be pulled). */

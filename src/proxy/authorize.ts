@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/types.js';
 import { anonymousIdentity, type Identity } from '../identity/types.js';
 import type { Logger } from '../log.js';
-import { covers, lacking } from '../oci/access.js';
+import { covers, lacking, type AccessEntry } from '../oci/access.js';
 import { challenge, deniedError, type ChallengeError } from '../oci/challenge.js';
 import type { OciError } from '../oci/errors.js';
 import { withoutMount, type Route } from '../oci/route.js';
@@ -26,6 +26,9 @@ interface Authorized {
   /** Let in without credentials by `anonymous: true`. */
   anonymous: boolean;
 }
+
+/** What authorize lets through: the decision, and everything the token holds (guards narrow it, never widen it). */
+export type Granted = Authorized & { access: readonly AccessEntry[] };
 
 export function isAuthorized(x: Authorized | OciError): x is Authorized {
   return 'route' in x;
@@ -80,18 +83,18 @@ export function judge(route: Route, held: Held, config: AuthorizeDeps['config'])
 }
 
 /** A request without credentials: let in when `anonymous: true` and the policy grants the anonymous identity every scope. */
-function anonymousAccess(route: Route, clientIP: string, deps: AuthorizeDeps): Authorized | OciError {
+function anonymousAccess(route: Route, clientIP: string, deps: AuthorizeDeps): Granted | OciError {
   const { config, policy } = deps;
   if (config.anonymous && policy) {
     const who = anonymousIdentity();
     const { access } = grant(policy, who, route.scopes, { service: config.service, clientIP });
-    if (route.scopes.every((s) => covers(access, s))) return { route, identity: who, anonymous: true };
+    if (route.scopes.every((s) => covers(access, s))) return { route, identity: who, anonymous: true, access };
   }
   return challengeFor(route, config);
 }
 
 /** The authorized route, and who the token names; or the challenge or denial to answer. */
-export async function authorize(req: IncomingMessage, route: Route, deps: AuthorizeDeps): Promise<Authorized | OciError> {
+export async function authorize(req: IncomingMessage, route: Route, deps: AuthorizeDeps): Promise<Granted | OciError> {
   const auth = bearerOf(req);
   if (auth.kind === 'none') return anonymousAccess(route, clientIPOf(req), deps);
   if (auth.kind === 'invalid') {
@@ -106,5 +109,6 @@ export async function authorize(req: IncomingMessage, route: Route, deps: Author
     deps.logger.info({ reason: err.message, route: route.kind }, 'rejected registry token');
     return challengeFor(route, deps.config, 'invalid_token');
   }
-  return judge(route, held, deps.config);
+  const judged = judge(route, held, deps.config);
+  return isAuthorized(judged) ? { ...judged, access: held.access } : judged;
 }

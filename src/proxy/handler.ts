@@ -16,11 +16,12 @@ import type { Metrics } from '../http/metrics.js';
 import { clientIPOf } from '../http/client-ip.js';
 import type { RegistryTokenVerifier } from '../token/types.js';
 import { authorize, isAuthorized } from './authorize.js';
+import { GUARDS, runGuards, type Guard, type GuardContext } from './guards.js';
 import { canonicalRoute, catalogName, clientPath, createTargets, tagsNameRewrite, targetOf, toUpstream, withNamespace, type Target } from './upstreams.js';
 import { upstreamAuthFailureError, upstreamFailureError } from './upstream-failure.js';
 import { rateLimitRemaining } from './token-realm.js';
 
-/** `/v2/...`: classify → authorize (a route or an error) → forward; every refusal is written once, here. */
+/** `/v2/...`: classify → authorize (a route or an error) → guards → forward; every refusal is written once, here. */
 
 interface ProxyDeps {
   config: Config;
@@ -33,6 +34,8 @@ interface ProxyDeps {
   draining?: () => boolean;
   /** Signing keys, from which catalog cursors are sealed (absent: a per-process key). */
   keys?: CursorKeySource;
+  /** The guard stage (absent: the production list, GUARDS); tests inject their own. */
+  guards?: readonly Guard[];
 }
 
 export interface ProxyHandler {
@@ -110,16 +113,31 @@ function upstreamStatusObserver(target: Target, route: Route, metrics: Metrics |
   };
 }
 
+/** The upstream serving the route, or why none can. */
+function targetFor(targets: readonly Target[], route: Route): Target | OciError {
+  const target = targetOf(targets, route);
+  if (!target) return targets.length ? NO_UPSTREAM : upstreamFailureError('unconfigured');
+  return route.kind === 'catalog' && targets.length > 1 ? NO_CATALOG : target;
+}
+
+/** The guards' answer: the route to forward, or the refusal, logged under the guard's name. */
+async function guarded(guards: readonly Guard[], logger: Logger, ctx: GuardContext & { upstream: Target }): Promise<Route | OciError> {
+  const outcome = await runGuards(guards, ctx);
+  if ('route' in outcome) return outcome.route;
+  const fields = { guard: outcome.guard, route: ctx.route.kind, code: outcome.refused.code };
+  if (outcome.widened) logger.error(fields, 'guard rewrote the route beyond what was authorized: refused');
+  else logger.info(fields, 'guard refused the request');
+  return outcome.refused;
+}
+
 export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   const { config, logger, tokens, metrics, policy } = deps;
   const targets = createTargets(config, logger, deps.draining, metrics);
   const cursors = createCursorCodec(deps.keys);
+  const guards = deps.guards ?? GUARDS;
 
   /** Streams the authorized request to the upstream with the proxy's own credentials. */
-  async function forward(req: IncomingMessage, res: ServerResponse, clientRoute: Route, identity: Identity | undefined): Promise<void> {
-    const target = targetOf(targets, clientRoute);
-    if (!target) return sendOciError(res, targets.length ? NO_UPSTREAM : upstreamFailureError('unconfigured'));
-    if (clientRoute.kind === 'catalog' && targets.length > 1) return sendOciError(res, NO_CATALOG);
+  async function forward(req: IncomingMessage, res: ServerResponse, clientRoute: Route, target: Target, identity: Identity | undefined): Promise<void> {
     const { forwarder, auth: upstreamAuth } = target;
     const route = toUpstream(targets, target, clientRoute);
     let authorization: string | undefined;
@@ -158,7 +176,12 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
     }
     const effective = withOpenCursor(authorized.route, cursors.open);
     if (effective instanceof OciError) return sendOciError(res, effective);
-    await forward(req, res, effective, authorized.identity);
+    const target = targetFor(targets, effective);
+    if (target instanceof OciError) return sendOciError(res, target);
+    // No guards (today's production list): no extra await on the hot path.
+    const guardedRoute = guards.length === 0 ? effective : await guarded(guards, logger, { req, route: effective, grant: authorized, upstream: target });
+    if (guardedRoute instanceof OciError) return sendOciError(res, guardedRoute);
+    await forward(req, res, guardedRoute, target, authorized.identity);
   };
   return Object.assign(handler, {
     async close() {

@@ -6,6 +6,7 @@ import type { IdentityVerifier } from '../identity/types.js';
 import { loadPolicies } from '../policy/load.js';
 import type { PolicyEngine } from '../policy/types.js';
 import { createProxyHandler, type ProxyHandler } from '../proxy/handler.js';
+import type { Guard } from '../proxy/guards.js';
 import { createTokenHandler } from '../token/endpoint.js';
 import { loadKeyRing, type KeyRing } from '../token/keys.js';
 import { createRegistryTokenVerifier } from '../token/verify.js';
@@ -43,6 +44,8 @@ export interface RuntimeOptions {
   /** A worker of `workers: N`: the primary's ephemeral signing key, and /metrics of all workers together. */
   sharedEphemeralPem?: string;
   metricsText?: () => Promise<string>;
+  /** The proxy's guard stage instead of the production list (tests only). */
+  guards?: readonly Guard[];
 }
 
 /** The process's own endpoints: its public keys, liveness, readiness (with the reasons) and metrics. */
@@ -101,7 +104,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
   });
   const tokens = createRegistryTokenVerifier(keys, { issuer: config.publicURL, service: config.service });
   const state = { draining: false };
-  const proxy = createProxyHandler({ config, logger, tokens, policy, metrics, keys, draining: () => state.draining });
+  const proxy = createProxyHandler({ config, logger, tokens, policy, metrics, keys, draining: () => state.draining, guards: options.guards });
   const probe = createUpstreamsProbe(config, logger, metrics);
   const limiter = createRateLimiter({
     perAddress: config.limits.tokenPerClient,

@@ -202,6 +202,18 @@ describe('route → scopes', () => {
   });
 });
 
+describe('route → method and reference', () => {
+  it('carries the method and the reference (tag, digest or session) the guards read', () => {
+    expect(ok('HEAD', '/v2/a/b/manifests/latest')).toMatchObject({ kind: 'manifest', method: 'HEAD', reference: 'latest' });
+    expect(ok('GET', `/v2/a/b/blobs/${D}`)).toMatchObject({ method: 'GET', reference: D });
+    expect(ok('PATCH', '/v2/a/b/blobs/uploads/abc')).toMatchObject({ method: 'PATCH', reference: 'abc' });
+    expect(ok('GET', `/v2/a/b/referrers/${D}`)).toMatchObject({ method: 'GET', reference: D });
+    expect(ok('POST', '/v2/a/b/blobs/uploads/')).toMatchObject({ method: 'POST' });
+    expect(ok('GET', '/v2/')).toMatchObject({ kind: 'ping', method: 'GET' });
+    expect(ok('DELETE', '/v2/a/b/manifests/-bad')).toMatchObject({ method: 'DELETE', notFound: { status: 404 } });
+  });
+});
+
 describe('challenge', () => {
   it('formats like Distribution', () => {
     const s = [ok('PUT', '/v2/a/b/manifests/x').scopes[0]!, { type: 'repository', name: 'c', actions: ['pull'] }];

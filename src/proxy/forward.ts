@@ -61,11 +61,11 @@ interface Meta extends Exchange {
 
 const metaOf = (req: IncomingMessage): Meta | undefined => (req as IncomingMessage & { rap?: Meta }).rap;
 
-/** A keep-alive agent for the upstream, trusting `caFile` too. No socket timeouts: the watchdog bounds every exchange. */
-function upstreamAgent(upstream: UpstreamConfig): HttpAgent {
+/** A keep-alive agent for the upstream, trusting `ca` too. No socket timeouts: the watchdog bounds every exchange. */
+function upstreamAgent(upstream: UpstreamConfig, ca: string | undefined): HttpAgent {
   const agentOptions = { keepAlive: true, maxSockets: 256, maxFreeSockets: 64 };
   if (!upstream.url.startsWith('https:')) return new HttpAgent(agentOptions);
-  return new HttpsAgent({ ...agentOptions, ...(upstream.caFile ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) });
+  return new HttpsAgent({ ...agentOptions, ...(ca ? { ca } : {}) });
 }
 
 /** What a forwarder needs of the config: one upstream (a target of proxy/upstreams.ts) and the proxy's own address. */
@@ -205,9 +205,10 @@ function watchUpload(req: IncomingMessage, res: ServerResponse, meta: Meta, unfr
 export function createForwarder(config: ForwarderConfig, logger: Logger, draining: () => boolean = () => false): Forwarder {
   const { upstream } = config;
   const watchdog = createIdleWatchdog(upstream.timeout);
-  const agent = upstreamAgent(upstream);
-  const isHttps = upstream.url.startsWith('https:');
-  const target: UpstreamTarget = { url: new URL(upstream.url), agent, ...(upstream.caFile && isHttps ? { ca: readFileSync(upstream.caFile, 'utf8') } : {}) };
+  // The CA file is read once, for the agent and the requests it carries.
+  const ca = upstream.caFile && upstream.url.startsWith('https:') ? readFileSync(upstream.caFile, 'utf8') : undefined;
+  const agent = upstreamAgent(upstream, ca);
+  const target: UpstreamTarget = { url: new URL(upstream.url), agent, ...(ca ? { ca } : {}) };
   const redirects = createRedirectFollower(upstream, logger);
   const deps: ResponseDeps = { config, logger, draining, unwatch: (meta) => watchdog.unwatch(meta), redirects };
 

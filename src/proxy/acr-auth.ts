@@ -4,7 +4,7 @@ import { outbound, outboundAgent } from '../http/outbound.js';
 import type { Logger } from '../log.js';
 import type { Scope } from '../oci/scope.js';
 import { parseBearerChallenge } from '../oci/challenge.js';
-import { TokenCache, type CacheFill } from '../identity/token-cache.js';
+import { TokenCache, type CacheFill } from '../http/token-cache.js';
 import { parseTokenResponse, untrustedRealm } from './token-realm.js';
 import { askTokenService, scopedTokens } from './token-service.js';
 import type { RenewalObserver } from './renewal.js';

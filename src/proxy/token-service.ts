@@ -1,7 +1,7 @@
 import type { Dispatcher } from 'undici';
 import { outbound } from '../http/outbound.js';
 import type { Logger } from '../log.js';
-import type { CacheFill, TokenCache } from '../identity/token-cache.js';
+import type { CacheFill, TokenCache } from '../http/token-cache.js';
 import { formatScope, scopeSetKey, type Scope } from '../oci/scope.js';
 
 /**

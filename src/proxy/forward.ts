@@ -7,7 +7,7 @@ import type { Logger } from '../log.js';
 import { sendOciError } from '../oci/errors.js';
 import { clientConnectionHeaders, clientWantsClose, forwardsFraming, rewriteResponseHeaders, scrubRequestHeaders } from './headers.js';
 import { createIdleWatchdog, type Exchange } from './idle-watchdog.js';
-import { insufficientScope, upstreamFailureError, upstreamScopeError } from './upstream-failure.js';
+import { insufficientScope, upstreamFailureError, upstreamScopeError } from '../upstream/failure.js';
 import { createRedirectFollower, type RedirectFollower } from './redirect.js';
 import { exchange, type UpstreamTarget } from './exchange.js';
 import { clientIPOf } from '../http/client-ip.js';

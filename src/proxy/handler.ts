@@ -18,8 +18,8 @@ import type { RegistryTokenVerifier } from '../token/types.js';
 import { authorize, isAuthorized } from './authorize.js';
 import { GUARDS, runGuards, type Guard, type GuardContext } from './guards.js';
 import { canonicalRoute, catalogName, clientPath, createTargets, tagsNameRewrite, targetOf, toUpstream, withNamespace, type Target } from './upstreams.js';
-import { upstreamAuthFailureError, upstreamFailureError } from './upstream-failure.js';
-import { rateLimitRemaining } from './token-realm.js';
+import { upstreamAuthFailureError, upstreamFailureError } from '../upstream/failure.js';
+import { rateLimitRemaining } from '../upstream/token-realm.js';
 
 /** `/v2/...`: classify → authorize (a route or an error) → guards → forward; every refusal is written once, here. */
 

@@ -7,7 +7,7 @@ import { rootCertificates } from 'node:tls';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { OciError, sendOciError } from '../oci/errors.js';
-import { upstreamFailureError } from './upstream-failure.js';
+import { upstreamFailureError } from '../upstream/failure.js';
 
 /**
  * `upstream.followRedirects`: blob GET/HEAD redirects to object storage (ECR → S3, Docker Hub →

@@ -7,8 +7,8 @@ import { withoutMount, type Route } from '../oci/route.js';
 import { isValidRepositoryName } from '../oci/scope.js';
 import { createForwarder, type Forwarder } from './forward.js';
 import type { Metrics } from '../http/metrics.js';
-import { renewalMetrics } from './renewal.js';
-import { createUpstreamAuth, type UpstreamAuth } from './upstream-auth.js';
+import { renewalMetrics } from '../upstream/renewal.js';
+import { createUpstreamAuth, type UpstreamAuth } from '../upstream/auth.js';
 
 /**
  * Several upstreams behind one proxy: each with its own forwarder and credentials, chosen by the

@@ -13,7 +13,7 @@ import { createRegistryTokenVerifier } from '../token/verify.js';
 import type { RegistryTokenVerifier } from '../token/types.js';
 import { sendJson } from '../http/response.js';
 import { createApp, type AppRoutes, type AppState } from './app.js';
-import { createUpstreamsProbe } from './health.js';
+import { createUpstreamsProbe } from '../upstream/probe.js';
 import { startListener, type Listener } from './listen.js';
 import { createMetrics, type Metrics } from '../http/metrics.js';
 import { createRateLimiter } from '../http/rate-limit.js';

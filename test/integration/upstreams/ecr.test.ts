@@ -11,7 +11,7 @@ import { startRegistry, type Registry } from '../../fixtures/registry.js';
 import { startProxy, type TestProxy } from '../../helpers/server.js';
 import { requireTool } from '../../support/tools.js';
 import { silentLogger } from '../../../src/log.js';
-import { ecrAuth } from '../../../src/proxy/ecr-auth.js';
+import { ecrAuth } from '../../../src/upstream/kinds/ecr.js';
 
 /**
  * Issue 12, Amazon ECR (`upstream.auth: {type: ecr}`): the proxy calls GetAuthorizationToken — on a

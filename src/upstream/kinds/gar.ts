@@ -1,12 +1,12 @@
 import type { Dispatcher } from 'undici';
-import type { UpstreamConfig } from '../config/types.js';
-import { outbound, outboundAgent } from '../http/outbound.js';
-import type { Logger } from '../log.js';
-import type { Scope } from '../oci/scope.js';
-import { parseBearerChallenge } from '../oci/challenge.js';
-import { TokenCache, type CacheFill } from '../http/token-cache.js';
-import { parseTokenResponse, untrustedRealm } from './token-realm.js';
-import { askTokenService, scopedTokens } from './token-service.js';
+import type { UpstreamConfig } from '../../config/types.js';
+import { outbound, outboundAgent } from '../../http/outbound.js';
+import type { Logger } from '../../log.js';
+import type { Scope } from '../../oci/scope.js';
+import { parseBearerChallenge } from '../../oci/challenge.js';
+import { TokenCache, type CacheFill } from '../../http/token-cache.js';
+import { parseTokenResponse, untrustedRealm } from '../token-realm.js';
+import { askTokenService, scopedTokens } from '../token-dance.js';
 
 /** The Basic username Google's registries take with an OAuth access token as the password. */
 const GAR_USERNAME = 'oauth2accesstoken';

@@ -2,9 +2,9 @@ import type { Dispatcher } from 'undici';
 import type { Config, UpstreamConfig } from '../config/types.js';
 import { outbound, outboundAgent } from '../http/outbound.js';
 import { silentLogger, type Logger } from '../log.js';
-import { upstreamAuthFailureKind } from '../proxy/upstream-failure.js';
-import { createUpstreamAuth, type UpstreamAuth } from '../proxy/upstream-auth.js';
-import { renewalMetrics } from '../proxy/renewal.js';
+import { upstreamAuthFailureKind } from './failure.js';
+import { createUpstreamAuth, type UpstreamAuth } from './auth.js';
+import { renewalMetrics } from './renewal.js';
 import type { Metrics } from '../http/metrics.js';
 
 /**

@@ -6,10 +6,10 @@ import type { Scope } from '../oci/scope.js';
 import { parseBearerChallenge } from '../oci/challenge.js';
 import { TokenCache, type CacheFill } from '../http/token-cache.js';
 import { parseTokenResponse, untrustedRealm } from './token-realm.js';
-import { askTokenService, scopedTokens } from './token-service.js';
-import { ecrAuth } from './ecr-auth.js';
-import { garAuth } from './gar-auth.js';
-import { acrAuth } from './acr-auth.js';
+import { askTokenService, scopedTokens } from './token-dance.js';
+import { ecrAuth } from './kinds/ecr.js';
+import { garAuth } from './kinds/gar.js';
+import { acrAuth } from './kinds/acr.js';
 import type { RenewalObserver } from './renewal.js';
 
 /** Byte budget of the upstream-token cache: one entry per distinct scope set, a few thousand fit. */

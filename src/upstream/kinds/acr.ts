@@ -1,13 +1,13 @@
 import type { Dispatcher } from 'undici';
-import type { UpstreamConfig } from '../config/types.js';
-import { outbound, outboundAgent } from '../http/outbound.js';
-import type { Logger } from '../log.js';
-import type { Scope } from '../oci/scope.js';
-import { parseBearerChallenge } from '../oci/challenge.js';
-import { TokenCache, type CacheFill } from '../http/token-cache.js';
-import { parseTokenResponse, untrustedRealm } from './token-realm.js';
-import { askTokenService, scopedTokens } from './token-service.js';
-import type { RenewalObserver } from './renewal.js';
+import type { UpstreamConfig } from '../../config/types.js';
+import { outbound, outboundAgent } from '../../http/outbound.js';
+import type { Logger } from '../../log.js';
+import type { Scope } from '../../oci/scope.js';
+import { parseBearerChallenge } from '../../oci/challenge.js';
+import { TokenCache, type CacheFill } from '../../http/token-cache.js';
+import { parseTokenResponse, untrustedRealm } from '../token-realm.js';
+import { askTokenService, scopedTokens } from '../token-dance.js';
+import type { RenewalObserver } from '../renewal.js';
 import { acrReason, acrScopeOf, defaultAzureCredential, jwtUntil, refreshTokens, type EntraTokens, type Endpoint } from './acr-refresh.js';
 
 /** The Basic username telling ACR's token service that the password is an ACR refresh token. */

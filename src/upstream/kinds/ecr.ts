@@ -1,6 +1,6 @@
 import type { GetAuthorizationTokenCommandOutput } from '@aws-sdk/client-ecr';
-import type { Logger } from '../log.js';
-import { renewalPacer, type RenewalObserver } from './renewal.js';
+import type { Logger } from '../../log.js';
+import { renewalPacer, type RenewalObserver } from '../renewal.js';
 
 /** A background renewal that failed is tried again after this long (while the credential lasts). */
 const RETRY_MS = 30_000;

@@ -1,7 +1,7 @@
 import { decodeJwt } from 'jose';
 import type { AccessToken, TokenCredential } from '@azure/identity';
-import type { Logger } from '../log.js';
-import { renewalPacer, type RenewalObserver } from './renewal.js';
+import type { Logger } from '../../log.js';
+import { renewalPacer, type RenewalObserver } from '../renewal.js';
 
 /** A background renewal that failed is tried again after this long (while the refresh token lasts). */
 const RETRY_MS = 30_000;

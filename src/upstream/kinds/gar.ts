@@ -1,19 +1,15 @@
-import type { Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../../config/types.js';
-import { outbound, outboundAgent } from '../../http/outbound.js';
+import { outbound } from '../../http/outbound.js';
 import type { Logger } from '../../log.js';
-import type { Scope } from '../../oci/scope.js';
 import { parseBearerChallenge } from '../../oci/challenge.js';
-import { TokenCache, type CacheFill } from '../../http/token-cache.js';
-import { parseTokenResponse, untrustedRealm } from '../token-realm.js';
-import { askTokenService, scopedTokens } from '../token-dance.js';
+import type { Scope } from '../../oci/scope.js';
+import { tokenDance, withOwnHttp } from '../token-dance.js';
+import type { UpstreamAuth, UpstreamHttp } from '../types.js';
 
 /** The Basic username Google's registries take with an OAuth access token as the password. */
 const GAR_USERNAME = 'oauth2accesstoken';
 /** The scope Artifact Registry accepts (IAM roles decide what the token may do). */
 const CLOUD_PLATFORM = 'https://www.googleapis.com/auth/cloud-platform';
-/** Byte budget of the registry-token cache: one entry per distinct scope set. */
-const CACHE_MAX_BYTES = 8 * 1024 * 1024;
 
 interface AccessTokens {
   /** A current OAuth access token (google-auth-library caches it and renews it before it expires). */
@@ -48,87 +44,43 @@ function applicationDefaultCredentials(): AccessTokens {
   };
 }
 
-type Challenge = Record<string, string>;
-
-interface GarChallenge {
-  realm: string;
-  service: string;
-}
-
-async function probe(upstream: UpstreamConfig, dispatcher: Dispatcher, path: string): Promise<Challenge | undefined> {
-  const res = await outbound(`${upstream.url}${path}`, { dispatcher, timeoutMs: upstream.timeout });
-  return res.status === 401 ? parseBearerChallenge(res.headers['www-authenticate']) : undefined;
-}
-
-/** The realm of the `/v2/` challenge, if on the upstream's own origin; else an error (logged: the host only). */
-function sameOriginRealm(upstream: UpstreamConfig, advertised: string, logger: Logger): URL {
-  let realm: URL;
-  try {
-    realm = new URL(advertised);
-  } catch {
-    throw new Error(`upstream ${upstream.url} advertised a token realm that is not a URL`);
-  }
-  const refused = untrustedRealm(upstream.url, realm, []);
-  if (refused) {
-    logger.error({ upstream: upstream.url, realmHost: refused.realmHost }, `${refused.message}: not sending the Google access token there`);
-    throw refused;
-  }
-  return realm;
-}
-
 /**
- * Realm and service: the realm from `GET /v2/`; the service from it if named, else from a
- * repository-scoped challenge (`GET /v2/<name>/tags/list` for the first repository asked for), else
- * the realm's host.
+ * GAR's `/v2/` challenge names no service: a repository-scoped challenge does (an anonymous
+ * `GET /v2/<name>/tags/list` for the first repository asked for, which GAR answers with realm,
+ * service and scope), else the realm's host (what GAR advertises).
  */
-async function learnChallenge(upstream: UpstreamConfig, dispatcher: Dispatcher, scopes: Scope[], logger: Logger): Promise<GarChallenge> {
-  const root = await probe(upstream, dispatcher, '/v2/');
-  if (!root?.realm) throw new Error(`upstream ${upstream.url}/v2/ did not answer with a Bearer challenge`);
-  const realm = sameOriginRealm(upstream, root.realm, logger);
-  let service = root.service;
+async function garService(upstream: UpstreamConfig, http: UpstreamHttp, realm: URL, scopes: Scope[], logger: Logger): Promise<string> {
   const repository = scopes.find((s) => s.type === 'repository');
-  if (!service && repository) service = (await probe(upstream, dispatcher, `/v2/${repository.name}/tags/list`))?.service;
-  const learnt = { realm: root.realm, service: service || realm.host };
-  logger.debug(
-    { upstream: upstream.url, service: learnt.service, from: root.service ? 'v2' : service ? 'repository' : 'realm host' },
-    'learnt the GAR token service',
-  );
-  return learnt;
+  let service: string | undefined;
+  if (repository) {
+    const res = await outbound(`${upstream.url}/v2/${repository.name}/tags/list`, { dispatcher: http.dispatcher, timeoutMs: http.timeoutMs });
+    service = res.status === 401 ? parseBearerChallenge(res.headers['www-authenticate'])?.service : undefined;
+  }
+  logger.debug({ upstream: upstream.url, service: service || realm.host, from: service ? 'repository' : 'realm host' }, 'learnt the GAR token service');
+  return service || realm.host;
 }
 
 /**
- * Google Artifact Registry (and Container Registry): the registry-token dance with Basic
- * `oauth2accesstoken:<OAuth access token>` from Application Default Credentials. GAR's `/v2/`
- * challenge has a realm but no `service`; the service is then learnt from a repository-scoped
- * challenge (an anonymous `GET /v2/<name>/tags/list`, which GAR answers with realm, service and
- * scope), else taken as the realm's host (what GAR advertises). The realm must be on the upstream's
- * own origin: the access token is a Google credential, sent nowhere else.
+ * Google Artifact Registry (and Container Registry): the token dance with Basic
+ * `oauth2accesstoken:<OAuth access token>` from Application Default Credentials; a token the token
+ * service refuses (401) is forgotten and the call tried once more with a new one. The realm must be
+ * on the upstream's own origin: the access token is a Google credential, sent nowhere else.
  */
-export function garAuth(upstream: UpstreamConfig, logger: Logger, tokens: AccessTokens = applicationDefaultCredentials()) {
-  const dispatcher = outboundAgent({ caFile: upstream.caFile, timeoutMs: upstream.timeout });
-  const cache = new TokenCache<string>(CACHE_MAX_BYTES);
-  let challenge: GarChallenge | undefined;
-
-  /** One token-service call; a 401 means the access token was refused: forget it and try once more with a new one. */
-  async function fetchToken(scopes: Scope[], retried = false): Promise<CacheFill<string>> {
-    const ch = (challenge ??= await learnChallenge(upstream, dispatcher, scopes, logger));
-    const credentials = { username: GAR_USERNAME, password: await tokens.get() };
-    const answer = await askTokenService(ch.realm, { service: ch.service, scopes }, credentials, { dispatcher, timeoutMs: upstream.timeout });
-    if (answer.status === 401 && !retried) {
-      tokens.forget();
-      return fetchToken(scopes, true);
-    }
-    if (answer.status !== 200) throw new Error(`GAR token service ${answer.where} answered HTTP ${answer.status}`);
-    const { header, until } = parseTokenResponse(answer.text, Date.now());
-    return { value: header, until, token: header };
-  }
-
-  return scopedTokens({
-    cache,
-    fetch: (scopes) => fetchToken(scopes),
-    logger,
-    failure: 'could not obtain a GAR registry token',
-    forget: () => (challenge = undefined),
-    close: () => dispatcher.close(),
-  });
+export function garAuth(upstream: UpstreamConfig, logger: Logger, tokens: AccessTokens = applicationDefaultCredentials(), http?: UpstreamHttp): UpstreamAuth {
+  return withOwnHttp(upstream, http, (h, close) =>
+    tokenDance(
+      upstream,
+      {
+        token: 'a GAR registry token',
+        tokenService: 'GAR token service',
+        secret: 'the Google access token',
+        service: (realm, scopes) => garService(upstream, h, realm, scopes, logger),
+        credentials: async () => ({ username: GAR_USERNAME, password: await tokens.get() }),
+        refused: () => tokens.forget(),
+      },
+      h,
+      logger,
+      close,
+    ),
+  );
 }

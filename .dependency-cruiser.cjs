@@ -4,8 +4,11 @@
 //   config/  log.ts  pki/         leaves: import nothing of ours (config/ only itself)
 //   http/  oci/                   generic HTTP plumbing; OCI spec nouns (oci/ may use http/)
 //   identity/  policy/            who is asking; what they may do (policy/ may use identity/)
+//   upstream/                     the proxy's side towards its registries: credentials, token dance,
+//                                 failure classification, readiness probe (http/, oci/, config/, log.ts only)
 //   token/  proxy/                the two paths: /token and /v2/ (proxy/ sees only token/types.ts)
 //   server/                       composition root: runtime wiring, dispatch, listen, health
+//                                 (proxy/ and server/ alone import upstream/)
 //   cli/  clients/  dev/          entry points and client-side tools
 //
 // Each rule below names what one layer may not import; together with no-circular they keep
@@ -85,6 +88,20 @@ module.exports = {
       comment: 'policy/ answers "what may they do": it may use identity/ and oci/, not the paths that ask it.',
       from: { path: '^src/policy/' },
       to: { path: above('token', 'proxy', 'server', 'cli', 'clients', 'dev') },
+    },
+    {
+      name: 'upstream-below-paths',
+      severity: 'error',
+      comment: 'upstream/ (credentials towards the registries, the token dance, the probe) uses http/, oci/, config/ and log.ts only.',
+      from: { path: '^src/upstream/' },
+      to: { path: '^src/', pathNot: '^src/(upstream|http|oci|config)/|^src/log\\.ts$' },
+    },
+    {
+      name: 'upstream-for-proxy-and-server',
+      severity: 'error',
+      comment: 'Only the /v2/ path (proxy/) and the composition root (server/) import upstream/.',
+      from: { path: '^src/', pathNot: '^src/(upstream|proxy|server)/' },
+      to: { path: '^src/upstream/' },
     },
     {
       name: 'token-path-alone',

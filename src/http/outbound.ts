@@ -31,12 +31,13 @@ export class OutboundError extends Error {
 }
 
 /**
- * A connection pool for outbound calls: the extra CA read here, once (a pool lives as long as what owns
- * it), every phase bounded by `timeoutMs`.
+ * A connection pool for outbound calls: the extra CA (`ca`, or read here once from `caFile`: a pool
+ * lives as long as what owns it), every phase bounded by `timeoutMs`.
  */
-export function outboundAgent(opts: { caFile?: string; timeoutMs: number }): Agent {
+export function outboundAgent(opts: { caFile?: string; ca?: string; timeoutMs: number }): Agent {
+  const ca = opts.ca ?? (opts.caFile ? readFileSync(opts.caFile, 'utf8') : undefined);
   return new Agent({
-    connect: { timeout: opts.timeoutMs, ...(opts.caFile ? { ca: readFileSync(opts.caFile, 'utf8') } : {}) },
+    connect: { timeout: opts.timeoutMs, ...(ca ? { ca } : {}) },
     headersTimeout: opts.timeoutMs,
     bodyTimeout: opts.timeoutMs,
   });
@@ -48,12 +49,12 @@ interface OutboundRequest {
   timeoutMs: number;
   /** Body bytes read at most; default OUTBOUND_MAX_BYTES. */
   maxBytes?: number;
-  method?: 'GET' | 'POST';
+  method?: 'GET' | 'HEAD' | 'POST';
   headers?: Record<string, string>;
   body?: string;
 }
 
-interface OutboundAnswer {
+export interface OutboundAnswer {
   status: number;
   headers: IncomingHttpHeaders;
   text: string;

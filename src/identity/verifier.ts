@@ -4,7 +4,7 @@ import type { Logger } from '../log.js';
 import { checkHeader, checkPinnedIssuer, checkShape, checkSubject, decodeToken } from './checks.js';
 import { identityFromClaims } from './presets.js';
 import { createIdentitySource } from './sources.js';
-import { TokenCache, type CacheFill, type CacheUsage } from './token-cache.js';
+import { TokenCache, type CacheFill, type CacheUsage } from '../http/token-cache.js';
 import type { TokenReviewer } from './token-review.js';
 import { IdentityError, type Identity, type IdentitySource, type IdentityVerifier } from './types.js';
 

@@ -1,16 +1,15 @@
-import { Agent as HttpAgent, type IncomingMessage, type ServerResponse } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
-import { readFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline, Readable, type Transform } from 'node:stream';
 import type { Config, UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { sendOciError } from '../oci/errors.js';
 import { clientConnectionHeaders, clientWantsClose, forwardsFraming, rewriteResponseHeaders, scrubRequestHeaders } from './headers.js';
 import { createIdleWatchdog, type Exchange } from './idle-watchdog.js';
-import { insufficientScope, upstreamFailureError, upstreamScopeError } from './upstream-failure.js';
+import { insufficientScope, upstreamFailureError, upstreamScopeError } from '../upstream/failure.js';
 import { createRedirectFollower, type RedirectFollower } from './redirect.js';
 import { exchange, type UpstreamTarget } from './exchange.js';
 import { clientIPOf } from '../http/client-ip.js';
+import { upstreamAgents, type UpstreamAgents } from '../http/agents.js';
 
 type Watchdog = ReturnType<typeof createIdleWatchdog>;
 
@@ -60,13 +59,6 @@ interface Meta extends Exchange {
 }
 
 const metaOf = (req: IncomingMessage): Meta | undefined => (req as IncomingMessage & { rap?: Meta }).rap;
-
-/** A keep-alive agent for the upstream, trusting `ca` too. No socket timeouts: the watchdog bounds every exchange. */
-function upstreamAgent(upstream: UpstreamConfig, ca: string | undefined): HttpAgent {
-  const agentOptions = { keepAlive: true, maxSockets: 256, maxFreeSockets: 64 };
-  if (!upstream.url.startsWith('https:')) return new HttpAgent(agentOptions);
-  return new HttpsAgent({ ...agentOptions, ...(ca ? { ca } : {}) });
-}
 
 /** What a forwarder needs of the config: one upstream (a target of proxy/upstreams.ts) and the proxy's own address. */
 type ForwarderConfig = Pick<Config, 'publicURL' | 'tls'> & Readonly<{ upstream: UpstreamConfig }>;
@@ -202,14 +194,18 @@ function watchUpload(req: IncomingMessage, res: ServerResponse, meta: Meta, unfr
   if (onBytes) req.once('close', () => bytes > 0 && onBytes('upload', bytes));
 }
 
-export function createForwarder(config: ForwarderConfig, logger: Logger, draining: () => boolean = () => false): Forwarder {
+/**
+ * `agents`: the upstream's pools (upstream/upstream.ts, closed by their owner); absent, the
+ * forwarder makes its own and closes them with itself.
+ */
+export function createForwarder(config: ForwarderConfig, logger: Logger, draining: () => boolean = () => false, agents?: UpstreamAgents): Forwarder {
   const { upstream } = config;
   const watchdog = createIdleWatchdog(upstream.timeout);
-  // The CA file is read once, for the agent and the requests it carries.
-  const ca = upstream.caFile && upstream.url.startsWith('https:') ? readFileSync(upstream.caFile, 'utf8') : undefined;
-  const agent = upstreamAgent(upstream, ca);
-  const target: UpstreamTarget = { url: new URL(upstream.url), agent, ...(ca ? { ca } : {}) };
-  const redirects = createRedirectFollower(upstream, logger);
+  const own = agents ? undefined : upstreamAgents(upstream);
+  const { forward: agent, ca } = agents ?? own!;
+  const https = upstream.url.startsWith('https:');
+  const target: UpstreamTarget = { url: new URL(upstream.url), agent, ...(ca && https ? { ca } : {}) };
+  const redirects = createRedirectFollower(upstream, logger, ca);
   const deps: ResponseDeps = { config, logger, draining, unwatch: (meta) => watchdog.unwatch(meta), redirects };
 
   return {
@@ -237,7 +233,7 @@ export function createForwarder(config: ForwarderConfig, logger: Logger, drainin
     },
     close() {
       watchdog.close();
-      agent.destroy();
+      void own?.close();
       redirects.close();
     },
   };

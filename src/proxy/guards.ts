@@ -3,7 +3,7 @@ import { OciError } from '../oci/errors.js';
 import { classify, isRouteError, type Route } from '../oci/route.js';
 import { formatScope } from '../oci/scope.js';
 import type { Granted } from './authorize.js';
-import type { Target } from './upstreams.js';
+import type { Upstream } from '../upstream/upstream.js';
 
 /**
  * The guard stage, between authorize and forward: each guard may refuse (an OciError the client
@@ -12,8 +12,11 @@ import type { Target } from './upstreams.js';
  * the production list starts empty.
  */
 
-/** What a guard reads of the per-upstream side (the one alias to change when Target becomes Upstream). */
-export type GuardUpstream = Pick<Target, 'name' | 'prefix' | 'upstream' | 'auth'>;
+/**
+ * The upstream the request goes to: a guard asks it with the proxy's own credentials through
+ * `upstream.request(path, { method: 'HEAD', scopes })` (bounded, http/outbound.ts).
+ */
+export type GuardUpstream = Upstream;
 
 export interface GuardContext {
   req: IncomingMessage;

@@ -18,13 +18,16 @@ import type { RegistryTokenVerifier } from '../token/types.js';
 import { authorize, isAuthorized } from './authorize.js';
 import { GUARDS, runGuards, type Guard, type GuardContext } from './guards.js';
 import { canonicalRoute, catalogName, clientPath, createTargets, tagsNameRewrite, targetOf, toUpstream, withNamespace, type Target } from './upstreams.js';
-import { upstreamAuthFailureError, upstreamFailureError } from './upstream-failure.js';
-import { rateLimitRemaining } from './token-realm.js';
+import { upstreamAuthFailureError, upstreamFailureError } from '../upstream/failure.js';
+import { rateLimitRemaining } from '../upstream/token-realm.js';
+import type { Upstream } from '../upstream/upstream.js';
 
 /** `/v2/...`: classify → authorize (a route or an error) → guards → forward; every refusal is written once, here. */
 
 interface ProxyDeps {
   config: Config;
+  /** The configured upstreams (upstream/upstream.ts), built once and shared with the readiness probe; closed by their owner. */
+  upstreams: readonly Upstream[];
   logger: Logger;
   tokens: RegistryTokenVerifier;
   /** For `anonymous: true` and for narrowing the catalog to what an identity may pull. */
@@ -132,7 +135,7 @@ async function guarded(guards: readonly Guard[], logger: Logger, ctx: GuardConte
 
 export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   const { config, logger, tokens, metrics, policy } = deps;
-  const targets = createTargets(config, logger, deps.draining, metrics);
+  const targets = createTargets(deps.upstreams, config, logger, deps.draining);
   const cursors = createCursorCodec(deps.keys);
   const guards = deps.guards ?? GUARDS;
 
@@ -186,7 +189,6 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   return Object.assign(handler, {
     async close() {
       for (const t of targets) t.forwarder.close();
-      await Promise.all(targets.map((t) => t.auth.close()));
     },
   });
 }

@@ -1,5 +1,4 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
-import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
@@ -7,7 +6,7 @@ import { rootCertificates } from 'node:tls';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { OciError, sendOciError } from '../oci/errors.js';
-import { upstreamFailureError } from './upstream-failure.js';
+import { upstreamFailureError } from '../upstream/failure.js';
 
 /**
  * `upstream.followRedirects`: blob GET/HEAD redirects to object storage (ECR → S3, Docker Hub →
@@ -134,11 +133,11 @@ export interface RedirectFollower {
   close(): void;
 }
 
-export function createRedirectFollower(upstream: UpstreamConfig, logger: Logger): RedirectFollower {
+/** `ca`: the upstream's extra CA (http/agents.ts, read once), trusted for storage hosts too. */
+export function createRedirectFollower(upstream: UpstreamConfig, logger: Logger, ca?: string): RedirectFollower {
   const agentOptions = { keepAlive: true, maxSockets: 256, maxFreeSockets: 16, lookup: guardedLookup(upstreamOnLoopback(upstream)) };
   const http = new HttpAgent(agentOptions);
-  const ca = upstream.caFile ? [...rootCertificates, readFileSync(upstream.caFile, 'utf8')] : undefined;
-  const https = new HttpsAgent({ ...agentOptions, ...(ca ? { ca } : {}) });
+  const https = new HttpsAgent({ ...agentOptions, ...(ca ? { ca: [...rootCertificates, ca] } : {}) });
 
   function fail(res: ServerResponse, ex: FollowExchange, why: string, err?: NodeJS.ErrnoException): void {
     logger.warn({ requestId: ex.requestId, route: ex.route, err: why }, 'storage redirect not followed');

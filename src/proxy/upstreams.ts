@@ -1,40 +1,27 @@
 import { Transform } from 'node:stream';
-import type { Config, UpstreamConfig } from '../config/types.js';
+import type { Config } from '../config/types.js';
 import { canonicalRegistry, canonicalRepository, registryOf, upstreamFor } from '../config/upstreams.js';
 import type { Logger } from '../log.js';
 import { OciError } from '../oci/errors.js';
 import { withoutMount, type Route } from '../oci/route.js';
 import { isValidRepositoryName } from '../oci/scope.js';
 import { createForwarder, type Forwarder } from './forward.js';
-import type { Metrics } from '../http/metrics.js';
-import { renewalMetrics } from './renewal.js';
-import { createUpstreamAuth, type UpstreamAuth } from './upstream-auth.js';
+import type { Upstream } from '../upstream/upstream.js';
 
 /**
- * Several upstreams behind one proxy: each with its own forwarder and credentials, chosen by the
- * repository name's prefix, which is removed on the way up and added back to Location and Link.
+ * Several upstreams behind one proxy: each an Upstream (upstream/upstream.ts: credentials, pools)
+ * with its forwarder, chosen by the repository name's prefix, which is removed on the way up and
+ * added back to Location and Link.
  */
 
-export interface Target {
-  /** `upstreams[].name` ('' for a lone `upstream:`). */
-  name: string;
-  prefix: string;
-  upstream: UpstreamConfig;
-  forwarder: Forwarder;
-  auth: UpstreamAuth;
+export type Target = Upstream & { forwarder: Forwarder };
+
+export function createTargets(upstreams: readonly Upstream[], config: Config, logger: Logger, draining?: () => boolean): Target[] {
+  return upstreams.map((u) => ({ ...u, forwarder: createForwarder({ ...config, upstream: u.config }, logger, draining, u.agent) }));
 }
 
-export function createTargets(config: Config, logger: Logger, draining?: () => boolean, metrics?: Metrics): Target[] {
-  return config.upstreams.map(({ name, prefix, ...upstream }) => ({
-    name,
-    prefix,
-    upstream,
-    forwarder: createForwarder({ ...config, upstream }, logger, draining),
-    auth: createUpstreamAuth(upstream, logger, renewalMetrics(metrics, { name, url: upstream.url })),
-  }));
-}
-
-type Routed = Pick<Target, 'prefix' | 'upstream'>;
+/** What routing reads of an upstream. */
+type Routed = { prefix: string; url: string; registry?: string };
 
 /**
  * The canonical form of a client's repository name among these targets (config/upstreams.ts). Pure.
@@ -46,13 +33,12 @@ type Routed = Pick<Target, 'prefix' | 'upstream'>;
 function canonicalAmong(targets: readonly Routed[], key: object = targets): (name: string) => string {
   const cached = canonicalCache.get(key);
   if (cached) return cached;
-  const list = targets.map((t) => ({ ...t.upstream, prefix: t.prefix }));
-  const renaming = new Set(list.filter((u) => canonicalRepository([u], `${u.prefix}x`) !== `${u.prefix}x`));
+  const renaming = new Set(targets.filter((u) => canonicalRepository([u], `${u.prefix}x`) !== `${u.prefix}x`));
   const canonical =
     renaming.size === 0
       ? (name: string) => name
       : (name: string) => {
-          const u = upstreamFor(list, name);
+          const u = upstreamFor(targets, name);
           return u && renaming.has(u) ? canonicalRepository([u], name) : name;
         };
   canonicalCache.set(key, canonical);
@@ -101,11 +87,7 @@ function renamed(route: Route, name: string): Route {
  * upstream, or mapped to another name, as a single-segment name on Docker Hub is): a lister is shown
  * only names that work, and policy judges the name clients use. Pure.
  */
-export function catalogName(
-  targets: readonly Pick<Target, 'prefix' | 'upstream'>[],
-  target: Pick<Target, 'prefix' | 'upstream'>,
-  name: string,
-): string | undefined {
+export function catalogName(targets: readonly Routed[], target: Routed, name: string): string | undefined {
   const client = `${target.prefix}${name}`;
   if (!isValidRepositoryName(client) || upstreamFor(targets, client) !== target) return undefined;
   return upstreamName(target, client) === name ? client : undefined;
@@ -129,7 +111,7 @@ export function targetOf(targets: readonly Target[], route: Route): Target | und
  */
 export function withNamespace(targets: readonly Routed[], route: Route, ns: string | null): Route | OciError {
   if (ns === null || route.name === undefined) return route;
-  const hosts = targets.filter((t) => registryOf(t.upstream) === canonicalRegistry(ns));
+  const hosts = targets.filter((t) => registryOf(t) === canonicalRegistry(ns));
   if (hosts.length === 0) return new OciError(404, 'NAME_UNKNOWN', `no upstream is configured for registry ${JSON.stringify(ns)} (ns)`);
   const current = upstreamFor(targets, route.name);
   if (current && hosts.includes(current)) return route;

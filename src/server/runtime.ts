@@ -13,7 +13,8 @@ import { createRegistryTokenVerifier } from '../token/verify.js';
 import type { RegistryTokenVerifier } from '../token/types.js';
 import { sendJson } from '../http/response.js';
 import { createApp, type AppRoutes, type AppState } from './app.js';
-import { createUpstreamsProbe } from './health.js';
+import { createUpstreamsProbe } from '../upstream/probe.js';
+import { createUpstreams } from '../upstream/upstream.js';
 import { startListener, type Listener } from './listen.js';
 import { createMetrics, type Metrics } from '../http/metrics.js';
 import { createRateLimiter } from '../http/rate-limit.js';
@@ -104,8 +105,10 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
   });
   const tokens = createRegistryTokenVerifier(keys, { issuer: config.publicURL, service: config.service });
   const state = { draining: false };
-  const proxy = createProxyHandler({ config, logger, tokens, policy, metrics, keys, draining: () => state.draining, guards: options.guards });
-  const probe = createUpstreamsProbe(config, logger, metrics);
+  // One Upstream per configured upstream, shared by forwarder and probe: one credential refresher each.
+  const upstreams = createUpstreams(config, logger, metrics);
+  const proxy = createProxyHandler({ config, upstreams, logger, tokens, policy, metrics, keys, draining: () => state.draining, guards: options.guards });
+  const probe = createUpstreamsProbe(upstreams, logger);
   const limiter = createRateLimiter({
     perAddress: config.limits.tokenPerClient,
     perIdentity: config.limits.tokenPerIdentity,
@@ -143,7 +146,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
       await listener.close(graceMs);
       await proxy.close();
       await identity.close?.();
-      await probe.close();
+      await Promise.all(upstreams.map((u) => u.close()));
       keys.close();
     },
   };

@@ -11,7 +11,7 @@ import { startRegistry, type Registry } from '../../fixtures/registry.js';
 import { startProxy, type TestProxy } from '../../helpers/server.js';
 import { requireTool } from '../../support/tools.js';
 import { silentLogger } from '../../../src/log.js';
-import { ecrAuth } from '../../../src/proxy/ecr-auth.js';
+import { ecrAuth } from '../../../src/upstream/kinds/ecr.js';
 
 /**
  * Issue 12, Amazon ECR (`upstream.auth: {type: ecr}`): the proxy calls GetAuthorizationToken — on a
@@ -157,8 +157,29 @@ describe('ECR upstream auth', () => {
     const password = ecr.issued.at(-1)!.password;
     expect(seen.headers.authorization).toBe(`Basic ${Buffer.from(`AWS:${password}`).toString('base64')}`);
     expect(JSON.stringify(seen.headers)).not.toContain(token);
-    // /readyz probes the registry with a credential of its own (from the same chain): ready
+    // /readyz probes the registry with the forwarder's credential: ready
     const ready = await fetch(`${proxy.url}/readyz`);
     expect(await ready.json()).toEqual({ status: 'ready' });
+  });
+
+  it('one credential refresher per upstream: the readiness probe and the forwarder share it', async () => {
+    // Its own region, so that its GetAuthorizationToken calls are told apart by their signature.
+    const shared = await startProxy({ config: { upstream: { url: recorder.url, auth: { type: 'ecr', region: 'ap-south-1' } } } });
+    try {
+      const calls = () => ecr.requests.filter((r) => /\/ap-south-1\/ecr\/aws4_request/.test(String(r.headers.authorization))).length;
+      const ready = await fetch(`${shared.url}/readyz`);
+      await ready.text();
+      const probed = recorder.requests.at(-1)!;
+      expect(probed.url).toBe('/v2/');
+      expect(probed.headers.authorization).toMatch(/^Basic /);
+      const token = await shared.registryToken(['repository:team-a/app:pull']);
+      const res = await fetch(`${shared.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${token}` } });
+      await res.text();
+      expect(res.status).toBe(200);
+      expect(recorder.requests.at(-1)!.headers.authorization).toBe(probed.headers.authorization);
+      expect(calls()).toBe(1);
+    } finally {
+      await shared.stop();
+    }
   });
 });

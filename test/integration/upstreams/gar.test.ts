@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { selfSignedCertificateForKey } from '../../../src/pki/certificates.js';
 import { generatePrivateKeyPem, signingKeyFromPem } from '../../../src/token/keys.js';
 import { silentLogger } from '../../../src/log.js';
-import { garAuth } from '../../../src/proxy/gar-auth.js';
+import { garAuth } from '../../../src/upstream/kinds/gar.js';
 import type { UpstreamConfig } from '../../../src/config/types.js';
 import { startFakeGar, startFakeGoogle, type FakeGar, type FakeGoogle } from '../../fixtures/fake-google.js';
 import { buildOciImage } from '../../fixtures/images.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { createIdentityVerifier } from '../../../src/identity/verifier.js';
-import { DEFAULT_CACHE_MAX_BYTES, TokenCache, tokenEntryBytes } from '../../../src/identity/token-cache.js';
+import { DEFAULT_CACHE_MAX_BYTES, TokenCache, tokenEntryBytes } from '../../../src/http/token-cache.js';
 import { IdentityError } from '../../../src/identity/types.js';
 import type { IssuerConfig } from '../../../src/config/types.js';
 import { loadKeyRing } from '../../../src/token/keys.js';

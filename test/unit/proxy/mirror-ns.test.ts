@@ -2,10 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { OciError } from '../../../src/oci/errors.js';
 import { classify, type Route } from '../../../src/oci/route.js';
 import { withNamespace } from '../../../src/proxy/upstreams.js';
-import type { UpstreamConfig } from '../../../src/config/types.js';
 
 /** containerd's `?ns=`: the upstream by its host among the configured ones, the name made that upstream's. */
-const target = (prefix: string, url: string) => ({ prefix, upstream: { url } as UpstreamConfig });
+const target = (prefix: string, url: string) => ({ prefix, url });
 const targets = [target('hub/', 'https://registry-1.docker.io'), target('', 'http://127.0.0.1:5000'), target('q/', 'https://quay.io')];
 const route = (path: string, query = '') => classify('GET', path, query) as Route;
 
@@ -24,8 +23,8 @@ describe('withNamespace', () => {
   });
 
   it('an upstream with `registry` (a pull-through cache) is selected by that registry only, never by its own host', () => {
-    const cache = { prefix: 'hub/', upstream: { url: 'http://cache:5000', registry: 'docker.io' } as UpstreamConfig };
-    const ghcr = { prefix: 'gh/', upstream: { url: 'http://ghcr-cache.internal:5000', registry: 'GHCR.io' } as UpstreamConfig };
+    const cache = { prefix: 'hub/', url: 'http://cache:5000', registry: 'docker.io' };
+    const ghcr = { prefix: 'gh/', url: 'http://ghcr-cache.internal:5000', registry: 'GHCR.io' };
     const list = [cache, ghcr, target('', 'http://127.0.0.1:5000')];
     for (const [ns, name] of [
       ['docker.io', 'hub/library/nginx'],

@@ -15,7 +15,7 @@ import {
 } from '../../../src/proxy/upstreams.js';
 import { OciError } from '../../../src/oci/errors.js';
 
-const target = (name: string, prefix: string, url: string) => ({ name, prefix, upstream: upstreamConfig(url) }) as Target;
+const target = (name: string, prefix: string, url: string) => ({ name, prefix, ...upstreamConfig(url) }) as unknown as Target;
 const hub = target('hub', 'hub/', 'https://registry-1.docker.io');
 const quay = target('quay', 'quay/', 'https://quay.io');
 const local = target('local', '', 'http://registry:5000');
@@ -35,9 +35,9 @@ describe('routing by repository-name prefix', () => {
     expect(upstreamName(quay, 'quay/app')).toBe('app');
     expect(upstreamName(local, 'team/app')).toBe('team/app');
     // a pull-through cache standing for Docker Hub forwards to Hub, which wants library/ too
-    const cache = { prefix: 'hub/', upstream: { ...upstreamConfig('http://cache:5000'), registry: 'docker.io' } };
+    const cache = { prefix: 'hub/', ...upstreamConfig('http://cache:5000'), registry: 'docker.io' };
     expect(upstreamName(cache, 'hub/nginx')).toBe('library/nginx');
-    expect(upstreamName({ ...cache, upstream: { ...cache.upstream, registry: 'ghcr.io' } }, 'hub/nginx')).toBe('nginx');
+    expect(upstreamName({ ...cache, registry: 'ghcr.io' }, 'hub/nginx')).toBe('nginx');
   });
 
   it('translates path, scopes and mount source; a mount from another upstream is dropped', () => {
@@ -96,7 +96,7 @@ describe('tags/list name rewrite', () => {
 describe('canonical repository names', () => {
   const D = `sha256:${'a'.repeat(64)}`;
   const cache = { name: 'hub', prefix: 'hub/', url: 'http://127.0.0.1:5000', registry: 'docker.io' };
-  const list = [hub, quay, local].map((t) => ({ ...t.upstream, prefix: t.prefix }));
+  const list = [hub, quay, local].map((t) => ({ url: t.url, registry: t.registry, prefix: t.prefix }));
 
   it.each([
     // [upstreams, client name, canonical]
@@ -148,7 +148,7 @@ describe('canonical repository names', () => {
 
 describe('canonical names, built once per target list', () => {
   it('give what config/upstreams.ts canonicalRepository gives, for every target and on every call', () => {
-    const list = targets.map((t) => ({ ...t.upstream, prefix: t.prefix }));
+    const list = targets.map((t) => ({ url: t.url, registry: t.registry, prefix: t.prefix }));
     const names = ['hub/nginx', 'hub/library/nginx', 'hub/org/app', 'quay/nginx', 'quay/org/app', 'nginx', 'hubx/app', 'team/app'];
     for (let round = 0; round < 2; round++) {
       for (const name of names) {

@@ -1,11 +1,8 @@
-import type { Dispatcher } from 'undici';
-import type { Config, UpstreamConfig } from '../config/types.js';
-import { outbound, outboundAgent } from '../http/outbound.js';
-import { silentLogger, type Logger } from '../log.js';
-import { upstreamAuthFailureKind } from '../proxy/upstream-failure.js';
-import { createUpstreamAuth, type UpstreamAuth } from '../proxy/upstream-auth.js';
-import { renewalMetrics } from '../proxy/renewal.js';
-import type { Metrics } from '../http/metrics.js';
+import type { UpstreamConfig } from '../config/types.js';
+import { outbound } from '../http/outbound.js';
+import type { Logger } from '../log.js';
+import { upstreamAuthFailureKind } from './failure.js';
+import type { Upstream } from './upstream.js';
 
 /**
  * What /readyz tells its (anonymous) caller when the upstream probe fails. Only which check failed:
@@ -58,16 +55,19 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
  * answer), then `GET /v2/` with them. Credentials the upstream refuses are dropped so the next
  * probe fetches fresh ones.
  */
-async function checkUpstream(upstream: UpstreamConfig, dispatcher: Dispatcher, auth: UpstreamAuth): Promise<ProbeOutcome> {
+async function checkUpstream(upstream: Upstream): Promise<ProbeOutcome> {
+  const { auth } = upstream;
   let authorization: string | undefined;
   try {
-    authorization = await withTimeout(auth.authorization([]), PROBE_TIMEOUT_MS);
+    // Quiet: the probe logs a failure itself, once per change, not on every probe.
+    authorization = await withTimeout(auth.authorization([], { quiet: true }), PROBE_TIMEOUT_MS);
   } catch (err) {
     return judgeAuthFailure(err);
   }
   try {
-    const res = await outbound(`${upstream.url}/v2/`, { dispatcher, timeoutMs: PROBE_TIMEOUT_MS, headers: authorization ? { authorization } : {} });
-    const outcome = judgeUpstreamAnswer(res.status, upstream.auth.type);
+    const headers: Record<string, string> = authorization ? { authorization } : {};
+    const res = await outbound(`${upstream.url}/v2/`, { dispatcher: upstream.agent.outbound, timeoutMs: PROBE_TIMEOUT_MS, headers });
+    const outcome = judgeUpstreamAnswer(res.status, upstream.config.auth.type);
     if (!outcome.ok) auth.invalidate([]);
     return outcome;
   } catch (err) {
@@ -81,19 +81,16 @@ async function checkUpstream(upstream: UpstreamConfig, dispatcher: Dispatcher, a
  * with `registry-token` auth the token dance must succeed first, with the others their header is
  * sent, with `none` nothing is. Probed lazily by /readyz, at most every few seconds.
  */
-function createUpstreamProbe(upstream: (UpstreamConfig & { name?: string }) | undefined, logger?: Logger, metrics?: Metrics, intervalMs = 5000) {
+function createUpstreamProbe(upstream: Upstream | undefined, logger?: Logger, intervalMs = 5000) {
   let lastOk = 0;
   let lastTry = 0;
   let last: ProbeOutcome = { ok: false, reason: UPSTREAM_UNREACHABLE, detail: 'not probed yet' };
   let loggedDetail: string | undefined;
-  const dispatcher = upstream ? outboundAgent({ caFile: upstream.caFile, timeoutMs: PROBE_TIMEOUT_MS }) : undefined;
-  // Its own instance, silent: the probe logs failures itself, once per change, not on every probe.
-  const auth = upstream ? createUpstreamAuth(upstream, silentLogger(), renewalMetrics(metrics, upstream)) : undefined;
 
   async function probe(): Promise<void> {
     if (!upstream) return;
     lastTry = Date.now();
-    last = await checkUpstream(upstream, dispatcher!, auth!);
+    last = await checkUpstream(upstream);
     if (last.ok) {
       lastOk = Date.now();
       if (loggedDetail !== undefined) logger?.info({ upstream: upstream.url }, 'readiness: upstream answers again');
@@ -111,27 +108,23 @@ function createUpstreamProbe(upstream: (UpstreamConfig & { name?: string }) | un
       if (Date.now() - lastOk <= intervalMs * 3) return { ok: true };
       return { ok: false, reason: last.ok ? UPSTREAM_UNREACHABLE : last.reason };
     },
-    async close() {
-      await dispatcher?.close();
-      await auth?.close();
-    },
   };
 }
 
-/** One probe per upstream: ready only while every one is; the reason names the first that is not. */
-export function createUpstreamsProbe(config: Pick<Config, 'upstreams'>, logger?: Logger, metrics?: Metrics) {
+/**
+ * One probe per upstream, on the Upstreams the forwarder uses (their credentials, not a second set):
+ * ready only while every one is; the reason names the first that is not.
+ */
+export function createUpstreamsProbe(upstreams: readonly Upstream[], logger?: Logger) {
   // A lone `upstream:` is unnamed (config/upstreams.ts): its reason names no upstream.
-  const [only] = config.upstreams;
-  if (config.upstreams.length <= 1 && !only?.name) return createUpstreamProbe(only, logger, metrics);
-  const probes = config.upstreams.map((u) => ({ name: u.name, probe: createUpstreamProbe(u, logger, metrics) }));
+  const [only] = upstreams;
+  if (upstreams.length <= 1 && !only?.name) return createUpstreamProbe(only, logger);
+  const probes = upstreams.map((u) => ({ name: u.name, probe: createUpstreamProbe(u, logger) }));
   return {
     async ready(): Promise<{ ok: boolean; reason?: string }> {
       const results = await Promise.all(probes.map(async (p) => ({ name: p.name, ...(await p.probe.ready()) })));
       const down = results.find((r) => !r.ok);
       return down ? { ok: false, reason: `upstream ${down.name}: ${down.reason ?? UPSTREAM_UNREACHABLE}` } : { ok: true };
-    },
-    async close() {
-      await Promise.all(probes.map((p) => p.probe.close()));
     },
   };
 }

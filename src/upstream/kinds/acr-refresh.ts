@@ -1,7 +1,8 @@
 import { decodeJwt } from 'jose';
 import type { AccessToken, TokenCredential } from '@azure/identity';
-import type { Logger } from '../log.js';
-import { renewalPacer, type RenewalObserver } from './renewal.js';
+import type { Logger } from '../../log.js';
+import { renewalPacer, type RenewalObserver } from '../renewal.js';
+import type { TokenEndpoint } from '../token-dance.js';
 
 /** A background renewal that failed is tried again after this long (while the refresh token lasts). */
 const RETRY_MS = 30_000;
@@ -96,10 +97,7 @@ interface RefreshToken {
 }
 
 /** Where the registry's token service is (the `/v2/` challenge's realm) and the service it names. */
-export interface Endpoint {
-  realm: URL;
-  service: string;
-}
+type Endpoint = TokenEndpoint;
 
 /** POSTs a form, answering status and body. */
 type PostForm = (url: URL, form: URLSearchParams) => Promise<[number, string]>;
@@ -115,7 +113,7 @@ async function exchange(endpoint: Endpoint, tenant: string | undefined, entra: E
   // fetch loads @azure/identity and can take seconds).
   const started = Date.now();
   const url = new URL('exchange', endpoint.realm);
-  const form = new URLSearchParams({ grant_type: 'access_token', service: endpoint.service });
+  const form = new URLSearchParams({ grant_type: 'access_token', service: endpoint.service ?? endpoint.realm.host });
   const t = tenant ?? tenantOf(aad.token) ?? process.env.AZURE_TENANT_ID;
   if (t) form.set('tenant', t);
   form.set('access_token', aad.token);

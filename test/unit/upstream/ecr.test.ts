@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildConfig } from '../../../src/config/load.js';
-import { ecrRegionOf } from '../../../src/proxy/ecr-auth.js';
+import { ecrRegionOf } from '../../../src/upstream/kinds/ecr.js';
 import { configProblem } from '../../support/config.js';
 
 const problem = configProblem;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PassThrough } from 'node:stream';
 import { createLogger } from '../../../src/log.js';
-import { RENEWAL_CEILING_MS, RENEWAL_FLOOR_MS, renewalDelay, renewalPacer, type RenewalOutcome } from '../../../src/proxy/renewal.js';
+import { RENEWAL_CEILING_MS, RENEWAL_FLOOR_MS, renewalDelay, renewalPacer, type RenewalOutcome } from '../../../src/upstream/renewal.js';
 
 const H = 3600_000;
 

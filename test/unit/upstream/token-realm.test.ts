@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseTokenResponse, rateLimitRemaining, untrustedRealm } from '../../../src/proxy/token-realm.js';
-import { insufficientScope, upstreamAuthFailureError } from '../../../src/proxy/upstream-failure.js';
+import { parseTokenResponse, rateLimitRemaining, untrustedRealm } from '../../../src/upstream/token-realm.js';
+import { insufficientScope, upstreamAuthFailureError } from '../../../src/upstream/failure.js';
 import { buildConfig } from '../../../src/config/load.js';
 import { ConfigError } from '../../../src/config/errors.js';
 

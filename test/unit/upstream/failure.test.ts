@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { upstreamAuthFailureKind, upstreamFailure } from '../../../src/proxy/upstream-failure.js';
-import { judgeAuthFailure, judgeUpstreamAnswer } from '../../../src/server/health.js';
+import { upstreamAuthFailureKind, upstreamFailure } from '../../../src/upstream/failure.js';
+import { judgeAuthFailure, judgeUpstreamAnswer } from '../../../src/upstream/probe.js';
 import { OutboundError } from '../../../src/http/outbound.js';
 
 /** The pure decisions behind "502/503 bodies say which side failed" and /readyz's credentials check. */

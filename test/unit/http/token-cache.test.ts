@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TokenCache } from '../../../src/identity/token-cache.js';
+import { TokenCache } from '../../../src/http/token-cache.js';
 
 /** Issue 11 item 5: one cache for identity, registry-token and upstream-token work. */
 describe('TokenCache: per-entry expiry and one load per key', () => {

@@ -1,6 +1,6 @@
 import type { GetAuthorizationTokenCommandOutput } from '@aws-sdk/client-ecr';
-import type { Logger } from '../log.js';
-import { renewalPacer, type RenewalObserver } from './renewal.js';
+import type { Logger } from '../../log.js';
+import { renewalPacer, type RenewalObserver } from '../renewal.js';
 
 /** A background renewal that failed is tried again after this long (while the credential lasts). */
 const RETRY_MS = 30_000;
@@ -89,12 +89,12 @@ export function ecrAuth(url: string, configuredRegion: string | undefined, logge
   }
 
   return {
-    async authorization(): Promise<string> {
+    async authorization(_scopes?: unknown, opts?: { quiet?: boolean }): Promise<string> {
       if (current && current.usableUntil > Date.now()) return current.header;
       try {
         return (await load()).header;
       } catch (err) {
-        logger.error({ err: (err as Error).message }, 'could not obtain an ECR authorization token');
+        if (!opts?.quiet) logger.error({ err: (err as Error).message }, 'could not obtain an ECR authorization token');
         throw err;
       }
     },

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { requestContext, type Logger } from '../log.js';
 import { OciError, sendOciError } from '../oci/errors.js';
 import { clientIPOf, clientIPResolver } from '../http/client-ip.js';
+import { requestState } from '../http/request-state.js';
 import type { Metrics } from '../http/metrics.js';
 import { announcesBody } from '../http/body.js';
 
@@ -115,7 +116,7 @@ export function createApp(
   return (req, res) => {
     resolveClientIP(req);
     const requestId = requestIdOf(req);
-    (req as IncomingMessage & { requestId?: string }).requestId = requestId;
+    requestState(req).requestId = requestId;
     res.setHeader('X-Request-Id', requestId);
     requestContext.run({ requestId }, () => serve(req, res, requestId));
   };

@@ -142,13 +142,13 @@ export function createApp(
     const framing = framingProblem(req.method ?? '', label, req.headers);
     if (framing) {
       // The body is never read, so nothing after it on this connection can be trusted: close.
-      sendOciError(res, new OciError(400, 'UNSUPPORTED', `${framing}: request refused`, undefined, { Connection: 'close' }));
+      sendOciError(res, new OciError(400, 'UNSUPPORTED', `${framing}: request refused`, { headers: { Connection: 'close' } }));
       return;
     }
     // Probes stay answered: /readyz itself reports "shutting down" (with its other reasons).
     if (state.draining && label !== '/healthz' && label !== '/readyz') {
       res.setHeader('Connection', 'close');
-      sendOciError(res, new OciError(503, 'UNAVAILABLE', 'the proxy is shutting down: retry', undefined, { 'Retry-After': '1' }));
+      sendOciError(res, new OciError(503, 'UNAVAILABLE', 'the proxy is shutting down: retry', { headers: { 'Retry-After': '1' } }));
       return;
     }
     const handler = url ? handlerFor(routes, path) : routes.v2;

@@ -63,7 +63,7 @@ function serviceRoutes(d: {
     readyz: async (_req, res) => {
       const reasons: string[] = [];
       if (d.state.draining) reasons.push('shutting down');
-      if (d.identity.ready && !d.identity.ready()) reasons.push('identity issuer keys not loaded yet');
+      if (!d.identity.ready()) reasons.push('identity issuer keys not loaded yet');
       const up = await d.probe.ready();
       if (!up.ok) reasons.push(up.reason!);
       sendJson(res, reasons.length ? 503 : 200, reasons.length ? { status: 'not ready', reasons } : { status: 'ready' });
@@ -124,7 +124,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
     state,
     clientIPResolver(config.trustedProxies),
   );
-  void identity.warmUp?.();
+  void identity.warmUp();
   const listener = await startListener(config, app, logger);
   logListening(logger, config, listener, policy.rules.length);
   return {
@@ -142,7 +142,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
       state.draining = true;
       await listener.close(graceMs);
       await proxy.close();
-      await identity.close?.();
+      await identity.close();
       await probe.close();
       keys.close();
     },

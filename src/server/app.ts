@@ -17,8 +17,6 @@ export interface AppRoutes {
   metrics: RouteHandler;
   /** Reads the request's own URL (classify): no parsed URL is built for it. */
   v2: (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
-  /** Extra exact-path routes (the `--dev` issuer's discovery and JWKS). */
-  extra?: Map<string, RouteHandler>;
 }
 
 function routeLabel(path: string): string {
@@ -99,7 +97,7 @@ function handlerFor(routes: AppRoutes, path: string): RouteHandler | undefined {
   if (path === '/healthz') return routes.healthz;
   if (path === '/readyz') return routes.readyz;
   if (path === '/metrics') return routes.metrics;
-  return routes.extra?.get(path);
+  return undefined;
 }
 
 /**

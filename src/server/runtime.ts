@@ -56,7 +56,7 @@ function serviceRoutes(d: {
   metrics: Metrics;
   state: AppState;
   metricsText?: () => Promise<string>;
-}): Omit<AppRoutes, 'token' | 'v2' | 'extra'> {
+}): Omit<AppRoutes, 'token' | 'v2'> {
   return {
     jwks: (_req, res) => sendJson(res, 200, d.keys.jwks(), { 'cache-control': 'public, max-age=60' }),
     healthz: (_req, res) => sendJson(res, 200, { status: 'ok' }),

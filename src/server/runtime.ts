@@ -8,7 +8,7 @@ import type { PolicyEngine } from '../policy/types.js';
 import { createProxyHandler, type ProxyHandler } from '../proxy/handler.js';
 import type { Guard } from '../proxy/guards.js';
 import { createTokenHandler } from '../token/endpoint.js';
-import { loadKeyRing, type KeyRing } from '../token/keys.js';
+import { loadKeyRing, type KeyRing } from '../token/signing-keys.js';
 import { createRegistryTokenVerifier } from '../token/verify.js';
 import type { RegistryTokenVerifier } from '../token/types.js';
 import { sendJson } from '../http/response.js';

@@ -2,7 +2,7 @@ import type { Config } from '../config/types.js';
 import { anonymousIdentity, IdentityError, type Identity, type IdentityVerifier } from '../identity/types.js';
 import { oauthError, type OciError } from '../oci/errors.js';
 import type { IssueOptions } from './issue.js';
-import type { KeyRing } from './keys.js';
+import type { KeyRing } from './signing-keys.js';
 import type { TokenRequest } from './request.js';
 import { verifyRefreshToken } from './verify.js';
 

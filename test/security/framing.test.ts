@@ -313,7 +313,8 @@ describe('the forwarder never sends a body without explicit framing (defence in 
     ];
     for (const text of cases) {
       const out = await rawRequest(port, text);
-      expect(parseRaw(out).status === 0 || parseRaw(out).status >= 500, text.split('\r\n')[0]).toBe(true);
+      // cut on the body's first byte, which arrives with the head: before any upstream answer, so no status line at all
+      expect(parseRaw(out).status, text.split('\r\n')[0]).toBe(0);
     }
     // whatever reached the upstream carried no body, and nothing was parsed there as a request of its own
     const seen = upstream.requests.map((r) => ({ method: r.method, url: r.url, bytes: r.bodyBytes }));

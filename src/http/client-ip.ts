@@ -2,6 +2,7 @@ import { isIP, type BlockList } from 'node:net';
 import type { IncomingMessage } from 'node:http';
 // The syntax is the config's to check (config/net.ts); parsed once more here into the BlockList used per request.
 import { parseTrustedProxies } from '../config/net.js';
+import { requestState } from './request-state.js';
 
 function normalize(ip: string): string {
   // IPv4-mapped IPv6 (::ffff:1.2.3.4), as dual-stack sockets report IPv4 peers
@@ -21,8 +22,8 @@ function trusted(list: BlockList, ip: string): boolean {
 export function clientIPResolver(trustedProxies: readonly string[]): (req: IncomingMessage) => string {
   const list = trustedProxies.length ? parseTrustedProxies(trustedProxies) : undefined;
   return (req) => {
-    const cached = (req as IncomingMessage & { clientIP?: string }).clientIP;
-    if (cached !== undefined) return cached;
+    const state = requestState(req);
+    if (state.clientIP !== undefined) return state.clientIP;
     let ip = normalize(req.socket.remoteAddress ?? '');
     if (list && trusted(list, ip)) {
       const header = req.headersDistinct?.['x-forwarded-for'] ?? [];
@@ -38,12 +39,12 @@ export function clientIPResolver(trustedProxies: readonly string[]): (req: Incom
         if (!trusted(list, hop)) break;
       }
     }
-    (req as IncomingMessage & { clientIP?: string }).clientIP = ip;
+    state.clientIP = ip;
     return ip;
   };
 }
 
 /** The address the app resolved for this request (see clientIPResolver), or the TCP peer. */
 export function clientIPOf(req: IncomingMessage): string {
-  return (req as IncomingMessage & { clientIP?: string }).clientIP ?? normalize(req.socket.remoteAddress ?? '');
+  return requestState(req).clientIP ?? normalize(req.socket.remoteAddress ?? '');
 }

@@ -4,7 +4,7 @@ import type { Logger } from '../log.js';
 import { ALLOWED_ALGORITHMS, checkIssuedAt } from './checks.js';
 import { createHttpClient, originOf } from './http.js';
 import { joseFailure } from './jose-errors.js';
-import type { KeySource } from './keys.js';
+import type { KeySource } from './verification-keys.js';
 import { oidcKeySource } from './oidc.js';
 import { staticKeySource } from './static-keys.js';
 import { tokenReviewTarget } from './token-review.js';

@@ -3,7 +3,7 @@ import type { IssuerConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { originOf, type HttpClient } from './http.js';
 import { IdentityError } from './types.js';
-import { hasKid, localResolver, type KeyResolver, type KeySource } from './keys.js';
+import { hasKid, localResolver, type KeyResolver, type KeySource } from './verification-keys.js';
 
 /** Minimum time between two JWKS fetches of one issuer: a flood of unknown `kid`s cannot hammer it. */
 const DEFAULT_REFETCH_INTERVAL_MS = 10_000;

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createPublicKey } from 'node:crypto';
 import type { JSONWebKeySet, JWK } from 'jose';
-import { localResolver, type KeySource } from './keys.js';
+import { localResolver, type KeySource } from './verification-keys.js';
 
 /** `jwksFile`: a JWKS JSON document or one or more PEM public keys (or certificates). No network. */
 export function staticKeySource(file: string): KeySource {

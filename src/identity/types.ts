@@ -64,10 +64,10 @@ export interface IdentityVerifier {
    */
   cached?(token: string, options?: VerifyOptions): Identity | undefined;
   /** True once every issuer that needs network keys has fetched them at least once (for /readyz). */
-  ready?(): boolean;
+  ready(): boolean;
   /** Fetches remote keys ahead of the first request; failures are logged, not thrown. */
-  warmUp?(): Promise<void>;
-  close?(): Promise<void>;
+  warmUp(): Promise<void>;
+  close(): Promise<void>;
 }
 
 /** Claims one source vouched for, and until when (epoch ms) that answer may be reused. */

@@ -27,8 +27,11 @@ interface ChallengeOptions {
 export function challenge(opts: ChallengeOptions): OciError {
   const detail = opts.scopes.map((s) => ({ Type: s.type, Name: s.name, Action: s.actions.join(',') }));
   const code = opts.error === 'insufficient_scope' ? 'DENIED' : 'UNAUTHORIZED';
-  return new OciError(401, code, CHALLENGE_MESSAGES[opts.error ?? 'none'], detail.length ? detail : undefined, {
-    'WWW-Authenticate': bearerChallenge(opts.realm, opts.service, opts.scopes, opts.error),
+  return new OciError(401, code, CHALLENGE_MESSAGES[opts.error ?? 'none'], {
+    detail: detail.length ? detail : undefined,
+    headers: {
+      'WWW-Authenticate': bearerChallenge(opts.realm, opts.service, opts.scopes, opts.error),
+    },
   });
 }
 
@@ -47,7 +50,7 @@ const CHALLENGE_MESSAGES: Record<ChallengeError | 'none', string> = {
  */
 export function deniedError(message: string, detail: unknown): OciError {
   const phrase = `Forbidden: ${message}`.replace(/[^\x20-\x7e]/g, '?').slice(0, 1024);
-  return new OciError(403, 'DENIED', message, detail, {}, phrase);
+  return new OciError(403, 'DENIED', message, { detail, statusMessage: phrase });
 }
 
 /**

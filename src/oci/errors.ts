@@ -30,6 +30,18 @@ interface OciErrorEntry {
   detail?: unknown;
 }
 
+/** What an error carries beyond its status, code and message. */
+interface OciErrorOptions {
+  /** The entry's `detail` (omitted from the body when undefined). */
+  detail?: unknown;
+  /** Response headers the error needs (a challenge's `WWW-Authenticate`, `Retry-After`, `Connection: close`). */
+  headers?: Record<string, string>;
+  /** HTTP reason phrase instead of the standard one (printable ASCII only). */
+  statusMessage?: string;
+  /** Token endpoint errors: the OAuth2 code rendered beside `errors`. */
+  oauth?: OAuthErrorCode;
+}
+
 /**
  * The one HTTP error of the process: status, OCI code, message, and the headers it needs (a challenge
  * carries its own `WWW-Authenticate`, as Distribution's `Challenge` does). Token endpoint errors also
@@ -37,18 +49,22 @@ interface OciErrorEntry {
  * `error`/`error_description`.
  */
 export class OciError extends Error {
+  readonly detail?: unknown;
+  readonly headers: Record<string, string>;
+  readonly statusMessage?: string;
+  readonly oauth?: OAuthErrorCode;
   constructor(
     readonly status: number,
     readonly code: OciErrorCode,
     message: string,
-    readonly detail?: unknown,
-    readonly headers: Record<string, string> = {},
-    /** HTTP reason phrase instead of the standard one (printable ASCII only). */
-    readonly statusMessage?: string,
-    readonly oauth?: OAuthErrorCode,
+    options: OciErrorOptions = {},
   ) {
     super(message);
     this.name = 'OciError';
+    this.detail = options.detail;
+    this.headers = options.headers ?? {};
+    this.statusMessage = options.statusMessage;
+    this.oauth = options.oauth;
   }
   body(): { errors: OciErrorEntry[]; error?: OAuthErrorCode; error_description?: string } {
     const errors = [{ code: this.code, message: this.message, ...(this.detail !== undefined ? { detail: this.detail } : {}) }];
@@ -62,10 +78,9 @@ export function oauthError(
   code: OciErrorCode,
   oauth: OAuthErrorCode,
   message: string,
-  headers: Record<string, string> = {},
-  statusMessage?: string,
+  options: Pick<OciErrorOptions, 'headers' | 'statusMessage'> = {},
 ): OciError {
-  return new OciError(status, code, message, undefined, headers, statusMessage, oauth);
+  return new OciError(status, code, message, { ...options, oauth });
 }
 
 export const API_VERSION_HEADER = 'Docker-Distribution-API-Version';

@@ -66,7 +66,7 @@ function canonicalQuery(rawQuery: string): string {
 const SAFE_PATH = /^\/[A-Za-z0-9._\-/:%]*$/;
 
 function err(status: 400 | 404 | 405, code: RouteErrorCode, message: string, allow?: string): RouteError {
-  return new OciError(status, code, message, undefined, allow ? { Allow: allow } : {});
+  return new OciError(status, code, message, { headers: allow ? { Allow: allow } : {} });
 }
 
 /**

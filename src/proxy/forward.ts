@@ -10,6 +10,7 @@ import { createRedirectFollower, type RedirectFollower } from './redirect.js';
 import { exchange, type UpstreamTarget } from './exchange.js';
 import { clientIPOf } from '../http/client-ip.js';
 import { upstreamAgents, type UpstreamAgents } from '../http/agents.js';
+import { requestState } from '../http/request-state.js';
 
 type Watchdog = ReturnType<typeof createIdleWatchdog>;
 
@@ -42,7 +43,7 @@ export interface Forwarder {
   close(): void;
 }
 
-/** What one exchange needs from its request's side while the response streams (kept on the request). */
+/** What one exchange needs from its request's side while the response streams (handed to the response by closure). */
 interface Meta extends Exchange {
   started: number;
   route: string;
@@ -58,7 +59,6 @@ interface Meta extends Exchange {
   follow?: boolean;
 }
 
-const metaOf = (req: IncomingMessage): Meta | undefined => (req as IncomingMessage & { rap?: Meta }).rap;
 
 /** What a forwarder needs of the config: one upstream (a target of proxy/upstreams.ts) and the proxy's own address. */
 type ForwarderConfig = Pick<Config, 'publicURL' | 'tls'> & Readonly<{ upstream: UpstreamConfig }>;
@@ -72,20 +72,20 @@ interface ResponseDeps {
 }
 
 /** Counts the response's bytes and cuts the client when the upstream's body ends short. */
-function trackResponse(proxyRes: IncomingMessage, res: ServerResponse, meta: Meta | undefined, deps: ResponseDeps): void {
+function trackResponse(proxyRes: IncomingMessage, res: ServerResponse, meta: Meta, deps: ResponseDeps): void {
   let bytes = 0;
   proxyRes.on('data', (chunk: Buffer) => {
     bytes += chunk.length;
-    if (meta) meta.progress++;
+    meta.progress++;
   });
   proxyRes.once('close', () => {
-    if (meta) deps.unwatch(meta);
-    if (bytes > 0) meta?.onBytes?.('download', bytes);
+    deps.unwatch(meta);
+    if (bytes > 0) meta.onBytes?.('download', bytes);
     // A response cut short upstream (reset, idle timeout) must be cut short for the client too:
     // pipe() alone would leave the client waiting forever on a body that will never complete.
     if (proxyRes.complete) return;
     deps.logger.warn(
-      { requestId: meta?.requestId, route: meta?.route, status: proxyRes.statusCode ?? 0 },
+      { requestId: meta.requestId, route: meta.route, status: proxyRes.statusCode ?? 0 },
       'upstream response ended before its body was complete: cutting the client connection',
     );
     res.destroy();
@@ -93,23 +93,22 @@ function trackResponse(proxyRes: IncomingMessage, res: ServerResponse, meta: Met
 }
 
 /** The upstream's answer (exchange.ts onResponse), cleaned, on its way to the client. */
-function onUpstreamResponse(proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse, deps: ResponseDeps): void {
-  const meta = metaOf(req);
+function onUpstreamResponse(proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse, meta: Meta, deps: ResponseDeps): void {
   const status = proxyRes.statusCode ?? 0;
-  const close = Boolean(meta?.clientClose) || deps.draining();
-  meta?.onStatus?.(status, (performance.now() - (meta?.started ?? 0)) / 1000, proxyRes.headers);
-  if (meta?.follow && deps.redirects.follow(proxyRes, req, res, meta, close)) return;
+  const close = Boolean(meta.clientClose) || deps.draining();
+  meta.onStatus?.(status, (performance.now() - meta.started) / 1000, proxyRes.headers);
+  if (meta.follow && deps.redirects.follow(proxyRes, req, res, meta, close)) return;
   trackResponse(proxyRes, res, meta, deps);
   const upstreamURL = deps.config.upstream.url;
   const narrowed = status === 401 && insufficientScope(proxyRes.headers['www-authenticate']);
-  rewriteResponseHeaders(proxyRes.headers, { upstreamURL, publicURL: deps.config.publicURL, rewriteLink: meta?.rewriteLink, clientPath: meta?.clientPath });
+  rewriteResponseHeaders(proxyRes.headers, { upstreamURL, publicURL: deps.config.publicURL, rewriteLink: meta.rewriteLink, clientPath: meta.clientPath });
   if (status === 401 || status === 407) {
     // The upstream (401) or an HTTP proxy before it (407) refused the proxy's own credentials:
     // the client can do nothing about that. Answer for ourselves and drain the upstream's body
     // so its connection stays reusable; nothing is piped once the response has ended.
     // A token narrower than asked (insufficient_scope): the proxy's account lacks that access upstream.
     deps.logger.error(
-      { route: meta?.route, requestId: meta?.requestId, status },
+      { route: meta.route, requestId: meta.requestId, status },
       narrowed
         ? "upstream granted the proxy's own account less access than asked (insufficient_scope): widen its permissions upstream"
         : `upstream refused the proxy's own credentials (HTTP ${status}): check upstream.auth`,
@@ -120,7 +119,7 @@ function onUpstreamResponse(proxyRes: IncomingMessage, req: IncomingMessage, res
     return;
   }
   clientConnectionHeaders(proxyRes.headers, close);
-  if (meta?.filterBody || meta?.follow) {
+  if (meta.filterBody || meta.follow) {
     // selfHandleResponse: exchange.ts leaves the response to us
     const filter = status === 200 ? meta.filterBody : undefined;
     const { 'content-length': _len, 'transfer-encoding': _te, ...headers } = proxyRes.headers;
@@ -130,7 +129,7 @@ function onUpstreamResponse(proxyRes: IncomingMessage, req: IncomingMessage, res
   }
 }
 
-/** The exchange's state, kept on the request and watched for progress until the response closes. */
+/** The exchange's state, watched for progress until the response closes. */
 function track(req: IncomingMessage, res: ServerResponse, opts: ForwardOptions, watchdog: Watchdog, timeoutMs: number): Meta {
   const meta: Meta = {
     started: performance.now(),
@@ -140,7 +139,7 @@ function track(req: IncomingMessage, res: ServerResponse, opts: ForwardOptions, 
     route: opts.route,
     // Socket events run in whichever request's async context created the pooled socket, so the
     // request id travels explicitly rather than through the logger's AsyncLocalStorage.
-    requestId: (req as IncomingMessage & { requestId?: string }).requestId,
+    requestId: requestState(req).requestId,
     clientClose: clientWantsClose(req),
     onStatus: opts.onUpstreamStatus,
     onBytes: opts.onBytes,
@@ -151,7 +150,6 @@ function track(req: IncomingMessage, res: ServerResponse, opts: ForwardOptions, 
       meta.proxyReq.destroy(Object.assign(new Error(`no progress for ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
     },
   };
-  (req as IncomingMessage & { rap?: Meta }).rap = meta;
   watchdog.watch(meta);
   res.once('close', () => watchdog.unwatch(meta));
   return meta;
@@ -224,7 +222,7 @@ export function createForwarder(config: ForwarderConfig, logger: Logger, drainin
       const unframed = !forwardsFraming(req.method, req.headers);
       exchange(req, res, target, {
         onSocket: (proxyReq) => (meta.proxyReq = proxyReq),
-        onResponse: (proxyRes) => onUpstreamResponse(proxyRes, req, res, deps),
+        onResponse: (proxyRes) => onUpstreamResponse(proxyRes, req, res, meta, deps),
         onError: (err) => onProxyError(err, res, meta, logger),
         selfHandleResponse: Boolean(opts.filterBody || meta.follow),
         ...(unframed ? { body: Readable.from([]) } : {}),

@@ -107,7 +107,7 @@ export interface FollowExchange {
 }
 
 const notFollowed = (why: string) =>
-  new OciError(502, 'UNAVAILABLE', `upstream storage redirect not followed: ${why}`, undefined, {}, 'Bad Gateway (upstream storage redirect not followed)');
+  new OciError(502, 'UNAVAILABLE', `upstream storage redirect not followed: ${why}`, { statusMessage: 'Bad Gateway (upstream storage redirect not followed)' });
 
 /** One follow: what each hop sends, and where the answer goes. */
 interface Follow {

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { requestContext, type Logger } from '../log.js';
 import { OciError, sendOciError } from '../oci/errors.js';
 import { clientIPOf, clientIPResolver } from '../http/client-ip.js';
+import { requestState } from '../http/request-state.js';
 import type { Metrics } from '../http/metrics.js';
 import { announcesBody } from '../http/body.js';
 
@@ -16,8 +17,6 @@ export interface AppRoutes {
   metrics: RouteHandler;
   /** Reads the request's own URL (classify): no parsed URL is built for it. */
   v2: (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
-  /** Extra exact-path routes (the `--dev` issuer's discovery and JWKS). */
-  extra?: Map<string, RouteHandler>;
 }
 
 function routeLabel(path: string): string {
@@ -98,7 +97,7 @@ function handlerFor(routes: AppRoutes, path: string): RouteHandler | undefined {
   if (path === '/healthz') return routes.healthz;
   if (path === '/readyz') return routes.readyz;
   if (path === '/metrics') return routes.metrics;
-  return routes.extra?.get(path);
+  return undefined;
 }
 
 /**
@@ -115,7 +114,7 @@ export function createApp(
   return (req, res) => {
     resolveClientIP(req);
     const requestId = requestIdOf(req);
-    (req as IncomingMessage & { requestId?: string }).requestId = requestId;
+    requestState(req).requestId = requestId;
     res.setHeader('X-Request-Id', requestId);
     requestContext.run({ requestId }, () => serve(req, res, requestId));
   };
@@ -141,13 +140,13 @@ export function createApp(
     const framing = framingProblem(req.method ?? '', label, req.headers);
     if (framing) {
       // The body is never read, so nothing after it on this connection can be trusted: close.
-      sendOciError(res, new OciError(400, 'UNSUPPORTED', `${framing}: request refused`, undefined, { Connection: 'close' }));
+      sendOciError(res, new OciError(400, 'UNSUPPORTED', `${framing}: request refused`, { headers: { Connection: 'close' } }));
       return;
     }
     // Probes stay answered: /readyz itself reports "shutting down" (with its other reasons).
     if (state.draining && label !== '/healthz' && label !== '/readyz') {
       res.setHeader('Connection', 'close');
-      sendOciError(res, new OciError(503, 'UNAVAILABLE', 'the proxy is shutting down: retry', undefined, { 'Retry-After': '1' }));
+      sendOciError(res, new OciError(503, 'UNAVAILABLE', 'the proxy is shutting down: retry', { headers: { 'Retry-After': '1' } }));
       return;
     }
     const handler = url ? handlerFor(routes, path) : routes.v2;

@@ -5,7 +5,7 @@ import { upstreamNameOf } from '../config/upstreams.js';
 import type { Logger } from '../log.js';
 import { loadPolicies } from '../policy/load.js';
 import type { PolicyEngine } from '../policy/types.js';
-import { loadKeyRing } from '../token/keys.js';
+import { loadKeyRing } from '../token/signing-keys.js';
 import { streamingMallocEnv, withStreamingHeap } from './heap-flags.js';
 
 /**

@@ -43,7 +43,7 @@ function read(path: string): string | undefined {
  * This process's cgroup CPU files: v2 in its own cgroup (from /proc/self/cgroup) or at the mount's
  * root (a container's namespace), else v1's cpu controller.
  */
-export function readCgroupCpuFiles(): CgroupCpuFiles {
+function readCgroupCpuFiles(): CgroupCpuFiles {
   const own = /^0::(\/.*)$/m.exec(read('/proc/self/cgroup') ?? '')?.[1];
   const cpuMax = (own && own !== '/' ? read(`/sys/fs/cgroup${own}/cpu.max`) : undefined) ?? read('/sys/fs/cgroup/cpu.max');
   if (cpuMax !== undefined) return { cpuMax };

@@ -18,7 +18,7 @@ export interface Listener {
 /** Why a request head is refused before any handler sees it, or undefined. Pure. */
 export function headProblem(rawHeaderEntries: number, maxHeaderCount: number): OciError | undefined {
   if (rawHeaderEntries / 2 <= maxHeaderCount) return undefined;
-  return new OciError(431, 'UNSUPPORTED', `more than ${maxHeaderCount} header lines in one request`, undefined, { Connection: 'close' });
+  return new OciError(431, 'UNSUPPORTED', `more than ${maxHeaderCount} header lines in one request`, { headers: { Connection: 'close' } });
 }
 
 /** The status line and message for a request Node's HTTP parser rejected (its `clientError` code). Pure. */
@@ -44,7 +44,7 @@ const PROBES = new Set(['/healthz', '/readyz']);
 export function refusedAnswer(refusal: Refusal, url: string | undefined, peer: string): 'serve' | OciError {
   if (PROBES.has((url ?? '').split('?')[0]!)) return 'serve';
   const message = refusal === 'peer' ? `too many connections from ${peer}: retry` : 'the proxy is at its connection limit: retry';
-  return new OciError(503, 'UNAVAILABLE', message, undefined, { 'Retry-After': '1', Connection: 'close' });
+  return new OciError(503, 'UNAVAILABLE', message, { headers: { 'Retry-After': '1', Connection: 'close' } });
 }
 
 /**

@@ -8,7 +8,7 @@ import type { PolicyEngine } from '../policy/types.js';
 import { createProxyHandler, type ProxyHandler } from '../proxy/handler.js';
 import type { Guard } from '../proxy/guards.js';
 import { createTokenHandler } from '../token/endpoint.js';
-import { loadKeyRing, type KeyRing } from '../token/keys.js';
+import { loadKeyRing, type KeyRing } from '../token/signing-keys.js';
 import { createRegistryTokenVerifier } from '../token/verify.js';
 import type { RegistryTokenVerifier } from '../token/types.js';
 import { sendJson } from '../http/response.js';
@@ -57,14 +57,14 @@ function serviceRoutes(d: {
   metrics: Metrics;
   state: AppState;
   metricsText?: () => Promise<string>;
-}): Omit<AppRoutes, 'token' | 'v2' | 'extra'> {
+}): Omit<AppRoutes, 'token' | 'v2'> {
   return {
     jwks: (_req, res) => sendJson(res, 200, d.keys.jwks(), { 'cache-control': 'public, max-age=60' }),
     healthz: (_req, res) => sendJson(res, 200, { status: 'ok' }),
     readyz: async (_req, res) => {
       const reasons: string[] = [];
       if (d.state.draining) reasons.push('shutting down');
-      if (d.identity.ready && !d.identity.ready()) reasons.push('identity issuer keys not loaded yet');
+      if (!d.identity.ready()) reasons.push('identity issuer keys not loaded yet');
       const up = await d.probe.ready();
       if (!up.ok) reasons.push(up.reason!);
       sendJson(res, reasons.length ? 503 : 200, reasons.length ? { status: 'not ready', reasons } : { status: 'ready' });
@@ -127,7 +127,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
     state,
     clientIPResolver(config.trustedProxies),
   );
-  void identity.warmUp?.();
+  void identity.warmUp();
   const listener = await startListener(config, app, logger);
   logListening(logger, config, listener, policy.rules.length);
   return {
@@ -145,7 +145,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
       state.draining = true;
       await listener.close(graceMs);
       await proxy.close();
-      await identity.close?.();
+      await identity.close();
       await Promise.all(upstreams.map((u) => u.close()));
       keys.close();
     },

@@ -2,7 +2,7 @@ import type { Config } from '../config/types.js';
 import { anonymousIdentity, IdentityError, type Identity, type IdentityVerifier } from '../identity/types.js';
 import { oauthError, type OciError } from '../oci/errors.js';
 import type { IssueOptions } from './issue.js';
-import type { KeyRing } from './keys.js';
+import type { KeyRing } from './signing-keys.js';
 import type { TokenRequest } from './request.js';
 import { verifyRefreshToken } from './verify.js';
 
@@ -67,7 +67,7 @@ async function passwordGrant(password: string, username: string | undefined, ver
     // Docker and containerd print only the status line of a 5xx token answer: name the failed side there.
     const error =
       err.reason === 'issuer_unavailable'
-        ? oauthError(503, 'UNAVAILABLE', 'invalid_grant', message, {}, 'Service Unavailable (identity issuer unavailable)')
+        ? oauthError(503, 'UNAVAILABLE', 'invalid_grant', message, { statusMessage: 'Service Unavailable (identity issuer unavailable)' })
         : oauthError(401, 'UNAUTHORIZED', 'invalid_grant', message);
     return { error, reason: err.reason };
   }
@@ -80,7 +80,7 @@ export async function authenticate(request: TokenRequest, deps: AuthenticateDeps
   if (deps.config.anonymous) return anonymousIdentity();
   return refused(
     oauthError(401, 'UNAUTHORIZED', 'invalid_client', 'authentication required: send your identity token (JWT) as the password, with any username', {
-      'www-authenticate': `Basic realm="${deps.config.publicURL}/token"`,
+      headers: { 'www-authenticate': `Basic realm="${deps.config.publicURL}/token"` },
     }),
   );
 }

@@ -11,7 +11,7 @@ import type { Admission, RateLimiter } from '../http/rate-limit.js';
 import { clientIPOf } from '../http/client-ip.js';
 import { authenticate, isIdentityRefusal, type AuthenticateDeps } from './authenticate.js';
 import { issueRefreshToken, issueRegistryToken, type IssueOptions } from './issue.js';
-import type { KeyRing } from './keys.js';
+import type { KeyRing } from './signing-keys.js';
 import { isParseRefusal, readTokenRequest, type TokenRequest } from './request.js';
 import {
   auditLine,

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Identity } from '../identity/types.js';
 import type { Refusal } from '../policy/explain.js';
-import type { KeyRing } from './keys.js';
+import type { KeyRing } from './signing-keys.js';
 import { signJwt } from './jws.js';
 import type { AccessEntry } from '../oci/access.js';
 

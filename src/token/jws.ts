@@ -1,5 +1,5 @@
 import { sign } from 'node:crypto';
-import type { SigningKey } from './keys.js';
+import type { SigningKey } from './signing-keys.js';
 
 const segment = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url');
 

@@ -38,7 +38,7 @@ export function isParseRefusal(x: ParsedTokenRequest | ParseRefusal): x is Parse
   return 'error' in x;
 }
 
-const invalidRequest = (message: string, headers?: Record<string, string>) => oauthError(400, 'UNSUPPORTED', 'invalid_request', message, headers);
+const invalidRequest = (message: string, headers?: Record<string, string>) => oauthError(400, 'UNSUPPORTED', 'invalid_request', message, { headers });
 
 /** Parses `Authorization: Basic …`; the password is the identity token. */
 function parseBasic(header: string | undefined): { username: string; password: string } | undefined {
@@ -60,7 +60,8 @@ function parseBasic(header: string | undefined): { username: string; password: s
 async function readForm(req: IncomingMessage, timeoutMs: number): Promise<URLSearchParams | OciError> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   if (type !== 'application/x-www-form-urlencoded') return invalidRequest('POST /token takes an application/x-www-form-urlencoded body');
-  const tooLarge = () => oauthError(413, 'SIZE_INVALID', 'invalid_request', `form body larger than ${MAX_FORM_BYTES} bytes`, { connection: 'close' });
+  const tooLarge = () =>
+    oauthError(413, 'SIZE_INVALID', 'invalid_request', `form body larger than ${MAX_FORM_BYTES} bytes`, { headers: { connection: 'close' } });
   if (Number(req.headers['content-length'] ?? 0) > MAX_FORM_BYTES) return tooLarge();
   const body = await new Promise<Buffer | OciError>((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -79,7 +80,8 @@ async function readForm(req: IncomingMessage, timeoutMs: number): Promise<URLSea
     const onEnd = () => done(Buffer.concat(chunks));
     const onError = (err: Error) => done(err);
     const timer = setTimeout(
-      () => done(oauthError(408, 'UNSUPPORTED', 'invalid_request', `the request body did not arrive within ${timeoutMs} ms`, { connection: 'close' })),
+      () =>
+        done(oauthError(408, 'UNSUPPORTED', 'invalid_request', `the request body did not arrive within ${timeoutMs} ms`, { headers: { connection: 'close' } })),
       timeoutMs,
     );
     req.on('data', onData).once('end', onEnd).once('error', onError);
@@ -153,7 +155,10 @@ export async function readTokenRequest(
   opts: { service: string; bodyTimeoutMs: number; canonical?: (repository: string) => string },
 ): Promise<ParsedTokenRequest | ParseRefusal> {
   if (req.method !== 'GET' && req.method !== 'POST') {
-    return { scopes: [], error: oauthError(405, 'UNSUPPORTED', 'invalid_request', 'use GET (HTTP Basic) or POST (OAuth2 form)', { allow: 'GET, POST' }) };
+    return {
+      scopes: [],
+      error: oauthError(405, 'UNSUPPORTED', 'invalid_request', 'use GET (HTTP Basic) or POST (OAuth2 form)', { headers: { allow: 'GET, POST' } }),
+    };
   }
   const request = await parseTokenRequest(req, url, opts.bodyTimeoutMs);
   if (request instanceof OciError) return { scopes: [], error: request };

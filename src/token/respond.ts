@@ -99,7 +99,7 @@ export function rateLimitedError(admission: Admission & { ok: false }, clientIP:
       : admission.bucket === 'identity'
         ? `too many token requests from this identity (issuer ${JSON.stringify(who?.issuerName ?? '')}): ${retry} (clients should reuse a token until expires_in)`
         : `the token service is at capacity: ${retry}`;
-  return oauthError(429, 'TOOMANYREQUESTS', 'temporarily_unavailable', message, { 'retry-after': String(admission.retryAfterSeconds) });
+  return oauthError(429, 'TOOMANYREQUESTS', 'temporarily_unavailable', message, { headers: { 'retry-after': String(admission.retryAfterSeconds) } });
 }
 
 /** 500: what a client is told when issuing failed on our side (the cause is logged). */

@@ -1,7 +1,7 @@
 import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import type { Identity } from '../identity/types.js';
 import { parseRefusals } from '../policy/explain.js';
-import type { KeyRing } from './keys.js';
+import type { KeyRing } from './signing-keys.js';
 import { TokenCache, type CacheUsage } from '../http/token-cache.js';
 import { DEFAULT_REFRESH_TTL, REFRESH_TYP, refreshAudience, type RefreshIdentity } from './issue.js';
 import { RegistryTokenError, type AccessEntry, type RegistryTokenVerifier, type VerifiedRegistryToken } from './types.js';

@@ -51,7 +51,7 @@ export function upstreamFailure(kind: UpstreamFailure, code?: string): { status:
 /** An upstream failure as the error the client gets: OCI body and the telling reason phrase. Pure. */
 export function upstreamFailureError(kind: UpstreamFailure, opts: { code?: string; headers?: Record<string, string> } = {}): OciError {
   const f = upstreamFailure(kind, opts.code);
-  return new OciError(f.status, 'UNAVAILABLE', f.message, undefined, opts.headers ?? {}, f.reason);
+  return new OciError(f.status, 'UNAVAILABLE', f.message, { headers: opts.headers, statusMessage: f.reason });
 }
 
 /**
@@ -83,5 +83,5 @@ export function insufficientScope(challenge: string | string[] | undefined): boo
 export function upstreamScopeError(headers: Record<string, string>): OciError {
   const message =
     "the upstream registry did not grant the proxy's own account this access (insufficient_scope): its permissions upstream need widening; your credentials were accepted";
-  return new OciError(403, 'DENIED', message, undefined, headers);
+  return new OciError(403, 'DENIED', message, { headers });
 }

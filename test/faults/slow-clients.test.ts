@@ -91,7 +91,7 @@ describe('request bodies and idle connections', () => {
   it('answers a /token POST whose body never completes with 408 and closes the connection', async () => {
     const s = await open(port, STALLED_TOKEN_POST);
     await Promise.race([s.gone, new Promise((r) => setTimeout(r, 5000))]);
-    expect(s.destroyed || s.readableEnded).toBe(true);
+    expect(s.destroyed).toBe(true);
     const out = parseRaw(s.out);
     expect(out.status).toBe(408);
     expect(out.headers).toMatch(/connection: close/i);
@@ -295,7 +295,7 @@ describe('the total cap follows the open-files limit (issue 18 item 6)', () => {
     const health = await get(`${proxy.url}/healthz`, '127.0.0.1');
     expect(health.status).toBe(200);
     const ready = await get(`${proxy.url}/readyz`, '127.0.0.2');
-    expect([200, 503]).toContain(ready.status); // answered; its verdict is about the upstream
+    expect(ready.status).toBe(200); // answered: probes pass the cap, and the upstream is up
     const busy = await get(`${proxy.url}/v2/`, '127.0.0.3');
     expect(busy.status).toBe(503);
     expect((JSON.parse(busy.body) as OciBody).errors[0]!.code).toBe('UNAVAILABLE');

@@ -192,18 +192,19 @@ describe('bodies on routes that take none, and framing the parser allows but the
 
   it('refuses a body on GET, HEAD, DELETE and OPTIONS, on ping, catalog, tags, manifests and blobs, with 400', async () => {
     const bearer = (tok: string) => `Authorization: Bearer ${tok}\r\n`;
-    const cases: [string, string, string][] = [
-      ['GET', '/v2/', bearer(pull)],
-      ['GET', '/v2/_catalog', bearer(pull)],
-      ['GET', '/v2/team-a/app/tags/list', bearer(pull)],
-      ['GET', '/v2/team-a/app/manifests/v1', bearer(pull)],
+    // method, path, credentials, and the reason the refusal names (a HEAD answer has no body to read it from)
+    const cases: [string, string, string, string?][] = [
+      ['GET', '/v2/', bearer(pull), 'GET requests carry no body'],
+      ['GET', '/v2/_catalog', bearer(pull), 'GET requests carry no body'],
+      ['GET', '/v2/team-a/app/tags/list', bearer(pull), 'GET requests carry no body'],
+      ['GET', '/v2/team-a/app/manifests/v1', bearer(pull), 'GET requests carry no body'],
       ['HEAD', `/v2/team-a/app/blobs/${D}`, bearer(pull)],
-      ['DELETE', `/v2/team-a/scratch/manifests/${D}`, bearer(del)],
-      ['OPTIONS', '/v2/', bearer(pull)],
-      ['GET', '/token?service=registry.test', ''],
-      ['POST', '/healthz', ''],
+      ['DELETE', `/v2/team-a/scratch/manifests/${D}`, bearer(del), 'DELETE requests carry no body'],
+      ['OPTIONS', '/v2/', bearer(pull), 'OPTIONS requests carry no body'],
+      ['GET', '/token?service=registry.test', '', 'GET requests carry no body'],
+      ['POST', '/healthz', '', '/healthz takes no body'],
     ];
-    for (const [method, path, auth] of cases) {
+    for (const [method, path, auth, reason] of cases) {
       for (const framing of ['cl', 'te'] as const) {
         const text =
           framing === 'cl'
@@ -214,9 +215,9 @@ describe('bodies on routes that take none, and framing the parser allows but the
         const label = `${method} ${path} (${framing})`;
         expect(first.status, label).toBe(400);
         expect(responses(out), label).toBe(1);
-        if (method !== 'HEAD') {
+        if (reason !== undefined) {
           expect((first.body as OciBody).errors[0]!.code, label).toBe('UNSUPPORTED');
-          expect((first.body as OciBody).errors[0]!.message, label).toMatch(/carry no body|takes no body/);
+          expect((first.body as OciBody).errors[0]!.message, label).toBe(`${reason}: request refused`);
         }
       }
     }
@@ -313,7 +314,8 @@ describe('the forwarder never sends a body without explicit framing (defence in 
     ];
     for (const text of cases) {
       const out = await rawRequest(port, text);
-      expect(parseRaw(out).status === 0 || parseRaw(out).status >= 500, text.split('\r\n')[0]).toBe(true);
+      // cut on the body's first byte, which arrives with the head: before any upstream answer, so no status line at all
+      expect(parseRaw(out).status, text.split('\r\n')[0]).toBe(0);
     }
     // whatever reached the upstream carried no body, and nothing was parsed there as a request of its own
     const seen = upstream.requests.map((r) => ({ method: r.method, url: r.url, bytes: r.bodyBytes }));

@@ -72,7 +72,7 @@ describe('mount through the request body', () => {
     for (const [path, type, body] of cases) {
       const r = await call(path, push, { method: 'POST', headers: { 'content-type': type }, body });
       expect(r.status, `${path} ${type}`).toBe(400);
-      expect(['UNSUPPORTED', 'BLOB_UPLOAD_INVALID']).toContain(r.body.errors[0]!.code);
+      expect(r.body.errors[0]!.code, `${path} ${type}`).toBe('UNSUPPORTED'); // the form is refused before the mount is looked at
     }
     const r = await call('/v2/team-a/app/blobs/uploads/', push, {
       method: 'POST',
@@ -148,8 +148,9 @@ describe('`;`-separated and other re-serialized queries', () => {
   it('never forwards a `;` that an old registry would read as mount and from', async () => {
     for (const q of [`x=1;mount=${D};from=team-b/secret`, `;mount=${D};from=team-b/secret`, `mount=${D};from=team-b/secret`]) {
       const r = await call(`/v2/team-a/app/blobs/uploads/?${q}`, push, { method: 'POST' });
-      // the `;` forms carry no mount the proxy can read: a plain upload (or a malformed mount: 400)
-      expect([200, 400], q).toContain(r.status);
+      // the `;` forms carry no mount the proxy can read (URLSearchParams splits on `&` only; at most a
+      // lone `mount`, with `;from=…` inside its value): a plain upload start
+      expect(r.status, q).toBe(200);
     }
     expect(t.upstream.requests.length).toBeGreaterThan(0);
     for (const seen of t.upstream.requests) {
@@ -212,7 +213,7 @@ describe('against a real Distribution registry', () => {
         body,
       });
       expect(r.status, `${query} ${type}`).toBe(400);
-      expect(((await r.json()) as OciBody).errors[0]!.code).toMatch(/UNSUPPORTED|BLOB_UPLOAD_INVALID/);
+      expect(((await r.json()) as OciBody).errors[0]!.code).toBe('UNSUPPORTED'); // a form body, whatever the query
     }
     // nothing was mounted into team-a/app
     expect((await fetch(`${registry.url}/v2/team-a/app/blobs/${digest}`, { method: 'HEAD' })).status).toBe(404);

@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { selfSignedCertificateForKey } from '../../src/pki/certificates.js';
-import { generatePrivateKeyPem } from '../../src/token/keys.js';
+import { generatePrivateKeyPem } from '../../src/token/signing-keys.js';
 import { startRegistry, freePort, type Registry } from '../fixtures/registry.js';
 import { startChildProxy, type ChildProxy } from '../helpers/child-proxy.js';
 

@@ -1,7 +1,7 @@
 import { chmodSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SIGNING_ALGORITHMS, type SigningAlgorithm } from '../../config/types.js';
-import { generatePrivateKeyPem } from '../../token/keys.js';
+import { generatePrivateKeyPem } from '../../token/signing-keys.js';
 import { CliExit } from '../exit.js';
 
 export function register(program: Command): void {

@@ -82,7 +82,7 @@ export function register(program: Command): void {
         );
         throw new CliExit(1, `invalid: ${err.message}${err.detail ? ` (${err.detail})` : ''}`);
       } finally {
-        await verifier.close?.();
+        await verifier.close();
       }
     });
 }

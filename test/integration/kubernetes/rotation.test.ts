@@ -3,7 +3,7 @@ import { mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeProtectedHeader } from 'jose';
-import { generatePrivateKeyPem } from '../../../src/token/keys.js';
+import { generatePrivateKeyPem } from '../../../src/token/signing-keys.js';
 import { startRegistry, type Registry } from '../../fixtures/registry.js';
 import { startChildProxy, type ChildProxy } from '../../helpers/child-proxy.js';
 

@@ -115,19 +115,20 @@ describe('forwarding hygiene', () => {
   });
 
   it('sends nothing upstream for unauthorized, insufficient, or malformed requests', async () => {
-    const attempts: [string, RequestInit][] = [
-      ['/v2/team-a/app/manifests/v1', {}],
-      ['/v2/team-a/app/manifests/v1', { headers: { authorization: 'Bearer not.a.token' } }],
-      ['/v2/team-a/app/manifests/v1', { method: 'PUT', headers: { authorization: `Bearer ${pullToken}` }, body: '{}' }],
-      ['/v2/team-b/app/manifests/v1', { headers: { authorization: `Bearer ${pullToken}` } }],
-      ['/v2/team-a/app/../../team-b/app/manifests/v1', { headers: { authorization: `Bearer ${pullToken}` } }],
-      ['/v2/team-a%2fapp/manifests/v1', { headers: { authorization: `Bearer ${pullToken}` } }],
-      ['/v2/team-a/app/unknown', { headers: { authorization: `Bearer ${pullToken}` } }],
-      ['/v2/_catalog', { headers: { authorization: `Bearer ${pullToken}` } }],
+    const attempts: [string, RequestInit, number][] = [
+      ['/v2/team-a/app/manifests/v1', {}, 401],
+      ['/v2/team-a/app/manifests/v1', { headers: { authorization: 'Bearer not.a.token' } }, 401],
+      ['/v2/team-a/app/manifests/v1', { method: 'PUT', headers: { authorization: `Bearer ${pullToken}` }, body: '{}' }, 401],
+      ['/v2/team-b/app/manifests/v1', { headers: { authorization: `Bearer ${pullToken}` } }, 401],
+      // fetch resolves the dots: this asks for team-b/app
+      ['/v2/team-a/app/../../team-b/app/manifests/v1', { headers: { authorization: `Bearer ${pullToken}` } }, 401],
+      ['/v2/team-a%2fapp/manifests/v1', { headers: { authorization: `Bearer ${pullToken}` } }, 400],
+      ['/v2/team-a/app/unknown', { headers: { authorization: `Bearer ${pullToken}` } }, 404],
+      ['/v2/_catalog', { headers: { authorization: `Bearer ${pullToken}` } }, 401],
     ];
-    for (const [path, init] of attempts) {
+    for (const [path, init, status] of attempts) {
       const r = await fetch(`${proxy.url}${path}`, init);
-      expect([400, 401, 404], path).toContain(r.status);
+      expect(r.status, path).toBe(status);
       expect(r.headers.get('content-type')).toMatch(/json/);
       expect(((await r.json()) as { errors: unknown[] }).errors).toHaveLength(1);
     }
@@ -140,7 +141,7 @@ describe('forwarding hygiene', () => {
       '/v2/team-a/app/manifests/v1/../../../../_catalog',
     ]) {
       const out = await raw(port, `GET ${p} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pullToken}\r\nConnection: close\r\n\r\n`);
-      expect(out, p).toMatch(/^HTTP\/1\.1 40[04]/);
+      expect(out.split('\r\n')[0], p).toBe('HTTP/1.1 400 Bad Request');
     }
     expect(upstream.requests).toHaveLength(0);
   });

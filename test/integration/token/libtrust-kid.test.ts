@@ -4,7 +4,7 @@ import { createPublicKey } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generatePrivateKeyPem, libtrustKeyID } from '../../../src/token/keys.js';
+import { generatePrivateKeyPem, libtrustKeyID } from '../../../src/token/signing-keys.js';
 import { requireTool } from '../../support/tools.js';
 
 function base32Reference(buf: Buffer): string {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { selfSignedCertificateForKey } from '../../../src/pki/certificates.js';
-import { generatePrivateKeyPem, signingKeyFromPem } from '../../../src/token/keys.js';
+import { generatePrivateKeyPem, signingKeyFromPem } from '../../../src/token/signing-keys.js';
 import { silentLogger } from '../../../src/log.js';
 import { acrAuth } from '../../../src/upstream/kinds/acr.js';
 import { acrScopeOf } from '../../../src/upstream/kinds/acr-refresh.js';

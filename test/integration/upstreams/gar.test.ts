@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { selfSignedCertificateForKey } from '../../../src/pki/certificates.js';
-import { generatePrivateKeyPem, signingKeyFromPem } from '../../../src/token/keys.js';
+import { generatePrivateKeyPem, signingKeyFromPem } from '../../../src/token/signing-keys.js';
 import { silentLogger } from '../../../src/log.js';
 import { garAuth } from '../../../src/upstream/kinds/gar.js';
 import type { UpstreamConfig } from '../../../src/config/types.js';

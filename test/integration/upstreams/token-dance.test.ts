@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { selfSignedCertificateForKey } from '../../../src/pki/certificates.js';
-import { generatePrivateKeyPem, signingKeyFromPem, type SigningKey } from '../../../src/token/keys.js';
+import { generatePrivateKeyPem, signingKeyFromPem, type SigningKey } from '../../../src/token/signing-keys.js';
 import { buildOciImage } from '../../fixtures/images.js';
 import { startRegistry, freePort, type Registry } from '../../fixtures/registry.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../../fixtures/recording-upstream.js';

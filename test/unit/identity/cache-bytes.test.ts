@@ -7,7 +7,7 @@ import { createIdentityVerifier } from '../../../src/identity/verifier.js';
 import { DEFAULT_CACHE_MAX_BYTES, TokenCache, tokenEntryBytes } from '../../../src/http/token-cache.js';
 import { IdentityError } from '../../../src/identity/types.js';
 import type { IssuerConfig } from '../../../src/config/types.js';
-import { loadKeyRing } from '../../../src/token/keys.js';
+import { loadKeyRing } from '../../../src/token/signing-keys.js';
 import { issueRegistryToken } from '../../../src/token/issue.js';
 import { createRegistryTokenVerifier } from '../../../src/token/verify.js';
 import { silentLogger } from '../../../src/log.js';

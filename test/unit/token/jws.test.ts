@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { generateKeyPairSync } from 'node:crypto';
 import { jwtVerify, decodeProtectedHeader } from 'jose';
-import { signingKeyFromPem } from '../../../src/token/keys.js';
+import { signingKeyFromPem } from '../../../src/token/signing-keys.js';
 import { signJwt } from '../../../src/token/jws.js';
 
 function pemOf(type: 'ec' | 'rsa' | 'ed25519'): string {

@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync, symlinkSync, rmSync, renameSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { generatePrivateKeyPem, loadKeyRing, signingKeyFromPem } from '../../../src/token/keys.js';
+import { generatePrivateKeyPem, loadKeyRing, signingKeyFromPem } from '../../../src/token/signing-keys.js';
 import { issueRegistryToken, issueRefreshToken } from '../../../src/token/issue.js';
 import { createRegistryTokenVerifier, verifyRefreshToken } from '../../../src/token/verify.js';
 import { RegistryTokenError } from '../../../src/token/types.js';

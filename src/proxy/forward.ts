@@ -59,7 +59,6 @@ interface Meta extends Exchange {
   follow?: boolean;
 }
 
-
 /** What a forwarder needs of the config: one upstream (a target of proxy/upstreams.ts) and the proxy's own address. */
 type ForwarderConfig = Pick<Config, 'publicURL' | 'tls'> & Readonly<{ upstream: UpstreamConfig }>;
 

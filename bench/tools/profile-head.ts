@@ -2,7 +2,7 @@
  * Profiles the proxy under one workload (manifest HEADs at 16 clients, or /token issuance) and prints
  * the CPU profile summary. Usage: node --import tsx bench/tools/profile-head.ts [head|token]
  */
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -61,5 +61,9 @@ try {
   await proxy.stop();
   await registry.stop();
 }
-const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+// On Node < 22.15 a launcher process stays in front of the serving one (src/cli/launch.ts) and writes
+// a profile of its own: the serving process's is the largest.
+const file = readdirSync(dir)
+  .filter((f) => f.endsWith('.cpuprofile'))
+  .sort((a, b) => statSync(join(dir, b)).size - statSync(join(dir, a)).size)[0];
 console.log(execFileSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'profile-summary.ts'), join(dir, file!)], { encoding: 'utf8' }));

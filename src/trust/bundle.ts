@@ -1,6 +1,7 @@
 import { bundleFromJSON, isBundleWithDsseEnvelope, type Bundle } from '@sigstore/bundle';
 import type { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toSignedEntity, toTrustMaterial, Verifier, type Signer } from '@sigstore/verify';
+import { parseSimpleSigning } from './simple-signing.js';
 import type { KeyAnchor, KeylessAnchor } from './types.js';
 
 /**
@@ -49,7 +50,17 @@ function describeIdentity(signer: Signer): string {
   return `${signer.identity?.subjectAlternativeName ?? 'no subject'} (issuer ${signer.identity?.extensions?.issuer ?? 'none'})`;
 }
 
-export type BundleVerifier = (json: unknown, digest: string) => BundleResult;
+/**
+ * `payload`: for a message-signature bundle restated from cosign's legacy keyless form, the signed
+ * simple-signing payload, which must name the digest; otherwise the bundle must hold a signed statement.
+ */
+export type BundleVerifier = (json: unknown, digest: string, payload?: Buffer) => BundleResult;
+
+function payloadProblem(payload: Buffer, digest: string): string | undefined {
+  const claims = parseSimpleSigning(payload);
+  if ('problem' in claims) return claims.problem;
+  return claims.digest === digest ? undefined : `a keyless signature is for ${claims.digest}, not this digest`;
+}
 
 /** Built once: one Verifier for certificates, one per key (the bundle's key hint is not trusted to pick the key). */
 export function bundleVerifier(root: TrustedRoot, keys: readonly KeyAnchor[], keyless: readonly KeylessAnchor[]): BundleVerifier {
@@ -58,16 +69,16 @@ export function bundleVerifier(root: TrustedRoot, keys: readonly KeyAnchor[], ke
     name: k.name,
     verifier: new Verifier(toTrustMaterial(root, () => ({ publicKey: k.key, validFor: () => true }))),
   }));
-  return (json, digest) => {
+  return (json, digest, payload) => {
     let bundle: Bundle;
     try {
       bundle = bundleFromJSON(json);
     } catch (err) {
       return { signers: [], problem: `a bundle is malformed: ${(err as Error).message}` };
     }
-    const problem = statementProblem(bundle, digest);
+    const problem = payload ? payloadProblem(payload, digest) : statementProblem(bundle, digest);
     if (problem) return { signers: [], problem };
-    const entity = toSignedEntity(bundle);
+    const entity = toSignedEntity(bundle, payload);
     if (entity.key.$case === 'public-key') {
       const signers = byKey.filter(({ verifier }) => failure(() => verifier.verify(entity)) === undefined).map((k) => k.name);
       return signers.length ? { signers } : { signers, problem: 'a bundle verified with none of the required keys' };

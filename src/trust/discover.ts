@@ -1,3 +1,4 @@
+import { CHAIN_ANNOTATION, REKOR_BUNDLE_ANNOTATION } from './legacy-keyless.js';
 import { INDEX_TYPE, LookupError, SIGNATURE_MAX_BYTES, type RepoReader } from './fetch.js';
 import type { Candidate, Discovery } from './types.js';
 
@@ -91,8 +92,12 @@ async function cosignTag(repo: RepoReader, digest: string, looked: string[]): Pr
     const signature = annotation(layer, SIGNATURE_ANNOTATION);
     if (signature === undefined) continue;
     const payload = await repo.blob(layer.digest as string);
-    const certificate = annotation(layer, CERTIFICATE_ANNOTATION);
-    out.push({ kind: 'simple-signing', payload, signature, ...(certificate ? { certificate } : {}), source: `tag ${tag}` });
+    const keyless = {
+      certificate: annotation(layer, CERTIFICATE_ANNOTATION),
+      chain: annotation(layer, CHAIN_ANNOTATION),
+      rekorBundle: annotation(layer, REKOR_BUNDLE_ANNOTATION),
+    };
+    out.push({ kind: 'simple-signing', payload, signature, ...keyless, source: `tag ${tag}` });
   }
   return out;
 }

@@ -16,7 +16,7 @@ interface SimpleSigningPayload {
 }
 
 /** The payload's claims, or why it is not a cosign image signature. Pure. */
-function parseSimpleSigning(payload: Buffer): SimpleSigningPayload | { problem: string } {
+export function parseSimpleSigning(payload: Buffer): SimpleSigningPayload | { problem: string } {
   let doc: unknown;
   try {
     doc = JSON.parse(payload.toString('utf8'));

@@ -36,8 +36,10 @@ export type Candidate =
       kind: 'simple-signing';
       payload: Buffer;
       signature: string;
-      /** `dev.sigstore.cosign/certificate`, when the signature is keyless (recorded; verified only as a bundle). */
+      /** Keyless: `dev.sigstore.cosign/certificate`, `/chain` and `/bundle` (the Rekor entry), verified as a bundle v0.1. */
       certificate?: string;
+      chain?: string;
+      rekorBundle?: string;
       source: string;
     }
   | {

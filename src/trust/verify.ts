@@ -6,6 +6,7 @@ import type { Logger } from '../log.js';
 import type { Upstream } from '../upstream/upstream.js';
 import { bundleVerifier, type BundleVerifier } from './bundle.js';
 import { discoverSignatures } from './discover.js';
+import { legacyKeylessBundle } from './legacy-keyless.js';
 import { repoReader } from './fetch.js';
 import { loadTrust, type LoadedTrust } from './load.js';
 import { policiesFor } from './match.js';
@@ -36,6 +37,22 @@ interface TrustDeps {
 
 const SHA256 = /^sha256:[a-f0-9]{64}$/;
 
+const NO_ROOT = { signers: [], problem: 'a keyless or bundle signature needs trust.trustedRoot to be verified' };
+
+function viaBundle(bundles: BundleVerifier | undefined, json: unknown, digest: string, payload?: Buffer) {
+  return bundles ? bundles(json, digest, payload) : NO_ROOT;
+}
+
+/** cosign's legacy keyless `.sig` layer: verified as the bundle v0.1 it restates. */
+function legacyKeyless(bundles: BundleVerifier | undefined, c: Extract<Candidate, { kind: 'simple-signing' }>, digest: string) {
+  const json =
+    c.rekorBundle !== undefined
+      ? legacyKeylessBundle(c.payload, c.signature, { certificate: c.certificate!, chain: c.chain, rekorBundle: c.rekorBundle })
+      : undefined;
+  if (!json) return { signers: [], problem: 'a keyless signature has no usable Rekor bundle annotation (offline verification needs it)' };
+  return viaBundle(bundles, json, digest, c.payload);
+}
+
 /** Each candidate against the anchors these policies need: the signers that verified, the problems of the rest. */
 function check(candidates: readonly Candidate[], digest: string, policies: readonly TrustPolicy[], bundles: BundleVerifier | undefined) {
   const needed = new Set(policies.flatMap((p) => p.require.map((a) => a.name)));
@@ -45,9 +62,9 @@ function check(candidates: readonly Candidate[], digest: string, policies: reado
   for (const c of candidates) {
     const r =
       c.kind === 'bundle'
-        ? (bundles?.(c.bundle, digest) ?? { signers: [], problem: 'a Sigstore bundle needs trust.trustedRoot to be verified' })
-        : c.certificate !== undefined && keys.length === 0
-          ? { signers: [], problem: 'a legacy keyless signature (certificate annotation) is only verified as a Sigstore bundle' }
+        ? viaBundle(bundles, c.bundle, digest)
+        : c.certificate !== undefined
+          ? legacyKeyless(bundles, c, digest)
           : verifySimpleSigning(c.payload, c.signature, digest, keys);
     const mine = r.signers.filter((s) => needed.has(s));
     mine.forEach((s) => signers.add(s));

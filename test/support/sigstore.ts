@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fulcioHandler, initializeCA, initializeCTLog, initializeTLog, rekorHandler, type HandlerFn } from '@sigstore/mock';
 import { bundleToJSON } from '@sigstore/bundle';
-import { DSSEBundleBuilder, FulcioSigner, RekorWitness } from '@sigstore/sign';
+import { DSSEBundleBuilder, FulcioSigner, MessageSignatureBundleBuilder, RekorWitness } from '@sigstore/sign';
 
 /**
  * Signatures made the way the signing tools make them, for trust/ tests.
@@ -150,6 +150,8 @@ export interface MockSigstore {
   trustedRoot: Record<string, unknown>;
   /** A DSSE bundle over `statement`, with a certificate for this identity, an SCT and a Rekor entry. */
   sign(statement: Buffer, identity: { iss: string; sub: string }): Promise<unknown>;
+  /** cosign 1.x/2.x keyless `.sig` layer annotations over a simple-signing payload: signature, certificate, chain, Rekor bundle. */
+  signLegacy(payload: Buffer, identity: { iss: string; sub: string }): Promise<{ signature: string; annotations: Record<string, string> }>;
   close(): Promise<void>;
 }
 
@@ -211,6 +213,52 @@ export async function startMockSigstore(): Promise<MockSigstore> {
       const builder = new DSSEBundleBuilder({ signer, witnesses: [new RekorWitness({ rekorBaseURL: url, entryType: 'intoto' })] });
       return bundleToJSON(await builder.create({ data: statement, type: 'application/vnd.in-toto+json' }));
     },
+    async signLegacy(payload, identity) {
+      const signer = new FulcioSigner({ fulcioBaseURL: url, identityProvider: { getToken: async () => unsignedJwt(identity) } });
+      const builder = new MessageSignatureBundleBuilder({ signer, witnesses: [new RekorWitness({ rekorBaseURL: url })] });
+      return legacyAnnotations(bundleToJSON(await builder.create({ data: payload })) as unknown as SerializedMessageBundle);
+    },
     close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+interface SerializedMessageBundle {
+  messageSignature: { signature: string };
+  verificationMaterial: {
+    certificate?: { rawBytes: string };
+    x509CertificateChain?: { certificates: { rawBytes: string }[] };
+    tlogEntries: {
+      logIndex: string;
+      logId: { keyId: string };
+      integratedTime: string;
+      inclusionPromise: { signedEntryTimestamp: string };
+      canonicalizedBody: string;
+    }[];
+  };
+}
+
+const pem = (der: string) => `-----BEGIN CERTIFICATE-----\n${der.replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE-----\n`;
+
+/** What cosign writes on a keyless `.sig` layer, from the same material a bundle holds. */
+function legacyAnnotations(b: SerializedMessageBundle): { signature: string; annotations: Record<string, string> } {
+  const vm = b.verificationMaterial;
+  const [leaf, ...chain] = vm.certificate ? [vm.certificate] : vm.x509CertificateChain!.certificates;
+  const e = vm.tlogEntries[0]!;
+  const rekor = {
+    SignedEntryTimestamp: e.inclusionPromise.signedEntryTimestamp,
+    Payload: {
+      body: e.canonicalizedBody,
+      integratedTime: Number(e.integratedTime),
+      logIndex: Number(e.logIndex),
+      logID: Buffer.from(e.logId.keyId, 'base64').toString('hex'),
+    },
+  };
+  return {
+    signature: b.messageSignature.signature,
+    annotations: {
+      'dev.sigstore.cosign/certificate': pem(leaf!.rawBytes),
+      ...(chain.length ? { 'dev.sigstore.cosign/chain': chain.map((c) => pem(c.rawBytes)).join('') } : {}),
+      'dev.sigstore.cosign/bundle': JSON.stringify(rekor),
+    },
   };
 }

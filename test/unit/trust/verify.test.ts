@@ -186,6 +186,40 @@ describe('keyless bundles (referrers API and its fallback tag)', () => {
   });
 });
 
+describe("cosign's legacy keyless .sig (certificate and Rekor bundle annotations)", () => {
+  async function legacy(seed: string, tamper?: (a: Record<string, string>) => void, payloadFor?: string) {
+    const img = image(seed);
+    const payload = simpleSigningPayload(payloadFor ?? img.digest, 'registry.example/ci/app');
+    const { signature, annotations } = await sigstore.signLegacy(payload, { iss: GH, sub: WORKFLOW });
+    tamper?.(annotations);
+    withoutAPI.push('ci/legacy', img, cosignSigManifest(img.digest, [{ payload, signature, annotations }]));
+    return img.digest;
+  }
+
+  it('verifies offline as the bundle it restates: right identity yes, wrong subject no', async () => {
+    const digest = await legacy('legacy-ok');
+    const right = await trustFor(withoutAPI, [keylessPolicy({ subject: WORKFLOW })]).verifyImage('ci/legacy', digest);
+    expect(right).toMatchObject({ verified: true, signers: [`${GH} ${WORKFLOW}`] });
+    const wrong = await trustFor(withoutAPI, [keylessPolicy({ subject: 'someone@example.com' })]).verifyImage('ci/legacy', digest);
+    expect(wrong.reason).toContain(`a keyless signature is by ${WORKFLOW}`);
+  });
+
+  it("a forged log entry timestamp, a missing Rekor bundle or another digest's payload is refused", async () => {
+    const forged = await legacy('legacy-forged', (a) => {
+      const b = JSON.parse(a['dev.sigstore.cosign/bundle']!) as { Payload: { integratedTime: number } };
+      b.Payload.integratedTime += 1;
+      a['dev.sigstore.cosign/bundle'] = JSON.stringify(b);
+    });
+    const bare = await legacy('legacy-bare', (a) => delete a['dev.sigstore.cosign/bundle']);
+    const other = await legacy('legacy-other', undefined, image('legacy-elsewhere').digest);
+    const trust = trustFor(withoutAPI, [keylessPolicy({ subject: WORKFLOW })]);
+    const [f, b, o] = await Promise.all([forged, bare, other].map((d) => trust.verifyImage('ci/legacy', d)));
+    expect(f!.reason).toContain('a keyless bundle did not verify');
+    expect(b!.reason).toContain('no usable Rekor bundle annotation');
+    expect(o!.reason).toContain('a keyless signature is for sha256:');
+  });
+});
+
 describe('lookups, cache and modes', () => {
   it('an upstream error while looking is an error verdict: enforce refuses, audit passes and records; never cached', async () => {
     const img = image('flaky');

@@ -6,9 +6,11 @@
 //   identity/  policy/            who is asking; what they may do (policy/ may use identity/)
 //   upstream/                     the proxy's side towards its registries: credentials, token dance,
 //                                 failure classification, readiness probe (http/, oci/, config/, log.ts only)
+//   trust/                        signature discovery and verification (cosign, sigstore bundles, offline):
+//                                 upstream/, http/, oci/, config/ and log.ts only
 //   token/  proxy/                the two paths: /token and /v2/ (proxy/ sees only token/types.ts)
 //   server/                       composition root: runtime wiring, dispatch, listen, health
-//                                 (proxy/ and server/ alone import upstream/)
+//                                 (proxy/ and server/ alone import trust/; they and trust/ import upstream/)
 //   cli/  clients/  dev/          entry points and client-side tools
 //
 // Each rule below names what one layer may not import; together with no-circular they keep
@@ -99,9 +101,23 @@ module.exports = {
     {
       name: 'upstream-for-proxy-and-server',
       severity: 'error',
-      comment: 'Only the /v2/ path (proxy/) and the composition root (server/) import upstream/.',
-      from: { path: '^src/', pathNot: '^src/(upstream|proxy|server)/' },
+      comment: 'Only the /v2/ path (proxy/), signature discovery (trust/) and the composition root (server/) import upstream/.',
+      from: { path: '^src/', pathNot: '^src/(upstream|trust|proxy|server)/' },
       to: { path: '^src/upstream/' },
+    },
+    {
+      name: 'trust-below-paths',
+      severity: 'error',
+      comment: 'trust/ (finding and verifying signatures) reads through upstream/ and uses http/, oci/, config/ and log.ts only.',
+      from: { path: '^src/trust/' },
+      to: { path: '^src/', pathNot: '^src/(trust|upstream|http|oci|config)/|^src/log\\.ts$' },
+    },
+    {
+      name: 'trust-for-proxy-and-server',
+      severity: 'error',
+      comment: 'Only the /v2/ path (its signature guard) and the composition root (server/) import trust/.',
+      from: { path: '^src/', pathNot: '^src/(trust|proxy|server)/' },
+      to: { path: '^src/trust/' },
     },
     {
       name: 'token-path-alone',

@@ -70,6 +70,7 @@ export function buildConfig(raw: Record<string, unknown>, flags: ServeFlags = {}
     explainDenials: doc.explainDenials,
     limits: resolveLimits(doc.limits, slowest(upstreams), fail),
     trustedProxies: doc.trustedProxies,
+    ...(doc.trust ? { trust: doc.trust } : {}),
     shutdownGrace: doc.shutdownGrace,
     workers:
       flags.workers === undefined

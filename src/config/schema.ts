@@ -14,6 +14,7 @@ import {
   text,
 } from './fields.js';
 import { issuerEntry } from './issuer-schema.js';
+import { trustSchema } from './trust-schema.js';
 import { namedUpstreamSchema, upstreamSchema, upstreamsProblem } from './upstream-schema.js';
 import { listenAddress, trustedProxiesProblem } from './net.js';
 import { workersSetting } from './workers.js';
@@ -122,6 +123,7 @@ export const configFileSchema = mapping({
   anonymous: bool.default(false).describe('true: unauthenticated requests are evaluated by policy with identity.issuerName == "anonymous"'),
   explainDenials: bool.default(true).describe("refused clients are told the identity, the refused actions and the rule; false: Distribution's generic message"),
   limits: limitsSchema.prefault({}).describe('rate limits, request-size limits, timeouts and connection caps'),
+  trust: trustSchema.optional().describe('signatures (cosign key or keyless, verified offline) that repositories need before a manifest is served'),
   trustedProxies: refineBy(z.array(z.string({ error: TRUSTED_PROXIES }), { error: TRUSTED_PROXIES }), trustedProxiesProblem)
     .default([])
     .describe('ingress/load-balancer addresses or CIDRs whose X-Forwarded-For is believed'),

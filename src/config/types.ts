@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import type { IssuerConfig } from './issuer-schema.js';
 import type { ListenAddress } from './net.js';
 import { signingAlgorithm, type ConfigFile } from './schema.js';
+import type { TrustConfig } from './trust-schema.js';
 import type { upstreamSchema } from './upstream-schema.js';
 
 /**
@@ -11,7 +12,7 @@ import type { upstreamSchema } from './upstream-schema.js';
  */
 
 export { PRESETS, type Preset } from './presets.js';
-export type { IssuerConfig };
+export type { IssuerConfig, TrustConfig };
 
 export type SigningAlgorithm = z.output<typeof signingAlgorithm>;
 export const SIGNING_ALGORITHMS: readonly SigningAlgorithm[] = signingAlgorithm.options;
@@ -54,6 +55,8 @@ export type Config = Readonly<{
   anonymous: boolean;
   explainDenials: boolean;
   limits: LimitsConfig;
+  /** Signature policies (trust/ reads the files they name at start-up); absent: no signature is required. */
+  trust?: Readonly<TrustConfig>;
   trustedProxies: readonly string[];
   /** On SIGTERM: how long in-flight requests may take to finish before connections are cut, in ms. */
   shutdownGrace: number;

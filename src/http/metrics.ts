@@ -20,6 +20,25 @@ function credentialMetrics(registry: Registry) {
   };
 }
 
+/** Signature trust (trust/): verdicts and the cost of an uncached one. */
+function trustMetrics(registry: Registry) {
+  return {
+    trustVerdicts: new Counter({
+      name: 'rap_trust_verdicts_total',
+      help: 'Signature verdicts asked for, by result (verified, unverified, error) and whether the cache answered',
+      labelNames: ['result', 'cached'] as const,
+      registers: [registry],
+    }),
+    trustVerification: new Histogram({
+      name: 'rap_trust_verification_seconds',
+      help: 'Time of an uncached signature verdict: lookups towards the upstream plus verification, by result',
+      labelNames: ['result'] as const,
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+  };
+}
+
 /** One registry per server instance (tests start several in one process). */
 export function createMetrics() {
   const registry = new Registry();
@@ -69,6 +88,7 @@ export function createMetrics() {
       registers: [registry],
     }),
     ...credentialMetrics(registry),
+    ...trustMetrics(registry),
     jwksRefreshes: new Counter({
       name: 'rap_jwks_refreshes_total',
       help: 'JWKS fetches of identity issuers, by issuer and result',

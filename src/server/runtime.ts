@@ -15,6 +15,7 @@ import { sendJson } from '../http/response.js';
 import { createApp, type AppRoutes, type AppState } from './app.js';
 import { createUpstreamsProbe } from '../upstream/probe.js';
 import { createUpstreams } from '../upstream/upstream.js';
+import { createTrust, type Trust } from '../trust/verify.js';
 import { startListener, type Listener } from './listen.js';
 import { createMetrics, type Metrics } from '../http/metrics.js';
 import { createRateLimiter } from '../http/rate-limit.js';
@@ -29,6 +30,8 @@ export interface Runtime {
   tokens: RegistryTokenVerifier;
   metrics: Metrics;
   proxy: ProxyHandler;
+  /** Signature verdicts for `trust:` policies (undefined: none configured); the signature guard asks it. */
+  trust?: Trust;
   listener: Listener;
   /** Base URL the server listens at. */
   url: string;
@@ -91,6 +94,12 @@ function logListening(logger: Logger, config: Config, listener: Listener, rules:
   );
 }
 
+/** The /token budgets: per client address, per identity, all together. */
+function tokenLimiter(config: Config) {
+  const { tokenPerClient, tokenPerIdentity, tokenGlobal } = config.limits;
+  return createRateLimiter({ perAddress: tokenPerClient, perIdentity: tokenPerIdentity, global: tokenGlobal });
+}
+
 /** Starts serving `config` as decided (in-cluster mode included: server/in-cluster.ts, once per process model). */
 export async function startRuntime(config: Config, logger: Logger, options: RuntimeOptions = {}): Promise<Runtime> {
   const policy = loadPolicies(config.policies, upstreamNameOf(config.upstreams));
@@ -107,14 +116,11 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
   const state = { draining: false };
   // One Upstream per configured upstream, shared by forwarder and probe: one credential refresher each.
   const upstreams = createUpstreams(config, logger, metrics);
+  // Keys and the trusted root are read now: a bad file stops start-up, naming file and key.
+  const trust = createTrust(config, upstreams, logger, metrics);
   const proxy = createProxyHandler({ config, upstreams, logger, tokens, policy, metrics, keys, draining: () => state.draining, guards: options.guards });
   const probe = createUpstreamsProbe(upstreams, logger);
-  const limiter = createRateLimiter({
-    perAddress: config.limits.tokenPerClient,
-    perIdentity: config.limits.tokenPerIdentity,
-    global: config.limits.tokenGlobal,
-  });
-  const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter });
+  const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter: tokenLimiter(config) });
 
   const app = createApp(
     {
@@ -139,6 +145,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
     tokens,
     metrics,
     proxy,
+    trust,
     listener,
     url: listener.url,
     async stop(graceMs = config.shutdownGrace) {

@@ -40,6 +40,7 @@ describe('the config schema', () => {
       'anonymous',
       'explainDenials',
       'limits',
+      'trust',
       'trustedProxies',
       'shutdownGrace',
       'workers',

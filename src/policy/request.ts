@@ -154,14 +154,16 @@ export function lazyFactsNeeded(engine: PolicyEngine, identity: Identity, facts:
   const tagged = tagOf(facts) !== '';
   const body = hasBody(facts);
   let touched = false;
-  const vars = celVars(identity, facts, () => {
+  const withhold = (): never => {
     touched = true;
     throw new Pending('withheld');
-  });
+  };
+  let vars: RequestCelContext | undefined;
   for (const rule of engine.requestRules) {
     const { tagExists, digest, bodyDigest } = rule.reads;
     if (!rule.evaluate || !applies(rule, facts) || !((tagged && (tagExists || digest)) || (body && bodyDigest))) continue;
     touched = false;
+    vars ??= celVars(identity, facts, withhold);
     try {
       rule.evaluate(vars);
     } catch {

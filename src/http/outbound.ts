@@ -48,7 +48,7 @@ interface OutboundRequest {
   timeoutMs: number;
   /** Body bytes read at most; default OUTBOUND_MAX_BYTES. */
   maxBytes?: number;
-  method?: 'GET' | 'POST';
+  method?: 'GET' | 'POST' | 'HEAD';
   headers?: Record<string, string>;
   body?: string;
 }

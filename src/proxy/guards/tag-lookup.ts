@@ -1,0 +1,111 @@
+import { LRUCache } from 'lru-cache';
+import type { Dispatcher } from 'undici';
+import type { UpstreamConfig } from '../../config/types.js';
+import { outbound, outboundAgent } from '../../http/outbound.js';
+import type { UpstreamLookup } from '../../policy/request.js';
+import { upstreamPath } from '../exchange.js';
+import type { GuardUpstream } from '../guards.js';
+
+/**
+ * What the upstream says a tag points at now, asked with the proxy's own credentials by one manifest
+ * HEAD (`upstream.tagExists`, `upstream.digest` of request-time rules), and a short cache of the answers.
+ * headTag is the one place that talks to the upstream for a guard: when GuardUpstream becomes an
+ * `Upstream` with `request(path, init)`, only its body changes.
+ */
+
+/** Every manifest type, so the upstream answers with the digest it stores (Distribution converts to schema 1 otherwise). */
+const ACCEPT = [
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+  'application/vnd.docker.distribution.manifest.v1+prettyjws',
+].join(', ');
+
+/** A guard's question is short: never longer than this, whatever upstream.timeout allows a blob. */
+const LOOKUP_TIMEOUT_MS = 10_000;
+
+const pools = new WeakMap<UpstreamConfig, Dispatcher>();
+function poolFor(upstream: UpstreamConfig): Dispatcher {
+  let pool = pools.get(upstream);
+  if (!pool) pools.set(upstream, (pool = outboundAgent({ caFile: upstream.caFile, timeoutMs: Math.min(upstream.timeout, LOOKUP_TIMEOUT_MS) })));
+  return pool;
+}
+
+const failed = (why: string): UpstreamLookup => ({ error: why });
+
+/** HEAD `/v2/<name>/manifests/<tag>` upstream (`name` as the upstream spells it): exists and its digest, absent, or why there is no answer. */
+export async function headTag(target: GuardUpstream, name: string, tag: string): Promise<UpstreamLookup> {
+  const { upstream, auth } = target;
+  const scopes = [{ type: 'repository', name, actions: ['pull'] }];
+  let authorization: string | undefined;
+  try {
+    authorization = await auth.authorization(scopes);
+  } catch (err) {
+    return failed(`the upstream's token service did not answer: ${(err as Error).message}`);
+  }
+  const url = new URL(upstreamPath(new URL(upstream.url), `/v2/${name}/manifests/${tag}`), upstream.url);
+  try {
+    const timeoutMs = Math.min(upstream.timeout, LOOKUP_TIMEOUT_MS);
+    const headers = { accept: ACCEPT, ...(authorization ? { authorization } : {}) };
+    // A HEAD's Content-Length is the manifest's: no body is read, so none is refused for its size.
+    const answer = await outbound(url, { dispatcher: poolFor(upstream), timeoutMs, method: 'HEAD', headers, maxBytes: Number.MAX_SAFE_INTEGER });
+    if (answer.status === 404) return { tagExists: false, digest: '' };
+    if (answer.status === 401) auth.invalidate(scopes);
+    const digest = answer.headers['docker-content-digest'];
+    if (answer.status !== 200) return failed(`the upstream answered HTTP ${answer.status} to the tag lookup`);
+    if (typeof digest !== 'string' || !/^sha256:[a-f0-9]{64}$/.test(digest)) return failed('the upstream named no sha256 Docker-Content-Digest for the tag');
+    return { tagExists: true, digest };
+  } catch (err) {
+    return failed(`the upstream could not be asked: ${(err as Error).message}`);
+  }
+}
+
+export interface TagLookups {
+  /** The upstream's answer for the tag: cached for `ttlMs` when it is one (a failure is asked again). */
+  get(target: GuardUpstream, name: string, tag: string): Promise<UpstreamLookup>;
+  /** Forget the answer: this proxy is writing (PUT, DELETE) that tag. */
+  forget(target: GuardUpstream, name: string, tag: string): void;
+}
+
+const keyOf = (target: GuardUpstream, name: string, tag: string): string => `${target.name}\n${name}\n${tag}`;
+
+export function createTagLookups(ttlMs: number, head: typeof headTag = headTag): TagLookups {
+  const cache = ttlMs > 0 ? new LRUCache<string, UpstreamLookup>({ max: 10_000, ttl: ttlMs }) : undefined;
+  return {
+    async get(target, name, tag) {
+      const key = keyOf(target, name, tag);
+      const cached = cache?.get(key);
+      if (cached) return cached;
+      const answer = await head(target, name, tag);
+      if (!('error' in answer)) cache?.set(key, answer);
+      return answer;
+    },
+    forget(target, name, tag) {
+      cache?.delete(keyOf(target, name, tag));
+    },
+  };
+}
+
+/** Most tags listed when a manifest is deleted by digest (the guard checks each); more is no answer. */
+const MAX_LISTED_TAGS = 1000;
+
+/** The repository's tags upstream (`name` as the upstream spells it), or why there is no answer (more than MAX_LISTED_TAGS included). */
+export async function listTags(target: GuardUpstream, name: string): Promise<string[] | { error: string }> {
+  const { upstream, auth } = target;
+  const scopes = [{ type: 'repository', name, actions: ['pull'] }];
+  try {
+    const authorization = await auth.authorization(scopes);
+    const url = new URL(upstreamPath(new URL(upstream.url), `/v2/${name}/tags/list`), upstream.url);
+    url.searchParams.set('n', String(MAX_LISTED_TAGS));
+    const headers = authorization ? { authorization } : undefined;
+    const answer = await outbound(url, { dispatcher: poolFor(upstream), timeoutMs: Math.min(upstream.timeout, LOOKUP_TIMEOUT_MS), headers, maxBytes: 1 << 20 });
+    if (answer.status === 404) return [];
+    if (answer.status !== 200) return { error: `the upstream answered HTTP ${answer.status} to the tags list` };
+    if (answer.headers.link) return { error: `the repository has more than ${MAX_LISTED_TAGS} tags` };
+    const tags = (JSON.parse(answer.text) as { tags?: unknown }).tags ?? [];
+    return Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : { error: 'the upstream answered a tags list without tags' };
+  } catch (err) {
+    return { error: `the upstream could not be asked for the tags: ${(err as Error).message}` };
+  }
+}

@@ -40,7 +40,8 @@ export async function digestDelete(
     const batch = tags.slice(i, i + PARALLEL);
     const found = await Promise.all(batch.map((tag) => lookups.get(target, name, tag)));
     for (const [j, lookup] of found.entries()) {
-      if ('digest' in lookup && lookup.digest !== facts.reference) continue;
+      // Listed but said absent (a cached answer older than the listing): counted as pointing at it.
+      if ('digest' in lookup && lookup.tagExists && lookup.digest !== facts.reference) continue;
       const tagFacts: RequestFacts = { ...facts, reference: batch[j]!, lookup };
       const refusal = decideRequest(engine, identity, tagFacts);
       if (refusal) return { refused: { facts: tagFacts, refusal } };

@@ -54,7 +54,7 @@ const tagOf = (f: RequestFacts): string => (f.kind === 'manifest' && f.reference
 const writes = (f: RequestFacts): boolean => f.method === 'PUT' || f.method === 'DELETE';
 
 /** The 403 a client prints, with its one-line reason for the log. Pure. */
-export function refusalError(identity: Identity | undefined, facts: RequestFacts, refusal: RequestRefusal, detail: boolean): OciError {
+function refusalError(identity: Identity | undefined, facts: RequestFacts, refusal: RequestRefusal, detail: boolean): OciError {
   const who = identity ? { issuerName: identity.issuerName, subject: identity.subject } : undefined;
   const message = requestDenialMessage(who, facts, refusal, detail);
   const more = detail

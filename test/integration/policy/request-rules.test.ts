@@ -134,6 +134,9 @@ describe('immutable release tags, with skopeo and podman', () => {
     // --method PUT --kind manifest --reference v1.0.0 --claims <identity token>
     expect(second.out).toContain(`uploading manifest v1.0.0 to ${proxy.host}/team-a/app: denied: ${IMMUTABLE}. ${CHECK_V1}`);
     expect(await upstreamDigest('team-a/app', 'v1.0.0')).toBe(before);
+    // one log line says which guard refused and why
+    const line = proxy.logs.find((l) => l.includes('"guard":"requestRules"') && l.includes('guard refused the request'));
+    expect(line).toContain('"reason":"denied by rule release-tags-are-immutable (PUT team-a/app v1.0.0)"');
   });
 
   it('podman prints the same refusal', async (ctx: TestContext) => {
@@ -256,6 +259,7 @@ describe('a tag lookup that fails', () => {
       /rule release-tags-are-immutable could not be evaluated, so it refuses: upstream\.\w+ unknown: the upstream answered HTTP 503 to the tag lookup/,
     );
     expect(await upstreamDigest('team-a/raw', 'v3.0.0')).toBe('');
+    expect(failing.logs.some((l) => l.includes('guard refused the request') && l.includes('the upstream answered HTTP 503 to the tag lookup'))).toBe(true);
     const viaSkopeo = await sk([
       'copy',
       '--dest-tls-verify=false',

@@ -38,9 +38,9 @@ export async function digestDelete(
   const pointing: string[] = [];
   for (let i = 0; i < tags.length; i += PARALLEL) {
     const batch = tags.slice(i, i + PARALLEL);
-    const found = await Promise.all(batch.map((tag) => lookups.get(target, name, tag)));
+    const found = await Promise.all(batch.map((tag) => lookups.get(target, name, tag, true)));
     for (const [j, lookup] of found.entries()) {
-      // Listed but said absent (a cached answer older than the listing): counted as pointing at it.
+      // Listed but said absent (deleted meanwhile, or an upstream that lists what it cannot HEAD): counted as pointing at it.
       if ('digest' in lookup && lookup.tagExists && lookup.digest !== facts.reference) continue;
       const tagFacts: RequestFacts = { ...facts, reference: batch[j]!, lookup };
       const refusal = decideRequest(engine, identity, tagFacts);

@@ -19,7 +19,8 @@ import { createTagLookups, type TagLookups } from './tag-lookup.js';
 /**
  * Request-time rules (issue 21, the proxy side): the policy's `at: request | both` deny rules over
  * each `/v2/` request. The facts come from the route, the head and the token's identity; the upstream
- * is asked (one HEAD, cached) and the manifest hashed only when a rule that applies reads them. A
+ * is asked (one HEAD: cached for reads, fresh for a write) and the manifest hashed only when a rule
+ * that applies reads them. A
  * push or delete of a tag that depends on the upstream's answer holds a per-tag lock from the check
  * until its exchange ends, so two writes of one tag through this process are not interleaved.
  */
@@ -115,7 +116,8 @@ export function requestRulesGuard(engine: PolicyEngine, config: RulesConfig, loo
         unlock = await locks.acquire(`${ctx.upstream.name}\n${name}\n${tag}`);
         if (!unlock) return busy(facts.repository, tag);
       }
-      facts.lookup = await lookups.get(ctx.upstream, name, tag);
+      // A write decides on a fresh answer; reads may use one a few seconds old.
+      facts.lookup = await lookups.get(ctx.upstream, name, tag, writes(facts));
     }
     // This proxy writing the tag: whatever was cached about it is stale once the exchange ends.
     const release = tag && writes(facts) ? once(() => (lookups.forget(ctx.upstream, name, tag), unlock?.())) : undefined;

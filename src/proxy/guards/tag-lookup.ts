@@ -62,8 +62,11 @@ export async function headTag(target: GuardUpstream, name: string, tag: string):
 }
 
 export interface TagLookups {
-  /** The upstream's answer for the tag: cached for `ttlMs` when it is one (a failure is asked again). */
-  get(target: GuardUpstream, name: string, tag: string): Promise<UpstreamLookup>;
+  /**
+   * The upstream's answer for the tag: cached for `ttlMs` when it is one (a failure is asked again).
+   * `fresh`: asked whatever is cached (a write decides on it: another replica may have written since).
+   */
+  get(target: GuardUpstream, name: string, tag: string, fresh?: boolean): Promise<UpstreamLookup>;
   /** Forget the answer: this proxy is writing (PUT, DELETE) that tag. */
   forget(target: GuardUpstream, name: string, tag: string): void;
 }
@@ -73,9 +76,9 @@ const keyOf = (target: GuardUpstream, name: string, tag: string): string => `${t
 export function createTagLookups(ttlMs: number, head: typeof headTag = headTag): TagLookups {
   const cache = ttlMs > 0 ? new LRUCache<string, UpstreamLookup>({ max: 10_000, ttl: ttlMs }) : undefined;
   return {
-    async get(target, name, tag) {
+    async get(target, name, tag, fresh = false) {
       const key = keyOf(target, name, tag);
-      const cached = cache?.get(key);
+      const cached = fresh ? undefined : cache?.get(key);
       if (cached) return cached;
       const answer = await head(target, name, tag);
       if (!('error' in answer)) cache?.set(key, answer);

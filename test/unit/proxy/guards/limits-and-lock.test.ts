@@ -132,9 +132,13 @@ describe('createTagLookups', () => {
     answer = { tagExists: true, digest: 'sha256:x' };
     expect(await lookups.get(up, 'app', 'v1')).toEqual(answer);
     expect(asked).toHaveLength(4);
+    await lookups.get(up, 'app', 'v1', true); // fresh: asked whatever is cached
+    expect(asked).toHaveLength(5);
+    await lookups.get(up, 'app', 'v1');
+    expect(asked).toHaveLength(5);
     const uncached = createTagLookups(0, head);
     await uncached.get(up, 'app', 'v1');
     await uncached.get(up, 'app', 'v1');
-    expect(asked).toHaveLength(6);
+    expect(asked).toHaveLength(7);
   });
 });

@@ -20,9 +20,9 @@ import { createTagLookups, type TagLookups } from './tag-lookup.js';
  * Request-time rules (issue 21, the proxy side): the policy's `at: request | both` deny rules over
  * each `/v2/` request. The facts come from the route, the head and the token's identity; the upstream
  * is asked (one HEAD: cached for reads, fresh for a write) and the manifest hashed only when a rule
- * that applies reads them. A
- * push or delete of a tag that depends on the upstream's answer holds a per-tag lock from the check
- * until its exchange ends, so two writes of one tag through this process are not interleaved.
+ * that applies reads them. A push or delete of a tag that depends on the upstream's answer holds a
+ * per-tag lock from the check until its exchange ends, so two writes of one tag through this process
+ * are not interleaved.
  */
 
 type RulesConfig = Pick<Config, 'service' | 'explainDenials' | 'limits'>;

@@ -24,6 +24,7 @@ import { benchmarksMd, headline } from './report/markdown.js';
 import { figures, type Results } from './report/results.js';
 import { benchBlobs } from './sections/blobs.js';
 import { benchHead } from './sections/head.js';
+import { benchRequestRules } from './sections/request-rules.js';
 import { benchToken } from './sections/token.js';
 import { benchWorkers } from './sections/workers.js';
 
@@ -101,6 +102,7 @@ async function main(): Promise<void> {
     await seedManifest(registry.url, 'bench/app');
     const head = await section('HEAD', () => benchHead(targets, load, HEAD_TOTAL, log));
     const token = await section('/token', () => benchToken(proxy, load, TOKEN_TOTAL, log));
+    const requestRules = await section('request-time rule', () => benchRequestRules(proxy, registry.url, load, HEAD_TOTAL, REPS, log));
     const workers = await section('workers', () => benchWorkers(load, WORKERS_TOTAL, WORKERS_REPS, log));
     const results: Results = {
       date,
@@ -117,6 +119,7 @@ async function main(): Promise<void> {
       head,
       token,
       workers,
+      requestRules,
     };
     const f = figures(results);
     const lines = headline(results, f);

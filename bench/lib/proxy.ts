@@ -33,6 +33,8 @@ interface BenchProxyOptions {
   nodeArgs?: string[];
   /** The `workers` config key; left out of the config when undefined (a build without the key refuses it). */
   workers?: number;
+  /** More policy rules (YAML list items, indented as under `rules:`), e.g. a request-time rule. */
+  extraRules?: string;
 }
 
 /** The serving process's node flags before the script, and its MALLOC_/GLIBC_ settings, as /proc has them. */
@@ -78,7 +80,8 @@ export async function startBenchProxy(upstream: string, opts: BenchProxyOptions 
   issuer.writeJwks(join(dir, 'jwks.json'));
   writeFileSync(
     join(dir, 'policy.yaml'),
-    'rules:\n  - name: bench\n    actions: [pull, push]\n    when: identity.issuerName == "bench" && request.repository.startsWith("bench/")\n',
+    'rules:\n  - name: bench\n    actions: [pull, push]\n    when: identity.issuerName == "bench" && request.repository.startsWith("bench/")\n' +
+      (opts.extraRules ?? ''),
   );
   const signing = await generateKeyPair('ES256', { extractable: true });
   const { createPrivateKey } = await import('node:crypto');

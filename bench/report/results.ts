@@ -1,6 +1,7 @@
 import { perMode, type Mode } from '../lib/modes.js';
 import { cpuPerGiB, mibps, type BlobResults } from '../sections/blobs.js';
 import type { HeadResults } from '../sections/head.js';
+import type { RequestRulesResults } from '../sections/request-rules.js';
 import type { TokenResults } from '../sections/token.js';
 import { cpuMs, rate, type WorkersResults } from '../sections/workers.js';
 
@@ -24,6 +25,8 @@ export interface Results {
   head: HeadResults;
   token: TokenResults;
   workers: WorkersResults;
+  /** A request-time rule on a pull (issue 21). */
+  requestRules: RequestRulesResults;
 }
 
 /** The figures the targets and the headline are stated in, derived once. */

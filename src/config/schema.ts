@@ -64,6 +64,16 @@ function rateLimit(defaults: { rate: number; burst: number }, description: strin
     .describe(`${description} {rate: per second, burst}; rate 0 disables; default {rate: ${defaults.rate}, burst: ${defaults.burst}}`);
 }
 
+/** Manifest media types a PUT may carry by default: OCI image manifest and index (artifacts are image manifests with an artifactType since image-spec 1.1, which dropped the artifact manifest), Docker schema 2 manifest and list. */
+export const DEFAULT_MANIFEST_MEDIA_TYPES = [
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+];
+
+const MEDIA_TYPES = 'must be a list of media types like application/vnd.oci.image.manifest.v1+json';
+
 const limitsSchema = mapping({
   // Guards identity verification (signatures, JWKS refetches, TokenReview calls) against a flood of
   // bad tokens. A verified caller is given its token back and counted per identity instead, so the
@@ -92,6 +102,21 @@ const limitsSchema = mapping({
     .describe(
       'close a client connection with no bytes moving either way for this long; 0 = never; must exceed upstream.timeout; default max(5m, 2 × upstream.timeout)',
     ),
+  // What Distribution accepts (maxManifestBodySize); a rule reading request.bodyDigest holds this much per push in memory.
+  manifestMaxBytes: intBetween(1024, 64 << 20, ' (bytes)')
+    .default(4 << 20)
+    .describe('largest manifest PUT body accepted, in bytes; larger gets 413 before the upstream sees a byte; default 4 MiB'),
+  manifestMediaTypes: z
+    .array(z.string({ error: MEDIA_TYPES }).regex(/^[\w.+-]+\/[\w.+-]+$/, MEDIA_TYPES), { error: MEDIA_TYPES })
+    .min(1, MEDIA_TYPES)
+    .default(DEFAULT_MANIFEST_MEDIA_TYPES)
+    .describe('Content-Types a manifest PUT may carry; another gets 415; default OCI image manifest and index, Docker schema 2 manifest and list'),
+  tagLookupTTL: durationWithin(0, 300_000, 'must be between 0 and 5m')
+    .prefault('5s')
+    .describe("request-time rules: how long the upstream's answer for a tag (upstream.tagExists, upstream.digest) is reused; 0 = ask every time"),
+  tagLockWait: durationWithin(100, 300_000, 'must be between 100ms and 5m')
+    .prefault('10s')
+    .describe('request-time rules reading upstream facts: how long a push or delete waits for another one of the same tag in this process; then 503'),
   // Each client connection costs a file descriptor (and may hold an upstream socket): on Linux the
   // cap is lowered at start-up to what the process's open-files limit allows (server/connections.ts).
   maxConnections: intBetween(0, 1_000_000, ' (0 = unlimited)')

@@ -1,8 +1,38 @@
 import { Environment } from '@marcbachmann/cel-js';
 
+/** The token-time fields of `request` (CONTRACT §3): what /token knows about a requested scope. */
+const TOKEN_REQUEST_FIELDS = {
+  type: 'string',
+  repository: 'string',
+  actions: 'list<string>',
+  service: 'string',
+  clientIP: 'string',
+  upstream: 'string',
+} as const;
+
 /**
- * The CEL environment every `when` is type-checked against (CONTRACT §3). `identity` and `request`
+ * The fields only a `/v2/` request has (issue 21): rules reading them, or `upstream`, must say
+ * `at: request`. Absent facts are "" (a digest push has `tag == ""`) and `contentLength` is -1 when
+ * the request declares none, so rules compare values instead of testing `has()` (always true here).
+ */
+export const REQUEST_ONLY_FIELDS = {
+  method: 'string',
+  kind: 'string',
+  reference: 'string',
+  tag: 'string',
+  digest: 'string',
+  mediaType: 'string',
+  contentLength: 'int',
+  bodyDigest: 'string',
+} as const;
+
+/** What the tag named by the request points at on the upstream now (one HEAD, only when a rule reads it). */
+export const UPSTREAM_FIELDS = { tagExists: 'bool', digest: 'string' } as const;
+
+/**
+ * The CEL environment every `when` is type-checked against. `identity`, `request` and `upstream`
  * have declared fields so a typo like `identity.namespce` fails at start-up, not at request time.
+ * Which fields a rule may read depends on its `at` (load.ts, reads.ts).
  */
 export function policyEnvironment(): Environment {
   return new Environment({ unlistedVariablesAreDyn: false })
@@ -19,17 +49,17 @@ export function policyEnvironment(): Environment {
         podName: 'string',
       },
     })
-    .registerVariable({
-      name: 'request',
-      schema: {
-        type: 'string',
-        repository: 'string',
-        actions: 'list<string>',
-        service: 'string',
-        clientIP: 'string',
-        upstream: 'string',
-      },
-    });
+    .registerVariable({ name: 'request', schema: { ...TOKEN_REQUEST_FIELDS, ...REQUEST_ONLY_FIELDS } })
+    .registerVariable({ name: 'upstream', schema: UPSTREAM_FIELDS });
+}
+
+interface TokenRequestVars {
+  type: string;
+  repository: string;
+  actions: string[];
+  service: string;
+  clientIP: string;
+  upstream: string;
 }
 
 export interface CelContext {
@@ -43,7 +73,23 @@ export interface CelContext {
     serviceAccount: string;
     podName: string;
   };
-  request: { type: string; repository: string; actions: string[]; service: string; clientIP: string; upstream: string };
+  request: TokenRequestVars;
 }
 
-export type CompiledWhen = (ctx: CelContext) => unknown;
+/** The variables of a request-time rule; `bodyDigest` and `upstream` may be getters (request.ts). */
+export interface RequestCelContext extends Omit<CelContext, 'request'> {
+  request: TokenRequestVars & {
+    method: string;
+    kind: string;
+    reference: string;
+    tag: string;
+    digest: string;
+    mediaType: string;
+    /** CEL ints are bigints in cel-js. */
+    contentLength: bigint;
+    bodyDigest: string;
+  };
+  upstream: { tagExists: boolean; digest: string };
+}
+
+export type CompiledWhen = (ctx: CelContext | RequestCelContext) => unknown;

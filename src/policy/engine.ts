@@ -1,11 +1,10 @@
 import type { Identity } from '../identity/types.js';
 import type { Scope } from '../oci/scope.js';
-import type { CelContext, CompiledWhen } from './cel.js';
-import type { Decision, MatchedRule, PolicyEngine, RequestContext, Rule } from './types.js';
+import type { CelContext } from './cel.js';
+import type { Decision, MatchedRule, PolicyEngine, RequestContext, RequestRule } from './types.js';
 
-export interface CompiledRule extends Rule {
-  evaluate?: CompiledWhen;
-}
+/** Every loaded rule carries what its `when` reads; the request-time guard needs it (request.ts). */
+export type CompiledRule = RequestRule;
 
 /**
  * Grant = (requested ∩ ⋃ matching allow actions) − ⋃ matching deny actions. No rule, no access.
@@ -15,8 +14,10 @@ export interface CompiledRule extends Rule {
  * rule listing `*`, and withheld when a matching deny rule removes any action at all.
  */
 export function createPolicyEngine(rules: CompiledRule[], upstreamOf: (repository: string) => string = () => ''): PolicyEngine {
+  const tokenRules = rules.filter((r) => r.at !== 'request');
   return {
     rules,
+    requestRules: rules.filter((r) => r.at !== 'token'),
     decide(identity: Identity, scope: Scope, context: RequestContext): Decision {
       const ctx = celContext(identity, scope, context, upstreamOf);
       const allowed = new Set<string>();
@@ -24,7 +25,7 @@ export function createPolicyEngine(rules: CompiledRule[], upstreamOf: (repositor
       let allowAll = false;
       let denyAll = false;
       const matched: MatchedRule[] = [];
-      for (const rule of rules) {
+      for (const rule of tokenRules) {
         if (!matches(rule, ctx)) continue;
         matched.push({ name: rule.name, effect: rule.effect, actions: rule.actions, file: rule.file });
         for (const a of rule.actions) {
@@ -58,7 +59,8 @@ function matches(rule: CompiledRule, ctx: CelContext): boolean {
   return result;
 }
 
-function celContext(identity: Identity, scope: Scope, context: RequestContext, upstreamOf: (repository: string) => string): CelContext {
+/** `claims` and `identity` as every rule sees them, at token and at request time. */
+export function identityVars(identity: Identity): Pick<CelContext, 'claims' | 'identity'> {
   return {
     claims: identity.claims,
     identity: {
@@ -70,6 +72,12 @@ function celContext(identity: Identity, scope: Scope, context: RequestContext, u
       serviceAccount: identity.serviceAccount ?? '',
       podName: identity.podName ?? '',
     },
+  };
+}
+
+function celContext(identity: Identity, scope: Scope, context: RequestContext, upstreamOf: (repository: string) => string): CelContext {
+  return {
+    ...identityVars(identity),
     request: {
       type: scope.type,
       repository: scope.type === 'repository' ? scope.name : '',

@@ -1,4 +1,5 @@
-import { formatScope, type Scope } from '../oci/scope.js';
+import { formatScope, isValidDigest, type Scope } from '../oci/scope.js';
+import type { RequestFacts, RequestRefusal } from './request.js';
 import type { Decision } from './types.js';
 
 /**
@@ -115,6 +116,23 @@ export function denialMessage(who: Requester | undefined, refusals: Refusal[], d
   const scopes = refusals.map((r) => `--scope '${formatScope({ type: r.type, name: printable(r.name), actions: r.actions.map((a) => a.action) })}'`).join(' ');
   const issuerFlag = who ? `--issuer-name ${printable(who.issuerName, 100)} ` : '';
   return `${whom} was refused ${what}. Check with: registry-auth-proxy policy test ${issuerFlag}${scopes} --claims <identity token>`;
+}
+
+/**
+ * The message a client prints when a request-time rule refuses (issue 21): who, which method on
+ * which repository and reference, why, and the `policy test` line that reproduces it. With
+ * `detail: false`, Distribution's generic message.
+ */
+export function requestDenialMessage(who: Requester | undefined, facts: RequestFacts, refusal: RequestRefusal, detail: boolean): string {
+  if (!detail) return GENERIC_DENIAL;
+  const whom = who ? `issuer ${printable(who.issuerName, 100)}, subject ${printable(who.subject)}` : 'this token';
+  const ref = facts.reference ? `${isValidDigest(facts.reference) ? '@' : ':'}${printable(facts.reference)}` : '';
+  const target = facts.kind === 'catalog' ? 'the catalog' : `${facts.kind} ${printable(facts.repository)}${ref}`;
+  const scope = formatScope({ type: facts.kind === 'catalog' ? 'registry' : 'repository', name: facts.repository || 'catalog', actions: [...facts.actions] });
+  const issuerFlag = who ? `--issuer-name ${printable(who.issuerName, 100)} ` : '';
+  const refFlag = facts.reference ? ` --reference ${printable(facts.reference)}` : '';
+  const check = `registry-auth-proxy policy test ${issuerFlag}--scope '${scope}' --method ${facts.method} --kind ${facts.kind}${refFlag} --claims <identity token>`;
+  return `${whom} was refused ${facts.method} ${target}: ${printable(refusal.reason, 400)}. Check with: ${check}`;
 }
 
 /** The structured `detail` of the OCI error (clients do not print it; scripts may read it). */

@@ -4,7 +4,8 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { policyEnvironment, type CompiledWhen } from './cel.js';
 import { createPolicyEngine, type CompiledRule } from './engine.js';
-import type { Effect, PolicyEngine } from './types.js';
+import { lazyReads, requestTimeInputs } from './reads.js';
+import type { Effect, PolicyEngine, RuleTiming } from './types.js';
 
 /** An invalid policy: names the file, the rule and what is wrong (the CEL error for `when`). */
 export class PolicyLoadError extends Error {
@@ -39,11 +40,15 @@ const ruleSchema = z.strictObject(
       .string({ error: WHEN })
       .refine((w) => w.trim() !== '', WHEN)
       .optional(),
+    at: z
+      .enum(['token', 'request', 'both'], { error: '`at` must be token, request or both' })
+      .nullish()
+      .transform((a): RuleTiming => a ?? 'token'),
     description: z.string({ error: '`description` must be a string' }).optional(),
   },
   {
     error: (i) =>
-      i.code === 'unrecognized_keys' ? `unknown key "${i.keys[0]}" (known: name, effect, actions, when, description)` : 'a rule must be a mapping',
+      i.code === 'unrecognized_keys' ? `unknown key "${i.keys[0]}" (known: name, effect, actions, at, when, description)` : 'a rule must be a mapping',
   },
 );
 
@@ -132,12 +137,25 @@ function compileRule(raw: unknown, index: number, file: string, env: ReturnType<
   const parsed = ruleSchema.safeParse(raw);
   if (!parsed.success) return fail(firstProblem(parsed.error.issues));
   const rule = parsed.data;
+  if (rule.effect === 'allow' && rule.at !== 'token') {
+    fail(
+      `\`effect: allow\` with \`at: ${rule.at}\`: access is granted when the token is issued; a request-time rule can only refuse (use effect: deny, or at: token)`,
+    );
+  }
   let evaluate: CompiledWhen | undefined;
+  let inputs: string[] = [];
   if (rule.when !== undefined) {
     const checked = env.check(rule.when);
     if (!checked.valid) fail(`invalid CEL in \`when\`: ${checked.error?.message ?? 'type check failed'}`);
     if (checked.type !== 'bool' && checked.type !== 'dyn') fail(`\`when\` must evaluate to bool, not ${checked.type}`);
-    evaluate = env.parse(rule.when) as unknown as CompiledWhen;
+    const parsedWhen = env.parse(rule.when);
+    inputs = requestTimeInputs(parsedWhen.ast);
+    evaluate = parsedWhen as unknown as CompiledWhen;
   }
-  return { name: rule.name, effect: rule.effect, actions: [...new Set(rule.actions)], when: rule.when, file, evaluate };
+  // A token-time rule reading what only a /v2/ request has would never match: say so now.
+  if (rule.at !== 'request' && inputs.length > 0) {
+    const when = rule.at === 'both' ? 'is also evaluated when the token is issued' : 'is evaluated when the token is issued (the default)';
+    fail(`\`when\` reads ${inputs.join(', ')}, which only a /v2/ request has, but the rule ${when}: say \`at: request\``);
+  }
+  return { name: rule.name, effect: rule.effect, at: rule.at, actions: [...new Set(rule.actions)], when: rule.when, file, evaluate, reads: lazyReads(inputs) };
 }

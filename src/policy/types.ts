@@ -1,7 +1,12 @@
 import type { Identity } from '../identity/types.js';
 import type { Scope } from '../oci/scope.js';
+import type { CompiledWhen } from './cel.js';
+import type { LazyReads } from './reads.js';
 
 export type Effect = 'allow' | 'deny';
+
+/** When a rule is evaluated: when /token grants (`token`), on each `/v2/` request (`request`), or both. */
+export type RuleTiming = 'token' | 'request' | 'both';
 
 export interface Rule {
   name: string;
@@ -10,6 +15,8 @@ export interface Rule {
   actions: string[];
   /** The CEL source of `when` (absent: always matches). */
   when?: string;
+  /** When the rule applies (default `token`). */
+  at: RuleTiming;
   /** File the rule came from (for errors and `policy test`). */
   file: string;
 }
@@ -33,7 +40,16 @@ export interface Decision {
   matched: MatchedRule[];
 }
 
+/** A deny rule evaluated on `/v2/` requests (`at: request | both`), compiled. */
+export interface RequestRule extends Rule {
+  evaluate?: CompiledWhen;
+  /** The on-demand inputs its `when` reads (upstream facts, the body's digest). */
+  reads: LazyReads;
+}
+
 export interface PolicyEngine {
   readonly rules: readonly Rule[];
+  /** The rules the request-time guard evaluates, in policy order (request.ts). */
+  readonly requestRules: readonly RequestRule[];
   decide(identity: Identity, scope: Scope, context: RequestContext): Decision;
 }

@@ -3,7 +3,7 @@ import { pipeline, Readable, type Transform } from 'node:stream';
 import type { Config, UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { sendOciError } from '../oci/errors.js';
-import { clientConnectionHeaders, clientWantsClose, forwardsFraming, rewriteResponseHeaders, scrubRequestHeaders } from './headers.js';
+import { clientConnectionHeaders, clientWantsClose, forwardsFraming, frameAs, rewriteResponseHeaders, scrubRequestHeaders } from './headers.js';
 import { createIdleWatchdog, type Exchange } from './idle-watchdog.js';
 import { insufficientScope, upstreamFailureError, upstreamScopeError } from '../upstream/failure.js';
 import { createRedirectFollower, type RedirectFollower } from './redirect.js';
@@ -36,6 +36,8 @@ export interface ForwardOptions {
   rewriteLink?: (link: string) => string | undefined;
   /** Maps a path of the upstream's (Location, Link) to the client's (several upstreams: names carry a prefix). */
   clientPath?: (path: string) => string;
+  /** The request body a guard already read (a capped manifest), sent instead of the consumed stream. */
+  body?: Buffer;
 }
 
 export interface Forwarder {
@@ -216,6 +218,8 @@ export function createForwarder(config: ForwarderConfig, logger: Logger, drainin
         plainBody: opts.filterBody !== undefined,
       });
       req.url = opts.path;
+      // A body a guard read goes up with its exact length (a chunked one included).
+      if (opts.body) frameAs(req.headers, opts.body.length, opts.onBytes);
       // No body leaves without explicit framing: an unframed request sends an empty one (no
       // per-chunk work for the framed ones), and a byte from the client cuts the exchange.
       const unframed = !forwardsFraming(req.method, req.headers);
@@ -224,9 +228,9 @@ export function createForwarder(config: ForwarderConfig, logger: Logger, drainin
         onResponse: (proxyRes) => onUpstreamResponse(proxyRes, req, res, meta, deps),
         onError: (err) => onProxyError(err, res, meta, logger),
         selfHandleResponse: Boolean(opts.filterBody || meta.follow),
-        ...(unframed ? { body: Readable.from([]) } : {}),
+        ...(opts.body ? { body: Readable.from([opts.body]) } : unframed ? { body: Readable.from([]) } : {}),
       });
-      watchUpload(req, res, meta, unframed, logger);
+      if (!opts.body) watchUpload(req, res, meta, unframed, logger);
     },
     close() {
       watchdog.close();

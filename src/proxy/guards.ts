@@ -7,9 +7,10 @@ import type { Upstream } from '../upstream/upstream.js';
 
 /**
  * The guard stage, between authorize and forward: each guard may refuse (an OciError the client
- * prints), rewrite the route (a tag into a digest) or pass (undefined). Guards run in order; the
- * first refusal wins and a rewrite is what the next guard and the forwarder see. One guard per file;
- * the production list starts empty.
+ * prints), rewrite the route (a tag into a digest), pass (undefined), or pass holding something for
+ * the forward (GuardHold: the body it read, a lock). Guards run in order; the first refusal wins and
+ * a rewrite is what the next guard and the forwarder see. One guard per file (proxy/guards/); the
+ * production list is built from the config and policy (guards/production.ts).
  */
 
 /**
@@ -25,18 +26,43 @@ export interface GuardContext {
   /** Who, and what the token holds. */
   grant: Pick<Granted, 'identity' | 'anonymous' | 'access'>;
   upstream: GuardUpstream;
+  /** The request body an earlier guard read (a capped manifest): the stream is consumed, read this. */
+  body?: Buffer;
+}
+
+/**
+ * A pass that holds something for the forward: `body`, the request body the guard read, is sent
+ * instead of the (consumed) request stream — only a capped manifest is ever read; `release` runs
+ * once when the exchange ends or a later guard refuses (a lock, a cache entry to forget).
+ */
+export interface GuardHold {
+  hold: true;
+  route?: Route;
+  body?: Buffer;
+  release?: () => void;
 }
 
 /** Named functions: the name is what a refusal or a widening rewrite is logged under. */
-export type Guard = (ctx: GuardContext) => Promise<OciError | Route | undefined>;
+export type Guard = (ctx: GuardContext) => Promise<OciError | Route | GuardHold | undefined>;
 
-/** The guards every proxied request passes; the next issues add theirs here. */
-export const GUARDS: readonly Guard[] = [];
+/** What to forward: the route, the body a guard read (if any), and what to run when the exchange ends. */
+export interface Forwardable {
+  route: Route;
+  body?: Buffer;
+  release?: () => void;
+}
 
 type GuardOutcome =
-  | { route: Route }
+  | Forwardable
   /** `widened`: the guard's rewrite left what was authorized (a bug in the guard, hence a 500). */
-  | { refused: OciError; guard: string; widened?: true };
+  | { refused: OciError; guard: string; widened?: true; reason?: string };
+
+/** Why a guard refused, for the log line (the client's message may hide it: `explainDenials: false`). */
+const reasons = new WeakMap<OciError, string>();
+export function explained(err: OciError, reason: string): OciError {
+  reasons.set(err, reason);
+  return err;
+}
 
 const WIDENED = new OciError(500, 'UNKNOWN', 'internal error: a guard rewrote the request beyond what was authorized');
 
@@ -63,17 +89,38 @@ export function withinAuthorized(authorized: Route, rewritten: Route): boolean {
   );
 }
 
-/** Runs the guards in order over the authorized route: the route to forward, or the first refusal. Writes nothing. */
+const isHold = (x: Route | GuardHold): x is GuardHold => 'hold' in x;
+
+/** Runs the guards in order over the authorized route: what to forward, or the first refusal. Writes nothing. */
 export async function runGuards(guards: readonly Guard[], ctx: GuardContext): Promise<GuardOutcome> {
   const authorized = ctx.route;
   let route = authorized;
-  for (const [i, guard] of guards.entries()) {
-    const name = guard.name || `guard #${i}`;
-    const answer = await guard({ ...ctx, route });
-    if (answer === undefined || answer === route) continue;
-    if (answer instanceof OciError) return { refused: answer, guard: name };
-    if (!withinAuthorized(authorized, answer)) return { refused: WIDENED, guard: name, widened: true };
-    route = answer;
+  let body: Buffer | undefined;
+  const releases: (() => void)[] = [];
+  const releaseAll = (): void => releases.splice(0).forEach((r) => r());
+  try {
+    for (const [i, guard] of guards.entries()) {
+      const name = guard.name || `guard #${i}`;
+      const answer = await guard({ ...ctx, route, ...(body ? { body } : {}) });
+      if (answer === undefined || answer === route) continue;
+      if (answer instanceof OciError) {
+        releaseAll();
+        const reason = reasons.get(answer);
+        return { refused: answer, guard: name, ...(reason ? { reason } : {}) };
+      }
+      if (isHold(answer) && answer.release) releases.push(answer.release);
+      if (isHold(answer) && answer.body) body = answer.body;
+      const next = isHold(answer) ? (answer.route ?? route) : answer;
+      if (next === route) continue;
+      if (!withinAuthorized(authorized, next)) {
+        releaseAll();
+        return { refused: WIDENED, guard: name, widened: true };
+      }
+      route = next;
+    }
+  } catch (err) {
+    releaseAll();
+    throw err;
   }
-  return { route };
+  return { route, ...(body ? { body } : {}), ...(releases.length ? { release: releaseAll } : {}) };
 }

@@ -16,7 +16,8 @@ import type { Metrics } from '../http/metrics.js';
 import { clientIPOf } from '../http/client-ip.js';
 import type { RegistryTokenVerifier } from '../token/types.js';
 import { authorize, isAuthorized } from './authorize.js';
-import { GUARDS, runGuards, type Guard, type GuardContext } from './guards.js';
+import { runGuards, type Forwardable, type Guard, type GuardContext } from './guards.js';
+import { productionGuards } from './guards/production.js';
 import { canonicalRoute, catalogName, clientPath, createTargets, tagsNameRewrite, targetOf, toUpstream, withNamespace, type Target } from './upstreams.js';
 import { upstreamAuthFailureError, upstreamFailureError } from '../upstream/failure.js';
 import { rateLimitRemaining } from '../upstream/token-realm.js';
@@ -37,7 +38,7 @@ interface ProxyDeps {
   draining?: () => boolean;
   /** Signing keys, from which catalog cursors are sealed (absent: a per-process key). */
   keys?: CursorKeySource;
-  /** The guard stage (absent: the production list, GUARDS); tests inject their own. */
+  /** The guard stage (absent: the production list, guards/production.ts); tests inject their own. */
   guards?: readonly Guard[];
 }
 
@@ -123,11 +124,22 @@ function targetFor(targets: readonly Target[], route: Route): Target | OciError 
   return route.kind === 'catalog' && targets.length > 1 ? NO_CATALOG : target;
 }
 
-/** The guards' answer: the route to forward, or the refusal, logged under the guard's name. */
-async function guarded(guards: readonly Guard[], logger: Logger, ctx: GuardContext & { upstream: Target }): Promise<Route | OciError> {
+/** The guards' answer: what to forward, or the refusal, logged under the guard's name with its reason. */
+async function guarded(
+  guards: readonly Guard[],
+  logger: Logger,
+  ctx: GuardContext & { upstream: Target },
+  res: ServerResponse,
+): Promise<Forwardable | OciError> {
   const outcome = await runGuards(guards, ctx);
-  if ('route' in outcome) return outcome.route;
-  const fields = { guard: outcome.guard, route: ctx.route.kind, code: outcome.refused.code };
+  if ('route' in outcome) {
+    // What a guard holds (a tag's lock) is released when the exchange ends, however it ends; a
+    // client that left while a guard waited has no exchange to wait for.
+    if (outcome.release) res.once('close', outcome.release);
+    if (outcome.release && ctx.req.socket.destroyed) outcome.release();
+    return outcome;
+  }
+  const fields = { guard: outcome.guard, route: ctx.route.kind, code: outcome.refused.code, ...(outcome.reason ? { reason: outcome.reason } : {}) };
   if (outcome.widened) logger.error(fields, 'guard rewrote the route beyond what was authorized: refused');
   else logger.info(fields, 'guard refused the request');
   return outcome.refused;
@@ -137,12 +149,11 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   const { config, logger, tokens, metrics, policy } = deps;
   const targets = createTargets(deps.upstreams, config, logger, deps.draining);
   const cursors = createCursorCodec(deps.keys);
-  const guards = deps.guards ?? GUARDS;
-
+  const guards = deps.guards ?? productionGuards(config, policy);
   /** Streams the authorized request to the upstream with the proxy's own credentials. */
-  async function forward(req: IncomingMessage, res: ServerResponse, clientRoute: Route, target: Target, identity: Identity | undefined): Promise<void> {
+  async function forward(req: IncomingMessage, res: ServerResponse, ready: Forwardable, target: Target, identity: Identity | undefined): Promise<void> {
     const { forwarder, auth: upstreamAuth } = target;
-    const route = toUpstream(targets, target, clientRoute);
+    const route = toUpstream(targets, target, ready.route);
     let authorization: string | undefined;
     try {
       authorization = await upstreamAuth.authorization(route.scopes);
@@ -156,13 +167,14 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
       authorization,
       route: route.kind,
       onUpstreamStatus: upstreamStatusObserver(target, route, metrics),
-      filterBody: bodyFilter(route, clientRoute, () =>
+      filterBody: bodyFilter(route, ready.route, () =>
         catalogFilter(policy, identity, { service: config.service, clientIP: clientIPOf(req) }, (name) => catalogName(targets, target, name)),
       ),
       // The upstream's next-page Link names a repository of the unfiltered list: seal it.
       rewriteLink: catalog ? (link) => catalogLink(link, config.publicURL, cursors.seal) : undefined,
       onBytes: metrics ? (direction, bytes) => metrics.bytesStreamed.inc({ direction }, bytes) : undefined,
       clientPath: clientPath(target.prefix),
+      body: ready.body,
     });
   }
 
@@ -181,10 +193,10 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
     if (effective instanceof OciError) return sendOciError(res, effective);
     const target = targetFor(targets, effective);
     if (target instanceof OciError) return sendOciError(res, target);
-    // No guards (today's production list): no extra await on the hot path.
-    const guardedRoute = guards.length === 0 ? effective : await guarded(guards, logger, { req, route: effective, grant: authorized, upstream: target });
-    if (guardedRoute instanceof OciError) return sendOciError(res, guardedRoute);
-    await forward(req, res, guardedRoute, target, authorized.identity);
+    const ready =
+      guards.length === 0 ? { route: effective } : await guarded(guards, logger, { req, route: effective, grant: authorized, upstream: target }, res);
+    if (ready instanceof OciError) return sendOciError(res, ready);
+    await forward(req, res, ready, target, authorized.identity);
   };
   return Object.assign(handler, {
     async close() {

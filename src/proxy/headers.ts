@@ -74,6 +74,13 @@ export function scrubRequestHeaders(headers: IncomingHttpHeaders, opts: Upstream
   if (opts.plainBody) delete headers['accept-encoding'];
 }
 
+/** The head of a request whose body is `length` bytes held in memory (read by a guard), counted as uploaded. */
+export function frameAs(headers: IncomingMessage['headers'], length: number, onBytes?: (direction: 'upload', bytes: number) => void): void {
+  headers['content-length'] = String(length);
+  delete headers['transfer-encoding'];
+  if (length > 0) onBytes?.('upload', length);
+}
+
 /**
  * True when the forwarded head frames a request body explicitly. Pure. Without Content-Length or
  * Transfer-Encoding, Node's client writes a GET/HEAD/DELETE body raw after the head (and

@@ -95,9 +95,15 @@ function record(outcome: TokenOutcome, clientIP: string, logger: Logger, metrics
   metrics?.tokenDecisions.inc(decisionLabels(outcome));
 }
 
+/** How tokens are issued: request-time rules read the identity on each request, so then every token carries it. */
+function issueOptions(config: Config, policy: PolicyEngine): IssueOptions {
+  const { publicURL: issuer, service, tokens } = config;
+  return { issuer, service, ttl: tokens.ttl, refreshTTL: tokens.refreshTTL, embedIdentity: policy.requestRules.length > 0 };
+}
+
 export function createTokenHandler(deps: TokenEndpointDeps) {
   const { config, logger, identity: verifier, policy, keys, metrics, limiter } = deps;
-  const issueOpts: IssueOptions = { issuer: config.publicURL, service: config.service, ttl: config.tokens.ttl, refreshTTL: config.tokens.refreshTTL };
+  const issueOpts = issueOptions(config, policy);
   const authDeps: AuthenticateDeps = { config, verifier, keys, issueOpts };
   // A refresh token would outlive the revocations TokenReview exists to see.
   const reviewed = new Set(config.issuers.filter((i) => i.tokenReview).map((i) => i.name));

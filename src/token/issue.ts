@@ -15,6 +15,8 @@ export interface IssueOptions {
   /** Longest life of a refresh token, in seconds (`tokens.refreshTTL`); 0: none; absent: DEFAULT_REFRESH_TTL. */
   refreshTTL?: number;
   now?: () => number;
+  /** Every registry token carries the identity (`idn`): the policy has request-time rules, which read it on each request. */
+  embedIdentity?: boolean;
 }
 
 /** Refresh tokens live at most this long (seconds) unless `tokens.refreshTTL` says otherwise. */
@@ -38,7 +40,8 @@ function grantsCatalog(access: AccessEntry[]): boolean {
 
 /**
  * Registry tokens that may list the catalog also carry the identity (`idn`), so the proxy can filter
- * the upstream's list down to the repositories this identity may pull. Other tokens stay small.
+ * the upstream's list down to the repositories this identity may pull; with request-time rules
+ * (`opts.embedIdentity`) every token does, for the rules read its claims. Other tokens stay small.
  * `refused`: what the policy withheld of the requested scopes and why, so that a request needing it
  * is answered 403 with the reason rather than a challenge that would only fetch the same token again.
  */
@@ -58,7 +61,7 @@ export async function issueRegistryToken(
     {
       access,
       ...(explained.length ? { refused: explained } : {}),
-      ...(grantsCatalog(access) ? { idn: identityClaim(identity) } : {}),
+      ...(opts.embedIdentity || grantsCatalog(access) ? { idn: identityClaim(identity) } : {}),
       ...standardClaims(opts.issuer, registrySubject(identity), opts.service, iat, iat + opts.ttl),
     },
     key,

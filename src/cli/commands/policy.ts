@@ -13,8 +13,9 @@ import { grantResult, refusalOf, type GrantResult } from '../../policy/explain.j
 import { defaultPolicyPath } from '../../config/load.js';
 import { canonicalRepository, upstreamNameOf } from '../../config/upstreams.js';
 import { CliExit } from '../exit.js';
+import { explainRequest, requestFacts, requestOptions, type RequestFlags } from './policy-request.js';
 
-interface PolicyTestFlags {
+interface PolicyTestFlags extends RequestFlags {
   claims: string;
   scope: string[];
   issuerName?: string;
@@ -106,11 +107,16 @@ function policyTest(opts: PolicyTestFlags): void {
   const upstreamOf = opts.upstream !== undefined ? () => opts.upstream! : upstreamNameOf(upstreams);
   const engine = policiesFlag(opts.policy ?? config?.policies ?? defaultPolicyPath(), upstreamOf);
   const ctx = { service: opts.service ?? config?.service ?? 'registry.example.com', clientIP: opts.clientIp ?? '127.0.0.1' };
+  const method = opts.method;
   const decisions = grant(engine, identity, scopes, ctx).decisions.map((d) => ({
     scope: formatScope(d.scope),
     ...explainDecision(d),
     granted: d.granted,
     matched: d.matched,
+    // with --method: the same scope as a /v2/ request needing its actions, through the request-time rules
+    ...(method
+      ? { request: explainRequest(engine, identity, requestFacts({ ...opts, method }, d.scope, { ...ctx, upstream: upstreamOf(d.scope.name) })) }
+      : {}),
   }));
   // The same tenant-pinning warnings serve logs, on stderr so stdout stays JSON: against the
   // configured issuers, else against the issuer of the identity under test.
@@ -119,16 +125,19 @@ function policyTest(opts: PolicyTestFlags): void {
   const { claims: _c, ...shown } = identity;
   process.stdout.write(`${JSON.stringify({ identity: shown, decisions }, null, 2)}\n`);
   // stdout stays JSON for scripts; the verdict in words is for the person reading the terminal
-  for (const d of decisions) process.stderr.write(`${d.result.padEnd(7)} ${d.scope}${d.result === 'granted' ? '' : `: ${d.reason}`}\n`);
-  if (decisions.some((d) => d.result !== 'granted')) throw new CliExit(1);
+  for (const d of decisions) {
+    process.stderr.write(`${d.result.padEnd(7)} ${d.scope}${d.result === 'granted' ? '' : `: ${d.reason}`}\n`);
+    if (d.request) process.stderr.write(`${d.request.refused ? 'refused' : 'passes '} ${d.request.request}: ${d.request.reason}\n`);
+  }
+  if (decisions.some((d) => d.result !== 'granted' || d.request?.refused)) throw new CliExit(1);
 }
 
 export function register(program: Command): void {
   const policy = program.command('policy').description('work with CEL policies');
-  policy
+  const test = policy
     .command('test')
     .description(
-      'print the grant and the rules that matched, as JSON on stdout, and one line per scope on stderr (granted, or why not: "no rule matched", "no rule grants push", "denied by rule …"). Exit 0 when every requested action of every scope is granted, 1 when anything is not (denied or partly granted), 2 on usage or policy errors. A JWT given as --claims is DECODED, NOT VERIFIED: this is a debugging tool (use `verify` to check a token)',
+      'print the grant and the rules that matched, as JSON on stdout, and one line per scope on stderr (granted, or why not: "no rule matched", "no rule grants push", "denied by rule …"). With --method, each scope is also decided as a /v2/ request through the request-time rules (`at: request | both`): "passes" or "refused" and why. Exit 0 when every requested action of every scope is granted (and no request-time rule refuses), 1 when anything is not (denied, partly granted, refused), 2 on usage or policy errors. A JWT given as --claims is DECODED, NOT VERIFIED: this is a debugging tool (use `verify` to check a token)',
     )
     .requiredOption('--claims <file.json|jwt>', 'claims as a JSON file, or a JWT (decoded, not verified)')
     .requiredOption('--scope <scope>', 'requested scope, e.g. repository:team/app:pull,push; repeatable', collect)
@@ -139,6 +148,6 @@ export function register(program: Command): void {
     .option('--config <file>', 'take policies and issuer names/presets from this config')
     .option('--service <name>', 'request.service', 'registry.example.com')
     .option('--client-ip <ip>', 'request.clientIP', '127.0.0.1')
-    .option('--upstream <name>', "request.upstream for repository scopes (default: by the config's upstreams[].prefix, else '')")
-    .action(policyTest);
+    .option('--upstream <name>', "request.upstream for repository scopes (default: by the config's upstreams[].prefix, else '')");
+  requestOptions(test).action(policyTest);
 }

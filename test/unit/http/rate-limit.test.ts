@@ -3,6 +3,7 @@ import { createRateLimiter } from '../../../src/http/rate-limit.js';
 import { buildConfig } from '../../../src/config/load.js';
 import { ConfigError } from '../../../src/config/errors.js';
 import type { RateLimit } from '../../../src/config/types.js';
+import { DEFAULT_MANIFEST_MEDIA_TYPES } from '../../../src/config/schema.js';
 
 function clock() {
   let t = 0;
@@ -124,6 +125,10 @@ describe('limits config', () => {
       idleTimeout: 300_000,
       maxConnections: 2048,
       maxConnectionsPerClient: 256,
+      manifestMaxBytes: 4 * 1024 * 1024,
+      manifestMediaTypes: DEFAULT_MANIFEST_MEDIA_TYPES,
+      tagLookupTTL: 5000,
+      tagLockWait: 10_000,
     });
     expect(d.shutdownGrace).toBe(25_000);
     const c = buildConfig({

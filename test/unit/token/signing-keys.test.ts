@@ -107,6 +107,18 @@ describe('issued tokens', () => {
     expect(decodeProtectedHeader(token)).toMatchObject({ alg: 'ES256', typ: 'JWT', kid: ring.current().kid });
   });
 
+  it('carry the identity (idn) only for the catalog, or always when the policy has request-time rules', async () => {
+    const ring = await loadKeyRing(tokens, silentLogger());
+    const access = [{ type: 'repository', name: 'ns/app', actions: ['pull'] }];
+    expect(decodeJwt((await issueRegistryToken(ring, id, access, opts)).token).idn).toBeUndefined();
+    const carried = (await issueRegistryToken(ring, id, access, { ...opts, embedIdentity: true })).token;
+    expect(decodeJwt(carried).idn).toMatchObject({ issuerName: id.issuerName, subject: id.subject, claims: id.claims });
+    // and the proxy reads it back for the request-time guard
+    const verifier = createRegistryTokenVerifier(ring, { issuer: 'https://proxy.test', service: 'registry.test' });
+    await expect(verifier.verify(carried)).resolves.toMatchObject({ identity: { issuerName: id.issuerName, claims: id.claims } });
+    ring.close();
+  });
+
   it('are refused when expired, forged, for another service or by another key', async () => {
     const ring = await loadKeyRing(tokens, silentLogger());
     const other = await loadKeyRing(tokens, silentLogger());

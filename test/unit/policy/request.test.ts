@@ -1,0 +1,192 @@
+import { parse } from '@marcbachmann/cel-js';
+import { describe, expect, it } from 'vitest';
+import type { Identity } from '../../../src/identity/types.js';
+import { parseScope } from '../../../src/oci/scope.js';
+import { requestDenialMessage } from '../../../src/policy/explain.js';
+import { compilePolicyText } from '../../../src/policy/load.js';
+import { requestTimeInputs } from '../../../src/policy/reads.js';
+import { decideRequest, lazyFactsNeeded, requestKind, type RequestFacts } from '../../../src/policy/request.js';
+
+/** Issue 21, the policy side: `at:`, the request-time CEL variables, decideRequest, lazyFactsNeeded. */
+
+const ctx = { service: 'registry.test', clientIP: '127.0.0.1' };
+const who: Identity = { issuerName: 'cluster', issuer: 'https://k8s', subject: 'system:serviceaccount:ci:builder', namespace: 'ci', claims: { team: 'a' } };
+const DIGEST_A = `sha256:${'a'.repeat(64)}`;
+const DIGEST_B = `sha256:${'b'.repeat(64)}`;
+
+const facts = (over: Partial<RequestFacts> = {}): RequestFacts => ({
+  method: 'PUT',
+  kind: 'manifest',
+  repository: 'team/app',
+  actions: ['pull', 'push'],
+  reference: 'v1.0.0',
+  mediaType: 'application/vnd.oci.image.manifest.v1+json',
+  upstream: '',
+  ...ctx,
+  ...over,
+});
+
+const rule = (when: string, extra = '') => `rules:\n  - {name: r, effect: deny, at: request, actions: [push]${extra}, when: ${JSON.stringify(when)}}\n`;
+const decide = (when: string, f: Partial<RequestFacts> = {}, extra = '') => decideRequest(compilePolicyText(rule(when, extra)), who, facts(f))?.reason;
+
+describe('`at:` at load', () => {
+  it.each([
+    ['at: sometimes', '`at` must be token, request or both'],
+    ['effect: allow, at: request', '`effect: allow` with `at: request`: access is granted when the token is issued'],
+    ['effect: allow, at: both', 'a request-time rule can only refuse (use effect: deny, or at: token)'],
+    [
+      'effect: deny, when: request.method == "PUT"',
+      '`when` reads request.method, which only a /v2/ request has, but the rule is evaluated when the token is issued (the default): say `at: request`',
+    ],
+    [
+      'effect: deny, at: both, when: upstream.tagExists',
+      'reads upstream.tagExists, which only a /v2/ request has, but the rule is also evaluated when the token is issued',
+    ],
+    ['effect: deny, at: token, when: request.bodyDigest != upstream.digest', 'reads request.bodyDigest, upstream.digest'],
+    ['effect: deny, when: \'request["kind"] == "blob"\'', 'reads request.kind'],
+    ['effect: deny, when: request.mediaType != "" || has(request.tag)', 'reads request.mediaType, request.tag'],
+    ['effect: deny, at: request, when: request.methd == "PUT"', 'invalid CEL in `when`'],
+    ['effect: deny, at: request, when: request.contentLength > "4"', 'invalid CEL in `when`'],
+    ['effect: deny, at: [request]', '`at` must be token, request or both'],
+  ])('rejects %s', (fields, problem) => {
+    const load = () => compilePolicyText(`rules:\n  - {name: bad, actions: [push], ${fields}}\n`, 'p.yaml');
+    expect(load).toThrow(/^p\.yaml: rule "bad": /);
+    expect(load).toThrow(problem);
+  });
+
+  it('names `at` among the known keys', () => {
+    expect(() => compilePolicyText('rules: [{name: x, actions: [pull], a: request}]')).toThrow('(known: name, effect, actions, at, when, description)');
+  });
+
+  it('token rules are decided at /token only, request rules on /v2/ only, both at both', () => {
+    const engine = compilePolicyText(`rules:
+  - {name: t, actions: [pull, push]}
+  - {name: q, effect: deny, at: request, actions: [push]}
+  - {name: b, effect: deny, at: both, actions: [delete], when: 'claims.team == "a"'}
+`);
+    const d = engine.decide(who, parseScope('repository:team/app:pull,push,delete'), ctx);
+    expect(d.granted).toEqual(['pull', 'push']);
+    expect(d.matched.map((m) => m.name)).toEqual(['t', 'b']);
+    expect(engine.requestRules.map((r) => r.name)).toEqual(['q', 'b']);
+    expect(decideRequest(engine, who, facts({ method: 'GET', actions: ['pull'] }))).toBeUndefined();
+    expect(decideRequest(engine, who, facts())?.reason).toBe('denied by rule q');
+    expect(decideRequest(engine, who, facts({ method: 'DELETE', actions: ['delete'] }))?.refused).toMatchObject({ name: 'b', effect: 'deny' });
+  });
+});
+
+describe('requestTimeInputs: what a `when` reads, from the AST', () => {
+  it.each([
+    ['request.repository == "a" && claims.x == 1', []],
+    ['request.method == "PUT" && request.tag.startsWith("v")', ['request.method', 'request.tag']],
+    ['has(request.digest) || request["kind"] == "blob"', ['request.digest', 'request.kind']],
+    ['upstream.tagExists && request.bodyDigest != upstream.digest', ['request.bodyDigest', 'upstream.digest', 'upstream.tagExists']],
+    ['[upstream].size() == 1', ['upstream.digest', 'upstream.tagExists']],
+    ['request[claims.k] == ""', ['request[…]']],
+    ['claims.list.exists(x, x == request.reference)', ['request.reference']],
+  ])('%s', (when, inputs) => {
+    expect(requestTimeInputs(parse(when).ast)).toEqual(inputs);
+  });
+});
+
+describe('decideRequest: the variables as rules see them', () => {
+  it.each([
+    ['request.tag == "v1.0.0" && request.digest == ""', {}],
+    ['request.digest == "' + DIGEST_A + '" && request.tag == ""', { reference: DIGEST_A }],
+    ['request.tag == "" && request.digest == "" && request.reference == "abc_upload"', { kind: 'upload' as const, reference: 'abc_upload' }],
+    ['request.kind == "manifest" && request.method == "PUT" && request.type == "repository"', {}],
+    ['request.type == "registry" && request.repository == ""', { kind: 'catalog' as const, repository: '', reference: '', actions: ['*'] }],
+    ['request.contentLength == -1', {}],
+    ['request.contentLength > 4194304', { contentLength: 5 * 1024 * 1024 }],
+    ['request.mediaType.startsWith("application/vnd.oci")', {}],
+    ['request.upstream == "hub" && request.service == "registry.test" && request.clientIP == "127.0.0.1"', { upstream: 'hub' }],
+    ['"push" in request.actions && identity.namespace == "ci" && claims.team == "a"', {}],
+    ['request.bodyDigest == "' + DIGEST_A + '"', { bodyDigest: DIGEST_A }],
+    ['upstream.tagExists && upstream.digest == "' + DIGEST_B + '"', { lookup: { tagExists: true, digest: DIGEST_B } }],
+    // no tag, nothing to ask: the upstream facts are known without a lookup
+    ['!upstream.tagExists && upstream.digest == ""', { reference: DIGEST_A }],
+    // only a manifest PUT has a body digest
+    ['request.bodyDigest == ""', { method: 'GET' }],
+  ])('%s', (when, f) => {
+    expect(decide(when, f)).toBe('denied by rule r');
+  });
+
+  it.each([
+    [
+      'upstream.tagExists',
+      { lookup: { error: 'HEAD answered 503' } },
+      'rule r could not be evaluated, so it refuses: upstream.tagExists unknown: HEAD answered 503',
+    ],
+    ['upstream.digest != ""', {}, 'upstream.digest unknown: the upstream was not asked'],
+    ['request.bodyDigest != upstream.digest', { lookup: { tagExists: true, digest: DIGEST_A } }, 'request.bodyDigest was not computed'],
+    ['claims.missing == "x"', {}, 'rule r could not be evaluated, so it refuses: No such key: missing'],
+    ['claims.team', {}, 'rule r did not evaluate to a bool, so it refuses'],
+  ])('fails closed: %s', (when, f, reason) => {
+    expect(decide(when, f)).toContain(reason);
+  });
+
+  it('a rule applies only to requests needing one of its actions; the first refusing rule wins', () => {
+    expect(decide('true', { method: 'GET', actions: ['pull'] })).toBeUndefined();
+    expect(decide('true', { kind: 'catalog', actions: ['*'] })).toBe('denied by rule r');
+    const engine = compilePolicyText(`rules:
+  - {name: one, effect: deny, at: request, actions: ["*"], when: request.method == "DELETE"}
+  - {name: two, effect: deny, at: request, actions: [push]}
+  - {name: three, effect: deny, at: request, actions: [push]}
+`);
+    expect(decideRequest(engine, who, facts())?.refused.name).toBe('two');
+    expect(decideRequest(engine, who, facts({ method: 'DELETE', actions: ['delete'] }))?.refused.name).toBe('one');
+  });
+
+  it('maps route kinds to request.kind', () => {
+    expect(['ping', 'upload-start', 'upload', 'manifest', 'catalog'].map((k) => requestKind(k as never))).toEqual([
+      undefined,
+      'upload',
+      'upload',
+      'manifest',
+      'catalog',
+    ]);
+  });
+});
+
+describe('lazyFactsNeeded: the upstream is asked and the body hashed only when this request reads them', () => {
+  const engine = compilePolicyText(`rules:
+  - {name: imm, effect: deny, at: request, actions: [push], when: 'request.method == "PUT" && upstream.tagExists && request.bodyDigest != upstream.digest'}
+  - {name: exists, effect: deny, at: request, actions: [delete], when: 'upstream.tagExists || request.method == "DELETE"'}
+  - {name: plain, effect: deny, at: request, actions: [pull], when: 'request.tag == "never"'}
+`);
+  const all = { tagExists: true, digest: true, bodyDigest: true };
+  const none = { tagExists: false, digest: false, bodyDigest: false };
+  it.each([
+    ['PUT of a tag', facts(), all],
+    ['PUT by digest: no tag to look up, a body nobody compares', facts({ reference: DIGEST_A }), none],
+    ['GET of a tag: no rule for pulls reads them', facts({ method: 'GET', actions: ['pull'] }), none],
+    ['POST of an upload under the push rule: short-circuits on the method', facts({ method: 'POST', kind: 'upload', reference: '' }), none],
+    [
+      'DELETE of a tag: the touch counts even when `||` absorbs it',
+      facts({ method: 'DELETE', actions: ['delete'] }),
+      { tagExists: true, digest: false, bodyDigest: false },
+    ],
+  ])('%s', (_, f, needed) => {
+    expect(lazyFactsNeeded(engine, who, f)).toEqual(needed);
+  });
+
+  it('with the facts it named filled in, decideRequest needs nothing more', () => {
+    const f = facts({ lookup: { tagExists: true, digest: DIGEST_A }, bodyDigest: DIGEST_A });
+    expect(decideRequest(engine, who, f)).toBeUndefined();
+    expect(decideRequest(engine, who, { ...f, bodyDigest: DIGEST_B })?.refused.name).toBe('imm');
+  });
+});
+
+describe('requestDenialMessage', () => {
+  const refusal = { refused: { name: 'imm', effect: 'deny' as const, actions: ['push'], file: 'p.yaml' }, reason: 'denied by rule imm' };
+  it('names who, the method, repository, reference, the rule and the command that reproduces it', () => {
+    expect(requestDenialMessage({ issuerName: 'ci', subject: 'repo:acme/web' }, facts(), refusal, true)).toBe(
+      "issuer ci, subject repo:acme/web was refused PUT manifest team/app:v1.0.0: denied by rule imm. Check with: registry-auth-proxy policy test --issuer-name ci --scope 'repository:team/app:pull,push' --method PUT --kind manifest --reference v1.0.0 --claims <identity token>",
+    );
+    expect(requestDenialMessage(undefined, facts({ reference: DIGEST_A }), refusal, true)).toContain(
+      `this token was refused PUT manifest team/app@${DIGEST_A}`,
+    );
+  });
+  it('says what Distribution says when the detail is off', () => {
+    expect(requestDenialMessage({ issuerName: 'ci', subject: 's' }, facts(), refusal, false)).toBe('requested access to the resource is denied');
+  });
+});

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildOciImage, type OciImage } from '../../fixtures/images.js';
 import { startPodmanOrReason, type Podman } from '../../fixtures/podman.js';
+import { startDockerdOrReason, type Dockerd } from '../../fixtures/dockerd.js';
 import { requireTool } from '../../support/tools.js';
 import { MANIFEST_TYPE, pushSmallBlob } from '../../support/seed.js';
 import { startRegistryAndProxy, type RegistryAndProxy } from '../../helpers/registry-and-proxy.js';
@@ -45,6 +46,7 @@ let stack: RegistryAndProxy;
 let proxy: TestProxy;
 let skopeo: string;
 let podman: Podman | string;
+let engine: Dockerd | string;
 let work: string;
 let imageA: OciImage;
 let imageB: OciImage;
@@ -106,15 +108,17 @@ beforeAll(async () => {
   stack = await startRegistryAndProxy({ policy: POLICY });
   proxy = stack.proxy;
   podman = await startPodmanOrReason();
+  engine = await startDockerdOrReason();
   work = mkdtempSync(join(tmpdir(), 'rap-request-rules-'));
   imageA = buildOciImage(join(work, 'a'), { layers: 1, layerBytes: 4096 });
   imageB = buildOciImage(join(work, 'b'), { layers: 1, layerBytes: 4096 });
   token = await proxy.registryToken(['repository:team-a/raw:pull,push']);
-}, 120_000);
+}, 240_000);
 afterAll(async () => {
   if (typeof podman === 'object') await podman.stop();
+  if (typeof engine === 'object') await engine.stop();
   await stack?.stop();
-});
+}, 60_000);
 
 const IMMUTABLE = 'issuer ci, subject job-42 was refused PUT manifest team-a/app:v1.0.0: denied by rule release-tags-are-immutable';
 const CHECK_V1 =
@@ -173,6 +177,43 @@ describe('immutable release tags, with skopeo and podman', () => {
       "(403 Forbidden: issuer ci, subject job-42 was refused DELETE manifest team-a/app:v1.0.0: denied by rule release-tags-are-immutable. Check with: registry-auth-proxy policy test --issuer-name ci --scope 'repository:team-a/app:delete' --method DELETE --kind manifest --reference v1.0.0",
     );
     expect(await upstreamDigest('team-a/app', 'v1.0.0')).toMatch(/^sha256:/);
+  });
+});
+
+describe('immutable release tags, with Docker', () => {
+  it('docker push of another image to an existing release tag prints the refusal; the upstream keeps the first', async (ctx: TestContext) => {
+    if (typeof engine === 'string') return ctx.skip(engine);
+    const docker = engine;
+    const config = docker.newConfigDir();
+    const login = await docker.docker(['login', proxy.host, '--username', 'ci', '--password-stdin'], { config, input: await proxy.mintIdentity() });
+    expect(login.code, login.out).toBe(0);
+    // Both images into the engine, through docker-archives made offline by skopeo.
+    for (const [image, name] of [
+      [imageA, 'a'],
+      [imageB, 'b'],
+    ] as const) {
+      const archive = join(work, `docker-${name}.tar`);
+      await run(skopeo, ['copy', '--quiet', image.ref, `docker-archive:${archive}:localhost/rap-rules/${name}:v1`], { timeout: 60_000 });
+      const loaded = await docker.docker(['load', '--input', archive]);
+      expect(loaded.code, loaded.out).toBe(0);
+    }
+    const ref = `${proxy.host}/team-a/dock:v2.0.0`;
+    expect((await docker.docker(['tag', 'localhost/rap-rules/a:v1', ref])).code).toBe(0);
+    const first = await docker.docker(['push', ref], { config });
+    expect(first.code, first.out).toBe(0);
+    const before = await upstreamDigest('team-a/dock', 'v2.0.0');
+    expect(before).toMatch(/^sha256:/);
+    expect((await docker.docker(['tag', 'localhost/rap-rules/b:v1', ref])).code).toBe(0);
+    const second = await docker.docker(['push', ref], { config });
+    expect(second.code).not.toBe(0);
+    // docker: denied: issuer ci, subject job-42 was refused PUT manifest team-a/dock:v2.0.0: denied by rule
+    // release-tags-are-immutable. Check with: …
+    expect(second.out).toContain('denied: issuer ci, subject job-42 was refused PUT manifest team-a/dock:v2.0.0: denied by rule release-tags-are-immutable');
+    expect(await upstreamDigest('team-a/dock', 'v2.0.0')).toBe(before);
+    // the identical image again is an idempotent retry
+    expect((await docker.docker(['tag', 'localhost/rap-rules/a:v1', ref])).code).toBe(0);
+    const again = await docker.docker(['push', ref], { config });
+    expect(again.code, again.out).toBe(0);
   });
 });
 

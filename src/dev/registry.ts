@@ -83,23 +83,39 @@ function tail(file: string, lines = 20): string {
 }
 
 /**
+ * This run's credentials: a random password in a file only the proxy reads, its bcrypt hash in the
+ * registry's htpasswd (both 0600), and the proxy's upstream.auth and Authorization header for them.
+ */
+function newCredentials(paths: DevPaths): Pick<EmbeddedRegistry, 'auth' | 'authorization'> {
+  const password = randomBytes(32).toString('base64url');
+  writePrivate(paths.registryPassword, password);
+  writePrivate(paths.registryHtpasswd, htpasswdLine(REGISTRY_USER, password));
+  const auth = { type: 'basic' as const, username: REGISTRY_USER, passwordFile: paths.registryPassword };
+  return { auth, authorization: `Basic ${Buffer.from(`${REGISTRY_USER}:${password}`).toString('base64')}` };
+}
+
+/** SIGTERM, then SIGKILL after 10 s; resolves once it has exited (at once if it already had). */
+async function stopRegistry(child: ChildProcess, exited: EmbeddedRegistry['exited']): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/**
  * Starts Distribution on a free loopback port with storage in the state directory and waits until
  * it answers `GET /v2/` with this run's nonce (the port is found free, then released: another
  * process may take it first, and must not be trusted with the proxy's credentials or the pushes).
- * Its credentials are new each run: a random password in a file only the proxy reads, its bcrypt
- * hash in the registry's htpasswd (both 0600). On Linux it runs under `setpriv --pdeathsig`, so the
- * kernel stops it if the proxy dies in any way (even SIGKILL): an orphan would keep the port and
- * the storage busy.
+ * Its credentials are new each run (newCredentials). On Linux it runs under `setpriv --pdeathsig`,
+ * so the kernel stops it if the proxy dies in any way (even SIGKILL): an orphan would keep the port
+ * and the storage busy.
  */
 export async function startEmbeddedRegistry(paths: DevPaths, logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<EmbeddedRegistry> {
   const bin = resolveRegistryBinary(logger, env);
   mkdirSync(paths.registryData, { recursive: true, mode: 0o700 });
   const setpriv = process.platform === 'linux' ? findOnPath(['setpriv'], env) : undefined;
-  const password = randomBytes(32).toString('base64url');
-  writePrivate(paths.registryPassword, password);
-  writePrivate(paths.registryHtpasswd, htpasswdLine(REGISTRY_USER, password));
-  const auth = { type: 'basic' as const, username: REGISTRY_USER, passwordFile: paths.registryPassword };
-  const authorization = `Basic ${Buffer.from(`${REGISTRY_USER}:${password}`).toString('base64')}`;
+  const { auth, authorization } = newCredentials(paths);
   // The port is free when we look; another process may take it before the registry binds. Retry a few times.
   let lastError = '';
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -119,13 +135,7 @@ export async function startEmbeddedRegistry(paths: DevPaths, logger: Logger, env
         authorization,
         exited,
         logTail: () => tail(paths.registryLog),
-        async stop() {
-          if (child.exitCode !== null || child.signalCode !== null) return;
-          child.kill('SIGTERM');
-          const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-          await exited;
-          clearTimeout(timer);
-        },
+        stop: () => stopRegistry(child, exited),
       };
     }
     child.kill('SIGKILL');

@@ -11,6 +11,7 @@ import { exchange, type UpstreamTarget } from './exchange.js';
 import { clientIPOf } from '../http/client-ip.js';
 import { upstreamAgents, type UpstreamAgents } from '../http/agents.js';
 import { requestState } from '../http/request-state.js';
+import { trackResponse, watchUpload } from './body-watch.js';
 
 type Watchdog = ReturnType<typeof createIdleWatchdog>;
 
@@ -70,27 +71,6 @@ interface ResponseDeps {
   draining: () => boolean;
   unwatch: (meta: Meta) => void;
   redirects: RedirectFollower;
-}
-
-/** Counts the response's bytes and cuts the client when the upstream's body ends short. */
-function trackResponse(proxyRes: IncomingMessage, res: ServerResponse, meta: Meta, deps: ResponseDeps): void {
-  let bytes = 0;
-  proxyRes.on('data', (chunk: Buffer) => {
-    bytes += chunk.length;
-    meta.progress++;
-  });
-  proxyRes.once('close', () => {
-    deps.unwatch(meta);
-    if (bytes > 0) meta.onBytes?.('download', bytes);
-    // A response cut short upstream (reset, idle timeout) must be cut short for the client too:
-    // pipe() alone would leave the client waiting forever on a body that will never complete.
-    if (proxyRes.complete) return;
-    deps.logger.warn(
-      { requestId: meta.requestId, route: meta.route, status: proxyRes.statusCode ?? 0 },
-      'upstream response ended before its body was complete: cutting the client connection',
-    );
-    res.destroy();
-  });
 }
 
 /** The upstream's answer (exchange.ts onResponse), cleaned, on its way to the client. */
@@ -169,28 +149,6 @@ function onProxyError(err: NodeJS.ErrnoException, res: ServerResponse, meta: Met
     timedOut ? 'upstream timed out' : 'upstream request failed',
   );
   sendOciError(res, upstreamFailureError(timedOut ? 'timeout' : 'unreachable', { code: err.code }));
-}
-
-/** Counts upload bytes as progress; cuts an exchange whose body the forwarded head does not frame. */
-function watchUpload(req: IncomingMessage, res: ServerResponse, meta: Meta, unframed: boolean, logger: Logger): void {
-  if (unframed) {
-    // The app refuses such requests at the door (server/app.ts framingProblem); reaching here
-    // means the parser framed a body the forwarded head does not carry.
-    req.once('data', () => {
-      logger.error({ requestId: meta.requestId, route: meta.route, method: req.method }, 'request body without forwarded framing: exchange cut');
-      meta.proxyReq?.destroy();
-      res.destroy();
-    });
-  }
-  // proxy.web has piped the request synchronously, so this listener sees every chunk; it
-  // does not resume a source that back-pressure paused.
-  let bytes = 0;
-  req.on('data', (chunk: Buffer) => {
-    bytes += chunk.length;
-    meta.progress++;
-  });
-  const onBytes = meta.onBytes;
-  if (onBytes) req.once('close', () => bytes > 0 && onBytes('upload', bytes));
 }
 
 /**

@@ -1,26 +1,21 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Transform } from 'node:stream';
 import type { Config } from '../config/types.js';
-import type { Identity } from '../identity/types.js';
 import { announcesBody } from '../http/body.js';
 import { sendJson } from '../http/response.js';
 import type { Logger } from '../log.js';
-import { catalogLink, createCursorCodec, openCatalogQuery, type CursorKeySource } from '../oci/catalog-cursor.js';
-import { createCatalogFilter } from '../oci/catalog-filter.js';
+import { createCursorCodec, openCatalogQuery, type CursorKeySource } from '../oci/catalog-cursor.js';
 import { OciError, sendOciError, API_VERSION, API_VERSION_HEADER } from '../oci/errors.js';
 import { refuseBody } from '../oci/request-body.js';
 import { classify, isRouteError, type Route } from '../oci/route.js';
-import { allows } from '../policy/grant.js';
-import type { PolicyEngine, RequestContext } from '../policy/types.js';
+import type { PolicyEngine } from '../policy/types.js';
 import type { Metrics } from '../http/metrics.js';
-import { clientIPOf } from '../http/client-ip.js';
 import type { RegistryTokenVerifier } from '../token/types.js';
 import { authorize, isAuthorized } from './authorize.js';
 import { runGuards, type Forwardable, type Guard, type GuardContext } from './guards.js';
 import { productionGuards } from './guards/production.js';
-import { canonicalRoute, catalogName, clientPath, createTargets, tagsNameRewrite, targetOf, toUpstream, withNamespace, type Target } from './upstreams.js';
-import { upstreamAuthFailureError, upstreamFailureError } from '../upstream/failure.js';
-import { rateLimitRemaining } from '../upstream/token-realm.js';
+import { forwardRoute, type ForwardContext } from './forward-route.js';
+import { canonicalRoute, createTargets, targetOf, withNamespace, type Target } from './upstreams.js';
+import { upstreamFailureError } from '../upstream/failure.js';
 import type { Upstream } from '../upstream/upstream.js';
 
 /** `/v2/...`: classify → authorize (a route or an error) → guards → forward; every refusal is written once, here. */
@@ -77,45 +72,8 @@ function withOpenCursor(route: Route, open: Parameters<typeof openCatalogQuery>[
   return query instanceof OciError ? query : { ...route, query };
 }
 
-/**
- * The catalog by the names clients use (an upstream's prefix added), narrowed to the repositories
- * this identity may pull (policy decides per client name, as it would for a pull). A catalog token
- * without an identity (older tokens) sees an empty list.
- */
-function catalogFilter(
-  policy: PolicyEngine | undefined,
-  identity: Identity | undefined,
-  ctx: RequestContext,
-  clientName: (upstreamName: string) => string | undefined,
-): () => Transform {
-  return () =>
-    createCatalogFilter((upstreamName) => {
-      const name = clientName(upstreamName);
-      if (!identity || !policy || name === undefined) return undefined;
-      return allows(policy, identity, { type: 'repository', name, actions: ['pull'] }, ctx) ? name : undefined;
-    });
-}
-
-/** The catalog narrowed by policy; a tags list's `name` given back as the client's; else none. */
-function bodyFilter(route: Route, clientRoute: Route, catalog: () => () => Transform): (() => Transform) | undefined {
-  if (route.kind === 'catalog') return catalog();
-  return route.kind === 'tags' && route.name !== clientRoute.name ? tagsNameRewrite(route.name!, clientRoute.name!) : undefined;
-}
-
 const NO_UPSTREAM = new OciError(404, 'NAME_UNKNOWN', 'no upstream serves this repository name: it matches no configured prefix');
 const NO_CATALOG = new OciError(400, 'UNSUPPORTED', 'the catalog is not available when several upstreams are configured');
-
-/** What the upstream's answer tells: latency and rate-limit metrics; a 401 drops the credential it refused. */
-function upstreamStatusObserver(target: Target, route: Route, metrics: Metrics | undefined) {
-  return (status: number, seconds: number, headers: IncomingMessage['headers']): void => {
-    // `upstream` only with several upstreams: a single one keeps its series as they were.
-    const labels = target.name ? { upstream: target.name } : {};
-    metrics?.upstreamLatency.observe({ route: route.kind, status: String(status), ...labels }, seconds);
-    const remaining = rateLimitRemaining(headers['ratelimit-remaining']);
-    if (remaining !== undefined) metrics?.upstreamRateLimitRemaining.set(labels, remaining);
-    if (status === 401) target.auth.invalidate(route.scopes);
-  };
-}
 
 /** The upstream serving the route, or why none can. */
 function targetFor(targets: readonly Target[], route: Route): Target | OciError {
@@ -150,33 +108,7 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   const targets = createTargets(deps.upstreams, config, logger, deps.draining);
   const cursors = createCursorCodec(deps.keys);
   const guards = deps.guards ?? productionGuards(config, policy);
-  /** Streams the authorized request to the upstream with the proxy's own credentials. */
-  async function forward(req: IncomingMessage, res: ServerResponse, ready: Forwardable, target: Target, identity: Identity | undefined): Promise<void> {
-    const { forwarder, auth: upstreamAuth } = target;
-    const route = toUpstream(targets, target, ready.route);
-    let authorization: string | undefined;
-    try {
-      authorization = await upstreamAuth.authorization(route.scopes);
-    } catch (err) {
-      // The registry-token dance failed: refused, or its token server could not be reached.
-      return sendOciError(res, upstreamAuthFailureError(err));
-    }
-    const catalog = route.kind === 'catalog';
-    forwarder.forward(req, res, {
-      path: `${route.path}${route.query}`,
-      authorization,
-      route: route.kind,
-      onUpstreamStatus: upstreamStatusObserver(target, route, metrics),
-      filterBody: bodyFilter(route, ready.route, () =>
-        catalogFilter(policy, identity, { service: config.service, clientIP: clientIPOf(req) }, (name) => catalogName(targets, target, name)),
-      ),
-      // The upstream's next-page Link names a repository of the unfiltered list: seal it.
-      rewriteLink: catalog ? (link) => catalogLink(link, config.publicURL, cursors.seal) : undefined,
-      onBytes: metrics ? (direction, bytes) => metrics.bytesStreamed.inc({ direction }, bytes) : undefined,
-      clientPath: clientPath(target.prefix),
-      body: ready.body,
-    });
-  }
+  const forwarding: ForwardContext = { config, targets, policy, metrics, seal: cursors.seal };
 
   const handler = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const route = routeOf(req, targets);
@@ -196,7 +128,7 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
     const ready =
       guards.length === 0 ? { route: effective } : await guarded(guards, logger, { req, route: effective, grant: authorized, upstream: target }, res);
     if (ready instanceof OciError) return sendOciError(res, ready);
-    await forward(req, res, ready, target, authorized.identity);
+    await forwardRoute(forwarding, req, res, ready, target, authorized.identity);
   };
   return Object.assign(handler, {
     async close() {

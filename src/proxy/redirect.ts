@@ -1,18 +1,16 @@
-import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
-import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { BlockList, isIP, type LookupFunction } from 'node:net';
-import { rootCertificates } from 'node:tls';
+import { request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { OciError, sendOciError } from '../oci/errors.js';
 import { upstreamFailureError } from '../upstream/failure.js';
+import { followable, storageAgents } from './redirect-target.js';
 
 /**
  * `upstream.followRedirects`: blob GET/HEAD redirects to object storage (ECR → S3, Docker Hub →
  * Cloudflare, GHCR → pkg-containers, Distribution's `storage.redirect`) followed by the proxy
  * itself, for clusters where only the proxy has egress. The signed URL is the credential: nothing
- * of the upstream's (Authorization, cookies) goes there. Decision (`followable`) is pure; the
+ * of the upstream's (Authorization, cookies) goes there. Where it may lead is redirect-target.ts; the
  * follow streams, at most MAX_HOPS redirects, the method kept (a HEAD stays a HEAD).
  */
 
@@ -23,79 +21,6 @@ const PASS_REQUEST = ['accept', 'accept-encoding', 'range', 'if-range', 'if-matc
 /** The registry's own headers of the redirect answer, kept when the storage's answer lacks them. */
 const CARRY_RESPONSE = ['docker-content-digest', 'docker-distribution-api-version'];
 const DROP_RESPONSE = ['set-cookie', 'keep-alive', 'www-authenticate', 'proxy-authenticate', 'authentication-info', 'proxy-authentication-info'];
-
-/** Link-local (cloud metadata at 169.254.169.254, fe80::/10) and unspecified addresses: never followed. */
-const ALWAYS_REFUSED = new BlockList();
-ALWAYS_REFUSED.addSubnet('169.254.0.0', 16, 'ipv4');
-ALWAYS_REFUSED.addSubnet('0.0.0.0', 8, 'ipv4');
-ALWAYS_REFUSED.addSubnet('fe80::', 10, 'ipv6');
-ALWAYS_REFUSED.addAddress('::', 'ipv6');
-ALWAYS_REFUSED.addSubnet('::ffff:a9fe:0', 112, 'ipv6');
-ALWAYS_REFUSED.addSubnet('::ffff:0:0', 104, 'ipv6');
-/** Loopback: followed only when the upstream itself is on loopback (a local test or sidecar registry). */
-const LOOPBACK = new BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
-LOOPBACK.addAddress('::1', 'ipv6');
-LOOPBACK.addSubnet('::ffff:7f00:0', 104, 'ipv6');
-
-function ipType(address: string): 'ipv4' | 'ipv6' | undefined {
-  const v = isIP(address);
-  return v === 4 ? 'ipv4' : v === 6 ? 'ipv6' : undefined;
-}
-
-/** Why a literal address may not be a redirect target, if it may not. Pure. */
-function addressProblem(address: string, allowLoopback: boolean): string | undefined {
-  const type = ipType(address);
-  if (!type) return undefined;
-  if (ALWAYS_REFUSED.check(address, type)) return `link-local or unspecified address ${address}`;
-  if (!allowLoopback && LOOPBACK.check(address, type)) return `loopback address ${address} (the upstream is not on loopback)`;
-  return undefined;
-}
-
-const bareHost = (hostname: string) => hostname.replace(/^\[|\]$/g, '');
-
-/** True when the upstream's host is a loopback address or `localhost`. Pure. */
-function upstreamOnLoopback(upstream: Pick<UpstreamConfig, 'url'>): boolean {
-  const host = bareHost(new URL(upstream.url).hostname);
-  if (host === 'localhost') return true;
-  const type = ipType(host);
-  return type !== undefined && LOOPBACK.check(host, type);
-}
-
-type Decision = { follow: URL } | { pass: true } | { refuse: string };
-
-/**
- * What to do with a redirect `location` answered at `from` (the upstream's URL on the first hop).
- * Pure. Same host as the upstream: passed to the client (rewritten to the proxy, which authorizes
- * it again). Otherwise http(s) only, and never a link-local address (nor loopback unless the
- * upstream is on loopback): a DNS name is checked again once resolved (see `guardedLookup`).
- */
-export function followable(location: string, upstream: Pick<UpstreamConfig, 'url'>, from: string = upstream.url): Decision {
-  let target: URL;
-  try {
-    target = new URL(location, from);
-  } catch {
-    return { refuse: 'Location is not a URL' };
-  }
-  if (target.protocol !== 'http:' && target.protocol !== 'https:') return { refuse: `scheme ${target.protocol} is not followed` };
-  if (from === upstream.url && target.host === new URL(upstream.url).host) return { pass: true };
-  if (target.username || target.password) return { refuse: 'Location carries credentials' };
-  const problem = addressProblem(bareHost(target.hostname), upstreamOnLoopback(upstream));
-  return problem ? { refuse: problem } : { follow: target };
-}
-
-/** dns.lookup that fails for the addresses `followable` refuses (a name pointing at 169.254.169.254). */
-function guardedLookup(allowLoopback: boolean): LookupFunction {
-  return (hostname, options, callback) => {
-    dnsLookup(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
-      if (err) return callback(err, '', 0);
-      const bad = addresses.map((a) => addressProblem(a.address, allowLoopback)).find(Boolean);
-      if (bad) return callback(Object.assign(new Error(`redirect target ${hostname} resolves to a ${bad}`), { code: 'EREDIRECTREFUSED' }), '', 0);
-      if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
-      callback(null, addresses[0]!.address, addresses[0]!.family);
-    });
-  };
-}
 
 /** One exchange's state, shared with the forwarder's idle watchdog (it destroys `proxyReq` when idle). */
 export interface FollowExchange {
@@ -127,6 +52,14 @@ function pick(headers: IncomingHttpHeaders, names: string[]): IncomingHttpHeader
   return out;
 }
 
+/** A follow given up: logged, and answered 502 (504 on a timeout) unless the storage's answer has begun. */
+function refuseFollow(logger: Logger, res: ServerResponse, ex: FollowExchange, why: string, err?: NodeJS.ErrnoException): void {
+  logger.warn({ requestId: ex.requestId, route: ex.route, err: why }, 'storage redirect not followed');
+  if (res.headersSent || res.destroyed) return void res.destroy();
+  if (err?.code === 'ETIMEDOUT') return sendOciError(res, upstreamFailureError('timeout'));
+  sendOciError(res, notFollowed(err?.code === 'EREDIRECTREFUSED' || !err ? why : `storage unreachable (${err.code ?? 'error'})`));
+}
+
 export interface RedirectFollower {
   /** Takes over `res` when `upstreamRes` is a redirect to follow (true); false: not a redirect, or one for the client. */
   follow(upstreamRes: IncomingMessage, req: IncomingMessage, res: ServerResponse, ex: FollowExchange, close: boolean): boolean;
@@ -135,16 +68,8 @@ export interface RedirectFollower {
 
 /** `ca`: the upstream's extra CA (http/agents.ts, read once), trusted for storage hosts too. */
 export function createRedirectFollower(upstream: UpstreamConfig, logger: Logger, ca?: string): RedirectFollower {
-  const agentOptions = { keepAlive: true, maxSockets: 256, maxFreeSockets: 16, lookup: guardedLookup(upstreamOnLoopback(upstream)) };
-  const http = new HttpAgent(agentOptions);
-  const https = new HttpsAgent({ ...agentOptions, ...(ca ? { ca: [...rootCertificates, ca] } : {}) });
-
-  function fail(res: ServerResponse, ex: FollowExchange, why: string, err?: NodeJS.ErrnoException): void {
-    logger.warn({ requestId: ex.requestId, route: ex.route, err: why }, 'storage redirect not followed');
-    if (res.headersSent || res.destroyed) return void res.destroy();
-    if (err?.code === 'ETIMEDOUT') return sendOciError(res, upstreamFailureError('timeout'));
-    sendOciError(res, notFollowed(err?.code === 'EREDIRECTREFUSED' || !err ? why : `storage unreachable (${err.code ?? 'error'})`));
-  }
+  const { http, https } = storageAgents(upstream, ca);
+  const fail = (res: ServerResponse, ex: FollowExchange, why: string, err?: NodeJS.ErrnoException) => refuseFollow(logger, res, ex, why, err);
 
   function hop(target: URL, hops: number, f: Follow): void {
     const { res, ex } = f;

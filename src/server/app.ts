@@ -90,6 +90,18 @@ function recordRequest(
   );
 }
 
+/** The refusal a request gets before any handler sees it, or undefined. Pure. Both close the connection. */
+function refusedAtDoor(method: string, label: string, headers: IncomingMessage['headers'], draining: boolean): OciError | undefined {
+  const framing = framingProblem(method, label, headers);
+  // The body is never read, so nothing after it on this connection can be trusted: close.
+  if (framing) return new OciError(400, 'UNSUPPORTED', `${framing}: request refused`, { headers: { Connection: 'close' } });
+  // Probes stay answered: /readyz itself reports "shutting down" (with its other reasons).
+  if (draining && label !== '/healthz' && label !== '/readyz') {
+    return new OciError(503, 'UNAVAILABLE', 'the proxy is shutting down: retry', { headers: { Connection: 'close', 'Retry-After': '1' } });
+  }
+  return undefined;
+}
+
 /** The handler of a route other than `/v2/`. */
 function handlerFor(routes: AppRoutes, path: string): RouteHandler | undefined {
   if (path === '/token') return routes.token;
@@ -137,16 +149,9 @@ export function createApp(
     }
     metrics?.inFlight.inc();
     res.once('close', () => recordRequest(req, res, { label, path, requestId, started }, logger, metrics));
-    const framing = framingProblem(req.method ?? '', label, req.headers);
-    if (framing) {
-      // The body is never read, so nothing after it on this connection can be trusted: close.
-      sendOciError(res, new OciError(400, 'UNSUPPORTED', `${framing}: request refused`, { headers: { Connection: 'close' } }));
-      return;
-    }
-    // Probes stay answered: /readyz itself reports "shutting down" (with its other reasons).
-    if (state.draining && label !== '/healthz' && label !== '/readyz') {
-      res.setHeader('Connection', 'close');
-      sendOciError(res, new OciError(503, 'UNAVAILABLE', 'the proxy is shutting down: retry', { headers: { 'Retry-After': '1' } }));
+    const refused = refusedAtDoor(req.method ?? '', label, req.headers, state.draining);
+    if (refused) {
+      sendOciError(res, refused);
       return;
     }
     const handler = url ? handlerFor(routes, path) : routes.v2;

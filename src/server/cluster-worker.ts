@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { IssuerConfig } from '../config/types.js';
-import type { FromWorker, ToWorker } from './cluster.js';
+import type { FromWorker, ToWorker } from './cluster-protocol.js';
 import type { Runtime } from './runtime.js';
 
 /**

@@ -7,6 +7,7 @@ import { loadPolicies } from '../policy/load.js';
 import type { PolicyEngine } from '../policy/types.js';
 import { loadKeyRing } from '../token/signing-keys.js';
 import { streamingMallocEnv, withStreamingHeap } from './heap-flags.js';
+import { WORKER_SLOT_ENV, type FromWorker, type ToWorker } from './cluster-protocol.js';
 
 /**
  * `workers: N` (N > 1): the primary process of a node:cluster. It serves nothing itself: it checks
@@ -15,24 +16,6 @@ import { streamingMallocEnv, withStreamingHeap } from './heap-flags.js';
  * restarts a worker that dies, and when stopped (process.ts: on SIGTERM/SIGINT) has every worker
  * drain and exits when all did. The worker's side is cluster-worker.ts.
  */
-
-/**
- * Primary → worker, over the cluster's IPC channel (the signing key never goes through env, argv or
- * files). `rap:init` carries what the primary decided once for all: the ephemeral key and the
- * in-cluster issuer.
- */
-export type ToWorker =
-  | { type: 'rap:init'; sharedEphemeralPem?: string; clusterIssuer?: IssuerConfig }
-  | { type: 'rap:drain' }
-  | { type: 'rap:collect'; id: number }
-  | { type: 'rap:metrics'; id: number; text: string };
-
-/** Worker → primary. */
-export type FromWorker =
-  { type: 'rap:hello' } | { type: 'rap:ready' } | { type: 'rap:metrics'; id: number } | { type: 'rap:collected'; id: number; metrics: object[] };
-
-/** The env variable that tells a forked worker its slot (1…N); a slot keeps its number across restarts. */
-export const WORKER_SLOT_ENV = 'RAP_WORKER_SLOT';
 
 /** Unexpected exits in this window count towards a restart storm; beyond the limit the primary gives up. */
 const STORM_WINDOW_MS = 60_000;

@@ -1,7 +1,7 @@
 import { ConfigError } from '../config/errors.js';
 import type { Config } from '../config/types.js';
 import { PolicyLoadError } from '../policy/load.js';
-import { WORKER_SLOT_ENV } from './cluster.js';
+import { WORKER_SLOT_ENV } from './cluster-protocol.js';
 import type { resolveWorkers } from './cpus.js';
 
 /**

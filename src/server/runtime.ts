@@ -94,25 +94,38 @@ function logListening(logger: Logger, config: Config, listener: Listener, rules:
   );
 }
 
-/** The /token budgets: per client address, per identity, all together. */
-function tokenLimiter(config: Config) {
-  const { tokenPerClient, tokenPerIdentity, tokenGlobal } = config.limits;
-  return createRateLimiter({ perAddress: tokenPerClient, perIdentity: tokenPerIdentity, global: tokenGlobal });
-}
-
-/** Starts serving `config` as decided (in-cluster mode included: server/in-cluster.ts, once per process model). */
-export async function startRuntime(config: Config, logger: Logger, options: RuntimeOptions = {}): Promise<Runtime> {
+/**
+ * Policies and signing keys, loaded before anything listens (a bad file fails start-up), with the
+ * warnings a config earns that can grant nothing or accept no identity token.
+ */
+async function loadPolicyAndKeys(config: Config, logger: Logger, options: RuntimeOptions): Promise<{ policy: PolicyEngine; keys: KeyRing }> {
   const policy = loadPolicies(config.policies, upstreamNameOf(config.upstreams));
   if (policy.rules.length === 0) logger.warn({ policies: config.policies }, 'no policy rules loaded: every request will be denied');
   const keys = await loadKeyRing(config.tokens, logger, { sharedEphemeralPem: options.sharedEphemeralPem, configFile: config.file });
   if (config.issuers.length === 0 && !config.anonymous) logger.warn('no identity issuer configured: no identity token can be accepted');
-  const metrics = createMetrics();
+  return { policy, keys };
+}
+
+/** The two verifiers: of the clients' identity tokens (issuer keys, fetched and counted) and of the registry tokens the proxy signs. */
+function createVerifiers(config: Config, logger: Logger, keys: KeyRing, metrics: Metrics, options: RuntimeOptions) {
   const identity = createIdentityVerifier(config.issuers, {
     logger,
     refetchIntervalMs: options.refetchIntervalMs,
     onKeysFetched: (issuer, ok) => metrics.jwksRefreshes.inc({ issuer, result: ok ? 'ok' : 'error' }),
   });
-  const tokens = createRegistryTokenVerifier(keys, { issuer: config.publicURL, service: config.service });
+  return { identity, tokens: createRegistryTokenVerifier(keys, { issuer: config.publicURL, service: config.service }) };
+}
+
+/** The token endpoint's rate limits as the limiter takes them. Pure. */
+function tokenRateLimits(limits: Config['limits']): Parameters<typeof createRateLimiter>[0] {
+  return { perAddress: limits.tokenPerClient, perIdentity: limits.tokenPerIdentity, global: limits.tokenGlobal };
+}
+
+/** Starts serving `config` as decided (in-cluster mode included: server/in-cluster.ts, once per process model). */
+export async function startRuntime(config: Config, logger: Logger, options: RuntimeOptions = {}): Promise<Runtime> {
+  const { policy, keys } = await loadPolicyAndKeys(config, logger, options);
+  const metrics = createMetrics();
+  const { identity, tokens } = createVerifiers(config, logger, keys, metrics, options);
   const state = { draining: false };
   // One Upstream per configured upstream, shared by forwarder and probe: one credential refresher each.
   const upstreams = createUpstreams(config, logger, metrics);
@@ -120,7 +133,8 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
   const trust = createTrust(config, upstreams, logger, metrics);
   const proxy = createProxyHandler({ config, upstreams, logger, tokens, policy, metrics, keys, draining: () => state.draining, guards: options.guards });
   const probe = createUpstreamsProbe(upstreams, logger);
-  const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter: tokenLimiter(config) });
+  const limiter = createRateLimiter(tokenRateLimits(config.limits));
+  const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter });
 
   const app = createApp(
     {

@@ -101,8 +101,22 @@ function issueOptions(config: Config, policy: PolicyEngine): IssueOptions {
   return { issuer, service, ttl: tokens.ttl, refreshTTL: tokens.refreshTTL, embedIdentity: policy.requestRules.length > 0 };
 }
 
-export function createTokenHandler(deps: TokenEndpointDeps) {
-  const { config, logger, identity: verifier, policy, keys, metrics, limiter } = deps;
+/** The identity an already verified (cached) identity token proves: cheap, so admitted by identity. */
+function knownIdentity(verifier: IdentityVerifier, request: TokenRequest): Identity | undefined {
+  if (request.grantType !== 'password' || !request.password) return undefined;
+  return verifier.cached?.(request.password, { issuerName: request.username });
+}
+
+/**
+ * Parse → admit → authenticate → grant → issue: the decision as a value, with what its audit line
+ * needs. Admission comes after the parse (a bounded form, read within tokenBodyTimeout) because a
+ * cached identity token is admitted by its identity, which the parse reveals; anything else is
+ * admitted by address before verification and, once it proves an identity, settled onto that
+ * identity (http/rate-limit.ts says why). Unauthenticated, anonymous and failed attempts stay on
+ * their address.
+ */
+function createTokenDecider(deps: TokenEndpointDeps): (req: IncomingMessage, url: URL, clientIP: string) => Promise<TokenOutcome> {
+  const { config, identity: verifier, policy, keys, limiter } = deps;
   const issueOpts = issueOptions(config, policy);
   const authDeps: AuthenticateDeps = { config, verifier, keys, issueOpts };
   // A refresh token would outlive the revocations TokenReview exists to see.
@@ -110,23 +124,9 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
   // Scopes are decided and granted under the name /v2/ requests are judged by (hub/nginx → hub/library/nginx).
   const canonical = (repository: string) => canonicalRepository(config.upstreams, repository);
 
-  /** The identity an already verified (cached) identity token proves: cheap, so admitted by identity. */
-  function knownIdentity(request: TokenRequest): Identity | undefined {
-    if (request.grantType !== 'password' || !request.password) return undefined;
-    return verifier.cached?.(request.password, { issuerName: request.username });
-  }
-
-  /**
-   * Parse → admit → authenticate → grant → issue: the decision as a value, with what its audit line
-   * needs. Admission comes after the parse (a bounded form, read within tokenBodyTimeout) because a
-   * cached identity token is admitted by its identity, which the parse reveals; anything else is
-   * admitted by address before verification and, once it proves an identity, settled onto that
-   * identity (http/rate-limit.ts says why). Unauthenticated, anonymous and failed attempts stay on
-   * their address.
-   */
-  async function decide(req: IncomingMessage, url: URL, clientIP: string): Promise<TokenOutcome> {
+  return async function decide(req, url, clientIP) {
     const parsed = await readTokenRequest(req, url, { service: config.service, bodyTimeoutMs: config.limits.tokenBodyTimeout, canonical });
-    const known = isParseRefusal(parsed) ? undefined : knownIdentity(parsed.request);
+    const known = isParseRefusal(parsed) ? undefined : knownIdentity(verifier, parsed.request);
     const admitted = limiter && (known ? limiter.admitIdentity(identityKey(known)) : limiter.admitAddress(clientIP));
     if (admitted && !admitted.ok) return throttled(admitted, clientIP, parsed, known);
     if (isParseRefusal(parsed)) return { kind: 'refused', ...parsed, reason: parsed.error.oauth ?? parsed.error.code };
@@ -142,7 +142,12 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
     const refresh = request.offline && request.grantType === 'password' && !reviewed.has(who.issuerName);
     const body = await issueTokens(keys, who, grant, issueOpts, refresh);
     return { kind: 'granted', request, scopes, who, grant, body };
-  }
+  };
+}
+
+export function createTokenHandler(deps: TokenEndpointDeps) {
+  const { logger, metrics } = deps;
+  const decide = createTokenDecider(deps);
 
   return async function handleToken(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const clientIP = clientIPOf(req);

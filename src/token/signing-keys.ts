@@ -148,6 +148,31 @@ function loadFromPath(cfg: TokensConfig, logger: Logger): Loaded {
 }
 
 /**
+ * The keys start-up signs with: the configured file or directory (a load error names `configFile`),
+ * or else an ephemeral key, warned about where it was generated (a worker gets the primary's).
+ */
+function initialKeys(cfg: TokensConfig, logger: Logger, sharedEphemeralPem?: string, configFile?: string): Loaded {
+  if (!cfg.signingKeyFile) {
+    const key = signingKeyFromPem(sharedEphemeralPem ?? generatePrivateKeyPem(cfg.algorithm), '(ephemeral)');
+    if (sharedEphemeralPem === undefined)
+      logger.warn(
+        "NO SIGNING KEY CONFIGURED: using an ephemeral key. Tokens become invalid on restart and replicas will not accept each other's tokens. Set tokens.signingKeyFile (create one with `registry-auth-proxy keys generate`).",
+      );
+    return { current: key, all: [key] };
+  }
+  let state: Loaded;
+  try {
+    state = loadFromPath(cfg, logger);
+  } catch (err) {
+    throw new ConfigError(configFile, 'tokens.signingKeyFile', (err as Error).message);
+  }
+  if (cfg.certificateFile === undefined && state.current.x5c === undefined) {
+    logger.info('no certificate for the signing key: tokens carry no x5c (needed only when a Distribution registry verifies them)');
+  }
+  return state;
+}
+
+/**
  * `sharedEphemeralPem`: in a worker of `workers: N`, the ephemeral key the primary generated (and
  * warned about) once, so that every worker signs with and publishes the same key. `configFile`: the
  * file `tokens` came from, named in a load error (`<flags>` when they came from the command line).
@@ -157,26 +182,8 @@ export async function loadKeyRing(
   logger: Logger,
   { sharedEphemeralPem, configFile }: { sharedEphemeralPem?: string; configFile?: string } = {},
 ): Promise<KeyRing> {
-  let state: Loaded;
-  let ephemeral = false;
-  if (!cfg.signingKeyFile) {
-    const key = signingKeyFromPem(sharedEphemeralPem ?? generatePrivateKeyPem(cfg.algorithm), '(ephemeral)');
-    state = { current: key, all: [key] };
-    ephemeral = true;
-    if (sharedEphemeralPem === undefined)
-      logger.warn(
-        "NO SIGNING KEY CONFIGURED: using an ephemeral key. Tokens become invalid on restart and replicas will not accept each other's tokens. Set tokens.signingKeyFile (create one with `registry-auth-proxy keys generate`).",
-      );
-  } else {
-    try {
-      state = loadFromPath(cfg, logger);
-    } catch (err) {
-      throw new ConfigError(configFile, 'tokens.signingKeyFile', (err as Error).message);
-    }
-    if (cfg.certificateFile === undefined && state.current.x5c === undefined) {
-      logger.info('no certificate for the signing key: tokens carry no x5c (needed only when a Distribution registry verifies them)');
-    }
-  }
+  let state = initialKeys(cfg, logger, sharedEphemeralPem, configFile);
+  const ephemeral = !cfg.signingKeyFile;
   let watcher: FSWatcher | undefined;
   let timer: NodeJS.Timeout | undefined;
   if (cfg.signingKeyFile && statSync(cfg.signingKeyFile).isDirectory()) {

@@ -33,6 +33,19 @@ async function readToken(source: string): Promise<string> {
   }
 }
 
+/** The identity token, read and checked (an empty, expired or malformed one writes nothing); its warnings go to stderr. */
+async function checkedToken(tokenFile: string | undefined) {
+  const source = tokenSource(tokenFile, process.env);
+  if (!source) throw new CliExit(2, 'login: no identity token: give --token-file <file> (or --token-file - to read stdin), or set RAP_TOKEN_FILE');
+  const from = source === '-' ? 'stdin' : source;
+  const token = await readToken(source);
+  if (!token) throw new CliExit(1, `login: ${from} is empty`);
+  const check = checkLoginToken(token, Math.floor(Date.now() / 1000));
+  if (!check.ok) throw new CliExit(1, `login: nothing written: ${check.problem} (token from ${from})`);
+  for (const w of check.warnings) process.stderr.write(`login: warning: ${w}\n`);
+  return { token, check };
+}
+
 export function register(program: Command): void {
   program
     .command('login <registry>')
@@ -49,14 +62,7 @@ export function register(program: Command): void {
     .action(async (registry: string, opts: LoginFlags) => {
       if (!/^[A-Za-z0-9.-]+(:\d+)?$/.test(registry)) throw new CliExit(2, `login: "${registry}" is not a registry host[:port]`);
       if (!opts.username) throw new CliExit(2, 'login: --username must not be empty');
-      const source = tokenSource(opts.tokenFile, process.env);
-      if (!source) throw new CliExit(2, 'login: no identity token: give --token-file <file> (or --token-file - to read stdin), or set RAP_TOKEN_FILE');
-      const from = source === '-' ? 'stdin' : source;
-      const token = await readToken(source);
-      if (!token) throw new CliExit(1, `login: ${from} is empty`);
-      const check = checkLoginToken(token, Math.floor(Date.now() / 1000));
-      if (!check.ok) throw new CliExit(1, `login: nothing written: ${check.problem} (token from ${from})`);
-      for (const w of check.warnings) process.stderr.write(`login: warning: ${w}\n`);
+      const { token, check } = await checkedToken(opts.tokenFile);
       const targets = [opts.dockerConfig, opts.authFile, opts.k8sSecret].filter((x) => x !== undefined);
       if (targets.length === 0) opts.dockerConfig = true;
       const who = check.subject ? `${check.subject}${check.issuer ? ` (${check.issuer})` : ''}` : 'the identity token';

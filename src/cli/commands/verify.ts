@@ -30,6 +30,30 @@ async function readToken(arg: string): Promise<string> {
   return Buffer.concat(chunks).toString('utf8').trim();
 }
 
+/** The issuers to verify against: `--dev`'s, a config file's, or one given by flags. Throws the usage error when none is given. */
+function issuersOf(opts: VerifyFlags): readonly IssuerConfig[] {
+  if (opts.stateDir !== undefined && !opts.dev) throw new CliExit(2, 'verify: --state-dir applies to --dev only');
+  if (opts.dev) {
+    // serve --dev wrote its issuer (name, iss, audience, JWKS file) as a config file there.
+    const file = devPaths(devStateDir(opts.stateDir)).issuerConfig;
+    if (!existsSync(file)) throw new CliExit(2, `verify --dev: ${file} does not exist: start \`registry-auth-proxy --dev\` (with the same --state-dir) first`);
+    return loadConfig({ config: file }, {}).issuers;
+  }
+  if (opts.config || (!opts.issuer && process.env.RAP_CONFIG)) return loadConfig({ config: opts.config }).issuers;
+  if (opts.issuer) {
+    if (!opts.audience?.length) throw new CliExit(2, 'verify: --audience is required with --issuer (tokens must be bound to an audience)');
+    return loadConfig({ issuer: [opts.issuer], audience: opts.audience }, {}).issuers.map((i) => ({
+      ...i,
+      name: opts.issuerName ?? 'default',
+      caFile: opts.caFile,
+      bearerTokenFile: opts.bearerTokenFile,
+      jwksFile: opts.jwksFile,
+      preset: opts.preset as IssuerConfig['preset'],
+    }));
+  }
+  throw new CliExit(2, 'verify: give --config <file> or --issuer <url> --audience <aud>');
+}
+
 export function register(program: Command): void {
   program
     .command('verify <jwt>')
@@ -45,29 +69,7 @@ export function register(program: Command): void {
     .option('--dev', 'trust the issuer of `registry-auth-proxy --dev` (its JWKS in the dev state directory)')
     .option('--state-dir <dir>', 'with --dev: the dev state directory (env RAP_DEV_STATE_DIR; default as for serve --dev)')
     .action(async (jwt: string, opts: VerifyFlags) => {
-      let issuers: readonly IssuerConfig[];
-      if (opts.stateDir !== undefined && !opts.dev) throw new CliExit(2, 'verify: --state-dir applies to --dev only');
-      if (opts.dev) {
-        // serve --dev wrote its issuer (name, iss, audience, JWKS file) as a config file there.
-        const file = devPaths(devStateDir(opts.stateDir)).issuerConfig;
-        if (!existsSync(file))
-          throw new CliExit(2, `verify --dev: ${file} does not exist: start \`registry-auth-proxy --dev\` (with the same --state-dir) first`);
-        issuers = loadConfig({ config: file }, {}).issuers;
-      } else if (opts.config || (!opts.issuer && process.env.RAP_CONFIG)) {
-        issuers = loadConfig({ config: opts.config }).issuers;
-      } else if (opts.issuer) {
-        if (!opts.audience?.length) throw new CliExit(2, 'verify: --audience is required with --issuer (tokens must be bound to an audience)');
-        issuers = loadConfig({ issuer: [opts.issuer], audience: opts.audience }, {}).issuers.map((i) => ({
-          ...i,
-          name: opts.issuerName ?? 'default',
-          caFile: opts.caFile,
-          bearerTokenFile: opts.bearerTokenFile,
-          jwksFile: opts.jwksFile,
-          preset: opts.preset as IssuerConfig['preset'],
-        }));
-      } else {
-        throw new CliExit(2, 'verify: give --config <file> or --issuer <url> --audience <aud>');
-      }
+      const issuers = issuersOf(opts);
       if (issuers.length === 0) throw new CliExit(2, 'verify: no issuer configured');
       const token = await readToken(jwt);
       const verifier = createIdentityVerifier(issuers, { logger: createLogger('silent') });

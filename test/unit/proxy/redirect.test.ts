@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { followable } from '../../../src/proxy/redirect.js';
+import { followable } from '../../../src/proxy/redirect-target.js';
 
 const remote = { url: 'https://registry.example.com' };
 const local = { url: 'http://127.0.0.1:5000' };

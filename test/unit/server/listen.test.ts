@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { connectionCap, connectionVerdict, openFilesLimit, OVER_CAP_RESERVE, sweepPeriodMs } from '../../../src/server/connections.js';
+import { connectionVerdict, sweepPeriodMs } from '../../../src/server/connections.js';
+import { connectionCap, openFilesLimit, OVER_CAP_RESERVE } from '../../../src/server/connection-cap.js';
 import { clientErrorAnswer, headProblem, listenerUrl, refusedAnswer } from '../../../src/server/listen.js';
 import { OciError } from '../../../src/oci/errors.js';
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/config/errors.js';
 import { PolicyLoadError } from '../../../src/policy/load.js';
-import { WORKER_SLOT_ENV } from '../../../src/server/cluster.js';
+import { WORKER_SLOT_ENV } from '../../../src/server/cluster-protocol.js';
 import { processRole, signalActions, startFailure, type ProcessRole } from '../../../src/server/process-role.js';
 
 const workers = (count: number) => ({ count, cpus: 8 });

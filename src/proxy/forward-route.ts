@@ -1,0 +1,106 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Transform } from 'node:stream';
+import type { Config } from '../config/types.js';
+import type { Identity } from '../identity/types.js';
+import { clientIPOf } from '../http/client-ip.js';
+import type { Metrics } from '../http/metrics.js';
+import { catalogLink } from '../oci/catalog-cursor.js';
+import { createCatalogFilter } from '../oci/catalog-filter.js';
+import { sendOciError } from '../oci/errors.js';
+import type { Route } from '../oci/route.js';
+import type { Forwardable } from './guards.js';
+import { allows } from '../policy/grant.js';
+import type { PolicyEngine, RequestContext } from '../policy/types.js';
+import { upstreamAuthFailureError } from '../upstream/failure.js';
+import { rateLimitRemaining } from '../upstream/token-realm.js';
+import { catalogName, clientPath, tagsNameRewrite, toUpstream, type Target } from './upstreams.js';
+
+/**
+ * The last step of `/v2/` (handler.ts decides up to here): the route, authorized and guarded, sent
+ * to its upstream with the proxy's own credential, with the body filters and observers it needs.
+ */
+
+/** What forwarding needs beyond the request: built once by the handler. */
+export interface ForwardContext {
+  config: Config;
+  targets: readonly Target[];
+  policy?: PolicyEngine;
+  metrics?: Metrics;
+  /** Seals a catalog cursor (oci/catalog-cursor.ts). */
+  seal: (name: string) => string;
+}
+
+/**
+ * The catalog by the names clients use (an upstream's prefix added), narrowed to the repositories
+ * this identity may pull (policy decides per client name, as it would for a pull). A catalog token
+ * without an identity (older tokens) sees an empty list.
+ */
+function catalogFilter(
+  policy: PolicyEngine | undefined,
+  identity: Identity | undefined,
+  ctx: RequestContext,
+  clientName: (upstreamName: string) => string | undefined,
+): () => Transform {
+  return () =>
+    createCatalogFilter((upstreamName) => {
+      const name = clientName(upstreamName);
+      if (!identity || !policy || name === undefined) return undefined;
+      return allows(policy, identity, { type: 'repository', name, actions: ['pull'] }, ctx) ? name : undefined;
+    });
+}
+
+/** The catalog narrowed by policy; a tags list's `name` given back as the client's; else none. */
+function bodyFilter(route: Route, clientRoute: Route, catalog: () => () => Transform): (() => Transform) | undefined {
+  if (route.kind === 'catalog') return catalog();
+  return route.kind === 'tags' && route.name !== clientRoute.name ? tagsNameRewrite(route.name!, clientRoute.name!) : undefined;
+}
+
+/** What the upstream's answer tells: latency and rate-limit metrics; a 401 drops the credential it refused. */
+function upstreamStatusObserver(target: Target, route: Route, metrics: Metrics | undefined) {
+  return (status: number, seconds: number, headers: IncomingMessage['headers']): void => {
+    // `upstream` only with several upstreams: a single one keeps its series as they were.
+    const labels = target.name ? { upstream: target.name } : {};
+    metrics?.upstreamLatency.observe({ route: route.kind, status: String(status), ...labels }, seconds);
+    const remaining = rateLimitRemaining(headers['ratelimit-remaining']);
+    if (remaining !== undefined) metrics?.upstreamRateLimitRemaining.set(labels, remaining);
+    if (status === 401) target.auth.invalidate(route.scopes);
+  };
+}
+
+/** Streams the authorized request to the upstream with the proxy's own credentials. */
+export async function forwardRoute(
+  ctx: ForwardContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  ready: Forwardable,
+  target: Target,
+  identity: Identity | undefined,
+): Promise<void> {
+  const { config, targets, policy, metrics } = ctx;
+  const clientRoute = ready.route;
+  const { forwarder, auth: upstreamAuth } = target;
+  const route = toUpstream(targets, target, clientRoute);
+  let authorization: string | undefined;
+  try {
+    authorization = await upstreamAuth.authorization(route.scopes);
+  } catch (err) {
+    // The registry-token dance failed: refused, or its token server could not be reached.
+    return sendOciError(res, upstreamAuthFailureError(err));
+  }
+  const catalog = route.kind === 'catalog';
+  forwarder.forward(req, res, {
+    path: `${route.path}${route.query}`,
+    authorization,
+    route: route.kind,
+    onUpstreamStatus: upstreamStatusObserver(target, route, metrics),
+    filterBody: bodyFilter(route, clientRoute, () =>
+      catalogFilter(policy, identity, { service: config.service, clientIP: clientIPOf(req) }, (name) => catalogName(targets, target, name)),
+    ),
+    // The upstream's next-page Link names a repository of the unfiltered list: seal it.
+    rewriteLink: catalog ? (link) => catalogLink(link, config.publicURL, ctx.seal) : undefined,
+    onBytes: metrics ? (direction, bytes) => metrics.bytesStreamed.inc({ direction }, bytes) : undefined,
+    clientPath: clientPath(target.prefix),
+    // A body a guard read (a capped manifest it hashed) goes up as read.
+    body: ready.body,
+  });
+}

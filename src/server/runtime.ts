@@ -19,6 +19,8 @@ import { startListener, type Listener } from './listen.js';
 import { createMetrics, type Metrics } from '../http/metrics.js';
 import { createRateLimiter } from '../http/rate-limit.js';
 import { clientIPResolver } from '../http/client-ip.js';
+import { createLimits, limitsReadiness, withLimitGuard } from './limits.js';
+import type { Limiter } from '../limits/types.js';
 
 export interface Runtime {
   config: Config;
@@ -57,6 +59,7 @@ function serviceRoutes(d: {
   metrics: Metrics;
   state: AppState;
   metricsText?: () => Promise<string>;
+  limits?: Limiter;
 }): Omit<AppRoutes, 'token' | 'v2'> {
   return {
     jwks: (_req, res) => sendJson(res, 200, d.keys.jwks(), { 'cache-control': 'public, max-age=60' }),
@@ -67,7 +70,10 @@ function serviceRoutes(d: {
       if (!d.identity.ready()) reasons.push('identity issuer keys not loaded yet');
       const up = await d.probe.ready();
       if (!up.ok) reasons.push(up.reason!);
-      sendJson(res, reasons.length ? 503 : 200, reasons.length ? { status: 'not ready', reasons } : { status: 'ready' });
+      const limits = limitsReadiness(d.limits);
+      if (limits.reason) reasons.push(limits.reason);
+      const body = reasons.length ? { status: 'not ready', reasons } : { status: 'ready' };
+      sendJson(res, reasons.length ? 503 : 200, limits.state ? { ...body, limits: limits.state } : body);
     },
     metrics: async (_req, res) => {
       const text = await (d.metricsText ? d.metricsText() : d.metrics.registry.metrics());
@@ -107,20 +113,21 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
   const state = { draining: false };
   // One Upstream per configured upstream, shared by forwarder and probe: one credential refresher each.
   const upstreams = createUpstreams(config, logger, metrics);
-  const proxy = createProxyHandler({ config, upstreams, logger, tokens, policy, metrics, keys, draining: () => state.draining, guards: options.guards });
+  const limits = createLimits(config, logger, metrics.registry);
+  const guards = withLimitGuard(limits, options.guards, config.service);
+  const proxy = createProxyHandler({ config, upstreams, logger, tokens, policy, metrics, keys, draining: () => state.draining, guards });
   const probe = createUpstreamsProbe(upstreams, logger);
   const limiter = createRateLimiter({
     perAddress: config.limits.tokenPerClient,
     perIdentity: config.limits.tokenPerIdentity,
     global: config.limits.tokenGlobal,
   });
-  const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter });
-
+  const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter, limits });
   const app = createApp(
     {
       token,
       v2: proxy,
-      ...serviceRoutes({ keys, identity, probe, metrics, state, metricsText: options.metricsText }),
+      ...serviceRoutes({ keys, identity, probe, metrics, state, metricsText: options.metricsText, limits }),
     },
     logger,
     metrics,
@@ -146,7 +153,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
       await listener.close(graceMs);
       await proxy.close();
       await identity.close();
-      await Promise.all(upstreams.map((u) => u.close()));
+      await Promise.all([...upstreams.map((u) => u.close()), limits?.close()]);
       keys.close();
     },
   };

@@ -9,6 +9,8 @@ import type { PolicyEngine } from '../policy/types.js';
 import type { Metrics } from '../http/metrics.js';
 import type { Admission, RateLimiter } from '../http/rate-limit.js';
 import { clientIPOf } from '../http/client-ip.js';
+import { refusalOf } from '../limits/answer.js';
+import type { Limiter } from '../limits/types.js';
 import { authenticate, isIdentityRefusal, type AuthenticateDeps } from './authenticate.js';
 import { issueRefreshToken, issueRegistryToken, type IssueOptions } from './issue.js';
 import type { KeyRing } from './signing-keys.js';
@@ -39,6 +41,8 @@ interface TokenEndpointDeps {
   metrics?: Metrics;
   /** Per-address, per-identity and global request budgets; absent = unlimited. */
   limiter?: RateLimiter;
+  /** `limits.rules` (limits/): counted once the identity is verified, before issuing. */
+  limits?: Limiter;
 }
 
 /**
@@ -95,9 +99,22 @@ function record(outcome: TokenOutcome, clientIP: string, logger: Logger, metrics
   metrics?.tokenDecisions.inc(decisionLabels(outcome));
 }
 
+/** `limits.rules` at /token: the refusal (429, or 503 with a fail-closed store down), or undefined. */
+async function limitedAtToken(limits: Limiter, identity: Identity, service: string, clientIP: string) {
+  if (!limits.applies('token')) return undefined;
+  const request = { type: '', repository: '', actions: [], service, clientIP, upstream: '' };
+  return refusalOf(await limits.check({ identity, request }, { place: 'token' }), Date.now());
+}
+
+/** What issued tokens say; with limits at /v2/, every registry token carries the identity they are keyed by. */
+function issueOptions(config: Config, limits: Limiter | undefined): IssueOptions {
+  const { publicURL: issuer, service, tokens } = config;
+  return { issuer, service, ttl: tokens.ttl, refreshTTL: tokens.refreshTTL, embedIdentity: limits?.applies('registry') };
+}
+
 export function createTokenHandler(deps: TokenEndpointDeps) {
-  const { config, logger, identity: verifier, policy, keys, metrics, limiter } = deps;
-  const issueOpts: IssueOptions = { issuer: config.publicURL, service: config.service, ttl: config.tokens.ttl, refreshTTL: config.tokens.refreshTTL };
+  const { config, logger, identity: verifier, policy, keys, metrics, limiter, limits } = deps;
+  const issueOpts = issueOptions(config, limits);
   const authDeps: AuthenticateDeps = { config, verifier, keys, issueOpts };
   // A refresh token would outlive the revocations TokenReview exists to see.
   const reviewed = new Set(config.issuers.filter((i) => i.tokenReview).map((i) => i.name));
@@ -131,6 +148,8 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
       const settled = limiter.settleVerified(clientIP, identityKey(who));
       if (!settled.ok) return throttled(settled, clientIP, parsed, who);
     }
+    const overLimit = limits && (await limitedAtToken(limits, who, config.service, clientIP));
+    if (overLimit) return { kind: 'refused', error: overLimit, reason: overLimit.status === 429 ? 'rate_limited' : 'limits_unavailable', request, scopes, who };
     // Rule names ride in the token only when the operator lets clients see them.
     const grant = grantOf(policy, who, scopes, { service: config.service, clientIP }, { ruleNames: config.explainDenials });
     const refresh = request.offline && request.grantType === 'password' && !reviewed.has(who.issuerName);

@@ -14,6 +14,8 @@ export interface IssueOptions {
   ttl: number;
   /** Longest life of a refresh token, in seconds (`tokens.refreshTTL`); 0: none; absent: DEFAULT_REFRESH_TTL. */
   refreshTTL?: number;
+  /** Every registry token carries the identity (`idn`), not only catalog ones: limits key /v2/ requests by it. */
+  embedIdentity?: boolean;
   now?: () => number;
 }
 
@@ -58,7 +60,7 @@ export async function issueRegistryToken(
     {
       access,
       ...(explained.length ? { refused: explained } : {}),
-      ...(grantsCatalog(access) ? { idn: identityClaim(identity) } : {}),
+      ...(opts.embedIdentity || grantsCatalog(access) ? { idn: identityClaim(identity) } : {}),
       ...standardClaims(opts.issuer, registrySubject(identity), opts.service, iat, iat + opts.ttl),
     },
     key,

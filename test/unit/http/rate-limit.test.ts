@@ -124,6 +124,8 @@ describe('limits config', () => {
       idleTimeout: 300_000,
       maxConnections: 2048,
       maxConnectionsPerClient: 256,
+      rules: [],
+      store: { failure: 'fail-open', timeout: 500 },
     });
     expect(d.shutdownGrace).toBe(25_000);
     const c = buildConfig({

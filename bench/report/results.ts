@@ -2,6 +2,7 @@ import { perMode, type Mode } from '../lib/modes.js';
 import { cpuPerGiB, mibps, type BlobResults } from '../sections/blobs.js';
 import type { HeadResults } from '../sections/head.js';
 import type { TokenResults } from '../sections/token.js';
+import type { LimiterCost } from '../sections/limits.js';
 import { cpuMs, rate, type WorkersResults } from '../sections/workers.js';
 
 /** Everything one run measured, plus where and when. */
@@ -24,6 +25,8 @@ export interface Results {
   head: HeadResults;
   token: TokenResults;
   workers: WorkersResults;
+  /** The limiter's cost per check by store (absent in reports written before it). */
+  limits?: LimiterCost[];
 }
 
 /** The figures the targets and the headline are stated in, derived once. */

@@ -117,3 +117,19 @@ describe('Redis killed mid-test', () => {
     expect(await statuses([open.url, closed.url], await identity('G'), 4)).toEqual([200, 200, 200, 429]);
   });
 });
+
+describe('Redis over TLS with a password', () => {
+  it('counts in a rediss:// server whose CA is caFile, authenticating with passwordFile', async () => {
+    const redis = await startRedis({ tls: true, password: 's3cret-for-the-test' });
+    const store = { redis: { url: redis.url, caFile: redis.caFile, passwordFile: redis.passwordFile }, failure: 'fail-closed' };
+    const proxy = await limitedProxy({ rules: perIdentity(2), store });
+    try {
+      expect(await eventually(async () => (await (await fetch(`${proxy.url}/readyz`)).json()).limits?.state === 'ready')).toBe(true);
+      // fail-closed: a 200 here means Redis answered (a store failure would be a 503)
+      expect(await statuses([proxy.url], await identity('H'), 3)).toEqual([200, 200, 429]);
+    } finally {
+      proxy.kill();
+      await redis.stop();
+    }
+  });
+});

@@ -9,7 +9,7 @@ import type { PolicyEngine } from '../policy/types.js';
 import type { Metrics } from '../http/metrics.js';
 import type { Admission, RateLimiter } from '../http/rate-limit.js';
 import { clientIPOf } from '../http/client-ip.js';
-import { refusalOf } from '../limits/answer.js';
+import { headroomHeaders, refusalOf } from '../limits/answer.js';
 import type { Limiter } from '../limits/types.js';
 import { authenticate, isIdentityRefusal, type AuthenticateDeps } from './authenticate.js';
 import { issueRefreshToken, issueRegistryToken, type IssueOptions } from './issue.js';
@@ -99,11 +99,12 @@ function record(outcome: TokenOutcome, clientIP: string, logger: Logger, metrics
   metrics?.tokenDecisions.inc(decisionLabels(outcome));
 }
 
-/** `limits.rules` at /token: the refusal (429, or 503 with a fail-closed store down), or undefined. */
-async function limitedAtToken(limits: Limiter, identity: Identity, service: string, clientIP: string) {
-  if (!limits.applies('token')) return undefined;
+/** `limits.rules` at /token: the refusal (429, or 503 with a fail-closed store down), else the RateLimit headers of the closest limit. */
+async function limitedAtToken(limits: Limiter | undefined, identity: Identity, service: string, clientIP: string) {
+  if (!limits?.applies('token')) return {};
   const request = { type: '', repository: '', actions: [], service, clientIP, upstream: '' };
-  return refusalOf(await limits.check({ identity, request }, { place: 'token' }), Date.now());
+  const verdict = await limits.check({ identity, request }, { place: 'token' });
+  return { refused: refusalOf(verdict, Date.now()), headers: verdict.ok ? headroomHeaders(verdict.headroom) : undefined };
 }
 
 /** What issued tokens say; with limits at /v2/, every registry token carries the identity they are keyed by. */
@@ -148,13 +149,13 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
       const settled = limiter.settleVerified(clientIP, identityKey(who));
       if (!settled.ok) return throttled(settled, clientIP, parsed, who);
     }
-    const overLimit = limits && (await limitedAtToken(limits, who, config.service, clientIP));
-    if (overLimit) return { kind: 'refused', error: overLimit, reason: overLimit.status === 429 ? 'rate_limited' : 'limits_unavailable', request, scopes, who };
+    const { refused, headers } = await limitedAtToken(limits, who, config.service, clientIP);
+    if (refused) return { kind: 'refused', error: refused, reason: refused.status === 429 ? 'rate_limited' : 'limits_unavailable', request, scopes, who };
     // Rule names ride in the token only when the operator lets clients see them.
     const grant = grantOf(policy, who, scopes, { service: config.service, clientIP }, { ruleNames: config.explainDenials });
     const refresh = request.offline && request.grantType === 'password' && !reviewed.has(who.issuerName);
     const body = await issueTokens(keys, who, grant, issueOpts, refresh);
-    return { kind: 'granted', request, scopes, who, grant, body };
+    return { kind: 'granted', request, scopes, who, grant, body, headers };
   }
 
   return async function handleToken(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {

@@ -40,6 +40,9 @@ describe('limits on a shared Redis', () => {
     expect(count(a, 200)).toBe(10);
     expect(count(a, 429)).toBe(20);
     expect(a.slice(0, 10)).toEqual(Array(10).fill(200));
+    const first = await tokenRequest(proxies[1]!.url, await identity('B2'));
+    expect(first.headers['ratelimit-limit']).toBe('10;w=60');
+    expect(first.headers['ratelimit-remaining']).toBe('9;w=60');
     const b = await statuses(
       proxies.map((p) => p.url),
       await identity('B'),

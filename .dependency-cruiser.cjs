@@ -4,6 +4,7 @@
 //   config/  log.ts  pki/         leaves: import nothing of ours (config/ only itself)
 //   http/  oci/                   generic HTTP plumbing; OCI spec nouns (oci/ may use http/)
 //   identity/  policy/            who is asking; what they may do (policy/ may use identity/)
+//   limits/                       one Limiter over rate-limiter-flexible (config/, http/, oci/, identity/, log.ts only)
 //   upstream/                     the proxy's side towards its registries: credentials, token dance,
 //                                 failure classification, readiness probe (http/, oci/, config/, log.ts only)
 //   trust/                        signature discovery and verification (cosign, sigstore bundles, offline):
@@ -97,6 +98,14 @@ module.exports = {
       comment: 'upstream/ (credentials towards the registries, the token dance, the probe) uses http/, oci/, config/ and log.ts only.',
       from: { path: '^src/upstream/' },
       to: { path: '^src/', pathNot: '^src/(upstream|http|oci|config)/|^src/log\\.ts$' },
+    },
+    {
+      name: 'limits-below-paths',
+      severity: 'error',
+      comment:
+        'limits/ (one Limiter over memory, cluster IPC or Redis) uses config/, http/, oci/, identity/ and log.ts; a key expression is compiled in policy/ and passed in.',
+      from: { path: '^src/limits/' },
+      to: { path: '^src/', pathNot: '^src/(limits|http|oci|config|identity)/|^src/log\\.ts$' },
     },
     {
       name: 'upstream-for-proxy-and-server',

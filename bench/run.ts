@@ -2,7 +2,8 @@
  * `npm run bench`: the proxy against the same Debian registry reached directly, through nginx
  * (unbuffered and tuned) and through a bare node:http pipe, all in one run on loopback, with the CPU
  * each serving process spends per GiB and per request read from /proc; then `workers: 1` against
- * `workers: 2` in front of an upstream that answers instantly. Writes BENCHMARKS.md and the
+ * `workers: 2` in front of an upstream that answers instantly, and the limiter's cost per check for
+ * each limits store (memory, cluster, Redis). Writes BENCHMARKS.md and the
  * headline into README.md (between the `bench:headline` markers).
  *
  * Environment: BENCH_BLOB_MB (default 1024), BENCH_REPS (default 5), BENCH_QUICK=1 (small sizes, a
@@ -27,6 +28,7 @@ import { benchHead } from './sections/head.js';
 import { benchRequestRules } from './sections/request-rules.js';
 import { benchToken } from './sections/token.js';
 import { benchWorkers } from './sections/workers.js';
+import { benchLimits } from './sections/limits.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const SIZE = Number(process.env.BENCH_BLOB_MB ?? (QUICK ? 64 : 1024)) * 2 ** 20;
@@ -36,6 +38,7 @@ const HEAD_TOTAL = QUICK ? 1000 : 8000;
 const TOKEN_TOTAL = QUICK ? 1000 : 8000;
 const WORKERS_TOTAL = QUICK ? 2000 : 16_000;
 const WORKERS_REPS = QUICK ? 1 : 3;
+const LIMITS_TOTAL = QUICK ? 2000 : 20_000;
 
 function log(msg: string): void {
   process.stderr.write(`[bench] ${msg}\n`);
@@ -104,6 +107,7 @@ async function main(): Promise<void> {
     const token = await section('/token', () => benchToken(proxy, load, TOKEN_TOTAL, log));
     const requestRules = await section('request-time rule', () => benchRequestRules(proxy, registry.url, load, HEAD_TOTAL, REPS, log));
     const workers = await section('workers', () => benchWorkers(load, WORKERS_TOTAL, WORKERS_REPS, log));
+    const limits = await section('limits', () => benchLimits(LIMITS_TOTAL, log));
     const results: Results = {
       date,
       machine: machine(),
@@ -120,6 +124,7 @@ async function main(): Promise<void> {
       token,
       workers,
       requestRules,
+      limits,
     };
     const f = figures(results);
     const lines = headline(results, f);

@@ -3,6 +3,7 @@ import { cpuPerGiB, mibps, type BlobResults } from '../sections/blobs.js';
 import type { HeadResults } from '../sections/head.js';
 import type { RequestRulesResults } from '../sections/request-rules.js';
 import type { TokenResults } from '../sections/token.js';
+import type { LimiterCost } from '../sections/limits.js';
 import { cpuMs, rate, type WorkersResults } from '../sections/workers.js';
 
 /** Everything one run measured, plus where and when. */
@@ -27,6 +28,8 @@ export interface Results {
   workers: WorkersResults;
   /** A request-time rule on a pull (issue 21). */
   requestRules: RequestRulesResults;
+  /** The limiter's cost per check by store (absent in reports written before it). */
+  limits?: LimiterCost[];
 }
 
 /** The figures the targets and the headline are stated in, derived once. */

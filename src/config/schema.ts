@@ -18,6 +18,7 @@ import { trustSchema } from './trust-schema.js';
 import { namedUpstreamSchema, upstreamSchema, upstreamsProblem } from './upstream-schema.js';
 import { listenAddress, trustedProxiesProblem } from './net.js';
 import { workersSetting } from './workers.js';
+import { limitRulesSchema, limitStoreSchema } from './limit-rules-schema.js';
 
 /**
  * The config file, described once: types, defaults, unknown-key refusal and the rules that only
@@ -127,6 +128,8 @@ const limitsSchema = mapping({
   maxConnectionsPerClient: intBetween(0, 1_000_000, ' (0 = unlimited)')
     .default(256)
     .describe('client connections open at once per TCP peer address (trustedProxies exempt); 0 = unlimited'),
+  rules: limitRulesSchema,
+  store: limitStoreSchema.describe('where limits.rules count: this process, the primary of workers: N, or Redis/Valkey'),
 });
 
 const TRUSTED_PROXIES = 'must be a list of IP addresses or CIDRs';

@@ -28,6 +28,10 @@ export type TokensConfig = Readonly<ConfigFile['tokens']>;
 
 export type RateLimit = Readonly<ConfigFile['limits']['tokenPerClient']>;
 
+/** One of `limits.rules`. */
+export type LimitRule = Readonly<ConfigFile['limits']['rules'][number]>;
+export type LimitStoreConfig = Readonly<ConfigFile['limits']['store']>;
+
 export type LimitsConfig = Readonly<
   Omit<ConfigFile['limits'], 'idleTimeout'> & {
     /** A client connection with no bytes moving either way for this long is closed, in ms; 0 = never. */

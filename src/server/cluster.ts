@@ -1,4 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
+import { startClusterCounters, storeKind } from '../limits/store.js';
 import { AggregatorRegistry, Counter, Registry } from 'prom-client';
 import type { Config, IssuerConfig } from '../config/types.js';
 import { upstreamNameOf } from '../config/upstreams.js';
@@ -55,6 +56,8 @@ export async function startPrimary(config: Config, count: number, logger: Logger
   // Generated (and warned about) here, once: all workers must sign with and publish the same key.
   const sharedEphemeralPem = keys.ephemeral ? (keys.current().privateKey.export({ type: 'pkcs8', format: 'pem' }) as string) : undefined;
   keys.close();
+  // limits.rules on the cluster store: the primary holds every worker's counters.
+  if (config.limits.rules.length && storeKind(config) === 'cluster') startClusterCounters();
   const primary = new ClusterPrimary(config, logger, { type: 'rap:init', sharedEphemeralPem, clusterIssuer });
   primary.start(count);
   return { policy, exited: primary.exited, stop: (reason) => primary.stop(reason) };

@@ -20,6 +20,8 @@ import { startListener, type Listener } from './listen.js';
 import { createMetrics, type Metrics } from '../http/metrics.js';
 import { createRateLimiter } from '../http/rate-limit.js';
 import { clientIPResolver } from '../http/client-ip.js';
+import { createLimits, limitsReadiness, withLimitGuard } from './limits.js';
+import type { Limiter } from '../limits/types.js';
 
 export interface Runtime {
   config: Config;
@@ -60,6 +62,7 @@ function serviceRoutes(d: {
   metrics: Metrics;
   state: AppState;
   metricsText?: () => Promise<string>;
+  limits?: Limiter;
 }): Omit<AppRoutes, 'token' | 'v2'> {
   return {
     jwks: (_req, res) => sendJson(res, 200, d.keys.jwks(), { 'cache-control': 'public, max-age=60' }),
@@ -70,7 +73,10 @@ function serviceRoutes(d: {
       if (!d.identity.ready()) reasons.push('identity issuer keys not loaded yet');
       const up = await d.probe.ready();
       if (!up.ok) reasons.push(up.reason!);
-      sendJson(res, reasons.length ? 503 : 200, reasons.length ? { status: 'not ready', reasons } : { status: 'ready' });
+      const limits = limitsReadiness(d.limits);
+      if (limits.reason) reasons.push(limits.reason);
+      const body = reasons.length ? { status: 'not ready', reasons } : { status: 'ready' };
+      sendJson(res, reasons.length ? 503 : 200, limits.state ? { ...body, limits: limits.state } : body);
     },
     metrics: async (_req, res) => {
       const text = await (d.metricsText ? d.metricsText() : d.metrics.registry.metrics());
@@ -131,16 +137,18 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
   const upstreams = createUpstreams(config, logger, metrics);
   // Keys and the trusted root are read now: a bad file stops start-up, naming file and key.
   const trust = createTrust(config, upstreams, logger, metrics);
-  const proxy = createProxyHandler({ config, upstreams, logger, tokens, policy, metrics, keys, draining: () => state.draining, guards: options.guards });
+  const limits = createLimits(config, logger, metrics.registry);
+  const guards = withLimitGuard(limits, options.guards, config, policy);
+  const proxy = createProxyHandler({ config, upstreams, logger, tokens, policy, metrics, keys, draining: () => state.draining, guards });
   const probe = createUpstreamsProbe(upstreams, logger);
   const limiter = createRateLimiter(tokenRateLimits(config.limits));
-  const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter });
+  const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter, limits });
 
   const app = createApp(
     {
       token,
       v2: proxy,
-      ...serviceRoutes({ keys, identity, probe, metrics, state, metricsText: options.metricsText }),
+      ...serviceRoutes({ keys, identity, probe, metrics, state, metricsText: options.metricsText, limits }),
     },
     logger,
     metrics,
@@ -167,7 +175,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
       await listener.close(graceMs);
       await proxy.close();
       await identity.close();
-      await Promise.all(upstreams.map((u) => u.close()));
+      await Promise.all([...upstreams.map((u) => u.close()), limits?.close()]);
       keys.close();
     },
   };

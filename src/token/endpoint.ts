@@ -9,6 +9,8 @@ import type { PolicyEngine } from '../policy/types.js';
 import type { Metrics } from '../http/metrics.js';
 import type { Admission, RateLimiter } from '../http/rate-limit.js';
 import { clientIPOf } from '../http/client-ip.js';
+import { headroomHeaders, refusalOf } from '../limits/answer.js';
+import type { Limiter } from '../limits/types.js';
 import { authenticate, isIdentityRefusal, type AuthenticateDeps } from './authenticate.js';
 import { issueRefreshToken, issueRegistryToken, type IssueOptions } from './issue.js';
 import type { KeyRing } from './signing-keys.js';
@@ -39,6 +41,8 @@ interface TokenEndpointDeps {
   metrics?: Metrics;
   /** Per-address, per-identity and global request budgets; absent = unlimited. */
   limiter?: RateLimiter;
+  /** `limits.rules` (limits/): counted once the identity is verified, before issuing. */
+  limits?: Limiter;
 }
 
 /**
@@ -95,10 +99,22 @@ function record(outcome: TokenOutcome, clientIP: string, logger: Logger, metrics
   metrics?.tokenDecisions.inc(decisionLabels(outcome));
 }
 
-/** How tokens are issued: request-time rules read the identity on each request, so then every token carries it. */
-function issueOptions(config: Config, policy: PolicyEngine): IssueOptions {
+/** `limits.rules` at /token: the refusal (429, or 503 with a fail-closed store down), else the RateLimit headers of the closest limit. */
+async function limitedAtToken(limits: Limiter | undefined, identity: Identity, service: string, clientIP: string) {
+  if (!limits?.applies('token')) return {};
+  const request = { type: '', repository: '', actions: [], service, clientIP, upstream: '' };
+  const verdict = await limits.check({ identity, request }, { place: 'token' });
+  return { refused: refusalOf(verdict, Date.now()), headers: verdict.ok ? headroomHeaders(verdict.headroom) : undefined };
+}
+
+/**
+ * How tokens are issued: request-time rules read the identity on each request, and limits at /v2/
+ * are keyed by it, so then every registry token carries it.
+ */
+function issueOptions(config: Config, policy: PolicyEngine, limits: Limiter | undefined): IssueOptions {
   const { publicURL: issuer, service, tokens } = config;
-  return { issuer, service, ttl: tokens.ttl, refreshTTL: tokens.refreshTTL, embedIdentity: policy.requestRules.length > 0 };
+  const embedIdentity = policy.requestRules.length > 0 || limits?.applies('registry') === true;
+  return { issuer, service, ttl: tokens.ttl, refreshTTL: tokens.refreshTTL, embedIdentity };
 }
 
 /** The identity an already verified (cached) identity token proves: cheap, so admitted by identity. */
@@ -116,8 +132,8 @@ function knownIdentity(verifier: IdentityVerifier, request: TokenRequest): Ident
  * their address.
  */
 function createTokenDecider(deps: TokenEndpointDeps): (req: IncomingMessage, url: URL, clientIP: string) => Promise<TokenOutcome> {
-  const { config, identity: verifier, policy, keys, limiter } = deps;
-  const issueOpts = issueOptions(config, policy);
+  const { config, identity: verifier, policy, keys, limiter, limits } = deps;
+  const issueOpts = issueOptions(config, policy, limits);
   const authDeps: AuthenticateDeps = { config, verifier, keys, issueOpts };
   // A refresh token would outlive the revocations TokenReview exists to see.
   const reviewed = new Set(config.issuers.filter((i) => i.tokenReview).map((i) => i.name));
@@ -137,11 +153,13 @@ function createTokenDecider(deps: TokenEndpointDeps): (req: IncomingMessage, url
       const settled = limiter.settleVerified(clientIP, identityKey(who));
       if (!settled.ok) return throttled(settled, clientIP, parsed, who);
     }
+    const { refused, headers } = await limitedAtToken(limits, who, config.service, clientIP);
+    if (refused) return { kind: 'refused', error: refused, reason: refused.status === 429 ? 'rate_limited' : 'limits_unavailable', request, scopes, who };
     // Rule names ride in the token only when the operator lets clients see them.
     const grant = grantOf(policy, who, scopes, { service: config.service, clientIP }, { ruleNames: config.explainDenials });
     const refresh = request.offline && request.grantType === 'password' && !reviewed.has(who.issuerName);
     const body = await issueTokens(keys, who, grant, issueOpts, refresh);
-    return { kind: 'granted', request, scopes, who, grant, body };
+    return { kind: 'granted', request, scopes, who, grant, body, headers };
   };
 }
 

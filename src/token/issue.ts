@@ -15,7 +15,10 @@ export interface IssueOptions {
   /** Longest life of a refresh token, in seconds (`tokens.refreshTTL`); 0: none; absent: DEFAULT_REFRESH_TTL. */
   refreshTTL?: number;
   now?: () => number;
-  /** Every registry token carries the identity (`idn`): the policy has request-time rules, which read it on each request. */
+  /**
+   * Every registry token carries the identity (`idn`), not only catalog ones: request-time rules
+   * read it on each request, and limits at /v2/ are keyed by it.
+   */
   embedIdentity?: boolean;
 }
 

@@ -25,6 +25,8 @@ export interface TokenGranted {
   who: Identity;
   grant: Grant;
   body: TokenBody;
+  /** `ratelimit-limit`/`ratelimit-remaining` of the closest limits.rules limit, when one counted. */
+  headers?: Record<string, string>;
 }
 
 export interface TokenRefused {
@@ -115,5 +117,5 @@ export function sendTokenError(res: ServerResponse, error: OciError): void {
 /** Writes the answer to one decision: the token, or the refusal. */
 export function sendTokenOutcome(res: ServerResponse, outcome: TokenOutcome): void {
   if (outcome.kind === 'refused') sendTokenError(res, outcome.error);
-  else sendJson(res, 200, outcome.body, { ...NO_STORE, [API_VERSION_HEADER]: API_VERSION });
+  else sendJson(res, 200, outcome.body, { ...outcome.headers, ...NO_STORE, [API_VERSION_HEADER]: API_VERSION });
 }

@@ -17,6 +17,7 @@ const PACKAGES: Record<string, { pkg: string; paths: string[] }> = {
   docker: { pkg: 'docker.io', paths: [] },
   podman: { pkg: 'podman', paths: ['/usr/bin/podman'] },
   buildah: { pkg: 'buildah', paths: ['/usr/bin/buildah'] },
+  'redis-server': { pkg: 'redis-server', paths: ['/usr/bin/redis-server'] },
 };
 
 function which(name: string): string | undefined {

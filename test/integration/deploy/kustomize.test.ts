@@ -20,6 +20,8 @@ const OVERLAYS: Record<string, string[]> = {
   'deploy/overlays/gateway': PROXY_KINDS,
   'deploy/overlays/sidecar': [...PROXY_KINDS, 'PersistentVolumeClaim'],
   'deploy/overlays/team-a': [...PROXY_KINDS, 'PersistentVolumeClaim'],
+  // the proxy's Deployment comes first (kustomize orders by kind, then name): valkey's after it
+  'deploy/overlays/redis-limits': [...PROXY_KINDS, 'Deployment', 'Service'],
   'deploy/examples/ecr': [...PROXY_KINDS, 'HorizontalPodAutoscaler', 'Ingress', 'NetworkPolicy'],
 };
 

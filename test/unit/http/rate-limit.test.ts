@@ -129,6 +129,8 @@ describe('limits config', () => {
       manifestMediaTypes: DEFAULT_MANIFEST_MEDIA_TYPES,
       tagLookupTTL: 5000,
       tagLockWait: 10_000,
+      rules: [],
+      store: { failure: 'fail-open', timeout: 500 },
     });
     expect(d.shutdownGrace).toBe(25_000);
     const c = buildConfig({

@@ -1,0 +1,40 @@
+import type { Registry } from 'prom-client';
+import type { Config } from '../config/types.js';
+import type { Logger } from '../log.js';
+import { createLimiter } from '../limits/limiter.js';
+import { storeKind } from '../limits/store.js';
+import type { KeyFn, Limiter } from '../limits/types.js';
+import { compileLimitKey } from '../policy/limit-key.js';
+import type { Guard } from '../proxy/guards.js';
+import { productionGuards } from '../proxy/guards/production.js';
+import type { PolicyEngine } from '../policy/types.js';
+import { limitGuard } from '../proxy/guards/limits.js';
+
+/** `limits.rules` in a Limiter over `limits.store`, key expressions compiled (a bad one fails the start); none configured: undefined. */
+export function createLimits(config: Config, logger: Logger, registry: Registry): Limiter | undefined {
+  const { rules, store } = config.limits;
+  if (rules.length === 0) return undefined;
+  const keys = new Map<string, KeyFn>();
+  for (const r of rules) if (r.key) keys.set(r.name, compileLimitKey(r.name, r.key));
+  const kind = storeKind(config);
+  logger.info({ store: kind, rules: rules.map((r) => r.name), failure: kind === 'redis' ? store.failure : undefined }, 'limits: counting');
+  return createLimiter({ rules, store, kind, keys, logger, registry });
+}
+
+/** What /readyz says of the store: its state, and a reason not to be ready when it is down and fail-closed. */
+export function limitsReadiness(limits: Limiter | undefined): { state?: object; reason?: string } {
+  if (!limits) return {};
+  const state = limits.state();
+  const down = state.state !== 'ready' && state.failure === 'fail-closed';
+  return { state, ...(down ? { reason: `rate-limit store ${state.store} ${state.state} (limits.store.failure: fail-closed)` } : {}) };
+}
+
+/** The guard stage with the limit guard last (after the others may refuse for free), when a rule counts at /v2/. */
+export function withLimitGuard(
+  limits: Limiter | undefined,
+  guards: readonly Guard[] | undefined,
+  config: Config,
+  policy: PolicyEngine,
+): readonly Guard[] | undefined {
+  return limits?.applies('registry') ? [...(guards ?? productionGuards(config, policy)), limitGuard(limits, config.service)] : guards;
+}

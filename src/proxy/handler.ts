@@ -18,10 +18,12 @@ import type { RegistryTokenVerifier } from '../token/types.js';
 import { authorize, isAuthorized } from './authorize.js';
 import { runGuards, type Forwardable, type Guard, type GuardContext } from './guards.js';
 import { productionGuards } from './guards/production.js';
+import { digestVerifier } from './digest-check.js';
 import { canonicalRoute, catalogName, clientPath, createTargets, tagsNameRewrite, targetOf, toUpstream, withNamespace, type Target } from './upstreams.js';
 import { upstreamAuthFailureError, upstreamFailureError } from '../upstream/failure.js';
 import { rateLimitRemaining } from '../upstream/token-realm.js';
 import type { Upstream } from '../upstream/upstream.js';
+import type { Trust } from '../trust/verify.js';
 
 /** `/v2/...`: classify → authorize (a route or an error) → guards → forward; every refusal is written once, here. */
 
@@ -40,6 +42,8 @@ interface ProxyDeps {
   keys?: CursorKeySource;
   /** The guard stage (absent: the production list, guards/production.ts); tests inject their own. */
   guards?: readonly Guard[];
+  /** Signature verdicts for `trust:` policies (the signatures guard; absent: none configured). */
+  trust?: Trust;
 }
 
 export interface ProxyHandler {
@@ -96,10 +100,13 @@ function catalogFilter(
     });
 }
 
-/** The catalog narrowed by policy; a tags list's `name` given back as the client's; else none. */
-function bodyFilter(route: Route, clientRoute: Route, catalog: () => () => Transform): (() => Transform) | undefined {
+/** A verified manifest's digest check; the catalog narrowed by policy; a tags list's `name` given back as the client's; else none. */
+function bodyFilter(route: Route, ready: Forwardable, catalog: () => () => Transform): (() => Transform) | undefined {
+  const verified = ready.expectDigest;
+  // A manifest forwarded by its verified digest: a GET's body is released once it hashes to it.
+  if (verified && route.method === 'GET') return () => digestVerifier(verified);
   if (route.kind === 'catalog') return catalog();
-  return route.kind === 'tags' && route.name !== clientRoute.name ? tagsNameRewrite(route.name!, clientRoute.name!) : undefined;
+  return route.kind === 'tags' && route.name !== ready.route.name ? tagsNameRewrite(route.name!, ready.route.name!) : undefined;
 }
 
 const NO_UPSTREAM = new OciError(404, 'NAME_UNKNOWN', 'no upstream serves this repository name: it matches no configured prefix');
@@ -149,7 +156,7 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   const { config, logger, tokens, metrics, policy } = deps;
   const targets = createTargets(deps.upstreams, config, logger, deps.draining);
   const cursors = createCursorCodec(deps.keys);
-  const guards = deps.guards ?? productionGuards(config, policy);
+  const guards = deps.guards ?? productionGuards(config, policy, deps.trust && { trust: deps.trust, logger });
   /** Streams the authorized request to the upstream with the proxy's own credentials. */
   async function forward(req: IncomingMessage, res: ServerResponse, ready: Forwardable, target: Target, identity: Identity | undefined): Promise<void> {
     const { forwarder, auth: upstreamAuth } = target;
@@ -167,9 +174,10 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
       authorization,
       route: route.kind,
       onUpstreamStatus: upstreamStatusObserver(target, route, metrics),
-      filterBody: bodyFilter(route, ready.route, () =>
+      filterBody: bodyFilter(route, ready, () =>
         catalogFilter(policy, identity, { service: config.service, clientIP: clientIPOf(req) }, (name) => catalogName(targets, target, name)),
       ),
+      expectDigest: ready.expectDigest,
       // The upstream's next-page Link names a repository of the unfiltered list: seal it.
       rewriteLink: catalog ? (link) => catalogLink(link, config.publicURL, cursors.seal) : undefined,
       onBytes: metrics ? (direction, bytes) => metrics.bytesStreamed.inc({ direction }, bytes) : undefined,

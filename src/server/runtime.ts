@@ -118,7 +118,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
   const upstreams = createUpstreams(config, logger, metrics);
   // Keys and the trusted root are read now: a bad file stops start-up, naming file and key.
   const trust = createTrust(config, upstreams, logger, metrics);
-  const proxy = createProxyHandler({ config, upstreams, logger, tokens, policy, metrics, keys, draining: () => state.draining, guards: options.guards });
+  const proxy = createProxyHandler({ config, upstreams, logger, tokens, policy, metrics, keys, draining: () => state.draining, guards: options.guards, trust });
   const probe = createUpstreamsProbe(upstreams, logger);
   const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter: tokenLimiter(config) });
 

@@ -23,6 +23,8 @@ export interface GuardContext {
   req: IncomingMessage;
   /** The route as authorized, or as the guard before rewrote it. */
   route: Route;
+  /** The route as authorized (rules see the tag the client named, not the digest it was rewritten to). */
+  authorized?: Route;
   /** Who, and what the token holds. */
   grant: Pick<Granted, 'identity' | 'anonymous' | 'access'>;
   upstream: GuardUpstream;
@@ -115,7 +117,7 @@ export async function runGuards(guards: readonly Guard[], ctx: GuardContext): Pr
   try {
     for (const [i, guard] of guards.entries()) {
       const name = guard.name || `guard #${i}`;
-      const answer = await guard({ ...ctx, route, ...(body ? { body } : {}), ...(image ? { image } : {}) });
+      const answer = await guard({ ...ctx, route, authorized, ...(body ? { body } : {}), ...(image ? { image } : {}) });
       if (answer === undefined || answer === route) continue;
       if (answer instanceof OciError) {
         releaseAll();

@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { OciError } from '../../../../src/oci/errors.js';
 import { classify, isRouteError, type Route } from '../../../../src/oci/route.js';
 import type { UpstreamLookup } from '../../../../src/policy/request.js';
-import { withinAuthorized, type GuardContext, type GuardHold, type GuardUpstream } from '../../../../src/proxy/guards.js';
+import { runGuards, withinAuthorized, type Guard, type GuardContext, type GuardHold, type GuardUpstream } from '../../../../src/proxy/guards.js';
+import { requestFacts } from '../../../../src/proxy/guards/request-rules.js';
 import { ARTIFACT_TAG, createCoverage, manifestFacts, signatureStep } from '../../../../src/proxy/guards/signature-cover.js';
 import { signaturesGuard } from '../../../../src/proxy/guards/signatures.js';
 import type { TagLookups } from '../../../../src/proxy/guards/tag-lookup.js';
@@ -152,5 +153,27 @@ describe('signaturesGuard', () => {
     const { run } = guardOf('audit', { tagExists: true, digest: sha(UNSIGNED) });
     expect(((await run('GET', '/v2/prod/app/manifests/v1')).answer as GuardHold).image?.verified).toBe(false);
     expect((await run('GET', `/v2/prod/app/blobs/${d('8')}`)).answer).toBeUndefined();
+  });
+});
+
+describe('signatures before request-time rules', () => {
+  it('the rules see the tag the client named and the verdict; the upstream gets the digest', async () => {
+    const trust = fakeTrust();
+    const guard = signaturesGuard({ trust, logger, ttlMs: 60_000, lookupTimeoutMs: 1000, tagTtlMs: 0 }, lookups({ tagExists: true, digest: sha(SIGNED) }));
+    let seen: ReturnType<typeof requestFacts>;
+    const rules: Guard = async function rules(ctx) {
+      seen = requestFacts(ctx, 'registry.test');
+      return undefined;
+    };
+    const req = { headers: {}, socket: { remoteAddress: '10.0.0.1' } } as unknown as IncomingMessage;
+    const outcome = await runGuards([guard, rules], {
+      req,
+      route: route('GET', '/v2/prod/app/manifests/v1'),
+      grant: { anonymous: false, access: [] },
+      upstream,
+    });
+    expect('route' in outcome && outcome.route.reference).toBe(sha(SIGNED));
+    expect('route' in outcome && outcome.expectDigest).toBe(sha(SIGNED));
+    expect(seen!).toMatchObject({ reference: 'v1', image: { verified: true, signers: ['prod'] } });
   });
 });

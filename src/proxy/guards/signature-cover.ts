@@ -33,6 +33,8 @@ const ARTIFACT_LAYER_TYPES = new Set([
 type SignatureStep =
   | { kind: 'skip' }
   | { kind: 'tag'; repository: string; tag: string }
+  /** cosign's tags and the referrers fallback tag: served unverified, resolved to a digest so the blobs of a signature are remembered. */
+  | { kind: 'artifact-tag'; repository: string; tag: string }
   | { kind: 'digest'; repository: string; digest: string }
   | { kind: 'blob'; repository: string; digest: string };
 
@@ -44,7 +46,7 @@ export function signatureStep(route: Route, applies: (repository: string) => boo
   const repository = route.name;
   if (route.kind === 'blob') return { kind: 'blob', repository, digest: route.reference };
   if (isValidDigest(route.reference)) return { kind: 'digest', repository, digest: route.reference };
-  return ARTIFACT_TAG.test(route.reference) ? { kind: 'skip' } : { kind: 'tag', repository, tag: route.reference };
+  return { kind: ARTIFACT_TAG.test(route.reference) ? 'artifact-tag' : 'tag', repository, tag: route.reference };
 }
 
 /** What a manifest references: child manifests (an index), blobs (config and layers), and whether it is a signature artifact. */

@@ -83,7 +83,7 @@ export function signaturesGuard(
   const { trust, logger } = deps;
 
   /** The manifest's facts and verdict: remembered, or read and verified now; or the refusal. */
-  async function judge(ctx: GuardContext, repository: string, digest: string): Promise<Seen | OciError> {
+  async function judge(ctx: GuardContext, repository: string, digest: string, artifactTag: boolean): Promise<Seen | OciError | undefined> {
     const known = coverage.seen(repository, digest);
     if (known) return known;
     const read = await fetchManifest(ctx, repository, digest, deps.lookupTimeoutMs);
@@ -91,12 +91,15 @@ export function signaturesGuard(
     const manifest = manifestFacts(read.json);
     // A signature or attestation: nothing a runtime runs, and what signers and verifiers must read.
     if (manifest.artifact) return { facts: manifest, verdict: { verified: false, signers: [], policies: [] } };
+    // Something else under a signature's tag (the fallback index, or not a signature at all): served, nothing remembered.
+    if (artifactTag) return undefined;
     const verdict = coverage.coveredBy(repository, digest) ?? (await trust.verifyImage(repository, digest));
     return { facts: manifest, verdict };
   }
 
-  async function manifest(ctx: GuardContext, repository: string, digest: string): Promise<Seen | OciError> {
-    const seen = await judge(ctx, repository, digest);
+  async function manifest(ctx: GuardContext, repository: string, digest: string, artifactTag = false): Promise<Seen | OciError> {
+    const seen = await judge(ctx, repository, digest, artifactTag);
+    if (seen === undefined) return { facts: manifestFacts(undefined), verdict: { verified: false, signers: [], policies: [] } };
     if (seen instanceof OciError) return seen;
     const outcome = trustOutcome(repository, digest, seen.verdict);
     if (outcome.action === 'refuse') return refusal(outcome.message);
@@ -115,16 +118,16 @@ export function signaturesGuard(
       const hold: GuardHold = { hold: true, expectDigest: step.digest, image: facts(seen.verdict) };
       return hold;
     }
-    return byTag(ctx, step.repository, step.tag);
+    return byTag(ctx, step.repository, step.tag, step.kind === 'artifact-tag');
   };
 
   /** The tag's digest now, verified; the request rewritten to that digest. */
-  async function byTag(ctx: GuardContext, repository: string, tag: string): Promise<GuardHold | OciError> {
+  async function byTag(ctx: GuardContext, repository: string, tag: string, artifactTag: boolean): Promise<GuardHold | OciError> {
     const lookup = await lookups.get(ctx.upstream, upstreamName(ctx.upstream, repository), tag);
     if ('error' in lookup) return refusal(`${repository}:${tag}: could not look for signatures: ${lookup.error}`);
     // Forwarded by tag, an absent tag could be written before the upstream answers: answered here.
     if (!lookup.tagExists) return new OciError(404, 'MANIFEST_UNKNOWN', `manifest unknown: ${repository}:${tag}`);
-    const seen = await manifest(ctx, repository, lookup.digest);
+    const seen = await manifest(ctx, repository, lookup.digest, artifactTag);
     if (seen instanceof OciError) return seen;
     const route = byDigest(ctx.route, lookup.digest);
     if (!route) return refusal(`${repository}:${tag}: the upstream named an unusable digest ${lookup.digest}`);

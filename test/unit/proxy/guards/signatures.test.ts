@@ -85,8 +85,8 @@ describe('signatureStep and manifestFacts (pure)', () => {
     ['a tag in a protected repository', 'GET', '/v2/prod/app/manifests/v1', 'tag'],
     ['a digest', 'HEAD', `/v2/prod/app/manifests/${d('a')}`, 'digest'],
     ['a blob', 'GET', `/v2/prod/app/blobs/${d('a')}`, 'blob'],
-    ['cosign .sig tag', 'GET', `/v2/prod/app/manifests/sha256-${'a'.repeat(64)}.sig`, 'skip'],
-    ['referrers fallback tag', 'GET', `/v2/prod/app/manifests/sha256-${'a'.repeat(64)}`, 'skip'],
+    ['cosign .sig tag', 'GET', `/v2/prod/app/manifests/sha256-${'a'.repeat(64)}.sig`, 'artifact-tag'],
+    ['referrers fallback tag', 'GET', `/v2/prod/app/manifests/sha256-${'a'.repeat(64)}`, 'artifact-tag'],
     ['unprotected repository', 'GET', '/v2/dev/app/manifests/v1', 'skip'],
     ['a push', 'PUT', '/v2/prod/app/manifests/v1', 'skip'],
     ['tags list', 'GET', '/v2/prod/app/tags/list', 'skip'],
@@ -147,6 +147,17 @@ describe('signaturesGuard', () => {
     expect((await run('GET', `/v2/prod/app/blobs/${d('3')}`)).answer).toBeUndefined();
     const pusher = [{ type: 'repository', name: 'prod/app', actions: ['pull', 'push'] }];
     expect((await run('HEAD', `/v2/prod/app/blobs/${d('7')}`, pusher)).answer).toBeUndefined();
+  });
+
+  it("cosign's .sig tag: served by digest, its blobs remembered; an image under such a tag is served but not its blobs", async () => {
+    const SIG_TAG = `/v2/prod/app/manifests/sha256-${'a'.repeat(64)}.sig`;
+    const sig = guardOf('enforce', { tagExists: true, digest: sha(SIG) });
+    expect(((await sig.run('GET', SIG_TAG)).answer as GuardHold).route?.reference).toBe(sha(SIG));
+    expect((await sig.run('GET', `/v2/prod/app/blobs/${d('3')}`)).answer).toBeUndefined();
+    const disguised = guardOf('enforce', { tagExists: true, digest: sha(UNSIGNED) });
+    expect(((await disguised.run('GET', SIG_TAG)).answer as GuardHold).expectDigest).toBe(sha(UNSIGNED));
+    expect((await disguised.run('GET', `/v2/prod/app/blobs/${d('2')}`)).answer).toBeInstanceOf(OciError);
+    expect((await disguised.run('GET', `/v2/prod/app/manifests/${sha(UNSIGNED)}`)).answer).toBeInstanceOf(OciError);
   });
 
   it('audit: an unsigned image and its blobs are served', async () => {

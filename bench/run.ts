@@ -25,6 +25,7 @@ import { figures, type Results } from './report/results.js';
 import { benchBlobs } from './sections/blobs.js';
 import { benchHead } from './sections/head.js';
 import { benchRequestRules } from './sections/request-rules.js';
+import { benchSignatures } from './sections/signatures.js';
 import { benchToken } from './sections/token.js';
 import { benchWorkers } from './sections/workers.js';
 
@@ -103,6 +104,7 @@ async function main(): Promise<void> {
     const head = await section('HEAD', () => benchHead(targets, load, HEAD_TOTAL, log));
     const token = await section('/token', () => benchToken(proxy, load, TOKEN_TOTAL, log));
     const requestRules = await section('request-time rule', () => benchRequestRules(proxy, registry.url, load, HEAD_TOTAL, REPS, log));
+    const signatures = await section('signatures', () => benchSignatures(proxy, registry.url, load, HEAD_TOTAL, REPS, log));
     const workers = await section('workers', () => benchWorkers(load, WORKERS_TOTAL, WORKERS_REPS, log));
     const results: Results = {
       date,
@@ -120,6 +122,7 @@ async function main(): Promise<void> {
       token,
       workers,
       requestRules,
+      signatures,
     };
     const f = figures(results);
     const lines = headline(results, f);

@@ -26,6 +26,7 @@ import { figures, type Results } from './report/results.js';
 import { benchBlobs } from './sections/blobs.js';
 import { benchHead } from './sections/head.js';
 import { benchRequestRules } from './sections/request-rules.js';
+import { benchSignatures } from './sections/signatures.js';
 import { benchToken } from './sections/token.js';
 import { benchWorkers } from './sections/workers.js';
 import { benchLimits } from './sections/limits.js';
@@ -106,6 +107,7 @@ async function main(): Promise<void> {
     const head = await section('HEAD', () => benchHead(targets, load, HEAD_TOTAL, log));
     const token = await section('/token', () => benchToken(proxy, load, TOKEN_TOTAL, log));
     const requestRules = await section('request-time rule', () => benchRequestRules(proxy, registry.url, load, HEAD_TOTAL, REPS, log));
+    const signatures = await section('signatures', () => benchSignatures(proxy, registry.url, load, HEAD_TOTAL, REPS, log));
     const workers = await section('workers', () => benchWorkers(load, WORKERS_TOTAL, WORKERS_REPS, log));
     const limits = await section('limits', () => benchLimits(LIMITS_TOTAL, log));
     const results: Results = {
@@ -125,6 +127,7 @@ async function main(): Promise<void> {
       workers,
       requestRules,
       limits,
+      signatures,
     };
     const f = figures(results);
     const lines = headline(results, f);

@@ -35,6 +35,8 @@ interface BenchProxyOptions {
   workers?: number;
   /** More policy rules (YAML list items, indented as under `rules:`), e.g. a request-time rule. */
   extraRules?: string;
+  /** More config keys (e.g. `trust`), merged over the bench's. */
+  config?: Record<string, unknown>;
 }
 
 /** The serving process's node flags before the script, and its MALLOC_/GLIBC_ settings, as /proc has them. */
@@ -101,6 +103,7 @@ export async function startBenchProxy(upstream: string, opts: BenchProxyOptions 
       issuers: [{ name: 'bench', issuer: issuer.issuer, jwksFile: join(dir, 'jwks.json') }],
       limits: { tokenPerClient: { rate: 0 }, tokenGlobal: { rate: 0 } },
       ...(opts.workers === undefined ? {} : { workers: opts.workers }),
+      ...opts.config,
     }),
   );
   const logFile = join(dir, 'proxy.log');

@@ -2,6 +2,7 @@ import { perMode, type Mode } from '../lib/modes.js';
 import { cpuPerGiB, mibps, type BlobResults } from '../sections/blobs.js';
 import type { HeadResults } from '../sections/head.js';
 import type { RequestRulesResults } from '../sections/request-rules.js';
+import type { SignaturesResults } from '../sections/signatures.js';
 import type { TokenResults } from '../sections/token.js';
 import type { LimiterCost } from '../sections/limits.js';
 import { cpuMs, rate, type WorkersResults } from '../sections/workers.js';
@@ -30,6 +31,8 @@ export interface Results {
   requestRules: RequestRulesResults;
   /** The limiter's cost per check by store (absent in reports written before it). */
   limits?: LimiterCost[];
+  /** Signature enforcement on a pull (issue 22). */
+  signatures: SignaturesResults;
 }
 
 /** The figures the targets and the headline are stated in, derived once. */

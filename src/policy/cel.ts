@@ -29,6 +29,9 @@ export const REQUEST_ONLY_FIELDS = {
 /** What the tag named by the request points at on the upstream now (one HEAD, only when a rule reads it). */
 export const UPSTREAM_FIELDS = { tagExists: 'bool', digest: 'string' } as const;
 
+/** The manifest's signature verdict (issue 22): false and [] where no `trust:` policy applies. */
+const IMAGE_FIELDS = { verified: 'bool', signers: 'list<string>' } as const;
+
 /**
  * The CEL environment every `when` is type-checked against. `identity`, `request` and `upstream`
  * have declared fields so a typo like `identity.namespce` fails at start-up, not at request time.
@@ -50,7 +53,8 @@ export function policyEnvironment(): Environment {
       },
     })
     .registerVariable({ name: 'request', schema: { ...TOKEN_REQUEST_FIELDS, ...REQUEST_ONLY_FIELDS } })
-    .registerVariable({ name: 'upstream', schema: UPSTREAM_FIELDS });
+    .registerVariable({ name: 'upstream', schema: UPSTREAM_FIELDS })
+    .registerVariable({ name: 'image', schema: IMAGE_FIELDS });
 }
 
 interface TokenRequestVars {
@@ -90,6 +94,7 @@ export interface RequestCelContext extends Omit<CelContext, 'request'> {
     bodyDigest: string;
   };
   upstream: { tagExists: boolean; digest: string };
+  image: { verified: boolean; signers: string[] };
 }
 
 export type CompiledWhen = (ctx: CelContext | RequestCelContext) => unknown;

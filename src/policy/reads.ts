@@ -71,6 +71,11 @@ export function requestTimeInputs(ast: ASTNode): string[] {
       for (const f of UPSTREAM) found.add(`upstream.${f}`);
       return;
     }
+    const onImage = selected(node, 'image');
+    if (onImage !== undefined || (node.op === 'id' && node.args === 'image')) {
+      found.add(onImage === undefined || onImage === DYNAMIC ? 'image' : `image.${onImage}`);
+      return;
+    }
     children(node).forEach(walk);
   };
   walk(ast);

@@ -40,6 +40,8 @@ export interface RequestFacts {
   bodyDigest?: string;
   /** The upstream's answer for a tag; set only when lazyFactsNeeded().tagExists or .digest. */
   lookup?: UpstreamLookup;
+  /** The manifest's signature verdict (the signatures guard); absent: no trust policy applies (false, []). */
+  image?: { verified: boolean; signers: readonly string[] };
 }
 
 export interface RequestRefusal {
@@ -90,6 +92,7 @@ function celVars(identity: Identity, f: RequestFacts, lazy: Lazy): RequestCelCon
         return body ? (lazy('bodyDigest') as string) : '';
       },
     },
+    image: { verified: f.image?.verified ?? false, signers: [...(f.image?.signers ?? [])] },
     // No tag, nothing to ask: a digest reference exists or not by content, not by name.
     upstream: {
       get tagExists() {

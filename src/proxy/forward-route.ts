@@ -9,6 +9,7 @@ import { createCatalogFilter } from '../oci/catalog-filter.js';
 import { sendOciError } from '../oci/errors.js';
 import type { Route } from '../oci/route.js';
 import type { Forwardable } from './guards.js';
+import { digestVerifier } from './digest-check.js';
 import { allows } from '../policy/grant.js';
 import type { PolicyEngine, RequestContext } from '../policy/types.js';
 import { upstreamAuthFailureError } from '../upstream/failure.js';
@@ -49,10 +50,13 @@ function catalogFilter(
     });
 }
 
-/** The catalog narrowed by policy; a tags list's `name` given back as the client's; else none. */
-function bodyFilter(route: Route, clientRoute: Route, catalog: () => () => Transform): (() => Transform) | undefined {
+/** A verified manifest's digest check; the catalog narrowed by policy; a tags list's `name` given back as the client's; else none. */
+function bodyFilter(route: Route, ready: Forwardable, catalog: () => () => Transform): (() => Transform) | undefined {
+  const verified = ready.expectDigest;
+  // A manifest forwarded by its verified digest: a GET's body is released once it hashes to it.
+  if (verified && route.method === 'GET') return () => digestVerifier(verified);
   if (route.kind === 'catalog') return catalog();
-  return route.kind === 'tags' && route.name !== clientRoute.name ? tagsNameRewrite(route.name!, clientRoute.name!) : undefined;
+  return route.kind === 'tags' && route.name !== ready.route.name ? tagsNameRewrite(route.name!, ready.route.name!) : undefined;
 }
 
 /** What the upstream's answer tells: latency and rate-limit metrics; a 401 drops the credential it refused. */
@@ -93,9 +97,10 @@ export async function forwardRoute(
     authorization,
     route: route.kind,
     onUpstreamStatus: upstreamStatusObserver(target, route, metrics),
-    filterBody: bodyFilter(route, clientRoute, () =>
+    filterBody: bodyFilter(route, ready, () =>
       catalogFilter(policy, identity, { service: config.service, clientIP: clientIPOf(req) }, (name) => catalogName(targets, target, name)),
     ),
+    expectDigest: ready.expectDigest,
     // The upstream's next-page Link names a repository of the unfiltered list: seal it.
     rewriteLink: catalog ? (link) => catalogLink(link, config.publicURL, ctx.seal) : undefined,
     onBytes: metrics ? (direction, bytes) => metrics.bytesStreamed.inc({ direction }, bytes) : undefined,

@@ -12,6 +12,7 @@ import { clientIPOf } from '../http/client-ip.js';
 import { upstreamAgents, type UpstreamAgents } from '../http/agents.js';
 import { requestState } from '../http/request-state.js';
 import { trackResponse, watchUpload } from './body-watch.js';
+import { refuseOtherDigest } from './digest-check.js';
 
 type Watchdog = ReturnType<typeof createIdleWatchdog>;
 
@@ -39,6 +40,8 @@ export interface ForwardOptions {
   clientPath?: (path: string) => string;
   /** The request body a guard already read (a capped manifest), sent instead of the consumed stream. */
   body?: Buffer;
+  /** A manifest by the digest its signature was verified for: a 200 naming another digest is refused (digest-check.ts). */
+  expectDigest?: string;
 }
 
 export interface Forwarder {
@@ -60,6 +63,7 @@ interface Meta extends Exchange {
   clientPath?: ForwardOptions['clientPath'];
   /** A blob GET/HEAD with upstream.followRedirects: a storage redirect is followed by the proxy (redirect.ts). */
   follow?: boolean;
+  expectDigest?: string;
 }
 
 /** What a forwarder needs of the config: one upstream (a target of proxy/upstreams.ts) and the proxy's own address. */
@@ -99,6 +103,7 @@ function onUpstreamResponse(proxyRes: IncomingMessage, req: IncomingMessage, res
     proxyRes.resume();
     return;
   }
+  if (meta.expectDigest && refuseOtherDigest(proxyRes, res, meta.expectDigest, deps.logger)) return;
   clientConnectionHeaders(proxyRes.headers, close);
   if (meta.filterBody || meta.follow) {
     // selfHandleResponse: exchange.ts leaves the response to us
@@ -124,6 +129,7 @@ function track(req: IncomingMessage, res: ServerResponse, opts: ForwardOptions, 
     clientClose: clientWantsClose(req),
     onStatus: opts.onUpstreamStatus,
     onBytes: opts.onBytes,
+    expectDigest: opts.expectDigest,
     progress: 0,
     onIdle: () => {
       // Not even a socket yet (the agent's pool is exhausted): nothing upstream to abort.

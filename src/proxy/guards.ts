@@ -23,11 +23,21 @@ export interface GuardContext {
   req: IncomingMessage;
   /** The route as authorized, or as the guard before rewrote it. */
   route: Route;
+  /** The route as authorized (rules see the tag the client named, not the digest it was rewritten to). */
+  authorized?: Route;
   /** Who, and what the token holds. */
   grant: Pick<Granted, 'identity' | 'anonymous' | 'access'>;
   upstream: GuardUpstream;
   /** The request body an earlier guard read (a capped manifest): the stream is consumed, read this. */
   body?: Buffer;
+  /** The signature verdict of the manifest, when a trust policy applies (the signatures guard, before the rules). */
+  image?: ImageFacts;
+}
+
+/** What request-time rules see of an image's signatures (`image.verified`, `image.signers`). */
+export interface ImageFacts {
+  verified: boolean;
+  signers: string[];
 }
 
 /**
@@ -40,6 +50,9 @@ export interface GuardHold {
   route?: Route;
   body?: Buffer;
   release?: () => void;
+  /** The upstream's answer must carry this Docker-Content-Digest (and a GET's body hash to it): the digest verified. */
+  expectDigest?: string;
+  image?: ImageFacts;
 }
 
 /** Named functions: the name is what a refusal or a widening rewrite is logged under. */
@@ -50,6 +63,7 @@ export interface Forwardable {
   route: Route;
   body?: Buffer;
   release?: () => void;
+  expectDigest?: string;
 }
 
 type GuardOutcome =
@@ -96,12 +110,14 @@ export async function runGuards(guards: readonly Guard[], ctx: GuardContext): Pr
   const authorized = ctx.route;
   let route = authorized;
   let body: Buffer | undefined;
+  let image: ImageFacts | undefined;
+  let expectDigest: string | undefined;
   const releases: (() => void)[] = [];
   const releaseAll = (): void => releases.splice(0).forEach((r) => r());
   try {
     for (const [i, guard] of guards.entries()) {
       const name = guard.name || `guard #${i}`;
-      const answer = await guard({ ...ctx, route, ...(body ? { body } : {}) });
+      const answer = await guard({ ...ctx, route, authorized, ...(body ? { body } : {}), ...(image ? { image } : {}) });
       if (answer === undefined || answer === route) continue;
       if (answer instanceof OciError) {
         releaseAll();
@@ -110,6 +126,7 @@ export async function runGuards(guards: readonly Guard[], ctx: GuardContext): Pr
       }
       if (isHold(answer) && answer.release) releases.push(answer.release);
       if (isHold(answer) && answer.body) body = answer.body;
+      if (isHold(answer)) ({ image = image, expectDigest = expectDigest } = answer);
       const next = isHold(answer) ? (answer.route ?? route) : answer;
       if (next === route) continue;
       if (!withinAuthorized(authorized, next)) {
@@ -122,5 +139,6 @@ export async function runGuards(guards: readonly Guard[], ctx: GuardContext): Pr
     releaseAll();
     throw err;
   }
-  return { route, ...(body ? { body } : {}), ...(releases.length ? { release: releaseAll } : {}) };
+  const extra = { ...(body ? { body } : {}), ...(expectDigest ? { expectDigest } : {}) };
+  return { route, ...extra, ...(releases.length ? { release: releaseAll } : {}) };
 }

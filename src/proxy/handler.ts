@@ -17,6 +17,7 @@ import { forwardRoute, type ForwardContext } from './forward-route.js';
 import { canonicalRoute, createTargets, targetOf, withNamespace, type Target } from './upstreams.js';
 import { upstreamFailureError } from '../upstream/failure.js';
 import type { Upstream } from '../upstream/upstream.js';
+import type { Trust } from '../trust/verify.js';
 
 /** `/v2/...`: classify → authorize (a route or an error) → guards → forward; every refusal is written once, here. */
 
@@ -35,6 +36,8 @@ interface ProxyDeps {
   keys?: CursorKeySource;
   /** The guard stage (absent: the production list, guards/production.ts); tests inject their own. */
   guards?: readonly Guard[];
+  /** Signature verdicts for `trust:` policies (the signatures guard; absent: none configured). */
+  trust?: Trust;
 }
 
 export interface ProxyHandler {
@@ -107,7 +110,7 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   const { config, logger, tokens, metrics, policy } = deps;
   const targets = createTargets(deps.upstreams, config, logger, deps.draining);
   const cursors = createCursorCodec(deps.keys);
-  const guards = deps.guards ?? productionGuards(config, policy);
+  const guards = deps.guards ?? productionGuards(config, policy, deps.trust && { trust: deps.trust, logger });
   const forwarding: ForwardContext = { config, targets, policy, metrics, seal: cursors.seal };
 
   const handler = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {

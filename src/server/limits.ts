@@ -6,8 +6,6 @@ import { storeKind } from '../limits/store.js';
 import type { KeyFn, Limiter } from '../limits/types.js';
 import { compileLimitKey } from '../policy/limit-key.js';
 import type { Guard } from '../proxy/guards.js';
-import { productionGuards } from '../proxy/guards/production.js';
-import type { PolicyEngine } from '../policy/types.js';
 import { limitGuard } from '../proxy/guards/limits.js';
 
 /** `limits.rules` in a Limiter over `limits.store`, key expressions compiled (a bad one fails the start); none configured: undefined. */
@@ -30,11 +28,6 @@ export function limitsReadiness(limits: Limiter | undefined): { state?: object; 
 }
 
 /** The guard stage with the limit guard last (after the others may refuse for free), when a rule counts at /v2/. */
-export function withLimitGuard(
-  limits: Limiter | undefined,
-  guards: readonly Guard[] | undefined,
-  config: Config,
-  policy: PolicyEngine,
-): readonly Guard[] | undefined {
-  return limits?.applies('registry') ? [...(guards ?? productionGuards(config, policy)), limitGuard(limits, config.service)] : guards;
+export function withLimitGuard(limits: Limiter | undefined, guards: readonly Guard[], service: string): readonly Guard[] {
+  return limits?.applies('registry') ? [...guards, limitGuard(limits, service)] : guards;
 }

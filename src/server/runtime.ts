@@ -15,6 +15,7 @@ import { sendJson } from '../http/response.js';
 import { createApp, type AppRoutes, type AppState } from './app.js';
 import { createUpstreamsProbe } from '../upstream/probe.js';
 import { createUpstreams } from '../upstream/upstream.js';
+import { productionGuards } from '../proxy/guards/production.js';
 import { createTrust, type Trust } from '../trust/verify.js';
 import { startListener, type Listener } from './listen.js';
 import { createMetrics, type Metrics } from '../http/metrics.js';
@@ -138,8 +139,8 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
   // Keys and the trusted root are read now: a bad file stops start-up, naming file and key.
   const trust = createTrust(config, upstreams, logger, metrics);
   const limits = createLimits(config, logger, metrics.registry);
-  const guards = withLimitGuard(limits, options.guards, config, policy);
-  const proxy = createProxyHandler({ config, upstreams, logger, tokens, policy, metrics, keys, draining: () => state.draining, guards });
+  const guards = withLimitGuard(limits, options.guards ?? productionGuards(config, policy, trust && { trust, logger }), config.service);
+  const proxy = createProxyHandler({ config, upstreams, logger, tokens, policy, metrics, keys, draining: () => state.draining, guards, trust });
   const probe = createUpstreamsProbe(upstreams, logger);
   const limiter = createRateLimiter(tokenRateLimits(config.limits));
   const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter, limits });

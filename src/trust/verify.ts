@@ -25,6 +25,8 @@ import { errorVerdict, verdictOf } from './verdict.js';
 export interface Trust {
   /** True when some policy names this repository: the guard asks verifyImage only then. */
   applies(repository: string): boolean;
+  /** True when some policy naming this repository is in `enforce` mode (not only `audit`). */
+  enforces(repository: string): boolean;
   /** `repository`: the client-side name (upstream prefix included); `digest`: `sha256:<hex>`. */
   verifyImage(repository: string, digest: string): Promise<Verdict>;
 }
@@ -92,6 +94,7 @@ function createTrustVerifier(loaded: LoadedTrust, config: { cacheTtl: number; ca
 
   return {
     applies: (repository) => policiesFor(loaded.policies, repository).length > 0,
+    enforces: (repository) => policiesFor(loaded.policies, repository).some((p) => p.mode === 'enforce'),
     async verifyImage(repository, digest) {
       const policies = policiesFor(loaded.policies, repository);
       if (policies.length === 0) return { verified: true, signers: [], policies: [] };

@@ -1,16 +1,28 @@
 import type { Config } from '../../config/types.js';
+import type { Logger } from '../../log.js';
 import type { PolicyEngine } from '../../policy/types.js';
+import type { Trust } from '../../trust/verify.js';
 import type { Guard } from '../guards.js';
 import { manifestLimitsGuard } from './manifest-limits.js';
 import { requestRulesGuard } from './request-rules.js';
+import { signaturesGuard } from './signatures.js';
 
 /**
  * The guards every proxied request passes, in order: manifest size and type limits (which may read a
- * chunked manifest, capped), then the policy's request-time rules — present only when the policy has
- * some, so a policy without them costs nothing more per request.
+ * chunked manifest, capped), signatures (only with `trust:` policies: it resolves a tag to the digest
+ * it verifies, and hands the verdict on), then the policy's request-time rules — each present only
+ * when configured, so a config without them costs nothing more per request.
  */
-export function productionGuards(config: Pick<Config, 'service' | 'explainDenials' | 'limits'>, policy: PolicyEngine | undefined): Guard[] {
+export function productionGuards(
+  config: Pick<Config, 'service' | 'explainDenials' | 'limits' | 'trust'>,
+  policy: PolicyEngine | undefined,
+  trust?: { trust: Trust; logger: Logger },
+): Guard[] {
   const guards = [manifestLimitsGuard(config.limits)];
+  if (trust && config.trust) {
+    const { cacheTtl, lookupTimeout } = config.trust;
+    guards.push(signaturesGuard({ ...trust, ttlMs: cacheTtl, lookupTimeoutMs: lookupTimeout, tagTtlMs: config.limits.tagLookupTTL }));
+  }
   if (policy && policy.requestRules.length > 0) guards.push(requestRulesGuard(policy, config));
   return guards;
 }

@@ -31,7 +31,10 @@ type RulesConfig = Pick<Config, 'service' | 'explainDenials' | 'limits'>;
 const NO_IDENTITY: Identity = { issuerName: '', issuer: '', subject: '', claims: {} };
 
 /** The facts of the request the guard can read without asking anyone (pure but for the client address). */
-export function requestFacts(ctx: Pick<GuardContext, 'req' | 'route' | 'upstream' | 'body'>, service: string): RequestFacts | undefined {
+export function requestFacts(
+  ctx: Pick<GuardContext, 'req' | 'route' | 'upstream' | 'body' | 'authorized' | 'image'>,
+  service: string,
+): RequestFacts | undefined {
   const { req, route } = ctx;
   const kind = requestKind(route.kind);
   if (!kind) return undefined;
@@ -41,12 +44,13 @@ export function requestFacts(ctx: Pick<GuardContext, 'req' | 'route' | 'upstream
     kind,
     repository: route.name ?? '',
     actions: route.scopes[0]?.actions ?? [],
-    reference: route.reference ?? '',
+    reference: (ctx.authorized ?? route).reference ?? '',
     mediaType: mediaTypeOf(req.headers['content-type']),
     ...(contentLength === undefined ? {} : { contentLength }),
     upstream: ctx.upstream.name,
     service,
     clientIP: clientIPOf(req),
+    ...(ctx.image ? { image: ctx.image } : {}),
   };
 }
 

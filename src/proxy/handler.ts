@@ -22,6 +22,8 @@ import { canonicalRoute, catalogName, clientPath, createTargets, tagsNameRewrite
 import { upstreamAuthFailureError, upstreamFailureError } from '../upstream/failure.js';
 import { rateLimitRemaining } from '../upstream/token-realm.js';
 import type { Upstream } from '../upstream/upstream.js';
+import type { Auditor } from '../audit/auditor.js';
+import { auditRequest, requestAudit, type RequestAudit } from './audit.js';
 
 /** `/v2/...`: classify → authorize (a route or an error) → guards → forward; every refusal is written once, here. */
 
@@ -40,6 +42,8 @@ interface ProxyDeps {
   keys?: CursorKeySource;
   /** The guard stage (absent: the production list, guards/production.ts); tests inject their own. */
   guards?: readonly Guard[];
+  /** Where manifest and blob requests' audit events go (absent: none). */
+  auditor?: Auditor;
 }
 
 export interface ProxyHandler {
@@ -106,14 +110,24 @@ const NO_UPSTREAM = new OciError(404, 'NAME_UNKNOWN', 'no upstream serves this r
 const NO_CATALOG = new OciError(400, 'UNSUPPORTED', 'the catalog is not available when several upstreams are configured');
 
 /** What the upstream's answer tells: latency and rate-limit metrics; a 401 drops the credential it refused. */
-function upstreamStatusObserver(target: Target, route: Route, metrics: Metrics | undefined) {
+function upstreamStatusObserver(target: Target, route: Route, metrics: Metrics | undefined, audit?: RequestAudit) {
   return (status: number, seconds: number, headers: IncomingMessage['headers']): void => {
+    audit?.upstreamHeaders(headers);
     // `upstream` only with several upstreams: a single one keeps its series as they were.
     const labels = target.name ? { upstream: target.name } : {};
     metrics?.upstreamLatency.observe({ route: route.kind, status: String(status), ...labels }, seconds);
     const remaining = rateLimitRemaining(headers['ratelimit-remaining']);
     if (remaining !== undefined) metrics?.upstreamRateLimitRemaining.set(labels, remaining);
     if (status === 401) target.auth.invalidate(route.scopes);
+  };
+}
+
+/** Body bytes streamed, once per exchange: the metric and the request's audit event. */
+function bytesObserver(metrics: Metrics | undefined, audit: RequestAudit | undefined) {
+  if (!metrics && !audit) return undefined;
+  return (direction: 'upload' | 'download', bytes: number): void => {
+    metrics?.bytesStreamed.inc({ direction }, bytes);
+    audit?.bytes(direction, bytes);
   };
 }
 
@@ -130,6 +144,7 @@ async function guarded(
   logger: Logger,
   ctx: GuardContext & { upstream: Target },
   res: ServerResponse,
+  audit?: RequestAudit,
 ): Promise<Forwardable | OciError> {
   const outcome = await runGuards(guards, ctx);
   if ('route' in outcome) {
@@ -139,6 +154,7 @@ async function guarded(
     if (outcome.release && ctx.req.socket.destroyed) outcome.release();
     return outcome;
   }
+  audit?.refusedBy(outcome.guard, outcome.reason);
   const fields = { guard: outcome.guard, route: ctx.route.kind, code: outcome.refused.code, ...(outcome.reason ? { reason: outcome.reason } : {}) };
   if (outcome.widened) logger.error(fields, 'guard rewrote the route beyond what was authorized: refused');
   else logger.info(fields, 'guard refused the request');
@@ -152,27 +168,25 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   const guards = deps.guards ?? productionGuards(config, policy);
   /** Streams the authorized request to the upstream with the proxy's own credentials. */
   async function forward(req: IncomingMessage, res: ServerResponse, ready: Forwardable, target: Target, identity: Identity | undefined): Promise<void> {
-    const { forwarder, auth: upstreamAuth } = target;
     const route = toUpstream(targets, target, ready.route);
     let authorization: string | undefined;
     try {
-      authorization = await upstreamAuth.authorization(route.scopes);
+      authorization = await target.auth.authorization(route.scopes);
     } catch (err) {
       // The registry-token dance failed: refused, or its token server could not be reached.
       return sendOciError(res, upstreamAuthFailureError(err));
     }
-    const catalog = route.kind === 'catalog';
-    forwarder.forward(req, res, {
+    target.forwarder.forward(req, res, {
       path: `${route.path}${route.query}`,
       authorization,
       route: route.kind,
-      onUpstreamStatus: upstreamStatusObserver(target, route, metrics),
+      onUpstreamStatus: upstreamStatusObserver(target, route, metrics, requestAudit(req)),
       filterBody: bodyFilter(route, ready.route, () =>
         catalogFilter(policy, identity, { service: config.service, clientIP: clientIPOf(req) }, (name) => catalogName(targets, target, name)),
       ),
       // The upstream's next-page Link names a repository of the unfiltered list: seal it.
-      rewriteLink: catalog ? (link) => catalogLink(link, config.publicURL, cursors.seal) : undefined,
-      onBytes: metrics ? (direction, bytes) => metrics.bytesStreamed.inc({ direction }, bytes) : undefined,
+      rewriteLink: route.kind === 'catalog' ? (link) => catalogLink(link, config.publicURL, cursors.seal) : undefined,
+      onBytes: bytesObserver(metrics, requestAudit(req)),
       clientPath: clientPath(target.prefix),
       body: ready.body,
     });
@@ -181,8 +195,10 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   const handler = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const route = routeOf(req, targets);
     if (route instanceof OciError) return sendOciError(res, route);
+    const audit = auditRequest(req, res, route, deps.auditor);
     const authorized = await authorize(req, route, { config, logger, tokens, policy });
     if (!isAuthorized(authorized)) return sendOciError(res, authorized);
+    audit?.granted(authorized);
     // A reference that names nothing: the 404 Distribution gives, once authorized, never forwarded.
     if (authorized.route.notFound) return sendOciError(res, authorized.route.notFound);
     // Anonymous access: `/v2/` answers for itself, with no upstream call.
@@ -193,8 +209,9 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
     if (effective instanceof OciError) return sendOciError(res, effective);
     const target = targetFor(targets, effective);
     if (target instanceof OciError) return sendOciError(res, target);
+    audit?.upstream(target.name);
     const ready =
-      guards.length === 0 ? { route: effective } : await guarded(guards, logger, { req, route: effective, grant: authorized, upstream: target }, res);
+      guards.length === 0 ? { route: effective } : await guarded(guards, logger, { req, route: effective, grant: authorized, upstream: target }, res, audit);
     if (ready instanceof OciError) return sendOciError(res, ready);
     await forward(req, res, ready, target, authorized.identity);
   };

@@ -20,6 +20,7 @@ import { startListener, type Listener } from './listen.js';
 import { createMetrics, type Metrics } from '../http/metrics.js';
 import { createRateLimiter } from '../http/rate-limit.js';
 import { clientIPResolver } from '../http/client-ip.js';
+import { createAuditor } from '../audit/auditor.js';
 
 export interface Runtime {
   config: Config;
@@ -118,9 +119,11 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
   const upstreams = createUpstreams(config, logger, metrics);
   // Keys and the trusted root are read now: a bad file stops start-up, naming file and key.
   const trust = createTrust(config, upstreams, logger, metrics);
-  const proxy = createProxyHandler({ config, upstreams, logger, tokens, policy, metrics, keys, draining: () => state.draining, guards: options.guards });
+  const auditor = createAuditor(config, logger, metrics.registry);
+  const proxyDeps = { config, upstreams, logger, tokens, policy, metrics, keys, auditor };
+  const proxy = createProxyHandler({ ...proxyDeps, draining: () => state.draining, guards: options.guards });
   const probe = createUpstreamsProbe(upstreams, logger);
-  const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter: tokenLimiter(config) });
+  const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter: tokenLimiter(config), auditor });
 
   const app = createApp(
     {
@@ -154,6 +157,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
       await proxy.close();
       await identity.close();
       await Promise.all(upstreams.map((u) => u.close()));
+      await auditor.close();
       keys.close();
     },
   };

@@ -9,12 +9,14 @@ import type { PolicyEngine } from '../policy/types.js';
 import type { Metrics } from '../http/metrics.js';
 import type { Admission, RateLimiter } from '../http/rate-limit.js';
 import { clientIPOf } from '../http/client-ip.js';
+import { requestState } from '../http/request-state.js';
+import { logAuditor, type Auditor } from '../audit/auditor.js';
 import { authenticate, isIdentityRefusal, type AuthenticateDeps } from './authenticate.js';
 import { issueRefreshToken, issueRegistryToken, type IssueOptions } from './issue.js';
 import type { KeyRing } from './signing-keys.js';
 import { isParseRefusal, readTokenRequest, type TokenRequest } from './request.js';
 import {
-  auditLine,
+  tokenEvent,
   decisionLabels,
   internalError,
   rateLimitedError,
@@ -39,6 +41,8 @@ interface TokenEndpointDeps {
   metrics?: Metrics;
   /** Per-address, per-identity and global request budgets; absent = unlimited. */
   limiter?: RateLimiter;
+  /** Where the decision's audit event goes (absent: the log stream, as always). */
+  auditor?: Auditor;
 }
 
 /**
@@ -81,29 +85,39 @@ function throttled(
   };
 }
 
-/** The outcome's one audit line and its metric. */
-function record(outcome: TokenOutcome, clientIP: string, logger: Logger, metrics: TokenEndpointDeps['metrics']): void {
+/** The outcome's one audit event and its metrics. */
+function record(
+  outcome: TokenOutcome,
+  req: IncomingMessage,
+  clientIP: string,
+  deps: Pick<TokenEndpointDeps, 'logger' | 'metrics'> & { auditor: Auditor },
+): void {
+  const { logger, metrics, auditor } = deps;
+  const event = () => tokenEvent(outcome, { clientIP, time: new Date().toISOString(), requestId: requestState(req).requestId, claims: auditor.claims });
   if (outcome.kind === 'refused' && outcome.limited) {
     const { bucket, repeat } = outcome.limited;
     metrics?.rateLimited.inc({ scope: bucket });
-    // One audit line when a bucket starts refusing; the rest of a flood would drown the log.
+    // One audit event when a bucket starts refusing; the rest of a flood would drown the log.
     if (repeat) logger.debug({ clientIP, bucket, issuer: outcome.who?.issuerName }, 'token request rate-limited again');
-    else logger.info(auditLine(outcome, clientIP), 'token decision');
+    else auditor.emit(event());
     return;
   }
-  logger.info(auditLine(outcome, clientIP), 'token decision');
+  auditor.emit(event());
+  if (outcome.kind === 'granted') for (const w of outcome.grant.wouldDeny) auditor.wouldDeny(w.rule);
   metrics?.tokenDecisions.inc(decisionLabels(outcome));
 }
 
 /** How tokens are issued: request-time rules read the identity on each request, so then every token carries it. */
-function issueOptions(config: Config, policy: PolicyEngine): IssueOptions {
+function issueOptions(config: Config, policy: PolicyEngine, auditClaims: number): IssueOptions {
   const { publicURL: issuer, service, tokens } = config;
-  return { issuer, service, ttl: tokens.ttl, refreshTTL: tokens.refreshTTL, embedIdentity: policy.requestRules.length > 0 };
+  // Audit events on /v2/ carry the claims the operator listed: the token must hold them.
+  return { issuer, service, ttl: tokens.ttl, refreshTTL: tokens.refreshTTL, embedIdentity: policy.requestRules.length > 0 || auditClaims > 0 };
 }
 
 export function createTokenHandler(deps: TokenEndpointDeps) {
   const { config, logger, identity: verifier, policy, keys, metrics, limiter } = deps;
-  const issueOpts = issueOptions(config, policy);
+  const auditor = deps.auditor ?? logAuditor(logger);
+  const issueOpts = issueOptions(config, policy, auditor.claims.length);
   const authDeps: AuthenticateDeps = { config, verifier, keys, issueOpts };
   // A refresh token would outlive the revocations TokenReview exists to see.
   const reviewed = new Set(config.issuers.filter((i) => i.tokenReview).map((i) => i.name));
@@ -154,7 +168,7 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
       sendTokenError(res, internalError());
       return;
     }
-    record(outcome, clientIP, logger, metrics);
+    record(outcome, req, clientIP, { logger, metrics, auditor });
     sendTokenOutcome(res, outcome);
   };
 }

@@ -9,6 +9,8 @@
 //                                 failure classification, readiness probe (http/, oci/, config/, log.ts only)
 //   trust/                        signature discovery and verification (cosign, sigstore bundles, offline):
 //                                 upstream/, http/, oci/, config/ and log.ts only
+//   audit/                        typed audit events and their sinks (stdout, file, webhook): http/, oci/,
+//                                 config/ and log.ts only; token/, proxy/ and server/ hand it their events
 //   token/  proxy/                the two paths: /token and /v2/ (proxy/ sees only token/types.ts)
 //   server/                       composition root: runtime wiring, dispatch, listen, health
 //                                 (proxy/ and server/ alone import trust/; they and trust/ import upstream/)
@@ -127,6 +129,20 @@ module.exports = {
       comment: 'Only the /v2/ path (its signature guard) and the composition root (server/) import trust/.',
       from: { path: '^src/', pathNot: '^src/(trust|proxy|server)/' },
       to: { path: '^src/trust/' },
+    },
+    {
+      name: 'audit-below-paths',
+      severity: 'error',
+      comment: 'audit/ (typed events, sinks behind bounded queues) uses http/, oci/, config/ and log.ts only.',
+      from: { path: '^src/audit/' },
+      to: { path: '^src/', pathNot: '^src/(audit|http|oci|config)/|^src/log\\.ts$' },
+    },
+    {
+      name: 'audit-for-the-paths',
+      severity: 'error',
+      comment: 'Only the two paths (token/, proxy/) and the composition root (server/) hand events to audit/.',
+      from: { path: '^src/', pathNot: '^src/(audit|token|proxy|server)/' },
+      to: { path: '^src/audit/' },
     },
     {
       name: 'token-path-alone',

@@ -69,6 +69,7 @@ export function buildConfig(raw: Record<string, unknown>, flags: ServeFlags = {}
     anonymous: doc.anonymous,
     explainDenials: doc.explainDenials,
     limits: resolveLimits(doc.limits, slowest(upstreams), fail),
+    audit: doc.audit,
     trustedProxies: doc.trustedProxies,
     ...(doc.trust ? { trust: doc.trust } : {}),
     shutdownGrace: doc.shutdownGrace,

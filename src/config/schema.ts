@@ -15,6 +15,7 @@ import {
 } from './fields.js';
 import { issuerEntry } from './issuer-schema.js';
 import { trustSchema } from './trust-schema.js';
+import { auditSchema } from './audit-schema.js';
 import { namedUpstreamSchema, upstreamSchema, upstreamsProblem } from './upstream-schema.js';
 import { listenAddress, trustedProxiesProblem } from './net.js';
 import { workersSetting } from './workers.js';
@@ -152,6 +153,7 @@ export const configFileSchema = mapping({
   explainDenials: bool.default(true).describe("refused clients are told the identity, the refused actions and the rule; false: Distribution's generic message"),
   limits: limitsSchema.prefault({}).describe('rate limits, request-size limits, timeouts and connection caps'),
   trust: trustSchema.optional().describe('signatures (cosign key or keyless, verified offline) that repositories need before a manifest is served'),
+  audit: auditSchema.prefault({}).describe('typed audit events: the sinks they go to and the identity claims they carry'),
   trustedProxies: refineBy(z.array(z.string({ error: TRUSTED_PROXIES }), { error: TRUSTED_PROXIES }), trustedProxiesProblem)
     .default([])
     .describe('ingress/load-balancer addresses or CIDRs whose X-Forwarded-For is believed'),

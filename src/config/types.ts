@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import type { AuditConfig } from './audit-schema.js';
 import type { IssuerConfig } from './issuer-schema.js';
 import type { ListenAddress } from './net.js';
 import { signingAlgorithm, type ConfigFile } from './schema.js';
@@ -12,7 +13,7 @@ import type { upstreamSchema } from './upstream-schema.js';
  */
 
 export { PRESETS, type Preset } from './presets.js';
-export type { IssuerConfig, TrustConfig };
+export type { AuditConfig, IssuerConfig, TrustConfig };
 
 export type SigningAlgorithm = z.output<typeof signingAlgorithm>;
 export const SIGNING_ALGORITHMS: readonly SigningAlgorithm[] = signingAlgorithm.options;
@@ -61,6 +62,8 @@ export type Config = Readonly<{
   limits: LimitsConfig;
   /** Signature policies (trust/ reads the files they name at start-up); absent: no signature is required. */
   trust?: Readonly<TrustConfig>;
+  /** Audit sinks and the claims events carry (audit/). */
+  audit: Readonly<AuditConfig>;
   trustedProxies: readonly string[];
   /** On SIGTERM: how long in-flight requests may take to finish before connections are cut, in ms. */
   shutdownGrace: number;

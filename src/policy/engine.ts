@@ -1,7 +1,7 @@
 import type { Identity } from '../identity/types.js';
 import type { Scope } from '../oci/scope.js';
 import type { CelContext } from './cel.js';
-import type { Decision, MatchedRule, PolicyEngine, RequestContext, RequestRule } from './types.js';
+import type { Decision, MatchedRule, PolicyEngine, RequestContext, RequestRule, WouldDeny } from './types.js';
 
 /** Every loaded rule carries what its `when` reads; the request-time guard needs it (request.ts). */
 export type CompiledRule = RequestRule;
@@ -25,8 +25,13 @@ export function createPolicyEngine(rules: CompiledRule[], upstreamOf: (repositor
       let allowAll = false;
       let denyAll = false;
       const matched: MatchedRule[] = [];
+      const audits: CompiledRule[] = [];
       for (const rule of tokenRules) {
         if (!matches(rule, ctx)) continue;
+        if (rule.effect === 'audit') {
+          audits.push(rule);
+          continue;
+        }
         matched.push({ name: rule.name, effect: rule.effect, actions: rule.actions, file: rule.file });
         for (const a of rule.actions) {
           if (rule.effect === 'allow') {
@@ -42,20 +47,27 @@ export function createPolicyEngine(rules: CompiledRule[], upstreamOf: (repositor
         if (a === '*') return allowAll && denied.size === 0;
         return allowAll || allowed.has(a);
       });
-      return { scope, granted, matched };
+      return { scope, granted, matched, wouldDeny: audits.map((r) => wouldDeny(r, granted)).filter((w) => w.actions.length > 0) };
     },
   };
 }
 
+/** What a matching audit rule would have removed from the grant, were it a deny rule (it is not). Pure. */
+function wouldDeny(rule: CompiledRule, granted: readonly string[]): WouldDeny {
+  const all = rule.actions.includes('*');
+  return { rule: rule.name, actions: granted.filter((a) => all || a === '*' || rule.actions.includes(a)) };
+}
+
+/** Deny and audit rules match when their `when` fails (fail closed; an audit rule then records it). */
 function matches(rule: CompiledRule, ctx: CelContext): boolean {
   if (!rule.evaluate) return true;
   let result: unknown;
   try {
     result = rule.evaluate(ctx);
   } catch {
-    return rule.effect === 'deny';
+    return rule.effect !== 'allow';
   }
-  if (typeof result !== 'boolean') return rule.effect === 'deny';
+  if (typeof result !== 'boolean') return rule.effect !== 'allow';
   return result;
 }
 

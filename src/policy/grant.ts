@@ -16,6 +16,8 @@ export interface Grant {
   matched: string[];
   /** granted | partial | denied: the audit line's and the metric's vocabulary. */
   result: GrantResult;
+  /** `effect: audit` rules that matched, per scope: what they would have denied (the grant is unchanged). */
+  wouldDeny: { rule: string; scope: string; actions: string[] }[];
 }
 
 /**
@@ -28,14 +30,16 @@ export function grant(policy: PolicyEngine, identity: Identity, scopes: readonly
   const access: AccessEntry[] = [];
   const refused: Refusal[] = [];
   const matched = new Set<string>();
+  const wouldDeny: Grant['wouldDeny'] = [];
   for (const decision of decisions) {
     const { scope } = decision;
+    for (const w of decision.wouldDeny) wouldDeny.push({ rule: w.rule, scope: `${scope.type}:${scope.name}`, actions: w.actions });
     for (const m of decision.matched) matched.add(m.name);
     if (decision.granted.length > 0) access.push({ type: scope.type, name: scope.name, actions: decision.granted });
     const r = refusalOf(decision, { ruleNames: opts.ruleNames ?? false });
     if (r) refused.push(r);
   }
-  return { decisions, access, refused, matched: [...matched], result: grantResult(decisions) };
+  return { decisions, access, refused, matched: [...matched], result: grantResult(decisions), wouldDeny };
 }
 
 /** True when the policy grants `identity` every action of `scope`. */

@@ -28,7 +28,7 @@ const ruleSchema = z.strictObject(
   {
     name: z.string({ error: NAME }).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, NAME),
     effect: z
-      .enum(['allow', 'deny'], { error: '`effect` must be allow or deny' })
+      .enum(['allow', 'deny', 'audit'], { error: '`effect` must be allow, deny or audit' })
       .nullish()
       .transform((e): Effect => e ?? 'allow'),
     actions: z
@@ -142,6 +142,8 @@ function compileRule(raw: unknown, index: number, file: string, env: ReturnType<
       `\`effect: allow\` with \`at: ${rule.at}\`: access is granted when the token is issued; a request-time rule can only refuse (use effect: deny, or at: token)`,
     );
   }
+  if (rule.effect === 'audit' && rule.at !== 'token')
+    fail(`\`effect: audit\` with \`at: ${rule.at}\`: audit rules are evaluated when the token is issued only (for now)`);
   let evaluate: CompiledWhen | undefined;
   let inputs: string[] = [];
   if (rule.when !== undefined) {

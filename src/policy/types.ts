@@ -3,7 +3,8 @@ import type { Scope } from '../oci/scope.js';
 import type { CompiledWhen } from './cel.js';
 import type { LazyReads } from './reads.js';
 
-export type Effect = 'allow' | 'deny';
+/** `audit`: evaluated like deny but only recorded ("would deny"), never changing a grant. */
+export type Effect = 'allow' | 'deny' | 'audit';
 
 /** When a rule is evaluated: when /token grants (`token`), on each `/v2/` request (`request`), or both. */
 export type RuleTiming = 'token' | 'request' | 'both';
@@ -38,6 +39,13 @@ export interface Decision {
   /** (requested ∩ allowed) − denied, in the requested order. */
   granted: string[];
   matched: MatchedRule[];
+  /** `effect: audit` rules that matched, and the granted actions they would have removed (none was). */
+  wouldDeny: WouldDeny[];
+}
+
+export interface WouldDeny {
+  rule: string;
+  actions: string[];
 }
 
 /** A deny rule evaluated on `/v2/` requests (`at: request | both`), compiled. */

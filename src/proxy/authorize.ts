@@ -27,8 +27,8 @@ interface Authorized {
   anonymous: boolean;
 }
 
-/** What authorize lets through: the decision, and everything the token holds (guards narrow it, never widen it). */
-export type Granted = Authorized & { access: readonly AccessEntry[] };
+/** What authorize lets through: the decision, and everything the token holds (guards narrow it, never widen it); `subject`: the token's `sub`. */
+export type Granted = Authorized & { access: readonly AccessEntry[]; subject?: string };
 
 export function isAuthorized(x: Authorized | OciError): x is Authorized {
   return 'route' in x;
@@ -110,5 +110,5 @@ export async function authorize(req: IncomingMessage, route: Route, deps: Author
     return challengeFor(route, deps.config, 'invalid_token');
   }
   const judged = judge(route, held, deps.config);
-  return isAuthorized(judged) ? { ...judged, access: held.access } : judged;
+  return isAuthorized(judged) ? { ...judged, access: held.access, subject: held.subject } : judged;
 }

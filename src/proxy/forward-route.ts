@@ -10,6 +10,7 @@ import { sendOciError } from '../oci/errors.js';
 import type { Route } from '../oci/route.js';
 import type { Forwardable } from './guards.js';
 import { digestVerifier } from './digest-check.js';
+import { requestAudit, type RequestAudit } from './audit.js';
 import { allows } from '../policy/grant.js';
 import type { PolicyEngine, RequestContext } from '../policy/types.js';
 import { upstreamAuthFailureError } from '../upstream/failure.js';
@@ -59,15 +60,25 @@ function bodyFilter(route: Route, ready: Forwardable, catalog: () => () => Trans
   return route.kind === 'tags' && route.name !== ready.route.name ? tagsNameRewrite(route.name!, ready.route.name!) : undefined;
 }
 
-/** What the upstream's answer tells: latency and rate-limit metrics; a 401 drops the credential it refused. */
-function upstreamStatusObserver(target: Target, route: Route, metrics: Metrics | undefined) {
+/** What the upstream's answer tells: the audit event's digest, latency and rate-limit metrics; a 401 drops the credential it refused. */
+function upstreamStatusObserver(target: Target, route: Route, metrics: Metrics | undefined, audit?: RequestAudit) {
   return (status: number, seconds: number, headers: IncomingMessage['headers']): void => {
+    audit?.upstreamHeaders(headers);
     // `upstream` only with several upstreams: a single one keeps its series as they were.
     const labels = target.name ? { upstream: target.name } : {};
     metrics?.upstreamLatency.observe({ route: route.kind, status: String(status), ...labels }, seconds);
     const remaining = rateLimitRemaining(headers['ratelimit-remaining']);
     if (remaining !== undefined) metrics?.upstreamRateLimitRemaining.set(labels, remaining);
     if (status === 401) target.auth.invalidate(route.scopes);
+  };
+}
+
+/** Body bytes streamed, once per exchange: the metric and the request's audit event. */
+function bytesObserver(metrics: Metrics | undefined, audit: RequestAudit | undefined) {
+  if (!metrics && !audit) return undefined;
+  return (direction: 'upload' | 'download', bytes: number): void => {
+    metrics?.bytesStreamed.inc({ direction }, bytes);
+    audit?.bytes(direction, bytes);
   };
 }
 
@@ -96,14 +107,14 @@ export async function forwardRoute(
     path: `${route.path}${route.query}`,
     authorization,
     route: route.kind,
-    onUpstreamStatus: upstreamStatusObserver(target, route, metrics),
+    onUpstreamStatus: upstreamStatusObserver(target, route, metrics, requestAudit(req)),
     filterBody: bodyFilter(route, ready, () =>
       catalogFilter(policy, identity, { service: config.service, clientIP: clientIPOf(req) }, (name) => catalogName(targets, target, name)),
     ),
     expectDigest: ready.expectDigest,
     // The upstream's next-page Link names a repository of the unfiltered list: seal it.
     rewriteLink: catalog ? (link) => catalogLink(link, config.publicURL, ctx.seal) : undefined,
-    onBytes: metrics ? (direction, bytes) => metrics.bytesStreamed.inc({ direction }, bytes) : undefined,
+    onBytes: bytesObserver(metrics, requestAudit(req)),
     clientPath: clientPath(target.prefix),
     // A body a guard read (a capped manifest it hashed) goes up as read.
     body: ready.body,

@@ -18,6 +18,8 @@ import { canonicalRoute, createTargets, targetOf, withNamespace, type Target } f
 import { upstreamFailureError } from '../upstream/failure.js';
 import type { Upstream } from '../upstream/upstream.js';
 import type { Trust } from '../trust/verify.js';
+import type { Auditor } from '../audit/auditor.js';
+import { auditRequest, type RequestAudit } from './audit.js';
 
 /** `/v2/...`: classify → authorize (a route or an error) → guards → forward; every refusal is written once, here. */
 
@@ -38,6 +40,8 @@ interface ProxyDeps {
   guards?: readonly Guard[];
   /** Signature verdicts for `trust:` policies (the signatures guard; absent: none configured). */
   trust?: Trust;
+  /** Where manifest and blob requests' audit events go (absent: none). */
+  auditor?: Auditor;
 }
 
 export interface ProxyHandler {
@@ -91,6 +95,7 @@ async function guarded(
   logger: Logger,
   ctx: GuardContext & { upstream: Target },
   res: ServerResponse,
+  audit?: RequestAudit,
 ): Promise<Forwardable | OciError> {
   const outcome = await runGuards(guards, ctx);
   if ('route' in outcome) {
@@ -100,6 +105,7 @@ async function guarded(
     if (outcome.release && ctx.req.socket.destroyed) outcome.release();
     return outcome;
   }
+  audit?.refusedBy(outcome.guard, outcome.reason);
   const fields = { guard: outcome.guard, route: ctx.route.kind, code: outcome.refused.code, ...(outcome.reason ? { reason: outcome.reason } : {}) };
   if (outcome.widened) logger.error(fields, 'guard rewrote the route beyond what was authorized: refused');
   else logger.info(fields, 'guard refused the request');
@@ -116,8 +122,10 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   const handler = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const route = routeOf(req, targets);
     if (route instanceof OciError) return sendOciError(res, route);
+    const audit = auditRequest(req, res, route, deps.auditor);
     const authorized = await authorize(req, route, { config, logger, tokens, policy });
     if (!isAuthorized(authorized)) return sendOciError(res, authorized);
+    audit?.granted(authorized);
     // A reference that names nothing: the 404 Distribution gives, once authorized, never forwarded.
     if (authorized.route.notFound) return sendOciError(res, authorized.route.notFound);
     // Anonymous access: `/v2/` answers for itself, with no upstream call.
@@ -128,8 +136,9 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
     if (effective instanceof OciError) return sendOciError(res, effective);
     const target = targetFor(targets, effective);
     if (target instanceof OciError) return sendOciError(res, target);
+    audit?.upstream(target.name);
     const ready =
-      guards.length === 0 ? { route: effective } : await guarded(guards, logger, { req, route: effective, grant: authorized, upstream: target }, res);
+      guards.length === 0 ? { route: effective } : await guarded(guards, logger, { req, route: effective, grant: authorized, upstream: target }, res, audit);
     if (ready instanceof OciError) return sendOciError(res, ready);
     await forwardRoute(forwarding, req, res, ready, target, authorized.identity);
   };

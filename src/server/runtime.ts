@@ -23,6 +23,7 @@ import { createRateLimiter } from '../http/rate-limit.js';
 import { clientIPResolver } from '../http/client-ip.js';
 import { createLimits, limitsReadiness, withLimitGuard } from './limits.js';
 import type { Limiter } from '../limits/types.js';
+import { createAuditor } from '../audit/auditor.js';
 
 export interface Runtime {
   config: Config;
@@ -140,10 +141,12 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
   const trust = createTrust(config, upstreams, logger, metrics);
   const limits = createLimits(config, logger, metrics.registry);
   const guards = withLimitGuard(limits, options.guards ?? productionGuards(config, policy, trust && { trust, logger }), config.service);
-  const proxy = createProxyHandler({ config, upstreams, logger, tokens, policy, metrics, keys, draining: () => state.draining, guards, trust });
+  const auditor = createAuditor(config, logger, metrics.registry);
+  const proxyDeps = { config, upstreams, logger, tokens, policy, metrics, keys, auditor, trust };
+  const proxy = createProxyHandler({ ...proxyDeps, draining: () => state.draining, guards });
   const probe = createUpstreamsProbe(upstreams, logger);
   const limiter = createRateLimiter(tokenRateLimits(config.limits));
-  const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter, limits });
+  const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter, limits, auditor });
 
   const app = createApp(
     {
@@ -177,6 +180,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
       await proxy.close();
       await identity.close();
       await Promise.all([...upstreams.map((u) => u.close()), limits?.close()]);
+      await auditor.close();
       keys.close();
     },
   };

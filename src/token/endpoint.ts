@@ -11,12 +11,14 @@ import type { Admission, RateLimiter } from '../http/rate-limit.js';
 import { clientIPOf } from '../http/client-ip.js';
 import { headroomHeaders, refusalOf } from '../limits/answer.js';
 import type { Limiter } from '../limits/types.js';
+import { requestState } from '../http/request-state.js';
+import { logAuditor, type Auditor } from '../audit/auditor.js';
 import { authenticate, isIdentityRefusal, type AuthenticateDeps } from './authenticate.js';
 import { issueRefreshToken, issueRegistryToken, type IssueOptions } from './issue.js';
 import type { KeyRing } from './signing-keys.js';
 import { isParseRefusal, readTokenRequest, type TokenRequest } from './request.js';
 import {
-  auditLine,
+  tokenEvent,
   decisionLabels,
   internalError,
   rateLimitedError,
@@ -43,6 +45,8 @@ interface TokenEndpointDeps {
   limiter?: RateLimiter;
   /** `limits.rules` (limits/): counted once the identity is verified, before issuing. */
   limits?: Limiter;
+  /** Where the decision's audit event goes (absent: the log stream, as always). */
+  auditor?: Auditor;
 }
 
 /**
@@ -85,17 +89,25 @@ function throttled(
   };
 }
 
-/** The outcome's one audit line and its metric. */
-function record(outcome: TokenOutcome, clientIP: string, logger: Logger, metrics: TokenEndpointDeps['metrics']): void {
+/** The outcome's one audit event and its metrics. */
+function record(
+  outcome: TokenOutcome,
+  req: IncomingMessage,
+  clientIP: string,
+  deps: Pick<TokenEndpointDeps, 'logger' | 'metrics'> & { auditor: Auditor },
+): void {
+  const { logger, metrics, auditor } = deps;
+  const event = () => tokenEvent(outcome, { clientIP, time: new Date().toISOString(), requestId: requestState(req).requestId, claims: auditor.claims });
   if (outcome.kind === 'refused' && outcome.limited) {
     const { bucket, repeat } = outcome.limited;
     metrics?.rateLimited.inc({ scope: bucket });
-    // One audit line when a bucket starts refusing; the rest of a flood would drown the log.
+    // One audit event when a bucket starts refusing; the rest of a flood would drown the log.
     if (repeat) logger.debug({ clientIP, bucket, issuer: outcome.who?.issuerName }, 'token request rate-limited again');
-    else logger.info(auditLine(outcome, clientIP), 'token decision');
+    else auditor.emit(event());
     return;
   }
-  logger.info(auditLine(outcome, clientIP), 'token decision');
+  auditor.emit(event());
+  if (outcome.kind === 'granted') for (const w of outcome.grant.wouldDeny) auditor.wouldDeny(w.rule);
   metrics?.tokenDecisions.inc(decisionLabels(outcome));
 }
 
@@ -108,12 +120,13 @@ async function limitedAtToken(limits: Limiter | undefined, identity: Identity, s
 }
 
 /**
- * How tokens are issued: request-time rules read the identity on each request, and limits at /v2/
- * are keyed by it, so then every registry token carries it.
+ * How tokens are issued: request-time rules read the identity on each request, limits at /v2/ are
+ * keyed by it, and audit events list claims of it, so then every registry token carries it.
  */
-function issueOptions(config: Config, policy: PolicyEngine, limits: Limiter | undefined): IssueOptions {
+function issueOptions(config: Config, policy: PolicyEngine, limits: Limiter | undefined, auditClaims: number): IssueOptions {
   const { publicURL: issuer, service, tokens } = config;
-  const embedIdentity = policy.requestRules.length > 0 || limits?.applies('registry') === true;
+  // Audit events on /v2/ carry the claims the operator listed: the token must hold them too.
+  const embedIdentity = policy.requestRules.length > 0 || limits?.applies('registry') === true || auditClaims > 0;
   return { issuer, service, ttl: tokens.ttl, refreshTTL: tokens.refreshTTL, embedIdentity };
 }
 
@@ -133,7 +146,7 @@ function knownIdentity(verifier: IdentityVerifier, request: TokenRequest): Ident
  */
 function createTokenDecider(deps: TokenEndpointDeps): (req: IncomingMessage, url: URL, clientIP: string) => Promise<TokenOutcome> {
   const { config, identity: verifier, policy, keys, limiter, limits } = deps;
-  const issueOpts = issueOptions(config, policy, limits);
+  const issueOpts = issueOptions(config, policy, limits, deps.auditor?.claims.length ?? 0);
   const authDeps: AuthenticateDeps = { config, verifier, keys, issueOpts };
   // A refresh token would outlive the revocations TokenReview exists to see.
   const reviewed = new Set(config.issuers.filter((i) => i.tokenReview).map((i) => i.name));
@@ -165,7 +178,8 @@ function createTokenDecider(deps: TokenEndpointDeps): (req: IncomingMessage, url
 
 export function createTokenHandler(deps: TokenEndpointDeps) {
   const { logger, metrics } = deps;
-  const decide = createTokenDecider(deps);
+  const auditor = deps.auditor ?? logAuditor(logger);
+  const decide = createTokenDecider({ ...deps, auditor });
 
   return async function handleToken(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const clientIP = clientIPOf(req);
@@ -177,7 +191,7 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
       sendTokenError(res, internalError());
       return;
     }
-    record(outcome, clientIP, logger, metrics);
+    record(outcome, req, clientIP, { logger, metrics, auditor });
     sendTokenOutcome(res, outcome);
   };
 }

@@ -6,8 +6,9 @@ import { formatScope, type Scope } from '../oci/scope.js';
 import type { Grant } from '../policy/grant.js';
 import type { Admission, LimitBucket } from '../http/rate-limit.js';
 import type { TokenRequest } from './request.js';
+import { AUDIT_SCHEMA, pickClaims, type TokenEvent } from '../audit/events.js';
 
-/** Respond: the decision value → the audit line and the one answer. */
+/** Respond: the decision value → the audit event and the one answer. */
 
 /** The token endpoint's answer body (Docker token-auth spec, plus OAuth2's `access_token`). */
 export interface TokenBody {
@@ -47,13 +48,24 @@ export type TokenOutcome = TokenGranted | TokenRefused;
 /** Token answers are credentials (or about them): never cached (RFC 6749 §5.1). */
 const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' };
 
-/** The audit line of one decision; never the token. Pure. */
-export function auditLine(outcome: TokenOutcome, clientIP: string): Record<string, unknown> {
+/** Where and when a decision was made, and which identity claims its event carries. */
+interface AuditContext {
+  clientIP: string;
+  time: string;
+  requestId?: string;
+  claims: readonly string[];
+}
+
+/** The typed audit event of one decision (the audit line's fields, unchanged); never the token. Pure. */
+export function tokenEvent(outcome: TokenOutcome, at: AuditContext): TokenEvent {
+  const { clientIP } = at;
   const requested = outcome.scopes.map(formatScope);
+  const head = { schema: AUDIT_SCHEMA, audit: 'token', time: at.time, ...(at.requestId ? { requestId: at.requestId } : {}) } as const;
+  const claims = pickClaims(outcome.who?.claims, at.claims);
   if (outcome.kind === 'refused') {
     const { error, reason, who, request, limited } = outcome;
     return {
-      audit: 'token',
+      ...head,
       result: 'refused',
       status: error.status,
       reason,
@@ -61,6 +73,7 @@ export function auditLine(outcome: TokenOutcome, clientIP: string): Record<strin
       message: error.message,
       issuer: who?.issuerName,
       subject: who?.subject,
+      ...(claims ? { claims } : {}),
       clientId: request?.clientId,
       clientIP,
       requested,
@@ -68,17 +81,19 @@ export function auditLine(outcome: TokenOutcome, clientIP: string): Record<strin
   }
   const { grant, who, request } = outcome;
   return {
-    audit: 'token',
+    ...head,
     result: grant.result,
     grant: request.grantType,
     issuer: who.issuerName,
     subject: who.subject,
+    ...(claims ? { claims } : {}),
     clientId: request.clientId,
     clientIP,
     requested,
     granted: grant.access.map((a) => `${a.type}:${a.name}:${a.actions.join(',')}`),
     refused: grant.refused.map((r) => `${r.type}:${r.name}:${r.actions.map((a) => a.action).join(',')}`),
     rules: grant.matched,
+    ...(grant.wouldDeny?.length ? { wouldDeny: grant.wouldDeny } : {}),
     refresh: outcome.body.refresh_token !== undefined,
   };
 }

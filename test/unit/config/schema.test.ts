@@ -41,6 +41,7 @@ describe('the config schema', () => {
       'explainDenials',
       'limits',
       'trust',
+      'audit',
       'trustedProxies',
       'shutdownGrace',
       'workers',

@@ -109,6 +109,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
   const metrics = createMetrics();
   const identity = createIdentityVerifier(config.issuers, {
     logger,
+    configFile: config.file,
     refetchIntervalMs: options.refetchIntervalMs,
     onKeysFetched: (issuer, ok) => metrics.jwksRefreshes.inc({ issuer, result: ok ? 'ok' : 'error' }),
   });

@@ -46,6 +46,7 @@ export function register(program: Command): void {
     .option('--state-dir <dir>', 'with --dev: the dev state directory (env RAP_DEV_STATE_DIR; default as for serve --dev)')
     .action(async (jwt: string, opts: VerifyFlags) => {
       let issuers: readonly IssuerConfig[];
+      let configFile: string | undefined;
       if (opts.stateDir !== undefined && !opts.dev) throw new CliExit(2, 'verify: --state-dir applies to --dev only');
       if (opts.dev) {
         // serve --dev wrote its issuer (name, iss, audience, JWKS file) as a config file there.
@@ -53,8 +54,9 @@ export function register(program: Command): void {
         if (!existsSync(file))
           throw new CliExit(2, `verify --dev: ${file} does not exist: start \`registry-auth-proxy --dev\` (with the same --state-dir) first`);
         issuers = loadConfig({ config: file }, {}).issuers;
+        configFile = file;
       } else if (opts.config || (!opts.issuer && process.env.RAP_CONFIG)) {
-        issuers = loadConfig({ config: opts.config }).issuers;
+        ({ issuers, file: configFile } = loadConfig({ config: opts.config }));
       } else if (opts.issuer) {
         if (!opts.audience?.length) throw new CliExit(2, 'verify: --audience is required with --issuer (tokens must be bound to an audience)');
         issuers = loadConfig({ issuer: [opts.issuer], audience: opts.audience }, {}).issuers.map((i) => ({
@@ -70,7 +72,7 @@ export function register(program: Command): void {
       }
       if (issuers.length === 0) throw new CliExit(2, 'verify: no issuer configured');
       const token = await readToken(jwt);
-      const verifier = createIdentityVerifier(issuers, { logger: createLogger('silent') });
+      const verifier = createIdentityVerifier(issuers, { logger: createLogger('silent'), configFile });
       try {
         const identity = await verifier.verify(token, { issuerName: opts.issuerName });
         const { claims, ...rest } = identity;

@@ -85,7 +85,8 @@ function logListening(logger: Logger, config: Config, listener: Listener, rules:
     {
       url: listener.url,
       publicURL: config.publicURL,
-      service: config.service,
+      // not `service`: every line's base field already says which program wrote it
+      tokenService: config.service,
       upstream: defaultUpstream(config.upstreams)?.url,
       issuers: config.issuers.map((i) => i.name),
       rules,

@@ -96,7 +96,7 @@ describe('workers: 2', () => {
   });
 
   it('answers /metrics with the sum over the workers', async () => {
-    const series = 'rap_http_requests_total{route="/healthz",method="GET",status="200"}';
+    const series = 'rap_http_requests_total{route="healthz",method="GET",status="200"}';
     const before = await scrape(proxy.url);
     for (let i = 0; i < 10; i++) await onNewConnection(`${proxy.url}/healthz`);
     const after = await scrape(proxy.url);

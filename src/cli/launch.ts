@@ -21,10 +21,27 @@ const FORWARDED: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT'];
  * it only asks for help or the version. Pure.
  */
 export function servesRequests(args: readonly string[]): boolean {
+  return (args[0] === 'serve' || runsDefaultCommand(args)) && !asksHelpOrVersion(args);
+}
+
+/**
+ * `args` with the default command named: `serve` goes first when they name no command (no words,
+ * or options only). commander's own default command would also take a misspelt command (`servee`)
+ * as serve's argument ("too many arguments"); named here, an unknown word stays an unknown command,
+ * with commander's "did you mean". Help and version asked at the top stay the program's. Pure.
+ */
+export function withDefaultCommand(args: readonly string[]): string[] {
+  return runsDefaultCommand(args) && !asksHelpOrVersion(args) ? ['serve', ...args] : [...args];
+}
+
+function runsDefaultCommand(args: readonly string[]): boolean {
+  const first = args[0];
+  return first === undefined || (first.startsWith('-') && first !== '--');
+}
+
+function asksHelpOrVersion(args: readonly string[]): boolean {
   const own = args.includes('--') ? args.slice(0, args.indexOf('--')) : args;
-  if (own.some((a) => a === '-h' || a === '--help' || a === '-V' || a === '--version')) return false;
-  const first = own[0];
-  return first === undefined || first === 'serve' || first.startsWith('-');
+  return own.some((a) => a === '-h' || a === '--help' || a === '-V' || a === '--version');
 }
 
 type Execve = (file: string, args: string[], env: NodeJS.ProcessEnv) => never;

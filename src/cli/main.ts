@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/errors.js';
 import { CliExit } from './exit.js';
+import { withDefaultCommand } from './launch.js';
 import { flushLogs } from '../log.js';
 import { versionText } from './version.js';
 import * as serve from './commands/serve.js';
@@ -48,7 +49,8 @@ export function buildProgram(): Command {
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   try {
-    await program.parseAsync(argv);
+    // argv: node, the script, then what the user typed
+    await program.parseAsync([...argv.slice(0, 2), ...withDefaultCommand(argv.slice(2))]);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     // What was logged before the failure is written before the message that ends the run.

@@ -116,7 +116,11 @@ export async function runHelper(args: string[], io: HelperIO): Promise<number> {
         return 0;
       } catch (err) {
         if (err instanceof TokenSourceError) {
+          // stdout is the protocol's (podman and skopeo print it); Docker 28 drops a failed get and
+          // pulls anonymously ("authentication required"): only stderr, which every client passes
+          // through to the terminal, reaches its user.
           io.stdout(`${err.message}\n`);
+          io.stderr(`docker-credential-registry-auth-proxy: ${err.message}\n`);
           return 1;
         }
         throw err;

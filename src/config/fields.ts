@@ -30,6 +30,11 @@ export function optionalString<T extends z.ZodType<unknown, string>>(schema: T) 
 
 export const optText = optionalString(text);
 
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+/** A pino level by name: pino itself would throw an internal error on any other word. */
+export const logLevel = z.enum(LOG_LEVELS, { error: (i) => `${JSON.stringify(i.input)} is not a log level: use one of ${LOG_LEVELS.join(', ')}` });
+
 export const bool = z.boolean({ error: 'must be true or false' });
 
 /** A non-negative number, e.g. requests per second. */

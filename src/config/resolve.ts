@@ -1,6 +1,6 @@
 import { DEFAULT_LISTEN, DEV_LISTEN, DEV_POLICY_PATH, defaultPolicyPath } from './defaults.js';
 import { ConfigError } from './errors.js';
-import { duration, httpURL, seconds } from './fields.js';
+import { duration, httpURL, logLevel, seconds } from './fields.js';
 import { ISSUER_NAME, issuerConfig } from './issuer-schema.js';
 import { parseOrThrow } from './issues.js';
 import { listenAddress, urlHost, type ListenAddress } from './net.js';
@@ -12,8 +12,8 @@ import type { Config, IssuerConfig, LimitsConfig, TokensConfig, UpstreamConfig }
 
 /**
  * From a parsed file, flags and env to the frozen Config. Precedence everywhere: flags > config
- * file > (--dev: dev defaults) > defaults. A flag's problem names the flag (`--upstream`), or the
- * key it stands for where that is what the user knows (`listen`, `publicURL`, `tokens.ttl`).
+ * file > (--dev: dev defaults) > defaults. A flag's problem names the flag (`--upstream`), never the
+ * file's key it overrides: the file is not where the fix goes.
  */
 
 /** Command-line flags of `serve`; each maps onto a config key (CONTRACT §1). */
@@ -48,10 +48,11 @@ export function buildConfig(raw: Record<string, unknown>, flags: ServeFlags = {}
   };
   const listen =
     flags.listen !== undefined
-      ? parseOrThrow(listenAddress, flags.listen, file, 'listen')
+      ? parseOrThrow(listenAddress, flags.listen, file, '--listen')
       : (doc.listen ?? parseOrThrow(listenAddress, flags.dev ? DEV_LISTEN : DEFAULT_LISTEN, file, 'listen'));
   const publicURLGiven = flags.publicUrl ?? doc.publicURL;
-  const publicURL = parseOrThrow(httpURL, publicURLGiven ?? derivedPublicURL(listen, doc.tls !== undefined), file, 'publicURL').replace(/\/+$/, '');
+  const publicURLKey = flags.publicUrl !== undefined ? '--public-url' : 'publicURL';
+  const publicURL = parseOrThrow(httpURL, publicURLGiven ?? derivedPublicURL(listen, doc.tls !== undefined), file, publicURLKey).replace(/\/+$/, '');
   const service = flags.service ?? doc.service ?? new URL(publicURL).host;
   const single = resolveUpstream(doc, flags, env, file, fail);
   const upstreams = resolveUpstreams(doc, single, fail);
@@ -77,7 +78,7 @@ export function buildConfig(raw: Record<string, unknown>, flags: ServeFlags = {}
       flags.workers === undefined
         ? doc.workers
         : parseOrThrow(workersSetting, /^\d+$/.test(flags.workers) ? Number(flags.workers) : flags.workers, file, '--workers'),
-    logLevel: flags.logLevel ?? doc.logLevel ?? env.RAP_LOG_LEVEL ?? 'info',
+    logLevel: resolveLogLevel(doc, flags, env, file),
     dev: flags.dev ?? false,
   });
 }
@@ -141,11 +142,16 @@ function flagIssuers(flags: ServeFlags, service: string, file: string | undefine
 function resolveTokens(tokens: TokensConfig, flags: ServeFlags, file: string | undefined): TokensConfig {
   let { ttl } = tokens;
   if (flags.tokenTtl !== undefined) {
-    // The flag's syntax is the flag's problem; its range is the key's.
     const ms = parseOrThrow(duration, flags.tokenTtl, file, '--token-ttl');
-    ttl = seconds(parseOrThrow(tokenTTLRange, ms, file, 'tokens.ttl'));
+    ttl = seconds(parseOrThrow(tokenTTLRange, ms, file, '--token-ttl'));
   }
   return { ...tokens, ttl, signingKeyFile: flags.signingKey ?? tokens.signingKeyFile };
+}
+
+/** The flag, else the file's key, else RAP_LOG_LEVEL: each checked where it came from (the file's by the schema). */
+function resolveLogLevel(doc: ConfigFile, flags: ServeFlags, env: NodeJS.ProcessEnv, file: string | undefined): string {
+  if (flags.logLevel !== undefined) return parseOrThrow(logLevel, flags.logLevel, file, '--log-level');
+  return doc.logLevel ?? (env.RAP_LOG_LEVEL ? parseOrThrow(logLevel, env.RAP_LOG_LEVEL, file, 'RAP_LOG_LEVEL') : 'info');
 }
 
 function resolveLimits(limits: ConfigFile['limits'], upstream: UpstreamConfig | undefined, fail: Fail): LimitsConfig {

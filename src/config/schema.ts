@@ -5,6 +5,7 @@ import {
   durationWithin,
   httpURLProblem,
   intBetween,
+  logLevel,
   mapping,
   nonNegative,
   optionalString,
@@ -159,7 +160,7 @@ export const configFileSchema = mapping({
     .describe('ingress/load-balancer addresses or CIDRs whose X-Forwarded-For is believed'),
   shutdownGrace: duration.prefault('25s').describe('on SIGTERM: time for in-flight requests before connections are cut'),
   workers: workersSetting,
-  logLevel: optText.describe('pino level: trace, debug, info, warn, error, fatal or silent; default info'),
+  logLevel: optionalString(logLevel).describe('pino level: trace, debug, info, warn, error, fatal or silent; default info'),
 });
 
 export type ConfigFile = z.output<typeof configFileSchema>;

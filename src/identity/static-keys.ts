@@ -5,9 +5,36 @@ import { localResolver, type KeySource } from './verification-keys.js';
 
 /** `jwksFile`: a JWKS JSON document or one or more PEM public keys (or certificates). No network. */
 export function staticKeySource(file: string): KeySource {
-  const jwks = readKeyFile(file);
+  let jwks: JSONWebKeySet;
+  try {
+    jwks = readKeyFile(file);
+  } catch (err) {
+    throw new KeyFileError(file, err);
+  }
   const resolver = localResolver(jwks);
   return { resolver, ready: () => true, refresh: async () => {} };
+}
+
+/** A `jwksFile` that cannot be used; `problem` is said for a person (no errno codes). */
+export class KeyFileError extends Error {
+  readonly problem: string;
+  constructor(
+    readonly file: string,
+    cause: unknown,
+  ) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    const problem =
+      code === 'ENOENT'
+        ? `${file} does not exist`
+        : code === 'EACCES'
+          ? `${file} cannot be read (permission denied)`
+          : (cause as Error).message.startsWith(file)
+            ? (cause as Error).message
+            : `${file}: ${(cause as Error).message}`;
+    super(problem);
+    this.name = 'KeyFileError';
+    this.problem = problem;
+  }
 }
 
 function readKeyFile(file: string): JSONWebKeySet {

@@ -1,9 +1,11 @@
 import type { JWTPayload } from 'jose';
+import { ConfigError } from '../config/errors.js';
 import type { IssuerConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { checkHeader, checkPinnedIssuer, checkShape, checkSubject, decodeToken } from './checks.js';
 import { identityFromClaims } from './presets.js';
 import { createIdentitySource } from './sources.js';
+import { KeyFileError } from './static-keys.js';
 import { TokenCache, type CacheFill, type CacheUsage } from '../http/token-cache.js';
 import type { TokenReviewer } from './token-review.js';
 import { IdentityError, type Identity, type IdentitySource, type IdentityVerifier } from './types.js';
@@ -19,6 +21,8 @@ interface VerifierOptions {
   onKeysFetched?: (issuerName: string, ok: boolean) => void;
   /** Byte budget of the verification cache (default DEFAULT_CACHE_MAX_BYTES). */
   cacheMaxBytes?: number;
+  /** The config file the issuers came from, named (with the key) when a `jwksFile` cannot be used. */
+  configFile?: string;
 }
 
 /**
@@ -28,7 +32,7 @@ interface VerifierOptions {
  */
 export function createIdentityVerifier(issuers: readonly IssuerConfig[], options: VerifierOptions): IdentityVerifier & { cacheUsage(): CacheUsage } {
   const now = options.now ?? Date.now;
-  const sources = new Map(issuers.map((cfg) => [cfg.issuer, createIdentitySource(cfg, { ...options, now })]));
+  const sources = new Map(issuers.map((cfg, i) => [cfg.issuer, sourceOf(cfg, i, { ...options, now })]));
   const names = new Set(issuers.map((i) => i.name));
   // Bounded by bytes, not entries: a verified identity is as large as its token's claims.
   const cache = new TokenCache<Identity>(options.cacheMaxBytes, now);
@@ -123,4 +127,15 @@ function keyWarmUp(logger: Logger): { start(sources: IdentitySource[]): Promise<
       for (const t of timers) clearTimeout(t);
     },
   };
+}
+
+/** An issuer's source; a `jwksFile` that cannot be used is a ConfigError naming the file and key. */
+function sourceOf(cfg: IssuerConfig, index: number, options: VerifierOptions & { now: () => number }): IdentitySource {
+  try {
+    return createIdentitySource(cfg, options);
+  } catch (err) {
+    if (!(err instanceof KeyFileError)) throw err;
+    const fix = 'fix the path (a JWKS or PEM public keys), or remove jwksFile to fetch the keys by OIDC discovery';
+    throw new ConfigError(options.configFile, `issuers[${index}].jwksFile`, `${err.problem}: ${fix}`);
+  }
 }

@@ -19,10 +19,18 @@ export interface AppRoutes {
   v2: (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 }
 
+/** The paths other than `/v2/` and their `route` label: one word each, as `v2`, `other` and the upstream metric's routes (`manifest`, `blob`). */
+const NAMED_ROUTES: Readonly<Record<string, string>> = {
+  '/token': 'token',
+  '/.well-known/jwks.json': 'jwks',
+  '/healthz': 'healthz',
+  '/readyz': 'readyz',
+  '/metrics': 'metrics',
+};
+
 function routeLabel(path: string): string {
   if (path === '/v2' || path.startsWith('/v2/')) return 'v2';
-  if (path === '/token' || path === '/.well-known/jwks.json' || path === '/healthz' || path === '/readyz' || path === '/metrics') return path;
-  return 'other';
+  return Object.hasOwn(NAMED_ROUTES, path) ? NAMED_ROUTES[path]! : 'other';
 }
 
 /** Methods whose requests carry no body (RFC 9110 gives them no meaning; no registry client sends one). */
@@ -34,14 +42,14 @@ const BODILESS_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', '
  * parser may frame it differently), and a Transfer-Encoding other than plain `chunked` is one the
  * upstream may decode differently from Node. Only `/token` (POST form) and `/v2/` routes take bodies.
  */
-function framingProblem(method: string, route: string, headers: IncomingMessage['headers']): string | undefined {
+function framingProblem(method: string, route: string, path: string, headers: IncomingMessage['headers']): string | undefined {
   const te = headers['transfer-encoding'];
   const cl = headers['content-length'];
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked') return 'Transfer-Encoding other than "chunked" is not supported';
   if (te !== undefined && cl !== undefined) return 'both Content-Length and Transfer-Encoding';
   if (!announcesBody(headers)) return undefined;
   if (BODILESS_METHODS.has(method)) return `${method} requests carry no body`;
-  if (route !== 'v2' && route !== '/token') return `${route === 'other' ? 'this path' : route} takes no body`;
+  if (route !== 'v2' && route !== 'token') return `${route === 'other' ? 'this path' : path} takes no body`;
   return undefined;
 }
 
@@ -91,12 +99,12 @@ function recordRequest(
 }
 
 /** The refusal a request gets before any handler sees it, or undefined. Pure. Both close the connection. */
-function refusedAtDoor(method: string, label: string, headers: IncomingMessage['headers'], draining: boolean): OciError | undefined {
-  const framing = framingProblem(method, label, headers);
+function refusedAtDoor(method: string, label: string, path: string, headers: IncomingMessage['headers'], draining: boolean): OciError | undefined {
+  const framing = framingProblem(method, label, path, headers);
   // The body is never read, so nothing after it on this connection can be trusted: close.
   if (framing) return new OciError(400, 'UNSUPPORTED', `${framing}: request refused`, { headers: { Connection: 'close' } });
   // Probes stay answered: /readyz itself reports "shutting down" (with its other reasons).
-  if (draining && label !== '/healthz' && label !== '/readyz') {
+  if (draining && label !== 'healthz' && label !== 'readyz') {
     return new OciError(503, 'UNAVAILABLE', 'the proxy is shutting down: retry', { headers: { Connection: 'close', 'Retry-After': '1' } });
   }
   return undefined;
@@ -149,7 +157,7 @@ export function createApp(
     }
     metrics?.inFlight.inc();
     res.once('close', () => recordRequest(req, res, { label, path, requestId, started }, logger, metrics));
-    const refused = refusedAtDoor(req.method ?? '', label, req.headers, state.draining);
+    const refused = refusedAtDoor(req.method ?? '', label, path, req.headers, state.draining);
     if (refused) {
       sendOciError(res, refused);
       return;

@@ -2,6 +2,7 @@ import { createServer as createHttpServer, type RequestListener, type Server } f
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { ConfigError } from '../config/errors.js';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { OciError, sendOciError } from '../oci/errors.js';
@@ -85,7 +86,7 @@ function createServer(config: Config, listener: RequestListener): Server {
     keepAliveTimeout: 65_000,
   };
   const server: Server = config.tls
-    ? (createHttpsServer({ ...options, cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }, listener) as unknown as Server)
+    ? (createHttpsServer({ ...options, cert: tlsFile(config, 'certFile'), key: tlsFile(config, 'keyFile') }, listener) as unknown as Server)
     : createHttpServer(options, listener);
   server.maxHeadersCount = 0; // see guardRequests
   return server;
@@ -112,6 +113,18 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Socket, maxHeader
     socket.destroy();
   }
   logger.debug({ code: err.code, remote: socket.remoteAddress }, 'malformed request rejected');
+}
+
+/** `tls.certFile` or `tls.keyFile`, read; one that cannot be is a ConfigError naming the file, the key and the path. */
+function tlsFile(config: Config, key: 'certFile' | 'keyFile'): Buffer {
+  const path = config.tls![key];
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'cannot be read (permission denied)' : (err as Error).message;
+    throw new ConfigError(config.file, `tls.${key}`, `${path} ${why}: fix the path, or remove tls: to serve plain HTTP behind a TLS-terminating ingress`);
+  }
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {

@@ -1,4 +1,5 @@
 import { ConfigError } from '../config/errors.js';
+import { urlHost } from '../config/net.js';
 import type { Config } from '../config/types.js';
 import { PolicyLoadError } from '../policy/load.js';
 import { WORKER_SLOT_ENV } from './cluster-protocol.js';
@@ -40,17 +41,25 @@ export function signalActions(role: ProcessRole['role']): Partial<Record<NodeJS.
 }
 
 /**
- * What a start-up failure means for the exit code: a bad policy is 2, a taken address 1; undefined
+ * What a start-up failure means for the exit code: a bad policy is 2, a taken address 1 (with the
+ * address and the fix); undefined
  * when the error speaks for itself (a ConfigError is a config error, exit 2; anything else exit 1). Pure.
  */
 export function startFailure(err: unknown, listen: Config['listen']): { code: 1 | 2; message: string } | undefined {
   if (err instanceof PolicyLoadError) return { code: 2, message: `policy error: ${err.message}` };
   if (err instanceof ConfigError) return undefined;
-  if ((err as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE') {
-    return { code: 1, message: `cannot listen on ${listen.host}:${listen.port}: address in use` };
-  }
+  const why = LISTEN_ERRORS[(err as NodeJS.ErrnoException | undefined)?.code ?? ''];
+  if (why) return { code: 1, message: `cannot listen on ${urlHost(listen.host)}:${listen.port}: ${why(listen)}` };
   return undefined;
 }
+
+/** Why the listener could not bind, and the fix: an operational failure (the same command works once the cause is gone). */
+const LISTEN_ERRORS: Record<string, (listen: Config['listen']) => string> = {
+  EADDRINUSE: () =>
+    'the address is in use (another process listens there): stop that process, or choose another address with --listen <host:port> (config key listen)',
+  EADDRNOTAVAIL: (l) => `${l.host} is not an address of this machine: give one of its addresses, or 0.0.0.0 for all, with --listen (config key listen)`,
+  EACCES: () => 'permission denied (a port below 1024 needs privileges): choose a port of 1024 or above with --listen (config key listen)',
+};
 
 /** A start-up failure with its exit code and message (the CLI prints the message and exits with the code). */
 export class StartFailure extends Error {

@@ -43,7 +43,11 @@ export async function runProcess(loaded: Config, logger: Logger, companion?: Com
 
 /** The only serving process: `workers: 1`, or --dev. */
 async function runSingle(config: Config, logger: Logger, companion: Companion | undefined): Promise<void> {
-  const runtime = await startRuntime(config, logger).catch((err: unknown) => failed(err, config));
+  const runtime = await startRuntime(config, logger).catch(async (err: unknown) => {
+    // --dev's registry is started before the proxy: it must not outlive a proxy that never served.
+    await companion?.stop();
+    return failed(err, config);
+  });
   lintPolicies(runtime.policy, config, logger);
   // The banner comes after the log lines before it (they wait for the end of the turn).
   if (companion) {

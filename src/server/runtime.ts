@@ -93,7 +93,8 @@ function logListening(logger: Logger, config: Config, listener: Listener, rules:
     {
       url: listener.url,
       publicURL: config.publicURL,
-      service: config.service,
+      // not `service`: every line's base field already says which program wrote it
+      tokenService: config.service,
       upstream: defaultUpstream(config.upstreams)?.url,
       issuers: config.issuers.map((i) => i.name),
       rules,
@@ -118,6 +119,7 @@ async function loadPolicyAndKeys(config: Config, logger: Logger, options: Runtim
 function createVerifiers(config: Config, logger: Logger, keys: KeyRing, metrics: Metrics, options: RuntimeOptions) {
   const identity = createIdentityVerifier(config.issuers, {
     logger,
+    configFile: config.file,
     refetchIntervalMs: options.refetchIntervalMs,
     onKeysFetched: (issuer, ok) => metrics.jwksRefreshes.inc({ issuer, result: ok ? 'ok' : 'error' }),
   });

@@ -3,6 +3,7 @@ import type { Identity } from '../identity/types.js';
 import { sendJson } from '../http/response.js';
 import { API_VERSION, API_VERSION_HEADER, oauthError, sendOciError, type OciError } from '../oci/errors.js';
 import { formatScope, type Scope } from '../oci/scope.js';
+import { denialMessage } from '../policy/explain.js';
 import type { Grant } from '../policy/grant.js';
 import type { Admission, LimitBucket } from '../http/rate-limit.js';
 import type { TokenRequest } from './request.js';
@@ -92,6 +93,8 @@ export function tokenEvent(outcome: TokenOutcome, at: AuditContext): TokenEvent 
     requested,
     granted: grant.access.map((a) => `${a.type}:${a.name}:${a.actions.join(',')}`),
     refused: grant.refused.map((r) => `${r.type}:${r.name}:${r.actions.map((a) => a.action).join(',')}`),
+    // partial, denied: why, in the words the client prints when it uses a refused action (a 403)
+    message: grant.refused.length ? denialMessage(who, grant.refused, true) : undefined,
     rules: grant.matched,
     ...(grant.wouldDeny?.length ? { wouldDeny: grant.wouldDeny } : {}),
     refresh: outcome.body.refresh_token !== undefined,

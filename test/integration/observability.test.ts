@@ -63,8 +63,8 @@ describe('/metrics', () => {
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     const text = await res.text();
     expect(text).toContain('# TYPE rap_http_requests_total counter');
-    expect(sample(text, 'rap_http_requests_total', { route: '/token', method: 'GET', status: '200' })).toBe(3);
-    expect(sample(text, 'rap_http_requests_total', { route: '/token', method: 'GET', status: '401' })).toBe(1);
+    expect(sample(text, 'rap_http_requests_total', { route: 'token', method: 'GET', status: '200' })).toBe(3);
+    expect(sample(text, 'rap_http_requests_total', { route: 'token', method: 'GET', status: '401' })).toBe(1);
     expect(sample(text, 'rap_http_requests_total', { route: 'v2', method: 'GET', status: '401' })).toBe(1);
     expect(sample(text, 'rap_token_decisions_total', { issuer: 'ci', result: 'granted' })).toBe(1);
     expect(sample(text, 'rap_token_decisions_total', { issuer: 'ci', result: 'partial' })).toBe(1);
@@ -80,6 +80,20 @@ describe('/metrics', () => {
     // never a token or a subject in a label
     expect(text).not.toContain(ok.token.slice(0, 20));
     expect(text).not.toContain('job-42');
+  });
+});
+
+describe('logs', () => {
+  it('a partial or denied token decision carries the reason the client prints; the listening line names its fields once', () => {
+    const audit = proxy.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.audit === 'token');
+    const denied = audit.find((l) => l.result === 'denied');
+    expect(denied?.message).toMatch(/ was refused pull on repository team-b\/app: no rule grants pull\. Check with: registry-auth-proxy policy test /);
+    expect(audit.find((l) => l.result === 'partial')?.message).toMatch(/ was refused delete on repository team-a\/app: /);
+    expect(audit.find((l) => l.result === 'granted')).not.toHaveProperty('message');
+    const listening = proxy.logs.find((l) => l.includes('"registry-auth-proxy listening"'))!;
+    // pino writes what it is given: a field given twice is in the line twice, and JSON readers keep only one
+    expect(listening.match(/"service":/g)).toHaveLength(1);
+    expect(JSON.parse(listening)).toMatchObject({ service: 'registry-auth-proxy', tokenService: 'registry.test' });
   });
 });
 

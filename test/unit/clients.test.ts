@@ -112,7 +112,8 @@ describe('Docker credential helper protocol (golden)', () => {
     const g = io('registry.example.com', { RAP_TOKEN_FILE: '/nonexistent/token', RAP_REGISTRIES: 'registry.example.com' });
     expect(await runHelper(['get'], g.io)).toBe(1);
     expect(g.out.stdout).toMatch(/no identity token file/);
-    expect(g.out.stderr).toBe('');
+    // and on stderr: Docker 28 drops a failed get's stdout and shows only what the helper wrote there
+    expect(g.out.stderr).toBe(`docker-credential-registry-auth-proxy: ${g.out.stdout}`);
     expect(await runHelper(['bogus'], io('', {}).io)).toBe(1);
   });
 });

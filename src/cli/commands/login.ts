@@ -50,7 +50,7 @@ export function register(program: Command): void {
   program
     .command('login <registry>')
     .description(
-      'write credentials for <registry> (the identity token from --token-file, $RAP_TOKEN_FILE or stdin) into Docker config.json, a containers auth.json, or a kubernetes.io/dockerconfigjson Secret manifest; files are merged and written atomically with 0600. The token must be an unexpired JWT; what was written, where, and until when is said on stderr',
+      'write credentials for <registry> (the identity token from --token-file, `--token-file -` for stdin, else $RAP_TOKEN_FILE, else /var/run/secrets/tokens/registry-token) into Docker config.json, a containers auth.json, or a kubernetes.io/dockerconfigjson Secret manifest; files are merged and written atomically with 0600. The token must be an unexpired JWT; what was written, where, and until when is said on stderr',
     )
     .option('--token-file <file>', 'identity token file, or - to read it from stdin (default $RAP_TOKEN_FILE, else /var/run/secrets/tokens/registry-token)')
     .option('--docker-config [file]', 'Docker config.json (default $DOCKER_CONFIG/config.json or ~/.docker/config.json)')

@@ -4,7 +4,7 @@ import { decodeJwt } from 'jose';
 import { loadConfig } from '../../config/load.js';
 import { PRESETS, type Preset } from '../../config/types.js';
 import { identityFromClaims } from '../../identity/presets.js';
-import { formatScope, parseScopes, ScopeError } from '../../oci/scope.js';
+import { formatScope, parseScopes, ScopeError, type Scope } from '../../oci/scope.js';
 import { lintTenantPinning, type LintIssuer } from '../../policy/lint.js';
 import { loadPolicies, PolicyLoadError } from '../../policy/load.js';
 import type { Decision } from '../../policy/types.js';
@@ -69,14 +69,32 @@ export function explainDecision(d: Decision): { result: GrantResult; reason: str
   return { result, reason: parts.join('; ') };
 }
 
+const SCOPE_ACTIONS = ['pull', 'push', 'delete', '*'];
+
+/**
+ * What a scope typed at `policy test` gets wrong that /token would quietly deny (a client may ask
+ * for anything there, and gets what is granted): a type or an action no rule can grant, or none. Pure.
+ */
+function scopeTypo(scope: Scope): string | undefined {
+  const typed = `"${formatScope(scope)}"`;
+  if (scope.type !== 'repository' && scope.type !== 'registry') return `${typed}: the type is repository or registry (registry:catalog:*)`;
+  if (scope.actions.length === 0) return `${typed} names no action: add one of ${SCOPE_ACTIONS.join(', ')}, e.g. repository:team/app:pull`;
+  const unknown = scope.actions.filter((a) => !SCOPE_ACTIONS.includes(a));
+  return unknown.length ? `${typed}: unknown action ${unknown.join(',')} (use ${SCOPE_ACTIONS.join(', ')})` : undefined;
+}
+
 /** `--scope` values parsed, under their canonical names as /token decides them; a malformed one is a usage error (exit 2). */
-function scopesFlag(values: string[], canonical?: (repository: string) => string): ReturnType<typeof parseScopes> {
+function scopesFlag(values: string[], canonical?: (repository: string) => string): Scope[] {
+  let scopes: Scope[];
   try {
-    return parseScopes(values, canonical);
+    scopes = parseScopes(values, canonical);
   } catch (err) {
     if (err instanceof ScopeError) throw new CliExit(2, `--scope: ${err.message}`);
     throw err;
   }
+  const typo = scopes.map(scopeTypo).find((p) => p !== undefined);
+  if (typo) throw new CliExit(2, `--scope: ${typo}`);
+  return scopes;
 }
 
 /** The policies at `path` (request.upstream from `upstreamOf`); a policy that does not load is exit 2. */

@@ -1,3 +1,4 @@
+import { createServer } from 'node:net';
 import type { Command } from 'commander';
 import { listenExposureProblem, loadConfig, type ServeFlags } from '../../config/load.js';
 import { ConfigError } from '../../config/errors.js';
@@ -6,7 +7,7 @@ import { devStateDir } from '../../dev/defaults.js';
 import type { DevSession } from '../../dev/setup.js';
 import { createLogger, type Logger } from '../../log.js';
 import { runProcess } from '../../server/process.js';
-import { StartFailure } from '../../server/process-role.js';
+import { StartFailure, startFailure } from '../../server/process-role.js';
 import { CliExit } from '../exit.js';
 
 /**
@@ -18,7 +19,7 @@ const collect = (value: string, previous: string[] = []) => [...previous, value]
 
 export function register(program: Command): void {
   program
-    .command('serve', { isDefault: true })
+    .command('serve')
     .description('run the proxy and its token endpoint (default command)')
     .option('--config <file>', 'YAML config file (env RAP_CONFIG); every flag below has a config key')
     .option('--upstream <url>', 'upstream registry base URL (upstream.url)')
@@ -59,9 +60,24 @@ async function serve(opts: ServeFlags & { stateDir?: string }): Promise<void> {
   // A person running --dev in a terminal reads the log; machines (and tests) get JSON.
   const logger = createLogger(loaded.logLevel, process.stderr, { pretty: loaded.dev && process.stderr.isTTY === true });
   // The loaded Config is frozen: --dev hands back an extended one (and runs one process: never a worker).
+  // The address is tried before --dev starts its registry: a taken port is said at once, with nothing to stop.
+  if (loaded.dev) await tryListen(loaded.listen);
   const dev = loaded.dev ? await startDev(loaded, stateDirFlag, logger) : undefined;
   await runProcess(dev?.config ?? loaded, logger, dev).catch((err: unknown) => {
     throw err instanceof StartFailure ? new CliExit(err.code, err.message) : err;
+  });
+}
+
+/** Binds `listen` and lets go again; a failure is the CliExit serving would end with. */
+async function tryListen(listen: Config['listen']): Promise<void> {
+  if (listen.port === 0) return;
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listen.port, listen.host, () => server.close(() => resolve()));
+  }).catch((err: unknown) => {
+    const failure = startFailure(err, listen);
+    throw failure ? new CliExit(failure.code, failure.message) : err;
   });
 }
 

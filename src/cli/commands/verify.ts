@@ -31,18 +31,22 @@ async function readToken(arg: string): Promise<string> {
 }
 
 /** The issuers to verify against: `--dev`'s, a config file's, or one given by flags. Throws the usage error when none is given. */
-function issuersOf(opts: VerifyFlags): readonly IssuerConfig[] {
+/** The issuers to verify against, and the config file they came from (named in its errors). */
+function issuersOf(opts: VerifyFlags): { issuers: readonly IssuerConfig[]; configFile?: string } {
   if (opts.stateDir !== undefined && !opts.dev) throw new CliExit(2, 'verify: --state-dir applies to --dev only');
   if (opts.dev) {
     // serve --dev wrote its issuer (name, iss, audience, JWKS file) as a config file there.
     const file = devPaths(devStateDir(opts.stateDir)).issuerConfig;
     if (!existsSync(file)) throw new CliExit(2, `verify --dev: ${file} does not exist: start \`registry-auth-proxy --dev\` (with the same --state-dir) first`);
-    return loadConfig({ config: file }, {}).issuers;
+    return { issuers: loadConfig({ config: file }, {}).issuers, configFile: file };
   }
-  if (opts.config || (!opts.issuer && process.env.RAP_CONFIG)) return loadConfig({ config: opts.config }).issuers;
+  if (opts.config || (!opts.issuer && process.env.RAP_CONFIG)) {
+    const { issuers, file } = loadConfig({ config: opts.config });
+    return { issuers, configFile: file };
+  }
   if (opts.issuer) {
     if (!opts.audience?.length) throw new CliExit(2, 'verify: --audience is required with --issuer (tokens must be bound to an audience)');
-    return loadConfig({ issuer: [opts.issuer], audience: opts.audience }, {}).issuers.map((i) => ({
+    const issuers = loadConfig({ issuer: [opts.issuer], audience: opts.audience }, {}).issuers.map((i) => ({
       ...i,
       name: opts.issuerName ?? 'default',
       caFile: opts.caFile,
@@ -50,6 +54,7 @@ function issuersOf(opts: VerifyFlags): readonly IssuerConfig[] {
       jwksFile: opts.jwksFile,
       preset: opts.preset as IssuerConfig['preset'],
     }));
+    return { issuers };
   }
   throw new CliExit(2, 'verify: give --config <file> or --issuer <url> --audience <aud>');
 }
@@ -69,10 +74,10 @@ export function register(program: Command): void {
     .option('--dev', 'trust the issuer of `registry-auth-proxy --dev` (its JWKS in the dev state directory)')
     .option('--state-dir <dir>', 'with --dev: the dev state directory (env RAP_DEV_STATE_DIR; default as for serve --dev)')
     .action(async (jwt: string, opts: VerifyFlags) => {
-      const issuers = issuersOf(opts);
+      const { issuers, configFile } = issuersOf(opts);
       if (issuers.length === 0) throw new CliExit(2, 'verify: no issuer configured');
       const token = await readToken(jwt);
-      const verifier = createIdentityVerifier(issuers, { logger: createLogger('silent') });
+      const verifier = createIdentityVerifier(issuers, { logger: createLogger('silent'), configFile });
       try {
         const identity = await verifier.verify(token, { issuerName: opts.issuerName });
         const { claims, ...rest } = identity;

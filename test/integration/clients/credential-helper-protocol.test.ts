@@ -59,11 +59,11 @@ describe('get', () => {
     expect(r).toEqual({ code: 1, stdout: 'credentials not found in native keychain\n', stderr: '' });
   });
 
-  it('puts its errors on stdout (exit 1), where clients read them: no token file, an API-server token, no server URL', async () => {
+  it('puts its errors on stdout (exit 1), where clients read them, and on stderr (Docker 28 shows only that): no token file, an API-server token, no server URL', async () => {
     const missing = await helper(['get'], 'registry.example.com', { RAP_TOKEN_FILE: join(dir, 'nope'), RAP_REGISTRIES: 'registry.example.com' });
     expect(missing.code).toBe(1);
     expect(missing.stdout).toMatch(/^no identity token file found \(looked at .*nope/);
-    expect(missing.stderr).toBe('');
+    expect(missing.stderr).toBe(`docker-credential-registry-auth-proxy: ${missing.stdout}`);
 
     const apiFile = join(dir, 'api-token');
     writeFileSync(apiFile, API_TOKEN);

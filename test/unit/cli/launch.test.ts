@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { servesRequests } from '../../../src/cli/launch.js';
+import { servesRequests, withDefaultCommand } from '../../../src/cli/launch.js';
 
 /** Which command lines are re-executed with the streaming settings: serve only, the default command. */
 describe('servesRequests', () => {
@@ -26,7 +26,37 @@ describe('servesRequests', () => {
     [['-V'], false],
     [['--version'], false],
     [['serve', '--', '--help'], true],
+    // a misspelt command is commander's "unknown command", not serve's argument
+    [['servee'], false],
   ])('%j -> %s', (args, serving) => {
     expect(servesRequests(args)).toBe(serving);
+  });
+});
+
+describe('withDefaultCommand', () => {
+  it.each([
+    [[], ['serve']],
+    [['--dev'], ['serve', '--dev']],
+    [
+      ['--config', 'rap.yaml'],
+      ['serve', '--config', 'rap.yaml'],
+    ],
+    [
+      ['serve', '--dev'],
+      ['serve', '--dev'],
+    ],
+    [['servee'], ['servee']],
+    [
+      ['verify', 'x'],
+      ['verify', 'x'],
+    ],
+    [['--help'], ['--help']],
+    [['-V'], ['-V']],
+    [
+      ['--config', 'rap.yaml', '--help'],
+      ['--config', 'rap.yaml', '--help'],
+    ],
+  ])('%j -> %j', (args, named) => {
+    expect(withDefaultCommand(args)).toEqual(named);
   });
 });

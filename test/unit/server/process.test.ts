@@ -51,7 +51,15 @@ describe('start-up failures', () => {
   const inUse = Object.assign(new Error('listen EADDRINUSE'), { code: 'EADDRINUSE' });
   const cases: [string, unknown, { code: number; message: string } | undefined][] = [
     ['a bad policy is a usage error', new PolicyLoadError('p.yaml', 'r', 'bad'), { code: 2, message: 'policy error: p.yaml: rule "r": bad' }],
-    ['a taken address is an operational failure', inUse, { code: 1, message: 'cannot listen on 127.0.0.1:8080: address in use' }],
+    [
+      'a taken address is an operational failure, with the fix',
+      inUse,
+      {
+        code: 1,
+        message:
+          'cannot listen on 127.0.0.1:8080: the address is in use (another process listens there): stop that process, or choose another address with --listen <host:port> (config key listen)',
+      },
+    ],
     ['a config error speaks for itself', new ConfigError('c.yaml', 'issuers', 'bad'), undefined],
     ['anything else speaks for itself', new Error('boom'), undefined],
     ['a thrown non-error', undefined, undefined],

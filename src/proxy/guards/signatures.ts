@@ -45,13 +45,23 @@ const MANIFEST_MAX_BYTES = 4 * 1024 * 1024;
 const refusal = (message: string): OciError => explained(deniedError(message, undefined), message);
 
 /** The manifest by digest, through the upstream (bounded, digest-checked), or why it could not be read. */
-async function fetchManifest(ctx: GuardContext, repository: string, digest: string, timeoutMs: number): Promise<{ json: unknown } | { error: string }> {
+async function fetchManifest(
+  ctx: GuardContext,
+  repository: string,
+  digest: string,
+  timeoutMs: number,
+): Promise<{ json: unknown } | { error: string }> {
   const name = upstreamName(ctx.upstream, repository);
   try {
-    const answer = await repoReader(ctx.upstream, name, timeoutMs).get(`/v2/${name}/manifests/${digest}`, MANIFEST_ACCEPT, MANIFEST_MAX_BYTES);
+    const answer = await repoReader(ctx.upstream, name, timeoutMs).get(
+      `/v2/${name}/manifests/${digest}`,
+      MANIFEST_ACCEPT,
+      MANIFEST_MAX_BYTES,
+    );
     if (answer.status !== 200) return { error: `the upstream answered HTTP ${answer.status} for the manifest` };
     const body = Buffer.from(answer.text, 'utf8');
-    if (`sha256:${createHash('sha256').update(body).digest('hex')}` !== digest) return { error: 'the upstream sent another manifest for the digest' };
+    if (`sha256:${createHash('sha256').update(body).digest('hex')}` !== digest)
+      return { error: 'the upstream sent another manifest for the digest' };
     return { json: JSON.parse(answer.text) as unknown };
   } catch (err) {
     return { error: `the manifest could not be read: ${(err as Error).message}` };
@@ -67,7 +77,13 @@ function byDigest(route: Route, digest: string): Route | undefined {
 const facts = (v: Verdict) => ({ verified: v.verified, signers: v.signers });
 
 /** A blob of a protected repository: served when a manifest let through references it (or to a pusher); else refused, or logged (audit). */
-function blobGate(deps: SignatureGuardDeps, coverage: Coverage, ctx: GuardContext, repository: string, digest: string): OciError | undefined {
+function blobGate(
+  deps: SignatureGuardDeps,
+  coverage: Coverage,
+  ctx: GuardContext,
+  repository: string,
+  digest: string,
+): OciError | undefined {
   if (coverage.blobAllowed(repository, digest) || mayPush(ctx.grant.access, repository)) return undefined;
   const message = `${repository}: blob ${digest} is not referenced by a verified manifest of this repository: pull the image by a signed manifest first`;
   if (deps.trust.enforces(repository)) return refusal(message);
@@ -75,15 +91,24 @@ function blobGate(deps: SignatureGuardDeps, coverage: Coverage, ctx: GuardContex
   return undefined;
 }
 
-export function signaturesGuard(
-  deps: SignatureGuardDeps,
-  lookups: TagLookups = createTagLookups(deps.tagTtlMs),
-  coverage: Coverage = createCoverage(deps.ttlMs),
-): Guard {
+type ManifestJudge = (
+  ctx: GuardContext,
+  repository: string,
+  digest: string,
+  artifactTag?: boolean,
+) => Promise<Seen | OciError>;
+
+/** A manifest judged by its signatures: remembered, or read and verified now; refused, or its facts and verdict (remembered). */
+function manifestJudge(deps: SignatureGuardDeps, coverage: Coverage): ManifestJudge {
   const { trust, logger } = deps;
 
   /** The manifest's facts and verdict: remembered, or read and verified now; or the refusal. */
-  async function judge(ctx: GuardContext, repository: string, digest: string, artifactTag: boolean): Promise<Seen | OciError | undefined> {
+  async function judge(
+    ctx: GuardContext,
+    repository: string,
+    digest: string,
+    artifactTag: boolean,
+  ): Promise<Seen | OciError | undefined> {
     const known = coverage.seen(repository, digest);
     if (known) return known;
     const read = await fetchManifest(ctx, repository, digest, deps.lookupTimeoutMs);
@@ -97,16 +122,33 @@ export function signaturesGuard(
     return { facts: manifest, verdict };
   }
 
-  async function manifest(ctx: GuardContext, repository: string, digest: string, artifactTag = false): Promise<Seen | OciError> {
+  async function manifest(
+    ctx: GuardContext,
+    repository: string,
+    digest: string,
+    artifactTag = false,
+  ): Promise<Seen | OciError> {
     const seen = await judge(ctx, repository, digest, artifactTag);
-    if (seen === undefined) return { facts: manifestFacts(undefined), verdict: { verified: false, signers: [], policies: [] } };
+    if (seen === undefined)
+      return { facts: manifestFacts(undefined), verdict: { verified: false, signers: [], policies: [] } };
     if (seen instanceof OciError) return seen;
     const outcome = trustOutcome(repository, digest, seen.verdict);
     if (outcome.action === 'refuse') return refusal(outcome.message);
-    if (outcome.recorded.length) logger.warn({ repository, digest, recorded: outcome.recorded }, 'image signature not verified: served (audit)');
+    if (outcome.recorded.length)
+      logger.warn({ repository, digest, recorded: outcome.recorded }, 'image signature not verified: served (audit)');
     coverage.remember(repository, digest, seen);
     return seen;
   }
+  return manifest;
+}
+
+export function signaturesGuard(
+  deps: SignatureGuardDeps,
+  lookups: TagLookups = createTagLookups(deps.tagTtlMs),
+  coverage: Coverage = createCoverage(deps.ttlMs),
+): Guard {
+  const { trust } = deps;
+  const manifest = manifestJudge(deps, coverage);
 
   const guard: Guard = async function signatures(ctx) {
     const step = signatureStep(ctx.route, trust.applies);
@@ -122,7 +164,12 @@ export function signaturesGuard(
   };
 
   /** The tag's digest now, verified; the request rewritten to that digest. */
-  async function byTag(ctx: GuardContext, repository: string, tag: string, artifactTag: boolean): Promise<GuardHold | OciError> {
+  async function byTag(
+    ctx: GuardContext,
+    repository: string,
+    tag: string,
+    artifactTag: boolean,
+  ): Promise<GuardHold | OciError> {
     const lookup = await lookups.get(ctx.upstream, upstreamName(ctx.upstream, repository), tag);
     if ('error' in lookup) return refusal(`${repository}:${tag}: could not look for signatures: ${lookup.error}`);
     // Forwarded by tag, an absent tag could be written before the upstream answers: answered here.

@@ -69,14 +69,16 @@ module.exports = {
     {
       name: 'http-is-generic',
       severity: 'error',
-      comment: 'http/ is generic plumbing (client IP, rate limit, metrics, JSON writer): it may read config/, nothing above.',
+      comment:
+        'http/ is generic plumbing (client IP, rate limit, metrics, JSON writer): it may read config/, nothing above.',
       from: { path: '^src/http/' },
       to: { path: above('oci', 'identity', 'policy', 'token', 'proxy', 'server', 'cli', 'clients', 'dev') },
     },
     {
       name: 'oci-is-the-spec',
       severity: 'error',
-      comment: 'oci/ holds the distribution spec nouns: it may use http/ and config/, nothing that knows identities or policies.',
+      comment:
+        'oci/ holds the distribution spec nouns: it may use http/ and config/, nothing that knows identities or policies.',
       from: { path: '^src/oci/' },
       to: { path: above('identity', 'policy', 'token', 'proxy', 'server', 'cli', 'clients', 'dev') },
     },
@@ -97,7 +99,8 @@ module.exports = {
     {
       name: 'upstream-below-paths',
       severity: 'error',
-      comment: 'upstream/ (credentials towards the registries, the token dance, the probe) uses http/, oci/, config/ and log.ts only.',
+      comment:
+        'upstream/ (credentials towards the registries, the token dance, the probe) uses http/, oci/, config/ and log.ts only.',
       from: { path: '^src/upstream/' },
       to: { path: '^src/', pathNot: '^src/(upstream|http|oci|config)/|^src/log\\.ts$' },
     },
@@ -112,14 +115,16 @@ module.exports = {
     {
       name: 'upstream-for-proxy-and-server',
       severity: 'error',
-      comment: 'Only the /v2/ path (proxy/), signature discovery (trust/) and the composition root (server/) import upstream/.',
+      comment:
+        'Only the /v2/ path (proxy/), signature discovery (trust/) and the composition root (server/) import upstream/.',
       from: { path: '^src/', pathNot: '^src/(upstream|trust|proxy|server)/' },
       to: { path: '^src/upstream/' },
     },
     {
       name: 'trust-below-paths',
       severity: 'error',
-      comment: 'trust/ (finding and verifying signatures) reads through upstream/ and uses http/, oci/, config/ and log.ts only.',
+      comment:
+        'trust/ (finding and verifying signatures) reads through upstream/ and uses http/, oci/, config/ and log.ts only.',
       from: { path: '^src/trust/' },
       to: { path: '^src/', pathNot: '^src/(trust|upstream|http|oci|config)/|^src/log\\.ts$' },
     },
@@ -147,7 +152,8 @@ module.exports = {
     {
       name: 'token-path-alone',
       severity: 'error',
-      comment: 'token/ (the /token path, and the registry-token format it issues and verifies) never imports the /v2/ path or the wiring.',
+      comment:
+        'token/ (the /token path, and the registry-token format it issues and verifies) never imports the /v2/ path or the wiring.',
       from: { path: '^src/token/' },
       to: { path: above('proxy', 'server', 'cli', 'clients', 'dev') },
     },
@@ -161,7 +167,8 @@ module.exports = {
     {
       name: 'proxy-sees-only-the-token-contract',
       severity: 'error',
-      comment: 'proxy/ uses the registry-token verifier through token/types.ts only; server/runtime.ts injects the implementation.',
+      comment:
+        'proxy/ uses the registry-token verifier through token/types.ts only; server/runtime.ts injects the implementation.',
       from: { path: '^src/proxy/' },
       to: { path: '^src/token/', pathNot: '^src/token/types\\.ts$' },
     },

@@ -84,7 +84,12 @@ async function main(): Promise<void> {
   const proxy = await startBenchProxy(registry.url, { nodeArgs: prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [] });
   const load = startLoadProcess();
   const none: Target['auth'] = () => Promise.resolve({});
-  const target = (mode: Mode, s: { url: string; pid: number }, auth = none): Target => ({ mode, url: s.url, pid: s.pid, auth });
+  const target = (mode: Mode, s: { url: string; pid: number }, auth = none): Target => ({
+    mode,
+    url: s.url,
+    pid: s.pid,
+    auth,
+  });
   const targets: Target[] = [
     target('direct', registry),
     target('nginx', nginx),
@@ -106,8 +111,12 @@ async function main(): Promise<void> {
     await seedManifest(registry.url, 'bench/app');
     const head = await section('HEAD', () => benchHead(targets, load, HEAD_TOTAL, log));
     const token = await section('/token', () => benchToken(proxy, load, TOKEN_TOTAL, log));
-    const requestRules = await section('request-time rule', () => benchRequestRules(proxy, registry.url, load, HEAD_TOTAL, REPS, log));
-    const signatures = await section('signatures', () => benchSignatures(proxy, registry.url, load, HEAD_TOTAL, REPS, log));
+    const requestRules = await section('request-time rule', () =>
+      benchRequestRules(proxy, registry.url, load, HEAD_TOTAL, REPS, log),
+    );
+    const signatures = await section('signatures', () =>
+      benchSignatures(proxy, registry.url, load, HEAD_TOTAL, REPS, log),
+    );
     const workers = await section('workers', () => benchWorkers(load, WORKERS_TOTAL, WORKERS_REPS, log));
     const limits = await section('limits', () => benchLimits(LIMITS_TOTAL, log));
     const results: Results = {

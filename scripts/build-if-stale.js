@@ -26,8 +26,13 @@ function newest(dir) {
 }
 
 const built = mtime(`${root}dist/build-info.json`);
-const sources = Math.max(newest(`${root}src`), ...['tsconfig.json', 'tsconfig.build.json', 'scripts/build-info.js'].map((f) => mtime(`${root}${f}`)));
+const sources = Math.max(
+  newest(`${root}src`),
+  ...['tsconfig.json', 'tsconfig.build.json', 'scripts/build-info.js'].map((f) => mtime(`${root}${f}`)),
+);
 if (built > sources) process.exit(0);
-process.stderr.write(built ? 'dist/ is older than src/: building it (npm run build)\n' : 'no dist/ yet: building it (npm run build)\n');
+process.stderr.write(
+  built ? 'dist/ is older than src/: building it (npm run build)\n' : 'no dist/ yet: building it (npm run build)\n',
+);
 const r = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
 process.exit(r.status ?? 1);

@@ -10,7 +10,11 @@ let revision = process.env.REVISION || 'unknown';
 // only this checkout's own .git: never the commit of a repository the package happens to sit in
 if (!process.env.REVISION && existsSync(new URL('../.git', import.meta.url))) {
   try {
-    revision = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    revision = execFileSync('git', ['rev-parse', 'HEAD'], {
+      cwd: root,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
   } catch {
     // no git here: "unknown"
   }

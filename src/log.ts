@@ -13,7 +13,11 @@ export const requestContext = new AsyncLocalStorage<{ requestId: string }>();
  * `pretty`: one coloured line per event for a person at a terminal (`--dev`); redaction happens
  * before formatting, so it holds there too.
  */
-export function createLogger(level = 'info', destination: NodeJS.WritableStream = process.stderr, opts: { pretty?: boolean } = {}): Logger {
+export function createLogger(
+  level = 'info',
+  destination: NodeJS.WritableStream = process.stderr,
+  opts: { pretty?: boolean } = {},
+): Logger {
   return pino(
     {
       level,
@@ -24,11 +28,23 @@ export function createLogger(level = 'info', destination: NodeJS.WritableStream 
         return ctx ? { requestId: ctx.requestId } : {};
       },
       redact: {
-        paths: ['req.headers.authorization', 'headers.authorization', 'token', 'password', '*.token', '*.password', 'refresh_token'],
+        paths: [
+          'req.headers.authorization',
+          'headers.authorization',
+          'token',
+          'password',
+          '*.token',
+          '*.password',
+          'refresh_token',
+        ],
         censor: '[redacted]',
       },
     },
-    opts.pretty ? prettyStream(destination) : destination === process.stderr ? (stderrBatch ??= batchedStderr()) : destination,
+    opts.pretty
+      ? prettyStream(destination)
+      : destination === process.stderr
+        ? (stderrBatch ??= batchedStderr())
+        : destination,
   );
 }
 
@@ -77,7 +93,14 @@ function batchedStderr(): StderrBatch {
 /** Loaded only when asked for: every other CLI start (credential-provider runs per image pull) skips its cost. */
 function prettyStream(destination: NodeJS.WritableStream): NodeJS.WritableStream {
   const { PinoPretty } = createRequire(import.meta.url)('pino-pretty') as { PinoPretty: typeof PinoPrettyFn };
-  return PinoPretty({ destination, sync: true, colorize: true, singleLine: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname,service' });
+  return PinoPretty({
+    destination,
+    sync: true,
+    colorize: true,
+    singleLine: true,
+    translateTime: 'SYS:HH:MM:ss',
+    ignore: 'pid,hostname,service',
+  });
 }
 
 /** A logger that drops everything (tests, CLI subcommands that print JSON on stdout). */

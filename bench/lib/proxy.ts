@@ -78,7 +78,12 @@ async function waitForStart(child: ChildProcess, url: string): Promise<void> {
 export async function startBenchProxy(upstream: string, opts: BenchProxyOptions = {}): Promise<BenchProxy> {
   if (!existsSync(join(ROOT, 'dist/cli/main.js'))) throw new Error('dist/ is missing: run `npm run build` first');
   const dir = mkdtempSync(join(tmpdir(), 'rap-bench-proxy-'));
-  const issuer = await TestIssuer.create({ issuer: 'https://bench.test', audience: 'registry.bench', kid: 'bench', jwkAlg: true });
+  const issuer = await TestIssuer.create({
+    issuer: 'https://bench.test',
+    audience: 'registry.bench',
+    kid: 'bench',
+    jwkAlg: true,
+  });
   issuer.writeJwks(join(dir, 'jwks.json'));
   writeFileSync(
     join(dir, 'policy.yaml'),
@@ -87,7 +92,10 @@ export async function startBenchProxy(upstream: string, opts: BenchProxyOptions 
   );
   const signing = await generateKeyPair('ES256', { extractable: true });
   const { createPrivateKey } = await import('node:crypto');
-  const pem = createPrivateKey({ key: (await exportJWK(signing.privateKey)) as never, format: 'jwk' }).export({ type: 'pkcs8', format: 'pem' }) as string;
+  const pem = createPrivateKey({ key: (await exportJWK(signing.privateKey)) as never, format: 'jwk' }).export({
+    type: 'pkcs8',
+    format: 'pem',
+  }) as string;
   writeFileSync(join(dir, 'signing.pem'), pem, { mode: 0o600 });
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -120,7 +128,8 @@ export async function startBenchProxy(upstream: string, opts: BenchProxyOptions 
     child.kill('SIGKILL');
     const output = readFileSync(logFile, 'utf8').slice(-3000);
     rmSync(dir, { recursive: true, force: true });
-    if (opts.workers !== undefined && /\bworkers: unknown key/.test(output)) throw new WorkersUnsupported(output.trim());
+    if (opts.workers !== undefined && /\bworkers: unknown key/.test(output))
+      throw new WorkersUnsupported(output.trim());
     throw new Error(`proxy did not start: ${(err as Error).message}\n${output}`);
   }
   const now = Math.floor(Date.now() / 1000);
@@ -132,7 +141,8 @@ export async function startBenchProxy(upstream: string, opts: BenchProxyOptions 
     jwks: issuer.jwks,
     startedAs: startedAs(port),
     identity,
-    registryToken: async (scopes) => fetchRegistryToken(url, await identity(), scopes, { service: 'registry.bench', user: 'bench' }),
+    registryToken: async (scopes) =>
+      fetchRegistryToken(url, await identity(), scopes, { service: 'registry.bench', user: 'bench' }),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');

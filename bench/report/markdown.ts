@@ -48,11 +48,14 @@ ${modes
 function headTables(r: Results): string {
   const modes = MODES.filter((m) => r.head[16][m]);
   const cell = (m: Measured | undefined) =>
-    m ? `${fmt(m.lat.p50)} / ${fmt(m.lat.p99)} (${fmt(m.lat.rps, 0)}/s${m.lat.errors ? `, ${m.lat.errors} errors` : ''})` : '';
+    m
+      ? `${fmt(m.lat.p50)} / ${fmt(m.lat.p99)} (${fmt(m.lat.rps, 0)}/s${m.lat.errors ? `, ${m.lat.errors} errors` : ''})`
+      : '';
   const cpu = (m: Measured | undefined) => (m ? `${fmt(m.cpuMs, 3)} (client ${fmt(m.clientCpuMs, 3)})` : '');
   const head = (extra = '') =>
     `| clients | ${modes.map((m) => LABEL[m]).join(' | ')} |${extra ? ` ${extra} |` : ''}\n| ---: | ${modes.map(() => '---').join(' | ')} |${extra ? ' ---: |' : ''}`;
-  const overhead = (c: (typeof CLIENTS)[number]) => fmt((r.head[c].proxy?.lat.p50 ?? NaN) - (r.head[c].direct?.lat.p50 ?? NaN));
+  const overhead = (c: (typeof CLIENTS)[number]) =>
+    fmt((r.head[c].proxy?.lat.p50 ?? NaN) - (r.head[c].direct?.lat.p50 ?? NaN));
   return `Latency, ms p50 / p99 (requests/s):
 
 ${head('proxy p50 − direct p50')}
@@ -66,7 +69,8 @@ ${CLIENTS.map((c) => `| ${c} | ${modes.map((m) => cpu(r.head[c][m])).join(' | ')
 
 function workersTable(r: Results, f: Figures): string {
   const runs = (ms: Measured[] | undefined) => (ms ? ms.map((m) => fmt(m.lat.rps, 0)).join(', ') : r.workers.note);
-  const client = (ms: Measured[] | undefined) => (ms ? fmt(ms.map((m) => m.clientCpuMs).reduce((a, b) => a + b, 0) / ms.length, 3) : '');
+  const client = (ms: Measured[] | undefined) =>
+    ms ? fmt(ms.map((m) => m.clientCpuMs).reduce((a, b) => a + b, 0) / ms.length, 3) : '';
   return `| | requests/s (median) | every run | serving CPU ms/request | load generator CPU ms/request |
 | --- | ---: | --- | ---: | ---: |
 | instant upstream, direct (ceiling of this client) | ${fmt(f.upstreamRate, 0)} | ${runs(r.workers.upstream)} | n/a | ${client(r.workers.upstream)} |

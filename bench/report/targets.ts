@@ -28,10 +28,22 @@ export function evaluateTargets(r: Results, f: Figures): TargetRow[] {
     row('Pull CPU ÷ bare node:http pipe', '≤ 1.2', pipePull, pipePull <= 1.2),
     row('Pull MiB/s ÷ bare node:http pipe', '≥ 0.9', pullVsPipe, pullVsPipe >= 0.9),
     row('Manifest HEAD CPU per request ÷ bare node:http pipe (16 clients)', '≤ 1.5', headVsPipe, headVsPipe <= 1.5),
-    row('/token CPU ÷ floor (bare node: HTTP + ES256 verify + ES256 sign), distinct identities', '≤ 1.2', tokenVsFloor, tokenVsFloor <= 1.2),
+    row(
+      '/token CPU ÷ floor (bare node: HTTP + ES256 verify + ES256 sign), distinct identities',
+      '≤ 1.2',
+      tokenVsFloor,
+      tokenVsFloor <= 1.2,
+    ),
     row('Push CPU', '≤ 1.0 CPU s/GiB', f.pushCpu.proxy, f.pushCpu.proxy <= 1.0, 2, ' s/GiB'),
     row('Push CPU ÷ bare node:http pipe', '≤ 1.2', pipePush, pipePush <= 1.2),
-    row('Manifest HEAD CPU per proxied request (16 clients)', '≤ 0.08 ms', f.headCpu16.proxy, f.headCpu16.proxy <= 0.08, 3, ' ms'),
+    row(
+      'Manifest HEAD CPU per proxied request (16 clients)',
+      '≤ 0.08 ms',
+      f.headCpu16.proxy,
+      f.headCpu16.proxy <= 0.08,
+      3,
+      ' ms',
+    ),
     row('Manifest HEAD p50 overhead over direct (16 clients)', '≤ 1 ms', f.overhead16, f.overhead16 <= 1, 2, ' ms'),
     row(
       '/token CPU per issuance, distinct identity tokens',
@@ -53,7 +65,14 @@ export function evaluateTargets(r: Results, f: Figures): TargetRow[] {
       3,
       ' ms',
     ),
-    row('Signature verdict cached: added p50 per manifest HEAD by tag (16 clients)', '≤ 1 ms', r.signatures.extraP50Ms, r.signatures.extraP50Ms <= 1, 3, ' ms'),
+    row(
+      'Signature verdict cached: added p50 per manifest HEAD by tag (16 clients)',
+      '≤ 1 ms',
+      r.signatures.extraP50Ms,
+      r.signatures.extraP50Ms <= 1,
+      3,
+      ' ms',
+    ),
     row(
       'Signature verdict cached: added CPU per manifest HEAD by tag (16 clients)',
       '≤ 0.1 ms',
@@ -62,7 +81,14 @@ export function evaluateTargets(r: Results, f: Figures): TargetRow[] {
       3,
       ' ms',
     ),
-    row(`Peak RSS per worker, ${r.blobs.size / 2 ** 20} MiB each way`, '≤ 150 MB', f.rssPeak / 1e6, f.rssPeak / 1e6 <= 150, 0, ' MB'),
+    row(
+      `Peak RSS per worker, ${r.blobs.size / 2 ** 20} MiB each way`,
+      '≤ 150 MB',
+      f.rssPeak / 1e6,
+      f.rssPeak / 1e6 <= 150,
+      0,
+      ' MB',
+    ),
   ];
 }
 

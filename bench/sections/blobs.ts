@@ -23,7 +23,12 @@ export interface BlobResults {
  * targets between repetitions so that drift on a shared machine spreads over all of them. CPU is
  * read around each transfer separately.
  */
-export async function benchBlobs(targets: Target[], size: number, reps: number, log: (m: string) => void): Promise<BlobResults> {
+export async function benchBlobs(
+  targets: Target[],
+  size: number,
+  reps: number,
+  log: (m: string) => void,
+): Promise<BlobResults> {
   const digest = await blobDigest(size, 11);
   const push = perMode<Transfer[]>(() => []);
   const pull = perMode<Transfer[]>(() => []);

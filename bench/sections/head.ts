@@ -18,7 +18,11 @@ export const CLIENTS = [1, 16, 128] as const;
 export type HeadResults = Record<(typeof CLIENTS)[number], Record<Mode, Measured | undefined>>;
 
 /** Runs `opts` from the load process while reading the CPU of the tree under `pid`. */
-export async function measured(load: LoadProcess, pid: number, opts: Parameters<LoadProcess['run']>[0]): Promise<Measured> {
+export async function measured(
+  load: LoadProcess,
+  pid: number,
+  opts: Parameters<LoadProcess['run']>[0],
+): Promise<Measured> {
   const { value, cpu } = await withCpu(pid, () => load.run(opts));
   const n = value.requests + value.errors;
   return { lat: value, cpuMs: (cpu * 1000) / n, clientCpuMs: (value.clientCpu * 1000) / n };
@@ -28,7 +32,12 @@ export async function measured(load: LoadProcess, pid: number, opts: Parameters<
  * Manifest HEAD against every target at 1, 16 and 128 clients over keep-alive connections, after a
  * warm-up (connections, JIT, caches). `total` requests at 16 and 128 clients, a quarter of that at 1.
  */
-export async function benchHead(targets: Target[], load: LoadProcess, total: number, log: (m: string) => void): Promise<HeadResults> {
+export async function benchHead(
+  targets: Target[],
+  load: LoadProcess,
+  total: number,
+  log: (m: string) => void,
+): Promise<HeadResults> {
   const results = {} as HeadResults;
   for (const c of CLIENTS) {
     results[c] = perMode<Measured | undefined>(() => undefined);

@@ -27,14 +27,31 @@ const SELF = fileURLToPath(import.meta.url);
 function subject(i: number): LimitSubject {
   return {
     identity: { issuerName: 'bench', issuer: 'https://bench', subject: `job-${i % 1000}`, claims: {} },
-    request: { type: 'repository', repository: 'bench/app', actions: ['pull'], service: 'bench', clientIP: '127.0.0.1', upstream: '' },
+    request: {
+      type: 'repository',
+      repository: 'bench/app',
+      actions: ['pull'],
+      service: 'bench',
+      clientIP: '127.0.0.1',
+      upstream: '',
+    },
   };
 }
 
 async function measure(kind: StoreState['store'], total: number, redisURL?: string): Promise<LimiterCost> {
   const store = redisURL ? { redis: { url: redisURL } } : {};
-  const config = buildConfig({ limits: { rules: [{ name: 'bench', rate: 1e6, quota: { limit: 1e9, window: '1h' } }], store } }, {}, undefined);
-  const limiter = createLimiter({ rules: config.limits.rules, store: config.limits.store, kind, keys: new Map(), logger: pino({ level: 'silent' }) });
+  const config = buildConfig(
+    { limits: { rules: [{ name: 'bench', rate: 1e6, quota: { limit: 1e9, window: '1h' } }], store } },
+    {},
+    undefined,
+  );
+  const limiter = createLimiter({
+    rules: config.limits.rules,
+    store: config.limits.store,
+    kind,
+    keys: new Map(),
+    logger: pino({ level: 'silent' }),
+  });
   if (kind === 'redis') while (limiter.state().state !== 'ready') await new Promise((r) => setTimeout(r, 20));
   const lat: number[] = [];
   let next = 0;
@@ -59,7 +76,9 @@ async function measure(kind: StoreState['store'], total: number, redisURL?: stri
 
 /** The cluster store needs a primary: this file forked as one, with one worker measuring. */
 async function clusterCost(total: number): Promise<LimiterCost> {
-  const { stdout } = await promisify(execFile)(process.execPath, [...process.execArgv, SELF, String(total)], { timeout: 300_000 });
+  const { stdout } = await promisify(execFile)(process.execPath, [...process.execArgv, SELF, String(total)], {
+    timeout: 300_000,
+  });
   return JSON.parse(stdout) as LimiterCost;
 }
 
@@ -69,7 +88,9 @@ async function clusterMain(total: number): Promise<void> {
     const cpu = process.cpuUsage();
     const worker = cluster.fork();
     // rate-limiter-flexible's own messages share the channel: the result is the one naming a store.
-    const cost = await new Promise<LimiterCost>((resolve) => worker.on('message', (m: Partial<LimiterCost>) => m?.store && resolve(m as LimiterCost)));
+    const cost = await new Promise<LimiterCost>((resolve) =>
+      worker.on('message', (m: Partial<LimiterCost>) => m?.store && resolve(m as LimiterCost)),
+    );
     const used = process.cpuUsage(cpu);
     const primaryMs = (used.user + used.system) / 1000 / (2 * total); // warm-up + measured, both served
     worker.kill();
@@ -83,7 +104,8 @@ export async function benchLimits(total: number, log: (m: string) => void): Prom
   const redis = await startRedis();
   try {
     const out = [await measure('memory', total), await clusterCost(total), await measure('redis', total, redis.url)];
-    for (const c of out) log(`limiter ${c.store}: ${c.cpuMs.toFixed(4)} ms CPU per check, p50 ${c.p50Ms.toFixed(3)} ms`);
+    for (const c of out)
+      log(`limiter ${c.store}: ${c.cpuMs.toFixed(4)} ms CPU per check, p50 ${c.p50Ms.toFixed(3)} ms`);
     return out;
   } finally {
     await redis.stop();

@@ -40,7 +40,10 @@ export async function benchRequestRules(
       url: p.url,
       method: 'HEAD' as const,
       path: '/v2/bench/app/manifests/latest',
-      headers: { accept: MANIFEST_TYPE, authorization: `Bearer ${await p.registryToken(['repository:bench/app:pull'])}` },
+      headers: {
+        accept: MANIFEST_TYPE,
+        authorization: `Bearer ${await p.registryToken(['repository:bench/app:pull'])}`,
+      },
       concurrency: 16,
       expectStatus: 200,
       maxMs: 60_000,

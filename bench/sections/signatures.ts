@@ -2,7 +2,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MANIFEST_TYPE, pushSmallBlob } from '../../test/support/seed.js';
-import { cosignSigManifest, cosignSign, image, keyPair, simpleSigningPayload, type Artifact } from '../../test/support/sigstore.js';
+import {
+  cosignSigManifest,
+  cosignSign,
+  image,
+  keyPair,
+  simpleSigningPayload,
+  type Artifact,
+} from '../../test/support/sigstore.js';
 import { withCpu } from '../lib/cpu.js';
 import type { LoadProcess } from '../lib/load.js';
 import { startBenchProxy, type BenchProxy } from '../lib/proxy.js';
@@ -42,16 +49,33 @@ async function put(upstream: string, repo: string, a: Artifact, tag?: string): P
 }
 
 /** A fresh image in `repo` under `tag`, signed with `key` as cosign signs: its digest. */
-async function signedImage(upstream: string, repo: string, tag: string, key: ReturnType<typeof keyPair>): Promise<string> {
+async function signedImage(
+  upstream: string,
+  repo: string,
+  tag: string,
+  key: ReturnType<typeof keyPair>,
+): Promise<string> {
   const img = image(`bench-${tag}-${Date.now()}-${Math.random()}`);
   await put(upstream, repo, img, tag);
   const payload = simpleSigningPayload(img.digest, `bench/${repo}`);
-  await put(upstream, repo, cosignSigManifest(img.digest, [{ payload, signature: cosignSign(key.privateKey, payload) }]));
+  await put(
+    upstream,
+    repo,
+    cosignSigManifest(img.digest, [{ payload, signature: cosignSign(key.privateKey, payload) }]),
+  );
   return img.digest;
 }
 
-async function uncached(p: BenchProxy, upstream: string, key: ReturnType<typeof keyPair>, n: number): Promise<SignaturesResults['uncached']> {
-  const auth = { accept: MANIFEST_TYPE, authorization: `Bearer ${await p.registryToken(['repository:bench/signed:pull'])}` };
+async function uncached(
+  p: BenchProxy,
+  upstream: string,
+  key: ReturnType<typeof keyPair>,
+  n: number,
+): Promise<SignaturesResults['uncached']> {
+  const auth = {
+    accept: MANIFEST_TYPE,
+    authorization: `Bearer ${await p.registryToken(['repository:bench/signed:pull'])}`,
+  };
   const digests: string[] = [];
   for (let i = 0; i < n; i++) digests.push(await signedImage(upstream, 'bench/signed', `fresh-${i}`, key));
   const ms: number[] = [];
@@ -80,13 +104,18 @@ export async function benchSignatures(
   writeFileSync(join(dir, 'cosign.pub'), key.pem);
   await signedImage(upstream, 'bench/app', 'signed', key);
   const require = [{ key: { name: 'bench-signing', publicKeyFile: join(dir, 'cosign.pub') } }];
-  const trusted = await startBenchProxy(upstream, { config: { trust: { policies: [{ name: 'bench', repositories: ['bench/**'], require }] } } });
+  const trusted = await startBenchProxy(upstream, {
+    config: { trust: { policies: [{ name: 'bench', repositories: ['bench/**'], require }] } },
+  });
   try {
     const optsFor = async (p: BenchProxy) => ({
       url: p.url,
       method: 'HEAD' as const,
       path: '/v2/bench/app/manifests/signed',
-      headers: { accept: MANIFEST_TYPE, authorization: `Bearer ${await p.registryToken(['repository:bench/app:pull'])}` },
+      headers: {
+        accept: MANIFEST_TYPE,
+        authorization: `Bearer ${await p.registryToken(['repository:bench/app:pull'])}`,
+      },
       concurrency: 16,
       expectStatus: 200,
       maxMs: 60_000,

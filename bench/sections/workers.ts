@@ -34,7 +34,12 @@ async function forked(pid: number, n: number): Promise<boolean> {
  * the instant upstream reached directly as the ceiling of the load generator. The load generator is
  * one Node process on the same cores: it takes CPU from the proxy, more so from two workers.
  */
-export async function benchWorkers(load: LoadProcess, total: number, reps: number, log: (m: string) => void): Promise<WorkersResults> {
+export async function benchWorkers(
+  load: LoadProcess,
+  total: number,
+  reps: number,
+  log: (m: string) => void,
+): Promise<WorkersResults> {
   const upstream = await startInstantUpstream();
   const proxies: BenchProxy[] = [];
   try {
@@ -60,7 +65,13 @@ export async function benchWorkers(load: LoadProcess, total: number, reps: numbe
       ['upstream', upstream.url, upstream.pid, {}],
       ['w1', w1.url, w1.pid, { authorization: `Bearer ${await w1.registryToken(['repository:bench/app:pull'])}` }],
     ];
-    if (w2) targets.push(['w2', w2.url, w2.pid, { authorization: `Bearer ${await w2.registryToken(['repository:bench/app:pull'])}` }]);
+    if (w2)
+      targets.push([
+        'w2',
+        w2.url,
+        w2.pid,
+        { authorization: `Bearer ${await w2.registryToken(['repository:bench/app:pull'])}` },
+      ]);
     const results: WorkersResults = { upstream: [], w1: [], ...(w2 ? { w2: [] } : {}), ...(note ? { note } : {}) };
     for (let rep = 0; rep < reps; rep++) {
       for (const [name, url, pid, auth] of rep % 2 ? [...targets].reverse() : targets) {
@@ -76,7 +87,9 @@ export async function benchWorkers(load: LoadProcess, total: number, reps: numbe
         if (rep === 0) await load.run({ ...opts, total: Math.min(2000, total) }); // warm-up: every worker's JIT and connections
         const m = await measured(load, pid, { ...opts, total });
         (results[name] as Runs).push(m);
-        log(`instant upstream x${WORKERS_CLIENTS} ${name}: ${fmt(m.lat.rps, 0)} req/s, ${fmt(m.cpuMs, 3)} ms CPU/req, ${m.lat.errors} errors`);
+        log(
+          `instant upstream x${WORKERS_CLIENTS} ${name}: ${fmt(m.lat.rps, 0)} req/s, ${fmt(m.cpuMs, 3)} ms CPU/req, ${m.lat.errors} errors`,
+        );
       }
     }
     return results;

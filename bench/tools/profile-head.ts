@@ -45,7 +45,8 @@ try {
     }
   } else {
     const basics: string[] = [];
-    for (let i = 0; i < 6000; i++) basics.push(`Basic ${Buffer.from(`bench:${await proxy.identity(i + 1)}`).toString('base64')}`);
+    for (let i = 0; i < 6000; i++)
+      basics.push(`Basic ${Buffer.from(`bench:${await proxy.identity(i + 1)}`).toString('base64')}`);
     const r = await measureLatency({
       url: proxy.url,
       method: 'GET',
@@ -66,4 +67,10 @@ try {
 const file = readdirSync(dir)
   .filter((f) => f.endsWith('.cpuprofile'))
   .sort((a, b) => statSync(join(dir, b)).size - statSync(join(dir, a)).size)[0];
-console.log(execFileSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'profile-summary.ts'), join(dir, file!)], { encoding: 'utf8' }));
+console.log(
+  execFileSync(
+    process.execPath,
+    ['--import', 'tsx', join(import.meta.dirname, 'profile-summary.ts'), join(dir, file!)],
+    { encoding: 'utf8' },
+  ),
+);

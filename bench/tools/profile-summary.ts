@@ -10,7 +10,11 @@ interface Node {
   hitCount?: number;
   children?: number[];
 }
-const prof = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as { nodes: Node[]; samples: number[]; timeDeltas: number[] };
+const prof = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as {
+  nodes: Node[];
+  samples: number[];
+  timeDeltas: number[];
+};
 const byId = new Map(prof.nodes.map((n) => [n.id, n]));
 const self = new Map<number, number>();
 prof.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0)));
@@ -39,7 +43,9 @@ const top = (m: Map<string, number>, k: number) =>
     .slice(0, k)
     .map(([name, us]) => `${((100 * us) / total).toFixed(1).padStart(5)}%  ${name}`)
     .join('\n');
-console.log(`total ${(total / 1e6).toFixed(2)} s sampled\n\n== by module ==\n${top(file, 25)}\n\n== by function ==\n${top(fn, 40)}`);
+console.log(
+  `total ${(total / 1e6).toFixed(2)} s sampled\n\n== by module ==\n${top(file, 25)}\n\n== by function ==\n${top(fn, 40)}`,
+);
 
 // Inclusive time of selected functions (self + callees), to see what a code path costs as a whole.
 const inclusive = new Map<number, number>();
@@ -53,7 +59,8 @@ function incl(id: number): number {
   return t;
 }
 const watch = (
-  process.env.PROFILE_INCLUSIVE ?? 'handleToken,verify,verifyUncached,jwtVerify,issueRegistryToken,decide,serve,handler,forward,authorize,LOG,write,stringify'
+  process.env.PROFILE_INCLUSIVE ??
+  'handleToken,verify,verifyUncached,jwtVerify,issueRegistryToken,decide,serve,handler,forward,authorize,LOG,write,stringify'
 ).split(',');
 const inclByName = new Map<string, number>();
 for (const n of prof.nodes) {

@@ -22,10 +22,13 @@ const proxy = await startBenchProxy(registry.url);
 const agent = new Agent({ keepAlive: true });
 const upstream = new URL(registry.url);
 const bare = createServer((req, res) => {
-  const up = request({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers, agent }, (ur) => {
-    res.writeHead(ur.statusCode!, ur.headers);
-    ur.pipe(res);
-  });
+  const up = request(
+    { host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers, agent },
+    (ur) => {
+      res.writeHead(ur.statusCode!, ur.headers);
+      ur.pipe(res);
+    },
+  );
   req.pipe(up);
 });
 await new Promise<void>((r) => bare.listen(0, '127.0.0.1', r));

@@ -3,7 +3,8 @@ import { measureLatency } from '../lib/load.js';
 import { startBenchProxy } from '../lib/proxy.js';
 const proxy = await startBenchProxy('http://127.0.0.1:9');
 const basics: string[] = [];
-for (let i = 0; i < 18_000; i++) basics.push(`Basic ${Buffer.from(`bench:${await proxy.identity(i + 1)}`).toString('base64')}`);
+for (let i = 0; i < 18_000; i++)
+  basics.push(`Basic ${Buffer.from(`bench:${await proxy.identity(i + 1)}`).toString('base64')}`);
 for (let run = 0; run < 3; run++) {
   const r = await measureLatency({
     url: proxy.url,
@@ -14,6 +15,8 @@ for (let run = 0; run < 3; run++) {
     total: 6000,
     expectStatus: 200,
   });
-  console.log(`run ${run + 1}: ${r.rps.toFixed(0)}/s p50 ${r.p50.toFixed(2)} ms p99 ${r.p99.toFixed(2)} ms errors ${r.errors}`);
+  console.log(
+    `run ${run + 1}: ${r.rps.toFixed(0)}/s p50 ${r.p50.toFixed(2)} ms p99 ${r.p99.toFixed(2)} ms errors ${r.errors}`,
+  );
 }
 await proxy.stop();

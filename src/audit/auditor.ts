@@ -33,11 +33,17 @@ function auditMetrics(registry?: Registry) {
   };
 }
 
-export function createAuditor(config: Pick<Config, 'audit' | 'publicURL'>, logger: Logger, registry?: Registry): Auditor {
+export function createAuditor(
+  config: Pick<Config, 'audit' | 'publicURL'>,
+  logger: Logger,
+  registry?: Registry,
+): Auditor {
   const metrics = auditMetrics(registry);
   // A Config built by hand (tests, tools) may have no `audit:`: the default, the log stream.
   const audit = config.audit ?? { sinks: [{ type: 'stdout' }], claims: [] };
-  const sinks: AuditSink[] = audit.sinks.map((s) => createSink(s, { logger, source: config.publicURL, onDrop: (sink, n) => metrics.dropped.inc({ sink }, n) }));
+  const sinks: AuditSink[] = audit.sinks.map((s) =>
+    createSink(s, { logger, source: config.publicURL, onDrop: (sink, n) => metrics.dropped.inc({ sink }, n) }),
+  );
   for (const s of sinks) metrics.dropped.inc({ sink: s.name }, 0);
   return {
     claims: audit.claims,

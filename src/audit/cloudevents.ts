@@ -23,12 +23,16 @@ interface CloudEvent {
 
 /** `io.registry-auth-proxy.audit.v1.token` / `….registry.manifest.get` etc. */
 function cloudEventType(event: AuditEvent): string {
-  return event.audit === 'token' ? 'io.registry-auth-proxy.audit.v1.token' : `io.registry-auth-proxy.audit.v1.registry.${event.action}`;
+  return event.audit === 'token'
+    ? 'io.registry-auth-proxy.audit.v1.token'
+    : `io.registry-auth-proxy.audit.v1.registry.${event.action}`;
 }
 
 export function toCloudEvent(event: AuditEvent, source: string, id: string = randomUUID()): CloudEvent {
   const subject =
-    event.audit === 'registry' ? `${event.repository}${event.digest ? `@${event.digest}` : event.reference ? `:${event.reference}` : ''}` : undefined;
+    event.audit === 'registry'
+      ? `${event.repository}${event.digest ? `@${event.digest}` : event.reference ? `:${event.reference}` : ''}`
+      : undefined;
   return {
     specversion: '1.0',
     id,

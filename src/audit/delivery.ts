@@ -69,7 +69,10 @@ export function createDelivery<T>(opts: DeliveryOptions<T>): Delivery<T> {
     } catch (err) {
       failures++;
       if (failures === 1 || failures % 10 === 0)
-        opts.logger.warn({ sink: opts.name, err: (err as Error).message, failures }, 'audit sink delivery failed: retrying');
+        opts.logger.warn(
+          { sink: opts.name, err: (err as Error).message, failures },
+          'audit sink delivery failed: retrying',
+        );
       return false;
     }
   }
@@ -79,7 +82,11 @@ export function createDelivery<T>(opts: DeliveryOptions<T>): Delivery<T> {
     sending = attempt().then((ok) => {
       sending = undefined;
       if (ok) return pump();
-      if (!closed) timer = setTimeout(() => ((timer = undefined), pump()), backoff(failures, opts.retryMin, opts.retryMax)).unref();
+      if (!closed)
+        timer = setTimeout(
+          () => ((timer = undefined), pump()),
+          backoff(failures, opts.retryMin, opts.retryMax),
+        ).unref();
     });
   }
 

@@ -39,7 +39,8 @@ export interface TokenEvent extends AuditIdentity {
 }
 
 /** What a registry access was: the manifest and blob reads and writes the issue lists. */
-export type RegistryAction = 'manifest.get' | 'manifest.head' | 'manifest.put' | 'manifest.delete' | 'blob.get' | 'blob.upload';
+export type RegistryAction =
+  'manifest.get' | 'manifest.head' | 'manifest.put' | 'manifest.delete' | 'blob.get' | 'blob.upload';
 
 /** A `/v2/` request on a manifest or blob, one event however many chunks its body had. */
 export interface RegistryEvent extends AuditIdentity {
@@ -85,7 +86,10 @@ export function registryAction(method: string, kind: string, query = ''): Regist
 }
 
 /** The claims an operator listed, picked from the verified identity's (absent ones left out). Pure. */
-export function pickClaims(claims: Record<string, unknown> | undefined, names: readonly string[]): Record<string, unknown> | undefined {
+export function pickClaims(
+  claims: Record<string, unknown> | undefined,
+  names: readonly string[],
+): Record<string, unknown> | undefined {
   if (!claims || names.length === 0) return undefined;
   const picked: Record<string, unknown> = {};
   for (const name of names) if (claims[name] !== undefined) picked[name] = claims[name];

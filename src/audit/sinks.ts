@@ -81,7 +81,13 @@ function webhookSink(config: Extract<AuditSinkConfig, { type: 'webhook' }>, deps
     onDrop: (n) => deps.onDrop(name, n),
     async send(batch) {
       const body = JSON.stringify(batch.map((e) => toCloudEvent(e, source)));
-      const answer = await outbound(url, { method: 'POST', dispatcher, timeoutMs: config.timeout, headers: { 'content-type': CLOUDEVENTS_BATCH }, body });
+      const answer = await outbound(url, {
+        method: 'POST',
+        dispatcher,
+        timeoutMs: config.timeout,
+        headers: { 'content-type': CLOUDEVENTS_BATCH },
+        body,
+      });
       if (answer.status < 200 || answer.status > 299) throw new Error(`${url.host} answered HTTP ${answer.status}`);
     },
   });

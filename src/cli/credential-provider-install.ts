@@ -110,7 +110,9 @@ function validName(name: string): string {
 export function register(program: Command): void {
   program
     .command('install')
-    .description('copy this executable to <dir>/<name> (atomically, by rename), where kubelet runs it; unchanged if identical')
+    .description(
+      'copy this executable to <dir>/<name> (atomically, by rename), where kubelet runs it; unchanged if identical',
+    )
     .requiredOption('--dir <dir>', "kubelet's --image-credential-provider-bin-dir (as mounted here)")
     .option('--name <name>', "the provider's name in kubelet's CredentialProviderConfig", DEFAULT_NAME)
     .option('--wait', 'then stay up until SIGTERM or SIGINT (a DaemonSet pod)')
@@ -118,7 +120,10 @@ export function register(program: Command): void {
       const name = validName(opts.name);
       // Under plain node, execPath is node itself: installing that as the provider would break every pull.
       if (!isSea()) {
-        throw new CliExit(1, 'install: only the single executable installs itself (scripts/build-credential-provider.sh); this is plain node');
+        throw new CliExit(
+          1,
+          'install: only the single executable installs itself (scripts/build-credential-provider.sh); this is plain node',
+        );
       }
       let result: InstallResult;
       try {

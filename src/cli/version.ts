@@ -25,7 +25,12 @@ function revision(root: string): string {
   if (typeof recorded === 'string' && recorded && recorded !== 'unknown') return recorded;
   if (existsSync(join(root, '.git'))) {
     try {
-      return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).trim();
+      return execFileSync('git', ['rev-parse', 'HEAD'], {
+        cwd: root,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+        timeout: 5000,
+      }).trim();
     } catch {
       // no git on this machine, or not a repository after all
     }

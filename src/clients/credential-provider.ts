@@ -32,12 +32,18 @@ export function parseRequest(text: string): ProviderRequest {
   } catch {
     throw new ProviderError('request on stdin is not JSON');
   }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new ProviderError('request must be a JSON object');
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
+    throw new ProviderError('request must be a JSON object');
   const r = doc as Record<string, unknown>;
-  if (r.apiVersion !== API_VERSION) throw new ProviderError(`unsupported apiVersion ${JSON.stringify(r.apiVersion)} (want ${API_VERSION})`);
+  if (r.apiVersion !== API_VERSION)
+    throw new ProviderError(`unsupported apiVersion ${JSON.stringify(r.apiVersion)} (want ${API_VERSION})`);
   if (r.kind !== 'CredentialProviderRequest') throw new ProviderError(`unsupported kind ${JSON.stringify(r.kind)}`);
-  if (typeof r.image !== 'string' || r.image.length === 0 || r.image.length > 4096) throw new ProviderError('request has no image');
-  if (r.serviceAccountToken !== undefined && (typeof r.serviceAccountToken !== 'string' || r.serviceAccountToken.length === 0))
+  if (typeof r.image !== 'string' || r.image.length === 0 || r.image.length > 4096)
+    throw new ProviderError('request has no image');
+  if (
+    r.serviceAccountToken !== undefined &&
+    (typeof r.serviceAccountToken !== 'string' || r.serviceAccountToken.length === 0)
+  )
     throw new ProviderError('serviceAccountToken must be a non-empty string');
   return r as unknown as ProviderRequest;
 }
@@ -45,7 +51,8 @@ export function parseRequest(text: string): ProviderRequest {
 /** The registry host of an image reference (`registry.example.com:5000/team/app:tag` → `registry.example.com:5000`). */
 export function registryOf(image: string): string {
   const first = image.split('/')[0]!;
-  if (!image.includes('/') || (!first.includes('.') && !first.includes(':') && first !== 'localhost')) return 'docker.io';
+  if (!image.includes('/') || (!first.includes('.') && !first.includes(':') && first !== 'localhost'))
+    return 'docker.io';
   return first;
 }
 
@@ -75,7 +82,8 @@ export function respond(req: ProviderRequest, opts: ProviderOptions): ProviderRe
     cacheKeyType = 'Registry';
   }
   const exp = tokenExpiry(token);
-  if (exp !== undefined && exp - margin <= now) throw new ProviderError('the identity token is expired or about to expire');
+  if (exp !== undefined && exp - margin <= now)
+    throw new ProviderError('the identity token is expired or about to expire');
   const match = opts.env.RAP_REGISTRY_MATCH ?? registryOf(req.image);
   const username = opts.env.RAP_USERNAME || DEFAULT_USERNAME;
   const res: ProviderResponse = {

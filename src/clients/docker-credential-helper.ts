@@ -70,7 +70,8 @@ function notStoredNote(action: 'store' | 'erase', server: string | undefined, en
 
 function packageVersion(): string {
   try {
-    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
+      .version;
   } catch {
     return 'unknown';
   }
@@ -131,7 +132,9 @@ export async function runHelper(args: string[], io: HelperIO): Promise<number> {
       // Succeed without storing: `docker login`/`logout` and `podman login`/`logout` call these and
       // fail (podman 4.3.1's logout even crashes) when they do; `get` answers from the token file.
       const input = await io.stdin();
-      io.stderr(`${notStoredNote(args[0], args[0] === 'store' ? storedServer(input) : input.trim() || undefined, io.env)}\n`);
+      io.stderr(
+        `${notStoredNote(args[0], args[0] === 'store' ? storedServer(input) : input.trim() || undefined, io.env)}\n`,
+      );
       return 0;
     }
     case 'list': {

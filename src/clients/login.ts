@@ -65,7 +65,14 @@ export function defaultAuthFile(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** A `kubernetes.io/dockerconfigjson` Secret manifest for one registry. */
-export function dockerConfigSecret(name: string, namespace: string, registry: string, username: string, secret: string, labels: Record<string, string> = {}) {
+export function dockerConfigSecret(
+  name: string,
+  namespace: string,
+  registry: string,
+  username: string,
+  secret: string,
+  labels: Record<string, string> = {},
+) {
   const config = { auths: { [registry]: authEntry(username, secret) } };
   return {
     apiVersion: 'v1',
@@ -77,7 +84,8 @@ export function dockerConfigSecret(name: string, namespace: string, registry: st
 }
 
 /** What `login` learned about the token it is about to write: a refusal, or its expiry and warnings. */
-type TokenCheck = { ok: false; problem: string } | { ok: true; expiresAt: Date; issuer?: string; subject?: string; warnings: string[] };
+type TokenCheck =
+  { ok: false; problem: string } | { ok: true; expiresAt: Date; issuer?: string; subject?: string; warnings: string[] };
 
 /**
  * Whether `token` is worth writing for a registry login. Pure (decodes, never verifies: the proxy
@@ -99,12 +107,19 @@ export function checkLoginToken(token: string, nowSeconds: number): TokenCheck {
   }
   const api = kubernetesAPIAudience(token);
   if (api)
-    return { ok: false, problem: `refusing a Kubernetes API-server credential: ${api}. Use a projected service-account token with the registry's audience` };
+    return {
+      ok: false,
+      problem: `refusing a Kubernetes API-server credential: ${api}. Use a projected service-account token with the registry's audience`,
+    };
   const warnings: string[] = [];
   const exp = claims.exp;
   if (exp !== undefined && (typeof exp !== 'number' || !Number.isFinite(exp)))
     return { ok: false, problem: `the token's exp is not a number (${JSON.stringify(exp)})` };
-  if (exp === undefined) return { ok: false, problem: 'the token has no exp (expiry) claim: registry-auth-proxy refuses identity tokens that never expire' };
+  if (exp === undefined)
+    return {
+      ok: false,
+      problem: 'the token has no exp (expiry) claim: registry-auth-proxy refuses identity tokens that never expire',
+    };
   if (exp <= nowSeconds) {
     return {
       ok: false,

@@ -61,7 +61,12 @@ export function kubernetesAPIAudience(token: string): string | undefined {
   }
   if (claims.iss === 'kubernetes/serviceaccount')
     return 'it is a legacy service-account token (iss "kubernetes/serviceaccount"), valid for the Kubernetes API server';
-  const auds = typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud.filter((a): a is string => typeof a === 'string') : [];
+  const auds =
+    typeof claims.aud === 'string'
+      ? [claims.aud]
+      : Array.isArray(claims.aud)
+        ? claims.aud.filter((a): a is string => typeof a === 'string')
+        : [];
   const api = auds.find((a) => isKubernetesAPIHost(hostOf(a)));
   if (api !== undefined) return `its audience ${JSON.stringify(api)} is the Kubernetes API server`;
   if (claims['kubernetes.io'] !== undefined && typeof claims.iss === 'string' && auds.includes(claims.iss)) {

@@ -13,7 +13,8 @@ export function parseDuration(input: string | number): number {
   while ((m = re.exec(s)) !== null) {
     const n = Number(m[1]);
     const unit = m[2];
-    total += n * (unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : unit === 'h' ? 3_600_000 : 86_400_000);
+    total +=
+      n * (unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : unit === 'h' ? 3_600_000 : 86_400_000);
     matched = re.lastIndex;
   }
   if (matched === 0 || matched !== s.length) {

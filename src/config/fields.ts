@@ -18,7 +18,9 @@ export function refineBy<S extends z.ZodType>(schema: S, problem: Problem<z.outp
 }
 
 /** A required non-empty string. */
-export const text = z.string({ error: (i) => (i.input === undefined ? 'is required' : 'must be a non-empty string') }).min(1, 'must be a non-empty string');
+export const text = z
+  .string({ error: (i) => (i.input === undefined ? 'is required' : 'must be a non-empty string') })
+  .min(1, 'must be a non-empty string');
 
 /** An optional string key: YAML's empty value (`key:`) counts as absent, as it always has. */
 export function optionalString<T extends z.ZodType<unknown, string>>(schema: T) {
@@ -33,7 +35,9 @@ export const optText = optionalString(text);
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 /** A pino level by name: pino itself would throw an internal error on any other word. */
-export const logLevel = z.enum(LOG_LEVELS, { error: (i) => `${JSON.stringify(i.input)} is not a log level: use one of ${LOG_LEVELS.join(', ')}` });
+export const logLevel = z.enum(LOG_LEVELS, {
+  error: (i) => `${JSON.stringify(i.input)} is not a log level: use one of ${LOG_LEVELS.join(', ')}`,
+});
 
 export const bool = z.boolean({ error: 'must be true or false' });
 
@@ -46,14 +50,16 @@ export function intBetween(min: number, max: number, what = '') {
 }
 
 /** `30s`, `5m`, `1h`, `250ms` or a bare number of seconds, in milliseconds. */
-export const duration = z.union([z.string(), z.number()], { error: 'must be a duration like 30s, 5m, 1h' }).transform((x, ctx) => {
-  try {
-    return parseDuration(x);
-  } catch (err) {
-    ctx.issues.push({ code: 'custom', message: (err as Error).message, input: x });
-    return z.NEVER;
-  }
-});
+export const duration = z
+  .union([z.string(), z.number()], { error: 'must be a duration like 30s, 5m, 1h' })
+  .transform((x, ctx) => {
+    try {
+      return parseDuration(x);
+    } catch (err) {
+      ctx.issues.push({ code: 'custom', message: (err as Error).message, input: x });
+      return z.NEVER;
+    }
+  });
 
 /** Durations are kept in ms; JWT lifetimes and skews are in seconds. */
 export const seconds = (ms: number) => Math.round(ms / 1000);
@@ -80,7 +86,10 @@ export const httpURL = refineBy(z.string(), httpURLProblem);
  * A mapping with exactly these keys. `hidden` keys are in the shape only to refuse a value with a
  * better message (a `password` where a `passwordFile` belongs) and are not listed as known.
  */
-export function mapping<S extends z.ZodRawShape>(shape: S, options: { notAMapping?: string; hidden?: readonly string[] } = {}) {
+export function mapping<S extends z.ZodRawShape>(
+  shape: S,
+  options: { notAMapping?: string; hidden?: readonly string[] } = {},
+) {
   const known = Object.keys(shape)
     .filter((k) => !options.hidden?.includes(k))
     .join(', ');

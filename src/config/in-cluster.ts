@@ -19,7 +19,10 @@ interface PodServiceAccount {
 }
 
 /** The pod's service account, or undefined outside a pod (no API server address or no token). */
-export function podServiceAccount(env: NodeJS.ProcessEnv = process.env, dir = SERVICE_ACCOUNT_DIR): PodServiceAccount | undefined {
+export function podServiceAccount(
+  env: NodeJS.ProcessEnv = process.env,
+  dir = SERVICE_ACCOUNT_DIR,
+): PodServiceAccount | undefined {
   const host = env.KUBERNETES_SERVICE_HOST;
   const port = env.KUBERNETES_SERVICE_PORT ?? '443';
   const caFile = join(dir, 'ca.crt');

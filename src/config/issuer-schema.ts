@@ -16,7 +16,9 @@ const AUDIENCES = 'must be a non-empty list of strings';
 const url = refineBy(text, httpURLProblem);
 
 const tokenReviewMapping = mapping({
-  url: optionalString(url).describe('API server base URL; default https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT'),
+  url: optionalString(url).describe(
+    'API server base URL; default https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT',
+  ),
   caFile: optText,
   bearerTokenFile: optText,
   cacheTTL: duration.prefault('30s').describe('how long an answer is reused'),
@@ -24,7 +26,9 @@ const tokenReviewMapping = mapping({
 
 /** `false`, `true` (all defaults) or the mapping; `true` becomes the mapping's defaults. */
 const tokenReview = z
-  .union([z.boolean(), tokenReviewMapping], { error: 'must be false, true or a mapping {url, caFile, bearerTokenFile, cacheTTL}' })
+  .union([z.boolean(), tokenReviewMapping], {
+    error: 'must be false, true or a mapping {url, caFile, bearerTokenFile, cacheTTL}',
+  })
   .transform((tr) => (tr === true ? tokenReviewMapping.parse({}) : tr));
 
 // Durations come out in ms, except clockSkew: seconds, as JWT times are.
@@ -35,13 +39,25 @@ const entryShape = mapping({
   issuer: optText.describe("must equal the token's iss exactly; presets with one well-known issuer may omit it"),
   preset: optionalString(presetSchema).describe('maps identity fields (and the issuer URL) for a known kind of issuer'),
   // Absent: [service], filled in by resolve.ts.
-  audiences: z.array(text, { error: AUDIENCES }).min(1, AUDIENCES).optional().describe("the token's aud must contain one of these; default [service]"),
-  jwksURI: optionalString(url).describe('override of discovery; needed when the keys are on another origin than the issuer'),
+  audiences: z
+    .array(text, { error: AUDIENCES })
+    .min(1, AUDIENCES)
+    .optional()
+    .describe("the token's aud must contain one of these; default [service]"),
+  jwksURI: optionalString(url).describe(
+    'override of discovery; needed when the keys are on another origin than the issuer',
+  ),
   jwksFile: optText.describe('static JWKS or PEM public key(s): no network'),
   caFile: optText.describe('CA for discovery and JWKS HTTPS'),
-  bearerTokenFile: optText.describe("sent to discovery/JWKS on the issuer's origin (Kubernetes without anonymous discovery)"),
-  tokenReview: tokenReview.prefault(false).describe('also ask Kubernetes (TokenReview): false, true or {url, caFile, bearerTokenFile, cacheTTL}'),
-  legacyTokens: bool.default(false).describe('with tokenReview, on an entry with issuer: kubernetes/serviceaccount: accept secret-based tokens'),
+  bearerTokenFile: optText.describe(
+    "sent to discovery/JWKS on the issuer's origin (Kubernetes without anonymous discovery)",
+  ),
+  tokenReview: tokenReview
+    .prefault(false)
+    .describe('also ask Kubernetes (TokenReview): false, true or {url, caFile, bearerTokenFile, cacheTTL}'),
+  legacyTokens: bool
+    .default(false)
+    .describe('with tokenReview, on an entry with issuer: kubernetes/serviceaccount: accept secret-based tokens'),
   clockSkew: duration.transform(seconds).prefault('30s').describe('allowed clock skew'),
   timeout: duration.prefault('5s').describe('deadline of each discovery, JWKS or TokenReview call; then fail closed'),
 });
@@ -53,10 +69,18 @@ function entryProblem(e: Entry): { key: keyof Entry; problem: string } | undefin
   const issuer = e.issuer ?? (e.preset ? PRESET_ISSUERS[e.preset] : undefined);
   if (issuer === undefined) return { key: 'issuer', problem: 'is required' };
   if (e.legacyTokens && !e.tokenReview) {
-    return { key: 'legacyTokens', problem: 'requires tokenReview: only the API server can tell whether a legacy token is still valid' };
+    return {
+      key: 'legacyTokens',
+      problem: 'requires tokenReview: only the API server can tell whether a legacy token is still valid',
+    };
   }
   if (issuer === LEGACY_SA_ISSUER) {
-    return e.legacyTokens ? undefined : { key: 'issuer', problem: `"${LEGACY_SA_ISSUER}" (legacy secret tokens) requires legacyTokens: true and tokenReview` };
+    return e.legacyTokens
+      ? undefined
+      : {
+          key: 'issuer',
+          problem: `"${LEGACY_SA_ISSUER}" (legacy secret tokens) requires legacyTokens: true and tokenReview`,
+        };
   }
   const p = httpURLProblem(issuer);
   return p === undefined ? undefined : { key: 'issuer', problem: p };

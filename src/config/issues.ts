@@ -7,7 +7,10 @@ type Issue = z.core.$ZodIssue;
 
 /** `issuers[0].tokenReview.url`, as the docs and earlier versions spell key paths. */
 function keyPath(path: readonly PropertyKey[], base = ''): string {
-  return path.reduce<string>((acc, key) => (typeof key === 'number' ? `${acc}[${key}]` : acc ? `${acc}.${String(key)}` : String(key)), base);
+  return path.reduce<string>(
+    (acc, key) => (typeof key === 'number' ? `${acc}[${key}]` : acc ? `${acc}.${String(key)}` : String(key)),
+    base,
+  );
 }
 
 /**
@@ -16,7 +19,9 @@ function keyPath(path: readonly PropertyKey[], base = ''): string {
  */
 function unwrapUnion(issue: Issue): Issue {
   if (issue.code !== 'invalid_union') return issue;
-  const informative = issue.errors.filter((branch) => branch.some((i) => i.path.length > 0 || i.code !== 'invalid_type'));
+  const informative = issue.errors.filter((branch) =>
+    branch.some((i) => i.path.length > 0 || i.code !== 'invalid_type'),
+  );
   if (informative.length !== 1) return issue;
   const inner = unwrapUnion(informative[0]![0]!);
   return { ...inner, path: [...issue.path, ...inner.path] };
@@ -33,7 +38,12 @@ function firstProblem(issues: readonly Issue[], base = ''): { keyPath: string; p
 }
 
 /** Parses `value`, or throws the first problem as a ConfigError under `base` (a key path or a flag). */
-export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, file: string | undefined, base = ''): z.output<S> {
+export function parseOrThrow<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  file: string | undefined,
+  base = '',
+): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const { keyPath: at, problem } = firstProblem(result.error.issues, base);

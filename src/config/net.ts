@@ -44,7 +44,8 @@ export function parseTrustedProxies(entries: readonly string[]): BlockList {
     if (prefix === undefined) list.addAddress(addr!, type);
     else {
       const bits = Number(prefix);
-      if (!/^\d+$/.test(prefix) || bits > (family === 4 ? 32 : 128)) throw new Error(`"${entry}" has an invalid prefix length`);
+      if (!/^\d+$/.test(prefix) || bits > (family === 4 ? 32 : 128))
+        throw new Error(`"${entry}" has an invalid prefix length`);
       list.addSubnet(addr!, bits, type);
     }
   }

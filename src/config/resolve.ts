@@ -41,7 +41,12 @@ export interface ServeFlags {
 type Fail = (keyPath: string, problem: string) => never;
 
 /** Validates an already-parsed config document and overlays flags and env (exported for tests). */
-export function buildConfig(raw: Record<string, unknown>, flags: ServeFlags = {}, file?: string, env: NodeJS.ProcessEnv = {}): Config {
+export function buildConfig(
+  raw: Record<string, unknown>,
+  flags: ServeFlags = {},
+  file?: string,
+  env: NodeJS.ProcessEnv = {},
+): Config {
   const doc = parseOrThrow(configFileSchema, raw, file);
   const fail: Fail = (keyPath, problem) => {
     throw new ConfigError(file, keyPath, problem);
@@ -52,7 +57,12 @@ export function buildConfig(raw: Record<string, unknown>, flags: ServeFlags = {}
       : (doc.listen ?? parseOrThrow(listenAddress, flags.dev ? DEV_LISTEN : DEFAULT_LISTEN, file, 'listen'));
   const publicURLGiven = flags.publicUrl ?? doc.publicURL;
   const publicURLKey = flags.publicUrl !== undefined ? '--public-url' : 'publicURL';
-  const publicURL = parseOrThrow(httpURL, publicURLGiven ?? derivedPublicURL(listen, doc.tls !== undefined), file, publicURLKey).replace(/\/+$/, '');
+  const publicURL = parseOrThrow(
+    httpURL,
+    publicURLGiven ?? derivedPublicURL(listen, doc.tls !== undefined),
+    file,
+    publicURLKey,
+  ).replace(/\/+$/, '');
   const service = flags.service ?? doc.service ?? new URL(publicURL).host;
   const single = resolveUpstream(doc, flags, env, file, fail);
   const upstreams = resolveUpstreams(doc, single, fail);
@@ -77,7 +87,12 @@ export function buildConfig(raw: Record<string, unknown>, flags: ServeFlags = {}
     workers:
       flags.workers === undefined
         ? doc.workers
-        : parseOrThrow(workersSetting, /^\d+$/.test(flags.workers) ? Number(flags.workers) : flags.workers, file, '--workers'),
+        : parseOrThrow(
+            workersSetting,
+            /^\d+$/.test(flags.workers) ? Number(flags.workers) : flags.workers,
+            file,
+            '--workers',
+          ),
     logLevel: resolveLogLevel(doc, flags, env, file),
     dev: flags.dev ?? false,
   });
@@ -92,7 +107,13 @@ function derivedPublicURL(listen: ListenAddress, tls: boolean): string {
   return `${tls ? 'https' : 'http'}://${urlHost(host)}:${listen.port}`;
 }
 
-function resolveUpstream(doc: ConfigFile, flags: ServeFlags, env: NodeJS.ProcessEnv, file: string | undefined, fail: Fail): UpstreamConfig | undefined {
+function resolveUpstream(
+  doc: ConfigFile,
+  flags: ServeFlags,
+  env: NodeJS.ProcessEnv,
+  file: string | undefined,
+  fail: Fail,
+): UpstreamConfig | undefined {
   // --dev with no upstream anywhere runs an embedded registry (serve adds it then).
   const fromEnv = flags.dev ? env.RAP_UPSTREAM || undefined : undefined;
   if (!(flags.upstream ?? doc.upstream?.url ?? fromEnv)) {
@@ -109,10 +130,19 @@ export function upstreamConfig(url: string): UpstreamConfig {
   return { ...upstreamSchema.parse({}), url };
 }
 
-function resolveIssuers(doc: ConfigFile, flags: ServeFlags, service: string, file: string | undefined, fail: Fail): IssuerConfig[] {
+function resolveIssuers(
+  doc: ConfigFile,
+  flags: ServeFlags,
+  service: string,
+  file: string | undefined,
+  fail: Fail,
+): IssuerConfig[] {
   // --audience without --issuer applies to the file's issuers.
   const audiences = flags.audience?.length && !flags.issuer?.length ? flags.audience : undefined;
-  const fromFile = (doc.issuers ?? []).map((e): IssuerConfig => ({ ...e, audiences: audiences ?? e.audiences ?? [service] }));
+  const fromFile = (doc.issuers ?? []).map((e): IssuerConfig => ({
+    ...e,
+    audiences: audiences ?? e.audiences ?? [service],
+  }));
   const issuers = [...fromFile, ...flagIssuers(flags, service, file, fail)];
   const names = new Set<string>();
   issuers.forEach((iss, i) => {
@@ -127,9 +157,13 @@ function flagIssuers(flags: ServeFlags, service: string, file: string | undefine
   const urls = flags.issuer ?? [];
   const names = flags.issuerName;
   if (names?.length && names.length !== urls.length) {
-    fail('--issuer-name', `names the --issuer issuers in order: ${names.length} name(s) for ${urls.length} --issuer(s)`);
+    fail(
+      '--issuer-name',
+      `names the --issuer issuers in order: ${names.length} name(s) for ${urls.length} --issuer(s)`,
+    );
   }
-  if (flags.caFile !== undefined && urls.length === 0) fail('--ca-file', 'applies to --issuer issuers; in a config file set issuers[].caFile');
+  if (flags.caFile !== undefined && urls.length === 0)
+    fail('--ca-file', 'applies to --issuer issuers; in a config file set issuers[].caFile');
   return urls.map((url, i) => {
     parseOrThrow(httpURL, url, file, `--issuer[${i}]`);
     const name = names?.[i] ?? (urls.length === 1 ? 'default' : `issuer${i + 1}`);
@@ -151,7 +185,9 @@ function resolveTokens(tokens: TokensConfig, flags: ServeFlags, file: string | u
 /** The flag, else the file's key, else RAP_LOG_LEVEL: each checked where it came from (the file's by the schema). */
 function resolveLogLevel(doc: ConfigFile, flags: ServeFlags, env: NodeJS.ProcessEnv, file: string | undefined): string {
   if (flags.logLevel !== undefined) return parseOrThrow(logLevel, flags.logLevel, file, '--log-level');
-  return doc.logLevel ?? (env.RAP_LOG_LEVEL ? parseOrThrow(logLevel, env.RAP_LOG_LEVEL, file, 'RAP_LOG_LEVEL') : 'info');
+  return (
+    doc.logLevel ?? (env.RAP_LOG_LEVEL ? parseOrThrow(logLevel, env.RAP_LOG_LEVEL, file, 'RAP_LOG_LEVEL') : 'info')
+  );
 }
 
 function resolveLimits(limits: ConfigFile['limits'], upstream: UpstreamConfig | undefined, fail: Fail): LimitsConfig {

@@ -8,7 +8,9 @@ import type { Config } from './types.js';
  * issuer (and not `anonymous`), every client would be refused while /readyz says ready. Call it
  * after the in-cluster issuer had its chance.
  */
-export function missingIssuerProblem(config: Pick<Config, 'issuers' | 'anonymous' | 'dev' | 'file'>): string | undefined {
+export function missingIssuerProblem(
+  config: Pick<Config, 'issuers' | 'anonymous' | 'dev' | 'file'>,
+): string | undefined {
   if (config.issuers.length > 0 || config.anonymous || config.dev) return undefined;
   return (
     'no identity issuer is configured, so no client could ever get a token. Give one: ' +
@@ -24,7 +26,9 @@ export function missingIssuerProblem(config: Pick<Config, 'issuers' | 'anonymous
  * `http://127.0.0.1:<port>/token`, and remote clients would send their identity token to whatever
  * listens on their own loopback. A configured publicURL, or a loopback-only listener, is fine.
  */
-export function listenExposureProblem(config: Pick<Config, 'listen' | 'publicURL' | 'publicURLDerived'>): string | undefined {
+export function listenExposureProblem(
+  config: Pick<Config, 'listen' | 'publicURL' | 'publicURLDerived'>,
+): string | undefined {
   if (!config.publicURLDerived || isLoopbackHost(config.listen.host)) return undefined;
   const where = `${urlHost(config.listen.host)}:${config.listen.port}`;
   return (

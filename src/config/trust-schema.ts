@@ -35,7 +35,9 @@ const keyRequirement = mapping({
 
 const keylessRequirement = mapping({
   name: name.optional().describe('what messages and image.signers call this identity; default "<issuer> <subject>"'),
-  issuer: refineBy(text, httpURLProblem).describe("the certificate's OIDC issuer, exactly (https://token.actions.githubusercontent.com)"),
+  issuer: refineBy(text, httpURLProblem).describe(
+    "the certificate's OIDC issuer, exactly (https://token.actions.githubusercontent.com)",
+  ),
   subject: optText.describe("the certificate's subject (SAN), exactly: an e-mail, or a workflow URL with its ref"),
   subjectPattern: optText
     .pipe(refineBy(z.string().optional(), (s) => (s === undefined ? undefined : regexProblem(s))))
@@ -43,7 +45,12 @@ const keylessRequirement = mapping({
 }).check((ctx) => {
   const { subject, subjectPattern } = ctx.value;
   if ((subject === undefined) === (subjectPattern === undefined))
-    ctx.issues.push({ code: 'custom', path: ['subject'], message: 'give exactly one of subject or subjectPattern', input: ctx.value });
+    ctx.issues.push({
+      code: 'custom',
+      path: ['subject'],
+      message: 'give exactly one of subject or subjectPattern',
+      input: ctx.value,
+    });
 });
 
 /** One way to satisfy a policy. */
@@ -57,7 +64,10 @@ const policy = mapping({
     .array(refineBy(text, repositoryGlobProblem), { error: 'must be a list of repository globs' })
     .min(1, 'must list at least one repository glob')
     .describe('client-side repository names (upstream prefix included): "*" one segment, "**" any number'),
-  mode: z.enum(['enforce', 'audit'], { error: 'must be enforce or audit' }).default('enforce').describe('enforce: refuse; audit: serve and record'),
+  mode: z
+    .enum(['enforce', 'audit'], { error: 'must be enforce or audit' })
+    .default('enforce')
+    .describe('enforce: refuse; audit: serve and record'),
   require: z
     .array(requirement, { error: 'must be a list of {key: …} or {keyless: …}' })
     .min(1, 'must list at least one key or keyless identity')
@@ -65,18 +75,35 @@ const policy = mapping({
 });
 
 export const trustSchema = mapping({
-  trustedRoot: optText.describe('Sigstore trusted_root.json (Fulcio CAs, Rekor and CT log keys), pinned; required for keyless'),
+  trustedRoot: optText.describe(
+    'Sigstore trusted_root.json (Fulcio CAs, Rekor and CT log keys), pinned; required for keyless',
+  ),
   cacheTtl: durationWithin(1_000, 24 * 3_600_000, 'must be between 1s and 24h')
     .prefault('10m')
     .describe('how long a verdict is reused per digest'),
-  cacheSize: z.number({ error: 'must be a number' }).int().min(1).max(1_000_000).default(10_000).describe('verdicts kept at most'),
+  cacheSize: z
+    .number({ error: 'must be a number' })
+    .int()
+    .min(1)
+    .max(1_000_000)
+    .default(10_000)
+    .describe('verdicts kept at most'),
   lookupTimeout: duration.prefault('10s').describe('deadline of each signature lookup towards the upstream'),
-  policies: z.array(policy, { error: 'must be a list of policies' }).default([]).describe('every policy whose repositories match applies'),
+  policies: z
+    .array(policy, { error: 'must be a list of policies' })
+    .default([])
+    .describe('every policy whose repositories match applies'),
 }).check((ctx) => {
   const { policies, trustedRoot } = ctx.value;
   const seen = new Set<string>();
   policies.forEach((p, i) => {
-    if (seen.has(p.name)) ctx.issues.push({ code: 'custom', path: ['policies', i, 'name'], message: `"${p.name}" is used twice`, input: p.name });
+    if (seen.has(p.name))
+      ctx.issues.push({
+        code: 'custom',
+        path: ['policies', i, 'name'],
+        message: `"${p.name}" is used twice`,
+        input: p.name,
+      });
     seen.add(p.name);
     const k = p.require.findIndex((r) => 'keyless' in r);
     if (k >= 0 && trustedRoot === undefined)

@@ -1,5 +1,15 @@
 import { z } from 'zod';
-import { bool, duration, httpURLProblem, mapping, optionalString, optText, refineBy, secretInline, text } from './fields.js';
+import {
+  bool,
+  duration,
+  httpURLProblem,
+  mapping,
+  optionalString,
+  optText,
+  refineBy,
+  secretInline,
+  text,
+} from './fields.js';
 
 /** The `upstream:` mapping and the `upstreams:` entries: URL, auth kinds, prefixes. */
 
@@ -27,7 +37,10 @@ const upstreamAuth = z.discriminatedUnion(
   'type',
   [
     mapping({ type: z.literal('none').default('none') }),
-    mapping({ type: z.literal('basic'), username: text, password: secretInline('passwordFile'), passwordFile: text }, { hidden: ['password'] }),
+    mapping(
+      { type: z.literal('basic'), username: text, password: secretInline('passwordFile'), passwordFile: text },
+      { hidden: ['password'] },
+    ),
     mapping(
       {
         type: z.literal('registry-token'),
@@ -40,7 +53,9 @@ const upstreamAuth = z.discriminatedUnion(
         realmHosts: z
           .array(refineBy(text, realmHostProblem))
           .default([])
-          .describe("hosts (host or host:port) besides the upstream's own that may receive the proxy's credentials as a token realm"),
+          .describe(
+            "hosts (host or host:port) besides the upstream's own that may receive the proxy's credentials as a token realm",
+          ),
       },
       { hidden: ['password'] },
     ),
@@ -63,7 +78,10 @@ const upstreamAuth = z.discriminatedUnion(
       'Azure Container Registry: a Microsoft Entra token from @azure/identity DefaultAzureCredential (workload identity, managed identity, AZURE_CLIENT_SECRET), exchanged for an ACR refresh token used in the token dance',
     ),
   ],
-  { error: (i) => (i.code === 'invalid_union' ? authTypeProblem((i.input as { type?: unknown }).type) : 'must be a mapping') },
+  {
+    error: (i) =>
+      i.code === 'invalid_union' ? authTypeProblem((i.input as { type?: unknown }).type) : 'must be a mapping',
+  },
 );
 
 /** `eu-west-1`, `us-gov-west-1`, `cn-north-1`. */
@@ -78,18 +96,26 @@ function azureTenantProblem(s: string): string | undefined {
 
 /** `auth.docker.io` or `auth.example.com:8443`: a host, never a URL. */
 function realmHostProblem(s: string): string | undefined {
-  return /^[a-z0-9.-]+(?::\d{1,5})?$/i.test(s) ? undefined : `"${s}" must be a host or host:port, without scheme or path`;
+  return /^[a-z0-9.-]+(?::\d{1,5})?$/i.test(s)
+    ? undefined
+    : `"${s}" must be a host or host:port, without scheme or path`;
 }
 
 function authTypeProblem(type: unknown): string {
-  return typeof type === 'string' && type !== '' ? `"${type}" is not one of ${AUTH_TYPES}` : 'must be a non-empty string';
+  return typeof type === 'string' && type !== ''
+    ? `"${type}" is not one of ${AUTH_TYPES}`
+    : 'must be a non-empty string';
 }
 
 export const upstreamSchema = mapping({
   // Optional here: `--upstream` may give it while the file gives the rest.
-  url: optionalString(text.pipe(upstreamURL)).describe('base URL of the registry; may have a path prefix; no query, fragment, credentials or /v2'),
+  url: optionalString(text.pipe(upstreamURL)).describe(
+    'base URL of the registry; may have a path prefix; no query, fragment, credentials or /v2',
+  ),
   caFile: optText.describe("extra CA for the upstream's HTTPS"),
-  auth: upstreamAuth.prefault({}).describe("the proxy's own credentials towards the upstream, never the client's; secrets only from files"),
+  auth: upstreamAuth
+    .prefault({})
+    .describe("the proxy's own credentials towards the upstream, never the client's; secrets only from files"),
   timeout: duration.prefault('30s').describe('connect, headers and idle-body timeout towards the upstream'),
   followRedirects: bool
     .default(false)
@@ -103,7 +129,9 @@ export const upstreamSchema = mapping({
 
 /** A repository-name prefix naming one of `upstreams`: lower-case path components, ending in `/`. */
 function upstreamPrefixProblem(s: string): string | undefined {
-  return /^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*\/)+$/.test(s) ? undefined : `"${s}" must be repository path components ending in "/", like "hub/"`;
+  return /^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*\/)+$/.test(s)
+    ? undefined
+    : `"${s}" must be repository path components ending in "/", like "hub/"`;
 }
 
 /** Names unique, at most one entry without a prefix, no prefix a prefix of another. */
@@ -111,7 +139,8 @@ export function upstreamsProblem(list: readonly { name: string; prefix?: string 
   const names = list.map((u) => u.name);
   const dup = names.find((n, i) => names.indexOf(n) !== i);
   if (dup !== undefined) return `name "${dup}" is used twice`;
-  if (list.filter((u) => u.prefix === undefined).length > 1) return 'at most one entry may omit prefix (the default upstream)';
+  if (list.filter((u) => u.prefix === undefined).length > 1)
+    return 'at most one entry may omit prefix (the default upstream)';
   for (const a of list)
     for (const b of list)
       if (a !== b && a.prefix !== undefined && b.prefix !== undefined && b.prefix.startsWith(a.prefix))
@@ -120,12 +149,14 @@ export function upstreamsProblem(list: readonly { name: string; prefix?: string 
 }
 
 export const namedUpstreamSchema = mapping({
-  name: refineBy(text, (s) => (/^[a-z0-9][a-z0-9_-]*$/.test(s) ? undefined : `"${s}" must be lower-case letters, digits, "-" or "_"`)).describe(
-    'name of this upstream, unique; policies see it as request.upstream',
-  ),
+  name: refineBy(text, (s) =>
+    /^[a-z0-9][a-z0-9_-]*$/.test(s) ? undefined : `"${s}" must be lower-case letters, digits, "-" or "_"`,
+  ).describe('name of this upstream, unique; policies see it as request.upstream'),
   prefix: optionalString(refineBy(text, upstreamPrefixProblem)).describe(
     'repository-name prefix ending in "/" (hub/) routed here, removed upstream; absent: the default upstream',
   ),
   ...upstreamSchema.shape,
-  url: text.pipe(upstreamURL).describe('base URL of the registry; may have a path prefix; no query, fragment, credentials or /v2'),
+  url: text
+    .pipe(upstreamURL)
+    .describe('base URL of the registry; may have a path prefix; no query, fragment, credentials or /v2'),
 });

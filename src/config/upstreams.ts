@@ -16,8 +16,10 @@ export function resolveUpstreams(
   fail: (keyPath: string, problem: string) => never,
 ): readonly NamedUpstream[] {
   const list = (doc.upstreams ?? []).map(({ prefix, ...u }) => ({ ...u, prefix: prefix ?? '' }));
-  if (single && list.some((u) => u.prefix === '')) fail('upstreams', 'an entry without prefix and upstream are both the default: keep one');
-  if (single && list.some((u) => u.name === 'default')) fail('upstreams', 'the name "default" is upstream\'s when both are set');
+  if (single && list.some((u) => u.prefix === ''))
+    fail('upstreams', 'an entry without prefix and upstream are both the default: keep one');
+  if (single && list.some((u) => u.name === 'default'))
+    fail('upstreams', 'the name "default" is upstream\'s when both are set');
   return withDefaultUpstream(list, single, doc.upstreams === undefined);
 }
 
@@ -26,7 +28,11 @@ export function resolveUpstreams(
  * (''): CEL's `request.upstream` is "" (README), metrics carry no `upstream` label and /readyz names
  * none. Beside `upstreams:` it is named `default` (README). Pure.
  */
-export function withDefaultUpstream(list: readonly NamedUpstream[], single: UpstreamConfig | undefined, alone = list.length === 0): readonly NamedUpstream[] {
+export function withDefaultUpstream(
+  list: readonly NamedUpstream[],
+  single: UpstreamConfig | undefined,
+  alone = list.length === 0,
+): readonly NamedUpstream[] {
   if (!single) return list;
   return [{ ...single, name: alone ? '' : 'default', prefix: '' }, ...list];
 }
@@ -81,7 +87,10 @@ function isDockerHub(upstream: { url: string; registry?: string }): boolean {
  * the same upstream repository, and judging the client's spelling would let one spelling past a
  * rule written for the other. Every other name is its own canonical form. Pure.
  */
-export function canonicalRepository(upstreams: readonly { prefix: string; url: string; registry?: string }[], name: string): string {
+export function canonicalRepository(
+  upstreams: readonly { prefix: string; url: string; registry?: string }[],
+  name: string,
+): string {
   const u = upstreamFor(upstreams, name);
   if (!u || !isDockerHub(u)) return name;
   const rest = name.slice(u.prefix.length);

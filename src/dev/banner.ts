@@ -55,7 +55,9 @@ export function devBanner(b: BannerInput): string {
     '',
     'podman:',
     `  podman login${tls} ${host} -u dev --password-stdin < ${tokenFile}`,
-    ...(src ? [`  podman pull${tls} ${src}`, `  podman push${tls} ${src} ${dst}`] : [`  podman push${tls} <local-image> ${dst}`]),
+    ...(src
+      ? [`  podman pull${tls} ${src}`, `  podman push${tls} ${src} ${dst}`]
+      : [`  podman push${tls} <local-image> ${dst}`]),
     'skopeo:',
     `  skopeo login${tls} ${host} -u dev --password-stdin < ${tokenFile}`,
     src
@@ -63,8 +65,12 @@ export function devBanner(b: BannerInput): string {
       : `  skopeo copy${plain ? ' --dest-tls-verify=false' : ''} oci:<layout-dir> docker://${dst}`,
     'Docker:',
     `  docker login ${host} -u dev --password-stdin < ${tokenFile}`,
-    ...(src ? [`  docker pull ${src}`, `  docker tag ${src} ${dst}`, `  docker push ${dst}`] : [`  docker tag <local-image> ${dst} && docker push ${dst}`]),
-    ...(plain && !isLoopbackHost(url.hostname) ? [`  (plain HTTP: Docker needs "insecure-registries": ["${host}"] in /etc/docker/daemon.json)`] : []),
+    ...(src
+      ? [`  docker pull ${src}`, `  docker tag ${src} ${dst}`, `  docker push ${dst}`]
+      : [`  docker tag <local-image> ${dst} && docker push ${dst}`]),
+    ...(plain && !isLoopbackHost(url.hostname)
+      ? [`  (plain HTTP: Docker needs "insecure-registries": ["${host}"] in /etc/docker/daemon.json)`]
+      : []),
     'Check the token:',
     `  ${[b.cli, 'verify', '--dev', ...b.verifyArgs.map(shellQuote), '-'].join(' ')} < ${tokenFile}`,
     '',

@@ -13,7 +13,8 @@ export const DEV_ISSUER_NAME = 'dev';
 export function devStateDir(flag: string | undefined, env: NodeJS.ProcessEnv = process.env, home = homedir()): string {
   if (flag) return resolve(flag);
   if (env.RAP_DEV_STATE_DIR) return resolve(env.RAP_DEV_STATE_DIR);
-  const base = env.XDG_STATE_HOME && env.XDG_STATE_HOME.startsWith('/') ? env.XDG_STATE_HOME : join(home, '.local', 'state');
+  const base =
+    env.XDG_STATE_HOME && env.XDG_STATE_HOME.startsWith('/') ? env.XDG_STATE_HOME : join(home, '.local', 'state');
   return join(base, 'registry-auth-proxy', 'dev');
 }
 
@@ -41,9 +42,15 @@ export function devPaths(stateDir: string) {
  * embedded registry's credentials: another user who owns it, or anyone who may write to it, could
  * read them or swap them (a key of theirs, a registry config of theirs).
  */
-export function stateDirProblem(dir: string, st: { uid: number; mode: number; isDirectory: boolean }, myUid: number): string | undefined {
-  if (!st.isDirectory) return `the state directory ${dir} is not a directory: remove it or choose another with --state-dir`;
-  if (st.uid !== myUid) return `the state directory ${dir} belongs to uid ${st.uid}, not to you (uid ${myUid}): use a directory of your own (--state-dir)`;
+export function stateDirProblem(
+  dir: string,
+  st: { uid: number; mode: number; isDirectory: boolean },
+  myUid: number,
+): string | undefined {
+  if (!st.isDirectory)
+    return `the state directory ${dir} is not a directory: remove it or choose another with --state-dir`;
+  if (st.uid !== myUid)
+    return `the state directory ${dir} belongs to uid ${st.uid}, not to you (uid ${myUid}): use a directory of your own (--state-dir)`;
   if (st.mode & 0o022) {
     const mode = (st.mode & 0o777).toString(8).padStart(3, '0');
     return `the state directory ${dir} is writable by others (mode ${mode}): chmod 700 ${dir}`;

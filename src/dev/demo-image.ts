@@ -42,7 +42,10 @@ async function tarOf(name: string, content: string): Promise<Buffer> {
  * run. Deterministic, so each start finds it already stored.
  */
 export async function buildDemoImage(arch = goArch()): Promise<DemoImage> {
-  const tar = await tarOf('hello.txt', 'Hello from registry-auth-proxy --dev.\nThis image holds only this file: pull it, tag it, push it.\n');
+  const tar = await tarOf(
+    'hello.txt',
+    'Hello from registry-auth-proxy --dev.\nThis image holds only this file: pull it, tag it, push it.\n',
+  );
   const layer = gzipSync(tar, { level: 9 });
   const config = Buffer.from(
     JSON.stringify({
@@ -84,17 +87,28 @@ export async function seedDemoImage(registryURL: string, authorization: string):
   if (head.ok) return ref;
   const image = await buildDemoImage();
   for (const blob of image.blobs) {
-    const start = await fetch(`${registryURL}/v2/${DEMO_REPOSITORY}/blobs/uploads/`, { method: 'POST', headers: { authorization } });
+    const start = await fetch(`${registryURL}/v2/${DEMO_REPOSITORY}/blobs/uploads/`, {
+      method: 'POST',
+      headers: { authorization },
+    });
     await start.arrayBuffer();
     const location = start.headers.get('location');
     if (start.status !== 202 || !location) throw new Error(`demo image: starting an upload answered ${start.status}`);
     const put = new URL(location, registryURL);
     put.searchParams.set('digest', blob.digest);
-    const res = await fetch(put, { method: 'PUT', body: new Uint8Array(blob.data), headers: { 'content-type': 'application/octet-stream', authorization } });
+    const res = await fetch(put, {
+      method: 'PUT',
+      body: new Uint8Array(blob.data),
+      headers: { 'content-type': 'application/octet-stream', authorization },
+    });
     await res.arrayBuffer();
     if (res.status !== 201) throw new Error(`demo image: uploading ${blob.digest} answered ${res.status}`);
   }
-  const res = await fetch(manifestURL, { method: 'PUT', body: new Uint8Array(image.manifest), headers: { 'content-type': image.manifestType, authorization } });
+  const res = await fetch(manifestURL, {
+    method: 'PUT',
+    body: new Uint8Array(image.manifest),
+    headers: { 'content-type': image.manifestType, authorization },
+  });
   await res.arrayBuffer();
   if (res.status !== 201) throw new Error(`demo image: storing the manifest answered ${res.status}`);
   return ref;

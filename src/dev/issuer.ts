@@ -27,7 +27,10 @@ function writePrivateFile(path: string, content: string): void {
 
 /** The dev issuer as `verify` and `serve` read it: a static JWKS file, so nothing listens. Pure. */
 function devIssuerConfig(config: Pick<Config, 'publicURL' | 'service'>, jwksFile: string): IssuerConfig {
-  return issuerConfig({ name: DEV_ISSUER_NAME, issuer: `${config.publicURL}/dev`, audiences: [config.service], jwksFile }, { keyPath: 'issuers' });
+  return issuerConfig(
+    { name: DEV_ISSUER_NAME, issuer: `${config.publicURL}/dev`, audiences: [config.service], jwksFile },
+    { keyPath: 'issuers' },
+  );
 }
 
 /**
@@ -40,7 +43,10 @@ export async function createDevIssuer(config: Config, paths: DevPaths, subject =
   const privateJwk = await loadOrCreateIssuerKey(paths.issuerKey);
   const privateKey = await importJWK(privateJwk, 'ES256');
   const { d: _d, ...publicJwk } = privateJwk;
-  writePrivateFile(paths.jwks, `${JSON.stringify({ keys: [{ ...publicJwk, kid: 'dev', use: 'sig', alg: 'ES256' }] }, null, 2)}\n`);
+  writePrivateFile(
+    paths.jwks,
+    `${JSON.stringify({ keys: [{ ...publicJwk, kid: 'dev', use: 'sig', alg: 'ES256' }] }, null, 2)}\n`,
+  );
   const issuer = devIssuerConfig(config, paths.jwks);
   writePrivateFile(
     paths.issuerConfig,

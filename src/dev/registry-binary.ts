@@ -7,7 +7,8 @@ import type { Logger } from '../log.js';
 const REGISTRY_PACKAGE = 'docker-registry';
 const REGISTRY_NAMES = ['docker-registry'];
 
-type RegistryBinaryPlan = { action: 'use'; path: string } | { action: 'install'; command: string[] } | { action: 'fail'; message: string };
+type RegistryBinaryPlan =
+  { action: 'use'; path: string } | { action: 'install'; command: string[] } | { action: 'fail'; message: string };
 
 /**
  * What to do about the registry binary. Pure: the caller looks things up. RAP_DEV_REGISTRY names
@@ -22,10 +23,13 @@ export function registryBinaryPlan(s: {
   hasAptGet: boolean;
 }): RegistryBinaryPlan {
   if (s.explicit) {
-    return s.explicitUsable ? { action: 'use', path: s.explicit } : { action: 'fail', message: `RAP_DEV_REGISTRY=${s.explicit} is not an executable file` };
+    return s.explicitUsable
+      ? { action: 'use', path: s.explicit }
+      : { action: 'fail', message: `RAP_DEV_REGISTRY=${s.explicit} is not an executable file` };
   }
   if (s.found) return { action: 'use', path: s.found };
-  if (s.isRoot && s.hasAptGet) return { action: 'install', command: ['apt-get', 'install', '-y', '--no-install-recommends', REGISTRY_PACKAGE] };
+  if (s.isRoot && s.hasAptGet)
+    return { action: 'install', command: ['apt-get', 'install', '-y', '--no-install-recommends', REGISTRY_PACKAGE] };
   return {
     action: 'fail',
     message:
@@ -65,16 +69,22 @@ export function resolveRegistryBinary(logger: Logger, env: NodeJS.ProcessEnv = p
   });
   if (plan.action === 'use') return plan.path;
   if (plan.action === 'fail') throw new DevSetupError(plan.message);
-  logger.warn({ command: plan.command.join(' ') }, 'docker-registry is missing: installing it with apt-get (running as root)');
+  logger.warn(
+    { command: plan.command.join(' ') },
+    'docker-registry is missing: installing it with apt-get (running as root)',
+  );
   const aptEnv = { ...env, DEBIAN_FRONTEND: 'noninteractive' };
   try {
     execFileSync('apt-get', ['update'], { stdio: ['ignore', 'ignore', 'inherit'], env: aptEnv });
     execFileSync(plan.command[0]!, plan.command.slice(1), { stdio: ['ignore', 'ignore', 'inherit'], env: aptEnv });
   } catch (err) {
-    throw new DevSetupError(`installing ${REGISTRY_PACKAGE} failed (${(err as Error).message}); install it yourself or use --upstream`);
+    throw new DevSetupError(
+      `installing ${REGISTRY_PACKAGE} failed (${(err as Error).message}); install it yourself or use --upstream`,
+    );
   }
   const installed = findOnPath(REGISTRY_NAMES, env);
-  if (!installed) throw new DevSetupError(`apt-get installed ${REGISTRY_PACKAGE} but docker-registry is still not on PATH`);
+  if (!installed)
+    throw new DevSetupError(`apt-get installed ${REGISTRY_PACKAGE} but docker-registry is still not on PATH`);
   return installed;
 }
 

@@ -20,7 +20,13 @@ const IDENTITY_HEADER = 'x-rap-dev';
  * proxy), every answer carrying `nonce` in IDENTITY_HEADER, deletes enabled (so `skopeo delete`
  * through the proxy does something), quiet logs: the proxy's own log says what happened.
  */
-export function registryConfig(opts: { port: number; dataDir: string; secret: string; htpasswd: string; nonce: string }): string {
+export function registryConfig(opts: {
+  port: number;
+  dataDir: string;
+  secret: string;
+  htpasswd: string;
+  nonce: string;
+}): string {
   return toYaml({
     version: 0.1,
     log: { level: 'warn', accesslog: { disabled: true } },
@@ -111,7 +117,11 @@ async function stopRegistry(child: ChildProcess, exited: EmbeddedRegistry['exite
  * so the kernel stops it if the proxy dies in any way (even SIGKILL): an orphan would keep the port
  * and the storage busy.
  */
-export async function startEmbeddedRegistry(paths: DevPaths, logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<EmbeddedRegistry> {
+export async function startEmbeddedRegistry(
+  paths: DevPaths,
+  logger: Logger,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<EmbeddedRegistry> {
   const bin = resolveRegistryBinary(logger, env);
   mkdirSync(paths.registryData, { recursive: true, mode: 0o700 });
   const setpriv = process.platform === 'linux' ? findOnPath(['setpriv'], env) : undefined;
@@ -121,13 +131,27 @@ export async function startEmbeddedRegistry(paths: DevPaths, logger: Logger, env
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     const nonce = randomBytes(16).toString('hex');
-    const config = registryConfig({ port, dataDir: paths.registryData, secret: randomBytes(16).toString('hex'), htpasswd: paths.registryHtpasswd, nonce });
+    const config = registryConfig({
+      port,
+      dataDir: paths.registryData,
+      secret: randomBytes(16).toString('hex'),
+      htpasswd: paths.registryHtpasswd,
+      nonce,
+    });
     writePrivate(paths.registryConfig, config);
-    const { child, exited } = spawnRegistry(setpriv ? [setpriv, '--pdeathsig', 'TERM', '--', bin] : [bin], paths, env, (e) => (lastError = e));
+    const { child, exited } = spawnRegistry(
+      setpriv ? [setpriv, '--pdeathsig', 'TERM', '--', bin] : [bin],
+      paths,
+      env,
+      (e) => (lastError = e),
+    );
     const url = `http://127.0.0.1:${port}`;
     const up = await waitUntilServing(url, nonce, exited, 15_000);
     if (up) {
-      logger.info({ registryPid: child.pid, url, data: paths.registryData, log: paths.registryLog }, 'embedded registry started');
+      logger.info(
+        { registryPid: child.pid, url, data: paths.registryData, log: paths.registryLog },
+        'embedded registry started',
+      );
       return {
         url,
         pid: child.pid!,
@@ -144,7 +168,9 @@ export async function startEmbeddedRegistry(paths: DevPaths, logger: Logger, env
     if (!/address already in use/.test(lastError)) break;
     logger.warn({ port }, 'the embedded registry lost its port to another process: trying another');
   }
-  throw new DevSetupError(`the embedded registry (${bin}) did not start:\n${lastError}\n(config: ${paths.registryConfig})`);
+  throw new DevSetupError(
+    `the embedded registry (${bin}) did not start:\n${lastError}\n(config: ${paths.registryConfig})`,
+  );
 }
 
 /**
@@ -198,7 +224,12 @@ function writePrivate(file: string, content: string): void {
  * process exits or the deadline passes (false). Another process answering is not ours: our
  * registry then fails to bind and exits.
  */
-async function waitUntilServing(url: string, nonce: string, exited: Promise<unknown>, timeoutMs: number): Promise<boolean> {
+async function waitUntilServing(
+  url: string,
+  nonce: string,
+  exited: Promise<unknown>,
+  timeoutMs: number,
+): Promise<boolean> {
   let gone = false;
   void exited.then(() => (gone = true));
   const deadline = Date.now() + timeoutMs;

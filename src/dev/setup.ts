@@ -39,13 +39,19 @@ interface DevOptions {
  */
 export async function setUpDev(loaded: Config, o: DevOptions): Promise<DevSession> {
   if (loaded.issuers.some((i) => i.name === DEV_ISSUER_NAME)) {
-    throw new ConfigError(loaded.file, 'issuers', `"${DEV_ISSUER_NAME}" is the embedded issuer's name with --dev: rename that issuer`);
+    throw new ConfigError(
+      loaded.file,
+      'issuers',
+      `"${DEV_ISSUER_NAME}" is the embedded issuer's name with --dev: rename that issuer`,
+    );
   }
   const paths = devPaths(o.stateDir);
   mkdirSync(paths.stateDir, { recursive: true, mode: 0o700 });
   // An existing directory is used as it is found: check it before reading or writing anything in it.
   const st = statSync(paths.stateDir);
-  const problem = process.getuid ? stateDirProblem(paths.stateDir, { uid: st.uid, mode: st.mode, isDirectory: st.isDirectory() }, process.getuid()) : undefined;
+  const problem = process.getuid
+    ? stateDirProblem(paths.stateDir, { uid: st.uid, mode: st.mode, isDirectory: st.isDirectory() }, process.getuid())
+    : undefined;
   if (problem) throw new DevSetupError(problem);
   let registry: EmbeddedRegistry | undefined;
   let demoRef: string | undefined;

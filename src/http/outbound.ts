@@ -88,7 +88,11 @@ function failure(err: unknown, host: string, timeoutMs: number): OutboundError {
 async function boundedText(res: Dispatcher.ResponseData, maxBytes: number, host: string): Promise<string> {
   const tooLarge = () => {
     res.body.destroy();
-    return new OutboundError(`${host} answered HTTP ${res.statusCode} with more than ${maxBytes} bytes: refused`, 'too-large', { status: res.statusCode });
+    return new OutboundError(
+      `${host} answered HTTP ${res.statusCode} with more than ${maxBytes} bytes: refused`,
+      'too-large',
+      { status: res.statusCode },
+    );
   };
   if ((declaredLength(res.headers) ?? 0) > maxBytes) throw tooLarge();
   const chunks: Buffer[] = [];
@@ -120,11 +124,20 @@ export async function outbound(url: string | URL, req: OutboundRequest): Promise
 }
 
 /** The answer's body as JSON (undefined when empty); a body that is not JSON is an error naming the host and status. */
-export async function outboundJson(url: string | URL, req: OutboundRequest): Promise<{ status: number; headers: IncomingHttpHeaders; body: unknown }> {
+export async function outboundJson(
+  url: string | URL,
+  req: OutboundRequest,
+): Promise<{ status: number; headers: IncomingHttpHeaders; body: unknown }> {
   const answer = await outbound(url, req);
   try {
-    return { status: answer.status, headers: answer.headers, body: answer.text.length ? JSON.parse(answer.text) : undefined };
+    return {
+      status: answer.status,
+      headers: answer.headers,
+      body: answer.text.length ? JSON.parse(answer.text) : undefined,
+    };
   } catch {
-    throw new OutboundError(`${hostOf(url)} answered HTTP ${answer.status} with a body that is not JSON`, 'not-json', { status: answer.status });
+    throw new OutboundError(`${hostOf(url)} answered HTTP ${answer.status} with a body that is not JSON`, 'not-json', {
+      status: answer.status,
+    });
   }
 }

@@ -5,7 +5,13 @@ import type { ServerResponse } from 'node:http';
  * probes) goes out here, once. `headers` come last, so a caller may override the content type.
  * A response whose head already left cannot carry a second status: it is cut instead.
  */
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}, statusMessage?: string): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+  statusMessage?: string,
+): void {
   if (res.headersSent) {
     res.destroy();
     return;

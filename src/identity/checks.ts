@@ -19,7 +19,8 @@ const NOT_A_JWT = 'the password is not a JWT: give the identity token (a signed 
 /** Size and compact-JWS shape, checked before anything is parsed or looked up. */
 export function checkShape(token: unknown): asserts token is string {
   if (typeof token !== 'string' || token.length === 0) throw new IdentityError('malformed', 'no identity token given');
-  if (token.length > MAX_TOKEN_BYTES) throw new IdentityError('too_large', `the identity token is larger than ${MAX_TOKEN_BYTES} bytes`);
+  if (token.length > MAX_TOKEN_BYTES)
+    throw new IdentityError('too_large', `the identity token is larger than ${MAX_TOKEN_BYTES} bytes`);
   if (!JWT_SHAPE.test(token)) throw new IdentityError('malformed', NOT_A_JWT);
 }
 
@@ -41,14 +42,17 @@ export function decodeToken(token: string): DecodedToken {
     throw new IdentityError('malformed', NOT_A_JWT);
   }
   const [h64, p64] = token.split('.');
-  const dup = findDuplicateMember(Buffer.from(h64!, 'base64url').toString('utf8')) ?? findDuplicateMember(Buffer.from(p64!, 'base64url').toString('utf8'));
+  const dup =
+    findDuplicateMember(Buffer.from(h64!, 'base64url').toString('utf8')) ??
+    findDuplicateMember(Buffer.from(p64!, 'base64url').toString('utf8'));
   if (dup !== undefined)
     throw new IdentityError(
       'malformed',
       `the identity token repeats the member ${JSON.stringify(dup.slice(0, 100))}: refused rather than guessing which one counts`,
     );
   const iss = payload.iss;
-  if (typeof iss !== 'string' || iss.length === 0) throw new IdentityError('missing_claim', 'the identity token has no "iss" claim');
+  if (typeof iss !== 'string' || iss.length === 0)
+    throw new IdentityError('missing_claim', 'the identity token has no "iss" claim');
   return { header, payload, iss };
 }
 
@@ -56,10 +60,18 @@ export function decodeToken(token: string): DecodedToken {
 export function checkHeader(header: ProtectedHeaderParameters, issuerName: string): void {
   for (const h of FORBIDDEN_HEADERS) {
     if (h in header)
-      throw new IdentityError('forbidden_header', `identity tokens may not carry a "${h}" header: keys come from the issuer's configuration only`, issuerName);
+      throw new IdentityError(
+        'forbidden_header',
+        `identity tokens may not carry a "${h}" header: keys come from the issuer's configuration only`,
+        issuerName,
+      );
   }
   if (header.crit !== undefined)
-    throw new IdentityError('forbidden_header', 'the identity token has a "crit" header this proxy does not understand', issuerName);
+    throw new IdentityError(
+      'forbidden_header',
+      'the identity token has a "crit" header this proxy does not understand',
+      issuerName,
+    );
   if (typeof header.alg !== 'string' || !ALLOWED_ALGORITHMS.includes(header.alg)) {
     throw new IdentityError(
       'unsupported_algorithm',
@@ -70,9 +82,17 @@ export function checkHeader(header: ProtectedHeaderParameters, issuerName: strin
 }
 
 /** A Basic username that names a configured issuer pins the token to that issuer. */
-export function checkPinnedIssuer(pinned: string | undefined, configuredNames: ReadonlySet<string>, issuerName: string): void {
+export function checkPinnedIssuer(
+  pinned: string | undefined,
+  configuredNames: ReadonlySet<string>,
+  issuerName: string,
+): void {
   if (pinned !== undefined && configuredNames.has(pinned) && pinned !== issuerName) {
-    throw new IdentityError('issuer_mismatch', `the username names issuer "${pinned}" but the token comes from "${issuerName}"`, issuerName);
+    throw new IdentityError(
+      'issuer_mismatch',
+      `the username names issuer "${pinned}" but the token comes from "${issuerName}"`,
+      issuerName,
+    );
   }
 }
 
@@ -95,5 +115,6 @@ export function checkIssuedAt(claims: JWTPayload, nowMs: number, clockSkewS: num
 
 /** Every identity names its workload: a token without `sub` is refused, whatever vouched for it. */
 export function checkSubject(claims: JWTPayload, issuerName: string): void {
-  if (typeof claims.sub !== 'string' || claims.sub.length === 0) throw new IdentityError('missing_claim', 'the identity token has no "sub" claim', issuerName);
+  if (typeof claims.sub !== 'string' || claims.sub.length === 0)
+    throw new IdentityError('missing_claim', 'the identity token has no "sub" claim', issuerName);
 }

@@ -34,7 +34,9 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
   const maxBytes = options.maxBytes ?? 1 << 20;
   const dispatcher = outboundAgent({ caFile: options.caFile, timeoutMs });
 
-  const bearerOrigins = new Set((options.bearerTokenOrigins ?? []).map(originOf).filter((o): o is string => o !== undefined));
+  const bearerOrigins = new Set(
+    (options.bearerTokenOrigins ?? []).map(originOf).filter((o): o is string => o !== undefined),
+  );
 
   function headers(url: string): Record<string, string> {
     // The Kubernetes API server's /openid/v1/jwks produces only application/jwk-set+json and answers

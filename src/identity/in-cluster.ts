@@ -20,16 +20,27 @@ export async function inClusterIssuer(service: string, opts: InClusterOptions): 
   const pod = podServiceAccount(opts.env ?? process.env, opts.serviceAccountDir);
   if (!pod) return undefined;
   const { apiServer } = pod;
-  const http = createHttpClient({ caFile: pod.caFile, bearerTokenFile: pod.tokenFile, bearerTokenOrigins: [apiServer], timeoutMs: 5000 });
+  const http = createHttpClient({
+    caFile: pod.caFile,
+    bearerTokenFile: pod.tokenFile,
+    bearerTokenOrigins: [apiServer],
+    timeoutMs: 5000,
+  });
   try {
     const res = await http.getJson(`${apiServer}/.well-known/openid-configuration`);
     const doc = res.body as { issuer?: unknown } | undefined;
     if (res.status !== 200 || typeof doc?.issuer !== 'string') {
-      const hint = res.status === 401 || res.status === 403 ? ' (the pod token may not read discovery: bind system:service-account-issuer-discovery)' : '';
+      const hint =
+        res.status === 401 || res.status === 403
+          ? ' (the pod token may not read discovery: bind system:service-account-issuer-discovery)'
+          : '';
       throw new Error(`${apiServer}/.well-known/openid-configuration answered HTTP ${res.status}${hint}`);
     }
     const issuer = inClusterIssuerConfig(pod, doc.issuer, service);
-    opts.logger.info({ issuer: issuer.issuer, apiServer, audiences: issuer.audiences }, "in-cluster mode: trusting this cluster's service-account issuer");
+    opts.logger.info(
+      { issuer: issuer.issuer, apiServer, audiences: issuer.audiences },
+      "in-cluster mode: trusting this cluster's service-account issuer",
+    );
     return issuer;
   } finally {
     await http.close();

@@ -58,13 +58,30 @@ export function issuerKeys(cfg: IssuerConfig, deps: KeyDeps): IssuerKeys {
       "bearerTokenFile is not sent to this jwksURI: it is on neither the issuer's nor the API server's origin",
     );
   }
-  const http = createHttpClient({ caFile: cfg.caFile, bearerTokenFile: cfg.bearerTokenFile, bearerTokenOrigins: origins, timeoutMs: cfg.timeout });
-  const keys = oidcKeySource(cfg, { http, logger: deps.logger, now: deps.now, refetchIntervalMs: deps.refetchIntervalMs, onFetch: deps.onKeysFetched });
+  const http = createHttpClient({
+    caFile: cfg.caFile,
+    bearerTokenFile: cfg.bearerTokenFile,
+    bearerTokenOrigins: origins,
+    timeoutMs: cfg.timeout,
+  });
+  const keys = oidcKeySource(cfg, {
+    http,
+    logger: deps.logger,
+    now: deps.now,
+    refetchIntervalMs: deps.refetchIntervalMs,
+    onFetch: deps.onKeysFetched,
+  });
   return { ...keys, close: () => http.close() };
 }
 
 /** The token's signature by one of the issuer's keys, its exact `iss`, and the time claims within clockSkew. */
-export async function verifySignature(token: string, keys: KeySource, cfg: IssuerConfig, nowMs: number, rules: SignatureRules): Promise<JWTPayload> {
+export async function verifySignature(
+  token: string,
+  keys: KeySource,
+  cfg: IssuerConfig,
+  nowMs: number,
+  rules: SignatureRules,
+): Promise<JWTPayload> {
   try {
     const { payload } = await jwtVerify(token, keys.resolver, {
       issuer: cfg.issuer,
@@ -90,7 +107,10 @@ export function jwtSource(cfg: IssuerConfig, keys: IssuerKeys, deps: KeyDeps): I
   return {
     config: cfg,
     async verify(token) {
-      const claims = await verifySignature(token, keys, cfg, deps.now(), { audience: cfg.audiences, requiredClaims: ['exp'] });
+      const claims = await verifySignature(token, keys, cfg, deps.now(), {
+        audience: cfg.audiences,
+        requiredClaims: ['exp'],
+      });
       checkIssuedAt(claims, deps.now(), cfg.clockSkew, cfg.name);
       return { claims, until: expiryOf(claims) };
     },

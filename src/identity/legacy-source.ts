@@ -12,15 +12,26 @@ export const LEGACY_KUBERNETES_ISSUER = 'kubernetes/serviceaccount';
  * deleted — which only the API server knows. TokenReview (asked without audiences: these tokens are
  * the API server's own) vouches for them; a `jwksFile`, when configured, is checked first.
  */
-export function legacySource(cfg: IssuerConfig, keys: IssuerKeys | undefined, review: Review | undefined, deps: ReviewDeps): IdentitySource {
+export function legacySource(
+  cfg: IssuerConfig,
+  keys: IssuerKeys | undefined,
+  review: Review | undefined,
+  deps: ReviewDeps,
+): IdentitySource {
   return {
     config: cfg,
     async verify(token, payload) {
       let claims = payload;
       if (keys) claims = await verifySignature(token, keys, cfg, deps.now(), { requiredClaims: [] });
-      else if (!review) throw new IdentityError('issuer_unavailable', `issuer ${cfg.name} has no keys configured`, cfg.name);
+      else if (!review)
+        throw new IdentityError('issuer_unavailable', `issuer ${cfg.name} has no keys configured`, cfg.name);
       checkIssuedAt(claims, deps.now(), cfg.clockSkew, cfg.name);
-      if (!review) throw new IdentityError('unknown_issuer', 'legacy service-account tokens are accepted only with tokenReview', cfg.name);
+      if (!review)
+        throw new IdentityError(
+          'unknown_issuer',
+          'legacy service-account tokens are accepted only with tokenReview',
+          cfg.name,
+        );
       await confirmWithApiServer(review.reviewer, token, claims, undefined, cfg, deps.logger);
       return { claims, until: Math.min(expiryOf(claims), deps.now() + review.cacheTTL) };
     },

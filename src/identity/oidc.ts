@@ -48,7 +48,8 @@ async function discoverJwksURI(issuer: string, http: HttpClient): Promise<string
   const doc = res.body as Record<string, unknown> | undefined;
   if (!doc || typeof doc.jwks_uri !== 'string') throw new Error(`discovery ${url}: no jwks_uri`);
   // OIDC Discovery §4.3: the document's issuer must be exactly the one we asked for.
-  if (doc.issuer !== issuer) throw new Error(`discovery ${url}: issuer "${String(doc.issuer)}" does not equal the configured "${issuer}"`);
+  if (doc.issuer !== issuer)
+    throw new Error(`discovery ${url}: issuer "${String(doc.issuer)}" does not equal the configured "${issuer}"`);
   const problem = discoveredJwksProblem(issuer, doc.jwks_uri);
   if (problem) throw new Error(`discovery ${url}: ${problem}`);
   return doc.jwks_uri;
@@ -96,7 +97,10 @@ class OidcKeyCache {
     private readonly options: OidcKeySourceOptions,
   ) {
     this.now = options.now ?? Date.now;
-    this.limits = { maxAge: options.maxAgeMs ?? DEFAULT_MAX_AGE_MS, refetchInterval: options.refetchIntervalMs ?? DEFAULT_REFETCH_INTERVAL_MS };
+    this.limits = {
+      maxAge: options.maxAgeMs ?? DEFAULT_MAX_AGE_MS,
+      refetchInterval: options.refetchIntervalMs ?? DEFAULT_REFETCH_INTERVAL_MS,
+    };
     this.jwksURI = issuer.jwksURI;
   }
 
@@ -121,10 +125,19 @@ class OidcKeyCache {
     const { issuer, options } = this;
     // A fetch already under way (start-up warm-up, a concurrent request) answers for this one too.
     if (this.inflight) await this.inflight.catch(() => undefined);
-    const next = keysNeed({ jwks: this.jwks, fetchedAt: this.fetchedAt, lastAttempt: this.lastAttempt }, kid, this.now(), this.limits);
+    const next = keysNeed(
+      { jwks: this.jwks, fetchedAt: this.fetchedAt, lastAttempt: this.lastAttempt },
+      kid,
+      this.now(),
+      this.limits,
+    );
     if (next === 'use') return;
     if (next === 'unavailable')
-      throw new IdentityError('issuer_unavailable', `keys of issuer ${issuer.issuer} are not available yet (last fetch failed; retrying shortly)`, issuer.name);
+      throw new IdentityError(
+        'issuer_unavailable',
+        `keys of issuer ${issuer.issuer} are not available yet (last fetch failed; retrying shortly)`,
+        issuer.name,
+      );
     try {
       await this.refreshOnce();
     } catch (err) {

@@ -27,6 +27,7 @@ export function createIdentitySource(cfg: IssuerConfig, deps: SourceDeps): Ident
 
 function reviewFor(cfg: IssuerConfig, deps: SourceDeps): Review | undefined {
   if (!cfg.tokenReview) return undefined;
-  const reviewer = deps.tokenReviewerFor?.(cfg) ?? createTokenReviewer(cfg.tokenReview, deps.logger, undefined, cfg.timeout);
+  const reviewer =
+    deps.tokenReviewerFor?.(cfg) ?? createTokenReviewer(cfg.tokenReview, deps.logger, undefined, cfg.timeout);
   return { reviewer, cacheTTL: cfg.tokenReview.cacheTTL };
 }

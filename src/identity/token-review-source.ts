@@ -32,17 +32,36 @@ export async function confirmWithApiServer(
   try {
     review = await reviewer.review(token, audiences);
   } catch (err) {
-    logger.error({ issuer: cfg.name, err: (err as Error).message }, 'TokenReview failed: refusing the token (fail closed)');
-    throw new IdentityError('issuer_unavailable', 'the Kubernetes API server could not confirm the token (TokenReview failed); try again shortly', cfg.name);
+    logger.error(
+      { issuer: cfg.name, err: (err as Error).message },
+      'TokenReview failed: refusing the token (fail closed)',
+    );
+    throw new IdentityError(
+      'issuer_unavailable',
+      'the Kubernetes API server could not confirm the token (TokenReview failed); try again shortly',
+      cfg.name,
+    );
   }
   if (!review.authenticated) {
-    throw new IdentityError('revoked', `the Kubernetes API server rejected the token${review.error ? `: ${review.error}` : ''}`, cfg.name);
+    throw new IdentityError(
+      'revoked',
+      `the Kubernetes API server rejected the token${review.error ? `: ${review.error}` : ''}`,
+      cfg.name,
+    );
   }
   if (audiences && review.audiences && !review.audiences.some((a) => audiences.includes(a))) {
-    throw new IdentityError('wrong_audience', `the token is not valid for audience ${audiences.join(' or ')}`, cfg.name);
+    throw new IdentityError(
+      'wrong_audience',
+      `the token is not valid for audience ${audiences.join(' or ')}`,
+      cfg.name,
+    );
   }
   if (review.username && typeof claims.sub === 'string' && review.username !== claims.sub) {
-    throw new IdentityError('revoked', 'the Kubernetes API server authenticated a different user than the token names', cfg.name);
+    throw new IdentityError(
+      'revoked',
+      'the Kubernetes API server authenticated a different user than the token names',
+      cfg.name,
+    );
   }
 }
 

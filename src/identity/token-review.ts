@@ -21,7 +21,10 @@ export interface TokenReviewer {
 }
 
 /** Resolves the API server URL and credentials: explicit config, else the pod's own. */
-export function tokenReviewTarget(cfg: TokenReviewConfig, env: NodeJS.ProcessEnv = process.env): { url: string; caFile?: string; bearerTokenFile?: string } {
+export function tokenReviewTarget(
+  cfg: TokenReviewConfig,
+  env: NodeJS.ProcessEnv = process.env,
+): { url: string; caFile?: string; bearerTokenFile?: string } {
   let url = cfg.url;
   if (!url) {
     const host = env.KUBERNETES_SERVICE_HOST;
@@ -35,9 +38,21 @@ export function tokenReviewTarget(cfg: TokenReviewConfig, env: NodeJS.ProcessEnv
 }
 
 /** `POST /apis/authentication.k8s.io/v1/tokenreviews`; the caller needs `system:auth-delegator`. */
-export function createTokenReviewer(cfg: TokenReviewConfig, logger: Logger, http?: HttpClient, timeoutMs = 5000): TokenReviewer {
+export function createTokenReviewer(
+  cfg: TokenReviewConfig,
+  logger: Logger,
+  http?: HttpClient,
+  timeoutMs = 5000,
+): TokenReviewer {
   const target = tokenReviewTarget(cfg);
-  const client = http ?? createHttpClient({ caFile: target.caFile, bearerTokenFile: target.bearerTokenFile, bearerTokenOrigins: [target.url], timeoutMs });
+  const client =
+    http ??
+    createHttpClient({
+      caFile: target.caFile,
+      bearerTokenFile: target.bearerTokenFile,
+      bearerTokenOrigins: [target.url],
+      timeoutMs,
+    });
   return {
     async review(token, audiences) {
       const res = await client.postJson(`${target.url}/apis/authentication.k8s.io/v1/tokenreviews`, {
@@ -50,7 +65,10 @@ export function createTokenReviewer(cfg: TokenReviewConfig, logger: Logger, http
         logger.error({ status: res.status, apiMessage: msg }, 'TokenReview request refused by the API server');
         throw new Error(`TokenReview: HTTP ${res.status}${msg ? ` (${msg})` : ''}`);
       }
-      const status = ((res.body as { status?: Record<string, unknown> } | undefined)?.status ?? {}) as Record<string, unknown>;
+      const status = ((res.body as { status?: Record<string, unknown> } | undefined)?.status ?? {}) as Record<
+        string,
+        unknown
+      >;
       const user = (status.user ?? {}) as Record<string, unknown>;
       return {
         authenticated: status.authenticated === true,

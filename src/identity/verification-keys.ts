@@ -1,4 +1,12 @@
-import { createLocalJWKSet, type JSONWebKeySet, type JWSHeaderParameters, type FlattenedJWSInput, type CryptoKey, type KeyObject, type JWK } from 'jose';
+import {
+  createLocalJWKSet,
+  type JSONWebKeySet,
+  type JWSHeaderParameters,
+  type FlattenedJWSInput,
+  type CryptoKey,
+  type KeyObject,
+  type JWK,
+} from 'jose';
 
 export type KeyResolver = (header: JWSHeaderParameters, token: FlattenedJWSInput) => Promise<CryptoKey | KeyObject>;
 

@@ -30,7 +30,10 @@ interface VerifierOptions {
  * verification"): shape and header checks, the source picked by the token's exact `iss`, then that
  * source's verdict, cached per token until it stops being valid.
  */
-export function createIdentityVerifier(issuers: readonly IssuerConfig[], options: VerifierOptions): IdentityVerifier & { cacheUsage(): CacheUsage } {
+export function createIdentityVerifier(
+  issuers: readonly IssuerConfig[],
+  options: VerifierOptions,
+): IdentityVerifier & { cacheUsage(): CacheUsage } {
   const now = options.now ?? Date.now;
   const sources = new Map(issuers.map((cfg, i) => [cfg.issuer, sourceOf(cfg, i, { ...options, now })]));
   const names = new Set(issuers.map((i) => i.name));
@@ -48,7 +51,11 @@ export function createIdentityVerifier(issuers: readonly IssuerConfig[], options
       }
       const { header, payload, iss } = decodeToken(token);
       const source = sources.get(iss);
-      if (!source) throw new IdentityError('unknown_issuer', `issuer ${JSON.stringify(iss.slice(0, 200))} is not configured on this proxy`);
+      if (!source)
+        throw new IdentityError(
+          'unknown_issuer',
+          `issuer ${JSON.stringify(iss.slice(0, 200))} is not configured on this proxy`,
+        );
       checkPinnedIssuer(opts?.issuerName, names, source.config.name);
       checkHeader(header, source.config.name);
       return cache.getOrLoad(token, () => identityFrom(source, token, payload));
@@ -78,7 +85,11 @@ async function identityFrom(source: IdentitySource, token: string, payload: JWTP
   const cfg = source.config;
   const { claims, until } = await source.verify(token, payload);
   checkSubject(claims, cfg.name);
-  const identity = identityFromClaims(claims as Record<string, unknown>, { issuerName: cfg.name, issuer: cfg.issuer, preset: cfg.preset });
+  const identity = identityFromClaims(claims as Record<string, unknown>, {
+    issuerName: cfg.name,
+    issuer: cfg.issuer,
+    preset: cfg.preset,
+  });
   return { value: identity, until, token };
 }
 
@@ -100,7 +111,10 @@ function keyWarmUp(logger: Logger): { start(sources: IdentitySource[]): Promise<
         () => logger.info({ issuer: source.config.name }, 'issuer keys loaded after retrying'),
         (err: unknown) => {
           const next = Math.min(delay * 2, 30_000);
-          logger.warn({ issuer: source.config.name, err: (err as Error).message, retryInMs: next }, 'issuer keys still not loaded');
+          logger.warn(
+            { issuer: source.config.name, err: (err as Error).message, retryInMs: next },
+            'issuer keys still not loaded',
+          );
           retry(source, next);
         },
       );
@@ -116,7 +130,10 @@ function keyWarmUp(logger: Logger): { start(sources: IdentitySource[]): Promise<
           try {
             await source.refresh();
           } catch (err) {
-            logger.warn({ issuer: source.config.name, err: (err as Error).message }, 'issuer keys not loaded at start-up; retrying in the background');
+            logger.warn(
+              { issuer: source.config.name, err: (err as Error).message },
+              'issuer keys not loaded at start-up; retrying in the background',
+            );
             retry(source, 1000);
           }
         }),

@@ -23,10 +23,15 @@ export function headroomHeaders(h: Headroom | undefined): Record<string, string>
 export function refusalOf(verdict: Verdict, now: number): OciError | undefined {
   if (verdict.ok) return undefined;
   if ('unavailable' in verdict)
-    return new OciError(503, 'UNAVAILABLE', 'rate-limit store unavailable (limits.store.failure: fail-closed): retry shortly', {
-      headers: { 'retry-after': '5' },
-      statusMessage: 'Service Unavailable (rate-limit store unavailable)',
-    });
+    return new OciError(
+      503,
+      'UNAVAILABLE',
+      'rate-limit store unavailable (limits.store.failure: fail-closed): retry shortly',
+      {
+        headers: { 'retry-after': '5' },
+        statusMessage: 'Service Unavailable (rate-limit store unavailable)',
+      },
+    );
   const retryS = Math.max(1, Math.ceil(verdict.retryAfterMs / 1000));
   const at = new Date(Math.ceil((now + verdict.retryAfterMs) / 1000) * 1000).toISOString().replace('.000Z', 'Z');
   const message = `rate limit "${verdict.rule}" (${verdict.what}) reached for ${verdict.who}: resets in ${inWords(verdict.retryAfterMs)} (${at})`;

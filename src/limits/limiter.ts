@@ -30,12 +30,19 @@ interface LimiterOptions {
 }
 
 function openStore(o: LimiterOptions, metrics: LimitMetrics): Store {
-  if (o.kind === 'redis') return redisStore(o.store, o.logger, (s) => metrics.storeUp.set({ store: s.store }, s.state === 'ready' ? 1 : 0));
+  if (o.kind === 'redis')
+    return redisStore(o.store, o.logger, (s) => metrics.storeUp.set({ store: s.store }, s.state === 'ready' ? 1 : 0));
   if (o.kind === 'cluster') return clusterStore(o.store.timeout);
   return memoryStore();
 }
 
-async function consume(c: CompiledRule, plan: CounterPlan, counter: Counter, key: string, cost: number): Promise<Outcome> {
+async function consume(
+  c: CompiledRule,
+  plan: CounterPlan,
+  counter: Counter,
+  key: string,
+  cost: number,
+): Promise<Outcome> {
   try {
     return { kind: 'ok', res: await counter.consume(storedKey(key), cost), plan, rule: c };
   } catch (err) {
@@ -77,11 +84,16 @@ function verdictOf(outcomes: readonly Outcome[]): Verdict {
 }
 
 /** The rules that count this request, with its key under each. */
-function counted(rules: readonly CompiledRule[], subject: LimitSubject, charge: Charge): { c: CompiledRule; key: string; cost: number }[] {
+function counted(
+  rules: readonly CompiledRule[],
+  subject: LimitSubject,
+  charge: Charge,
+): { c: CompiledRule; key: string; cost: number }[] {
   const out = [];
   for (const c of rules) {
     if (!c.rule.at.includes(charge.place)) continue;
-    if (charge.place === 'registry' && c.rule.upstreams && !c.rule.upstreams.includes(subject.request.upstream)) continue;
+    if (charge.place === 'registry' && c.rule.upstreams && !c.rule.upstreams.includes(subject.request.upstream))
+      continue;
     const cost = costOf(c.rule, charge);
     const key = cost > 0 ? c.key(subject) : undefined;
     if (key) out.push({ c, key, cost });
@@ -103,13 +115,22 @@ export function createLimiter(o: LimiterOptions): Limiter {
     async check(subject, charge) {
       const todo = counted(rules, subject, charge);
       if (todo.length === 0) return { ok: true };
-      if (store.state().state !== 'ready' && store.kind === 'redis') metrics.fallbacks.inc({ store: store.kind, failure: o.store.failure });
+      if (store.state().state !== 'ready' && store.kind === 'redis')
+        metrics.fallbacks.inc({ store: store.kind, failure: o.store.failure });
       // All counters at once: with Redis, ioredis sends them in one pipelined round trip.
-      const outcomes = await Promise.all(todo.flatMap(({ c, key, cost }) => c.counters.map(({ plan, counter }) => consume(c, plan, counter, key, cost))));
+      const outcomes = await Promise.all(
+        todo.flatMap(({ c, key, cost }) => c.counters.map(({ plan, counter }) => consume(c, plan, counter, key, cost))),
+      );
       const verdict = verdictOf(outcomes);
       for (const { c } of todo) {
         const refusedHere = !verdict.ok && 'rule' in verdict && verdict.rule === c.rule.name;
-        const result = verdict.ok ? 'allowed' : 'unavailable' in verdict ? 'unavailable' : refusedHere ? 'limited' : 'allowed';
+        const result = verdict.ok
+          ? 'allowed'
+          : 'unavailable' in verdict
+            ? 'unavailable'
+            : refusedHere
+              ? 'limited'
+              : 'allowed';
         metrics.decisions.inc({ rule: c.rule.name, place: charge.place, key_class: c.keyClass, result });
       }
       return verdict;

@@ -42,7 +42,9 @@ export interface Store {
 }
 
 /** Which store `limits.store` means for this config (its default depends on workers). Pure. */
-export function storeKind(config: Pick<Config, 'workers'> & { limits: { store: LimitStoreConfig } }): StoreState['store'] {
+export function storeKind(
+  config: Pick<Config, 'workers'> & { limits: { store: LimitStoreConfig } },
+): StoreState['store'] {
   const { type, redis } = config.limits.store;
   if (type) return type;
   if (redis) return 'redis';
@@ -74,10 +76,12 @@ export function memoryStore(): Store {
 
 /** In a worker, counters on the primary; outside a cluster (workers resolved to 1), in memory. */
 export function clusterStore(timeoutMs: number): Store {
-  if (!cluster.isWorker) return { ...memoryStore(), kind: 'cluster', state: () => ({ store: 'cluster', state: 'ready' }) };
+  if (!cluster.isWorker)
+    return { ...memoryStore(), kind: 'cluster', state: () => ({ store: 'cluster', state: 'ready' }) };
   return {
     kind: 'cluster',
-    counter: (spec) => build((o) => new RateLimiterCluster({ ...o, timeoutMs, insuranceLimiter: new RateLimiterMemory(o) }), spec),
+    counter: (spec) =>
+      build((o) => new RateLimiterCluster({ ...o, timeoutMs, insuranceLimiter: new RateLimiterMemory(o) }), spec),
     state: () => ({ store: 'cluster', state: 'ready' }),
     close: async () => undefined,
   };
@@ -88,7 +92,9 @@ function redisOptions(store: LimitStoreConfig): RedisOptions {
   const url = new URL(redis.url);
   return {
     ...(redis.passwordFile ? { password: readFileSync(redis.passwordFile, 'utf8').trim() } : {}),
-    ...(url.protocol === 'rediss:' ? { tls: { servername: url.hostname, ...(redis.caFile ? { ca: readFileSync(redis.caFile) } : {}) } } : {}),
+    ...(url.protocol === 'rediss:'
+      ? { tls: { servername: url.hostname, ...(redis.caFile ? { ca: readFileSync(redis.caFile) } : {}) } }
+      : {}),
     // Fail fast while disconnected (the insurance counter or a 503 answers), and reconnect forever.
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
@@ -110,7 +116,13 @@ export function redisStore(store: LimitStoreConfig, logger: Logger, onChange: (s
     current = next;
     const fields = { store: 'redis', failure: store.failure, ...(err ? { err: err.message } : {}) };
     if (next === 'ready') logger.info(fields, 'rate-limit store reachable: counting shared again');
-    else logger.warn(fields, failOpen ? 'rate-limit store unreachable: limiting per process meanwhile' : 'rate-limit store unreachable: answering 503');
+    else
+      logger.warn(
+        fields,
+        failOpen
+          ? 'rate-limit store unreachable: limiting per process meanwhile'
+          : 'rate-limit store unreachable: answering 503',
+      );
     onChange(state());
   };
   client.on('ready', () => become('ready'));

@@ -46,7 +46,9 @@ function pad(name: string): Buffer {
 function unpad(plain: Buffer): string | undefined {
   if (plain.length < LENGTH_BYTES) return undefined;
   const length = plain.readUInt16BE();
-  return LENGTH_BYTES + length <= plain.length ? plain.toString('utf8', LENGTH_BYTES, LENGTH_BYTES + length) : undefined;
+  return LENGTH_BYTES + length <= plain.length
+    ? plain.toString('utf8', LENGTH_BYTES, LENGTH_BYTES + length)
+    : undefined;
 }
 
 export function sealCursor(name: string, key: Buffer): string {
@@ -87,7 +89,11 @@ const PLAIN_LAST = new OciError(
   'UNSUPPORTED',
   "catalog `last` must be the cursor from the previous page's Link header, not a repository name: start without `last` and follow Link",
 );
-const INVALID_CURSOR = new OciError(400, 'UNSUPPORTED', 'invalid catalog cursor (`last`): use the Link of the previous page');
+const INVALID_CURSOR = new OciError(
+  400,
+  'UNSUPPORTED',
+  'invalid catalog cursor (`last`): use the Link of the previous page',
+);
 
 /**
  * The catalog query to forward: a cursor in `last` replaced by the name it seals; an empty `last`

@@ -22,7 +22,13 @@ type OciErrorCode =
 
 /** RFC 6749 §5.2 error codes (plus `temporarily_unavailable`, `server_error`) the token endpoint answers with. */
 type OAuthErrorCode =
-  'invalid_request' | 'invalid_client' | 'invalid_grant' | 'invalid_scope' | 'unsupported_grant_type' | 'temporarily_unavailable' | 'server_error';
+  | 'invalid_request'
+  | 'invalid_client'
+  | 'invalid_grant'
+  | 'invalid_scope'
+  | 'unsupported_grant_type'
+  | 'temporarily_unavailable'
+  | 'server_error';
 
 interface OciErrorEntry {
   code: OciErrorCode;
@@ -67,7 +73,9 @@ export class OciError extends Error {
     this.oauth = options.oauth;
   }
   body(): { errors: OciErrorEntry[]; error?: OAuthErrorCode; error_description?: string } {
-    const errors = [{ code: this.code, message: this.message, ...(this.detail !== undefined ? { detail: this.detail } : {}) }];
+    const errors = [
+      { code: this.code, message: this.message, ...(this.detail !== undefined ? { detail: this.detail } : {}) },
+    ];
     return this.oauth ? { errors, error: this.oauth, error_description: this.message } : { errors };
   }
 }
@@ -88,5 +96,11 @@ export const API_VERSION = 'registry/2.0';
 
 /** Writes an OCI error JSON body with its status and headers; never throws if the response is already gone. */
 export function sendOciError(res: ServerResponse, err: OciError, extraHeaders: Record<string, string> = {}): void {
-  sendJson(res, err.status, err.body(), { [API_VERSION_HEADER]: API_VERSION, ...extraHeaders, ...err.headers }, err.statusMessage);
+  sendJson(
+    res,
+    err.status,
+    err.body(),
+    { [API_VERSION_HEADER]: API_VERSION, ...extraHeaders, ...err.headers },
+    err.statusMessage,
+  );
 }

@@ -24,6 +24,8 @@ export function refuseBody(route: Route, body: BodyFacts): OciError | undefined 
   if (body.contentTypes.some((t) => FORM_TYPE.test(t)))
     return new OciError(400, 'UNSUPPORTED', 'form bodies are not part of the registry API', { headers: close });
   if (route.mountFrom !== undefined && body.hasBody)
-    return new OciError(400, 'BLOB_UPLOAD_INVALID', 'a cross-repository mount takes no request body', { headers: close });
+    return new OciError(400, 'BLOB_UPLOAD_INVALID', 'a cross-repository mount takes no request body', {
+      headers: close,
+    });
   return undefined;
 }

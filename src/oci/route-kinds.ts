@@ -57,7 +57,15 @@ function unknownRoute(
   message: string,
 ): Route {
   const segment = kind === 'manifest' ? 'manifests' : kind === 'blob' ? 'blobs' : 'blobs/uploads';
-  return { kind, method, name, scopes, path: `/v2/${name}/${segment}/`, query: '', notFound: new OciError(404, code, message) };
+  return {
+    kind,
+    method,
+    name,
+    scopes,
+    path: `/v2/${name}/${segment}/`,
+    query: '',
+    notFound: new OciError(404, code, message),
+  };
 }
 
 const quoted = (reference: string) => JSON.stringify(reference.slice(0, 300));
@@ -94,7 +102,13 @@ export function catalogRoute(method: string, rawQuery: string): Route | RouteErr
     if (values.length === 1) kept.set(p, values[0]!);
   }
   const q = kept.toString();
-  return { kind: 'catalog', method, scopes: [{ type: 'registry', name: 'catalog', actions: ['*'] }], path: '/v2/_catalog', query: q ? `?${q}` : '' };
+  return {
+    kind: 'catalog',
+    method,
+    scopes: [{ type: 'registry', name: 'catalog', actions: ['*'] }],
+    path: '/v2/_catalog',
+    query: q ? `?${q}` : '',
+  };
 }
 
 export function tagsRoute(method: string, name: string, query: string): Route | RouteError {
@@ -103,10 +117,18 @@ export function tagsRoute(method: string, name: string, query: string): Route | 
 }
 
 export function manifestRoute(method: string, name: string, reference: string, query: string): Route | RouteError {
-  if (!['GET', 'HEAD', 'PUT', 'DELETE'].includes(method)) return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD, PUT, DELETE');
+  if (!['GET', 'HEAD', 'PUT', 'DELETE'].includes(method))
+    return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD, PUT, DELETE');
   const scopes = [repoScope(name, actionsFor(method)!)];
   if (!isValidReference(reference))
-    return unknownRoute(method, 'manifest', name, scopes, 'MANIFEST_UNKNOWN', `manifest unknown: ${quoted(reference)} is neither a tag nor a digest`);
+    return unknownRoute(
+      method,
+      'manifest',
+      name,
+      scopes,
+      'MANIFEST_UNKNOWN',
+      `manifest unknown: ${quoted(reference)} is neither a tag nor a digest`,
+    );
   return { kind: 'manifest', method, name, reference, scopes, path: `/v2/${name}/manifests/${reference}`, query };
 }
 
@@ -117,7 +139,8 @@ export function uploadStartRoute(method: string, name: string, rawQuery: string,
   const from = params.get('from');
   const scopes = [repoScope(name, ['pull', 'push'])];
   let mountFrom: string | undefined;
-  if (params.getAll('mount').length > 1 || params.getAll('from').length > 1) return err(400, 'UNSUPPORTED', 'mount and from may appear once each');
+  if (params.getAll('mount').length > 1 || params.getAll('from').length > 1)
+    return err(400, 'UNSUPPORTED', 'mount and from may appear once each');
   // A mount needs both. A lone `mount` or `from` starts a plain upload, as a registry that cannot
   // mount does (the spec's 202; Distribution ignores it), and is not forwarded.
   if (mount !== null && from !== null) {
@@ -129,28 +152,69 @@ export function uploadStartRoute(method: string, name: string, rawQuery: string,
   // With a mount, forward exactly the two parameters that were authorized, re-encoded: the
   // upstream must not read a different `from` out of duplicate or oddly encoded parameters.
   const forwarded = mountFrom !== undefined ? `?${new URLSearchParams({ mount: mount!, from: mountFrom })}` : query;
-  return { kind: 'upload-start', method, name, scopes, path: `/v2/${name}/blobs/uploads/`, query: forwarded, mountFrom };
+  return {
+    kind: 'upload-start',
+    method,
+    name,
+    scopes,
+    path: `/v2/${name}/blobs/uploads/`,
+    query: forwarded,
+    mountFrom,
+  };
 }
 
 export function uploadRoute(method: string, name: string, session: string, query: string): Route | RouteError {
-  if (!['GET', 'HEAD', 'PATCH', 'PUT', 'DELETE'].includes(method)) return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, PATCH, PUT, DELETE');
+  if (!['GET', 'HEAD', 'PATCH', 'PUT', 'DELETE'].includes(method))
+    return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, PATCH, PUT, DELETE');
   // Every method on an upload session is part of pushing (cancelling one's own upload is not deleting content).
   const scopes = [repoScope(name, ['pull', 'push'])];
   if (!UPLOAD_ID.test(session))
-    return unknownRoute(method, 'upload', name, scopes, 'BLOB_UPLOAD_UNKNOWN', `blob upload unknown: ${quoted(session)} is not an upload session id`);
-  return { kind: 'upload', method, name, reference: session, scopes, path: `/v2/${name}/blobs/uploads/${session}`, query };
+    return unknownRoute(
+      method,
+      'upload',
+      name,
+      scopes,
+      'BLOB_UPLOAD_UNKNOWN',
+      `blob upload unknown: ${quoted(session)} is not an upload session id`,
+    );
+  return {
+    kind: 'upload',
+    method,
+    name,
+    reference: session,
+    scopes,
+    path: `/v2/${name}/blobs/uploads/${session}`,
+    query,
+  };
 }
 
 export function blobRoute(method: string, name: string, digest: string, query: string): Route | RouteError {
-  if (!['GET', 'HEAD', 'DELETE'].includes(method)) return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD, DELETE');
+  if (!['GET', 'HEAD', 'DELETE'].includes(method))
+    return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD, DELETE');
   const scopes = [repoScope(name, actionsFor(method)!)];
   // Not digest-shaped: Distribution's router 404s it. A digest-shaped one it cannot use is its own 400 DIGEST_INVALID.
-  if (!isValidDigest(digest)) return unknownRoute(method, 'blob', name, scopes, 'BLOB_UNKNOWN', `blob unknown: ${quoted(digest)} is not a digest`);
+  if (!isValidDigest(digest))
+    return unknownRoute(
+      method,
+      'blob',
+      name,
+      scopes,
+      'BLOB_UNKNOWN',
+      `blob unknown: ${quoted(digest)} is not a digest`,
+    );
   return { kind: 'blob', method, name, reference: digest, scopes, path: `/v2/${name}/blobs/${digest}`, query };
 }
 
 export function referrersRoute(method: string, name: string, digest: string, query: string): Route | RouteError {
   if (!isValidDigest(digest)) return err(400, 'DIGEST_INVALID', 'invalid digest');
   if (method !== 'GET' && method !== 'HEAD') return err(405, 'UNSUPPORTED', 'method not allowed', 'GET, HEAD');
-  return { kind: 'referrers', method, name, reference: digest, scopes: [repoScope(name, ['pull'])], path: `/v2/${name}/referrers/${digest}`, query };
+  return {
+    kind: 'referrers',
+    method,
+    name,
+    reference: digest,
+    scopes: [repoScope(name, ['pull'])],
+    path: `/v2/${name}/referrers/${digest}`,
+    query,
+  };
 }

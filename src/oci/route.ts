@@ -91,13 +91,15 @@ function repositoryRoute(method: string, rest: string, rawQuery: string): Route 
   /** The route `build` makes for the name before the last `count` segments, once that name is valid. */
   const named = (count: number, build: (name: string) => Route | RouteError): Route | RouteError => {
     const name = segs.slice(0, n - count).join('/');
-    if (!isValidRepositoryName(name)) return err(400, 'NAME_INVALID', `invalid repository name ${JSON.stringify(name.slice(0, 300))}`);
+    if (!isValidRepositoryName(name))
+      return err(400, 'NAME_INVALID', `invalid repository name ${JSON.stringify(name.slice(0, 300))}`);
     return build(name);
   };
   const query = canonicalQuery(rawQuery);
   if (prev === 'tags' && last === 'list') return named(2, (name) => tagsRoute(method, name, query));
   if (prev === 'manifests') return named(2, (name) => manifestRoute(method, name, last, query));
-  if (last === '' && prev === 'uploads' && prev2 === 'blobs') return named(3, (name) => uploadStartRoute(method, name, rawQuery, query));
+  if (last === '' && prev === 'uploads' && prev2 === 'blobs')
+    return named(3, (name) => uploadStartRoute(method, name, rawQuery, query));
   if (prev === 'uploads' && prev2 === 'blobs') return named(3, (name) => uploadRoute(method, name, last, query));
   if (prev === 'blobs') return named(2, (name) => blobRoute(method, name, last, query));
   if (prev === 'referrers') return named(2, (name) => referrersRoute(method, name, last, query));
@@ -110,5 +112,10 @@ export function withoutMount(route: Route): Route {
   params.delete('mount');
   params.delete('from');
   const q = params.toString();
-  return { ...route, scopes: route.scopes.filter((s) => s.name === route.name), query: q ? `?${q}` : '', mountFrom: undefined };
+  return {
+    ...route,
+    scopes: route.scopes.filter((s) => s.name === route.name),
+    query: q ? `?${q}` : '',
+    mountFrom: undefined,
+  };
 }

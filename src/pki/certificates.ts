@@ -21,12 +21,22 @@ function validity(days: number): { notBefore: Date; notAfter: Date } {
  * A self-signed certificate for an existing signing key (`keys generate --cert`): Distribution's
  * `rootcertbundle` trusts it, and tokens carry it as `x5c`.
  */
-export async function selfSignedCertificateForKey(privateKeyPem: string, commonName: string, days = 3650): Promise<string> {
+export async function selfSignedCertificateForKey(
+  privateKeyPem: string,
+  commonName: string,
+  days = 3650,
+): Promise<string> {
   const keyObject = createPublicKey(privateKeyPem);
   const { alg, importAlg } = webcryptoAlgFor(keyObject);
   const pkcs8 = createPrivateKey(privateKeyPem).export({ type: 'pkcs8', format: 'der' });
   const privateKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, importAlg, true, ['sign']);
-  const publicKey = await webcrypto.subtle.importKey('spki', keyObject.export({ type: 'spki', format: 'der' }), importAlg, true, ['verify']);
+  const publicKey = await webcrypto.subtle.importKey(
+    'spki',
+    keyObject.export({ type: 'spki', format: 'der' }),
+    importAlg,
+    true,
+    ['verify'],
+  );
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
     name: `CN=${commonName}`,
@@ -51,10 +61,16 @@ function webcryptoAlgFor(key: KeyObject): {
     case 'ec': {
       const curve = key.asymmetricKeyDetails?.namedCurve;
       if (curve !== 'prime256v1' && curve !== 'P-256') throw new Error(`unsupported EC curve ${curve}`);
-      return { alg: { name: 'ECDSA', hash: 'SHA-256' } as EcdsaParams, importAlg: { name: 'ECDSA', namedCurve: 'P-256' } };
+      return {
+        alg: { name: 'ECDSA', hash: 'SHA-256' } as EcdsaParams,
+        importAlg: { name: 'ECDSA', namedCurve: 'P-256' },
+      };
     }
     case 'rsa':
-      return { alg: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as RsaHashedImportParams, importAlg: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } };
+      return {
+        alg: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as RsaHashedImportParams,
+        importAlg: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
+      };
     case 'ed25519':
       return { alg: { name: 'Ed25519' }, importAlg: { name: 'Ed25519' } };
     default:

@@ -13,7 +13,10 @@ export type CompiledRule = RequestRule;
  * A requested `*` (skopeo asks `repository:R:*` to delete) is literal: granted only by an allow
  * rule listing `*`, and withheld when a matching deny rule removes any action at all.
  */
-export function createPolicyEngine(rules: CompiledRule[], upstreamOf: (repository: string) => string = () => ''): PolicyEngine {
+export function createPolicyEngine(
+  rules: CompiledRule[],
+  upstreamOf: (repository: string) => string = () => '',
+): PolicyEngine {
   const tokenRules = rules.filter((r) => r.at !== 'request');
   return {
     rules,
@@ -47,7 +50,12 @@ export function createPolicyEngine(rules: CompiledRule[], upstreamOf: (repositor
         if (a === '*') return allowAll && denied.size === 0;
         return allowAll || allowed.has(a);
       });
-      return { scope, granted, matched, wouldDeny: audits.map((r) => wouldDeny(r, granted)).filter((w) => w.actions.length > 0) };
+      return {
+        scope,
+        granted,
+        matched,
+        wouldDeny: audits.map((r) => wouldDeny(r, granted)).filter((w) => w.actions.length > 0),
+      };
     },
   };
 }
@@ -87,7 +95,12 @@ export function identityVars(identity: Identity): Pick<CelContext, 'claims' | 'i
   };
 }
 
-function celContext(identity: Identity, scope: Scope, context: RequestContext, upstreamOf: (repository: string) => string): CelContext {
+function celContext(
+  identity: Identity,
+  scope: Scope,
+  context: RequestContext,
+  upstreamOf: (repository: string) => string,
+): CelContext {
   return {
     ...identityVars(identity),
     request: {

@@ -43,7 +43,9 @@ export function refusalOf(decision: Decision, opts: { ruleNames: boolean }): Ref
     name: scope.name,
     actions: refused.map((action) => {
       // A requested `*` is withheld by any deny rule that removes anything (engine.ts).
-      const by = denyRules.filter((r) => action === '*' || r.actions.includes(action) || r.actions.includes('*')).map((r) => r.name);
+      const by = denyRules
+        .filter((r) => action === '*' || r.actions.includes(action) || r.actions.includes('*'))
+        .map((r) => r.name);
       return opts.ruleNames && by.length > 0 ? { action, deniedBy: [...new Set(by)] } : { action };
     }),
   };
@@ -108,12 +110,18 @@ export function denialMessage(who: Requester | undefined, refusals: Refusal[], d
   const whom = who ? `issuer ${printable(who.issuerName, 100)}, subject ${printable(who.subject)}` : 'this token';
   const what = refusals
     .map((r) => {
-      const target = r.type === 'repository' ? `repository ${printable(r.name)}` : `${printable(r.type, 50)} ${printable(r.name)}`;
+      const target =
+        r.type === 'repository' ? `repository ${printable(r.name)}` : `${printable(r.type, 50)} ${printable(r.name)}`;
       return `${r.actions.map((a) => label(a.action)).join(', ')} on ${target}: ${why(r)}`;
     })
     .join('; and ');
   // Single-quoted: a `*` must reach the command, not the shell's glob.
-  const scopes = refusals.map((r) => `--scope '${formatScope({ type: r.type, name: printable(r.name), actions: r.actions.map((a) => a.action) })}'`).join(' ');
+  const scopes = refusals
+    .map(
+      (r) =>
+        `--scope '${formatScope({ type: r.type, name: printable(r.name), actions: r.actions.map((a) => a.action) })}'`,
+    )
+    .join(' ');
   const issuerFlag = who ? `--issuer-name ${printable(who.issuerName, 100)} ` : '';
   return `${whom} was refused ${what}. Check with: registry-auth-proxy policy test ${issuerFlag}${scopes} --claims <identity token>`;
 }
@@ -123,12 +131,21 @@ export function denialMessage(who: Requester | undefined, refusals: Refusal[], d
  * which repository and reference, why, and the `policy test` line that reproduces it. With
  * `detail: false`, Distribution's generic message.
  */
-export function requestDenialMessage(who: Requester | undefined, facts: RequestFacts, refusal: RequestRefusal, detail: boolean): string {
+export function requestDenialMessage(
+  who: Requester | undefined,
+  facts: RequestFacts,
+  refusal: RequestRefusal,
+  detail: boolean,
+): string {
   if (!detail) return GENERIC_DENIAL;
   const whom = who ? `issuer ${printable(who.issuerName, 100)}, subject ${printable(who.subject)}` : 'this token';
   const ref = facts.reference ? `${isValidDigest(facts.reference) ? '@' : ':'}${printable(facts.reference)}` : '';
   const target = facts.kind === 'catalog' ? 'the catalog' : `${facts.kind} ${printable(facts.repository)}${ref}`;
-  const scope = formatScope({ type: facts.kind === 'catalog' ? 'registry' : 'repository', name: facts.repository || 'catalog', actions: [...facts.actions] });
+  const scope = formatScope({
+    type: facts.kind === 'catalog' ? 'registry' : 'repository',
+    name: facts.repository || 'catalog',
+    actions: [...facts.actions],
+  });
   const issuerFlag = who ? `--issuer-name ${printable(who.issuerName, 100)} ` : '';
   const refFlag = facts.reference ? ` --reference ${printable(facts.reference)}` : '';
   const check = `registry-auth-proxy policy test ${issuerFlag}--scope '${scope}' --method ${facts.method} --kind ${facts.kind}${refFlag} --claims <identity token>`;
@@ -138,10 +155,16 @@ export function requestDenialMessage(who: Requester | undefined, facts: RequestF
 /** The structured `detail` of the OCI error (clients do not print it; scripts may read it). */
 export function denialDetail(who: Requester | undefined, refusals: Refusal[], detail: boolean): unknown {
   // Off: Distribution's access records, nothing about rules or identity.
-  if (!detail) return refusals.map((r) => ({ Type: r.type, Name: r.name, Action: r.actions.map((a) => a.action).join(',') }));
+  if (!detail)
+    return refusals.map((r) => ({ Type: r.type, Name: r.name, Action: r.actions.map((a) => a.action).join(',') }));
   return {
     ...(who ? { issuerName: who.issuerName, subject: who.subject } : {}),
-    refused: refusals.map((r) => ({ type: r.type, name: r.name, actions: r.actions.map((a) => a.action), reason: why(r) })),
+    refused: refusals.map((r) => ({
+      type: r.type,
+      name: r.name,
+      actions: r.actions.map((a) => a.action),
+      reason: why(r),
+    })),
     check: 'registry-auth-proxy policy test',
   };
 }
@@ -169,7 +192,8 @@ export function parseRefusals(raw: unknown): Refusal[] | undefined {
           a !== null &&
           typeof (a as RefusedAction).action === 'string' &&
           ((a as RefusedAction).deniedBy === undefined ||
-            (Array.isArray((a as RefusedAction).deniedBy) && (a as RefusedAction).deniedBy!.every((n) => typeof n === 'string'))),
+            (Array.isArray((a as RefusedAction).deniedBy) &&
+              (a as RefusedAction).deniedBy!.every((n) => typeof n === 'string'))),
       ),
   );
   return ok ? (raw as Refusal[]) : undefined;

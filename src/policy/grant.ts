@@ -25,7 +25,13 @@ export interface Grant {
  * anonymous access, the catalog filter and `policy test`. Pure (the policy is). `ruleNames`: whether
  * refusals name the deny rules (they travel inside tokens, so only when the operator allows it).
  */
-export function grant(policy: PolicyEngine, identity: Identity, scopes: readonly Scope[], context: RequestContext, opts: { ruleNames?: boolean } = {}): Grant {
+export function grant(
+  policy: PolicyEngine,
+  identity: Identity,
+  scopes: readonly Scope[],
+  context: RequestContext,
+  opts: { ruleNames?: boolean } = {},
+): Grant {
   const decisions = scopes.map((scope) => policy.decide(identity, scope, context));
   const access: AccessEntry[] = [];
   const refused: Refusal[] = [];
@@ -33,7 +39,8 @@ export function grant(policy: PolicyEngine, identity: Identity, scopes: readonly
   const wouldDeny: Grant['wouldDeny'] = [];
   for (const decision of decisions) {
     const { scope } = decision;
-    for (const w of decision.wouldDeny) wouldDeny.push({ rule: w.rule, scope: `${scope.type}:${scope.name}`, actions: w.actions });
+    for (const w of decision.wouldDeny)
+      wouldDeny.push({ rule: w.rule, scope: `${scope.type}:${scope.name}`, actions: w.actions });
     for (const m of decision.matched) matched.add(m.name);
     if (decision.granted.length > 0) access.push({ type: scope.type, name: scope.name, actions: decision.granted });
     const r = refusalOf(decision, { ruleNames: opts.ruleNames ?? false });

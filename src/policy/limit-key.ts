@@ -34,7 +34,8 @@ export function compileLimitKey(rule: string, expression: string): KeyFn {
   const env = policyEnvironment();
   const checked = env.check(expression);
   if (!checked.valid) throw new LimitKeyError(rule, `invalid CEL: ${checked.error?.message ?? 'type check failed'}`);
-  if (checked.type !== 'string' && checked.type !== 'dyn') throw new LimitKeyError(rule, `must evaluate to a string, not ${checked.type}`);
+  if (checked.type !== 'string' && checked.type !== 'dyn')
+    throw new LimitKeyError(rule, `must evaluate to a string, not ${checked.type}`);
   const evaluate = env.parse(expression) as unknown as (ctx: CelContext) => unknown;
   return (subject) => {
     try {

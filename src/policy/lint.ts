@@ -94,7 +94,9 @@ export function lintTenantPinning(rules: readonly Rule[], issuers: readonly Lint
 /** Which multi-tenant service an issuer is: its preset, or (an `--issuer` without preset) the public service's issuer URL. */
 function tenancy(iss: LintIssuer): string | undefined {
   if (iss.preset) return MULTI_TENANT_PRESETS[iss.preset] ? iss.preset : undefined;
-  return Object.entries(PRESET_ISSUERS).find(([preset, url]) => url === iss.issuer && MULTI_TENANT_PRESETS[preset])?.[0];
+  return Object.entries(PRESET_ISSUERS).find(
+    ([preset, url]) => url === iss.issuer && MULTI_TENANT_PRESETS[preset],
+  )?.[0];
 }
 
 function message(rule: Rule, issuer: string, kind: string, owner: OwnerClaims, pinned: 'none' | 'name'): string {

@@ -32,9 +32,14 @@ const ruleSchema = z.strictObject(
       .nullish()
       .transform((e): Effect => e ?? 'allow'),
     actions: z
-      .array(z.enum(['pull', 'push', 'delete', '*'], { error: (i) => `unknown action ${JSON.stringify(i.input)} (use pull, push, delete or *)` }), {
-        error: ACTIONS,
-      })
+      .array(
+        z.enum(['pull', 'push', 'delete', '*'], {
+          error: (i) => `unknown action ${JSON.stringify(i.input)} (use pull, push, delete or *)`,
+        }),
+        {
+          error: ACTIONS,
+        },
+      )
       .min(1, ACTIONS),
     when: z
       .string({ error: WHEN })
@@ -48,14 +53,21 @@ const ruleSchema = z.strictObject(
   },
   {
     error: (i) =>
-      i.code === 'unrecognized_keys' ? `unknown key "${i.keys[0]}" (known: name, effect, actions, at, when, description)` : 'a rule must be a mapping',
+      i.code === 'unrecognized_keys'
+        ? `unknown key "${i.keys[0]}" (known: name, effect, actions, at, when, description)`
+        : 'a rule must be a mapping',
   },
 );
 
 /** The whole file: `rules` and nothing else; empty or `rules:` alone is no rules. */
 const policyFileSchema = z.strictObject(
   { rules: z.array(z.unknown(), { error: '`rules` must be a list' }).nullish() },
-  { error: (i) => (i.code === 'unrecognized_keys' ? `unknown key "${i.keys[0]}" (only "rules")` : 'must be a mapping with a `rules` list') },
+  {
+    error: (i) =>
+      i.code === 'unrecognized_keys'
+        ? `unknown key "${i.keys[0]}" (only "rules")`
+        : 'must be a mapping with a `rules` list',
+  },
 );
 
 /** The problem to report: unknown keys first (a misspelt key is what to fix), else the first. */
@@ -128,7 +140,12 @@ function parseRules(text: string, file: string, env: ReturnType<typeof policyEnv
 }
 
 /** Validates one rule and parses and type-checks its `when`, failing with the rule's name (or `#n`). */
-function compileRule(raw: unknown, index: number, file: string, env: ReturnType<typeof policyEnvironment>): CompiledRule {
+function compileRule(
+  raw: unknown,
+  index: number,
+  file: string,
+  env: ReturnType<typeof policyEnvironment>,
+): CompiledRule {
   const name = (raw as { name?: unknown } | null)?.name;
   const label = typeof name === 'string' && name ? name : `#${index + 1}`;
   const fail = (problem: string): never => {
@@ -143,7 +160,9 @@ function compileRule(raw: unknown, index: number, file: string, env: ReturnType<
     );
   }
   if (rule.effect === 'audit' && rule.at !== 'token')
-    fail(`\`effect: audit\` with \`at: ${rule.at}\`: audit rules are evaluated when the token is issued only (for now)`);
+    fail(
+      `\`effect: audit\` with \`at: ${rule.at}\`: audit rules are evaluated when the token is issued only (for now)`,
+    );
   let evaluate: CompiledWhen | undefined;
   let inputs: string[] = [];
   if (rule.when !== undefined) {
@@ -156,8 +175,22 @@ function compileRule(raw: unknown, index: number, file: string, env: ReturnType<
   }
   // A token-time rule reading what only a /v2/ request has would never match: say so now.
   if (rule.at !== 'request' && inputs.length > 0) {
-    const when = rule.at === 'both' ? 'is also evaluated when the token is issued' : 'is evaluated when the token is issued (the default)';
-    fail(`\`when\` reads ${inputs.join(', ')}, which only a /v2/ request has, but the rule ${when}: say \`at: request\``);
+    const when =
+      rule.at === 'both'
+        ? 'is also evaluated when the token is issued'
+        : 'is evaluated when the token is issued (the default)';
+    fail(
+      `\`when\` reads ${inputs.join(', ')}, which only a /v2/ request has, but the rule ${when}: say \`at: request\``,
+    );
   }
-  return { name: rule.name, effect: rule.effect, at: rule.at, actions: [...new Set(rule.actions)], when: rule.when, file, evaluate, reads: lazyReads(inputs) };
+  return {
+    name: rule.name,
+    effect: rule.effect,
+    at: rule.at,
+    actions: [...new Set(rule.actions)],
+    when: rule.when,
+    file,
+    evaluate,
+    reads: lazyReads(inputs),
+  };
 }

@@ -126,7 +126,8 @@ function identityTest(node: ASTNode, iss: LintIssuer): Abstract | undefined {
   const known = (b: boolean): Abstract => ({ truth: b ? 'T' : 'F', pin: 0 });
   if (node.op === '==' || node.op === '!=') {
     const [l, r] = node.args;
-    const pair = identityValue(l, iss) !== undefined ? [identityValue(l, iss)!, literal(r)] : [identityValue(r, iss), literal(l)];
+    const pair =
+      identityValue(l, iss) !== undefined ? [identityValue(l, iss)!, literal(r)] : [identityValue(r, iss), literal(l)];
     if (pair[0] === undefined || pair[1] === undefined) return undefined;
     return known((pair[0] === pair[1]) === (node.op === '=='));
   }
@@ -150,7 +151,13 @@ function identityTest(node: ASTNode, iss: LintIssuer): Abstract | undefined {
 /** The pin a single comparison of an owner claim with constants establishes. */
 function pinOf(node: ASTNode, owner: OwnerClaims): Level {
   const claimLevel = (path: string | undefined): Level =>
-    path === undefined ? 0 : owner.ids.includes(path) ? 2 : owner.names.includes(path) || owner.paths.includes(path) ? 1 : 0;
+    path === undefined
+      ? 0
+      : owner.ids.includes(path)
+        ? 2
+        : owner.names.includes(path) || owner.paths.includes(path)
+          ? 1
+          : 0;
   if (node.op === '==') {
     const [l, r] = node.args;
     if (literal(r) !== undefined) return claimLevel(claimPath(l));
@@ -164,7 +171,8 @@ function pinOf(node: ASTNode, owner: OwnerClaims): Level {
     const arg = args.length === 1 ? literal(args[0]!) : undefined;
     if (path === undefined || typeof arg !== 'string') return 0;
     // "acme/" fixes the owner segment; "acme" alone also matches "acme-evil/…"
-    if (fn === 'startsWith' && (owner.paths.includes(path) || owner.names.includes(path)) && arg.includes('/')) return 1;
+    if (fn === 'startsWith' && (owner.paths.includes(path) || owner.names.includes(path)) && arg.includes('/'))
+      return 1;
     if (fn === 'endsWith' && owner.domains.includes(path) && arg.startsWith('@') && arg.length > 1) return 2;
   }
   return 0;

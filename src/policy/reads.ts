@@ -36,7 +36,8 @@ function selected(node: ASTNode, variable: string): string | undefined {
 /** A field chosen by an expression (`request[k]`): it may be any of them. */
 const DYNAMIC = '[…]';
 
-const isNode = (x: unknown): x is ASTNode => typeof x === 'object' && x !== null && typeof (x as { op?: unknown }).op === 'string';
+const isNode = (x: unknown): x is ASTNode =>
+  typeof x === 'object' && x !== null && typeof (x as { op?: unknown }).op === 'string';
 
 /** Every AST node directly below `node` (operand lists, map entries, call arguments). */
 function children(node: ASTNode): ASTNode[] {

@@ -126,7 +126,11 @@ const matched = (r: RequestRule): MatchedRule => ({ name: r.name, effect: r.effe
  * The first request-time rule (policy order) that refuses this request, or undefined. A rule whose
  * `when` fails (a fact the upstream could not give, a missing claim) or is not a bool refuses too.
  */
-export function decideRequest(engine: PolicyEngine, identity: Identity, facts: RequestFacts): RequestRefusal | undefined {
+export function decideRequest(
+  engine: PolicyEngine,
+  identity: Identity,
+  facts: RequestFacts,
+): RequestRefusal | undefined {
   let vars: RequestCelContext | undefined;
   for (const rule of engine.requestRules) {
     if (!applies(rule, facts)) continue;
@@ -136,10 +140,14 @@ export function decideRequest(engine: PolicyEngine, identity: Identity, facts: R
     try {
       result = rule.evaluate(vars);
     } catch (err) {
-      return { refused: matched(rule), reason: `rule ${rule.name} could not be evaluated, so it refuses: ${firstLine(err)}` };
+      return {
+        refused: matched(rule),
+        reason: `rule ${rule.name} could not be evaluated, so it refuses: ${firstLine(err)}`,
+      };
     }
     if (result === true) return { refused: matched(rule), reason: `denied by rule ${rule.name}` };
-    if (result !== false) return { refused: matched(rule), reason: `rule ${rule.name} did not evaluate to a bool, so it refuses` };
+    if (result !== false)
+      return { refused: matched(rule), reason: `rule ${rule.name} did not evaluate to a bool, so it refuses` };
   }
   return undefined;
 }
@@ -164,7 +172,8 @@ export function lazyFactsNeeded(engine: PolicyEngine, identity: Identity, facts:
   let vars: RequestCelContext | undefined;
   for (const rule of engine.requestRules) {
     const { tagExists, digest, bodyDigest } = rule.reads;
-    if (!rule.evaluate || !applies(rule, facts) || !((tagged && (tagExists || digest)) || (body && bodyDigest))) continue;
+    if (!rule.evaluate || !applies(rule, facts) || !((tagged && (tagExists || digest)) || (body && bodyDigest)))
+      continue;
     touched = false;
     vars ??= celVars(identity, facts, withhold);
     try {

@@ -28,7 +28,12 @@ export function requestAudit(req: IncomingMessage): RequestAudit | undefined {
 }
 
 /** The recorder of an audited request, or undefined when the route is not one audited (ping, tags, catalog…). */
-export function auditRequest(req: IncomingMessage, res: ServerResponse, route: Route, auditor: Auditor | undefined): RequestAudit | undefined {
+export function auditRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  route: Route,
+  auditor: Auditor | undefined,
+): RequestAudit | undefined {
   if (!auditor || route.name === undefined) return undefined;
   const action = registryAction(route.method, route.kind, route.query);
   if (!action) return undefined;
@@ -37,7 +42,13 @@ export function auditRequest(req: IncomingMessage, res: ServerResponse, route: R
   return recorder;
 }
 
-function recorderFor(req: IncomingMessage, res: ServerResponse, route: Route & { name: string }, action: RegistryAction, auditor: Auditor): RequestAudit {
+function recorderFor(
+  req: IncomingMessage,
+  res: ServerResponse,
+  route: Route & { name: string },
+  action: RegistryAction,
+  auditor: Auditor,
+): RequestAudit {
   const started = performance.now();
   const facts: RegistryFacts = {
     action,
@@ -59,7 +70,9 @@ function recorderFor(req: IncomingMessage, res: ServerResponse, route: Route & {
   });
   return {
     granted(authorized) {
-      facts.tokenSubject = authorized.subject ?? (authorized.identity ? `${authorized.identity.issuerName}:${authorized.identity.subject}` : undefined);
+      facts.tokenSubject =
+        authorized.subject ??
+        (authorized.identity ? `${authorized.identity.issuerName}:${authorized.identity.subject}` : undefined);
       if (authorized.identity?.claims) facts.identityClaims = authorized.identity.claims;
     },
     upstream: (name) => void (facts.upstream = name),

@@ -79,7 +79,10 @@ export function judge(route: Route, held: Held, config: AuthorizeDeps['config'])
   const explained = refusalsFor(missing, held.refused);
   if (!explained) return challengeFor(effective, config, 'insufficient_scope');
   const who = requesterOf(held.subject);
-  return deniedError(denialMessage(who, explained, config.explainDenials), denialDetail(who, explained, config.explainDenials));
+  return deniedError(
+    denialMessage(who, explained, config.explainDenials),
+    denialDetail(who, explained, config.explainDenials),
+  );
 }
 
 /** A request without credentials: let in when `anonymous: true` and the policy grants the anonymous identity every scope. */

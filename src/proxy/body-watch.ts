@@ -43,12 +43,21 @@ export function trackResponse<E extends WatchedExchange>(
 }
 
 /** Counts upload bytes as progress; cuts an exchange whose body the forwarded head does not frame. */
-export function watchUpload(req: IncomingMessage, res: ServerResponse, meta: WatchedExchange, unframed: boolean, logger: Logger): void {
+export function watchUpload(
+  req: IncomingMessage,
+  res: ServerResponse,
+  meta: WatchedExchange,
+  unframed: boolean,
+  logger: Logger,
+): void {
   if (unframed) {
     // The app refuses such requests at the door (server/app.ts framingProblem); reaching here
     // means the parser framed a body the forwarded head does not carry.
     req.once('data', () => {
-      logger.error({ requestId: meta.requestId, route: meta.route, method: req.method }, 'request body without forwarded framing: exchange cut');
+      logger.error(
+        { requestId: meta.requestId, route: meta.route, method: req.method },
+        'request body without forwarded framing: exchange cut',
+      );
       meta.proxyReq?.destroy();
       res.destroy();
     });

@@ -14,10 +14,19 @@ import { OciError, sendOciError } from '../oci/errors.js';
 const MANIFEST_MAX_BYTES = 4 * 1024 * 1024;
 
 const mismatch = (expected: string): OciError =>
-  new OciError(502, 'UNKNOWN', `the upstream answered ${expected} with another manifest: refused (its signature was verified for ${expected})`);
+  new OciError(
+    502,
+    'UNKNOWN',
+    `the upstream answered ${expected} with another manifest: refused (its signature was verified for ${expected})`,
+  );
 
 /** Answers 502 (and drains the upstream's body) when a 200 names another digest; true when it did. */
-export function refuseOtherDigest(proxyRes: IncomingMessage, res: ServerResponse, expected: string, logger: Logger): boolean {
+export function refuseOtherDigest(
+  proxyRes: IncomingMessage,
+  res: ServerResponse,
+  expected: string,
+  logger: Logger,
+): boolean {
   const named = proxyRes.headers['docker-content-digest'];
   if ((proxyRes.statusCode ?? 0) !== 200 || named === undefined || named === expected) return false;
   logger.error({ expected, named }, 'upstream answered a verified manifest digest with another digest: refused');
@@ -34,7 +43,8 @@ export function digestVerifier(expected: string): Transform {
   return new Transform({
     transform(chunk: Buffer, _enc, done) {
       size += chunk.length;
-      if (size > MANIFEST_MAX_BYTES) return done(new Error(`manifest ${expected} is larger than ${MANIFEST_MAX_BYTES} bytes`));
+      if (size > MANIFEST_MAX_BYTES)
+        return done(new Error(`manifest ${expected} is larger than ${MANIFEST_MAX_BYTES} bytes`));
       hash.update(chunk);
       chunks.push(chunk);
       done();

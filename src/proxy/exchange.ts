@@ -1,4 +1,11 @@
-import { request as httpRequest, type Agent, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import {
+  request as httpRequest,
+  type Agent,
+  type ClientRequest,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type ServerResponse,
+} from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 
@@ -41,7 +48,10 @@ export function upstreamPath(base: URL, path: string): string {
 const HTTP2_ONLY = [':method', ':path', ':scheme', ':authority', 'connection', 'keep-alive'];
 
 /** The request head for the upstream: the (already scrubbed) client headers, Host the upstream's. Pure. */
-export function upstreamHeaders(req: Pick<IncomingMessage, 'headers' | 'httpVersionMajor'>, target: URL): OutgoingHttpHeaders {
+export function upstreamHeaders(
+  req: Pick<IncomingMessage, 'headers' | 'httpVersionMajor'>,
+  target: URL,
+): OutgoingHttpHeaders {
   const headers: OutgoingHttpHeaders = { ...req.headers };
   delete headers.trailer;
   if (req.httpVersionMajor > 1) for (const h of HTTP2_ONLY) delete headers[h];
@@ -54,7 +64,8 @@ function copyHead(req: IncomingMessage, res: ServerResponse, proxyRes: IncomingM
   const headers = proxyRes.headers;
   delete headers['transfer-encoding'];
   if (req.httpVersion === '1.0') headers.connection = req.headers.connection || 'close';
-  else if (req.httpVersion !== '2.0' && !headers.connection) headers.connection = req.headers.connection || 'keep-alive';
+  else if (req.httpVersion !== '2.0' && !headers.connection)
+    headers.connection = req.headers.connection || 'keep-alive';
   for (const key in headers) {
     if (req.httpVersionMajor > 1 && (key === 'connection' || key === 'keep-alive')) continue;
     const value = headers[key];
@@ -65,7 +76,12 @@ function copyHead(req: IncomingMessage, res: ServerResponse, proxyRes: IncomingM
 }
 
 /** Sends `req` (method, headers, `req.url` as the path) to the target and streams the answer back to `res`. */
-export function exchange(req: IncomingMessage, res: ServerResponse, target: UpstreamTarget, on: ExchangeHandlers): void {
+export function exchange(
+  req: IncomingMessage,
+  res: ServerResponse,
+  target: UpstreamTarget,
+  on: ExchangeHandlers,
+): void {
   // A DELETE or OPTIONS without Content-Length goes with `Content-Length: 0` and no Transfer-Encoding.
   if ((req.method === 'DELETE' || req.method === 'OPTIONS') && !req.headers['content-length']) {
     req.headers['content-length'] = '0';
@@ -73,7 +89,8 @@ export function exchange(req: IncomingMessage, res: ServerResponse, target: Upst
   }
   const { url, agent } = target;
   const https = url.protocol === 'https:';
-  const hostname = url.hostname.startsWith('[') && url.hostname.endsWith(']') ? url.hostname.slice(1, -1) : url.hostname;
+  const hostname =
+    url.hostname.startsWith('[') && url.hostname.endsWith(']') ? url.hostname.slice(1, -1) : url.hostname;
   const proxyReq = (https ? httpsRequest : httpRequest)({
     hostname,
     port: Number(url.port || (https ? 443 : 80)),

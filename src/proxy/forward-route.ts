@@ -57,7 +57,9 @@ function bodyFilter(route: Route, ready: Forwardable, catalog: () => () => Trans
   // A manifest forwarded by its verified digest: a GET's body is released once it hashes to it.
   if (verified && route.method === 'GET') return () => digestVerifier(verified);
   if (route.kind === 'catalog') return catalog();
-  return route.kind === 'tags' && route.name !== ready.route.name ? tagsNameRewrite(route.name!, ready.route.name!) : undefined;
+  return route.kind === 'tags' && route.name !== ready.route.name
+    ? tagsNameRewrite(route.name!, ready.route.name!)
+    : undefined;
 }
 
 /** What the upstream's answer tells: the audit event's digest, latency and rate-limit metrics; a 401 drops the credential it refused. */
@@ -109,7 +111,9 @@ export async function forwardRoute(
     route: route.kind,
     onUpstreamStatus: upstreamStatusObserver(target, route, metrics, requestAudit(req)),
     filterBody: bodyFilter(route, ready, () =>
-      catalogFilter(policy, identity, { service: config.service, clientIP: clientIPOf(req) }, (name) => catalogName(targets, target, name)),
+      catalogFilter(policy, identity, { service: config.service, clientIP: clientIPOf(req) }, (name) =>
+        catalogName(targets, target, name),
+      ),
     ),
     expectDigest: ready.expectDigest,
     // The upstream's next-page Link names a repository of the unfiltered list: seal it.

@@ -3,7 +3,14 @@ import { pipeline, Readable, type Transform } from 'node:stream';
 import type { Config, UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { sendOciError } from '../oci/errors.js';
-import { clientConnectionHeaders, clientWantsClose, forwardsFraming, frameAs, rewriteResponseHeaders, scrubRequestHeaders } from './headers.js';
+import {
+  clientConnectionHeaders,
+  clientWantsClose,
+  forwardsFraming,
+  frameAs,
+  rewriteResponseHeaders,
+  scrubRequestHeaders,
+} from './headers.js';
 import { createIdleWatchdog, type Exchange } from './idle-watchdog.js';
 import { insufficientScope, upstreamFailureError, upstreamScopeError } from '../upstream/failure.js';
 import { createRedirectFollower, type RedirectFollower } from './redirect.js';
@@ -78,7 +85,13 @@ interface ResponseDeps {
 }
 
 /** The upstream's answer (exchange.ts onResponse), cleaned, on its way to the client. */
-function onUpstreamResponse(proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse, meta: Meta, deps: ResponseDeps): void {
+function onUpstreamResponse(
+  proxyRes: IncomingMessage,
+  req: IncomingMessage,
+  res: ServerResponse,
+  meta: Meta,
+  deps: ResponseDeps,
+): void {
   const status = proxyRes.statusCode ?? 0;
   const close = Boolean(meta.clientClose) || deps.draining();
   meta.onStatus?.(status, (performance.now() - meta.started) / 1000, proxyRes.headers);
@@ -86,7 +99,12 @@ function onUpstreamResponse(proxyRes: IncomingMessage, req: IncomingMessage, res
   trackResponse(proxyRes, res, meta, deps);
   const upstreamURL = deps.config.upstream.url;
   const narrowed = status === 401 && insufficientScope(proxyRes.headers['www-authenticate']);
-  rewriteResponseHeaders(proxyRes.headers, { upstreamURL, publicURL: deps.config.publicURL, rewriteLink: meta.rewriteLink, clientPath: meta.clientPath });
+  rewriteResponseHeaders(proxyRes.headers, {
+    upstreamURL,
+    publicURL: deps.config.publicURL,
+    rewriteLink: meta.rewriteLink,
+    clientPath: meta.clientPath,
+  });
   if (status === 401 || status === 407) {
     // The upstream (401) or an HTTP proxy before it (407) refused the proxy's own credentials:
     // the client can do nothing about that. Answer for ourselves and drain the upstream's body
@@ -116,7 +134,13 @@ function onUpstreamResponse(proxyRes: IncomingMessage, req: IncomingMessage, res
 }
 
 /** The exchange's state, watched for progress until the response closes. */
-function track(req: IncomingMessage, res: ServerResponse, opts: ForwardOptions, watchdog: Watchdog, timeoutMs: number): Meta {
+function track(
+  req: IncomingMessage,
+  res: ServerResponse,
+  opts: ForwardOptions,
+  watchdog: Watchdog,
+  timeoutMs: number,
+): Meta {
   const meta: Meta = {
     started: performance.now(),
     filterBody: opts.filterBody,
@@ -151,7 +175,13 @@ function onProxyError(err: NodeJS.ErrnoException, res: ServerResponse, meta: Met
   }
   const timedOut = err.code === 'ETIMEDOUT';
   logger.warn(
-    { requestId: meta.requestId, route: meta.route, code: err.code, err: err.message, ms: Math.round(performance.now() - meta.started) },
+    {
+      requestId: meta.requestId,
+      route: meta.route,
+      code: err.code,
+      err: err.message,
+      ms: Math.round(performance.now() - meta.started),
+    },
     timedOut ? 'upstream timed out' : 'upstream request failed',
   );
   sendOciError(res, upstreamFailureError(timedOut ? 'timeout' : 'unreachable', { code: err.code }));
@@ -161,7 +191,12 @@ function onProxyError(err: NodeJS.ErrnoException, res: ServerResponse, meta: Met
  * `agents`: the upstream's pools (upstream/upstream.ts, closed by their owner); absent, the
  * forwarder makes its own and closes them with itself.
  */
-export function createForwarder(config: ForwarderConfig, logger: Logger, draining: () => boolean = () => false, agents?: UpstreamAgents): Forwarder {
+export function createForwarder(
+  config: ForwarderConfig,
+  logger: Logger,
+  draining: () => boolean = () => false,
+  agents?: UpstreamAgents,
+): Forwarder {
   const { upstream } = config;
   const watchdog = createIdleWatchdog(upstream.timeout);
   const own = agents ? undefined : upstreamAgents(upstream);
@@ -174,7 +209,8 @@ export function createForwarder(config: ForwarderConfig, logger: Logger, drainin
   return {
     forward(req, res, opts) {
       const meta = track(req, res, opts, watchdog, upstream.timeout);
-      meta.follow = upstream.followRedirects && opts.route === 'blob' && (req.method === 'GET' || req.method === 'HEAD');
+      meta.follow =
+        upstream.followRedirects && opts.route === 'blob' && (req.method === 'GET' || req.method === 'HEAD');
       scrubRequestHeaders(req.headers, {
         clientIP: clientIPOf(req),
         tls: Boolean(config.tls),

@@ -88,7 +88,12 @@ const scopesKey = (r: Route): string => r.scopes.map(formatScope).join(' ');
  * says, and no query smuggles a mount in). Pure.
  */
 export function withinAuthorized(authorized: Route, rewritten: Route): boolean {
-  if (rewritten.method !== authorized.method || rewritten.name !== authorized.name || rewritten.mountFrom !== authorized.mountFrom) return false;
+  if (
+    rewritten.method !== authorized.method ||
+    rewritten.name !== authorized.name ||
+    rewritten.mountFrom !== authorized.mountFrom
+  )
+    return false;
   if (scopesKey(rewritten) !== scopesKey(authorized)) return false;
   const again = classify(rewritten.method, rewritten.path, rewritten.query.replace(/^\?/, ''));
   if (isRouteError(again) || again.notFound || rewritten.notFound) return false;

@@ -55,7 +55,10 @@ export interface ProxyHandler {
  * mirror hint (`?ns=`) picks the upstream, and the name takes its canonical form (`hub/nginx` →
  * `hub/library/nginx`), here, before anything is authorized. Pure.
  */
-function routeOf(req: Pick<IncomingMessage, 'method' | 'url' | 'headers' | 'headersDistinct'>, targets: readonly Target[]): Route | OciError {
+function routeOf(
+  req: Pick<IncomingMessage, 'method' | 'url' | 'headers' | 'headersDistinct'>,
+  targets: readonly Target[],
+): Route | OciError {
   const rawUrl = req.url ?? '/';
   const q = rawUrl.indexOf('?');
   const rawQuery = q < 0 ? '' : rawUrl.slice(q + 1);
@@ -66,7 +69,8 @@ function routeOf(req: Pick<IncomingMessage, 'method' | 'url' | 'headers' | 'head
   const route = canonicalRoute(targets, namespaced);
   if (isRouteError(route)) return route;
   const refused = refuseBody(route, {
-    contentTypes: req.headersDistinct?.['content-type'] ?? (req.headers['content-type'] ? [req.headers['content-type']] : []),
+    contentTypes:
+      req.headersDistinct?.['content-type'] ?? (req.headers['content-type'] ? [req.headers['content-type']] : []),
     hasBody: announcesBody(req.headers),
   });
   return refused ?? route;
@@ -79,8 +83,16 @@ function withOpenCursor(route: Route, open: Parameters<typeof openCatalogQuery>[
   return query instanceof OciError ? query : { ...route, query };
 }
 
-const NO_UPSTREAM = new OciError(404, 'NAME_UNKNOWN', 'no upstream serves this repository name: it matches no configured prefix');
-const NO_CATALOG = new OciError(400, 'UNSUPPORTED', 'the catalog is not available when several upstreams are configured');
+const NO_UPSTREAM = new OciError(
+  404,
+  'NAME_UNKNOWN',
+  'no upstream serves this repository name: it matches no configured prefix',
+);
+const NO_CATALOG = new OciError(
+  400,
+  'UNSUPPORTED',
+  'the catalog is not available when several upstreams are configured',
+);
 
 /** The upstream serving the route, or why none can. */
 function targetFor(targets: readonly Target[], route: Route): Target | OciError {
@@ -106,7 +118,12 @@ async function guarded(
     return outcome;
   }
   audit?.refusedBy(outcome.guard, outcome.reason);
-  const fields = { guard: outcome.guard, route: ctx.route.kind, code: outcome.refused.code, ...(outcome.reason ? { reason: outcome.reason } : {}) };
+  const fields = {
+    guard: outcome.guard,
+    route: ctx.route.kind,
+    code: outcome.refused.code,
+    ...(outcome.reason ? { reason: outcome.reason } : {}),
+  };
   if (outcome.widened) logger.error(fields, 'guard rewrote the route beyond what was authorized: refused');
   else logger.info(fields, 'guard refused the request');
   return outcome.refused;
@@ -138,7 +155,9 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
     if (target instanceof OciError) return sendOciError(res, target);
     audit?.upstream(target.name);
     const ready =
-      guards.length === 0 ? { route: effective } : await guarded(guards, logger, { req, route: effective, grant: authorized, upstream: target }, res, audit);
+      guards.length === 0
+        ? { route: effective }
+        : await guarded(guards, logger, { req, route: effective, grant: authorized, upstream: target }, res, audit);
     if (ready instanceof OciError) return sendOciError(res, ready);
     await forwardRoute(forwarding, req, res, ready, target, authorized.identity);
   };

@@ -46,12 +46,22 @@ function isStrippedRequestHeader(name: string): boolean {
 }
 
 /** Response headers that challenge for or answer credentials: the upstream's are for the proxy, never for clients. */
-const AUTH_RESPONSE_HEADERS = ['www-authenticate', 'proxy-authenticate', 'authentication-info', 'proxy-authentication-info'];
+const AUTH_RESPONSE_HEADERS = [
+  'www-authenticate',
+  'proxy-authenticate',
+  'authentication-info',
+  'proxy-authentication-info',
+];
 
 /** True when the client asked for its connection to close (`Connection: close`, or HTTP/1.0 without keep-alive). Pure. */
-export function clientWantsClose(req: Pick<IncomingMessage, 'headers' | 'httpVersionMajor' | 'httpVersionMinor'>): boolean {
+export function clientWantsClose(
+  req: Pick<IncomingMessage, 'headers' | 'httpVersionMajor' | 'httpVersionMinor'>,
+): boolean {
   const connection = req.headers.connection ?? '';
-  return /(?:^|,)\s*close\s*(?:,|$)/i.test(connection) || (req.httpVersionMajor === 1 && req.httpVersionMinor === 0 && !/keep-alive/i.test(connection));
+  return (
+    /(?:^|,)\s*close\s*(?:,|$)/i.test(connection) ||
+    (req.httpVersionMajor === 1 && req.httpVersionMinor === 0 && !/keep-alive/i.test(connection))
+  );
 }
 
 interface UpstreamRequestHeaders {
@@ -75,7 +85,11 @@ export function scrubRequestHeaders(headers: IncomingHttpHeaders, opts: Upstream
 }
 
 /** The head of a request whose body is `length` bytes held in memory (read by a guard), counted as uploaded. */
-export function frameAs(headers: IncomingMessage['headers'], length: number, onBytes?: (direction: 'upload', bytes: number) => void): void {
+export function frameAs(
+  headers: IncomingMessage['headers'],
+  length: number,
+  onBytes?: (direction: 'upload', bytes: number) => void,
+): void {
   headers['content-length'] = String(length);
   delete headers['transfer-encoding'];
   if (length > 0) onBytes?.('upload', length);
@@ -92,7 +106,12 @@ export function forwardsFraming(method: string | undefined, headers: IncomingMes
   return headers['transfer-encoding'] !== undefined && method !== 'DELETE' && method !== 'OPTIONS';
 }
 
-function rewriteLocation(location: string, upstreamURL: string, publicURL: string, clientPath: (path: string) => string = (p) => p): string {
+function rewriteLocation(
+  location: string,
+  upstreamURL: string,
+  publicURL: string,
+  clientPath: (path: string) => string = (p) => p,
+): string {
   let target: URL;
   const upstream = new URL(upstreamURL);
   try {
@@ -107,13 +126,17 @@ function rewriteLocation(location: string, upstreamURL: string, publicURL: strin
   // An upstream served under a path prefix (`upstream.url: http://host/prefix`, Distribution's
   // `http.prefix`) names its URLs with the prefix; clients know the proxy's `/v2/` only.
   const prefix = upstream.pathname.replace(/\/+$/, '');
-  const path = prefix && target.pathname.startsWith(`${prefix}/`) ? target.pathname.slice(prefix.length) : target.pathname;
+  const path =
+    prefix && target.pathname.startsWith(`${prefix}/`) ? target.pathname.slice(prefix.length) : target.pathname;
   return `${publicURL}${clientPath(path)}${target.search}`;
 }
 
 /** Every `<target>` of a `Link` header rewritten as a Location would be (pagination of tags, referrers). */
 function rewriteLinkTargets(link: string, opts: ResponseRewrite): string {
-  return link.replace(/<([^>]*)>/g, (_m, target: string) => `<${rewriteLocation(target, opts.upstreamURL, opts.publicURL, opts.clientPath)}>`);
+  return link.replace(
+    /<([^>]*)>/g,
+    (_m, target: string) => `<${rewriteLocation(target, opts.upstreamURL, opts.publicURL, opts.clientPath)}>`,
+  );
 }
 
 interface ResponseRewrite {
@@ -132,7 +155,8 @@ interface ResponseRewrite {
  */
 export function rewriteResponseHeaders(headers: IncomingHttpHeaders, opts: ResponseRewrite): void {
   const loc = headers.location;
-  if (typeof loc === 'string') headers.location = rewriteLocation(loc, opts.upstreamURL, opts.publicURL, opts.clientPath);
+  if (typeof loc === 'string')
+    headers.location = rewriteLocation(loc, opts.upstreamURL, opts.publicURL, opts.clientPath);
   const link = headers.link;
   if (typeof link === 'string') {
     const rewritten = opts.rewriteLink ? opts.rewriteLink(link) : rewriteLinkTargets(link, opts);

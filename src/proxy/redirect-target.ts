@@ -35,7 +35,8 @@ function addressProblem(address: string, allowLoopback: boolean): string | undef
   const type = ipType(address);
   if (!type) return undefined;
   if (ALWAYS_REFUSED.check(address, type)) return `link-local or unspecified address ${address}`;
-  if (!allowLoopback && LOOPBACK.check(address, type)) return `loopback address ${address} (the upstream is not on loopback)`;
+  if (!allowLoopback && LOOPBACK.check(address, type))
+    return `loopback address ${address} (the upstream is not on loopback)`;
   return undefined;
 }
 
@@ -57,14 +58,19 @@ type Decision = { follow: URL } | { pass: true } | { refuse: string };
  * it again). Otherwise http(s) only, and never a link-local address (nor loopback unless the
  * upstream is on loopback): a DNS name is checked again once resolved (see `guardedLookup`).
  */
-export function followable(location: string, upstream: Pick<UpstreamConfig, 'url'>, from: string = upstream.url): Decision {
+export function followable(
+  location: string,
+  upstream: Pick<UpstreamConfig, 'url'>,
+  from: string = upstream.url,
+): Decision {
   let target: URL;
   try {
     target = new URL(location, from);
   } catch {
     return { refuse: 'Location is not a URL' };
   }
-  if (target.protocol !== 'http:' && target.protocol !== 'https:') return { refuse: `scheme ${target.protocol} is not followed` };
+  if (target.protocol !== 'http:' && target.protocol !== 'https:')
+    return { refuse: `scheme ${target.protocol} is not followed` };
   if (from === upstream.url && target.host === new URL(upstream.url).host) return { pass: true };
   if (target.username || target.password) return { refuse: 'Location carries credentials' };
   const problem = addressProblem(bareHost(target.hostname), upstreamOnLoopback(upstream));
@@ -77,7 +83,12 @@ function guardedLookup(allowLoopback: boolean): LookupFunction {
     dnsLookup(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
       if (err) return callback(err, '', 0);
       const bad = addresses.map((a) => addressProblem(a.address, allowLoopback)).find(Boolean);
-      if (bad) return callback(Object.assign(new Error(`redirect target ${hostname} resolves to a ${bad}`), { code: 'EREDIRECTREFUSED' }), '', 0);
+      if (bad)
+        return callback(
+          Object.assign(new Error(`redirect target ${hostname} resolves to a ${bad}`), { code: 'EREDIRECTREFUSED' }),
+          '',
+          0,
+        );
       if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
       callback(null, addresses[0]!.address, addresses[0]!.family);
     });
@@ -85,7 +96,18 @@ function guardedLookup(allowLoopback: boolean): LookupFunction {
 }
 
 /** The keep-alive agents that reach storage hosts, their DNS answers guarded; `ca`: the upstream's extra CA, trusted here too. */
-export function storageAgents(upstream: Pick<UpstreamConfig, 'url'>, ca?: string): { http: HttpAgent; https: HttpsAgent } {
-  const agentOptions = { keepAlive: true, maxSockets: 256, maxFreeSockets: 16, lookup: guardedLookup(upstreamOnLoopback(upstream)) };
-  return { http: new HttpAgent(agentOptions), https: new HttpsAgent({ ...agentOptions, ...(ca ? { ca: [...rootCertificates, ca] } : {}) }) };
+export function storageAgents(
+  upstream: Pick<UpstreamConfig, 'url'>,
+  ca?: string,
+): { http: HttpAgent; https: HttpsAgent } {
+  const agentOptions = {
+    keepAlive: true,
+    maxSockets: 256,
+    maxFreeSockets: 16,
+    lookup: guardedLookup(upstreamOnLoopback(upstream)),
+  };
+  return {
+    http: new HttpAgent(agentOptions),
+    https: new HttpsAgent({ ...agentOptions, ...(ca ? { ca: [...rootCertificates, ca] } : {}) }),
+  };
 }

@@ -1,4 +1,10 @@
-import { request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import {
+  request as httpRequest,
+  type ClientRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
@@ -17,10 +23,27 @@ import { followable, storageAgents } from './redirect-target.js';
 const MAX_HOPS = 3;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 /** The client's request headers that may reach the storage host: content negotiation and ranges, never credentials. */
-const PASS_REQUEST = ['accept', 'accept-encoding', 'range', 'if-range', 'if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since', 'user-agent'];
+const PASS_REQUEST = [
+  'accept',
+  'accept-encoding',
+  'range',
+  'if-range',
+  'if-match',
+  'if-none-match',
+  'if-modified-since',
+  'if-unmodified-since',
+  'user-agent',
+];
 /** The registry's own headers of the redirect answer, kept when the storage's answer lacks them. */
 const CARRY_RESPONSE = ['docker-content-digest', 'docker-distribution-api-version'];
-const DROP_RESPONSE = ['set-cookie', 'keep-alive', 'www-authenticate', 'proxy-authenticate', 'authentication-info', 'proxy-authentication-info'];
+const DROP_RESPONSE = [
+  'set-cookie',
+  'keep-alive',
+  'www-authenticate',
+  'proxy-authenticate',
+  'authentication-info',
+  'proxy-authentication-info',
+];
 
 /** One exchange's state, shared with the forwarder's idle watchdog (it destroys `proxyReq` when idle). */
 export interface FollowExchange {
@@ -32,7 +55,9 @@ export interface FollowExchange {
 }
 
 const notFollowed = (why: string) =>
-  new OciError(502, 'UNAVAILABLE', `upstream storage redirect not followed: ${why}`, { statusMessage: 'Bad Gateway (upstream storage redirect not followed)' });
+  new OciError(502, 'UNAVAILABLE', `upstream storage redirect not followed: ${why}`, {
+    statusMessage: 'Bad Gateway (upstream storage redirect not followed)',
+  });
 
 /** One follow: what each hop sends, and where the answer goes. */
 interface Follow {
@@ -53,28 +78,48 @@ function pick(headers: IncomingHttpHeaders, names: string[]): IncomingHttpHeader
 }
 
 /** A follow given up: logged, and answered 502 (504 on a timeout) unless the storage's answer has begun. */
-function refuseFollow(logger: Logger, res: ServerResponse, ex: FollowExchange, why: string, err?: NodeJS.ErrnoException): void {
+function refuseFollow(
+  logger: Logger,
+  res: ServerResponse,
+  ex: FollowExchange,
+  why: string,
+  err?: NodeJS.ErrnoException,
+): void {
   logger.warn({ requestId: ex.requestId, route: ex.route, err: why }, 'storage redirect not followed');
   if (res.headersSent || res.destroyed) return void res.destroy();
   if (err?.code === 'ETIMEDOUT') return sendOciError(res, upstreamFailureError('timeout'));
-  sendOciError(res, notFollowed(err?.code === 'EREDIRECTREFUSED' || !err ? why : `storage unreachable (${err.code ?? 'error'})`));
+  sendOciError(
+    res,
+    notFollowed(err?.code === 'EREDIRECTREFUSED' || !err ? why : `storage unreachable (${err.code ?? 'error'})`),
+  );
 }
 
 export interface RedirectFollower {
   /** Takes over `res` when `upstreamRes` is a redirect to follow (true); false: not a redirect, or one for the client. */
-  follow(upstreamRes: IncomingMessage, req: IncomingMessage, res: ServerResponse, ex: FollowExchange, close: boolean): boolean;
+  follow(
+    upstreamRes: IncomingMessage,
+    req: IncomingMessage,
+    res: ServerResponse,
+    ex: FollowExchange,
+    close: boolean,
+  ): boolean;
   close(): void;
 }
 
 /** `ca`: the upstream's extra CA (http/agents.ts, read once), trusted for storage hosts too. */
 export function createRedirectFollower(upstream: UpstreamConfig, logger: Logger, ca?: string): RedirectFollower {
   const { http, https } = storageAgents(upstream, ca);
-  const fail = (res: ServerResponse, ex: FollowExchange, why: string, err?: NodeJS.ErrnoException) => refuseFollow(logger, res, ex, why, err);
+  const fail = (res: ServerResponse, ex: FollowExchange, why: string, err?: NodeJS.ErrnoException) =>
+    refuseFollow(logger, res, ex, why, err);
 
   function hop(target: URL, hops: number, f: Follow): void {
     const { res, ex } = f;
     const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
-    const outgoing: ClientRequest = send(target, { method: f.method, headers: f.headers, agent: target.protocol === 'https:' ? https : http });
+    const outgoing: ClientRequest = send(target, {
+      method: f.method,
+      headers: f.headers,
+      agent: target.protocol === 'https:' ? https : http,
+    });
     ex.proxyReq = outgoing;
     outgoing.on('error', (err: NodeJS.ErrnoException) => fail(res, ex, err.message, err));
     outgoing.on('response', (storageRes) => {
@@ -104,7 +149,14 @@ export function createRedirectFollower(upstream: UpstreamConfig, logger: Logger,
       res.once('close', () => ex.proxyReq?.destroy());
       ex.proxyReq = undefined;
       const method = req.method === 'HEAD' ? 'HEAD' : 'GET';
-      hop(decision.follow, 1, { method, headers: pick(req.headers, PASS_REQUEST), carried: pick(upstreamRes.headers, CARRY_RESPONSE), res, ex, close });
+      hop(decision.follow, 1, {
+        method,
+        headers: pick(req.headers, PASS_REQUEST),
+        carried: pick(upstreamRes.headers, CARRY_RESPONSE),
+        res,
+        ex,
+        close,
+      });
       return true;
     },
     close() {

@@ -16,8 +16,16 @@ import type { Upstream } from '../upstream/upstream.js';
 
 export type Target = Upstream & { forwarder: Forwarder };
 
-export function createTargets(upstreams: readonly Upstream[], config: Config, logger: Logger, draining?: () => boolean): Target[] {
-  return upstreams.map((u) => ({ ...u, forwarder: createForwarder({ ...config, upstream: u.config }, logger, draining, u.agent) }));
+export function createTargets(
+  upstreams: readonly Upstream[],
+  config: Config,
+  logger: Logger,
+  draining?: () => boolean,
+): Target[] {
+  return upstreams.map((u) => ({
+    ...u,
+    forwarder: createForwarder({ ...config, upstream: u.config }, logger, draining, u.agent),
+  }));
 }
 
 /** What routing reads of an upstream. */
@@ -64,21 +72,28 @@ export function canonicalRoute(targets: readonly Routed[], route: Route): Route 
   const name = canonical(route.name);
   const from = route.mountFrom === undefined ? undefined : canonical(route.mountFrom);
   if (name === route.name && from === route.mountFrom) return route;
-  if (!isValidRepositoryName(name)) return new OciError(400, 'NAME_INVALID', `repository name ${JSON.stringify(name.slice(0, 300))} is too long`);
+  if (!isValidRepositoryName(name))
+    return new OciError(400, 'NAME_INVALID', `repository name ${JSON.stringify(name.slice(0, 300))} is too long`);
   if (from !== undefined && !isValidRepositoryName(from)) return canonicalRoute(targets, withoutMount(route));
   const r = renamed(route, name);
   if (from === undefined) return r;
   const params = new URLSearchParams(r.query.slice(1));
   params.set('from', from);
   // The mount source's pull scope, unless it is the repository itself (then its own scope covers it).
-  const scopes = from === name ? r.scopes.slice(0, 1) : [r.scopes[0]!, { type: 'repository', name: from, actions: ['pull'] }];
+  const scopes =
+    from === name ? r.scopes.slice(0, 1) : [r.scopes[0]!, { type: 'repository', name: from, actions: ['pull'] }];
   return { ...r, scopes, query: `?${params}`, mountFrom: from };
 }
 
 /** The route for another name of its repository: path and the repository's own scope follow. */
 function renamed(route: Route, name: string): Route {
   const path = `/v2/${name}${route.path.slice(`/v2/${route.name!}`.length)}`;
-  return { ...route, name, path, scopes: route.scopes.map((s) => (s.type === 'repository' && s.name === route.name ? { ...s, name } : s)) };
+  return {
+    ...route,
+    name,
+    path,
+    scopes: route.scopes.map((s) => (s.type === 'repository' && s.name === route.name ? { ...s, name } : s)),
+  };
 }
 
 /**
@@ -112,12 +127,17 @@ export function targetOf(targets: readonly Target[], route: Route): Target | und
 export function withNamespace(targets: readonly Routed[], route: Route, ns: string | null): Route | OciError {
   if (ns === null || route.name === undefined) return route;
   const hosts = targets.filter((t) => registryOf(t) === canonicalRegistry(ns));
-  if (hosts.length === 0) return new OciError(404, 'NAME_UNKNOWN', `no upstream is configured for registry ${JSON.stringify(ns)} (ns)`);
+  if (hosts.length === 0)
+    return new OciError(404, 'NAME_UNKNOWN', `no upstream is configured for registry ${JSON.stringify(ns)} (ns)`);
   const current = upstreamFor(targets, route.name);
   if (current && hosts.includes(current)) return route;
   const name = `${hosts[0]!.prefix}${route.name}`;
   if (!isValidRepositoryName(name) || upstreamFor(targets, name) !== hosts[0]) {
-    return new OciError(404, 'NAME_UNKNOWN', `repository ${route.name} cannot be reached on registry ${JSON.stringify(ns)} (ns)`);
+    return new OciError(
+      404,
+      'NAME_UNKNOWN',
+      `repository ${route.name} cannot be reached on registry ${JSON.stringify(ns)} (ns)`,
+    );
   }
   return renamed(route.mountFrom !== undefined ? withoutMount(route) : route, name);
 }
@@ -127,7 +147,8 @@ export function withNamespace(targets: readonly Routed[], route: Route, ns: stri
  * mount from a repository of another upstream cannot happen there: it becomes a plain upload.
  */
 export function toUpstream(targets: readonly Target[], target: Target, route: Route): Route {
-  const r = route.mountFrom !== undefined && upstreamFor(targets, route.mountFrom) !== target ? withoutMount(route) : route;
+  const r =
+    route.mountFrom !== undefined && upstreamFor(targets, route.mountFrom) !== target ? withoutMount(route) : route;
   if (target.prefix === '' || r.name === undefined) return r;
   const map = (n: string) => upstreamName(target, n);
   const name = map(r.name!);
@@ -153,7 +174,8 @@ export function toUpstream(targets: readonly Target[], target: Target, route: Ro
  */
 export function clientPath(prefix: string): ((path: string) => string) | undefined {
   if (prefix === '') return undefined;
-  return (path) => (path.startsWith('/v2/') && path !== '/v2/' && !path.startsWith('/v2/_') ? `/v2/${prefix}${path.slice(4)}` : path);
+  return (path) =>
+    path.startsWith('/v2/') && path !== '/v2/' && !path.startsWith('/v2/_') ? `/v2/${prefix}${path.slice(4)}` : path;
 }
 
 /** Enough of a tags list's head to hold its `name` (registries write it first). */

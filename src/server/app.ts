@@ -42,10 +42,16 @@ const BODILESS_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', '
  * parser may frame it differently), and a Transfer-Encoding other than plain `chunked` is one the
  * upstream may decode differently from Node. Only `/token` (POST form) and `/v2/` routes take bodies.
  */
-function framingProblem(method: string, route: string, path: string, headers: IncomingMessage['headers']): string | undefined {
+function framingProblem(
+  method: string,
+  route: string,
+  path: string,
+  headers: IncomingMessage['headers'],
+): string | undefined {
   const te = headers['transfer-encoding'];
   const cl = headers['content-length'];
-  if (te !== undefined && te.trim().toLowerCase() !== 'chunked') return 'Transfer-Encoding other than "chunked" is not supported';
+  if (te !== undefined && te.trim().toLowerCase() !== 'chunked')
+    return 'Transfer-Encoding other than "chunked" is not supported';
   if (te !== undefined && cl !== undefined) return 'both Content-Length and Transfer-Encoding';
   if (!announcesBody(headers)) return undefined;
   if (BODILESS_METHODS.has(method)) return `${method} requests carry no body`;
@@ -99,13 +105,22 @@ function recordRequest(
 }
 
 /** The refusal a request gets before any handler sees it, or undefined. Pure. Both close the connection. */
-function refusedAtDoor(method: string, label: string, path: string, headers: IncomingMessage['headers'], draining: boolean): OciError | undefined {
+function refusedAtDoor(
+  method: string,
+  label: string,
+  path: string,
+  headers: IncomingMessage['headers'],
+  draining: boolean,
+): OciError | undefined {
   const framing = framingProblem(method, label, path, headers);
   // The body is never read, so nothing after it on this connection can be trusted: close.
-  if (framing) return new OciError(400, 'UNSUPPORTED', `${framing}: request refused`, { headers: { Connection: 'close' } });
+  if (framing)
+    return new OciError(400, 'UNSUPPORTED', `${framing}: request refused`, { headers: { Connection: 'close' } });
   // Probes stay answered: /readyz itself reports "shutting down" (with its other reasons).
   if (draining && label !== 'healthz' && label !== 'readyz') {
-    return new OciError(503, 'UNAVAILABLE', 'the proxy is shutting down: retry', { headers: { Connection: 'close', 'Retry-After': '1' } });
+    return new OciError(503, 'UNAVAILABLE', 'the proxy is shutting down: retry', {
+      headers: { Connection: 'close', 'Retry-After': '1' },
+    });
   }
   return undefined;
 }

@@ -18,7 +18,10 @@ export type ToWorker =
 
 /** Worker → primary. */
 export type FromWorker =
-  { type: 'rap:hello' } | { type: 'rap:ready' } | { type: 'rap:metrics'; id: number } | { type: 'rap:collected'; id: number; metrics: object[] };
+  | { type: 'rap:hello' }
+  | { type: 'rap:ready' }
+  | { type: 'rap:metrics'; id: number }
+  | { type: 'rap:collected'; id: number; metrics: object[] };
 
 /** The env variable that tells a forked worker its slot (1…N); a slot keeps its number across restarts. */
 export const WORKER_SLOT_ENV = 'RAP_WORKER_SLOT';

@@ -73,7 +73,9 @@ class PrimaryChannel {
     else if (message.type === 'rap:metrics') this.scrapes.get(message.id)?.(message.text);
     else if (message.type === 'rap:drain') this.drainNow();
     else if (message.type === 'rap:collect')
-      void (this.registry?.getMetricsAsJSON() ?? Promise.resolve([])).then((metrics) => send({ type: 'rap:collected', id: message.id, metrics }));
+      void (this.registry?.getMetricsAsJSON() ?? Promise.resolve([])).then((metrics) =>
+        send({ type: 'rap:collected', id: message.id, metrics }),
+      );
   }
 
   /**

@@ -50,11 +50,18 @@ interface Primary {
  * forks `count` workers, handing them `clusterIssuer` (in-cluster mode, decided by the primary).
  * Throws what startRuntime would.
  */
-export async function startPrimary(config: Config, count: number, logger: Logger, clusterIssuer?: IssuerConfig): Promise<Primary> {
+export async function startPrimary(
+  config: Config,
+  count: number,
+  logger: Logger,
+  clusterIssuer?: IssuerConfig,
+): Promise<Primary> {
   const policy = loadPolicies(config.policies, upstreamNameOf(config.upstreams));
   const keys = await loadKeyRing(config.tokens, logger, { configFile: config.file });
   // Generated (and warned about) here, once: all workers must sign with and publish the same key.
-  const sharedEphemeralPem = keys.ephemeral ? (keys.current().privateKey.export({ type: 'pkcs8', format: 'pem' }) as string) : undefined;
+  const sharedEphemeralPem = keys.ephemeral
+    ? (keys.current().privateKey.export({ type: 'pkcs8', format: 'pem' }) as string)
+    : undefined;
   keys.close();
   // limits.rules on the cluster store: the primary holds every worker's counters.
   if (config.limits.rules.length && storeKind(config) === 'cluster') startClusterCounters();
@@ -75,7 +82,10 @@ class ClusterPrimary {
   private readonly slots = new Map<number, Slot>();
   private readonly restarting = new Set<NodeJS.Timeout>();
   private readonly exits: number[] = [];
-  private readonly collections = new Map<number, { worker: Worker; resolve: (metrics: object[] | undefined) => void }>();
+  private readonly collections = new Map<
+    number,
+    { worker: Worker; resolve: (metrics: object[] | undefined) => void }
+  >();
   private nextId = 0;
   private count = 0;
   /** Until every first worker is ready, a worker that dies is a failed start: stop, never retry. */
@@ -121,15 +131,20 @@ class ClusterPrimary {
     if (message.type === 'rap:hello') this.send(worker, this.init);
     else if (message.type === 'rap:ready') this.onReady(slot);
     else if (message.type === 'rap:collected') this.collections.get(message.id)?.resolve(message.metrics);
-    else if (message.type === 'rap:metrics') void this.aggregate().then((text) => this.send(worker, { type: 'rap:metrics', id: message.id, text }));
+    else if (message.type === 'rap:metrics')
+      void this.aggregate().then((text) => this.send(worker, { type: 'rap:metrics', id: message.id, text }));
   }
 
   private onReady(slot: Slot): void {
     slot.ready = true;
-    if (this.started) return void this.logger.info({ worker: slot.n, pid: slot.worker.process.pid }, 'restarted worker serving');
+    if (this.started)
+      return void this.logger.info({ worker: slot.n, pid: slot.worker.process.pid }, 'restarted worker serving');
     if ([...this.slots.values()].some((s) => !s.ready) || this.slots.size < this.count) return;
     this.started = true;
-    this.logger.info({ workers: this.count, pids: [...this.slots.values()].map((s) => s.worker.process.pid) }, 'all workers serving');
+    this.logger.info(
+      { workers: this.count, pids: [...this.slots.values()].map((s) => s.worker.process.pid) },
+      'all workers serving',
+    );
   }
 
   private onExit(worker: Worker, code: number | null, signal: string | null): void {
@@ -153,12 +168,18 @@ class ClusterPrimary {
     this.exits.push(now);
     const delay = restartDelay(this.exits, now);
     if (delay === undefined) {
-      this.logger.error({ ...fields, exits: this.exits.length }, `workers keep dying (more than ${STORM_LIMIT} in a minute): stopping`);
+      this.logger.error(
+        { ...fields, exits: this.exits.length },
+        `workers keep dying (more than ${STORM_LIMIT} in a minute): stopping`,
+      );
       this.code = 1;
       return this.stop('restart storm');
     }
     // Exit code 0: it drained on its own SIGTERM (someone signalled the worker, not the primary).
-    this.logger[code === 0 ? 'warn' : 'error']({ ...fields, restartInMs: delay }, 'worker exited unexpectedly: restarting it');
+    this.logger[code === 0 ? 'warn' : 'error'](
+      { ...fields, restartInMs: delay },
+      'worker exited unexpectedly: restarting it',
+    );
     this.restarts.inc();
     const timer = setTimeout(() => {
       this.restarting.delete(timer);

@@ -28,7 +28,10 @@ export function openFilesLimit(procLimits: string): number | undefined {
  * while forwarding, so it counts two descriptors; the baseline and the over-cap reserve come first.
  * `needed` is the open-files limit that would let the configured cap stand.
  */
-export function connectionCap(configured: number, openFiles: number | undefined): { cap: number; lowered: boolean; needed: number } {
+export function connectionCap(
+  configured: number,
+  openFiles: number | undefined,
+): { cap: number; lowered: boolean; needed: number } {
   const needed = FD_BASELINE + OVER_CAP_RESERVE + 2 * configured;
   if (openFiles === undefined) return { cap: configured, lowered: false, needed };
   const fits = Math.max(1, Math.floor((openFiles - FD_BASELINE - OVER_CAP_RESERVE) / 2));

@@ -29,7 +29,13 @@ const REFUSAL_REPORT_MS = 60_000;
  * many as its cap), so that a flood of connections cannot hold descriptors through its refusals
  * either: beyond that they are dropped at once.
  */
-export function connectionVerdict(open: number, refusing: number, limit: number, trustedPeer: boolean, reserve = limit): 'admit' | 'refuse' | 'drop' {
+export function connectionVerdict(
+  open: number,
+  refusing: number,
+  limit: number,
+  trustedPeer: boolean,
+  reserve = limit,
+): 'admit' | 'refuse' | 'drop' {
   if (limit === 0 || trustedPeer || open < limit) return 'admit';
   return refusing < reserve ? 'refuse' : 'drop';
 }
@@ -61,7 +67,12 @@ function count(m: Map<string, number>, peer: string, d: number): void {
  * is added to `refused`, so that the request listener answers its request with a 503 (a probe is
  * answered). Logs the total cap, and warns when the open-files limit lowered the configured one.
  */
-export function guardConnections(server: Server, config: Config, logger: Logger, refused: WeakMap<Socket, Refusal>): void {
+export function guardConnections(
+  server: Server,
+  config: Config,
+  logger: Logger,
+  refused: WeakMap<Socket, Refusal>,
+): void {
   const configured = config.limits.maxConnections;
   const openFiles = readOpenFilesLimit();
   const { cap, lowered, needed } = connectionCap(configured, openFiles);
@@ -116,7 +127,10 @@ class ConnectionGuard {
     const peer = peerOf(socket);
     const total = connectionVerdict(this.open, this.overCap, this.cap, false, OVER_CAP_RESERVE);
     if (total !== 'admit') {
-      this.logger.debug({ remote: peer, open: this.open, limit: this.cap, verdict: total }, 'connection refused: total connection cap');
+      this.logger.debug(
+        { remote: peer, open: this.open, limit: this.cap, verdict: total },
+        'connection refused: total connection cap',
+      );
       this.refuse(
         socket,
         total,
@@ -127,11 +141,19 @@ class ConnectionGuard {
       return;
     }
     const open = this.perPeer.get(peer) ?? 0;
-    const verdict = connectionVerdict(open, this.refusingPerPeer.get(peer) ?? 0, this.limits.maxConnectionsPerClient, isTrusted(this.trusted, peer));
+    const verdict = connectionVerdict(
+      open,
+      this.refusingPerPeer.get(peer) ?? 0,
+      this.limits.maxConnectionsPerClient,
+      isTrusted(this.trusted, peer),
+    );
     this.open++;
     socket.once('close', () => this.open--);
     if (verdict !== 'admit') {
-      this.logger.debug({ remote: peer, open, limit: this.limits.maxConnectionsPerClient, verdict }, 'connection refused: per-client connection cap');
+      this.logger.debug(
+        { remote: peer, open, limit: this.limits.maxConnectionsPerClient, verdict },
+        'connection refused: per-client connection cap',
+      );
       this.refuse(
         socket,
         verdict,
@@ -153,7 +175,13 @@ class ConnectionGuard {
    * Over TLS there is no cheap way to answer before a handshake: close. In plain HTTP the request
    * gets a 503, or a probe its answer (see listen.ts), if its head arrives promptly; the socket goes either way.
    */
-  private refuse(socket: Socket, verdict: 'refuse' | 'drop', why: Refusal, held: () => void, released: () => void): void {
+  private refuse(
+    socket: Socket,
+    verdict: 'refuse' | 'drop',
+    why: Refusal,
+    held: () => void,
+    released: () => void,
+  ): void {
     this.refusedCount++;
     if (verdict === 'drop' || this.config.tls) return void socket.destroy();
     this.refused.set(socket, why);
@@ -177,7 +205,11 @@ class ConnectionGuard {
     }
     if (this.refusedCount > 0 && now - this.lastReport >= REFUSAL_REPORT_MS) {
       this.logger.warn(
-        { refused: this.refusedCount, maxConnections: this.cap, maxConnectionsPerClient: this.limits.maxConnectionsPerClient },
+        {
+          refused: this.refusedCount,
+          maxConnections: this.cap,
+          maxConnectionsPerClient: this.limits.maxConnectionsPerClient,
+        },
         'connections refused by the connection caps',
       );
       this.refusedCount = 0;

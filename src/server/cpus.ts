@@ -18,7 +18,8 @@ export interface CgroupCpuFiles {
 
 /** CPUs the quota allows, rounded up (1.5 CPUs: 2 workers), at least 1; undefined without a quota. Pure. */
 export function cgroupCpuLimit(files: CgroupCpuFiles): number | undefined {
-  const [quota, period] = files.cpuMax !== undefined ? files.cpuMax.trim().split(/\s+/) : [files.cfsQuota?.trim(), files.cfsPeriod?.trim()];
+  const [quota, period] =
+    files.cpuMax !== undefined ? files.cpuMax.trim().split(/\s+/) : [files.cfsQuota?.trim(), files.cfsPeriod?.trim()];
   if (quota === undefined || quota === 'max' || !/^\d+$/.test(quota)) return undefined;
   const periodUs = Number(period ?? 100_000);
   if (!Number.isFinite(periodUs) || periodUs <= 0) return undefined;
@@ -45,7 +46,8 @@ function read(path: string): string | undefined {
  */
 function readCgroupCpuFiles(): CgroupCpuFiles {
   const own = /^0::(\/.*)$/m.exec(read('/proc/self/cgroup') ?? '')?.[1];
-  const cpuMax = (own && own !== '/' ? read(`/sys/fs/cgroup${own}/cpu.max`) : undefined) ?? read('/sys/fs/cgroup/cpu.max');
+  const cpuMax =
+    (own && own !== '/' ? read(`/sys/fs/cgroup${own}/cpu.max`) : undefined) ?? read('/sys/fs/cgroup/cpu.max');
   if (cpuMax !== undefined) return { cpuMax };
   for (const dir of ['/sys/fs/cgroup/cpu', '/sys/fs/cgroup/cpu,cpuacct']) {
     const cfsQuota = read(`${dir}/cpu.cfs_quota_us`);

@@ -17,7 +17,11 @@ export interface PodOptions {
 }
 
 /** With no issuer configured and running in a pod: the cluster's own issuer (asked of its API server); else undefined. */
-export async function clusterIssuerFor(config: Config, logger: Logger, pod: PodOptions = {}): Promise<IssuerConfig | undefined> {
+export async function clusterIssuerFor(
+  config: Config,
+  logger: Logger,
+  pod: PodOptions = {},
+): Promise<IssuerConfig | undefined> {
   if (config.issuers.length > 0) return undefined;
   return inClusterIssuer(config.service, { logger, env: pod.env, serviceAccountDir: pod.serviceAccountDir });
 }

@@ -15,7 +15,10 @@ export function createLimits(config: Config, logger: Logger, registry: Registry)
   const keys = new Map<string, KeyFn>();
   for (const r of rules) if (r.key) keys.set(r.name, compileLimitKey(r.name, r.key));
   const kind = storeKind(config);
-  logger.info({ store: kind, rules: rules.map((r) => r.name), failure: kind === 'redis' ? store.failure : undefined }, 'limits: counting');
+  logger.info(
+    { store: kind, rules: rules.map((r) => r.name), failure: kind === 'redis' ? store.failure : undefined },
+    'limits: counting',
+  );
   return createLimiter({ rules, store, kind, keys, logger, registry });
 }
 
@@ -24,10 +27,17 @@ export function limitsReadiness(limits: Limiter | undefined): { state?: object; 
   if (!limits) return {};
   const state = limits.state();
   const down = state.state !== 'ready' && state.failure === 'fail-closed';
-  return { state, ...(down ? { reason: `rate-limit store ${state.store} ${state.state} (limits.store.failure: fail-closed)` } : {}) };
+  return {
+    state,
+    ...(down ? { reason: `rate-limit store ${state.store} ${state.state} (limits.store.failure: fail-closed)` } : {}),
+  };
 }
 
 /** The guard stage with the limit guard last (after the others may refuse for free), when a rule counts at /v2/. */
-export function withLimitGuard(limits: Limiter | undefined, guards: readonly Guard[], service: string): readonly Guard[] {
+export function withLimitGuard(
+  limits: Limiter | undefined,
+  guards: readonly Guard[],
+  service: string,
+): readonly Guard[] {
   return limits?.applies('registry') ? [...guards, limitGuard(limits, service)] : guards;
 }

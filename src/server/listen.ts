@@ -19,13 +19,17 @@ export interface Listener {
 /** Why a request head is refused before any handler sees it, or undefined. Pure. */
 export function headProblem(rawHeaderEntries: number, maxHeaderCount: number): OciError | undefined {
   if (rawHeaderEntries / 2 <= maxHeaderCount) return undefined;
-  return new OciError(431, 'UNSUPPORTED', `more than ${maxHeaderCount} header lines in one request`, { headers: { Connection: 'close' } });
+  return new OciError(431, 'UNSUPPORTED', `more than ${maxHeaderCount} header lines in one request`, {
+    headers: { Connection: 'close' },
+  });
 }
 
 /** The status line and message for a request Node's HTTP parser rejected (its `clientError` code). Pure. */
 export function clientErrorAnswer(code: string | undefined, maxHeaderBytes: number): [status: string, message: string] {
-  if (code === 'HPE_HEADER_OVERFLOW') return ['431 Request Header Fields Too Large', `request headers larger than ${maxHeaderBytes} bytes`];
-  if (code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'ERR_HTTP_HEADERS_TIMEOUT') return ['408 Request Timeout', 'request headers did not arrive in time'];
+  if (code === 'HPE_HEADER_OVERFLOW')
+    return ['431 Request Header Fields Too Large', `request headers larger than ${maxHeaderBytes} bytes`];
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'ERR_HTTP_HEADERS_TIMEOUT')
+    return ['408 Request Timeout', 'request headers did not arrive in time'];
   return ['400 Bad Request', 'malformed HTTP request'];
 }
 
@@ -44,7 +48,8 @@ const PROBES = new Set(['/healthz', '/readyz']);
  */
 export function refusedAnswer(refusal: Refusal, url: string | undefined, peer: string): 'serve' | OciError {
   if (PROBES.has((url ?? '').split('?')[0]!)) return 'serve';
-  const message = refusal === 'peer' ? `too many connections from ${peer}: retry` : 'the proxy is at its connection limit: retry';
+  const message =
+    refusal === 'peer' ? `too many connections from ${peer}: retry` : 'the proxy is at its connection limit: retry';
   return new OciError(503, 'UNAVAILABLE', message, { headers: { 'Retry-After': '1', Connection: 'close' } });
 }
 
@@ -57,7 +62,12 @@ export function refusedAnswer(refusal: Refusal, url: string | undefined, peer: s
  * framing header could be used by the parser yet never forwarded. Unlimited here (maxHeaderBytes
  * bounds the head), and a head with too many lines is refused, never truncated.
  */
-function guardRequests(listener: RequestListener, maxHeaderCount: number, logger: Logger, refused: WeakMap<Socket, Refusal>): RequestListener {
+function guardRequests(
+  listener: RequestListener,
+  maxHeaderCount: number,
+  logger: Logger,
+  refused: WeakMap<Socket, Refusal>,
+): RequestListener {
   return (req, res) => {
     const refusal = refused.get(req.socket);
     if (refusal) {
@@ -67,7 +77,10 @@ function guardRequests(listener: RequestListener, maxHeaderCount: number, logger
     }
     const problem = headProblem(req.rawHeaders.length, maxHeaderCount);
     if (problem) {
-      logger.info({ remote: peerOf(req.socket), method: req.method, headerLines: req.rawHeaders.length / 2 }, 'request refused: too many header lines');
+      logger.info(
+        { remote: peerOf(req.socket), method: req.method, headerLines: req.rawHeaders.length / 2 },
+        'request refused: too many header lines',
+      );
       sendOciError(res, problem);
       return;
     }
@@ -86,7 +99,10 @@ function createServer(config: Config, listener: RequestListener): Server {
     keepAliveTimeout: 65_000,
   };
   const server: Server = config.tls
-    ? (createHttpsServer({ ...options, cert: tlsFile(config, 'certFile'), key: tlsFile(config, 'keyFile') }, listener) as unknown as Server)
+    ? (createHttpsServer(
+        { ...options, cert: tlsFile(config, 'certFile'), key: tlsFile(config, 'keyFile') },
+        listener,
+      ) as unknown as Server)
     : createHttpServer(options, listener);
   server.maxHeadersCount = 0; // see guardRequests
   return server;
@@ -122,8 +138,17 @@ function tlsFile(config: Config, key: 'certFile' | 'keyFile'): Buffer {
     return readFileSync(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'cannot be read (permission denied)' : (err as Error).message;
-    throw new ConfigError(config.file, `tls.${key}`, `${path} ${why}: fix the path, or remove tls: to serve plain HTTP behind a TLS-terminating ingress`);
+    const why =
+      code === 'ENOENT'
+        ? 'does not exist'
+        : code === 'EACCES'
+          ? 'cannot be read (permission denied)'
+          : (err as Error).message;
+    throw new ConfigError(
+      config.file,
+      `tls.${key}`,
+      `${path} ${why}: fix the path, or remove tls: to serve plain HTTP behind a TLS-terminating ingress`,
+    );
   }
 }
 
@@ -154,8 +179,11 @@ export async function startListener(config: Config, listener: RequestListener, l
   const refused = new WeakMap<Socket, Refusal>();
   const server = createServer(config, guardRequests(listener, config.limits.maxHeaderCount, logger, refused));
   guardConnections(server, config, logger, refused);
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(err, socket, config.limits.maxHeaderBytes, logger));
-  if (config.tls) server.on('tlsClientError', (err: Error) => logger.debug({ err: err.message }, 'TLS handshake failed'));
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) =>
+    answerClientError(err, socket, config.limits.maxHeaderBytes, logger),
+  );
+  if (config.tls)
+    server.on('tlsClientError', (err: Error) => logger.debug({ err: err.message }, 'TLS handshake failed'));
 
   await listen(server, config.listen.port, config.listen.host);
   const addr = server.address();

@@ -57,8 +57,10 @@ export function startFailure(err: unknown, listen: Config['listen']): { code: 1 
 const LISTEN_ERRORS: Record<string, (listen: Config['listen']) => string> = {
   EADDRINUSE: () =>
     'the address is in use (another process listens there): stop that process, or choose another address with --listen <host:port> (config key listen)',
-  EADDRNOTAVAIL: (l) => `${l.host} is not an address of this machine: give one of its addresses, or 0.0.0.0 for all, with --listen (config key listen)`,
-  EACCES: () => 'permission denied (a port below 1024 needs privileges): choose a port of 1024 or above with --listen (config key listen)',
+  EADDRNOTAVAIL: (l) =>
+    `${l.host} is not an address of this machine: give one of its addresses, or 0.0.0.0 for all, with --listen (config key listen)`,
+  EACCES: () =>
+    'permission denied (a port below 1024 needs privileges): choose a port of 1024 or above with --listen (config key listen)',
 };
 
 /** A start-up failure with its exit code and message (the CLI prints the message and exits with the code). */

@@ -31,7 +31,11 @@ interface Companion {
 }
 
 export async function runProcess(loaded: Config, logger: Logger, companion?: Companion): Promise<void> {
-  const role = processRole({ clusterWorker: cluster.isWorker, env: process.env, workers: resolveWorkers(loaded.workers) });
+  const role = processRole({
+    clusterWorker: cluster.isWorker,
+    env: process.env,
+    workers: resolveWorkers(loaded.workers),
+  });
   if (role.role === 'worker') return runWorker(loaded, logger.child({ worker: role.slot }), role.slot);
   const issuer = await clusterIssuerFor(loaded, logger);
   const config = withClusterIssuer(loaded, issuer);
@@ -66,9 +70,10 @@ async function runWorker(loaded: Config, logger: Logger, slot: number): Promise<
   // However it ends, the channel to the primary must not hold the process.
   try {
     const config = withClusterIssuer(loaded, link.clusterIssuer);
-    const runtime = await startRuntime(config, logger, { sharedEphemeralPem: link.sharedEphemeralPem, metricsText: link.metricsText }).catch((err: unknown) =>
-      failed(err, config),
-    );
+    const runtime = await startRuntime(config, logger, {
+      sharedEphemeralPem: link.sharedEphemeralPem,
+      metricsText: link.metricsText,
+    }).catch((err: unknown) => failed(err, config));
     await untilStopped(runtime, logger, { role: 'worker', link });
     logger.info('stopped');
     exitNow(process.exitCode ?? 0);
@@ -84,8 +89,13 @@ async function runPrimary(
   logger: Logger,
   issuer: IssuerConfig | undefined,
 ): Promise<void> {
-  logger.info({ workers: workers.count, setting: config.workers, cpus: workers.cpus, cpuQuota: workers.cpuQuota }, `starting ${workers.count} workers`);
-  const primary = await startPrimary(config, workers.count, logger, issuer).catch((err: unknown) => failed(err, config));
+  logger.info(
+    { workers: workers.count, setting: config.workers, cpus: workers.cpus, cpuQuota: workers.cpuQuota },
+    `starting ${workers.count} workers`,
+  );
+  const primary = await startPrimary(config, workers.count, logger, issuer).catch((err: unknown) =>
+    failed(err, config),
+  );
   onSignals('primary', (signal) => primary.stop(signal));
   lintPolicies(primary.policy, config, logger);
   const code = await primary.exited;
@@ -121,7 +131,11 @@ function onSignals(role: ProcessRole['role'], stop: (signal: string) => void): v
  * Resolves once the runtime stopped: on a signal, when --dev's embedded registry dies, or in a
  * worker on the primary's word.
  */
-function untilStopped(runtime: Runtime, logger: Logger, as: { role: 'single' | 'worker'; link?: WorkerLink; companion?: Companion }): Promise<void> {
+function untilStopped(
+  runtime: Runtime,
+  logger: Logger,
+  as: { role: 'single' | 'worker'; link?: WorkerLink; companion?: Companion },
+): Promise<void> {
   return new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {

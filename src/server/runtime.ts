@@ -107,11 +107,20 @@ function logListening(logger: Logger, config: Config, listener: Listener, rules:
  * Policies and signing keys, loaded before anything listens (a bad file fails start-up), with the
  * warnings a config earns that can grant nothing or accept no identity token.
  */
-async function loadPolicyAndKeys(config: Config, logger: Logger, options: RuntimeOptions): Promise<{ policy: PolicyEngine; keys: KeyRing }> {
+async function loadPolicyAndKeys(
+  config: Config,
+  logger: Logger,
+  options: RuntimeOptions,
+): Promise<{ policy: PolicyEngine; keys: KeyRing }> {
   const policy = loadPolicies(config.policies, upstreamNameOf(config.upstreams));
-  if (policy.rules.length === 0) logger.warn({ policies: config.policies }, 'no policy rules loaded: every request will be denied');
-  const keys = await loadKeyRing(config.tokens, logger, { sharedEphemeralPem: options.sharedEphemeralPem, configFile: config.file });
-  if (config.issuers.length === 0 && !config.anonymous) logger.warn('no identity issuer configured: no identity token can be accepted');
+  if (policy.rules.length === 0)
+    logger.warn({ policies: config.policies }, 'no policy rules loaded: every request will be denied');
+  const keys = await loadKeyRing(config.tokens, logger, {
+    sharedEphemeralPem: options.sharedEphemeralPem,
+    configFile: config.file,
+  });
+  if (config.issuers.length === 0 && !config.anonymous)
+    logger.warn('no identity issuer configured: no identity token can be accepted');
   return { policy, keys };
 }
 
@@ -142,7 +151,11 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
   // Keys and the trusted root are read now: a bad file stops start-up, naming file and key.
   const trust = createTrust(config, upstreams, logger, metrics);
   const limits = createLimits(config, logger, metrics.registry);
-  const guards = withLimitGuard(limits, options.guards ?? productionGuards(config, policy, trust && { trust, logger }), config.service);
+  const guards = withLimitGuard(
+    limits,
+    options.guards ?? productionGuards(config, policy, trust && { trust, logger }),
+    config.service,
+  );
   const auditor = createAuditor(config, logger, metrics.registry);
   const proxyDeps = { config, upstreams, logger, tokens, policy, metrics, keys, auditor, trust };
   const proxy = createProxyHandler({ ...proxyDeps, draining: () => state.draining, guards });

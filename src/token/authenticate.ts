@@ -28,8 +28,13 @@ export interface AuthenticateDeps {
   issueOpts: IssueOptions;
 }
 
-const refused = (error: OciError, who?: Identity): IdentityRefusal => ({ error, reason: error.oauth ?? error.code, ...(who ? { who } : {}) });
-const loginAgain = (message: string) => oauthError(401, 'UNAUTHORIZED', 'invalid_grant', `${message}: log in again with a fresh identity token`);
+const refused = (error: OciError, who?: Identity): IdentityRefusal => ({
+  error,
+  reason: error.oauth ?? error.code,
+  ...(who ? { who } : {}),
+});
+const loginAgain = (message: string) =>
+  oauthError(401, 'UNAUTHORIZED', 'invalid_grant', `${message}: log in again with a fresh identity token`);
 
 /**
  * A refresh grant does not see the identity token again, so what can be re-checked is: the issuer is
@@ -45,8 +50,12 @@ function refreshIdentityProblem(who: Identity, issuers: Config['issuers']): stri
 }
 
 /** The identity behind a refresh token, re-checked against today's issuers. */
-async function refreshGrant(refreshToken: string | undefined, deps: AuthenticateDeps): Promise<Identity | IdentityRefusal> {
-  if (!refreshToken) return refused(oauthError(400, 'UNSUPPORTED', 'invalid_request', 'grant_type=refresh_token needs refresh_token'));
+async function refreshGrant(
+  refreshToken: string | undefined,
+  deps: AuthenticateDeps,
+): Promise<Identity | IdentityRefusal> {
+  if (!refreshToken)
+    return refused(oauthError(400, 'UNSUPPORTED', 'invalid_request', 'grant_type=refresh_token needs refresh_token'));
   let who: Identity;
   try {
     who = await verifyRefreshToken(deps.keys, refreshToken, deps.issueOpts);
@@ -58,7 +67,11 @@ async function refreshGrant(refreshToken: string | undefined, deps: Authenticate
 }
 
 /** The identity an identity token (the password) proves. An issuer that cannot be reached is a 503, named in the status line. */
-async function passwordGrant(password: string, username: string | undefined, verifier: IdentityVerifier): Promise<Identity | IdentityRefusal> {
+async function passwordGrant(
+  password: string,
+  username: string | undefined,
+  verifier: IdentityVerifier,
+): Promise<Identity | IdentityRefusal> {
   try {
     return await verifier.verify(password, { issuerName: username });
   } catch (err) {
@@ -67,7 +80,9 @@ async function passwordGrant(password: string, username: string | undefined, ver
     // Docker and containerd print only the status line of a 5xx token answer: name the failed side there.
     const error =
       err.reason === 'issuer_unavailable'
-        ? oauthError(503, 'UNAVAILABLE', 'invalid_grant', message, { statusMessage: 'Service Unavailable (identity issuer unavailable)' })
+        ? oauthError(503, 'UNAVAILABLE', 'invalid_grant', message, {
+            statusMessage: 'Service Unavailable (identity issuer unavailable)',
+          })
         : oauthError(401, 'UNAUTHORIZED', 'invalid_grant', message);
     return { error, reason: err.reason };
   }
@@ -79,8 +94,14 @@ export async function authenticate(request: TokenRequest, deps: AuthenticateDeps
   if (request.password) return passwordGrant(request.password, request.username, deps.verifier);
   if (deps.config.anonymous) return anonymousIdentity();
   return refused(
-    oauthError(401, 'UNAUTHORIZED', 'invalid_client', 'authentication required: send your identity token (JWT) as the password, with any username', {
-      headers: { 'www-authenticate': `Basic realm="${deps.config.publicURL}/token"` },
-    }),
+    oauthError(
+      401,
+      'UNAUTHORIZED',
+      'invalid_client',
+      'authentication required: send your identity token (JWT) as the password, with any username',
+      {
+        headers: { 'www-authenticate': `Basic realm="${deps.config.publicURL}/token"` },
+      },
+    ),
   );
 }

@@ -54,9 +54,20 @@ interface TokenEndpointDeps {
  * when nothing is granted (the spec's partial access): a /token error prints worse in every client
  * than the 403 the proxy gives the request that needs it (README: Denials).
  */
-async function issueTokens(keys: KeyRing, who: Identity, grant: Grant, opts: IssueOptions, refresh: boolean): Promise<TokenBody> {
+async function issueTokens(
+  keys: KeyRing,
+  who: Identity,
+  grant: Grant,
+  opts: IssueOptions,
+  refresh: boolean,
+): Promise<TokenBody> {
   const issued = await issueRegistryToken(keys, who, grant.access, opts, grant.refused);
-  const body: TokenBody = { token: issued.token, access_token: issued.token, expires_in: issued.expiresIn, issued_at: issued.issuedAt };
+  const body: TokenBody = {
+    token: issued.token,
+    access_token: issued.token,
+    expires_in: issued.expiresIn,
+    issued_at: issued.issuedAt,
+  };
   if (refresh) {
     const refresh = await issueRefreshToken(keys, who, opts);
     if (refresh) body.refresh_token = refresh;
@@ -97,7 +108,13 @@ function record(
   deps: Pick<TokenEndpointDeps, 'logger' | 'metrics'> & { auditor: Auditor },
 ): void {
   const { logger, metrics, auditor } = deps;
-  const event = () => tokenEvent(outcome, { clientIP, time: new Date().toISOString(), requestId: requestState(req).requestId, claims: auditor.claims });
+  const event = () =>
+    tokenEvent(outcome, {
+      clientIP,
+      time: new Date().toISOString(),
+      requestId: requestState(req).requestId,
+      claims: auditor.claims,
+    });
   if (outcome.kind === 'refused' && outcome.limited) {
     const { bucket, repeat } = outcome.limited;
     metrics?.rateLimited.inc({ scope: bucket });
@@ -116,14 +133,22 @@ async function limitedAtToken(limits: Limiter | undefined, identity: Identity, s
   if (!limits?.applies('token')) return {};
   const request = { type: '', repository: '', actions: [], service, clientIP, upstream: '' };
   const verdict = await limits.check({ identity, request }, { place: 'token' });
-  return { refused: refusalOf(verdict, Date.now()), headers: verdict.ok ? headroomHeaders(verdict.headroom) : undefined };
+  return {
+    refused: refusalOf(verdict, Date.now()),
+    headers: verdict.ok ? headroomHeaders(verdict.headroom) : undefined,
+  };
 }
 
 /**
  * How tokens are issued: request-time rules read the identity on each request, limits at /v2/ are
  * keyed by it, and audit events list claims of it, so then every registry token carries it.
  */
-function issueOptions(config: Config, policy: PolicyEngine, limits: Limiter | undefined, auditClaims: number): IssueOptions {
+function issueOptions(
+  config: Config,
+  policy: PolicyEngine,
+  limits: Limiter | undefined,
+  auditClaims: number,
+): IssueOptions {
   const { publicURL: issuer, service, tokens } = config;
   // Audit events on /v2/ carry the claims the operator listed: the token must hold them too.
   const embedIdentity = policy.requestRules.length > 0 || limits?.applies('registry') === true || auditClaims > 0;
@@ -144,7 +169,9 @@ function knownIdentity(verifier: IdentityVerifier, request: TokenRequest): Ident
  * identity (http/rate-limit.ts says why). Unauthenticated, anonymous and failed attempts stay on
  * their address.
  */
-function createTokenDecider(deps: TokenEndpointDeps): (req: IncomingMessage, url: URL, clientIP: string) => Promise<TokenOutcome> {
+function createTokenDecider(
+  deps: TokenEndpointDeps,
+): (req: IncomingMessage, url: URL, clientIP: string) => Promise<TokenOutcome> {
   const { config, identity: verifier, policy, keys, limiter, limits } = deps;
   const issueOpts = issueOptions(config, policy, limits, deps.auditor?.claims.length ?? 0);
   const authDeps: AuthenticateDeps = { config, verifier, keys, issueOpts };
@@ -154,7 +181,11 @@ function createTokenDecider(deps: TokenEndpointDeps): (req: IncomingMessage, url
   const canonical = (repository: string) => canonicalRepository(config.upstreams, repository);
 
   return async function decide(req, url, clientIP) {
-    const parsed = await readTokenRequest(req, url, { service: config.service, bodyTimeoutMs: config.limits.tokenBodyTimeout, canonical });
+    const parsed = await readTokenRequest(req, url, {
+      service: config.service,
+      bodyTimeoutMs: config.limits.tokenBodyTimeout,
+      canonical,
+    });
     const known = isParseRefusal(parsed) ? undefined : knownIdentity(verifier, parsed.request);
     const admitted = limiter && (known ? limiter.admitIdentity(identityKey(known)) : limiter.admitAddress(clientIP));
     if (admitted && !admitted.ok) return throttled(admitted, clientIP, parsed, known);
@@ -167,9 +198,23 @@ function createTokenDecider(deps: TokenEndpointDeps): (req: IncomingMessage, url
       if (!settled.ok) return throttled(settled, clientIP, parsed, who);
     }
     const { refused, headers } = await limitedAtToken(limits, who, config.service, clientIP);
-    if (refused) return { kind: 'refused', error: refused, reason: refused.status === 429 ? 'rate_limited' : 'limits_unavailable', request, scopes, who };
+    if (refused)
+      return {
+        kind: 'refused',
+        error: refused,
+        reason: refused.status === 429 ? 'rate_limited' : 'limits_unavailable',
+        request,
+        scopes,
+        who,
+      };
     // Rule names ride in the token only when the operator lets clients see them.
-    const grant = grantOf(policy, who, scopes, { service: config.service, clientIP }, { ruleNames: config.explainDenials });
+    const grant = grantOf(
+      policy,
+      who,
+      scopes,
+      { service: config.service, clientIP },
+      { ruleNames: config.explainDenials },
+    );
     const refresh = request.offline && request.grantType === 'password' && !reviewed.has(who.issuerName);
     const body = await issueTokens(keys, who, grant, issueOpts, refresh);
     return { kind: 'granted', request, scopes, who, grant, body, headers };

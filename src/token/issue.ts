@@ -126,7 +126,11 @@ function identityClaim(identity: Identity): RefreshIdentity {
  * the identity token, and never more than refreshTTL after issue — a 10-year identity token must not
  * become a 10-year credential on someone's disk. Undefined: no refresh token. Pure.
  */
-export function refreshExpiry(iat: number, identityExp: number | undefined, refreshTTL = DEFAULT_REFRESH_TTL): number | undefined {
+export function refreshExpiry(
+  iat: number,
+  identityExp: number | undefined,
+  refreshTTL = DEFAULT_REFRESH_TTL,
+): number | undefined {
   if (identityExp === undefined || refreshTTL <= 0) return undefined;
   const exp = Math.min(identityExp, iat + refreshTTL);
   return exp > iat ? exp : undefined;
@@ -136,14 +140,21 @@ export function refreshExpiry(iat: number, identityExp: number | undefined, refr
  * A refresh token for `docker login` (stored as `identitytoken`). It lives until refreshExpiry;
  * without an identity `exp` (or with refreshTTL 0) there is none (returns undefined).
  */
-export async function issueRefreshToken(keys: KeyRing, identity: Identity, opts: IssueOptions): Promise<string | undefined> {
+export async function issueRefreshToken(
+  keys: KeyRing,
+  identity: Identity,
+  opts: IssueOptions,
+): Promise<string | undefined> {
   const iat = Math.floor((opts.now ?? Date.now)() / 1000);
   const exp = refreshExpiry(iat, identity.expiresAt, opts.refreshTTL);
   if (exp === undefined) return undefined;
   const key = keys.current();
   return signJwt(
     { kid: key.kid, typ: REFRESH_TYP },
-    { idn: identityClaim(identity), ...standardClaims(opts.issuer, registrySubject(identity), refreshAudience(opts.service), iat, exp) },
+    {
+      idn: identityClaim(identity),
+      ...standardClaims(opts.issuer, registrySubject(identity), refreshAudience(opts.service), iat, exp),
+    },
     key,
   );
 }

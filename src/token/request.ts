@@ -38,7 +38,8 @@ export function isParseRefusal(x: ParsedTokenRequest | ParseRefusal): x is Parse
   return 'error' in x;
 }
 
-const invalidRequest = (message: string, headers?: Record<string, string>) => oauthError(400, 'UNSUPPORTED', 'invalid_request', message, { headers });
+const invalidRequest = (message: string, headers?: Record<string, string>) =>
+  oauthError(400, 'UNSUPPORTED', 'invalid_request', message, { headers });
 
 /** Parses `Authorization: Basic …`; the password is the identity token. */
 function parseBasic(header: string | undefined): { username: string; password: string } | undefined {
@@ -59,9 +60,12 @@ function parseBasic(header: string | undefined): { username: string; password: s
  */
 async function readForm(req: IncomingMessage, timeoutMs: number): Promise<URLSearchParams | OciError> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  if (type !== 'application/x-www-form-urlencoded') return invalidRequest('POST /token takes an application/x-www-form-urlencoded body');
+  if (type !== 'application/x-www-form-urlencoded')
+    return invalidRequest('POST /token takes an application/x-www-form-urlencoded body');
   const tooLarge = () =>
-    oauthError(413, 'SIZE_INVALID', 'invalid_request', `form body larger than ${MAX_FORM_BYTES} bytes`, { headers: { connection: 'close' } });
+    oauthError(413, 'SIZE_INVALID', 'invalid_request', `form body larger than ${MAX_FORM_BYTES} bytes`, {
+      headers: { connection: 'close' },
+    });
   if (Number(req.headers['content-length'] ?? 0) > MAX_FORM_BYTES) return tooLarge();
   const body = await new Promise<Buffer | OciError>((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -81,7 +85,11 @@ async function readForm(req: IncomingMessage, timeoutMs: number): Promise<URLSea
     const onError = (err: Error) => done(err);
     const timer = setTimeout(
       () =>
-        done(oauthError(408, 'UNSUPPORTED', 'invalid_request', `the request body did not arrive within ${timeoutMs} ms`, { headers: { connection: 'close' } })),
+        done(
+          oauthError(408, 'UNSUPPORTED', 'invalid_request', `the request body did not arrive within ${timeoutMs} ms`, {
+            headers: { connection: 'close' },
+          }),
+        ),
       timeoutMs,
     );
     req.on('data', onData).once('end', onEnd).once('error', onError);
@@ -90,7 +98,11 @@ async function readForm(req: IncomingMessage, timeoutMs: number): Promise<URLSea
 }
 
 /** GET (Basic + query) or POST (OAuth2 form) → one TokenRequest, or why the request is malformed. */
-async function parseTokenRequest(req: IncomingMessage, url: URL, bodyTimeoutMs = 10_000): Promise<TokenRequest | OciError> {
+async function parseTokenRequest(
+  req: IncomingMessage,
+  url: URL,
+  bodyTimeoutMs = 10_000,
+): Promise<TokenRequest | OciError> {
   if (req.method === 'GET') {
     const q = url.searchParams;
     const basic = parseBasic(req.headers.authorization);
@@ -109,7 +121,12 @@ async function parseTokenRequest(req: IncomingMessage, url: URL, bodyTimeoutMs =
   if (!(form instanceof URLSearchParams)) return form;
   const grant = form.get('grant_type');
   if (grant !== 'password' && grant !== 'refresh_token') {
-    return oauthError(400, 'UNSUPPORTED', 'unsupported_grant_type', `grant_type must be "password" or "refresh_token", not ${JSON.stringify(grant ?? '')}`);
+    return oauthError(
+      400,
+      'UNSUPPORTED',
+      'unsupported_grant_type',
+      `grant_type must be "password" or "refresh_token", not ${JSON.stringify(grant ?? '')}`,
+    );
   }
   return {
     method: 'POST',
@@ -128,12 +145,18 @@ async function parseTokenRequest(req: IncomingMessage, url: URL, bodyTimeoutMs =
  * The request's service and scopes, checked against the service this endpoint issues tokens for,
  * repository names in their canonical form (`canonical`, the one the proxy judges requests by). Pure.
  */
-export function checkTokenRequest(request: TokenRequest, service: string, canonical?: (repository: string) => string): ParsedTokenRequest | ParseRefusal {
+export function checkTokenRequest(
+  request: TokenRequest,
+  service: string,
+  canonical?: (repository: string) => string,
+): ParsedTokenRequest | ParseRefusal {
   if (request.service !== undefined && request.service !== service) {
     return {
       request,
       scopes: [],
-      error: invalidRequest(`unknown service ${JSON.stringify(request.service.slice(0, 200))}: this token server issues tokens for "${service}"`),
+      error: invalidRequest(
+        `unknown service ${JSON.stringify(request.service.slice(0, 200))}: this token server issues tokens for "${service}"`,
+      ),
     };
   }
   let scopes: Scope[];
@@ -141,10 +164,18 @@ export function checkTokenRequest(request: TokenRequest, service: string, canoni
     scopes = parseScopes(request.scopes, canonical);
   } catch (err) {
     if (!(err instanceof ScopeError)) throw err;
-    return { request, scopes: [], error: oauthError(400, 'UNSUPPORTED', 'invalid_scope', `invalid scope: ${err.message}`) };
+    return {
+      request,
+      scopes: [],
+      error: oauthError(400, 'UNSUPPORTED', 'invalid_scope', `invalid scope: ${err.message}`),
+    };
   }
   if (scopes.length > MAX_SCOPES)
-    return { request, scopes, error: oauthError(400, 'UNSUPPORTED', 'invalid_scope', `too many scopes in one request (max ${MAX_SCOPES})`) };
+    return {
+      request,
+      scopes,
+      error: oauthError(400, 'UNSUPPORTED', 'invalid_scope', `too many scopes in one request (max ${MAX_SCOPES})`),
+    };
   return { request, scopes };
 }
 
@@ -157,7 +188,9 @@ export async function readTokenRequest(
   if (req.method !== 'GET' && req.method !== 'POST') {
     return {
       scopes: [],
-      error: oauthError(405, 'UNSUPPORTED', 'invalid_request', 'use GET (HTTP Basic) or POST (OAuth2 form)', { headers: { allow: 'GET, POST' } }),
+      error: oauthError(405, 'UNSUPPORTED', 'invalid_request', 'use GET (HTTP Basic) or POST (OAuth2 form)', {
+        headers: { allow: 'GET, POST' },
+      }),
     };
   }
   const request = await parseTokenRequest(req, url, opts.bodyTimeoutMs);

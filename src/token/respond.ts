@@ -61,7 +61,12 @@ interface AuditContext {
 export function tokenEvent(outcome: TokenOutcome, at: AuditContext): TokenEvent {
   const { clientIP } = at;
   const requested = outcome.scopes.map(formatScope);
-  const head = { schema: AUDIT_SCHEMA, audit: 'token', time: at.time, ...(at.requestId ? { requestId: at.requestId } : {}) } as const;
+  const head = {
+    schema: AUDIT_SCHEMA,
+    audit: 'token',
+    time: at.time,
+    ...(at.requestId ? { requestId: at.requestId } : {}),
+  } as const;
   const claims = pickClaims(outcome.who?.claims, at.claims);
   if (outcome.kind === 'refused') {
     const { error, reason, who, request, limited } = outcome;
@@ -119,7 +124,9 @@ export function rateLimitedError(admission: Admission & { ok: false }, clientIP:
       : admission.bucket === 'identity'
         ? `too many token requests from this identity (issuer ${JSON.stringify(who?.issuerName ?? '')}): ${retry} (clients should reuse a token until expires_in)`
         : `the token service is at capacity: ${retry}`;
-  return oauthError(429, 'TOOMANYREQUESTS', 'temporarily_unavailable', message, { headers: { 'retry-after': String(admission.retryAfterSeconds) } });
+  return oauthError(429, 'TOOMANYREQUESTS', 'temporarily_unavailable', message, {
+    headers: { 'retry-after': String(admission.retryAfterSeconds) },
+  });
 }
 
 /** 500: what a client is told when issuing failed on our side (the cause is logged). */

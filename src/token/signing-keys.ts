@@ -1,4 +1,11 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  X509Certificate,
+  type KeyObject,
+} from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { JWK } from 'jose';
@@ -60,10 +67,12 @@ export function libtrustKeyID(publicKey: KeyObject): string {
 function algorithmFor(key: KeyObject, file: string): SigningAlgorithm {
   switch (key.asymmetricKeyType) {
     case 'ec':
-      if (key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') throw new Error(`${file}: EC keys must use P-256 (ES256)`);
+      if (key.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+        throw new Error(`${file}: EC keys must use P-256 (ES256)`);
       return 'ES256';
     case 'rsa':
-      if ((key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) throw new Error(`${file}: RSA keys must have at least 2048 bits`);
+      if ((key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048)
+        throw new Error(`${file}: RSA keys must have at least 2048 bits`);
       return 'RS256';
     case 'ed25519':
       return 'EdDSA';
@@ -87,7 +96,8 @@ export function signingKeyFromPem(pem: string, source: string, certPem?: string)
     const blocks = certPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
     if (blocks.length === 0) throw new Error(`${source}: certificate file holds no PEM certificate`);
     const chain = blocks.map((b) => new X509Certificate(b));
-    if (!chain[0]!.checkPrivateKey(privateKey)) throw new Error(`${source}: the certificate does not match the private key`);
+    if (!chain[0]!.checkPrivateKey(privateKey))
+      throw new Error(`${source}: the certificate does not match the private key`);
     x5c = chain.map((c) => c.raw.toString('base64'));
   }
   const publicJwk = { ...(publicKey.export({ format: 'jwk' }) as JWK), kid, alg, use: 'sig' };
@@ -142,7 +152,10 @@ function loadFromPath(cfg: TokensConfig, logger: Logger): Loaded {
   if (!current) {
     current = all[0]!;
     if (all.length > 1)
-      logger.warn({ dir: path, signing: basename(current.source) }, 'several signing keys and no current.pem: signing with the first by name');
+      logger.warn(
+        { dir: path, signing: basename(current.source) },
+        'several signing keys and no current.pem: signing with the first by name',
+      );
   }
   return { current, all };
 }
@@ -167,7 +180,9 @@ function initialKeys(cfg: TokensConfig, logger: Logger, sharedEphemeralPem?: str
     throw new ConfigError(configFile, 'tokens.signingKeyFile', (err as Error).message);
   }
   if (cfg.certificateFile === undefined && state.current.x5c === undefined) {
-    logger.info('no certificate for the signing key: tokens carry no x5c (needed only when a Distribution registry verifies them)');
+    logger.info(
+      'no certificate for the signing key: tokens carry no x5c (needed only when a Distribution registry verifies them)',
+    );
   }
   return state;
 }
@@ -190,9 +205,12 @@ export async function loadKeyRing(
     const reload = () => {
       try {
         const next = loadFromPath(cfg, logger);
-        const changed = next.current.kid !== state.current.kid || next.all.map((k) => k.kid).join() !== state.all.map((k) => k.kid).join();
+        const changed =
+          next.current.kid !== state.current.kid ||
+          next.all.map((k) => k.kid).join() !== state.all.map((k) => k.kid).join();
         state = next;
-        if (changed) logger.info({ current: next.current.kid, keys: next.all.map((k) => k.kid) }, 'signing keys reloaded');
+        if (changed)
+          logger.info({ current: next.current.kid, keys: next.all.map((k) => k.kid) }, 'signing keys reloaded');
       } catch (err) {
         logger.error({ err: (err as Error).message }, 'reloading signing keys failed; keeping the previous keys');
       }

@@ -4,7 +4,12 @@ import { parseRefusals } from '../policy/explain.js';
 import type { KeyRing } from './signing-keys.js';
 import { TokenCache, type CacheUsage } from '../http/token-cache.js';
 import { DEFAULT_REFRESH_TTL, REFRESH_TYP, refreshAudience, type RefreshIdentity } from './issue.js';
-import { RegistryTokenError, type AccessEntry, type RegistryTokenVerifier, type VerifiedRegistryToken } from './types.js';
+import {
+  RegistryTokenError,
+  type AccessEntry,
+  type RegistryTokenVerifier,
+  type VerifiedRegistryToken,
+} from './types.js';
 
 const ALGS = ['ES256', 'RS256', 'EdDSA'];
 const MAX_TOKEN_BYTES = 16 * 1024;
@@ -44,7 +49,10 @@ function isAccessList(x: unknown): x is AccessEntry[] {
 }
 
 /** Our own registry tokens, verified with no network and cached per token (a layer push of many PATCHes costs one verify). */
-export function createRegistryTokenVerifier(keys: KeyRing, opts: OwnTokenOptions): RegistryTokenVerifier & { cacheUsage(): CacheUsage } {
+export function createRegistryTokenVerifier(
+  keys: KeyRing,
+  opts: OwnTokenOptions,
+): RegistryTokenVerifier & { cacheUsage(): CacheUsage } {
   const now = opts.now ?? Date.now;
   // Bounded by bytes with least-recently-used eviction: catalog tokens carry a whole identity (`idn`),
   // and emptying the cache when full made every client re-verify at once.
@@ -101,7 +109,8 @@ async function verifyRegistryToken(
 export async function verifyRefreshToken(keys: KeyRing, token: string, opts: OwnTokenOptions): Promise<Identity> {
   if (token.length > MAX_TOKEN_BYTES) throw new RegistryTokenError('refresh token too large');
   const refreshTTL = opts.refreshTTL ?? DEFAULT_REFRESH_TTL;
-  if (refreshTTL <= 0) throw new RegistryTokenError('refresh tokens are turned off on this proxy (tokens.refreshTTL: 0)');
+  if (refreshTTL <= 0)
+    throw new RegistryTokenError('refresh tokens are turned off on this proxy (tokens.refreshTTL: 0)');
   let payload: JWTPayload;
   try {
     const header = decodeProtectedHeader(token);
@@ -119,7 +128,9 @@ export async function verifyRefreshToken(keys: KeyRing, token: string, opts: Own
   } catch (err) {
     if (err instanceof RegistryTokenError) throw err;
     if (err instanceof joseErrors.JWTExpired)
-      throw new RegistryTokenError(`refresh token expired (they live at most ${refreshTTL}s, never past the identity token)`);
+      throw new RegistryTokenError(
+        `refresh token expired (they live at most ${refreshTTL}s, never past the identity token)`,
+      );
     throw new RegistryTokenError(`refresh token invalid: ${(err as Error).message}`);
   }
   const identity = identityFromClaim(payload.idn, payload.exp);
@@ -130,7 +141,8 @@ export async function verifyRefreshToken(keys: KeyRing, token: string, opts: Own
 /** The identity inside one of our tokens (`idn`, written by identityClaim), if it has one. */
 function identityFromClaim(raw: unknown, exp: number | undefined): Identity | undefined {
   const idn = raw as RefreshIdentity | undefined;
-  if (typeof idn !== 'object' || idn === null || typeof idn.issuerName !== 'string' || typeof idn.subject !== 'string') return undefined;
+  if (typeof idn !== 'object' || idn === null || typeof idn.issuerName !== 'string' || typeof idn.subject !== 'string')
+    return undefined;
   return {
     issuerName: idn.issuerName,
     issuer: idn.issuer,

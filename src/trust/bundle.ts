@@ -25,16 +25,20 @@ export interface BundleResult {
 function statementProblem(bundle: Bundle, digest: string): string | undefined {
   if (!isBundleWithDsseEnvelope(bundle)) return 'a bundle holds a message signature, not a signed image statement';
   const envelope = bundle.content.dsseEnvelope;
-  if (envelope.payloadType !== IN_TOTO) return `a bundle's payload is ${envelope.payloadType}, not an in-toto statement`;
+  if (envelope.payloadType !== IN_TOTO)
+    return `a bundle's payload is ${envelope.payloadType}, not an in-toto statement`;
   let statement: { predicateType?: unknown; subject?: unknown };
   try {
     statement = JSON.parse(envelope.payload.toString('utf8')) as typeof statement;
   } catch {
     return "a bundle's statement is not JSON";
   }
-  if (statement.predicateType !== SIGN_PREDICATE) return `a bundle is an attestation (${String(statement.predicateType)}), not an image signature`;
+  if (statement.predicateType !== SIGN_PREDICATE)
+    return `a bundle is an attestation (${String(statement.predicateType)}), not an image signature`;
   const hex = digest.slice('sha256:'.length);
-  const subjects = Array.isArray(statement.subject) ? (statement.subject as { digest?: Record<string, unknown> }[]) : [];
+  const subjects = Array.isArray(statement.subject)
+    ? (statement.subject as { digest?: Record<string, unknown> }[])
+    : [];
   return subjects.some((s) => s?.digest?.sha256 === hex) ? undefined : 'a bundle signs another digest';
 }
 
@@ -63,7 +67,11 @@ function payloadProblem(payload: Buffer, digest: string): string | undefined {
 }
 
 /** Built once: one Verifier for certificates, one per key (the bundle's key hint is not trusted to pick the key). */
-export function bundleVerifier(root: TrustedRoot, keys: readonly KeyAnchor[], keyless: readonly KeylessAnchor[]): BundleVerifier {
+export function bundleVerifier(
+  root: TrustedRoot,
+  keys: readonly KeyAnchor[],
+  keyless: readonly KeylessAnchor[],
+): BundleVerifier {
   const certificates = new Verifier(toTrustMaterial(root));
   const byKey = keys.map((k) => ({
     name: k.name,
@@ -80,7 +88,9 @@ export function bundleVerifier(root: TrustedRoot, keys: readonly KeyAnchor[], ke
     if (problem) return { signers: [], problem };
     const entity = toSignedEntity(bundle, payload);
     if (entity.key.$case === 'public-key') {
-      const signers = byKey.filter(({ verifier }) => failure(() => verifier.verify(entity)) === undefined).map((k) => k.name);
+      const signers = byKey
+        .filter(({ verifier }) => failure(() => verifier.verify(entity)) === undefined)
+        .map((k) => k.name);
       return signers.length ? { signers } : { signers, problem: 'a bundle verified with none of the required keys' };
     }
     let signer: Signer | undefined;
@@ -89,7 +99,9 @@ export function bundleVerifier(root: TrustedRoot, keys: readonly KeyAnchor[], ke
     });
     if (!signer) return { signers: [], problem: `a keyless bundle did not verify: ${why ?? 'unknown error'}` };
     const signers = keyless.filter((a) => identityMatches(a, signer!)).map((a) => a.name);
-    return signers.length ? { signers } : { signers, problem: `a keyless signature is by ${describeIdentity(signer)}, not a required identity` };
+    return signers.length
+      ? { signers }
+      : { signers, problem: `a keyless signature is by ${describeIdentity(signer)}, not a required identity` };
   };
 }
 

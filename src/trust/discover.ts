@@ -42,7 +42,8 @@ async function referrers(repo: RepoReader, digest: string, looked: string[]): Pr
   const path = `/v2/${repo.name}/referrers/${digest}?artifactType=${encodeURIComponent(BUNDLE_TYPE)}`;
   looked.push(`referrers API of ${repo.name}`);
   const answer = await repo.get(path, INDEX_TYPE, SIGNATURE_MAX_BYTES * 4);
-  if (answer.status !== 404 && answer.status !== 200) throw new LookupError(`referrers of ${repo.name}: upstream answered HTTP ${answer.status}`);
+  if (answer.status !== 404 && answer.status !== 200)
+    throw new LookupError(`referrers of ${repo.name}: upstream answered HTTP ${answer.status}`);
   if (answer.status === 200) {
     let json: unknown;
     try {
@@ -62,16 +63,24 @@ async function referrers(repo: RepoReader, digest: string, looked: string[]): Pr
 /** The Sigstore bundles among the referrers (the API may ignore the filter: it is applied here too). */
 async function bundles(repo: RepoReader, list: Descriptor[], subject: string): Promise<Candidate[]> {
   const out: Candidate[] = [];
-  for (const d of list.filter((x) => x.artifactType === BUNDLE_TYPE && typeof x.digest === 'string').slice(0, MAX_ARTIFACTS)) {
+  for (const d of list
+    .filter((x) => x.artifactType === BUNDLE_TYPE && typeof x.digest === 'string')
+    .slice(0, MAX_ARTIFACTS)) {
     const manifest = await repo.manifest(d.digest as string);
     if (!manifest) continue; // listed but gone (deleted since): nothing to verify
     const m = manifest.json as { subject?: { digest?: unknown } };
     // A referrer of another image, listed here by a confused or hostile index, says nothing about this one.
     if (m.subject?.digest !== subject) continue;
-    for (const layer of (descriptors(manifest.json, 'layers') ?? []).filter((l) => l.mediaType === BUNDLE_TYPE && typeof l.digest === 'string')) {
+    for (const layer of (descriptors(manifest.json, 'layers') ?? []).filter(
+      (l) => l.mediaType === BUNDLE_TYPE && typeof l.digest === 'string',
+    )) {
       const body = await repo.blob(layer.digest as string);
       try {
-        out.push({ kind: 'bundle', bundle: JSON.parse(body.toString('utf8')), source: `referrer ${d.digest as string}` });
+        out.push({
+          kind: 'bundle',
+          bundle: JSON.parse(body.toString('utf8')),
+          source: `referrer ${d.digest as string}`,
+        });
       } catch {
         // Not JSON: not a bundle, so no signature (verification would refuse it anyway).
       }
@@ -87,7 +96,9 @@ async function cosignTag(repo: RepoReader, digest: string, looked: string[]): Pr
   const manifest = await repo.manifest(tag);
   if (!manifest) return [];
   const out: Candidate[] = [];
-  const layers = (descriptors(manifest.json, 'layers') ?? []).filter((l) => l.mediaType === SIMPLE_SIGNING_TYPE && typeof l.digest === 'string');
+  const layers = (descriptors(manifest.json, 'layers') ?? []).filter(
+    (l) => l.mediaType === SIMPLE_SIGNING_TYPE && typeof l.digest === 'string',
+  );
   for (const layer of layers.slice(0, MAX_ARTIFACTS)) {
     const signature = annotation(layer, SIGNATURE_ANNOTATION);
     if (signature === undefined) continue;

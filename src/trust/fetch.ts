@@ -13,7 +13,11 @@ const MANIFEST_MAX_BYTES = 4 * 1024 * 1024;
 export const SIGNATURE_MAX_BYTES = 256 * 1024;
 
 export const INDEX_TYPE = 'application/vnd.oci.image.index.v1+json';
-const MANIFEST_ACCEPT = ['application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json', INDEX_TYPE].join(', ');
+const MANIFEST_ACCEPT = [
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+  INDEX_TYPE,
+].join(', ');
 
 export class LookupError extends Error {
   override name = 'LookupError';
@@ -35,7 +39,8 @@ function sha256Digest(bytes: Buffer): string {
 
 function checkDigest(bytes: Buffer, digest: string, what: string): void {
   // Only sha256 is checked; another algorithm is refused rather than believed.
-  if (!digest.startsWith('sha256:') || sha256Digest(bytes) !== digest) throw new LookupError(`${what} ${digest}: the upstream sent other bytes`);
+  if (!digest.startsWith('sha256:') || sha256Digest(bytes) !== digest)
+    throw new LookupError(`${what} ${digest}: the upstream sent other bytes`);
 }
 
 function parseJson(body: Buffer, what: string): unknown {
@@ -60,7 +65,8 @@ export function repoReader(upstream: Upstream, name: string, timeoutMs: number):
     async manifest(reference) {
       const answer = await get(`/v2/${name}/manifests/${reference}`, MANIFEST_ACCEPT, MANIFEST_MAX_BYTES);
       if (answer.status === 404) return undefined;
-      if (answer.status !== 200) throw new LookupError(`manifest ${reference} of ${name}: upstream answered HTTP ${answer.status}`);
+      if (answer.status !== 200)
+        throw new LookupError(`manifest ${reference} of ${name}: upstream answered HTTP ${answer.status}`);
       const body = Buffer.from(answer.text, 'utf8');
       if (reference.startsWith('sha256:')) checkDigest(body, reference, 'manifest');
       return { body, json: parseJson(body, `manifest ${reference}`) };
@@ -70,11 +76,16 @@ export function repoReader(upstream: Upstream, name: string, timeoutMs: number):
       const location = answer.headers.location;
       if (REDIRECTS.has(answer.status) && typeof location === 'string') {
         const target = new URL(location, upstream.url);
-        answer = await outbound(target, { dispatcher: upstream.agent.outbound, timeoutMs, maxBytes: SIGNATURE_MAX_BYTES }).catch((err: unknown) => {
+        answer = await outbound(target, {
+          dispatcher: upstream.agent.outbound,
+          timeoutMs,
+          maxBytes: SIGNATURE_MAX_BYTES,
+        }).catch((err: unknown) => {
           throw new LookupError((err as Error).message);
         });
       }
-      if (answer.status !== 200) throw new LookupError(`blob ${digest} of ${name}: upstream answered HTTP ${answer.status}`);
+      if (answer.status !== 200)
+        throw new LookupError(`blob ${digest} of ${name}: upstream answered HTTP ${answer.status}`);
       const body = Buffer.from(answer.text, 'utf8');
       checkDigest(body, digest, 'blob');
       return body;

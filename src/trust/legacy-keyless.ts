@@ -16,7 +16,9 @@ const V01 = 'application/vnd.dev.sigstore.bundle+json;version=0.1';
 
 /** The DER certificates of a PEM text, base64 (the bundle's rawBytes). */
 function pemCertificates(pem: string): string[] {
-  return [...pem.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map((m) => m[1]!.replace(/\s+/g, ''));
+  return [...pem.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map((m) =>
+    m[1]!.replace(/\s+/g, ''),
+  );
 }
 
 interface RekorBundle {
@@ -39,7 +41,8 @@ export function legacyKeylessBundle(
   }
   const p = rekor.Payload;
   const certificates = [...pemCertificates(annotations.certificate), ...pemCertificates(annotations.chain ?? '')];
-  if (!p || typeof rekor.SignedEntryTimestamp !== 'string' || typeof p.logID !== 'string' || certificates.length === 0) return undefined;
+  if (!p || typeof rekor.SignedEntryTimestamp !== 'string' || typeof p.logID !== 'string' || certificates.length === 0)
+    return undefined;
   if (typeof body.kind !== 'string' || typeof body.apiVersion !== 'string') return undefined;
   return {
     mediaType: V01,

@@ -49,7 +49,8 @@ function trustedRoot(file: string | undefined, path: string): TrustedRoot {
   const at = 'trust.trustedRoot';
   try {
     const root = TrustedRoot.fromJSON(JSON.parse(read(file, path, at)));
-    if (root.certificateAuthorities.length === 0 && root.tlogs.length === 0) throw new Error('it lists no certificate authority and no transparency log');
+    if (root.certificateAuthorities.length === 0 && root.tlogs.length === 0)
+      throw new Error('it lists no certificate authority and no transparency log');
     toTrustMaterial(root);
     return root;
   } catch (err) {
@@ -63,12 +64,21 @@ function keylessName(r: Extract<TrustRequirement, { keyless: unknown }>['keyless
 }
 
 /** Each anchor once by name; the same name must mean the same thing everywhere. */
-function anchorOf(r: TrustRequirement, at: string, file: string | undefined, byName: Map<string, Anchor & { at: string; source: string }>): Anchor {
-  const source = 'key' in r ? `key ${r.key.publicKeyFile}` : `keyless ${r.keyless.issuer} ${r.keyless.subject ?? `/${r.keyless.subjectPattern}/`}`;
+function anchorOf(
+  r: TrustRequirement,
+  at: string,
+  file: string | undefined,
+  byName: Map<string, Anchor & { at: string; source: string }>,
+): Anchor {
+  const source =
+    'key' in r
+      ? `key ${r.key.publicKeyFile}`
+      : `keyless ${r.keyless.issuer} ${r.keyless.subject ?? `/${r.keyless.subjectPattern}/`}`;
   const name = 'key' in r ? r.key.name : keylessName(r.keyless);
   const known = byName.get(name);
   if (known) {
-    if (known.source !== source) throw new ConfigError(file, at, `the name "${name}" is already used for something else at ${known.at}`);
+    if (known.source !== source)
+      throw new ConfigError(file, at, `the name "${name}" is already used for something else at ${known.at}`);
     return known;
   }
   const anchor: Anchor =

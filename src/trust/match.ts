@@ -28,6 +28,9 @@ interface Matchable {
  * Every policy whose globs match `repository`: all of them apply, so adding a policy can only add
  * requirements (first-match would let a narrow entry placed early silently weaken a broad one).
  */
-export function policiesFor<P extends Matchable>(policies: readonly (P & { patterns: readonly RegExp[] })[], repository: string): P[] {
+export function policiesFor<P extends Matchable>(
+  policies: readonly (P & { patterns: readonly RegExp[] })[],
+  repository: string,
+): P[] {
   return policies.filter((p) => p.patterns.some((re) => re.test(repository)));
 }

@@ -24,8 +24,10 @@ export function parseSimpleSigning(payload: Buffer): SimpleSigningPayload | { pr
     return { problem: 'the signed payload is not JSON' };
   }
   const critical = (doc as { critical?: Record<string, unknown> } | null)?.critical;
-  if (typeof critical !== 'object' || critical === null) return { problem: 'the signed payload has no critical section' };
-  if (critical.type !== SIMPLE_SIGNING_TYPE_CLAIM) return { problem: `the signed payload's type is not "${SIMPLE_SIGNING_TYPE_CLAIM}"` };
+  if (typeof critical !== 'object' || critical === null)
+    return { problem: 'the signed payload has no critical section' };
+  if (critical.type !== SIMPLE_SIGNING_TYPE_CLAIM)
+    return { problem: `the signed payload's type is not "${SIMPLE_SIGNING_TYPE_CLAIM}"` };
   const digest = (critical.image as Record<string, unknown> | undefined)?.['docker-manifest-digest'];
   if (typeof digest !== 'string') return { problem: 'the signed payload names no manifest digest' };
   const ref = (critical.identity as Record<string, unknown> | undefined)?.['docker-reference'];
@@ -59,13 +61,19 @@ interface SimpleSigningResult {
 }
 
 /** The keys among `keys` whose signature this is, over a payload for `digest`. Pure (CPU only). */
-export function verifySimpleSigning(payload: Buffer, signature: string, digest: string, keys: readonly KeyAnchor[]): SimpleSigningResult {
+export function verifySimpleSigning(
+  payload: Buffer,
+  signature: string,
+  digest: string,
+  keys: readonly KeyAnchor[],
+): SimpleSigningResult {
   const sig = decodeSignature(signature);
   if (!sig) return { signers: [], problem: 'a signature annotation is not base64' };
   const signers = keys.filter((k) => signatureVerifies(k.key, payload, sig)).map((k) => k.name);
   if (signers.length === 0) return { signers, problem: 'a signature verified with none of the required keys' };
   const claims = parseSimpleSigning(payload);
   if ('problem' in claims) return { signers: [], problem: claims.problem };
-  if (claims.digest !== digest) return { signers: [], problem: `a signature by ${signers.join(', ')} is for ${claims.digest}, not this digest` };
+  if (claims.digest !== digest)
+    return { signers: [], problem: `a signature by ${signers.join(', ')} is for ${claims.digest}, not this digest` };
   return { signers, ...(claims.dockerReference ? { dockerReference: claims.dockerReference } : {}) };
 }

@@ -50,7 +50,8 @@ export type Candidate =
     };
 
 /** Where signatures were looked for and what was found; `error` means "could not look": never "none". */
-export type Discovery = { ok: true; candidates: Candidate[]; looked: string[] } | { ok: false; error: string; looked: string[] };
+export type Discovery =
+  { ok: true; candidates: Candidate[]; looked: string[] } | { ok: false; error: string; looked: string[] };
 
 /** One policy's result for one image. */
 export interface PolicyResult {

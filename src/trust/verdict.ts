@@ -7,7 +7,12 @@ function describeAnchor(a: Anchor): string {
 }
 
 /** The verdict for an image under the policies that apply to it, given the signers that verified. */
-export function verdictOf(policies: readonly TrustPolicy[], signers: readonly string[], problems: readonly string[], looked: readonly string[]): Verdict {
+export function verdictOf(
+  policies: readonly TrustPolicy[],
+  signers: readonly string[],
+  problems: readonly string[],
+  looked: readonly string[],
+): Verdict {
   const have = new Set(signers);
   const results: PolicyResult[] = policies.map((p) => ({
     policy: p.name,
@@ -32,14 +37,23 @@ export function errorVerdict(policies: readonly TrustPolicy[], error: string): V
     signers: [],
     reason: `could not look for signatures: ${error}`,
     error: true,
-    policies: policies.map((p) => ({ policy: p.name, mode: p.mode, satisfied: false, required: p.require.map(describeAnchor) })),
+    policies: policies.map((p) => ({
+      policy: p.name,
+      mode: p.mode,
+      satisfied: false,
+      required: p.require.map(describeAnchor),
+    })),
   };
 }
 
 /** What the guard does with a verdict: `enforce` refuses, `audit` serves and records. */
 type TrustOutcome =
   | { action: 'pass'; /** Audit lines: policies in audit mode that were not satisfied. */ recorded: string[] }
-  | { action: 'refuse'; /** For a 403 DENIED: names image, digest and what was required. */ message: string; recorded: string[] };
+  | {
+      action: 'refuse';
+      /** For a 403 DENIED: names image, digest and what was required. */ message: string;
+      recorded: string[];
+    };
 
 export function trustOutcome(image: string, digest: string, verdict: Verdict): TrustOutcome {
   const line = (r: PolicyResult) =>

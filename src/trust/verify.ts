@@ -46,17 +46,34 @@ function viaBundle(bundles: BundleVerifier | undefined, json: unknown, digest: s
 }
 
 /** cosign's legacy keyless `.sig` layer: verified as the bundle v0.1 it restates. */
-function legacyKeyless(bundles: BundleVerifier | undefined, c: Extract<Candidate, { kind: 'simple-signing' }>, digest: string) {
+function legacyKeyless(
+  bundles: BundleVerifier | undefined,
+  c: Extract<Candidate, { kind: 'simple-signing' }>,
+  digest: string,
+) {
   const json =
     c.rekorBundle !== undefined
-      ? legacyKeylessBundle(c.payload, c.signature, { certificate: c.certificate!, chain: c.chain, rekorBundle: c.rekorBundle })
+      ? legacyKeylessBundle(c.payload, c.signature, {
+          certificate: c.certificate!,
+          chain: c.chain,
+          rekorBundle: c.rekorBundle,
+        })
       : undefined;
-  if (!json) return { signers: [], problem: 'a keyless signature has no usable Rekor bundle annotation (offline verification needs it)' };
+  if (!json)
+    return {
+      signers: [],
+      problem: 'a keyless signature has no usable Rekor bundle annotation (offline verification needs it)',
+    };
   return viaBundle(bundles, json, digest, c.payload);
 }
 
 /** Each candidate against the anchors these policies need: the signers that verified, the problems of the rest. */
-function check(candidates: readonly Candidate[], digest: string, policies: readonly TrustPolicy[], bundles: BundleVerifier | undefined) {
+function check(
+  candidates: readonly Candidate[],
+  digest: string,
+  policies: readonly TrustPolicy[],
+  bundles: BundleVerifier | undefined,
+) {
   const needed = new Set(policies.flatMap((p) => p.require.map((a) => a.name)));
   const keys = policies.flatMap((p) => p.require).filter((a): a is KeyAnchor => a.kind === 'key');
   const signers = new Set<string>();
@@ -75,12 +92,19 @@ function check(candidates: readonly Candidate[], digest: string, policies: reado
   return { signers: [...signers], problems };
 }
 
-function createTrustVerifier(loaded: LoadedTrust, config: { cacheTtl: number; cacheSize: number; lookupTimeout: number }, deps: TrustDeps): Trust {
+function createTrustVerifier(
+  loaded: LoadedTrust,
+  config: { cacheTtl: number; cacheSize: number; lookupTimeout: number },
+  deps: TrustDeps,
+): Trust {
   const bundles = loaded.root ? bundleVerifier(loaded.root, loaded.keys, loaded.keyless) : undefined;
   const cache = new LRUCache<string, Verdict>({ max: config.cacheSize, ttl: config.cacheTtl });
   const inFlight = new Map<string, Promise<Verdict>>();
   const count = (v: Verdict, cached: boolean) =>
-    deps.metrics?.trustVerdicts.inc({ result: v.error ? 'error' : v.verified ? 'verified' : 'unverified', cached: String(cached) });
+    deps.metrics?.trustVerdicts.inc({
+      result: v.error ? 'error' : v.verified ? 'verified' : 'unverified',
+      cached: String(cached),
+    });
 
   async function lookup(repository: string, digest: string, policies: TrustPolicy[]): Promise<Verdict> {
     const upstream = upstreamFor(deps.upstreams, repository);
@@ -115,14 +139,23 @@ function createTrustVerifier(loaded: LoadedTrust, config: { cacheTtl: number; ca
       const result = verdict.error ? 'error' : verdict.verified ? 'verified' : 'unverified';
       deps.metrics?.trustVerification.observe({ result }, Number(process.hrtime.bigint() - started) / 1e9);
       count(verdict, false);
-      if (!verdict.verified) deps.logger.info({ repository, digest, reason: verdict.reason, error: verdict.error }, 'image signature not verified');
+      if (!verdict.verified)
+        deps.logger.info(
+          { repository, digest, reason: verdict.reason, error: verdict.error },
+          'image signature not verified',
+        );
       return verdict;
     },
   };
 }
 
 /** The verifier set for `config.trust`, or undefined when no policy is configured. Throws ConfigError on a bad key or root file. */
-export function createTrust(config: Pick<Config, 'trust' | 'file'>, upstreams: readonly Upstream[], logger: Logger, metrics?: Metrics): Trust | undefined {
+export function createTrust(
+  config: Pick<Config, 'trust' | 'file'>,
+  upstreams: readonly Upstream[],
+  logger: Logger,
+  metrics?: Metrics,
+): Trust | undefined {
   if (!config.trust || config.trust.policies.length === 0) return undefined;
   return createTrustVerifier(loadTrust(config.trust, config.file), config.trust, { upstreams, logger, metrics });
 }

@@ -18,13 +18,20 @@ const fixed = (header: () => string | undefined): UpstreamAuth => ({
  * ones on token-dance.ts). `http`: the upstream's outbound pool, owned by its Upstream; `observe`:
  * told of each background credential call (ECR, ACR), for the metrics.
  */
-export function createUpstreamAuth(upstream: UpstreamConfig, logger: Logger, http: UpstreamHttp, observe?: RenewalObserver): UpstreamAuth {
+export function createUpstreamAuth(
+  upstream: UpstreamConfig,
+  logger: Logger,
+  http: UpstreamHttp,
+  observe?: RenewalObserver,
+): UpstreamAuth {
   const auth = upstream.auth;
   switch (auth.type) {
     case 'none':
       return fixed(() => undefined);
     case 'basic':
-      return fixed(() => `Basic ${Buffer.from(`${auth.username}:${readSecret(auth.passwordFile)}`).toString('base64')}`);
+      return fixed(
+        () => `Basic ${Buffer.from(`${auth.username}:${readSecret(auth.passwordFile)}`).toString('base64')}`,
+      );
     case 'bearer':
       return fixed(() => `Bearer ${readSecret(auth.tokenFile)}`);
     case 'registry-token':

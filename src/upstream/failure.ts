@@ -9,7 +9,10 @@ type UpstreamFailure = 'unreachable' | 'timeout' | 'credentials' | 'bad-answer' 
  * status line's reason phrase, because Docker, containerd and containers/image ignore 5xx bodies and
  * print only the status line ("received unexpected HTTP status: 502 Bad Gateway (…)").
  */
-export function upstreamFailure(kind: UpstreamFailure, code?: string): { status: number; message: string; reason: string } {
+export function upstreamFailure(
+  kind: UpstreamFailure,
+  code?: string,
+): { status: number; message: string; reason: string } {
   switch (kind) {
     case 'unreachable':
       return {
@@ -20,13 +23,15 @@ export function upstreamFailure(kind: UpstreamFailure, code?: string): { status:
     case 'timeout':
       return {
         status: 504,
-        message: 'upstream registry did not answer in time: the registry behind this proxy is slow or stuck; your credentials were accepted',
+        message:
+          'upstream registry did not answer in time: the registry behind this proxy is slow or stuck; your credentials were accepted',
         reason: 'Gateway Timeout (upstream registry did not answer in time)',
       };
     case 'credentials':
       return {
         status: 502,
-        message: "upstream registry rejected the proxy's own credentials: the proxy's upstream.auth needs fixing; your credentials were accepted",
+        message:
+          "upstream registry rejected the proxy's own credentials: the proxy's upstream.auth needs fixing; your credentials were accepted",
         reason: "Bad Gateway (upstream rejected the proxy's credentials)",
       };
     case 'bad-answer':
@@ -44,12 +49,19 @@ export function upstreamFailure(kind: UpstreamFailure, code?: string): { status:
         reason: "Bad Gateway (upstream's token realm is not trusted)",
       };
     case 'unconfigured':
-      return { status: 503, message: 'no upstream registry is configured on this proxy', reason: 'Service Unavailable (no upstream registry configured)' };
+      return {
+        status: 503,
+        message: 'no upstream registry is configured on this proxy',
+        reason: 'Service Unavailable (no upstream registry configured)',
+      };
   }
 }
 
 /** An upstream failure as the error the client gets: OCI body and the telling reason phrase. Pure. */
-export function upstreamFailureError(kind: UpstreamFailure, opts: { code?: string; headers?: Record<string, string> } = {}): OciError {
+export function upstreamFailureError(
+  kind: UpstreamFailure,
+  opts: { code?: string; headers?: Record<string, string> } = {},
+): OciError {
   const f = upstreamFailure(kind, opts.code);
   return new OciError(f.status, 'UNAVAILABLE', f.message, { headers: opts.headers, statusMessage: f.reason });
 }
@@ -60,7 +72,9 @@ export function upstreamFailureError(kind: UpstreamFailure, opts: { code?: strin
  * the outbound size cap: a bad answer; a socket error: the upstream or its token server is
  * unreachable; an unreadable secret file, or anything else the upstream answered: those credentials.
  */
-export function upstreamAuthFailureKind(err: unknown): 'unreachable' | 'timeout' | 'bad-answer' | 'credentials' | 'untrusted-realm' {
+export function upstreamAuthFailureKind(
+  err: unknown,
+): 'unreachable' | 'timeout' | 'bad-answer' | 'credentials' | 'untrusted-realm' {
   const e = err as { code?: unknown; path?: unknown; untrustedRealm?: unknown; outbound?: unknown } | undefined;
   if (e?.untrustedRealm === true) return 'untrusted-realm';
   if (e?.outbound === 'timeout') return 'timeout';

@@ -37,7 +37,8 @@ export function judgeAuthFailure(err: unknown): ProbeOutcome & { ok: false } {
   const e = err as { code?: unknown; message?: unknown } | undefined;
   const message = typeof e?.message === 'string' ? e.message : String(err);
   const kind = upstreamAuthFailureKind(err);
-  if (kind === 'unreachable' || kind === 'timeout') return { ok: false, reason: UPSTREAM_UNREACHABLE, detail: `${message} (${String(e?.code)})` };
+  if (kind === 'unreachable' || kind === 'timeout')
+    return { ok: false, reason: UPSTREAM_UNREACHABLE, detail: `${message} (${String(e?.code)})` };
   if (kind === 'bad-answer') return { ok: false, reason: UPSTREAM_BAD_ANSWER, detail: message };
   return { ok: false, reason: UPSTREAM_REJECTED, detail: message };
 }
@@ -66,7 +67,11 @@ async function checkUpstream(upstream: Upstream): Promise<ProbeOutcome> {
   }
   try {
     const headers: Record<string, string> = authorization ? { authorization } : {};
-    const res = await outbound(`${upstream.url}/v2/`, { dispatcher: upstream.agent.outbound, timeoutMs: PROBE_TIMEOUT_MS, headers });
+    const res = await outbound(`${upstream.url}/v2/`, {
+      dispatcher: upstream.agent.outbound,
+      timeoutMs: PROBE_TIMEOUT_MS,
+      headers,
+    });
     const outcome = judgeUpstreamAnswer(res.status, upstream.config.auth.type);
     if (!outcome.ok) auth.invalidate([]);
     return outcome;
@@ -98,7 +103,8 @@ function createUpstreamProbe(upstream: Upstream | undefined, logger?: Logger, in
       return;
     }
     // The details are for operators: logged when the failure starts or changes, not on every probe.
-    if (last.detail !== loggedDetail) logger?.warn({ upstream: upstream.url, err: last.detail }, `readiness: ${last.reason}`);
+    if (last.detail !== loggedDetail)
+      logger?.warn({ upstream: upstream.url, err: last.detail }, `readiness: ${last.reason}`);
     loggedDetail = last.detail;
   }
   return {
@@ -124,7 +130,9 @@ export function createUpstreamsProbe(upstreams: readonly Upstream[], logger?: Lo
     async ready(): Promise<{ ok: boolean; reason?: string }> {
       const results = await Promise.all(probes.map(async (p) => ({ name: p.name, ...(await p.probe.ready()) })));
       const down = results.find((r) => !r.ok);
-      return down ? { ok: false, reason: `upstream ${down.name}: ${down.reason ?? UPSTREAM_UNREACHABLE}` } : { ok: true };
+      return down
+        ? { ok: false, reason: `upstream ${down.name}: ${down.reason ?? UPSTREAM_UNREACHABLE}` }
+        : { ok: true };
     },
   };
 }

@@ -37,7 +37,10 @@ export function renewalDelay(lifetimeMs: number, shortStreak: number): RenewalPl
   const due = lifetimeMs * RENEW_AT;
   if (due >= RENEWAL_FLOOR_MS) return { delayMs: Math.min(MAX_TIMER_MS, due), shortStreak: 0 };
   const streak = shortStreak + 1;
-  return { delayMs: Math.min(RENEWAL_CEILING_MS, RENEWAL_FLOOR_MS * 2 ** Math.min(streak - 1, 30)), shortStreak: streak };
+  return {
+    delayMs: Math.min(RENEWAL_CEILING_MS, RENEWAL_FLOOR_MS * 2 ** Math.min(streak - 1, 30)),
+    shortStreak: streak,
+  };
 }
 
 /** What a call for the credential came to: a usable lifetime, one too short to renew at 80 %, or a failure. */
@@ -47,7 +50,10 @@ export type RenewalOutcome = 'ok' | 'short-lifetime' | 'error';
 export type RenewalObserver = (outcome: RenewalOutcome, backoffMs?: number) => void;
 
 /** The observer feeding the credential-renewal metrics of one upstream (`upstreams[].name`, else its host). */
-export function renewalMetrics(metrics: Metrics | undefined, upstream: { name?: string; url: string }): RenewalObserver | undefined {
+export function renewalMetrics(
+  metrics: Metrics | undefined,
+  upstream: { name?: string; url: string },
+): RenewalObserver | undefined {
   if (!metrics) return undefined;
   const label = upstream.name || new URL(upstream.url).host;
   return (outcome, backoffMs) => {
@@ -72,7 +78,8 @@ export function renewalPacer(what: string, logger: Logger, observe?: RenewalObse
           { lifetimeSeconds: Math.round(lifetimeMs / 1000), nextRenewalSeconds: plan.delayMs / 1000 },
           `${what} came back already expired or nearly so (clock skew, or a broken endpoint): renewing with back-off up to ${RENEWAL_CEILING_MS / 1000} s, using each one until then`,
         );
-      else if (plan.shortStreak === 0 && streak > 0) logger.info({ shortAnswers: streak }, `${what} has a usable lifetime again`);
+      else if (plan.shortStreak === 0 && streak > 0)
+        logger.info({ shortAnswers: streak }, `${what} has a usable lifetime again`);
       streak = plan.shortStreak;
       observe?.(streak ? 'short-lifetime' : 'ok', streak ? plan.delayMs : 0);
       return plan.delayMs;

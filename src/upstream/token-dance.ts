@@ -65,7 +65,11 @@ async function askTokenService(
   if (q.account) url.searchParams.set('account', q.account);
   const basic = Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64');
   // Bounded: a token service answering with gigabytes fails this call, not the process.
-  const res = await outbound(url, { dispatcher: http.dispatcher, timeoutMs: http.timeoutMs, headers: { authorization: `Basic ${basic}` } });
+  const res = await outbound(url, {
+    dispatcher: http.dispatcher,
+    timeoutMs: http.timeoutMs,
+    headers: { authorization: `Basic ${basic}` },
+  });
   // The realm, for messages (origin and path: the query names scopes, never credentials).
   return { status: res.status, text: res.text, where: `${url.origin}${url.pathname}` };
 }
@@ -80,15 +84,25 @@ function trustedRealm(upstream: UpstreamConfig, kind: DanceKind, advertised: str
   }
   const refused = untrustedRealm(upstream.url, realm, kind.realmHosts ?? []);
   if (!refused) return realm;
-  logger.error({ upstream: upstream.url, realmHost: refused.realmHost }, `${refused.message}: not sending ${kind.secret} there`);
+  logger.error(
+    { upstream: upstream.url, realmHost: refused.realmHost },
+    `${refused.message}: not sending ${kind.secret} there`,
+  );
   throw refused;
 }
 
 /** Realm and service from the upstream's `/v2/` challenge (a configured realm wins); the kind fills in a missing service. */
-async function learnEndpoint(upstream: UpstreamConfig, kind: DanceKind, scopes: Scope[], http: UpstreamHttp, logger: Logger): Promise<TokenEndpoint> {
+async function learnEndpoint(
+  upstream: UpstreamConfig,
+  kind: DanceKind,
+  scopes: Scope[],
+  http: UpstreamHttp,
+  logger: Logger,
+): Promise<TokenEndpoint> {
   const res = await outbound(`${upstream.url}/v2/`, { dispatcher: http.dispatcher, timeoutMs: http.timeoutMs });
   const ch = res.status === 401 ? parseBearerChallenge(res.headers['www-authenticate']) : undefined;
-  if (!ch?.realm) throw new Error(`upstream ${upstream.url}/v2/ did not answer with a Bearer challenge (HTTP ${res.status})`);
+  if (!ch?.realm)
+    throw new Error(`upstream ${upstream.url}/v2/ did not answer with a Bearer challenge (HTTP ${res.status})`);
   const realm = kind.realm ? new URL(kind.realm) : trustedRealm(upstream, kind, ch.realm, logger);
   return { realm, service: ch.service || (await kind.service?.(realm, scopes)) };
 }
@@ -98,7 +112,13 @@ async function learnEndpoint(upstream: UpstreamConfig, kind: DanceKind, scopes: 
  * until shortly before it expires. A failed fetch is logged and forgets the endpoint learnt, so the
  * next request starts over; `invalidate` drops that scope set's token (and what the kind says).
  */
-export function tokenDance(upstream: UpstreamConfig, kind: DanceKind, http: UpstreamHttp, logger: Logger, close?: () => Promise<void>): UpstreamAuth {
+export function tokenDance(
+  upstream: UpstreamConfig,
+  kind: DanceKind,
+  http: UpstreamHttp,
+  logger: Logger,
+  close?: () => Promise<void>,
+): UpstreamAuth {
   const cache = new TokenCache<string>(CACHE_MAX_BYTES);
   let endpoint: Promise<TokenEndpoint> | undefined;
 
@@ -109,7 +129,10 @@ export function tokenDance(upstream: UpstreamConfig, kind: DanceKind, http: Upst
       kind.refused();
       return fetchToken(scopes, true);
     }
-    if (answer.status !== 200) throw new Error(`${kind.tokenService} ${answer.where} answered HTTP ${answer.status}${kind.reason?.(answer.text) ?? ''}`);
+    if (answer.status !== 200)
+      throw new Error(
+        `${kind.tokenService} ${answer.where} answered HTTP ${answer.status}${kind.reason?.(answer.text) ?? ''}`,
+      );
     if (kind.fill) return kind.fill(answer.text, Date.now());
     // A token narrower than asked (the upstream grants less) is used as is: the upstream answers 401/403 itself.
     const { header, until } = parseTokenResponse(answer.text, Date.now());

@@ -14,7 +14,9 @@ interface UpstreamToken {
 class UntrustedRealmError extends Error {
   readonly untrustedRealm = true;
   constructor(readonly realmHost: string) {
-    super(`the upstream's token realm is on ${realmHost}, which is neither the upstream's host nor listed in upstream.auth.realmHosts`);
+    super(
+      `the upstream's token realm is on ${realmHost}, which is neither the upstream's host nor listed in upstream.auth.realmHosts`,
+    );
   }
 }
 
@@ -25,9 +27,16 @@ const defaultPort = (u: URL) => u.port || (u.protocol === 'https:' ? '443' : '80
  * (scheme, host and port) is trusted; a host in `realmHosts` (`host` for any port, or `host:port`) is
  * trusted over https, or over http when the upstream itself is plain http (never a downgrade).
  */
-export function untrustedRealm(upstreamURL: string, realm: URL, realmHosts: readonly string[]): UntrustedRealmError | undefined {
+export function untrustedRealm(
+  upstreamURL: string,
+  realm: URL,
+  realmHosts: readonly string[],
+): UntrustedRealmError | undefined {
   const upstream = new URL(upstreamURL);
-  const sameOrigin = realm.protocol === upstream.protocol && realm.hostname === upstream.hostname && defaultPort(realm) === defaultPort(upstream);
+  const sameOrigin =
+    realm.protocol === upstream.protocol &&
+    realm.hostname === upstream.hostname &&
+    defaultPort(realm) === defaultPort(upstream);
   if (sameOrigin) return undefined;
   const listed = realmHosts.some((h) => {
     const entry = h.toLowerCase();
@@ -54,7 +63,10 @@ export function parseTokenResponse(text: string, now: number): UpstreamToken {
   }
   const token = typeof body.token === 'string' && body.token !== '' ? body.token : body.access_token;
   if (typeof token !== 'string' || token === '') throw new Error('upstream token server returned no token');
-  const ttl = Math.max(60, typeof body.expires_in === 'number' && Number.isFinite(body.expires_in) ? body.expires_in : 60);
+  const ttl = Math.max(
+    60,
+    typeof body.expires_in === 'number' && Number.isFinite(body.expires_in) ? body.expires_in : 60,
+  );
   const issued = typeof body.issued_at === 'string' ? Date.parse(body.issued_at) : NaN;
   // Only an issued_at in the past and within the lifetime counts: a server clock ahead of ours must not
   // extend it, one far behind must not make every token look expired.

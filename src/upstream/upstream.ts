@@ -66,7 +66,13 @@ function createUpstream(entry: NamedUpstream, logger: Logger, metrics?: Metrics)
       const authorization = await auth.authorization(scopes);
       const headers = { ...init.headers, ...(authorization ? { authorization } : {}) };
       const { timeoutMs = config.timeout, method = 'GET', maxBytes } = init;
-      const answer = await outbound(`${config.url}${path}`, { dispatcher: agent.outbound, timeoutMs, method, headers, maxBytes });
+      const answer = await outbound(`${config.url}${path}`, {
+        dispatcher: agent.outbound,
+        timeoutMs,
+        method,
+        headers,
+        maxBytes,
+      });
       if (answer.status === 401) auth.invalidate(scopes);
       return answer;
     },

@@ -6,7 +6,15 @@ import { startChildProxy, type ChildProxy } from '../helpers/child-proxy.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../fixtures/recording-upstream.js';
 import { freePort } from '../support/net.js';
 import { slowUpload, UPLOAD } from '../support/slow-upload.js';
-import { eventually, onNewConnection, scrape, seriesValue, servingWorkers, spawnBuiltProxy, workerPids } from '../support/cluster.js';
+import {
+  eventually,
+  onNewConnection,
+  scrape,
+  seriesValue,
+  servingWorkers,
+  spawnBuiltProxy,
+  workerPids,
+} from '../support/cluster.js';
 
 /**
  * `workers: 2` under faults: a worker killed with SIGKILL is replaced while the other serves on;
@@ -44,7 +52,8 @@ describe('a worker killed with SIGKILL', () => {
 
   it('is replaced in its slot while the other worker serves on', async () => {
     const token = await proxy.registryToken(['repository:team/app:pull']);
-    const pull = () => onNewConnection(`${proxy.url}/v2/team/app/manifests/latest`, { headers: { authorization: `Bearer ${token}` } });
+    const pull = () =>
+      onNewConnection(`${proxy.url}/v2/team/app/manifests/latest`, { headers: { authorization: `Bearer ${token}` } });
     const before = await servingWorkers(proxy.url, 2);
     expect(before.size).toBe(2);
     const victim = before.get('1')!;
@@ -66,7 +75,9 @@ describe('a worker killed with SIGKILL', () => {
     const again = [];
     for (let i = 0; i < 6; i++) again.push((await pull()).status);
     expect(again).toEqual(Array(6).fill(200));
-    expect(proxy.output()).toMatch(/"worker":1,"pid":\d+,"code":null,"signal":"SIGKILL","restartInMs":100,"msg":"worker exited unexpectedly: restarting it"/);
+    expect(proxy.output()).toMatch(
+      /"worker":1,"pid":\d+,"code":null,"signal":"SIGKILL","restartInMs":100,"msg":"worker exited unexpectedly: restarting it"/,
+    );
   }, 60_000);
 });
 

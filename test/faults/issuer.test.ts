@@ -22,14 +22,28 @@ beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'rap-issuer-faults-'));
 });
 
-async function issuerProxy(api: KubeApi, extra: Record<string, unknown> = {}, refetchIntervalMs = 200): Promise<TestProxy> {
+async function issuerProxy(
+  api: KubeApi,
+  extra: Record<string, unknown> = {},
+  refetchIntervalMs = 200,
+): Promise<TestProxy> {
   const caFile = join(dir, `ca-${Math.random().toString(36).slice(2)}.crt`);
   writeFileSync(caFile, api.caPem);
   return startProxy({
     withTestIssuer: false,
     policy: POLICY,
     config: {
-      issuers: [{ name: 'cluster', issuer: api.issuer, preset: 'kubernetes', caFile, audiences: ['registry.test'], timeout: '1s', ...extra }],
+      issuers: [
+        {
+          name: 'cluster',
+          issuer: api.issuer,
+          preset: 'kubernetes',
+          caFile,
+          audiences: ['registry.test'],
+          timeout: '1s',
+          ...extra,
+        },
+      ],
       limits: { tokenPerClient: { rate: 0 } },
     },
     runtime: { env: {}, refetchIntervalMs },
@@ -117,7 +131,9 @@ describe('issuer faults', () => {
     writeFileSync(tokenFile, 'reviewer');
     const caFile = join(dir, 'tr-ca.crt');
     writeFileSync(caFile, api.caPem);
-    const p = await issuerProxy(api, { tokenReview: { url: api.url, caFile, bearerTokenFile: tokenFile, cacheTTL: '1s' } });
+    const p = await issuerProxy(api, {
+      tokenReview: { url: api.url, caFile, bearerTokenFile: tokenFile, cacheTTL: '1s' },
+    });
     await waitReady(p);
     expect((await tokenStatus(p, await api.mintBound({ audiences: ['registry.test'] }))).status).toBe(200);
     api.setDelay(4000);

@@ -12,7 +12,12 @@ import { slowUpload, UPLOAD } from '../support/slow-upload.js';
 const BLOB = `sha256:${'f'.repeat(64)}`;
 
 /** An upstream that streams big blobs as fast as the reader takes them and swallows uploads slowly. */
-async function startStreamingUpstream(): Promise<{ url: string; server: Server; open: () => Promise<number>; stop: () => Promise<void> }> {
+async function startStreamingUpstream(): Promise<{
+  url: string;
+  server: Server;
+  open: () => Promise<number>;
+  stop: () => Promise<void>;
+}> {
   const chunk = Buffer.alloc(64 * 1024, 7);
   const server = createServer((req, res) => {
     if (req.method === 'GET') {
@@ -71,7 +76,10 @@ async function settle(check: () => Promise<boolean> | boolean, ms = 5000): Promi
 /** Starts a pull, reads a little, and drops the connection. */
 function abortedPull(url: string, token: string): Promise<void> {
   return new Promise((resolve) => {
-    const req = httpRequest(`${url}/v2/team/app/blobs/${BLOB}`, { headers: { authorization: `Bearer ${token}` }, agent: false });
+    const req = httpRequest(`${url}/v2/team/app/blobs/${BLOB}`, {
+      headers: { authorization: `Bearer ${token}` },
+      agent: false,
+    });
     req.on('response', (res) => {
       let got = 0;
       res.on('data', (d: Buffer) => {
@@ -90,7 +98,11 @@ function abortedPush(url: string, token: string): Promise<void> {
   return new Promise((resolve) => {
     const req = httpRequest(`${url}${UPLOAD}`, {
       method: 'PATCH',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', 'content-length': String(16 << 20) },
+      headers: {
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/octet-stream',
+        'content-length': String(16 << 20),
+      },
       agent: false,
     });
     req.on('error', () => undefined);
@@ -135,7 +147,12 @@ describe('client aborts', () => {
       for (let i = 0; i < 10; i++) batch.push(i % 2 ? abortedPull(proxy.url, token) : abortedPush(proxy.url, token));
       await Promise.all(batch);
     }
-    await settle(async () => (await metric(proxy.url, 'rap_http_requests_in_flight')) <= 1 && (await upstream.open()) === 0 && fds(pid) <= fdBefore + 2);
+    await settle(
+      async () =>
+        (await metric(proxy.url, 'rap_http_requests_in_flight')) <= 1 &&
+        (await upstream.open()) === 0 &&
+        fds(pid) <= fdBefore + 2,
+    );
     expect(await metric(proxy.url, 'rap_http_requests_in_flight')).toBe(1); // the /metrics request itself
     expect(await upstream.open()).toBe(0); // every upstream request was aborted too
     expect(fds(pid)).toBeLessThanOrEqual(fdBefore + 2);
@@ -151,7 +168,9 @@ describe('client aborts', () => {
     const totalLimit = (Number(process.versions.node.split('.')[0]) >= 22 ? 112 : 64) * 1024 * 1024;
     expect(rssAfter - rssBefore).toBeLessThan(totalLimit);
     // and it still serves
-    expect((await fetch(`${proxy.url}/v2/`, { headers: { authorization: `Bearer ${token}` } })).status).toBeLessThan(500);
+    expect((await fetch(`${proxy.url}/v2/`, { headers: { authorization: `Bearer ${token}` } })).status).toBeLessThan(
+      500,
+    );
   }, 120_000);
 });
 
@@ -184,7 +203,11 @@ describe('SIGTERM', () => {
     const token = await proxy.registryToken(['repository:team/app:pull,push']);
     const req = httpRequest(`${proxy.url}${UPLOAD}`, {
       method: 'PATCH',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', 'content-length': String(64 << 20) },
+      headers: {
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/octet-stream',
+        'content-length': String(64 << 20),
+      },
       agent: false,
     });
     const cut = new Promise<string>((resolve) => {

@@ -24,7 +24,11 @@ afterEach(() => {
 });
 
 /** Opens a connection (optionally from another loopback address) and sends `text`; resolves once connected. */
-function open(port: number, text: string, localAddress?: string): Promise<Socket & { out: string; gone: Promise<void> }> {
+function open(
+  port: number,
+  text: string,
+  localAddress?: string,
+): Promise<Socket & { out: string; gone: Promise<void> }> {
   return new Promise((resolve, reject) => {
     const s = connect({ port, host: '127.0.0.1', localAddress }) as Socket & { out: string; gone: Promise<void> };
     s.out = '';
@@ -41,7 +45,11 @@ function open(port: number, text: string, localAddress?: string): Promise<Socket
 }
 
 /** A request from a given loopback source address; resolves with status and body. */
-function get(url: string, localAddress: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+function get(
+  url: string,
+  localAddress: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(url, { localAddress, headers, agent: false }, (res) => {
       let body = '';
@@ -55,7 +63,8 @@ function get(url: string, localAddress: string, headers: Record<string, string> 
   });
 }
 
-const STALLED_TOKEN_POST = 'POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\ngrant_type=pass';
+const STALLED_TOKEN_POST =
+  'POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\ngrant_type=pass';
 
 /** Waits until `cond` holds, polling; fails after `ms` (a bound, not a speed assertion). */
 async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
@@ -77,7 +86,12 @@ describe('request bodies and idle connections', () => {
       upstream: upstream.url,
       config: {
         upstream: { url: upstream.url, timeout: '1s' },
-        limits: { tokenPerClient: { rate: 0 }, tokenGlobal: { rate: 0 }, tokenBodyTimeout: '500ms', idleTimeout: '1500ms' },
+        limits: {
+          tokenPerClient: { rate: 0 },
+          tokenGlobal: { rate: 0 },
+          tokenBodyTimeout: '500ms',
+          idleTimeout: '1500ms',
+        },
       },
     });
     port = Number(new URL(proxy.url).port);
@@ -118,7 +132,10 @@ describe('request bodies and idle connections', () => {
 
   it('closes a connection whose unread request body stalls after the answer', async () => {
     // answered (401) without reading the body; Node then waits for the rest of it to reuse the connection
-    const s = await open(port, 'POST /v2/team-a/app/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc');
+    const s = await open(
+      port,
+      'POST /v2/team-a/app/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc',
+    );
     await Promise.race([s.gone, new Promise((r) => setTimeout(r, 5000))]);
     expect(parseRaw(s.out).status).toBe(401);
     expect(s.destroyed).toBe(true);
@@ -130,7 +147,11 @@ describe('request bodies and idle connections', () => {
     const result = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = httpRequest(`${proxy.url}/v2/team-a/app/blobs/uploads/abc?_state=x`, {
         method: 'PATCH',
-        headers: { authorization: `Bearer ${push}`, 'content-type': 'application/octet-stream', 'content-length': String(chunks * 100) },
+        headers: {
+          authorization: `Bearer ${push}`,
+          'content-type': 'application/octet-stream',
+          'content-length': String(chunks * 100),
+        },
         agent: false,
       });
       req.on('response', (res) => {
@@ -168,7 +189,9 @@ describe('request bodies and idle connections', () => {
       }, 250);
     });
     try {
-      const r = await fetch(`${proxy.url}/v2/team-a/app/blobs/sha256:${'c'.repeat(64)}`, { headers: { authorization: `Bearer ${push}` } });
+      const r = await fetch(`${proxy.url}/v2/team-a/app/blobs/sha256:${'c'.repeat(64)}`, {
+        headers: { authorization: `Bearer ${push}` },
+      });
       expect(r.status).toBe(200);
       expect((await r.arrayBuffer()).byteLength).toBe(chunks * 100);
     } finally {
@@ -186,7 +209,15 @@ describe('connection caps', () => {
     proxy = await startProxy({
       upstream: upstream.url,
       // token bodies may take a minute here: the caps alone must protect the other client
-      config: { limits: { tokenPerClient: { rate: 0 }, tokenGlobal: { rate: 0 }, tokenBodyTimeout: '1m', maxConnectionsPerClient: 5, maxConnections: 40 } },
+      config: {
+        limits: {
+          tokenPerClient: { rate: 0 },
+          tokenGlobal: { rate: 0 },
+          tokenBodyTimeout: '1m',
+          maxConnectionsPerClient: 5,
+          maxConnections: 40,
+        },
+      },
     });
     port = Number(new URL(proxy.url).port);
   });
@@ -238,7 +269,8 @@ describe('connection caps', () => {
   it('past the total cap: a probe is answered, anything else gets a short 503, beyond the reserve dropped; served again once below it', async () => {
     const held: Socket[] = [];
     // 8 addresses × 5 = the total cap of 40, each connection stalled in its head
-    for (let a = 10; a < 18; a++) for (let i = 0; i < 5; i++) held.push(await open(port, 'GET /v2/ HTTP/1.1\r\n', `127.0.0.${a}`));
+    for (let a = 10; a < 18; a++)
+      for (let i = 0; i < 5; i++) held.push(await open(port, 'GET /v2/ HTTP/1.1\r\n', `127.0.0.${a}`));
     // a liveness probe from an address with no connection open is still answered (issue 18 item 6)
     const probe = await get(`${proxy.url}/healthz`, '127.0.0.98');
     expect(probe.status).toBe(200);
@@ -252,7 +284,11 @@ describe('connection caps', () => {
     // the reserve past the cap (16) holds stalled heads for 2 s at most; more are dropped at accept
     const flood: Awaited<ReturnType<typeof open>>[] = [];
     for (let i = 0; i < 40; i++) flood.push(await open(port, 'GET /v2/ HTTP/1.1\r\n', '127.0.0.97'));
-    await until(() => flood.filter((s) => s.destroyed).length >= 40 - 16, 5000, 'connections past the reserve to be dropped');
+    await until(
+      () => flood.filter((s) => s.destroyed).length >= 40 - 16,
+      5000,
+      'connections past the reserve to be dropped',
+    );
     expect(flood.every((s) => s.out === '')).toBe(true);
     await until(() => flood.every((s) => s.destroyed), 5000, 'the reserve to be freed');
     for (const s of held) s.destroy();
@@ -286,7 +322,8 @@ describe('the total cap follows the open-files limit (issue 18 item 6)', () => {
   it('600 stalled /token bodies from 200 addresses do not lock out /healthz; the start-up log names the cap it derived', async () => {
     const port = Number(new URL(proxy.url).port);
     const stalled: Awaited<ReturnType<typeof open>>[] = [];
-    for (let a = 0; a < 200; a++) for (let i = 0; i < 3; i++) stalled.push(await open(port, STALLED_TOKEN_POST, `127.0.1.${a + 1}`));
+    for (let a = 0; a < 200; a++)
+      for (let i = 0; i < 3; i++) stalled.push(await open(port, STALLED_TOKEN_POST, `127.0.1.${a + 1}`));
     // the cap's worth are held (bodies may take a minute); the rest are answered 503 or dropped
     await until(() => stalled.filter((s) => !s.destroyed).length <= 184, 10_000, 'connections past the cap to close');
     // (the harness's keep-alive connection from its start-up /healthz check may count too)
@@ -325,7 +362,10 @@ describe('aborted requests (item 11)', () => {
   let pull: string;
   beforeAll(async () => {
     upstream = await startRecordingUpstream();
-    proxy = await startProxy({ upstream: upstream.url, config: { limits: { tokenPerClient: { rate: 0 }, tokenGlobal: { rate: 0 } } } });
+    proxy = await startProxy({
+      upstream: upstream.url,
+      config: { limits: { tokenPerClient: { rate: 0 }, tokenGlobal: { rate: 0 } } },
+    });
     pull = await proxy.registryToken(['repository:team-a/app:pull']);
   });
   afterAll(async () => {
@@ -334,12 +374,16 @@ describe('aborted requests (item 11)', () => {
   });
 
   function requestLines(path: string): Record<string, unknown>[] {
-    return proxy.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'request' && l.path === path);
+    return proxy.logs
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.msg === 'request' && l.path === path);
   }
 
   async function metric(status: string, path = 'v2'): Promise<number> {
     const text = await (await fetch(`${proxy.url}/metrics`)).text();
-    const line = text.split('\n').find((l) => l.startsWith(`rap_http_requests_total{route="${path}",method="GET",status="${status}"}`));
+    const line = text
+      .split('\n')
+      .find((l) => l.startsWith(`rap_http_requests_total{route="${path}",method="GET",status="${status}"}`));
     return line ? Number(line.split(' ').pop()) : 0;
   }
 
@@ -354,10 +398,14 @@ describe('aborted requests (item 11)', () => {
     const before200 = await metric('200');
     try {
       await new Promise<void>((resolve) => {
-        const req = httpRequest(`${proxy.url}${path}`, { headers: { authorization: `Bearer ${pull}` }, agent: false }, (res) => {
-          res.once('data', () => req.destroy()); // the client gives up after the first bytes
-          res.on('error', () => {});
-        });
+        const req = httpRequest(
+          `${proxy.url}${path}`,
+          { headers: { authorization: `Bearer ${pull}` }, agent: false },
+          (res) => {
+            res.once('data', () => req.destroy()); // the client gives up after the first bytes
+            res.on('error', () => {});
+          },
+        );
         req.on('error', () => {});
         req.on('close', () => resolve());
         req.end();

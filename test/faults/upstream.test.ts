@@ -25,7 +25,11 @@ interface Outcome {
 /** A request whose outcome is recorded whatever happens: status and body, or the transport error. */
 function attempt(
   url: string,
-  init: { method?: string; headers?: Record<string, string>; body?: Buffer | ((req: ReturnType<typeof httpRequest>) => void) } = {},
+  init: {
+    method?: string;
+    headers?: Record<string, string>;
+    body?: Buffer | ((req: ReturnType<typeof httpRequest>) => void);
+  } = {},
 ): Promise<Outcome> {
   const started = performance.now();
   return new Promise((resolve) => {
@@ -49,7 +53,10 @@ function attempt(
 
 beforeAll(async () => {
   upstream = await startRecordingUpstream();
-  proxy = await startProxy({ upstream: upstream.url, config: { upstream: { url: upstream.url, timeout: '1s' }, limits: { tokenPerClient: { rate: 0 } } } });
+  proxy = await startProxy({
+    upstream: upstream.url,
+    config: { upstream: { url: upstream.url, timeout: '1s' }, limits: { tokenPerClient: { rate: 0 } } },
+  });
   pull = await proxy.registryToken(['repository:team-a/app:pull']);
   push = await proxy.registryToken(['repository:team-a/app:pull,push']);
 });
@@ -97,7 +104,10 @@ describe('upstream faults', () => {
     });
     await new Promise<void>((r) => rude.listen(0, '127.0.0.1', r));
     const port = (rude.address() as { port: number }).port;
-    const p = await startProxy({ upstream: `http://127.0.0.1:${port}`, config: { upstream: { url: `http://127.0.0.1:${port}`, timeout: '1s' } } });
+    const p = await startProxy({
+      upstream: `http://127.0.0.1:${port}`,
+      config: { upstream: { url: `http://127.0.0.1:${port}`, timeout: '1s' } },
+    });
     const r = await attempt(`${p.url}/v2/team-a/app/blobs/sha256:${'c'.repeat(64)}`, {
       headers: { authorization: `Bearer ${await p.registryToken(['repository:team-a/app:pull'])}` },
     });
@@ -109,7 +119,9 @@ describe('upstream faults', () => {
 
   it('slow to answer: 504 after upstream.timeout, not later', async () => {
     upstream.handle(() => undefined);
-    const r = await attempt(`${proxy.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${pull}` } });
+    const r = await attempt(`${proxy.url}/v2/team-a/app/manifests/v1`, {
+      headers: { authorization: `Bearer ${pull}` },
+    });
     expect(r.status).toBe(504);
     expect(errorCode(r)).toBe('UNAVAILABLE');
     expect(r.ms).toBeLessThan(5000);
@@ -122,7 +134,9 @@ describe('upstream faults', () => {
       res.write(Buffer.alloc(256 * 1024, 1));
       setTimeout(() => res.socket?.destroy(), 50);
     });
-    const r = await attempt(`${proxy.url}/v2/team-a/app/blobs/sha256:${'d'.repeat(64)}`, { headers: { authorization: `Bearer ${pull}` } });
+    const r = await attempt(`${proxy.url}/v2/team-a/app/blobs/sha256:${'d'.repeat(64)}`, {
+      headers: { authorization: `Bearer ${pull}` },
+    });
     expect(r.status).toBe(200);
     expect(r.error).toBeDefined();
     await stillServes();
@@ -133,7 +147,9 @@ describe('upstream faults', () => {
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(1 << 20) });
       res.write(Buffer.alloc(64 * 1024, 1)); // ...and nothing more
     });
-    const r = await attempt(`${proxy.url}/v2/team-a/app/blobs/sha256:${'e'.repeat(64)}`, { headers: { authorization: `Bearer ${pull}` } });
+    const r = await attempt(`${proxy.url}/v2/team-a/app/blobs/sha256:${'e'.repeat(64)}`, {
+      headers: { authorization: `Bearer ${pull}` },
+    });
     expect(r.error).toBeDefined();
     expect(r.ms).toBeLessThan(5000);
     await stillServes();

@@ -24,7 +24,10 @@ export async function startChildProxy(
   const dir = mkdtempSync(join(tmpdir(), 'rap-child-'));
   const issuer = await ciIssuer();
   issuer.writeJwks(join(dir, 'jwks.json'));
-  writeFileSync(join(dir, 'policy.yaml'), 'rules: [{name: all, actions: [pull, push], when: \'identity.issuerName == "ci"\'}]\n');
+  writeFileSync(
+    join(dir, 'policy.yaml'),
+    'rules: [{name: all, actions: [pull, push], when: \'identity.issuerName == "ci"\'}]\n',
+  );
   const port = await freePort();
   writeFileSync(
     join(dir, 'config.yaml'),
@@ -41,6 +44,7 @@ export async function startChildProxy(
   );
   const proc = await startProxyProcess(join(dir, 'config.yaml'), `http://127.0.0.1:${port}`, { built: true, ...opts });
   return Object.assign(proc, {
-    registryToken: async (scopes: string[]) => fetchRegistryToken(proc.url, await issuer.mint({ sub: 'child' }), scopes),
+    registryToken: async (scopes: string[]) =>
+      fetchRegistryToken(proc.url, await issuer.mint({ sub: 'child' }), scopes),
   });
 }

@@ -21,7 +21,12 @@ interface RunOptions {
   cleanEnv?: boolean;
 }
 
-function run(entry: string, args: string[], opts: RunOptions, loader: string[] = ['--import', 'tsx']): Promise<CliResult> {
+function run(
+  entry: string,
+  args: string[],
+  opts: RunOptions,
+  loader: string[] = ['--import', 'tsx'],
+): Promise<CliResult> {
   return runExecutable(process.execPath, [...loader, entry, ...args], opts);
 }
 
@@ -58,7 +63,11 @@ export function runCredentialHelper(args: string[], opts: RunOptions = {}): Prom
 }
 
 /** Runs one of the built `bin/` entry points (needs `npm run build`), as an installed command would run. */
-export function runBuiltBin(bin: 'registry-auth-proxy' | 'docker-credential-registry-auth-proxy', args: string[], opts: RunOptions = {}): Promise<CliResult> {
+export function runBuiltBin(
+  bin: 'registry-auth-proxy' | 'docker-credential-registry-auth-proxy',
+  args: string[],
+  opts: RunOptions = {},
+): Promise<CliResult> {
   return run(join(ROOT, 'bin', `${bin}.js`), args, opts, []);
 }
 

@@ -9,5 +9,6 @@ const REQUIRED = ['docker-registry', 'skopeo', 'ctr', 'containerd'];
  */
 export default function setup(): void {
   const missing = REQUIRED.filter((tool) => !findTool(tool));
-  if (missing.length > 0) throw new Error(`the integration tests need ${missing.join(', ')}. Install with: ${installHint(missing)}`);
+  if (missing.length > 0)
+    throw new Error(`the integration tests need ${missing.join(', ')}. Install with: ${installHint(missing)}`);
 }

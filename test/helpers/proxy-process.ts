@@ -31,8 +31,13 @@ export interface ProxyProcessOptions {
   openFiles?: number;
 }
 
-export async function startProxyProcess(configFile: string, url: string, opts: ProxyProcessOptions = {}): Promise<ProxyProcess> {
-  if (opts.built && !existsSync(`${ROOT}/dist/cli/main.js`)) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
+export async function startProxyProcess(
+  configFile: string,
+  url: string,
+  opts: ProxyProcessOptions = {},
+): Promise<ProxyProcess> {
+  if (opts.built && !existsSync(`${ROOT}/dist/cli/main.js`))
+    throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
   const args = opts.built
     ? [`${ROOT}/bin/registry-auth-proxy.js`, 'serve', '--config', configFile]
     : ['--import', 'tsx', ENTRY, 'serve', '--config', configFile];

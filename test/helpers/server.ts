@@ -96,7 +96,8 @@ export async function startProxy(opts: StartProxyOptions = {}): Promise<TestProx
   };
   if (!opts.config?.publicURL) raw.publicURL = `${raw.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const issuers = (raw.issuers as unknown[] | undefined) ?? [];
-  if (opts.withTestIssuer !== false) issuers.push({ name: 'ci', issuer: TEST_ISSUER, jwksFile: join(dir, 'ci-jwks.json') });
+  if (opts.withTestIssuer !== false)
+    issuers.push({ name: 'ci', issuer: TEST_ISSUER, jwksFile: join(dir, 'ci-jwks.json') });
   raw.issuers = issuers;
   writeFileSync(join(dir, 'config.yaml'), stringify(raw));
   const config = buildConfig(raw, {}, join(dir, 'config.yaml'));
@@ -108,7 +109,8 @@ export async function startProxy(opts: StartProxyOptions = {}): Promise<TestProx
   const decided = withClusterIssuer(config, await clusterIssuerFor(config, logger, { env, serviceAccountDir }));
   const runtime = await startRuntime(decided, logger, runtimeOptions);
   const url = runtime.url;
-  const mintIdentity = (claims: Record<string, unknown> = {}, o: { ttl?: number } = {}) => issuer.mint({ ...claims, aud: config.service }, o);
+  const mintIdentity = (claims: Record<string, unknown> = {}, o: { ttl?: number } = {}) =>
+    issuer.mint({ ...claims, aud: config.service }, o);
   return {
     url,
     host: new URL(url).host,
@@ -117,7 +119,8 @@ export async function startProxy(opts: StartProxyOptions = {}): Promise<TestProx
     dir,
     logs,
     mintIdentity,
-    registryToken: async (scopes, claims) => fetchRegistryToken(url, await mintIdentity(claims), scopes, { service: config.service }),
+    registryToken: async (scopes, claims) =>
+      fetchRegistryToken(url, await mintIdentity(claims), scopes, { service: config.service }),
     requestToken: (identity, scopes, o) => requestToken(url, identity, scopes, { service: config.service, ...o }),
     stop: () => runtime.stop(1000),
   };

@@ -7,7 +7,12 @@ import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { bindTestcontainers, EngineUnavailable, type Dockerd } from '../fixtures/dockerd.js';
 import { buildOciImage } from '../fixtures/images.js';
-import { loadCredentialProviderImage, loadProjectImage, startBuildEngine, type ProjectImage } from '../fixtures/project-image.js';
+import {
+  loadCredentialProviderImage,
+  loadProjectImage,
+  startBuildEngine,
+  type ProjectImage,
+} from '../fixtures/project-image.js';
 import { freePort, startRegistry, useEngineForRegistries, type Registry } from '../fixtures/registry.js';
 import { TestIssuer } from '../support/issuer.js';
 import { requireTool } from '../support/tools.js';
@@ -78,7 +83,9 @@ async function runImage(d: Dockerd, args: string[]): Promise<string> {
 describe('what the image says about itself', () => {
   it('OCI labels: title, licence, source, the version of package.json and the commit it was built from', async (ctx) => {
     const d = engineOrSkip(ctx);
-    const labels = JSON.parse((await d.docker(['image', 'inspect', '--format', '{{json .Config.Labels}}', IMAGE])).stdout) as Record<string, string>;
+    const labels = JSON.parse(
+      (await d.docker(['image', 'inspect', '--format', '{{json .Config.Labels}}', IMAGE])).stdout,
+    ) as Record<string, string>;
     expect(labels).toMatchObject({
       'org.opencontainers.image.title': 'registry-auth-proxy',
       'org.opencontainers.image.licenses': 'Apache-2.0',
@@ -95,34 +102,58 @@ describe('what the image says about itself', () => {
 
   it('--version prints the version and that commit; node is 24', async (ctx) => {
     const d = engineOrSkip(ctx);
-    const revision = (await d.docker(['image', 'inspect', '--format', '{{index .Config.Labels "org.opencontainers.image.revision"}}', IMAGE])).stdout.trim();
+    const revision = (
+      await d.docker([
+        'image',
+        'inspect',
+        '--format',
+        '{{index .Config.Labels "org.opencontainers.image.revision"}}',
+        IMAGE,
+      ])
+    ).stdout.trim();
     expect(await runImage(d, [IMAGE, '--version'])).toBe(`${PKG.version} (${revision.slice(0, 7)})\n`);
     expect(await runImage(d, ['--entrypoint', 'node', IMAGE, '--version'])).toMatch(/^v24\./);
   });
 
   it('carries a CycloneDX SBOM of the production dependencies: every one of package.json, none of the dev ones', async (ctx) => {
     const d = engineOrSkip(ctx);
-    const sbom = JSON.parse(await runImage(d, ['--entrypoint', 'node', IMAGE, '-p', "require('fs').readFileSync('/app/sbom.cdx.json', 'utf8')"])) as {
+    const sbom = JSON.parse(
+      await runImage(d, [
+        '--entrypoint',
+        'node',
+        IMAGE,
+        '-p',
+        "require('fs').readFileSync('/app/sbom.cdx.json', 'utf8')",
+      ]),
+    ) as {
       bomFormat: string;
       metadata: { component: { name: string; version: string } };
       components: { name: string; version: string; purl: string }[];
     };
     expect(sbom.bomFormat).toBe('CycloneDX');
     expect(sbom.metadata.component).toMatchObject({ name: 'registry-auth-proxy', version: PKG.version });
-    const lock = JSON.parse(readFileSync('package-lock.json', 'utf8')) as { packages: Record<string, { version: string }> };
+    const lock = JSON.parse(readFileSync('package-lock.json', 'utf8')) as {
+      packages: Record<string, { version: string }>;
+    };
     const listed = new Map(sbom.components.map((c) => [`${c.name}@${c.version}`, c]));
     for (const name of Object.keys(PKG.dependencies)) {
       // the version installed from the lockfile, with its package URL
       const version = lock.packages[`node_modules/${name}`]!.version;
-      expect(listed.get(`${name}@${version}`)?.purl, `${name}@${version}`).toBe(`pkg:npm/${name.replace('@', '%40')}@${version}`);
+      expect(listed.get(`${name}@${version}`)?.purl, `${name}@${version}`).toBe(
+        `pkg:npm/${name.replace('@', '%40')}@${version}`,
+      );
     }
     // and every other package installed for production, nested copies too (npm sbom --omit=dev missed the shared ones)
     const production = Object.entries(lock.packages).filter(([path, p]) => path && !(p as { dev?: boolean }).dev);
-    const missing = production.map(([path, p]) => `${path.replace(/^.*node_modules\//, '')}@${p.version}`).filter((id) => !listed.has(id));
+    const missing = production
+      .map(([path, p]) => `${path.replace(/^.*node_modules\//, '')}@${p.version}`)
+      .filter((id) => !listed.has(id));
     expect(missing).toEqual([]);
     const names = new Set(sbom.components.map((c) => c.name));
     // dev dependencies are not, unless production needs them too (@types/node, through @kubernetes/client-node)
-    const devOnly = Object.keys(PKG.devDependencies).filter((name) => (lock.packages[`node_modules/${name}`] as { dev?: boolean }).dev);
+    const devOnly = Object.keys(PKG.devDependencies).filter(
+      (name) => (lock.packages[`node_modules/${name}`] as { dev?: boolean }).dev,
+    );
     expect(devOnly).toContain('vitest');
     for (const dev of devOnly) expect(names.has(dev), dev).toBe(false);
   });
@@ -145,12 +176,18 @@ describe('the project image (Dockerfile, NODE_IMAGE made locally)', () => {
   let issuer: TestIssuer;
   let url: string;
   let host: string;
-  let container: { exec(cmd: string[]): Promise<{ output: string; exitCode: number }>; stop(): Promise<unknown> } | undefined;
+  let container:
+    { exec(cmd: string[]): Promise<{ output: string; exitCode: number }>; stop(): Promise<unknown> } | undefined;
 
   beforeAll(async () => {
     if (!engine) return;
     bindTestcontainers(engine);
-    issuer = await TestIssuer.create({ issuer: 'https://ci.test', audience: 'registry.test', kid: 'img', claims: { sub: 'image-test' } });
+    issuer = await TestIssuer.create({
+      issuer: 'https://ci.test',
+      audience: 'registry.test',
+      kid: 'img',
+      claims: { sub: 'image-test' },
+    });
     const port = await freePort();
     host = `127.0.0.1:${port}`;
     url = `http://${host}`;
@@ -159,7 +196,10 @@ describe('the project image (Dockerfile, NODE_IMAGE made locally)', () => {
     mkdirSync(etc);
     chmodSync(etc, 0o755);
     issuer.writeJwks(join(etc, 'jwks.json'));
-    writeFileSync(join(etc, 'policy.yaml'), 'rules: [{name: ci-pushes-ci, actions: [pull, push], when: \'request.repository.startsWith("ci/")\'}]\n');
+    writeFileSync(
+      join(etc, 'policy.yaml'),
+      'rules: [{name: ci-pushes-ci, actions: [pull, push], when: \'request.repository.startsWith("ci/")\'}]\n',
+    );
     writeFileSync(
       join(etc, 'config.yaml'),
       stringify({
@@ -177,7 +217,9 @@ describe('the project image (Dockerfile, NODE_IMAGE made locally)', () => {
       container = await new GenericContainer(IMAGE)
         .withNetworkMode('host')
         .withBindMounts([{ source: etc, target: '/etc/registry-auth-proxy', mode: 'ro' }])
-        .withLogConsumer((stream) => stream.on('data', (d: Buffer | string) => (output = (output + d.toString()).slice(-20_000))))
+        .withLogConsumer((stream) =>
+          stream.on('data', (d: Buffer | string) => (output = (output + d.toString()).slice(-20_000))),
+        )
         .withWaitStrategy(Wait.forLogMessage(/registry-auth-proxy listening/))
         .withStartupTimeout(30_000)
         .start();
@@ -213,10 +255,34 @@ describe('the project image (Dockerfile, NODE_IMAGE made locally)', () => {
     const id = await issuer.mint();
     const skopeo = requireTool('skopeo');
     const image = buildOciImage(join(work, 'oci'), { layers: 2, layerBytes: 16 * 1024 });
-    await run(skopeo, ['copy', '--quiet', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${host}/ci/app:v1`], { timeout: 60_000 });
-    await run(skopeo, ['copy', '--quiet', '--src-tls-verify=false', '--src-creds', `x:${id}`, `docker://${host}/ci/app:v1`, `oci:${join(work, 'pulled')}:v1`], {
-      timeout: 60_000,
-    });
+    await run(
+      skopeo,
+      [
+        'copy',
+        '--quiet',
+        '--dest-tls-verify=false',
+        '--dest-creds',
+        `x:${id}`,
+        image.ref,
+        `docker://${host}/ci/app:v1`,
+      ],
+      { timeout: 60_000 },
+    );
+    await run(
+      skopeo,
+      [
+        'copy',
+        '--quiet',
+        '--src-tls-verify=false',
+        '--src-creds',
+        `x:${id}`,
+        `docker://${host}/ci/app:v1`,
+        `oci:${join(work, 'pulled')}:v1`,
+      ],
+      {
+        timeout: 60_000,
+      },
+    );
     expect(await registry.repositories()).toContain('ci/app');
   });
 });
@@ -248,7 +314,19 @@ describe("the credential provider's image (Dockerfile target credential-provider
     const d = engineOrSkip(ctx);
     const host = join(work, 'kubelet-credential-providers');
     mkdirSync(host);
-    const args = ['run', '--rm', '--read-only', '--cap-drop', 'ALL', '--volume', `${host}:${MOUNT}`, CP_IMAGE, 'install', '--dir', MOUNT];
+    const args = [
+      'run',
+      '--rm',
+      '--read-only',
+      '--cap-drop',
+      'ALL',
+      '--volume',
+      `${host}:${MOUNT}`,
+      CP_IMAGE,
+      'install',
+      '--dir',
+      MOUNT,
+    ];
     const first = await docker(d, args);
     expect(first.code, first.out).toBe(0);
     expect(first.stdout).toBe(`installed ${MOUNT}/registry-auth-proxy\n`);
@@ -273,7 +351,16 @@ describe("the credential provider's image (Dockerfile target credential-provider
     const d = engineOrSkip(ctx);
     const host = join(work, 'kubelet-credential-providers-wait');
     mkdirSync(host);
-    const started = await docker(d, ['run', '--detach', '--read-only', '--cap-drop', 'ALL', '--volume', `${host}:${MOUNT}`, CP_IMAGE]);
+    const started = await docker(d, [
+      'run',
+      '--detach',
+      '--read-only',
+      '--cap-drop',
+      'ALL',
+      '--volume',
+      `${host}:${MOUNT}`,
+      CP_IMAGE,
+    ]);
     expect(started.code, started.out).toBe(0);
     const id = started.stdout.trim();
     try {

@@ -48,13 +48,20 @@ describe('/metrics', () => {
     expect(bad.status).toBe(401);
     upstream.handle((req, res) => {
       const body = req.method === 'PATCH' ? Buffer.alloc(0) : Buffer.alloc(1000);
-      res.writeHead(req.method === 'PATCH' ? 202 : 200, { 'content-type': 'application/octet-stream', 'content-length': String(body.length) });
+      res.writeHead(req.method === 'PATCH' ? 202 : 200, {
+        'content-type': 'application/octet-stream',
+        'content-length': String(body.length),
+      });
       res.end(body);
     });
     const auth = { authorization: `Bearer ${ok.token}` };
     await (await fetch(`${proxy.url}/v2/team-a/app/blobs/sha256:${'1'.repeat(64)}`, { headers: auth })).arrayBuffer();
     await (
-      await fetch(`${proxy.url}/v2/team-a/app/blobs/uploads/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d`, { method: 'PATCH', headers: auth, body: Buffer.alloc(5000) })
+      await fetch(`${proxy.url}/v2/team-a/app/blobs/uploads/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d`, {
+        method: 'PATCH',
+        headers: auth,
+        body: Buffer.alloc(5000),
+      })
     ).arrayBuffer();
     await (await fetch(`${proxy.url}/v2/team-b/app/manifests/v1`, { headers: auth })).arrayBuffer();
 
@@ -73,7 +80,9 @@ describe('/metrics', () => {
     expect(sample(text, 'rap_bytes_streamed_total', { direction: 'download' })).toBe(1000);
     expect(sample(text, 'rap_bytes_streamed_total', { direction: 'upload' })).toBe(5000);
     expect(sample(text, 'rap_upstream_response_seconds_count', { route: 'blob', status: '200' })).toBe(1);
-    expect(sample(text, 'rap_upstream_response_seconds_bucket', { route: 'upload', status: '202', le: '+Inf' })).toBe(1);
+    expect(sample(text, 'rap_upstream_response_seconds_bucket', { route: 'upload', status: '202', le: '+Inf' })).toBe(
+      1,
+    );
     expect(text).toContain('# TYPE rap_jwks_refreshes_total counter');
     expect(sample(text, 'rap_http_requests_in_flight')).toBe(1);
     expect(sample(text, 'rap_process_resident_memory_bytes')).toBeGreaterThan(0);
@@ -87,8 +96,12 @@ describe('logs', () => {
   it('a partial or denied token decision carries the reason the client prints; the listening line names its fields once', () => {
     const audit = proxy.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.audit === 'token');
     const denied = audit.find((l) => l.result === 'denied');
-    expect(denied?.message).toMatch(/ was refused pull on repository team-b\/app: no rule grants pull\. Check with: registry-auth-proxy policy test /);
-    expect(audit.find((l) => l.result === 'partial')?.message).toMatch(/ was refused delete on repository team-a\/app: /);
+    expect(denied?.message).toMatch(
+      / was refused pull on repository team-b\/app: no rule grants pull\. Check with: registry-auth-proxy policy test /,
+    );
+    expect(audit.find((l) => l.result === 'partial')?.message).toMatch(
+      / was refused delete on repository team-a\/app: /,
+    );
     expect(audit.find((l) => l.result === 'granted')).not.toHaveProperty('message');
     const listening = proxy.logs.find((l) => l.includes('"registry-auth-proxy listening"'))!;
     // pino writes what it is given: a field given twice is in the line twice, and JSON readers keep only one
@@ -114,7 +127,9 @@ describe('/healthz and /readyz', () => {
     expect(body.status).toBe('not ready');
     // which check failed, not the upstream's address or socket error (those are logged)
     expect(body.reasons).toEqual(['upstream unreachable']);
-    expect(dead.logs.some((l) => l.includes('readiness: upstream unreachable') && l.includes('127.0.0.1:9'))).toBe(true);
+    expect(dead.logs.some((l) => l.includes('readiness: upstream unreachable') && l.includes('127.0.0.1:9'))).toBe(
+      true,
+    );
     await dead.stop();
   });
 
@@ -139,23 +154,33 @@ describe('request ids', () => {
     const r = await token(['repository:team-a/app:pull']);
     const id = r.headers.get('x-request-id');
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
-    const lines = proxy.logs.filter((l) => l.includes(id!)).map((l) => JSON.parse(l) as { msg: string; requestId: string });
+    const lines = proxy.logs
+      .filter((l) => l.includes(id!))
+      .map((l) => JSON.parse(l) as { msg: string; requestId: string });
     expect(lines.map((l) => l.msg).sort()).toEqual(['request', 'token decision']);
 
     // a caller's own id is kept when it is plain, replaced when it is not
-    const mine = await fetch(`${proxy.url}/v2/team-a/app/manifests/v1`, { headers: { 'x-request-id': 'trace-123.abc', authorization: 'Bearer garbage' } });
+    const mine = await fetch(`${proxy.url}/v2/team-a/app/manifests/v1`, {
+      headers: { 'x-request-id': 'trace-123.abc', authorization: 'Bearer garbage' },
+    });
     expect(mine.headers.get('x-request-id')).toBe('trace-123.abc');
-    const rejected = proxy.logs.filter((l) => l.includes('"requestId":"trace-123.abc"')).map((l) => (JSON.parse(l) as { msg: string }).msg);
+    const rejected = proxy.logs
+      .filter((l) => l.includes('"requestId":"trace-123.abc"'))
+      .map((l) => (JSON.parse(l) as { msg: string }).msg);
     expect(rejected).toContain('rejected registry token');
     expect(rejected).toContain('request');
-    const hostile = await fetch(`${proxy.url}/healthz`, { headers: { 'x-request-id': `"}{"evil":1 ${'x'.repeat(100)}` } });
+    const hostile = await fetch(`${proxy.url}/healthz`, {
+      headers: { 'x-request-id': `"}{"evil":1 ${'x'.repeat(100)}` },
+    });
     expect(hostile.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
   });
 
   it('carries the id into upstream failure logs raised from socket events', async () => {
     upstream.handle((_req, res) => res.socket?.destroy());
     const ok = (await token(['repository:team-a/app:pull'])).body;
-    const r = await fetch(`${proxy.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${ok.token}`, 'x-request-id': 'upstream-fail-1' } });
+    const r = await fetch(`${proxy.url}/v2/team-a/app/manifests/v1`, {
+      headers: { authorization: `Bearer ${ok.token}`, 'x-request-id': 'upstream-fail-1' },
+    });
     expect(r.status).toBe(502);
     const line = proxy.logs.find((l) => l.includes('upstream request failed'));
     expect(line).toBeDefined();

@@ -43,7 +43,9 @@ describe('streaming', () => {
     await pushBlob(proxy.url, 'big/blob', SIZE, digest, headers, 7);
     await pullBlob(proxy.url, 'big/blob', digest, SIZE, headers, true);
     const peak = proxy.peakRss();
-    console.log(`streaming ${SIZE} bytes: proxy RSS before ${(baseline / 1e6).toFixed(1)} MB, peak ${(peak / 1e6).toFixed(1)} MB`);
+    console.log(
+      `streaming ${SIZE} bytes: proxy RSS before ${(baseline / 1e6).toFixed(1)} MB, peak ${(peak / 1e6).toFixed(1)} MB`,
+    );
     expect(peak).toBeGreaterThan(0);
     expect(peak).toBeLessThan(RSS_LIMIT);
     expect(peak - baseline).toBeLessThan(GROWTH_LIMIT);

@@ -59,7 +59,10 @@ function pagedCatalog(req: IncomingMessage, res: ServerResponse): void {
     res.end('{"repositories":["team-a/zz"]}\n');
     return;
   }
-  res.writeHead(200, { 'content-type': 'application/json', link: `</v2/_catalog?last=team-b%2Fsecret&n=${q.get('n') ?? 2}>; rel="next"` });
+  res.writeHead(200, {
+    'content-type': 'application/json',
+    link: `</v2/_catalog?last=team-b%2Fsecret&n=${q.get('n') ?? 2}>; rel="next"`,
+  });
   res.end('{"repositories":["team-a/app","team-b/secret"]}\n');
 }
 
@@ -78,13 +81,18 @@ describe('catalog pagination', () => {
     expect(next.body).toEqual({ repositories: ['team-a/zz'] });
     expect(next.headers.get('link')).toBeNull();
     // the upstream got the real name back, re-serialized
-    expect(t.upstream.requests.map((r) => r.url)).toEqual(['/v2/_catalog?n=2', '/v2/_catalog?n=2&last=team-b%2Fsecret']);
+    expect(t.upstream.requests.map((r) => r.url)).toEqual([
+      '/v2/_catalog?n=2',
+      '/v2/_catalog?n=2&last=team-b%2Fsecret',
+    ]);
   });
 
   it('leaks no name with n=1 either, and drops Links it cannot read', async () => {
     t.upstream.handle(pagedCatalog);
     const page = await get('/v2/_catalog?n=1', catalogToken);
-    expect(page.headers.get('link')).toMatch(/^<http:\/\/127\.0\.0\.1:\d+\/v2\/_catalog\?last=~[A-Za-z0-9_-]+&n=1>; rel="next"$/);
+    expect(page.headers.get('link')).toMatch(
+      /^<http:\/\/127\.0\.0\.1:\d+\/v2\/_catalog\?last=~[A-Za-z0-9_-]+&n=1>; rel="next"$/,
+    );
     for (const link of [
       '<team-b/secret>; rel="next"',
       '</v2/_catalog?last=team-b%2Fsecret>; rel="prev"',
@@ -100,7 +108,10 @@ describe('catalog pagination', () => {
     }
     // whatever the status
     t.upstream.handle((_req, res) => {
-      res.writeHead(500, { 'content-type': 'application/json', link: '</v2/_catalog?last=team-b%2Fsecret&n=1>; rel="next"' });
+      res.writeHead(500, {
+        'content-type': 'application/json',
+        link: '</v2/_catalog?last=team-b%2Fsecret&n=1>; rel="next"',
+      });
       res.end('{"errors":[{"code":"UNKNOWN","message":"x"}]}');
     });
     const failed = await get('/v2/_catalog?n=1', catalogToken);
@@ -116,7 +127,10 @@ describe('catalog pagination', () => {
     for (const bad of ['~', '~AAAA', `${cursor.slice(0, -4)}AAAA`, `~${'A'.repeat(3000)}`, '~team-b%2Fsecret']) {
       const r = await get(`/v2/_catalog?last=${bad}&n=2`, catalogToken);
       expect(r.status, bad.slice(0, 20)).toBe(400);
-      expect((r.body as OciBody).errors[0]).toMatchObject({ code: 'UNSUPPORTED', message: expect.stringMatching(/cursor/) });
+      expect((r.body as OciBody).errors[0]).toMatchObject({
+        code: 'UNSUPPORTED',
+        message: expect.stringMatching(/cursor/),
+      });
     }
     expect(t.upstream.requests).toHaveLength(0);
   });
@@ -126,14 +140,27 @@ describe('catalog pagination', () => {
     // name sorts right after the guess"; ~130 guesses spelled one out. Every guess now gets the same 400.
     t.upstream.handle(pagedCatalog);
     const bodies = new Set<string>();
-    for (const guess of ['team-b%2F', 'team-b%2Fs~', 'team-b%2Fsecre~', 'team-b%2Fsecret', 'team-a%2Fapp', '%7E', 'a~b']) {
+    for (const guess of [
+      'team-b%2F',
+      'team-b%2Fs~',
+      'team-b%2Fsecre~',
+      'team-b%2Fsecret',
+      'team-a%2Fapp',
+      '%7E',
+      'a~b',
+    ]) {
       const r = await get(`/v2/_catalog?n=1&last=${guess}`, catalogToken);
       expect(r.status, guess).toBe(400);
       bodies.add(r.text);
     }
     expect([...bodies]).toHaveLength(2); // the plain-name answer, and the not-a-cursor answer for `~…`
     expect(JSON.parse([...bodies][0]!)).toEqual({
-      errors: [{ code: 'UNSUPPORTED', message: expect.stringMatching(/^catalog `last` must be the cursor from the previous page's Link header/) }],
+      errors: [
+        {
+          code: 'UNSUPPORTED',
+          message: expect.stringMatching(/^catalog `last` must be the cursor from the previous page's Link header/),
+        },
+      ],
     });
     expect(t.upstream.requests).toHaveLength(0);
   });

@@ -21,20 +21,39 @@ const NOT_FOUND = 'credentials not found in native keychain\n';
 const now = Math.floor(Date.now() / 1000);
 const jwt = (claims: Record<string, unknown>) =>
   `${base64url.encode(JSON.stringify({ alg: 'RS256', kid: 'k' }))}.${base64url.encode(JSON.stringify({ exp: now + 3600, ...claims }))}.c2ln`;
-const k8s = { 'kubernetes.io': { namespace: 'team-a', serviceaccount: { name: 'builder', uid: 'u' } }, sub: 'system:serviceaccount:team-a:builder' };
+const k8s = {
+  'kubernetes.io': { namespace: 'team-a', serviceaccount: { name: 'builder', uid: 'u' } },
+  sub: 'system:serviceaccount:team-a:builder',
+};
 
 /** A projected token for the registry: the one thing the helpers should hand out. */
-const REGISTRY_TOKEN = jwt({ ...k8s, iss: 'https://kubernetes.default.svc.cluster.local', aud: ['registry.example.com'] });
+const REGISTRY_TOKEN = jwt({
+  ...k8s,
+  iss: 'https://kubernetes.default.svc.cluster.local',
+  aud: ['registry.example.com'],
+});
 /** Tokens that authenticate to a Kubernetes API server. */
 const API_TOKENS: Record<string, string> = {
-  'automounted (kubeadm)': jwt({ ...k8s, iss: 'https://kubernetes.default.svc.cluster.local', aud: ['https://kubernetes.default.svc.cluster.local'] }),
-  'EKS (aud kubernetes.default.svc)': jwt({ ...k8s, iss: 'https://oidc.eks.eu-west-1.amazonaws.com/id/ABC', aud: ['https://kubernetes.default.svc'] }),
+  'automounted (kubeadm)': jwt({
+    ...k8s,
+    iss: 'https://kubernetes.default.svc.cluster.local',
+    aud: ['https://kubernetes.default.svc.cluster.local'],
+  }),
+  'EKS (aud kubernetes.default.svc)': jwt({
+    ...k8s,
+    iss: 'https://oidc.eks.eu-west-1.amazonaws.com/id/ABC',
+    aud: ['https://kubernetes.default.svc'],
+  }),
   'GKE (aud = own iss)': jwt({
     ...k8s,
     iss: 'https://container.googleapis.com/v1/projects/p/locations/l/clusters/c',
     aud: ['https://container.googleapis.com/v1/projects/p/locations/l/clusters/c'],
   }),
-  'kind/k3s (aud = own iss, string)': jwt({ ...k8s, iss: 'https://example.cluster.internal', aud: 'https://example.cluster.internal' }),
+  'kind/k3s (aud = own iss, string)': jwt({
+    ...k8s,
+    iss: 'https://example.cluster.internal',
+    aud: 'https://example.cluster.internal',
+  }),
   AKS: jwt({
     ...k8s,
     iss: 'https://westeurope.oic.prod-aks.azure.com/t/g/',
@@ -60,7 +79,10 @@ beforeAll(() => {
 describe('docker-credential-registry-auth-proxy get: only the registries in RAP_REGISTRIES', () => {
   it('with RAP_REGISTRIES unset answers "not found" for every server (docker.io included) and says why on stderr', async () => {
     for (const server of ['https://index.docker.io/v1/', 'registry.example.com', 'ghcr.io']) {
-      const r = await runCredentialHelper(['get'], { stdin: server, env: { RAP_TOKEN_FILE: tokenFile, RAP_REGISTRIES: '' } });
+      const r = await runCredentialHelper(['get'], {
+        stdin: server,
+        env: { RAP_TOKEN_FILE: tokenFile, RAP_REGISTRIES: '' },
+      });
       expect(r.code, server).toBe(1);
       expect(r.stdout).toBe(NOT_FOUND);
       expect(r.stderr).toMatch(/RAP_REGISTRIES is not set: not sending the identity token/);
@@ -72,7 +94,11 @@ describe('docker-credential-registry-auth-proxy get: only the registries in RAP_
     const env = { RAP_TOKEN_FILE: tokenFile, RAP_REGISTRIES: 'registry.example.com' };
     const ok = await runCredentialHelper(['get'], { stdin: 'https://registry.example.com\n', env });
     expect(ok.code, ok.stderr).toBe(0);
-    expect(JSON.parse(ok.stdout)).toEqual({ ServerURL: 'https://registry.example.com', Username: 'registry-auth-proxy', Secret: REGISTRY_TOKEN });
+    expect(JSON.parse(ok.stdout)).toEqual({
+      ServerURL: 'https://registry.example.com',
+      Username: 'registry-auth-proxy',
+      Secret: REGISTRY_TOKEN,
+    });
     for (const server of [
       'https://index.docker.io/v1/',
       'registry.example.com.evil.test',
@@ -112,16 +138,29 @@ describe('docker-credential-registry-auth-proxy get: only the registries in RAP_
       const binDir = join(dir, 'bin');
       mkdirSync(binDir, { recursive: true });
       const entry = fileURLToPath(new URL('../helpers/credential-helper-entry.ts', import.meta.url));
-      writeFileSync(join(binDir, 'docker-credential-registry-auth-proxy'), `#!/bin/sh\nexec "${process.execPath}" --import tsx "${entry}" "$@"\n`);
+      writeFileSync(
+        join(binDir, 'docker-credential-registry-auth-proxy'),
+        `#!/bin/sh\nexec "${process.execPath}" --import tsx "${entry}" "$@"\n`,
+      );
       chmodSync(join(binDir, 'docker-credential-registry-auth-proxy'), 0o755);
       const authFile = join(dir, 'auth.json');
       writeFileSync(authFile, JSON.stringify({ credHelpers: { [host]: 'registry-auth-proxy' } }));
-      const env = { ...process.env, PATH: `${binDir}:${process.env.PATH}`, REGISTRY_AUTH_FILE: authFile, RAP_TOKEN_FILE: tokenFile, RAP_REGISTRIES: '' };
+      const env = {
+        ...process.env,
+        PATH: `${binDir}:${process.env.PATH}`,
+        REGISTRY_AUTH_FILE: authFile,
+        RAP_TOKEN_FILE: tokenFile,
+        RAP_REGISTRIES: '',
+      };
       // fails (the image does not exist); what matters is what the foreign registry saw
-      await promisify(execFile)(skopeo, ['inspect', '--tls-verify=false', '--retry-times', '0', `docker://${host}/team-a/app:latest`], {
-        env,
-        timeout: 60_000,
-      }).catch(() => undefined);
+      await promisify(execFile)(
+        skopeo,
+        ['inspect', '--tls-verify=false', '--retry-times', '0', `docker://${host}/team-a/app:latest`],
+        {
+          env,
+          timeout: 60_000,
+        },
+      ).catch(() => undefined);
       expect(foreign.requests.length).toBeGreaterThan(0);
       expect(foreign.requests.map((r) => r.url)).toContain('/v2/');
       const seen = JSON.stringify(foreign.requests);
@@ -145,7 +184,10 @@ describe('no client hands out a Kubernetes API-server token', () => {
     async (name) => {
       const file = join(dir, `api-${name.replace(/\W+/g, '-')}`);
       writeFileSync(file, API_TOKENS[name]!);
-      const r = await runCredentialHelper(['get'], { stdin: 'registry.example.com', env: { RAP_TOKEN_FILE: file, RAP_REGISTRIES: 'registry.example.com' } });
+      const r = await runCredentialHelper(['get'], {
+        stdin: 'registry.example.com',
+        env: { RAP_TOKEN_FILE: file, RAP_REGISTRIES: 'registry.example.com' },
+      });
       expect(r.code).toBe(1);
       expect(r.stdout).toMatch(/^refusing to hand out the token from .*Kubernetes API/);
       expect(r.stdout).not.toMatch(/Secret/);
@@ -156,11 +198,20 @@ describe('no client hands out a Kubernetes API-server token', () => {
   it('credential-provider refuses API tokens in node mode (token file) and in service-account mode', async () => {
     const file = join(dir, 'node-token');
     writeFileSync(file, API_TOKENS['automounted (kubeadm)']!);
-    const request = { apiVersion: 'credentialprovider.kubelet.k8s.io/v1', kind: 'CredentialProviderRequest', image: 'registry.example.com/team-a/app:1' };
-    const node = await runCli(['credential-provider'], { stdin: JSON.stringify(request), env: { RAP_TOKEN_FILE: file } });
+    const request = {
+      apiVersion: 'credentialprovider.kubelet.k8s.io/v1',
+      kind: 'CredentialProviderRequest',
+      image: 'registry.example.com/team-a/app:1',
+    };
+    const node = await runCli(['credential-provider'], {
+      stdin: JSON.stringify(request),
+      env: { RAP_TOKEN_FILE: file },
+    });
     expect(node.code).toBe(1);
     expect(node.stdout).toBe('');
-    expect(node.stderr).toMatch(/credential-provider: refusing to hand out the token from .*node-token.*Kubernetes API/);
+    expect(node.stderr).toMatch(
+      /credential-provider: refusing to hand out the token from .*node-token.*Kubernetes API/,
+    );
     const sa = await runCli(['credential-provider'], {
       stdin: JSON.stringify({ ...request, serviceAccountToken: API_TOKENS['EKS (aud kubernetes.default.svc)'] }),
     });
@@ -179,7 +230,9 @@ describe('no client hands out a Kubernetes API-server token', () => {
     expect(kubernetesAPIAudience(REGISTRY_TOKEN)).toBeUndefined();
     // a GitHub Actions token whose audience happens to equal an issuer-like URL is not a Kubernetes token
     expect(
-      kubernetesAPIAudience(jwt({ iss: 'https://token.actions.githubusercontent.com', aud: 'https://token.actions.githubusercontent.com' })),
+      kubernetesAPIAudience(
+        jwt({ iss: 'https://token.actions.githubusercontent.com', aud: 'https://token.actions.githubusercontent.com' }),
+      ),
     ).toBeUndefined();
     expect(kubernetesAPIAudience('not-a-jwt')).toBeUndefined();
   });

@@ -66,15 +66,25 @@ afterAll(async () => {
 });
 
 async function get(path: string, token?: string) {
-  const r = await request(`${proxy.url}${path}`, { headers: { accept: MANIFEST_TYPE, ...(token ? { authorization: `Bearer ${token}` } : {}) } });
+  const r = await request(`${proxy.url}${path}`, {
+    headers: { accept: MANIFEST_TYPE, ...(token ? { authorization: `Bearer ${token}` } : {}) },
+  });
   const text = await r.body.text();
-  return { status: r.statusCode, challenge: String(r.headers['www-authenticate'] ?? ''), text, body: (text ? JSON.parse(text) : undefined) as OciBody };
+  return {
+    status: r.statusCode,
+    challenge: String(r.headers['www-authenticate'] ?? ''),
+    text,
+    body: (text ? JSON.parse(text) : undefined) as OciBody,
+  };
 }
 
 async function tokenFor(scopes: string[]) {
   const r = await proxy.requestToken(identity, scopes);
   expect(r.status).toBe(200);
-  const claims = decodeJwt(r.body.token!) as { access: { name: string; actions: string[] }[]; refused?: { name: string }[] };
+  const claims = decodeJwt(r.body.token!) as {
+    access: { name: string; actions: string[] }[];
+    refused?: { name: string }[];
+  };
   return { token: r.body.token!, access: claims.access, refused: claims.refused ?? [] };
 }
 
@@ -83,7 +93,11 @@ describe('a deny rule on hub/library/… holds for every spelling', () => {
     const t = await tokenFor(['repository:hub/secret:pull']);
     expect(t.access).toEqual([]);
     expect(t.refused.map((r) => r.name)).toEqual(['hub/library/secret']);
-    for (const path of ['/v2/hub/secret/manifests/latest', '/v2/hub/library/secret/manifests/latest', '/v2/secret/manifests/latest?ns=docker.io']) {
+    for (const path of [
+      '/v2/hub/secret/manifests/latest',
+      '/v2/hub/library/secret/manifests/latest',
+      '/v2/secret/manifests/latest?ns=docker.io',
+    ]) {
       const r = await get(path, t.token);
       expect(r.status, path).toBe(403);
       expect(r.body.errors[0]!.code, path).toBe('DENIED');
@@ -121,7 +135,11 @@ describe('one token covers both spellings of a repository', () => {
     expect(short.access).toEqual([{ type: 'repository', name: 'hub/library/nginx', actions: ['pull'] }]);
     const long = await tokenFor(['repository:hub/library/nginx:pull']);
     for (const token of [short.token, long.token]) {
-      for (const path of ['/v2/hub/nginx/manifests/latest', '/v2/hub/library/nginx/manifests/latest', '/v2/nginx/manifests/latest?ns=docker.io']) {
+      for (const path of [
+        '/v2/hub/nginx/manifests/latest',
+        '/v2/hub/library/nginx/manifests/latest',
+        '/v2/nginx/manifests/latest?ns=docker.io',
+      ]) {
         const r = await get(path, token);
         expect(r.status, path).toBe(200);
         expect(JSON.parse(r.text)).toMatchObject({ mediaType: MANIFEST_TYPE });
@@ -138,7 +156,10 @@ describe('one token covers both spellings of a repository', () => {
 
   it('an upload started under the short name continues at the canonical Location, with the same token', async () => {
     const { token } = await tokenFor(['repository:hub/uploads:pull,push']);
-    const start = await request(`${proxy.url}/v2/hub/uploads/blobs/uploads/`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+    const start = await request(`${proxy.url}/v2/hub/uploads/blobs/uploads/`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+    });
     await start.body.dump();
     expect(start.statusCode).toBe(202);
     const location = new URL(String(start.headers.location), proxy.url);
@@ -177,7 +198,10 @@ describe('real clients', () => {
   let authed: TestProxy;
   let id: string;
   beforeAll(async () => {
-    authed = await startProxy({ policy: POLICY, config: { upstreams: [{ name: 'hub', prefix: 'hub/', url: registry.url, registry: 'docker.io' }] } });
+    authed = await startProxy({
+      policy: POLICY,
+      config: { upstreams: [{ name: 'hub', prefix: 'hub/', url: registry.url, registry: 'docker.io' }] },
+    });
     id = await authed.mintIdentity();
   });
   afterAll(() => authed?.stop());
@@ -190,16 +214,25 @@ describe('real clients', () => {
       .at(-1);
 
   it('skopeo, asking /token for hub/nginx, is let through with the canonical grant', async () => {
-    const inspect = (ref: string) => skopeo(['inspect', '--raw', '--tls-verify=false', '--creds', `x:${id}`, `docker://${authed.host}/${ref}`]);
+    const inspect = (ref: string) =>
+      skopeo(['inspect', '--raw', '--tls-verify=false', '--creds', `x:${id}`, `docker://${authed.host}/${ref}`]);
     const { stdout } = await inspect('hub/nginx:latest');
     expect(JSON.parse(stdout)).toMatchObject({ mediaType: MANIFEST_TYPE });
-    expect(lastDecision()).toMatchObject({ requested: ['repository:hub/library/nginx:pull'], granted: ['repository:hub/library/nginx:pull'] });
+    expect(lastDecision()).toMatchObject({
+      requested: ['repository:hub/library/nginx:pull'],
+      granted: ['repository:hub/library/nginx:pull'],
+    });
     await expect(inspect('hub/secret:latest')).rejects.toThrow(/denied/i);
   });
 
   it('containerd pulls hub/tools with a token granted for hub/library/tools, and is refused hub/secret with the reason', async () => {
     const image = buildOciImage(join(mkdtempSync(join(tmpdir(), 'rap-hub-alias-')), 'img'), { layers: 1 });
-    await skopeo(['copy', '--dest-tls-verify=false', image.ref, `docker://${new URL(registry.url).host}/library/tools:latest`]);
+    await skopeo([
+      'copy',
+      '--dest-tls-verify=false',
+      image.ref,
+      `docker://${new URL(registry.url).host}/library/tools:latest`,
+    ]);
     const containerd = await startContainerd();
     try {
       await containerd.pull(`${authed.host}/hub/tools:latest`, { user: `x:${id}` });

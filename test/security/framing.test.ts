@@ -43,7 +43,8 @@ function expectNoSmuggling(upstream: RecordingUpstream): void {
   for (const r of upstream.requests) {
     expect(r.method).not.toBe('DELETE');
     expect(r.url).not.toContain('team-b');
-    for (const v of Object.values(r.headers)) expect(String(v)).not.toMatch(/HTTP\/1\.1|^(GET|HEAD|DELETE|POST|PUT|PATCH) /);
+    for (const v of Object.values(r.headers))
+      expect(String(v)).not.toMatch(/HTTP\/1\.1|^(GET|HEAD|DELETE|POST|PUT|PATCH) /);
   }
 }
 
@@ -61,7 +62,9 @@ function twoOnOneConnection(port: number, first: string, second: string): Promis
       }
     });
     s.on('close', () => resolve(out));
-    s.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' || e.code === 'EPIPE' ? resolve(out) : reject(e)));
+    s.on('error', (e: NodeJS.ErrnoException) =>
+      e.code === 'ECONNRESET' || e.code === 'EPIPE' ? resolve(out) : reject(e),
+    );
     s.setTimeout(3000, () => s.destroy());
   });
 }
@@ -95,7 +98,9 @@ describe('header-count smuggling (pull-only token)', () => {
       expect(responses(out)).toBe(1);
     }
     // the pooled upstream connection is clean: the next request is exactly what it should be
-    const r = await fetch(`${t.proxy.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${pull}` } });
+    const r = await fetch(`${t.proxy.url}/v2/team-a/app/manifests/v1`, {
+      headers: { authorization: `Bearer ${pull}` },
+    });
     expect(r.status).toBe(200);
     expect(t.upstream.requests.map((x) => `${x.method} ${x.url}`)).toEqual(['GET /v2/team-a/app/manifests/v1']);
     expectNoSmuggling(t.upstream);
@@ -137,7 +142,10 @@ describe('header-count smuggling with anonymous: true (no identity at all)', () 
     t = await startTarget({ anonymous: true }, POLICY);
     // the header-count limit raised above the padding: every line is still kept (Node's own
     // limit is off), so the Content-Length is seen and the body check refuses
-    raised = await startTarget({ anonymous: true, limits: { tokenPerClient: { rate: 0 }, tokenGlobal: { rate: 0 }, maxHeaderCount: 2000 } }, POLICY);
+    raised = await startTarget(
+      { anonymous: true, limits: { tokenPerClient: { rate: 0 }, tokenGlobal: { rate: 0 }, maxHeaderCount: 2000 } },
+      POLICY,
+    );
   });
   afterAll(async () => {
     await t.stop();
@@ -155,7 +163,12 @@ describe('header-count smuggling with anonymous: true (no identity at all)', () 
     it(`refuses the smuggling GET (${which}: ${status}) and the upstream sees nothing of it`, async () => {
       const target = which === 'default limits' ? t : raised;
       for (const body of [SMUGGLED_DELETE, SMUGGLED_PREFIX]) {
-        const text = raw('GET', '/v2/public/app/manifests/v1', `${padding(1100)}Content-Length: ${Buffer.byteLength(body)}\r\n`, body);
+        const text = raw(
+          'GET',
+          '/v2/public/app/manifests/v1',
+          `${padding(1100)}Content-Length: ${Buffer.byteLength(body)}\r\n`,
+          body,
+        );
         const out = await rawRequest(target.port, text);
         const first = parseRaw(out);
         expect(first.status).toBe(status);
@@ -226,13 +239,24 @@ describe('bodies on routes that take none, and framing the parser allows but the
 
   it('still forwards GET and DELETE with an explicit Content-Length: 0', async () => {
     let out = parseRaw(
-      await rawRequest(t.port, raw('GET', '/v2/team-a/app/manifests/v1', `Authorization: Bearer ${pull}\r\nContent-Length: 0\r\nConnection: close\r\n`)),
+      await rawRequest(
+        t.port,
+        raw(
+          'GET',
+          '/v2/team-a/app/manifests/v1',
+          `Authorization: Bearer ${pull}\r\nContent-Length: 0\r\nConnection: close\r\n`,
+        ),
+      ),
     );
     expect(out.status).toBe(200);
     out = parseRaw(
       await rawRequest(
         t.port,
-        raw('DELETE', `/v2/team-a/scratch/manifests/${D}`, `Authorization: Bearer ${del}\r\nContent-Length: 0\r\nConnection: close\r\n`),
+        raw(
+          'DELETE',
+          `/v2/team-a/scratch/manifests/${D}`,
+          `Authorization: Bearer ${del}\r\nContent-Length: 0\r\nConnection: close\r\n`,
+        ),
       ),
     );
     expect(out.status).toBe(200);
@@ -248,14 +272,37 @@ describe('bodies on routes that take none, and framing the parser allows but the
     const cases: [string, string][] = [
       ['gzip, chunked', raw('POST', upload, `${auth}Transfer-Encoding: gzip, chunked\r\n`, chunked(SMUGGLED_DELETE))],
       [',chunked', raw('POST', upload, `${auth}Transfer-Encoding: ,chunked\r\n`, chunked(SMUGGLED_DELETE))],
-      ['chunked twice', raw('POST', upload, `${auth}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n`, chunked(SMUGGLED_DELETE))],
+      [
+        'chunked twice',
+        raw(
+          'POST',
+          upload,
+          `${auth}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n`,
+          chunked(SMUGGLED_DELETE),
+        ),
+      ],
       ['identity', raw('POST', upload, `${auth}Transfer-Encoding: identity\r\n`, SMUGGLED_DELETE)],
-      ['CL twice, same value', raw('POST', upload, `${auth}Content-Length: 5\r\nContent-Length: 5\r\n`, `hello${SMUGGLED_DELETE}`)],
-      ['CL + TE', raw('POST', upload, `${auth}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n`, chunked(SMUGGLED_DELETE))],
+      [
+        'CL twice, same value',
+        raw('POST', upload, `${auth}Content-Length: 5\r\nContent-Length: 5\r\n`, `hello${SMUGGLED_DELETE}`),
+      ],
+      [
+        'CL + TE',
+        raw('POST', upload, `${auth}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n`, chunked(SMUGGLED_DELETE)),
+      ],
       ['obs-fold', raw('POST', upload, `${auth}X-A: a\r\n b\r\nContent-Length: 5\r\n`, `hello${SMUGGLED_DELETE}`)],
-      ['obs-fold of TE', raw('POST', upload, `${auth}Transfer-Encoding: identity\r\n chunked\r\n`, chunked(SMUGGLED_DELETE))],
+      [
+        'obs-fold of TE',
+        raw('POST', upload, `${auth}Transfer-Encoding: identity\r\n chunked\r\n`, chunked(SMUGGLED_DELETE)),
+      ],
       ['name with space', raw('POST', upload, `${auth}Content-Length : 5\r\n`, `hello${SMUGGLED_DELETE}`)],
-      ['HTTP/1.0 + TE', raw('POST', upload, `${auth}Transfer-Encoding: gzip, chunked\r\n`, chunked(SMUGGLED_DELETE)).replace('HTTP/1.1', 'HTTP/1.0')],
+      [
+        'HTTP/1.0 + TE',
+        raw('POST', upload, `${auth}Transfer-Encoding: gzip, chunked\r\n`, chunked(SMUGGLED_DELETE)).replace(
+          'HTTP/1.1',
+          'HTTP/1.0',
+        ),
+      ],
     ];
     for (const [label, text] of cases) {
       const out = await rawRequest(t.port, text);
@@ -266,9 +313,16 @@ describe('bodies on routes that take none, and framing the parser allows but the
     }
     expect(t.upstream.requests).toHaveLength(0);
     // plain chunked still works, and is what the upstream sees
-    const ok = parseRaw(await rawRequest(t.port, raw('POST', upload, `${auth}Transfer-Encoding: chunked\r\nConnection: close\r\n`, chunked('hello'))));
+    const ok = parseRaw(
+      await rawRequest(
+        t.port,
+        raw('POST', upload, `${auth}Transfer-Encoding: chunked\r\nConnection: close\r\n`, chunked('hello')),
+      ),
+    );
     expect(ok.status).toBe(200);
-    expect(t.upstream.requests.map((r) => `${r.method} ${r.url} ${r.headers['transfer-encoding']} ${r.bodyBytes}`)).toEqual([`POST ${upload} chunked 5`]);
+    expect(
+      t.upstream.requests.map((r) => `${r.method} ${r.url} ${r.headers['transfer-encoding']} ${r.bodyBytes}`),
+    ).toEqual([`POST ${upload} chunked 5`]);
   });
 });
 
@@ -304,10 +358,30 @@ describe('the forwarder never sends a body without explicit framing (defence in 
   it('cuts the exchange instead of writing an unframed body upstream (GET, DELETE, POST; CL or TE hidden)', async () => {
     const chunked = (s: string) => `${Buffer.byteLength(s).toString(16)}\r\n${s}\r\n0\r\n\r\n`;
     const cases = [
-      raw('GET', '/v2/team-a/app/manifests/v1', `X-Drop-CL: 1\r\nContent-Length: ${Buffer.byteLength(SMUGGLED_DELETE)}\r\n`, SMUGGLED_DELETE),
-      raw('DELETE', '/v2/team-a/app/manifests/v1', `X-Drop-CL: 1\r\nContent-Length: ${Buffer.byteLength(SMUGGLED_DELETE)}\r\n`, SMUGGLED_DELETE),
-      raw('POST', '/v2/team-a/app/blobs/uploads/', `X-Drop-CL: 1\r\nContent-Length: ${Buffer.byteLength(SMUGGLED_DELETE)}\r\n`, SMUGGLED_DELETE),
-      raw('GET', '/v2/team-a/app/manifests/v1', 'X-Drop-TE: 1\r\nTransfer-Encoding: chunked\r\n', chunked(SMUGGLED_DELETE)),
+      raw(
+        'GET',
+        '/v2/team-a/app/manifests/v1',
+        `X-Drop-CL: 1\r\nContent-Length: ${Buffer.byteLength(SMUGGLED_DELETE)}\r\n`,
+        SMUGGLED_DELETE,
+      ),
+      raw(
+        'DELETE',
+        '/v2/team-a/app/manifests/v1',
+        `X-Drop-CL: 1\r\nContent-Length: ${Buffer.byteLength(SMUGGLED_DELETE)}\r\n`,
+        SMUGGLED_DELETE,
+      ),
+      raw(
+        'POST',
+        '/v2/team-a/app/blobs/uploads/',
+        `X-Drop-CL: 1\r\nContent-Length: ${Buffer.byteLength(SMUGGLED_DELETE)}\r\n`,
+        SMUGGLED_DELETE,
+      ),
+      raw(
+        'GET',
+        '/v2/team-a/app/manifests/v1',
+        'X-Drop-TE: 1\r\nTransfer-Encoding: chunked\r\n',
+        chunked(SMUGGLED_DELETE),
+      ),
       // http-proxy rewrites a DELETE without Content-Length to `Content-Length: 0` and drops
       // Transfer-Encoding, then would pipe the decoded body after it
       raw('DELETE', '/v2/team-a/app/manifests/v1', 'Transfer-Encoding: chunked\r\n', chunked(SMUGGLED_DELETE)),
@@ -337,11 +411,16 @@ describe('the forwarder never sends a body without explicit framing (defence in 
         c.close();
       },
     });
-    r = await fetch(`http://127.0.0.1:${port}/v2/team-a/app/blobs/uploads/`, { method: 'POST', body: chunkedBody, duplex: 'half' } as RequestInit);
+    r = await fetch(`http://127.0.0.1:${port}/v2/team-a/app/blobs/uploads/`, {
+      method: 'POST',
+      body: chunkedBody,
+      duplex: 'half',
+    } as RequestInit);
     expect(r.status).toBe(200);
-    expect(upstream.requests.map((x) => `${x.method} ${x.headers['content-length'] ?? x.headers['transfer-encoding']} ${x.bodyBytes}`)).toEqual([
-      'POST 5 5',
-      'POST chunked 6',
-    ]);
+    expect(
+      upstream.requests.map(
+        (x) => `${x.method} ${x.headers['content-length'] ?? x.headers['transfer-encoding']} ${x.bodyBytes}`,
+      ),
+    ).toEqual(['POST 5 5', 'POST chunked 6']);
   });
 });

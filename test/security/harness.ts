@@ -22,7 +22,11 @@ export interface Target {
   /** A Basic header carrying `token` as the password. */
   basic(token: string, user?: string): string;
   /** GET /token with the identity token; returns status and parsed body. */
-  tokenFor(identity: string, scopes: string[], user?: string): Promise<{ status: number; body: TokenBody; headers: Headers }>;
+  tokenFor(
+    identity: string,
+    scopes: string[],
+    user?: string,
+  ): Promise<{ status: number; body: TokenBody; headers: Headers }>;
   /** A registry token of ours for the `ci` identity with these scopes. */
   registryToken(scopes: string[], claims?: Record<string, unknown>): Promise<string>;
   /** An RS256 identity token of the `rsa` issuer. */
@@ -79,7 +83,11 @@ export async function startTarget(extraConfig: Record<string, unknown> = {}, pol
 }
 
 /** Hand-assembles a JWS from a header and a payload object (or raw JSON text) and a signer. */
-export function assemble(header: unknown, payload: unknown, sign: (input: string) => Buffer | string = () => 'c2ln'): string {
+export function assemble(
+  header: unknown,
+  payload: unknown,
+  sign: (input: string) => Buffer | string = () => 'c2ln',
+): string {
   const h = base64url.encode(typeof header === 'string' ? header : JSON.stringify(header));
   const p = base64url.encode(typeof payload === 'string' ? payload : JSON.stringify(payload));
   const sig = sign(`${h}.${p}`);

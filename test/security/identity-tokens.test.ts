@@ -53,12 +53,21 @@ describe('forged identity tokens', () => {
 
   it('never resolves a kid as a file path or a URL', async () => {
     const evil = await attackerKey();
-    for (const kid of ['../../../../../dev/null', '/etc/passwd', 'file:///etc/passwd', 'https://evil.test/jwks.json', "ci-1' OR '1'='1"]) {
+    for (const kid of [
+      '../../../../../dev/null',
+      '/etc/passwd',
+      'file:///etc/passwd',
+      'https://evil.test/jwks.json',
+      "ci-1' OR '1'='1",
+    ]) {
       const token = await new SignJWT(ciClaims()).setProtectedHeader({ alg: 'ES256', kid }).sign(evil.privateKey);
       await expectRefused(token, /signature|key/i);
     }
     // the HMAC-with-an-empty-file variant of the kid trick
-    await expectRefused(assemble({ alg: 'HS256', kid: '../../../../../dev/null' }, ciClaims(), hs256('')), /algorithm "HS256"/);
+    await expectRefused(
+      assemble({ alg: 'HS256', kid: '../../../../../dev/null' }, ciClaims(), hs256('')),
+      /algorithm "HS256"/,
+    );
   });
 
   it('refuses tokens that bring their own key (jwk, jku, x5u, x5c)', async () => {
@@ -70,7 +79,9 @@ describe('forged identity tokens', () => {
       { x5c: ['MIIBkTCB+wIJAKHHIG...'] },
     ];
     for (const extra of headers) {
-      const token = await new SignJWT(ciClaims()).setProtectedHeader({ alg: 'ES256', kid: 'ci-1', ...extra } as never).sign(evil.privateKey);
+      const token = await new SignJWT(ciClaims())
+        .setProtectedHeader({ alg: 'ES256', kid: 'ci-1', ...extra } as never)
+        .sign(evil.privateKey);
       await expectRefused(token, new RegExp(`may not carry a "${Object.keys(extra)[0]}" header`));
     }
   });
@@ -81,7 +92,10 @@ describe('forged identity tokens', () => {
     const tampered = `${h}.${Buffer.from(JSON.stringify(ciClaims({ team: 'team-b' }))).toString('base64url')}.${s}`;
     await expectRefused(tampered, /signature/);
     const evil = await attackerKey();
-    await expectRefused(await new SignJWT(ciClaims()).setProtectedHeader({ alg: 'ES256', kid: 'ci-1' }).sign(evil.privateKey), /signature/);
+    await expectRefused(
+      await new SignJWT(ciClaims()).setProtectedHeader({ alg: 'ES256', kid: 'ci-1' }).sign(evil.privateKey),
+      /signature/,
+    );
   });
 
   it('refuses duplicate claims instead of guessing which one counts', async () => {
@@ -90,7 +104,11 @@ describe('forged identity tokens', () => {
     const payload = JSON.stringify(ciClaims()).replace(/^\{/, '{"team":"team-b",');
     const token = await signRaw({ alg: 'ES256', kid: 'ci-1' }, payload, privateKey);
     await expectRefused(token, /repeats the member "team"/);
-    const dupHeader = await signRaw('{"alg":"ES256","kid":"ci-1","alg":"none"}', JSON.stringify(ciClaims()), privateKey);
+    const dupHeader = await signRaw(
+      '{"alg":"ES256","kid":"ci-1","alg":"none"}',
+      JSON.stringify(ciClaims()),
+      privateKey,
+    );
     await expectRefused(dupHeader, /repeats the member "alg"/);
   });
 
@@ -103,13 +121,20 @@ describe('forged identity tokens', () => {
 
   it('refuses huge tokens before parsing them, over GET (431) and POST (401 with the limit)', async () => {
     const huge = assemble({ alg: 'ES256', kid: 'ci-1' }, ciClaims({ pad: 'x'.repeat(20_000) }));
-    const get = await fetch(`${t.proxy.url}/token?service=registry.test`, { headers: { authorization: t.basic(huge) } });
+    const get = await fetch(`${t.proxy.url}/token?service=registry.test`, {
+      headers: { authorization: t.basic(huge) },
+    });
     expect(get.status).toBe(431);
     expect(((await get.json()) as TokenBody).errors?.[0]?.message).toMatch(/headers larger than 16384 bytes/);
     const post = await fetch(`${t.proxy.url}/token`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'password', username: 'x', password: huge, service: 'registry.test' }).toString(),
+      body: new URLSearchParams({
+        grant_type: 'password',
+        username: 'x',
+        password: huge,
+        service: 'registry.test',
+      }).toString(),
     });
     expect(post.status).toBe(401);
     expect(((await post.json()) as TokenBody).error_description).toMatch(/larger than 16384 bytes/);
@@ -151,8 +176,17 @@ describe('forged identity tokens', () => {
 describe('issuer confusion', () => {
   it('refuses an issuer that is not configured, including near-misses of configured ones', async () => {
     const evil = await attackerKey();
-    for (const iss of ['https://evil.test', `${TEST_ISSUER}/`, TEST_ISSUER.toUpperCase(), ` ${TEST_ISSUER}`, 'http://ci.test', t.proxy.url]) {
-      const token = await new SignJWT(ciClaims({ iss })).setProtectedHeader({ alg: 'ES256', kid: 'ci-1' }).sign(evil.privateKey);
+    for (const iss of [
+      'https://evil.test',
+      `${TEST_ISSUER}/`,
+      TEST_ISSUER.toUpperCase(),
+      ` ${TEST_ISSUER}`,
+      'http://ci.test',
+      t.proxy.url,
+    ]) {
+      const token = await new SignJWT(ciClaims({ iss }))
+        .setProtectedHeader({ alg: 'ES256', kid: 'ci-1' })
+        .sign(evil.privateKey);
       await expectRefused(token, /is not configured on this proxy/);
     }
   });

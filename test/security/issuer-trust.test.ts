@@ -41,14 +41,22 @@ const hosts: FakeHost[] = [];
 const proxies: TestProxy[] = [];
 
 /** A server that records every request (path + Authorization) and answers from `answer`. */
-async function fakeHost(kind: 'https' | 'http', host: string, port: number, answer: (path: string) => unknown): Promise<FakeHost> {
+async function fakeHost(
+  kind: 'https' | 'http',
+  host: string,
+  port: number,
+  answer: (path: string) => unknown,
+): Promise<FakeHost> {
   const seen: Seen[] = [];
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     seen.push({ path, authorization: req.headers.authorization });
     const body = answer(path);
     const text = JSON.stringify(body ?? { error: 'not found' });
-    res.writeHead(body === undefined ? 404 : 200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.writeHead(body === undefined ? 404 : 200, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(text),
+    });
     res.end(text);
   };
   const server: Server = kind === 'https' ? createHttpsServer(tls, handler) : createHttpServer(handler);
@@ -74,7 +82,8 @@ async function fakeHost(kind: 'https' | 'http', host: string, port: number, answ
 async function fakeIssuer(jwksURI: (issuerURL: string) => string): Promise<FakeHost> {
   let self = '';
   const h = await fakeHost('https', '127.0.0.1', 0, (path) => {
-    if (path === '/.well-known/openid-configuration') return { issuer: self, jwks_uri: jwksURI(self), id_token_signing_alg_values_supported: ['ES256'] };
+    if (path === '/.well-known/openid-configuration')
+      return { issuer: self, jwks_uri: jwksURI(self), id_token_signing_alg_values_supported: ['ES256'] };
     if (path === '/keys') return JSON.parse(jwks);
     return undefined;
   });
@@ -93,7 +102,17 @@ async function proxyFor(issuerURL: string, extra: Record<string, unknown> = {}):
     withTestIssuer: false,
     policy: POLICY,
     config: {
-      issuers: [{ name: 'corp', issuer: issuerURL, audiences: ['registry.test'], caFile, bearerTokenFile: tokenFile, timeout: '2s', ...extra }],
+      issuers: [
+        {
+          name: 'corp',
+          issuer: issuerURL,
+          audiences: ['registry.test'],
+          caFile,
+          bearerTokenFile: tokenFile,
+          timeout: '2s',
+          ...extra,
+        },
+      ],
       limits: { tokenPerClient: { rate: 0 }, tokenGlobal: { rate: 0 } },
     },
     // every /token request may fetch again (no 10 s refetch pause), so a refusal is not a rate-limit artefact
@@ -116,12 +135,22 @@ async function tokenRequest(p: TestProxy, identity: string) {
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'rap-issuer-trust-'));
   const ca = await createCertificateAuthority('issuer-trust CA');
-  const leaf = await ca.issue({ commonName: 'issuer', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '127.0.0.2'] });
+  const leaf = await ca.issue({
+    commonName: 'issuer',
+    dnsNames: ['localhost'],
+    ipAddresses: ['127.0.0.1', '127.0.0.2'],
+  });
   tls = { cert: leaf.certPem, key: leaf.keyPem };
   caFile = join(dir, 'ca.crt');
   writeFileSync(caFile, ca.certPem);
   writeFileSync(join(dir, 'bearer'), `${BEARER}\n`);
-  corp = await TestIssuer.create({ issuer: 'https://corp.test', audience: 'registry.test', kid: 'corp-1', jwkAlg: true, claims: { sub: 'workload-7' } });
+  corp = await TestIssuer.create({
+    issuer: 'https://corp.test',
+    audience: 'registry.test',
+    kid: 'corp-1',
+    jwkAlg: true,
+    claims: { sub: 'workload-7' },
+  });
   jwks = corp.jwks;
 });
 
@@ -143,7 +172,9 @@ describe('a discovered jwks_uri on another origin is not followed', () => {
     expect(JSON.stringify(r.body)).not.toContain(other.url);
     expect(other.seen).toEqual([]);
     // discovery itself is the issuer's own origin: it may carry the bearer token
-    expect(issuer.seen.some((s) => s.path === '/.well-known/openid-configuration' && s.authorization === `Bearer ${BEARER}`)).toBe(true);
+    expect(
+      issuer.seen.some((s) => s.path === '/.well-known/openid-configuration' && s.authorization === `Bearer ${BEARER}`),
+    ).toBe(true);
     const line = p.logs.find((l) => l.includes("is not on the issuer's origin"));
     expect(line).toBeDefined();
     expect(line).toMatch(/set jwksURI/);
@@ -185,7 +216,9 @@ describe('a discovered jwks_uri on another origin is not followed', () => {
     const p = await proxyFor(issuer.url);
     const r = await tokenRequest(p, await mint(issuer.url));
     expect(r.status).toBe(200);
-    expect(issuer.seen.filter((s) => s.path === '/keys').every((s) => s.authorization === `Bearer ${BEARER}`)).toBe(true);
+    expect(issuer.seen.filter((s) => s.path === '/keys').every((s) => s.authorization === `Bearer ${BEARER}`)).toBe(
+      true,
+    );
     expect(issuer.seen.some((s) => s.path === '/keys')).toBe(true);
   });
 });
@@ -206,27 +239,48 @@ describe('an explicitly configured jwksURI on another origin', () => {
 });
 
 describe('where the bearer token may go (pure)', () => {
-  const base = { name: 'k', audiences: ['a'], tokenReview: false as const, legacyTokens: false, clockSkew: 30, timeout: 5000 };
+  const base = {
+    name: 'k',
+    audiences: ['a'],
+    tokenReview: false as const,
+    legacyTokens: false,
+    clockSkew: 30,
+    timeout: 5000,
+  };
 
   it('the issuer origin, the in-cluster API server and the TokenReview URL only', () => {
-    expect(bearerTokenOrigins({ ...base, issuer: 'https://kubernetes.default.svc.cluster.local/' })).toEqual(['https://kubernetes.default.svc.cluster.local']);
-    expect(bearerTokenOrigins({ ...base, issuer: 'https://kubernetes.default.svc.cluster.local', apiServer: 'https://10.96.0.1:443' })).toEqual([
+    expect(bearerTokenOrigins({ ...base, issuer: 'https://kubernetes.default.svc.cluster.local/' })).toEqual([
       'https://kubernetes.default.svc.cluster.local',
-      'https://10.96.0.1',
     ]);
     expect(
-      bearerTokenOrigins({ ...base, issuer: 'https://k.test', jwksURI: 'https://cdn.test/keys', tokenReview: { url: 'https://api.test:6443', cacheTTL: 1 } }),
+      bearerTokenOrigins({
+        ...base,
+        issuer: 'https://kubernetes.default.svc.cluster.local',
+        apiServer: 'https://10.96.0.1:443',
+      }),
+    ).toEqual(['https://kubernetes.default.svc.cluster.local', 'https://10.96.0.1']);
+    expect(
+      bearerTokenOrigins({
+        ...base,
+        issuer: 'https://k.test',
+        jwksURI: 'https://cdn.test/keys',
+        tokenReview: { url: 'https://api.test:6443', cacheTTL: 1 },
+      }),
     ).toEqual(['https://k.test', 'https://api.test:6443']);
   });
 
   it('a discovered jwks_uri: https on the issuer origin, nothing else', () => {
     expect(discoveredJwksProblem('https://i.test/realms/x', 'https://i.test/realms/x/certs')).toBeUndefined();
     expect(discoveredJwksProblem('https://i.test', 'https://I.TEST:443/keys')).toBeUndefined();
-    expect(discoveredJwksProblem('https://i.test', 'https://i.test.evil.test/keys')).toMatch(/not on the issuer's origin.*set jwksURI/);
+    expect(discoveredJwksProblem('https://i.test', 'https://i.test.evil.test/keys')).toMatch(
+      /not on the issuer's origin.*set jwksURI/,
+    );
     expect(discoveredJwksProblem('https://i.test', 'https://i.test:8443/keys')).toMatch(/not on the issuer's origin/);
     expect(discoveredJwksProblem('https://i.test', 'http://i.test/keys')).toMatch(/not https/);
     expect(discoveredJwksProblem('http://i.test', 'http://i.test/keys')).toMatch(/not https/);
-    expect(discoveredJwksProblem('https://i.test', 'https://user@i.test@evil.test/keys')).toMatch(/not on the issuer's origin/);
+    expect(discoveredJwksProblem('https://i.test', 'https://user@i.test@evil.test/keys')).toMatch(
+      /not on the issuer's origin/,
+    );
     expect(discoveredJwksProblem('https://i.test', 'not a url')).toMatch(/not a URL/);
   });
 
@@ -238,9 +292,14 @@ describe('where the bearer token may go (pure)', () => {
         { name: 'g2', issuer: 'https://accounts.google.com', jwksURI: 'https://example.test/k' },
       ],
     });
-    expect(c.issuers[0]).toMatchObject({ issuer: 'https://accounts.google.com', jwksURI: 'https://www.googleapis.com/oauth2/v3/certs' });
+    expect(c.issuers[0]).toMatchObject({
+      issuer: 'https://accounts.google.com',
+      jwksURI: 'https://www.googleapis.com/oauth2/v3/certs',
+    });
     expect(c.issuers[1]!.jwksURI).toBe('https://example.test/k');
-    expect(buildConfig({}, { issuer: ['https://accounts.google.com'] }).issuers[0]!.jwksURI).toBe('https://www.googleapis.com/oauth2/v3/certs');
+    expect(buildConfig({}, { issuer: ['https://accounts.google.com'] }).issuers[0]!.jwksURI).toBe(
+      'https://www.googleapis.com/oauth2/v3/certs',
+    );
     // GitHub Actions and gitlab.com publish keys on their own origin: discovery as before
     expect(buildConfig({ issuers: [{ name: 'gh', preset: 'github-actions' }] }).issuers[0]!.jwksURI).toBeUndefined();
   });

@@ -43,7 +43,10 @@ beforeEach(() => {
 });
 
 async function call(path: string, token: string, init: RequestInit = {}) {
-  const r = await fetch(`${t.proxy.url}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, ...(init.headers as Record<string, string>) } });
+  const r = await fetch(`${t.proxy.url}${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${token}`, ...(init.headers as Record<string, string>) },
+  });
   const text = await r.text();
   return { status: r.status, body: (text ? JSON.parse(text) : undefined) as OciBody };
 }
@@ -103,7 +106,10 @@ describe('mount through the request body', () => {
         body: 'x',
       });
       expect(r.status, from).toBe(400);
-      expect(r.body.errors[0]).toMatchObject({ code: 'BLOB_UPLOAD_INVALID', message: expect.stringMatching(/mount takes no request body/) });
+      expect(r.body.errors[0]).toMatchObject({
+        code: 'BLOB_UPLOAD_INVALID',
+        message: expect.stringMatching(/mount takes no request body/),
+      });
     }
     const chunked = parseRaw(
       await rawRequest(
@@ -132,10 +138,18 @@ describe('mount through the request body', () => {
   });
 
   it('still forwards bodiless mounts and plain uploads with ordinary bodies', async () => {
-    expect((await call(`/v2/team-a/app/blobs/uploads/?mount=${D}&from=shared%2Fbase`, pushAndShared, { method: 'POST' })).status).toBe(200);
     expect(
-      (await call(`/v2/team-a/app/blobs/uploads/?digest=${D}`, push, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: 'abc' }))
+      (await call(`/v2/team-a/app/blobs/uploads/?mount=${D}&from=shared%2Fbase`, pushAndShared, { method: 'POST' }))
         .status,
+    ).toBe(200);
+    expect(
+      (
+        await call(`/v2/team-a/app/blobs/uploads/?digest=${D}`, push, {
+          method: 'POST',
+          headers: { 'content-type': 'application/octet-stream' },
+          body: 'abc',
+        })
+      ).status,
     ).toBe(200);
     expect(t.upstream.requests.map((r) => [r.method, r.url, r.bodyBytes])).toEqual([
       ['POST', `/v2/team-a/app/blobs/uploads/?mount=${encodeURIComponent(D)}&from=shared%2Fbase`, 0],
@@ -146,7 +160,11 @@ describe('mount through the request body', () => {
 
 describe('`;`-separated and other re-serialized queries', () => {
   it('never forwards a `;` that an old registry would read as mount and from', async () => {
-    for (const q of [`x=1;mount=${D};from=team-b/secret`, `;mount=${D};from=team-b/secret`, `mount=${D};from=team-b/secret`]) {
+    for (const q of [
+      `x=1;mount=${D};from=team-b/secret`,
+      `;mount=${D};from=team-b/secret`,
+      `mount=${D};from=team-b/secret`,
+    ]) {
       const r = await call(`/v2/team-a/app/blobs/uploads/?${q}`, push, { method: 'POST' });
       // the `;` forms carry no mount the proxy can read (URLSearchParams splits on `&` only; at most a
       // lone `mount`, with `;from=…` inside its value): a plain upload start
@@ -168,7 +186,10 @@ describe('`;`-separated and other re-serialized queries', () => {
     const id = '6e1a4bd7-1cbb-4e5b-8f5f-1b2a3c4d5e6f';
     await call('/v2/team-a/app/tags/list?n=1;last=x', pull);
     await call(`/v2/team-a/app/manifests/v1?from=team-b%2Fsecret&mount=${D}`, pull);
-    await call(`/v2/team-a/app/blobs/uploads/${id}?_state=abc%3D%3D;from=team-b/secret`, push, { method: 'PATCH', body: 'x' });
+    await call(`/v2/team-a/app/blobs/uploads/${id}?_state=abc%3D%3D;from=team-b/secret`, push, {
+      method: 'PATCH',
+      body: 'x',
+    });
     await call(`/v2/team-a/app/blobs/uploads/${id}?_state=abc-_%3D%3D&digest=${D}`, push, { method: 'PUT', body: 'x' });
     expect(t.upstream.requests.map((r) => r.url)).toEqual([
       '/v2/team-a/app/tags/list?n=1%3Blast%3Dx',
@@ -244,19 +265,28 @@ describe('an upstream under a path prefix', () => {
   it('forwards under the prefix and hands clients Locations and Links under /v2/', async () => {
     const cases: [string, string][] = [
       ['/reg/v2/team-a/app/blobs/uploads/u1?_state=x', `${proxy.url}/v2/team-a/app/blobs/uploads/u1?_state=x`],
-      [`${upstream.url}/reg/v2/team-a/app/blobs/uploads/u2?_state=y`, `${proxy.url}/v2/team-a/app/blobs/uploads/u2?_state=y`],
+      [
+        `${upstream.url}/reg/v2/team-a/app/blobs/uploads/u2?_state=y`,
+        `${proxy.url}/v2/team-a/app/blobs/uploads/u2?_state=y`,
+      ],
     ];
     for (const [given, expected] of cases) {
       upstream.handle((_req, res) => {
         res.writeHead(202, { location: given, link: '</reg/v2/team-a/app/tags/list?last=v1&n=1>; rel="next"' });
         res.end();
       });
-      const r = await fetch(`${proxy.url}/v2/team-a/app/blobs/uploads/`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+      const r = await fetch(`${proxy.url}/v2/team-a/app/blobs/uploads/`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}` },
+      });
       expect(r.status).toBe(202);
       expect(r.headers.get('location')).toBe(expected);
       expect(r.headers.get('link')).toBe(`<${proxy.url}/v2/team-a/app/tags/list?last=v1&n=1>; rel="next"`);
     }
-    expect(upstream.requests.map((r) => r.url)).toEqual(['/reg/v2/team-a/app/blobs/uploads/', '/reg/v2/team-a/app/blobs/uploads/']);
+    expect(upstream.requests.map((r) => r.url)).toEqual([
+      '/reg/v2/team-a/app/blobs/uploads/',
+      '/reg/v2/team-a/app/blobs/uploads/',
+    ]);
   });
 
   it('pushes and pulls with skopeo through a Distribution served at http.prefix', async () => {
@@ -289,10 +319,25 @@ describe('an upstream under a path prefix', () => {
       const id = await prefixed.mintIdentity();
       const run = promisify(execFile);
       const host = new URL(prefixed.url).host;
-      await run(skopeo, ['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${host}/team-a/app:v1`], { timeout: 60_000 });
-      await run(skopeo, ['copy', '--src-tls-verify=false', '--src-creds', `x:${id}`, `docker://${host}/team-a/app:v1`, `oci:${join(dir, 'pulled')}:v1`], {
-        timeout: 60_000,
-      });
+      await run(
+        skopeo,
+        ['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${host}/team-a/app:v1`],
+        { timeout: 60_000 },
+      );
+      await run(
+        skopeo,
+        [
+          'copy',
+          '--src-tls-verify=false',
+          '--src-creds',
+          `x:${id}`,
+          `docker://${host}/team-a/app:v1`,
+          `oci:${join(dir, 'pulled')}:v1`,
+        ],
+        {
+          timeout: 60_000,
+        },
+      );
       // the registry has it under its prefix
       const tags = (await (await fetch(`${base}/reg/v2/team-a/app/tags/list`)).json()) as { tags: string[] };
       expect(tags.tags).toEqual(['v1']);
@@ -322,6 +367,8 @@ describe('an upstream under a path prefix', () => {
       expect(String((err as Error).message), url).toMatch(/upstream\.url/);
       expect(String((err as Error).message), url).toMatch(problem);
     }
-    expect(buildConfig({ upstream: { url: 'http://127.0.0.1:5000/reg/' } }).upstreams[0]!.url).toBe('http://127.0.0.1:5000/reg');
+    expect(buildConfig({ upstream: { url: 'http://127.0.0.1:5000/reg/' } }).upstreams[0]!.url).toBe(
+      'http://127.0.0.1:5000/reg',
+    );
   });
 });

@@ -48,7 +48,9 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => tokenServer.listen(tokenPort, '127.0.0.1', r));
   const realm = `http://127.0.0.1:${tokenPort}/token`;
-  badRegistry = await startRegistry({ tokenAuth: { realm, service: 'bad.test', issuer: 'hostile', rootCertBundle: join(dir, 'bundle.crt') } });
+  badRegistry = await startRegistry({
+    tokenAuth: { realm, service: 'bad.test', issuer: 'hostile', rootCertBundle: join(dir, 'bundle.crt') },
+  });
   goodRegistry = await startRegistry();
   writeFileSync(join(dir, 'password'), 's3cret-upstream-password\n');
   proxy = await startChildProxy(goodRegistry.url, {
@@ -58,7 +60,12 @@ beforeAll(async () => {
         name: 'bad',
         prefix: 'bad/',
         url: badRegistry.url,
-        auth: { type: 'registry-token', username: 'robot', passwordFile: join(dir, 'password'), realmHosts: [`127.0.0.1:${tokenPort}`] },
+        auth: {
+          type: 'registry-token',
+          username: 'robot',
+          passwordFile: join(dir, 'password'),
+          realmHosts: [`127.0.0.1:${tokenPort}`],
+        },
       },
       { name: 'good', prefix: 'good/', url: goodRegistry.url },
     ],
@@ -85,7 +92,9 @@ describe('an upstream token service answering without end', () => {
       // The status line is what Docker, containerd and skopeo print for a 5xx.
       expect(res.statusText).toBe('Bad Gateway (upstream sent an oversized answer)');
       expect(body.errors[0]!.code).toBe('UNAVAILABLE');
-      expect(body.errors[0]!.message).toMatch(/^upstream registry sent an oversized answer to the proxy's credential request/);
+      expect(body.errors[0]!.message).toMatch(
+        /^upstream registry sent an oversized answer to the proxy's credential request/,
+      );
     }
     expect(answered).toHaveLength(3);
     // The proxy hung up after the cap (64 KiB) plus what sat in socket buffers, never near the 128 MiB.
@@ -95,7 +104,9 @@ describe('an upstream token service answering without end', () => {
     // The other upstream is served as before: the registry's own 404 for an unknown repository.
     const good = await fetch(`${proxy.url}/v2/good/app/tags/list`, { headers: auth });
     expect(good.status).toBe(404);
-    expect(((await good.json()) as { errors: { message: string }[] }).errors[0]!.message).toBe('repository name not known to registry');
+    expect(((await good.json()) as { errors: { message: string }[] }).errors[0]!.message).toBe(
+      'repository name not known to registry',
+    );
     expect((await fetch(`${proxy.url}/healthz`)).status).toBe(200);
 
     // The log says why (host and cap), and holds neither the proxy's password nor the token.

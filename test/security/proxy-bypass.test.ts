@@ -33,10 +33,18 @@ async function call(path: string, token: string | undefined, init: RequestInit =
     headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(init.headers as Record<string, string>) },
   });
   const text = await r.text();
-  return { status: r.status, challenge: r.headers.get('www-authenticate') ?? '', body: (text ? JSON.parse(text) : undefined) as OciBody };
+  return {
+    status: r.status,
+    challenge: r.headers.get('www-authenticate') ?? '',
+    body: (text ? JSON.parse(text) : undefined) as OciBody,
+  };
 }
 
-function expectChallenge(r: Awaited<ReturnType<typeof call>>, error: 'invalid_token' | 'insufficient_scope', code: 'UNAUTHORIZED' | 'DENIED') {
+function expectChallenge(
+  r: Awaited<ReturnType<typeof call>>,
+  error: 'invalid_token' | 'insufficient_scope',
+  code: 'UNAUTHORIZED' | 'DENIED',
+) {
   expect(r.status).toBe(401);
   expect(r.challenge).toMatch(/^Bearer realm="http:\/\/127\.0\.0\.1:\d+\/token",service="registry\.test"/);
   expect(r.challenge).toContain(`error="${error}"`);
@@ -47,8 +55,16 @@ describe('registry tokens replayed or forged', () => {
   it('a token for one repository opens no other and grants no extra action', async () => {
     expectChallenge(await call('/v2/team-a/other/manifests/v1', pull), 'insufficient_scope', 'DENIED');
     expectChallenge(await call('/v2/team-a/app-x/manifests/v1', pull), 'insufficient_scope', 'DENIED');
-    expectChallenge(await call('/v2/team-a/app/manifests/v1', pull, { method: 'PUT', body: '{}' }), 'insufficient_scope', 'DENIED');
-    expectChallenge(await call(`/v2/team-a/app/blobs/${D}`, push, { method: 'DELETE' }), 'insufficient_scope', 'DENIED');
+    expectChallenge(
+      await call('/v2/team-a/app/manifests/v1', pull, { method: 'PUT', body: '{}' }),
+      'insufficient_scope',
+      'DENIED',
+    );
+    expectChallenge(
+      await call(`/v2/team-a/app/blobs/${D}`, push, { method: 'DELETE' }),
+      'insufficient_scope',
+      'DENIED',
+    );
     expect(t.upstream.requests).toHaveLength(0);
     // the same token does work where it should: the refusals above are about scope
     expect((await call('/v2/team-a/app/manifests/v1', pull)).status).toBe(200);
@@ -61,9 +77,15 @@ describe('registry tokens replayed or forged', () => {
     const access = [{ type: 'repository', name: 'team-a/app', actions: ['pull'] }];
     const base = { issuer: t.proxy.config.publicURL, service: 'registry.test', ttl: 300 };
     const otherService = (await issueRegistryToken(keys, who, access, { ...base, service: 'other.test' })).token;
-    const otherIssuer = (await issueRegistryToken(keys, who, access, { ...base, issuer: 'https://other-proxy.test' })).token;
+    const otherIssuer = (await issueRegistryToken(keys, who, access, { ...base, issuer: 'https://other-proxy.test' }))
+      .token;
     const expired = (await issueRegistryToken(keys, who, access, { ...base, now: () => Date.now() - 3_600_000 })).token;
-    const refresh = (await issueRefreshToken(keys, { ...(who as object), until: Math.floor(Date.now() / 1000) + 600 } as never, base)) ?? 'x.y.z';
+    const refresh =
+      (await issueRefreshToken(
+        keys,
+        { ...(who as object), until: Math.floor(Date.now() / 1000) + 600 } as never,
+        base,
+      )) ?? 'x.y.z';
     for (const tok of [otherService, otherIssuer, expired, refresh]) {
       expectChallenge(await call('/v2/team-a/app/manifests/v1', tok), 'invalid_token', 'UNAUTHORIZED');
     }
@@ -85,9 +107,13 @@ describe('registry tokens replayed or forged', () => {
         { type: 'repository', name: 'team-b/secret', actions: ['*'] },
       ],
     };
-    const forged = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid, typ: 'JWT' }).sign(evil.privateKey);
+    const forged = await new SignJWT(claims)
+      .setProtectedHeader({ alg: 'ES256', kid, typ: 'JWT' })
+      .sign(evil.privateKey);
     const unsigned = `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT', kid })).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.`;
-    const embedded = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', jwk: evil.jwk, typ: 'JWT' } as never).sign(evil.privateKey);
+    const embedded = await new SignJWT(claims)
+      .setProtectedHeader({ alg: 'ES256', jwk: evil.jwk, typ: 'JWT' } as never)
+      .sign(evil.privateKey);
     for (const tok of [identity, forged, embedded]) {
       expectChallenge(await call('/v2/team-b/secret/manifests/v1', tok), 'invalid_token', 'UNAUTHORIZED');
     }
@@ -141,7 +167,12 @@ describe('path tricks against authorization', () => {
       expect([r.status, r.body.errors[0]!.code], path).toEqual([400, 'NAME_INVALID']);
     }
     const rawCall = async (path: string) =>
-      parseRaw(await rawRequest(t.port, `GET ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pull}\r\nConnection: close\r\n\r\n`));
+      parseRaw(
+        await rawRequest(
+          t.port,
+          `GET ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pull}\r\nConnection: close\r\n\r\n`,
+        ),
+      );
     for (const path of raw) {
       const out = await rawCall(path);
       expect([out.status, (out.body as OciBody).errors[0]!.code], path).toEqual([400, 'NAME_INVALID']);
@@ -160,8 +191,16 @@ describe('path tricks against authorization', () => {
     expect(anon.status).toBe(401);
     expect(anon.challenge).toContain('scope="repository:team-a/app:pull"');
     // another repository's token: the challenge, not a 404 that would answer for that repository
-    expectChallenge(await call('/v2/team-b/secret/manifests/.INVALID_MANIFEST_NAME', pull), 'insufficient_scope', 'DENIED');
-    expectChallenge(await call('/v2/team-a/app/manifests/-bad', pull, { method: 'PUT', body: '{}' }), 'insufficient_scope', 'DENIED');
+    expectChallenge(
+      await call('/v2/team-b/secret/manifests/.INVALID_MANIFEST_NAME', pull),
+      'insufficient_scope',
+      'DENIED',
+    );
+    expectChallenge(
+      await call('/v2/team-a/app/manifests/-bad', pull, { method: 'PUT', body: '{}' }),
+      'insufficient_scope',
+      'DENIED',
+    );
     for (const [method, path, token, code] of [
       ['GET', '/v2/team-a/app/manifests/.INVALID_MANIFEST_NAME', pull, 'MANIFEST_UNKNOWN'],
       ['PUT', '/v2/team-a/app/manifests/-bad', push, 'MANIFEST_UNKNOWN'],
@@ -192,17 +231,24 @@ describe('path tricks against authorization', () => {
 describe('mounts, upload sessions and the catalog', () => {
   it('never forwards a mount from a repository the token may not pull', async () => {
     for (const from of ['team-b/secret', 'team-a/other', 'team-a/app/../../team-b/secret']) {
-      const r = await call(`/v2/team-a/app/blobs/uploads/?mount=${D}&from=${encodeURIComponent(from)}`, push, { method: 'POST' });
+      const r = await call(`/v2/team-a/app/blobs/uploads/?mount=${D}&from=${encodeURIComponent(from)}`, push, {
+        method: 'POST',
+      });
       if (from.includes('..')) {
         expect(r.status).toBe(400);
         continue;
       }
       expect(r.status).toBe(200);
     }
-    expect(t.upstream.requests.map((r) => `${r.method} ${r.url}`)).toEqual(['POST /v2/team-a/app/blobs/uploads/', 'POST /v2/team-a/app/blobs/uploads/']);
+    expect(t.upstream.requests.map((r) => `${r.method} ${r.url}`)).toEqual([
+      'POST /v2/team-a/app/blobs/uploads/',
+      'POST /v2/team-a/app/blobs/uploads/',
+    ]);
     // duplicated parameters could make the upstream read another `from`: refused outright
     t.upstream.requests.length = 0;
-    const dup = await call(`/v2/team-a/app/blobs/uploads/?mount=${D}&from=team-a/app&from=team-b/secret`, push, { method: 'POST' });
+    const dup = await call(`/v2/team-a/app/blobs/uploads/?mount=${D}&from=team-a/app&from=team-b/secret`, push, {
+      method: 'POST',
+    });
     expect(dup.status).toBe(400);
     expect(t.upstream.requests).toHaveLength(0);
   });
@@ -220,9 +266,13 @@ describe('mounts, upload sessions and the catalog', () => {
 
   it('forwards an allowed mount with exactly the authorized parameters', async () => {
     const both = await t.registryToken(['repository:team-a/app:pull,push', 'repository:shared/base:pull']);
-    const r = await call(`/v2/team-a/app/blobs/uploads/?from=shared%2Fbase&mount=${D}&extra=1`, both, { method: 'POST' });
+    const r = await call(`/v2/team-a/app/blobs/uploads/?from=shared%2Fbase&mount=${D}&extra=1`, both, {
+      method: 'POST',
+    });
     expect(r.status).toBe(200);
-    expect(t.upstream.requests.map((x) => x.url)).toEqual([`/v2/team-a/app/blobs/uploads/?mount=${encodeURIComponent(D)}&from=shared%2Fbase`]);
+    expect(t.upstream.requests.map((x) => x.url)).toEqual([
+      `/v2/team-a/app/blobs/uploads/?mount=${encodeURIComponent(D)}&from=shared%2Fbase`,
+    ]);
   });
 
   it('refuses upload-session URLs of another repository, whatever the method', async () => {
@@ -233,7 +283,11 @@ describe('mounts, upload sessions and the catalog', () => {
       ['GET', undefined],
       ['DELETE', undefined],
     ] as const) {
-      expectChallenge(await call(`/v2/team-b/secret/blobs/uploads/${id}?digest=${D}`, push, { method, body }), 'insufficient_scope', 'DENIED');
+      expectChallenge(
+        await call(`/v2/team-b/secret/blobs/uploads/${id}?digest=${D}`, push, { method, body }),
+        'insufficient_scope',
+        'DENIED',
+      );
     }
     const bad = await call('/v2/team-a/app/blobs/uploads/..%2f..%2fteam-b', push, { method: 'PATCH', body: 'x' });
     expect(bad.status).toBe(400);
@@ -241,7 +295,12 @@ describe('mounts, upload sessions and the catalog', () => {
   });
 
   it("does not leak the catalog or another repository's tags", async () => {
-    for (const path of ['/v2/_catalog', '/v2/_catalog?n=1000', '/v2/_catalog?last=team-a', '/v2/team-b/secret/tags/list']) {
+    for (const path of [
+      '/v2/_catalog',
+      '/v2/_catalog?n=1000',
+      '/v2/_catalog?last=team-a',
+      '/v2/team-b/secret/tags/list',
+    ]) {
       expectChallenge(await call(path, push), 'insufficient_scope', 'DENIED');
     }
     const anon = await call('/v2/_catalog', undefined);
@@ -252,13 +311,17 @@ describe('mounts, upload sessions and the catalog', () => {
     expect(r.status).toBe(200);
     const refused = await call('/v2/_catalog', r.body.token);
     expect(refused.status).toBe(403);
-    expect(refused.body.errors[0]).toMatchObject({ code: 'DENIED', message: expect.stringContaining('on registry catalog: no rule grants *') });
+    expect(refused.body.errors[0]).toMatchObject({
+      code: 'DENIED',
+      message: expect.stringContaining('on registry catalog: no rule grants *'),
+    });
     expect(t.upstream.requests).toHaveLength(0);
   });
 });
 
 describe('header injection and smuggling', () => {
-  const get = (extra: string, path = '/v2/team-a/app/manifests/v1') => `GET ${path} HTTP/1.1\r\nHost: x\r\n${extra}Connection: close\r\n\r\n`;
+  const get = (extra: string, path = '/v2/team-a/app/manifests/v1') =>
+    `GET ${path} HTTP/1.1\r\nHost: x\r\n${extra}Connection: close\r\n\r\n`;
 
   it('refuses repeated or mixed Authorization headers', async () => {
     for (const extra of [
@@ -280,9 +343,15 @@ describe('header injection and smuggling', () => {
     const cases: [string, number][] = [
       [get(`Authorization: Bearer ${pull}\r\nX-A: a\rX-Injected: 1\r\n`), 400],
       [get(`Authorization: Bearer ${pull}\r\nX-A: a\u0000b\r\n`), 400],
-      [`GET /v2/team-a/app/manifests/v1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pull}\nX-Bare-LF: 1\r\n\r\n`, 400],
+      [
+        `GET /v2/team-a/app/manifests/v1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pull}\nX-Bare-LF: 1\r\n\r\n`,
+        400,
+      ],
       [get(`Authorization: Bearer ${pull}\r\nX-Big: ${'a'.repeat(17_000)}\r\n`), 431],
-      [get(`Authorization: Bearer ${pull}\r\n${Array.from({ length: 2500 }, (_, i) => `X-${i}: y\r\n`).join('')}`), 431],
+      [
+        get(`Authorization: Bearer ${pull}\r\n${Array.from({ length: 2500 }, (_, i) => `X-${i}: y\r\n`).join('')}`),
+        431,
+      ],
     ];
     for (const [text, status] of cases) {
       const out = parseRaw(await rawRequest(t.port, text));

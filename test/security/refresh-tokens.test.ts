@@ -22,10 +22,20 @@ import { startTarget, type Target } from './harness.js';
 const HOUR = 3600;
 const YEAR = 365 * 24 * HOUR;
 const nowS = () => Math.floor(Date.now() / 1000);
-type Body = { token?: string; refresh_token?: string; errors?: { code: string; message: string }[]; error?: string; error_description?: string };
+type Body = {
+  token?: string;
+  refresh_token?: string;
+  errors?: { code: string; message: string }[];
+  error?: string;
+  error_description?: string;
+};
 
 async function getToken(t: Target, identity: string, offline = true): Promise<{ status: number; body: Body }> {
-  const q = new URLSearchParams({ service: 'registry.test', scope: 'repository:team-a/app:pull', ...(offline ? { offline_token: 'true' } : {}) });
+  const q = new URLSearchParams({
+    service: 'registry.test',
+    scope: 'repository:team-a/app:pull',
+    ...(offline ? { offline_token: 'true' } : {}),
+  });
   const r = await fetch(`${t.proxy.url}/token?${q}`, { headers: { authorization: t.basic(identity) } });
   return { status: r.status, body: (await r.json()) as Body };
 }
@@ -56,7 +66,14 @@ async function ciToken(iat: number, exp: number): Promise<string> {
 }
 
 function ciIdentity(extra: Partial<Identity> = {}): Identity {
-  return { issuerName: 'ci', issuer: TEST_ISSUER, subject: 'job-42', claims: { team: 'team-a' }, expiresAt: nowS() + 10 * YEAR, ...extra };
+  return {
+    issuerName: 'ci',
+    issuer: TEST_ISSUER,
+    subject: 'job-42',
+    claims: { team: 'team-a' },
+    expiresAt: nowS() + 10 * YEAR,
+    ...extra,
+  };
 }
 
 describe('refresh token lifetime', () => {
@@ -76,7 +93,10 @@ describe('refresh token lifetime', () => {
     // and it works, through a fresh policy decision
     const used = await refreshGrant(t, r.body.refresh_token!);
     expect(used.status).toBe(200);
-    expect(decodeJwt(used.body.token!)).toMatchObject({ sub: 'ci:job-42', access: [{ type: 'repository', name: 'team-a/app', actions: ['pull'] }] });
+    expect(decodeJwt(used.body.token!)).toMatchObject({
+      sub: 'ci:job-42',
+      access: [{ type: 'repository', name: 'team-a/app', actions: ['pull'] }],
+    });
   });
 
   it('a short identity token still bounds it', async () => {
@@ -143,7 +163,10 @@ describe('refresh tokens against the configuration in force', () => {
     // Two configurations of one deployment (same signing key and publicURL): before and after the
     // `ci` issuer gained tokenReview. A refresh token from before must not bypass the review.
     const keyFile = join(mkdtempSync(join(tmpdir(), 'rap-refresh-')), 'signing.pem');
-    writeFileSync(keyFile, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+    writeFileSync(
+      keyFile,
+      generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    );
     const shared = {
       publicURL: 'http://registry.test.local',
       service: 'registry.test',
@@ -153,7 +176,11 @@ describe('refresh tokens against the configuration in force', () => {
     const before = await startProxy({ config: shared });
     let refreshToken: string;
     try {
-      const q = new URLSearchParams({ service: 'registry.test', scope: 'repository:team-a/app:pull', offline_token: 'true' });
+      const q = new URLSearchParams({
+        service: 'registry.test',
+        scope: 'repository:team-a/app:pull',
+        offline_token: 'true',
+      });
       const r = await fetch(`${before.url}/token?${q}`, {
         headers: { authorization: `Basic ${Buffer.from(`x:${await before.mintIdentity()}`).toString('base64')}` },
       });
@@ -166,7 +193,14 @@ describe('refresh tokens against the configuration in force', () => {
       withTestIssuer: false,
       config: {
         ...shared,
-        issuers: [{ name: 'ci', issuer: TEST_ISSUER, jwksFile: join(before.dir, 'ci-jwks.json'), tokenReview: { url: 'https://127.0.0.1:9', cacheTTL: '1s' } }],
+        issuers: [
+          {
+            name: 'ci',
+            issuer: TEST_ISSUER,
+            jwksFile: join(before.dir, 'ci-jwks.json'),
+            tokenReview: { url: 'https://127.0.0.1:9', cacheTTL: '1s' },
+          },
+        ],
       },
     });
     try {

@@ -32,7 +32,9 @@ let b: Buffer;
 const sha = (x: Buffer) => `sha256:${createHash('sha256').update(x).digest('hex')}`;
 
 async function manifest(salt: string): Promise<Buffer> {
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, salt }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, salt }),
+  );
   const digest = await pushSmallBlob(stack.registry.url, REPO, config);
   return Buffer.from(
     JSON.stringify({
@@ -55,19 +57,28 @@ const send = (method: string, ref: string, body?: Buffer, query = '') =>
 function chunkedPut(ref: string, chunks: Buffer[]): Promise<{ status: number; body: string }> {
   const url = new URL(`${stack.proxy.url}/v2/${REPO}/manifests/${ref}`);
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': MANIFEST_TYPE } }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode!, body }));
-    });
-    req.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' || err.code === 'EPIPE' ? resolve({ status: 0, body: err.code }) : reject(err)));
+    const req = httpRequest(
+      url,
+      { method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': MANIFEST_TYPE } },
+      (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      },
+    );
+    req.on('error', (err: NodeJS.ErrnoException) =>
+      err.code === 'ECONNRESET' || err.code === 'EPIPE' ? resolve({ status: 0, body: err.code }) : reject(err),
+    );
     for (const c of chunks) req.write(c);
     req.end();
   });
 }
 
 async function upstreamDigest(tag: string): Promise<string> {
-  const r = await fetch(`${stack.registry.url}/v2/${REPO}/manifests/${tag}`, { method: 'HEAD', headers: { accept: MANIFEST_TYPE } });
+  const r = await fetch(`${stack.registry.url}/v2/${REPO}/manifests/${tag}`, {
+    method: 'HEAD',
+    headers: { accept: MANIFEST_TYPE },
+  });
   return r.status === 200 ? r.headers.get('docker-content-digest')! : '';
 }
 
@@ -113,7 +124,9 @@ describe('request-time rules cannot be walked around', () => {
     expect(byName.status).toBe(403);
     const byDigest = await send('DELETE', sha(a));
     expect(byDigest.status).toBe(403);
-    expect((await byDigest.json()).errors[0].message).toContain('was refused DELETE manifest team-a/sec:v1.0.0: denied by rule release-tags-are-immutable');
+    expect((await byDigest.json()).errors[0].message).toContain(
+      'was refused DELETE manifest team-a/sec:v1.0.0: denied by rule release-tags-are-immutable',
+    );
     expect(await upstreamDigest('v1.0.0')).toBe(sha(a));
   });
 

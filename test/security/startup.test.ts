@@ -19,7 +19,9 @@ const POLICY = resolve('policies');
 
 function expectRefused(r: { code: number; stdout: string; stderr: string }, listen: string, file = '<flags>') {
   expect(r.code, r.stderr).toBe(2);
-  expect(r.stderr).toContain(`config error: ${file}: publicURL: is required when listening on ${listen} (not a loopback address)`);
+  expect(r.stderr).toContain(
+    `config error: ${file}: publicURL: is required when listening on ${listen} (not a loopback address)`,
+  );
   expect(r.stderr).toContain('--public-url');
   expect(r.stderr).toContain('127.0.0.1');
   expect(r.stdout).toBe('');
@@ -27,7 +29,10 @@ function expectRefused(r: { code: number; stdout: string; stderr: string }, list
 
 describe('serve on a non-loopback listener without publicURL', () => {
   it('refuses the default listen address 0.0.0.0:8080 with exit 2 and the fix', async () => {
-    expectRefused(await runCli(['--upstream', 'http://127.0.0.1:9', '--policy', POLICY], { timeoutMs: 20_000 }), '0.0.0.0:8080');
+    expectRefused(
+      await runCli(['--upstream', 'http://127.0.0.1:9', '--policy', POLICY], { timeoutMs: 20_000 }),
+      '0.0.0.0:8080',
+    );
   });
 
   it('refuses an explicit wildcard, IPv6 wildcard, or other non-loopback address', async () => {
@@ -39,15 +44,27 @@ describe('serve on a non-loopback listener without publicURL', () => {
       [`192.0.2.10:${port}`, `192.0.2.10:${port}`],
       [`registry.internal:${port}`, `registry.internal:${port}`],
     ]) {
-      expectRefused(await runCli(['--listen', flag!, '--upstream', 'http://127.0.0.1:9', '--policy', POLICY], { timeoutMs: 20_000 }), shown!);
+      expectRefused(
+        await runCli(['--listen', flag!, '--upstream', 'http://127.0.0.1:9', '--policy', POLICY], {
+          timeoutMs: 20_000,
+        }),
+        shown!,
+      );
     }
   });
 
   it('refuses a config file that listens on 0.0.0.0 without publicURL, naming the file and key', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'rap-startup-'));
     const port = await freePort();
-    writeFileSync(join(dir, 'config.yaml'), `listen: 0.0.0.0:${port}\nupstream: {url: "http://127.0.0.1:9"}\npolicies: ${POLICY}\n`);
-    expectRefused(await runCli(['--config', join(dir, 'config.yaml')], { timeoutMs: 20_000 }), `0.0.0.0:${port}`, join(dir, 'config.yaml'));
+    writeFileSync(
+      join(dir, 'config.yaml'),
+      `listen: 0.0.0.0:${port}\nupstream: {url: "http://127.0.0.1:9"}\npolicies: ${POLICY}\n`,
+    );
+    expectRefused(
+      await runCli(['--config', join(dir, 'config.yaml')], { timeoutMs: 20_000 }),
+      `0.0.0.0:${port}`,
+      join(dir, 'config.yaml'),
+    );
   });
 
   it('starts on a loopback listener without publicURL, and the realm is that loopback address', async () => {
@@ -62,7 +79,9 @@ describe('serve on a non-loopback listener without publicURL', () => {
     try {
       const r = await fetch(`http://127.0.0.1:${port}/v2/team/app/manifests/latest`);
       expect(r.status).toBe(401);
-      expect(r.headers.get('www-authenticate')).toBe(`Bearer realm="http://127.0.0.1:${port}/token",service="registry.test",scope="repository:team/app:pull"`);
+      expect(r.headers.get('www-authenticate')).toBe(
+        `Bearer realm="http://127.0.0.1:${port}/token",service="registry.test",scope="repository:team/app:pull"`,
+      );
       expect(((await r.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe('UNAUTHORIZED');
     } finally {
       await proc.stop();
@@ -84,13 +103,27 @@ describe('listenExposureProblem (pure)', () => {
   });
 
   it('refuses wildcard and routable listeners without publicURL', () => {
-    for (const listen of ['0.0.0.0:8080', '[::]:8080', '10.0.0.5:8080', '[fd00::1]:8080', 'my-host:8080', '128.0.0.1:8080'])
+    for (const listen of [
+      '0.0.0.0:8080',
+      '[::]:8080',
+      '10.0.0.5:8080',
+      '[fd00::1]:8080',
+      'my-host:8080',
+      '128.0.0.1:8080',
+    ])
       expect(check({ listen }), listen).toMatch(/is required when listening on/);
   });
 
   it('every shipped deploy config may start', () => {
-    for (const f of ['deploy/base/config.yaml', 'deploy/overlays/gateway/config.yaml', 'deploy/overlays/sidecar/config.yaml']) {
-      expect(listenExposureProblem(buildConfig(parseYaml(readFileSync(f, 'utf8')) as Record<string, unknown>, {}, f)), f).toBeUndefined();
+    for (const f of [
+      'deploy/base/config.yaml',
+      'deploy/overlays/gateway/config.yaml',
+      'deploy/overlays/sidecar/config.yaml',
+    ]) {
+      expect(
+        listenExposureProblem(buildConfig(parseYaml(readFileSync(f, 'utf8')) as Record<string, unknown>, {}, f)),
+        f,
+      ).toBeUndefined();
     }
   });
 });

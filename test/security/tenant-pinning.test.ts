@@ -52,7 +52,12 @@ const gitlab = (groupId: string) => ({
 });
 
 beforeAll(async () => {
-  tenant = await TestIssuer.create({ issuer: GITHUB, audience: 'registry.test', kid: 'ci-tenant', claims: { sub: 'job' } });
+  tenant = await TestIssuer.create({
+    issuer: GITHUB,
+    audience: 'registry.test',
+    kid: 'ci-tenant',
+    claims: { sub: 'job' },
+  });
   keyDir = mkdtempSync(join(tmpdir(), 'rap-tenant-'));
   tenant.writeJwks(join(keyDir, 'jwks.json'));
   // The real issuer URLs (keys from a file: no network), the shipped examples as the policy.
@@ -102,7 +107,10 @@ describe('shipped example policies against a foreign tenant of the same public i
     }
     expect(t.upstream.requests).toEqual([]);
 
-    const ours = await grantedFor(await mint(GITHUB, github('acme', OUR_GITHUB_OWNER)), 'repository:acme/web:pull,push');
+    const ours = await grantedFor(
+      await mint(GITHUB, github('acme', OUR_GITHUB_OWNER)),
+      'repository:acme/web:pull,push',
+    );
     expect(ours.access).toEqual([{ type: 'repository', name: 'acme/web', actions: ['pull', 'push'] }]);
     expect((await v2('/v2/acme/web/manifests/latest', ours.token)).status).toBe(200);
     expect(t.upstream.requests.map((r) => `${r.method} ${r.url}`)).toEqual(['GET /v2/acme/web/manifests/latest']);
@@ -133,13 +141,19 @@ describe('every other shipped GitHub policy pins the owner', () => {
   // the gateway overlay's policy and the Action README's snippet (what users copy)
   const readmeYaml = /```yaml\n(rules:[\s\S]*?)```/.exec(readFileSync('actions/docker-login/README.md', 'utf8'))![1]!;
   const engines = {
-    'deploy/overlays/gateway/policies/github-actions.yaml': loadPolicies('deploy/overlays/gateway/policies/github-actions.yaml'),
+    'deploy/overlays/gateway/policies/github-actions.yaml': loadPolicies(
+      'deploy/overlays/gateway/policies/github-actions.yaml',
+    ),
     'actions/docker-login/README.md': compilePolicyText(readmeYaml, 'actions/docker-login/README.md'),
   };
   it.each(Object.keys(engines))('%s: foreign owner denied, ours granted', (name) => {
     const engine = engines[name as keyof typeof engines];
-    expect(engine.decide(gh(github('acme', '999999')), parseScope('repository:acme/web:pull,push'), ctx).granted).toEqual([]);
-    expect(engine.decide(gh(github('acme', OUR_GITHUB_OWNER)), parseScope('repository:acme/web:pull,push'), ctx).granted).toEqual(['pull', 'push']);
+    expect(
+      engine.decide(gh(github('acme', '999999')), parseScope('repository:acme/web:pull,push'), ctx).granted,
+    ).toEqual([]);
+    expect(
+      engine.decide(gh(github('acme', OUR_GITHUB_OWNER)), parseScope('repository:acme/web:pull,push'), ctx).granted,
+    ).toEqual(['pull', 'push']);
   });
 });
 
@@ -152,48 +166,82 @@ describe('lint: rules for multi-tenant issuers that never pin the owner', () => 
   ];
   const lint = (when: string | undefined, effect = 'allow', list = issuers) =>
     lintTenantPinning(
-      compilePolicyText(`rules: [{name: r, effect: ${effect}, actions: [pull, push]${when ? `, when: ${JSON.stringify(when)}` : ''}}]`, 'p.yaml').rules,
+      compilePolicyText(
+        `rules: [{name: r, effect: ${effect}, actions: [pull, push]${when ? `, when: ${JSON.stringify(when)}` : ''}}]`,
+        'p.yaml',
+      ).rules,
       list,
     ).map((w) => `${w.issuer}:${w.pinned}`);
 
   it('flags the old, tenant-blind examples and names file, rule, issuer and the fix', () => {
-    const old = 'identity.preset == "github-actions" && (request.repository == claims.repository || request.repository.startsWith(claims.repository + "/"))';
+    const old =
+      'identity.preset == "github-actions" && (request.repository == claims.repository || request.repository.startsWith(claims.repository + "/"))';
     expect(lint(old)).toEqual(['github:none']);
-    const [w] = lintTenantPinning(compilePolicyText(`rules: [{name: gh-unpinned, actions: [pull], when: ${JSON.stringify(old)}}]`, 'old.yaml').rules, issuers);
-    expect(w!.message).toMatch(/^old\.yaml: rule "gh-unpinned" grants \[pull\] to issuer "github" \(github-actions\) but never pins the owner/);
+    const [w] = lintTenantPinning(
+      compilePolicyText(`rules: [{name: gh-unpinned, actions: [pull], when: ${JSON.stringify(old)}}]`, 'old.yaml')
+        .rules,
+      issuers,
+    );
+    expect(w!.message).toMatch(
+      /^old\.yaml: rule "gh-unpinned" grants \[pull\] to issuer "github" \(github-actions\) but never pins the owner/,
+    );
     expect(w!.message).toContain('claims.repository_owner_id == "<owner id>"');
-    expect(lint('identity.preset == "gitlab" && request.repository.startsWith(claims.project_path + "/")')).toEqual(['gitlab:none']);
-    expect(lint('identity.issuerName == "google" && request.repository.startsWith("gce-base/")')).toEqual(['google:none']);
+    expect(lint('identity.preset == "gitlab" && request.repository.startsWith(claims.project_path + "/")')).toEqual([
+      'gitlab:none',
+    ]);
+    expect(lint('identity.issuerName == "google" && request.repository.startsWith("gce-base/")')).toEqual([
+      'google:none',
+    ]);
   });
 
   it('does not flag rules pinned by id, on every path the rule can match', () => {
-    expect(lint('identity.preset == "github-actions" && claims.repository_owner_id == "1" && request.repository == claims.repository')).toEqual([]);
+    expect(
+      lint(
+        'identity.preset == "github-actions" && claims.repository_owner_id == "1" && request.repository == claims.repository',
+      ),
+    ).toEqual([]);
     expect(lint('identity.issuerName == "github" && claims["repository_owner_id"] in ["1", "2"]')).toEqual([]);
     expect(lint('identity.preset == "gitlab" && claims.namespace_id == "4242"')).toEqual([]);
     expect(lint('identity.preset == "google" && claims.google.compute_engine.project_id == "acme-prod"')).toEqual([]);
-    expect(lint('identity.preset == "google" && claims.email.endsWith("@acme-prod.iam.gserviceaccount.com")')).toEqual([]);
+    expect(lint('identity.preset == "google" && claims.email.endsWith("@acme-prod.iam.gserviceaccount.com")')).toEqual(
+      [],
+    );
     // an issuer-specific branch per preset, each pinned
     expect(
-      lint('(identity.preset == "github-actions" && claims.repository_owner_id == "1") || (identity.preset == "gitlab" && claims.namespace_id == "2")'),
+      lint(
+        '(identity.preset == "github-actions" && claims.repository_owner_id == "1") || (identity.preset == "gitlab" && claims.namespace_id == "2")',
+      ),
     ).toEqual([]);
   });
 
   it('flags a pin that another branch can bypass, and a pin by name only', () => {
-    expect(lint('identity.preset == "github-actions" && (claims.repository_owner_id == "1" || request.repository.startsWith("public/"))')).toEqual([
+    expect(
+      lint(
+        'identity.preset == "github-actions" && (claims.repository_owner_id == "1" || request.repository.startsWith("public/"))',
+      ),
+    ).toEqual(['github:none']);
+    expect(lint('identity.preset == "github-actions" && !(claims.repository_owner_id == "1")')).toEqual([
       'github:none',
     ]);
-    expect(lint('identity.preset == "github-actions" && !(claims.repository_owner_id == "1")')).toEqual(['github:none']);
     expect(lint('identity.preset == "github-actions" && claims.repository_owner_id != "1"')).toEqual(['github:none']);
     expect(lint('identity.preset == "github-actions" && claims.repository_owner == "acme"')).toEqual(['github:name']);
-    expect(lint('identity.preset == "github-actions" && claims.repository.startsWith("acme/")')).toEqual(['github:name']);
+    expect(lint('identity.preset == "github-actions" && claims.repository.startsWith("acme/")')).toEqual([
+      'github:name',
+    ]);
     // "acme" without the slash also matches "acme-evil/…": not a pin at all
-    expect(lint('identity.preset == "github-actions" && claims.repository.startsWith("acme")')).toEqual(['github:none']);
+    expect(lint('identity.preset == "github-actions" && claims.repository.startsWith("acme")')).toEqual([
+      'github:none',
+    ]);
     // a pin compared with another claim, not a constant, pins nothing
-    expect(lint('identity.preset == "github-actions" && claims.repository_owner_id == claims.actor_id')).toEqual(['github:none']);
+    expect(lint('identity.preset == "github-actions" && claims.repository_owner_id == claims.actor_id')).toEqual([
+      'github:none',
+    ]);
   });
 
   it('applies a rule only to the issuers its `when` can match; deny rules never warn', () => {
-    expect(lint('identity.preset == "kubernetes" && request.repository.startsWith(identity.namespace + "/")')).toEqual([]);
+    expect(lint('identity.preset == "kubernetes" && request.repository.startsWith(identity.namespace + "/")')).toEqual(
+      [],
+    );
     expect(lint('identity.issuerName == "cluster"')).toEqual([]);
     expect(lint('identity.issuer == "https://gitlab.com"')).toEqual(['gitlab:none']);
     expect(lint('identity.preset in ["gitlab", "google"]')).toEqual(['gitlab:none', 'google:none']);
@@ -201,11 +249,15 @@ describe('lint: rules for multi-tenant issuers that never pin the owner', () => 
     expect(lint(undefined)).toEqual(['github:none', 'gitlab:none', 'google:none']);
     expect(lint('request.repository.startsWith("public/")', 'deny')).toEqual([]);
     // `--issuer https://token.actions.githubusercontent.com` without a preset is still GitHub's shared issuer
-    expect(lint('identity.issuerName == "default"', 'allow', [{ name: 'default', issuer: GITHUB }])).toEqual(['default:none']);
+    expect(lint('identity.issuerName == "default"', 'allow', [{ name: 'default', issuer: GITHUB }])).toEqual([
+      'default:none',
+    ]);
   });
 
   it('finds nothing to warn about in the shipped policies and examples', () => {
-    const rules = ['policies', 'policies/examples', 'deploy/base/policies', 'deploy/overlays/gateway/policies'].flatMap((p) => loadPolicies(p).rules);
+    const rules = ['policies', 'policies/examples', 'deploy/base/policies', 'deploy/overlays/gateway/policies'].flatMap(
+      (p) => loadPolicies(p).rules,
+    );
     expect(lintTenantPinning(rules, issuers)).toEqual([]);
     // the gateway overlay's own config, with its `github` issuer
     const gateway = parseYaml(readFileSync('deploy/overlays/gateway/config.yaml', 'utf8')) as { issuers: LintIssuer[] };

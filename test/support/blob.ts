@@ -39,7 +39,14 @@ function absolute(base: string, location: string): string {
 }
 
 /** Monolithic streamed upload (POST then PUT with the whole body). Returns seconds spent. */
-export async function pushBlob(baseURL: string, repo: string, size: number, digest: string, headers: Record<string, string> = {}, seed = 1): Promise<number> {
+export async function pushBlob(
+  baseURL: string,
+  repo: string,
+  size: number,
+  digest: string,
+  headers: Record<string, string> = {},
+  seed = 1,
+): Promise<number> {
   const t0 = performance.now();
   const start = await request(`${baseURL}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers });
   await start.body.dump();
@@ -68,7 +75,11 @@ export async function pullBlob(
   verify = false,
 ): Promise<number> {
   const t0 = performance.now();
-  const res = await request(`${baseURL}/v2/${repo}/blobs/${digest}`, { method: 'GET', headers, maxRedirections: 0 } as Parameters<typeof request>[1]);
+  const res = await request(`${baseURL}/v2/${repo}/blobs/${digest}`, {
+    method: 'GET',
+    headers,
+    maxRedirections: 0,
+  } as Parameters<typeof request>[1]);
   if (res.statusCode !== 200) {
     const text = await res.body.text();
     throw new Error(`pull: HTTP ${res.statusCode} ${text.slice(0, 200)}`);

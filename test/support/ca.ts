@@ -17,7 +17,12 @@ interface CertifiedKey {
 }
 
 interface CertificateAuthority extends CertifiedKey {
-  issue(options: { commonName: string; dnsNames?: string[]; ipAddresses?: string[]; days?: number }): Promise<CertifiedKey>;
+  issue(options: {
+    commonName: string;
+    dnsNames?: string[];
+    ipAddresses?: string[];
+    days?: number;
+  }): Promise<CertifiedKey>;
 }
 
 function serial(): string {
@@ -93,7 +98,10 @@ async function issueLeaf(
 }
 
 /** A fresh self-signed CA (ECDSA P-256) that issues leaves for `localhost`-style test servers. */
-export async function createCertificateAuthority(commonName = 'registry-auth-proxy test CA', days = 30): Promise<CertificateAuthority> {
+export async function createCertificateAuthority(
+  commonName = 'registry-auth-proxy test CA',
+  days = 30,
+): Promise<CertificateAuthority> {
   const keys = await newKeys();
   const root = await createRoot(commonName, days, keys);
   const certPem = root.toString('pem') + '\n';
@@ -101,6 +109,7 @@ export async function createCertificateAuthority(commonName = 'registry-auth-pro
     certPem,
     keyPem: await exportKeyPem(keys.privateKey),
     cert: new X509Certificate(certPem),
-    issue: ({ commonName: cn, dnsNames = [], ipAddresses = [], days: d = days }) => issueLeaf(root, keys, cn, dnsNames, ipAddresses, d),
+    issue: ({ commonName: cn, dnsNames = [], ipAddresses = [], days: d = days }) =>
+      issueLeaf(root, keys, cn, dnsNames, ipAddresses, d),
   };
 }

@@ -18,7 +18,10 @@ interface Answer {
 }
 
 /** One request on its own connection. */
-export function onNewConnection(url: string, opts: { method?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
+export function onNewConnection(
+  url: string,
+  opts: { method?: string; headers?: Record<string, string> } = {},
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method: opts.method ?? 'GET', headers: opts.headers, agent: false }, (res) => {
       let body = '';
@@ -47,7 +50,8 @@ export function workerPids(text: string): Map<string, number> {
 /** Connections handed to each worker slot, from `rap_worker_connections_total`. */
 export function workerConnections(text: string): Map<string, number> {
   const counts = new Map<string, number>();
-  for (const m of text.matchAll(/^rap_worker_connections_total\{worker="(\d+)"\} (\d+)$/gm)) counts.set(m[1]!, Number(m[2]));
+  for (const m of text.matchAll(/^rap_worker_connections_total\{worker="(\d+)"\} (\d+)$/gm))
+    counts.set(m[1]!, Number(m[2]));
   return counts;
 }
 
@@ -88,7 +92,11 @@ interface SpawnedProxy {
  * `bin/registry-auth-proxy.js serve <args>` (built), waiting until `url`/healthz answers. `detached`:
  * in a process group of its own, so that a test can signal the whole group as a terminal does.
  */
-export async function spawnBuiltProxy(args: string[], url: string, opts: { detached?: boolean } = {}): Promise<SpawnedProxy> {
+export async function spawnBuiltProxy(
+  args: string[],
+  url: string,
+  opts: { detached?: boolean } = {},
+): Promise<SpawnedProxy> {
   const child = spawn(process.execPath, [`${ROOT}/bin/registry-auth-proxy.js`, 'serve', ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],

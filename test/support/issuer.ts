@@ -55,7 +55,14 @@ export class TestIssuer {
   mint(claims: Record<string, unknown> = {}, opts: MintOptions = {}): Promise<string> {
     const now = opts.now ?? Math.floor(Date.now() / 1000);
     const { issuer, audience, kid } = this.options;
-    const payload = { iss: issuer, aud: audience, iat: now, exp: now + (opts.ttl ?? 600), ...this.options.claims, ...claims };
+    const payload = {
+      iss: issuer,
+      aud: audience,
+      iat: now,
+      exp: now + (opts.ttl ?? 600),
+      ...this.options.claims,
+      ...claims,
+    };
     return new SignJWT(payload).setProtectedHeader({ alg: 'ES256', kid }).sign(this.privateKey);
   }
 }
@@ -67,6 +74,11 @@ let ci: Promise<TestIssuer> | undefined;
 
 /** The `ci` issuer, one key per test process (the attack suite signs hand-built payloads with it). */
 export function ciIssuer(): Promise<TestIssuer> {
-  ci ??= TestIssuer.create({ issuer: TEST_ISSUER, audience: 'registry.test', kid: 'ci-1', claims: { sub: 'job-42', team: 'team-a' } });
+  ci ??= TestIssuer.create({
+    issuer: TEST_ISSUER,
+    audience: 'registry.test',
+    kid: 'ci-1',
+    claims: { sub: 'job-42', team: 'team-a' },
+  });
   return ci;
 }

@@ -67,7 +67,10 @@ const ENV_CONFIG_PREFIXES: { what: string; prefix: string; container: (c: Doc) =
 ];
 
 function isDistribution(c: Doc): boolean {
-  return /(^|\/)registry(:|@|$)|distribution/.test(String(c.image ?? '')) || (c.env ?? []).some((e: Doc) => String(e.name).startsWith('REGISTRY_'));
+  return (
+    /(^|\/)registry(:|@|$)|distribution/.test(String(c.image ?? '')) ||
+    (c.env ?? []).some((e: Doc) => String(e.name).startsWith('REGISTRY_'))
+  );
 }
 
 function isProxy(c: Doc): boolean {
@@ -122,8 +125,10 @@ function envValue(c: Doc, name: string): string | undefined {
 /** Every `*File` key (and `policies`) of a proxy config, wherever it sits. */
 function configFiles(value: unknown, key: string, out: FileUse[]): void {
   if (Array.isArray(value)) value.forEach((v, i) => configFiles(v, `${key}[${i}]`, out));
-  else if (value && typeof value === 'object') for (const [k, v] of Object.entries(value)) configFiles(v, key ? `${key}.${k}` : k, out);
-  else if (typeof value === 'string' && /File$/.test(key)) out.push({ path: value, why: key, dir: key === 'tokens.signingKeyFile' });
+  else if (value && typeof value === 'object')
+    for (const [k, v] of Object.entries(value)) configFiles(v, key ? `${key}.${k}` : k, out);
+  else if (typeof value === 'string' && /File$/.test(key))
+    out.push({ path: value, why: key, dir: key === 'tokens.signingKeyFile' });
   else if (typeof value === 'string' && key === 'policies') out.push({ path: value, why: key, dir: true });
 }
 
@@ -161,18 +166,30 @@ function filesUsed(c: Doc, pod: Doc, ns: string, docs: Doc[], findings: Finding[
         for (const u of found) uses.push({ ...u, path: posix.resolve(dir, u.path), why: `config ${u.why}` });
         // in-cluster mode: no issuers configured → the pod's service-account files
         if (!Array.isArray(cfg.issuers) || cfg.issuers.length === 0) {
-          uses.push({ path: `${SA_DIR}/token`, why: 'in-cluster issuer (no issuers configured)' }, { path: `${SA_DIR}/ca.crt`, why: 'in-cluster issuer' });
+          uses.push(
+            { path: `${SA_DIR}/token`, why: 'in-cluster issuer (no issuers configured)' },
+            { path: `${SA_DIR}/ca.crt`, why: 'in-cluster issuer' },
+          );
         }
       }
     }
   }
   if (isDistribution(c)) {
     for (const e of c.env ?? []) {
-      if (typeof e.value === 'string' && e.value.startsWith('/') && /(_PATH|_FILE|_CERTIFICATE|_KEY|_ROOTCERTBUNDLE|_CLIENTCAS_\d+)$/.test(e.name)) {
+      if (
+        typeof e.value === 'string' &&
+        e.value.startsWith('/') &&
+        /(_PATH|_FILE|_CERTIFICATE|_KEY|_ROOTCERTBUNDLE|_CLIENTCAS_\d+)$/.test(e.name)
+      ) {
         uses.push({ path: e.value, why: e.name });
       }
     }
-    uses.push({ path: envValue(c, 'REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY') ?? '/var/lib/registry', why: 'registry storage', dir: true, write: true });
+    uses.push({
+      path: envValue(c, 'REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY') ?? '/var/lib/registry',
+      why: 'registry storage',
+      dir: true,
+      write: true,
+    });
   }
   return uses;
 }
@@ -212,7 +229,8 @@ function configText(path: string, c: Doc, pod: Doc, ns: string, docs: Doc[]): st
   const obj = docs.find((d) => d.kind === kind && d.metadata?.name === name && (d.metadata?.namespace ?? '') === ns);
   const key = (ref.items ?? []).find((i: Doc) => i.path === m.rel)?.key ?? m.rel;
   if (!obj) return undefined;
-  if (obj.data?.[key] !== undefined) return kind === 'Secret' ? Buffer.from(obj.data[key], 'base64').toString('utf8') : obj.data[key];
+  if (obj.data?.[key] !== undefined)
+    return kind === 'Secret' ? Buffer.from(obj.data[key], 'base64').toString('utf8') : obj.data[key];
   return obj.stringData?.[key];
 }
 
@@ -282,7 +300,8 @@ function checkFile(u: FileUse, c: Doc, pod: Doc, saMounted: boolean, who: Identi
         ? undefined
         : `${how}: a PersistentVolumeClaim is root-owned; uid ${who.uid} writes it only with fsGroup`;
     }
-    if (v.secret || v.configMap || v.projected || v.downwardAPI) return `${how}: Secret/ConfigMap volumes are read-only`;
+    if (v.secret || v.configMap || v.projected || v.downwardAPI)
+      return `${how}: Secret/ConfigMap volumes are read-only`;
     return undefined;
   }
   if (v.emptyDir || v.persistentVolumeClaim || v.hostPath) return undefined;
@@ -303,10 +322,14 @@ function checkPods(docs: Doc[], findings: Finding[]): void {
     if (!pod) continue;
     const ns: string = d.metadata?.namespace ?? '';
     const sa = docs.find(
-      (x) => x.kind === 'ServiceAccount' && x.metadata?.name === (pod.serviceAccountName ?? 'default') && (x.metadata?.namespace ?? '') === ns,
+      (x) =>
+        x.kind === 'ServiceAccount' &&
+        x.metadata?.name === (pod.serviceAccountName ?? 'default') &&
+        (x.metadata?.namespace ?? '') === ns,
     );
     const saMounted =
-      pod.automountServiceAccountToken !== false && !(pod.automountServiceAccountToken === undefined && sa?.automountServiceAccountToken === false);
+      pod.automountServiceAccountToken !== false &&
+      !(pod.automountServiceAccountToken === undefined && sa?.automountServiceAccountToken === false);
     for (const c of [...(pod.initContainers ?? []), ...(pod.containers ?? [])]) {
       const at = where(d, c.name);
       const who = identity(c, pod);
@@ -347,7 +370,10 @@ function checkDisruptionBudgets(docs: Doc[], findings: Finding[]): void {
     const sel: Record<string, string> = pdb.spec?.selector?.matchLabels ?? {};
     const workloads = docs.filter(
       (d) =>
-        podTemplate(d) && d.kind !== 'DaemonSet' && (d.metadata?.namespace ?? '') === ns && Object.entries(sel).every(([k, v]) => templateLabels(d)[k] === v),
+        podTemplate(d) &&
+        d.kind !== 'DaemonSet' &&
+        (d.metadata?.namespace ?? '') === ns &&
+        Object.entries(sel).every(([k, v]) => templateLabels(d)[k] === v),
     );
     if (workloads.length === 0) {
       findings.push({ check: 'pdb', where: where(pdb), message: 'selects no workload of this render' });
@@ -385,15 +411,24 @@ function checkAutoscalers(docs: Doc[], findings: Finding[]): void {
   for (const hpa of docs.filter((d) => d.kind === 'HorizontalPodAutoscaler')) {
     const ns = hpa.metadata?.namespace ?? '';
     const ref = hpa.spec?.scaleTargetRef ?? {};
-    const w = docs.find((d) => d.kind === ref.kind && d.metadata?.name === ref.name && (d.metadata?.namespace ?? '') === ns);
+    const w = docs.find(
+      (d) => d.kind === ref.kind && d.metadata?.name === ref.name && (d.metadata?.namespace ?? '') === ns,
+    );
     if (!w) {
-      findings.push({ check: 'hpa', where: where(hpa), message: `scales ${ref.kind} ${ref.name}, which is not in this render` });
+      findings.push({
+        check: 'hpa',
+        where: where(hpa),
+        message: `scales ${ref.kind} ${ref.name}, which is not in this render`,
+      });
       continue;
     }
     const rwo = (podTemplate(w)?.volumes ?? [])
       .map((v: Doc) => v.persistentVolumeClaim?.claimName)
       .filter((claim: unknown) => {
-        const pvc = docs.find((d) => d.kind === 'PersistentVolumeClaim' && d.metadata?.name === claim && (d.metadata?.namespace ?? '') === ns);
+        const pvc = docs.find(
+          (d) =>
+            d.kind === 'PersistentVolumeClaim' && d.metadata?.name === claim && (d.metadata?.namespace ?? '') === ns,
+        );
         return pvc && !(pvc.spec?.accessModes ?? []).includes('ReadWriteMany');
       });
     if (rwo.length && (hpa.spec?.maxReplicas ?? 1) > 1) {
@@ -410,7 +445,9 @@ function checkBindings(docs: Doc[], findings: Finding[]): void {
   for (const b of docs.filter((d) => d.kind === 'ClusterRoleBinding' || d.kind === 'RoleBinding')) {
     for (const s of b.subjects ?? []) {
       if (s.kind !== 'ServiceAccount') continue;
-      const sa = docs.find((d) => d.kind === 'ServiceAccount' && d.metadata?.name === s.name && d.metadata?.namespace === s.namespace);
+      const sa = docs.find(
+        (d) => d.kind === 'ServiceAccount' && d.metadata?.name === s.name && d.metadata?.namespace === s.namespace,
+      );
       if (!sa) {
         const elsewhere = docs.find((d) => d.kind === 'ServiceAccount' && d.metadata?.name === s.name);
         findings.push({

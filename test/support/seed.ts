@@ -10,7 +10,11 @@ export async function pushSmallBlob(base: string, repo: string, data: Buffer): P
   await start.body.dump();
   const url = new URL(start.headers.location as string, base);
   url.searchParams.set('digest', digest);
-  const put = await request(url.toString(), { method: 'PUT', body: data, headers: { 'content-type': 'application/octet-stream' } });
+  const put = await request(url.toString(), {
+    method: 'PUT',
+    body: data,
+    headers: { 'content-type': 'application/octet-stream' },
+  });
   await put.body.dump();
   if (put.statusCode !== 201) throw new Error(`small blob push: HTTP ${put.statusCode}`);
   return digest;
@@ -23,10 +27,24 @@ export async function seedManifest(base: string, repo: string): Promise<void> {
   const manifest = JSON.stringify({
     schemaVersion: 2,
     mediaType: MANIFEST_TYPE,
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: await pushSmallBlob(base, repo, config), size: config.length },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: await pushSmallBlob(base, repo, layer), size: layer.length }],
+    config: {
+      mediaType: 'application/vnd.oci.image.config.v1+json',
+      digest: await pushSmallBlob(base, repo, config),
+      size: config.length,
+    },
+    layers: [
+      {
+        mediaType: 'application/vnd.oci.image.layer.v1.tar',
+        digest: await pushSmallBlob(base, repo, layer),
+        size: layer.length,
+      },
+    ],
   });
-  const put = await request(`${base}/v2/${repo}/manifests/latest`, { method: 'PUT', body: manifest, headers: { 'content-type': MANIFEST_TYPE } });
+  const put = await request(`${base}/v2/${repo}/manifests/latest`, {
+    method: 'PUT',
+    body: manifest,
+    headers: { 'content-type': MANIFEST_TYPE },
+  });
   await put.body.dump();
   if (put.statusCode !== 201) throw new Error(`manifest push: HTTP ${put.statusCode}`);
 }

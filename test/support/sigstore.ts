@@ -1,7 +1,14 @@
 import { createHash, generateKeyPairSync, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fulcioHandler, initializeCA, initializeCTLog, initializeTLog, rekorHandler, type HandlerFn } from '@sigstore/mock';
+import {
+  fulcioHandler,
+  initializeCA,
+  initializeCTLog,
+  initializeTLog,
+  rekorHandler,
+  type HandlerFn,
+} from '@sigstore/mock';
 import { bundleToJSON } from '@sigstore/bundle';
 import { DSSEBundleBuilder, FulcioSigner, MessageSignatureBundleBuilder, RekorWitness } from '@sigstore/sign';
 
@@ -35,7 +42,9 @@ function descriptor(mediaType: string, body: Buffer, extra: Record<string, unkno
 
 /** A small image: one config, one layer; its manifest digest is what gets signed. */
 export function image(seed: string): Artifact & { digest: string; manifest: Buffer } {
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, seed }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, seed }),
+  );
   const layer = Buffer.from(`layer of ${seed}`);
   const manifest = Buffer.from(
     JSON.stringify({
@@ -45,18 +54,38 @@ export function image(seed: string): Artifact & { digest: string; manifest: Buff
       layers: [descriptor('application/vnd.oci.image.layer.v1.tar', layer)],
     }),
   );
-  return { blobs: [config, layer], manifests: [{ reference: seed, mediaType: OCI_MANIFEST, body: manifest }], digest: digestOf(manifest), manifest };
+  return {
+    blobs: [config, layer],
+    manifests: [{ reference: seed, mediaType: OCI_MANIFEST, body: manifest }],
+    digest: digestOf(manifest),
+    manifest,
+  };
 }
 
 /** cosign's simple-signing payload, marshalled as cosign marshals it. */
-export function simpleSigningPayload(digest: string, dockerReference: string, type = 'cosign container image signature'): Buffer {
+export function simpleSigningPayload(
+  digest: string,
+  dockerReference: string,
+  type = 'cosign container image signature',
+): Buffer {
   return Buffer.from(
-    JSON.stringify({ critical: { identity: { 'docker-reference': dockerReference }, image: { 'docker-manifest-digest': digest }, type }, optional: null }),
+    JSON.stringify({
+      critical: {
+        identity: { 'docker-reference': dockerReference },
+        image: { 'docker-manifest-digest': digest },
+        type,
+      },
+      optional: null,
+    }),
   );
 }
 
 /** ECDSA P-256 key pair as `cosign generate-key-pair` makes (SHA-256, DER signatures). */
-export function keyPair(type: 'ec' | 'ed25519' | 'rsa' = 'ec'): { publicKey: KeyObject; privateKey: KeyObject; pem: string } {
+export function keyPair(type: 'ec' | 'ed25519' | 'rsa' = 'ec'): {
+  publicKey: KeyObject;
+  privateKey: KeyObject;
+  pem: string;
+} {
   const kp =
     type === 'ec'
       ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
@@ -67,11 +96,16 @@ export function keyPair(type: 'ec' | 'ed25519' | 'rsa' = 'ec'): { publicKey: Key
 }
 
 export function cosignSign(privateKey: KeyObject, payload: Buffer): string {
-  return cryptoSign(privateKey.asymmetricKeyType === 'ed25519' ? null : 'sha256', payload, privateKey).toString('base64');
+  return cryptoSign(privateKey.asymmetricKeyType === 'ed25519' ? null : 'sha256', payload, privateKey).toString(
+    'base64',
+  );
 }
 
 /** The `sha256-<hex>.sig` manifest cosign pushes: one simple-signing layer per signature, the signature in its annotation. */
-export function cosignSigManifest(digest: string, layers: { payload: Buffer; signature: string; annotations?: Record<string, string> }[]): Artifact {
+export function cosignSigManifest(
+  digest: string,
+  layers: { payload: Buffer; signature: string; annotations?: Record<string, string> }[],
+): Artifact {
   const config = Buffer.from(
     JSON.stringify({
       architecture: '',
@@ -88,7 +122,9 @@ export function cosignSigManifest(digest: string, layers: { payload: Buffer; sig
       mediaType: OCI_MANIFEST,
       config: descriptor('application/vnd.oci.image.config.v1+json', config),
       layers: layers.map((l) =>
-        descriptor(SIMPLE_SIGNING, l.payload, { annotations: { 'dev.cosignproject.cosign/signature': l.signature, ...l.annotations } }),
+        descriptor(SIMPLE_SIGNING, l.payload, {
+          annotations: { 'dev.cosignproject.cosign/signature': l.signature, ...l.annotations },
+        }),
       ),
     }),
   );
@@ -99,9 +135,15 @@ export function cosignSigManifest(digest: string, layers: { payload: Buffer; sig
 }
 
 /** A Sigstore bundle attached as cosign's bundle spec says: an OCI 1.1 artifact whose subject is the image. */
-export function bundleReferrer(subject: { digest: string; size: number }, bundle: unknown): Artifact & { digest: string; descriptor: Record<string, unknown> } {
+export function bundleReferrer(
+  subject: { digest: string; size: number },
+  bundle: unknown,
+): Artifact & { digest: string; descriptor: Record<string, unknown> } {
   const blob = Buffer.from(JSON.stringify(bundle));
-  const annotations = { 'dev.sigstore.bundle.content': 'dsse-envelope', 'dev.sigstore.bundle.predicateType': 'https://sigstore.dev/cosign/sign/v1' };
+  const annotations = {
+    'dev.sigstore.bundle.content': 'dsse-envelope',
+    'dev.sigstore.bundle.predicateType': 'https://sigstore.dev/cosign/sign/v1',
+  };
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
@@ -151,17 +193,25 @@ export interface MockSigstore {
   /** A DSSE bundle over `statement`, with a certificate for this identity, an SCT and a Rekor entry. */
   sign(statement: Buffer, identity: { iss: string; sub: string }): Promise<unknown>;
   /** cosign 1.x/2.x keyless `.sig` layer annotations over a simple-signing payload: signature, certificate, chain, Rekor bundle. */
-  signLegacy(payload: Buffer, identity: { iss: string; sub: string }): Promise<{ signature: string; annotations: Record<string, string> }>;
+  signLegacy(
+    payload: Buffer,
+    identity: { iss: string; sub: string },
+  ): Promise<{ signature: string; annotations: Record<string, string> }>;
   close(): Promise<void>;
 }
 
-const b64 = (b: ArrayBufferView | Buffer) => Buffer.from(b instanceof Buffer ? b : new Uint8Array(b.buffer, b.byteOffset, b.byteLength)).toString('base64');
+const b64 = (b: ArrayBufferView | Buffer) =>
+  Buffer.from(b instanceof Buffer ? b : new Uint8Array(b.buffer, b.byteOffset, b.byteLength)).toString('base64');
 
 function logInstance(url: string, spki: Buffer) {
   return {
     baseUrl: url,
     hashAlgorithm: 'SHA2_256',
-    publicKey: { rawBytes: b64(spki), keyDetails: 'PKIX_ECDSA_P256_SHA_256', validFor: { start: '2000-01-01T00:00:00Z' } },
+    publicKey: {
+      rawBytes: b64(spki),
+      keyDetails: 'PKIX_ECDSA_P256_SHA_256',
+      validFor: { start: '2000-01-01T00:00:00Z' },
+    },
     logId: { keyId: b64(createHash('sha256').update(spki).digest()) },
   };
 }
@@ -207,16 +257,30 @@ export async function startMockSigstore(): Promise<MockSigstore> {
   return {
     trustedRoot,
     async sign(statement, identity) {
-      const signer = new FulcioSigner({ fulcioBaseURL: url, identityProvider: { getToken: async () => unsignedJwt(identity) } });
+      const signer = new FulcioSigner({
+        fulcioBaseURL: url,
+        identityProvider: { getToken: async () => unsignedJwt(identity) },
+      });
       // intoto entries: the mock logs a proposed entry as sent, and only an intoto one is already canonical
       // (real Rekor canonicalizes dsse entries, which @sigstore/verify checks the same way).
-      const builder = new DSSEBundleBuilder({ signer, witnesses: [new RekorWitness({ rekorBaseURL: url, entryType: 'intoto' })] });
+      const builder = new DSSEBundleBuilder({
+        signer,
+        witnesses: [new RekorWitness({ rekorBaseURL: url, entryType: 'intoto' })],
+      });
       return bundleToJSON(await builder.create({ data: statement, type: 'application/vnd.in-toto+json' }));
     },
     async signLegacy(payload, identity) {
-      const signer = new FulcioSigner({ fulcioBaseURL: url, identityProvider: { getToken: async () => unsignedJwt(identity) } });
-      const builder = new MessageSignatureBundleBuilder({ signer, witnesses: [new RekorWitness({ rekorBaseURL: url })] });
-      return legacyAnnotations(bundleToJSON(await builder.create({ data: payload })) as unknown as SerializedMessageBundle);
+      const signer = new FulcioSigner({
+        fulcioBaseURL: url,
+        identityProvider: { getToken: async () => unsignedJwt(identity) },
+      });
+      const builder = new MessageSignatureBundleBuilder({
+        signer,
+        witnesses: [new RekorWitness({ rekorBaseURL: url })],
+      });
+      return legacyAnnotations(
+        bundleToJSON(await builder.create({ data: payload })) as unknown as SerializedMessageBundle,
+      );
     },
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
@@ -237,7 +301,8 @@ interface SerializedMessageBundle {
   };
 }
 
-const pem = (der: string) => `-----BEGIN CERTIFICATE-----\n${der.replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE-----\n`;
+const pem = (der: string) =>
+  `-----BEGIN CERTIFICATE-----\n${der.replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE-----\n`;
 
 /** What cosign writes on a keyless `.sig` layer, from the same material a bundle holds. */
 function legacyAnnotations(b: SerializedMessageBundle): { signature: string; annotations: Record<string, string> } {

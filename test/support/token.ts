@@ -36,13 +36,26 @@ function tokenURL(baseURL: string, scopes: string[], service = 'registry.test'):
   return `${baseURL}/token?${q}`;
 }
 
-export async function requestToken(baseURL: string, identity: string, scopes: string[], opts: TokenRequestOptions = {}): Promise<TokenAnswer> {
-  const r = await fetch(tokenURL(baseURL, scopes, opts.service), { headers: { authorization: basicAuth(identity, opts.user) } });
+export async function requestToken(
+  baseURL: string,
+  identity: string,
+  scopes: string[],
+  opts: TokenRequestOptions = {},
+): Promise<TokenAnswer> {
+  const r = await fetch(tokenURL(baseURL, scopes, opts.service), {
+    headers: { authorization: basicAuth(identity, opts.user) },
+  });
   return { status: r.status, statusText: r.statusText, headers: r.headers, body: (await r.json()) as TokenBody };
 }
 
-export async function fetchRegistryToken(baseURL: string, identity: string, scopes: string[], opts: TokenRequestOptions = {}): Promise<string> {
+export async function fetchRegistryToken(
+  baseURL: string,
+  identity: string,
+  scopes: string[],
+  opts: TokenRequestOptions = {},
+): Promise<string> {
   const r = await requestToken(baseURL, identity, scopes, opts);
-  if (r.status !== 200 || !r.body.token) throw new Error(`token request failed: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+  if (r.status !== 200 || !r.body.token)
+    throw new Error(`token request failed: HTTP ${r.status} ${JSON.stringify(r.body)}`);
   return r.body.token;
 }

@@ -29,21 +29,28 @@ describe('kubelet credential provider protocol (golden)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'rap-kp-'));
     writeFileSync(join(dir, 'token'), `${JWT}\n`);
     const env = { RAP_TOKEN_FILE: join(dir, 'token') };
-    const res = respond(parseRequest(readFileSync('test/golden/kubelet/node-request.json', 'utf8')), { env, now: () => NOW });
+    const res = respond(parseRequest(readFileSync('test/golden/kubelet/node-request.json', 'utf8')), {
+      env,
+      now: () => NOW,
+    });
     const want = golden('kubelet/node-response.json');
     want.auth['registry.example.com:5000'].password = JWT;
     expect(res).toEqual(want);
     const rotated = JWT.replace('c2ln', 'bmV3');
     writeFileSync(join(dir, 'token'), rotated);
     expect(
-      respond(parseRequest(readFileSync('test/golden/kubelet/node-request.json', 'utf8')), { env, now: () => NOW }).auth['registry.example.com:5000']!.password,
+      respond(parseRequest(readFileSync('test/golden/kubelet/node-request.json', 'utf8')), { env, now: () => NOW })
+        .auth['registry.example.com:5000']!.password,
     ).toBe(rotated);
   });
 
   it.each([
     ['not json', /not JSON/],
     ['[]', /object/],
-    ['{"apiVersion":"credentialprovider.kubelet.k8s.io/v1alpha1","kind":"CredentialProviderRequest","image":"a/b"}', /apiVersion/],
+    [
+      '{"apiVersion":"credentialprovider.kubelet.k8s.io/v1alpha1","kind":"CredentialProviderRequest","image":"a/b"}',
+      /apiVersion/,
+    ],
     ['{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"Other","image":"a/b"}', /kind/],
     ['{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest"}', /image/],
     [
@@ -77,13 +84,24 @@ describe('kubelet credential provider protocol (golden)', () => {
 describe('Docker credential helper protocol (golden)', () => {
   function io(stdin: string, env: NodeJS.ProcessEnv) {
     const out = { stdout: '', stderr: '' };
-    return { out, io: { stdin: async () => stdin, stdout: (s: string) => (out.stdout += s), stderr: (s: string) => (out.stderr += s), env } };
+    return {
+      out,
+      io: {
+        stdin: async () => stdin,
+        stdout: (s: string) => (out.stdout += s),
+        stderr: (s: string) => (out.stderr += s),
+        env,
+      },
+    };
   }
 
   it('get prints ServerURL, Username and the token read afresh', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'rap-dh-'));
     writeFileSync(join(dir, 't'), JWT);
-    const { out, io: h } = io('https://registry.example.com\n', { RAP_TOKEN_FILE: join(dir, 't'), RAP_REGISTRIES: 'registry.example.com' });
+    const { out, io: h } = io('https://registry.example.com\n', {
+      RAP_TOKEN_FILE: join(dir, 't'),
+      RAP_REGISTRIES: 'registry.example.com',
+    });
     expect(await runHelper(['get'], h)).toBe(0);
     const want = golden('docker/get-response.json');
     want.Secret = JWT;
@@ -109,7 +127,10 @@ describe('Docker credential helper protocol (golden)', () => {
       expect(s.out.stderr).toContain(says);
       expect(s.out.stdout).toBe('');
     }
-    const g = io('registry.example.com', { RAP_TOKEN_FILE: '/nonexistent/token', RAP_REGISTRIES: 'registry.example.com' });
+    const g = io('registry.example.com', {
+      RAP_TOKEN_FILE: '/nonexistent/token',
+      RAP_REGISTRIES: 'registry.example.com',
+    });
     expect(await runHelper(['get'], g.io)).toBe(1);
     expect(g.out.stdout).toMatch(/no identity token file/);
     // and on stderr: Docker 28 drops a failed get's stdout and shows only what the helper wrote there
@@ -133,7 +154,11 @@ describe('login', () => {
     const file = join(dir, 'config.json');
     writeFileSync(
       file,
-      JSON.stringify({ auths: { 'other.io': { auth: 'b3RoZXI6eA==' } }, credHelpers: { 'registry.example.com': 'ecr-login', 'x.io': 'y' }, psFormat: 'table' }),
+      JSON.stringify({
+        auths: { 'other.io': { auth: 'b3RoZXI6eA==' } },
+        credHelpers: { 'registry.example.com': 'ecr-login', 'x.io': 'y' },
+        psFormat: 'table',
+      }),
     );
     loginToFile(file, 'registry.example.com', 'registry-auth-proxy', JWT);
     const doc = JSON.parse(readFileSync(file, 'utf8'));
@@ -154,7 +179,12 @@ describe('login', () => {
 
   it('builds a kubernetes.io/dockerconfigjson Secret', () => {
     const s = dockerConfigSecret('pull', 'team-a', 'registry.example.com', 'u', 't');
-    expect(s).toMatchObject({ apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/dockerconfigjson', metadata: { name: 'pull', namespace: 'team-a' } });
+    expect(s).toMatchObject({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'kubernetes.io/dockerconfigjson',
+      metadata: { name: 'pull', namespace: 'team-a' },
+    });
     expect(JSON.parse(Buffer.from(s.data['.dockerconfigjson'], 'base64').toString())).toEqual({
       auths: { 'registry.example.com': { auth: Buffer.from('u:t').toString('base64') } },
     });
@@ -163,7 +193,13 @@ describe('login', () => {
 });
 
 describe('controller decisions', () => {
-  const sa = { metadata: { name: 'b', namespace: 'n', annotations: { 'registry-auth-proxy.io/registry': 'registry.example.com:443' } } };
+  const sa = {
+    metadata: {
+      name: 'b',
+      namespace: 'n',
+      annotations: { 'registry-auth-proxy.io/registry': 'registry.example.com:443' },
+    },
+  };
   it('derives the wanted Secret and audience', () => {
     expect(wantedFor(sa)).toEqual({
       namespace: 'n',
@@ -184,7 +220,12 @@ describe('controller decisions', () => {
   });
   it('adds and removes the imagePullSecrets reference only when needed', () => {
     expect(withPullSecret({ imagePullSecrets: [{ name: 'x' }] }, 'x', true)).toBeUndefined();
-    expect(withPullSecret({ imagePullSecrets: [{ name: 'y' }] }, 'x', true)!.imagePullSecrets).toEqual([{ name: 'y' }, { name: 'x' }]);
-    expect(withPullSecret({ imagePullSecrets: [{ name: 'x' }, { name: 'y' }] }, 'x', false)!.imagePullSecrets).toEqual([{ name: 'y' }]);
+    expect(withPullSecret({ imagePullSecrets: [{ name: 'y' }] }, 'x', true)!.imagePullSecrets).toEqual([
+      { name: 'y' },
+      { name: 'x' },
+    ]);
+    expect(withPullSecret({ imagePullSecrets: [{ name: 'x' }, { name: 'y' }] }, 'x', false)!.imagePullSecrets).toEqual([
+      { name: 'y' },
+    ]);
   });
 });

@@ -104,7 +104,9 @@ describe('kubelet credential provider install', () => {
     const exe = /^EXE=\$OUT_DIR\/(\S+)$/m.exec(build)![1]!;
     expect(stage).toContain(`ENTRYPOINT ["/${exe}"]`);
     expect(dockerfileStage('credential-provider-build')).toContain(`/rootfs /${exe}`);
-    expect(read('scripts/build-image.sh')).toContain('cp_tag=${cp_tag:-registry-auth-proxy-credential-provider:$version}');
+    expect(read('scripts/build-image.sh')).toContain(
+      'cp_tag=${cp_tag:-registry-auth-proxy-credential-provider:$version}',
+    );
     expect(parse(read(`${DIR}/kustomization.yaml`)).resources).toEqual(['daemonset.yaml']);
   });
 

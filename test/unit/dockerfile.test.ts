@@ -44,14 +44,19 @@ describe('Dockerfile', () => {
     const production = stage('production');
     expect(production).toMatch(/node \/tmp\/prune-node-modules\.js node_modules/);
     // of the pruned tree itself: `npm sbom --omit=dev` drops production packages that dev ones share
-    expect(production).toMatch(/npm pkg delete devDependencies \\\n && npm sbom --sbom-format cyclonedx --sbom-type application > sbom\.cdx\.json$/m);
+    expect(production).toMatch(
+      /npm pkg delete devDependencies \\\n && npm sbom --sbom-format cyclonedx --sbom-type application > sbom\.cdx\.json$/m,
+    );
     expect(production).not.toMatch(/--omit=dev --package-lock-only|sbom .*--omit=dev/);
-    expect(stage('runtime')).toMatch(/^COPY --from=production \/registry-auth-proxy\/sbom\.cdx\.json \.\/sbom\.cdx\.json$/m);
+    expect(stage('runtime')).toMatch(
+      /^COPY --from=production \/registry-auth-proxy\/sbom\.cdx\.json \.\/sbom\.cdx\.json$/m,
+    );
   });
 
   it('labels the image (OCI) from build arguments, and records the revision for --version', () => {
     const runtime = stage('runtime');
-    for (const arg of ['VERSION', 'REVISION', 'CREATED', 'SOURCE']) expect(runtime).toMatch(new RegExp(`^ARG ${arg}=`, 'm'));
+    for (const arg of ['VERSION', 'REVISION', 'CREATED', 'SOURCE'])
+      expect(runtime).toMatch(new RegExp(`^ARG ${arg}=`, 'm'));
     for (const [label, value] of [
       ['title', '"registry-auth-proxy"'],
       ['licenses', '"Apache-2.0"'],
@@ -79,7 +84,8 @@ describe('Dockerfile', () => {
     const cp = stage('credential-provider');
     expect(cp).toMatch(/^ENTRYPOINT \["\/registry-auth-proxy-credential-provider"\]$/m);
     expect(cp).not.toMatch(/^RUN /m);
-    for (const label of ['title', 'licenses', 'source', 'version', 'revision', 'created']) expect(cp).toContain(`org.opencontainers.image.${label}=`);
+    for (const label of ['title', 'licenses', 'source', 'version', 'revision', 'created'])
+      expect(cp).toContain(`org.opencontainers.image.${label}=`);
   });
 
   it('copies only files the build context has (.dockerignore keeps scripts/ and src/)', () => {

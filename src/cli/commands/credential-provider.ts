@@ -9,7 +9,10 @@ export function register(program: Command): void {
     .description(
       'kubelet image credential provider: reads a CredentialProviderRequest on stdin, writes the response on stdout. With a serviceAccountToken in the request (KEP-4412) it returns that token; otherwise it reads RAP_TOKEN_FILE',
     )
-    .option('--match <registry>', 'auth key to answer for (default: the registry host of the image); env RAP_REGISTRY_MATCH')
+    .option(
+      '--match <registry>',
+      'auth key to answer for (default: the registry host of the image); env RAP_REGISTRY_MATCH',
+    )
     .option('--token-file <file>', 'node mode: identity token file (env RAP_TOKEN_FILE)')
     .option('--username <name>', 'username to return (never empty; env RAP_USERNAME)')
     .action(async (opts: { match?: string; tokenFile?: string; username?: string }) => {
@@ -23,7 +26,8 @@ export function register(program: Command): void {
         const response = respond(parseRequest(Buffer.concat(chunks).toString('utf8')), { env });
         process.stdout.write(`${JSON.stringify(response)}\n`);
       } catch (err) {
-        if (err instanceof ProviderError || err instanceof TokenSourceError) throw new CliExit(1, `credential-provider: ${err.message}`);
+        if (err instanceof ProviderError || err instanceof TokenSourceError)
+          throw new CliExit(1, `credential-provider: ${err.message}`);
         throw err;
       }
     });

@@ -1,7 +1,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
-import { checkLoginToken, defaultAuthFile, defaultDockerConfig, dockerConfigSecret, formatSpan, loginToFile } from '../../clients/login.js';
+import {
+  checkLoginToken,
+  defaultAuthFile,
+  defaultDockerConfig,
+  dockerConfigSecret,
+  formatSpan,
+  loginToFile,
+} from '../../clients/login.js';
 import { DEFAULT_TOKEN_FILES, DEFAULT_USERNAME } from '../../clients/token-source.js';
 import { CliExit } from '../exit.js';
 
@@ -16,7 +23,11 @@ interface LoginFlags {
 }
 
 /** Where the token comes from: the flag, else RAP_TOKEN_FILE, else the projected-token default when it exists. Pure. */
-export function tokenSource(flag: string | undefined, env: NodeJS.ProcessEnv, exists: (f: string) => boolean = existsSync): string | undefined {
+export function tokenSource(
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv,
+  exists: (f: string) => boolean = existsSync,
+): string | undefined {
   return flag ?? (env.RAP_TOKEN_FILE || undefined) ?? DEFAULT_TOKEN_FILES.find(exists);
 }
 
@@ -36,7 +47,11 @@ async function readToken(source: string): Promise<string> {
 /** The identity token, read and checked (an empty, expired or malformed one writes nothing); its warnings go to stderr. */
 async function checkedToken(tokenFile: string | undefined) {
   const source = tokenSource(tokenFile, process.env);
-  if (!source) throw new CliExit(2, 'login: no identity token: give --token-file <file> (or --token-file - to read stdin), or set RAP_TOKEN_FILE');
+  if (!source)
+    throw new CliExit(
+      2,
+      'login: no identity token: give --token-file <file> (or --token-file - to read stdin), or set RAP_TOKEN_FILE',
+    );
   const from = source === '-' ? 'stdin' : source;
   const token = await readToken(source);
   if (!token) throw new CliExit(1, `login: ${from} is empty`);
@@ -52,15 +67,25 @@ export function register(program: Command): void {
     .description(
       'write credentials for <registry> (the identity token from --token-file, `--token-file -` for stdin, else $RAP_TOKEN_FILE, else /var/run/secrets/tokens/registry-token) into Docker config.json, a containers auth.json, or a kubernetes.io/dockerconfigjson Secret manifest; files are merged and written atomically with 0600. The token must be an unexpired JWT; what was written, where, and until when is said on stderr',
     )
-    .option('--token-file <file>', 'identity token file, or - to read it from stdin (default $RAP_TOKEN_FILE, else /var/run/secrets/tokens/registry-token)')
-    .option('--docker-config [file]', 'Docker config.json (default $DOCKER_CONFIG/config.json or ~/.docker/config.json)')
-    .option('--auth-file [file]', 'containers auth.json for podman/skopeo (default $REGISTRY_AUTH_FILE or $XDG_RUNTIME_DIR/containers/auth.json)')
+    .option(
+      '--token-file <file>',
+      'identity token file, or - to read it from stdin (default $RAP_TOKEN_FILE, else /var/run/secrets/tokens/registry-token)',
+    )
+    .option(
+      '--docker-config [file]',
+      'Docker config.json (default $DOCKER_CONFIG/config.json or ~/.docker/config.json)',
+    )
+    .option(
+      '--auth-file [file]',
+      'containers auth.json for podman/skopeo (default $REGISTRY_AUTH_FILE or $XDG_RUNTIME_DIR/containers/auth.json)',
+    )
     .option('--k8s-secret <name>', 'print a kubernetes.io/dockerconfigjson Secret manifest with this name')
     .option('--namespace <ns>', 'namespace of the Secret', 'default')
     .option('--username <name>', 'username stored beside the token (never empty)', DEFAULT_USERNAME)
     .option('-o, --output <format>', 'Secret manifest format: yaml | json', 'yaml')
     .action(async (registry: string, opts: LoginFlags) => {
-      if (!/^[A-Za-z0-9.-]+(:\d+)?$/.test(registry)) throw new CliExit(2, `login: "${registry}" is not a registry host[:port]`);
+      if (!/^[A-Za-z0-9.-]+(:\d+)?$/.test(registry))
+        throw new CliExit(2, `login: "${registry}" is not a registry host[:port]`);
       if (!opts.username) throw new CliExit(2, 'login: --username must not be empty');
       const { token, check } = await checkedToken(opts.tokenFile);
       const targets = [opts.dockerConfig, opts.authFile, opts.k8sSecret].filter((x) => x !== undefined);

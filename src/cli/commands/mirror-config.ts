@@ -24,7 +24,8 @@ export interface MirrorOptions {
 }
 
 const ONLY_SERVER = '# The proxy is the only server: while it is down, pulls fail rather than bypass its policy.';
-const FALLBACK = '# --fallback-to-upstream: while the proxy is down, pulls go straight to the registry, bypassing the proxy and its policy.';
+const FALLBACK =
+  '# --fallback-to-upstream: while the proxy is down, pulls go straight to the registry, bypassing the proxy and its policy.';
 
 /** The name a heading shows: a lone `upstream:` (unnamed) is the default. */
 const shown = (name: string): string => name || 'default';
@@ -39,7 +40,11 @@ const shown = (name: string): string => name || 'default';
  * `docker.io/library/nginx` is asked for as `hub/library/nginx`. One file per upstream, each
  * headed by the path it belongs at. Pure.
  */
-export function containerdHostsToml(config: Pick<Config, 'publicURL' | 'upstreams'>, certsDir = '/etc/containerd/certs.d', o: MirrorOptions = {}): string {
+export function containerdHostsToml(
+  config: Pick<Config, 'publicURL' | 'upstreams'>,
+  certsDir = '/etc/containerd/certs.d',
+  o: MirrorOptions = {},
+): string {
   const base = config.publicURL.replace(/\/+$/, '');
   return config.upstreams
     .map((u) => {
@@ -47,7 +52,9 @@ export function containerdHostsToml(config: Pick<Config, 'publicURL' | 'upstream
       const viaPath = prefix !== '' || new URL(base).pathname !== '/';
       const host = viaPath ? `${base}/v2${prefix ? `/${prefix}` : ''}` : base;
       const proxyHost = ['capabilities = ["pull", "resolve"]', ...(viaPath ? ['override_path = true'] : [])];
-      const server = o.fallbackToUpstream ? [FALLBACK, `server = "${serverOf(u)}"`] : [ONLY_SERVER, `server = "${host}"`, ...proxyHost];
+      const server = o.fallbackToUpstream
+        ? [FALLBACK, `server = "${serverOf(u)}"`]
+        : [ONLY_SERVER, `server = "${host}"`, ...proxyHost];
       return [
         `# ${certsDir}/${registryOf(u)}/hosts.toml  (upstream "${shown(u.name)}"${prefix ? `, prefix ${u.prefix}` : ''})`,
         ...server,
@@ -69,7 +76,8 @@ export function containerdHostsToml(config: Pick<Config, 'publicURL' | 'upstream
  */
 export function registriesConf(config: Pick<Config, 'publicURL' | 'upstreams'>, o: MirrorOptions = {}): string {
   const proxy = new URL(config.publicURL);
-  if (proxy.pathname.replace(/\/+$/, '') !== '') throw new CliExit(2, 'mirror-config: registries.conf cannot reach a publicURL with a path');
+  if (proxy.pathname.replace(/\/+$/, '') !== '')
+    throw new CliExit(2, 'mirror-config: registries.conf cannot reach a publicURL with a path');
   const insecureProxy = proxy.protocol === 'http:' ? ['insecure = true'] : [];
   return config.upstreams
     .map((u) => {
@@ -77,7 +85,10 @@ export function registriesConf(config: Pick<Config, 'publicURL' | 'upstreams'>, 
       const prefix = u.prefix.replace(/\/+$/, '');
       const heading = `# upstream "${shown(u.name)}"${prefix ? `, prefix ${u.prefix}` : ''}`;
       const atProxy = `location = "${proxy.host}${prefix ? `/${prefix}` : ''}"`;
-      if (!o.fallbackToUpstream) return [heading, ONLY_SERVER, '[[registry]]', `prefix = "${registry}"`, atProxy, ...insecureProxy, ''].join('\n');
+      if (!o.fallbackToUpstream)
+        return [heading, ONLY_SERVER, '[[registry]]', `prefix = "${registry}"`, atProxy, ...insecureProxy, ''].join(
+          '\n',
+        );
       return [
         heading,
         FALLBACK,
@@ -100,7 +111,9 @@ const FORMATS = ['containerd', 'registries.conf'] as const;
 export function register(program: Command): void {
   program
     .command('mirror-config')
-    .description('print containerd hosts.toml (or podman/CRI-O registries.conf) entries that make the proxy a pull mirror of each configured upstream')
+    .description(
+      'print containerd hosts.toml (or podman/CRI-O registries.conf) entries that make the proxy a pull mirror of each configured upstream',
+    )
     .option('--config <file>', 'config file (default: RAP_CONFIG)')
     .option('--format <format>', `${FORMATS.join(' | ')}`, 'containerd')
     .option('--certs-dir <dir>', "containerd's config_path, for the file names printed", '/etc/containerd/certs.d')
@@ -109,10 +122,13 @@ export function register(program: Command): void {
       'let clients pull straight from the upstream while the proxy is down: those pulls bypass the proxy and its policy, audit and limits',
     )
     .action((opts: { config?: string; certsDir: string; format: string; fallbackToUpstream?: boolean }) => {
-      if (!(FORMATS as readonly string[]).includes(opts.format)) throw new CliExit(2, `--format must be one of ${FORMATS.join(', ')}`);
+      if (!(FORMATS as readonly string[]).includes(opts.format))
+        throw new CliExit(2, `--format must be one of ${FORMATS.join(', ')}`);
       const config = loadConfig({ config: opts.config });
       if (config.upstreams.length === 0) throw new CliExit(2, 'mirror-config: the config names no upstream');
       const o = { fallbackToUpstream: opts.fallbackToUpstream === true };
-      process.stdout.write(opts.format === 'containerd' ? containerdHostsToml(config, opts.certsDir, o) : registriesConf(config, o));
+      process.stdout.write(
+        opts.format === 'containerd' ? containerdHostsToml(config, opts.certsDir, o) : registriesConf(config, o),
+      );
     });
 }

@@ -31,17 +31,24 @@ interface RequestVerdict {
 /** What the upstream would answer: an error, the tag's digest, or (default) no such tag. */
 function lookupOf(f: RequestFlags): UpstreamLookup {
   if (f.upstreamError !== undefined) return { error: f.upstreamError };
-  if (f.upstreamDigest !== undefined && !isValidDigest(f.upstreamDigest)) throw new CliExit(2, '--upstream-digest must be a digest (sha256:…)');
+  if (f.upstreamDigest !== undefined && !isValidDigest(f.upstreamDigest))
+    throw new CliExit(2, '--upstream-digest must be a digest (sha256:…)');
   return { tagExists: f.tagExists === true || f.upstreamDigest !== undefined, digest: f.upstreamDigest ?? '' };
 }
 
 /** The facts a guard would gather for `scope` (its actions are what the request needs); usage errors exit 2. */
-export function requestFacts(f: RequestFlags & { method: string }, scope: Scope, ctx: { service: string; clientIP: string; upstream: string }): RequestFacts {
+export function requestFacts(
+  f: RequestFlags & { method: string },
+  scope: Scope,
+  ctx: { service: string; clientIP: string; upstream: string },
+): RequestFacts {
   const kind = (f.kind ?? 'manifest') as RequestKind;
   if (!KINDS.includes(kind)) throw new CliExit(2, `--kind must be one of ${KINDS.join(', ')}`);
   const length = f.contentLength === undefined ? undefined : Number(f.contentLength);
-  if (length !== undefined && !(Number.isSafeInteger(length) && length >= 0)) throw new CliExit(2, '--content-length must be a whole number of bytes');
-  if (f.bodyDigest !== undefined && !isValidDigest(f.bodyDigest)) throw new CliExit(2, '--body-digest must be a digest (sha256:…)');
+  if (length !== undefined && !(Number.isSafeInteger(length) && length >= 0))
+    throw new CliExit(2, '--content-length must be a whole number of bytes');
+  if (f.bodyDigest !== undefined && !isValidDigest(f.bodyDigest))
+    throw new CliExit(2, '--body-digest must be a digest (sha256:…)');
   return {
     method: f.method.toUpperCase(),
     kind,
@@ -69,7 +76,10 @@ export function explainRequest(engine: PolicyEngine, identity: Identity, facts: 
 
 export function requestOptions(cmd: Command): Command {
   return cmd
-    .option('--method <method>', 'also decide a /v2/ request with this method (GET, HEAD, PUT, DELETE, …) per --scope through the request-time rules')
+    .option(
+      '--method <method>',
+      'also decide a /v2/ request with this method (GET, HEAD, PUT, DELETE, …) per --scope through the request-time rules',
+    )
     .option('--kind <kind>', `request.kind: ${KINDS.join(', ')}`, 'manifest')
     .option('--reference <ref>', 'request.reference: a tag (request.tag) or a digest (request.digest)')
     .option('--tag-exists', 'upstream.tagExists: the upstream holds the tag')

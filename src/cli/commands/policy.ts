@@ -64,8 +64,10 @@ export function explainDecision(d: Decision): { result: GrantResult; reason: str
   const parts: string[] = [];
   const ungranted = refusal.actions.filter((a) => !a.deniedBy?.length).map((a) => a.action);
   const allows = d.matched.filter((m) => m.effect === 'allow').map((m) => m.name);
-  if (ungranted.length) parts.push(`no rule grants ${ungranted.join(',')}${allows.length ? ` (matched: ${allows.join(', ')})` : ''}`);
-  for (const a of refusal.actions) if (a.deniedBy?.length) parts.push(`${a.action} denied by rule ${a.deniedBy.join(', ')}`);
+  if (ungranted.length)
+    parts.push(`no rule grants ${ungranted.join(',')}${allows.length ? ` (matched: ${allows.join(', ')})` : ''}`);
+  for (const a of refusal.actions)
+    if (a.deniedBy?.length) parts.push(`${a.action} denied by rule ${a.deniedBy.join(', ')}`);
   return { result, reason: parts.join('; ') };
 }
 
@@ -77,8 +79,10 @@ const SCOPE_ACTIONS = ['pull', 'push', 'delete', '*'];
  */
 function scopeTypo(scope: Scope): string | undefined {
   const typed = `"${formatScope(scope)}"`;
-  if (scope.type !== 'repository' && scope.type !== 'registry') return `${typed}: the type is repository or registry (registry:catalog:*)`;
-  if (scope.actions.length === 0) return `${typed} names no action: add one of ${SCOPE_ACTIONS.join(', ')}, e.g. repository:team/app:pull`;
+  if (scope.type !== 'repository' && scope.type !== 'registry')
+    return `${typed}: the type is repository or registry (registry:catalog:*)`;
+  if (scope.actions.length === 0)
+    return `${typed} names no action: add one of ${SCOPE_ACTIONS.join(', ')}, e.g. repository:team/app:pull`;
   const unknown = scope.actions.filter((a) => !SCOPE_ACTIONS.includes(a));
   return unknown.length ? `${typed}: unknown action ${unknown.join(',')} (use ${SCOPE_ACTIONS.join(', ')})` : undefined;
 }
@@ -113,7 +117,8 @@ function policyTest(opts: PolicyTestFlags): void {
   const config = opts.config ? loadConfig({ config: opts.config }) : undefined;
   const iss = opts.issuer ?? (typeof claims.iss === 'string' ? claims.iss : '');
   const configured = config?.issuers.find((i) => i.issuer === iss);
-  if (opts.preset && !PRESETS.includes(opts.preset as Preset)) throw new CliExit(2, `--preset must be one of ${PRESETS.join(', ')}`);
+  if (opts.preset && !PRESETS.includes(opts.preset as Preset))
+    throw new CliExit(2, `--preset must be one of ${PRESETS.join(', ')}`);
   const identity = identityFromClaims(claims, {
     issuerName: opts.issuerName ?? configured?.name ?? 'default',
     issuer: iss,
@@ -124,7 +129,10 @@ function policyTest(opts: PolicyTestFlags): void {
   // request.upstream: --upstream for every scope, else by the config's prefixes ('' with one upstream)
   const upstreamOf = opts.upstream !== undefined ? () => opts.upstream! : upstreamNameOf(upstreams);
   const engine = policiesFlag(opts.policy ?? config?.policies ?? defaultPolicyPath(), upstreamOf);
-  const ctx = { service: opts.service ?? config?.service ?? 'registry.example.com', clientIP: opts.clientIp ?? '127.0.0.1' };
+  const ctx = {
+    service: opts.service ?? config?.service ?? 'registry.example.com',
+    clientIP: opts.clientIp ?? '127.0.0.1',
+  };
   const method = opts.method;
   const decisions = grant(engine, identity, scopes, ctx).decisions.map((d) => ({
     scope: formatScope(d.scope),
@@ -133,19 +141,28 @@ function policyTest(opts: PolicyTestFlags): void {
     matched: d.matched,
     // with --method: the same scope as a /v2/ request needing its actions, through the request-time rules
     ...(method
-      ? { request: explainRequest(engine, identity, requestFacts({ ...opts, method }, d.scope, { ...ctx, upstream: upstreamOf(d.scope.name) })) }
+      ? {
+          request: explainRequest(
+            engine,
+            identity,
+            requestFacts({ ...opts, method }, d.scope, { ...ctx, upstream: upstreamOf(d.scope.name) }),
+          ),
+        }
       : {}),
   }));
   // The same tenant-pinning warnings serve logs, on stderr so stdout stays JSON: against the
   // configured issuers, else against the issuer of the identity under test.
-  const issuers: readonly LintIssuer[] = config?.issuers ?? [{ name: identity.issuerName, issuer: identity.issuer, preset: identity.preset }];
+  const issuers: readonly LintIssuer[] = config?.issuers ?? [
+    { name: identity.issuerName, issuer: identity.issuer, preset: identity.preset },
+  ];
   for (const w of lintTenantPinning(engine.rules, issuers)) process.stderr.write(`warning: ${w.message}\n`);
   const { claims: _c, ...shown } = identity;
   process.stdout.write(`${JSON.stringify({ identity: shown, decisions }, null, 2)}\n`);
   // stdout stays JSON for scripts; the verdict in words is for the person reading the terminal
   for (const d of decisions) {
     process.stderr.write(`${d.result.padEnd(7)} ${d.scope}${d.result === 'granted' ? '' : `: ${d.reason}`}\n`);
-    if (d.request) process.stderr.write(`${d.request.refused ? 'refused' : 'passes '} ${d.request.request}: ${d.request.reason}\n`);
+    if (d.request)
+      process.stderr.write(`${d.request.refused ? 'refused' : 'passes '} ${d.request.request}: ${d.request.reason}\n`);
   }
   if (decisions.some((d) => d.result !== 'granted' || d.request?.refused)) throw new CliExit(1);
 }
@@ -159,13 +176,22 @@ export function register(program: Command): void {
     )
     .requiredOption('--claims <file.json|jwt>', 'claims as a JSON file, or a JWT (decoded, not verified)')
     .requiredOption('--scope <scope>', 'requested scope, e.g. repository:team/app:pull,push; repeatable', collect)
-    .option('--issuer-name <name>', 'identity.issuerName (default: the configured issuer whose iss matches, else "default")')
+    .option(
+      '--issuer-name <name>',
+      'identity.issuerName (default: the configured issuer whose iss matches, else "default")',
+    )
     .option('--issuer <url>', "identity.issuer (default: the claims' iss)")
     .option('--preset <preset>', 'kubernetes | github-actions | gitlab | google')
-    .option('--policy <path>', "policy file or directory (default: the config's, else ./policies when it exists, else the shipped default policy)")
+    .option(
+      '--policy <path>',
+      "policy file or directory (default: the config's, else ./policies when it exists, else the shipped default policy)",
+    )
     .option('--config <file>', 'take policies and issuer names/presets from this config')
     .option('--service <name>', 'request.service', 'registry.example.com')
     .option('--client-ip <ip>', 'request.clientIP', '127.0.0.1')
-    .option('--upstream <name>', "request.upstream for repository scopes (default: by the config's upstreams[].prefix, else '')");
+    .option(
+      '--upstream <name>',
+      "request.upstream for repository scopes (default: by the config's upstreams[].prefix, else '')",
+    );
   requestOptions(test).action(policyTest);
 }

@@ -23,8 +23,14 @@ export function register(program: Command): void {
     .description('run the proxy and its token endpoint (default command)')
     .option('--config <file>', 'YAML config file (env RAP_CONFIG); every flag below has a config key')
     .option('--upstream <url>', 'upstream registry base URL (upstream.url)')
-    .option('--listen <host:port>', 'listen address, default 0.0.0.0:8080; a non-loopback address needs --public-url (listen)')
-    .option('--public-url <url>', 'base URL clients see; realm = <public-url>/token; required unless listening on loopback (publicURL)')
+    .option(
+      '--listen <host:port>',
+      'listen address, default 0.0.0.0:8080; a non-loopback address needs --public-url (listen)',
+    )
+    .option(
+      '--public-url <url>',
+      'base URL clients see; realm = <public-url>/token; required unless listening on loopback (publicURL)',
+    )
     .option('--service <name>', 'token service name, `aud` of issued tokens (service)')
     .option('--issuer <url>', 'trust this OIDC issuer via discovery; repeatable (issuers[])', collect)
     .option(
@@ -34,8 +40,14 @@ export function register(program: Command): void {
     )
     .option('--ca-file <file>', "CA bundle for the --issuer issuers' HTTPS (issuers[].caFile)")
     .option('--audience <aud>', 'audience identity tokens must carry; repeatable (issuers[].audiences)', collect)
-    .option('--policy <path>', 'policy file or directory; default ./policies when it exists, else the shipped policies/default.yaml (policies)')
-    .option('--signing-key <file>', 'PEM private key, or a directory of keys, for issued tokens (tokens.signingKeyFile)')
+    .option(
+      '--policy <path>',
+      'policy file or directory; default ./policies when it exists, else the shipped policies/default.yaml (policies)',
+    )
+    .option(
+      '--signing-key <file>',
+      'PEM private key, or a directory of keys, for issued tokens (tokens.signingKeyFile)',
+    )
     .option('--token-ttl <duration>', 'lifetime of issued tokens, default 5m (tokens.ttl)')
     .option(
       '--dev',
@@ -45,7 +57,10 @@ export function register(program: Command): void {
       '--state-dir <dir>',
       '--dev only: registry storage, keys and the token file (env RAP_DEV_STATE_DIR; default $XDG_STATE_HOME/registry-auth-proxy/dev, i.e. ~/.local/state/registry-auth-proxy/dev)',
     )
-    .option('--workers <n|auto>', 'processes serving requests on one socket; auto: one per available CPU (within a cgroup CPU quota); default 1 (workers)')
+    .option(
+      '--workers <n|auto>',
+      'processes serving requests on one socket; auto: one per available CPU (within a cgroup CPU quota); default 1 (workers)',
+    )
     .option('--log-level <level>', 'pino level, default info')
     .action(serve);
 }
@@ -56,7 +71,8 @@ async function serve(opts: ServeFlags & { stateDir?: string }): Promise<void> {
   const loaded = loadConfig(flags);
   const exposure = listenExposureProblem(loaded);
   if (exposure) throw new ConfigError(loaded.file, 'publicURL', exposure);
-  if (loaded.dev && loaded.workers !== 1) throw new CliExit(2, `--dev runs one process: workers must be 1, not ${loaded.workers}`);
+  if (loaded.dev && loaded.workers !== 1)
+    throw new CliExit(2, `--dev runs one process: workers must be 1, not ${loaded.workers}`);
   // A person running --dev in a terminal reads the log; machines (and tests) get JSON.
   const logger = createLogger(loaded.logLevel, process.stderr, { pretty: loaded.dev && process.stderr.isTTY === true });
   // The loaded Config is frozen: --dev hands back an extended one (and runs one process: never a worker).
@@ -95,7 +111,12 @@ async function startDev(config: Config, stateDirFlag: string | undefined, logger
   ]);
   const stateDir = devStateDir(stateDirFlag);
   try {
-    return await setUpDev(config, { stateDir, logger, cli: cliInvocation(), verifyArgs: stateDir === devStateDir(undefined) ? [] : ['--state-dir', stateDir] });
+    return await setUpDev(config, {
+      stateDir,
+      logger,
+      cli: cliInvocation(),
+      verifyArgs: stateDir === devStateDir(undefined) ? [] : ['--state-dir', stateDir],
+    });
   } catch (err) {
     if (err instanceof DevSetupError) throw new CliExit(2, `--dev: ${err.message}`);
     throw err;

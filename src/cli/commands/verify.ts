@@ -37,7 +37,11 @@ function issuersOf(opts: VerifyFlags): { issuers: readonly IssuerConfig[]; confi
   if (opts.dev) {
     // serve --dev wrote its issuer (name, iss, audience, JWKS file) as a config file there.
     const file = devPaths(devStateDir(opts.stateDir)).issuerConfig;
-    if (!existsSync(file)) throw new CliExit(2, `verify --dev: ${file} does not exist: start \`registry-auth-proxy --dev\` (with the same --state-dir) first`);
+    if (!existsSync(file))
+      throw new CliExit(
+        2,
+        `verify --dev: ${file} does not exist: start \`registry-auth-proxy --dev\` (with the same --state-dir) first`,
+      );
     return { issuers: loadConfig({ config: file }, {}).issuers, configFile: file };
   }
   if (opts.config || (!opts.issuer && process.env.RAP_CONFIG)) {
@@ -45,7 +49,8 @@ function issuersOf(opts: VerifyFlags): { issuers: readonly IssuerConfig[]; confi
     return { issuers, configFile: file };
   }
   if (opts.issuer) {
-    if (!opts.audience?.length) throw new CliExit(2, 'verify: --audience is required with --issuer (tokens must be bound to an audience)');
+    if (!opts.audience?.length)
+      throw new CliExit(2, 'verify: --audience is required with --issuer (tokens must be bound to an audience)');
     const issuers = loadConfig({ issuer: [opts.issuer], audience: opts.audience }, {}).issuers.map((i) => ({
       ...i,
       name: opts.issuerName ?? 'default',
@@ -62,7 +67,9 @@ function issuersOf(opts: VerifyFlags): { issuers: readonly IssuerConfig[]; confi
 export function register(program: Command): void {
   program
     .command('verify <jwt>')
-    .description('verify one identity token (use - to read it from stdin); print its claims and the verdict as JSON; exit 0 valid, 1 invalid')
+    .description(
+      'verify one identity token (use - to read it from stdin); print its claims and the verdict as JSON; exit 0 valid, 1 invalid',
+    )
     .option('--config <file>', 'use the issuers of this config file')
     .option('--issuer <url>', 'trust this OIDC issuer (discovery + JWKS)')
     .option('--ca-file <file>', "CA for the issuer's HTTPS")
@@ -72,7 +79,10 @@ export function register(program: Command): void {
     .option('--preset <preset>', 'kubernetes | github-actions | gitlab | google (maps identity fields)')
     .option('--issuer-name <name>', 'require the token to come from this configured issuer')
     .option('--dev', 'trust the issuer of `registry-auth-proxy --dev` (its JWKS in the dev state directory)')
-    .option('--state-dir <dir>', 'with --dev: the dev state directory (env RAP_DEV_STATE_DIR; default as for serve --dev)')
+    .option(
+      '--state-dir <dir>',
+      'with --dev: the dev state directory (env RAP_DEV_STATE_DIR; default as for serve --dev)',
+    )
     .action(async (jwt: string, opts: VerifyFlags) => {
       const { issuers, configFile } = issuersOf(opts);
       if (issuers.length === 0) throw new CliExit(2, 'verify: no issuer configured');
@@ -81,7 +91,9 @@ export function register(program: Command): void {
       try {
         const identity = await verifier.verify(token, { issuerName: opts.issuerName });
         const { claims, ...rest } = identity;
-        process.stdout.write(`${JSON.stringify({ valid: true, issuerName: identity.issuerName, identity: rest, claims }, null, 2)}\n`);
+        process.stdout.write(
+          `${JSON.stringify({ valid: true, issuerName: identity.issuerName, identity: rest, claims }, null, 2)}\n`,
+        );
       } catch (err) {
         if (!(err instanceof IdentityError)) throw err;
         process.stdout.write(

@@ -1,6 +1,15 @@
 import { CoreV1Api, KubeConfig, type V1Secret, type V1ServiceAccount } from '@kubernetes/client-node';
 import type { Logger } from '../../log.js';
-import { buildSecret, LABEL_MANAGED, LABEL_OWNER, MANAGED_BY, needsRenewal, wantedFor, withPullSecret, type Wanted } from './reconcile.js';
+import {
+  buildSecret,
+  LABEL_MANAGED,
+  LABEL_OWNER,
+  MANAGED_BY,
+  needsRenewal,
+  wantedFor,
+  withPullSecret,
+  type Wanted,
+} from './reconcile.js';
 
 interface ControllerOptions {
   kubeConfig: KubeConfig;
@@ -34,20 +43,35 @@ async function readSecret(api: CoreV1Api, name: string, namespace: string): Prom
 }
 
 /** A new token from the TokenRequest API, written into the pull secret (created, or replacing `existing`). */
-async function writeFreshSecret({ api, logger, now, expirationSeconds }: Context, wanted: Wanted, existing: V1Secret | undefined): Promise<void> {
+async function writeFreshSecret(
+  { api, logger, now, expirationSeconds }: Context,
+  wanted: Wanted,
+  existing: V1Secret | undefined,
+): Promise<void> {
   const tr = await api.createNamespacedServiceAccountToken({
     name: wanted.serviceAccount,
     namespace: wanted.namespace,
-    body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { audiences: [wanted.audience], expirationSeconds } },
+    body: {
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenRequest',
+      spec: { audiences: [wanted.audience], expirationSeconds },
+    },
   });
   const token = tr.status?.token;
   if (!token) throw new Error(`TokenRequest for ${wanted.namespace}/${wanted.serviceAccount} returned no token`);
-  const expires = tr.status?.expirationTimestamp ? new Date(tr.status.expirationTimestamp) : new Date(now() + expirationSeconds * 1000);
+  const expires = tr.status?.expirationTimestamp
+    ? new Date(tr.status.expirationTimestamp)
+    : new Date(now() + expirationSeconds * 1000);
   const body = buildSecret(wanted, token, new Date(now()), expires);
   if (existing) await api.replaceNamespacedSecret({ name: wanted.secretName, namespace: wanted.namespace, body });
   else await api.createNamespacedSecret({ namespace: wanted.namespace, body });
   logger.info(
-    { namespace: wanted.namespace, serviceAccount: wanted.serviceAccount, secret: wanted.secretName, expires: expires.toISOString() },
+    {
+      namespace: wanted.namespace,
+      serviceAccount: wanted.serviceAccount,
+      secret: wanted.secretName,
+      expires: expires.toISOString(),
+    },
     existing ? 'pull secret renewed' : 'pull secret created',
   );
 }
@@ -58,13 +82,25 @@ async function ensure(ctx: Context, sa: V1ServiceAccount, wanted: Wanted): Promi
   if (needsRenewal(secret, wanted, ctx.now())) await writeFreshSecret(ctx, wanted, secret);
   const updated = withPullSecret(sa, wanted.secretName, true);
   if (updated) {
-    await ctx.api.replaceNamespacedServiceAccount({ name: wanted.serviceAccount, namespace: wanted.namespace, body: updated });
-    ctx.logger.info({ namespace: wanted.namespace, serviceAccount: wanted.serviceAccount }, 'added pull secret to imagePullSecrets');
+    await ctx.api.replaceNamespacedServiceAccount({
+      name: wanted.serviceAccount,
+      namespace: wanted.namespace,
+      body: updated,
+    });
+    ctx.logger.info(
+      { namespace: wanted.namespace, serviceAccount: wanted.serviceAccount },
+      'added pull secret to imagePullSecrets',
+    );
   }
 }
 
 /** Managed Secrets no account wants any more: unlisted from their owner, then deleted. */
-async function cleanup({ api, logger }: Context, managed: V1Secret[], wantedKeys: Set<string>, accounts: Map<string, V1ServiceAccount>): Promise<void> {
+async function cleanup(
+  { api, logger }: Context,
+  managed: V1Secret[],
+  wantedKeys: Set<string>,
+  accounts: Map<string, V1ServiceAccount>,
+): Promise<void> {
   for (const s of managed) {
     const ns = s.metadata?.namespace ?? '';
     const name = s.metadata?.name ?? '';
@@ -110,7 +146,10 @@ export function createController(opts: ControllerOptions) {
         await ensure(ctx, sa, wanted);
       } catch (err) {
         errors++;
-        opts.logger.error({ namespace: wanted.namespace, serviceAccount: wanted.serviceAccount, err: (err as Error).message }, 'reconcile failed');
+        opts.logger.error(
+          { namespace: wanted.namespace, serviceAccount: wanted.serviceAccount, err: (err as Error).message },
+          'reconcile failed',
+        );
       }
     }
     const managed = (await api.listSecretForAllNamespaces({ labelSelector: `${LABEL_MANAGED}=${MANAGED_BY}` })).items;

@@ -69,9 +69,16 @@ export function buildSecret(wanted: Wanted, token: string, issuedAt: Date, expir
 }
 
 /** The service account with `secretName` added to (or removed from) its imagePullSecrets, or undefined when unchanged. */
-export function withPullSecret(sa: V1ServiceAccount, secretName: string, present: boolean): V1ServiceAccount | undefined {
+export function withPullSecret(
+  sa: V1ServiceAccount,
+  secretName: string,
+  present: boolean,
+): V1ServiceAccount | undefined {
   const list = sa.imagePullSecrets ?? [];
   const has = list.some((r) => r.name === secretName);
   if (has === present) return undefined;
-  return { ...sa, imagePullSecrets: present ? [...list, { name: secretName }] : list.filter((r) => r.name !== secretName) };
+  return {
+    ...sa,
+    imagePullSecrets: present ? [...list, { name: secretName }] : list.filter((r) => r.name !== secretName),
+  };
 }

@@ -22,10 +22,15 @@ const CLOSE = { Connection: 'close' };
  */
 export function manifestTooLarge(maxBytes: number, size?: number): OciError {
   const what = size === undefined ? 'manifest body is larger' : `manifest of ${size} bytes is larger`;
-  return new OciError(413, 'MANIFEST_INVALID', `${what} than this registry accepts: limits.manifestMaxBytes is ${maxBytes} bytes`, {
-    detail: { limit: 'manifestMaxBytes', maxBytes, ...(size === undefined ? {} : { size }) },
-    headers: CLOSE,
-  });
+  return new OciError(
+    413,
+    'MANIFEST_INVALID',
+    `${what} than this registry accepts: limits.manifestMaxBytes is ${maxBytes} bytes`,
+    {
+      detail: { limit: 'manifestMaxBytes', maxBytes, ...(size === undefined ? {} : { size }) },
+      headers: CLOSE,
+    },
+  );
 }
 
 /** The media type of a Content-Type header (parameters and case dropped), '' when none. Pure. */
@@ -40,17 +45,26 @@ export function declaredLength(req: Pick<IncomingMessage, 'headers'>): number | 
 }
 
 /** Why a manifest PUT with this head is refused, or undefined. Pure. */
-export function manifestHeadRefusal(head: { contentTypes: readonly string[]; contentLength?: number }, limits: ManifestLimits): OciError | undefined {
+export function manifestHeadRefusal(
+  head: { contentTypes: readonly string[]; contentLength?: number },
+  limits: ManifestLimits,
+): OciError | undefined {
   const { manifestMaxBytes, manifestMediaTypes } = limits;
-  if (head.contentLength !== undefined && head.contentLength > manifestMaxBytes) return manifestTooLarge(manifestMaxBytes, head.contentLength);
+  if (head.contentLength !== undefined && head.contentLength > manifestMaxBytes)
+    return manifestTooLarge(manifestMaxBytes, head.contentLength);
   const types = head.contentTypes.map(mediaTypeOf);
   const list = manifestMediaTypes.join(', ');
   if (types.length !== 1 || types[0] === '') {
     const why = types.length > 1 ? 'several Content-Type headers' : 'no Content-Type';
-    return new OciError(415, 'MANIFEST_INVALID', `a manifest PUT must name one media type (it sent ${why}); accepted (limits.manifestMediaTypes): ${list}`, {
-      detail: { limit: 'manifestMediaTypes', accepted: manifestMediaTypes },
-      headers: CLOSE,
-    });
+    return new OciError(
+      415,
+      'MANIFEST_INVALID',
+      `a manifest PUT must name one media type (it sent ${why}); accepted (limits.manifestMediaTypes): ${list}`,
+      {
+        detail: { limit: 'manifestMediaTypes', accepted: manifestMediaTypes },
+        headers: CLOSE,
+      },
+    );
   }
   if (manifestMediaTypes.some((t) => t.toLowerCase() === types[0])) return undefined;
   return new OciError(
@@ -64,7 +78,8 @@ export function manifestHeadRefusal(head: { contentTypes: readonly string[]; con
 export function manifestLimitsGuard(limits: ManifestLimits): Guard {
   return async function manifestLimits({ req, route }) {
     if (route.kind !== 'manifest' || route.method !== 'PUT') return undefined;
-    const contentTypes = req.headersDistinct?.['content-type'] ?? (req.headers['content-type'] ? [req.headers['content-type']] : []);
+    const contentTypes =
+      req.headersDistinct?.['content-type'] ?? (req.headers['content-type'] ? [req.headers['content-type']] : []);
     const contentLength = declaredLength(req);
     const refused = manifestHeadRefusal({ contentTypes, contentLength }, limits);
     if (refused || contentLength !== undefined) return refused;

@@ -21,7 +21,14 @@ export function productionGuards(
   const guards = [manifestLimitsGuard(config.limits)];
   if (trust && config.trust) {
     const { cacheTtl, lookupTimeout } = config.trust;
-    guards.push(signaturesGuard({ ...trust, ttlMs: cacheTtl, lookupTimeoutMs: lookupTimeout, tagTtlMs: config.limits.tagLookupTTL }));
+    guards.push(
+      signaturesGuard({
+        ...trust,
+        ttlMs: cacheTtl,
+        lookupTimeoutMs: lookupTimeout,
+        tagTtlMs: config.limits.tagLookupTTL,
+      }),
+    );
   }
   if (policy && policy.requestRules.length > 0) guards.push(requestRulesGuard(policy, config));
   return guards;

@@ -6,7 +6,13 @@ import { deniedError } from '../../oci/challenge.js';
 import { OciError } from '../../oci/errors.js';
 import { isValidDigest } from '../../oci/scope.js';
 import { requestDenialMessage } from '../../policy/explain.js';
-import { decideRequest, lazyFactsNeeded, requestKind, type RequestFacts, type RequestRefusal } from '../../policy/request.js';
+import {
+  decideRequest,
+  lazyFactsNeeded,
+  requestKind,
+  type RequestFacts,
+  type RequestRefusal,
+} from '../../policy/request.js';
 import type { PolicyEngine } from '../../policy/types.js';
 import { explained, type Guard, type GuardContext, type GuardHold } from '../guards.js';
 import { upstreamName } from '../upstreams.js';
@@ -55,30 +61,46 @@ export function requestFacts(
 }
 
 /** The tag a manifest request names ('' for a digest or another kind). Pure. */
-const tagOf = (f: RequestFacts): string => (f.kind === 'manifest' && f.reference && !isValidDigest(f.reference) ? f.reference : '');
+const tagOf = (f: RequestFacts): string =>
+  f.kind === 'manifest' && f.reference && !isValidDigest(f.reference) ? f.reference : '';
 const writes = (f: RequestFacts): boolean => f.method === 'PUT' || f.method === 'DELETE';
 
 /** The 403 a client prints, with its one-line reason for the log. Pure. */
-function refusalError(identity: Identity | undefined, facts: RequestFacts, refusal: RequestRefusal, detail: boolean): OciError {
+function refusalError(
+  identity: Identity | undefined,
+  facts: RequestFacts,
+  refusal: RequestRefusal,
+  detail: boolean,
+): OciError {
   const who = identity ? { issuerName: identity.issuerName, subject: identity.subject } : undefined;
   const message = requestDenialMessage(who, facts, refusal, detail);
   const more = detail
     ? { ...(who ?? {}), rule: refusal.refused.name, reason: refusal.reason, check: 'registry-auth-proxy policy test' }
     : [{ Type: 'repository', Name: facts.repository, Action: facts.actions.join(',') }];
-  return explained(deniedError(message, more), `${refusal.reason} (${facts.method} ${facts.repository}${facts.reference ? ` ${facts.reference}` : ''})`);
+  return explained(
+    deniedError(message, more),
+    `${refusal.reason} (${facts.method} ${facts.repository}${facts.reference ? ` ${facts.reference}` : ''})`,
+  );
 }
 
 /** A manifest PUT by digest that also names tags (`?tag=`, OCI 1.1) would write tags no rule was asked about: refused. */
 function taggedDigestPush(facts: RequestFacts, query: string): OciError | undefined {
-  if (facts.kind !== 'manifest' || facts.method !== 'PUT' || !query || !new URLSearchParams(query).has('tag')) return undefined;
-  const message = 'a manifest PUT naming tags in its query (?tag=) is refused while request-time rules apply: push each tag by its own PUT';
+  if (facts.kind !== 'manifest' || facts.method !== 'PUT' || !query || !new URLSearchParams(query).has('tag'))
+    return undefined;
+  const message =
+    'a manifest PUT naming tags in its query (?tag=) is refused while request-time rules apply: push each tag by its own PUT';
   return explained(deniedError(message, undefined), `${message} (${facts.repository})`);
 }
 
 const busy = (repository: string, tag: string): OciError =>
-  new OciError(503, 'UNAVAILABLE', `another push or delete of ${repository}:${tag} is in progress through this proxy: retry`, {
-    headers: { 'Retry-After': '1' },
-  });
+  new OciError(
+    503,
+    'UNAVAILABLE',
+    `another push or delete of ${repository}:${tag} is in progress through this proxy: retry`,
+    {
+      headers: { 'Retry-After': '1' },
+    },
+  );
 
 /** The body's digest when a rule reads it: the body an earlier guard read, or read here (capped); or the 413. */
 async function bodyDigest(ctx: GuardContext, maxBytes: number): Promise<{ body: Buffer; digest: string } | OciError> {
@@ -89,7 +111,11 @@ async function bodyDigest(ctx: GuardContext, maxBytes: number): Promise<{ body: 
   return { body, digest: `sha256:${createHash('sha256').update(body).digest('hex')}` };
 }
 
-export function requestRulesGuard(engine: PolicyEngine, config: RulesConfig, lookups: TagLookups = createTagLookups(config.limits.tagLookupTTL)): Guard {
+export function requestRulesGuard(
+  engine: PolicyEngine,
+  config: RulesConfig,
+  lookups: TagLookups = createTagLookups(config.limits.tagLookupTTL),
+): Guard {
   const locks = createKeyedLock(config.limits.tagLockWait);
   return async function requestRules(ctx) {
     const facts = requestFacts(ctx, config.service);
@@ -98,9 +124,17 @@ export function requestRulesGuard(engine: PolicyEngine, config: RulesConfig, loo
     if (tagged) return tagged;
     const identity = ctx.grant.identity ?? NO_IDENTITY;
     if (facts.kind === 'manifest' && facts.method === 'DELETE' && isValidDigest(facts.reference)) {
-      const answer = await digestDelete(engine, identity, facts, ctx.upstream, upstreamName(ctx.upstream, facts.repository), lookups);
+      const answer = await digestDelete(
+        engine,
+        identity,
+        facts,
+        ctx.upstream,
+        upstreamName(ctx.upstream, facts.repository),
+        lookups,
+      );
       if ('error' in answer) return answer.error;
-      if ('refused' in answer) return refusalError(ctx.grant.identity, answer.refused.facts, answer.refused.refusal, config.explainDenials);
+      if ('refused' in answer)
+        return refusalError(ctx.grant.identity, answer.refused.facts, answer.refused.refusal, config.explainDenials);
       const name = upstreamName(ctx.upstream, facts.repository);
       return { hold: true, release: () => answer.tags.forEach((tag) => lookups.forget(ctx.upstream, name, tag)) };
     }
@@ -124,7 +158,8 @@ export function requestRulesGuard(engine: PolicyEngine, config: RulesConfig, loo
       facts.lookup = await lookups.get(ctx.upstream, name, tag, writes(facts));
     }
     // This proxy writing the tag: whatever was cached about it is stale once the exchange ends.
-    const release = tag && writes(facts) ? once(() => (lookups.forget(ctx.upstream, name, tag), unlock?.())) : undefined;
+    const release =
+      tag && writes(facts) ? once(() => (lookups.forget(ctx.upstream, name, tag), unlock?.())) : undefined;
     const refusal = decideRequest(engine, identity, facts);
     if (refusal) {
       release?.();

@@ -41,7 +41,8 @@ type SignatureStep =
 /** What the signature guard does with this route (`applies`: a trust policy names the repository). Pure. */
 export function signatureStep(route: Route, applies: (repository: string) => boolean): SignatureStep {
   if (route.method !== 'GET' && route.method !== 'HEAD') return { kind: 'skip' };
-  if ((route.kind !== 'manifest' && route.kind !== 'blob') || !route.name || !route.reference || route.notFound) return { kind: 'skip' };
+  if ((route.kind !== 'manifest' && route.kind !== 'blob') || !route.name || !route.reference || route.notFound)
+    return { kind: 'skip' };
   if (!applies(route.name)) return { kind: 'skip' };
   const repository = route.name;
   if (route.kind === 'blob') return { kind: 'blob', repository, digest: route.reference };
@@ -61,15 +62,22 @@ interface Descriptor {
   digest?: unknown;
 }
 
-const list = (x: unknown): Descriptor[] => (Array.isArray(x) ? x.filter((d): d is Descriptor => typeof d === 'object' && d !== null) : []);
-const digests = (ds: Descriptor[]): string[] => ds.map((d) => d.digest).filter((d): d is string => typeof d === 'string' && isValidDigest(d));
+const list = (x: unknown): Descriptor[] =>
+  Array.isArray(x) ? x.filter((d): d is Descriptor => typeof d === 'object' && d !== null) : [];
+const digests = (ds: Descriptor[]): string[] =>
+  ds.map((d) => d.digest).filter((d): d is string => typeof d === 'string' && isValidDigest(d));
 
 /** The references of a parsed manifest or index (anything else references nothing). Pure. */
 export function manifestFacts(json: unknown): ManifestFacts {
-  const m = (typeof json === 'object' && json !== null ? json : {}) as { manifests?: unknown; layers?: unknown; config?: unknown };
+  const m = (typeof json === 'object' && json !== null ? json : {}) as {
+    manifests?: unknown;
+    layers?: unknown;
+    config?: unknown;
+  };
   const layers = list(m.layers);
   const config = list([m.config]);
-  const artifact = layers.length > 0 && layers.every((l) => typeof l.mediaType === 'string' && ARTIFACT_LAYER_TYPES.has(l.mediaType));
+  const artifact =
+    layers.length > 0 && layers.every((l) => typeof l.mediaType === 'string' && ARTIFACT_LAYER_TYPES.has(l.mediaType));
   return { children: digests(list(m.manifests)), blobs: digests([...config, ...layers]), artifact };
 }
 

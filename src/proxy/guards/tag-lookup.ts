@@ -43,7 +43,8 @@ export async function headTag(target: GuardUpstream, name: string, tag: string):
   if (answer.status === 404) return { tagExists: false, digest: '' };
   const digest = answer.headers['docker-content-digest'];
   if (answer.status !== 200) return failed(`the upstream answered HTTP ${answer.status} to the tag lookup`);
-  if (typeof digest !== 'string' || !/^sha256:[a-f0-9]{64}$/.test(digest)) return failed('the upstream named no sha256 Docker-Content-Digest for the tag');
+  if (typeof digest !== 'string' || !/^sha256:[a-f0-9]{64}$/.test(digest))
+    return failed('the upstream named no sha256 Docker-Content-Digest for the tag');
   return { tagExists: true, digest };
 }
 
@@ -84,12 +85,18 @@ export async function listTags(target: GuardUpstream, name: string): Promise<str
   const scopes = [{ type: 'repository', name, actions: ['pull'] }];
   try {
     const timeoutMs = Math.min(target.config.timeout, LOOKUP_TIMEOUT_MS);
-    const answer = await target.request(`/v2/${name}/tags/list?n=${MAX_LISTED_TAGS}`, { scopes, timeoutMs, maxBytes: 1 << 20 });
+    const answer = await target.request(`/v2/${name}/tags/list?n=${MAX_LISTED_TAGS}`, {
+      scopes,
+      timeoutMs,
+      maxBytes: 1 << 20,
+    });
     if (answer.status === 404) return [];
     if (answer.status !== 200) return { error: `the upstream answered HTTP ${answer.status} to the tags list` };
     if (answer.headers.link) return { error: `the repository has more than ${MAX_LISTED_TAGS} tags` };
     const tags = (JSON.parse(answer.text) as { tags?: unknown }).tags ?? [];
-    return Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : { error: 'the upstream answered a tags list without tags' };
+    return Array.isArray(tags)
+      ? tags.filter((t): t is string => typeof t === 'string')
+      : { error: 'the upstream answered a tags list without tags' };
   } catch (err) {
     return { error: `the upstream could not be asked for the tags: ${(err as Error).message}` };
   }

@@ -39,7 +39,8 @@ export function defaultAzureCredential(scope: string, tenantId: string | undefin
   let credential: Promise<TokenCredential> | undefined;
   const load = () =>
     (credential ??= import('@azure/identity').then(
-      ({ DefaultAzureCredential }) => new DefaultAzureCredential({ ...(tenantId ? { tenantId } : {}), disableInstanceDiscovery: true }),
+      ({ DefaultAzureCredential }) =>
+        new DefaultAzureCredential({ ...(tenantId ? { tenantId } : {}), disableInstanceDiscovery: true }),
     ));
   return {
     async get() {
@@ -57,7 +58,8 @@ export function defaultAzureCredential(scope: string, tenantId: string | undefin
 export function acrReason(text: string): string {
   try {
     const e = (JSON.parse(text) as { errors?: { code?: unknown; message?: unknown }[] }).errors?.[0];
-    if (e && (typeof e.code === 'string' || typeof e.message === 'string')) return ` (${[e.code, e.message].filter(Boolean).join(': ').slice(0, 300)})`;
+    if (e && (typeof e.code === 'string' || typeof e.message === 'string'))
+      return ` (${[e.code, e.message].filter(Boolean).join(': ').slice(0, 300)})`;
   } catch {
     // not JSON: the status says enough
   }
@@ -107,7 +109,12 @@ type PostForm = (url: URL, form: URLSearchParams) => Promise<[number, string]>;
  * place the Entra token is sent) with `grant_type=access_token`, the service, the tenant and the
  * Entra token. The refresh token lasts until its own `exp`, never beyond the Entra token's.
  */
-async function exchange(endpoint: Endpoint, tenant: string | undefined, entra: EntraTokens, post: PostForm): Promise<Omit<RefreshToken, 'usableUntil'>> {
+async function exchange(
+  endpoint: Endpoint,
+  tenant: string | undefined,
+  entra: EntraTokens,
+  post: PostForm,
+): Promise<Omit<RefreshToken, 'usableUntil'>> {
   const aad = await entra.get();
   // The refresh token's lifetime starts at the exchange, not before the Entra token (whose first
   // fetch loads @azure/identity and can take seconds).
@@ -129,7 +136,8 @@ async function exchange(endpoint: Endpoint, tenant: string | undefined, entra: E
   } catch {
     // reported below
   }
-  if (typeof token !== 'string' || token === '') throw new Error(`ACR token exchange ${url.origin}${url.pathname} returned no refresh_token`);
+  if (typeof token !== 'string' || token === '')
+    throw new Error(`ACR token exchange ${url.origin}${url.pathname} returned no refresh_token`);
   return { token, expiresAt: Math.min(jwtUntil(token, started) ?? aad.expiresOnTimestamp, aad.expiresOnTimestamp) };
 }
 
@@ -138,7 +146,13 @@ async function exchange(endpoint: Endpoint, tenant: string | undefined, entra: E
  * 80 % of its lifetime (floored, with back-off: renewal.ts), one exchange at a time however many
  * requests wait; a failed renewal is retried every 30 s while the old one lasts.
  */
-export function refreshTokens(tenant: string | undefined, entra: EntraTokens, post: PostForm, logger: Logger, observe?: RenewalObserver) {
+export function refreshTokens(
+  tenant: string | undefined,
+  entra: EntraTokens,
+  post: PostForm,
+  logger: Logger,
+  observe?: RenewalObserver,
+) {
   let current: RefreshToken | undefined;
   let pending: Promise<RefreshToken> | undefined;
   let timer: NodeJS.Timeout | undefined;

@@ -6,7 +6,14 @@ import { parseTokenResponse } from '../token-realm.js';
 import { tokenDance, withOwnHttp } from '../token-dance.js';
 import type { RenewalObserver } from '../renewal.js';
 import type { UpstreamAuth, UpstreamHttp } from '../types.js';
-import { acrReason, acrScopeOf, defaultAzureCredential, jwtUntil, refreshTokens, type EntraTokens } from './acr-refresh.js';
+import {
+  acrReason,
+  acrScopeOf,
+  defaultAzureCredential,
+  jwtUntil,
+  refreshTokens,
+  type EntraTokens,
+} from './acr-refresh.js';
 
 /** The Basic username telling ACR's token service that the password is an ACR refresh token. */
 const REFRESH_TOKEN_USERNAME = '00000000-0000-0000-0000-000000000000';
@@ -25,15 +32,33 @@ function toFill(text: string, now: number): CacheFill<string> {
  * refresh token drops it and the call is tried once more with a new one; an upstream 401
  * (`invalidate`) drops both.
  */
-export function acrAuth(upstream: UpstreamConfig, logger: Logger, entra?: EntraTokens, observe?: RenewalObserver, http?: UpstreamHttp): UpstreamAuth {
+export function acrAuth(
+  upstream: UpstreamConfig,
+  logger: Logger,
+  entra?: EntraTokens,
+  observe?: RenewalObserver,
+  http?: UpstreamHttp,
+): UpstreamAuth {
   const tenant = upstream.auth.type === 'acr' ? upstream.auth.tenant : undefined;
   return withOwnHttp(upstream, http, (h, close) => {
     const post = async (url: URL, form: URLSearchParams): Promise<[number, string]> => {
       const headers = { 'content-type': 'application/x-www-form-urlencoded' };
-      const res = await outbound(url, { method: 'POST', dispatcher: h.dispatcher, timeoutMs: h.timeoutMs, headers, body: form.toString() });
+      const res = await outbound(url, {
+        method: 'POST',
+        dispatcher: h.dispatcher,
+        timeoutMs: h.timeoutMs,
+        headers,
+        body: form.toString(),
+      });
       return [res.status, res.text];
     };
-    const refresh = refreshTokens(tenant, entra ?? defaultAzureCredential(acrScopeOf(upstream.url), tenant), post, logger, observe);
+    const refresh = refreshTokens(
+      tenant,
+      entra ?? defaultAzureCredential(acrScopeOf(upstream.url), tenant),
+      post,
+      logger,
+      observe,
+    );
     return tokenDance(
       upstream,
       {

@@ -5,7 +5,8 @@ import { renewalPacer, type RenewalObserver } from '../renewal.js';
 /** A background renewal that failed is tried again after this long (while the credential lasts). */
 const RETRY_MS = 30_000;
 
-const ECR_HOST = /^\d{12}\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|on\.aws|sc2s\.sgov\.gov|c2s\.ic\.gov)$/;
+const ECR_HOST =
+  /^\d{12}\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|on\.aws|sc2s\.sgov\.gov|c2s\.ic\.gov)$/;
 
 /** The AWS region an ECR registry URL names (`<account>.dkr.ecr.<region>.amazonaws.com`), if any. Pure. */
 export function ecrRegionOf(url: string): string | undefined {
@@ -37,7 +38,10 @@ function toCredential(out: GetAuthorizationTokenCommandOutput, started: number):
   if (!data?.authorizationToken) throw new Error('ECR GetAuthorizationToken returned no authorization token');
   const decoded = Buffer.from(data.authorizationToken, 'base64').toString('utf8');
   if (!/^[^:]+:./s.test(decoded)) throw new Error('ECR authorization token is not base64 "user:password"');
-  return { header: `Basic ${data.authorizationToken}`, expiresAt: data.expiresAt?.getTime() ?? started + 12 * 3600_000 };
+  return {
+    header: `Basic ${data.authorizationToken}`,
+    expiresAt: data.expiresAt?.getTime() ?? started + 12 * 3600_000,
+  };
 }
 
 /**

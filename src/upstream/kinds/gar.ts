@@ -29,7 +29,10 @@ function applicationDefaultCredentials(): AccessTokens {
   let auth: Promise<Auth> | undefined;
   // A token needs no project, but without one ADC looks it up first (for an external_account file
   // from Cloud Resource Manager, which a proxy without that egress or permission cannot reach).
-  const options = { scopes: [CLOUD_PLATFORM], projectId: process.env.GOOGLE_CLOUD_PROJECT || 'unused-by-registry-auth-proxy' };
+  const options = {
+    scopes: [CLOUD_PLATFORM],
+    projectId: process.env.GOOGLE_CLOUD_PROJECT || 'unused-by-registry-auth-proxy',
+  };
   const load = () => (auth ??= import('google-auth-library').then(({ GoogleAuth }) => new GoogleAuth(options)));
   return {
     async get() {
@@ -49,14 +52,26 @@ function applicationDefaultCredentials(): AccessTokens {
  * `GET /v2/<name>/tags/list` for the first repository asked for, which GAR answers with realm,
  * service and scope), else the realm's host (what GAR advertises).
  */
-async function garService(upstream: UpstreamConfig, http: UpstreamHttp, realm: URL, scopes: Scope[], logger: Logger): Promise<string> {
+async function garService(
+  upstream: UpstreamConfig,
+  http: UpstreamHttp,
+  realm: URL,
+  scopes: Scope[],
+  logger: Logger,
+): Promise<string> {
   const repository = scopes.find((s) => s.type === 'repository');
   let service: string | undefined;
   if (repository) {
-    const res = await outbound(`${upstream.url}/v2/${repository.name}/tags/list`, { dispatcher: http.dispatcher, timeoutMs: http.timeoutMs });
+    const res = await outbound(`${upstream.url}/v2/${repository.name}/tags/list`, {
+      dispatcher: http.dispatcher,
+      timeoutMs: http.timeoutMs,
+    });
     service = res.status === 401 ? parseBearerChallenge(res.headers['www-authenticate'])?.service : undefined;
   }
-  logger.debug({ upstream: upstream.url, service: service || realm.host, from: service ? 'repository' : 'realm host' }, 'learnt the GAR token service');
+  logger.debug(
+    { upstream: upstream.url, service: service || realm.host, from: service ? 'repository' : 'realm host' },
+    'learnt the GAR token service',
+  );
   return service || realm.host;
 }
 
@@ -66,7 +81,12 @@ async function garService(upstream: UpstreamConfig, http: UpstreamHttp, realm: U
  * service refuses (401) is forgotten and the call tried once more with a new one. The realm must be
  * on the upstream's own origin: the access token is a Google credential, sent nowhere else.
  */
-export function garAuth(upstream: UpstreamConfig, logger: Logger, tokens: AccessTokens = applicationDefaultCredentials(), http?: UpstreamHttp): UpstreamAuth {
+export function garAuth(
+  upstream: UpstreamConfig,
+  logger: Logger,
+  tokens: AccessTokens = applicationDefaultCredentials(),
+  http?: UpstreamHttp,
+): UpstreamAuth {
   return withOwnHttp(upstream, http, (h, close) =>
     tokenDance(
       upstream,

@@ -17,7 +17,12 @@ export function readSecret(file: string): string {
  * (Harbor advertises http:// behind TLS, or its in-cluster service name); an advertised realm on
  * another origin than the upstream's must be on a host listed in `realmHosts`, or nothing is sent.
  */
-export function registryTokenAuth(upstream: UpstreamConfig, auth: RegistryTokenAuth, http: UpstreamHttp, logger: Logger): UpstreamAuth {
+export function registryTokenAuth(
+  upstream: UpstreamConfig,
+  auth: RegistryTokenAuth,
+  http: UpstreamHttp,
+  logger: Logger,
+): UpstreamAuth {
   const { username, passwordFile } = auth;
   return tokenDance(
     upstream,

@@ -115,7 +115,9 @@ describe('audit events of a skopeo pull through the proxy', () => {
     });
     // skopeo may rewrite what it pushes (compression): the blobs are those of the manifest Distribution holds.
     const manifest = (await (
-      await fetch(`${registry.url}/v2/team-a/audited/manifests/${distributionDigest}`, { headers: { accept: head.headers.get('content-type')! } })
+      await fetch(`${registry.url}/v2/team-a/audited/manifests/${distributionDigest}`, {
+        headers: { accept: head.headers.get('content-type')! },
+      })
     ).json()) as {
       config: { digest: string; size: number };
       layers: { digest: string; size: number }[];
@@ -126,7 +128,9 @@ describe('audit events of a skopeo pull through the proxy', () => {
     const sizes = new Map([manifest.config, ...manifest.layers].map((d) => [d.digest, d.size]));
     expect(blobs.map((b) => b.digest).sort()).toEqual([...sizes.keys()].sort());
     for (const b of blobs) {
-      const size = (await fetch(`${registry.url}/v2/team-a/audited/blobs/${b.digest}`, { method: 'HEAD' })).headers.get('content-length');
+      const size = (await fetch(`${registry.url}/v2/team-a/audited/blobs/${b.digest}`, { method: 'HEAD' })).headers.get(
+        'content-length',
+      );
       expect(b.bytes, b.digest).toBe(Number(size));
       expect(b.bytes, b.digest).toBe(sizes.get(b.digest!));
       expect(b.subject).toBe(sub);
@@ -137,12 +141,21 @@ describe('audit events of a skopeo pull through the proxy', () => {
 
   it('the same events reach the webhook as CloudEvents batches, and the file', async () => {
     const all = events();
-    for (let i = 0; i < 200 && received.flatMap((b) => b.events).filter((e) => e.data.repository === 'team-a/audited').length < all.length; i++)
+    for (
+      let i = 0;
+      i < 200 &&
+      received.flatMap((b) => b.events).filter((e) => e.data.repository === 'team-a/audited').length < all.length;
+      i++
+    )
       await new Promise((r) => setTimeout(r, 25));
     const delivered = received.flatMap((b) => b.events).filter((e) => e.data.repository === 'team-a/audited');
     expect(delivered.map((e) => e.data.requestId).sort()).toEqual(all.map((e) => e.requestId).sort());
     expect(received.every((b) => b.contentType === 'application/cloudevents-batch+json')).toBe(true);
-    expect(delivered[0]).toMatchObject({ specversion: '1.0', source: stack.proxy.config.publicURL, datacontenttype: 'application/json' });
+    expect(delivered[0]).toMatchObject({
+      specversion: '1.0',
+      source: stack.proxy.config.publicURL,
+      datacontenttype: 'application/json',
+    });
     const lines = readFileSync(join(work, 'audit.jsonl'), 'utf8')
       .trim()
       .split('\n')

@@ -18,7 +18,8 @@ const server = createServer((req, res) => {
   req.on('data', (c: Buffer) => chunks.push(c));
   req.on('end', () => {
     if (mode === 'slow') return void held.push(res); // received, never answered: the sink times out
-    for (const e of JSON.parse(Buffer.concat(chunks).toString()) as { data: { requestId: string } }[]) delivered.add(e.data.requestId);
+    for (const e of JSON.parse(Buffer.concat(chunks).toString()) as { data: { requestId: string } }[])
+      delivered.add(e.data.requestId);
     res.writeHead(202).end();
   });
 });
@@ -50,7 +51,17 @@ beforeAll(async () => {
     upstream: 'http://127.0.0.1:9',
     config: {
       audit: {
-        sinks: [{ type: 'webhook', url: `http://127.0.0.1:${port}/`, queueSize: 5, batchSize: 2, timeout: '300ms', retryMin: '100ms', retryMax: '200ms' }],
+        sinks: [
+          {
+            type: 'webhook',
+            url: `http://127.0.0.1:${port}/`,
+            queueSize: 5,
+            batchSize: 2,
+            timeout: '300ms',
+            retryMin: '100ms',
+            retryMax: '200ms',
+          },
+        ],
       },
     },
   });

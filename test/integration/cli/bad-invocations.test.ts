@@ -20,7 +20,8 @@ const at = (name: string) => join(dir, name);
 /** Config files the rows use: a good one (so the row fails where it means to), then one mistake each. */
 const FILES: Record<string, (d: string) => string> = {
   'jwks.json': () => '{"keys":[]}\n',
-  'ok.yaml': (d) => `listen: 127.0.0.1:0\nupstream: {url: http://127.0.0.1:9}\nissuers:\n  - {name: ci, issuer: https://ci.test, jwksFile: ${d}/jwks.json}\n`,
+  'ok.yaml': (d) =>
+    `listen: 127.0.0.1:0\nupstream: {url: http://127.0.0.1:9}\nissuers:\n  - {name: ci, issuer: https://ci.test, jwksFile: ${d}/jwks.json}\n`,
   'jwks-missing.yaml': (d) =>
     `listen: 127.0.0.1:0\nupstream: {url: http://127.0.0.1:9}\nissuers:\n  - {name: ci, issuer: https://ci.test, jwksFile: ${d}/missing.json}\n`,
   'log-level.yaml': () => 'logLevel: verbose\n',
@@ -50,7 +51,9 @@ const ROWS: Row[] = [
   {
     name: '--log-level verbose',
     args: () => ['--log-level', 'verbose'],
-    says: () => ['<flags>: --log-level: "verbose" is not a log level: use one of trace, debug, info, warn, error, fatal, silent'],
+    says: () => [
+      '<flags>: --log-level: "verbose" is not a log level: use one of trace, debug, info, warn, error, fatal, silent',
+    ],
     never: () => ['custom levels'],
   },
   {
@@ -67,7 +70,10 @@ const ROWS: Row[] = [
   {
     name: 'a missing jwksFile (serve)',
     args: (d) => ['--config', `${d}/jwks-missing.yaml`],
-    says: (d) => [`${d}/jwks-missing.yaml: issuers[0].jwksFile: ${d}/missing.json does not exist: fix the path`, 'remove jwksFile'],
+    says: (d) => [
+      `${d}/jwks-missing.yaml: issuers[0].jwksFile: ${d}/missing.json does not exist: fix the path`,
+      'remove jwksFile',
+    ],
     never: () => ['ENOENT'],
   },
   {
@@ -75,7 +81,11 @@ const ROWS: Row[] = [
     args: (d) => ['verify', 'x', '--config', `${d}/jwks-missing.yaml`],
     says: (d) => [`${d}/jwks-missing.yaml: issuers[0].jwksFile: ${d}/missing.json does not exist`],
   },
-  { name: 'a bad listen in the file', args: (d) => ['--config', `${d}/listen.yaml`], says: (d) => [`${d}/listen.yaml: listen: "nope" is not host:port`] },
+  {
+    name: 'a bad listen in the file',
+    args: (d) => ['--config', `${d}/listen.yaml`],
+    says: (d) => [`${d}/listen.yaml: listen: "nope" is not host:port`],
+  },
   {
     name: 'a bad --listen is the flag, not the file',
     args: (d) => ['--config', `${d}/ok.yaml`, '--listen', 'nope'],
@@ -88,8 +98,17 @@ const ROWS: Row[] = [
     says: () => ['<flags>: --token-ttl: must be between 1m and 24h'],
     never: (d) => [`${d}/ok.yaml`],
   },
-  { name: 'servee', args: () => ['servee'], says: () => ["unknown command 'servee'", 'Did you mean serve?'], never: () => ['too many arguments'] },
-  { name: 'an unknown option', args: () => ['--listn', '127.0.0.1:1'], says: () => ["unknown option '--listn'", 'Did you mean --listen?'] },
+  {
+    name: 'servee',
+    args: () => ['servee'],
+    says: () => ["unknown command 'servee'", 'Did you mean serve?'],
+    never: () => ['too many arguments'],
+  },
+  {
+    name: 'an unknown option',
+    args: () => ['--listn', '127.0.0.1:1'],
+    says: () => ["unknown option '--listn'", 'Did you mean --listen?'],
+  },
   {
     name: 'an unknown key',
     args: (d) => ['--config', `${d}/unknown-key.yaml`],
@@ -100,9 +119,21 @@ const ROWS: Row[] = [
     args: (d) => ['--config', `${d}/duration.yaml`],
     says: (d) => [`${d}/duration.yaml: tokens.ttl: invalid duration "5 minutes" (use e.g. 30s, 5m, 1h)`],
   },
-  { name: 'a file that is not YAML', args: (d) => ['--config', `${d}/not-yaml.yaml`], says: (d) => [`${d}/not-yaml.yaml: (file): not valid YAML`] },
-  { name: 'a missing config file', args: (d) => ['--config', `${d}/absent.yaml`], says: (d) => [`${d}/absent.yaml: (file): cannot read`] },
-  { name: 'a bad --upstream URL', args: () => ['--upstream', 'notaurl'], says: () => ['<flags>: --upstream: "notaurl" is not a URL'] },
+  {
+    name: 'a file that is not YAML',
+    args: (d) => ['--config', `${d}/not-yaml.yaml`],
+    says: (d) => [`${d}/not-yaml.yaml: (file): not valid YAML`],
+  },
+  {
+    name: 'a missing config file',
+    args: (d) => ['--config', `${d}/absent.yaml`],
+    says: (d) => [`${d}/absent.yaml: (file): cannot read`],
+  },
+  {
+    name: 'a bad --upstream URL',
+    args: () => ['--upstream', 'notaurl'],
+    says: () => ['<flags>: --upstream: "notaurl" is not a URL'],
+  },
   {
     name: 'an --upstream not http(s)',
     args: () => ['--upstream', 'ftp://registry.example'],
@@ -134,8 +165,18 @@ const ROWS: Row[] = [
     args: (d) => ['--config', `${d}/signing-key.yaml`],
     says: (d) => [`${d}/signing-key.yaml: tokens.signingKeyFile: ${d}/missing-key.pem`],
   },
-  { name: '--state-dir without --dev', args: (d) => ['--state-dir', d], says: () => ['--state-dir applies to --dev only'] },
-  ...['repository:team/app:pul', 'repository:team/app:', 'repo:team/app:pull', 'repository:Team/app:pull', 'team/app'].map((scope): Row => ({
+  {
+    name: '--state-dir without --dev',
+    args: (d) => ['--state-dir', d],
+    says: () => ['--state-dir applies to --dev only'],
+  },
+  ...[
+    'repository:team/app:pul',
+    'repository:team/app:',
+    'repo:team/app:pull',
+    'repository:Team/app:pull',
+    'team/app',
+  ].map((scope): Row => ({
     name: `policy test --scope ${scope}`,
     args: (d) => ['policy', 'test', '--claims', `${d}/claims.json`, '--scope', scope],
     says: () => [
@@ -149,12 +190,19 @@ const ROWS: Row[] = [
     env: { RAP_TOKEN_FILE: '' },
     says: () => ['give --token-file <file> (or --token-file - to read stdin), or set RAP_TOKEN_FILE'],
   },
-  { name: 'login to a bad registry name', args: () => ['login', 'not a host'], says: () => ['login: "not a host" is not a registry host[:port]'] },
+  {
+    name: 'login to a bad registry name',
+    args: () => ['login', 'not a host'],
+    says: () => ['login: "not a host" is not a registry host[:port]'],
+  },
   {
     name: 'a taken port',
     args: (d) => ['--config', `${d}/ok.yaml`, '--listen', `127.0.0.1:${takenPort}`],
     code: 1,
-    says: () => [`cannot listen on 127.0.0.1:${takenPort}: the address is in use`, 'choose another address with --listen <host:port>'],
+    says: () => [
+      `cannot listen on 127.0.0.1:${takenPort}: the address is in use`,
+      'choose another address with --listen <host:port>',
+    ],
   },
 ];
 
@@ -170,15 +218,23 @@ afterAll(() => new Promise<void>((resolve) => taken.close(() => resolve())));
 // Each row is a process of its own: run them side by side.
 describe.concurrent('bad invocations and bad config files', () => {
   it.each(ROWS.map((row) => [row.name, row] as const))('%s', async (_name, row) => {
-    const r = await runBuiltBin('registry-auth-proxy', row.args(dir), { env: { RAP_CONFIG: '', RAP_LOG_LEVEL: '', ...row.env }, timeoutMs: 20_000 });
+    const r = await runBuiltBin('registry-auth-proxy', row.args(dir), {
+      env: { RAP_CONFIG: '', RAP_LOG_LEVEL: '', ...row.env },
+      timeoutMs: 20_000,
+    });
     expect(r.code, r.stderr).toBe(row.code ?? 2);
-    for (const said of row.says(dir)) expect(r.stderr).toMatch(typeof said === 'string' ? new RegExp(escape(said), 'm') : said);
+    for (const said of row.says(dir))
+      expect(r.stderr).toMatch(typeof said === 'string' ? new RegExp(escape(said), 'm') : said);
     for (const wrong of row.never?.(dir) ?? []) expect(r.stderr).not.toContain(wrong);
   });
 
   it('--dev on a taken port says so before starting its registry', async () => {
     const stateDir = at('dev-state');
-    const r = await runBuiltBin('registry-auth-proxy', ['--dev', '--state-dir', stateDir, '--listen', `127.0.0.1:${takenPort}`], { env: { RAP_UPSTREAM: '' } });
+    const r = await runBuiltBin(
+      'registry-auth-proxy',
+      ['--dev', '--state-dir', stateDir, '--listen', `127.0.0.1:${takenPort}`],
+      { env: { RAP_UPSTREAM: '' } },
+    );
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toContain(`cannot listen on 127.0.0.1:${takenPort}: the address is in use`);
     // nothing of the dev session was set up: no registry storage, keys or token

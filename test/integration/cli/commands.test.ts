@@ -18,7 +18,12 @@ function token(claims: Record<string, unknown>): Promise<string> {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'rap-cli-'));
-  issuer = await TestIssuer.create({ issuer: 'https://ci.test', audience: 'registry.test', kid: 'k', claims: { sub: 'repo:acme/web:ref:refs/heads/main' } });
+  issuer = await TestIssuer.create({
+    issuer: 'https://ci.test',
+    audience: 'registry.test',
+    kid: 'k',
+    claims: { sub: 'repo:acme/web:ref:refs/heads/main' },
+  });
   issuer.writeJwks(join(dir, 'jwks.json'));
   writeFileSync(
     join(dir, 'config.yaml'),
@@ -37,11 +42,18 @@ describe('verify', () => {
     const r = await runCli(['verify', await token({ repository: 'acme/web' }), '--config', join(dir, 'config.yaml')]);
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout);
-    expect(out).toMatchObject({ valid: true, issuerName: 'github', identity: { preset: 'github-actions' }, claims: { repository: 'acme/web' } });
+    expect(out).toMatchObject({
+      valid: true,
+      issuerName: 'github',
+      identity: { preset: 'github-actions' },
+      claims: { repository: 'acme/web' },
+    });
   });
 
   it('reads the token from stdin and exits 1 with the reason', async () => {
-    const r = await runCli(['verify', '-', '--config', join(dir, 'config.yaml')], { stdin: await token({ exp: 1000 }) });
+    const r = await runCli(['verify', '-', '--config', join(dir, 'config.yaml')], {
+      stdin: await token({ exp: 1000 }),
+    });
     expect(r.code).toBe(1);
     expect(JSON.parse(r.stdout)).toMatchObject({ valid: false, reason: 'expired' });
     expect(r.stderr).toMatch(/expired/);
@@ -98,12 +110,28 @@ describe('policy test', () => {
     expect(r.code, r.stderr).toBe(1);
     const out = JSON.parse(r.stdout);
     expect(out.identity).toMatchObject({ issuerName: 'github', preset: 'github-actions' });
-    expect(out.decisions[0]).toMatchObject({ scope: 'repository:acme/web:pull,push', result: 'granted', granted: ['pull', 'push'] });
-    expect(out.decisions[0].matched.map((m: { name: string }) => m.name)).toEqual(['github-repo-pulls-its-images', 'github-main-pushes-its-images']);
+    expect(out.decisions[0]).toMatchObject({
+      scope: 'repository:acme/web:pull,push',
+      result: 'granted',
+      granted: ['pull', 'push'],
+    });
+    expect(out.decisions[0].matched.map((m: { name: string }) => m.name)).toEqual([
+      'github-repo-pulls-its-images',
+      'github-main-pushes-its-images',
+    ]);
     expect(out.decisions[1]).toMatchObject({ result: 'denied', reason: 'no rule matched', granted: [], matched: [] });
     expect(r.stderr).toBe('granted repository:acme/web:pull,push\ndenied  repository:other/x:pull: no rule matched\n');
     // every scope granted: exit 0
-    const ok = await runCli(['policy', 'test', '--claims', jwt, '--scope', 'repository:acme/web:pull', '--config', join(dir, 'config.yaml')]);
+    const ok = await runCli([
+      'policy',
+      'test',
+      '--claims',
+      jwt,
+      '--scope',
+      'repository:acme/web:pull',
+      '--config',
+      join(dir, 'config.yaml'),
+    ]);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stderr).toBe('granted repository:acme/web:pull\n');
   });
@@ -111,7 +139,10 @@ describe('policy test', () => {
   it('takes claims from a JSON file with an explicit preset; a partial grant exits 1 and names what no rule grants, or the deny rule', async () => {
     writeFileSync(
       join(dir, 'claims.json'),
-      JSON.stringify({ sub: 'system:serviceaccount:team-a:builder', 'kubernetes.io': { namespace: 'team-a', serviceaccount: { name: 'builder' } } }),
+      JSON.stringify({
+        sub: 'system:serviceaccount:team-a:builder',
+        'kubernetes.io': { namespace: 'team-a', serviceaccount: { name: 'builder' } },
+      }),
     );
     const r = await runCli([
       'policy',
@@ -131,17 +162,45 @@ describe('policy test', () => {
       granted: ['pull', 'push'],
       reason: 'no rule grants delete (matched: namespace-owns-its-prefix)',
     });
-    expect(r.stderr).toBe('partial repository:team-a/app:pull,push,delete: no rule grants delete (matched: namespace-owns-its-prefix)\n');
-    writeFileSync(join(dir, 'deny.yaml'), 'rules:\n  - {name: all, actions: ["*"]}\n  - {name: no-deletes, effect: deny, actions: [delete]}\n');
-    const denied = await runCli(['policy', 'test', '--claims', '{}', '--scope', 'repository:a/b:delete', '--policy', join(dir, 'deny.yaml')]);
+    expect(r.stderr).toBe(
+      'partial repository:team-a/app:pull,push,delete: no rule grants delete (matched: namespace-owns-its-prefix)\n',
+    );
+    writeFileSync(
+      join(dir, 'deny.yaml'),
+      'rules:\n  - {name: all, actions: ["*"]}\n  - {name: no-deletes, effect: deny, actions: [delete]}\n',
+    );
+    const denied = await runCli([
+      'policy',
+      'test',
+      '--claims',
+      '{}',
+      '--scope',
+      'repository:a/b:delete',
+      '--policy',
+      join(dir, 'deny.yaml'),
+    ]);
     expect(denied.code).toBe(1);
-    expect(JSON.parse(denied.stdout).decisions[0]).toMatchObject({ result: 'denied', reason: 'delete denied by rule no-deletes' });
+    expect(JSON.parse(denied.stdout).decisions[0]).toMatchObject({
+      result: 'denied',
+      reason: 'delete denied by rule no-deletes',
+    });
   });
 
   it('exits 2 on a bad scope or a broken policy', async () => {
-    expect((await runCli(['policy', 'test', '--claims', '{}', '--scope', 'nonsense', '--policy', 'policies'])).code).toBe(2);
+    expect(
+      (await runCli(['policy', 'test', '--claims', '{}', '--scope', 'nonsense', '--policy', 'policies'])).code,
+    ).toBe(2);
     writeFileSync(join(dir, 'broken.yaml'), 'rules: [{name: r1, actions: [pull], when: "identity.nope"}]');
-    const r = await runCli(['policy', 'test', '--claims', '{}', '--scope', 'repository:a:pull', '--policy', join(dir, 'broken.yaml')]);
+    const r = await runCli([
+      'policy',
+      'test',
+      '--claims',
+      '{}',
+      '--scope',
+      'repository:a:pull',
+      '--policy',
+      join(dir, 'broken.yaml'),
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/broken\.yaml: rule "r1"/);
   });
@@ -172,7 +231,16 @@ describe('serve', () => {
 
   it('exits 2 on an invalid policy, naming file, rule and CEL error', async () => {
     writeFileSync(join(dir, 'p.yaml'), 'rules: [{name: typo, actions: [pull], when: "identity.namespce == \\"a\\""}]');
-    const r = await runCli(['--listen', '127.0.0.1:0', '--issuer', 'http://127.0.0.1:9', '--audience', 'registry.test', '--policy', join(dir, 'p.yaml')]);
+    const r = await runCli([
+      '--listen',
+      '127.0.0.1:0',
+      '--issuer',
+      'http://127.0.0.1:9',
+      '--audience',
+      'registry.test',
+      '--policy',
+      join(dir, 'p.yaml'),
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/p\.yaml: rule "typo": invalid CEL/);
   });

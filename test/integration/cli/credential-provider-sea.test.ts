@@ -1,6 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -46,7 +56,8 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(() => {
-  if (buildSeconds !== undefined) process.stdout.write(`credential-provider single executable built in ${buildSeconds.toFixed(1)} s\n`);
+  if (buildSeconds !== undefined)
+    process.stdout.write(`credential-provider single executable built in ${buildSeconds.toFixed(1)} s\n`);
   for (const d of [outDir, bare]) if (d) rmSync(d, { recursive: true, force: true });
 });
 
@@ -55,7 +66,8 @@ function runExe(args: string[], stdin: string, env: NodeJS.ProcessEnv = {}, file
   return runExecutable(file, args, { stdin, cwd: bare, cleanEnv: true, env: { PATH: '/nonexistent', ...env } });
 }
 
-const runCli = (stdin: string, env: NodeJS.ProcessEnv = {}) => runBuiltBin('registry-auth-proxy', ['credential-provider'], { stdin, env, cleanEnv: true });
+const runCli = (stdin: string, env: NodeJS.ProcessEnv = {}) =>
+  runBuiltBin('registry-auth-proxy', ['credential-provider'], { stdin, env, cleanEnv: true });
 
 /** A token like a projected one: the registry's audience, valid for an hour from now. */
 function token(): string {
@@ -111,16 +123,23 @@ describe('kubelet credential provider as a single executable', () => {
   });
 
   it.each([
-    ['missing apiVersion', '{"kind":"CredentialProviderRequest","image":"registry.example.com/a"}', /^credential-provider: unsupported apiVersion/],
+    [
+      'missing apiVersion',
+      '{"kind":"CredentialProviderRequest","image":"registry.example.com/a"}',
+      /^credential-provider: unsupported apiVersion/,
+    ],
     ['not JSON', '{"apiVersion":', /^credential-provider: request on stdin is not JSON/],
-  ])('a malformed request (%s): exit 1, the reason on stderr, nothing on stdout, as the CLI', async (_name, stdin, message) => {
-    const sea = await runExe([], stdin);
-    expect(sea.code).toBe(1);
-    expect(sea.stdout).toBe('');
-    expect(sea.stderr).toMatch(message);
-    const cli = await runCli(stdin);
-    expect({ code: cli.code, stdout: cli.stdout, stderr: cli.stderr }).toEqual(sea);
-  });
+  ])(
+    'a malformed request (%s): exit 1, the reason on stderr, nothing on stdout, as the CLI',
+    async (_name, stdin, message) => {
+      const sea = await runExe([], stdin);
+      expect(sea.code).toBe(1);
+      expect(sea.stdout).toBe('');
+      expect(sea.stderr).toMatch(message);
+      const cli = await runCli(stdin);
+      expect({ code: cli.code, stdout: cli.stdout, stderr: cli.stderr }).toEqual(sea);
+    },
+  );
 
   it('node mode without a token file fails like the CLI, and a bad option is a usage error (2)', async () => {
     const request = readFileSync(join(GOLDEN, 'node-request.json'), 'utf8');
@@ -137,19 +156,37 @@ describe('kubelet credential provider as a single executable', () => {
     const host = join(mkdtempSync(join(tmpdir(), 'rap-sea-host-')), 'kubelet-credential-providers');
     try {
       const target = join(host, 'registry-auth-proxy');
-      expect(await runExe(['install', '--dir', host], '')).toEqual({ code: 0, stdout: `installed ${target}\n`, stderr: '' });
-      expect(await runExe(['install', '--dir', host], '')).toEqual({ code: 0, stdout: `${target} is up to date\n`, stderr: '' });
+      expect(await runExe(['install', '--dir', host], '')).toEqual({
+        code: 0,
+        stdout: `installed ${target}\n`,
+        stderr: '',
+      });
+      expect(await runExe(['install', '--dir', host], '')).toEqual({
+        code: 0,
+        stdout: `${target} is up to date\n`,
+        stderr: '',
+      });
       expect(readdirSync(host)).toEqual(['registry-auth-proxy']);
       expect(statSync(target).mode & 0o777).toBe(0o755);
       expect(readFileSync(target).equals(readFileSync(exe))).toBe(true);
       const jwt = token();
-      const request = { ...JSON.parse(readFileSync(join(GOLDEN, 'sa-request.json'), 'utf8')), serviceAccountToken: jwt };
-      expectGolden(await runExe(['credential-provider'], JSON.stringify(request), {}, target), 'sa-response.json', 'registry.example.com', jwt);
+      const request = {
+        ...JSON.parse(readFileSync(join(GOLDEN, 'sa-request.json'), 'utf8')),
+        serviceAccountToken: jwt,
+      };
+      expectGolden(
+        await runExe(['credential-provider'], JSON.stringify(request), {}, target),
+        'sa-response.json',
+        'registry.example.com',
+        jwt,
+      );
       // another file of the same size there, or the same bytes without the execute bits: replaced
       writeFileSync(target, Buffer.alloc(statSync(target).size));
       expect((await runExe(['install', '--dir', host], '')).stdout).toBe(`installed ${target}\n`);
       chmodSync(target, 0o644);
-      expect((await runExe(['install', '--dir', host, '--name', 'registry-auth-proxy'], '')).stdout).toBe(`installed ${target}\n`);
+      expect((await runExe(['install', '--dir', host, '--name', 'registry-auth-proxy'], '')).stdout).toBe(
+        `installed ${target}\n`,
+      );
       expect(statSync(target).mode & 0o777).toBe(0o755);
       expect(readdirSync(host)).toEqual(['registry-auth-proxy']);
     } finally {
@@ -160,12 +197,20 @@ describe('kubelet credential provider as a single executable', () => {
   it('`install --wait` stays up after the copy and exits 0 on SIGTERM (a DaemonSet pod)', async () => {
     const host = mkdtempSync(join(tmpdir(), 'rap-sea-wait-'));
     try {
-      const child = spawn(exe, ['install', '--dir', host, '--wait'], { cwd: bare, env: { PATH: '/nonexistent' }, stdio: ['ignore', 'pipe', 'pipe'] });
-      const said = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString())));
+      const child = spawn(exe, ['install', '--dir', host, '--wait'], {
+        cwd: bare,
+        env: { PATH: '/nonexistent' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const said = await new Promise<string>((resolve) =>
+        child.stdout.once('data', (d: Buffer) => resolve(d.toString())),
+      );
       expect(said).toBe(`installed ${host}/registry-auth-proxy\n`);
       await new Promise((r) => setTimeout(r, 300));
       expect(child.exitCode).toBeNull();
-      const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('exit', (code, signal) => resolve([code, signal])));
+      const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+        child.on('exit', (code, signal) => resolve([code, signal])),
+      );
       child.kill('SIGTERM');
       expect(await exited).toEqual([0, null]);
     } finally {
@@ -194,7 +239,8 @@ describe('kubelet credential provider as a single executable', () => {
     if (!outDir) return; // a prebuilt executable: nothing to inspect
     const bundle = readFileSync(join(outDir, 'credential-provider.cjs'), 'utf8');
     expect(bundle.length).toBeLessThan(200_000);
-    for (const absent of ['http-proxy-3', '@aws-sdk', '@azure/identity', 'google-auth-library', 'pino', 'prom-client']) expect(bundle).not.toContain(absent);
+    for (const absent of ['http-proxy-3', '@aws-sdk', '@azure/identity', 'google-auth-library', 'pino', 'prom-client'])
+      expect(bundle).not.toContain(absent);
     expect(existsSync(join(bare, 'node_modules'))).toBe(false);
   });
 });

@@ -1,6 +1,17 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -29,7 +40,11 @@ const runs: DevRun[] = [];
 let work: string;
 
 function startDev(args: string[], env: NodeJS.ProcessEnv = {}): DevRun {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: work, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: work,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -58,7 +73,8 @@ async function waitForOutput(run: DevRun, re: RegExp, timeoutMs = 30_000): Promi
   while (Date.now() < deadline) {
     const m = run.output().match(re);
     if (m) return m;
-    if (run.child.exitCode !== null) throw new Error(`--dev exited with ${run.child.exitCode} before printing ${re}:\n${run.output()}`);
+    if (run.child.exitCode !== null)
+      throw new Error(`--dev exited with ${run.child.exitCode} before printing ${re}:\n${run.output()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`--dev did not print ${re} within ${timeoutMs} ms:\n${run.output()}`);
@@ -119,7 +135,8 @@ function bannerLine(run: DevRun, prefix: string): string {
 }
 
 beforeAll(() => {
-  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js')))
+    throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
   requireTool('docker-registry');
   requireTool('skopeo');
   work = mkdtempSync(join(tmpdir(), 'rap-dev-test-'));
@@ -146,7 +163,10 @@ describe('registry-auth-proxy --dev with no upstream: an embedded registry, end 
     const port = await freePort();
     const host = `127.0.0.1:${port}`;
     // A podman user's REGISTRY_AUTH_FILE must not reach Distribution, which reads REGISTRY_* as config.
-    const run = startDev(['--dev', '--state-dir', state, '--listen', host], { TMPDIR: tmp, REGISTRY_AUTH_FILE: join(work, 'auth.json') });
+    const run = startDev(['--dev', '--state-dir', state, '--listen', host], {
+      TMPDIR: tmp,
+      REGISTRY_AUTH_FILE: join(work, 'auth.json'),
+    });
     await waitForOutput(run, /Check the token:\n.*\n/);
 
     // The banner names the token file; the file is private and holds the token, which is never printed.
@@ -157,7 +177,9 @@ describe('registry-auth-proxy --dev with no upstream: an embedded registry, end 
     expect(token).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
     expect(run.output()).not.toContain(token);
     expect(bannerLine(run, 'docker login')).toBe(`docker login ${host} -u dev --password-stdin < ${tokenFile}`);
-    expect(bannerLine(run, 'podman login')).toBe(`podman login --tls-verify=false ${host} -u dev --password-stdin < ${tokenFile}`);
+    expect(bannerLine(run, 'podman login')).toBe(
+      `podman login --tls-verify=false ${host} -u dev --password-stdin < ${tokenFile}`,
+    );
 
     // The embedded registry serves, on loopback, holding the demo image the banner pulls.
     const pid = registryPid(run);
@@ -174,10 +196,13 @@ describe('registry-auth-proxy --dev with no upstream: an embedded registry, end 
     // Those credentials are new each run, in files only the owner reads; never printed.
     const password = readFileSync(join(state, 'registry-password'), 'utf8');
     expect(password).toMatch(/^[\w-]{43}$/);
-    for (const f of ['registry-password', 'registry.htpasswd', 'registry.yml']) expect(statSync(join(state, f)).mode & 0o777, f).toBe(0o600);
+    for (const f of ['registry-password', 'registry.htpasswd', 'registry.yml'])
+      expect(statSync(join(state, f)).mode & 0o777, f).toBe(0o600);
     expect(readFileSync(join(state, 'registry.htpasswd'), 'utf8')).not.toContain(password);
     expect(run.output()).not.toContain(password);
-    const wrongPassword = await fetch(`${upstream}/v2/`, { headers: { authorization: `Basic ${Buffer.from('registry-auth-proxy:x').toString('base64')}` } });
+    const wrongPassword = await fetch(`${upstream}/v2/`, {
+      headers: { authorization: `Basic ${Buffer.from('registry-auth-proxy:x').toString('base64')}` },
+    });
     expect(wrongPassword.status).toBe(401);
     const asProxy = { authorization: `Basic ${Buffer.from(`registry-auth-proxy:${password}`).toString('base64')}` };
     const catalog = await fetch(`${upstream}/v2/_catalog`, { headers: asProxy });
@@ -192,20 +217,28 @@ describe('registry-auth-proxy --dev with no upstream: an embedded registry, end 
     expect(login.ok, login.out).toBe(true);
     const copy = await paste(bannerLine(run, 'skopeo copy'), authEnv);
     expect(copy.ok, copy.out).toBe(true);
-    const afterCopy = (await (await fetch(`${upstream}/v2/_catalog`, { headers: asProxy })).json()) as { repositories: string[] };
+    const afterCopy = (await (await fetch(`${upstream}/v2/_catalog`, { headers: asProxy })).json()) as {
+      repositories: string[];
+    };
     expect(afterCopy.repositories).toEqual(['demo/copy', 'demo/hello']);
     // …and pull what was pushed back out of the proxy into an OCI layout: the one file is there.
     const pulled = join(work, 'pulled');
-    const pull = await paste(`skopeo copy --src-tls-verify=false docker://${host}/demo/copy:latest oci:${pulled}:latest`, authEnv);
+    const pull = await paste(
+      `skopeo copy --src-tls-verify=false docker://${host}/demo/copy:latest oci:${pulled}:latest`,
+      authEnv,
+    );
     expect(pull.ok, pull.out).toBe(true);
     const index = JSON.parse(readFileSync(join(pulled, 'index.json'), 'utf8')) as { manifests: unknown[] };
     expect(index.manifests).toHaveLength(1);
     const listing = await paste(`for b in ${pulled}/blobs/sha256/*; do tar -tzf "$b" 2>/dev/null; done`, {});
     expect(listing.out.split('\n')).toContain('hello.txt');
     // A wrong password is refused: the proxy is doing the deciding, not the registry behind it.
-    const wrong = await paste(`skopeo inspect --tls-verify=false --creds dev:not-a-token docker://${host}/demo/hello:latest`, {
-      REGISTRY_AUTH_FILE: join(work, 'none.json'),
-    });
+    const wrong = await paste(
+      `skopeo inspect --tls-verify=false --creds dev:not-a-token docker://${host}/demo/hello:latest`,
+      {
+        REGISTRY_AUTH_FILE: join(work, 'none.json'),
+      },
+    );
     expect(wrong.ok).toBe(false);
 
     // `verify --dev`, as printed, accepts the dev token.
@@ -245,11 +278,16 @@ describe('registry-auth-proxy --dev with no upstream: an embedded registry, end 
   });
 
   it('exits 2 naming the problem when the registry binary it is told to use does not exist', async () => {
-    const run = startDev(['--dev', '--state-dir', join(work, 'state-nobin'), '--listen', `127.0.0.1:${await freePort()}`], {
-      RAP_DEV_REGISTRY: join(work, 'no-such-registry'),
-    });
+    const run = startDev(
+      ['--dev', '--state-dir', join(work, 'state-nobin'), '--listen', `127.0.0.1:${await freePort()}`],
+      {
+        RAP_DEV_REGISTRY: join(work, 'no-such-registry'),
+      },
+    );
     expect(await run.exited).toBe(2);
-    expect(run.output()).toContain(`--dev: RAP_DEV_REGISTRY=${join(work, 'no-such-registry')} is not an executable file`);
+    expect(run.output()).toContain(
+      `--dev: RAP_DEV_REGISTRY=${join(work, 'no-such-registry')} is not an executable file`,
+    );
   });
 
   it('refuses, exit 2 naming the path and the fix, a state directory others may write or another user owns', async () => {
@@ -258,7 +296,9 @@ describe('registry-auth-proxy --dev with no upstream: an embedded registry, end 
     chmodSync(open, 0o777);
     const run = startDev(['--dev', '--state-dir', open, '--listen', `127.0.0.1:${await freePort()}`]);
     expect(await exitedOrStarted(run)).toBe(2);
-    expect(run.output()).toContain(`--dev: the state directory ${open} is writable by others (mode 777): chmod 700 ${open}`);
+    expect(run.output()).toContain(
+      `--dev: the state directory ${open} is writable by others (mode 777): chmod 700 ${open}`,
+    );
     expect(readdirSync(open)).toEqual([]); // nothing read or written in it
 
     const foreign = join(work, 'state-foreign');
@@ -305,11 +345,18 @@ describe('registry-auth-proxy --dev --config: the file wins over dev defaults, f
     const run = startDev(['--dev', '--config', config, '--state-dir', state]);
     await waitForOutput(run, /Check the token:\n.*\n/);
     expect(run.logs().some((l) => l.msg === 'embedded registry started')).toBe(false);
-    expect(run.logs().find((l) => l.msg === 'registry-auth-proxy listening')).toMatchObject({ url: `http://${host}`, upstream: registry.url });
+    expect(run.logs().find((l) => l.msg === 'registry-auth-proxy listening')).toMatchObject({
+      url: `http://${host}`,
+      upstream: registry.url,
+    });
     expect(bannerLine(run, 'upstream:')).toBe(`upstream: ${registry.url}`);
 
     const token = readFileSync(join(state, 'token'), 'utf8').trim();
-    const push = (repo: string) => paste(`skopeo copy --dest-tls-verify=false --dest-creds dev:${token} ${image.ref} docker://${host}/${repo}:v1`, {});
+    const push = (repo: string) =>
+      paste(
+        `skopeo copy --dest-tls-verify=false --dest-creds dev:${token} ${image.ref} docker://${host}/${repo}:v1`,
+        {},
+      );
     const allowed = await push('allowed/app');
     expect(allowed.ok, allowed.out).toBe(true);
     // The dev policy (allow everything) would have let this through; the file's policy does not.
@@ -324,9 +371,19 @@ describe('registry-auth-proxy --dev --config: the file wins over dev defaults, f
     const config = join(work, 'dev-config-listen.yaml');
     writeFileSync(config, `listen: 127.0.0.1:${await freePort()}\nupstream:\n  url: ${registry.url}\n`);
     const flagPort = await freePort();
-    const run = startDev(['--dev', '--config', config, '--state-dir', join(work, 'state-listen'), '--listen', `127.0.0.1:${flagPort}`]);
+    const run = startDev([
+      '--dev',
+      '--config',
+      config,
+      '--state-dir',
+      join(work, 'state-listen'),
+      '--listen',
+      `127.0.0.1:${flagPort}`,
+    ]);
     await waitForOutput(run, /Check the token:/);
-    expect(run.logs().find((l) => l.msg === 'registry-auth-proxy listening')).toMatchObject({ url: `http://127.0.0.1:${flagPort}` });
+    expect(run.logs().find((l) => l.msg === 'registry-auth-proxy listening')).toMatchObject({
+      url: `http://127.0.0.1:${flagPort}`,
+    });
     run.child.kill('SIGTERM');
     expect(await run.exited).toBe(0);
   });

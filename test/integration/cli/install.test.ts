@@ -1,6 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,7 +54,8 @@ function cmd(command: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}):
 }
 
 beforeAll(() => {
-  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js')))
+    throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
   prefix = mkdtempSync(join(tmpdir(), 'rap-prefix-'));
   mkdirSync(join(prefix, 'bin'));
@@ -64,7 +74,10 @@ describe('package.json', () => {
       'docker-credential-registry-auth-proxy': 'bin/docker-credential-registry-auth-proxy.js',
     });
     expect(pkg.scripts.prepare).toMatch(/npm run build/);
-    const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, timeout: 60_000 });
+    const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
+      cwd: ROOT,
+      timeout: 60_000,
+    });
     const files = (JSON.parse(stdout) as { files: { path: string }[] }[])[0]!.files.map((f) => f.path);
     for (const f of [
       'bin/registry-auth-proxy.js',
@@ -86,15 +99,21 @@ describe('both commands on PATH, run from a directory outside the repository', (
     const help = await cmd('registry-auth-proxy', ['--help']);
     expect(help.code, help.stderr).toBe(0);
     expect(help.stdout).toMatch(/^Usage: registry-auth-proxy/);
-    for (const c of ['serve', 'verify', 'policy', 'keys', 'credential-provider', 'login', 'controller']) expect(help.stdout).toContain(c);
+    for (const c of ['serve', 'verify', 'policy', 'keys', 'credential-provider', 'login', 'controller'])
+      expect(help.stdout).toContain(c);
     const serve = await cmd('registry-auth-proxy', ['serve', '--help']);
     expect(serve.code).toBe(0);
-    for (const flag of ['--issuer-name <name>', '--ca-file <file>', '--policy <path>']) expect(serve.stdout).toContain(flag);
+    for (const flag of ['--issuer-name <name>', '--ca-file <file>', '--policy <path>'])
+      expect(serve.stdout).toContain(flag);
     expect(serve.stdout).toMatch(/shipped\s+policies\/default\.yaml/);
   });
 
   it('docker-credential-registry-auth-proxy answers list and version', async () => {
-    expect(await cmd('docker-credential-registry-auth-proxy', ['list'])).toEqual({ code: 0, stdout: '{}\n', stderr: '' });
+    expect(await cmd('docker-credential-registry-auth-proxy', ['list'])).toEqual({
+      code: 0,
+      stdout: '{}\n',
+      stderr: '',
+    });
     const v = await cmd('docker-credential-registry-auth-proxy', ['version']);
     expect(v.stdout).toMatch(/^docker-credential-registry-auth-proxy \(registry-auth-proxy\) \d/);
   });
@@ -102,7 +121,10 @@ describe('both commands on PATH, run from a directory outside the repository', (
   it('policy test uses the shipped default policy when there is no ./policies', async () => {
     writeFileSync(
       join(cwd, 'claims.json'),
-      JSON.stringify({ sub: 'system:serviceaccount:team-a:builder', 'kubernetes.io': { namespace: 'team-a', serviceaccount: { name: 'builder' } } }),
+      JSON.stringify({
+        sub: 'system:serviceaccount:team-a:builder',
+        'kubernetes.io': { namespace: 'team-a', serviceaccount: { name: 'builder' } },
+      }),
     );
     const ok = await cmd('registry-auth-proxy', [
       'policy',
@@ -115,7 +137,10 @@ describe('both commands on PATH, run from a directory outside the repository', (
       'repository:team-a/app:pull,push',
     ]);
     expect(ok.code, ok.stderr).toBe(0);
-    expect(JSON.parse(ok.stdout).decisions[0].matched[0]).toMatchObject({ name: 'namespace-owns-its-prefix', file: join(ROOT, 'policies', 'default.yaml') });
+    expect(JSON.parse(ok.stdout).decisions[0].matched[0]).toMatchObject({
+      name: 'namespace-owns-its-prefix',
+      file: join(ROOT, 'policies', 'default.yaml'),
+    });
     const denied = await cmd('registry-auth-proxy', [
       'policy',
       'test',
@@ -183,10 +208,15 @@ describe('both commands on PATH, run from a directory outside the repository', (
         .filter(Boolean)
         .map((l) => JSON.parse(l) as Record<string, unknown>);
       const policyLine = lines.find(
-        (l) => typeof l.msg === 'string' && l.msg.startsWith('no policy configured and no ./policies here: using the shipped default policy'),
+        (l) =>
+          typeof l.msg === 'string' &&
+          l.msg.startsWith('no policy configured and no ./policies here: using the shipped default policy'),
       );
       expect(policyLine?.policies).toBe(join(ROOT, 'policies', 'default.yaml'));
-      expect(lines.find((l) => l.msg === 'registry-auth-proxy listening')).toMatchObject({ issuers: ['corp'], rules: 2 });
+      expect(lines.find((l) => l.msg === 'registry-auth-proxy listening')).toMatchObject({
+        issuers: ['corp'],
+        rules: 2,
+      });
       const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
       expect(ready.status).toBe(503);
     });
@@ -204,7 +234,9 @@ describe('a checkout linked before `npm ci` (no dist/)', () => {
       const r = await cmd(process.execPath, [join(pkg, 'bin', bin), '--help']);
       expect(r.code, bin).toBe(1);
       expect(r.stderr).toMatch(/cannot start: Cannot find module .*dist/);
-      expect(r.stderr).toContain(`run \`npm ci\` in ${pkg}/ first (it installs the dependencies and builds dist/), then \`npm install -g .\` or \`npm link\``);
+      expect(r.stderr).toContain(
+        `run \`npm ci\` in ${pkg}/ first (it installs the dependencies and builds dist/), then \`npm install -g .\` or \`npm link\``,
+      );
       expect(r.stderr).not.toMatch(/\n\s+at /);
     }
   });

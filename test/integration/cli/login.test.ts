@@ -44,17 +44,21 @@ const file = (name: string, content: string) => {
   writeFileSync(f, content);
   return f;
 };
-const authOf = (doc: string, registry: string) => Buffer.from(JSON.parse(doc).auths[registry].auth, 'base64').toString();
+const authOf = (doc: string, registry: string) =>
+  Buffer.from(JSON.parse(doc).auths[registry].auth, 'base64').toString();
 
 beforeAll(() => {
-  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js')))
+    throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
   dir = mkdtempSync(join(tmpdir(), 'rap-login-cli-'));
 });
 
 describe('where the token comes from', () => {
   it('reads RAP_TOKEN_FILE when --token-file is absent, and says what it wrote, where and until when', async () => {
     const docker = join(dir, 'env-docker');
-    const r = await login(['registry.example.com'], { env: { RAP_TOKEN_FILE: file('env-token', `${GOOD}\n`), DOCKER_CONFIG: docker } });
+    const r = await login(['registry.example.com'], {
+      env: { RAP_TOKEN_FILE: file('env-token', `${GOOD}\n`), DOCKER_CONFIG: docker },
+    });
     expect(r.code, r.stderr).toBe(0);
     const written = join(docker, 'config.json');
     expect(authOf(readFileSync(written, 'utf8'), 'registry.example.com')).toBe(`registry-auth-proxy:${GOOD}`);
@@ -84,20 +88,31 @@ describe('where the token comes from', () => {
     expect(r.code, r.stderr).toBe(0);
     const none = await login(['registry.example.com'], { env: { DOCKER_CONFIG: join(dir, 'none-docker') } });
     expect(none.code).toBe(2);
-    expect(none.stderr).toMatch(/no identity token: give --token-file <file> \(or --token-file - to read stdin\), or set RAP_TOKEN_FILE/);
+    expect(none.stderr).toMatch(
+      /no identity token: give --token-file <file> \(or --token-file - to read stdin\), or set RAP_TOKEN_FILE/,
+    );
     expect(existsSync(join(dir, 'none-docker'))).toBe(false);
     // (pure) the precedence, including the projected-token default
-    expect(tokenSource(undefined, {}, (f) => f === '/var/run/secrets/tokens/registry-token')).toBe('/var/run/secrets/tokens/registry-token');
+    expect(tokenSource(undefined, {}, (f) => f === '/var/run/secrets/tokens/registry-token')).toBe(
+      '/var/run/secrets/tokens/registry-token',
+    );
     expect(tokenSource(undefined, { RAP_TOKEN_FILE: '/t' }, () => true)).toBe('/t');
     expect(tokenSource('-', { RAP_TOKEN_FILE: '/t' }, () => true)).toBe('-');
     expect(tokenSource(undefined, {}, () => false)).toBeUndefined();
   });
 
   it('prints a dockerconfigjson Secret and names it on stderr', async () => {
-    const r = await login(['registry.example.com', '--token-file', '-', '--k8s-secret', 'pull', '--namespace', 'team-a', '-o', 'json'], { stdin: GOOD });
+    const r = await login(
+      ['registry.example.com', '--token-file', '-', '--k8s-secret', 'pull', '--namespace', 'team-a', '-o', 'json'],
+      { stdin: GOOD },
+    );
     expect(r.code, r.stderr).toBe(0);
     const secret = JSON.parse(r.stdout);
-    expect(secret).toMatchObject({ kind: 'Secret', type: 'kubernetes.io/dockerconfigjson', metadata: { name: 'pull', namespace: 'team-a' } });
+    expect(secret).toMatchObject({
+      kind: 'Secret',
+      type: 'kubernetes.io/dockerconfigjson',
+      metadata: { name: 'pull', namespace: 'team-a' },
+    });
     expect(r.stderr).toMatch(
       /^login: printed Secret team-a\/pull \(kubernetes\.io\/dockerconfigjson\) for registry\.example\.com on stdout: job-7 \(https:\/\/ci\.test\); the token expires /,
     );
@@ -106,7 +121,11 @@ describe('where the token comes from', () => {
 
 describe('what it refuses to write (exit 1, nothing written, the reason on stderr)', () => {
   const cases: [string, string, RegExp][] = [
-    ['an expired token', EXPIRED, /nothing written: the token expired at .* \(\d+m ago\): get a fresh identity token \(token from .*\)/],
+    [
+      'an expired token',
+      EXPIRED,
+      /nothing written: the token expired at .* \(\d+m ago\): get a fresh identity token \(token from .*\)/,
+    ],
     ['a token without exp', NO_EXP, /nothing written: the token has no exp \(expiry\) claim/],
     ['something that is not a JWT', 'hunter2', /nothing written: the token is not a JWT/],
     ['a JWT-shaped string whose parts are not JSON', 'abc.def.ghi', /nothing written: the token is not a JWT/],
@@ -118,7 +137,10 @@ describe('what it refuses to write (exit 1, nothing written, the reason on stder
   ];
   it.each(cases)('%s', async (_name, token, message) => {
     const docker = join(dir, `refused-${Math.random().toString(36).slice(2)}`);
-    const r = await login(['registry.example.com', '--token-file', '-'], { stdin: token, env: { DOCKER_CONFIG: docker } });
+    const r = await login(['registry.example.com', '--token-file', '-'], {
+      stdin: token,
+      env: { DOCKER_CONFIG: docker },
+    });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(message);
     expect(r.stderr).not.toContain(token);
@@ -139,10 +161,25 @@ describe('what it refuses to write (exit 1, nothing written, the reason on stder
 describe('checkLoginToken (pure)', () => {
   it('decodes without verifying and reports expiry, issuer and subject', () => {
     const c = checkLoginToken(GOOD, now);
-    expect(c).toEqual({ ok: true, expiresAt: new Date((now + 2 * 3600 + 30) * 1000), issuer: 'https://ci.test', subject: 'job-7', warnings: [] });
-    expect(checkLoginToken(GOOD, now + 3 * 3600)).toMatchObject({ ok: false, problem: expect.stringMatching(/expired/) });
-    expect(checkLoginToken(jwt({ exp: 'soon' }), now)).toMatchObject({ ok: false, problem: expect.stringMatching(/exp is not a number/) });
-    expect(checkLoginToken(jwt({ exp: now + 60, nbf: now + 3600 }), now)).toMatchObject({ ok: true, warnings: [expect.stringMatching(/not valid before/)] });
+    expect(c).toEqual({
+      ok: true,
+      expiresAt: new Date((now + 2 * 3600 + 30) * 1000),
+      issuer: 'https://ci.test',
+      subject: 'job-7',
+      warnings: [],
+    });
+    expect(checkLoginToken(GOOD, now + 3 * 3600)).toMatchObject({
+      ok: false,
+      problem: expect.stringMatching(/expired/),
+    });
+    expect(checkLoginToken(jwt({ exp: 'soon' }), now)).toMatchObject({
+      ok: false,
+      problem: expect.stringMatching(/exp is not a number/),
+    });
+    expect(checkLoginToken(jwt({ exp: now + 60, nbf: now + 3600 }), now)).toMatchObject({
+      ok: true,
+      warnings: [expect.stringMatching(/not valid before/)],
+    });
     expect(checkLoginToken('a.b', now)).toMatchObject({ ok: false });
   });
 

@@ -22,7 +22,10 @@ beforeAll(() => {
       workflow_ref: `acme/web/.github/workflows/release.yml@${ref}`,
     }),
   );
-  writeFileSync(join(dir, 'never.yaml'), 'rules:\n  - {name: put-only, effect: deny, actions: [push], when: \'request.method == "PUT"\'}\n');
+  writeFileSync(
+    join(dir, 'never.yaml'),
+    'rules:\n  - {name: put-only, effect: deny, actions: [push], when: \'request.method == "PUT"\'}\n',
+  );
 });
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -47,7 +50,9 @@ describe('policy test --method', () => {
   it('shows the request-time rule that refuses an overwrite of a release tag (exit 1), in JSON and in words', async () => {
     const r = await policyTest('--method', 'PUT', '--reference', 'v1.0.0', '--upstream-digest', A, '--body-digest', B);
     expect(r.code, r.stderr).toBe(1);
-    expect(r.stderr).toBe('granted repository:acme/web:pull,push\nrefused PUT manifest acme/web:v1.0.0: denied by rule acme-release-tags-are-immutable\n');
+    expect(r.stderr).toBe(
+      'granted repository:acme/web:pull,push\nrefused PUT manifest acme/web:v1.0.0: denied by rule acme-release-tags-are-immutable\n',
+    );
     expect(JSON.parse(r.stdout).decisions[0]).toMatchObject({
       result: 'granted',
       request: { request: 'PUT manifest acme/web:v1.0.0', refused: true, rule: 'acme-release-tags-are-immutable' },
@@ -62,12 +67,23 @@ describe('policy test --method', () => {
     ]) {
       const r = await policyTest('--method', 'PUT', ...args);
       expect(r.code, r.stderr).toBe(0);
-      expect(r.stderr).toContain(`passes  PUT manifest acme/web${args[1] === A ? '@' : ':'}${args[1]}: no request-time rule refuses\n`);
+      expect(r.stderr).toContain(
+        `passes  PUT manifest acme/web${args[1] === A ? '@' : ':'}${args[1]}: no request-time rule refuses\n`,
+      );
     }
   });
 
   it('refuses when the upstream cannot say, naming why', async () => {
-    const r = await policyTest('--method', 'PUT', '--reference', 'v1.0.0', '--upstream-error', 'HEAD answered 503', '--body-digest', A);
+    const r = await policyTest(
+      '--method',
+      'PUT',
+      '--reference',
+      'v1.0.0',
+      '--upstream-error',
+      'HEAD answered 503',
+      '--body-digest',
+      A,
+    );
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(
       /refused PUT manifest acme\/web:v1\.0\.0: rule acme-release-tags-are-immutable could not be evaluated, so it refuses: upstream\.\w+ unknown: HEAD answered 503/,
@@ -78,7 +94,9 @@ describe('policy test --method', () => {
     const bad = await policyTest('--policy', join(dir, 'never.yaml'));
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('policy error: ');
-    expect(bad.stderr).toContain('never.yaml: rule "put-only": `when` reads request.method, which only a /v2/ request has');
+    expect(bad.stderr).toContain(
+      'never.yaml: rule "put-only": `when` reads request.method, which only a /v2/ request has',
+    );
     expect(bad.stderr).toContain('say `at: request`');
     const kind = await policyTest('--method', 'GET', '--kind', 'image');
     expect(kind.code).toBe(2);

@@ -9,7 +9,10 @@ let dir: string;
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'rap-policy-upstream-'));
-  writeFileSync(join(dir, 'policy.yaml'), 'rules:\n  - {name: hub-pulls, actions: [pull], when: \'request.upstream == "hub"\'}\n');
+  writeFileSync(
+    join(dir, 'policy.yaml'),
+    'rules:\n  - {name: hub-pulls, actions: [pull], when: \'request.upstream == "hub"\'}\n',
+  );
   writeFileSync(
     join(dir, 'config.yaml'),
     [
@@ -30,9 +33,23 @@ const policyTest = (...args: string[]) => runCli(['policy', 'test', '--claims', 
 
 describe('policy test --upstream', () => {
   it('sets request.upstream for every repository scope', async () => {
-    const ok = await policyTest('--scope', 'repository:library/nginx:pull', '--policy', join(dir, 'policy.yaml'), '--upstream', 'hub');
+    const ok = await policyTest(
+      '--scope',
+      'repository:library/nginx:pull',
+      '--policy',
+      join(dir, 'policy.yaml'),
+      '--upstream',
+      'hub',
+    );
     expect(ok.code, ok.stderr).toBe(0);
-    const no = await policyTest('--scope', 'repository:library/nginx:pull', '--policy', join(dir, 'policy.yaml'), '--upstream', 'local');
+    const no = await policyTest(
+      '--scope',
+      'repository:library/nginx:pull',
+      '--policy',
+      join(dir, 'policy.yaml'),
+      '--upstream',
+      'local',
+    );
     expect(no.code).toBe(1);
     expect(no.stderr).toContain('no rule matched');
   });
@@ -40,7 +57,9 @@ describe('policy test --upstream', () => {
   it("without it, request.upstream follows the config's prefixes", async () => {
     const hub = await policyTest('--scope', 'repository:hub/library/nginx:pull', '--config', join(dir, 'config.yaml'));
     expect(hub.code, hub.stderr).toBe(0);
-    expect((await policyTest('--scope', 'repository:team/app:pull', '--config', join(dir, 'config.yaml'))).code).toBe(1);
+    expect((await policyTest('--scope', 'repository:team/app:pull', '--config', join(dir, 'config.yaml'))).code).toBe(
+      1,
+    );
   });
 
   it("decides Docker Hub's short name under its canonical name, as /token does", async () => {

@@ -25,7 +25,8 @@ let work: string;
 let policy: string;
 
 beforeAll(() => {
-  if (!existsSync(join(ROOT, 'dist', 'cli', 'launch.js'))) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'launch.js')))
+    throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
   work = mkdtempSync(join(tmpdir(), 'rap-startup-'));
   policy = join(work, 'policy.yaml');
   writeFileSync(policy, "rules: [{name: all, actions: [pull], when: 'true'}]\n");
@@ -36,7 +37,10 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 async function config(extra = ''): Promise<{ file: string; port: number }> {
   const port = await freePort();
   const file = join(work, `rap-${port}.yaml`);
-  writeFileSync(file, `listen: 127.0.0.1:${port}\nupstream: {url: 'http://127.0.0.1:9'}\npolicies: ${policy}\nanonymous: true\nlogLevel: info\n${extra}`);
+  writeFileSync(
+    file,
+    `listen: 127.0.0.1:${port}\nupstream: {url: 'http://127.0.0.1:9'}\npolicies: ${policy}\nanonymous: true\nlogLevel: info\n${extra}`,
+  );
   return { file, port };
 }
 
@@ -51,13 +55,28 @@ interface Started {
 }
 
 /** Starts `command` in a process group of its own (so npm, sh and node all go at the end) and waits for /healthz. */
-async function start(command: string, args: string[], port: number, opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Started> {
-  const child = spawn(command, args, { cwd: opts.cwd ?? ROOT, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+async function start(
+  command: string,
+  args: string[],
+  port: number,
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<Started> {
+  const child = spawn(command, args, {
+    cwd: opts.cwd ?? ROOT,
+    env: opts.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
-  const up = await eventually(async () => child.exitCode !== null || (await fetch(`http://127.0.0.1:${port}/healthz`)).ok, 120_000);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    child.once('exit', (code, signal) => r({ code, signal })),
+  );
+  const up = await eventually(
+    async () => child.exitCode !== null || (await fetch(`http://127.0.0.1:${port}/healthz`)).ok,
+    120_000,
+  );
   if (!up || child.exitCode !== null) {
     kill(child);
     throw new Error(`${command} ${args.join(' ')} did not start (exit ${child.exitCode}):\n${out}`);
@@ -90,7 +109,9 @@ function kill(child: ChildProcess): void {
 function expectSettings(pid: number): void {
   const argv = cmdline(pid);
   expect(argv).toContain(STREAMING_HEAP_FLAG);
-  expect(argv.indexOf(STREAMING_HEAP_FLAG)).toBeLessThan(argv.findIndex((a) => a.endsWith('registry-auth-proxy.js') || a.endsWith('/registry-auth-proxy')));
+  expect(argv.indexOf(STREAMING_HEAP_FLAG)).toBeLessThan(
+    argv.findIndex((a) => a.endsWith('registry-auth-proxy.js') || a.endsWith('/registry-auth-proxy')),
+  );
   expect(environ(pid).MALLOC_TRIM_THRESHOLD_).toBe(TRIM);
 }
 
@@ -113,7 +134,8 @@ describe('every entry point serves with the streaming settings', () => {
     const prefix = join(work, 'prefix');
     mkdirSync(join(prefix, 'bin'), { recursive: true });
     // what npm install -g <folder> creates: <prefix>/bin/<name> -> <package>/<bin path>
-    if (!existsSync(join(prefix, 'bin', 'registry-auth-proxy'))) symlinkSync(BIN, join(prefix, 'bin', 'registry-auth-proxy'));
+    if (!existsSync(join(prefix, 'bin', 'registry-auth-proxy')))
+      symlinkSync(BIN, join(prefix, 'bin', 'registry-auth-proxy'));
     const { file, port } = await config();
     const env = { PATH: `${join(prefix, 'bin')}:${join(process.execPath, '..')}:/usr/bin:/bin` };
     const proxy = await start('registry-auth-proxy', ['--config', file], port, { env, cwd: work });
@@ -136,7 +158,11 @@ describe('every entry point serves with the streaming settings', () => {
 
   it('npm run dev (with a config: no embedded registry), without rebuilding an up-to-date dist/', async () => {
     const { file, port } = await config();
-    const proxy = await start('npm', ['run', 'dev', '--', '--config', file, '--state-dir', join(work, 'dev-state')], port);
+    const proxy = await start(
+      'npm',
+      ['run', 'dev', '--', '--config', file, '--state-dir', join(work, 'dev-state')],
+      port,
+    );
     try {
       expectSettings(proxy.serving());
       expect(proxy.output()).not.toMatch(/tsc -p tsconfig\.build\.json/);
@@ -162,14 +188,36 @@ describe('every entry point serves with the streaming settings', () => {
 
 describe("an operator's own choice wins", () => {
   it.each([
-    ['their heap size and malloc tuning: started as they are, no re-exec', ['--initial-old-space-size=128'], { MALLOC_ARENA_MAX: '2' }, false, false],
-    ['their malloc tuning only: the heap flag is added', [], { GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=0' }, true, false],
+    [
+      'their heap size and malloc tuning: started as they are, no re-exec',
+      ['--initial-old-space-size=128'],
+      { MALLOC_ARENA_MAX: '2' },
+      false,
+      false,
+    ],
+    [
+      'their malloc tuning only: the heap flag is added',
+      [],
+      { GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=0' },
+      true,
+      false,
+    ],
     ['their heap size only: the malloc setting is added', ['--initial-old-space-size=128'], {}, false, true],
-    [`opted out (${STREAMING_SETTINGS_ENV}=off): exactly as started`, [], { [STREAMING_SETTINGS_ENV]: 'off' }, false, false],
+    [
+      `opted out (${STREAMING_SETTINGS_ENV}=off): exactly as started`,
+      [],
+      { [STREAMING_SETTINGS_ENV]: 'off' },
+      false,
+      false,
+    ],
   ])('%s', async (_name, nodeArgs, env: NodeJS.ProcessEnv, flagAdded, mallocAdded) => {
     const { file, port } = await config();
-    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MALLOC_') && k !== 'GLIBC_TUNABLES'));
-    const proxy = await start(process.execPath, [...nodeArgs, BIN, '--config', file], port, { env: { ...clean, ...env } });
+    const clean = Object.fromEntries(
+      Object.entries(process.env).filter(([k]) => !k.startsWith('MALLOC_') && k !== 'GLIBC_TUNABLES'),
+    );
+    const proxy = await start(process.execPath, [...nodeArgs, BIN, '--config', file], port, {
+      env: { ...clean, ...env },
+    });
     try {
       const pid = proxy.serving();
       const argv = cmdline(pid);
@@ -228,7 +276,10 @@ describe('the launcher', () => {
   });
 
   it('passes the exit code through: a config error is 2', async () => {
-    const child = spawn(process.execPath, [BIN, '--config', join(work, 'absent.yaml')], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, '--config', join(work, 'absent.yaml')], {
+      cwd: work,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const code = await new Promise((r) => child.once('exit', r));

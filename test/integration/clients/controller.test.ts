@@ -40,9 +40,16 @@ describe('pull-secret controller against the Kubernetes-shaped API', () => {
     const cfg = JSON.parse(Buffer.from(secret.data['.dockerconfigjson'], 'base64').toString());
     const [user, token] = Buffer.from(cfg.auths['registry.example.com'].auth, 'base64').toString().split(/:(.*)/s);
     expect(user).toBe('registry-auth-proxy');
-    expect(decodeJwt(token!)).toMatchObject({ aud: ['registry.example.com'], sub: 'system:serviceaccount:team-a:builder' });
-    expect(res.tokenRequests).toEqual([{ namespace: 'team-a', name: 'builder', audiences: ['registry.example.com'], expirationSeconds: 3600 }]);
-    expect(res.serviceAccounts.get('team-a/builder')!.imagePullSecrets).toEqual([{ name: 'builder-registry-auth-proxy' }]);
+    expect(decodeJwt(token!)).toMatchObject({
+      aud: ['registry.example.com'],
+      sub: 'system:serviceaccount:team-a:builder',
+    });
+    expect(res.tokenRequests).toEqual([
+      { namespace: 'team-a', name: 'builder', audiences: ['registry.example.com'], expirationSeconds: 3600 },
+    ]);
+    expect(res.serviceAccounts.get('team-a/builder')!.imagePullSecrets).toEqual([
+      { name: 'builder-registry-auth-proxy' },
+    ]);
     expect(res.serviceAccounts.get('team-a/default')!.imagePullSecrets).toBeUndefined();
     expect(res.secrets.size).toBe(1);
   });
@@ -54,7 +61,9 @@ describe('pull-secret controller against the Kubernetes-shaped API', () => {
     clock += 0.81 * 3600 * 1000;
     await c.reconcileOnce();
     expect(res.tokenRequests).toHaveLength(2);
-    expect(res.serviceAccounts.get('team-a/builder')!.imagePullSecrets).toEqual([{ name: 'builder-registry-auth-proxy' }]);
+    expect(res.serviceAccounts.get('team-a/builder')!.imagePullSecrets).toEqual([
+      { name: 'builder-registry-auth-proxy' },
+    ]);
   });
 
   it('removes the Secret and the reference when the annotation goes', async () => {
@@ -67,7 +76,10 @@ describe('pull-secret controller against the Kubernetes-shaped API', () => {
 
   it('keeps going when one service account fails', async () => {
     res.addServiceAccount('team-b', 'ok', { 'registry-auth-proxy.io/registry': 'registry.example.com' });
-    res.addServiceAccount('team-b', 'broken', { 'registry-auth-proxy.io/registry': 'registry.example.com', 'registry-auth-proxy.io/audience': 'x' });
+    res.addServiceAccount('team-b', 'broken', {
+      'registry-auth-proxy.io/registry': 'registry.example.com',
+      'registry-auth-proxy.io/audience': 'x',
+    });
     res.failTokenRequests.add('team-b/broken');
     const c = createController({ kubeConfig: kubeConfig(), logger: silentLogger(), now: () => clock });
     const { errors } = await c.reconcileOnce();

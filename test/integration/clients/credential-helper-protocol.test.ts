@@ -40,7 +40,8 @@ let dir: string;
 let tokenFile: string;
 
 beforeAll(() => {
-  if (!existsSync(join(ROOT, 'dist', 'clients', 'docker-credential-helper.js'))) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
+  if (!existsSync(join(ROOT, 'dist', 'clients', 'docker-credential-helper.js')))
+    throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
   dir = mkdtempSync(join(tmpdir(), 'rap-helper-proto-'));
   tokenFile = join(dir, 'token');
   writeFileSync(tokenFile, `${TOKEN}\n`);
@@ -48,26 +49,42 @@ beforeAll(() => {
 
 describe('get', () => {
   it('answers a configured registry with ServerURL, Username and the token, on stdout', async () => {
-    const r = await helper(['get'], 'https://registry.example.com\n', { RAP_TOKEN_FILE: tokenFile, RAP_REGISTRIES: 'registry.example.com' });
+    const r = await helper(['get'], 'https://registry.example.com\n', {
+      RAP_TOKEN_FILE: tokenFile,
+      RAP_REGISTRIES: 'registry.example.com',
+    });
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ ServerURL: 'https://registry.example.com', Username: 'registry-auth-proxy', Secret: TOKEN });
+    expect(JSON.parse(r.stdout)).toEqual({
+      ServerURL: 'https://registry.example.com',
+      Username: 'registry-auth-proxy',
+      Secret: TOKEN,
+    });
     expect(r.stderr).toBe('');
   });
 
   it('answers any other registry with exactly the protocol\'s "not found" (exit 1), so clients go on anonymously', async () => {
-    const r = await helper(['get'], 'https://index.docker.io/v1/', { RAP_TOKEN_FILE: tokenFile, RAP_REGISTRIES: 'registry.example.com' });
+    const r = await helper(['get'], 'https://index.docker.io/v1/', {
+      RAP_TOKEN_FILE: tokenFile,
+      RAP_REGISTRIES: 'registry.example.com',
+    });
     expect(r).toEqual({ code: 1, stdout: 'credentials not found in native keychain\n', stderr: '' });
   });
 
   it('puts its errors on stdout (exit 1), where clients read them, and on stderr (Docker 28 shows only that): no token file, an API-server token, no server URL', async () => {
-    const missing = await helper(['get'], 'registry.example.com', { RAP_TOKEN_FILE: join(dir, 'nope'), RAP_REGISTRIES: 'registry.example.com' });
+    const missing = await helper(['get'], 'registry.example.com', {
+      RAP_TOKEN_FILE: join(dir, 'nope'),
+      RAP_REGISTRIES: 'registry.example.com',
+    });
     expect(missing.code).toBe(1);
     expect(missing.stdout).toMatch(/^no identity token file found \(looked at .*nope/);
     expect(missing.stderr).toBe(`docker-credential-registry-auth-proxy: ${missing.stdout}`);
 
     const apiFile = join(dir, 'api-token');
     writeFileSync(apiFile, API_TOKEN);
-    const api = await helper(['get'], 'registry.example.com', { RAP_TOKEN_FILE: apiFile, RAP_REGISTRIES: 'registry.example.com' });
+    const api = await helper(['get'], 'registry.example.com', {
+      RAP_TOKEN_FILE: apiFile,
+      RAP_REGISTRIES: 'registry.example.com',
+    });
     expect(api.code).toBe(1);
     expect(api.stdout).toMatch(/^refusing to hand out the token from .*api-token: .*Kubernetes API/);
     expect(api.stdout + api.stderr).not.toContain(API_TOKEN);
@@ -79,7 +96,11 @@ describe('get', () => {
 
 describe('store, erase, list, version', () => {
   it('store reads and discards the credentials (exit 0, nothing on stdout, the secret never echoed) and says so on stderr', async () => {
-    const input = JSON.stringify({ ServerURL: 'registry.example.com', Username: '<token>', Secret: 'refresh-token-secret' });
+    const input = JSON.stringify({
+      ServerURL: 'registry.example.com',
+      Username: '<token>',
+      Secret: 'refresh-token-secret',
+    });
     const ours = await helper(['store'], input, { RAP_TOKEN_FILE: tokenFile, RAP_REGISTRIES: 'registry.example.com' });
     expect(ours.code).toBe(0);
     expect(ours.stdout).toBe('');
@@ -87,9 +108,13 @@ describe('store, erase, list, version', () => {
       `docker-credential-registry-auth-proxy: nothing stored: registry.example.com gets the identity token from ${tokenFile} on every pull and push\n`,
     );
     // credsStore sends docker.io logins here too: say they are dropped
-    const foreign = await helper(['store'], JSON.stringify({ ServerURL: 'https://index.docker.io/v1/', Username: 'me', Secret: 'hunter2' }), {
-      RAP_REGISTRIES: 'registry.example.com',
-    });
+    const foreign = await helper(
+      ['store'],
+      JSON.stringify({ ServerURL: 'https://index.docker.io/v1/', Username: 'me', Secret: 'hunter2' }),
+      {
+        RAP_REGISTRIES: 'registry.example.com',
+      },
+    );
     expect(foreign.code).toBe(0);
     expect(foreign.stderr).toMatch(/nothing stored: .*index\.docker\.io is not in RAP_REGISTRIES, so it gets none/);
     for (const r of [ours, foreign]) expect(r.stdout + r.stderr).not.toMatch(/refresh-token-secret|hunter2/);
@@ -98,7 +123,10 @@ describe('store, erase, list, version', () => {
   });
 
   it('erase succeeds (podman 4.3.1 crashes in logout when it fails)', async () => {
-    const r = await helper(['erase'], 'registry.example.com\n', { RAP_TOKEN_FILE: tokenFile, RAP_REGISTRIES: 'registry.example.com' });
+    const r = await helper(['erase'], 'registry.example.com\n', {
+      RAP_TOKEN_FILE: tokenFile,
+      RAP_REGISTRIES: 'registry.example.com',
+    });
     expect(r.code).toBe(0);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/nothing to erase/);
@@ -107,7 +135,10 @@ describe('store, erase, list, version', () => {
   it('list names the configured registries, or is {} without RAP_REGISTRIES', async () => {
     const l = await helper(['list'], '', { RAP_REGISTRIES: 'registry.example.com, https://mirror.example.com:5000/' });
     expect(l.code).toBe(0);
-    expect(JSON.parse(l.stdout)).toEqual({ 'registry.example.com': 'registry-auth-proxy', 'mirror.example.com:5000': 'registry-auth-proxy' });
+    expect(JSON.parse(l.stdout)).toEqual({
+      'registry.example.com': 'registry-auth-proxy',
+      'mirror.example.com:5000': 'registry-auth-proxy',
+    });
     const none = await helper(['list'], '', {});
     expect(none).toEqual({ code: 0, stdout: '{}\n', stderr: '' });
   });
@@ -133,7 +164,10 @@ describe('real clients with the helper configured (credHelpers)', () => {
     // what `npm install -g` puts on PATH: the helper under its protocol name
     binDir = join(dir, 'bin');
     mkdirSync(binDir, { recursive: true });
-    writeFileSync(join(binDir, 'docker-credential-registry-auth-proxy'), `#!/bin/sh\nexec "${process.execPath}" "${BIN}" "$@"\n`);
+    writeFileSync(
+      join(binDir, 'docker-credential-registry-auth-proxy'),
+      `#!/bin/sh\nexec "${process.execPath}" "${BIN}" "$@"\n`,
+    );
     chmodSync(join(binDir, 'docker-credential-registry-auth-proxy'), 0o755);
   });
   afterAll(() => stack?.stop());
@@ -144,11 +178,37 @@ describe('real clients with the helper configured (credHelpers)', () => {
     writeFileSync(tokenFile, identity);
     const authFile = join(dir, 'podman-auth.json');
     writeFileSync(authFile, JSON.stringify({ credHelpers: { [proxy.host]: 'registry-auth-proxy' } }));
-    const env = { ...process.env, PATH: `${binDir}:${process.env.PATH}`, RAP_TOKEN_FILE: tokenFile, RAP_REGISTRIES: proxy.host };
+    const env = {
+      ...process.env,
+      PATH: `${binDir}:${process.env.PATH}`,
+      RAP_TOKEN_FILE: tokenFile,
+      RAP_REGISTRIES: proxy.host,
+    };
     // private storage: podman initialises its store even for login, and other suites run podman too
-    const global = ['--root', join(dir, 'podman-root'), '--runroot', join(dir, 'podman-run'), '--storage-driver', 'vfs'];
+    const global = [
+      '--root',
+      join(dir, 'podman-root'),
+      '--runroot',
+      join(dir, 'podman-run'),
+      '--storage-driver',
+      'vfs',
+    ];
     const login = await new Promise<CliResult>((resolve) => {
-      const child = spawn(podman, [...global, 'login', '--authfile', authFile, '--tls-verify=false', '-u', 'anyone', '--password-stdin', proxy.host], { env });
+      const child = spawn(
+        podman,
+        [
+          ...global,
+          'login',
+          '--authfile',
+          authFile,
+          '--tls-verify=false',
+          '-u',
+          'anyone',
+          '--password-stdin',
+          proxy.host,
+        ],
+        { env },
+      );
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -171,17 +231,35 @@ describe('real clients with the helper configured (credHelpers)', () => {
     // skopeo, the same containers/image client, pushes and lists with the token from the helper's `get`
     const skopeo = requireTool('skopeo');
     const image = buildOciImage(join(dir, 'img'), { layers: 1 });
-    await run(skopeo, ['copy', '--dest-tls-verify=false', '--authfile', authFile, image.ref, `docker://${proxy.host}/team-a/helper-login:v1`], {
-      env,
-      timeout: 60_000,
-    });
-    const tags = await run(skopeo, ['list-tags', '--tls-verify=false', '--authfile', authFile, `docker://${proxy.host}/team-a/helper-login`], {
-      env,
-      timeout: 60_000,
-    });
+    await run(
+      skopeo,
+      [
+        'copy',
+        '--dest-tls-verify=false',
+        '--authfile',
+        authFile,
+        image.ref,
+        `docker://${proxy.host}/team-a/helper-login:v1`,
+      ],
+      {
+        env,
+        timeout: 60_000,
+      },
+    );
+    const tags = await run(
+      skopeo,
+      ['list-tags', '--tls-verify=false', '--authfile', authFile, `docker://${proxy.host}/team-a/helper-login`],
+      {
+        env,
+        timeout: 60_000,
+      },
+    );
     expect(JSON.parse(tags.stdout).Tags).toEqual(['v1']);
 
-    const logout = await run(podman, [...global, 'logout', '--authfile', authFile, proxy.host], { env, timeout: 60_000 });
+    const logout = await run(podman, [...global, 'logout', '--authfile', authFile, proxy.host], {
+      env,
+      timeout: 60_000,
+    });
     // podman 4.3 prints: "Removed login credentials for <host>"
     expect(logout.stdout).toContain(`Removed login credentials for ${proxy.host}`);
     expect(JSON.parse(readFileSync(authFile, 'utf8')).credHelpers).toEqual({ [proxy.host]: 'registry-auth-proxy' });

@@ -71,7 +71,14 @@ beforeAll(async () => {
   image = buildOciImage(join(work, 'image'), { layers: 1, layerBytes: 16 * 1024, tag: 'v1' });
   id = await proxy.mintIdentity({}, { ttl: 1800 });
   for (const repo of ['team-a/app', 'releases/app']) {
-    const r = await sk(['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${proxy.host}/${repo}:v1`]);
+    const r = await sk([
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `x:${id}`,
+      image.ref,
+      `docker://${proxy.host}/${repo}:v1`,
+    ]);
     expect(r.code, r.out).toBe(0);
   }
   // what Docker and podman load: the same image as a docker-archive, no registry involved
@@ -85,24 +92,46 @@ afterAll(async () => {
 
 describe('skopeo 1.9 (containers/image 5.23)', () => {
   it('denied push (pull allowed, push not): names the identity, the repository and "no rule grants push"', async () => {
-    const r = await sk(['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${proxy.host}/shared/base:v1`]);
+    const r = await sk([
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `x:${id}`,
+      image.ref,
+      `docker://${proxy.host}/shared/base:v1`,
+    ]);
     expect(r.code).not.toBe(0);
     // skopeo prints: writing blob: initiating layer upload to /v2/shared/base/blobs/uploads/ in
     // 127.0.0.1:PORT: denied: issuer ci, subject job-42 was refused push on repository shared/base:
     // no rule grants push. Check with: registry-auth-proxy policy test --issuer-name ci --scope ...
-    expect(r.out).toContain(`denied: ${PUSH_SHARED}. Check with: ${CHECK} --scope 'repository:shared/base:push' --claims <identity token>`);
+    expect(r.out).toContain(
+      `denied: ${PUSH_SHARED}. Check with: ${CHECK} --scope 'repository:shared/base:push' --claims <identity token>`,
+    );
     expect(upstreamSaw('/v2/shared/base/blobs/uploads')).toBe(false);
   });
 
   it('denied pull (nothing granted)', async () => {
-    const r = await sk(['copy', '--src-tls-verify=false', '--src-creds', `x:${id}`, `docker://${proxy.host}/team-b/app:v1`, `oci:${join(work, 'pulled')}:v1`]);
+    const r = await sk([
+      'copy',
+      '--src-tls-verify=false',
+      '--src-creds',
+      `x:${id}`,
+      `docker://${proxy.host}/team-b/app:v1`,
+      `oci:${join(work, 'pulled')}:v1`,
+    ]);
     expect(r.code).not.toBe(0);
     expect(r.out).toContain(`reading manifest v1 in ${proxy.host}/team-b/app: denied: ${PULL_TEAM_B}.`);
     expect(upstreamSaw('/v2/team-b/app/manifests')).toBe(false);
   });
 
   it('denied delete: skopeo asks for `*`, a deny rule removes delete, and the rule is named', async () => {
-    const r = await sk(['delete', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxy.host}/releases/app:v1`]);
+    const r = await sk([
+      'delete',
+      '--tls-verify=false',
+      '--creds',
+      `x:${id}`,
+      `docker://${proxy.host}/releases/app:v1`,
+    ]);
     expect(r.code).not.toBe(0);
     // skopeo prints the raw body and the status line: both carry the reason
     expect(r.out).toContain(`Failed to delete ${proxy.host}/releases/app:v1`);
@@ -134,7 +163,9 @@ describe('skopeo 1.9 (containers/image 5.23)', () => {
 
 describe('HTTP: the catalog, a scope never asked for, and the audit line', () => {
   it('denied catalog: 403 with the reason; a token that never asked for the catalog gets the challenge', async () => {
-    const res = await fetch(`${proxy.url}/v2/_catalog`, { headers: { authorization: `Bearer ${await tokenFor(proxy, ['registry:catalog:*'])}` } });
+    const res = await fetch(`${proxy.url}/v2/_catalog`, {
+      headers: { authorization: `Bearer ${await tokenFor(proxy, ['registry:catalog:*'])}` },
+    });
     expect(res.status).toBe(403);
     expect(res.statusText).toBe(
       `Forbidden: ${WHO} * (every action) on registry catalog: no rule grants *. Check with: ${CHECK} --scope 'registry:catalog:*' --claims <identity token>`,
@@ -149,7 +180,9 @@ describe('HTTP: the catalog, a scope never asked for, and the audit line', () =>
       check: 'registry-auth-proxy policy test',
     });
     // not refused, only not asked for: the client should fetch a token for it (Distribution's 401)
-    const other = await fetch(`${proxy.url}/v2/_catalog`, { headers: { authorization: `Bearer ${await tokenFor(proxy, ['repository:team-a/app:pull'])}` } });
+    const other = await fetch(`${proxy.url}/v2/_catalog`, {
+      headers: { authorization: `Bearer ${await tokenFor(proxy, ['repository:team-a/app:pull'])}` },
+    });
     expect(other.status).toBe(401);
     expect(other.headers.get('www-authenticate')).toContain('error="insufficient_scope"');
     expect(upstreamSaw('/v2/_catalog')).toBe(false);
@@ -168,10 +201,14 @@ describe('HTTP: the catalog, a scope never asked for, and the audit line', () =>
     await tokenFor(proxy, ['repository:team-a/app:pull,push']);
     await tokenFor(proxy, ['repository:shared/base:pull,push']);
     await tokenFor(proxy, ['repository:team-b/app:pull']);
-    const audit = proxy.logs.filter((l) => l.includes('"audit":"token"')).map((l) => JSON.parse(l) as Record<string, unknown>);
-    const lines = ['repository:team-a/app:pull,push', 'repository:shared/base:pull,push', 'repository:team-b/app:pull'].map((s) =>
-      [...audit].reverse().find((l) => JSON.stringify(l.requested) === JSON.stringify([s]))!,
-    );
+    const audit = proxy.logs
+      .filter((l) => l.includes('"audit":"token"'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = [
+      'repository:team-a/app:pull,push',
+      'repository:shared/base:pull,push',
+      'repository:team-b/app:pull',
+    ].map((s) => [...audit].reverse().find((l) => JSON.stringify(l.requested) === JSON.stringify([s]))!);
     expect(lines.map((l) => [l.result, l.granted, l.refused])).toEqual([
       ['granted', ['repository:team-a/app:pull,push'], []],
       ['partial', ['repository:shared/base:pull'], ['repository:shared/base:push']],
@@ -192,7 +229,10 @@ describe('containerd 1.6 (ctr; the resolver the CRI plugin uses)', () => {
   });
   afterAll(() => containerd?.stop());
 
-  const ctr = (args: string[]) => runClient(requireTool('ctr'), ['--address', containerd.address, '--namespace', 'rap-test', ...args], { timeoutMs: 60_000 });
+  const ctr = (args: string[]) =>
+    runClient(requireTool('ctr'), ['--address', containerd.address, '--namespace', 'rap-test', ...args], {
+      timeoutMs: 60_000,
+    });
 
   it('denied pull: prints the status line, which carries the reason', async () => {
     const r = await ctr(['images', 'pull', '--plain-http', '--user', `x:${id}`, `${proxy.host}/team-b/app:v1`]);
@@ -229,17 +269,41 @@ describe('podman 4.3 and buildah 1.28', () => {
 
   it('podman: denied push and pull, and a tag listing that does not blame the credentials', async (ctx) => {
     if (unavailable) ctx.skip(unavailable);
-    const push = await podman.podman(['push', '--tls-verify=false', '--creds', `x:${id}`, 'local/app:v1', `${proxy.host}/shared/base:v1`]);
+    const push = await podman.podman([
+      'push',
+      '--tls-verify=false',
+      '--creds',
+      `x:${id}`,
+      'local/app:v1',
+      `${proxy.host}/shared/base:v1`,
+    ]);
     expect(push.code).not.toBe(0);
-    expect(push.out).toContain(`Error: writing blob: initiating layer upload to /v2/shared/base/blobs/uploads/ in ${proxy.host}: denied: ${PUSH_SHARED}.`);
-    const pull = await podman.podman(['pull', '--tls-verify=false', '--creds', `x:${id}`, `${proxy.host}/team-b/app:v1`]);
+    expect(push.out).toContain(
+      `Error: writing blob: initiating layer upload to /v2/shared/base/blobs/uploads/ in ${proxy.host}: denied: ${PUSH_SHARED}.`,
+    );
+    const pull = await podman.podman([
+      'pull',
+      '--tls-verify=false',
+      '--creds',
+      `x:${id}`,
+      `${proxy.host}/team-b/app:v1`,
+    ]);
     expect(pull.code).not.toBe(0);
     expect(pull.out).toContain(
       `Error: initializing source docker://${proxy.host}/team-b/app:v1: reading manifest v1 in ${proxy.host}/team-b/app: denied: ${PULL_TEAM_B}.`,
     );
     const auth = podman.newAuthFile();
-    expect((await podman.podman(['login', '--tls-verify=false', '-u', 'x', '--password-stdin', proxy.host], { authFile: auth, input: id })).code).toBe(0);
-    const tags = await podman.podman(['search', '--list-tags', '--tls-verify=false', `${proxy.host}/team-b/app`], { authFile: auth });
+    expect(
+      (
+        await podman.podman(['login', '--tls-verify=false', '-u', 'x', '--password-stdin', proxy.host], {
+          authFile: auth,
+          input: id,
+        })
+      ).code,
+    ).toBe(0);
+    const tags = await podman.podman(['search', '--list-tags', '--tls-verify=false', `${proxy.host}/team-b/app`], {
+      authFile: auth,
+    });
     expect(tags.code).not.toBe(0);
     expect(tags.out).toContain('fetching tags list: invalid status code from registry 403 (Forbidden)');
     expect(tags.out).not.toMatch(/invalid username\/password/);
@@ -249,7 +313,14 @@ describe('podman 4.3 and buildah 1.28', () => {
     if (unavailable) ctx.skip(unavailable);
     const buildah = requireTool('buildah');
     // buildah shares podman's storage and configuration (the same containers/storage, flags and env)
-    const global = ['--root', join(podman.dir, 'root'), '--runroot', join(podman.dir, 'run'), '--storage-driver', 'vfs'];
+    const global = [
+      '--root',
+      join(podman.dir, 'root'),
+      '--runroot',
+      join(podman.dir, 'run'),
+      '--storage-driver',
+      'vfs',
+    ];
     const env = {
       ...process.env,
       REGISTRY_AUTH_FILE: podman.newAuthFile(),
@@ -258,15 +329,29 @@ describe('podman 4.3 and buildah 1.28', () => {
     };
     const push = await runClient(
       buildah,
-      [...global, 'push', '--tls-verify=false', '--creds', `x:${id}`, 'local/app:v1', `docker://${proxy.host}/shared/base:v1`],
+      [
+        ...global,
+        'push',
+        '--tls-verify=false',
+        '--creds',
+        `x:${id}`,
+        'local/app:v1',
+        `docker://${proxy.host}/shared/base:v1`,
+      ],
       { env, timeoutMs: 60_000 },
     );
     expect(push.code).not.toBe(0);
-    expect(push.out).toContain(`writing blob: initiating layer upload to /v2/shared/base/blobs/uploads/ in ${proxy.host}: denied: ${PUSH_SHARED}.`);
-    const pull = await runClient(buildah, [...global, 'pull', '--tls-verify=false', '--creds', `x:${id}`, `${proxy.host}/team-b/app:v1`], {
-      env,
-      timeoutMs: 60_000,
-    });
+    expect(push.out).toContain(
+      `writing blob: initiating layer upload to /v2/shared/base/blobs/uploads/ in ${proxy.host}: denied: ${PUSH_SHARED}.`,
+    );
+    const pull = await runClient(
+      buildah,
+      [...global, 'pull', '--tls-verify=false', '--creds', `x:${id}`, `${proxy.host}/team-b/app:v1`],
+      {
+        env,
+        timeoutMs: 60_000,
+      },
+    );
     expect(pull.code).not.toBe(0);
     expect(pull.out).toContain(`reading manifest v1 in ${proxy.host}/team-b/app: denied: ${PULL_TEAM_B}.`);
   });
@@ -313,7 +398,13 @@ describe('explainDenials: false', () => {
 
   it("the same 403 DENIED with Distribution's generic words: no identity, no rule name", async () => {
     const idq = await quiet.mintIdentity({}, { ttl: 600 });
-    const r = await sk(['delete', '--tls-verify=false', '--creds', `x:${idq}`, `docker://${quiet.host}/releases/app:v1`]);
+    const r = await sk([
+      'delete',
+      '--tls-verify=false',
+      '--creds',
+      `x:${idq}`,
+      `docker://${quiet.host}/releases/app:v1`,
+    ]);
     expect(r.code).not.toBe(0);
     expect(r.out).toContain('requested access to the resource is denied');
     expect(r.out).toContain('403 Forbidden');

@@ -48,7 +48,13 @@ function ok(r: CliResult): CliResult {
 }
 
 /** What the proxy answers, in its OCI error `message`, when this identity asks for `actions` on `repo` and then makes the request. */
-async function denialMessage(identity: string, repo: string, actions: string, method: string, path: string): Promise<string> {
+async function denialMessage(
+  identity: string,
+  repo: string,
+  actions: string,
+  method: string,
+  path: string,
+): Promise<string> {
   const { token } = (await proxy.requestToken(identity, [`repository:${repo}:${actions}`])).body;
   const res = await fetch(`${proxy.url}/v2/${repo}/${path}`, { method, headers: { authorization: `Bearer ${token}` } });
   const body = (await res.json()) as { errors: { code: string; message: string }[] };
@@ -68,12 +74,22 @@ beforeAll(async () => {
   const image = buildOciImage(join(work, 'oci'), { layers: 2, layerBytes: 32 * 1024 });
   archive = join(work, 'image.tar');
   loadedAs = 'localhost/rap-test/app:v1'; // fully qualified: podman would otherwise file it under docker.io
-  await run(requireTool('skopeo'), ['copy', '--quiet', image.ref, `docker-archive:${archive}:${loadedAs}`], { timeout: 60_000 });
+  await run(requireTool('skopeo'), ['copy', '--quiet', image.ref, `docker-archive:${archive}:${loadedAs}`], {
+    timeout: 60_000,
+  });
   // team-b/private exists upstream, so a refused pull is the policy's doing, not a missing repository
   const teamB = await proxy.mintIdentity({ team: 'team-b', sub: 'team-b-job' });
   await run(
     requireTool('skopeo'),
-    ['copy', '--quiet', '--dest-tls-verify=false', '--dest-creds', `x:${teamB}`, image.ref, `docker://${proxy.host}/team-b/private:v1`],
+    [
+      'copy',
+      '--quiet',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `x:${teamB}`,
+      image.ref,
+      `docker://${proxy.host}/team-b/private:v1`,
+    ],
     { timeout: 60_000 },
   );
 }, 240_000);
@@ -110,12 +126,19 @@ describe('docker', () => {
 
   it('logs in with the identity token and keeps only the refresh token, as identitytoken', async (ctx) => {
     const docker = dockerOrSkip(ctx);
-    const login = ok(await docker.docker(['login', proxy.host, '--username', 'anything', '--password-stdin'], { config, input: identity }));
+    const login = ok(
+      await docker.docker(['login', proxy.host, '--username', 'anything', '--password-stdin'], {
+        config,
+        input: identity,
+      }),
+    );
     expect(login.stdout).toContain('Login Succeeded');
     const file = readFileSync(join(config, 'config.json'), 'utf8');
     // The daemon asked /token with offline_token=true and got a refresh token; the CLI then drops
     // the password and stores `auth` = base64("anything:") plus that refresh token.
-    const entry = (JSON.parse(file) as { auths: Record<string, { auth?: string; identitytoken?: string }> }).auths[proxy.host]!;
+    const entry = (JSON.parse(file) as { auths: Record<string, { auth?: string; identitytoken?: string }> }).auths[
+      proxy.host
+    ]!;
     expect(file).not.toContain(identity);
     expect(Buffer.from(entry.auth ?? '', 'base64').toString()).toBe('anything:');
     const refresh = decodeJwt(entry.identitytoken!);
@@ -140,7 +163,9 @@ describe('docker', () => {
       .filter((l) => l.includes('"audit":"token"'))
       .map((l) => JSON.parse(l))
       .filter((a) => a.subject === 'docker-user');
-    expect(grants.some((a) => a.grant === 'refresh_token' && a.granted.includes('repository:team-a/docker:push,pull'))).toBe(true);
+    expect(
+      grants.some((a) => a.grant === 'refresh_token' && a.granted.includes('repository:team-a/docker:push,pull')),
+    ).toBe(true);
   });
 
   it("a refused push tells the user it was denied, with the proxy's message", async (ctx) => {
@@ -201,7 +226,9 @@ describe('docker', () => {
     expect(login.stdout).toContain('Login Succeeded');
     ok(await docker.docker(['logout', proxy.host], { config: helperConfig, env }));
     // the identity token and the refresh token stay out of config.json: only the helper entry is there
-    const file = JSON.parse(readFileSync(join(helperConfig, 'config.json'), 'utf8')) as { auths?: Record<string, { auth?: string; identitytoken?: string }> };
+    const file = JSON.parse(readFileSync(join(helperConfig, 'config.json'), 'utf8')) as {
+      auths?: Record<string, { auth?: string; identitytoken?: string }>;
+    };
     expect(Object.values(file.auths ?? {}).filter((a) => a.auth || a.identitytoken)).toEqual([]);
     const subjects = proxy.logs.filter((l) => l.includes('"audit":"token"')).map((l) => JSON.parse(l).subject);
     expect(subjects).toContain('helper-user');
@@ -221,11 +248,18 @@ describe('podman', () => {
 
   it('logs in with the identity token (kept as the password in the auth file)', async (ctx) => {
     const p = podmanOrSkip(ctx);
-    const login = ok(await p.podman(['login', '--tls-verify=false', '--username', 'anything', '--password-stdin', proxy.host], { authFile, input: identity }));
+    const login = ok(
+      await p.podman(['login', '--tls-verify=false', '--username', 'anything', '--password-stdin', proxy.host], {
+        authFile,
+        input: identity,
+      }),
+    );
     expect(login.stdout).toContain('Login Succeeded!');
     // containers/image has no identity-token notion: the password itself is stored, and sent
     // to /token on every push and pull
-    const entry = (JSON.parse(readFileSync(authFile, 'utf8')) as { auths: Record<string, { auth: string }> }).auths[proxy.host]!;
+    const entry = (JSON.parse(readFileSync(authFile, 'utf8')) as { auths: Record<string, { auth: string }> }).auths[
+      proxy.host
+    ]!;
     expect(Buffer.from(entry.auth, 'base64').toString()).toBe(`anything:${identity}`);
   });
 

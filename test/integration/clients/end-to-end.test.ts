@@ -38,14 +38,31 @@ describe('Docker credential helper with skopeo (no password on the command line)
     writeFileSync(tokenFile, await proxy.mintIdentity({ sub: 'first-token' }));
     const authFile = join(dir, 'auth.json');
     writeFileSync(authFile, JSON.stringify({ credHelpers: { [proxy.host]: 'registry-auth-proxy' } }));
-    const env = { ...process.env, PATH: `${binDir}:${process.env.PATH}`, REGISTRY_AUTH_FILE: authFile, RAP_TOKEN_FILE: tokenFile, RAP_REGISTRIES: proxy.host };
+    const env = {
+      ...process.env,
+      PATH: `${binDir}:${process.env.PATH}`,
+      REGISTRY_AUTH_FILE: authFile,
+      RAP_TOKEN_FILE: tokenFile,
+      RAP_REGISTRIES: proxy.host,
+    };
     const skopeo = requireTool('skopeo');
     const image = buildOciImage(join(dir, 'img'), { layers: 2 });
-    await run(skopeo, ['copy', '--dest-tls-verify=false', image.ref, `docker://${proxy.host}/team-a/helper:v1`], { env, timeout: 60_000 });
-    await run(skopeo, ['copy', '--src-tls-verify=false', `docker://${proxy.host}/team-a/helper:v1`, `oci:${join(dir, 'out1')}:v1`], { env, timeout: 60_000 });
+    await run(skopeo, ['copy', '--dest-tls-verify=false', image.ref, `docker://${proxy.host}/team-a/helper:v1`], {
+      env,
+      timeout: 60_000,
+    });
+    await run(
+      skopeo,
+      ['copy', '--src-tls-verify=false', `docker://${proxy.host}/team-a/helper:v1`, `oci:${join(dir, 'out1')}:v1`],
+      { env, timeout: 60_000 },
+    );
     // rotate: kubelet rewrites the projected token; the helper reads it afresh
     writeFileSync(tokenFile, await proxy.mintIdentity({ sub: 'rotated-token' }));
-    await run(skopeo, ['copy', '--src-tls-verify=false', `docker://${proxy.host}/team-a/helper:v1`, `oci:${join(dir, 'out2')}:v1`], { env, timeout: 60_000 });
+    await run(
+      skopeo,
+      ['copy', '--src-tls-verify=false', `docker://${proxy.host}/team-a/helper:v1`, `oci:${join(dir, 'out2')}:v1`],
+      { env, timeout: 60_000 },
+    );
     const subjects = proxy.logs.filter((l) => l.includes('"audit":"token"')).map((l) => JSON.parse(l).subject);
     expect(subjects).toContain('first-token');
     expect(subjects.at(-1)).toBe('rotated-token');
@@ -106,8 +123,18 @@ describe('login command', () => {
       'json',
     ]);
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ kind: 'Secret', type: 'kubernetes.io/dockerconfigjson', metadata: { name: 'pull', namespace: 'team-a' } });
-    const { stdout } = await run(requireTool('skopeo'), ['list-tags', '--tls-verify=false', '--authfile', authFile, `docker://${proxy.host}/team-a/helper`]);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      kind: 'Secret',
+      type: 'kubernetes.io/dockerconfigjson',
+      metadata: { name: 'pull', namespace: 'team-a' },
+    });
+    const { stdout } = await run(requireTool('skopeo'), [
+      'list-tags',
+      '--tls-verify=false',
+      '--authfile',
+      authFile,
+      `docker://${proxy.host}/team-a/helper`,
+    ]);
     expect(JSON.parse(stdout).Tags).toEqual(['v1']);
     expect((await runCli(['login', 'bad host', '--token-file', tokenFile])).code).toBe(2);
   });

@@ -34,7 +34,9 @@ afterAll(async () => {
 
 async function action(env: Record<string, string>): Promise<{ code: number; stdout: string }> {
   try {
-    const { stdout } = await run(process.execPath, ['actions/docker-login/dist/index.js'], { env: { PATH: process.env.PATH ?? '', ...env } });
+    const { stdout } = await run(process.execPath, ['actions/docker-login/dist/index.js'], {
+      env: { PATH: process.env.PATH ?? '', ...env },
+    });
     return { code: 0, stdout };
   } catch (err) {
     const e = err as { code: number; stdout: string };
@@ -61,11 +63,15 @@ describe('GitHub Action docker-login', () => {
       REGISTRY_AUTH_FILE: join(home, 'auth.json'),
     });
     expect(r.code).toBe(0);
-    expect(seen.at(-1)!.url).toBe('/_apis/distributedtask/hubs/build/plans/p/jobs/j/idtoken?api-version=2.0&audience=registry.example.com');
+    expect(seen.at(-1)!.url).toBe(
+      '/_apis/distributedtask/hubs/build/plans/p/jobs/j/idtoken?api-version=2.0&audience=registry.example.com',
+    );
     expect(r.stdout).toContain('::add-mask::oidc-token-for-registry.example.com');
     for (const file of [join(home, '.docker', 'config.json'), join(home, 'auth.json')]) {
       const doc = JSON.parse(readFileSync(file, 'utf8'));
-      expect(Buffer.from(doc.auths['registry.example.com'].auth, 'base64').toString()).toBe('github:oidc-token-for-registry.example.com');
+      expect(Buffer.from(doc.auths['registry.example.com'].auth, 'base64').toString()).toBe(
+        'github:oidc-token-for-registry.example.com',
+      );
       expect(statSync(file).mode & 0o777).toBe(0o600);
     }
   });

@@ -33,7 +33,11 @@ beforeAll(async () => {
   const wrapper = join(dir, 'bin', 'docker-credential-registry-auth-proxy');
   writeFileSync(wrapper, `#!/bin/sh\nexec "${process.execPath}" "${HELPER_BIN}" "$@"\n`);
   chmodSync(wrapper, 0o755);
-  env = { PATH: `${join(dir, 'bin')}:${process.env.PATH}`, RAP_REGISTRIES: HOST, RAP_TOKEN_FILE: join(dir, 'no-such-token') };
+  env = {
+    PATH: `${join(dir, 'bin')}:${process.env.PATH}`,
+    RAP_REGISTRIES: HOST,
+    RAP_TOKEN_FILE: join(dir, 'no-such-token'),
+  };
   // the Engine API as far as `docker pull` goes: a ping, then the pull, answered with an error
   handed = [];
   daemon = createServer((req, res) => {
@@ -41,7 +45,9 @@ beforeAll(async () => {
     handed.push(Buffer.from(String(req.headers['x-registry-auth'] ?? ''), 'base64').toString());
     res
       .writeHead(200, { 'content-type': 'application/json' })
-      .end(`${JSON.stringify({ error: 'authentication required', errorDetail: { message: 'authentication required' } })}\n`);
+      .end(
+        `${JSON.stringify({ error: 'authentication required', errorDetail: { message: 'authentication required' } })}\n`,
+      );
   });
   await new Promise<void>((resolve) => daemon.listen(join(dir, 'docker.sock'), resolve));
   podman = await startPodmanOrReason();
@@ -76,7 +82,9 @@ describe('the credential helper cannot answer (no token file)', () => {
   it('skopeo: the same words as podman', async () => {
     const authFile = join(dir, 'skopeo-auth.json');
     writeFileSync(authFile, JSON.stringify({ credHelpers: { [HOST]: 'registry-auth-proxy' } }));
-    const r = await runClient(requireTool('skopeo'), ['inspect', '--tls-verify=false', `docker://${REF}`], { env: { ...env, REGISTRY_AUTH_FILE: authFile } });
+    const r = await runClient(requireTool('skopeo'), ['inspect', '--tls-verify=false', `docker://${REF}`], {
+      env: { ...env, REGISTRY_AUTH_FILE: authFile },
+    });
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain(SAID);
     expect(r.stderr).toMatch(/error getting credentials - err: exit status 1, out: `no identity token file found/);

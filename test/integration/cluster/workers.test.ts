@@ -9,7 +9,16 @@ import { stringify } from 'yaml';
 import { ciIssuer, TEST_ISSUER } from '../../support/issuer.js';
 import { freePort } from '../../support/net.js';
 import { basicAuth } from '../../support/token.js';
-import { onNewConnection, parentPid, scrape, seriesValue, servingWorkers, spawnBuiltProxy, workerConnections, workerPids } from '../../support/cluster.js';
+import {
+  onNewConnection,
+  parentPid,
+  scrape,
+  seriesValue,
+  servingWorkers,
+  spawnBuiltProxy,
+  workerConnections,
+  workerPids,
+} from '../../support/cluster.js';
 
 /**
  * `workers: 2` as a real process tree (the built bin): two worker processes share the socket, sign
@@ -59,7 +68,9 @@ describe('workers: 2', () => {
     expect(new Set(pids.values()).size).toBe(2);
     // re-executed in place (process.execve, Node >= 22.15) or not at all (RAP_STREAMING_SETTINGS set):
     // the pid started serves; else (Node 20) the one started supervises the serving child
-    const inPlace = typeof (process as { execve?: unknown }).execve === 'function' || process.env.RAP_STREAMING_SETTINGS !== undefined;
+    const inPlace =
+      typeof (process as { execve?: unknown }).execve === 'function' ||
+      process.env.RAP_STREAMING_SETTINGS !== undefined;
     expect(inPlace ? proxy.pid : parentPid(proxy.pid)).toBe(proxy.child.pid);
     for (const pid of pids.values()) {
       expect(pid).not.toBe(proxy.pid);
@@ -87,7 +98,13 @@ describe('workers: 2', () => {
       const { token } = JSON.parse(answer.body) as { token: string };
       // Each token on four connections of its own: whichever worker issued it, the others see it too.
       for (let j = 0; j < 4; j++) {
-        statuses.push((await onNewConnection(`${proxy.url}/v2/team/app/manifests/latest`, { headers: { authorization: `Bearer ${token}` } })).status);
+        statuses.push(
+          (
+            await onNewConnection(`${proxy.url}/v2/team/app/manifests/latest`, {
+              headers: { authorization: `Bearer ${token}` },
+            })
+          ).status,
+        );
       }
     }
     expect(statuses).toEqual(Array(16).fill(200));
@@ -102,7 +119,8 @@ describe('workers: 2', () => {
     const after = await scrape(proxy.url);
     expect(seriesValue(after, series) - seriesValue(before, series)).toBe(10);
     // ...counted by both workers
-    for (const slot of ['1', '2']) expect(workerConnections(after).get(slot)! - workerConnections(before).get(slot)!).toBeGreaterThanOrEqual(2);
+    for (const slot of ['1', '2'])
+      expect(workerConnections(after).get(slot)! - workerConnections(before).get(slot)!).toBeGreaterThanOrEqual(2);
     // Gauges sum too: the scrape being answered is the one request in flight.
     expect(seriesValue(after, 'rap_http_requests_in_flight')).toBe(1);
     expect(seriesValue(after, 'rap_worker_restarts_total')).toBe(0);
@@ -125,8 +143,14 @@ function expectedAutoWorkers(): number {
   };
   const own = /^0::(\/\S*)$/m.exec(read('/proc/self/cgroup') ?? '')?.[1];
   const v2 = (own && own !== '/' ? read(`/sys/fs/cgroup${own}/cpu.max`) : undefined) ?? read('/sys/fs/cgroup/cpu.max');
-  const v1 = ['/sys/fs/cgroup/cpu', '/sys/fs/cgroup/cpu,cpuacct'].find((dir) => read(`${dir}/cpu.cfs_quota_us`) !== undefined);
-  const [quota, period = '100000'] = v2 ? v2.split(/\s+/) : v1 ? [read(`${v1}/cpu.cfs_quota_us`), read(`${v1}/cpu.cfs_period_us`)] : [];
+  const v1 = ['/sys/fs/cgroup/cpu', '/sys/fs/cgroup/cpu,cpuacct'].find(
+    (dir) => read(`${dir}/cpu.cfs_quota_us`) !== undefined,
+  );
+  const [quota, period = '100000'] = v2
+    ? v2.split(/\s+/)
+    : v1
+      ? [read(`${v1}/cpu.cfs_quota_us`), read(`${v1}/cpu.cfs_period_us`)]
+      : [];
   const cpus = availableParallelism();
   if (quota === undefined || quota === 'max' || quota === '-1') return cpus;
   return Math.min(cpus, Math.max(1, Math.ceil(Number(quota) / Number(period))));
@@ -152,7 +176,15 @@ describe('--workers auto', () => {
 
 describe('bad worker settings', () => {
   it.each(['0', '-1', 'many'])('--workers %s exits 2 naming the flag', async (value) => {
-    const r = await runBuiltBin('registry-auth-proxy', ['serve', '--listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:9', '--workers', value]);
+    const r = await runBuiltBin('registry-auth-proxy', [
+      'serve',
+      '--listen',
+      '127.0.0.1:0',
+      '--upstream',
+      'http://127.0.0.1:9',
+      '--workers',
+      value,
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(`config error: <flags>: --workers: ${PROBLEM}\n`);
   });
@@ -181,13 +213,22 @@ describe('bad worker settings', () => {
     const r = await runBuiltBin('registry-auth-proxy', ['serve', '--config', config]);
     // a TLS file only a worker reads: the worker's config error (exit 2) is the whole process's
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain(`config error: ${config}: tls.certFile: /nonexistent/tls.crt does not exist: fix the path`);
+    expect(r.stderr).toContain(
+      `config error: ${config}: tls.certFile: /nonexistent/tls.crt does not exist: fix the path`,
+    );
     expect(r.stderr).toContain('worker failed to start: stopping');
     expect(r.stderr).not.toContain('restarting');
   });
 
   it('refuses --dev with more than one worker', async () => {
-    const r = await runBuiltBin('registry-auth-proxy', ['serve', '--dev', '--workers', '2', '--state-dir', mkdtempSync(join(tmpdir(), 'rap-dev-'))]);
+    const r = await runBuiltBin('registry-auth-proxy', [
+      'serve',
+      '--dev',
+      '--workers',
+      '2',
+      '--state-dir',
+      mkdtempSync(join(tmpdir(), 'rap-dev-')),
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toBe('--dev runs one process: workers must be 1, not 2\n');
   });

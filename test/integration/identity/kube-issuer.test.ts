@@ -53,8 +53,15 @@ afterAll(async () => {
 describe('Kubernetes issuer over HTTPS with discovery + JWKS', () => {
   it('verifies a bound token using the cluster CA and the bearer token', async () => {
     const v = createIdentityVerifier([cfg()], { logger: silentLogger() });
-    const id = await v.verify(await api.mintBound({ namespace: 'team-a', serviceAccount: 'builder', pod: 'builder-1', audiences: [AUD] }));
-    expect(id).toMatchObject({ issuerName: 'cluster', namespace: 'team-a', serviceAccount: 'builder', podName: 'builder-1' });
+    const id = await v.verify(
+      await api.mintBound({ namespace: 'team-a', serviceAccount: 'builder', pod: 'builder-1', audiences: [AUD] }),
+    );
+    expect(id).toMatchObject({
+      issuerName: 'cluster',
+      namespace: 'team-a',
+      serviceAccount: 'builder',
+      podName: 'builder-1',
+    });
     expect(v.ready?.()).toBe(true);
     await v.close?.();
   });
@@ -62,13 +69,20 @@ describe('Kubernetes issuer over HTTPS with discovery + JWKS', () => {
   it('asks for the JWKS in the one media type the API server produces (406 for application/json alone)', async () => {
     // The fake negotiates like kube-apiserver (go-restful): a client that sends only
     // `Accept: application/json` never loads the keys on a real cluster and is never Ready.
-    const http = createHttpClient({ caFile: join(dir, 'ca.crt'), bearerTokenFile: join(dir, 'token'), bearerTokenOrigins: [api.url] });
+    const http = createHttpClient({
+      caFile: join(dir, 'ca.crt'),
+      bearerTokenFile: join(dir, 'token'),
+      bearerTokenOrigins: [api.url],
+    });
     const ok = await http.getJson(`${api.url}/openid/v1/jwks`);
     expect(ok.status).toBe(200);
     expect((ok.body as { keys: unknown[] }).keys.length).toBeGreaterThan(0);
     await http.close();
     const dispatcher = new Agent({ connect: { ca: api.caPem } });
-    const res = await request(`${api.url}/openid/v1/jwks`, { dispatcher, headers: { accept: 'application/json', authorization: 'Bearer reader-token' } });
+    const res = await request(`${api.url}/openid/v1/jwks`, {
+      dispatcher,
+      headers: { accept: 'application/json', authorization: 'Bearer reader-token' },
+    });
     expect(res.statusCode).toBe(406);
     expect(await res.body.text()).toBe('406: Not Acceptable');
     await dispatcher.close();
@@ -117,7 +131,10 @@ describe('Kubernetes issuer over HTTPS with discovery + JWKS', () => {
     const other = await startKubeApi();
     const caFile = join(dir, 'other-ca.crt');
     writeFileSync(caFile, other.caPem);
-    const v = createIdentityVerifier([cfg({ issuer: other.issuer, caFile, bearerTokenFile: undefined })], { logger: silentLogger(), refetchIntervalMs: 0 });
+    const v = createIdentityVerifier([cfg({ issuer: other.issuer, caFile, bearerTokenFile: undefined })], {
+      logger: silentLogger(),
+      refetchIntervalMs: 0,
+    });
     await v.verify(await other.mintBound());
     const later = await other.mintBound({ namespace: 'team-b' });
     await other.stop();
@@ -127,7 +144,12 @@ describe('Kubernetes issuer over HTTPS with discovery + JWKS', () => {
 });
 
 describe('TokenReview', () => {
-  const tr = () => ({ url: api.url, caFile: join(dir, 'ca.crt'), bearerTokenFile: join(dir, 'token'), cacheTTL: 30_000 });
+  const tr = () => ({
+    url: api.url,
+    caFile: join(dir, 'ca.crt'),
+    bearerTokenFile: join(dir, 'token'),
+    cacheTTL: 30_000,
+  });
 
   it('accepts a token the API server confirms, and refuses it once invalidated', async () => {
     const v = createIdentityVerifier([cfg({ tokenReview: { ...tr(), cacheTTL: 0 } })], { logger: silentLogger() });
@@ -156,17 +178,28 @@ describe('TokenReview', () => {
     } finally {
       api.setTokenReviewBroken(false);
     }
-    const down = createIdentityVerifier([cfg({ tokenReview: { ...tr(), url: 'https://127.0.0.1:1', cacheTTL: 0 } })], { logger: silentLogger() });
+    const down = createIdentityVerifier([cfg({ tokenReview: { ...tr(), url: 'https://127.0.0.1:1', cacheTTL: 0 } })], {
+      logger: silentLogger(),
+    });
     expect(await reason(down.verify(await api.mintBound()))).toBe('issuer_unavailable');
     await v.close?.();
     await down.close?.();
   });
 
   it('accepts legacy secret tokens only through TokenReview with legacyTokens', async () => {
-    const legacyCfg = cfg({ name: 'legacy', issuer: 'kubernetes/serviceaccount', legacyTokens: true, tokenReview: { ...tr(), cacheTTL: 0 } });
+    const legacyCfg = cfg({
+      name: 'legacy',
+      issuer: 'kubernetes/serviceaccount',
+      legacyTokens: true,
+      tokenReview: { ...tr(), cacheTTL: 0 },
+    });
     const v = createIdentityVerifier([legacyCfg], { logger: silentLogger() });
     const token = await api.mintLegacy({ namespace: 'old-ns', serviceAccount: 'deployer' });
-    await expect(v.verify(token)).resolves.toMatchObject({ issuerName: 'legacy', namespace: 'old-ns', serviceAccount: 'deployer' });
+    await expect(v.verify(token)).resolves.toMatchObject({
+      issuerName: 'legacy',
+      namespace: 'old-ns',
+      serviceAccount: 'deployer',
+    });
     api.invalidate(token);
     expect(await reason(v.verify(token))).toBe('revoked');
     // without a legacy issuer entry, the same token's issuer is simply not configured

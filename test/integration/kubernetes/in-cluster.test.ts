@@ -39,7 +39,12 @@ describe('in-cluster zero-config mode', () => {
     });
     try {
       expect(proxy.runtime.config.issuers).toEqual([
-        expect.objectContaining({ name: 'cluster', issuer: CLUSTER_ISSUER, preset: 'kubernetes', audiences: ['registry.test'] }),
+        expect.objectContaining({
+          name: 'cluster',
+          issuer: CLUSTER_ISSUER,
+          preset: 'kubernetes',
+          audiences: ['registry.test'],
+        }),
       ]);
       expect(proxy.logs.some((l) => l.includes('in-cluster mode'))).toBe(true);
       const bound = await api.mintBound({ namespace: 'team-a', audiences: ['registry.test'] });
@@ -87,7 +92,13 @@ describe('TokenReview through /token', () => {
             bearerTokenFile: tr.bearerTokenFile,
             tokenReview: tr,
           },
-          { name: 'legacy', issuer: 'kubernetes/serviceaccount', preset: 'kubernetes', tokenReview: tr, legacyTokens: true },
+          {
+            name: 'legacy',
+            issuer: 'kubernetes/serviceaccount',
+            preset: 'kubernetes',
+            tokenReview: tr,
+            legacyTokens: true,
+          },
         ],
       },
     });
@@ -120,13 +131,19 @@ describe('TokenReview through /token', () => {
 
   it('accepts a legacy secret-based token only through TokenReview, with no refresh token', async () => {
     const legacy = await api.mintLegacy({ namespace: 'team-a', serviceAccount: 'deployer' });
-    const res = await fetch(`${proxy.url}/token?service=registry.test&offline_token=true&scope=repository:team-a/app:pull`, {
-      headers: { authorization: basic(legacy) },
-    });
+    const res = await fetch(
+      `${proxy.url}/token?service=registry.test&offline_token=true&scope=repository:team-a/app:pull`,
+      {
+        headers: { authorization: basic(legacy) },
+      },
+    );
     const body = (await res.json()) as Record<string, any>;
     expect(res.status).toBe(200);
     expect(body.refresh_token).toBeUndefined();
-    expect(decodeJwt(body.token)).toMatchObject({ sub: 'legacy:system:serviceaccount:team-a:deployer', access: [{ name: 'team-a/app', actions: ['pull'] }] });
+    expect(decodeJwt(body.token)).toMatchObject({
+      sub: 'legacy:system:serviceaccount:team-a:deployer',
+      access: [{ name: 'team-a/app', actions: ['pull'] }],
+    });
     api.invalidate(legacy);
     await new Promise((r) => setTimeout(r, 5));
     expect((await tokenFor(proxy, legacy, 'repository:team-a/app:pull')).status).toBe(401);

@@ -6,7 +6,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodeJwt } from 'jose';
 import { parse } from 'yaml';
-import { clusterKitOrSkipReason, startCluster, startStandInRegistry, KIT, type Cluster, type StandInRegistry } from '../../fixtures/k8s-cluster.js';
+import {
+  clusterKitOrSkipReason,
+  startCluster,
+  startStandInRegistry,
+  KIT,
+  type Cluster,
+  type StandInRegistry,
+} from '../../fixtures/k8s-cluster.js';
 import { writeTestOverlay, type TestOverlay } from '../../fixtures/k8s-overlays.js';
 import { PROJECT_IMAGE, projectImageTar } from '../../fixtures/project-image.js';
 import { findTool } from '../../support/tools.js';
@@ -36,7 +43,9 @@ const LOCAL_REGISTRY_IMAGE = 'k8s.local/registry:2';
 /** deploy/base and every overlay there is (a new one is deployed too, with the same environment patches). */
 const SOURCES = [
   'deploy/base',
-  ...(existsSync(join(REPO, 'deploy', 'overlays')) ? readdirSync(join(REPO, 'deploy', 'overlays')).sort() : []).map((o) => `deploy/overlays/${o}`),
+  ...(existsSync(join(REPO, 'deploy', 'overlays')) ? readdirSync(join(REPO, 'deploy', 'overlays')).sort() : []).map(
+    (o) => `deploy/overlays/${o}`,
+  ),
 ];
 
 let skip: string | undefined;
@@ -70,7 +79,9 @@ function registryImageTar(dir: string): string {
     config,
     'version: 0.1\nlog: {fields: {service: registry}}\nstorage:\n  cache: {blobdescriptor: inmemory}\n  filesystem: {rootdirectory: /var/lib/registry}\nhttp: {addr: ":5000"}\n',
   );
-  const libs = [...execFileSync('ldd', [bin], { encoding: 'utf8' }).matchAll(/(?:=>\s*)?(\/\S+)\s+\(0x/g)].map((m) => m[1]!);
+  const libs = [...execFileSync('ldd', [bin], { encoding: 'utf8' }).matchAll(/(?:=>\s*)?(\/\S+)\s+\(0x/g)].map(
+    (m) => m[1]!,
+  );
   const tar = join(dir, 'registry.tar');
   execFileSync(
     'python3',
@@ -97,7 +108,8 @@ beforeAll(async () => {
     skip = kit.skip;
     return;
   }
-  if (!existsSync(join(REPO, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
+  if (!existsSync(join(REPO, 'dist', 'cli', 'main.js')))
+    throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
   work = mkdtempSync(join(tmpdir(), 'rap-real-cluster-'));
   // the cluster comes up while the image is built (or found in the cache another suite filled)
   const [c, image, registryTar] = await Promise.allSettled([
@@ -109,7 +121,9 @@ beforeAll(async () => {
   for (const r of [c, image, registryTar]) if (r.status === 'rejected') throw r.reason;
   const k8s = cluster!;
   if (image.status === 'fulfilled')
-    console.info(`project image: ${image.value.built ? 'built' : 'from the cache'} in ${image.value.seconds} s (${image.value.tar})`);
+    console.info(
+      `project image: ${image.value.built ? 'built' : 'from the cache'} in ${image.value.seconds} s (${image.value.tar})`,
+    );
   await timed('ctr images import', async () => {
     await k8s.importImage((image as PromiseFulfilledResult<{ tar: string }>).value.tar);
     await k8s.importImage((registryTar as PromiseFulfilledResult<string>).value);
@@ -121,7 +135,14 @@ beforeAll(async () => {
   await k8s.k(['-n', NAMESPACE_OWNER, 'create', 'serviceaccount', 'builder']);
   // the signing key, made the way docs/kubernetes.md says
   mkdirSync(join(work, 'keys'));
-  execFileSync(process.execPath, [join(REPO, 'bin', 'registry-auth-proxy.js'), 'keys', 'generate', '--cert', '--out', join(work, 'keys', 'current')]);
+  execFileSync(process.execPath, [
+    join(REPO, 'bin', 'registry-auth-proxy.js'),
+    'keys',
+    'generate',
+    '--cert',
+    '--out',
+    join(work, 'keys', 'current'),
+  ]);
 }, 900_000);
 
 afterAll(async () => {
@@ -168,7 +189,18 @@ async function createExternalSecrets(k8s: Cluster, o: TestOverlay): Promise<void
             `password=${tokenUpstream!.password}`,
             ...s.keys.filter((key) => key !== 'password').flatMap((key) => ['--from-literal', `${key}=x`]),
           ];
-    const yaml = await k8s.k(['-n', ns, 'create', 'secret', 'generic', s.name, ...from, '--dry-run=client', '-o', 'yaml']);
+    const yaml = await k8s.k([
+      '-n',
+      ns,
+      'create',
+      'secret',
+      'generic',
+      s.name,
+      ...from,
+      '--dry-run=client',
+      '-o',
+      'yaml',
+    ]);
     await k8s.k(['apply', '-f', '-'], { input: yaml });
   }
 }
@@ -179,7 +211,8 @@ async function readyPods(k8s: Cluster, ns: string, name: string): Promise<any[]>
   const revision = dep.metadata.annotations?.['deployment.kubernetes.io/revision'];
   const rs = (JSON.parse(await k8s.k(['-n', ns, 'get', 'replicasets', '-o', 'json'])).items as any[]).find(
     (r) =>
-      r.metadata.ownerReferences?.some((o: any) => o.uid === dep.metadata.uid) && r.metadata.annotations?.['deployment.kubernetes.io/revision'] === revision,
+      r.metadata.ownerReferences?.some((o: any) => o.uid === dep.metadata.uid) &&
+      r.metadata.annotations?.['deployment.kubernetes.io/revision'] === revision,
   );
   if (!rs) return [];
   return (JSON.parse(await k8s.k(['-n', ns, 'get', 'pods', '-o', 'json'])).items as any[]).filter(
@@ -194,9 +227,13 @@ async function readyPods(k8s: Cluster, ns: string, name: string): Promise<any[]>
 async function deploy(k8s: Cluster, o: TestOverlay, label: string): Promise<void> {
   await createExternalSecrets(k8s, o);
   const dry = await k8s.kubectl(['apply', '--dry-run=server', '-k', o.dir]);
-  if (dry.code !== 0) throw new Error(`${label}: kubectl apply --dry-run=server refused it:\n${dry.out}\n(test changes: ${o.notes.join('; ')})`);
+  if (dry.code !== 0)
+    throw new Error(
+      `${label}: kubectl apply --dry-run=server refused it:\n${dry.out}\n(test changes: ${o.notes.join('; ')})`,
+    );
   // volumes first: a claim that finds no volume waits for the PV controller's next resync (~15 s)
-  for (const pv of o.rendered.filter((d) => d.kind === 'PersistentVolume')) await k8s.k(['apply', '-f', '-'], { input: JSON.stringify(pv) });
+  for (const pv of o.rendered.filter((d) => d.kind === 'PersistentVolume'))
+    await k8s.k(['apply', '-f', '-'], { input: JSON.stringify(pv) });
   await timed(`apply ${label}`, () => k8s.k(['apply', '-k', o.dir]));
   for (const d of docsOf(o, 'Deployment')) {
     const ns = d.metadata.namespace ?? 'default';
@@ -219,7 +256,9 @@ async function deploy(k8s: Cluster, o: TestOverlay, label: string): Promise<void
 
 /** The proxy Deployment of an overlay: the one whose container runs `serve`. */
 function proxyDeployment(o: TestOverlay): any {
-  const d = docsOf(o, 'Deployment').find((x) => x.spec.template.spec.containers.some((c: any) => (c.args ?? []).includes('serve')));
+  const d = docsOf(o, 'Deployment').find((x) =>
+    x.spec.template.spec.containers.some((c: any) => (c.args ?? []).includes('serve')),
+  );
   if (!d) throw new Error('no Deployment running `registry-auth-proxy serve` in the rendered overlay');
   return d;
 }
@@ -240,19 +279,35 @@ async function deploySource(k8s: Cluster, source: string): Promise<Deployed> {
   // one instance at a time: the overlays share names (and cluster-wide bindings); the previous proxy goes
   for (const prev of deployed.values()) {
     for (const d of docsOf(prev.overlay, 'Deployment'))
-      await k8s.kubectl(['-n', d.metadata.namespace ?? 'default', 'delete', 'deployment', d.metadata.name, '--wait=false']);
+      await k8s.kubectl([
+        '-n',
+        d.metadata.namespace ?? 'default',
+        'delete',
+        'deployment',
+        d.metadata.name,
+        '--wait=false',
+      ]);
   }
   current = undefined;
   await deploy(k8s, o, source);
   const cm = o.rendered.find(
-    (d) => d.kind === 'ConfigMap' && dep.spec.template.spec.volumes.some((v: any) => v.configMap?.name === d.metadata.name) && d.data?.['config.yaml'],
+    (d) =>
+      d.kind === 'ConfigMap' &&
+      dep.spec.template.spec.volumes.some((v: any) => v.configMap?.name === d.metadata.name) &&
+      d.data?.['config.yaml'],
   );
   const config = parse(cm!.data['config.yaml']) as Record<string, any>;
   const proxy = dep.spec.template.spec.containers.find((c: any) => (c.args ?? []).includes('serve'));
   const port = proxy.ports?.[0]?.containerPort ?? 8080;
   const pods = await readyPods(k8s, ns, dep.metadata.name);
   expect(pods.length, `${source}: Ready pods of the current rollout`).toBe(dep.spec.replicas ?? 1);
-  const d: Deployed = { source, overlay: o, namespace: ns, config, urls: pods.map((p) => `http://${p.status.podIP}:${port}`) };
+  const d: Deployed = {
+    source,
+    overlay: o,
+    namespace: ns,
+    config,
+    urls: pods.map((p) => `http://${p.status.podIP}:${port}`),
+  };
   deployed.set(source, d);
   current = d;
   console.info(`${source}: Ready (${pods.length} pod(s) at ${d.urls.join(', ')}); test changes: ${o.notes.join('; ')}`);
@@ -272,7 +327,9 @@ function deployedOrFail(source: string): Deployed {
 }
 
 async function createToken(k8s: Cluster, sa: string, audience: string): Promise<string> {
-  return (await k8s.k(['-n', NAMESPACE_OWNER, 'create', 'token', sa, '--audience', audience, '--duration', '10m'])).trim();
+  return (
+    await k8s.k(['-n', NAMESPACE_OWNER, 'create', 'token', sa, '--audience', audience, '--duration', '10m'])
+  ).trim();
 }
 
 describe.each(SOURCES)('%s on a real cluster', (source) => {
@@ -280,7 +337,8 @@ describe.each(SOURCES)('%s on a real cluster', (source) => {
     const d = await deploySource(need(ctx), source);
     // an upstream robot account (gateway): its password was read from the mounted Secret and accepted
     const auth = d.config.upstream?.auth;
-    if (auth?.type === 'registry-token') expect(tokenUpstream!.robots, 'robot accounts the stand-in upstream issued tokens to').toContain(auth.username);
+    if (auth?.type === 'registry-token')
+      expect(tokenUpstream!.robots, 'robot accounts the stand-in upstream issued tokens to').toContain(auth.username);
   }, 150_000);
 
   it('/token at each pod: 200 with pull+push on a namespace-owned repository for a `kubectl create token` token', async (ctx) => {
@@ -288,7 +346,9 @@ describe.each(SOURCES)('%s on a real cluster', (source) => {
     const d = deployedOrFail(source);
     const identity = await createToken(k8s, 'builder', audienceOf(d.config));
     for (const url of d.urls) {
-      const r = await requestToken(url, identity, [`repository:${REPOSITORY}:pull,push`], { service: d.config.service });
+      const r = await requestToken(url, identity, [`repository:${REPOSITORY}:pull,push`], {
+        service: d.config.service,
+      });
       expect(r.status, `${url}: ${JSON.stringify(r.body)}`).toBe(200);
       const claims = decodeJwt(r.body.token!);
       expect(claims.access).toEqual([{ type: 'repository', name: REPOSITORY, actions: ['pull', 'push'] }]);
@@ -300,17 +360,23 @@ describe.each(SOURCES)('%s on a real cluster', (source) => {
     const k8s = need(ctx);
     const d = deployedOrFail(source);
     const identity = await createToken(k8s, 'builder', 'not-this-registry.example.com');
-    const r = await requestToken(d.urls[0]!, identity, [`repository:${REPOSITORY}:pull`], { service: d.config.service });
+    const r = await requestToken(d.urls[0]!, identity, [`repository:${REPOSITORY}:pull`], {
+      service: d.config.service,
+    });
     expect(r.status, JSON.stringify(r.body)).toBe(401);
   });
 });
 
 /** An overlay whose Kubernetes issuer has `tokenReview`, deployed (again) if it is not the current one. */
 async function withTokenReview(k8s: Cluster): Promise<Deployed> {
-  const hasReview = (d: Deployed) => (d.config.issuers ?? []).some((i: any) => i.preset === 'kubernetes' && i.tokenReview);
+  const hasReview = (d: Deployed) =>
+    (d.config.issuers ?? []).some((i: any) => i.preset === 'kubernetes' && i.tokenReview);
   if (current && hasReview(current)) return current;
   const candidate = [...deployed.values()].find(hasReview);
-  if (!candidate) throw new Error(`no deployed overlay (${[...deployed.keys()].join(', ') || 'none Ready'}) has a Kubernetes issuer with tokenReview: true`);
+  if (!candidate)
+    throw new Error(
+      `no deployed overlay (${[...deployed.keys()].join(', ') || 'none Ready'}) has a Kubernetes issuer with tokenReview: true`,
+    );
   return timed('redeploy for TokenReview', () => deploySource(k8s, candidate.source));
 }
 
@@ -336,7 +402,9 @@ describe('TokenReview and the imagePullSecret controller against the real API se
     let last = before;
     while (Date.now() - deleted < REVOCATION_BOUND_MS && (apiDelay === undefined || proxyDelay === undefined)) {
       if (apiDelay === undefined) {
-        const r = JSON.parse(await k8s.k(['create', '--raw', '/apis/authentication.k8s.io/v1/tokenreviews', '-f', '-'], { input: review }));
+        const r = JSON.parse(
+          await k8s.k(['create', '--raw', '/apis/authentication.k8s.io/v1/tokenreviews', '-f', '-'], { input: review }),
+        );
         if (r.status?.authenticated !== true) apiDelay = (Date.now() - deleted) / 1000;
       }
       if (proxyDelay === undefined) {
@@ -371,7 +439,14 @@ describe('TokenReview and the imagePullSecret controller against the real API se
     await deploy(k8s, o, 'deploy/controller');
     const registryHost = d.config.service as string;
     await k8s.k(['-n', NAMESPACE_OWNER, 'create', 'serviceaccount', 'puller']);
-    await k8s.k(['-n', NAMESPACE_OWNER, 'annotate', 'serviceaccount', 'puller', `registry-auth-proxy.io/registry=${registryHost}`]);
+    await k8s.k([
+      '-n',
+      NAMESPACE_OWNER,
+      'annotate',
+      'serviceaccount',
+      'puller',
+      `registry-auth-proxy.io/registry=${registryHost}`,
+    ]);
     const t = Date.now();
     let secret: any;
     let sa: any;
@@ -386,17 +461,31 @@ describe('TokenReview and the imagePullSecret controller against the real API se
     }
     timings['controller: pull Secret written'] = (Date.now() - t) / 1000;
     if (!secret) {
-      const logs = await k8s.kubectl(['-n', 'registry-auth-proxy', 'logs', 'deployment/registry-auth-proxy-controller', '--tail', '40']);
-      throw new Error(`no pull Secret puller-registry-auth-proxy in the service account's imagePullSecrets within 60 s; controller log:\n${logs.out}`);
+      const logs = await k8s.kubectl([
+        '-n',
+        'registry-auth-proxy',
+        'logs',
+        'deployment/registry-auth-proxy-controller',
+        '--tail',
+        '40',
+      ]);
+      throw new Error(
+        `no pull Secret puller-registry-auth-proxy in the service account's imagePullSecrets within 60 s; controller log:\n${logs.out}`,
+      );
     }
     expect(secret.type).toBe('kubernetes.io/dockerconfigjson');
-    const auths = JSON.parse(Buffer.from(secret.data['.dockerconfigjson'], 'base64').toString()).auths as Record<string, any>;
+    const auths = JSON.parse(Buffer.from(secret.data['.dockerconfigjson'], 'base64').toString()).auths as Record<
+      string,
+      any
+    >;
     const entry = auths[registryHost];
     expect(entry, JSON.stringify(Object.keys(auths))).toBeDefined();
     const password = entry.password ?? Buffer.from(entry.auth, 'base64').toString().split(':').slice(1).join(':');
     // a TokenRequest token of that service account, for the registry's audience
     expect(decodeJwt(password)).toMatchObject({ sub: `system:serviceaccount:${NAMESPACE_OWNER}:puller` });
-    const r = await requestToken(d.urls[0]!, password, [`repository:${REPOSITORY}:pull`], { service: d.config.service });
+    const r = await requestToken(d.urls[0]!, password, [`repository:${REPOSITORY}:pull`], {
+      service: d.config.service,
+    });
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     expect(decodeJwt(r.body.token!).access).toEqual([{ type: 'repository', name: REPOSITORY, actions: ['pull'] }]);
   }, 150_000);

@@ -29,7 +29,11 @@ beforeAll(async () => {
   writeFileSync(join(keyDir, 'key-2.pem'), generatePrivateKeyPem('ES256'), { mode: 0o600 });
   symlinkSync('key-1.pem', join(keyDir, 'current.pem'));
   registry = await startRegistry();
-  const shared = { publicURL: 'http://registry.test.local', service: 'registry.test', tokens: { signingKeyFile: keyDir } };
+  const shared = {
+    publicURL: 'http://registry.test.local',
+    service: 'registry.test',
+    tokens: { signingKeyFile: keyDir },
+  };
   [a, b] = await Promise.all([startChildProxy(registry.url, shared), startChildProxy(registry.url, shared)]);
 }, 60_000);
 afterAll(async () => {
@@ -54,7 +58,10 @@ describe('signing keys shared by replicas', () => {
     const deadline = Date.now() + 15_000;
     let afterA = before;
     let afterB = before;
-    while (Date.now() < deadline && (decodeProtectedHeader(afterA).kid === oldKid || decodeProtectedHeader(afterB).kid === oldKid)) {
+    while (
+      Date.now() < deadline &&
+      (decodeProtectedHeader(afterA).kid === oldKid || decodeProtectedHeader(afterB).kid === oldKid)
+    ) {
       await new Promise((r) => setTimeout(r, 200));
       [afterA, afterB] = await Promise.all([a.registryToken(SCOPE), b.registryToken(SCOPE)]);
     }

@@ -33,9 +33,16 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'rap-tokenserver-'));
   const gen = await runCli(['keys', 'generate', '--cert', '--out', join(dir, 'signing')]);
   expect(gen.code, gen.stderr).toBe(0);
-  proxy = await startProxy({ config: { tokens: { signingKeyFile: join(dir, 'signing.pem'), certificateFile: join(dir, 'signing.crt') } } });
+  proxy = await startProxy({
+    config: { tokens: { signingKeyFile: join(dir, 'signing.pem'), certificateFile: join(dir, 'signing.crt') } },
+  });
   registry = await startRegistry({
-    tokenAuth: { realm: `${proxy.url}/token`, service: 'registry.test', issuer: proxy.url, rootCertBundle: join(dir, 'signing.crt') },
+    tokenAuth: {
+      realm: `${proxy.url}/token`,
+      service: 'registry.test',
+      issuer: proxy.url,
+      rootCertBundle: join(dir, 'signing.crt'),
+    },
   });
 });
 afterAll(async () => {
@@ -48,9 +55,23 @@ describe('token-server mode with Distribution 2.8 (auth: token, rootcertbundle)'
     const host = new URL(registry.url).host;
     const image = buildOciImage(join(dir, 'img'), { layers: 2 });
     const id = await proxy.mintIdentity();
-    const push = await sk(['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${host}/team-a/direct:v1`]);
+    const push = await sk([
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `x:${id}`,
+      image.ref,
+      `docker://${host}/team-a/direct:v1`,
+    ]);
     expect(push.ok, `${push.out}\n${registry.logs().slice(-2000)}`).toBe(true);
-    const pull = await sk(['copy', '--src-tls-verify=false', '--src-creds', `x:${id}`, `docker://${host}/team-a/direct:v1`, `oci:${join(dir, 'pulled')}:v1`]);
+    const pull = await sk([
+      'copy',
+      '--src-tls-verify=false',
+      '--src-creds',
+      `x:${id}`,
+      `docker://${host}/team-a/direct:v1`,
+      `oci:${join(dir, 'pulled')}:v1`,
+    ]);
     expect(pull.ok, pull.out).toBe(true);
     expect(readFileSync(join(dir, 'pulled', 'index.json'), 'utf8')).toContain('manifests');
   });
@@ -59,7 +80,14 @@ describe('token-server mode with Distribution 2.8 (auth: token, rootcertbundle)'
     const host = new URL(registry.url).host;
     const image = buildOciImage(join(dir, 'img2'), { layers: 1 });
     const id = await proxy.mintIdentity();
-    const push = await sk(['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${host}/team-b/direct:v1`]);
+    const push = await sk([
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `x:${id}`,
+      image.ref,
+      `docker://${host}/team-b/direct:v1`,
+    ]);
     expect(push.ok).toBe(false);
     expect(push.out).toMatch(/denied|unauthorized|insufficient/i);
     expect(await registry.repositories()).not.toContain('team-b/direct');

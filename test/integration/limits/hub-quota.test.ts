@@ -8,7 +8,14 @@ import { identity, limitedProxy, tokenRequest } from './support.js';
  * podman honour Retry-After, up to 60 s, 5 attempts, before printing the reason: too slow for here.)
  */
 
-const RULE = { name: 'hub-pulls', at: ['registry'], key: 'claims.ns', upstreams: ['hub'], quota: { limit: 3, window: '1h' }, costs: { manifest: 1 } };
+const RULE = {
+  name: 'hub-pulls',
+  at: ['registry'],
+  key: 'claims.ns',
+  upstreams: ['hub'],
+  quota: { limit: 3, window: '1h' },
+  costs: { manifest: 1 },
+};
 
 describe('hub quota per namespace', () => {
   let upstream: RecordingUpstream;

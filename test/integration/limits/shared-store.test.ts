@@ -23,7 +23,10 @@ describe('limits on a shared Redis', () => {
   const proxies: Awaited<ReturnType<typeof limitedProxy>>[] = [];
   beforeAll(async () => {
     redis = await startRedis();
-    for (let i = 0; i < 2; i++) proxies.push(await limitedProxy({ rules: perIdentity(10), store: { redis: { url: redis.url } } }, { workers: 2 }));
+    for (let i = 0; i < 2; i++)
+      proxies.push(
+        await limitedProxy({ rules: perIdentity(10), store: { redis: { url: redis.url } } }, { workers: 2 }),
+      );
     for (const p of proxies) await servingWorkers(p.url, 2);
   });
   afterAll(async () => {
@@ -56,9 +59,16 @@ describe('limits on a shared Redis', () => {
     expect(answer.status).toBe(429);
     const body = JSON.parse(answer.body) as { errors: { code: string; message: string }[] };
     expect(body.errors[0]!.code).toBe('TOOMANYREQUESTS');
-    expect(body.errors[0]!.message).toMatch(/^rate limit "per-identity" \(10 per 1m\) reached for ci:A: resets in \d+s \(\d{4}-\d\d-\d\dT[\d:]+Z\)$/);
+    expect(body.errors[0]!.message).toMatch(
+      /^rate limit "per-identity" \(10 per 1m\) reached for ci:A: resets in \d+s \(\d{4}-\d\d-\d\dT[\d:]+Z\)$/,
+    );
     const text = await scrape(proxies[0]!.url);
-    expect(seriesValue(text, 'rap_limit_decisions_total{rule="per-identity",place="token",key_class="identity",result="limited"}')).toBeGreaterThan(0);
+    expect(
+      seriesValue(
+        text,
+        'rap_limit_decisions_total{rule="per-identity",place="token",key_class="identity",result="limited"}',
+      ),
+    ).toBeGreaterThan(0);
     expect(text).not.toContain('ci:A');
   });
 });
@@ -97,25 +107,37 @@ describe('Redis killed mid-test', () => {
     const d = await identity('D');
     expect(await statuses([open.url, closed.url], d, 4)).toEqual([200, 200, 200, 429]);
     await redis.kill();
-    expect(await eventually(async () => (await (await fetch(`${open.url}/readyz`)).json()).limits?.state === 'unreachable')).toBe(true);
+    expect(
+      await eventually(async () => (await (await fetch(`${open.url}/readyz`)).json()).limits?.state === 'unreachable'),
+    ).toBe(true);
     const readyOpen = await (await fetch(`${open.url}/readyz`)).json();
-    expect(readyOpen).toMatchObject({ status: 'not ready', limits: { store: 'redis', state: 'unreachable', failure: 'fail-open' } });
+    expect(readyOpen).toMatchObject({
+      status: 'not ready',
+      limits: { store: 'redis', state: 'unreachable', failure: 'fail-open' },
+    });
     // Per process meanwhile: E gets the limit from this process alone.
     const e = await identity('E');
     expect(await statuses([open.url], e, 4)).toEqual([200, 200, 200, 429]);
     expect(open.output()).toContain('rate-limit store unreachable: limiting per process meanwhile');
     const metrics = await scrape(open.url);
     expect(seriesValue(metrics, 'rap_limit_store_up{store="redis"}')).toBe(0);
-    expect(seriesValue(metrics, 'rap_limit_store_fallbacks_total{store="redis",failure="fail-open"}')).toBeGreaterThan(0);
+    expect(seriesValue(metrics, 'rap_limit_store_fallbacks_total{store="redis",failure="fail-open"}')).toBeGreaterThan(
+      0,
+    );
     const refused = await tokenRequest(closed.url, await identity('F'));
     expect(refused.status).toBe(503);
     expect(refused.body).toContain('rate-limit store unavailable');
     const readyClosed = await fetch(`${closed.url}/readyz`);
     expect(readyClosed.status).toBe(503);
-    expect(JSON.stringify(await readyClosed.json())).toContain('rate-limit store redis unreachable (limits.store.failure: fail-closed)');
+    expect(JSON.stringify(await readyClosed.json())).toContain(
+      'rate-limit store redis unreachable (limits.store.failure: fail-closed)',
+    );
 
     await redis.restart();
-    for (const p of [open, closed]) expect(await eventually(async () => (await (await fetch(`${p.url}/readyz`)).json()).limits?.state === 'ready')).toBe(true);
+    for (const p of [open, closed])
+      expect(
+        await eventually(async () => (await (await fetch(`${p.url}/readyz`)).json()).limits?.state === 'ready'),
+      ).toBe(true);
     expect(open.output()).toContain('rate-limit store reachable: counting shared again');
     expect(await statuses([open.url, closed.url], await identity('G'), 4)).toEqual([200, 200, 200, 429]);
   });
@@ -124,10 +146,15 @@ describe('Redis killed mid-test', () => {
 describe('Redis over TLS with a password', () => {
   it('counts in a rediss:// server whose CA is caFile, authenticating with passwordFile', async () => {
     const redis = await startRedis({ tls: true, password: 's3cret-for-the-test' });
-    const store = { redis: { url: redis.url, caFile: redis.caFile, passwordFile: redis.passwordFile }, failure: 'fail-closed' };
+    const store = {
+      redis: { url: redis.url, caFile: redis.caFile, passwordFile: redis.passwordFile },
+      failure: 'fail-closed',
+    };
     const proxy = await limitedProxy({ rules: perIdentity(2), store });
     try {
-      expect(await eventually(async () => (await (await fetch(`${proxy.url}/readyz`)).json()).limits?.state === 'ready')).toBe(true);
+      expect(
+        await eventually(async () => (await (await fetch(`${proxy.url}/readyz`)).json()).limits?.state === 'ready'),
+      ).toBe(true);
       // fail-closed: a 200 here means Redis answered (a store failure would be a 503)
       expect(await statuses([proxy.url], await identity('H'), 3)).toEqual([200, 200, 429]);
     } finally {

@@ -36,5 +36,7 @@ export async function identity(sub: string, claims: Record<string, unknown> = {}
 
 /** GET /token on a fresh connection (so each lands on the next worker). */
 export function tokenRequest(url: string, idToken: string, scope = 'repository:team/app:pull') {
-  return onNewConnection(`${url}/token?service=registry.test&scope=${scope}`, { headers: { authorization: basicAuth(idToken) } });
+  return onNewConnection(`${url}/token?service=registry.test&scope=${scope}`, {
+    headers: { authorization: basicAuth(idToken) },
+  });
 }

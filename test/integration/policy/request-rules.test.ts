@@ -64,7 +64,14 @@ async function sk(args: string[]): Promise<{ ok: boolean; out: string }> {
 }
 
 const push = async (image: OciImage, ref: string, claims: Record<string, unknown> = {}) =>
-  sk(['copy', '--dest-tls-verify=false', '--dest-creds', `x:${await proxy.mintIdentity(claims)}`, image.ref, `docker://${proxy.host}/${ref}`]);
+  sk([
+    'copy',
+    '--dest-tls-verify=false',
+    '--dest-creds',
+    `x:${await proxy.mintIdentity(claims)}`,
+    image.ref,
+    `docker://${proxy.host}/${ref}`,
+  ]);
 
 /** What the registry itself says the tag holds ('' when absent), asked directly. */
 async function upstreamDigest(repo: string, tag: string): Promise<string> {
@@ -77,13 +84,25 @@ const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).dig
 
 /** A small manifest whose blobs are in `repo` (seeded directly in the registry); `salt` makes it unique. */
 async function manifestIn(repo: string, salt: string): Promise<Buffer> {
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, salt }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, salt }),
+  );
   const layer = Buffer.from(`layer ${salt}`);
   const m = {
     schemaVersion: 2,
     mediaType: MANIFEST_TYPE,
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: await pushSmallBlob(stack.registry.url, repo, config), size: config.length },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: await pushSmallBlob(stack.registry.url, repo, layer), size: layer.length }],
+    config: {
+      mediaType: 'application/vnd.oci.image.config.v1+json',
+      digest: await pushSmallBlob(stack.registry.url, repo, config),
+      size: config.length,
+    },
+    layers: [
+      {
+        mediaType: 'application/vnd.oci.image.layer.v1.tar',
+        digest: await pushSmallBlob(stack.registry.url, repo, layer),
+        size: layer.length,
+      },
+    ],
   };
   return Buffer.from(JSON.stringify(m));
 }
@@ -120,7 +139,8 @@ afterAll(async () => {
   await stack?.stop();
 }, 60_000);
 
-const IMMUTABLE = 'issuer ci, subject job-42 was refused PUT manifest team-a/app:v1.0.0: denied by rule release-tags-are-immutable';
+const IMMUTABLE =
+  'issuer ci, subject job-42 was refused PUT manifest team-a/app:v1.0.0: denied by rule release-tags-are-immutable';
 const CHECK_V1 =
   "Check with: registry-auth-proxy policy test --issuer-name ci --scope 'repository:team-a/app:pull,push' --method PUT --kind manifest --reference v1.0.0 --claims <identity token>";
 
@@ -136,10 +156,14 @@ describe('immutable release tags, with skopeo and podman', () => {
     // subject job-42 was refused PUT manifest team-a/app:v1.0.0: denied by rule release-tags-are-immutable.
     // Check with: registry-auth-proxy policy test --issuer-name ci --scope 'repository:team-a/app:pull,push'
     // --method PUT --kind manifest --reference v1.0.0 --claims <identity token>
-    expect(second.out).toContain(`uploading manifest v1.0.0 to ${proxy.host}/team-a/app: denied: ${IMMUTABLE}. ${CHECK_V1}`);
+    expect(second.out).toContain(
+      `uploading manifest v1.0.0 to ${proxy.host}/team-a/app: denied: ${IMMUTABLE}. ${CHECK_V1}`,
+    );
     expect(await upstreamDigest('team-a/app', 'v1.0.0')).toBe(before);
     // one log line says which guard refused and why
-    const line = proxy.logs.find((l) => l.includes('"guard":"requestRules"') && l.includes('guard refused the request'));
+    const line = proxy.logs.find(
+      (l) => l.includes('"guard":"requestRules"') && l.includes('guard refused the request'),
+    );
     expect(line).toContain('"reason":"denied by rule release-tags-are-immutable (PUT team-a/app v1.0.0)"');
   });
 
@@ -152,10 +176,19 @@ describe('immutable release tags, with skopeo and podman', () => {
     const source = `${proxy.host}/team-a/app:podman-src`;
     const pulled = await p.podman(['pull', '--quiet', '--tls-verify=false', '--creds', creds, source]);
     expect(pulled.code, pulled.out).toBe(0);
-    const r = await p.podman(['push', '--tls-verify=false', '--creds', creds, source, `docker://${proxy.host}/team-a/app:v1.0.0`]);
+    const r = await p.podman([
+      'push',
+      '--tls-verify=false',
+      '--creds',
+      creds,
+      source,
+      `docker://${proxy.host}/team-a/app:v1.0.0`,
+    ]);
     expect(r.code).not.toBe(0);
     // podman: Error: writing manifest: uploading manifest v1.0.0 to 127.0.0.1:PORT/team-a/app: denied: … (as skopeo)
-    expect(r.out).toContain(`Error: writing manifest: uploading manifest v1.0.0 to ${proxy.host}/team-a/app: denied: ${IMMUTABLE}. ${CHECK_V1}`);
+    expect(r.out).toContain(
+      `Error: writing manifest: uploading manifest v1.0.0 to ${proxy.host}/team-a/app: denied: ${IMMUTABLE}. ${CHECK_V1}`,
+    );
   });
 
   it('re-pushing the identical image to v1.0.0 succeeds; dev moves freely', async () => {
@@ -169,7 +202,13 @@ describe('immutable release tags, with skopeo and podman', () => {
   });
 
   it('refuses deleting a release tag', async () => {
-    const r = await sk(['delete', '--tls-verify=false', '--creds', `x:${await proxy.mintIdentity()}`, `docker://${proxy.host}/team-a/app:v1.0.0`]);
+    const r = await sk([
+      'delete',
+      '--tls-verify=false',
+      '--creds',
+      `x:${await proxy.mintIdentity()}`,
+      `docker://${proxy.host}/team-a/app:v1.0.0`,
+    ]);
     expect(r.ok).toBe(false);
     // skopeo deletes by digest: the rule is asked for each tag pointing at it, so v1.0.0 is named.
     // Failed to delete /v2/team-a/app/manifests/sha256:…: {"errors":[…]} (403 Forbidden: issuer ci, …)
@@ -185,7 +224,10 @@ describe('immutable release tags, with Docker', () => {
     if (typeof engine === 'string') return ctx.skip(engine);
     const docker = engine;
     const config = docker.newConfigDir();
-    const login = await docker.docker(['login', proxy.host, '--username', 'ci', '--password-stdin'], { config, input: await proxy.mintIdentity() });
+    const login = await docker.docker(['login', proxy.host, '--username', 'ci', '--password-stdin'], {
+      config,
+      input: await proxy.mintIdentity(),
+    });
     expect(login.code, login.out).toBe(0);
     // Both images into the engine, through docker-archives made offline by skopeo.
     for (const [image, name] of [
@@ -193,7 +235,9 @@ describe('immutable release tags, with Docker', () => {
       [imageB, 'b'],
     ] as const) {
       const archive = join(work, `docker-${name}.tar`);
-      await run(skopeo, ['copy', '--quiet', image.ref, `docker-archive:${archive}:localhost/rap-rules/${name}:v1`], { timeout: 60_000 });
+      await run(skopeo, ['copy', '--quiet', image.ref, `docker-archive:${archive}:localhost/rap-rules/${name}:v1`], {
+        timeout: 60_000,
+      });
       const loaded = await docker.docker(['load', '--input', archive]);
       expect(loaded.code, loaded.out).toBe(0);
     }
@@ -208,7 +252,9 @@ describe('immutable release tags, with Docker', () => {
     expect(second.code).not.toBe(0);
     // docker: denied: issuer ci, subject job-42 was refused PUT manifest team-a/dock:v2.0.0: denied by rule
     // release-tags-are-immutable. Check with: …
-    expect(second.out).toContain('denied: issuer ci, subject job-42 was refused PUT manifest team-a/dock:v2.0.0: denied by rule release-tags-are-immutable');
+    expect(second.out).toContain(
+      'denied: issuer ci, subject job-42 was refused PUT manifest team-a/dock:v2.0.0: denied by rule release-tags-are-immutable',
+    );
     expect(await upstreamDigest('team-a/dock', 'v2.0.0')).toBe(before);
     // the identical image again is an idempotent retry
     expect((await docker.docker(['tag', 'localhost/rap-rules/a:v1', ref])).code).toBe(0);
@@ -240,14 +286,20 @@ describe('raw registry API', () => {
     let odd!: Response;
     const saw = await upstreamSaw(async () => {
       tooBig = await putManifest(proxy.url, 'team-a/raw', 'big', big);
-      odd = await putManifest(proxy.url, 'team-a/raw', 'odd', await manifestIn('team-a/raw', 'odd'), { 'content-type': 'application/vnd.example.thing+json' });
+      odd = await putManifest(proxy.url, 'team-a/raw', 'odd', await manifestIn('team-a/raw', 'odd'), {
+        'content-type': 'application/vnd.example.thing+json',
+      });
     });
     expect(tooBig.status).toBe(413);
     expect(await tooBig.json()).toMatchObject({
-      errors: [{ code: 'MANIFEST_INVALID', message: expect.stringContaining('limits.manifestMaxBytes is 4194304 bytes') }],
+      errors: [
+        { code: 'MANIFEST_INVALID', message: expect.stringContaining('limits.manifestMaxBytes is 4194304 bytes') },
+      ],
     });
     expect(odd.status).toBe(415);
-    expect((await odd.json()).errors[0].message).toContain('manifest media type "application/vnd.example.thing+json" is not accepted here');
+    expect((await odd.json()).errors[0].message).toContain(
+      'manifest media type "application/vnd.example.thing+json" is not accepted here',
+    );
     expect(saw).not.toContain('/manifests/big');
     expect(saw).not.toContain('/manifests/odd');
     expect(await upstreamDigest('team-a/raw', 'odd')).toBe('');
@@ -255,7 +307,10 @@ describe('raw registry API', () => {
 
   it('two concurrent pushes of different manifests to one new release tag: at most one lands', async () => {
     const [a, b] = [await manifestIn('team-a/raw', 'race-a'), await manifestIn('team-a/raw', 'race-b')];
-    const answers = await Promise.all([putManifest(proxy.url, 'team-a/raw', 'v2.0.0', a), putManifest(proxy.url, 'team-a/raw', 'v2.0.0', b)]);
+    const answers = await Promise.all([
+      putManifest(proxy.url, 'team-a/raw', 'v2.0.0', a),
+      putManifest(proxy.url, 'team-a/raw', 'v2.0.0', b),
+    ]);
     const statuses = answers.map((r) => r.status).sort();
     expect(statuses).toEqual([201, 403]);
     const landed = answers[0]!.status === 201 ? a : b;
@@ -271,10 +326,13 @@ describe('a tag lookup that fails', () => {
     const up = new URL(stack.registry.url);
     front = createServer((req, res) => {
       if (req.method === 'HEAD' && req.url?.includes('/manifests/')) return void res.writeHead(503).end();
-      const out = httpRequest({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
-        res.writeHead(r.statusCode!, r.headers);
-        r.pipe(res);
-      });
+      const out = httpRequest(
+        { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers },
+        (r) => {
+          res.writeHead(r.statusCode!, r.headers);
+          r.pipe(res);
+        },
+      );
       req.pipe(out);
     });
     await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
@@ -300,7 +358,12 @@ describe('a tag lookup that fails', () => {
       /rule release-tags-are-immutable could not be evaluated, so it refuses: upstream\.\w+ unknown: the upstream answered HTTP 503 to the tag lookup/,
     );
     expect(await upstreamDigest('team-a/raw', 'v3.0.0')).toBe('');
-    expect(failing.logs.some((l) => l.includes('guard refused the request') && l.includes('the upstream answered HTTP 503 to the tag lookup'))).toBe(true);
+    expect(
+      failing.logs.some(
+        (l) =>
+          l.includes('guard refused the request') && l.includes('the upstream answered HTTP 503 to the tag lookup'),
+      ),
+    ).toBe(true);
     const viaSkopeo = await sk([
       'copy',
       '--dest-tls-verify=false',

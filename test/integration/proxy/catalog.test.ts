@@ -21,13 +21,21 @@ const POLICY = `${DEFAULT_TEST_POLICY}
 
 const MANIFEST_ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
 
-async function catalog(team: string, query = ''): Promise<{ status: number; body: { repositories: string[] }; link: string | null }> {
+async function catalog(
+  team: string,
+  query = '',
+): Promise<{ status: number; body: { repositories: string[] }; link: string | null }> {
   const token = await proxy.registryToken(['registry:catalog:*'], { team });
-  const r = await fetch(`${proxy.url}/v2/_catalog${query}`, { headers: { authorization: `Bearer ${token}`, 'accept-encoding': 'gzip' } });
+  const r = await fetch(`${proxy.url}/v2/_catalog${query}`, {
+    headers: { authorization: `Bearer ${token}`, 'accept-encoding': 'gzip' },
+  });
   return { status: r.status, body: (await r.json()) as { repositories: string[] }, link: r.headers.get('link') };
 }
 
-async function catalogRaw(team: string, query: string): Promise<{ status: number; body: { errors: { code: string; message: string }[] } }> {
+async function catalogRaw(
+  team: string,
+  query: string,
+): Promise<{ status: number; body: { errors: { code: string; message: string }[] } }> {
   const token = await proxy.registryToken(['registry:catalog:*'], { team });
   const r = await fetch(`${proxy.url}/v2/_catalog${query}`, { headers: { authorization: `Bearer ${token}` } });
   return { status: r.status, body: (await r.json()) as { errors: { code: string; message: string }[] } };
@@ -36,7 +44,8 @@ async function catalogRaw(team: string, query: string): Promise<{ status: number
 beforeAll(async () => {
   stack = await startRegistryAndProxy({ policy: POLICY });
   proxy = stack.proxy;
-  for (const repo of ['shared/base', 'team-a/app', 'team-a/tools', 'team-b/secret']) await seedManifest(stack.registry.url, repo);
+  for (const repo of ['shared/base', 'team-a/app', 'team-a/tools', 'team-b/secret'])
+    await seedManifest(stack.registry.url, repo);
 });
 afterAll(() => stack?.stop());
 
@@ -55,7 +64,9 @@ describe('catalog filtering', () => {
     const page = await catalog('team-b', '?n=2');
     expect(page.body.repositories).toEqual(['shared/base']);
     // the upstream's Link names team-a/app (the last of its unfiltered page): sealed into a cursor
-    expect(page.link).toMatch(new RegExp(`^<${proxy.url.replace(/[.]/g, '\\.')}/v2/_catalog\\?last=~[A-Za-z0-9_-]+&n=2>; rel="next"$`));
+    expect(page.link).toMatch(
+      new RegExp(`^<${proxy.url.replace(/[.]/g, '\\.')}/v2/_catalog\\?last=~[A-Za-z0-9_-]+&n=2>; rel="next"$`),
+    );
     expect(page.link).not.toMatch(/team|shared/);
     const next = await catalog('team-b', new URL(/<([^>]+)>/.exec(page.link!)![1]!).search);
     expect(next.body.repositories).toEqual(['team-b/secret']);
@@ -67,7 +78,8 @@ describe('catalog filtering', () => {
     // after `team-a/zz` would show team-b/secret: the answers would spell hidden names out.
     const logged = stack.registry.logs().length;
     const answers = [];
-    for (const guess of ['team-a%2Fap', 'team-a%2Fzz', 'team-a%2Fapp', 'team-b%2Fsecre~']) answers.push(await catalogRaw('team-b', `?n=1&last=${guess}`));
+    for (const guess of ['team-a%2Fap', 'team-a%2Fzz', 'team-a%2Fapp', 'team-b%2Fsecre~'])
+      answers.push(await catalogRaw('team-b', `?n=1&last=${guess}`));
     for (const a of answers) {
       expect(a.status).toBe(400);
       expect(a.body).toEqual(answers[0]!.body);
@@ -135,8 +147,12 @@ rules:
 
   beforeAll(async () => {
     registry = await startRegistry();
-    for (const repo of ['shared/base', 'team-a/app', LONG, 'team-b/secret', 'x']) await seedManifest(registry.url, repo);
-    prefixed = await startProxy({ policy: PREFIXED_POLICY, config: { upstreams: [{ name: 'reg', prefix: 'reg/', url: registry.url }] } });
+    for (const repo of ['shared/base', 'team-a/app', LONG, 'team-b/secret', 'x'])
+      await seedManifest(registry.url, repo);
+    prefixed = await startProxy({
+      policy: PREFIXED_POLICY,
+      config: { upstreams: [{ name: 'reg', prefix: 'reg/', url: registry.url }] },
+    });
   });
   afterAll(async () => {
     await prefixed?.stop();
@@ -146,7 +162,11 @@ rules:
   async function page(query: string): Promise<{ status: number; names: string[]; link: string | null }> {
     const token = await prefixed.registryToken(['registry:catalog:*'], { team: 'team-a' });
     const r = await fetch(`${prefixed.url}/v2/_catalog${query}`, { headers: { authorization: `Bearer ${token}` } });
-    return { status: r.status, names: ((await r.json()) as { repositories: string[] }).repositories, link: r.headers.get('link') };
+    return {
+      status: r.status,
+      names: ((await r.json()) as { repositories: string[] }).repositories,
+      link: r.headers.get('link'),
+    };
   }
 
   it('lists the names clients use, decided by policy on those names, and each one pulls', async () => {
@@ -155,7 +175,9 @@ rules:
     expect(all.names).toEqual(['reg/shared/base', 'reg/team-a/app', `reg/${LONG}`, 'reg/x']);
     for (const name of all.names) {
       const token = await prefixed.registryToken([`repository:${name}:pull`], { team: 'team-a' });
-      const r = await fetch(`${prefixed.url}/v2/${name}/manifests/latest`, { headers: { authorization: `Bearer ${token}`, accept: MANIFEST_ACCEPT } });
+      const r = await fetch(`${prefixed.url}/v2/${name}/manifests/latest`, {
+        headers: { authorization: `Bearer ${token}`, accept: MANIFEST_ACCEPT },
+      });
       expect(r.status, name).toBe(200);
       await r.body?.cancel();
     }
@@ -172,11 +194,19 @@ rules:
     try {
       const auth = podman.newAuthFile();
       const id = await prefixed.mintIdentity({ team: 'team-a' });
-      const login = await podman.podman(['login', '--tls-verify=false', '-u', 'x', '--password-stdin', prefixed.host], { authFile: auth, input: id });
+      const login = await podman.podman(['login', '--tls-verify=false', '-u', 'x', '--password-stdin', prefixed.host], {
+        authFile: auth,
+        input: id,
+      });
       expect(login.code, login.out).toBe(0);
-      const found = await podman.podman(['search', '--tls-verify=false', '--format', '{{.Name}}', `${prefixed.host}/`], { authFile: auth });
+      const found = await podman.podman(
+        ['search', '--tls-verify=false', '--format', '{{.Name}}', `${prefixed.host}/`],
+        { authFile: auth },
+      );
       expect(found.code, found.out).toBe(0);
-      expect(found.stdout.trim().split('\n')).toEqual(['reg/shared/base', 'reg/team-a/app', `reg/${LONG}`, 'reg/x'].map((n) => `${prefixed.host}/${n}`));
+      expect(found.stdout.trim().split('\n')).toEqual(
+        ['reg/shared/base', 'reg/team-a/app', `reg/${LONG}`, 'reg/x'].map((n) => `${prefixed.host}/${n}`),
+      );
     } finally {
       await podman.stop();
     }
@@ -200,6 +230,7 @@ rules:
     expect(cursors).toHaveLength(4);
     expect(new Set(cursors.map((c) => c.length)).size, cursors.map((c) => c.length).join(',')).toBe(1);
     // and a plain name is refused here too, whether the upstream's or the client's
-    for (const last of ['team-a%2Fapp', 'reg%2Fteam-a%2Fapp']) expect((await page(`?n=1&last=${last}`)).status).toBe(400);
+    for (const last of ['team-a%2Fapp', 'reg%2Fteam-a%2Fapp'])
+      expect((await page(`?n=1&last=${last}`)).status).toBe(400);
   });
 });

@@ -32,7 +32,11 @@ async function call(base: string, method: string, path: string, token?: string, 
   const r = await request(`${base}${path}`, {
     method: method as 'GET',
     body,
-    headers: { accept: MANIFEST_TYPE, ...(body ? { 'content-type': MANIFEST_TYPE } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    headers: {
+      accept: MANIFEST_TYPE,
+      ...(body ? { 'content-type': MANIFEST_TYPE } : {}),
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
   });
   const text = await r.body.text();
   return { status: r.statusCode, text, location: r.headers.location as string | undefined };
@@ -91,16 +95,19 @@ describe('a manifest reference that is no tag or digest (item 9)', () => {
 });
 
 describe('a cross-repository mount without its other half (item 10)', () => {
-  it.each(['mount', 'from'])('POST …/blobs/uploads/ with a lone `%s` starts a plain upload (202), as Distribution does', async (lone) => {
-    const query = lone === 'mount' ? `?mount=${layer}` : '?from=team-a/app';
-    const direct = await call(registry.url, 'POST', `/v2/team-a/app/blobs/uploads/${query}`);
-    const proxied = await call(proxy.url, 'POST', `/v2/team-a/app/blobs/uploads/${query}`, push);
-    expect(direct.status).toBe(202);
-    expect(proxied.status).toBe(202);
-    expect(proxied.location).toMatch(/\/v2\/team-a\/app\/blobs\/uploads\/[A-Za-z0-9_-]+/);
-    // nothing was mounted: the location is an upload session, not the blob
-    expect(proxied.location).not.toContain(layer);
-  });
+  it.each(['mount', 'from'])(
+    'POST …/blobs/uploads/ with a lone `%s` starts a plain upload (202), as Distribution does',
+    async (lone) => {
+      const query = lone === 'mount' ? `?mount=${layer}` : '?from=team-a/app';
+      const direct = await call(registry.url, 'POST', `/v2/team-a/app/blobs/uploads/${query}`);
+      const proxied = await call(proxy.url, 'POST', `/v2/team-a/app/blobs/uploads/${query}`, push);
+      expect(direct.status).toBe(202);
+      expect(proxied.status).toBe(202);
+      expect(proxied.location).toMatch(/\/v2\/team-a\/app\/blobs\/uploads\/[A-Za-z0-9_-]+/);
+      // nothing was mounted: the location is an upload session, not the blob
+      expect(proxied.location).not.toContain(layer);
+    },
+  );
 
   it('with both halves, the mount still happens (201)', async () => {
     const r = await call(proxy.url, 'POST', `/v2/team-a/app/blobs/uploads/?mount=${layer}&from=team-a/app`, push);

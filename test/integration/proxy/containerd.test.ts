@@ -21,7 +21,14 @@ beforeAll(async () => {
   containerd = await startContainerd();
   const image = buildOciImage(join(mkdtempSync(join(tmpdir(), 'rap-ctr-')), 'img'), { layers: 2 });
   const id = await proxy.mintIdentity();
-  await run(requireTool('skopeo'), ['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${proxy.host}/team-a/app:v1`]);
+  await run(requireTool('skopeo'), [
+    'copy',
+    '--dest-tls-verify=false',
+    '--dest-creds',
+    `x:${id}`,
+    image.ref,
+    `docker://${proxy.host}/team-a/app:v1`,
+  ]);
 });
 afterAll(async () => {
   await containerd?.stop();

@@ -22,7 +22,13 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'pw'), 's3cret\n');
   proxy = await startProxy({
     upstream: upstream.url,
-    config: { upstream: { url: upstream.url, timeout: '1s', auth: { type: 'basic', username: 'robot', passwordFile: join(dir, 'pw') } } },
+    config: {
+      upstream: {
+        url: upstream.url,
+        timeout: '1s',
+        auth: { type: 'basic', username: 'robot', passwordFile: join(dir, 'pw') },
+      },
+    },
   });
   pullToken = await proxy.registryToken(['repository:team-a/app:pull']);
   pushToken = await proxy.registryToken(['repository:team-a/app:pull,push']);
@@ -58,13 +64,26 @@ describe('forwarding hygiene', () => {
   it('rewrites Location (relative and absolute upstream forms) but passes storage redirects untouched', async () => {
     const cases: [string, string][] = [
       ['/v2/team-a/app/blobs/uploads/u1?_state=x', `${proxy.url}/v2/team-a/app/blobs/uploads/u1?_state=x`],
-      [`${upstream.url}/v2/team-a/app/blobs/uploads/u2?_state=y`, `${proxy.url}/v2/team-a/app/blobs/uploads/u2?_state=y`],
-      [`${upstream.url.replace('http:', 'https:')}/v2/team-a/app/blobs/uploads/u3`, `${proxy.url}/v2/team-a/app/blobs/uploads/u3`],
-      ['https://bucket.s3.example.com/docker/blob?X-Amz-Signature=abc', 'https://bucket.s3.example.com/docker/blob?X-Amz-Signature=abc'],
+      [
+        `${upstream.url}/v2/team-a/app/blobs/uploads/u2?_state=y`,
+        `${proxy.url}/v2/team-a/app/blobs/uploads/u2?_state=y`,
+      ],
+      [
+        `${upstream.url.replace('http:', 'https:')}/v2/team-a/app/blobs/uploads/u3`,
+        `${proxy.url}/v2/team-a/app/blobs/uploads/u3`,
+      ],
+      [
+        'https://bucket.s3.example.com/docker/blob?X-Amz-Signature=abc',
+        'https://bucket.s3.example.com/docker/blob?X-Amz-Signature=abc',
+      ],
     ];
     for (const [given, expected] of cases) {
       upstream.handle((_req, res) => {
-        res.writeHead(given.startsWith('https://bucket') ? 307 : 202, { location: given, 'docker-upload-uuid': 'u1', range: '0-0' });
+        res.writeHead(given.startsWith('https://bucket') ? 307 : 202, {
+          location: given,
+          'docker-upload-uuid': 'u1',
+          range: '0-0',
+        });
         res.end();
       });
       const r = await fetch(`${proxy.url}/v2/team-a/app/blobs/uploads/`, {
@@ -88,7 +107,9 @@ describe('forwarding hygiene', () => {
       });
       res.end('abcd');
     });
-    const r = await fetch(`${proxy.url}/v2/team-a/app/blobs/${D}`, { headers: { authorization: `Bearer ${pullToken}`, range: 'bytes=0-3' } });
+    const r = await fetch(`${proxy.url}/v2/team-a/app/blobs/${D}`, {
+      headers: { authorization: `Bearer ${pullToken}`, range: 'bytes=0-3' },
+    });
     expect(r.status).toBe(206);
     expect(await r.text()).toBe('abcd');
     expect(r.headers.get('content-range')).toBe('bytes 0-3/10');
@@ -99,7 +120,9 @@ describe('forwarding hygiene', () => {
       res.writeHead(404, { 'content-type': 'application/json' });
       res.end('{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}');
     });
-    const nf = await fetch(`${proxy.url}/v2/team-a/app/manifests/nope`, { headers: { authorization: `Bearer ${pullToken}` } });
+    const nf = await fetch(`${proxy.url}/v2/team-a/app/manifests/nope`, {
+      headers: { authorization: `Bearer ${pullToken}` },
+    });
     expect(nf.status).toBe(404);
     expect(((await nf.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe('MANIFEST_UNKNOWN');
   });
@@ -109,7 +132,9 @@ describe('forwarding hygiene', () => {
       res.writeHead(401, { 'www-authenticate': 'Bearer realm="https://upstream.internal/token",service="internal"' });
       res.end('{"errors":[{"code":"UNAUTHORIZED","message":"x"}]}');
     });
-    const r = await fetch(`${proxy.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${pullToken}` } });
+    const r = await fetch(`${proxy.url}/v2/team-a/app/manifests/v1`, {
+      headers: { authorization: `Bearer ${pullToken}` },
+    });
     expect(r.status).toBe(502);
     expect(r.headers.get('www-authenticate')).toBeNull();
   });
@@ -118,7 +143,11 @@ describe('forwarding hygiene', () => {
     const attempts: [string, RequestInit, number][] = [
       ['/v2/team-a/app/manifests/v1', {}, 401],
       ['/v2/team-a/app/manifests/v1', { headers: { authorization: 'Bearer not.a.token' } }, 401],
-      ['/v2/team-a/app/manifests/v1', { method: 'PUT', headers: { authorization: `Bearer ${pullToken}` }, body: '{}' }, 401],
+      [
+        '/v2/team-a/app/manifests/v1',
+        { method: 'PUT', headers: { authorization: `Bearer ${pullToken}` }, body: '{}' },
+        401,
+      ],
       ['/v2/team-b/app/manifests/v1', { headers: { authorization: `Bearer ${pullToken}` } }, 401],
       // fetch resolves the dots: this asks for team-b/app
       ['/v2/team-a/app/../../team-b/app/manifests/v1', { headers: { authorization: `Bearer ${pullToken}` } }, 401],
@@ -140,7 +169,10 @@ describe('forwarding hygiene', () => {
       '/v2//team-a/app/manifests/v1',
       '/v2/team-a/app/manifests/v1/../../../../_catalog',
     ]) {
-      const out = await raw(port, `GET ${p} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pullToken}\r\nConnection: close\r\n\r\n`);
+      const out = await raw(
+        port,
+        `GET ${p} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pullToken}\r\nConnection: close\r\n\r\n`,
+      );
       expect(out.split('\r\n')[0], p).toBe('HTTP/1.1 400 Bad Request');
     }
     expect(upstream.requests).toHaveLength(0);
@@ -163,7 +195,10 @@ describe('forwarding hygiene', () => {
       `GET /v2/team-a/app/manifests/v1%0d%0aX-Injected:%20yes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pullToken}\r\nConnection: close\r\n\r\n`,
     );
     expect(crlf).toMatch(/^HTTP\/1\.1 400/);
-    const huge = await raw(port, `GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\nConnection: close\r\n\r\n`);
+    const huge = await raw(
+      port,
+      `GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\nConnection: close\r\n\r\n`,
+    );
     expect(huge).toMatch(/^HTTP\/1\.1 431/);
     expect(upstream.requests).toHaveLength(0);
   });
@@ -172,14 +207,18 @@ describe('forwarding hygiene', () => {
     upstream.handle(() => {
       /* never answer */
     });
-    const slow = await fetch(`${proxy.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${pullToken}` } });
+    const slow = await fetch(`${proxy.url}/v2/team-a/app/manifests/v1`, {
+      headers: { authorization: `Bearer ${pullToken}` },
+    });
     expect(slow.status).toBe(504);
     expect(((await slow.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe('UNAVAILABLE');
     const dead = await startProxy({ upstream: 'http://127.0.0.1:1' });
     const t = await dead.registryToken(['repository:team-a/app:pull']);
     const down = await fetch(`${dead.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${t}` } });
     expect(down.status).toBe(502);
-    expect(((await down.json()) as { errors: { code: string; message: string }[] }).errors[0]!.message).toMatch(/unreachable/);
+    expect(((await down.json()) as { errors: { code: string; message: string }[] }).errors[0]!.message).toMatch(
+      /unreachable/,
+    );
     await dead.stop();
   });
 
@@ -209,7 +248,10 @@ describe('forwarding hygiene', () => {
   it('answers a TLS ClientHello on the plain port with a quiet 400 and keeps serving', async () => {
     const port = Number(new URL(proxy.url).port);
     const errorsBefore = proxy.logs.filter((l) => l.includes('"level":50')).length;
-    const hello = Buffer.from('160301020001000200030300000000000000000000000000000000000000000000000000000000000000', 'hex');
+    const hello = Buffer.from(
+      '160301020001000200030300000000000000000000000000000000000000000000000000000000000000',
+      'hex',
+    );
     const out = await new Promise<string>((resolve) => {
       const s = connect(port, '127.0.0.1', () => s.write(hello));
       let o = '';

@@ -15,11 +15,16 @@ let digest = '';
 let token = '';
 
 const FROZEN = 'tag "frozen" is frozen by a test guard';
-const frozenTags: Guard = async ({ route }) => (route.kind === 'manifest' && route.reference === 'frozen' ? new OciError(403, 'DENIED', FROZEN) : undefined);
+const frozenTags: Guard = async ({ route }) =>
+  route.kind === 'manifest' && route.reference === 'frozen' ? new OciError(403, 'DENIED', FROZEN) : undefined;
 const pinLatest: Guard = async ({ route }) =>
-  route.kind === 'manifest' && route.reference === 'latest' ? { ...route, reference: digest, path: `/v2/${route.name}/manifests/${digest}` } : undefined;
+  route.kind === 'manifest' && route.reference === 'latest'
+    ? { ...route, reference: digest, path: `/v2/${route.name}/manifests/${digest}` }
+    : undefined;
 const escape: Guard = async ({ route }) =>
-  route.reference === 'escape' ? { ...route, name: 'team-b/secret', path: '/v2/team-b/secret/manifests/latest', reference: 'latest' } : undefined;
+  route.reference === 'escape'
+    ? { ...route, name: 'team-b/secret', path: '/v2/team-b/secret/manifests/latest', reference: 'latest' }
+    : undefined;
 
 /** What the registry was asked while `fn` ran (its access log). */
 async function upstreamSaw(fn: () => Promise<void>): Promise<string> {
@@ -35,7 +40,10 @@ const get = (path: string, method = 'GET') =>
 beforeAll(async () => {
   stack = await startRegistryAndProxy({ runtime: { guards: [frozenTags, pinLatest, escape] } });
   for (const repo of ['team-a/app', 'team-b/secret']) await seedManifest(stack.registry.url, repo);
-  const head = await fetch(`${stack.registry.url}/v2/team-a/app/manifests/latest`, { method: 'HEAD', headers: { accept: MANIFEST_TYPE } });
+  const head = await fetch(`${stack.registry.url}/v2/team-a/app/manifests/latest`, {
+    method: 'HEAD',
+    headers: { accept: MANIFEST_TYPE },
+  });
   digest = head.headers.get('docker-content-digest')!;
   expect(digest).toMatch(/^sha256:/);
   token = await stack.proxy.registryToken(['repository:team-a/app:pull'], { team: 'team-a' });
@@ -49,7 +57,9 @@ describe('the guard stage', () => {
     expect(r.status).toBe(403);
     expect(await r.json()).toEqual({ errors: [{ code: 'DENIED', message: FROZEN }] });
     expect(saw).not.toContain('/manifests/frozen');
-    expect(stack.proxy.logs.some((l) => l.includes('"guard":"frozenTags"') && l.includes('guard refused the request'))).toBe(true);
+    expect(
+      stack.proxy.logs.some((l) => l.includes('"guard":"frozenTags"') && l.includes('guard refused the request')),
+    ).toBe(true);
   });
 
   it('rewrites: a tag becomes its digest, which is what the registry receives', async () => {
@@ -76,6 +86,8 @@ describe('the guard stage', () => {
     expect(r.status).toBe(500);
     expect(((await r.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe('UNKNOWN');
     expect(saw).not.toContain('team-b/secret');
-    expect(stack.proxy.logs.some((l) => l.includes('"guard":"escape"') && l.includes('beyond what was authorized'))).toBe(true);
+    expect(
+      stack.proxy.logs.some((l) => l.includes('"guard":"escape"') && l.includes('beyond what was authorized')),
+    ).toBe(true);
   });
 });

@@ -63,7 +63,13 @@ describe('skopeo through the proxy against a real Distribution registry', () => 
       `oci:${join(work, 'pulled')}:v1`,
     ]);
     expect(pull.ok, pull.out).toBe(true);
-    const inspect = await sk(['inspect', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxy.host}/team-a/app:v1`]);
+    const inspect = await sk([
+      'inspect',
+      '--tls-verify=false',
+      '--creds',
+      `x:${id}`,
+      `docker://${proxy.host}/team-a/app:v1`,
+    ]);
     const info = JSON.parse(inspect.out.slice(inspect.out.indexOf('{')));
     expect(info.Digest).toBe(pushed);
     expect(info.Layers).toHaveLength(3);
@@ -71,7 +77,14 @@ describe('skopeo through the proxy against a real Distribution registry', () => 
 
   it('refuses a push to a repository the policy forbids, and the upstream holds nothing', async () => {
     const id = await proxy.mintIdentity();
-    const push = await sk(['copy', '--dest-tls-verify=false', '--dest-creds', `anything:${id}`, image.ref, `docker://${proxy.host}/team-b/app:v1`]);
+    const push = await sk([
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `anything:${id}`,
+      image.ref,
+      `docker://${proxy.host}/team-b/app:v1`,
+    ]);
     expect(push.ok).toBe(false);
     // Nothing granted, so skopeo's first call (HEAD on a blob) is refused: containers/image 5.23
     // prints only the status of a refused HEAD (no body; the reason is in the status line, which it
@@ -82,22 +95,63 @@ describe('skopeo through the proxy against a real Distribution registry', () => 
   });
 
   it('refuses an invalid identity token', async () => {
-    const push = await sk(['copy', '--dest-tls-verify=false', '--dest-creds', 'x:not-a-token', image.ref, `docker://${proxy.host}/team-a/other:v1`]);
+    const push = await sk([
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      'x:not-a-token',
+      image.ref,
+      `docker://${proxy.host}/team-a/other:v1`,
+    ]);
     expect(push.ok).toBe(false);
     expect(await registry.repositories()).not.toContain('team-a/other');
   });
 
   it('lists tags and deletes where allowed, refuses deletes elsewhere', async () => {
     const id = await proxy.mintIdentity();
-    expect((await sk(['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${proxy.host}/team-a/scratch:tmp`])).ok).toBe(true);
-    const tags = await sk(['list-tags', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxy.host}/team-a/app`]);
+    expect(
+      (
+        await sk([
+          'copy',
+          '--dest-tls-verify=false',
+          '--dest-creds',
+          `x:${id}`,
+          image.ref,
+          `docker://${proxy.host}/team-a/scratch:tmp`,
+        ])
+      ).ok,
+    ).toBe(true);
+    const tags = await sk([
+      'list-tags',
+      '--tls-verify=false',
+      '--creds',
+      `x:${id}`,
+      `docker://${proxy.host}/team-a/app`,
+    ]);
     expect(JSON.parse(tags.out.slice(tags.out.indexOf('{'))).Tags).toEqual(['v1']);
-    const refused = await sk(['delete', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxy.host}/team-a/app:v1`]);
+    const refused = await sk([
+      'delete',
+      '--tls-verify=false',
+      '--creds',
+      `x:${id}`,
+      `docker://${proxy.host}/team-a/app:v1`,
+    ]);
     expect(refused.ok).toBe(false);
-    expect((await sk(['inspect', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxy.host}/team-a/app:v1`])).ok).toBe(true);
-    const allowed = await sk(['delete', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxy.host}/team-a/scratch:tmp`]);
+    expect(
+      (await sk(['inspect', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxy.host}/team-a/app:v1`])).ok,
+    ).toBe(true);
+    const allowed = await sk([
+      'delete',
+      '--tls-verify=false',
+      '--creds',
+      `x:${id}`,
+      `docker://${proxy.host}/team-a/scratch:tmp`,
+    ]);
     expect(allowed.ok, allowed.out).toBe(true);
-    expect((await sk(['inspect', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxy.host}/team-a/scratch:tmp`])).ok).toBe(false);
+    expect(
+      (await sk(['inspect', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxy.host}/team-a/scratch:tmp`]))
+        .ok,
+    ).toBe(false);
   });
 
   it('streams a chunked upload (POST, PATCH, PATCH, PUT) with one token', async () => {
@@ -112,7 +166,11 @@ describe('skopeo through the proxy against a real Distribution registry', () => 
     for (const p of parts) {
       const r = await fetch(loc, {
         method: 'PATCH',
-        headers: { ...auth, 'content-type': 'application/octet-stream', 'content-range': `${offset}-${offset + p.length - 1}` },
+        headers: {
+          ...auth,
+          'content-type': 'application/octet-stream',
+          'content-range': `${offset}-${offset + p.length - 1}`,
+        },
         body: p,
       });
       expect(r.status).toBe(202);
@@ -146,13 +204,18 @@ describe('skopeo through the proxy against a real Distribution registry', () => 
     });
     expect(r1.status).toBe(201);
     // refused: from a repository of another team → the mount is not forwarded; a plain upload starts
-    const t2 = await proxy.registryToken(['repository:team-c/stolen:pull,push', 'repository:team-a/app:pull'], { team: 'team-c' });
+    const t2 = await proxy.registryToken(['repository:team-c/stolen:pull,push', 'repository:team-a/app:pull'], {
+      team: 'team-c',
+    });
     const r2 = await fetch(`${proxy.url}/v2/team-c/stolen/blobs/uploads/?mount=${layer}&from=team-a/app`, {
       method: 'POST',
       headers: { authorization: `Bearer ${t2}` },
     });
     expect(r2.status).toBe(202);
-    const head = await fetch(`${proxy.url}/v2/team-c/stolen/blobs/${layer}`, { method: 'HEAD', headers: { authorization: `Bearer ${t2}` } });
+    const head = await fetch(`${proxy.url}/v2/team-c/stolen/blobs/${layer}`, {
+      method: 'HEAD',
+      headers: { authorization: `Bearer ${t2}` },
+    });
     expect(head.status).toBe(404);
   });
 
@@ -160,11 +223,15 @@ describe('skopeo through the proxy against a real Distribution registry', () => 
     const r = await fetch(`${proxy.url}/v2/team-a/app/manifests/v1`);
     expect(r.status).toBe(401);
     expect(r.headers.get('docker-distribution-api-version')).toBe('registry/2.0');
-    expect(r.headers.get('www-authenticate')).toBe(`Bearer realm="${proxy.url}/token",service="registry.test",scope="repository:team-a/app:pull"`);
+    expect(r.headers.get('www-authenticate')).toBe(
+      `Bearer realm="${proxy.url}/token",service="registry.test",scope="repository:team-a/app:pull"`,
+    );
     expect(((await r.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe('UNAUTHORIZED');
     const ping = await fetch(`${proxy.url}/v2/`);
     expect(ping.headers.get('www-authenticate')).toBe(`Bearer realm="${proxy.url}/token",service="registry.test"`);
-    const bad = await fetch(`${proxy.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: 'Bearer abc.def.ghi' } });
+    const bad = await fetch(`${proxy.url}/v2/team-a/app/manifests/v1`, {
+      headers: { authorization: 'Bearer abc.def.ghi' },
+    });
     expect(bad.headers.get('www-authenticate')).toContain(',error="invalid_token"');
     const weak = await proxy.registryToken(['repository:team-a/app:pull']);
     const put = await fetch(`${proxy.url}/v2/team-a/app/manifests/v2`, {

@@ -24,7 +24,10 @@ beforeAll(async () => {
   mkdirSync(join(dir, 'certs'));
   writeFileSync(join(dir, 'certs', 'ca.crt'), ca.certPem);
   registry = await startRegistry();
-  proxy = await startProxy({ upstream: registry.url, config: { tls: { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') } } });
+  proxy = await startProxy({
+    upstream: registry.url,
+    config: { tls: { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') } },
+  });
 });
 afterAll(async () => {
   await proxy?.stop();
@@ -49,6 +52,8 @@ describe('HTTPS listener', () => {
     expect(stderr).not.toMatch(/x509|certificate/i);
     expect(await registry.repositories()).toContain('team-a/secure');
     // and without our CA, skopeo refuses the connection: the certificate really is checked
-    await expect(run(requireTool('skopeo'), ['inspect', '--creds', `x:${id}`, `docker://${proxy.host}/team-a/secure:v1`])).rejects.toThrow(/x509|certificate/i);
+    await expect(
+      run(requireTool('skopeo'), ['inspect', '--creds', `x:${id}`, `docker://${proxy.host}/team-a/secure:v1`]),
+    ).rejects.toThrow(/x509|certificate/i);
   });
 });

@@ -41,7 +41,9 @@ beforeAll(async () => {
   password = m[1]!;
   writeFileSync(join(dir, 'right'), password);
   writeFileSync(join(dir, 'wrong'), 'not-the-password');
-  const basic = (file: string) => ({ upstream: { url: registry.url, auth: { type: 'basic', username: 'docker', passwordFile: join(dir, file) } } });
+  const basic = (file: string) => ({
+    upstream: { url: registry.url, auth: { type: 'basic', username: 'docker', passwordFile: join(dir, file) } },
+  });
   proxies.none = await startProxy({ upstream: registry.url });
   proxies.wrong = await startProxy({ config: basic('wrong') });
   proxies.right = await startProxy({ config: basic('right') });
@@ -77,7 +79,14 @@ describe("/readyz checks that the upstream accepts the proxy's own credentials",
     const id = await proxies.right.mintIdentity();
     await run(
       requireTool('skopeo'),
-      ['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${proxies.right.host}/team-a/app:v1`],
+      [
+        'copy',
+        '--dest-tls-verify=false',
+        '--dest-creds',
+        `x:${id}`,
+        image.ref,
+        `docker://${proxies.right.host}/team-a/app:v1`,
+      ],
       { timeout: 60_000 },
     );
     const { stdout } = await run(
@@ -97,16 +106,21 @@ describe('5xx answers say which side failed', () => {
       return { status: r.status, statusText: r.statusText, text: await r.text() };
     };
     const rejected = await pull(proxies.none);
-    expect(rejected).toMatchObject({ status: 502, statusText: "Bad Gateway (upstream rejected the proxy's credentials)" });
+    expect(rejected).toMatchObject({
+      status: 502,
+      statusText: "Bad Gateway (upstream rejected the proxy's credentials)",
+    });
     expect(JSON.parse(rejected.text).errors[0]).toEqual({
       code: 'UNAVAILABLE',
-      message: "upstream registry rejected the proxy's own credentials: the proxy's upstream.auth needs fixing; your credentials were accepted",
+      message:
+        "upstream registry rejected the proxy's own credentials: the proxy's upstream.auth needs fixing; your credentials were accepted",
     });
     const down = await pull(proxies.dead);
     expect(down).toMatchObject({ status: 502, statusText: 'Bad Gateway (upstream registry unreachable)' });
     expect(JSON.parse(down.text).errors[0]).toEqual({
       code: 'UNAVAILABLE',
-      message: 'upstream registry unreachable (ECONNREFUSED): the registry behind this proxy did not answer; your credentials were accepted',
+      message:
+        'upstream registry unreachable (ECONNREFUSED): the registry behind this proxy did not answer; your credentials were accepted',
     });
     for (const r of [rejected, down]) expect(r.text).not.toMatch(/127\.0\.0\.1|http:|basic-realm|docker/);
   });
@@ -117,7 +131,15 @@ describe('5xx answers say which side failed', () => {
       [proxies.dead, 'upstream registry unreachable'],
     ] as const) {
       const id = await p.mintIdentity();
-      const out = await skopeoFails(['inspect', '--tls-verify=false', '--retry-times', '0', '--creds', `x:${id}`, `docker://${p.host}/team-a/app:v1`]);
+      const out = await skopeoFails([
+        'inspect',
+        '--tls-verify=false',
+        '--retry-times',
+        '0',
+        '--creds',
+        `x:${id}`,
+        `docker://${p.host}/team-a/app:v1`,
+      ]);
       // skopeo 1.9: … reading manifest v1 in <host>/team-a/app: received unexpected HTTP status: 502 Bad Gateway (<why>)
       expect(out).toContain(`received unexpected HTTP status: 502 Bad Gateway (${why})`);
     }
@@ -156,9 +178,13 @@ describe('5xx answers say which side failed', () => {
       const body = r.body as { errors: { code: string; message: string }[] };
       expect(body.errors[0]).toMatchObject({
         code: 'UNAVAILABLE',
-        message: expect.stringMatching(/^identity token refused: keys of issuer .* (are not available yet|could not be fetched)/),
+        message: expect.stringMatching(
+          /^identity token refused: keys of issuer .* (are not available yet|could not be fetched)/,
+        ),
       });
-      expect(((await (await fetch(`${p.url}/readyz`)).json()) as { reasons: string[] }).reasons).toContain('identity issuer keys not loaded yet');
+      expect(((await (await fetch(`${p.url}/readyz`)).json()) as { reasons: string[] }).reasons).toContain(
+        'identity issuer keys not loaded yet',
+      );
     } finally {
       await p.stop();
     }

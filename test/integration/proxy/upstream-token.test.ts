@@ -46,7 +46,11 @@ beforeAll(async () => {
     issued.push({ account: url.searchParams.get('account'), scopes });
     const access = scopes.map((s) => {
       const [type, rest] = [s.slice(0, s.indexOf(':')), s.slice(s.indexOf(':') + 1)];
-      return { type, name: rest.slice(0, rest.lastIndexOf(':')), actions: rest.slice(rest.lastIndexOf(':') + 1).split(',') };
+      return {
+        type,
+        name: rest.slice(0, rest.lastIndexOf(':')),
+        actions: rest.slice(rest.lastIndexOf(':') + 1).split(','),
+      };
     });
     const now = Math.floor(Date.now() / 1000);
     const token = await new SignJWT({ access })
@@ -64,12 +68,25 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => tokenServer.listen(port, '127.0.0.1', r));
   registry = await startRegistry({
-    tokenAuth: { realm: `http://127.0.0.1:${port}/token`, service: 'upstream.test', issuer: 'upstream-token-server', rootCertBundle: join(dir, 'bundle.crt') },
+    tokenAuth: {
+      realm: `http://127.0.0.1:${port}/token`,
+      service: 'upstream.test',
+      issuer: 'upstream-token-server',
+      rootCertBundle: join(dir, 'bundle.crt'),
+    },
   });
   writeFileSync(join(dir, 'pw'), 's3cret\n');
   proxy = await startProxy({
     config: {
-      upstream: { url: registry.url, auth: { type: 'registry-token', username: 'robot', passwordFile: join(dir, 'pw'), realmHosts: [`127.0.0.1:${port}`] } },
+      upstream: {
+        url: registry.url,
+        auth: {
+          type: 'registry-token',
+          username: 'robot',
+          passwordFile: join(dir, 'pw'),
+          realmHosts: [`127.0.0.1:${port}`],
+        },
+      },
     },
   });
 });
@@ -84,8 +101,21 @@ describe('an upstream in token mode (Harbor, Docker Hub, Distribution auth: toke
     const image = buildOciImage(join(dir, 'img'), { layers: 2 });
     const id = await proxy.mintIdentity();
     const skopeo = requireTool('skopeo');
-    await run(skopeo, ['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${proxy.host}/team-a/tokened:v1`]);
-    const { stdout } = await run(skopeo, ['inspect', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxy.host}/team-a/tokened:v1`]);
+    await run(skopeo, [
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `x:${id}`,
+      image.ref,
+      `docker://${proxy.host}/team-a/tokened:v1`,
+    ]);
+    const { stdout } = await run(skopeo, [
+      'inspect',
+      '--tls-verify=false',
+      '--creds',
+      `x:${id}`,
+      `docker://${proxy.host}/team-a/tokened:v1`,
+    ]);
     expect(JSON.parse(stdout).Name).toBe(`${proxy.host}/team-a/tokened`);
     // the upstream saw the proxy's robot account, scoped per request, and tokens were reused
     expect(issued.length).toBeGreaterThan(0);
@@ -102,7 +132,12 @@ describe('an upstream in token mode (Harbor, Docker Hub, Distribution auth: toke
       config: {
         upstream: {
           url: registry.url,
-          auth: { type: 'registry-token', username: 'robot', passwordFile: join(dir, 'wrong-pw'), realmHosts: [`127.0.0.1:${tokenPort}`] },
+          auth: {
+            type: 'registry-token',
+            username: 'robot',
+            passwordFile: join(dir, 'wrong-pw'),
+            realmHosts: [`127.0.0.1:${tokenPort}`],
+          },
         },
       },
     });
@@ -110,7 +145,9 @@ describe('an upstream in token mode (Harbor, Docker Hub, Distribution auth: toke
       const r = await fetch(`${wrong.url}/readyz`);
       expect(r.status).toBe(503);
       expect(await r.json()).toEqual({ status: 'not ready', reasons: ["upstream rejected the proxy's credentials"] });
-      expect(wrong.logs.find((l) => l.includes("readiness: upstream rejected the proxy's credentials"))).toMatch(/token server .* answered HTTP 401/);
+      expect(wrong.logs.find((l) => l.includes("readiness: upstream rejected the proxy's credentials"))).toMatch(
+        /token server .* answered HTTP 401/,
+      );
       const id = await wrong.mintIdentity();
       const out = await run(requireTool('skopeo'), [
         'inspect',
@@ -125,7 +162,9 @@ describe('an upstream in token mode (Harbor, Docker Hub, Distribution auth: toke
         (e: { stderr?: string }) => e.stderr ?? '',
       );
       // skopeo 1.9 prints: … received unexpected HTTP status: 502 Bad Gateway (upstream rejected the proxy's credentials)
-      expect(out).toContain("received unexpected HTTP status: 502 Bad Gateway (upstream rejected the proxy's credentials)");
+      expect(out).toContain(
+        "received unexpected HTTP status: 502 Bad Gateway (upstream rejected the proxy's credentials)",
+      );
     } finally {
       await wrong.stop();
     }

@@ -54,7 +54,9 @@ describe('GET /token (skopeo, podman, docker)', () => {
     expect(header.kid).toMatch(/^([A-Z2-7]{4}:){11}[A-Z2-7]{4}$/);
     // the published JWKS verifies it
     const jwks = await (await fetch(`${proxy.url}/.well-known/jwks.json`)).json();
-    await expect(jwtVerify(body.token, createLocalJWKSet(jwks), { audience: 'registry.test', issuer: proxy.url })).resolves.toBeTruthy();
+    await expect(
+      jwtVerify(body.token, createLocalJWKSet(jwks), { audience: 'registry.test', issuer: proxy.url }),
+    ).resolves.toBeTruthy();
   });
 
   it('answers a request without scope (docker login) with an empty access list', async () => {
@@ -67,7 +69,10 @@ describe('GET /token (skopeo, podman, docker)', () => {
     const id = await proxy.mintIdentity({}, { ttl: 900 });
     const plain = await getToken('service=registry.test&client_id=docker', basic('u', id));
     expect(plain.body.refresh_token).toBeUndefined();
-    const offline = await getToken('service=registry.test&client_id=docker&offline_token=true&account=u', basic('u', id));
+    const offline = await getToken(
+      'service=registry.test&client_id=docker&offline_token=true&account=u',
+      basic('u', id),
+    );
     expect(typeof offline.body.refresh_token).toBe('string');
     expect(decodeJwt(offline.body.refresh_token).exp).toBe(decodeJwt(id).exp);
     // docker later trades it with POST grant_type=refresh_token
@@ -79,24 +84,44 @@ describe('GET /token (skopeo, podman, docker)', () => {
       client_id: 'docker',
     });
     expect(refreshed.status).toBe(200);
-    expect(decodeJwt(refreshed.body.token).access).toEqual([{ type: 'repository', name: 'team-a/app', actions: ['pull'] }]);
+    expect(decodeJwt(refreshed.body.token).access).toEqual([
+      { type: 'repository', name: 'team-a/app', actions: ['pull'] },
+    ]);
     expect(decodeJwt(refreshed.body.token).sub).toBe('ci:job-42');
     // a refresh token is not a registry token, and a registry token is not a refresh token
-    const asAccess = await fetch(`${proxy.url}/v2/`, { headers: { authorization: `Bearer ${offline.body.refresh_token}` } });
+    const asAccess = await fetch(`${proxy.url}/v2/`, {
+      headers: { authorization: `Bearer ${offline.body.refresh_token}` },
+    });
     expect(asAccess.status).toBe(401);
-    const asRefresh = await postToken({ grant_type: 'refresh_token', refresh_token: refreshed.body.token, service: 'registry.test' });
+    const asRefresh = await postToken({
+      grant_type: 'refresh_token',
+      refresh_token: refreshed.body.token,
+      service: 'registry.test',
+    });
     expect(asRefresh.status).toBe(401);
   });
 
   it('refuses a wrong service with 400', async () => {
-    const { status, body } = await getToken('service=evil.test&scope=repository:team-a/app:pull', basic('u', await proxy.mintIdentity()));
+    const { status, body } = await getToken(
+      'service=evil.test&scope=repository:team-a/app:pull',
+      basic('u', await proxy.mintIdentity()),
+    );
     expect(status).toBe(400);
     expect(body.errors[0].message).toContain('registry.test');
   });
 
   it('refuses invalid scopes with 400', async () => {
-    for (const scope of ['repository:UPPER/case:pull', 'repository:a/../b:pull', 'nonsense', 'repository:a:pull;rm', 'registry:other:*']) {
-      const { status } = await getToken(`service=registry.test&scope=${encodeURIComponent(scope)}`, basic('u', await proxy.mintIdentity()));
+    for (const scope of [
+      'repository:UPPER/case:pull',
+      'repository:a/../b:pull',
+      'nonsense',
+      'repository:a:pull;rm',
+      'registry:other:*',
+    ]) {
+      const { status } = await getToken(
+        `service=registry.test&scope=${encodeURIComponent(scope)}`,
+        basic('u', await proxy.mintIdentity()),
+      );
       expect(status, scope).toBe(400);
     }
   });
@@ -150,7 +175,11 @@ describe('POST /token (containerd, kubelet)', () => {
   });
 
   it('refuses a non-form body and an oversized one', async () => {
-    const json = await fetch(`${proxy.url}/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const json = await fetch(`${proxy.url}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
     expect(json.status).toBe(400);
     const big = await fetch(`${proxy.url}/token`, {
       method: 'POST',
@@ -162,11 +191,22 @@ describe('POST /token (containerd, kubelet)', () => {
 
   it('logs one audit line per decision with the grant and the rules, never the token', async () => {
     const id = await proxy.mintIdentity({ sub: 'audit-subject' });
-    await postToken({ grant_type: 'password', username: 'u', password: id, service: 'registry.test', scope: 'repository:team-a/app:pull,push' });
+    await postToken({
+      grant_type: 'password',
+      username: 'u',
+      password: id,
+      service: 'registry.test',
+      scope: 'repository:team-a/app:pull,push',
+    });
     const lines = proxy.logs.filter((l) => l.includes('"audit":"token"') && l.includes('audit-subject'));
     expect(lines).toHaveLength(1);
     const entry = JSON.parse(lines[0]!);
-    expect(entry).toMatchObject({ issuer: 'ci', subject: 'audit-subject', granted: ['repository:team-a/app:pull,push'], rules: ['ci-owns-its-prefix'] });
+    expect(entry).toMatchObject({
+      issuer: 'ci',
+      subject: 'audit-subject',
+      granted: ['repository:team-a/app:pull,push'],
+      rules: ['ci-owns-its-prefix'],
+    });
     expect(lines[0]).not.toContain(id);
   });
 });

@@ -16,7 +16,12 @@ afterAll(async () => {
 /** Signs with a key the proxy does not trust, under the `ci` issuer's iss and kid: a real bad_signature. */
 let forger: TestIssuer;
 beforeAll(async () => {
-  forger = await TestIssuer.create({ issuer: TEST_ISSUER, audience: 'registry.test', kid: 'ci-1', claims: { sub: 'job-42', team: 'team-a' } });
+  forger = await TestIssuer.create({
+    issuer: TEST_ISSUER,
+    audience: 'registry.test',
+    kid: 'ci-1',
+    claims: { sub: 'job-42', team: 'team-a' },
+  });
 });
 
 interface Answer {
@@ -30,13 +35,20 @@ function tokenFrom(p: TestProxy, localAddress: string, identity: string | undefi
   return new Promise((resolve, reject) => {
     const req = request(`${p.url}/token?service=registry.test&scope=repository:team-a/app:pull`, {
       localAddress,
-      headers: identity === undefined ? {} : { authorization: `Basic ${Buffer.from(`x:${identity}`).toString('base64')}` },
+      headers:
+        identity === undefined ? {} : { authorization: `Basic ${Buffer.from(`x:${identity}`).toString('base64')}` },
     });
     req.on('response', (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (text += d));
-      res.on('end', () => resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'] as string | undefined, body: JSON.parse(text) }));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode!,
+          retryAfter: res.headers['retry-after'] as string | undefined,
+          body: JSON.parse(text),
+        }),
+      );
     });
     req.on('error', reject);
     req.end();
@@ -56,12 +68,22 @@ async function statuses(count: number, lanes: number, send: (i: number) => Promi
 }
 
 const count = (xs: number[], x: number) => xs.filter((s) => s === x).length;
-type AuditLine = { audit?: string; status?: number; bucket?: string; subject?: string; clientIP?: string; reason?: string };
-const auditLines = (p: TestProxy) => p.logs.filter((l) => l.includes('"audit":"token"')).map((l) => JSON.parse(l) as AuditLine);
+type AuditLine = {
+  audit?: string;
+  status?: number;
+  bucket?: string;
+  subject?: string;
+  clientIP?: string;
+  reason?: string;
+};
+const auditLines = (p: TestProxy) =>
+  p.logs.filter((l) => l.includes('"audit":"token"')).map((l) => JSON.parse(l) as AuditLine);
 
 describe('/token rate limits', () => {
   it('limits failed attempts per client IP, with 429 and Retry-After, before verifying anything', async () => {
-    const p = await startProxy({ config: { limits: { tokenPerClient: { rate: 0.5, burst: 3 }, tokenGlobal: { rate: 0 } } } });
+    const p = await startProxy({
+      config: { limits: { tokenPerClient: { rate: 0.5, burst: 3 }, tokenGlobal: { rate: 0 } } },
+    });
     started.push(p);
     const bad = await forger.mint();
     for (let i = 0; i < 3; i++) expect((await tokenFrom(p, '127.0.0.1', bad)).status).toBe(401);
@@ -70,13 +92,20 @@ describe('/token rate limits', () => {
     expect(limited.status).toBe(429);
     expect(limited.retryAfter).toBe('2');
     expect(limited.body.errors?.[0]?.code).toBe('TOOMANYREQUESTS');
-    expect(limited.body.errors?.[0]?.message).toMatch(/too many unauthenticated or failed token requests from 127\.0\.0\.1: retry in 2s/);
+    expect(limited.body.errors?.[0]?.message).toMatch(
+      /too many unauthenticated or failed token requests from 127\.0\.0\.1: retry in 2s/,
+    );
     expect(limited.body.error).toBe('temporarily_unavailable');
     expect(limited.body.token).toBeUndefined();
     // refused before the identity token was looked at: one audit line naming the bucket, not the token
     const audit = p.logs.filter((l) => l.includes('"audit":"token"')).slice(auditBefore);
     expect(audit).toHaveLength(1);
-    expect(JSON.parse(audit[0]!)).toMatchObject({ status: 429, reason: 'rate_limited', bucket: 'address', clientIP: '127.0.0.1' });
+    expect(JSON.parse(audit[0]!)).toMatchObject({
+      status: 429,
+      reason: 'rate_limited',
+      bucket: 'address',
+      clientIP: '127.0.0.1',
+    });
     expect(audit[0]).not.toContain(bad);
     expect(audit[0]).not.toContain(bad.split('.')[2]);
     // the rest of the flood is counted, logged at debug, not audited again
@@ -89,7 +118,9 @@ describe('/token rate limits', () => {
   });
 
   it('applies the global budget across all clients', async () => {
-    const p = await startProxy({ config: { limits: { tokenPerClient: { rate: 0 }, tokenGlobal: { rate: 1, burst: 2 } } } });
+    const p = await startProxy({
+      config: { limits: { tokenPerClient: { rate: 0 }, tokenGlobal: { rate: 1, burst: 2 } } },
+    });
     started.push(p);
     const id = await p.mintIdentity();
     expect((await tokenFrom(p, '127.0.0.1', id)).status).toBe(200);
@@ -103,7 +134,12 @@ describe('/token rate limits', () => {
   });
 
   it('behind a trusted proxy, limits each forwarded client and records its address', async () => {
-    const p = await startProxy({ config: { trustedProxies: ['127.0.0.0/8'], limits: { tokenPerClient: { rate: 0.5, burst: 1 }, tokenGlobal: { rate: 0 } } } });
+    const p = await startProxy({
+      config: {
+        trustedProxies: ['127.0.0.0/8'],
+        limits: { tokenPerClient: { rate: 0.5, burst: 1 }, tokenGlobal: { rate: 0 } },
+      },
+    });
     started.push(p);
     const bad = await forger.mint();
     const from = (xff: string) =>
@@ -130,7 +166,13 @@ describe('/token rate limits', () => {
   it('gives each identity behind one address its own budget: a noisy neighbour is throttled alone', async () => {
     // an address budget far below what the neighbours ask for together: verified callers are not charged to it
     const p = await startProxy({
-      config: { limits: { tokenPerClient: { rate: 0.01, burst: 3 }, tokenPerIdentity: { rate: 0.01, burst: 5 }, tokenGlobal: { rate: 0 } } },
+      config: {
+        limits: {
+          tokenPerClient: { rate: 0.01, burst: 3 },
+          tokenPerIdentity: { rate: 0.01, burst: 5 },
+          tokenGlobal: { rate: 0 },
+        },
+      },
     });
     started.push(p);
     const neighbours = await Promise.all(Array.from({ length: 12 }, (_, i) => p.mintIdentity({ sub: `job-${i}` })));
@@ -140,12 +182,16 @@ describe('/token rate limits', () => {
     expect(noise.slice(0, 5)).toEqual([200, 200, 200, 200, 200]);
     expect(count(noise, 429)).toBe(35);
     const limited = await tokenFrom(p, '127.0.0.1', noisy);
-    expect(limited.body.errors?.[0]?.message).toMatch(/too many token requests from this identity \(issuer "ci"\): retry in \d+s/);
+    expect(limited.body.errors?.[0]?.message).toMatch(
+      /too many token requests from this identity \(issuer "ci"\): retry in \d+s/,
+    );
     // the neighbours, old and new, still get their tokens from the same address
     for (const id of neighbours) expect((await tokenFrom(p, '127.0.0.1', id)).status).toBe(200);
     expect((await tokenFrom(p, '127.0.0.1', await p.mintIdentity({ sub: 'job-new' }))).status).toBe(200);
     const throttled = auditLines(p).filter((a) => a.status === 429);
-    expect(throttled).toEqual([expect.objectContaining({ bucket: 'identity', subject: 'noisy', clientIP: '127.0.0.1', reason: 'rate_limited' })]);
+    expect(throttled).toEqual([
+      expect.objectContaining({ bucket: 'identity', subject: 'noisy', clientIP: '127.0.0.1', reason: 'rate_limited' }),
+    ]);
     expect(p.logs.join('\n')).not.toContain(noisy);
   });
 
@@ -160,7 +206,9 @@ describe('/token rate limits', () => {
   });
 
   it('throttles a flood of invalid tokens from one address without charging a verified identity there', async () => {
-    const p = await startProxy({ config: { limits: { tokenPerClient: { rate: 0.01, burst: 60 }, tokenPerIdentity: { rate: 0.01, burst: 4 } } } });
+    const p = await startProxy({
+      config: { limits: { tokenPerClient: { rate: 0.01, burst: 60 }, tokenPerIdentity: { rate: 0.01, burst: 4 } } },
+    });
     started.push(p);
     const id = await p.mintIdentity();
     expect((await tokenFrom(p, '127.0.0.1', id)).status).toBe(200);
@@ -185,17 +233,22 @@ describe('/token rate limits', () => {
 
   it('limits unauthenticated requests per address, anonymous or without credentials, but not a verified caller there', async () => {
     for (const anonymous of [true, false]) {
-      const p = await startProxy({ config: { anonymous, limits: { tokenPerClient: { rate: 0.01, burst: 2 }, tokenGlobal: { rate: 0 } } } });
+      const p = await startProxy({
+        config: { anonymous, limits: { tokenPerClient: { rate: 0.01, burst: 2 }, tokenGlobal: { rate: 0 } } },
+      });
       started.push(p);
       const id = await p.mintIdentity();
       expect((await tokenFrom(p, '127.0.0.1', id)).status).toBe(200);
       const none = await statuses(10, 1, () => tokenFrom(p, '127.0.0.1', undefined));
       expect(none, `anonymous: ${anonymous}`).toEqual([...Array(2).fill(anonymous ? 200 : 401), ...Array(8).fill(429)]);
       const limited = await tokenFrom(p, '127.0.0.1', undefined);
-      expect(limited.body.errors?.[0]?.message).toMatch(/too many unauthenticated or failed token requests from 127\.0\.0\.1/);
+      expect(limited.body.errors?.[0]?.message).toMatch(
+        /too many unauthenticated or failed token requests from 127\.0\.0\.1/,
+      );
       // another address, and the verified caller on this one, are unaffected
       expect((await tokenFrom(p, '127.0.0.2', undefined)).status).toBe(anonymous ? 200 : 401);
-      for (let i = 0; i < 5; i++) expect((await tokenFrom(p, '127.0.0.1', id)).status, `anonymous: ${anonymous}`).toBe(200);
+      for (let i = 0; i < 5; i++)
+        expect((await tokenFrom(p, '127.0.0.1', id)).status, `anonymous: ${anonymous}`).toBe(200);
     }
   });
 });

@@ -38,7 +38,10 @@ const images: Record<'signed' | 'unsigned' | 'wrong' | 'audit', OciImage> = {} a
 const digests: Record<string, string> = {};
 
 async function registryDigest(repo: string, tag: string): Promise<string> {
-  const r = await fetch(`${stack.registry.url}/v2/${repo}/manifests/${tag}`, { method: 'HEAD', headers: { accept: OCI } });
+  const r = await fetch(`${stack.registry.url}/v2/${repo}/manifests/${tag}`, {
+    method: 'HEAD',
+    headers: { accept: OCI },
+  });
   return r.headers.get('docker-content-digest') ?? '';
 }
 
@@ -53,7 +56,8 @@ async function sk(args: string[]): Promise<{ ok: boolean; out: string }> {
 }
 
 /** Straight into the registry (not through the proxy): the image as a producer pushed it. */
-const upload = (image: OciImage, ref: string) => sk(['copy', '--dest-tls-verify=false', image.ref, `docker://${new URL(stack.registry.url).host}/${ref}`]);
+const upload = (image: OciImage, ref: string) =>
+  sk(['copy', '--dest-tls-verify=false', image.ref, `docker://${new URL(stack.registry.url).host}/${ref}`]);
 
 async function pushArtifact(repo: string, a: Artifact): Promise<void> {
   for (const b of a.blobs) await pushSmallBlob(stack.registry.url, repo, b);
@@ -69,7 +73,10 @@ async function pushArtifact(repo: string, a: Artifact): Promise<void> {
 
 const sign = (repo: string, digest: string, signer = key) => {
   const payload = simpleSigningPayload(digest, `${new URL(stack.registry.url).host}/${repo}`);
-  return pushArtifact(repo, cosignSigManifest(digest, [{ payload, signature: cosignSign(signer.privateKey, payload) }]));
+  return pushArtifact(
+    repo,
+    cosignSigManifest(digest, [{ payload, signature: cosignSign(signer.privateKey, payload) }]),
+  );
 };
 
 /** The registry's access log lines written while `fn` ran. */
@@ -87,8 +94,16 @@ function expectNoBlobOf(log: string, image: OciImage): void {
 }
 
 const pull = (ref: string, dest: string) =>
-  sk(['copy', '--src-tls-verify=false', '--src-creds', creds, `docker://${stack.proxy.host}/${ref}`, `dir:${join(work, `pulled-${dest}`)}`]);
-const message = (repo: string, digest: string, policy = 'prod-signed') => `${repo}@${digest}: no signature by key prod-signing (policy ${policy})`;
+  sk([
+    'copy',
+    '--src-tls-verify=false',
+    '--src-creds',
+    creds,
+    `docker://${stack.proxy.host}/${ref}`,
+    `dir:${join(work, `pulled-${dest}`)}`,
+  ]);
+const message = (repo: string, digest: string, policy = 'prod-signed') =>
+  `${repo}@${digest}: no signature by key prod-signing (policy ${policy})`;
 
 beforeAll(async () => {
   skopeo = requireTool('skopeo');
@@ -132,20 +147,27 @@ describe('skopeo through the proxy', () => {
     expect(log).not.toMatch(/GET \/v2\/prod\/app\/manifests\/signed /);
   });
 
-  it.each(['unsigned', 'wrong'] as const)('%s: refused with the reason, before the registry serves a blob', async (name) => {
-    const { result, log } = await upstreamSaw(() => pull(`prod/app:${name}`, name));
-    expect(result.ok).toBe(false);
-    // skopeo: level=fatal msg="initializing source docker://127.0.0.1:PORT/prod/app:wrong: reading manifest wrong in
-    // 127.0.0.1:PORT/prod/app: denied: prod/app@sha256:…: no signature by key prod-signing (policy prod-signed)"
-    expect(result.out).toContain(`denied: ${message('prod/app', digests[name]!)}`);
-    expectNoBlobOf(log, images[name]);
-  });
+  it.each(['unsigned', 'wrong'] as const)(
+    '%s: refused with the reason, before the registry serves a blob',
+    async (name) => {
+      const { result, log } = await upstreamSaw(() => pull(`prod/app:${name}`, name));
+      expect(result.ok).toBe(false);
+      // skopeo: level=fatal msg="initializing source docker://127.0.0.1:PORT/prod/app:wrong: reading manifest wrong in
+      // 127.0.0.1:PORT/prod/app: denied: prod/app@sha256:…: no signature by key prod-signing (policy prod-signed)"
+      expect(result.out).toContain(`denied: ${message('prod/app', digests[name]!)}`);
+      expectNoBlobOf(log, images[name]);
+    },
+  );
 
   it('a blob of an unverified image is refused even by digest', async () => {
     const token = await stack.proxy.registryToken(['repository:prod/app:pull']);
-    const r = await fetch(`${stack.proxy.url}/v2/prod/app/blobs/${images.unsigned.layerDigests[0]!}`, { headers: { authorization: `Bearer ${token}` } });
+    const r = await fetch(`${stack.proxy.url}/v2/prod/app/blobs/${images.unsigned.layerDigests[0]!}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
     expect(r.status).toBe(403);
-    expect(((await r.json()) as { errors: { message: string }[] }).errors[0]!.message).toMatch(/pull the image by a signed manifest first/);
+    expect(((await r.json()) as { errors: { message: string }[] }).errors[0]!.message).toMatch(
+      /pull the image by a signed manifest first/,
+    );
   });
 
   it('the signature itself stays readable (cosign verify reads it)', async () => {
@@ -162,10 +184,23 @@ describe('skopeo through the proxy', () => {
 describe('podman through the proxy', () => {
   it('pulls the signed image and prints the refusal of the unsigned one', async (ctx: TestContext) => {
     if (typeof podman === 'string') return ctx.skip(podman);
-    const ok = await podman.podman(['pull', '--quiet', '--tls-verify=false', '--creds', creds, `${stack.proxy.host}/prod/app:signed`]);
+    const ok = await podman.podman([
+      'pull',
+      '--quiet',
+      '--tls-verify=false',
+      '--creds',
+      creds,
+      `${stack.proxy.host}/prod/app:signed`,
+    ]);
     expect(ok.code, ok.out).toBe(0);
     const { result, log } = await upstreamSaw(() =>
-      (podman as Podman).podman(['pull', '--tls-verify=false', '--creds', creds, `${stack.proxy.host}/prod/app:unsigned`]),
+      (podman as Podman).podman([
+        'pull',
+        '--tls-verify=false',
+        '--creds',
+        creds,
+        `${stack.proxy.host}/prod/app:unsigned`,
+      ]),
     );
     expect(result.code).not.toBe(0);
     // podman: Error: initializing source docker://127.0.0.1:PORT/prod/app:unsigned: reading manifest unsigned in
@@ -192,7 +227,9 @@ describe('tag swap', () => {
       expect(blob.status).toBe(200);
       await blob.arrayBuffer();
     }
-    const unverified = await fetch(`${stack.proxy.url}/v2/prod/app/blobs/${images.unsigned.layerDigests[0]!}`, { headers: auth });
+    const unverified = await fetch(`${stack.proxy.url}/v2/prod/app/blobs/${images.unsigned.layerDigests[0]!}`, {
+      headers: auth,
+    });
     expect(unverified.status).toBe(403);
     // Asked again: the verified digest (a briefly cached tag lookup) or the refusal, never the unsigned manifest.
     const again = await fetch(`${stack.proxy.url}/v2/prod/app/manifests/moving`, { headers: auth });

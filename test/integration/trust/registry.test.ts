@@ -45,7 +45,11 @@ async function push(repo: string, ...artifacts: Artifact[]): Promise<void> {
     for (const b of a.blobs) await pushSmallBlob(registry.url, repo, b);
     for (const m of a.manifests) {
       const ref = m.reference ?? digestOf(m.body);
-      const put = await request(`${registry.url}/v2/${repo}/manifests/${ref}`, { method: 'PUT', body: m.body, headers: { 'content-type': m.mediaType } });
+      const put = await request(`${registry.url}/v2/${repo}/manifests/${ref}`, {
+        method: 'PUT',
+        body: m.body,
+        headers: { 'content-type': m.mediaType },
+      });
       const text = await put.body.text();
       if (put.statusCode !== 201) throw new Error(`PUT ${repo}:${ref}: HTTP ${put.statusCode} ${text}`);
     }
@@ -87,9 +91,14 @@ describe('discovery on Distribution', () => {
     // The same genuine signature object, pushed under the replayed image's tag.
     const replayed = cosignSigManifest(replay.digest, [{ payload, signature: cosignSign(key.privateKey, payload) }]);
     await push('prod/app', signed, sig, unsigned, replay, replayed);
-    expect(await trust.verifyImage('prod/app', signed.digest)).toMatchObject({ verified: true, signers: ['prod-signing'] });
+    expect(await trust.verifyImage('prod/app', signed.digest)).toMatchObject({
+      verified: true,
+      signers: ['prod-signing'],
+    });
     expect((await trust.verifyImage('prod/app', unsigned.digest)).reason).toContain('no signature found');
-    expect((await trust.verifyImage('prod/app', replay.digest)).reason).toContain(`is for ${signed.digest}, not this digest`);
+    expect((await trust.verifyImage('prod/app', replay.digest)).reason).toContain(
+      `is for ${signed.digest}, not this digest`,
+    );
   });
 
   it('a keyless bundle listed in the fallback tag index verifies; the referrers API answered 404', async () => {
@@ -100,14 +109,25 @@ describe('discovery on Distribution', () => {
     const referrers = await request(`${registry.url}/v2/ci/app/referrers/${img.digest}`);
     await referrers.body.dump();
     expect(referrers.statusCode).toBe(404);
-    expect(await trust.verifyImage('ci/app', img.digest)).toMatchObject({ verified: true, signers: [`${GH} ${WORKFLOW}`] });
+    expect(await trust.verifyImage('ci/app', img.digest)).toMatchObject({
+      verified: true,
+      signers: [`${GH} ${WORKFLOW}`],
+    });
   });
 
   it('an upstream that cannot be reached is an error verdict, not "unsigned"', async () => {
     const img = image('reg-gone');
     const config = buildConfig({
       upstream: { url: 'http://127.0.0.1:9', timeout: '2s' },
-      trust: { policies: [{ name: 'p', repositories: ['**'], require: [{ key: { name: 'k', publicKeyFile: join(dir, 'cosign.pub') } }] }] },
+      trust: {
+        policies: [
+          {
+            name: 'p',
+            repositories: ['**'],
+            require: [{ key: { name: 'k', publicKeyFile: join(dir, 'cosign.pub') } }],
+          },
+        ],
+      },
     });
     const list = createUpstreams(config, silentLogger());
     const v = await createTrust(config, list, silentLogger())!.verifyImage('prod/app', img.digest);

@@ -93,7 +93,8 @@ export async function resolve(specifier, context, next) {
   );
 }
 
-const identityModules = () => (existsSync(modulesLog) ? readFileSync(modulesLog, 'utf8').split('\n').filter(Boolean) : []);
+const identityModules = () =>
+  existsSync(modulesLog) ? readFileSync(modulesLog, 'utf8').split('\n').filter(Boolean) : [];
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'rap-acr-'));
@@ -104,13 +105,23 @@ beforeAll(async () => {
   // The projected service-account token the workload identity credential presents as client_assertion.
   const subjectToken = `eyJhbGciOiJSUzI1NiJ9.${Buffer.from('{"sub":"system:serviceaccount:registry:proxy"}').toString('base64url')}.sig`;
   writeFileSync(join(dir, 'azure-identity-token'), subjectToken);
-  entra = await startFakeEntra({ tls: await ca.issue({ commonName: '127.0.0.1', ipAddresses: ['127.0.0.1'] }), subjectToken });
+  entra = await startFakeEntra({
+    tls: await ca.issue({ commonName: '127.0.0.1', ipAddresses: ['127.0.0.1'] }),
+    subjectToken,
+  });
   const keyPem = generatePrivateKeyPem('ES256');
   const certPem = await selfSignedCertificateForKey(keyPem, 'azure container registry');
   writeFileSync(join(dir, 'bundle.crt'), certPem);
   const issuer = 'Azure Container Registry';
-  acr = await startFakeAcr({ entra, key: signingKeyFromPem(keyPem, 'acr', certPem), issuer, refreshTtl: (n) => (n === 1 ? FIRST_REFRESH_TTL : 3 * 3600) });
-  registry = await startRegistry({ tokenAuth: { realm: `${acr.url}/oauth2/token`, service: acr.host, issuer, rootCertBundle: join(dir, 'bundle.crt') } });
+  acr = await startFakeAcr({
+    entra,
+    key: signingKeyFromPem(keyPem, 'acr', certPem),
+    issuer,
+    refreshTtl: (n) => (n === 1 ? FIRST_REFRESH_TTL : 3 * 3600),
+  });
+  registry = await startRegistry({
+    tokenAuth: { realm: `${acr.url}/oauth2/token`, service: acr.host, issuer, rootCertBundle: join(dir, 'bundle.crt') },
+  });
   acr.setRegistry(registry.url);
   proxy = await acrProxy();
 });
@@ -138,7 +149,9 @@ describe('ACR upstream auth (@azure/identity workload identity, /oauth2/exchange
     );
     expect(answers).toEqual(names.map(() => 404)); // authenticated upstream: the repositories do not exist
     expect(identityModules().length).toBeGreaterThan(0);
-    expect(entra.issued).toEqual([{ token: expect.any(String), scope: `${ACR_AUDIENCE}/.default`, at: expect.any(Number) }]);
+    expect(entra.issued).toEqual([
+      { token: expect.any(String), scope: `${ACR_AUDIENCE}/.default`, at: expect.any(Number) },
+    ]);
     expect(acr.exchanges).toEqual([
       {
         status: 200,
@@ -153,14 +166,21 @@ describe('ACR upstream auth (@azure/identity workload identity, /oauth2/exchange
     ]);
     const granted = acr.tokenRequests.filter((t) => names.some((n) => t.scopes.includes(`repository:${n}:pull`)));
     expect(granted).toHaveLength(10);
-    expect(granted.every((t) => t.status === 200 && t.method === 'GET' && t.user === NULL_GUID && t.service === acr.host && t.refresh === 1)).toBe(true);
+    expect(
+      granted.every(
+        (t) =>
+          t.status === 200 && t.method === 'GET' && t.user === NULL_GUID && t.service === acr.host && t.refresh === 1,
+      ),
+    ).toBe(true);
   });
 
   it('renews the refresh token in the background before it expires; skopeo pushes and pulls with the new one', async () => {
     await waitUntil(() => acr.exchanges.length >= 2, 'a second exchange');
     const [first, second] = acr.exchanges as [FakeAcr['exchanges'][0], FakeAcr['exchanges'][0]];
     expect(second.status).toBe(200);
-    const firstClaims = JSON.parse(Buffer.from(first.refreshToken!.split('.')[1]!, 'base64url').toString()) as { exp: number };
+    const firstClaims = JSON.parse(Buffer.from(first.refreshToken!.split('.')[1]!, 'base64url').toString()) as {
+      exp: number;
+    };
     // Renewed before the first expired, and not long before 80 % of its lifetime: the proxy renews at
     // 80 % of what is left when the answer arrives, less a 10 % margin, and the first exchange here
     // takes 1-2 s (loading @azure/identity and the modules it reaches under vitest's transform), so at
@@ -176,9 +196,25 @@ describe('ACR upstream auth (@azure/identity workload identity, /oauth2/exchange
     const image = buildOciImage(join(dir, 'img'), { layers: 2 });
     const id = await (await ciIssuer()).mint({ sub: 'skopeo' });
     const host = proxy.url.replace(/^http:\/\//, '');
-    await skopeo(['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${host}/team/app:v1`]);
-    await skopeo(['copy', '--src-tls-verify=false', '--src-creds', `x:${id}`, `docker://${host}/team/app:v1`, `oci:${join(dir, 'pulled')}:v1`]);
-    const inspect = JSON.parse(await skopeo(['inspect', '--tls-verify=false', '--creds', `x:${id}`, `docker://${host}/team/app:v1`])) as { Name: string };
+    await skopeo([
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `x:${id}`,
+      image.ref,
+      `docker://${host}/team/app:v1`,
+    ]);
+    await skopeo([
+      'copy',
+      '--src-tls-verify=false',
+      '--src-creds',
+      `x:${id}`,
+      `docker://${host}/team/app:v1`,
+      `oci:${join(dir, 'pulled')}:v1`,
+    ]);
+    const inspect = JSON.parse(
+      await skopeo(['inspect', '--tls-verify=false', '--creds', `x:${id}`, `docker://${host}/team/app:v1`]),
+    ) as { Name: string };
     expect(inspect.Name).toBe(`${host}/team/app`);
     expect(await registry.repositories()).toContain('team/app');
     const used = acr.tokenRequests.slice(before);
@@ -213,8 +249,10 @@ describe('ACR upstream auth (@azure/identity workload identity, /oauth2/exchange
     for (const s of acr.seen) {
       const text = exposed(s);
       const path = s.url.split('?')[0];
-      for (const t of aad) expect(text.includes(t), `${s.method} ${path} carries the Entra token`).toBe(path === '/oauth2/exchange');
-      if (path !== '/oauth2/token') for (const t of refresh) expect(text.includes(t), `${s.method} ${path} carries a refresh token`).toBe(false);
+      for (const t of aad)
+        expect(text.includes(t), `${s.method} ${path} carries the Entra token`).toBe(path === '/oauth2/exchange');
+      if (path !== '/oauth2/token')
+        for (const t of refresh) expect(text.includes(t), `${s.method} ${path} carries a refresh token`).toBe(false);
     }
     expect(acr.seen.filter((s) => s.url === '/oauth2/exchange')).toHaveLength(3);
     for (const t of [...aad, ...refresh]) expect(proxy.output()).not.toContain(t);
@@ -230,7 +268,11 @@ describe('ACR upstream auth (@azure/identity workload identity, /oauth2/exchange
   });
 
   it('a refused exchange answers 502 naming the proxy-side failure; the log says why; the next request recovers', async () => {
-    acr.refuseExchange({ status: 401, code: 'UNAUTHORIZED', message: 'the identity has no access to registry acrtest' });
+    acr.refuseExchange({
+      status: 401,
+      code: 'UNAUTHORIZED',
+      message: 'the identity has no access to registry acrtest',
+    });
     const other = await acrProxy();
     const issuedBefore = entra.issued.length;
     const exchangesBefore = acr.exchanges.length;
@@ -238,7 +280,9 @@ describe('ACR upstream auth (@azure/identity workload identity, /oauth2/exchange
     const get = () => fetch(`${other.url}/v2/team/app/tags/list`, { headers: { authorization: `Bearer ${token}` } });
     const refused = await get();
     expect(refused.status).toBe(502);
-    expect(await refused.json()).toMatchObject({ errors: [{ code: 'UNAVAILABLE', message: expect.stringContaining("rejected the proxy's own credentials") }] });
+    expect(await refused.json()).toMatchObject({
+      errors: [{ code: 'UNAVAILABLE', message: expect.stringContaining("rejected the proxy's own credentials") }],
+    });
     expect(refused.statusText).toBe("Bad Gateway (upstream rejected the proxy's credentials)");
     await waitUntil(() => other.output().includes('could not obtain an ACR registry token'), 'the error in the log');
     expect(other.output()).toContain(
@@ -255,7 +299,12 @@ describe('ACR upstream auth (@azure/identity workload identity, /oauth2/exchange
 
   it('a token realm on another origin is refused before any Entra token is asked for', async () => {
     // The registry's own challenge names the ACR front as realm: another origin than the registry.
-    const upstream = { url: registry.url, timeout: 5000, followRedirects: false, auth: { type: 'acr' } } as UpstreamConfig;
+    const upstream = {
+      url: registry.url,
+      timeout: 5000,
+      followRedirects: false,
+      auth: { type: 'acr' },
+    } as UpstreamConfig;
     let asked = 0;
     const auth = acrAuth(upstream, silentLogger(), {
       get: () => {
@@ -279,10 +328,12 @@ describe('ACR upstream auth (@azure/identity workload identity, /oauth2/exchange
   it('is configured as {type: acr} with an optional tenant, nothing else', () => {
     const url = 'https://myregistry.azurecr.io';
     expect(configProblem({ upstream: { url, auth: { type: 'acr' } } })).toBe('no error');
-    expect(configProblem({ upstream: { url, auth: { type: 'acr', tenant: 'contoso.onmicrosoft.com' } } })).toBe('no error');
-    expect(configProblem({ upstream: { url, auth: { type: 'acr', tenant: 'https://login.microsoftonline.com/x' } } })).toBe(
-      'upstream.auth.tenant: "https://login.microsoftonline.com/x" is not a Microsoft Entra tenant ID or domain',
+    expect(configProblem({ upstream: { url, auth: { type: 'acr', tenant: 'contoso.onmicrosoft.com' } } })).toBe(
+      'no error',
     );
+    expect(
+      configProblem({ upstream: { url, auth: { type: 'acr', tenant: 'https://login.microsoftonline.com/x' } } }),
+    ).toBe('upstream.auth.tenant: "https://login.microsoftonline.com/x" is not a Microsoft Entra tenant ID or domain');
     expect(configProblem({ upstream: { url, auth: { type: 'acr', passwordFile: '/k' } } })).toBe(
       'upstream.auth.passwordFile: unknown key (known: type, tenant)',
     );
@@ -320,8 +371,11 @@ describe('ACR refresh-token renewal when the answer is already expired', () => {
     const aad = (answer.body as { access_token: string }).access_token;
     const outcomes: string[] = [];
     const upstream = { url: acr.url, timeout: 5000, followRedirects: false, auth: { type: 'acr' } } as UpstreamConfig;
-    const auth = acrAuth(upstream, silentLogger(), { get: async () => ({ token: aad, expiresOnTimestamp: Date.now() - 1000 }), forget: () => {} }, (outcome) =>
-      outcomes.push(outcome),
+    const auth = acrAuth(
+      upstream,
+      silentLogger(),
+      { get: async () => ({ token: aad, expiresOnTimestamp: Date.now() - 1000 }), forget: () => {} },
+      (outcome) => outcomes.push(outcome),
     );
     try {
       const before = acr.exchanges.length;
@@ -329,7 +383,8 @@ describe('ACR refresh-token renewal when the answer is already expired', () => {
       expect(acr.exchanges.length - before).toBe(1);
       // Quiet for a second, then traffic (new scope sets: each asks the token service with the refresh token).
       await new Promise((r) => setTimeout(r, 1000));
-      for (let i = 0; i < 10; i++) await auth.authorization([{ type: 'repository', name: `team-a/app${i}`, actions: ['pull'] }]);
+      for (let i = 0; i < 10; i++)
+        await auth.authorization([{ type: 'repository', name: `team-a/app${i}`, actions: ['pull'] }]);
       expect(acr.exchanges.length - before).toBeLessThanOrEqual(2);
       expect(outcomes[0]).toBe('short-lifetime');
     } finally {

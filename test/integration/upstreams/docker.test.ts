@@ -102,7 +102,9 @@ async function tagsOf(registry: Registry, repo: string): Promise<string[]> {
 
 /** Layer digests of a manifest, asked of the registry itself (Docker compresses layers as it pushes). */
 async function layersOf(registry: Registry, repo: string, tag: string): Promise<string[]> {
-  const res = await fetch(`${registry.url}/v2/${repo}/manifests/${tag}`, { headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } });
+  const res = await fetch(`${registry.url}/v2/${repo}/manifests/${tag}`, {
+    headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' },
+  });
   return ((await res.json()) as { layers: { digest: string }[] }).layers.map((l) => l.digest);
 }
 
@@ -164,7 +166,9 @@ beforeAll(async () => {
   if (typeof engine === 'string') return;
   const image = buildOciImage(join(work, 'oci'), { layers: LAYERS, layerBytes: 32 * 1024 });
   archive = join(work, 'image.tar');
-  await run(requireTool('skopeo'), ['copy', '--quiet', image.ref, `docker-archive:${archive}:${LOADED}`], { timeout: 60_000 });
+  await run(requireTool('skopeo'), ['copy', '--quiet', image.ref, `docker-archive:${archive}:${LOADED}`], {
+    timeout: 60_000,
+  });
   ok(await engine.docker(['load', '--input', archive]));
   config = engine.newConfigDir();
   const identity = await proxy.mintIdentity({ sub: 'docker-user' });
@@ -210,7 +214,8 @@ describe('docker through two prefixes of one proxy', () => {
     expect(regB.logs()).not.toContain('mount=');
     const layers = await layersOf(regB, 'app', 'v2');
     expect(layers).toHaveLength(LAYERS);
-    for (const layer of layers) expect((await fetch(`${regB.url}/v2/app/blobs/${layer}`, { method: 'HEAD' })).status).toBe(200);
+    for (const layer of layers)
+      expect((await fetch(`${regB.url}/v2/app/blobs/${layer}`, { method: 'HEAD' })).status).toBe(200);
   });
 
   it('pulls of a/ and b/ come from their own registries', async (ctx) => {
@@ -227,7 +232,12 @@ describe('docker through two prefixes of one proxy', () => {
 describe('docker pulls of blobs the upstream redirects to storage', () => {
   let pushed: string;
   const blobLines = (prefix: string, status: number) =>
-    proxy.logs.filter((l) => l.includes(`"path":"/v2/${prefix}/app/blobs/sha256:`) && l.includes(`"method":"GET"`) && l.includes(`"status":${status},`));
+    proxy.logs.filter(
+      (l) =>
+        l.includes(`"path":"/v2/${prefix}/app/blobs/sha256:`) &&
+        l.includes(`"method":"GET"`) &&
+        l.includes(`"status":${status},`),
+    );
 
   beforeAll(async () => {
     if (typeof engine === 'string') return;

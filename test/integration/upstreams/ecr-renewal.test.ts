@@ -26,7 +26,10 @@ let proxy: TestProxy;
 const saved: Record<string, string | undefined> = {};
 
 beforeAll(async () => {
-  ecr = await startFakeEcr({ accessKeyId: ACCESS_KEY, issue: () => ({ password: 'expired-password', ttlSeconds: -3600 }) });
+  ecr = await startFakeEcr({
+    accessKeyId: ACCESS_KEY,
+    issue: () => ({ password: 'expired-password', ttlSeconds: -3600 }),
+  });
   for (const [k, v] of Object.entries({ ...AWS_ENV, AWS_ENDPOINT_URL_ECR: ecr.url })) {
     saved[k] = process.env[k];
     process.env[k] = v;
@@ -49,7 +52,9 @@ describe('ECR credential renewal when the answer is already expired', () => {
   it('calls GetAuthorizationToken a bounded number of times, with or without traffic; warns once; counts it', async () => {
     const token = await proxy.registryToken(['repository:shared/app:pull']);
     const get = async () => {
-      const res = await fetch(`${proxy.url}/v2/shared/app/tags/list`, { headers: { authorization: `Bearer ${token}` } });
+      const res = await fetch(`${proxy.url}/v2/shared/app/tags/list`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
       await res.arrayBuffer();
       return res.status;
     };
@@ -57,7 +62,9 @@ describe('ECR credential renewal when the answer is already expired', () => {
     // registry, not the proxy's clock, judges whether it still works.
     expect(await get()).toBe(200);
     expect(ecr.requests).toHaveLength(1);
-    expect(upstream.requests.at(-1)!.headers.authorization).toBe(`Basic ${Buffer.from('AWS:expired-password').toString('base64')}`);
+    expect(upstream.requests.at(-1)!.headers.authorization).toBe(
+      `Basic ${Buffer.from('AWS:expired-password').toString('base64')}`,
+    );
     // Quiet, then traffic: neither makes more calls before the floored renewal.
     const started = Date.now();
     await new Promise((r) => setTimeout(r, WINDOW_MS / 2));

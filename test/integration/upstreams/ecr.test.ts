@@ -49,7 +49,8 @@ const saved: Record<string, string | undefined> = {};
 /** The first password lasts 4 s (renewed at 80 %: ~3.2 s), later ones 12 h. */
 const FIRST_TTL = 4;
 
-const writeHtpasswd = (password: string) => writeFileSync(htpasswd, `AWS:${HASHES[Number(password.split('-').pop()) - 1]}\n`);
+const writeHtpasswd = (password: string) =>
+  writeFileSync(htpasswd, `AWS:${HASHES[Number(password.split('-').pop()) - 1]}\n`);
 
 async function skopeo(args: string[]): Promise<string> {
   return (await run(requireTool('skopeo'), args, { timeout: 60_000 })).stdout;
@@ -65,7 +66,10 @@ beforeAll(async () => {
   htpasswd = join(dir, 'htpasswd');
   ecr = await startFakeEcr({
     accessKeyId: ACCESS_KEY,
-    issue: (n) => ({ password: `ecr-password-${Math.min(n, HASHES.length)}`, ttlSeconds: n === 1 ? FIRST_TTL : 12 * 3600 }),
+    issue: (n) => ({
+      password: `ecr-password-${Math.min(n, HASHES.length)}`,
+      ttlSeconds: n === 1 ? FIRST_TTL : 12 * 3600,
+    }),
     beforeAnswer: writeHtpasswd,
   });
   for (const [k, v] of Object.entries({ ...AWS_ENV, AWS_ENDPOINT_URL_ECR: ecr.url })) {
@@ -76,7 +80,9 @@ beforeAll(async () => {
   registry = await startRegistry({ htpasswd });
   recorder = await startRecordingUpstream();
   proxy = await startProxy({ config: { upstream: { url: registry.url, auth: { type: 'ecr', region: 'us-east-1' } } } });
-  recorded = await startProxy({ config: { upstream: { url: recorder.url, auth: { type: 'ecr', region: 'eu-west-1' } } } });
+  recorded = await startProxy({
+    config: { upstream: { url: recorder.url, auth: { type: 'ecr', region: 'eu-west-1' } } },
+  });
 });
 
 afterAll(async () => {
@@ -108,9 +114,25 @@ describe('ECR upstream auth', () => {
     // htpasswd now holds only password 2: a push and a pull through the proxy succeed with it.
     const image = buildOciImage(join(dir, 'img'), { layers: 2 });
     const id = await proxy.mintIdentity({ team: 'team-a' });
-    await skopeo(['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${proxy.host}/team-a/app:v1`]);
-    await skopeo(['copy', '--src-tls-verify=false', '--src-creds', `x:${id}`, `docker://${proxy.host}/team-a/app:v1`, `oci:${join(dir, 'pulled')}:v1`]);
-    const inspect = JSON.parse(await skopeo(['inspect', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxy.host}/team-a/app:v1`]));
+    await skopeo([
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `x:${id}`,
+      image.ref,
+      `docker://${proxy.host}/team-a/app:v1`,
+    ]);
+    await skopeo([
+      'copy',
+      '--src-tls-verify=false',
+      '--src-creds',
+      `x:${id}`,
+      `docker://${proxy.host}/team-a/app:v1`,
+      `oci:${join(dir, 'pulled')}:v1`,
+    ]);
+    const inspect = JSON.parse(
+      await skopeo(['inspect', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxy.host}/team-a/app:v1`]),
+    );
     expect(inspect.Name).toBe(`${proxy.host}/team-a/app`);
     expect(await registry.repositories()).toContain('team-a/app');
     expect(ecr.issued.length).toBe(2); // 12 h now: no further calls
@@ -145,10 +167,14 @@ describe('ECR upstream auth', () => {
       expect(r.headers['content-type']).toBe('application/x-amz-json-1.1');
       expect(r.body).toBe('{}');
     }
-    expect(ecr.requests.some((r) => /\/eu-west-1\/ecr\/aws4_request/.test(String(r.headers.authorization)))).toBe(false);
+    expect(ecr.requests.some((r) => /\/eu-west-1\/ecr\/aws4_request/.test(String(r.headers.authorization)))).toBe(
+      false,
+    );
     const before = ecr.requests.length;
     const token = await recorded.registryToken(['repository:team-a/app:pull']);
-    const res = await fetch(`${recorded.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${token}` } });
+    const res = await fetch(`${recorded.url}/v2/team-a/app/manifests/v1`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
     await res.text();
     expect(res.status).toBe(200);
     // the configured region signs the call
@@ -164,16 +190,21 @@ describe('ECR upstream auth', () => {
 
   it('one credential refresher per upstream: the readiness probe and the forwarder share it', async () => {
     // Its own region, so that its GetAuthorizationToken calls are told apart by their signature.
-    const shared = await startProxy({ config: { upstream: { url: recorder.url, auth: { type: 'ecr', region: 'ap-south-1' } } } });
+    const shared = await startProxy({
+      config: { upstream: { url: recorder.url, auth: { type: 'ecr', region: 'ap-south-1' } } },
+    });
     try {
-      const calls = () => ecr.requests.filter((r) => /\/ap-south-1\/ecr\/aws4_request/.test(String(r.headers.authorization))).length;
+      const calls = () =>
+        ecr.requests.filter((r) => /\/ap-south-1\/ecr\/aws4_request/.test(String(r.headers.authorization))).length;
       const ready = await fetch(`${shared.url}/readyz`);
       await ready.text();
       const probed = recorder.requests.at(-1)!;
       expect(probed.url).toBe('/v2/');
       expect(probed.headers.authorization).toMatch(/^Basic /);
       const token = await shared.registryToken(['repository:team-a/app:pull']);
-      const res = await fetch(`${shared.url}/v2/team-a/app/manifests/v1`, { headers: { authorization: `Bearer ${token}` } });
+      const res = await fetch(`${shared.url}/v2/team-a/app/manifests/v1`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
       await res.text();
       expect(res.status).toBe(200);
       expect(recorder.requests.at(-1)!.headers.authorization).toBe(probed.headers.authorization);

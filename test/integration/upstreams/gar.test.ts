@@ -28,7 +28,13 @@ import { configProblem } from '../../support/config.js';
 const run = promisify(execFile);
 const SERVICE = 'gar-test-service';
 const CLOUD_PLATFORM = 'https://www.googleapis.com/auth/cloud-platform';
-const ENV_KEYS = ['GCE_METADATA_HOST', 'GCE_METADATA_IP', 'GOOGLE_APPLICATION_CREDENTIALS', 'CLOUDSDK_CONFIG', 'METADATA_SERVER_DETECTION'];
+const ENV_KEYS = [
+  'GCE_METADATA_HOST',
+  'GCE_METADATA_IP',
+  'GOOGLE_APPLICATION_CREDENTIALS',
+  'CLOUDSDK_CONFIG',
+  'METADATA_SERVER_DETECTION',
+];
 
 let dir: string;
 let google: FakeGoogle;
@@ -64,7 +70,12 @@ beforeAll(async () => {
   google = await startFakeGoogle();
   gar = await startFakeGar({ google, key: signingKeyFromPem(keyPem, 'gar', certPem), issuer: 'artifactregistry' });
   registry = await startRegistry({
-    tokenAuth: { realm: `${gar.url}/v2/token`, service: SERVICE, issuer: 'artifactregistry', rootCertBundle: join(dir, 'bundle.crt') },
+    tokenAuth: {
+      realm: `${gar.url}/v2/token`,
+      service: SERVICE,
+      issuer: 'artifactregistry',
+      rootCertBundle: join(dir, 'bundle.crt'),
+    },
   });
   gar.setRegistry(registry.url);
 });
@@ -83,15 +94,41 @@ describe('GAR upstream auth (Application Default Credentials, oauth2accesstoken)
     const proxy = await garProxy();
     const image = buildOciImage(join(dir, 'img'), { layers: 2 });
     const id = await proxy.mintIdentity();
-    await skopeo(['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${proxy.host}/team-a/docker/app:v1`]);
-    await skopeo(['copy', '--src-tls-verify=false', '--src-creds', `x:${id}`, `docker://${proxy.host}/team-a/docker/app:v1`, `oci:${join(dir, 'pulled')}:v1`]);
-    const inspect = JSON.parse(await skopeo(['inspect', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxy.host}/team-a/docker/app:v1`]));
+    await skopeo([
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `x:${id}`,
+      image.ref,
+      `docker://${proxy.host}/team-a/docker/app:v1`,
+    ]);
+    await skopeo([
+      'copy',
+      '--src-tls-verify=false',
+      '--src-creds',
+      `x:${id}`,
+      `docker://${proxy.host}/team-a/docker/app:v1`,
+      `oci:${join(dir, 'pulled')}:v1`,
+    ]);
+    const inspect = JSON.parse(
+      await skopeo([
+        'inspect',
+        '--tls-verify=false',
+        '--creds',
+        `x:${id}`,
+        `docker://${proxy.host}/team-a/docker/app:v1`,
+      ]),
+    );
     expect(inspect.Name).toBe(`${proxy.host}/team-a/docker/app`);
     expect(await registry.repositories()).toContain('team-a/docker/app');
     // One access token from the metadata server, for cloud-platform; reused for every scope set.
-    expect(google.issued).toEqual([{ token: expect.stringMatching(/^ya29\./), via: 'metadata', scope: CLOUD_PLATFORM }]);
+    expect(google.issued).toEqual([
+      { token: expect.stringMatching(/^ya29\./), via: 'metadata', scope: CLOUD_PLATFORM },
+    ]);
     expect(gar.tokenRequests.length).toBeGreaterThan(0);
-    expect(gar.tokenRequests.every((t) => t.status === 200 && t.user === 'oauth2accesstoken' && t.service === SERVICE)).toBe(true);
+    expect(
+      gar.tokenRequests.every((t) => t.status === 200 && t.user === 'oauth2accesstoken' && t.service === SERVICE),
+    ).toBe(true);
     expect(gar.tokenRequests.some((t) => t.scopes.includes('repository:team-a/docker/app:pull,push'))).toBe(true);
   });
 
@@ -100,13 +137,27 @@ describe('GAR upstream auth (Application Default Credentials, oauth2accesstoken)
     writeFileSync(join(dir, 'k8s-token'), subjectToken);
     const credentials = google.externalAccount(dir, join(dir, 'k8s-token'), subjectToken);
     // The metadata server is moved where nothing listens: only the file may give the token.
-    setEnv({ GOOGLE_APPLICATION_CREDENTIALS: credentials, GCE_METADATA_HOST: '127.0.0.1:9', CLOUDSDK_CONFIG: join(dir, 'gcloud') });
+    setEnv({
+      GOOGLE_APPLICATION_CREDENTIALS: credentials,
+      GCE_METADATA_HOST: '127.0.0.1:9',
+      CLOUDSDK_CONFIG: join(dir, 'gcloud'),
+    });
     const proxy = await garProxy();
     const before = google.issued.length;
     const id = await proxy.mintIdentity();
-    const inspect = JSON.parse(await skopeo(['inspect', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxy.host}/team-a/docker/app:v1`]));
+    const inspect = JSON.parse(
+      await skopeo([
+        'inspect',
+        '--tls-verify=false',
+        '--creds',
+        `x:${id}`,
+        `docker://${proxy.host}/team-a/docker/app:v1`,
+      ]),
+    );
     expect(inspect.Name).toBe(`${proxy.host}/team-a/docker/app`);
-    expect(google.issued.slice(before)).toEqual([{ token: expect.stringMatching(/^ya29\./), via: 'sts', scope: CLOUD_PLATFORM }]);
+    expect(google.issued.slice(before)).toEqual([
+      { token: expect.stringMatching(/^ya29\./), via: 'sts', scope: CLOUD_PLATFORM },
+    ]);
   });
 
   it('an access token the token service refuses is dropped: a new one is fetched and the same request goes through', async () => {
@@ -117,7 +168,9 @@ describe('GAR upstream auth (Application Default Credentials, oauth2accesstoken)
     // A repository the proxy holds no registry token for yet: it asks the token service (the
     // registry then answers for itself: 404, not the 502 of a refused upstream credential).
     const t = await proxy.registryToken(['repository:team-a/docker/fresh:pull']);
-    const res = await fetch(`${proxy.url}/v2/team-a/docker/fresh/tags/list`, { headers: { authorization: `Bearer ${t}` } });
+    const res = await fetch(`${proxy.url}/v2/team-a/docker/fresh/tags/list`, {
+      headers: { authorization: `Bearer ${t}` },
+    });
     expect(res.status).toBe(404);
     expect(await res.json()).toMatchObject({ errors: [{ code: 'NAME_UNKNOWN' }] });
     expect(google.issued.length).toBe(issuedBefore + 1);
@@ -141,9 +194,13 @@ describe('GAR upstream auth (Application Default Credentials, oauth2accesstoken)
   });
 
   it('is configured as {type: gar}, nothing else: no secrets in the file', () => {
-    expect(configProblem({ upstream: { url: 'https://europe-west1-docker.pkg.dev', auth: { type: 'gar' } } })).toBe('no error');
-    expect(configProblem({ upstream: { url: 'https://europe-west1-docker.pkg.dev', auth: { type: 'gar', passwordFile: '/k' } } })).toBe(
-      'upstream.auth.passwordFile: unknown key (known: type)',
+    expect(configProblem({ upstream: { url: 'https://europe-west1-docker.pkg.dev', auth: { type: 'gar' } } })).toBe(
+      'no error',
     );
+    expect(
+      configProblem({
+        upstream: { url: 'https://europe-west1-docker.pkg.dev', auth: { type: 'gar', passwordFile: '/k' } },
+      }),
+    ).toBe('upstream.auth.passwordFile: unknown key (known: type)');
   });
 });

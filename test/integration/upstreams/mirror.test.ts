@@ -48,7 +48,10 @@ const hostOf = (r: Registry) => new URL(r.url).host;
 /** Manifest answers the hub upstream gave, from the per-upstream metric. */
 async function hubManifestAnswers(): Promise<number> {
   const metrics = await (await fetch(`${proxy.url}/metrics`)).text();
-  return Number(/^rap_upstream_response_seconds_count\{route="manifest",status="200",upstream="hub"\} (\d+)/m.exec(metrics)?.[1] ?? 0);
+  return Number(
+    /^rap_upstream_response_seconds_count\{route="manifest",status="200",upstream="hub"\} (\d+)/m.exec(metrics)?.[1] ??
+      0,
+  );
 }
 
 async function get(path: string): Promise<{ status: number; body: string }> {
@@ -129,15 +132,35 @@ describe('containerd mirror mode (?ns=)', () => {
 describe('containerd (ctr) with the proxy as the mirror of a registry it names by host', () => {
   it('pulls <regA host>/team/img through the proxy, anonymously; the registry itself is never dialed', async () => {
     const image = buildOciImage(join(dir, 'img'), { layers: 1 });
-    await run(requireTool('skopeo'), ['copy', '--dest-tls-verify=false', image.ref, `docker://${hostOf(regA)}/team/img:v1`], { timeout: 60_000 });
+    await run(
+      requireTool('skopeo'),
+      ['copy', '--dest-tls-verify=false', image.ref, `docker://${hostOf(regA)}/team/img:v1`],
+      { timeout: 60_000 },
+    );
     // hosts.toml: the server is a closed port, so only the mirror can serve the pull
     const hosts = join(dir, 'certs.d');
     mkdirSync(join(hosts, hostOf(regA)), { recursive: true });
-    writeFileSync(join(hosts, hostOf(regA), 'hosts.toml'), `server = "http://127.0.0.1:1"\n\n[host."${proxy.url}"]\n  capabilities = ["pull", "resolve"]\n`);
+    writeFileSync(
+      join(hosts, hostOf(regA), 'hosts.toml'),
+      `server = "http://127.0.0.1:1"\n\n[host."${proxy.url}"]\n  capabilities = ["pull", "resolve"]\n`,
+    );
     containerd = await startContainerd();
-    const args = ['--address', containerd.address, '--namespace', 'rap-test', 'images', 'pull', '--snapshotter', 'native'];
+    const args = [
+      '--address',
+      containerd.address,
+      '--namespace',
+      'rap-test',
+      'images',
+      'pull',
+      '--snapshotter',
+      'native',
+    ];
     const ref = `${hostOf(regA)}/team/img:v1`;
-    const { stdout, stderr } = await run(requireTool('ctr'), [...args, '--platform', 'linux/amd64', '--hosts-dir', hosts, ref], { timeout: 60_000 });
+    const { stdout, stderr } = await run(
+      requireTool('ctr'),
+      [...args, '--platform', 'linux/amd64', '--hosts-dir', hosts, ref],
+      { timeout: 60_000 },
+    );
     expect(`${stdout}${stderr}`).toMatch(/done/);
     expect(await containerd.images()).toContain(ref);
     // team/img matches no prefix: only ns=<reg-a host> can have sent it to reg-a, the only holder
@@ -146,7 +169,11 @@ describe('containerd (ctr) with the proxy as the mirror of a registry it names b
 
   it('pulls with the hosts.toml mirror-config writes: the proxy is the only server, reached under its prefix', async () => {
     const image = buildOciImage(join(dir, 'gen-img'), { layers: 1 });
-    await run(requireTool('skopeo'), ['copy', '--dest-tls-verify=false', image.ref, `docker://${hostOf(regA)}/team/gen:v1`], { timeout: 60_000 });
+    await run(
+      requireTool('skopeo'),
+      ['copy', '--dest-tls-verify=false', image.ref, `docker://${hostOf(regA)}/team/gen:v1`],
+      { timeout: 60_000 },
+    );
     const generated = containerdHostsToml(
       buildConfig({ publicURL: proxy.url, upstreams: [{ name: 'reg-a', prefix: 'a/', url: regA.url }] }),
       join(dir, 'generated.d'),
@@ -155,9 +182,22 @@ describe('containerd (ctr) with the proxy as the mirror of a registry it names b
     mkdirSync(join(hosts, hostOf(regA)), { recursive: true });
     writeFileSync(join(hosts, hostOf(regA), 'hosts.toml'), generated);
     containerd ??= await startContainerd();
-    const args = ['--address', containerd.address, '--namespace', 'rap-test', 'images', 'pull', '--snapshotter', 'native'];
+    const args = [
+      '--address',
+      containerd.address,
+      '--namespace',
+      'rap-test',
+      'images',
+      'pull',
+      '--snapshotter',
+      'native',
+    ];
     const ref = `${hostOf(regA)}/team/gen:v1`;
-    const { stdout, stderr } = await run(requireTool('ctr'), [...args, '--platform', 'linux/amd64', '--hosts-dir', hosts, ref], { timeout: 60_000 });
+    const { stdout, stderr } = await run(
+      requireTool('ctr'),
+      [...args, '--platform', 'linux/amd64', '--hosts-dir', hosts, ref],
+      { timeout: 60_000 },
+    );
     expect(`${stdout}${stderr}`).toMatch(/done/);
     expect(await containerd.images()).toContain(ref);
     // asked for under the upstream's prefix (override_path), at the proxy
@@ -166,16 +206,33 @@ describe('containerd (ctr) with the proxy as the mirror of a registry it names b
 
   it('with the hosts.toml mirror-config writes, a pull while the proxy is down fails: the registry is never dialed', async () => {
     const image = buildOciImage(join(dir, 'down-img'), { layers: 1 });
-    await run(requireTool('skopeo'), ['copy', '--dest-tls-verify=false', image.ref, `docker://${hostOf(regA)}/team/down:v1`], { timeout: 60_000 });
+    await run(
+      requireTool('skopeo'),
+      ['copy', '--dest-tls-verify=false', image.ref, `docker://${hostOf(regA)}/team/down:v1`],
+      { timeout: 60_000 },
+    );
     // the proxy "down": its publicURL is a closed port
-    const generated = containerdHostsToml(buildConfig({ publicURL: 'http://127.0.0.1:1', upstreams: [{ name: 'reg-a', prefix: 'a/', url: regA.url }] }));
+    const generated = containerdHostsToml(
+      buildConfig({ publicURL: 'http://127.0.0.1:1', upstreams: [{ name: 'reg-a', prefix: 'a/', url: regA.url }] }),
+    );
     const hosts = join(dir, 'down.d');
     mkdirSync(join(hosts, hostOf(regA)), { recursive: true });
     writeFileSync(join(hosts, hostOf(regA), 'hosts.toml'), generated);
     containerd ??= await startContainerd();
-    const args = ['--address', containerd.address, '--namespace', 'rap-test', 'images', 'pull', '--snapshotter', 'native'];
+    const args = [
+      '--address',
+      containerd.address,
+      '--namespace',
+      'rap-test',
+      'images',
+      'pull',
+      '--snapshotter',
+      'native',
+    ];
     const ref = `${hostOf(regA)}/team/down:v1`;
-    const failed = await run(requireTool('ctr'), [...args, '--platform', 'linux/amd64', '--hosts-dir', hosts, ref], { timeout: 60_000 }).then(
+    const failed = await run(requireTool('ctr'), [...args, '--platform', 'linux/amd64', '--hosts-dir', hosts, ref], {
+      timeout: 60_000,
+    }).then(
       () => undefined,
       (err: Error & { stderr?: string }) => err,
     );
@@ -192,16 +249,36 @@ describe('containerd (ctr) with the proxy as the mirror of a registry it names b
 
   it('pulls docker.io/library/img through the proxy to the upstream standing for docker.io (registry:)', async () => {
     const image = buildOciImage(join(dir, 'hub-img'), { layers: 1 });
-    await run(requireTool('skopeo'), ['copy', '--dest-tls-verify=false', image.ref, `docker://${hostOf(regB)}/library/img:v1`], { timeout: 60_000 });
+    await run(
+      requireTool('skopeo'),
+      ['copy', '--dest-tls-verify=false', image.ref, `docker://${hostOf(regB)}/library/img:v1`],
+      { timeout: 60_000 },
+    );
     // the server is a closed port: docker.io is never dialed, only the mirror can serve the pull
     const hosts = join(dir, 'certs.d');
     mkdirSync(join(hosts, 'docker.io'), { recursive: true });
-    writeFileSync(join(hosts, 'docker.io', 'hosts.toml'), `server = "http://127.0.0.1:1"\n\n[host."${proxy.url}"]\n  capabilities = ["pull", "resolve"]\n`);
+    writeFileSync(
+      join(hosts, 'docker.io', 'hosts.toml'),
+      `server = "http://127.0.0.1:1"\n\n[host."${proxy.url}"]\n  capabilities = ["pull", "resolve"]\n`,
+    );
     containerd ??= await startContainerd();
     const before = await hubManifestAnswers();
-    const args = ['--address', containerd.address, '--namespace', 'rap-test', 'images', 'pull', '--snapshotter', 'native'];
+    const args = [
+      '--address',
+      containerd.address,
+      '--namespace',
+      'rap-test',
+      'images',
+      'pull',
+      '--snapshotter',
+      'native',
+    ];
     const ref = 'docker.io/library/img:v1';
-    const { stdout, stderr } = await run(requireTool('ctr'), [...args, '--platform', 'linux/amd64', '--hosts-dir', hosts, ref], { timeout: 60_000 });
+    const { stdout, stderr } = await run(
+      requireTool('ctr'),
+      [...args, '--platform', 'linux/amd64', '--hosts-dir', hosts, ref],
+      { timeout: 60_000 },
+    );
     expect(`${stdout}${stderr}`).toMatch(/done/);
     expect(await containerd.images()).toContain(ref);
     // ns=docker.io chose the hub upstream (reg-b's URL); reg-b's own rules would refuse library/img

@@ -71,8 +71,22 @@ describe('several upstreams behind one proxy', () => {
   it('pushes and pulls through both prefixes; each registry holds only its own repositories, under upstream names', async () => {
     const image = buildOciImage(join(dir, 'img'), { layers: 2 });
     const id = await proxy.mintIdentity({ team: 'builders' });
-    await skopeo(['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${proxy.host}/a/builders/app:v1`]);
-    await skopeo(['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${proxy.host}/b/tools/app:v1`]);
+    await skopeo([
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `x:${id}`,
+      image.ref,
+      `docker://${proxy.host}/a/builders/app:v1`,
+    ]);
+    await skopeo([
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `x:${id}`,
+      image.ref,
+      `docker://${proxy.host}/b/tools/app:v1`,
+    ]);
     expect(await regA.repositories()).toEqual(['builders/app']);
     expect(await regB.repositories()).toEqual(['tools/app']);
     for (const ref of ['a/builders/app:v1', 'b/tools/app:v1']) {
@@ -85,10 +99,14 @@ describe('several upstreams behind one proxy', () => {
         `oci:${join(dir, 'pulled')}:${ref.replace(/\W/g, '-')}`,
       ]);
     }
-    const inspect = JSON.parse(await skopeo(['inspect', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxy.host}/b/tools/app:v1`]));
+    const inspect = JSON.parse(
+      await skopeo(['inspect', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxy.host}/b/tools/app:v1`]),
+    );
     expect(inspect.Name).toBe(`${proxy.host}/b/tools/app`);
     const token = await proxy.registryToken(['repository:a/builders/app:pull'], { team: 'builders' });
-    const tags = await fetch(`${proxy.url}/v2/a/builders/app/tags/list`, { headers: { authorization: `Bearer ${token}` } });
+    const tags = await fetch(`${proxy.url}/v2/a/builders/app/tags/list`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
     expect(await tags.json()).toEqual({ name: 'a/builders/app', tags: ['v1'] });
   });
 
@@ -102,13 +120,22 @@ describe('several upstreams behind one proxy', () => {
   });
 
   it('gives Locations back under the client name; a mount across upstreams becomes a plain upload', async () => {
-    const token = await proxy.registryToken(['repository:b/tools/copy:pull,push', 'repository:b/tools/app:pull', 'repository:a/tools/app:pull'], {
-      team: 'builders',
-    });
+    const token = await proxy.registryToken(
+      ['repository:b/tools/copy:pull,push', 'repository:b/tools/app:pull', 'repository:a/tools/app:pull'],
+      {
+        team: 'builders',
+      },
+    );
     const auth = { authorization: `Bearer ${token}` };
-    const manifest = await fetch(`${proxy.url}/v2/b/tools/app/manifests/v1`, { headers: { ...auth, accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const manifest = await fetch(`${proxy.url}/v2/b/tools/app/manifests/v1`, {
+      headers: { ...auth, accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     const layer = ((await manifest.json()) as { layers: { digest: string }[] }).layers[0]!.digest;
-    const mount = (from: string) => fetch(`${proxy.url}/v2/b/tools/copy/blobs/uploads/?mount=${layer}&from=${from}`, { method: 'POST', headers: auth });
+    const mount = (from: string) =>
+      fetch(`${proxy.url}/v2/b/tools/copy/blobs/uploads/?mount=${layer}&from=${from}`, {
+        method: 'POST',
+        headers: auth,
+      });
     // Same upstream: reg-b mounts tools/app's layer into tools/copy; the Location names the client's repository.
     const same = await mount('b/tools/app');
     await same.text();
@@ -125,20 +152,27 @@ describe('several upstreams behind one proxy', () => {
     const ready = await fetch(`${proxy.url}/readyz`);
     expect(await ready.json()).toEqual({ status: 'ready' });
     const metrics = await (await fetch(`${proxy.url}/metrics`)).text();
-    expect(metrics).toMatch(/^rap_upstream_response_seconds_count\{route="manifest",status="201",upstream="reg-a"\} [1-9]/m);
-    expect(metrics).toMatch(/^rap_upstream_response_seconds_count\{route="manifest",status="201",upstream="reg-b"\} [1-9]/m);
+    expect(metrics).toMatch(
+      /^rap_upstream_response_seconds_count\{route="manifest",status="201",upstream="reg-a"\} [1-9]/m,
+    );
+    expect(metrics).toMatch(
+      /^rap_upstream_response_seconds_count\{route="manifest",status="201",upstream="reg-b"\} [1-9]/m,
+    );
   });
 
   it('refuses the catalog with several upstreams', async () => {
     const token = await proxy.registryToken(['registry:catalog:*'], { team: 'builders' });
     const res = await fetch(`${proxy.url}/v2/_catalog`, { headers: { authorization: `Bearer ${token}` } });
     expect(res.status).toBe(400);
-    expect(await res.json()).toMatchObject({ errors: [{ code: 'UNSUPPORTED', message: expect.stringMatching(/several upstreams/) }] });
+    expect(await res.json()).toMatchObject({
+      errors: [{ code: 'UNSUPPORTED', message: expect.stringMatching(/several upstreams/) }],
+    });
   });
 });
 
 describe('upstreams config', () => {
-  const build = (upstreams: unknown[], extra: Record<string, unknown> = {}) => buildConfig({ listen: '127.0.0.1:0', upstreams, ...extra }, {}, undefined);
+  const build = (upstreams: unknown[], extra: Record<string, unknown> = {}) =>
+    buildConfig({ listen: '127.0.0.1:0', upstreams, ...extra }, {}, undefined);
 
   it('rejects overlapping prefixes, duplicate names, two defaults, and a bad prefix', () => {
     expect(() =>
@@ -160,8 +194,12 @@ describe('upstreams config', () => {
       ]),
     ).toThrow(/at most one/);
     expect(() => build([{ name: 'x', prefix: 'hub', url: 'http://a' }])).toThrow(/ending in "\/"/);
-    expect(() => build([{ name: 'x', url: 'http://a' }], { upstream: { url: 'http://c' } })).toThrow(/both the default/);
-    expect(() => build([{ name: 'x', prefix: 'a/', url: 'http://a', timeout: '10m' }], { limits: { idleTimeout: '5m' } })).toThrow(/idleTimeout/);
+    expect(() => build([{ name: 'x', url: 'http://a' }], { upstream: { url: 'http://c' } })).toThrow(
+      /both the default/,
+    );
+    expect(() =>
+      build([{ name: 'x', prefix: 'a/', url: 'http://a', timeout: '10m' }], { limits: { idleTimeout: '5m' } }),
+    ).toThrow(/idleTimeout/);
   });
 
   it('the entry without prefix is the default upstream', () => {
@@ -181,6 +219,10 @@ describe('upstreams config', () => {
     const section = readme.slice(readme.indexOf('### Several upstreams'));
     const snippet = section.split('```yaml')[1]!.split('```')[0]!;
     const config = buildConfig({ listen: '127.0.0.1:0', ...(parse(snippet) as object) }, {}, undefined);
-    expect(config.upstreams?.map((u) => `${u.name}:${u.prefix}:${u.auth.type}`)).toEqual(['local::none', 'hub:hub/:registry-token', 'ecr:aws/:ecr']);
+    expect(config.upstreams?.map((u) => `${u.name}:${u.prefix}:${u.auth.type}`)).toEqual([
+      'local::none',
+      'hub:hub/:registry-token',
+      'ecr:aws/:ecr',
+    ]);
   });
 });

@@ -43,7 +43,11 @@ function storageServer(): Server {
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(blob.length) });
       return void res.write(blob.subarray(0, 64 * 1024));
     }
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(blob.length), 'set-cookie': 'storage=1' });
+    res.writeHead(200, {
+      'content-type': 'application/octet-stream',
+      'content-length': String(blob.length),
+      'set-cookie': 'storage=1',
+    });
     res.end(req.method === 'HEAD' ? undefined : blob);
   });
 }
@@ -55,8 +59,12 @@ function upstreamServer(): Server {
     seen.push({ method: req.method ?? '', path, headers: req.headers });
     const m = /^\/v2\/team-a\/(\w+)\/blobs\/(sha256:[0-9a-f]{64})$/.exec(path);
     if (!m) return void res.writeHead(path === '/v2/' ? 200 : 404, { 'content-type': 'application/json' }).end('{}');
-    if (m[1] === 'direct') return void res.writeHead(200, { 'content-length': String(blob.length), 'docker-content-digest': m[2] }).end(blob);
-    const location = m[1] === 'meta' ? 'http://169.254.169.254/latest/meta-data/' : `${storageURL}/${m[1]}?X-Amz-Signature=abc`;
+    if (m[1] === 'direct')
+      return void res
+        .writeHead(200, { 'content-length': String(blob.length), 'docker-content-digest': m[2] })
+        .end(blob);
+    const location =
+      m[1] === 'meta' ? 'http://169.254.169.254/latest/meta-data/' : `${storageURL}/${m[1]}?X-Amz-Signature=abc`;
     res.writeHead(307, { location, 'docker-content-digest': m[2], 'set-cookie': 'registry=1' }).end();
   });
 }
@@ -77,7 +85,11 @@ beforeAll(async () => {
   await listen(upstream, '127.0.0.1', upstreamPort);
   const dir = mkdtempSync(join(tmpdir(), 'rap-redirects-'));
   writeFileSync(join(dir, 'pw'), 's3cret\n');
-  const up = { url: `http://127.0.0.1:${upstreamPort}`, auth: { type: 'basic', username: 'robot', passwordFile: join(dir, 'pw') }, timeout: '5s' };
+  const up = {
+    url: `http://127.0.0.1:${upstreamPort}`,
+    auth: { type: 'basic', username: 'robot', passwordFile: join(dir, 'pw') },
+    timeout: '5s',
+  };
   passing = await startProxy({ config: { upstream: up } });
   following = await startProxy({ config: { upstream: { ...up, timeout: '1s', followRedirects: true } } });
 });
@@ -93,7 +105,11 @@ afterAll(async () => {
 
 async function pull(proxy: TestProxy, repo: string, init: RequestInit = {}): Promise<Response> {
   const token = await proxy.registryToken([`repository:team-a/${repo}:pull`]);
-  return fetch(`${proxy.url}/v2/team-a/${repo}/blobs/${digest}`, { redirect: 'manual', ...init, headers: { authorization: `Bearer ${token}` } });
+  return fetch(`${proxy.url}/v2/team-a/${repo}/blobs/${digest}`, {
+    redirect: 'manual',
+    ...init,
+    headers: { authorization: `Bearer ${token}` },
+  });
 }
 
 const storageRequests = (path: string) => seen.filter((s) => s.path === path);
@@ -120,7 +136,9 @@ describe('storage redirects of blob GET/HEAD', () => {
     expect(hit?.headers.authorization).toBeUndefined();
     expect(hit?.headers.cookie).toBeUndefined();
     // the upstream itself did get the proxy's own credentials
-    expect(seen.some((s) => s.path.startsWith('/v2/team-a/blob/') && s.headers.authorization?.startsWith('Basic '))).toBe(true);
+    expect(
+      seen.some((s) => s.path.startsWith('/v2/team-a/blob/') && s.headers.authorization?.startsWith('Basic ')),
+    ).toBe(true);
   });
 
   it('leave answers that are no redirect to the forwarder, as without the option', async () => {
@@ -166,14 +184,20 @@ describe('storage redirects of blob GET/HEAD', () => {
   it('abort the storage request when the client goes away mid-body', async () => {
     const token = await following.registryToken(['repository:team-a/slow:pull']);
     await new Promise<void>((resolve, reject) => {
-      const req = request(`${following.url}/v2/team-a/slow/blobs/${digest}`, { headers: { authorization: `Bearer ${token}` } }, (res) => {
-        expect(res.statusCode).toBe(200);
-        res.once('data', () => {
-          req.destroy();
-          resolve();
-        });
-      });
-      req.on('error', (err) => (err.message.includes('aborted') || err.message.includes('socket hang up') ? undefined : reject(err)));
+      const req = request(
+        `${following.url}/v2/team-a/slow/blobs/${digest}`,
+        { headers: { authorization: `Bearer ${token}` } },
+        (res) => {
+          expect(res.statusCode).toBe(200);
+          res.once('data', () => {
+            req.destroy();
+            resolve();
+          });
+        },
+      );
+      req.on('error', (err) =>
+        err.message.includes('aborted') || err.message.includes('socket hang up') ? undefined : reject(err),
+      );
       req.end();
     });
     for (let i = 0; i < 100 && !aborted.slow; i++) await new Promise((r) => setTimeout(r, 50));

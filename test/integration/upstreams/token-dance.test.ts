@@ -39,7 +39,11 @@ const issued: { host: string; user: string; account: string | null; scopes: stri
 function parseScope(s: string): { type: string; name: string; actions: string[] } {
   const rest = s.slice(s.indexOf(':') + 1);
   const actions = rest.slice(rest.lastIndexOf(':') + 1).split(',');
-  return { type: s.slice(0, s.indexOf(':')), name: rest.slice(0, rest.lastIndexOf(':')), actions: narrow ? actions.filter((a) => a === 'pull') : actions };
+  return {
+    type: s.slice(0, s.indexOf(':')),
+    name: rest.slice(0, rest.lastIndexOf(':')),
+    actions: narrow ? actions.filter((a) => a === 'pull') : actions,
+  };
 }
 
 async function answerToken(key: SigningKey, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -63,14 +67,21 @@ async function answerToken(key: SigningKey, req: IncomingMessage, res: ServerRes
     .setExpirationTime(now + 300)
     .setJti(randomUUID())
     .sign(key.privateKey);
-  const body = shape === 'token' ? { token, expires_in: 300, issued_at: new Date(now * 1000).toISOString() } : { access_token: token };
+  const body =
+    shape === 'token'
+      ? { token, expires_in: 300, issued_at: new Date(now * 1000).toISOString() }
+      : { access_token: token };
   res.writeHead(200, { 'content-type': 'application/json' });
   res.end(JSON.stringify(body));
 }
 
 async function proxyWith(auth: Record<string, unknown>): Promise<TestProxy> {
   const passwordFile = join(dir, 'robot-secret');
-  const p = await startProxy({ config: { upstream: { url: registry.url, auth: { type: 'registry-token', username: ROBOT, passwordFile, ...auth } } } });
+  const p = await startProxy({
+    config: {
+      upstream: { url: registry.url, auth: { type: 'registry-token', username: ROBOT, passwordFile, ...auth } },
+    },
+  });
   proxies.push(p);
   return p;
 }
@@ -133,8 +144,21 @@ describe('the registry-token dance against a realm on another host (Docker Hub, 
     const image = buildOciImage(join(dir, 'img'), { layers: 2 });
     const id = await proxy.mintIdentity();
     const skopeo = requireTool('skopeo');
-    await run(skopeo, ['copy', '--dest-tls-verify=false', '--dest-creds', `x:${id}`, image.ref, `docker://${proxy.host}/team-a/app:v1`]);
-    const { stdout } = await run(skopeo, ['inspect', '--tls-verify=false', '--creds', `x:${id}`, `docker://${proxy.host}/team-a/app:v1`]);
+    await run(skopeo, [
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `x:${id}`,
+      image.ref,
+      `docker://${proxy.host}/team-a/app:v1`,
+    ]);
+    const { stdout } = await run(skopeo, [
+      'inspect',
+      '--tls-verify=false',
+      '--creds',
+      `x:${id}`,
+      `docker://${proxy.host}/team-a/app:v1`,
+    ]);
     expect(JSON.parse(stdout).Name).toBe(`${proxy.host}/team-a/app`);
     const mine = issued.slice(before);
     expect(mine.length).toBeGreaterThan(0);
@@ -149,8 +173,11 @@ describe('the registry-token dance against a realm on another host (Docker Hub, 
     try {
       const proxy = await proxyWith({ realm: `http://127.0.0.1:${tokenPort}/token` });
       const before = issued.length;
-      for (const method of ['HEAD', 'GET']) expect((await manifestStatus(proxy, 'team-a/app', method)).status).toBe(200);
-      expect(issued.slice(before)).toEqual([{ host: '127.0.0.1', user: ROBOT, account: ROBOT, scopes: ['repository:team-a/app:pull'] }]);
+      for (const method of ['HEAD', 'GET'])
+        expect((await manifestStatus(proxy, 'team-a/app', method)).status).toBe(200);
+      expect(issued.slice(before)).toEqual([
+        { host: '127.0.0.1', user: ROBOT, account: ROBOT, scopes: ['repository:team-a/app:pull'] },
+      ]);
     } finally {
       shape = 'token';
     }
@@ -161,7 +188,10 @@ describe('the registry-token dance against a realm on another host (Docker Hub, 
     try {
       const proxy = await proxyWith({ realmHosts: ['127.0.0.2'] });
       const t = await proxy.registryToken(['repository:team-a/narrow:pull,push']);
-      const r = await fetch(`${proxy.url}/v2/team-a/narrow/blobs/uploads/`, { method: 'POST', headers: { authorization: `Bearer ${t}` } });
+      const r = await fetch(`${proxy.url}/v2/team-a/narrow/blobs/uploads/`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${t}` },
+      });
       expect(r.status).toBe(403);
       const body = (await r.json()) as { errors: { code: string; message: string }[] };
       expect(body.errors[0]).toMatchObject({ code: 'DENIED', message: expect.stringContaining('insufficient_scope') });
@@ -186,7 +216,12 @@ describe("the upstream's own refusals pass through (Harbor's 412, Docker Hub's 4
 
   it("Harbor's 412 PROJECTPOLICYVIOLATION reaches the client with its body", async () => {
     const body = JSON.stringify({
-      errors: [{ code: 'PROJECTPOLICYVIOLATION', message: 'current image with 4 vulnerabilities cannot be pulled due to configured policy' }],
+      errors: [
+        {
+          code: 'PROJECTPOLICYVIOLATION',
+          message: 'current image with 4 vulnerabilities cannot be pulled due to configured policy',
+        },
+      ],
     });
     upstream.handle((_req, res) => {
       res.writeHead(412, { 'content-type': 'application/json; charset=utf-8', 'x-harbor-csrf-token': 'x' });
@@ -202,8 +237,15 @@ describe("the upstream's own refusals pass through (Harbor's 412, Docker Hub's 4
     const limits = { 'ratelimit-limit': '100;w=21600', 'docker-ratelimit-source': '203.0.113.7' };
     upstream.handle((req, res) => {
       if (req.method === 'GET') {
-        res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '3600', ...limits, 'ratelimit-remaining': '0;w=21600' });
-        return void res.end('{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}');
+        res.writeHead(429, {
+          'content-type': 'application/json',
+          'retry-after': '3600',
+          ...limits,
+          'ratelimit-remaining': '0;w=21600',
+        });
+        return void res.end(
+          '{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}',
+        );
       }
       res.writeHead(200, {
         'content-type': 'application/vnd.oci.image.manifest.v1+json',
@@ -215,13 +257,23 @@ describe("the upstream's own refusals pass through (Harbor's 412, Docker Hub's 4
     });
     const r = await manifestStatus(proxy, 'team-a/popular');
     expect(r.status).toBe(429);
-    expect(Object.fromEntries(['retry-after', 'ratelimit-limit', 'ratelimit-remaining', 'docker-ratelimit-source'].map((h) => [h, r.headers.get(h)]))).toEqual({
+    expect(
+      Object.fromEntries(
+        ['retry-after', 'ratelimit-limit', 'ratelimit-remaining', 'docker-ratelimit-source'].map((h) => [
+          h,
+          r.headers.get(h),
+        ]),
+      ),
+    ).toEqual({
       'retry-after': '3600',
       'ratelimit-remaining': '0;w=21600',
       ...limits,
     });
     expect(await r.text()).toContain('TOOMANYREQUESTS');
-    const metrics = async () => (await (await fetch(`${proxy.url}/metrics`)).text()).split('\n').find((l) => l.startsWith('rap_upstream_ratelimit_remaining '));
+    const metrics = async () =>
+      (await (await fetch(`${proxy.url}/metrics`)).text())
+        .split('\n')
+        .find((l) => l.startsWith('rap_upstream_ratelimit_remaining '));
     expect(await metrics()).toBe('rap_upstream_ratelimit_remaining 0');
     const head = await manifestStatus(proxy, 'team-a/popular', 'HEAD');
     expect([head.status, head.headers.get('content-length')]).toEqual([200, '1234']);

@@ -14,7 +14,8 @@ function switchable() {
     release: () => held.splice(0).forEach((r) => r()),
     send: (batch: readonly number[]) => {
       if (mode === 'down') return Promise.reject(new Error('ECONNREFUSED'));
-      if (mode === 'slow') return new Promise<void>((resolve) => held.push(() => (delivered.push(...batch), resolve())));
+      if (mode === 'slow')
+        return new Promise<void>((resolve) => held.push(() => (delivered.push(...batch), resolve())));
       delivered.push(...batch);
       return Promise.resolve();
     },

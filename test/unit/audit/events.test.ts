@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { AUDIT_SCHEMA, registryAction, registryEvent, splitRegistrySubject, type RegistryFacts } from '../../../src/audit/events.js';
+import {
+  AUDIT_SCHEMA,
+  registryAction,
+  registryEvent,
+  splitRegistrySubject,
+  type RegistryFacts,
+} from '../../../src/audit/events.js';
 import { CLOUDEVENTS_BATCH, toCloudEvent } from '../../../src/audit/cloudevents.js';
 import { tokenEvent } from '../../../src/token/respond.js';
 import { grant } from '../../../src/policy/grant.js';
@@ -63,14 +69,25 @@ describe('registry events', () => {
       ms: 12.3,
       clientIP: '10.0.0.1',
     });
-    const upload = registryEvent({ ...facts, action: 'blob.upload', method: 'PUT', bytes: { upload: 99, download: 0 } }, [], 'T');
+    const upload = registryEvent(
+      { ...facts, action: 'blob.upload', method: 'PUT', bytes: { upload: 99, download: 0 } },
+      [],
+      'T',
+    );
     expect(upload.bytes).toBe(99);
     expect(upload.claims).toBeUndefined();
   });
 
   it('a blob GET names its digest even without the header; a refusal names the guard', () => {
     const e = registryEvent(
-      { ...facts, action: 'blob.get', reference: D, upstreamDigest: undefined, status: 403, refusedBy: { guard: 'requestRules', reason: 'r' } },
+      {
+        ...facts,
+        action: 'blob.get',
+        reference: D,
+        upstreamDigest: undefined,
+        status: 403,
+        refusedBy: { guard: 'requestRules', reason: 'r' },
+      },
       [],
       'T',
     );
@@ -85,7 +102,12 @@ describe('registry events', () => {
 
   it('wraps in CloudEvents 1.0 with the event as data', () => {
     const ce = toCloudEvent(registryEvent(facts, [], 'T'), 'https://proxy.test', 'id-1');
-    expect(ce).toMatchObject({ specversion: '1.0', id: 'id-1', source: 'https://proxy.test', type: 'io.registry-auth-proxy.audit.v1.registry.manifest.get' });
+    expect(ce).toMatchObject({
+      specversion: '1.0',
+      id: 'id-1',
+      source: 'https://proxy.test',
+      type: 'io.registry-auth-proxy.audit.v1.registry.manifest.get',
+    });
     expect(ce.subject).toBe(`prod/api@${D}`);
     expect(ce.data.audit).toBe('registry');
     expect(CLOUDEVENTS_BATCH).toBe('application/cloudevents-batch+json');
@@ -93,7 +115,12 @@ describe('registry events', () => {
 });
 
 describe('token events', () => {
-  const who: Identity = { issuerName: 'ci', issuer: 'https://ci.test', subject: 'job', claims: { repository: 'org/app', ref: 'main' } };
+  const who: Identity = {
+    issuerName: 'ci',
+    issuer: 'https://ci.test',
+    subject: 'job',
+    claims: { repository: 'org/app', ref: 'main' },
+  };
   const policy = compilePolicyText(`
 rules:
   - name: ci-pulls
@@ -107,7 +134,10 @@ rules:
     const g = grant(policy, who, scopes, { service: 's', clientIP: '1.2.3.4' });
     const body = { token: 't', access_token: 't', expires_in: 300, issued_at: 'x' };
     const request = { grantType: 'password', clientId: 'docker' } as never;
-    const e = tokenEvent({ kind: 'granted', request, scopes, who, grant: g, body }, { clientIP: '1.2.3.4', time: 'T', requestId: 'r', claims: ['ref'] });
+    const e = tokenEvent(
+      { kind: 'granted', request, scopes, who, grant: g, body },
+      { clientIP: '1.2.3.4', time: 'T', requestId: 'r', claims: ['ref'] },
+    );
     expect(e).toMatchObject({
       schema: AUDIT_SCHEMA,
       audit: 'token',

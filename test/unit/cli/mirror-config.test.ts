@@ -7,7 +7,10 @@ import { CliExit } from '../../../src/cli/exit.js';
 
 describe('mirror-config: containerd hosts.toml for the configured upstreams', () => {
   it('one upstream: the proxy is the only server and the only host, for pull/resolve; the upstream is named nowhere', () => {
-    const config = buildConfig({ publicURL: 'https://proxy.example.com', upstream: { url: 'https://europe-west1-docker.pkg.dev', auth: { type: 'gar' } } });
+    const config = buildConfig({
+      publicURL: 'https://proxy.example.com',
+      upstream: { url: 'https://europe-west1-docker.pkg.dev', auth: { type: 'gar' } },
+    });
     const toml = containerdHostsToml(config);
     expect(toml).toBe(
       [
@@ -26,7 +29,10 @@ describe('mirror-config: containerd hosts.toml for the configured upstreams', ()
   });
 
   it('--fallback-to-upstream: the upstream is the server, the proxy a pull/resolve mirror tried first, and the file says what that gives up', () => {
-    const config = buildConfig({ publicURL: 'https://proxy.example.com', upstream: { url: 'https://europe-west1-docker.pkg.dev', auth: { type: 'gar' } } });
+    const config = buildConfig({
+      publicURL: 'https://proxy.example.com',
+      upstream: { url: 'https://europe-west1-docker.pkg.dev', auth: { type: 'gar' } },
+    });
     expect(containerdHostsToml(config, undefined, { fallbackToUpstream: true })).toBe(
       [
         '# /etc/containerd/certs.d/europe-west1-docker.pkg.dev/hosts.toml  (upstream "default")',
@@ -85,7 +91,9 @@ describe('mirror-config: containerd hosts.toml for the configured upstreams', ()
         { name: 'local', url: 'http://127.0.0.1:5000', registry: '127.0.0.1:5000' },
       ],
     });
-    expect(containerdHostsToml(config)).toContain('# /etc/containerd/certs.d/ghcr.io/hosts.toml  (upstream "gh", prefix gh/)\n');
+    expect(containerdHostsToml(config)).toContain(
+      '# /etc/containerd/certs.d/ghcr.io/hosts.toml  (upstream "gh", prefix gh/)\n',
+    );
     const toml = containerdHostsToml(config, undefined, { fallbackToUpstream: true });
     expect(toml).toContain(
       '# /etc/containerd/certs.d/docker.io/hosts.toml  (upstream "hub", prefix hub/)\n# --fallback-to-upstream: while the proxy is down, pulls go straight to the registry, bypassing the proxy and its policy.\nserver = "https://registry-1.docker.io"\n\n[host."https://proxy.example.com/v2/hub"]\n',
@@ -112,7 +120,9 @@ describe('mirror-config: containerd hosts.toml for the configured upstreams', ()
 
   it('refuses a registry that is not a host', () => {
     for (const registry of ['https://docker.io', 'docker.io/library', ''])
-      expect(() => buildConfig({ publicURL: 'https://p.example.com', upstream: { url: 'http://cache:5000', registry } })).toThrow(/upstream\.registry/);
+      expect(() =>
+        buildConfig({ publicURL: 'https://p.example.com', upstream: { url: 'http://cache:5000', registry } }),
+      ).toThrow(/upstream\.registry/);
   });
 });
 
@@ -144,7 +154,9 @@ describe('mirror-config --format registries.conf: podman/CRI-O mirrors', () => {
   });
 
   it('--fallback-to-upstream: the proxy is a mirror, the registry the location tried when it fails', () => {
-    const conf = registriesConf(buildConfig({ publicURL: 'https://proxy.example.com/', upstreams }), { fallbackToUpstream: true });
+    const conf = registriesConf(buildConfig({ publicURL: 'https://proxy.example.com/', upstreams }), {
+      fallbackToUpstream: true,
+    });
     expect(conf).toBe(
       [
         '# upstream "hub", prefix hub/',
@@ -199,6 +211,8 @@ describe('mirror-config --format registries.conf: podman/CRI-O mirrors', () => {
     const conf = registriesConf(config, { fallbackToUpstream: true });
     expect(conf).toContain('[[registry.mirror]]\nlocation = "127.0.0.1:8080"\ninsecure = true\n');
     expect(conf).toContain('prefix = "ghcr.io"\nlocation = "ghcr.io"\n\n');
-    expect(() => registriesConf(buildConfig({ publicURL: 'https://example.com/registry', upstream: { url: 'https://ghcr.io' } }))).toThrow(CliExit);
+    expect(() =>
+      registriesConf(buildConfig({ publicURL: 'https://example.com/registry', upstream: { url: 'https://ghcr.io' } })),
+    ).toThrow(CliExit);
   });
 });

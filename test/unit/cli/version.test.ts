@@ -26,7 +26,9 @@ afterEach(() => {
 
 describe('--version: package.json version and the commit', () => {
   it('takes the commit from dist/build-info.json (written by the build; the image has no .git)', () => {
-    expect(versionText(packageRoot({ buildInfo: { revision: '0123456789abcdef0123456789abcdef01234567' } }))).toBe('9.8.7 (0123456)');
+    expect(versionText(packageRoot({ buildInfo: { revision: '0123456789abcdef0123456789abcdef01234567' } }))).toBe(
+      '9.8.7 (0123456)',
+    );
     expect(versionText(packageRoot({ buildInfo: { revision: 'v1-custom' } }))).toBe('9.8.7 (v1-custom)');
   });
 
@@ -52,7 +54,9 @@ describe('--version: package.json version and the commit', () => {
 
   it('registry-auth-proxy --version prints it and exits 0', async () => {
     let out = '';
-    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((out += chunk.toString()), true));
+    vi.spyOn(process.stdout, 'write').mockImplementation(
+      (chunk: string | Uint8Array) => ((out += chunk.toString()), true),
+    );
     expect(await main(['node', 'registry-auth-proxy', '--version'])).toBe(0);
     expect(out).toBe(`${versionText()}\n`);
   });

@@ -28,7 +28,10 @@ describe('config', () => {
   });
 
   it('derives service from publicURL and audiences from service', () => {
-    const c = buildConfig({ publicURL: 'https://registry.example.com/', issuers: [{ name: 'k', issuer: 'https://k8s.test' }] });
+    const c = buildConfig({
+      publicURL: 'https://registry.example.com/',
+      issuers: [{ name: 'k', issuer: 'https://k8s.test' }],
+    });
     expect(c.publicURL).toBe('https://registry.example.com');
     expect(c.service).toBe('registry.example.com');
     expect(c.issuers[0]).toMatchObject({ audiences: ['registry.example.com'], clockSkew: 30, tokenReview: false });
@@ -37,7 +40,13 @@ describe('config', () => {
   it('lets flags override the file', () => {
     const c = buildConfig(
       { upstream: { url: 'http://a:5000' }, listen: '127.0.0.1:1' },
-      { upstream: 'http://b:5000', listen: '127.0.0.1:2', tokenTtl: '10m', issuer: ['https://i.test'], audience: ['aud1'] },
+      {
+        upstream: 'http://b:5000',
+        listen: '127.0.0.1:2',
+        tokenTtl: '10m',
+        issuer: ['https://i.test'],
+        audience: ['aud1'],
+      },
     );
     expect(c.upstreams[0]?.url).toBe('http://b:5000');
     expect(c.listen.port).toBe(2);
@@ -55,16 +64,32 @@ describe('config', () => {
     [{ listen: 'nope' }, 'listen', /host:port/],
     [{ listen: '1.2.3.4:99999' }, 'listen', /out of range/],
     [{ publicURL: 'ftp://x' }, 'publicURL', /http or https/],
-    [{ upstream: { url: 'http://u', auth: { type: 'magic' } } }, 'upstream.auth.type', /none, basic, bearer, registry-token/],
-    [{ upstream: { url: 'http://u', auth: { type: 'basic', username: 'u', password: 'p' } } }, 'upstream.auth.password', /passwordFile/],
-    [{ upstream: { url: 'http://u', auth: { type: 'basic', username: 'u' } } }, 'upstream.auth.passwordFile', /required/],
+    [
+      { upstream: { url: 'http://u', auth: { type: 'magic' } } },
+      'upstream.auth.type',
+      /none, basic, bearer, registry-token/,
+    ],
+    [
+      { upstream: { url: 'http://u', auth: { type: 'basic', username: 'u', password: 'p' } } },
+      'upstream.auth.password',
+      /passwordFile/,
+    ],
+    [
+      { upstream: { url: 'http://u', auth: { type: 'basic', username: 'u' } } },
+      'upstream.auth.passwordFile',
+      /required/,
+    ],
     [{ upstream: {} }, 'upstream.url', /required/],
     [{ issuers: {} }, 'issuers', /list/],
     [{ issuers: [{ name: 'a' }] }, 'issuers[0].issuer', /required/],
     [{ issuers: [{ name: 'a', issuer: 'https://a', audiences: [] }] }, 'issuers[0].audiences', /non-empty/],
     [{ issuers: [{ name: 'a', issuer: 'https://a', preset: 'azure' }] }, 'issuers[0].preset', /one of/],
     [{ issuers: [{ name: 'a', issuer: 'https://a', clockSkew: 'soon' }] }, 'issuers[0].clockSkew', /duration/],
-    [{ issuers: [{ name: 'a', issuer: 'https://a', legacyTokens: true }] }, 'issuers[0].legacyTokens', /requires tokenReview/],
+    [
+      { issuers: [{ name: 'a', issuer: 'https://a', legacyTokens: true }] },
+      'issuers[0].legacyTokens',
+      /requires tokenReview/,
+    ],
     [{ issuers: [{ name: 'a', issuer: 'kubernetes/serviceaccount' }] }, 'issuers[0].issuer', /legacyTokens/],
     [{ issuers: [{ name: 'a', issuer: 'https://a', audience: ['x'] }] }, 'issuers[0].audience', /unknown key/],
     [
@@ -106,7 +131,8 @@ describe('config', () => {
     expect(parseDuration('1h30m')).toBe(5_400_000);
     expect(parseDuration('250ms')).toBe(250);
     expect(parseDuration(45)).toBe(45_000);
-    for (const bad of ['', '5', '5x', 'm5', '1h junk', '-1s']) if (bad !== '5') expect(() => parseDuration(bad)).toThrow();
+    for (const bad of ['', '5', '5x', 'm5', '1h junk', '-1s'])
+      if (bad !== '5') expect(() => parseDuration(bad)).toThrow();
     expect(formatGoDuration(3_723_000)).toBe('1h2m3s');
     expect(formatGoDuration(59_000)).toBe('59s');
   });

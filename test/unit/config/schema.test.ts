@@ -53,14 +53,20 @@ describe('the config schema', () => {
     expect(problem({ upstream: { url: 'http://u', caFle: '/ca' } })).toBe(
       'upstream.caFle: unknown key (known: url, caFile, auth, timeout, followRedirects, registry)',
     );
-    expect(problem({ upstream: { url: 'http://u', auth: { type: 'basic', username: 'u', passwordFile: 'p', pasword: 'x' } } })).toBe(
-      'upstream.auth.pasword: unknown key (known: type, username, passwordFile)',
+    expect(
+      problem({
+        upstream: { url: 'http://u', auth: { type: 'basic', username: 'u', passwordFile: 'p', pasword: 'x' } },
+      }),
+    ).toBe('upstream.auth.pasword: unknown key (known: type, username, passwordFile)');
+    expect(problem({ tls: { certFile: 'c', keyFile: 'k', caFile: 'x' } })).toBe(
+      'tls.caFile: unknown key (known: certFile, keyFile)',
     );
-    expect(problem({ tls: { certFile: 'c', keyFile: 'k', caFile: 'x' } })).toBe('tls.caFile: unknown key (known: certFile, keyFile)');
-    expect(problem({ issuers: [{ name: 'a', issuer: 'https://a', tokenReview: { url: 'https://k', ttl: '1m' } }] })).toMatch(
-      /^issuers\[0\]\.tokenReview\.ttl: unknown key/,
+    expect(
+      problem({ issuers: [{ name: 'a', issuer: 'https://a', tokenReview: { url: 'https://k', ttl: '1m' } }] }),
+    ).toMatch(/^issuers\[0\]\.tokenReview\.ttl: unknown key/);
+    expect(problem({ limits: { tokenGlobal: { rate: 1, brust: 2 } } })).toBe(
+      'limits.tokenGlobal.brust: unknown key (known: rate, burst)',
     );
-    expect(problem({ limits: { tokenGlobal: { rate: 1, brust: 2 } } })).toBe('limits.tokenGlobal.brust: unknown key (known: rate, burst)');
   });
 
   it('names a misspelt key before the key it left missing', () => {
@@ -96,7 +102,10 @@ describe('a loaded Config', () => {
 
   it('is extended into a new Config (the dev and in-cluster issuers), never changed in place', () => {
     const c = buildConfig({ tokens: { signingKeyFile: '/mine.pem' } });
-    const extra = issuerConfig({ name: 'cluster', issuer: 'https://k.test', audiences: ['svc'] }, { keyPath: 'issuers' });
+    const extra = issuerConfig(
+      { name: 'cluster', issuer: 'https://k.test', audiences: ['svc'] },
+      { keyPath: 'issuers' },
+    );
     const d = extendConfig(c, { issuers: [extra], signingKeyFile: '/dev.pem' });
     expect(c.issuers).toEqual([]);
     expect(d.issuers).toEqual([extra]);
@@ -107,7 +116,9 @@ describe('a loaded Config', () => {
 
   it('gives issuers built outside the file the same defaults as file entries', () => {
     const fromFile = buildConfig({ issuers: [{ name: 'a', issuer: 'https://a.test', audiences: ['x'] }] }).issuers[0];
-    expect(issuerConfig({ name: 'a', issuer: 'https://a.test', audiences: ['x'] }, { keyPath: 'issuers' })).toEqual(fromFile);
+    expect(issuerConfig({ name: 'a', issuer: 'https://a.test', audiences: ['x'] }, { keyPath: 'issuers' })).toEqual(
+      fromFile,
+    );
     expect(fromFile).toMatchObject({ tokenReview: false, legacyTokens: false, clockSkew: 30, timeout: 5000 });
   });
 });

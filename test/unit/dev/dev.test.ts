@@ -16,7 +16,12 @@ describe('dev state directory', () => {
     ['flag wins', './here', { RAP_DEV_STATE_DIR: '/env', XDG_STATE_HOME: '/xdg' }, `${process.cwd()}/here`],
     ['then RAP_DEV_STATE_DIR', undefined, { RAP_DEV_STATE_DIR: '/env', XDG_STATE_HOME: '/xdg' }, '/env'],
     ['then XDG_STATE_HOME', undefined, { XDG_STATE_HOME: '/xdg' }, '/xdg/registry-auth-proxy/dev'],
-    ['a relative XDG_STATE_HOME is ignored (XDG spec)', undefined, { XDG_STATE_HOME: 'rel' }, '/home/u/.local/state/registry-auth-proxy/dev'],
+    [
+      'a relative XDG_STATE_HOME is ignored (XDG spec)',
+      undefined,
+      { XDG_STATE_HOME: 'rel' },
+      '/home/u/.local/state/registry-auth-proxy/dev',
+    ],
     ['else ~/.local/state', undefined, {}, '/home/u/.local/state/registry-auth-proxy/dev'],
   ])('%s', (_name, flag, env, want) => {
     expect(devStateDir(flag, env, '/home/u')).toBe(want);
@@ -26,9 +31,21 @@ describe('dev state directory', () => {
   it.each([
     ['ours, 0700', { ...dir, uid: 1000, mode: 0o40700 }, undefined],
     ['ours, 0755: others may read, not write', { ...dir, uid: 1000, mode: 0o40755 }, undefined],
-    ['group-writable', { ...dir, uid: 1000, mode: 0o40770 }, 'the state directory /s is writable by others (mode 770): chmod 700 /s'],
-    ['world-writable', { ...dir, uid: 1000, mode: 0o40777 }, 'the state directory /s is writable by others (mode 777): chmod 700 /s'],
-    ['sticky /tmp-like', { ...dir, uid: 1000, mode: 0o41777 }, 'the state directory /s is writable by others (mode 777): chmod 700 /s'],
+    [
+      'group-writable',
+      { ...dir, uid: 1000, mode: 0o40770 },
+      'the state directory /s is writable by others (mode 770): chmod 700 /s',
+    ],
+    [
+      'world-writable',
+      { ...dir, uid: 1000, mode: 0o40777 },
+      'the state directory /s is writable by others (mode 777): chmod 700 /s',
+    ],
+    [
+      'sticky /tmp-like',
+      { ...dir, uid: 1000, mode: 0o41777 },
+      'the state directory /s is writable by others (mode 777): chmod 700 /s',
+    ],
     [
       'another user owns it',
       { ...dir, uid: 0, mode: 0o40700 },
@@ -53,9 +70,14 @@ describe('--dev config precedence: flags > file > dev defaults', () => {
     expect(c.publicURL).toBe('http://127.0.0.1:8080');
   });
   it('the file wins over dev defaults', () => {
-    const c = buildConfig({ listen: '127.0.0.1:9999', upstream: { url: 'http://127.0.0.1:5001' }, policies: '/p' }, { dev: true }, 'f.yaml', {
-      RAP_UPSTREAM: 'http://127.0.0.1:7000',
-    });
+    const c = buildConfig(
+      { listen: '127.0.0.1:9999', upstream: { url: 'http://127.0.0.1:5001' }, policies: '/p' },
+      { dev: true },
+      'f.yaml',
+      {
+        RAP_UPSTREAM: 'http://127.0.0.1:7000',
+      },
+    );
     expect(c.listen).toEqual({ host: '127.0.0.1', port: 9999 });
     expect(c.upstreams[0]?.url).toBe('http://127.0.0.1:5001');
     expect(c.policies).toBe('/p');
@@ -70,9 +92,13 @@ describe('--dev config precedence: flags > file > dev defaults', () => {
     expect(c.policies).toBe('/q');
   });
   it('RAP_UPSTREAM is the dev upstream when neither flag nor file names one, and only with --dev', () => {
-    expect(buildConfig({}, { dev: true }, undefined, { RAP_UPSTREAM: 'http://127.0.0.1:7000' }).upstreams[0]?.url).toBe('http://127.0.0.1:7000');
+    expect(buildConfig({}, { dev: true }, undefined, { RAP_UPSTREAM: 'http://127.0.0.1:7000' }).upstreams[0]?.url).toBe(
+      'http://127.0.0.1:7000',
+    );
     expect(buildConfig({}, {}, undefined, { RAP_UPSTREAM: 'http://127.0.0.1:7000' }).upstreams).toEqual([]);
-    expect(() => buildConfig({}, { dev: true }, undefined, { RAP_UPSTREAM: 'http://127.0.0.1:7000/v2/' })).toThrow(/RAP_UPSTREAM/);
+    expect(() => buildConfig({}, { dev: true }, undefined, { RAP_UPSTREAM: 'http://127.0.0.1:7000/v2/' })).toThrow(
+      /RAP_UPSTREAM/,
+    );
   });
   it('without --dev the defaults are unchanged', () => {
     expect(buildConfig({}, {}).listen).toEqual({ host: '0.0.0.0', port: 8080 });
@@ -81,7 +107,15 @@ describe('--dev config precedence: flags > file > dev defaults', () => {
 
 describe('embedded registry', () => {
   it("config: loopback only, storage in the state dir, deletes on, htpasswd auth, this run's nonce on every answer", () => {
-    const doc = parseYaml(registryConfig({ port: 4321, dataDir: "/s/reg 'x'", secret: 's3', htpasswd: '/s/registry.htpasswd', nonce: 'n0nce' }));
+    const doc = parseYaml(
+      registryConfig({
+        port: 4321,
+        dataDir: "/s/reg 'x'",
+        secret: 's3',
+        htpasswd: '/s/registry.htpasswd',
+        nonce: 'n0nce',
+      }),
+    );
     expect(doc.http).toEqual({ addr: '127.0.0.1:4321', secret: 's3', headers: { 'x-rap-dev': ['n0nce'] } });
     expect(doc.storage.filesystem.rootdirectory).toBe("/s/reg 'x'");
     expect(doc.storage.delete.enabled).toBe(true);
@@ -116,7 +150,11 @@ describe('embedded registry', () => {
       { explicit: '/r', explicitUsable: false, found: '/usr/bin/docker-registry', isRoot: true, hasAptGet: true },
       { action: 'fail' },
     ],
-    ['on PATH', { found: '/usr/bin/docker-registry', isRoot: false, hasAptGet: false }, { action: 'use', path: '/usr/bin/docker-registry' }],
+    [
+      'on PATH',
+      { found: '/usr/bin/docker-registry', isRoot: false, hasAptGet: false },
+      { action: 'use', path: '/usr/bin/docker-registry' },
+    ],
     [
       'missing, root with apt-get: install',
       { isRoot: true, hasAptGet: true },
@@ -126,7 +164,9 @@ describe('embedded registry', () => {
     expect(registryBinaryPlan(s)).toMatchObject(want);
   });
   it("passes none of the caller's REGISTRY_* variables: Distribution would read them as config", () => {
-    expect(registryEnv({ PATH: '/bin', REGISTRY_AUTH_FILE: '/x/auth.json', REGISTRY_HTTP_ADDR: ':5000' })).toEqual({ PATH: '/bin' });
+    expect(registryEnv({ PATH: '/bin', REGISTRY_AUTH_FILE: '/x/auth.json', REGISTRY_HTTP_ADDR: ':5000' })).toEqual({
+      PATH: '/bin',
+    });
   });
   it('binary missing and not root: the exact install command', () => {
     const plan = registryBinaryPlan({ isRoot: false, hasAptGet: true });
@@ -158,9 +198,21 @@ describe('demo image', () => {
 });
 
 describe('banner', () => {
-  const base = { tokenFile: '/s/token', subject: 'developer', expiresAt: 0, upstream: 'http://127.0.0.1:5555', cli: 'registry-auth-proxy', verifyArgs: [] };
+  const base = {
+    tokenFile: '/s/token',
+    subject: 'developer',
+    expiresAt: 0,
+    upstream: 'http://127.0.0.1:5555',
+    cli: 'registry-auth-proxy',
+    verifyArgs: [],
+  };
   it('plain HTTP on loopback: podman and skopeo skip TLS, the token is read from the file', () => {
-    const text = devBanner({ ...base, publicURL: 'http://127.0.0.1:8080', demoRef: 'demo/hello:latest', embeddedData: '/s/registry' });
+    const text = devBanner({
+      ...base,
+      publicURL: 'http://127.0.0.1:8080',
+      demoRef: 'demo/hello:latest',
+      embeddedData: '/s/registry',
+    });
     expect(text).toContain('docker login 127.0.0.1:8080 -u dev --password-stdin < /s/token');
     expect(text).toContain('podman login --tls-verify=false 127.0.0.1:8080 -u dev --password-stdin < /s/token');
     expect(text).toContain(
@@ -170,13 +222,20 @@ describe('banner', () => {
     expect(text).not.toContain('insecure-registries');
   });
   it('HTTPS: no TLS switches; a path with a space is quoted', () => {
-    const text = devBanner({ ...base, tokenFile: '/my state/token', publicURL: 'https://reg.example', verifyArgs: ['--state-dir', '/my state'] });
+    const text = devBanner({
+      ...base,
+      tokenFile: '/my state/token',
+      publicURL: 'https://reg.example',
+      verifyArgs: ['--state-dir', '/my state'],
+    });
     expect(text).not.toContain('tls-verify');
     expect(text).toContain("docker login reg.example -u dev --password-stdin < '/my state/token'");
     expect(text).toContain("verify --dev --state-dir '/my state' - < '/my state/token'");
   });
   it('plain HTTP elsewhere than loopback: says Docker needs insecure-registries', () => {
-    expect(devBanner({ ...base, publicURL: 'http://10.0.0.5:8080' })).toContain('"insecure-registries": ["10.0.0.5:8080"]');
+    expect(devBanner({ ...base, publicURL: 'http://10.0.0.5:8080' })).toContain(
+      '"insecure-registries": ["10.0.0.5:8080"]',
+    );
   });
   it('shell quoting and how to run the CLI again', () => {
     expect(shellQuote("it's")).toBe(`'it'\\''s'`);

@@ -6,7 +6,10 @@ import { buildConfig } from '../../../src/config/load.js';
 
 function req(peer: string, xff?: string | string[]): IncomingMessage {
   const list = xff === undefined ? undefined : Array.isArray(xff) ? xff : [xff];
-  return { socket: { remoteAddress: peer }, headersDistinct: list ? { 'x-forwarded-for': list } : {} } as unknown as IncomingMessage;
+  return {
+    socket: { remoteAddress: peer },
+    headersDistinct: list ? { 'x-forwarded-for': list } : {},
+  } as unknown as IncomingMessage;
 }
 
 describe('client IP', () => {

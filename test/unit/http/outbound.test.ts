@@ -1,6 +1,12 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server, type Socket } from 'node:net';
-import { OUTBOUND_MAX_BYTES, OutboundError, outbound, outboundAgent, outboundJson } from '../../../src/http/outbound.js';
+import {
+  OUTBOUND_MAX_BYTES,
+  OutboundError,
+  outbound,
+  outboundAgent,
+  outboundJson,
+} from '../../../src/http/outbound.js';
 
 /**
  * The outbound helper against a raw TCP server on 127.0.0.1 that writes exactly the bytes each case
@@ -25,7 +31,9 @@ const HOSTILE_BYTES = 64 * 1024 * 1024;
 function pump(socket: Socket, total: number, chunked: boolean): void {
   const next = () => {
     while (written < total && !socket.destroyed) {
-      const piece = chunked ? Buffer.concat([Buffer.from(`${CHUNK.length.toString(16)}\r\n`), CHUNK, Buffer.from('\r\n')]) : CHUNK;
+      const piece = chunked
+        ? Buffer.concat([Buffer.from(`${CHUNK.length.toString(16)}\r\n`), CHUNK, Buffer.from('\r\n')])
+        : CHUNK;
       written += CHUNK.length;
       if (!socket.write(piece)) return void socket.once('drain', next);
     }
@@ -73,7 +81,8 @@ async function failure(p: Promise<unknown>): Promise<OutboundError> {
 
 describe('outbound: bounded reads of answers the proxy reads itself', () => {
   it('reads a small answer, with its status and headers', async () => {
-    answer = (s) => s.end('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 15\r\n\r\n{"token":"abc"}');
+    answer = (s) =>
+      s.end('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 15\r\n\r\n{"token":"abc"}');
     const res = await outboundJson(url(), { dispatcher: agent, timeoutMs: 2000 });
     expect(res).toMatchObject({ status: 200, body: { token: 'abc' } });
     expect(res.headers['content-type']).toBe('application/json');
@@ -129,7 +138,11 @@ describe('outbound: bounded reads of answers the proxy reads itself', () => {
   it('an answer that stalls (before the headers, or mid-body) times out with the host and the bound', async () => {
     answer = () => {}; // never answers
     let err = await failure(outbound(url(), { dispatcher: agent, timeoutMs: 300 }));
-    expect(err).toMatchObject({ outbound: 'timeout', code: 'ETIMEDOUT', message: `127.0.0.1:${port} did not answer within 300 ms` });
+    expect(err).toMatchObject({
+      outbound: 'timeout',
+      code: 'ETIMEDOUT',
+      message: `127.0.0.1:${port} did not answer within 300 ms`,
+    });
     answer = (s) => s.write('HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n{"tok'); // then nothing
     err = await failure(outbound(url(), { dispatcher: agent, timeoutMs: 300 }));
     expect(err).toMatchObject({ outbound: 'timeout', code: 'ETIMEDOUT' });
@@ -137,7 +150,10 @@ describe('outbound: bounded reads of answers the proxy reads itself', () => {
 
   it('a non-2xx answer is an answer (the caller judges it), read under the same cap', async () => {
     const body = '{"errors":[{"code":"UNAUTHORIZED","message":"no"}]}';
-    answer = (s) => s.end(`HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+    answer = (s) =>
+      s.end(
+        `HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+      );
     expect(await outbound(url(), { dispatcher: agent, timeoutMs: 2000 })).toMatchObject({ status: 401, text: body });
     answer = (s) => {
       s.write('HTTP/1.1 500 Internal Server Error\r\ntransfer-encoding: chunked\r\n\r\n');
@@ -150,12 +166,18 @@ describe('outbound: bounded reads of answers the proxy reads itself', () => {
   it('a body that is not JSON, and a refused connection, are errors naming the host only (never the path or query)', async () => {
     answer = (s) => s.end('HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n<html>hi<');
     const notJson = await failure(outboundJson(url(), { dispatcher: agent, timeoutMs: 2000 }));
-    expect(notJson).toMatchObject({ outbound: 'not-json', status: 200, message: `127.0.0.1:${port} answered HTTP 200 with a body that is not JSON` });
+    expect(notJson).toMatchObject({
+      outbound: 'not-json',
+      status: 200,
+      message: `127.0.0.1:${port} answered HTTP 200 with a body that is not JSON`,
+    });
     const closed = createServer();
     await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
     const deadPort = (closed.address() as { port: number }).port;
     await new Promise<void>((r) => closed.close(() => r()));
-    const refused = await failure(outbound(`http://127.0.0.1:${deadPort}/token?secret=do-not-log`, { dispatcher: agent, timeoutMs: 2000 }));
+    const refused = await failure(
+      outbound(`http://127.0.0.1:${deadPort}/token?secret=do-not-log`, { dispatcher: agent, timeoutMs: 2000 }),
+    );
     expect(refused).toMatchObject({ outbound: 'network', code: 'ECONNREFUSED' });
     for (const e of [notJson, refused]) expect(e.message).not.toMatch(/secret|token/);
   });

@@ -12,10 +12,19 @@ function clock() {
 
 const OFF = { rate: 0, burst: 0 };
 /** A limiter with only the buckets given (the others off), on a test clock. */
-function limiter(limits: { perAddress?: RateLimit; perIdentity?: RateLimit; global?: RateLimit }, now: () => number, maxKeys?: number) {
+function limiter(
+  limits: { perAddress?: RateLimit; perIdentity?: RateLimit; global?: RateLimit },
+  now: () => number,
+  maxKeys?: number,
+) {
   return createRateLimiter({ perAddress: OFF, perIdentity: OFF, global: OFF, ...limits }, { now, maxKeys });
 }
-const refused = (bucket: string, retryAfterSeconds: number, repeat: boolean) => ({ ok: false, retryAfterSeconds, bucket, repeat });
+const refused = (bucket: string, retryAfterSeconds: number, repeat: boolean) => ({
+  ok: false,
+  retryAfterSeconds,
+  bucket,
+  repeat,
+});
 
 describe('rate limiter', () => {
   it('lets an address burst, then refuses with the seconds until the next token', () => {
@@ -74,7 +83,10 @@ describe('rate limiter', () => {
 
   it('applies the global budget across addresses and identities, and charges no one refused', () => {
     const c = clock();
-    const l = limiter({ perAddress: { rate: 10, burst: 2 }, perIdentity: { rate: 10, burst: 2 }, global: { rate: 1, burst: 2 } }, c.now);
+    const l = limiter(
+      { perAddress: { rate: 10, burst: 2 }, perIdentity: { rate: 10, burst: 2 }, global: { rate: 1, burst: 2 } },
+      c.now,
+    );
     expect(l.admitAddress('a').ok).toBe(true);
     expect(l.admitIdentity('x').ok).toBe(true);
     expect(l.admitAddress('c')).toEqual(refused('global', 1, false));
@@ -134,7 +146,12 @@ describe('limits config', () => {
     });
     expect(d.shutdownGrace).toBe(25_000);
     const c = buildConfig({
-      limits: { tokenPerClient: { rate: 0 }, tokenPerIdentity: { rate: 400 }, tokenGlobal: { rate: 5000 }, maxHeaderBytes: 8192 },
+      limits: {
+        tokenPerClient: { rate: 0 },
+        tokenPerIdentity: { rate: 400 },
+        tokenGlobal: { rate: 5000 },
+        maxHeaderBytes: 8192,
+      },
       shutdownGrace: '5s',
     });
     expect(c.limits.tokenPerClient.rate).toBe(0);

@@ -26,7 +26,16 @@ let dir: string;
 let nowMs = Date.now();
 
 function issuer(): IssuerConfig {
-  return { name: 'ci', issuer: ISS, audiences: [AUD], jwksFile: join(dir, 'jwks.json'), tokenReview: false, legacyTokens: false, clockSkew: 30, timeout: 5000 };
+  return {
+    name: 'ci',
+    issuer: ISS,
+    audiences: [AUD],
+    jwksFile: join(dir, 'jwks.json'),
+    tokenReview: false,
+    legacyTokens: false,
+    clockSkew: 30,
+    timeout: 5000,
+  };
 }
 
 /** An identity token carrying ~`padBytes` of claims (the issue's "large tokens"). */
@@ -41,7 +50,10 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'rap-cache-'));
   const pair = await generateKeyPair('ES256', { extractable: true });
   key = pair.privateKey;
-  writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(pair.publicKey)), kid: 'k1', use: 'sig' }] }));
+  writeFileSync(
+    join(dir, 'jwks.json'),
+    JSON.stringify({ keys: [{ ...(await exportJWK(pair.publicKey)), kid: 'k1', use: 'sig' }] }),
+  );
 });
 
 describe('identity verification cache: bounded by bytes', () => {
@@ -106,7 +118,11 @@ describe('registry-token verification cache: bounded by bytes, LRU instead of cl
     const tokens: string[] = [];
     for (let i = 0; i < 120; i++) {
       // ~40 long repository names: a ~10 KB token
-      const access = Array.from({ length: 40 }, (_, j) => ({ type: 'repository', name: `team-${i}/${'r'.repeat(150)}-${j}`, actions: ['pull'] }));
+      const access = Array.from({ length: 40 }, (_, j) => ({
+        type: 'repository',
+        name: `team-${i}/${'r'.repeat(150)}-${j}`,
+        actions: ['pull'],
+      }));
       const { token } = await issueRegistryToken(ring, who, access, opts);
       tokens.push(token);
       expect((await verifier.verify(token)).access[0]!.name).toBe(`team-${i}/${'r'.repeat(150)}-0`);

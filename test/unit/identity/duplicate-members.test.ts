@@ -12,7 +12,11 @@ describe('findDuplicateMember', () => {
   it('accepts the same name in sibling objects, names inside strings, and arrays of strings', () => {
     expect(findDuplicateMember('{"a":{"k":1},"b":{"k":2}}')).toBeUndefined();
     expect(findDuplicateMember('{"a":"\\"a\\":1,","b":["a","a"],"c":{}}')).toBeUndefined();
-    expect(findDuplicateMember('{"kubernetes.io":{"namespace":"n","pod":{"name":"p"},"serviceaccount":{"name":"s"}},"aud":["x","x"]}')).toBeUndefined();
+    expect(
+      findDuplicateMember(
+        '{"kubernetes.io":{"namespace":"n","pod":{"name":"p"},"serviceaccount":{"name":"s"}},"aud":["x","x"]}',
+      ),
+    ).toBeUndefined();
     expect(findDuplicateMember('[1,2,{"x":1}]')).toBeUndefined();
   });
 

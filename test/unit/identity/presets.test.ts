@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { identityFromClaims } from '../../../src/identity/presets.js';
 
-const src = (preset?: 'kubernetes' | 'github-actions' | 'gitlab' | 'google') => ({ issuerName: 'x', issuer: 'https://x', preset });
+const src = (preset?: 'kubernetes' | 'github-actions' | 'gitlab' | 'google') => ({
+  issuerName: 'x',
+  issuer: 'https://x',
+  preset,
+});
 
 describe('presets map claims to identity', () => {
   it('kubernetes bound (projected) token', () => {
@@ -35,7 +39,10 @@ describe('presets map claims to identity', () => {
 
   it('kubernetes bound token without a pod (kubectl create token)', () => {
     const id = identityFromClaims(
-      { sub: 'system:serviceaccount:ns1:sa1', 'kubernetes.io': { namespace: 'ns1', serviceaccount: { name: 'sa1', uid: 'u' } } },
+      {
+        sub: 'system:serviceaccount:ns1:sa1',
+        'kubernetes.io': { namespace: 'ns1', serviceaccount: { name: 'sa1', uid: 'u' } },
+      },
       src('kubernetes'),
     );
     expect(id).toMatchObject({ namespace: 'ns1', serviceAccount: 'sa1', podName: undefined });
@@ -51,7 +58,12 @@ describe('presets map claims to identity', () => {
       sub: 'system:serviceaccount:team-b:deployer',
     };
     const id = identityFromClaims(claims, src('kubernetes'));
-    expect(id).toMatchObject({ namespace: 'team-b', serviceAccount: 'deployer', podName: undefined, expiresAt: undefined });
+    expect(id).toMatchObject({
+      namespace: 'team-b',
+      serviceAccount: 'deployer',
+      podName: undefined,
+      expiresAt: undefined,
+    });
   });
 
   it('does not map Kubernetes fields without the kubernetes preset', () => {
@@ -61,15 +73,27 @@ describe('presets map claims to identity', () => {
 
   it('github-actions, gitlab and google keep claims for policies', () => {
     const gh = identityFromClaims(
-      { sub: 'repo:acme@1/web@2:ref:refs/heads/main', repository: 'acme/web', repository_id: '2', ref: 'refs/heads/main' },
+      {
+        sub: 'repo:acme@1/web@2:ref:refs/heads/main',
+        repository: 'acme/web',
+        repository_id: '2',
+        ref: 'refs/heads/main',
+      },
       src('github-actions'),
     );
     expect(gh).toMatchObject({ subject: 'repo:acme@1/web@2:ref:refs/heads/main', preset: 'github-actions' });
     expect(gh.claims.repository).toBe('acme/web');
-    const gl = identityFromClaims({ sub: 'project_path:g/p:ref_type:branch:ref:main', project_path: 'g/p' }, src('gitlab'));
+    const gl = identityFromClaims(
+      { sub: 'project_path:g/p:ref_type:branch:ref:main', project_path: 'g/p' },
+      src('gitlab'),
+    );
     expect(gl.claims.project_path).toBe('g/p');
     const g = identityFromClaims(
-      { sub: '117', email: 'vm@p.iam.gserviceaccount.com', google: { compute_engine: { project_id: 'p', instance_name: 'vm-1', zone: 'europe-west1-b' } } },
+      {
+        sub: '117',
+        email: 'vm@p.iam.gserviceaccount.com',
+        google: { compute_engine: { project_id: 'p', instance_name: 'vm-1', zone: 'europe-west1-b' } },
+      },
       src('google'),
     );
     expect(g.subject).toBe('117');

@@ -32,9 +32,19 @@ function issuer(extra: Partial<IssuerConfig> = {}): IssuerConfig {
   };
 }
 
-async function sign(claims: Record<string, unknown>, opts: { key?: CryptoKey; header?: Record<string, unknown> } = {}): Promise<string> {
+async function sign(
+  claims: Record<string, unknown>,
+  opts: { key?: CryptoKey; header?: Record<string, unknown> } = {},
+): Promise<string> {
   const now = Math.floor(nowMs / 1000);
-  return new SignJWT({ iss: ISS, aud: [AUD], sub: 'repo:acme/web:ref:refs/heads/main', iat: now, exp: now + 300, ...claims })
+  return new SignJWT({
+    iss: ISS,
+    aud: [AUD],
+    sub: 'repo:acme/web:ref:refs/heads/main',
+    iat: now,
+    exp: now + 300,
+    ...claims,
+  })
     .setProtectedHeader({ alg: 'RS256', kid: 'k1', ...(opts.header ?? {}) })
     .sign(opts.key ?? rsaPrivate);
 }
@@ -55,7 +65,10 @@ beforeAll(async () => {
   rsaPrivate = rsa.privateKey;
   rsaPublicPem = await exportSPKI(rsa.publicKey);
   otherPrivate = (await generateKeyPair('RS256')).privateKey;
-  writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(rsa.publicKey)), kid: 'k1', use: 'sig' }] }));
+  writeFileSync(
+    join(dir, 'jwks.json'),
+    JSON.stringify({ keys: [{ ...(await exportJWK(rsa.publicKey)), kid: 'k1', use: 'sig' }] }),
+  );
   writeFileSync(join(dir, 'pub.pem'), rsaPublicPem);
   verifier = createIdentityVerifier([issuer()], { logger: silentLogger(), now: () => nowMs });
 });
@@ -155,14 +168,21 @@ describe('identity token verification', () => {
 
   it('refuses tokens that name their own keys (jwk, jku, x5u, x5c) and unknown crit', async () => {
     const pub = await exportJWK(createPublicKey(rsaPublicPem));
-    for (const header of [{ jwk: pub }, { jku: 'https://evil.test/jwks' }, { x5u: 'https://evil.test/c.pem' }, { x5c: ['MIIB'] }]) {
+    for (const header of [
+      { jwk: pub },
+      { jku: 'https://evil.test/jwks' },
+      { x5u: 'https://evil.test/c.pem' },
+      { x5c: ['MIIB'] },
+    ]) {
       expect((await failure(await sign({}, { header }))).reason).toBe('forbidden_header');
     }
     // jose refuses to sign an unknown crit, so sign this one by hand
     const now = Math.floor(nowMs / 1000);
     const h = base64url.encode(JSON.stringify({ alg: 'RS256', kid: 'k1', crit: ['x-custom'], 'x-custom': 1 }));
     const p = base64url.encode(JSON.stringify({ iss: ISS, aud: AUD, sub: 's', exp: now + 60 }));
-    const sig = Buffer.from(await crypto.subtle.sign('RSASSA-PKCS1-v1_5', rsaPrivate, new TextEncoder().encode(`${h}.${p}`))).toString('base64url');
+    const sig = Buffer.from(
+      await crypto.subtle.sign('RSASSA-PKCS1-v1_5', rsaPrivate, new TextEncoder().encode(`${h}.${p}`)),
+    ).toString('base64url');
     expect((await failure(`${h}.${p}.${sig}`)).reason).toBe('forbidden_header');
   });
 
@@ -174,7 +194,10 @@ describe('identity token verification', () => {
   });
 
   it('enforces the issuer named by the Basic username', async () => {
-    const two = createIdentityVerifier([issuer(), issuer({ name: 'other', issuer: 'https://other.test' })], { logger: silentLogger(), now: () => nowMs });
+    const two = createIdentityVerifier([issuer(), issuer({ name: 'other', issuer: 'https://other.test' })], {
+      logger: silentLogger(),
+      now: () => nowMs,
+    });
     const token = await sign({});
     expect((await failure(token, { issuerName: 'other' }, two)).reason).toBe('issuer_mismatch');
     await expect(two.verify(token, { issuerName: 'ci' })).resolves.toMatchObject({ issuerName: 'ci' });
@@ -188,7 +211,9 @@ describe('identity token verification', () => {
     let t = Date.now();
     const v = createIdentityVerifier([issuer()], { logger: silentLogger(), now: () => t });
     const now = Math.floor(t / 1000);
-    const token = await new SignJWT({ iss: ISS, aud: AUD, sub: 's', exp: now + 60 }).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).sign(rsaPrivate);
+    const token = await new SignJWT({ iss: ISS, aud: AUD, sub: 's', exp: now + 60 })
+      .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+      .sign(rsaPrivate);
     const a = await v.verify(token);
     expect(await v.verify(token)).toBe(a); // same object: served from the cache
     t += 120_000;
@@ -197,9 +222,14 @@ describe('identity token verification', () => {
 
   it('tells what a token proved while it is cached, without verifying anything', async () => {
     let t = Date.now();
-    const two = createIdentityVerifier([issuer(), issuer({ name: 'other', issuer: 'https://other.test' })], { logger: silentLogger(), now: () => t });
+    const two = createIdentityVerifier([issuer(), issuer({ name: 'other', issuer: 'https://other.test' })], {
+      logger: silentLogger(),
+      now: () => t,
+    });
     const now = Math.floor(t / 1000);
-    const token = await new SignJWT({ iss: ISS, aud: AUD, sub: 's', exp: now + 60 }).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).sign(rsaPrivate);
+    const token = await new SignJWT({ iss: ISS, aud: AUD, sub: 's', exp: now + 60 })
+      .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+      .sign(rsaPrivate);
     const forged = await sign({}, { key: otherPrivate });
     // never verified: unknown, whether valid or not
     expect(two.cached?.(token)).toBeUndefined();
@@ -215,8 +245,13 @@ describe('identity token verification', () => {
   });
 
   it('accepts PEM public keys as jwksFile, whatever the kid', async () => {
-    const v = createIdentityVerifier([issuer({ jwksFile: join(dir, 'pub.pem') })], { logger: silentLogger(), now: () => nowMs });
-    await expect(v.verify(await sign({}, { header: { kid: 'anything' } }))).resolves.toMatchObject({ issuerName: 'ci' });
+    const v = createIdentityVerifier([issuer({ jwksFile: join(dir, 'pub.pem') })], {
+      logger: silentLogger(),
+      now: () => nowMs,
+    });
+    await expect(v.verify(await sign({}, { header: { kid: 'anything' } }))).resolves.toMatchObject({
+      issuerName: 'ci',
+    });
     expect((await failure(await sign({}, { key: otherPrivate }), undefined, v)).reason).toBe('bad_signature');
   });
 
@@ -227,7 +262,9 @@ describe('identity token verification', () => {
       writeFileSync(file, JSON.stringify({ keys: [{ ...(await exportJWK(kp.publicKey)), kid: alg }] }));
       const v = createIdentityVerifier([issuer({ jwksFile: file })], { logger: silentLogger(), now: () => nowMs });
       const now = Math.floor(nowMs / 1000);
-      const t = await new SignJWT({ iss: ISS, aud: AUD, sub: 's', exp: now + 60 }).setProtectedHeader({ alg, kid: alg }).sign(kp.privateKey);
+      const t = await new SignJWT({ iss: ISS, aud: AUD, sub: 's', exp: now + 60 })
+        .setProtectedHeader({ alg, kid: alg })
+        .sign(kp.privateKey);
       await expect(v.verify(t)).resolves.toMatchObject({ subject: 's' });
     }
   });

@@ -4,7 +4,10 @@ import { scopeSetKey } from '../../../src/oci/scope.js';
 
 describe('parseBearerChallenge', () => {
   it.each([
-    ['Bearer realm="https://auth.docker.io/token",service="registry.docker.io"', { realm: 'https://auth.docker.io/token', service: 'registry.docker.io' }],
+    [
+      'Bearer realm="https://auth.docker.io/token",service="registry.docker.io"',
+      { realm: 'https://auth.docker.io/token', service: 'registry.docker.io' },
+    ],
     ['bearer Realm="r", scope="repository:a/b:pull,push"', { realm: 'r', scope: 'repository:a/b:pull,push' }],
     ['Bearer realm="a \\"quoted\\" realm"', { realm: 'a "quoted" realm' }],
     ['Bearer', undefined],

@@ -1,6 +1,13 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { catalogLink, createCursorCodec, deriveCursorKey, openCatalogQuery, openCursor, sealCursor } from '../../../src/oci/catalog-cursor.js';
+import {
+  catalogLink,
+  createCursorCodec,
+  deriveCursorKey,
+  openCatalogQuery,
+  openCursor,
+  sealCursor,
+} from '../../../src/oci/catalog-cursor.js';
 
 const key = deriveCursorKey(randomBytes(32));
 const PUBLIC = 'https://registry.example.com';
@@ -17,7 +24,16 @@ describe('catalog cursors', () => {
   it('open nothing tampered, foreign, truncated or malformed', () => {
     const c = sealCursor('team-b/secret', key);
     const flipped = `${c.slice(0, 5)}${c[5] === 'A' ? 'B' : 'A'}${c.slice(6)}`;
-    for (const bad of [flipped, c.slice(0, -2), '~', '~AAAA', '~!!!', `~${'A'.repeat(4000)}`, 'team-b/secret', c.slice(1)]) {
+    for (const bad of [
+      flipped,
+      c.slice(0, -2),
+      '~',
+      '~AAAA',
+      '~!!!',
+      `~${'A'.repeat(4000)}`,
+      'team-b/secret',
+      c.slice(1),
+    ]) {
       expect(openCursor(bad, [key]), bad.slice(0, 20)).toBeUndefined();
     }
     expect(openCursor(c, [deriveCursorKey(randomBytes(32))])).toBeUndefined();
@@ -31,7 +47,10 @@ describe('catalog cursors', () => {
     const c = replicaA.seal('a/b');
     expect(replicaB.open(c)).toBe('a/b');
     // k2 now signs, k1 is still in the ring: earlier cursors keep working
-    const rotated = createCursorCodec({ current: () => ({ privateKey: k2 }), all: () => [{ privateKey: k2 }, { privateKey: k1 }] });
+    const rotated = createCursorCodec({
+      current: () => ({ privateKey: k2 }),
+      all: () => [{ privateKey: k2 }, { privateKey: k1 }],
+    });
     expect(rotated.open(c)).toBe('a/b');
     const other = createCursorCodec({ current: () => ({ privateKey: k2 }), all: () => [{ privateKey: k2 }] });
     expect(other.open(c)).toBeUndefined();
@@ -55,7 +74,11 @@ describe('catalog cursors', () => {
     ['no query', '', ''],
     ["an empty last (go-containerregistry's CatalogPage for the first page)", '?last=&n=2', '?n=2'],
     ['an empty last alone', '?last=', ''],
-    ['a plain name: the ordering oracle', '?last=team-a%2Fapp&n=2', /must be the cursor from the previous page's Link header, not a repository name/],
+    [
+      'a plain name: the ordering oracle',
+      '?last=team-a%2Fapp&n=2',
+      /must be the cursor from the previous page's Link header, not a repository name/,
+    ],
     ['a guess just after a hidden name', '?last=team-b%2Fsecre~&n=1', /not a repository name/],
     ['a cursor that does not open', '?last=~forged&n=2', /invalid catalog cursor/],
   ] as const)('forward only what a sealed cursor names in `last`: %s', (_what, sent, expected) => {
@@ -74,10 +97,20 @@ describe('catalog cursors', () => {
     expect(out).not.toContain('secret');
     expect(openCursor(m![1]!, [key])).toBe('team-b/secret');
     // absolute upstream URLs, other parameter orders, extra parameters and other link relations
-    const abs = catalogLink('<http://upstream:5000/v2/_catalog?n=2&last=x&evil=team-b%2Fsecret>; rel=next, </v2/_catalog?last=y>; rel="prev"', PUBLIC, seal)!;
+    const abs = catalogLink(
+      '<http://upstream:5000/v2/_catalog?n=2&last=x&evil=team-b%2Fsecret>; rel=next, </v2/_catalog?last=y>; rel="prev"',
+      PUBLIC,
+      seal,
+    )!;
     expect(abs).toMatch(/^<https:\/\/registry\.example\.com\/v2\/_catalog\?last=~[A-Za-z0-9_-]+&n=2>; rel="next"$/);
     // unreadable or unexpected Links are dropped, never passed
-    for (const bad of ['</v2/_catalog?n=1>; rel="next"', '</v2/_catalog?last=a>; rel="prev"', 'team-b/secret', '<http://[::1>; rel="next"', '']) {
+    for (const bad of [
+      '</v2/_catalog?n=1>; rel="next"',
+      '</v2/_catalog?last=a>; rel="prev"',
+      'team-b/secret',
+      '<http://[::1>; rel="next"',
+      '',
+    ]) {
       expect(catalogLink(bad, PUBLIC, seal), bad).toBeUndefined();
     }
   });

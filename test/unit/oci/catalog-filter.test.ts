@@ -3,9 +3,14 @@ import { Readable } from 'node:stream';
 import { createCatalogFilter } from '../../../src/oci/catalog-filter.js';
 
 /** The filter with `allow` deciding and names kept as they are, or `list` renaming. */
-async function run(chunks: string[], allow: (n: string) => boolean, list = (n: string) => (allow(n) ? n : undefined)): Promise<string> {
+async function run(
+  chunks: string[],
+  allow: (n: string) => boolean,
+  list = (n: string) => (allow(n) ? n : undefined),
+): Promise<string> {
   let out = '';
-  for await (const c of Readable.from(chunks.map((x) => Buffer.from(x))).pipe(createCatalogFilter(list))) out += (c as Buffer).toString();
+  for await (const c of Readable.from(chunks.map((x) => Buffer.from(x))).pipe(createCatalogFilter(list)))
+    out += (c as Buffer).toString();
   return out;
 }
 
@@ -49,7 +54,9 @@ describe('catalog filter', () => {
 
   it('handles empty lists and JSON white space between tokens', async () => {
     expect(JSON.parse(await run(['{ "repositories" : [ ] }'], teamA))).toEqual({ repositories: [] });
-    expect(JSON.parse(await run(['\r\n{\t"repositories"\n:\n[ "team-a/x" ,\n"b/y" ]\n}\n'], teamA))).toEqual({ repositories: ['team-a/x'] });
+    expect(JSON.parse(await run(['\r\n{\t"repositories"\n:\n[ "team-a/x" ,\n"b/y" ]\n}\n'], teamA))).toEqual({
+      repositories: ['team-a/x'],
+    });
   });
 
   // Only Distribution's shape passes: whatever follows the first list is dropped, so neither another
@@ -81,9 +88,15 @@ describe('catalog filter', () => {
 
   it('fails closed on anything else', async () => {
     expect(JSON.parse(await run(['{"errors":[{"code":"UNAUTHORIZED"}]}'], () => true))).toEqual({ repositories: [] });
-    expect(JSON.parse(await run(['{"repositories":["team-a/x",42,"team-a/y"]}'], () => true))).toEqual({ repositories: ['team-a/x'] });
-    expect(JSON.parse(await run(['{"repositories":["team-a/x","team-a/y'], () => true))).toEqual({ repositories: ['team-a/x'] });
+    expect(JSON.parse(await run(['{"repositories":["team-a/x",42,"team-a/y"]}'], () => true))).toEqual({
+      repositories: ['team-a/x'],
+    });
+    expect(JSON.parse(await run(['{"repositories":["team-a/x","team-a/y'], () => true))).toEqual({
+      repositories: ['team-a/x'],
+    });
     expect(JSON.parse(await run([''], () => true))).toEqual({ repositories: [] });
-    expect(JSON.parse(await run([`{"repositories":["${'a'.repeat(5000)}","b"]}`], () => true))).toEqual({ repositories: [] });
+    expect(JSON.parse(await run([`{"repositories":["${'a'.repeat(5000)}","b"]}`], () => true))).toEqual({
+      repositories: [],
+    });
   });
 });

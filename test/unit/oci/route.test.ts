@@ -40,9 +40,21 @@ describe('route → scopes', () => {
   });
 
   it('parses from the right: repositories named blobs/manifests, tags named blobs', () => {
-    expect(ok('GET', '/v2/a/blobs/manifests/blobs')).toMatchObject({ kind: 'manifest', name: 'a/blobs', reference: 'blobs' });
-    expect(ok('GET', '/v2/manifests/manifests/manifests')).toMatchObject({ kind: 'manifest', name: 'manifests', reference: 'manifests' });
-    expect(ok('GET', '/v2/manifests/manifests/manifests/manifests')).toMatchObject({ kind: 'manifest', name: 'manifests/manifests', reference: 'manifests' });
+    expect(ok('GET', '/v2/a/blobs/manifests/blobs')).toMatchObject({
+      kind: 'manifest',
+      name: 'a/blobs',
+      reference: 'blobs',
+    });
+    expect(ok('GET', '/v2/manifests/manifests/manifests')).toMatchObject({
+      kind: 'manifest',
+      name: 'manifests',
+      reference: 'manifests',
+    });
+    expect(ok('GET', '/v2/manifests/manifests/manifests/manifests')).toMatchObject({
+      kind: 'manifest',
+      name: 'manifests/manifests',
+      reference: 'manifests',
+    });
     expect(ok('GET', `/v2/blobs/blobs/${D}`)).toMatchObject({ kind: 'blob', name: 'blobs' });
     expect(ok('GET', `/v2/x/blobs/uploads/blobs/${D}`)).toMatchObject({ kind: 'blob', name: 'x/blobs/uploads' });
     expect(ok('POST', '/v2/tags/list/blobs/uploads/')).toMatchObject({ kind: 'upload-start', name: 'tags/list' });
@@ -51,7 +63,10 @@ describe('route → scopes', () => {
 
   it('re-serializes the forwarded path from the parsed route', () => {
     expect(ok('GET', `/v2/a/b/blobs/sha256%3A${'a'.repeat(64)}`).path).toBe(`/v2/a/b/blobs/${D}`);
-    expect(ok('GET', '/v2/a/b/tags/list', 'n=10&last=x')).toMatchObject({ path: '/v2/a/b/tags/list', query: '?n=10&last=x' });
+    expect(ok('GET', '/v2/a/b/tags/list', 'n=10&last=x')).toMatchObject({
+      path: '/v2/a/b/tags/list',
+      query: '?n=10&last=x',
+    });
   });
 
   it('needs pull on `from` for a cross-repository mount, and can drop the mount', () => {
@@ -85,11 +100,26 @@ describe('route → scopes', () => {
     ['POST', '/v2/a/b/blobs/uploads/', '', ''],
     ['POST', '/v2/a/b/blobs/uploads/', `digest=${D}`, `?digest=${encodeURIComponent(D)}`],
     ['POST', '/v2/a/b/blobs/uploads/', `x=1;mount=${D};from=c/d`, `?x=${encodeURIComponent(`1;mount=${D};from=c/d`)}`],
-    ['POST', '/v2/a/b/blobs/uploads/', `;mount=${D};from=c/d`, `?${encodeURIComponent(`;mount`)}=${encodeURIComponent(`${D};from=c/d`)}`],
+    [
+      'POST',
+      '/v2/a/b/blobs/uploads/',
+      `;mount=${D};from=c/d`,
+      `?${encodeURIComponent(`;mount`)}=${encodeURIComponent(`${D};from=c/d`)}`,
+    ],
     ['POST', '/v2/a/b/blobs/uploads/', `mount=${D}&from=c/d&x=1`, `?mount=${encodeURIComponent(D)}&from=c%2Fd`],
     ['PATCH', '/v2/a/b/blobs/uploads/u1', '_state=abc%3D%3D', '?_state=abc%3D%3D'],
-    ['PUT', '/v2/a/b/blobs/uploads/u1', `_state=abc-_%3D&digest=${D}`, `?_state=abc-_%3D&digest=${encodeURIComponent(D)}`],
-    ['PUT', '/v2/a/b/blobs/uploads/u1', `_state=s&digest=${D}&mount=${D}&from=c`, `?_state=s&digest=${encodeURIComponent(D)}`],
+    [
+      'PUT',
+      '/v2/a/b/blobs/uploads/u1',
+      `_state=abc-_%3D&digest=${D}`,
+      `?_state=abc-_%3D&digest=${encodeURIComponent(D)}`,
+    ],
+    [
+      'PUT',
+      '/v2/a/b/blobs/uploads/u1',
+      `_state=s&digest=${D}&mount=${D}&from=c`,
+      `?_state=s&digest=${encodeURIComponent(D)}`,
+    ],
     ['PUT', '/v2/a/b/blobs/uploads/u1', `_state=s;digest=${D}`, `?_state=${encodeURIComponent(`s;digest=${D}`)}`],
     ['GET', '/v2/a/b/manifests/v1', 'from=c/d', ''],
     // a lone mount or from is no mount: a plain upload start, the parameter not forwarded
@@ -126,7 +156,14 @@ describe('route → scopes', () => {
     ['POST', '/v2/a/b/blobs/uploads/', '', ['application/x-www-form-urlencoded'], true, 400],
     ['POST', '/v2/a/b/blobs/uploads/', '', ['Application/X-WWW-Form-Urlencoded; charset=utf-8'], true, 400],
     ['POST', '/v2/a/b/blobs/uploads/', '', ['multipart/form-data; boundary=x'], true, 400],
-    ['POST', '/v2/a/b/blobs/uploads/', '', ['application/octet-stream', 'application/x-www-form-urlencoded'], true, 400],
+    [
+      'POST',
+      '/v2/a/b/blobs/uploads/',
+      '',
+      ['application/octet-stream', 'application/x-www-form-urlencoded'],
+      true,
+      400,
+    ],
     ['POST', '/v2/a/b/blobs/uploads/', '', ['application/x-www-form-urlencoded'], false, 400],
     ['PATCH', '/v2/a/b/blobs/uploads/u1', '_state=s', ['application/octet-stream'], true, undefined],
     ['PATCH', '/v2/a/b/blobs/uploads/u1', '_state=s', ['application/x-www-form-urlencoded'], true, 400],
@@ -203,7 +240,11 @@ describe('route → scopes', () => {
 
 describe('route → method and reference', () => {
   it('carries the method and the reference (tag, digest or session) the guards read', () => {
-    expect(ok('HEAD', '/v2/a/b/manifests/latest')).toMatchObject({ kind: 'manifest', method: 'HEAD', reference: 'latest' });
+    expect(ok('HEAD', '/v2/a/b/manifests/latest')).toMatchObject({
+      kind: 'manifest',
+      method: 'HEAD',
+      reference: 'latest',
+    });
     expect(ok('GET', `/v2/a/b/blobs/${D}`)).toMatchObject({ method: 'GET', reference: D });
     expect(ok('PATCH', '/v2/a/b/blobs/uploads/abc')).toMatchObject({ method: 'PATCH', reference: 'abc' });
     expect(ok('GET', `/v2/a/b/referrers/${D}`)).toMatchObject({ method: 'GET', reference: D });

@@ -3,7 +3,11 @@ import { formatScope, isValidRepositoryName, parseScope, parseScopes, ScopeError
 
 describe('scope grammar', () => {
   it('parses repository and registry scopes', () => {
-    expect(parseScope('repository:team/app:pull,push')).toEqual({ type: 'repository', name: 'team/app', actions: ['pull', 'push'] });
+    expect(parseScope('repository:team/app:pull,push')).toEqual({
+      type: 'repository',
+      name: 'team/app',
+      actions: ['pull', 'push'],
+    });
     expect(parseScope('repository:a:*')).toEqual({ type: 'repository', name: 'a', actions: ['*'] });
     expect(parseScope('registry:catalog:*')).toEqual({ type: 'registry', name: 'catalog', actions: ['*'] });
     expect(parseScope('repository(plugin):a/b:pull')).toMatchObject({ type: 'repository', name: 'a/b' });
@@ -45,8 +49,10 @@ describe('scope grammar', () => {
   });
 
   it('follows the OCI repository name grammar', () => {
-    for (const ok of ['a', 'a/b/c', 'a-b', 'a--b', 'a_b', 'a__b', 'a.b', 'blobs/manifests', '0x/1']) expect(isValidRepositoryName(ok), ok).toBe(true);
-    for (const bad of ['', 'A', 'a___b', 'a.-b', '_a', 'a/', '/a', 'a//b', 'a:b', 'a%2fb', 'a\u0000b']) expect(isValidRepositoryName(bad), bad).toBe(false);
+    for (const ok of ['a', 'a/b/c', 'a-b', 'a--b', 'a_b', 'a__b', 'a.b', 'blobs/manifests', '0x/1'])
+      expect(isValidRepositoryName(ok), ok).toBe(true);
+    for (const bad of ['', 'A', 'a___b', 'a.-b', '_a', 'a/', '/a', 'a//b', 'a:b', 'a%2fb', 'a\u0000b'])
+      expect(isValidRepositoryName(bad), bad).toBe(false);
   });
 
   it('formats back', () => {

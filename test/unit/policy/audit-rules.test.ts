@@ -57,7 +57,13 @@ describe('effect: audit rules', () => {
     let recorded = 0;
     for (let i = 0; i < 2000; i++) {
       const namespace = pick(namespaces);
-      const who: Identity = { issuerName: 'c', issuer: 'https://c', subject: rnd() < 0.1 ? 'admin' : `sa-${i}`, namespace, claims: {} };
+      const who: Identity = {
+        issuerName: 'c',
+        issuer: 'https://c',
+        subject: rnd() < 0.1 ? 'admin' : `sa-${i}`,
+        namespace,
+        claims: {},
+      };
       const scopes = Array.from({ length: 1 + Math.floor(rnd() * 3) }, () => {
         const wanted = [...new Set(Array.from({ length: 1 + Math.floor(rnd() * 3) }, () => pick(actions)))];
         return parseScope(`repository:${pick(namespaces)}/app${Math.floor(rnd() * 3)}:${wanted.join(',')}`);
@@ -74,7 +80,9 @@ describe('effect: audit rules', () => {
       expect(a.wouldDeny).toEqual([]);
       // Each granted action is one a matching audit-everything rule would have denied.
       const granted = b.access.reduce((n, e) => n + e.actions.length, 0);
-      const everything = b.wouldDeny.filter((w) => w.rule === 'audit-everything').reduce((n, w) => n + w.actions.length, 0);
+      const everything = b.wouldDeny
+        .filter((w) => w.rule === 'audit-everything')
+        .reduce((n, w) => n + w.actions.length, 0);
       expect(everything).toBe(granted);
       recorded += b.wouldDeny.length;
     }
@@ -89,6 +97,8 @@ describe('effect: audit rules', () => {
   });
 
   it('is refused at request time (for now)', () => {
-    expect(() => compilePolicyText('rules:\n  - name: a\n    effect: audit\n    at: request\n    actions: [pull]\n')).toThrow(PolicyLoadError);
+    expect(() =>
+      compilePolicyText('rules:\n  - name: a\n    effect: audit\n    at: request\n    actions: [pull]\n'),
+    ).toThrow(PolicyLoadError);
   });
 });

@@ -101,12 +101,20 @@ rules:
     const withTeam = { ...k8s('t'), claims: { team: 'a' } };
     // claims.frozen absent → the deny rule errors → matches → push removed
     expect(grant(policy, withTeam, 'repository:a/b:pull,push')).toEqual(['pull']);
-    expect(grant(policy, { ...withTeam, claims: { team: 'a', frozen: false } }, 'repository:a/b:pull,push')).toEqual(['pull', 'push']);
+    expect(grant(policy, { ...withTeam, claims: { team: 'a', frozen: false } }, 'repository:a/b:pull,push')).toEqual([
+      'pull',
+      'push',
+    ]);
   });
 
   it('sees missing identity fields as empty strings', () => {
     const policy = `rules: [{name: x, actions: [pull], when: 'identity.namespace == "" && identity.podName == ""'}]`;
-    const gh: Identity = { issuerName: 'gh', issuer: 'https://token.actions.githubusercontent.com', subject: 'repo:a/b:ref:refs/heads/main', claims: {} };
+    const gh: Identity = {
+      issuerName: 'gh',
+      issuer: 'https://token.actions.githubusercontent.com',
+      subject: 'repo:a/b:ref:refs/heads/main',
+      claims: {},
+    };
     expect(grant(policy, gh, 'repository:a/b:pull')).toEqual(['pull']);
     expect(grant(policy, k8s('t'), 'repository:a/b:pull')).toEqual([]);
   });
@@ -126,7 +134,9 @@ rules:
       claims: { google: { compute_engine: { project_id: 'p1' } } },
     };
     expect(grant(policy, gce, 'repository:a/b:pull')).toEqual(['pull']);
-    expect(grant(policy, { ...gce, claims: { google: { compute_engine: { project_id: 'p2' } } } }, 'repository:a/b:pull')).toEqual([]);
+    expect(
+      grant(policy, { ...gce, claims: { google: { compute_engine: { project_id: 'p2' } } } }, 'repository:a/b:pull'),
+    ).toEqual([]);
   });
 });
 
@@ -143,14 +153,23 @@ describe('policy loading', () => {
   }
 
   it('rejects CEL syntax errors, naming file and rule', () => {
-    expectLoadError(`rules: [{name: broken, actions: [pull], when: 'identity.issuerName =='}]`, /bad\.yaml: rule "broken": invalid CEL/);
+    expectLoadError(
+      `rules: [{name: broken, actions: [pull], when: 'identity.issuerName =='}]`,
+      /bad\.yaml: rule "broken": invalid CEL/,
+    );
   });
   it('rejects unknown fields of identity and request at load time', () => {
-    expectLoadError(`rules: [{name: typo, actions: [pull], when: 'identity.namespce == "a"'}]`, /rule "typo".*namespce/);
+    expectLoadError(
+      `rules: [{name: typo, actions: [pull], when: 'identity.namespce == "a"'}]`,
+      /rule "typo".*namespce/,
+    );
     expectLoadError(`rules: [{name: unk, actions: [pull], when: 'user == "a"'}]`, /rule "unk": invalid CEL/);
   });
   it('rejects a non-bool `when`', () => {
-    expectLoadError(`rules: [{name: str, actions: [pull], when: 'request.repository'}]`, /rule "str": `when` must evaluate to bool, not string/);
+    expectLoadError(
+      `rules: [{name: str, actions: [pull], when: 'request.repository'}]`,
+      /rule "str": `when` must evaluate to bool, not string/,
+    );
     expectLoadError(`rules: [{name: int, actions: [pull], when: '1 + 2'}]`, /must evaluate to bool/);
   });
   it('rejects a type error', () => {
@@ -200,7 +219,12 @@ describe('shipped policies', () => {
       issuer: 'https://token.actions.githubusercontent.com',
       subject: 'repo:acme/web:ref:refs/heads/main',
       preset: 'github-actions',
-      claims: { repository: 'acme/web', repository_owner: 'acme', repository_owner_id: '1234567', ref: 'refs/heads/main' },
+      claims: {
+        repository: 'acme/web',
+        repository_owner: 'acme',
+        repository_owner_id: '1234567',
+        ref: 'refs/heads/main',
+      },
     };
     const ghEngine = loadPolicies('policies/examples/github-actions.yaml');
     expect(ghEngine.decide(gh, parseScope('repository:acme/web:pull,push'), ctx).granted).toEqual(['pull', 'push']);
@@ -216,7 +240,10 @@ describe('shipped policies', () => {
       preset: 'google',
       claims: { google: { compute_engine: { project_id: 'acme-prod' } } },
     };
-    expect(loadPolicies('policies/examples/gce.yaml').decide(gce, parseScope('repository:gce-base/debian:pull,push'), ctx).granted).toEqual(['pull']);
+    expect(
+      loadPolicies('policies/examples/gce.yaml').decide(gce, parseScope('repository:gce-base/debian:pull,push'), ctx)
+        .granted,
+    ).toEqual(['pull']);
 
     const gl: Identity = {
       issuerName: 'gitlab',
@@ -225,18 +252,23 @@ describe('shipped policies', () => {
       preset: 'gitlab',
       claims: { project_path: 'acme/p', namespace_path: 'acme', namespace_id: '4242' },
     };
-    expect(loadPolicies('policies/examples/gitlab.yaml').decide(gl, parseScope('repository:acme/p/img:pull,push'), ctx).granted).toEqual(['pull', 'push']);
+    expect(
+      loadPolicies('policies/examples/gitlab.yaml').decide(gl, parseScope('repository:acme/p/img:pull,push'), ctx)
+        .granted,
+    ).toEqual(['pull', 'push']);
 
     const cat = loadPolicies('policies/examples/readonly-catalog.yaml');
     expect(cat.decide(k8s('t'), parseScope('registry:catalog:*'), ctx).granted).toEqual(['*']);
     expect(cat.decide(k8s('t'), parseScope('repository:public/x:pull,push'), ctx).granted).toEqual(['pull']);
 
     const dev = loadPolicies('policies/dev');
-    expect(dev.decide({ issuerName: 'dev', issuer: 'x', subject: 'me', claims: {} }, parseScope('repository:a/b:pull,push,delete'), ctx).granted).toEqual([
-      'pull',
-      'push',
-      'delete',
-    ]);
+    expect(
+      dev.decide(
+        { issuerName: 'dev', issuer: 'x', subject: 'me', claims: {} },
+        parseScope('repository:a/b:pull,push,delete'),
+        ctx,
+      ).granted,
+    ).toEqual(['pull', 'push', 'delete']);
     expect(dev.decide(k8s('t'), parseScope('repository:a/b:pull'), ctx).granted).toEqual([]);
   });
 });

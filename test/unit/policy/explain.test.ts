@@ -46,8 +46,16 @@ describe('refusalOf: what a decision withheld, and why', () => {
     ['everything granted', 'repository:team-a/app:pull,push', undefined],
     ['push: no rule grants it', 'repository:shared/base:pull,push', [{ action: 'push' }]],
     ['nothing matched at all', 'repository:team-b/app:pull', [{ action: 'pull' }]],
-    ['delete: removed by a deny rule', 'repository:releases/app:pull,delete', [{ action: 'delete', deniedBy: ['nobody-deletes-releases'] }]],
-    ['* is withheld by any deny rule that matched', 'repository:releases/app:*', [{ action: '*', deniedBy: ['nobody-deletes-releases'] }]],
+    [
+      'delete: removed by a deny rule',
+      'repository:releases/app:pull,delete',
+      [{ action: 'delete', deniedBy: ['nobody-deletes-releases'] }],
+    ],
+    [
+      '* is withheld by any deny rule that matched',
+      'repository:releases/app:*',
+      [{ action: '*', deniedBy: ['nobody-deletes-releases'] }],
+    ],
     ['* requested, no rule lists *', 'repository:team-a/app:*', [{ action: '*' }]],
     [
       'deny * removes every action, each names the rule',
@@ -92,7 +100,11 @@ describe('refusalsFor: 403 only when the token recorded a refusal of every missi
     { type: 'repository', name: 'releases/app', actions: [{ action: '*', deniedBy: ['nobody-deletes-releases'] }] },
   ];
   it.each([
-    ['push refused', ['repository:shared/base:push'], [{ type: 'repository', name: 'shared/base', actions: [{ action: 'push' }] }]],
+    [
+      'push refused',
+      ['repository:shared/base:push'],
+      [{ type: 'repository', name: 'shared/base', actions: [{ action: 'push' }] }],
+    ],
     ['delete never asked for: challenge', ['repository:shared/base:delete'], undefined],
     ['another repository: challenge', ['repository:team-b/app:pull'], undefined],
     ['one of two missing actions unexplained: challenge', ['repository:shared/base:push,delete'], undefined],
@@ -114,7 +126,8 @@ describe('refusalsFor: 403 only when the token recorded a refusal of every missi
 
 describe('denialMessage: who, what, why, and how to check', () => {
   const me = { issuerName: 'ci', subject: 'job-42' };
-  const check = (scope: string) => `Check with: registry-auth-proxy policy test --issuer-name ci --scope '${scope}' --claims <identity token>`;
+  const check = (scope: string) =>
+    `Check with: registry-auth-proxy policy test --issuer-name ci --scope '${scope}' --claims <identity token>`;
   it.each([
     [
       'no rule grants push',
@@ -123,12 +136,20 @@ describe('denialMessage: who, what, why, and how to check', () => {
     ],
     [
       'denied by rule',
-      { type: 'repository', name: 'releases/app', actions: [{ action: 'delete', deniedBy: ['nobody-deletes-releases'] }] },
+      {
+        type: 'repository',
+        name: 'releases/app',
+        actions: [{ action: 'delete', deniedBy: ['nobody-deletes-releases'] }],
+      },
       `issuer ci, subject job-42 was refused delete on repository releases/app: denied by rule nobody-deletes-releases. ${check('repository:releases/app:delete')}`,
     ],
     [
       'both reasons at once',
-      { type: 'repository', name: 'releases/app', actions: [{ action: 'push' }, { action: 'delete', deniedBy: ['a', 'b'] }] },
+      {
+        type: 'repository',
+        name: 'releases/app',
+        actions: [{ action: 'push' }, { action: 'delete', deniedBy: ['a', 'b'] }],
+      },
       `issuer ci, subject job-42 was refused push, delete on repository releases/app: no rule grants push; delete denied by rules a, b. ${check('repository:releases/app:push,delete')}`,
     ],
     [
@@ -154,19 +175,32 @@ describe('denialMessage: who, what, why, and how to check', () => {
       ],
       true,
     );
-    expect(m).toContain('was refused push on repository team-b/app: no rule grants push; and pull on repository team-c/base: no rule grants pull.');
+    expect(m).toContain(
+      'was refused push on repository team-b/app: no rule grants push; and pull on repository team-c/base: no rule grants pull.',
+    );
     expect(m).toContain("--scope 'repository:team-b/app:push' --scope 'repository:team-c/base:pull'");
   });
 
   it("with the detail off: Distribution's generic words and access records, no identity or rule", () => {
-    const r: Refusal = { type: 'repository', name: 'releases/app', actions: [{ action: 'delete', deniedBy: ['nobody-deletes-releases'] }] };
+    const r: Refusal = {
+      type: 'repository',
+      name: 'releases/app',
+      actions: [{ action: 'delete', deniedBy: ['nobody-deletes-releases'] }],
+    };
     expect(denialMessage(me, [r], false)).toBe(GENERIC_DENIAL);
     expect(denialDetail(me, [r], false)).toEqual([{ Type: 'repository', Name: 'releases/app', Action: 'delete' }]);
     expect(JSON.stringify(denialDetail(me, [r], false))).not.toMatch(/job-42|nobody/);
     expect(denialDetail(me, [r], true)).toEqual({
       issuerName: 'ci',
       subject: 'job-42',
-      refused: [{ type: 'repository', name: 'releases/app', actions: ['delete'], reason: 'denied by rule nobody-deletes-releases' }],
+      refused: [
+        {
+          type: 'repository',
+          name: 'releases/app',
+          actions: ['delete'],
+          reason: 'denied by rule nobody-deletes-releases',
+        },
+      ],
       check: 'registry-auth-proxy policy test',
     });
   });
@@ -185,17 +219,28 @@ describe('denialMessage: who, what, why, and how to check', () => {
 
 describe('token claim helpers', () => {
   it('splits sub at the first colon (issuer names have none; subjects may)', () => {
-    expect(requesterOf('cluster:system:serviceaccount:ns:sa')).toEqual({ issuerName: 'cluster', subject: 'system:serviceaccount:ns:sa' });
+    expect(requesterOf('cluster:system:serviceaccount:ns:sa')).toEqual({
+      issuerName: 'cluster',
+      subject: 'system:serviceaccount:ns:sa',
+    });
     expect(requesterOf('no-colon')).toBeUndefined();
   });
   it('reads back only well-formed refusal claims', () => {
-    expect(parseRefusals([{ type: 'repository', name: 'a/b', actions: [{ action: 'pull', deniedBy: ['r'] }] }])).toHaveLength(1);
+    expect(
+      parseRefusals([{ type: 'repository', name: 'a/b', actions: [{ action: 'pull', deniedBy: ['r'] }] }]),
+    ).toHaveLength(1);
     expect(parseRefusals(undefined)).toBeUndefined();
     expect(parseRefusals([{ type: 'repository', name: 'a/b', actions: ['pull'] }])).toBeUndefined();
-    expect(parseRefusals([{ type: 'repository', name: 'a/b', actions: [{ action: 'pull', deniedBy: [1] }] }])).toBeUndefined();
+    expect(
+      parseRefusals([{ type: 'repository', name: 'a/b', actions: [{ action: 'pull', deniedBy: [1] }] }]),
+    ).toBeUndefined();
   });
   it('bounds the claim: refusals beyond the budget are left out (those requests get the plain challenge)', () => {
-    const many: Refusal[] = Array.from({ length: 64 }, (_, i) => ({ type: 'repository', name: `team-${i}/${'x'.repeat(200)}`, actions: [{ action: 'pull' }] }));
+    const many: Refusal[] = Array.from({ length: 64 }, (_, i) => ({
+      type: 'repository',
+      name: `team-${i}/${'x'.repeat(200)}`,
+      actions: [{ action: 'pull' }],
+    }));
     const kept = boundedRefusals(many);
     expect(kept.length).toBeGreaterThan(0);
     expect(kept.length).toBeLessThan(64);

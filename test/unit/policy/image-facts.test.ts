@@ -45,10 +45,22 @@ describe('image.* in request-time rules', () => {
     ['verified, any signer', facts('v1', { verified: true, signers: ['prod'] }), 'dev', undefined],
     ['unverified', facts('v1', { verified: false, signers: [] }), 'dev', 'prod-pulls-signed'],
     ['no trust policy: false', facts('v1'), 'dev', 'prod-pulls-signed'],
-    ['the build workflow pulls its own unsigned output', facts('v1', { verified: false, signers: [] }), 'build', undefined],
-    ['a release without the release key', facts('release-1', { verified: true, signers: ['prod'] }), 'dev', 'release-key-for-releases'],
+    [
+      'the build workflow pulls its own unsigned output',
+      facts('v1', { verified: false, signers: [] }),
+      'build',
+      undefined,
+    ],
+    [
+      'a release without the release key',
+      facts('release-1', { verified: true, signers: ['prod'] }),
+      'dev',
+      'release-key-for-releases',
+    ],
     ['a release with it', facts('release-1', { verified: true, signers: ['prod', 'release'] }), 'dev', undefined],
-  ])('%s', (_what, f, subject, refusedBy) => expect(decideRequest(engine, who(subject), f)?.refused.name).toBe(refusedBy));
+  ])('%s', (_what, f, subject, refusedBy) =>
+    expect(decideRequest(engine, who(subject), f)?.refused.name).toBe(refusedBy),
+  );
 
   it('a token-time rule reading image is refused at load', () => {
     const bad = `rules:\n  - name: x\n    effect: allow\n    actions: [pull]\n    when: image.verified\n`;

@@ -8,7 +8,11 @@ import { decideRequest, lazyFactsNeeded, type RequestFacts } from '../../../src/
 const A = `sha256:${'a'.repeat(64)}`;
 const B = `sha256:${'b'.repeat(64)}`;
 
-const github = (ref: string, workflow = `acme/web/.github/workflows/release.yml@${ref}`, owner = '1234567'): Identity => ({
+const github = (
+  ref: string,
+  workflow = `acme/web/.github/workflows/release.yml@${ref}`,
+  owner = '1234567',
+): Identity => ({
   issuerName: 'github',
   issuer: 'https://token.actions.githubusercontent.com',
   subject: `repo:acme/web:ref:${ref}`,
@@ -26,7 +30,12 @@ const k8s = (namespace: string, issuerName = 'cluster'): Identity => ({
 });
 
 const PUSH = ['pull', 'push'];
-const request = (method: string, repository: string, reference: string, over: Partial<RequestFacts> = {}): RequestFacts => ({
+const request = (
+  method: string,
+  repository: string,
+  reference: string,
+  over: Partial<RequestFacts> = {},
+): RequestFacts => ({
   method,
   kind: 'manifest',
   repository,
@@ -46,7 +55,11 @@ function table(file: string, rows: Row[]): void {
   it.each(rows)('%s', (_, who, facts, refusedBy) => {
     // as the guard does: ask for the on-demand facts only when a rule reads them
     const needed = lazyFactsNeeded(engine, who, facts);
-    const asked = { ...facts, ...(needed.bodyDigest ? {} : { bodyDigest: undefined }), ...(needed.tagExists || needed.digest ? {} : { lookup: undefined }) };
+    const asked = {
+      ...facts,
+      ...(needed.bodyDigest ? {} : { bodyDigest: undefined }),
+      ...(needed.tagExists || needed.digest ? {} : { lookup: undefined }),
+    };
     expect(decideRequest(engine, who, asked)?.refused.name).toBe(refusedBy);
   });
 }
@@ -54,7 +67,10 @@ function table(file: string, rows: Row[]): void {
 describe('immutable-release-tags.yaml', () => {
   const who = github('refs/heads/main');
   const put = (tag: string, body: string, upstream?: string) =>
-    request('PUT', 'acme/web', tag, { bodyDigest: body, lookup: upstream ? { tagExists: true, digest: upstream } : { tagExists: false, digest: '' } });
+    request('PUT', 'acme/web', tag, {
+      bodyDigest: body,
+      lookup: upstream ? { tagExists: true, digest: upstream } : { tagExists: false, digest: '' },
+    });
   const RULE = 'acme-release-tags-are-immutable';
   table('immutable-release-tags.yaml', [
     ['first push of v1.0.0', who, put('v1.0.0', A), undefined],
@@ -69,13 +85,26 @@ describe('immutable-release-tags.yaml', () => {
     ['DELETE of v1.0.0', who, request('DELETE', 'acme/web', 'v1.0.0'), RULE],
     ['DELETE by digest', who, request('DELETE', 'acme/web', A), undefined],
     ['pull of v1.0.0 asks the upstream nothing', who, request('GET', 'acme/web', 'v1.0.0'), undefined],
-    ['the upstream cannot say: refused', who, request('PUT', 'acme/web', 'v1.0.0', { bodyDigest: A, lookup: { error: 'HEAD answered 503' } }), RULE],
+    [
+      'the upstream cannot say: refused',
+      who,
+      request('PUT', 'acme/web', 'v1.0.0', { bodyDigest: A, lookup: { error: 'HEAD answered 503' } }),
+      RULE,
+    ],
   ]);
 
   it('says why when the upstream cannot answer', () => {
     const engine = loadPolicies('policies/examples/immutable-release-tags.yaml');
-    const r = decideRequest(engine, who, request('PUT', 'acme/web', 'v1.0.0', { bodyDigest: A, lookup: { error: 'HEAD answered 503' } }));
-    expect(r?.reason).toMatch(new RegExp(`^rule ${RULE} could not be evaluated, so it refuses: upstream\\.(tagExists|digest) unknown: HEAD answered 503$`));
+    const r = decideRequest(
+      engine,
+      who,
+      request('PUT', 'acme/web', 'v1.0.0', { bodyDigest: A, lookup: { error: 'HEAD answered 503' } }),
+    );
+    expect(r?.reason).toMatch(
+      new RegExp(
+        `^rule ${RULE} could not be evaluated, so it refuses: upstream\\.(tagExists|digest) unknown: HEAD answered 503$`,
+      ),
+    );
   });
 });
 
@@ -87,14 +116,34 @@ describe('main-moves-latest.yaml', () => {
     ['… and latest of acme/web/cli', main, request('PUT', 'acme/web/cli', 'latest'), undefined],
     ['… and deletes it', main, request('DELETE', 'acme/web', 'latest'), undefined],
     ['another branch', github('refs/heads/dev'), request('PUT', 'acme/web', 'latest'), RULE],
-    ['another workflow on main', github('refs/heads/main', 'acme/web/.github/workflows/pr.yml@refs/heads/main'), request('PUT', 'acme/web', 'latest'), RULE],
-    ['the same names under another owner id', github('refs/heads/main', undefined, '999999'), request('PUT', 'acme/web', 'latest'), RULE],
-    ['a token without workflow_ref', { ...main, claims: { ...main.claims, workflow_ref: undefined } }, request('PUT', 'acme/web', 'latest'), RULE],
+    [
+      'another workflow on main',
+      github('refs/heads/main', 'acme/web/.github/workflows/pr.yml@refs/heads/main'),
+      request('PUT', 'acme/web', 'latest'),
+      RULE,
+    ],
+    [
+      'the same names under another owner id',
+      github('refs/heads/main', undefined, '999999'),
+      request('PUT', 'acme/web', 'latest'),
+      RULE,
+    ],
+    [
+      'a token without workflow_ref',
+      { ...main, claims: { ...main.claims, workflow_ref: undefined } },
+      request('PUT', 'acme/web', 'latest'),
+      RULE,
+    ],
     ['a Kubernetes identity', k8s('ci'), request('PUT', 'acme/web', 'latest'), RULE],
     ['another branch pushes other tags', github('refs/heads/dev'), request('PUT', 'acme/web', 'dev'), undefined],
     ['… and pulls latest', github('refs/heads/dev'), request('GET', 'acme/web', 'latest'), undefined],
     ['… and pushes by digest', github('refs/heads/dev'), request('PUT', 'acme/web', A), undefined],
-    ['latest of acme/webshop is not acme/web', github('refs/heads/dev'), request('PUT', 'acme/webshop', 'latest'), undefined],
+    [
+      'latest of acme/webshop is not acme/web',
+      github('refs/heads/dev'),
+      request('PUT', 'acme/webshop', 'latest'),
+      undefined,
+    ],
   ]);
 });
 
@@ -109,7 +158,17 @@ describe('digest-only-production.yaml', () => {
     ['… referrers of a digest', deployer, request('GET', 'prod/api', A, { kind: 'referrers' }), undefined],
     ['… a tag outside prod/', deployer, request('GET', 'staging/api', 'v1.0.0'), undefined],
     ['a staging deployer by tag', k8s('staging'), request('GET', 'prod/api', 'v1.0.0'), undefined],
-    ['the same namespace under another issuer', k8s('prod-eu', 'other-cluster'), request('GET', 'prod/api', 'v1.0.0'), undefined],
-    ['CI resolves the tag to find the digest', github('refs/heads/main'), request('HEAD', 'prod/api', 'v1.0.0'), undefined],
+    [
+      'the same namespace under another issuer',
+      k8s('prod-eu', 'other-cluster'),
+      request('GET', 'prod/api', 'v1.0.0'),
+      undefined,
+    ],
+    [
+      'CI resolves the tag to find the digest',
+      github('refs/heads/main'),
+      request('HEAD', 'prod/api', 'v1.0.0'),
+      undefined,
+    ],
   ]);
 });

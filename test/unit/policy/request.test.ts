@@ -10,7 +10,13 @@ import { decideRequest, lazyFactsNeeded, requestKind, type RequestFacts } from '
 /** Issue 21, the policy side: `at:`, the request-time CEL variables, decideRequest, lazyFactsNeeded. */
 
 const ctx = { service: 'registry.test', clientIP: '127.0.0.1' };
-const who: Identity = { issuerName: 'cluster', issuer: 'https://k8s', subject: 'system:serviceaccount:ci:builder', namespace: 'ci', claims: { team: 'a' } };
+const who: Identity = {
+  issuerName: 'cluster',
+  issuer: 'https://k8s',
+  subject: 'system:serviceaccount:ci:builder',
+  namespace: 'ci',
+  claims: { team: 'a' },
+};
 const DIGEST_A = `sha256:${'a'.repeat(64)}`;
 const DIGEST_B = `sha256:${'b'.repeat(64)}`;
 
@@ -26,8 +32,10 @@ const facts = (over: Partial<RequestFacts> = {}): RequestFacts => ({
   ...over,
 });
 
-const rule = (when: string, extra = '') => `rules:\n  - {name: r, effect: deny, at: request, actions: [push]${extra}, when: ${JSON.stringify(when)}}\n`;
-const decide = (when: string, f: Partial<RequestFacts> = {}, extra = '') => decideRequest(compilePolicyText(rule(when, extra)), who, facts(f))?.reason;
+const rule = (when: string, extra = '') =>
+  `rules:\n  - {name: r, effect: deny, at: request, actions: [push]${extra}, when: ${JSON.stringify(when)}}\n`;
+const decide = (when: string, f: Partial<RequestFacts> = {}, extra = '') =>
+  decideRequest(compilePolicyText(rule(when, extra)), who, facts(f))?.reason;
 
 describe('`at:` at load', () => {
   it.each([
@@ -42,7 +50,10 @@ describe('`at:` at load', () => {
       'effect: deny, at: both, when: upstream.tagExists',
       'reads upstream.tagExists, which only a /v2/ request has, but the rule is also evaluated when the token is issued',
     ],
-    ['effect: deny, at: token, when: request.bodyDigest != upstream.digest', 'reads request.bodyDigest, upstream.digest'],
+    [
+      'effect: deny, at: token, when: request.bodyDigest != upstream.digest',
+      'reads request.bodyDigest, upstream.digest',
+    ],
     ['effect: deny, when: \'request["kind"] == "blob"\'', 'reads request.kind'],
     ['effect: deny, when: request.mediaType != "" || has(request.tag)', 'reads request.mediaType, request.tag'],
     ['effect: deny, at: request, when: request.methd == "PUT"', 'invalid CEL in `when`'],
@@ -55,7 +66,9 @@ describe('`at:` at load', () => {
   });
 
   it('names `at` among the known keys', () => {
-    expect(() => compilePolicyText('rules: [{name: x, actions: [pull], a: request}]')).toThrow('(known: name, effect, actions, at, when, description)');
+    expect(() => compilePolicyText('rules: [{name: x, actions: [pull], a: request}]')).toThrow(
+      '(known: name, effect, actions, at, when, description)',
+    );
   });
 
   it('token rules are decided at /token only, request rules on /v2/ only, both at both', () => {
@@ -70,7 +83,10 @@ describe('`at:` at load', () => {
     expect(engine.requestRules.map((r) => r.name)).toEqual(['q', 'b']);
     expect(decideRequest(engine, who, facts({ method: 'GET', actions: ['pull'] }))).toBeUndefined();
     expect(decideRequest(engine, who, facts())?.reason).toBe('denied by rule q');
-    expect(decideRequest(engine, who, facts({ method: 'DELETE', actions: ['delete'] }))?.refused).toMatchObject({ name: 'b', effect: 'deny' });
+    expect(decideRequest(engine, who, facts({ method: 'DELETE', actions: ['delete'] }))?.refused).toMatchObject({
+      name: 'b',
+      effect: 'deny',
+    });
   });
 });
 
@@ -79,7 +95,10 @@ describe('requestTimeInputs: what a `when` reads, from the AST', () => {
     ['request.repository == "a" && claims.x == 1', []],
     ['request.method == "PUT" && request.tag.startsWith("v")', ['request.method', 'request.tag']],
     ['has(request.digest) || request["kind"] == "blob"', ['request.digest', 'request.kind']],
-    ['upstream.tagExists && request.bodyDigest != upstream.digest', ['request.bodyDigest', 'upstream.digest', 'upstream.tagExists']],
+    [
+      'upstream.tagExists && request.bodyDigest != upstream.digest',
+      ['request.bodyDigest', 'upstream.digest', 'upstream.tagExists'],
+    ],
     ['[upstream].size() == 1', ['upstream.digest', 'upstream.tagExists']],
     ['request[claims.k] == ""', ['request[…]']],
     ['claims.list.exists(x, x == request.reference)', ['request.reference']],
@@ -92,13 +111,22 @@ describe('decideRequest: the variables as rules see them', () => {
   it.each([
     ['request.tag == "v1.0.0" && request.digest == ""', {}],
     ['request.digest == "' + DIGEST_A + '" && request.tag == ""', { reference: DIGEST_A }],
-    ['request.tag == "" && request.digest == "" && request.reference == "abc_upload"', { kind: 'upload' as const, reference: 'abc_upload' }],
+    [
+      'request.tag == "" && request.digest == "" && request.reference == "abc_upload"',
+      { kind: 'upload' as const, reference: 'abc_upload' },
+    ],
     ['request.kind == "manifest" && request.method == "PUT" && request.type == "repository"', {}],
-    ['request.type == "registry" && request.repository == ""', { kind: 'catalog' as const, repository: '', reference: '', actions: ['*'] }],
+    [
+      'request.type == "registry" && request.repository == ""',
+      { kind: 'catalog' as const, repository: '', reference: '', actions: ['*'] },
+    ],
     ['request.contentLength == -1', {}],
     ['request.contentLength > 4194304', { contentLength: 5 * 1024 * 1024 }],
     ['request.mediaType.startsWith("application/vnd.oci")', {}],
-    ['request.upstream == "hub" && request.service == "registry.test" && request.clientIP == "127.0.0.1"', { upstream: 'hub' }],
+    [
+      'request.upstream == "hub" && request.service == "registry.test" && request.clientIP == "127.0.0.1"',
+      { upstream: 'hub' },
+    ],
     ['"push" in request.actions && identity.namespace == "ci" && claims.team == "a"', {}],
     ['request.bodyDigest == "' + DIGEST_A + '"', { bodyDigest: DIGEST_A }],
     ['upstream.tagExists && upstream.digest == "' + DIGEST_B + '"', { lookup: { tagExists: true, digest: DIGEST_B } }],
@@ -117,7 +145,11 @@ describe('decideRequest: the variables as rules see them', () => {
       'rule r could not be evaluated, so it refuses: upstream.tagExists unknown: HEAD answered 503',
     ],
     ['upstream.digest != ""', {}, 'upstream.digest unknown: the upstream was not asked'],
-    ['request.bodyDigest != upstream.digest', { lookup: { tagExists: true, digest: DIGEST_A } }, 'request.bodyDigest was not computed'],
+    [
+      'request.bodyDigest != upstream.digest',
+      { lookup: { tagExists: true, digest: DIGEST_A } },
+      'request.bodyDigest was not computed',
+    ],
     ['claims.missing == "x"', {}, 'rule r could not be evaluated, so it refuses: No such key: missing'],
     ['claims.team', {}, 'rule r did not evaluate to a bool, so it refuses'],
   ])('fails closed: %s', (when, f, reason) => {
@@ -159,7 +191,11 @@ describe('lazyFactsNeeded: the upstream is asked and the body hashed only when t
     ['PUT of a tag', facts(), all],
     ['PUT by digest: no tag to look up, a body nobody compares', facts({ reference: DIGEST_A }), none],
     ['GET of a tag: no rule for pulls reads them', facts({ method: 'GET', actions: ['pull'] }), none],
-    ['POST of an upload under the push rule: short-circuits on the method', facts({ method: 'POST', kind: 'upload', reference: '' }), none],
+    [
+      'POST of an upload under the push rule: short-circuits on the method',
+      facts({ method: 'POST', kind: 'upload', reference: '' }),
+      none,
+    ],
     [
       'DELETE of a tag: the touch counts even when `||` absorbs it',
       facts({ method: 'DELETE', actions: ['delete'] }),
@@ -177,7 +213,10 @@ describe('lazyFactsNeeded: the upstream is asked and the body hashed only when t
 });
 
 describe('requestDenialMessage', () => {
-  const refusal = { refused: { name: 'imm', effect: 'deny' as const, actions: ['push'], file: 'p.yaml' }, reason: 'denied by rule imm' };
+  const refusal = {
+    refused: { name: 'imm', effect: 'deny' as const, actions: ['push'], file: 'p.yaml' },
+    reason: 'denied by rule imm',
+  };
   it('names who, the method, repository, reference, the rule and the command that reproduces it', () => {
     expect(requestDenialMessage({ issuerName: 'ci', subject: 'repo:acme/web' }, facts(), refusal, true)).toBe(
       "issuer ci, subject repo:acme/web was refused PUT manifest team/app:v1.0.0: denied by rule imm. Check with: registry-auth-proxy policy test --issuer-name ci --scope 'repository:team/app:pull,push' --method PUT --kind manifest --reference v1.0.0 --claims <identity token>",
@@ -187,6 +226,8 @@ describe('requestDenialMessage', () => {
     );
   });
   it('says what Distribution says when the detail is off', () => {
-    expect(requestDenialMessage({ issuerName: 'ci', subject: 's' }, facts(), refusal, false)).toBe('requested access to the resource is denied');
+    expect(requestDenialMessage({ issuerName: 'ci', subject: 's' }, facts(), refusal, false)).toBe(
+      'requested access to the resource is denied',
+    );
   });
 });

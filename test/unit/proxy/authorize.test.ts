@@ -37,9 +37,17 @@ function held(...scopes: string[]): Held {
 
 describe('grant', () => {
   it('collects access, refusals, matched rules and the audit result in one pass', () => {
-    const g = grant(policy, who, ['repository:team-a/app:pull,push', 'repository:team-a/frozen:pull,push', 'repository:team-b/x:pull'].map(parseScope), ctx, {
-      ruleNames: true,
-    });
+    const g = grant(
+      policy,
+      who,
+      ['repository:team-a/app:pull,push', 'repository:team-a/frozen:pull,push', 'repository:team-b/x:pull'].map(
+        parseScope,
+      ),
+      ctx,
+      {
+        ruleNames: true,
+      },
+    );
     expect(g.access).toEqual([
       { type: 'repository', name: 'team-a/app', actions: ['pull', 'push'] },
       { type: 'repository', name: 'team-a/frozen', actions: ['pull'] },
@@ -62,7 +70,11 @@ describe('grant', () => {
 describe('judge: route + token → route | error, never a write', () => {
   it('authorizes what the token covers', () => {
     const r = route('GET', '/v2/team-a/app/manifests/v1');
-    expect(judge(r, held('repository:team-a/app:pull'), config)).toEqual({ route: r, identity: undefined, anonymous: false });
+    expect(judge(r, held('repository:team-a/app:pull'), config)).toEqual({
+      route: r,
+      identity: undefined,
+      anonymous: false,
+    });
   });
 
   it('challenges for an action the token never asked for, with the challenge in the error', () => {
@@ -77,7 +89,11 @@ describe('judge: route + token → route | error, never a write', () => {
   });
 
   it('says why with a 403 when the policy refused the action at issuance', () => {
-    const err = judge(route('PUT', '/v2/team-a/frozen/manifests/v1'), held('repository:team-a/frozen:pull,push'), config) as OciError;
+    const err = judge(
+      route('PUT', '/v2/team-a/frozen/manifests/v1'),
+      held('repository:team-a/frozen:pull,push'),
+      config,
+    ) as OciError;
     expect(err.status).toBe(403);
     expect(err.message).toContain('denied by rule frozen');
     expect(err.statusMessage).toMatch(/^Forbidden: issuer ci, subject job-42 was refused push/);

@@ -11,11 +11,18 @@ describe('the upstream request head', () => {
   });
 
   it("sends the upstream's Host, no Trailer, no HTTP/2 pseudo-headers, and leaves the client's headers as they were", () => {
-    const headers: IncomingHttpHeaders = { host: 'proxy.example', trailer: 'x', accept: 'a', ':authority': 'proxy.example' };
+    const headers: IncomingHttpHeaders = {
+      host: 'proxy.example',
+      trailer: 'x',
+      accept: 'a',
+      ':authority': 'proxy.example',
+    };
     const out = upstreamHeaders({ headers, httpVersionMajor: 2 }, new URL('https://up.example:8443/p'));
     expect(out).toEqual({ host: 'up.example:8443', accept: 'a' });
     expect(headers.host).toBe('proxy.example');
-    expect(upstreamHeaders({ headers: { host: 'h' }, httpVersionMajor: 1 }, new URL('https://up.example')).host).toBe('up.example');
+    expect(upstreamHeaders({ headers: { host: 'h' }, httpVersionMajor: 1 }, new URL('https://up.example')).host).toBe(
+      'up.example',
+    );
   });
 });
 
@@ -39,7 +46,12 @@ describe('one exchange through node:http', () => {
     const target = { url: new URL(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}/prefix`), agent };
     front = createServer((req, res) => {
       req.url = '/v2/a/manifests/1';
-      exchange(req, res, target, { onSocket: () => {}, onResponse: () => {}, onError: () => res.destroy(), selfHandleResponse: false });
+      exchange(req, res, target, {
+        onSocket: () => {},
+        onResponse: () => {},
+        onError: () => res.destroy(),
+        selfHandleResponse: false,
+      });
     });
     await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
     port = (front.address() as AddressInfo).port;
@@ -51,15 +63,19 @@ describe('one exchange through node:http', () => {
   });
 
   const send = (method: string) =>
-    new Promise<{ status?: number; message?: string; headers: IncomingHttpHeaders; body: string }>((resolve, reject) => {
-      const req = request({ port, host: '127.0.0.1', method, path: '/anything' }, (res) => {
-        let body = '';
-        res.on('data', (c) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode, message: res.statusMessage, headers: res.headers, body }));
-      });
-      req.on('error', reject);
-      req.end();
-    });
+    new Promise<{ status?: number; message?: string; headers: IncomingHttpHeaders; body: string }>(
+      (resolve, reject) => {
+        const req = request({ port, host: '127.0.0.1', method, path: '/anything' }, (res) => {
+          let body = '';
+          res.on('data', (c) => (body += c));
+          res.on('end', () =>
+            resolve({ status: res.statusCode, message: res.statusMessage, headers: res.headers, body }),
+          );
+        });
+        req.on('error', reject);
+        req.end();
+      },
+    );
 
   it("forwards method, path under the prefix and Host; copies the upstream's status, message, headers and body", async () => {
     seen = [];

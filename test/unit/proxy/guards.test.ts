@@ -2,7 +2,13 @@ import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { OciError } from '../../../src/oci/errors.js';
 import { classify, isRouteError, type Route } from '../../../src/oci/route.js';
-import { runGuards, withinAuthorized, type Guard, type GuardContext, type GuardUpstream } from '../../../src/proxy/guards.js';
+import {
+  runGuards,
+  withinAuthorized,
+  type Guard,
+  type GuardContext,
+  type GuardUpstream,
+} from '../../../src/proxy/guards.js';
 
 const D = `sha256:${'d'.repeat(64)}`;
 
@@ -17,7 +23,11 @@ const pinned = route('GET', `/v2/team-a/app/manifests/${D}`);
 const ctx = (r: Route): GuardContext => ({
   req: {} as IncomingMessage,
   route: r,
-  grant: { identity: undefined, anonymous: false, access: [{ type: 'repository', name: 'team-a/app', actions: ['pull'] }] },
+  grant: {
+    identity: undefined,
+    anonymous: false,
+    access: [{ type: 'repository', name: 'team-a/app', actions: ['pull'] }],
+  },
   upstream: { name: '', prefix: '' } as GuardUpstream,
 });
 
@@ -31,7 +41,8 @@ const refuse: Guard = async () => FROZEN;
 const refuseOther: Guard = async () => OTHER;
 const pin: Guard = async ({ route: r }) => (r.reference === 'v1' ? pinned : undefined);
 /** Refuses anything still addressed by tag: passes only after `pin` ran. */
-const digestsOnly: Guard = async ({ route: r }) => (r.reference?.startsWith('sha256:') ? undefined : new OciError(403, 'DENIED', 'tags are not allowed'));
+const digestsOnly: Guard = async ({ route: r }) =>
+  r.reference?.startsWith('sha256:') ? undefined : new OciError(403, 'DENIED', 'tags are not allowed');
 const otherRepo: Guard = async () => route('GET', `/v2/team-b/app/manifests/${D}`);
 
 describe('runGuards: refuse, rewrite, pass', () => {
@@ -43,7 +54,11 @@ describe('runGuards: refuse, rewrite, pass', () => {
     ['the first refusal wins', [refuse, refuseOther], { refused: FROZEN, guard: 'refuse' }],
     ['a rewrite (tag → digest) is what is forwarded', [pin], { route: pinned }],
     ['a rewrite is what the next guard sees', [pin, digestsOnly], { route: pinned }],
-    ['without the rewrite, that guard refuses', [digestsOnly, pin], { refused: expect.any(OciError), guard: 'digestsOnly' }],
+    [
+      'without the rewrite, that guard refuses',
+      [digestsOnly, pin],
+      { refused: expect.any(OciError), guard: 'digestsOnly' },
+    ],
     ['a refusal after a rewrite', [pin, refuse], { refused: FROZEN, guard: 'refuse' }],
   ])('%s', async (_name, guards, expected) => {
     expect(await runGuards(guards, ctx(tagged))).toEqual(expected);
@@ -70,10 +85,25 @@ describe('withinAuthorized: a rewrite never widens access', () => {
     ['another repository', tagged, route('GET', `/v2/team-b/app/manifests/${D}`), false],
     ['another method (push instead of pull)', tagged, route('PUT', `/v2/team-a/app/manifests/${D}`), false],
     ['a HEAD for a GET', tagged, route('HEAD', `/v2/team-a/app/manifests/${D}`), false],
-    ['scopes widened by hand', tagged, { ...pinned, scopes: [{ type: 'repository', name: 'team-a/app', actions: ['pull', 'push'] }] }, false],
-    ['a path into another repository under the same name', tagged, { ...pinned, path: `/v2/team-b/app/manifests/${D}` }, false],
+    [
+      'scopes widened by hand',
+      tagged,
+      { ...pinned, scopes: [{ type: 'repository', name: 'team-a/app', actions: ['pull', 'push'] }] },
+      false,
+    ],
+    [
+      'a path into another repository under the same name',
+      tagged,
+      { ...pinned, path: `/v2/team-b/app/manifests/${D}` },
+      false,
+    ],
     ['a path that disagrees with the reference', tagged, { ...pinned, reference: 'v1' }, false],
-    ['a reference that names nothing', tagged, { ...pinned, reference: '-x', path: '/v2/team-a/app/manifests/-x' }, false],
+    [
+      'a reference that names nothing',
+      tagged,
+      { ...pinned, reference: '-x', path: '/v2/team-a/app/manifests/-x' },
+      false,
+    ],
     ['a mount smuggled into the query', upload, { ...upload, query: `?mount=${D}&from=team-b/base` }, false],
     ['a mount source added', upload, { ...upload, mountFrom: 'team-b/base' }, false],
     ['a query the route would not forward', tagged, { ...pinned, query: '?ns=docker.io' }, false],

@@ -5,7 +5,11 @@ import { withNamespace } from '../../../src/proxy/upstreams.js';
 
 /** containerd's `?ns=`: the upstream by its host among the configured ones, the name made that upstream's. */
 const target = (prefix: string, url: string) => ({ prefix, url });
-const targets = [target('hub/', 'https://registry-1.docker.io'), target('', 'http://127.0.0.1:5000'), target('q/', 'https://quay.io')];
+const targets = [
+  target('hub/', 'https://registry-1.docker.io'),
+  target('', 'http://127.0.0.1:5000'),
+  target('q/', 'https://quay.io'),
+];
 const route = (path: string, query = '') => classify('GET', path, query) as Route;
 
 describe('withNamespace', () => {
@@ -31,10 +35,15 @@ describe('withNamespace', () => {
       ['registry-1.docker.io', 'hub/library/nginx'],
       ['ghcr.io', 'gh/library/nginx'],
     ] as const) {
-      expect(withNamespace(list, route('/v2/library/nginx/manifests/latest'), ns)).toMatchObject({ name, path: `/v2/${name}/manifests/latest` });
+      expect(withNamespace(list, route('/v2/library/nginx/manifests/latest'), ns)).toMatchObject({
+        name,
+        path: `/v2/${name}/manifests/latest`,
+      });
     }
     for (const ns of ['cache:5000', 'ghcr-cache.internal:5000']) {
-      expect((withNamespace(list, route('/v2/library/nginx/manifests/latest'), ns) as OciError).code).toBe('NAME_UNKNOWN');
+      expect((withNamespace(list, route('/v2/library/nginx/manifests/latest'), ns) as OciError).code).toBe(
+        'NAME_UNKNOWN',
+      );
     }
   });
 

@@ -24,7 +24,12 @@ describe('followable', () => {
   });
 
   it('refuses link-local and unspecified addresses always, loopback unless the upstream is on loopback', () => {
-    for (const loc of ['http://169.254.169.254/latest/meta-data/', 'http://[fe80::1]/', 'http://0.0.0.0/', 'http://[::ffff:169.254.169.254]/']) {
+    for (const loc of [
+      'http://169.254.169.254/latest/meta-data/',
+      'http://[fe80::1]/',
+      'http://0.0.0.0/',
+      'http://[::ffff:169.254.169.254]/',
+    ]) {
       expect(followable(loc, remote), loc).toHaveProperty('refuse');
       expect(followable(loc, local), loc).toHaveProperty('refuse');
     }
@@ -35,6 +40,8 @@ describe('followable', () => {
   });
 
   it('resolves a later hop against the URL that answered it', () => {
-    expect(followable('/next', remote, 'https://cdn.example.net/first')).toEqual({ follow: new URL('https://cdn.example.net/next') });
+    expect(followable('/next', remote, 'https://cdn.example.net/first')).toEqual({
+      follow: new URL('https://cdn.example.net/next'),
+    });
   });
 });

@@ -15,7 +15,8 @@ import {
 } from '../../../src/proxy/upstreams.js';
 import { OciError } from '../../../src/oci/errors.js';
 
-const target = (name: string, prefix: string, url: string) => ({ name, prefix, ...upstreamConfig(url) }) as unknown as Target;
+const target = (name: string, prefix: string, url: string) =>
+  ({ name, prefix, ...upstreamConfig(url) }) as unknown as Target;
 const hub = target('hub', 'hub/', 'https://registry-1.docker.io');
 const quay = target('quay', 'quay/', 'https://quay.io');
 const local = target('local', '', 'http://registry:5000');
@@ -41,12 +42,20 @@ describe('routing by repository-name prefix', () => {
   });
 
   it('translates path, scopes and mount source; a mount from another upstream is dropped', () => {
-    const route = classify('POST', '/v2/hub/team/app/blobs/uploads/', `mount=sha256:${'a'.repeat(64)}&from=hub/team/base`) as Route;
+    const route = classify(
+      'POST',
+      '/v2/hub/team/app/blobs/uploads/',
+      `mount=sha256:${'a'.repeat(64)}&from=hub/team/base`,
+    ) as Route;
     const up = toUpstream(targets, hub, route);
     expect(up.path).toBe('/v2/team/app/blobs/uploads/');
     expect(up.scopes.map((s) => s.name)).toEqual(['team/app', 'team/base']);
     expect(up.query).toBe(`?mount=sha256%3A${'a'.repeat(64)}&from=team%2Fbase`);
-    const cross = toUpstream(targets, hub, classify('POST', '/v2/hub/team/app/blobs/uploads/', `mount=sha256:${'a'.repeat(64)}&from=quay/base`) as Route);
+    const cross = toUpstream(
+      targets,
+      hub,
+      classify('POST', '/v2/hub/team/app/blobs/uploads/', `mount=sha256:${'a'.repeat(64)}&from=quay/base`) as Route,
+    );
     expect(cross.query).toBe('');
     expect(cross.scopes.map((s) => s.name)).toEqual(['team/app']);
   });
@@ -56,7 +65,9 @@ describe('routing by repository-name prefix', () => {
     expect(clientPath('hub/')!('/v2/_catalog')).toBe('/v2/_catalog');
     expect(clientPath('')).toBeUndefined();
     // Docker Hub's short form was made canonical before authorization: it comes back canonical.
-    expect(clientPath('hub/')!('/v2/library/nginx/tags/list?n=10&last=b')).toBe('/v2/hub/library/nginx/tags/list?n=10&last=b');
+    expect(clientPath('hub/')!('/v2/library/nginx/tags/list?n=10&last=b')).toBe(
+      '/v2/hub/library/nginx/tags/list?n=10&last=b',
+    );
   });
 });
 
@@ -121,11 +132,24 @@ describe('canonical repository names', () => {
     const r = canonicalRoute(targets, classify('GET', '/v2/hub/nginx/manifests/latest') as Route) as Route;
     expect(r).toMatchObject({ name: 'hub/library/nginx', path: '/v2/hub/library/nginx/manifests/latest' });
     expect(r.scopes.map(formatScope)).toEqual(['repository:hub/library/nginx:pull']);
-    const mount = canonicalRoute(targets, classify('POST', '/v2/hub/app/blobs/uploads/', `mount=${D}&from=hub/base`) as Route) as Route;
-    expect(mount).toMatchObject({ name: 'hub/library/app', mountFrom: 'hub/library/base', query: `?mount=${encodeURIComponent(D)}&from=hub%2Flibrary%2Fbase` });
-    expect(mount.scopes.map(formatScope)).toEqual(['repository:hub/library/app:pull,push', 'repository:hub/library/base:pull']);
+    const mount = canonicalRoute(
+      targets,
+      classify('POST', '/v2/hub/app/blobs/uploads/', `mount=${D}&from=hub/base`) as Route,
+    ) as Route;
+    expect(mount).toMatchObject({
+      name: 'hub/library/app',
+      mountFrom: 'hub/library/base',
+      query: `?mount=${encodeURIComponent(D)}&from=hub%2Flibrary%2Fbase`,
+    });
+    expect(mount.scopes.map(formatScope)).toEqual([
+      'repository:hub/library/app:pull,push',
+      'repository:hub/library/base:pull',
+    ]);
     // a mount from the other spelling of the repository itself needs no second scope
-    const self = canonicalRoute(targets, classify('POST', '/v2/hub/app/blobs/uploads/', `mount=${D}&from=hub/library/app`) as Route) as Route;
+    const self = canonicalRoute(
+      targets,
+      classify('POST', '/v2/hub/app/blobs/uploads/', `mount=${D}&from=hub/library/app`) as Route,
+    ) as Route;
     expect(self.scopes.map(formatScope)).toEqual(['repository:hub/library/app:pull,push']);
     // names that are canonical already, and routes without a name, are returned as they are
     for (const path of ['/v2/hub/library/nginx/tags/list', '/v2/quay/app/tags/list', '/v2/_catalog', '/v2/']) {
@@ -133,14 +157,23 @@ describe('canonical repository names', () => {
       expect(canonicalRoute(targets, route)).toBe(route);
     }
     // containerd's short name in mirror mode: ns adds the prefix, then the name is made canonical
-    const ns = withNamespace(targets, classify('GET', '/v2/nginx/manifests/latest', 'ns=docker.io') as Route, 'docker.io') as Route;
+    const ns = withNamespace(
+      targets,
+      classify('GET', '/v2/nginx/manifests/latest', 'ns=docker.io') as Route,
+      'docker.io',
+    ) as Route;
     expect((canonicalRoute(targets, ns) as Route).name).toBe('hub/library/nginx');
   });
 
   it('refuses a name too long once canonical, and drops a mount whose source would be', () => {
     const long = 'n'.repeat(251);
-    expect(canonicalRoute(targets, classify('GET', `/v2/hub/${long}/manifests/latest`) as Route)).toBeInstanceOf(OciError);
-    const r = canonicalRoute(targets, classify('POST', '/v2/hub/a/b/blobs/uploads/', `mount=${D}&from=hub/${long}`) as Route) as Route;
+    expect(canonicalRoute(targets, classify('GET', `/v2/hub/${long}/manifests/latest`) as Route)).toBeInstanceOf(
+      OciError,
+    );
+    const r = canonicalRoute(
+      targets,
+      classify('POST', '/v2/hub/a/b/blobs/uploads/', `mount=${D}&from=hub/${long}`) as Route,
+    ) as Route;
     expect(r).toMatchObject({ name: 'hub/a/b', query: '', mountFrom: undefined });
     expect(r.scopes.map(formatScope)).toEqual(['repository:hub/a/b:pull,push']);
   });
@@ -149,7 +182,16 @@ describe('canonical repository names', () => {
 describe('canonical names, built once per target list', () => {
   it('give what config/upstreams.ts canonicalRepository gives, for every target and on every call', () => {
     const list = targets.map((t) => ({ url: t.url, registry: t.registry, prefix: t.prefix }));
-    const names = ['hub/nginx', 'hub/library/nginx', 'hub/org/app', 'quay/nginx', 'quay/org/app', 'nginx', 'hubx/app', 'team/app'];
+    const names = [
+      'hub/nginx',
+      'hub/library/nginx',
+      'hub/org/app',
+      'quay/nginx',
+      'quay/org/app',
+      'nginx',
+      'hubx/app',
+      'team/app',
+    ];
     for (let round = 0; round < 2; round++) {
       for (const name of names) {
         const r = canonicalRoute(targets, classify('HEAD', `/v2/${name}/manifests/latest`) as Route) as Route;
@@ -164,7 +206,9 @@ describe('canonical names, built once per target list', () => {
     }
     // Docker Hub as the default upstream renames one-segment names; a plain registry renames none
     const hubDefault = [target('d', '', 'https://registry-1.docker.io')];
-    expect((canonicalRoute(hubDefault, classify('HEAD', '/v2/nginx/manifests/1') as Route) as Route).name).toBe('library/nginx');
+    expect((canonicalRoute(hubDefault, classify('HEAD', '/v2/nginx/manifests/1') as Route) as Route).name).toBe(
+      'library/nginx',
+    );
     expect((canonicalRoute([local], classify('HEAD', '/v2/nginx/manifests/1') as Route) as Route).name).toBe('nginx');
   });
 });

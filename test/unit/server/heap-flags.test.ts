@@ -40,12 +40,20 @@ describe('streamingMallocEnv', () => {
 describe('streamingRelaunch: what a serving process is re-executed with', () => {
   const applied = { [STREAMING_SETTINGS_ENV]: 'applied' };
   it.each([
-    ['nothing chosen: both settings', [], {}, { execArgv: [STREAMING_HEAP_FLAG], env: { ...STREAMING_MALLOC_ENV, ...applied } }],
+    [
+      'nothing chosen: both settings',
+      [],
+      {},
+      { execArgv: [STREAMING_HEAP_FLAG], env: { ...STREAMING_MALLOC_ENV, ...applied } },
+    ],
     [
       "the parent's flags kept (loader, inspector)",
       ['--import', 'tsx', '--inspect=0'],
       { PATH: '/bin' },
-      { execArgv: ['--import', 'tsx', '--inspect=0', STREAMING_HEAP_FLAG], env: { ...STREAMING_MALLOC_ENV, ...applied } },
+      {
+        execArgv: ['--import', 'tsx', '--inspect=0', STREAMING_HEAP_FLAG],
+        env: { ...STREAMING_MALLOC_ENV, ...applied },
+      },
     ],
     [
       "the operator's heap size wins, malloc added",
@@ -53,8 +61,18 @@ describe('streamingRelaunch: what a serving process is re-executed with', () => 
       {},
       { execArgv: ['--initial-old-space-size=256'], env: { ...STREAMING_MALLOC_ENV, ...applied } },
     ],
-    ["the operator's malloc tuning wins, the flag added", [], { MALLOC_ARENA_MAX: '2' }, { execArgv: [STREAMING_HEAP_FLAG], env: applied }],
-    ['the operator chose both: no re-exec', ['--initial-heap-size=128'], { GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=0' }, undefined],
+    [
+      "the operator's malloc tuning wins, the flag added",
+      [],
+      { MALLOC_ARENA_MAX: '2' },
+      { execArgv: [STREAMING_HEAP_FLAG], env: applied },
+    ],
+    [
+      'the operator chose both: no re-exec',
+      ['--initial-heap-size=128'],
+      { GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=0' },
+      undefined,
+    ],
     ['already applied by our launcher: never a second time', [], applied, undefined],
     ['opted out', [], { [STREAMING_SETTINGS_ENV]: 'off' }, undefined],
   ])('%s', (_name, execArgv, env: NodeJS.ProcessEnv, expected) => {

@@ -58,11 +58,14 @@ describe('listener decisions', () => {
     [2048, 100, 1, true], // absurdly low: one connection, never none or negative
     [2048, undefined, 2048, false], // not Linux or unreadable: as configured
     [0, undefined, 0, false],
-  ])('the total cap for maxConnections %s under an open-files limit of %s is %s', (configured, openFiles, cap, lowered) => {
-    const result = connectionCap(configured, openFiles);
-    expect(result).toMatchObject({ cap, lowered });
-    if (openFiles !== undefined && result.cap > 1) expect(144 + 2 * result.cap).toBeLessThanOrEqual(openFiles);
-  });
+  ])(
+    'the total cap for maxConnections %s under an open-files limit of %s is %s',
+    (configured, openFiles, cap, lowered) => {
+      const result = connectionCap(configured, openFiles);
+      expect(result).toMatchObject({ cap, lowered });
+      if (openFiles !== undefined && result.cap > 1) expect(144 + 2 * result.cap).toBeLessThanOrEqual(openFiles);
+    },
+  );
 
   it('names the open-files limit that would keep the configured cap', () => {
     expect(connectionCap(2048, 512).needed).toBe(128 + 16 + 4096);
@@ -78,7 +81,8 @@ describe('listener decisions', () => {
     expect(total.message).toBe('the proxy is at its connection limit: retry');
     const peer = refusedAnswer('peer', '/v2/', '127.0.0.9') as OciError;
     expect(peer.message).toBe('too many connections from 127.0.0.9: retry');
-    for (const url of ['/healthz/../v2/', '/metrics', '/v2/healthz', undefined]) expect(refusedAnswer('total', url, 'x')).toBeInstanceOf(OciError);
+    for (const url of ['/healthz/../v2/', '/metrics', '/v2/healthz', undefined])
+      expect(refusedAnswer('total', url, 'x')).toBeInstanceOf(OciError);
   });
 
   it('sweeps idle connections every quarter of the timeout, within 50 ms..1 s', () => {
@@ -89,7 +93,10 @@ describe('listener decisions', () => {
   });
 
   it("answers the parser's rejections by their code", () => {
-    expect(clientErrorAnswer('HPE_HEADER_OVERFLOW', 16384)).toEqual(['431 Request Header Fields Too Large', 'request headers larger than 16384 bytes']);
+    expect(clientErrorAnswer('HPE_HEADER_OVERFLOW', 16384)).toEqual([
+      '431 Request Header Fields Too Large',
+      'request headers larger than 16384 bytes',
+    ]);
     expect(clientErrorAnswer('ERR_HTTP_HEADERS_TIMEOUT', 1)[0]).toBe('408 Request Timeout');
     expect(clientErrorAnswer('ERR_HTTP_REQUEST_TIMEOUT', 1)[0]).toBe('408 Request Timeout');
     expect(clientErrorAnswer('HPE_INVALID_METHOD', 1)).toEqual(['400 Bad Request', 'malformed HTTP request']);

@@ -23,8 +23,14 @@ describe('the process role', () => {
   });
 
   it('carries the slot of a worker and the resolved workers of a primary', () => {
-    expect(processRole({ clusterWorker: true, env: { [WORKER_SLOT_ENV]: '2' }, workers: workers(1) })).toEqual({ role: 'worker', slot: 2 });
-    expect(processRole({ clusterWorker: false, env: {}, workers: workers(3) })).toEqual({ role: 'primary', workers: workers(3) });
+    expect(processRole({ clusterWorker: true, env: { [WORKER_SLOT_ENV]: '2' }, workers: workers(1) })).toEqual({
+      role: 'worker',
+      slot: 2,
+    });
+    expect(processRole({ clusterWorker: false, env: {}, workers: workers(3) })).toEqual({
+      role: 'primary',
+      workers: workers(3),
+    });
   });
 });
 
@@ -50,7 +56,11 @@ describe('start-up failures', () => {
   const listen = { host: '127.0.0.1', port: 8080 };
   const inUse = Object.assign(new Error('listen EADDRINUSE'), { code: 'EADDRINUSE' });
   const cases: [string, unknown, { code: number; message: string } | undefined][] = [
-    ['a bad policy is a usage error', new PolicyLoadError('p.yaml', 'r', 'bad'), { code: 2, message: 'policy error: p.yaml: rule "r": bad' }],
+    [
+      'a bad policy is a usage error',
+      new PolicyLoadError('p.yaml', 'r', 'bad'),
+      { code: 2, message: 'policy error: p.yaml: rule "r": bad' },
+    ],
     [
       'a taken address is an operational failure, with the fix',
       inUse,

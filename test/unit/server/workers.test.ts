@@ -72,7 +72,9 @@ describe('workers in the config', () => {
     expect(buildConfig({ workers: 4 }, { workers: 'auto' }).workers).toBe('auto');
     expect(buildConfig({ workers: 'auto' }, { workers: '3' }).workers).toBe(3);
     for (const flag of ['0', '-1', 'many', '1.5', '']) {
-      expect(() => buildConfig({}, { workers: flag }, 'rap.yaml'), flag).toThrow('<flags>: --workers: must be a whole number from 1 to 1024, or auto');
+      expect(() => buildConfig({}, { workers: flag }, 'rap.yaml'), flag).toThrow(
+        '<flags>: --workers: must be a whole number from 1 to 1024, or auto',
+      );
     }
   });
 });

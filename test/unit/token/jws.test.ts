@@ -19,19 +19,31 @@ describe('signJwt (node:crypto compact JWS)', () => {
     ['ES256', 'ec'],
     ['RS256', 'rsa'],
     ['EdDSA', 'ed25519'],
-  ] as const)('%s tokens verify with jose against the published key, with header and claims as given', async (alg, type) => {
-    const key = signingKeyFromPem(pemOf(type), 'test');
-    expect(key.alg).toBe(alg);
-    const now = Math.floor(Date.now() / 1000);
-    const token = signJwt(
-      { kid: key.kid, typ: 'JWT' },
-      { iss: 'https://proxy.test', aud: 'svc', exp: now + 60, access: [{ type: 'repository', name: 'a/b', actions: ['pull'] }] },
-      key,
-    );
-    expect(decodeProtectedHeader(token)).toEqual({ alg, kid: key.kid, typ: 'JWT' });
-    const { payload } = await jwtVerify(token, key.publicKey, { issuer: 'https://proxy.test', audience: 'svc', algorithms: [alg] });
-    expect(payload.access).toEqual([{ type: 'repository', name: 'a/b', actions: ['pull'] }]);
-  });
+  ] as const)(
+    '%s tokens verify with jose against the published key, with header and claims as given',
+    async (alg, type) => {
+      const key = signingKeyFromPem(pemOf(type), 'test');
+      expect(key.alg).toBe(alg);
+      const now = Math.floor(Date.now() / 1000);
+      const token = signJwt(
+        { kid: key.kid, typ: 'JWT' },
+        {
+          iss: 'https://proxy.test',
+          aud: 'svc',
+          exp: now + 60,
+          access: [{ type: 'repository', name: 'a/b', actions: ['pull'] }],
+        },
+        key,
+      );
+      expect(decodeProtectedHeader(token)).toEqual({ alg, kid: key.kid, typ: 'JWT' });
+      const { payload } = await jwtVerify(token, key.publicKey, {
+        issuer: 'https://proxy.test',
+        audience: 'svc',
+        algorithms: [alg],
+      });
+      expect(payload.access).toEqual([{ type: 'repository', name: 'a/b', actions: ['pull'] }]);
+    },
+  );
 
   it('a token whose payload was changed after signing does not verify', async () => {
     const key = signingKeyFromPem(pemOf('ec'), 'test');

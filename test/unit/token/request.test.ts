@@ -7,7 +7,10 @@ const base: TokenRequest = { method: 'GET', grantType: 'password', scopes: [], o
 
 describe('checkTokenRequest', () => {
   it('parses the scopes of a request for this service', () => {
-    const out = checkTokenRequest({ ...base, service: 'registry.test', scopes: ['repository:a/b:pull'] }, 'registry.test');
+    const out = checkTokenRequest(
+      { ...base, service: 'registry.test', scopes: ['repository:a/b:pull'] },
+      'registry.test',
+    );
     expect(isParseRefusal(out)).toBe(false);
     expect(out.scopes).toEqual([{ type: 'repository', name: 'a/b', actions: ['pull'] }]);
   });
@@ -18,7 +21,12 @@ describe('checkTokenRequest', () => {
     const err = (out as { error: OciError }).error;
     expect(err.status).toBe(400);
     expect(err.body()).toEqual({
-      errors: [{ code: 'UNSUPPORTED', message: 'unknown service "evil.test": this token server issues tokens for "registry.test"' }],
+      errors: [
+        {
+          code: 'UNSUPPORTED',
+          message: 'unknown service "evil.test": this token server issues tokens for "registry.test"',
+        },
+      ],
       error: 'invalid_request',
       error_description: 'unknown service "evil.test": this token server issues tokens for "registry.test"',
     });
@@ -44,7 +52,11 @@ describe('checkTokenRequest', () => {
     ]);
     // a name the canonical form makes too long is an invalid scope, not a silently different one
     const long = `hub/${'n'.repeat(251)}`;
-    const refused = checkTokenRequest({ ...base, scopes: [`repository:${long}:pull`] }, 'registry.test', (n) => `hub/library/${n.slice(4)}`);
+    const refused = checkTokenRequest(
+      { ...base, scopes: [`repository:${long}:pull`] },
+      'registry.test',
+      (n) => `hub/library/${n.slice(4)}`,
+    );
     expect(isParseRefusal(refused) && refused.error.oauth).toBe('invalid_scope');
   });
 });

@@ -26,7 +26,8 @@ const tokens = { algorithm: 'ES256' as const, ttl: 300 };
 describe('signing keys', () => {
   it('a key that cannot be read is a config error naming the file the setting came from', async () => {
     const missing = join(mkdtempSync(join(tmpdir(), 'rap-keys-')), 'absent.pem');
-    const load = (configFile?: string) => loadKeyRing({ ...tokens, signingKeyFile: missing }, silentLogger(), { configFile });
+    const load = (configFile?: string) =>
+      loadKeyRing({ ...tokens, signingKeyFile: missing }, silentLogger(), { configFile });
     await expect(load('/etc/registry-auth-proxy/config.yaml')).rejects.toThrow(
       /^\/etc\/registry-auth-proxy\/config\.yaml: tokens\.signingKeyFile: .*absent\.pem: signing key file does not exist$/,
     );
@@ -51,7 +52,14 @@ describe('signing keys', () => {
     expect(() => signingKeyFromPem(pem, 'k.pem', other)).toThrow(/does not match/);
     const token = (
       await issueRegistryToken(
-        { current: () => key, all: () => [key], byKid: () => key, jwks: () => ({ keys: [] }), ephemeral: false, close() {} },
+        {
+          current: () => key,
+          all: () => [key],
+          byKid: () => key,
+          jwks: () => ({ keys: [] }),
+          ephemeral: false,
+          close() {},
+        },
         id,
         [],
         opts,
@@ -63,7 +71,9 @@ describe('signing keys', () => {
   it('rejects weak or unsupported keys', () => {
     expect(() => signingKeyFromPem('not a key', 'x.pem')).toThrow(/not a PEM private key/);
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
-    expect(() => signingKeyFromPem(privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, 'p384.pem')).toThrow(/P-256/);
+    expect(() => signingKeyFromPem(privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, 'p384.pem')).toThrow(
+      /P-256/,
+    );
   });
 
   it('rotates through a key directory: current signs, all verify, reload on change', async () => {
@@ -99,7 +109,12 @@ describe('issued tokens', () => {
     const access = [{ type: 'repository', name: 'ns/app', actions: ['pull'] }];
     const { token, expiresIn } = await issueRegistryToken(ring, id, access, opts);
     const c = decodeJwt(token);
-    expect(c).toMatchObject({ iss: 'https://proxy.test', aud: 'registry.test', sub: 'cluster:system:serviceaccount:ns:sa', access });
+    expect(c).toMatchObject({
+      iss: 'https://proxy.test',
+      aud: 'registry.test',
+      sub: 'cluster:system:serviceaccount:ns:sa',
+      access,
+    });
     expect(typeof c.aud).toBe('string');
     expect(c.nbf).toBe(c.iat);
     expect((c.exp as number) - (c.iat as number)).toBe(300);
@@ -115,7 +130,9 @@ describe('issued tokens', () => {
     expect(decodeJwt(carried).idn).toMatchObject({ issuerName: id.issuerName, subject: id.subject, claims: id.claims });
     // and the proxy reads it back for the request-time guard
     const verifier = createRegistryTokenVerifier(ring, { issuer: 'https://proxy.test', service: 'registry.test' });
-    await expect(verifier.verify(carried)).resolves.toMatchObject({ identity: { issuerName: id.issuerName, claims: id.claims } });
+    await expect(verifier.verify(carried)).resolves.toMatchObject({
+      identity: { issuerName: id.issuerName, claims: id.claims },
+    });
     ring.close();
   });
 
@@ -127,13 +144,21 @@ describe('issued tokens', () => {
     await expect(v.verify(good)).resolves.toBeTruthy();
     const expired = (await issueRegistryToken(ring, id, [], { ...opts, now: () => Date.now() - 3_600_000 })).token;
     await expect(v.verify(expired)).rejects.toBeInstanceOf(RegistryTokenError);
-    await expect(v.verify((await issueRegistryToken(ring, id, [], { ...opts, service: 'other' })).token)).rejects.toBeInstanceOf(RegistryTokenError);
-    await expect(v.verify((await issueRegistryToken(ring, id, [], { ...opts, issuer: 'https://evil' })).token)).rejects.toBeInstanceOf(RegistryTokenError);
-    await expect(v.verify((await issueRegistryToken(other, id, [], opts)).token)).rejects.toBeInstanceOf(RegistryTokenError);
+    await expect(
+      v.verify((await issueRegistryToken(ring, id, [], { ...opts, service: 'other' })).token),
+    ).rejects.toBeInstanceOf(RegistryTokenError);
+    await expect(
+      v.verify((await issueRegistryToken(ring, id, [], { ...opts, issuer: 'https://evil' })).token),
+    ).rejects.toBeInstanceOf(RegistryTokenError);
+    await expect(v.verify((await issueRegistryToken(other, id, [], opts)).token)).rejects.toBeInstanceOf(
+      RegistryTokenError,
+    );
     const [h, p, s] = good.split('.');
     const claims = JSON.parse(Buffer.from(p!, 'base64url').toString());
     claims.access = [{ type: 'repository', name: 'x', actions: ['*'] }];
-    await expect(v.verify(`${h}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${s}`)).rejects.toBeInstanceOf(RegistryTokenError);
+    await expect(
+      v.verify(`${h}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${s}`),
+    ).rejects.toBeInstanceOf(RegistryTokenError);
     await expect(v.verify('garbage')).rejects.toBeInstanceOf(RegistryTokenError);
   });
 
@@ -141,7 +166,10 @@ describe('issued tokens', () => {
     const ring = await loadKeyRing(tokens, silentLogger());
     const refresh = (await issueRefreshToken(ring, id, opts))!;
     expect(decodeJwt(refresh).exp).toBe(id.expiresAt);
-    await expect(verifyRefreshToken(ring, refresh, opts)).resolves.toMatchObject({ issuerName: 'cluster', subject: id.subject });
+    await expect(verifyRefreshToken(ring, refresh, opts)).resolves.toMatchObject({
+      issuerName: 'cluster',
+      subject: id.subject,
+    });
     await expect(createRegistryTokenVerifier(ring, opts).verify(refresh)).rejects.toBeInstanceOf(RegistryTokenError);
     const access = (await issueRegistryToken(ring, id, [], opts)).token;
     await expect(verifyRefreshToken(ring, access, opts)).rejects.toBeInstanceOf(RegistryTokenError);

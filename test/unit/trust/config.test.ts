@@ -26,7 +26,12 @@ function problem(trust: unknown, start = false): string {
   throw new Error('expected a ConfigError');
 }
 
-const policy = (require: unknown[], extra: Record<string, unknown> = {}) => ({ name: 'prod', repositories: ['prod/**'], require, ...extra });
+const policy = (require: unknown[], extra: Record<string, unknown> = {}) => ({
+  name: 'prod',
+  repositories: ['prod/**'],
+  require,
+  ...extra,
+});
 
 describe('trust: schema', () => {
   it.each([
@@ -35,7 +40,10 @@ describe('trust: schema', () => {
       { policies: [policy([{ key: { name: 'k' } }])] },
       'rap.yaml: trust.policies[0].require[0]: must be {key: {name, publicKeyFile}} or {keyless: {issuer, subject | subjectPattern}}',
     ],
-    [{ policies: [policy([{ key: { name: 'k', publicKeyFile: pub } }], { mode: 'warn' })] }, 'rap.yaml: trust.policies[0].mode: must be enforce or audit'],
+    [
+      { policies: [policy([{ key: { name: 'k', publicKeyFile: pub } }], { mode: 'warn' })] },
+      'rap.yaml: trust.policies[0].mode: must be enforce or audit',
+    ],
     [
       { policies: [policy([{ keyless: { issuer: 'https://i', subject: 's' } }])] },
       'rap.yaml: trust.policies[0].require[0].keyless: needs trust.trustedRoot (a pinned trusted_root.json)',
@@ -55,7 +63,12 @@ describe('trust: schema', () => {
 
   it('defaults: enforce, 10m, no policies', () => {
     const c = buildConfig({ trust: { policies: [policy([{ key: { name: 'k', publicKeyFile: pub } }])] } });
-    expect(c.trust).toMatchObject({ cacheTtl: 600_000, cacheSize: 10_000, lookupTimeout: 10_000, policies: [{ mode: 'enforce' }] });
+    expect(c.trust).toMatchObject({
+      cacheTtl: 600_000,
+      cacheSize: 10_000,
+      lookupTimeout: 10_000,
+      policies: [{ mode: 'enforce' }],
+    });
   });
 });
 
@@ -63,9 +76,9 @@ describe('trust: files read at start-up', () => {
   it('a missing or unparsable key file is a start-up error naming file and key', () => {
     const bad = join(dir, 'bad.pub');
     writeFileSync(bad, 'not a key');
-    expect(problem({ policies: [policy([{ key: { name: 'k', publicKeyFile: join(dir, 'nope.pub') } }])] }, true)).toMatch(
-      /^rap\.yaml: trust\.policies\[0\]\.require\[0\]\.key\.publicKeyFile: cannot read .*nope\.pub: ENOENT/,
-    );
+    expect(
+      problem({ policies: [policy([{ key: { name: 'k', publicKeyFile: join(dir, 'nope.pub') } }])] }, true),
+    ).toMatch(/^rap\.yaml: trust\.policies\[0\]\.require\[0\]\.key\.publicKeyFile: cannot read .*nope\.pub: ENOENT/);
     expect(problem({ policies: [policy([{ key: { name: 'k', publicKeyFile: bad } }])] }, true)).toMatch(
       /^rap\.yaml: trust\.policies\[0\]\.require\[0\]\.key\.publicKeyFile: .*bad\.pub is not a PEM public key/,
     );
@@ -84,7 +97,10 @@ describe('trust: files read at start-up', () => {
     const other = join(dir, 'other.pub');
     writeFileSync(other, keyPair('ec').pem);
     const trust = {
-      policies: [policy([{ key: { name: 'k', publicKeyFile: pub } }]), { ...policy([{ key: { name: 'k', publicKeyFile: other } }]), name: 'b' }],
+      policies: [
+        policy([{ key: { name: 'k', publicKeyFile: pub } }]),
+        { ...policy([{ key: { name: 'k', publicKeyFile: other } }]), name: 'b' },
+      ],
     };
     expect(problem(trust, true)).toBe(
       'rap.yaml: trust.policies[1].require[0]: the name "k" is already used for something else at trust.policies[0].require[0]',

@@ -46,7 +46,11 @@ describe('discoverSignatures', () => {
   it('a signature payload over 256 KiB is an error, never read into memory whole', async () => {
     const img = image('huge');
     const payload = Buffer.alloc(300 * 1024, 0x20);
-    registry.push('r/huge', img, cosignSigManifest(img.digest, [{ payload, signature: cosignSign(key.privateKey, payload) }]));
+    registry.push(
+      'r/huge',
+      img,
+      cosignSigManifest(img.digest, [{ payload, signature: cosignSign(key.privateKey, payload) }]),
+    );
     const found = await discoverSignatures(repoReader(upstream, 'r/huge', 5000), img.digest);
     expect(found).toMatchObject({ ok: false });
     expect(!found.ok && found.error).toContain('more than 262144 bytes');
@@ -64,10 +68,20 @@ describe('discoverSignatures', () => {
     const original = reader.get;
     reader.get = async (path, accept, max) =>
       path.includes('/referrers/')
-        ? { status: 200, headers: {}, text: JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: list }) }
+        ? {
+            status: 200,
+            headers: {},
+            text: JSON.stringify({
+              schemaVersion: 2,
+              mediaType: 'application/vnd.oci.image.index.v1+json',
+              manifests: list,
+            }),
+          }
         : original(path, accept, max);
     expect(await discoverSignatures(reader, mine.digest)).toMatchObject({ ok: true, candidates: [] });
-    expect((await discoverSignatures(reader, theirs.digest)).ok && (await discoverSignatures(reader, theirs.digest))).toMatchObject({
+    expect(
+      (await discoverSignatures(reader, theirs.digest)).ok && (await discoverSignatures(reader, theirs.digest)),
+    ).toMatchObject({
       candidates: [{ kind: 'bundle' }],
     });
   });
@@ -84,12 +98,22 @@ describe('what a verified bundle must say', () => {
         predicate: {},
       }),
     );
-    registry.push('ci/attested', img, bundleReferrer({ digest: img.digest, size: img.manifest.length }, await sigstore.sign(statement, { iss: GH, sub: SUB })));
+    registry.push(
+      'ci/attested',
+      img,
+      bundleReferrer(
+        { digest: img.digest, size: img.manifest.length },
+        await sigstore.sign(statement, { iss: GH, sub: SUB }),
+      ),
+    );
     const root = join(dir, 'root.json');
     writeFileSync(root, JSON.stringify(sigstore.trustedRoot));
     const config = buildConfig({
       upstream: { url: registry.url },
-      trust: { trustedRoot: root, policies: [{ name: 'ci', repositories: ['ci/**'], require: [{ keyless: { issuer: GH, subject: SUB } }] }] },
+      trust: {
+        trustedRoot: root,
+        policies: [{ name: 'ci', repositories: ['ci/**'], require: [{ keyless: { issuer: GH, subject: SUB } }] }],
+      },
     });
     const metrics = createMetrics();
     const trust = createTrust(config, [upstream], silentLogger(), metrics)!;
@@ -106,7 +130,11 @@ describe('what a verified bundle must say', () => {
   it('a signature payload of the wrong type is refused even when the key verifies', async () => {
     const img = image('wrong-type');
     const payload = simpleSigningPayload(img.digest, 'r/x', 'atomic container signature');
-    registry.push('prod/type', img, cosignSigManifest(img.digest, [{ payload, signature: cosignSign(key.privateKey, payload) }]));
+    registry.push(
+      'prod/type',
+      img,
+      cosignSigManifest(img.digest, [{ payload, signature: cosignSign(key.privateKey, payload) }]),
+    );
     const publicKeyFile = join(dir, 'k.pub');
     writeFileSync(publicKeyFile, key.pem);
     const config = buildConfig({

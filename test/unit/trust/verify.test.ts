@@ -57,7 +57,12 @@ function trustFor(registry: FakeRegistry, policies: unknown[], extra: Record<str
 }
 
 const byKey = (name: string, pem: string) => ({ key: { name, publicKeyFile: file(`${name}.pub`, pem) } });
-const keyPolicy = (mode = 'enforce') => ({ name: 'prod-signed', repositories: ['prod/**'], mode, require: [byKey('prod-signing', prod.pem)] });
+const keyPolicy = (mode = 'enforce') => ({
+  name: 'prod-signed',
+  repositories: ['prod/**'],
+  mode,
+  require: [byKey('prod-signing', prod.pem)],
+});
 const keylessPolicy = (subject: Record<string, string>, issuer = GH) => ({
   name: 'ci-signed',
   repositories: ['ci/*'],
@@ -98,7 +103,10 @@ describe('key signatures (cosign .sig tag)', () => {
       /^no signature by key prod-signing: no signature found \(looked at referrers API of prod\/app, tag sha256-[0-9a-f]{64}, tag sha256-[0-9a-f]{64}\.sig\)$/,
     );
     const out = trustOutcome('prod/app', unsigned.digest, u);
-    expect(out).toMatchObject({ action: 'refuse', message: `prod/app@${unsigned.digest}: no signature by key prod-signing (policy prod-signed)` });
+    expect(out).toMatchObject({
+      action: 'refuse',
+      message: `prod/app@${unsigned.digest}: no signature by key prod-signing (policy prod-signed)`,
+    });
   });
 
   it('wrong key, tampered payload and a valid signature for another digest are all refused, each saying why', async () => {
@@ -135,7 +143,9 @@ describe('key signatures (cosign .sig tag)', () => {
         { payload, signature: cosignSign(rsaKey.privateKey, payload) },
       ]),
     );
-    const trust = trustFor(withoutAPI, [{ name: 'p', repositories: ['prod/**'], require: [byKey('ed', edKey.pem), byKey('rsa', rsaKey.pem)] }]);
+    const trust = trustFor(withoutAPI, [
+      { name: 'p', repositories: ['prod/**'], require: [byKey('ed', edKey.pem), byKey('rsa', rsaKey.pem)] },
+    ]);
     expect((await trust.verifyImage('prod/x', img.digest)).signers.sort()).toEqual(['ed', 'rsa']);
   });
 });
@@ -155,7 +165,9 @@ describe('keyless bundles (referrers API and its fallback tag)', () => {
       const v = await trustFor(registry, [keylessPolicy({ subject: WORKFLOW })]).verifyImage('ci/app', signed.digest);
       expect(v, registry.url).toMatchObject({ verified: true, signers: [`${GH} ${WORKFLOW}`] });
     }
-    expect(withAPI.requests).toContain(`GET /v2/ci/app/referrers/${signed.digest}?artifactType=application%2Fvnd.dev.sigstore.bundle.v0.3%2Bjson`);
+    expect(withAPI.requests).toContain(
+      `GET /v2/ci/app/referrers/${signed.digest}?artifactType=application%2Fvnd.dev.sigstore.bundle.v0.3%2Bjson`,
+    );
     expect(withoutAPI.requests).toContain(`GET /v2/ci/app/manifests/${signed.digest.replace(':', '-')}`);
   });
 
@@ -167,10 +179,16 @@ describe('keyless bundles (referrers API and its fallback tag)', () => {
   });
 
   it('a wrong subject or a wrong issuer is refused, naming the identity that did sign', async () => {
-    const wrongSubject = await trustFor(withAPI, [keylessPolicy({ subject: WORKFLOW.replace('main', 'dev') })]).verifyImage('ci/app', signed.digest);
+    const wrongSubject = await trustFor(withAPI, [
+      keylessPolicy({ subject: WORKFLOW.replace('main', 'dev') }),
+    ]).verifyImage('ci/app', signed.digest);
     expect(wrongSubject.verified).toBe(false);
-    expect(wrongSubject.reason).toContain(`a keyless signature is by ${WORKFLOW} (issuer ${GH}), not a required identity`);
-    const wrongIssuer = await trustFor(withAPI, [keylessPolicy({ subject: WORKFLOW }, 'https://accounts.google.com')]).verifyImage('ci/app', signed.digest);
+    expect(wrongSubject.reason).toContain(
+      `a keyless signature is by ${WORKFLOW} (issuer ${GH}), not a required identity`,
+    );
+    const wrongIssuer = await trustFor(withAPI, [
+      keylessPolicy({ subject: WORKFLOW }, 'https://accounts.google.com'),
+    ]).verifyImage('ci/app', signed.digest);
     expect(wrongIssuer.verified).toBe(false);
   });
 
@@ -200,7 +218,10 @@ describe("cosign's legacy keyless .sig (certificate and Rekor bundle annotations
     const digest = await legacy('legacy-ok');
     const right = await trustFor(withoutAPI, [keylessPolicy({ subject: WORKFLOW })]).verifyImage('ci/legacy', digest);
     expect(right).toMatchObject({ verified: true, signers: [`${GH} ${WORKFLOW}`] });
-    const wrong = await trustFor(withoutAPI, [keylessPolicy({ subject: 'someone@example.com' })]).verifyImage('ci/legacy', digest);
+    const wrong = await trustFor(withoutAPI, [keylessPolicy({ subject: 'someone@example.com' })]).verifyImage(
+      'ci/legacy',
+      digest,
+    );
     expect(wrong.reason).toContain(`a keyless signature is by ${WORKFLOW}`);
   });
 
@@ -244,7 +265,10 @@ describe('lookups, cache and modes', () => {
     const trust = trustFor(withAPI, [keyPolicy()]);
     await trust.verifyImage('prod/cached', img.digest);
     const before = withAPI.requests.length;
-    const [again, concurrent] = await Promise.all([trust.verifyImage('prod/cached', img.digest), trust.verifyImage('prod/cached', img.digest)]);
+    const [again, concurrent] = await Promise.all([
+      trust.verifyImage('prod/cached', img.digest),
+      trust.verifyImage('prod/cached', img.digest),
+    ]);
     expect(withAPI.requests.length).toBe(before);
     expect(again!.verified && concurrent!.verified).toBe(true);
   });
@@ -253,7 +277,11 @@ describe('lookups, cache and modes', () => {
     const trust = trustFor(withAPI, [keyPolicy()]);
     const before = withAPI.requests.length;
     expect(trust.applies('dev/app')).toBe(false);
-    expect(await trust.verifyImage('dev/app', image('x').digest)).toEqual({ verified: true, signers: [], policies: [] });
+    expect(await trust.verifyImage('dev/app', image('x').digest)).toEqual({
+      verified: true,
+      signers: [],
+      policies: [],
+    });
     expect(withAPI.requests.length).toBe(before);
     expect((await trust.verifyImage('prod/app', 'latest')).error).toBe(true);
   });

@@ -17,7 +17,10 @@ describe('ECR upstream auth', () => {
   it('is configured with an optional, checked region and nothing else', () => {
     const url = 'https://123456789012.dkr.ecr.eu-west-1.amazonaws.com';
     expect(buildConfig({ upstream: { url, auth: { type: 'ecr' } } }).upstreams[0]?.auth).toEqual({ type: 'ecr' });
-    expect(buildConfig({ upstream: { url, auth: { type: 'ecr', region: 'us-east-2' } } }).upstreams[0]?.auth).toEqual({ type: 'ecr', region: 'us-east-2' });
+    expect(buildConfig({ upstream: { url, auth: { type: 'ecr', region: 'us-east-2' } } }).upstreams[0]?.auth).toEqual({
+      type: 'ecr',
+      region: 'us-east-2',
+    });
     expect(problem({ upstream: { url, auth: { type: 'ecr', region: 'Ireland' } } })).toBe(
       'upstream.auth.region: "Ireland" is not an AWS region (like eu-west-1)',
     );

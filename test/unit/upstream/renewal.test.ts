@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { PassThrough } from 'node:stream';
 import { createLogger } from '../../../src/log.js';
-import { RENEWAL_CEILING_MS, RENEWAL_FLOOR_MS, renewalDelay, renewalPacer, type RenewalOutcome } from '../../../src/upstream/renewal.js';
+import {
+  RENEWAL_CEILING_MS,
+  RENEWAL_FLOOR_MS,
+  renewalDelay,
+  renewalPacer,
+  type RenewalOutcome,
+} from '../../../src/upstream/renewal.js';
 
 const H = 3600_000;
 
@@ -63,7 +69,9 @@ describe('renewalPacer', () => {
         expect(lines.filter((l) => l.level === 40).map((l) => l.msg)).toEqual([
           expect.stringMatching(/^the ECR authorization token came back already expired/),
         ]);
-        expect(lines.filter((l) => l.level === 30).map((l) => l.msg)).toEqual(['the ECR authorization token has a usable lifetime again']);
+        expect(lines.filter((l) => l.level === 30).map((l) => l.msg)).toEqual([
+          'the ECR authorization token has a usable lifetime again',
+        ]);
         resolve();
       }),
     );

@@ -15,7 +15,9 @@ beforeAll(async () => {
   recorder = await startRecordingUpstream();
   const passwordFile = join(mkdtempSync(join(tmpdir(), 'rap-upstream-')), 'password');
   writeFileSync(passwordFile, 'secret\n');
-  const config = buildConfig({ upstream: { url: recorder.url, auth: { type: 'basic', username: 'proxy', passwordFile } } });
+  const config = buildConfig({
+    upstream: { url: recorder.url, auth: { type: 'basic', username: 'proxy', passwordFile } },
+  });
   [upstream] = createUpstreams(config, silentLogger()) as [Upstream];
 });
 

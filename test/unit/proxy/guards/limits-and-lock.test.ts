@@ -17,9 +17,21 @@ describe('manifestHeadRefusal', () => {
   it.each<[string, string[], number | undefined, number | undefined, string]>([
     ['an OCI manifest within the limit', [OCI], 1000, undefined, ''],
     ['chunked (no length): judged while read', [OCI], undefined, undefined, ''],
-    ['parameters and case do not matter', ['Application/VND.docker.distribution.manifest.v2+json; charset=utf-8'], 10, undefined, ''],
+    [
+      'parameters and case do not matter',
+      ['Application/VND.docker.distribution.manifest.v2+json; charset=utf-8'],
+      10,
+      undefined,
+      '',
+    ],
     ['exactly the limit', [OCI], 4 << 20, undefined, ''],
-    ['one byte over', [OCI], (4 << 20) + 1, 413, 'manifest of 4194305 bytes is larger than this registry accepts: limits.manifestMaxBytes is 4194304 bytes'],
+    [
+      'one byte over',
+      [OCI],
+      (4 << 20) + 1,
+      413,
+      'manifest of 4194305 bytes is larger than this registry accepts: limits.manifestMaxBytes is 4194304 bytes',
+    ],
     [
       'an unlisted type',
       ['application/vnd.oci.artifact.manifest.v1+json'],
@@ -30,7 +42,10 @@ describe('manifestHeadRefusal', () => {
     ['no Content-Type (the registry would guess from the body)', [], 10, 415, 'it sent no Content-Type'],
     ['two Content-Types', [OCI, 'text/plain'], 10, 415, 'it sent several Content-Type headers'],
   ])('%s', (_name, contentTypes, contentLength, status, message) => {
-    const refused = manifestHeadRefusal({ contentTypes, ...(contentLength === undefined ? {} : { contentLength }) }, LIMITS);
+    const refused = manifestHeadRefusal(
+      { contentTypes, ...(contentLength === undefined ? {} : { contentLength }) },
+      LIMITS,
+    );
     if (!status) return expect(refused).toBeUndefined();
     expect(refused?.status).toBe(status);
     expect(refused?.code).toBe('MANIFEST_INVALID');

@@ -29,7 +29,11 @@ rules:
     when: request.tag == "latest" && !(has(claims.ref) && claims.ref == "refs/heads/main")
 `;
 const engine = compilePolicyText(POLICY);
-const config = { service: 'registry.test', explainDenials: true, limits: { manifestMaxBytes: 64, tagLookupTTL: 0, tagLockWait: 50 } } as never;
+const config = {
+  service: 'registry.test',
+  explainDenials: true,
+  limits: { manifestMaxBytes: 64, tagLookupTTL: 0, tagLockWait: 50 },
+} as never;
 const who: Identity = { issuerName: 'ci', issuer: 'https://ci', subject: 'job-1', claims: {} };
 const BODY = Buffer.from('{"schemaVersion":2}');
 const DIGEST = `sha256:${createHash('sha256').update(BODY).digest('hex')}`;
@@ -57,11 +61,20 @@ function fakeLookups(answer: UpstreamLookup): TagLookups & { asked: string[] } {
   return { asked, get: async (_t, name, tag) => (asked.push(`${name}:${tag}`), answer), forget: () => undefined };
 }
 
-const ctxOf = (method: string, path: string, opts: { body?: Buffer; identity?: Identity; query?: string } = {}): GuardContext => ({
+const ctxOf = (
+  method: string,
+  path: string,
+  opts: { body?: Buffer; identity?: Identity; query?: string } = {},
+): GuardContext => ({
   req: fakeReq(method, opts.body, opts.body ? { 'content-length': String(opts.body.length) } : {}),
   route: route(method, path, opts.query),
   grant: { identity: opts.identity ?? who, anonymous: false, access: [] },
-  upstream: { name: '', prefix: '', url: 'http://registry.test', config: { url: 'http://registry.test' } } as unknown as GuardUpstream,
+  upstream: {
+    name: '',
+    prefix: '',
+    url: 'http://registry.test',
+    config: { url: 'http://registry.test' },
+  } as unknown as GuardUpstream,
 });
 
 describe('requestFacts', () => {
@@ -87,8 +100,22 @@ describe('requestRulesGuard', () => {
   it.each<[string, string, string, UpstreamLookup, boolean, string]>([
     ['a pull asks nothing', 'GET', '/v2/team/app/manifests/v1', { error: 'unused' }, false, ''],
     ['a new tag: asked, passes', 'PUT', '/v2/team/app/manifests/v1', { tagExists: false, digest: '' }, true, ''],
-    ['the same manifest again: an idempotent retry', 'PUT', '/v2/team/app/manifests/v1', { tagExists: true, digest: DIGEST }, true, ''],
-    ['another manifest: an overwrite', 'PUT', '/v2/team/app/manifests/v1', { tagExists: true, digest: OTHER }, true, 'denied by rule immutable'],
+    [
+      'the same manifest again: an idempotent retry',
+      'PUT',
+      '/v2/team/app/manifests/v1',
+      { tagExists: true, digest: DIGEST },
+      true,
+      '',
+    ],
+    [
+      'another manifest: an overwrite',
+      'PUT',
+      '/v2/team/app/manifests/v1',
+      { tagExists: true, digest: OTHER },
+      true,
+      'denied by rule immutable',
+    ],
     [
       'no answer: fails closed, naming why',
       'PUT',
@@ -98,10 +125,21 @@ describe('requestRulesGuard', () => {
       'could not be evaluated, so it refuses: upstream.',
     ],
     ['a dev tag is not asked about', 'PUT', '/v2/team/app/manifests/dev', { error: 'unused' }, false, ''],
-    ['latest, not from main', 'PUT', '/v2/team/app/manifests/latest', { error: 'unused' }, false, 'denied by rule main-moves-latest'],
+    [
+      'latest, not from main',
+      'PUT',
+      '/v2/team/app/manifests/latest',
+      { error: 'unused' },
+      false,
+      'denied by rule main-moves-latest',
+    ],
   ])('%s', async (_name, method, path, answer, asks, refusal) => {
     const lookups = fakeLookups(answer);
-    const out = await requestRulesGuard(engine, config, lookups)(ctxOf(method, path, method === 'PUT' ? { body: BODY } : {}));
+    const out = await requestRulesGuard(
+      engine,
+      config,
+      lookups,
+    )(ctxOf(method, path, method === 'PUT' ? { body: BODY } : {}));
     expect(lookups.asked.length > 0).toBe(asks);
     if (!refusal) return expect(out instanceof OciError).toBe(false);
     expect(out).toBeInstanceOf(OciError);
@@ -135,7 +173,11 @@ describe('requestRulesGuard', () => {
       fakeLookups({ error: 'x' }),
     )(ctxOf('PUT', `/v2/team/app/manifests/${DIGEST}`, { body: BODY, query: 'tag=v1' }));
     expect((out as OciError).message).toContain('(?tag=) is refused');
-    const hidden = requestRulesGuard(engine, { ...(config as object), explainDenials: false } as never, fakeLookups({ tagExists: true, digest: OTHER }));
+    const hidden = requestRulesGuard(
+      engine,
+      { ...(config as object), explainDenials: false } as never,
+      fakeLookups({ tagExists: true, digest: OTHER }),
+    );
     const refused = (await hidden(ctxOf('PUT', '/v2/team/app/manifests/v1', { body: BODY }))) as OciError;
     expect(refused.message).toBe('requested access to the resource is denied');
     expect(JSON.stringify(refused.body())).not.toContain('job-1');
@@ -143,7 +185,11 @@ describe('requestRulesGuard', () => {
 
   it('a token without an identity: rules reading claims refuse', async () => {
     const c = ctxOf('PUT', '/v2/team/app/manifests/latest', { body: BODY });
-    const out = await requestRulesGuard(engine, config, fakeLookups({ error: 'x' }))({ ...c, grant: { ...c.grant, identity: undefined } });
+    const out = await requestRulesGuard(
+      engine,
+      config,
+      fakeLookups({ error: 'x' }),
+    )({ ...c, grant: { ...c.grant, identity: undefined } });
     expect((out as OciError).message).toContain('this token was refused PUT manifest team/app:latest');
   });
 });

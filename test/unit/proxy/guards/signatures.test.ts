@@ -4,9 +4,21 @@ import { describe, expect, it } from 'vitest';
 import { OciError } from '../../../../src/oci/errors.js';
 import { classify, isRouteError, type Route } from '../../../../src/oci/route.js';
 import type { UpstreamLookup } from '../../../../src/policy/request.js';
-import { runGuards, withinAuthorized, type Guard, type GuardContext, type GuardHold, type GuardUpstream } from '../../../../src/proxy/guards.js';
+import {
+  runGuards,
+  withinAuthorized,
+  type Guard,
+  type GuardContext,
+  type GuardHold,
+  type GuardUpstream,
+} from '../../../../src/proxy/guards.js';
 import { requestFacts } from '../../../../src/proxy/guards/request-rules.js';
-import { ARTIFACT_TAG, createCoverage, manifestFacts, signatureStep } from '../../../../src/proxy/guards/signature-cover.js';
+import {
+  ARTIFACT_TAG,
+  createCoverage,
+  manifestFacts,
+  signatureStep,
+} from '../../../../src/proxy/guards/signature-cover.js';
 import { signaturesGuard } from '../../../../src/proxy/guards/signatures.js';
 import type { TagLookups } from '../../../../src/proxy/guards/tag-lookup.js';
 import type { Verdict } from '../../../../src/trust/types.js';
@@ -25,7 +37,11 @@ const image = (config: string, ...layers: string[]) =>
   });
 const SIGNED = image(d('c'), d('1'));
 const UNSIGNED = image(d('e'), d('2'));
-const INDEX = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ digest: sha(SIGNED) }] });
+const INDEX = JSON.stringify({
+  schemaVersion: 2,
+  mediaType: 'application/vnd.oci.image.index.v1+json',
+  manifests: [{ digest: sha(SIGNED) }],
+});
 const SIG = JSON.stringify({
   schemaVersion: 2,
   config: { digest: d('f') },
@@ -51,7 +67,10 @@ function fakeTrust(mode: 'enforce' | 'audit' = 'enforce'): Trust & { asked: stri
     asked,
     applies: (r) => r.startsWith('prod/'),
     enforces: () => mode === 'enforce',
-    verifyImage: async (_r, digest) => (asked.push(digest), verdict(digest === sha(SIGNED) || digest === sha(INDEX), mode)),
+    verifyImage: async (_r, digest) => (
+      asked.push(digest),
+      verdict(digest === sha(SIGNED) || digest === sha(INDEX), mode)
+    ),
   };
 }
 
@@ -69,11 +88,23 @@ const upstream = {
 const lookups = (answer: UpstreamLookup): TagLookups => ({ get: async () => answer, forget: () => undefined });
 const logger = { warn: () => undefined } as never;
 
-function guardOf(mode: 'enforce' | 'audit' = 'enforce', tag: UpstreamLookup = { tagExists: true, digest: sha(SIGNED) }) {
+function guardOf(
+  mode: 'enforce' | 'audit' = 'enforce',
+  tag: UpstreamLookup = { tagExists: true, digest: sha(SIGNED) },
+) {
   const trust = fakeTrust(mode);
-  const guard = signaturesGuard({ trust, logger, ttlMs: 60_000, lookupTimeoutMs: 1000, tagTtlMs: 0 }, lookups(tag), createCoverage(60_000));
+  const guard = signaturesGuard(
+    { trust, logger, ttlMs: 60_000, lookupTimeoutMs: 1000, tagTtlMs: 0 },
+    lookups(tag),
+    createCoverage(60_000),
+  );
   const run = (method: string, path: string, access: { type: string; name: string; actions: string[] }[] = []) => {
-    const ctx: GuardContext = { req: {} as IncomingMessage, route: route(method, path), grant: { anonymous: false, access }, upstream };
+    const ctx: GuardContext = {
+      req: {} as IncomingMessage,
+      route: route(method, path),
+      grant: { anonymous: false, access },
+      upstream,
+    };
     return guard(ctx).then((answer) => ({ ctx, answer }));
   };
   return { trust, run };
@@ -127,8 +158,15 @@ describe('signaturesGuard', () => {
   });
 
   it('an upstream error while looking refuses; an absent tag is answered 404 here', async () => {
-    expect(((await guardOf('enforce', { error: 'boom' }).run('GET', '/v2/prod/app/manifests/v1')).answer as OciError).status).toBe(403);
-    expect(((await guardOf('enforce', { tagExists: false, digest: '' }).run('GET', '/v2/prod/app/manifests/v1')).answer as OciError).status).toBe(404);
+    expect(
+      ((await guardOf('enforce', { error: 'boom' }).run('GET', '/v2/prod/app/manifests/v1')).answer as OciError).status,
+    ).toBe(403);
+    expect(
+      (
+        (await guardOf('enforce', { tagExists: false, digest: '' }).run('GET', '/v2/prod/app/manifests/v1'))
+          .answer as OciError
+      ).status,
+    ).toBe(404);
     const missing = (await guardOf().run('GET', `/v2/prod/app/manifests/${d('9')}`)).answer as OciError;
     expect(missing.message).toMatch(/could not look for signatures: the upstream answered HTTP 404/);
   });
@@ -136,7 +174,9 @@ describe('signaturesGuard', () => {
   it("a verified index covers its children, which are not verified again; the child's blobs follow", async () => {
     const { run, trust } = guardOf('enforce', { tagExists: true, digest: sha(INDEX) });
     expect(((await run('GET', '/v2/prod/app/manifests/multi')).answer as GuardHold).expectDigest).toBe(sha(INDEX));
-    expect(((await run('GET', `/v2/prod/app/manifests/${sha(SIGNED)}`)).answer as GuardHold).image?.verified).toBe(true);
+    expect(((await run('GET', `/v2/prod/app/manifests/${sha(SIGNED)}`)).answer as GuardHold).image?.verified).toBe(
+      true,
+    );
     expect(trust.asked).toEqual([sha(INDEX)]);
     expect((await run('GET', `/v2/prod/app/blobs/${d('1')}`)).answer).toBeUndefined();
   });
@@ -170,7 +210,10 @@ describe('signaturesGuard', () => {
 describe('signatures before request-time rules', () => {
   it('the rules see the tag the client named and the verdict; the upstream gets the digest', async () => {
     const trust = fakeTrust();
-    const guard = signaturesGuard({ trust, logger, ttlMs: 60_000, lookupTimeoutMs: 1000, tagTtlMs: 0 }, lookups({ tagExists: true, digest: sha(SIGNED) }));
+    const guard = signaturesGuard(
+      { trust, logger, ttlMs: 60_000, lookupTimeoutMs: 1000, tagTtlMs: 0 },
+      lookups({ tagExists: true, digest: sha(SIGNED) }),
+    );
     let seen: ReturnType<typeof requestFacts>;
     const rules: Guard = async function rules(ctx) {
       seen = requestFacts(ctx, 'registry.test');

@@ -9,13 +9,12 @@
  * - glibc malloc: the buffers come from the heap (below the 128 KiB mmap threshold); each bulk free
  *   leaves a free top of many MiB, which malloc trims with brk(2) only to grow it again, page-faulting
  *   it back in. Processes whose dynamic trim threshold stayed at its 128 KiB start made ~1,200 brk
- *   calls per 256 MiB pulled (strace) and paid it in system time. A 32 MiB threshold (2026-11-23:
- *   pull 2.12 → 1.28 CPU s/GiB) still left one fresh process in five in that mode (2026-12-06, 15
- *   processes: ~1,000 brk and 50–80 k minor faults per GiB pulled, 2.7–3.1 CPU s/GiB against 1.2–1.6):
- *   one GC can free more than 32 MiB of buffers at once. At 128 MiB — about the whole peak RSS, so a
- *   transfer never trims — 0 of 16 processes did (≤ 14 brk per GiB), with peak RSS unchanged
- *   (131–147 MB either way): memory a transfer used stays mapped for the next one rather than being
- *   returned between GCs. See BENCHMARKS.md.
+ *   calls per 256 MiB pulled (strace) and paid it in system time; a 32 MiB threshold: 0–20. In the
+ *   benchmark (2026-11-23): pull 2.12 → 1.28 CPU s/GiB, push 1.42 → 1.07, peak RSS 120 → 131 MB.
+ *   Still, one fresh process in five trims at 32 MiB (2026-12-06, 15 processes: ~1,000 brk and
+ *   50–80 k minor faults per GiB pulled, 2.7–3.1 CPU s/GiB against 1.2–1.6): one GC can free more
+ *   than 32 MiB at once. 128 MiB removed that (0 of 16) but the 1 GiB streaming test then peaked at
+ *   177 MB RSS on a loaded machine, over the 150 MB bound: kept at 32 MiB until measured apart.
  *
  * Neither can be changed once the process runs (nor the flag through NODE_OPTIONS: Node 20 and 24
  * refuse it there), so they go on its command line and environment: `bin/registry-auth-proxy.js`
@@ -23,7 +22,7 @@
  * and the cluster primary forks its workers with them.
  */
 export const STREAMING_HEAP_FLAG = '--initial-old-space-size=64';
-export const STREAMING_MALLOC_ENV = { MALLOC_TRIM_THRESHOLD_: String(128 * 1024 * 1024) } as const;
+export const STREAMING_MALLOC_ENV = { MALLOC_TRIM_THRESHOLD_: String(32 * 1024 * 1024) } as const;
 
 /** `execArgv` with STREAMING_HEAP_FLAG, unless the operator already chose an initial heap size. Pure. */
 export function withStreamingHeap(execArgv: readonly string[]): string[] {

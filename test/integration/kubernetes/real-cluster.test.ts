@@ -40,13 +40,24 @@ const READY_TIMEOUT_S = 60;
 const REVOCATION_BOUND_MS = 90_000;
 const LOCAL_REGISTRY_IMAGE = 'k8s.local/registry:2';
 
+/**
+ * Overlays this cluster cannot run, each with why: it pulls nothing, and an image of a third party
+ * has no offline build here yet. Their manifests are still rendered and checked by the deploy tests.
+ */
+const NOT_ON_THIS_CLUSTER: Record<string, string> = {
+  'deploy/overlays/redis-limits': 'its Valkey image (valkey/valkey) has no offline build for this cluster yet',
+};
+
 /** deploy/base and every overlay there is (a new one is deployed too, with the same environment patches). */
 const SOURCES = [
   'deploy/base',
   ...(existsSync(join(REPO, 'deploy', 'overlays')) ? readdirSync(join(REPO, 'deploy', 'overlays')).sort() : []).map(
     (o) => `deploy/overlays/${o}`,
   ),
-];
+].filter((s) => !(s in NOT_ON_THIS_CLUSTER));
+// Said, not skipped silently: the run's output names what is not deployed and why.
+for (const [s, why] of Object.entries(NOT_ON_THIS_CLUSTER))
+  console.log(`real-cluster suite: ${s} not deployed: ${why}`);
 
 let skip: string | undefined;
 let cluster: Cluster | undefined;

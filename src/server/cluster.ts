@@ -1,5 +1,4 @@
 import cluster, { type Worker } from 'node:cluster';
-import { startClusterCounters, storeKind } from '../limits/store.js';
 import { AggregatorRegistry, Counter, Registry } from 'prom-client';
 import type { Config, IssuerConfig } from '../config/types.js';
 import { upstreamNameOf } from '../config/upstreams.js';
@@ -64,7 +63,11 @@ export async function startPrimary(
     : undefined;
   keys.close();
   // limits.rules on the cluster store: the primary holds every worker's counters.
-  if (config.limits.rules.length && storeKind(config) === 'cluster') startClusterCounters();
+  // Loaded only with limits configured (rate-limiter-flexible and ioredis: ~30 MB of RSS).
+  if (config.limits.rules.length) {
+    const { startClusterCounters, storeKind } = await import('../limits/store.js');
+    if (storeKind(config) === 'cluster') startClusterCounters();
+  }
   const primary = new ClusterPrimary(config, logger, { type: 'rap:init', sharedEphemeralPem, clusterIssuer });
   primary.start(count);
   return { policy, exited: primary.exited, stop: (reason) => primary.stop(reason) };

@@ -1,17 +1,23 @@
 import type { Registry } from 'prom-client';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { createLimiter } from '../limits/limiter.js';
-import { storeKind } from '../limits/store.js';
 import type { KeyFn, Limiter } from '../limits/types.js';
 import { compileLimitKey } from '../policy/limit-key.js';
 import type { Guard } from '../proxy/guards.js';
 import { limitGuard } from '../proxy/guards/limits.js';
 
-/** `limits.rules` in a Limiter over `limits.store`, key expressions compiled (a bad one fails the start); none configured: undefined. */
-export function createLimits(config: Config, logger: Logger, registry: Registry): Limiter | undefined {
+/**
+ * `limits.rules` in a Limiter over `limits.store`, key expressions compiled (a bad one fails the start);
+ * none configured: undefined. The engine is loaded only then: rate-limiter-flexible and ioredis cost
+ * ~30 MB of RSS at start-up, which a proxy without limits never pays (the 1 GiB streaming test's bound).
+ */
+export async function createLimits(config: Config, logger: Logger, registry: Registry): Promise<Limiter | undefined> {
   const { rules, store } = config.limits;
   if (rules.length === 0) return undefined;
+  const [{ createLimiter }, { storeKind }] = await Promise.all([
+    import('../limits/limiter.js'),
+    import('../limits/store.js'),
+  ]);
   const keys = new Map<string, KeyFn>();
   for (const r of rules) if (r.key) keys.set(r.name, compileLimitKey(r.name, r.key));
   const kind = storeKind(config);

@@ -14,9 +14,9 @@ import type { RegistryTokenVerifier } from '../token/types.js';
 import { sendJson } from '../http/response.js';
 import { createApp, type AppRoutes, type AppState } from './app.js';
 import { createUpstreamsProbe } from '../upstream/probe.js';
-import { createUpstreams } from '../upstream/upstream.js';
+import { createUpstreams, type Upstream } from '../upstream/upstream.js';
 import { productionGuards } from '../proxy/guards/production.js';
-import { createTrust, type Trust } from '../trust/verify.js';
+import type { Trust } from '../trust/verify.js';
 import { startListener, type Listener } from './listen.js';
 import { createMetrics, type Metrics } from '../http/metrics.js';
 import { createRateLimiter } from '../http/rate-limit.js';
@@ -140,6 +140,17 @@ function tokenRateLimits(limits: Config['limits']): Parameters<typeof createRate
   return { perAddress: limits.tokenPerClient, perIdentity: limits.tokenPerIdentity, global: limits.tokenGlobal };
 }
 
+/** Signature verdicts when `trust:` has policies; sigstore-js is loaded only then (~20 MB of RSS at start-up). */
+async function createTrustIfConfigured(
+  config: Config,
+  upstreams: readonly Upstream[],
+  logger: Logger,
+  metrics: Metrics,
+): Promise<Trust | undefined> {
+  if (!config.trust?.policies.length) return undefined;
+  return (await import('../trust/verify.js')).createTrust(config, upstreams, logger, metrics);
+}
+
 /** Starts serving `config` as decided (in-cluster mode included: server/in-cluster.ts, once per process model). */
 export async function startRuntime(config: Config, logger: Logger, options: RuntimeOptions = {}): Promise<Runtime> {
   const { policy, keys } = await loadPolicyAndKeys(config, logger, options);
@@ -149,8 +160,8 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
   // One Upstream per configured upstream, shared by forwarder and probe: one credential refresher each.
   const upstreams = createUpstreams(config, logger, metrics);
   // Keys and the trusted root are read now: a bad file stops start-up, naming file and key.
-  const trust = createTrust(config, upstreams, logger, metrics);
-  const limits = createLimits(config, logger, metrics.registry);
+  const trust = await createTrustIfConfigured(config, upstreams, logger, metrics);
+  const limits = await createLimits(config, logger, metrics.registry);
   const guards = withLimitGuard(
     limits,
     options.guards ?? productionGuards(config, policy, trust && { trust, logger }),

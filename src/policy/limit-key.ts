@@ -1,3 +1,4 @@
+import { identityVars } from './engine.js';
 import { policyEnvironment, type CelContext } from './cel.js';
 import type { KeyFn, LimitSubject } from '../limits/types.js';
 
@@ -14,20 +15,9 @@ class LimitKeyError extends Error {
   }
 }
 
+/** The variables a key sees: the identity as every policy rule sees it (engine.ts), and the request. */
 function celContext({ identity, request }: LimitSubject): CelContext {
-  return {
-    claims: identity.claims,
-    identity: {
-      issuerName: identity.issuerName,
-      issuer: identity.issuer,
-      subject: identity.subject,
-      preset: identity.preset ?? '',
-      namespace: identity.namespace ?? '',
-      serviceAccount: identity.serviceAccount ?? '',
-      podName: identity.podName ?? '',
-    },
-    request,
-  };
+  return { ...identityVars(identity), request };
 }
 
 export function compileLimitKey(rule: string, expression: string): KeyFn {

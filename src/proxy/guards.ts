@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { OciError } from '../oci/errors.js';
 import { classify, isRouteError, type Route } from '../oci/route.js';
+import type { RouteKind } from '../oci/route-kinds.js';
 import { formatScope } from '../oci/scope.js';
 import type { Granted } from './authorize.js';
 import type { Upstream } from '../upstream/upstream.js';
@@ -57,6 +58,43 @@ export interface GuardHold {
 
 /** Named functions: the name is what a refusal or a widening rewrite is logged under. */
 export type Guard = (ctx: GuardContext) => Promise<OciError | Route | GuardHold | undefined>;
+
+/** The requests a guard can act on, by method and route kind (absent: all); the others skip it unasked. */
+export interface GuardScope {
+  methods?: readonly string[];
+  kinds?: readonly RouteKind[];
+}
+
+const scopes = new WeakMap<Guard, GuardScope>();
+
+/** The guard, declared to act only on requests in `scope`. */
+export function scopedGuard(guard: Guard, scope: GuardScope): Guard {
+  scopes.set(guard, scope);
+  return guard;
+}
+
+const NONE: readonly Guard[] = Object.freeze([]);
+
+/**
+ * The guards a request of this method and route kind passes, decided once per pair: most requests
+ * (a blob GET with no signature policy, any HEAD without rules) pass none, and then the handler
+ * skips the stage without an await. Pure but for the memo (bounded: methods × kinds).
+ */
+export function guardPlan(guards: readonly Guard[]): (method: string, kind: RouteKind) => readonly Guard[] {
+  const memo = new Map<string, readonly Guard[]>();
+  return (method, kind) => {
+    const key = `${method} ${kind}`;
+    let plan = memo.get(key);
+    if (plan) return plan;
+    const active = guards.filter((g) => {
+      const s = scopes.get(g);
+      return !s || ((!s.methods || s.methods.includes(method)) && (!s.kinds || s.kinds.includes(kind)));
+    });
+    plan = active.length ? active : NONE;
+    if (memo.size < 256) memo.set(key, plan);
+    return plan;
+  };
+}
 
 /** What to forward: the route, the body a guard read (if any), and what to run when the exchange ends. */
 export interface Forwardable {

@@ -11,7 +11,7 @@ import type { PolicyEngine } from '../policy/types.js';
 import type { Metrics } from '../http/metrics.js';
 import type { RegistryTokenVerifier } from '../token/types.js';
 import { authorize, isAuthorized } from './authorize.js';
-import { runGuards, type Forwardable, type Guard, type GuardContext } from './guards.js';
+import { guardPlan, runGuards, type Forwardable, type Guard, type GuardContext } from './guards.js';
 import { productionGuards } from './guards/production.js';
 import { forwardRoute, type ForwardContext } from './forward-route.js';
 import { canonicalRoute, createTargets, targetOf, withNamespace, type Target } from './upstreams.js';
@@ -134,6 +134,7 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   const targets = createTargets(deps.upstreams, config, logger, deps.draining);
   const cursors = createCursorCodec(deps.keys);
   const guards = deps.guards ?? productionGuards(config, policy, deps.trust && { trust: deps.trust, logger });
+  const guardsFor = guardPlan(guards);
   const forwarding: ForwardContext = { config, targets, policy, metrics, seal: cursors.seal };
 
   const handler = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -154,10 +155,11 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
     const target = targetFor(targets, effective);
     if (target instanceof OciError) return sendOciError(res, target);
     audit?.upstream(target.name);
+    const active = guardsFor(effective.method, effective.kind);
     const ready =
-      guards.length === 0
+      active.length === 0
         ? { route: effective }
-        : await guarded(guards, logger, { req, route: effective, grant: authorized, upstream: target }, res, audit);
+        : await guarded(active, logger, { req, route: effective, grant: authorized, upstream: target }, res, audit);
     if (ready instanceof OciError) return sendOciError(res, ready);
     await forwardRoute(forwarding, req, res, ready, target, authorized.identity);
   };

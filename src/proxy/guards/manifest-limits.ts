@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { LimitsConfig } from '../../config/types.js';
 import { OciError } from '../../oci/errors.js';
-import type { Guard } from '../guards.js';
+import { scopedGuard, type Guard, type GuardScope } from '../guards.js';
 import { readBody, TOO_LARGE } from './read-body.js';
 
 /**
@@ -12,6 +12,9 @@ import { readBody, TOO_LARGE } from './read-body.js';
  */
 
 type ManifestLimits = Pick<LimitsConfig, 'manifestMaxBytes' | 'manifestMediaTypes'>;
+
+/** Only a manifest PUT has a body this guard judges. */
+const MANIFEST_PUT: GuardScope = { methods: ['PUT'], kinds: ['manifest'] };
 
 /** The body is refused unread: the connection cannot be reused. */
 const CLOSE = { Connection: 'close' };
@@ -76,7 +79,7 @@ export function manifestHeadRefusal(
 }
 
 export function manifestLimitsGuard(limits: ManifestLimits): Guard {
-  return async function manifestLimits({ req, route }) {
+  return scopedGuard(async function manifestLimits({ req, route }) {
     if (route.kind !== 'manifest' || route.method !== 'PUT') return undefined;
     const contentTypes =
       req.headersDistinct?.['content-type'] ?? (req.headers['content-type'] ? [req.headers['content-type']] : []);
@@ -86,5 +89,5 @@ export function manifestLimitsGuard(limits: ManifestLimits): Guard {
     // Chunked: counted while read, never past the limit; the forwarder sends exactly these bytes.
     const body = await readBody(req, limits.manifestMaxBytes);
     return body === TOO_LARGE ? manifestTooLarge(limits.manifestMaxBytes) : { hold: true, body };
-  };
+  }, MANIFEST_PUT);
 }

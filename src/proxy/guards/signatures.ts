@@ -7,7 +7,7 @@ import { repoReader } from '../../trust/fetch.js';
 import type { Verdict } from '../../trust/types.js';
 import { trustOutcome } from '../../trust/verdict.js';
 import type { Trust } from '../../trust/verify.js';
-import { explained, type Guard, type GuardContext, type GuardHold } from '../guards.js';
+import { explained, scopedGuard, type Guard, type GuardContext, type GuardHold } from '../guards.js';
 import { upstreamName } from '../upstreams.js';
 import { createCoverage, manifestFacts, mayPush, signatureStep, type Coverage, type Seen } from './signature-cover.js';
 import { createTagLookups, type TagLookups } from './tag-lookup.js';
@@ -180,5 +180,5 @@ export function signaturesGuard(
     if (!route) return refusal(`${repository}:${tag}: the upstream named an unusable digest ${lookup.digest}`);
     return { hold: true, route, expectDigest: lookup.digest, image: facts(seen.verdict) };
   }
-  return guard;
+  return scopedGuard(guard, { methods: ['GET', 'HEAD'], kinds: ['manifest', 'blob'] });
 }

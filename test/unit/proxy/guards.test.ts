@@ -2,8 +2,11 @@ import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { OciError } from '../../../src/oci/errors.js';
 import { classify, isRouteError, type Route } from '../../../src/oci/route.js';
+import type { RouteKind } from '../../../src/oci/route-kinds.js';
 import {
+  guardPlan,
   runGuards,
+  scopedGuard,
   withinAuthorized,
   type Guard,
   type GuardContext,
@@ -109,5 +112,48 @@ describe('withinAuthorized: a rewrite never widens access', () => {
     ['a query the route would not forward', tagged, { ...pinned, query: '?ns=docker.io' }, false],
   ])('%s', (_name, authorized, rewritten, ok) => {
     expect(withinAuthorized(authorized, rewritten)).toBe(ok);
+  });
+});
+
+describe('guardPlan: a guard runs only on the requests it declares', () => {
+  const putOnly = scopedGuard(
+    async function putOnly() {
+      return undefined;
+    },
+    { methods: ['PUT'], kinds: ['manifest'] },
+  );
+  const reads = scopedGuard(
+    async function reads() {
+      return undefined;
+    },
+    { methods: ['GET', 'HEAD'], kinds: ['manifest', 'blob'] },
+  );
+  const everywhere: Guard = async function everywhere() {
+    return undefined;
+  };
+  const names = (gs: readonly Guard[]): string[] => gs.map((g) => g.name);
+
+  it.each<[string, Guard[], string, RouteKind, string[]]>([
+    [
+      'manifest PUT: the PUT guard, then the unscoped one',
+      [putOnly, reads, everywhere],
+      'PUT',
+      'manifest',
+      ['putOnly', 'everywhere'],
+    ],
+    ['manifest HEAD: the read guard', [putOnly, reads], 'HEAD', 'manifest', ['reads']],
+    ['blob GET', [putOnly, reads], 'GET', 'blob', ['reads']],
+    ['blob PUT is not a manifest PUT', [putOnly, reads], 'PUT', 'blob', []],
+    ['tags GET: no scoped guard', [putOnly, reads], 'GET', 'tags', []],
+    ['an unscoped guard runs on every request', [everywhere], 'PATCH', 'upload', ['everywhere']],
+    ['order is the list order', [everywhere, reads], 'GET', 'manifest', ['everywhere', 'reads']],
+  ])('%s', (_, guards, method, kind, expected) => {
+    expect(names(guardPlan(guards)(method, kind))).toEqual(expected);
+  });
+
+  it('decides once per method and kind: the same list object each time', () => {
+    const plan = guardPlan([putOnly, reads]);
+    expect(plan('GET', 'manifest')).toBe(plan('GET', 'manifest'));
+    expect(plan('GET', 'tags')).toHaveLength(0);
   });
 });

@@ -26,6 +26,7 @@ import { figures, type Results } from './report/results.js';
 import { benchBlobs } from './sections/blobs.js';
 import { benchHead } from './sections/head.js';
 import { benchRequestRules } from './sections/request-rules.js';
+import { benchAudit } from './sections/audit.js';
 import { benchSignatures } from './sections/signatures.js';
 import { benchToken } from './sections/token.js';
 import { benchWorkers } from './sections/workers.js';
@@ -35,6 +36,8 @@ const QUICK = process.env.BENCH_QUICK === '1';
 const SIZE = Number(process.env.BENCH_BLOB_MB ?? (QUICK ? 64 : 1024)) * 2 ** 20;
 const REPS = Number(process.env.BENCH_REPS ?? (QUICK ? 1 : 5));
 /** Requests per HEAD measurement at 16 and 128 clients: ≥ 2000 so that 10 ms clock ticks do not matter. */
+/** Pull size of the audit on/off comparison: CPU per GiB is what is compared, not the ceiling. */
+const AUDIT_SIZE = Math.min(SIZE, 256 * 2 ** 20);
 const HEAD_TOTAL = QUICK ? 1000 : 8000;
 const TOKEN_TOTAL = QUICK ? 1000 : 8000;
 const WORKERS_TOTAL = QUICK ? 2000 : 16_000;
@@ -117,6 +120,9 @@ async function main(): Promise<void> {
     const signatures = await section('signatures', () =>
       benchSignatures(proxy, registry.url, load, HEAD_TOTAL, REPS, log),
     );
+    const audit = await section('audit events', () =>
+      benchAudit(proxy, registry.url, load, HEAD_TOTAL, AUDIT_SIZE, REPS, log),
+    );
     const workers = await section('workers', () => benchWorkers(load, WORKERS_TOTAL, WORKERS_REPS, log));
     const limits = await section('limits', () => benchLimits(LIMITS_TOTAL, log));
     const results: Results = {
@@ -137,6 +143,7 @@ async function main(): Promise<void> {
       requestRules,
       limits,
       signatures,
+      audit,
     };
     const f = figures(results);
     const lines = headline(results, f);

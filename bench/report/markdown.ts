@@ -1,5 +1,6 @@
 import { LABEL, MODES, type Mode } from '../lib/modes.js';
 import { fmt } from '../lib/stats.js';
+import { auditOverhead, type AuditResults } from '../sections/audit.js';
 import { everyRun } from '../sections/blobs.js';
 import { CLIENTS, type Measured } from '../sections/head.js';
 import { WORKERS_CLIENTS } from '../sections/workers.js';
@@ -171,6 +172,7 @@ digest. Uncached (a freshly signed image, by digest, median of ${r.signatures.un
 ${fmt(r.signatures.uncached.cpuMs, 2)} ms proxy CPU — the manifest, the referrers API (404 on Distribution 2.8), the
 fallback and \`.sig\` tags, the signature payload, one ECDSA P-256 verification.
 
+${r.audit ? auditSection(r.audit) : ''}
 ## Workers: manifest HEAD at ${WORKERS_CLIENTS} clients against an instant upstream
 
 The upstream is nginx answering every manifest request from its configuration (\`return 200\` with
@@ -194,5 +196,17 @@ function limitsSection(r: Results): string {
 ${rows}
 
 Targets: memory ≤ 0.05 ms CPU; Redis on loopback ≤ 1 ms p50 (the counters of one request in one pipelined round trip).
+`;
+}
+
+function auditSection(a: AuditResults): string {
+  return `## Audit events (one per manifest and blob request, stdout sink) on vs off, medians
+
+| audit | manifest HEAD CPU ms per request (16 clients) | pull CPU s per GiB (${a.size / 2 ** 20} MiB blob) |
+| --- | ---: | ---: |
+| on (the default) | ${fmt(a.headCpuMs.on, 3)} | ${fmt(a.pullCpuPerGiB.on)} |
+| off (\`audit: {sinks: []}\`) | ${fmt(a.headCpuMs.off, 3)} | ${fmt(a.pullCpuPerGiB.off)} |
+
+Added CPU, the worse of the two: ${fmt(auditOverhead(a) * 100, 1)} %.
 `;
 }

@@ -1,6 +1,7 @@
 import { perMode, type Mode } from '../lib/modes.js';
 import { cpuPerGiB, mibps, type BlobResults } from '../sections/blobs.js';
 import type { HeadResults } from '../sections/head.js';
+import type { AuditResults } from '../sections/audit.js';
 import type { RequestRulesResults } from '../sections/request-rules.js';
 import type { SignaturesResults } from '../sections/signatures.js';
 import type { TokenResults } from '../sections/token.js';
@@ -33,6 +34,8 @@ export interface Results {
   limits?: LimiterCost[];
   /** Signature enforcement on a pull (issue 22). */
   signatures: SignaturesResults;
+  /** Audit events on (stdout) vs off (issue 24; absent in reports written before it). */
+  audit?: AuditResults;
 }
 
 /** The figures the targets and the headline are stated in, derived once. */

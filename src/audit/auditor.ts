@@ -8,6 +8,8 @@ import { createSink, type AuditSink } from './sinks.js';
 export interface Auditor {
   /** The identity claims events carry (config `audit.claims`). */
   readonly claims: readonly string[];
+  /** Some sink is configured: without one, nothing gathers facts for events nobody receives. */
+  readonly active: boolean;
   /** Never waits, never throws: a slow sink drops (and counts) rather than slow serving. */
   emit(event: AuditEvent): void;
   /** An `effect: audit` rule matched (it would have denied): counted per rule. */
@@ -47,6 +49,7 @@ export function createAuditor(
   for (const s of sinks) metrics.dropped.inc({ sink: s.name }, 0);
   return {
     claims: audit.claims,
+    active: sinks.length > 0,
     emit(event) {
       for (const sink of sinks) {
         try {

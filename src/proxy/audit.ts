@@ -34,7 +34,7 @@ export function auditRequest(
   route: Route,
   auditor: Auditor | undefined,
 ): RequestAudit | undefined {
-  if (!auditor || route.name === undefined) return undefined;
+  if (!auditor?.active || route.name === undefined) return undefined;
   const action = registryAction(route.method, route.kind, route.query);
   if (!action) return undefined;
   const recorder = recorderFor(req, res, { ...route, name: route.name }, action, auditor);

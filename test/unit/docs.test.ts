@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   chmodSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -11,7 +12,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { CONFIG_DOCS_PATH, configDocs } from '../../scripts/config-docs.js';
@@ -106,6 +107,21 @@ describe('the docs', () => {
     expect(problems).toEqual([]);
   });
 
+  it('every relative link points at a file that exists, and at a heading of it', () => {
+    const broken: string[] = [];
+    for (const file of DOCS) {
+      const text = readFileSync(join(ROOT, file), 'utf8').replace(/```[\s\S]*?```/g, '');
+      for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^[a-z]+:/.test(target!)) continue; // https:, mailto:
+        const [path, anchor] = target!.split('#') as [string, string | undefined];
+        const resolved = path ? join(dirname(join(ROOT, file)), path) : join(ROOT, file);
+        if (!existsSync(resolved)) broken.push(`${file}: ${target} (no such file)`);
+        else if (anchor && !anchors(resolved).has(anchor)) broken.push(`${file}: ${target} (no such heading)`);
+      }
+    }
+    expect(broken).toEqual([]);
+  });
+
   it('every shell block says whether it runs here: <!-- doc-test: run --> or <!-- doc-test: skip: <why> -->', () => {
     const unmarked = all.filter((b) => isShell(b) && b.marker !== 'run' && !/^skip: \S/.test(b.marker)).map(where);
     expect(unmarked).toEqual([]);
@@ -164,6 +180,21 @@ describe('the docs', () => {
     }
   });
 });
+
+/** GitHub's anchors of a markdown file's headings: lower case, punctuation dropped, spaces to hyphens. */
+function anchors(file: string): Set<string> {
+  if (!file.endsWith('.md')) return new Set();
+  const text = readFileSync(file, 'utf8').replace(/```[\s\S]*?```/g, '');
+  return new Set(
+    [...text.matchAll(/^#{1,6} (.+)$/gm)].map(([, h]) =>
+      h!
+        .trim()
+        .toLowerCase()
+        .replace(/[^\p{L}\p{N} _-]/gu, '')
+        .replace(/ /g, '-'),
+    ),
+  );
+}
 
 /** The newest modification time of a file under `dir` (as scripts/build-if-stale.js decides). */
 function newest(dir: string): number {

@@ -155,7 +155,8 @@ describe('the docs', () => {
       const run = async (b: Block): Promise<string | undefined> => {
         const cwd = mkdtempSync(join(dir, 'block-'));
         symlinkSync(join(ROOT, 'policies'), join(cwd, 'policies'));
-        const r = await runExecutable('bash', ['-euo', 'pipefail', '-c', b.text], {
+        // --norc: node's pipes are sockets, and bash on a socket reads /etc/bash.bashrc (rshd heuristic)
+        const r = await runExecutable('bash', ['--norc', '-euo', 'pipefail', '-c', b.text], {
           cwd,
           cleanEnv: true,
           env: { PATH: `${bin}:${process.env.PATH}`, HOME: cwd },

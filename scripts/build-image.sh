@@ -2,7 +2,7 @@
 # Builds the project image (Dockerfile) without Docker Hub: first a Node base image made from local
 # files, then `docker build --build-arg NODE_IMAGE=<that base>` with the legacy builder
 # (DOCKER_BUILDKIT=0; BuildKit would fetch its frontend from Docker Hub). The only network used is
-# the npm registry, by `npm ci` inside the build and for Node itself (below). README, "Container image".
+# the npm registry, by `npm ci` inside the build and for Node itself (below). docs/install.md, "Container image".
 #
 #   scripts/build-image.sh [--target TARGET] [--tag TAG] [--credential-provider-tag TAG]
 #                          [--node PATH | --node-version RANGE] [--npm DIR]

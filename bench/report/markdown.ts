@@ -10,7 +10,7 @@ import { evaluateTargets, verdict } from './targets.js';
 
 const MB = (bytes: number) => fmt(bytes / 1e6, 0);
 
-/** The headline (README, between the bench:headline markers, and atop BENCHMARKS.md): the CPU-cost figures. */
+/** The headline (docs/operations.md, between the bench:headline markers, and atop BENCHMARKS.md): the CPU-cost figures. */
 export function headline(r: Results, f: Figures): string[] {
   const rows = evaluateTargets(r, f);
   const met = rows.filter((t) => t.met).length;

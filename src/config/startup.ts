@@ -15,7 +15,7 @@ export function missingIssuerProblem(
   return (
     'no identity issuer is configured, so no client could ever get a token. Give one: ' +
     '--issuer <url> --audience <aud> [--issuer-name <name>] [--ca-file <file>] (an OIDC issuer), ' +
-    `${config.file ? `an issuers: list in ${config.file}` : '--config <file> with an issuers: list'} (see README "Configuration file"), ` +
+    `${config.file ? `an issuers: list in ${config.file}` : '--config <file> with an issuers: list'} (see docs/config-file.md), ` +
     "or --dev for a local trial with an embedded issuer. In a Kubernetes pod the cluster's own issuer is used automatically"
   );
 }

@@ -25,8 +25,8 @@ export function resolveUpstreams(
 
 /**
  * `list` with `single` as its default upstream (prefix ''). `alone` (no `upstreams:`) it is unnamed
- * (''): CEL's `request.upstream` is "" (README), metrics carry no `upstream` label and /readyz names
- * none. Beside `upstreams:` it is named `default` (README). Pure.
+ * (''): CEL's `request.upstream` is "" (docs/policies.md), metrics carry no `upstream` label and /readyz names
+ * none. Beside `upstreams:` it is named `default` (docs/upstreams.md). Pure.
  */
 export function withDefaultUpstream(
   list: readonly NamedUpstream[],

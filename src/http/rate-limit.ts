@@ -59,7 +59,7 @@ function take(b: Bucket): void {
  * NAT address each have their own budget. The address is charged up front, not after the verdict,
  * so concurrent bad attempts cannot all slip past a check that has not been charged yet.
  *
- * The state is per process: with `workers`, each worker has its own buckets (README: workers).
+ * The state is per process: with `workers`, each worker has its own buckets (docs/operations.md: Workers).
  */
 export function createRateLimiter(limits: TokenLimits, opts: { now?: () => number; maxKeys?: number } = {}) {
   const now = opts.now ?? (() => performance.now());

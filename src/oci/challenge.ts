@@ -43,7 +43,7 @@ const CHALLENGE_MESSAGES: Record<ChallengeError | 'none', string> = {
 
 /**
  * 403 DENIED: the token lacks an action because the policy refused it, so a new token would not
- * help. Checked with the real clients (README: Denials): on 403 Docker, skopeo, podman and buildah
+ * help. Checked with the real clients (docs/http.md: Denials): on 403 Docker, skopeo, podman and buildah
  * print the body's `message`, and containerd prints the status line, so the reason phrase repeats
  * it. A 401 would make containerd fetch the same token again and print only `insufficient_scope`,
  * and containers/image word any 401 on a tag listing as "invalid username/password".

@@ -52,7 +52,7 @@ interface TokenEndpointDeps {
 /**
  * The registry token for a grant and, for an offline password login, a refresh token. Still a 200
  * when nothing is granted (the spec's partial access): a /token error prints worse in every client
- * than the 403 the proxy gives the request that needs it (README: Denials).
+ * than the 403 the proxy gives the request that needs it (docs/http.md: Denials).
  */
 async function issueTokens(
   keys: KeyRing,

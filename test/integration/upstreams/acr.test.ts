@@ -337,9 +337,9 @@ describe('ACR upstream auth (@azure/identity workload identity, /oauth2/exchange
     expect(configProblem({ upstream: { url, auth: { type: 'acr', passwordFile: '/k' } } })).toBe(
       'upstream.auth.passwordFile: unknown key (known: type, tenant)',
     );
-    // README's snippet, as users copy it
-    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
-    const snippet = readme.slice(readme.indexOf('### Azure Container Registry')).split('```yaml')[1]!.split('```')[0]!;
+    // docs/upstreams.md's snippet, as users copy it
+    const doc = readFileSync(new URL('../../../docs/upstreams.md', import.meta.url), 'utf8');
+    const snippet = doc.slice(doc.indexOf('## Azure Container Registry')).split('```yaml')[1]!.split('```')[0]!;
     expect(configProblem(parse(snippet) as Record<string, unknown>)).toBe('no error');
   });
 });

@@ -214,9 +214,9 @@ describe('upstreams config', () => {
     ]);
   });
 
-  it("README's snippet is a valid config", () => {
-    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
-    const section = readme.slice(readme.indexOf('### Several upstreams'));
+  it("docs/upstreams.md's snippet is a valid config", () => {
+    const doc = readFileSync(new URL('../../../docs/upstreams.md', import.meta.url), 'utf8');
+    const section = doc.slice(doc.indexOf('## Several upstreams'));
     const snippet = section.split('```yaml')[1]!.split('```')[0]!;
     const config = buildConfig({ listen: '127.0.0.1:0', ...(parse(snippet) as object) }, {}, undefined);
     expect(config.upstreams?.map((u) => `${u.name}:${u.prefix}:${u.auth.type}`)).toEqual([

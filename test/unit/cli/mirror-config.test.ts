@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { parseAllDocuments } from 'yaml';
+import { parse } from 'yaml';
 import { buildConfig } from '../../../src/config/load.js';
 import { containerdHostsToml, registriesConf } from '../../../src/cli/commands/mirror-config.js';
 import { CliExit } from '../../../src/cli/exit.js';
@@ -108,10 +108,10 @@ describe('mirror-config: containerd hosts.toml for the configured upstreams', ()
     expect(toml).not.toContain('cache.internal');
   });
 
-  it("README's pull-through cache snippet is filed under docker.io", () => {
-    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
-    const block = readme.slice(readme.indexOf('# the cache: Distribution')).split('```')[0]!;
-    const proxyDoc = parseAllDocuments(block)[1]!.toJS() as object;
+  it("docs/upstreams.md's pull-through cache snippet is filed under docker.io", () => {
+    const doc = readFileSync(new URL('../../../docs/upstreams.md', import.meta.url), 'utf8');
+    const block = doc.slice(doc.indexOf('# the cache: Distribution'));
+    const proxyDoc = parse(block.slice(block.indexOf('# the proxy')).split('```')[0]!) as object;
     const toml = containerdHostsToml(buildConfig({ publicURL: 'https://proxy.example.com', ...proxyDoc }));
     expect(toml).toContain(
       'certs.d/docker.io/hosts.toml  (upstream "hub", prefix hub/)\n# The proxy is the only server: while it is down, pulls fail rather than bypass its policy.\nserver = "https://proxy.example.com/v2/hub"\n',

@@ -5,7 +5,7 @@ import { upstreamNameOf } from '../../../src/config/upstreams.js';
 /**
  * The config's one list of upstreams: every shape a user can write (`upstream:`, `upstreams:`,
  * both, `--upstream`, `RAP_UPSTREAM` with --dev, nothing) becomes `upstreams` with names and
- * prefixes, and `request.upstream` is what users saw before the list (README: "" with a lone `upstream:`).
+ * prefixes, and `request.upstream` is what users saw before the list (docs/policies.md: "" with a lone `upstream:`).
  */
 
 const hub = { name: 'hub', prefix: 'hub/', url: 'https://registry-1.docker.io' };

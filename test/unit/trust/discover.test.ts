@@ -110,10 +110,7 @@ describe('what a verified bundle must say', () => {
     writeFileSync(root, JSON.stringify(sigstore.trustedRoot));
     const config = buildConfig({
       upstream: { url: registry.url },
-      trust: {
-        trustedRoot: root,
-        policies: [{ name: 'ci', repositories: ['ci/**'], require: [{ keyless: { issuer: GH, subject: SUB } }] }],
-      },
+      signatures: [{ name: 'ci', repositories: ['ci/**'], keyless: [{ issuer: GH, subject: SUB }], trustedRoot: root }],
     });
     const metrics = createMetrics();
     const trust = createTrust(config, [upstream], silentLogger(), metrics)!;
@@ -139,7 +136,7 @@ describe('what a verified bundle must say', () => {
     writeFileSync(publicKeyFile, key.pem);
     const config = buildConfig({
       upstream: { url: registry.url },
-      trust: { policies: [{ name: 'p', repositories: ['prod/*'], require: [{ key: { name: 'k', publicKeyFile } }] }] },
+      signatures: [{ name: 'p', repositories: ['prod/*'], keys: [publicKeyFile] }],
     });
     const v = await createTrust(config, [upstream], silentLogger())!.verifyImage('prod/type', img.digest);
     expect(v.reason).toContain(`the signed payload's type is not "cosign container image signature"`);

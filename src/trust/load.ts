@@ -66,10 +66,10 @@ export function keyName(path: string): string {
 
 function keylessAnchor(k: KeylessIdentity): KeylessAnchor {
   return k.subject !== undefined
-    ? { kind: 'keyless', name: `${k.issuer} ${k.subject}`, issuer: k.issuer, subject: k.subject }
+    ? { kind: 'keyless', name: `${k.issuer}, subject ${k.subject}`, issuer: k.issuer, subject: k.subject }
     : {
         kind: 'keyless',
-        name: `${k.issuer} /${k.subjectRegExp!}/`,
+        name: `${k.issuer}, subject matching ${k.subjectRegExp!}`,
         issuer: k.issuer,
         subject: new RegExp(k.subjectRegExp!, 'u'),
       };

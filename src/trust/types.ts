@@ -12,7 +12,7 @@ export interface KeyAnchor {
 /** A keyless identity: a Fulcio certificate for this issuer and subject, verified against the entry's trusted root. */
 export interface KeylessAnchor {
   kind: 'keyless';
-  /** For messages: `<issuer> <subject>` or `<issuer> /<regexp>/`. */
+  /** For messages: `<issuer>, subject <subject>` or `<issuer>, subject matching <regexp>`. */
   name: string;
   issuer: string;
   /** Exact subject, or a pattern searched in it (as cosign's --certificate-identity-regexp). */

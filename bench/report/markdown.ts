@@ -164,7 +164,7 @@ reading \`upstream.*\` costs one HEAD upstream per tag, cached for \`limits.tagL
 
 | proxy | proxy CPU ms per request | p50 ms | p99 ms | requests/s |
 | --- | ---: | ---: | ---: | ---: |
-| no \`trust:\` policy | ${fmt(r.signatures.without.cpuMs, 3)} | ${fmt(r.signatures.without.lat.p50)} | ${fmt(r.signatures.without.lat.p99)} | ${fmt(r.signatures.without.lat.rps, 0)} |
+| no \`signatures:\` entry | ${fmt(r.signatures.without.cpuMs, 3)} | ${fmt(r.signatures.without.lat.p50)} | ${fmt(r.signatures.without.lat.p99)} | ${fmt(r.signatures.without.lat.rps, 0)} |
 | cosign-signed image, verdict cached | ${fmt(r.signatures.with.cpuMs, 3)} | ${fmt(r.signatures.with.lat.p50)} | ${fmt(r.signatures.with.lat.p99)} | ${fmt(r.signatures.with.lat.rps, 0)} |
 
 With the verdict cached a pull by tag costs one tag lookup upstream per \`limits.tagLookupTTL\` and is forwarded by

@@ -18,7 +18,7 @@ import { measured, type Measured } from './head.js';
 
 /**
  * The cost of signature enforcement on a pull (issue 22): manifest HEAD by tag at 16 clients through
- * the bench proxy and through a second one with a `trust:` policy on `bench/**` whose image carries a
+ * the bench proxy and through a second one with a `signatures:` entry on `bench/**` whose image carries a
  * cosign `.sig` (the verdict cached: a tag lookup every limits.tagLookupTTL, then the digest's
  * remembered verdict), interleaved, `reps` times each, medians. Then uncached: a manifest HEAD by the
  * digest of a freshly signed image, one at a time (a referrers lookup, the fallback and `.sig` tags,
@@ -101,11 +101,11 @@ export async function benchSignatures(
 ): Promise<SignaturesResults> {
   const dir = mkdtempSync(join(tmpdir(), 'rap-bench-trust-'));
   const key = keyPair('ec');
-  writeFileSync(join(dir, 'cosign.pub'), key.pem);
+  const keyFile = join(dir, 'bench-signing.pub');
+  writeFileSync(keyFile, key.pem);
   await signedImage(upstream, 'bench/app', 'signed', key);
-  const require = [{ key: { name: 'bench-signing', publicKeyFile: join(dir, 'cosign.pub') } }];
   const trusted = await startBenchProxy(upstream, {
-    config: { trust: { policies: [{ name: 'bench', repositories: ['bench/**'], require }] } },
+    config: { signatures: [{ name: 'bench', repositories: ['bench/**'], keys: [keyFile] }] },
   });
   try {
     const optsFor = async (p: BenchProxy) => ({

@@ -82,7 +82,8 @@ export function buildConfig(
     limits: resolveLimits(doc.limits, slowest(upstreams), fail),
     audit: doc.audit,
     trustedProxies: doc.trustedProxies,
-    ...(doc.trust ? { trust: doc.trust } : {}),
+    ...(doc.signatures ? { signatures: doc.signatures } : {}),
+    signatureLookup: doc.signatureLookup,
     shutdownGrace: doc.shutdownGrace,
     workers:
       flags.workers === undefined

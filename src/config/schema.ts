@@ -15,7 +15,7 @@ import {
   text,
 } from './fields.js';
 import { issuerEntry } from './issuer-schema.js';
-import { trustSchema } from './trust-schema.js';
+import { signatureLookupSchema, signaturesSchema, TRUST_REPLACED } from './trust-schema.js';
 import { auditSchema } from './audit-schema.js';
 import { namedUpstreamSchema, upstreamSchema, upstreamsProblem } from './upstream-schema.js';
 import { listenAddress, trustedProxiesProblem } from './net.js';
@@ -172,59 +172,66 @@ const limitsSchema = mapping({
 
 const TRUSTED_PROXIES = 'must be a list of IP addresses or CIDRs';
 
-export const configFileSchema = mapping({
-  listen: optionalString(text.pipe(listenAddress)).describe(
-    'host:port to listen on; default 0.0.0.0:8080 (--dev: 127.0.0.1:8080)',
-  ),
-  publicURL: optionalString(refineBy(text, httpURLProblem)).describe(
-    'base URL clients reach the proxy at; the token realm is <publicURL>/token; required unless listen is loopback',
-  ),
-  service: optText.describe('token service name, the aud of issued tokens; default: host of publicURL'),
-  tls: mapping({ certFile: text, keyFile: text }).optional().describe('serve HTTPS with this certificate and key'),
-  upstream: upstreamSchema.optional().describe('the registry behind the proxy'),
-  upstreams: refineBy(z.array(namedUpstreamSchema, { error: 'must be a list' }), upstreamsProblem)
-    .optional()
-    .describe(
-      'several registries behind one proxy, chosen by repository-name prefix; the entry without prefix (or upstream) is the default',
+export const configFileSchema = mapping(
+  {
+    listen: optionalString(text.pipe(listenAddress)).describe(
+      'host:port to listen on; default 0.0.0.0:8080 (--dev: 127.0.0.1:8080)',
     ),
-  issuers: z
-    .array(issuerEntry, { error: 'must be a list' })
-    .optional()
-    .describe('identity token issuers the proxy trusts'),
-  tokens: tokensSchema.prefault({}).describe('registry tokens the proxy issues'),
-  policies: optText.describe(
-    'policy file or directory; default ./policies if it exists, else the shipped policies/default.yaml',
-  ),
-  anonymous: bool
-    .default(false)
-    .describe('true: unauthenticated requests are evaluated by policy with identity.issuerName == "anonymous"'),
-  explainDenials: bool
-    .default(true)
-    .describe(
-      "refused clients are told the identity, the refused actions and the rule; false: Distribution's generic message",
+    publicURL: optionalString(refineBy(text, httpURLProblem)).describe(
+      'base URL clients reach the proxy at; the token realm is <publicURL>/token; required unless listen is loopback',
     ),
-  limits: limitsSchema.prefault({}).describe('rate limits, request-size limits, timeouts and connection caps'),
-  trust: trustSchema
-    .optional()
-    .describe(
-      'signatures (cosign key or keyless, verified offline) that repositories need before a manifest is served',
+    service: optText.describe('token service name, the aud of issued tokens; default: host of publicURL'),
+    tls: mapping({ certFile: text, keyFile: text }).optional().describe('serve HTTPS with this certificate and key'),
+    upstream: upstreamSchema.optional().describe('the registry behind the proxy'),
+    upstreams: refineBy(z.array(namedUpstreamSchema, { error: 'must be a list' }), upstreamsProblem)
+      .optional()
+      .describe(
+        'several registries behind one proxy, chosen by repository-name prefix; the entry without prefix (or upstream) is the default',
+      ),
+    issuers: z
+      .array(issuerEntry, { error: 'must be a list' })
+      .optional()
+      .describe('identity token issuers the proxy trusts'),
+    tokens: tokensSchema.prefault({}).describe('registry tokens the proxy issues'),
+    policies: optText.describe(
+      'policy file or directory; default ./policies if it exists, else the shipped policies/default.yaml',
     ),
-  audit: auditSchema
-    .prefault({})
-    .describe('typed audit events: the sinks they go to and the identity claims they carry'),
-  trustedProxies: refineBy(
-    z.array(z.string({ error: TRUSTED_PROXIES }), { error: TRUSTED_PROXIES }),
-    trustedProxiesProblem,
-  )
-    .default([])
-    .describe('ingress/load-balancer addresses or CIDRs whose X-Forwarded-For is believed'),
-  shutdownGrace: duration
-    .prefault('25s')
-    .describe('on SIGTERM: time for in-flight requests before connections are cut'),
-  workers: workersSetting,
-  logLevel: optionalString(logLevel).describe(
-    'pino level: trace, debug, info, warn, error, fatal or silent; default info',
-  ),
-});
+    anonymous: bool
+      .default(false)
+      .describe('true: unauthenticated requests are evaluated by policy with identity.issuerName == "anonymous"'),
+    explainDenials: bool
+      .default(true)
+      .describe(
+        "refused clients are told the identity, the refused actions and the rule; false: Distribution's generic message",
+      ),
+    limits: limitsSchema.prefault({}).describe('rate limits, request-size limits, timeouts and connection caps'),
+    signatures: signaturesSchema
+      .optional()
+      .describe(
+        'signatures (cosign key or keyless, verified offline) that repositories need before a manifest is served; every entry naming a repository applies',
+      ),
+    signatureLookup: signatureLookupSchema
+      .prefault({})
+      .describe('signatures: how long a verdict is reused and how long a lookup may take'),
+    trust: z.never({ error: TRUST_REPLACED }).optional().describe(`no longer read: ${TRUST_REPLACED}`),
+    audit: auditSchema
+      .prefault({})
+      .describe('typed audit events: the sinks they go to and the identity claims they carry'),
+    trustedProxies: refineBy(
+      z.array(z.string({ error: TRUSTED_PROXIES }), { error: TRUSTED_PROXIES }),
+      trustedProxiesProblem,
+    )
+      .default([])
+      .describe('ingress/load-balancer addresses or CIDRs whose X-Forwarded-For is believed'),
+    shutdownGrace: duration
+      .prefault('25s')
+      .describe('on SIGTERM: time for in-flight requests before connections are cut'),
+    workers: workersSetting,
+    logLevel: optionalString(logLevel).describe(
+      'pino level: trace, debug, info, warn, error, fatal or silent; default info',
+    ),
+  },
+  { hidden: ['trust'] },
+);
 
 export type ConfigFile = z.output<typeof configFileSchema>;

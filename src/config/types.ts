@@ -3,7 +3,7 @@ import type { AuditConfig } from './audit-schema.js';
 import type { IssuerConfig } from './issuer-schema.js';
 import type { ListenAddress } from './net.js';
 import { signingAlgorithm, type ConfigFile } from './schema.js';
-import type { TrustConfig } from './trust-schema.js';
+import type { SignatureEntry, SignatureLookup } from './trust-schema.js';
 import type { upstreamSchema } from './upstream-schema.js';
 
 /**
@@ -13,7 +13,7 @@ import type { upstreamSchema } from './upstream-schema.js';
  */
 
 export { PRESETS, type Preset } from './presets.js';
-export type { AuditConfig, IssuerConfig, TrustConfig };
+export type { AuditConfig, IssuerConfig, SignatureEntry, SignatureLookup };
 
 export type SigningAlgorithm = z.output<typeof signingAlgorithm>;
 export const SIGNING_ALGORITHMS: readonly SigningAlgorithm[] = signingAlgorithm.options;
@@ -60,8 +60,10 @@ export type Config = Readonly<{
   anonymous: boolean;
   explainDenials: boolean;
   limits: LimitsConfig;
-  /** Signature policies (trust/ reads the files they name at start-up); absent: no signature is required. */
-  trust?: Readonly<TrustConfig>;
+  /** `signatures:` entries (trust/ reads the files they name at start-up); absent or empty: no signature is required. */
+  signatures?: readonly Readonly<SignatureEntry>[];
+  /** Verdict cache and lookup deadline of the signature checks, in ms. */
+  signatureLookup: Readonly<SignatureLookup>;
   /** Audit sinks and the claims events carry (audit/). */
   audit: Readonly<AuditConfig>;
   trustedProxies: readonly string[];

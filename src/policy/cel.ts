@@ -29,7 +29,7 @@ export const REQUEST_ONLY_FIELDS = {
 /** What the tag named by the request points at on the upstream now (one HEAD, only when a rule reads it). */
 export const UPSTREAM_FIELDS = { tagExists: 'bool', digest: 'string' } as const;
 
-/** The manifest's signature verdict (issue 22): false and [] where no `trust:` policy applies. */
+/** The manifest's signature verdict (issue 22): false and [] where no `signatures:` entry applies. */
 const IMAGE_FIELDS = { verified: 'bool', signers: 'list<string>' } as const;
 
 /**

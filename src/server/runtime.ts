@@ -34,7 +34,7 @@ export interface Runtime {
   tokens: RegistryTokenVerifier;
   metrics: Metrics;
   proxy: ProxyHandler;
-  /** Signature verdicts for `trust:` policies (undefined: none configured); the signature guard asks it. */
+  /** Signature verdicts for `signatures:` entries (undefined: none configured); the signature guard asks it. */
   trust?: Trust;
   listener: Listener;
   /** Base URL the server listens at. */
@@ -140,14 +140,14 @@ function tokenRateLimits(limits: Config['limits']): Parameters<typeof createRate
   return { perAddress: limits.tokenPerClient, perIdentity: limits.tokenPerIdentity, global: limits.tokenGlobal };
 }
 
-/** Signature verdicts when `trust:` has policies; sigstore-js is loaded only then (~20 MB of RSS at start-up). */
+/** Signature verdicts when `signatures:` has entries; sigstore-js is loaded only then (~20 MB of RSS at start-up). */
 async function createTrustIfConfigured(
   config: Config,
   upstreams: readonly Upstream[],
   logger: Logger,
   metrics: Metrics,
 ): Promise<Trust | undefined> {
-  if (!config.trust?.policies.length) return undefined;
+  if (!config.signatures?.length) return undefined;
   return (await import('../trust/verify.js')).createTrust(config, upstreams, logger, metrics);
 }
 

@@ -2,7 +2,7 @@ import { bundleFromJSON, isBundleWithDsseEnvelope, type Bundle } from '@sigstore
 import type { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toSignedEntity, toTrustMaterial, Verifier, type Signer } from '@sigstore/verify';
 import { parseSimpleSigning } from './simple-signing.js';
-import type { KeyAnchor, KeylessAnchor } from './types.js';
+import type { KeyAnchor, SignerIdentity } from './types.js';
 
 /**
  * A Sigstore bundle (cosign v3's default, attached as an OCI 1.1 referrer) verified fully offline
@@ -16,8 +16,10 @@ import type { KeyAnchor, KeylessAnchor } from './types.js';
 const IN_TOTO = 'application/vnd.in-toto+json';
 const SIGN_PREDICATE = 'https://sigstore.dev/cosign/sign/v1';
 
+/** What a bundle proved under one trusted root: the keys whose signature it is, or the certificate identity that signed. */
 export interface BundleResult {
-  signers: string[];
+  keys: string[];
+  identity?: SignerIdentity;
   problem?: string;
 }
 
@@ -42,18 +44,6 @@ function statementProblem(bundle: Bundle, digest: string): string | undefined {
   return subjects.some((s) => s?.digest?.sha256 === hex) ? undefined : 'a bundle signs another digest';
 }
 
-/** Whether a certificate identity is this keyless anchor's: issuer exact, subject exact or anchored pattern. Pure. */
-function identityMatches(anchor: KeylessAnchor, signer: Signer): boolean {
-  const issuer = signer.identity?.extensions?.issuer;
-  const subject = signer.identity?.subjectAlternativeName;
-  if (issuer !== anchor.issuer || subject === undefined) return false;
-  return typeof anchor.subject === 'string' ? subject === anchor.subject : anchor.subject.test(subject);
-}
-
-function describeIdentity(signer: Signer): string {
-  return `${signer.identity?.subjectAlternativeName ?? 'no subject'} (issuer ${signer.identity?.extensions?.issuer ?? 'none'})`;
-}
-
 /**
  * `payload`: for a message-signature bundle restated from cosign's legacy keyless form, the signed
  * simple-signing payload, which must name the digest; otherwise the bundle must hold a signed statement.
@@ -66,12 +56,11 @@ function payloadProblem(payload: Buffer, digest: string): string | undefined {
   return claims.digest === digest ? undefined : `a keyless signature is for ${claims.digest}, not this digest`;
 }
 
-/** Built once: one Verifier for certificates, one per key (the bundle's key hint is not trusted to pick the key). */
-export function bundleVerifier(
-  root: TrustedRoot,
-  keys: readonly KeyAnchor[],
-  keyless: readonly KeylessAnchor[],
-): BundleVerifier {
+/**
+ * Built once per trusted root: one Verifier for certificates, one per key (the bundle's key hint is
+ * not trusted to pick the key). Which identities count is the caller's business (trust/identity.ts).
+ */
+export function bundleVerifier(root: TrustedRoot, keys: readonly KeyAnchor[]): BundleVerifier {
   const certificates = new Verifier(toTrustMaterial(root));
   const byKey = keys.map((k) => ({
     name: k.name,
@@ -82,26 +71,29 @@ export function bundleVerifier(
     try {
       bundle = bundleFromJSON(json);
     } catch (err) {
-      return { signers: [], problem: `a bundle is malformed: ${(err as Error).message}` };
+      return { keys: [], problem: `a bundle is malformed: ${(err as Error).message}` };
     }
     const problem = payload ? payloadProblem(payload, digest) : statementProblem(bundle, digest);
-    if (problem) return { signers: [], problem };
+    if (problem) return { keys: [], problem };
     const entity = toSignedEntity(bundle, payload);
     if (entity.key.$case === 'public-key') {
-      const signers = byKey
+      const verified = byKey
         .filter(({ verifier }) => failure(() => verifier.verify(entity)) === undefined)
         .map((k) => k.name);
-      return signers.length ? { signers } : { signers, problem: 'a bundle verified with none of the required keys' };
+      return verified.length
+        ? { keys: verified }
+        : { keys: [], problem: 'a bundle verified with none of the required keys' };
     }
     let signer: Signer | undefined;
     const why = failure(() => {
       signer = certificates.verify(entity);
     });
-    if (!signer) return { signers: [], problem: `a keyless bundle did not verify: ${why ?? 'unknown error'}` };
-    const signers = keyless.filter((a) => identityMatches(a, signer!)).map((a) => a.name);
-    return signers.length
-      ? { signers }
-      : { signers, problem: `a keyless signature is by ${describeIdentity(signer)}, not a required identity` };
+    const issuer = signer?.identity?.extensions?.issuer;
+    const subject = signer?.identity?.subjectAlternativeName;
+    if (!signer) return { keys: [], problem: `a keyless bundle did not verify: ${why ?? 'unknown error'}` };
+    if (issuer === undefined || subject === undefined)
+      return { keys: [], problem: 'a keyless certificate names no issuer or no subject' };
+    return { keys: [], identity: { issuer, subject } };
   };
 }
 

@@ -37,22 +37,73 @@ function annotation(d: Descriptor, key: string): string | undefined {
   return typeof a?.[key] === 'string' ? a[key] : undefined;
 }
 
-/** The referrers list: the API, else (404 or an answer that is not an index) the fallback tag; undefined: none. */
-async function referrers(repo: RepoReader, digest: string, looked: string[]): Promise<Descriptor[] | undefined> {
-  const path = `/v2/${repo.name}/referrers/${digest}?artifactType=${encodeURIComponent(BUNDLE_TYPE)}`;
-  looked.push(`referrers API of ${repo.name}`);
+/** Pages of the referrers API followed at most (each up to 1 MiB): more is not a signing workflow. */
+const MAX_REFERRER_PAGES = 8;
+
+/**
+ * The next page of a referrers answer (OCI distribution-spec 1.1: `Link: <url>; rel="next"`): a
+ * path of the same referrers list on the same upstream (relative, or absolute with its origin),
+ * none, or why it is not followed (another host would be sent the upstream's credentials). Pure.
+ */
+export function nextReferrersPage(
+  link: string | string[] | undefined,
+  repo: { name: string; origin: string },
+  digest: string,
+): { path?: string; problem?: string } {
+  for (const part of [link ?? []].flat().flatMap((l) => l.split(','))) {
+    const m = /^\s*<([^>]*)>\s*;(.*)$/.exec(part);
+    if (!m || !/(^|;)\s*rel="?next"?\s*(;|$)/.test(m[2]!)) continue;
+    const path = `/v2/${repo.name}/referrers/${digest}`;
+    let url: URL | undefined;
+    try {
+      url = new URL(m[1]!, repo.origin);
+    } catch {
+      url = undefined;
+    }
+    return url?.origin === repo.origin && url.pathname === path
+      ? { path: `${path}${url.search}` }
+      : { problem: `the next page is not a path of ${path}` };
+  }
+  return {};
+}
+
+function jsonOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** One page of the referrers API: its descriptors (undefined: a 404 or not an index) and the next page's path. */
+async function referrersPage(repo: RepoReader, digest: string, path: string) {
   const answer = await repo.get(path, INDEX_TYPE, SIGNATURE_MAX_BYTES * 4);
   if (answer.status !== 404 && answer.status !== 200)
     throw new LookupError(`referrers of ${repo.name}: upstream answered HTTP ${answer.status}`);
-  if (answer.status === 200) {
-    let json: unknown;
-    try {
-      json = JSON.parse(answer.text);
-    } catch {
-      json = undefined;
+  const list = answer.status === 200 ? descriptors(jsonOrUndefined(answer.text), 'manifests') : undefined;
+  const next = nextReferrersPage(answer.headers.link, repo, digest);
+  if (next.problem) throw new LookupError(`referrers of ${repo.name}: ${next.problem}`);
+  return { list, next: next.path };
+}
+
+/** The referrers list: the API (every page), else (404 or an answer that is not an index) the fallback tag; undefined: none. */
+async function referrers(repo: RepoReader, digest: string, looked: string[]): Promise<Descriptor[] | undefined> {
+  looked.push(`referrers API of ${repo.name}`);
+  let page = await referrersPage(
+    repo,
+    digest,
+    `/v2/${repo.name}/referrers/${digest}?artifactType=${encodeURIComponent(BUNDLE_TYPE)}`,
+  );
+  if (page.list) {
+    const all = [...page.list];
+    for (let n = 1; page.next !== undefined; n++) {
+      if (n === MAX_REFERRER_PAGES)
+        throw new LookupError(`referrers of ${repo.name}: more than ${MAX_REFERRER_PAGES} pages`);
+      page = await referrersPage(repo, digest, page.next);
+      if (!page.list) throw new LookupError(`referrers of ${repo.name}: page ${n + 1} is not an image index`);
+      all.push(...page.list);
     }
-    const list = descriptors(json, 'manifests');
-    if (list) return list;
+    return all;
   }
   const tag = digest.replace(':', '-');
   looked.push(`tag ${tag}`);

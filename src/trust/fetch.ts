@@ -26,6 +26,8 @@ export class LookupError extends Error {
 export interface RepoReader {
   /** The upstream's own name of the repository (prefix removed). */
   readonly name: string;
+  /** The upstream's origin (`http://host:port`): where a relative or same-host link points. */
+  readonly origin: string;
   get(path: string, accept: string, maxBytes: number): Promise<OutboundAnswer>;
   /** A manifest by tag or digest; undefined on 404. */
   manifest(reference: string): Promise<{ body: Buffer; json: unknown } | undefined>;
@@ -61,6 +63,7 @@ export function repoReader(upstream: Upstream, name: string, timeoutMs: number):
     });
   return {
     name,
+    origin: new URL(upstream.url).origin,
     get,
     async manifest(reference) {
       const answer = await get(`/v2/${name}/manifests/${reference}`, MANIFEST_ACCEPT, MANIFEST_MAX_BYTES);

@@ -1,24 +1,23 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toTrustMaterial } from '@sigstore/verify';
 import { ConfigError } from '../config/errors.js';
-import type { TrustConfig } from '../config/types.js';
-import type { TrustRequirement } from '../config/trust-schema.js';
+import type { KeylessIdentity, SignatureEntry } from '../config/trust-schema.js';
 import { globToRegExp } from './match.js';
-import type { Anchor, KeyAnchor, KeylessAnchor, TrustPolicy } from './types.js';
+import type { KeyAnchor, KeylessAnchor, TrustPolicy } from './types.js';
 
 /**
- * `trust:` made usable, once, at start-up: public keys parsed, the trusted root parsed and turned
- * into trust material (so a root @sigstore/verify cannot use fails here, not at the first pull).
- * A bad file is a ConfigError naming the file and the key that points at it.
+ * `signatures:` made usable, once, at start-up: public keys parsed, each trusted root parsed and
+ * turned into trust material (so a root @sigstore/verify cannot use fails here, not at the first
+ * pull). A bad file is a ConfigError naming the file and the key that points at it.
  */
 
 export interface LoadedTrust {
   policies: TrustPolicy[];
-  keys: KeyAnchor[];
-  keyless: KeylessAnchor[];
-  root?: TrustedRoot;
+  /** Parsed trusted roots by file path (entries naming the same file share it). */
+  roots: Map<string, TrustedRoot>;
 }
 
 function read(file: string | undefined, path: string, what: string): string {
@@ -45,8 +44,7 @@ function publicKey(file: string | undefined, path: string, at: string): KeyObjec
   return key;
 }
 
-function trustedRoot(file: string | undefined, path: string): TrustedRoot {
-  const at = 'trust.trustedRoot';
+function trustedRoot(file: string | undefined, path: string, at: string): TrustedRoot {
   try {
     const root = TrustedRoot.fromJSON(JSON.parse(read(file, path, at)));
     if (root.certificateAuthorities.length === 0 && root.tlogs.length === 0)
@@ -59,55 +57,57 @@ function trustedRoot(file: string | undefined, path: string): TrustedRoot {
   }
 }
 
-function keylessName(r: Extract<TrustRequirement, { keyless: unknown }>['keyless']): string {
-  return r.name ?? `${r.issuer} ${r.subject ?? r.subjectPattern ?? ''}`;
+/** A key's name in messages and `image.signers`: its file name without the extension (/keys/cosign.pub → cosign). */
+export function keyName(path: string): string {
+  const base = basename(path);
+  const dot = base.lastIndexOf('.');
+  return dot > 0 ? base.slice(0, dot) : base;
 }
 
-/** Each anchor once by name; the same name must mean the same thing everywhere. */
-function anchorOf(
-  r: TrustRequirement,
-  at: string,
-  file: string | undefined,
-  byName: Map<string, Anchor & { at: string; source: string }>,
-): Anchor {
-  const source =
-    'key' in r
-      ? `key ${r.key.publicKeyFile}`
-      : `keyless ${r.keyless.issuer} ${r.keyless.subject ?? `/${r.keyless.subjectPattern}/`}`;
-  const name = 'key' in r ? r.key.name : keylessName(r.keyless);
-  const known = byName.get(name);
-  if (known) {
-    if (known.source !== source)
-      throw new ConfigError(file, at, `the name "${name}" is already used for something else at ${known.at}`);
-    return known;
-  }
-  const anchor: Anchor =
-    'key' in r
-      ? { kind: 'key', name, key: publicKey(file, r.key.publicKeyFile, `${at}.key.publicKeyFile`) }
-      : {
-          kind: 'keyless',
-          name,
-          issuer: r.keyless.issuer,
-          subject: r.keyless.subject ?? new RegExp(`^(?:${r.keyless.subjectPattern!})$`, 'u'),
-        };
-  byName.set(name, { ...anchor, at, source });
-  return anchor;
+function keylessAnchor(k: KeylessIdentity): KeylessAnchor {
+  return k.subject !== undefined
+    ? { kind: 'keyless', name: `${k.issuer}, subject ${k.subject}`, issuer: k.issuer, subject: k.subject }
+    : {
+        kind: 'keyless',
+        name: `${k.issuer}, subject matching ${k.subjectRegExp!}`,
+        issuer: k.issuer,
+        subject: new RegExp(k.subjectRegExp!, 'u'),
+      };
 }
 
-export function loadTrust(trust: Readonly<TrustConfig>, file?: string): LoadedTrust {
-  const byName = new Map<string, Anchor & { at: string; source: string }>();
-  const policies = trust.policies.map((p, i): TrustPolicy => ({
-    name: p.name,
-    mode: p.mode,
-    repositories: p.repositories,
-    patterns: p.repositories.map(globToRegExp),
-    require: p.require.map((r, j) => anchorOf(r, `trust.policies[${i}].require[${j}]`, file, byName)),
-  }));
-  const anchors = [...byName.values()];
-  return {
-    policies,
-    keys: anchors.filter((a): a is KeyAnchor & { at: string; source: string } => a.kind === 'key'),
-    keyless: anchors.filter((a): a is KeylessAnchor & { at: string; source: string } => a.kind === 'keyless'),
-    ...(trust.trustedRoot !== undefined ? { root: trustedRoot(file, trust.trustedRoot) } : {}),
+const der = (k: KeyObject) => k.export({ format: 'der', type: 'spki' });
+
+export function loadTrust(entries: readonly Readonly<SignatureEntry>[], file?: string): LoadedTrust {
+  // One name means one key: two different keys both called "cosign" would make "cosign" in image.signers ambiguous.
+  const byName = new Map<string, KeyAnchor & { at: string; path: string }>();
+  const roots = new Map<string, TrustedRoot>();
+  const key = (path: string, at: string): KeyAnchor => {
+    const name = keyName(path);
+    const parsed = publicKey(file, path, at);
+    const known = byName.get(name);
+    if (known && !der(known.key).equals(der(parsed)))
+      throw new ConfigError(
+        file,
+        at,
+        `${path} and ${known.path} (${known.at}) are different keys with the same name "${name}" (a key is named by its file name without extension): rename one file`,
+      );
+    if (known) return known;
+    const anchor = { kind: 'key' as const, name, key: parsed };
+    byName.set(name, { ...anchor, at, path });
+    return anchor;
   };
+  const policies = entries.map((e, i): TrustPolicy => {
+    const at = `signatures[${i}]`;
+    if (e.trustedRoot !== undefined && !roots.has(e.trustedRoot))
+      roots.set(e.trustedRoot, trustedRoot(file, e.trustedRoot, `${at}.trustedRoot`));
+    return {
+      name: e.name,
+      mode: e.mode,
+      repositories: e.repositories,
+      patterns: e.repositories.map(globToRegExp),
+      require: [...e.keys.map((k, j) => key(k, `${at}.keys[${j}]`)), ...e.keyless.map(keylessAnchor)],
+      ...(e.trustedRoot !== undefined ? { root: e.trustedRoot } : {}),
+    };
+  });
+  return { policies, roots };
 }

@@ -34,3 +34,17 @@ export function policiesFor<P extends Matchable>(
 ): P[] {
   return policies.filter((p) => p.patterns.some((re) => re.test(repository)));
 }
+
+/**
+ * Whether a verified certificate identity is this keyless anchor's: issuer exact; subject exact, or
+ * the pattern found in it (searched, as cosign's --certificate-identity-regexp). Pure.
+ */
+export function identityMatches(
+  anchor: { issuer: string; subject: string | RegExp },
+  identity: { issuer: string; subject: string },
+): boolean {
+  if (identity.issuer !== anchor.issuer) return false;
+  return typeof anchor.subject === 'string'
+    ? identity.subject === anchor.subject
+    : anchor.subject.test(identity.subject);
+}

@@ -2,31 +2,41 @@ import type { KeyObject } from 'node:crypto';
 
 /** The nouns of signature trust: what a policy requires, what was found, what was concluded. */
 
-/** A public key a policy trusts, by the name messages and `image.signers` use. */
+/** A public key an entry trusts, by the name messages and `image.signers` use (its file name without extension). */
 export interface KeyAnchor {
   kind: 'key';
   name: string;
   key: KeyObject;
 }
 
-/** A keyless identity: a Fulcio certificate for this issuer and subject, verified against the pinned trusted root. */
+/** A keyless identity: a Fulcio certificate for this issuer and subject, verified against the entry's trusted root. */
 export interface KeylessAnchor {
   kind: 'keyless';
+  /** For messages: `<issuer>, subject <subject>` or `<issuer>, subject matching <regexp>`. */
   name: string;
   issuer: string;
-  /** Exact subject, or an anchored pattern. */
+  /** Exact subject, or a pattern searched in it (as cosign's --certificate-identity-regexp). */
   subject: string | RegExp;
 }
 
 export type Anchor = KeyAnchor | KeylessAnchor;
 
+/** One `signatures:` entry, its files read. */
 export interface TrustPolicy {
   name: string;
   mode: 'enforce' | 'audit';
   repositories: readonly string[];
   patterns: readonly RegExp[];
-  /** Any one suffices. */
+  /** Any one key or keyless identity suffices. */
   require: readonly Anchor[];
+  /** The entry's trustedRoot file (key into LoadedTrust.roots); bundles and keyless signatures verify only under it. */
+  root?: string;
+}
+
+/** A certificate identity whose signature verified under a trusted root. */
+export interface SignerIdentity {
+  issuer: string;
+  subject: string;
 }
 
 /** A signature as found next to an image, before anything about it is believed. */

@@ -6,25 +6,25 @@ function describeAnchor(a: Anchor): string {
   return a.kind === 'key' ? `key ${a.name}` : `keyless identity ${a.name}`;
 }
 
-/** The verdict for an image under the policies that apply to it, given the signers that verified. */
+/** The verdict for an image under the policies that apply to it, given which are satisfied and by whom. */
 export function verdictOf(
   policies: readonly TrustPolicy[],
+  satisfied: readonly boolean[],
   signers: readonly string[],
   problems: readonly string[],
   looked: readonly string[],
 ): Verdict {
-  const have = new Set(signers);
-  const results: PolicyResult[] = policies.map((p) => ({
+  const results: PolicyResult[] = policies.map((p, i) => ({
     policy: p.name,
     mode: p.mode,
-    satisfied: p.require.some((a) => have.has(a.name)),
+    satisfied: satisfied[i] === true,
     required: p.require.map(describeAnchor),
   }));
   const failed = results.find((r) => !r.satisfied);
   const why = problems.length ? problems.join('; ') : `no signature found (looked at ${looked.join(', ')})`;
   return {
     verified: failed === undefined,
-    signers: [...have],
+    signers: [...new Set(signers)],
     ...(failed ? { reason: `no signature by ${failed.required.join(' or ')}: ${why}` } : {}),
     policies: results,
   };

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { Config } from '../config/types.js';
+import type { Config, SignatureLookup } from '../config/types.js';
 import { canonicalRepository, upstreamFor } from '../config/upstreams.js';
 import type { Metrics } from '../http/metrics.js';
 import type { Logger } from '../log.js';
@@ -9,9 +9,9 @@ import { discoverSignatures } from './discover.js';
 import { legacyKeylessBundle } from './legacy-keyless.js';
 import { repoReader } from './fetch.js';
 import { loadTrust, type LoadedTrust } from './load.js';
-import { policiesFor } from './match.js';
+import { identityMatches, policiesFor } from './match.js';
 import { verifySimpleSigning } from './simple-signing.js';
-import type { Candidate, KeyAnchor, TrustPolicy, Verdict } from './types.js';
+import type { Candidate, KeyAnchor, SignerIdentity, TrustPolicy, Verdict } from './types.js';
 import { errorVerdict, verdictOf } from './verdict.js';
 
 /**
@@ -39,18 +39,13 @@ interface TrustDeps {
 
 const SHA256 = /^sha256:[a-f0-9]{64}$/;
 
-const NO_ROOT = { signers: [], problem: 'a keyless or bundle signature needs trust.trustedRoot to be verified' };
-
-function viaBundle(bundles: BundleVerifier | undefined, json: unknown, digest: string, payload?: Buffer) {
-  return bundles ? bundles(json, digest, payload) : NO_ROOT;
-}
+const NO_ROOT = {
+  keys: [],
+  problem: 'a keyless or bundle signature needs a trustedRoot on the signatures entry to be verified',
+};
 
 /** cosign's legacy keyless `.sig` layer: verified as the bundle v0.1 it restates. */
-function legacyKeyless(
-  bundles: BundleVerifier | undefined,
-  c: Extract<Candidate, { kind: 'simple-signing' }>,
-  digest: string,
-) {
+function legacyKeyless(bundles: BundleVerifier, c: Extract<Candidate, { kind: 'simple-signing' }>, digest: string) {
   const json =
     c.rekorBundle !== undefined
       ? legacyKeylessBundle(c.payload, c.signature, {
@@ -61,44 +56,87 @@ function legacyKeyless(
       : undefined;
   if (!json)
     return {
-      signers: [],
+      keys: [],
       problem: 'a keyless signature has no usable Rekor bundle annotation (offline verification needs it)',
     };
-  return viaBundle(bundles, json, digest, c.payload);
+  return bundles(json, digest, c.payload);
 }
 
-/** Each candidate against the anchors these policies need: the signers that verified, the problems of the rest. */
+interface Proven {
+  keys: Set<string>;
+  identities: SignerIdentity[];
+}
+
+/**
+ * Each candidate against what these policies need: a key signature (cosign's legacy form) proves a
+ * key whatever the root; a bundle or keyless signature proves something only under a trusted root,
+ * so it is verified under each root the policies name, and counts only for the policies naming that
+ * root. Returns which policies are satisfied, the signers that satisfied them, the problems of the rest.
+ */
 function check(
   candidates: readonly Candidate[],
   digest: string,
   policies: readonly TrustPolicy[],
-  bundles: BundleVerifier | undefined,
+  verifiers: ReadonlyMap<string, BundleVerifier>,
 ) {
-  const needed = new Set(policies.flatMap((p) => p.require.map((a) => a.name)));
-  const keys = policies.flatMap((p) => p.require).filter((a): a is KeyAnchor => a.kind === 'key');
-  const signers = new Set<string>();
-  const problems: string[] = [];
+  const keys = [
+    ...new Map(
+      policies.flatMap((p) => p.require).flatMap((a) => (a.kind === 'key' ? [[a.name, a] as const] : [])),
+    ).values(),
+  ];
+  const roots = [...new Set(policies.flatMap((p) => (p.root === undefined ? [] : [p.root])))];
+  const anyRoot: Proven = { keys: new Set(), identities: [] };
+  const byRoot = new Map<string, Proven>(roots.map((r) => [r, { keys: new Set(), identities: [] }]));
+  const problems = new Set<string>();
   for (const c of candidates) {
-    const r =
-      c.kind === 'bundle'
-        ? viaBundle(bundles, c.bundle, digest)
-        : c.certificate !== undefined
-          ? legacyKeyless(bundles, c, digest)
-          : verifySimpleSigning(c.payload, c.signature, digest, keys);
-    const mine = r.signers.filter((s) => needed.has(s));
-    mine.forEach((s) => signers.add(s));
-    if (mine.length === 0 && r.problem) problems.push(`${r.problem} (${c.source})`);
+    if (c.kind === 'simple-signing' && c.certificate === undefined) {
+      const r = verifySimpleSigning(c.payload, c.signature, digest, keys);
+      r.signers.forEach((s) => anyRoot.keys.add(s));
+      if (r.signers.length === 0 && r.problem) problems.add(`${r.problem} (${c.source})`);
+      continue;
+    }
+    if (roots.length === 0) problems.add(`${NO_ROOT.problem} (${c.source})`);
+    for (const root of roots) {
+      const verify = verifiers.get(root)!;
+      const r = c.kind === 'bundle' ? verify(c.bundle, digest) : legacyKeyless(verify, c, digest);
+      const proven = byRoot.get(root)!;
+      r.keys.forEach((k) => proven.keys.add(k));
+      if (r.identity) proven.identities.push(r.identity);
+      if (r.problem) problems.add(`${r.problem} (${c.source})`);
+    }
   }
-  return { signers: [...signers], problems };
+  const signers: string[] = [];
+  const matched = new Set<SignerIdentity>();
+  const satisfied = policies.map((p) => {
+    const proven = p.root === undefined ? undefined : byRoot.get(p.root);
+    const byKey = p.require.filter(
+      (a) => a.kind === 'key' && (anyRoot.keys.has(a.name) || proven?.keys.has(a.name) === true),
+    );
+    const byIdentity = (proven?.identities ?? []).filter((id) =>
+      p.require.some((a) => a.kind === 'keyless' && identityMatches(a, id)),
+    );
+    byKey.forEach((a) => signers.push(a.name));
+    byIdentity.forEach((id) => (signers.push(id.subject), matched.add(id)));
+    return byKey.length + byIdentity.length > 0;
+  });
+  for (const id of [...byRoot.values()].flatMap((p) => p.identities))
+    if (!matched.has(id))
+      problems.add(`a keyless signature is by ${id.subject} (issuer ${id.issuer}), not a required identity`);
+  return { satisfied, signers, problems: [...problems] };
 }
 
-function createTrustVerifier(
-  loaded: LoadedTrust,
-  config: { cacheTtl: number; cacheSize: number; lookupTimeout: number },
-  deps: TrustDeps,
-): Trust {
-  const bundles = loaded.root ? bundleVerifier(loaded.root, loaded.keys, loaded.keyless) : undefined;
-  const cache = new LRUCache<string, Verdict>({ max: config.cacheSize, ttl: config.cacheTtl });
+function createTrustVerifier(loaded: LoadedTrust, config: SignatureLookup, deps: TrustDeps): Trust {
+  // One verifier per trusted root, holding the keys of the entries that name it.
+  const verifiers = new Map(
+    [...loaded.roots].map(([path, root]) => {
+      const keys = loaded.policies
+        .filter((p) => p.root === path)
+        .flatMap((p) => p.require)
+        .filter((a): a is KeyAnchor => a.kind === 'key');
+      return [path, bundleVerifier(root, [...new Map(keys.map((k) => [k.name, k])).values()])] as const;
+    }),
+  );
+  const cache = new LRUCache<string, Verdict>({ max: config.cacheSize, ttl: config.cacheTTL });
   const inFlight = new Map<string, Promise<Verdict>>();
   const count = (v: Verdict, cached: boolean) =>
     deps.metrics?.trustVerdicts.inc({
@@ -110,10 +148,10 @@ function createTrustVerifier(
     const upstream = upstreamFor(deps.upstreams, repository);
     if (!upstream) return errorVerdict(policies, `no upstream serves ${repository}`);
     const name = canonicalRepository([upstream], repository).slice(upstream.prefix.length);
-    const found = await discoverSignatures(repoReader(upstream, name, config.lookupTimeout), digest);
+    const found = await discoverSignatures(repoReader(upstream, name, config.timeout), digest);
     if (!found.ok) return errorVerdict(policies, found.error);
-    const { signers, problems } = check(found.candidates, digest, policies, bundles);
-    return verdictOf(policies, signers, problems, found.looked);
+    const { satisfied, signers, problems } = check(found.candidates, digest, policies, verifiers);
+    return verdictOf(policies, satisfied, signers, problems, found.looked);
   }
 
   return {
@@ -149,13 +187,17 @@ function createTrustVerifier(
   };
 }
 
-/** The verifier set for `config.trust`, or undefined when no policy is configured. Throws ConfigError on a bad key or root file. */
+/** The verifier set for `config.signatures`, or undefined when no entry is configured. Throws ConfigError on a bad key or root file. */
 export function createTrust(
-  config: Pick<Config, 'trust' | 'file'>,
+  config: Pick<Config, 'signatures' | 'signatureLookup' | 'file'>,
   upstreams: readonly Upstream[],
   logger: Logger,
   metrics?: Metrics,
 ): Trust | undefined {
-  if (!config.trust || config.trust.policies.length === 0) return undefined;
-  return createTrustVerifier(loadTrust(config.trust, config.file), config.trust, { upstreams, logger, metrics });
+  if (!config.signatures?.length) return undefined;
+  return createTrustVerifier(loadTrust(config.signatures, config.file), config.signatureLookup, {
+    upstreams,
+    logger,
+    metrics,
+  });
 }

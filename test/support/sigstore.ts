@@ -231,7 +231,8 @@ export async function startMockSigstore(): Promise<MockSigstore> {
       const fn = routes.get(req.url ?? '');
       if (!fn) return void res.writeHead(404).end();
       void fn(Buffer.concat(chunks).toString()).then(({ statusCode, response, contentType }) => {
-        res.writeHead(statusCode, { 'content-type': contentType ?? 'text/plain' }).end(response);
+        // No keep-alive: a socket the server timed out while idle would be reset under the next signing request.
+        res.writeHead(statusCode, { 'content-type': contentType ?? 'text/plain', connection: 'close' }).end(response);
       });
     });
   });

@@ -9,23 +9,23 @@ import { signaturesGuard } from './signatures.js';
 
 /**
  * The guards every proxied request passes, in order: manifest size and type limits (which may read a
- * chunked manifest, capped), signatures (only with `trust:` policies: it resolves a tag to the digest
+ * chunked manifest, capped), signatures (only with `signatures:` entries: it resolves a tag to the digest
  * it verifies, and hands the verdict on), then the policy's request-time rules — each present only
  * when configured, so a config without them costs nothing more per request.
  */
 export function productionGuards(
-  config: Pick<Config, 'service' | 'explainDenials' | 'limits' | 'trust'>,
+  config: Pick<Config, 'service' | 'explainDenials' | 'limits' | 'signatureLookup'>,
   policy: PolicyEngine | undefined,
   trust?: { trust: Trust; logger: Logger },
 ): Guard[] {
   const guards = [manifestLimitsGuard(config.limits)];
-  if (trust && config.trust) {
-    const { cacheTtl, lookupTimeout } = config.trust;
+  if (trust) {
+    const { cacheTTL, timeout } = config.signatureLookup;
     guards.push(
       signaturesGuard({
         ...trust,
-        ttlMs: cacheTtl,
-        lookupTimeoutMs: lookupTimeout,
+        ttlMs: cacheTTL,
+        lookupTimeoutMs: timeout,
         tagTtlMs: config.limits.tagLookupTTL,
       }),
     );

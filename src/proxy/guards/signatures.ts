@@ -13,7 +13,7 @@ import { createCoverage, manifestFacts, mayPush, signatureStep, type Coverage, t
 import { createTagLookups, type TagLookups } from './tag-lookup.js';
 
 /**
- * Signature enforcement (issue 22): a manifest GET/HEAD in a repository a `trust:` policy names is
+ * Signature enforcement (issue 22): a manifest GET/HEAD in a repository a `signatures:` entry names is
  * served only once its digest's signatures verify. A tag is resolved to its digest (one HEAD,
  * cached briefly), verified, and the request forwarded **by that digest**, so the upstream cannot
  * swap the tag between the check and the pull; the answer must carry that digest (digest-check.ts).

@@ -108,18 +108,17 @@ const message = (repo: string, digest: string, policy = 'prod-signed') =>
 beforeAll(async () => {
   skopeo = requireTool('skopeo');
   work = mkdtempSync(join(tmpdir(), 'rap-enforce-'));
-  const publicKeyFile = join(work, 'cosign.pub');
+  // The key is called by its file name: prod-signing.
+  const publicKeyFile = join(work, 'prod-signing.pub');
   writeFileSync(publicKeyFile, key.pem);
-  const require = [{ key: { name: 'prod-signing', publicKeyFile } }];
+  const keys = [publicKeyFile];
   stack = await startRegistryAndProxy({
     policy: POLICY,
     config: {
-      trust: {
-        policies: [
-          { name: 'prod-signed', repositories: ['prod/**'], require },
-          { name: 'audit-signed', repositories: ['audit/**'], mode: 'audit', require },
-        ],
-      },
+      signatures: [
+        { name: 'prod-signed', repositories: ['prod/**'], keys },
+        { name: 'audit-signed', repositories: ['audit/**'], mode: 'audit', keys },
+      ],
     },
   });
   podman = await startPodmanOrReason();

@@ -58,19 +58,16 @@ async function push(repo: string, ...artifacts: Artifact[]): Promise<void> {
 
 beforeAll(async () => {
   [registry, sigstore] = await Promise.all([startRegistry(), startMockSigstore()]);
-  const publicKeyFile = join(dir, 'cosign.pub');
+  const publicKeyFile = join(dir, 'prod-signing.pub');
   writeFileSync(publicKeyFile, key.pem);
   const trustedRoot = join(dir, 'trusted_root.json');
   writeFileSync(trustedRoot, JSON.stringify(sigstore.trustedRoot));
   const config = buildConfig({
     upstream: { url: registry.url },
-    trust: {
-      trustedRoot,
-      policies: [
-        { name: 'prod-signed', repositories: ['prod/**'], require: [{ key: { name: 'prod-signing', publicKeyFile } }] },
-        { name: 'ci-signed', repositories: ['ci/**'], require: [{ keyless: { issuer: GH, subject: WORKFLOW } }] },
-      ],
-    },
+    signatures: [
+      { name: 'prod-signed', repositories: ['prod/**'], keys: [publicKeyFile] },
+      { name: 'ci-signed', repositories: ['ci/**'], keyless: [{ issuer: GH, subject: WORKFLOW }], trustedRoot },
+    ],
   });
   upstreams = createUpstreams(config, silentLogger());
   trust = createTrust(config, upstreams, silentLogger())!;
@@ -111,7 +108,7 @@ describe('discovery on Distribution', () => {
     expect(referrers.statusCode).toBe(404);
     expect(await trust.verifyImage('ci/app', img.digest)).toMatchObject({
       verified: true,
-      signers: [`${GH} ${WORKFLOW}`],
+      signers: [WORKFLOW],
     });
   });
 
@@ -119,15 +116,7 @@ describe('discovery on Distribution', () => {
     const img = image('reg-gone');
     const config = buildConfig({
       upstream: { url: 'http://127.0.0.1:9', timeout: '2s' },
-      trust: {
-        policies: [
-          {
-            name: 'p',
-            repositories: ['**'],
-            require: [{ key: { name: 'k', publicKeyFile: join(dir, 'cosign.pub') } }],
-          },
-        ],
-      },
+      signatures: [{ name: 'p', repositories: ['**'], keys: [join(dir, 'prod-signing.pub')] }],
     });
     const list = createUpstreams(config, silentLogger());
     const v = await createTrust(config, list, silentLogger())!.verifyImage('prod/app', img.digest);

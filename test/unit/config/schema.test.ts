@@ -40,6 +40,8 @@ describe('the config schema', () => {
       'anonymous',
       'explainDenials',
       'limits',
+      'signatures',
+      'signatureLookup',
       'trust',
       'audit',
       'trustedProxies',

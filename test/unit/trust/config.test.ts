@@ -1,23 +1,24 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildConfig } from '../../../src/config/load.js';
 import { ConfigError } from '../../../src/config/errors.js';
 import { silentLogger } from '../../../src/log.js';
+import { keyName } from '../../../src/trust/load.js';
 import { globToRegExp } from '../../../src/trust/match.js';
 import { createTrust } from '../../../src/trust/verify.js';
 import { keyPair } from '../../support/sigstore.js';
 
-/** `trust:` in the config file: the schema's wording, and the files it names read at start-up. */
+/** `signatures:` in the config file (CONTRACT.md §7): the schema's wording, and the files it names read at start-up. */
 
 const dir = mkdtempSync(join(tmpdir(), 'rap-trust-config-'));
 const pub = join(dir, 'cosign.pub');
 writeFileSync(pub, keyPair('ec').pem);
 
-function problem(trust: unknown, start = false): string {
+function problem(doc: Record<string, unknown>, start = false): string {
   try {
-    const config = buildConfig({ upstream: { url: 'http://127.0.0.1:1' }, trust }, {}, 'rap.yaml');
+    const config = buildConfig({ upstream: { url: 'http://127.0.0.1:1' }, ...doc }, {}, 'rap.yaml');
     if (start) createTrust(config, [], silentLogger());
   } catch (err) {
     expect(err).toBeInstanceOf(ConfigError);
@@ -26,84 +27,102 @@ function problem(trust: unknown, start = false): string {
   throw new Error('expected a ConfigError');
 }
 
-const policy = (require: unknown[], extra: Record<string, unknown> = {}) => ({
+const entry = (extra: Record<string, unknown> = {}) => ({
   name: 'prod',
   repositories: ['prod/**'],
-  require,
+  keys: [pub],
   ...extra,
 });
+const GH = 'https://token.actions.githubusercontent.com';
 
-describe('trust: schema', () => {
+describe('signatures: schema', () => {
   it.each([
-    [{ policies: [policy([])] }, 'rap.yaml: trust.policies[0].require: must list at least one key or keyless identity'],
+    [[entry({ keys: [] })], 'rap.yaml: signatures[0].keys: list at least one key (keys) or keyless identity (keyless)'],
+    [[entry({ keys: pub })], 'rap.yaml: signatures[0].keys: must be a list of PEM public key files'],
+    [[entry({ mode: 'warn' })], 'rap.yaml: signatures[0].mode: must be enforce or audit'],
     [
-      { policies: [policy([{ key: { name: 'k' } }])] },
-      'rap.yaml: trust.policies[0].require[0]: must be {key: {name, publicKeyFile}} or {keyless: {issuer, subject | subjectPattern}}',
+      [entry({ keyless: [{ issuer: GH, subject: 's' }] })],
+      'rap.yaml: signatures[0].trustedRoot: is required with keyless: a pinned Sigstore trusted_root.json',
     ],
     [
-      { policies: [policy([{ key: { name: 'k', publicKeyFile: pub } }], { mode: 'warn' })] },
-      'rap.yaml: trust.policies[0].mode: must be enforce or audit',
+      [entry({ trustedRoot: '/x', keyless: [{ issuer: GH }] })],
+      'rap.yaml: signatures[0].keyless[0].subject: give exactly one of subject or subjectRegExp',
     ],
     [
-      { policies: [policy([{ keyless: { issuer: 'https://i', subject: 's' } }])] },
-      'rap.yaml: trust.policies[0].require[0].keyless: needs trust.trustedRoot (a pinned trusted_root.json)',
+      [entry({ trustedRoot: '/x', keyless: [{ issuer: GH, subjectRegExp: '(' }] })],
+      /^rap\.yaml: signatures\[0\]\.keyless\[0\]\.subjectRegExp: is not a valid regular expression/,
     ],
     [
-      { trustedRoot: '/x', policies: [policy([{ keyless: { issuer: 'https://i' } }])] },
-      'rap.yaml: trust.policies[0].require[0]: must be {key: {name, publicKeyFile}} or {keyless: {issuer, subject | subjectPattern}}',
+      [entry({ trustedRoot: '/x', keyless: [{ issuer: GH, subjectPattern: 'x' }] })],
+      /^rap\.yaml: signatures\[0\]\.keyless\[0\]\.subjectPattern: unknown key \(known: issuer, subject, subjectRegExp\)/,
     ],
     [
-      { policies: [{ ...policy([{ key: { name: 'k', publicKeyFile: pub } }]), repositories: ['prod/a**'] }] },
-      'rap.yaml: trust.policies[0].repositories[0]: "prod/a**": "**" must be a whole segment and segments must not be empty',
+      [entry({ repositories: ['prod/a**'] })],
+      'rap.yaml: signatures[0].repositories[0]: "prod/a**": "**" must be a whole segment and segments must not be empty',
     ],
-    [{ cacheTtl: '0s', policies: [] }, 'rap.yaml: trust.cacheTtl: must be between 1s and 24h'],
-  ])('%j', (trust, message) => {
-    expect(problem(trust)).toBe(message);
+    [[entry(), entry()], 'rap.yaml: signatures[1].name: "prod" is used twice'],
+  ])('%j', (signatures, message) => {
+    expect(problem({ signatures })).toMatch(message);
   });
 
-  it('defaults: enforce, 10m, no policies', () => {
-    const c = buildConfig({ trust: { policies: [policy([{ key: { name: 'k', publicKeyFile: pub } }])] } });
-    expect(c.trust).toMatchObject({
-      cacheTtl: 600_000,
-      cacheSize: 10_000,
-      lookupTimeout: 10_000,
-      policies: [{ mode: 'enforce' }],
-    });
+  it('signatureLookup: its own block, checked', () => {
+    expect(problem({ signatureLookup: { cacheTTL: '0s' } })).toBe(
+      'rap.yaml: signatureLookup.cacheTTL: must be between 1s and 24h',
+    );
+  });
+
+  it('the old trust: block is refused, naming what replaces it', () => {
+    expect(problem({ trust: { policies: [] } })).toBe(
+      'rap.yaml: trust: replaced by signatures: (a list of {name, repositories, mode, keys: [public key files], keyless: [{issuer, subject | subjectRegExp}], trustedRoot}) and signatureLookup: {cacheTTL, cacheSize, timeout}',
+    );
+  });
+
+  it('defaults: enforce, no keyless; a verdict lives 10m, 10000 of them, 10s per lookup', () => {
+    const c = buildConfig({ signatures: [entry()] });
+    expect(c.signatures).toEqual([
+      { name: 'prod', repositories: ['prod/**'], mode: 'enforce', keys: [pub], keyless: [] },
+    ]);
+    expect(c.signatureLookup).toEqual({ cacheTTL: 600_000, cacheSize: 10_000, timeout: 10_000 });
+    expect(buildConfig({}).signatures).toBeUndefined();
   });
 });
 
-describe('trust: files read at start-up', () => {
+describe('signatures: files read at start-up', () => {
   it('a missing or unparsable key file is a start-up error naming file and key', () => {
     const bad = join(dir, 'bad.pub');
     writeFileSync(bad, 'not a key');
-    expect(
-      problem({ policies: [policy([{ key: { name: 'k', publicKeyFile: join(dir, 'nope.pub') } }])] }, true),
-    ).toMatch(/^rap\.yaml: trust\.policies\[0\]\.require\[0\]\.key\.publicKeyFile: cannot read .*nope\.pub: ENOENT/);
-    expect(problem({ policies: [policy([{ key: { name: 'k', publicKeyFile: bad } }])] }, true)).toMatch(
-      /^rap\.yaml: trust\.policies\[0\]\.require\[0\]\.key\.publicKeyFile: .*bad\.pub is not a PEM public key/,
+    expect(problem({ signatures: [entry({ keys: [pub, join(dir, 'nope.pub')] })] }, true)).toMatch(
+      /^rap\.yaml: signatures\[0\]\.keys\[1\]: cannot read .*nope\.pub: ENOENT/,
+    );
+    expect(problem({ signatures: [entry({ keys: [bad] })] }, true)).toMatch(
+      /^rap\.yaml: signatures\[0\]\.keys\[0\]: .*bad\.pub is not a PEM public key/,
     );
   });
 
   it('a trusted root that is not one is a start-up error naming it', () => {
     const root = join(dir, 'root.json');
     writeFileSync(root, '{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}');
-    const trust = { trustedRoot: root, policies: [policy([{ keyless: { issuer: 'https://i', subject: 's' } }])] };
-    expect(problem(trust, true)).toMatch(
-      /^rap\.yaml: trust\.trustedRoot: .*root\.json is not a usable Sigstore trusted_root\.json: it lists no certificate authority/,
+    const signatures = [entry({ keys: [], trustedRoot: root, keyless: [{ issuer: GH, subject: 's' }] })];
+    expect(problem({ signatures }, true)).toMatch(
+      /^rap\.yaml: signatures\[0\]\.trustedRoot: .*root\.json is not a usable Sigstore trusted_root\.json: it lists no certificate authority/,
     );
   });
 
-  it('one name means one key', () => {
-    const other = join(dir, 'other.pub');
+  it('a key is named by its file name without extension; one name means one key', () => {
+    expect(keyName('/keys/cosign.pub')).toBe('cosign');
+    expect(keyName('/keys/prod-signing.key.pem')).toBe('prod-signing.key');
+    expect(keyName('/keys/release')).toBe('release');
+    mkdirSync(join(dir, 'b'), { recursive: true });
+    const other = join(dir, 'b', 'cosign.pub');
     writeFileSync(other, keyPair('ec').pem);
-    const trust = {
-      policies: [
-        policy([{ key: { name: 'k', publicKeyFile: pub } }]),
-        { ...policy([{ key: { name: 'k', publicKeyFile: other } }]), name: 'b' },
-      ],
-    };
-    expect(problem(trust, true)).toBe(
-      'rap.yaml: trust.policies[1].require[0]: the name "k" is already used for something else at trust.policies[0].require[0]',
+    const same = join(dir, 'b', 'copy.pub');
+    copyFileSync(pub, same);
+    // The same key under two paths is one key; another key under the same name is refused.
+    expect(() =>
+      createTrust(buildConfig({ signatures: [entry(), entry({ name: 'b', keys: [pub, same] })] }), [], silentLogger()),
+    ).not.toThrow();
+    expect(problem({ signatures: [entry(), entry({ name: 'b', keys: [other] })] }, true)).toBe(
+      `rap.yaml: signatures[1].keys[0]: ${other} and ${pub} (signatures[0].keys[0]) are different keys with the same name "cosign" (a key is named by its file name without extension): rename one file`,
     );
   });
 });

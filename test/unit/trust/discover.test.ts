@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { buildConfig } from '../../../src/config/load.js';
 import { createMetrics } from '../../../src/http/metrics.js';
 import { silentLogger } from '../../../src/log.js';
-import { discoverSignatures } from '../../../src/trust/discover.js';
+import { discoverSignatures, nextReferrersPage } from '../../../src/trust/discover.js';
 import { repoReader } from '../../../src/trust/fetch.js';
 import { createTrust } from '../../../src/trust/verify.js';
 import { createUpstreams, type Upstream } from '../../../src/upstream/upstream.js';
@@ -110,10 +110,7 @@ describe('what a verified bundle must say', () => {
     writeFileSync(root, JSON.stringify(sigstore.trustedRoot));
     const config = buildConfig({
       upstream: { url: registry.url },
-      trust: {
-        trustedRoot: root,
-        policies: [{ name: 'ci', repositories: ['ci/**'], require: [{ keyless: { issuer: GH, subject: SUB } }] }],
-      },
+      signatures: [{ name: 'ci', repositories: ['ci/**'], keyless: [{ issuer: GH, subject: SUB }], trustedRoot: root }],
     });
     const metrics = createMetrics();
     const trust = createTrust(config, [upstream], silentLogger(), metrics)!;
@@ -139,9 +136,72 @@ describe('what a verified bundle must say', () => {
     writeFileSync(publicKeyFile, key.pem);
     const config = buildConfig({
       upstream: { url: registry.url },
-      trust: { policies: [{ name: 'p', repositories: ['prod/*'], require: [{ key: { name: 'k', publicKeyFile } }] }] },
+      signatures: [{ name: 'p', repositories: ['prod/*'], keys: [publicKeyFile] }],
     });
     const v = await createTrust(config, [upstream], silentLogger())!.verifyImage('prod/type', img.digest);
     expect(v.reason).toContain(`the signed payload's type is not "cosign container image signature"`);
+  });
+});
+
+describe('referrers API pagination (Link: <…>; rel="next")', () => {
+  const repo = { name: 'ci/app', origin: 'http://127.0.0.1:5000' };
+  const D = `sha256:${'a'.repeat(64)}`;
+  const here = `/v2/ci/app/referrers/${D}`;
+  it.each([
+    [undefined, {}],
+    [`<${here}?n=1&last=x>; rel="next"`, { path: `${here}?n=1&last=x` }],
+    [`<http://127.0.0.1:5000${here}?page=2>; rel=next`, { path: `${here}?page=2` }],
+    [`<${here}?page=0>; rel="prev", <${here}?page=2>; rel="next"`, { path: `${here}?page=2` }],
+    [`<${here}?page=0>; rel="prev"`, {}],
+    [`<http://evil.example${here}?page=2>; rel="next"`, { problem: `the next page is not a path of ${here}` }],
+    [`</v2/other/referrers/${D}>; rel="next"`, { problem: `the next page is not a path of ${here}` }],
+  ])('%s', (link, want) => {
+    expect(nextReferrersPage(link, repo, D)).toEqual(want);
+  });
+
+  async function keylessTrust(url: string) {
+    const root = join(dir, 'paged-root.json');
+    writeFileSync(root, JSON.stringify(sigstore.trustedRoot));
+    const config = buildConfig({
+      upstream: { url },
+      signatures: [{ name: 'ci', repositories: ['ci/**'], keyless: [{ issuer: GH, subject: SUB }], trustedRoot: root }],
+    });
+    const list = createUpstreams(config, silentLogger());
+    return { trust: createTrust(config, list, silentLogger())!, close: () => Promise.all(list.map((u) => u.close())) };
+  }
+
+  async function twoBundles(paged: FakeRegistry) {
+    const img = image('paged');
+    const ref = async (sub: string) =>
+      bundleReferrer(
+        { digest: img.digest, size: img.manifest.length },
+        await sigstore.sign(signStatement(img.digest), { iss: GH, sub }),
+      );
+    // The first page lists someone else's signature; the required one is on the second.
+    paged.push('ci/app', img, await ref('https://github.com/evil/x/.github/workflows/r.yml@refs/heads/main'));
+    paged.push('ci/app', await ref(SUB));
+    return img;
+  }
+
+  it('every page is read: a signature on the second page verifies', async () => {
+    const paged = await startReferrersRegistry({ pageSize: 1 });
+    const img = await twoBundles(paged);
+    const { trust, close } = await keylessTrust(paged.url);
+    const v = await trust.verifyImage('ci/app', img.digest);
+    await close();
+    await paged.close();
+    expect(v).toMatchObject({ verified: true, signers: [SUB] });
+    expect(paged.requests.filter((r) => r.includes('/referrers/'))).toHaveLength(2);
+  });
+
+  it('a next page on another host is not followed: an error verdict (refused), never "unsigned"', async () => {
+    const paged = await startReferrersRegistry({ pageSize: 1, nextLink: (p) => `http://127.0.0.2:9${p}` });
+    const img = await twoBundles(paged);
+    const { trust, close } = await keylessTrust(paged.url);
+    const v = await trust.verifyImage('ci/app', img.digest);
+    await close();
+    await paged.close();
+    expect(v).toMatchObject({ verified: false, error: true });
+    expect(v.reason).toContain('referrers of ci/app: the next page is not a path of /v2/ci/app/referrers/');
   });
 });

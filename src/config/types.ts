@@ -4,6 +4,7 @@ import type { IssuerConfig } from './issuer-schema.js';
 import type { ListenAddress } from './net.js';
 import { signingAlgorithm, type ConfigFile } from './schema.js';
 import type { TrustConfig } from './trust-schema.js';
+import type { TracingConfig } from './tracing-schema.js';
 import type { upstreamSchema } from './upstream-schema.js';
 
 /**
@@ -13,7 +14,7 @@ import type { upstreamSchema } from './upstream-schema.js';
  */
 
 export { PRESETS, type Preset } from './presets.js';
-export type { AuditConfig, IssuerConfig, TrustConfig };
+export type { AuditConfig, IssuerConfig, TracingConfig, TrustConfig };
 
 export type SigningAlgorithm = z.output<typeof signingAlgorithm>;
 export const SIGNING_ALGORITHMS: readonly SigningAlgorithm[] = signingAlgorithm.options;
@@ -64,6 +65,8 @@ export type Config = Readonly<{
   trust?: Readonly<TrustConfig>;
   /** Audit sinks and the claims events carry (audit/). */
   audit: Readonly<AuditConfig>;
+  /** OpenTelemetry export (tracing/); absent: off, the SDK not even loaded. */
+  tracing?: Readonly<TracingConfig>;
   trustedProxies: readonly string[];
   /** On SIGTERM: how long in-flight requests may take to finish before connections are cut, in ms. */
   shutdownGrace: number;

@@ -24,6 +24,7 @@ import { clientIPResolver } from '../http/client-ip.js';
 import { createLimits, limitsReadiness, withLimitGuard } from './limits.js';
 import type { Limiter } from '../limits/types.js';
 import { createAuditor } from '../audit/auditor.js';
+import { startTracing } from '../tracing/start.js';
 
 export interface Runtime {
   config: Config;
@@ -168,11 +169,24 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
     config.service,
   );
   const auditor = createAuditor(config, logger, metrics.registry);
-  const proxyDeps = { config, upstreams, logger, tokens, policy, metrics, keys, auditor, trust };
+  // Undefined without `tracing:` (the SDK is not even loaded): the paths then skip every span.
+  const tracing = await startTracing(config, logger);
+  const proxyDeps = { config, upstreams, logger, tokens, policy, metrics, keys, auditor, trust, tracing };
   const proxy = createProxyHandler({ ...proxyDeps, draining: () => state.draining, guards });
   const probe = createUpstreamsProbe(upstreams, logger);
   const limiter = createRateLimiter(tokenRateLimits(config.limits));
-  const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter, limits, auditor });
+  const token = createTokenHandler({
+    config,
+    logger,
+    identity,
+    policy,
+    keys,
+    metrics,
+    limiter,
+    limits,
+    auditor,
+    tracing,
+  });
 
   const app = createApp(
     {
@@ -207,6 +221,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
       await identity.close();
       await Promise.all([...upstreams.map((u) => u.close()), limits?.close()]);
       await auditor.close();
+      await tracing?.close();
       keys.close();
     },
   };

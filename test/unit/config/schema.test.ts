@@ -42,6 +42,7 @@ describe('the config schema', () => {
       'limits',
       'trust',
       'audit',
+      'tracing',
       'trustedProxies',
       'shutdownGrace',
       'workers',

@@ -169,24 +169,12 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
     config.service,
   );
   const auditor = createAuditor(config, logger, metrics.registry);
-  // Undefined without `tracing:` (the SDK is not even loaded): the paths then skip every span.
   const tracing = await startTracing(config, logger);
-  const proxyDeps = { config, upstreams, logger, tokens, policy, metrics, keys, auditor, trust, tracing };
-  const proxy = createProxyHandler({ ...proxyDeps, draining: () => state.draining, guards });
+  const pathDeps = { config, logger, policy, metrics, keys, auditor, tracing };
+  const proxy = createProxyHandler({ ...pathDeps, upstreams, tokens, trust, draining: () => state.draining, guards });
   const probe = createUpstreamsProbe(upstreams, logger);
   const limiter = createRateLimiter(tokenRateLimits(config.limits));
-  const token = createTokenHandler({
-    config,
-    logger,
-    identity,
-    policy,
-    keys,
-    metrics,
-    limiter,
-    limits,
-    auditor,
-    tracing,
-  });
+  const token = createTokenHandler({ ...pathDeps, identity, limiter, limits });
 
   const app = createApp(
     {
@@ -220,8 +208,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
       await proxy.close();
       await identity.close();
       await Promise.all([...upstreams.map((u) => u.close()), limits?.close()]);
-      await auditor.close();
-      await tracing?.close();
+      await Promise.all([auditor.close(), tracing?.close()]);
       keys.close();
     },
   };

@@ -48,7 +48,6 @@ interface TokenEndpointDeps {
   limits?: Limiter;
   /** Where the decision's audit event goes (absent: the log stream, as always). */
   auditor?: Auditor;
-  /** OpenTelemetry spans (absent: `tracing:` not configured, and no span is made). */
   tracing?: Tracing;
 }
 

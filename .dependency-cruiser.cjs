@@ -11,6 +11,8 @@
 //                                 upstream/, http/, oci/, config/ and log.ts only
 //   audit/                        typed audit events and their sinks (stdout, file, webhook): http/, oci/,
 //                                 config/ and log.ts only; token/, proxy/ and server/ hand it their events
+//   tracing/                      OpenTelemetry spans (the SDK loaded only when configured): http/, config/
+//                                 and log.ts only; token/, proxy/ and server/ open spans through its types
 //   token/  proxy/                the two paths: /token and /v2/ (proxy/ sees only token/types.ts)
 //   server/                       composition root: runtime wiring, dispatch, listen, health
 //                                 (proxy/ and server/ alone import trust/; they and trust/ import upstream/)
@@ -148,6 +150,20 @@ module.exports = {
       comment: 'Only the two paths (token/, proxy/) and the composition root (server/) hand events to audit/.',
       from: { path: '^src/', pathNot: '^src/(audit|token|proxy|server)/' },
       to: { path: '^src/audit/' },
+    },
+    {
+      name: 'tracing-below-paths',
+      severity: 'error',
+      comment: 'tracing/ (OpenTelemetry spans and their export) uses http/, config/ and log.ts only.',
+      from: { path: '^src/tracing/' },
+      to: { path: '^src/', pathNot: '^src/(tracing|http|config)/|^src/log\\.ts$' },
+    },
+    {
+      name: 'tracing-for-the-paths',
+      severity: 'error',
+      comment: 'Only the two paths (token/, proxy/) and the composition root (server/) open spans.',
+      from: { path: '^src/', pathNot: '^src/(tracing|token|proxy|server)/' },
+      to: { path: '^src/tracing/' },
     },
     {
       name: 'token-path-alone',

@@ -81,6 +81,7 @@ export function buildConfig(
     explainDenials: doc.explainDenials,
     limits: resolveLimits(doc.limits, slowest(upstreams), fail),
     audit: doc.audit,
+    ...(doc.tracing ? { tracing: doc.tracing } : {}),
     trustedProxies: doc.trustedProxies,
     ...(doc.signatures ? { signatures: doc.signatures } : {}),
     signatureLookup: doc.signatureLookup,

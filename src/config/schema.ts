@@ -17,6 +17,7 @@ import {
 import { issuerEntry } from './issuer-schema.js';
 import { signatureLookupSchema, signaturesSchema, TRUST_REPLACED } from './trust-schema.js';
 import { auditSchema } from './audit-schema.js';
+import { tracingSchema } from './tracing-schema.js';
 import { namedUpstreamSchema, upstreamSchema, upstreamsProblem } from './upstream-schema.js';
 import { listenAddress, trustedProxiesProblem } from './net.js';
 import { workersSetting } from './workers.js';
@@ -217,6 +218,9 @@ export const configFileSchema = mapping(
     audit: auditSchema
       .prefault({})
       .describe('typed audit events: the sinks they go to and the identity claims they carry'),
+    tracing: tracingSchema
+      .optional()
+      .describe('OpenTelemetry traces of /token and /v2/ requests, sent over OTLP/HTTP; absent: off'),
     trustedProxies: refineBy(
       z.array(z.string({ error: TRUSTED_PROXIES }), { error: TRUSTED_PROXIES }),
       trustedProxiesProblem,

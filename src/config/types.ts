@@ -4,6 +4,7 @@ import type { IssuerConfig } from './issuer-schema.js';
 import type { ListenAddress } from './net.js';
 import { signingAlgorithm, type ConfigFile } from './schema.js';
 import type { SignatureEntry, SignatureLookup } from './trust-schema.js';
+import type { TracingConfig } from './tracing-schema.js';
 import type { upstreamSchema } from './upstream-schema.js';
 
 /**
@@ -13,7 +14,7 @@ import type { upstreamSchema } from './upstream-schema.js';
  */
 
 export { PRESETS, type Preset } from './presets.js';
-export type { AuditConfig, IssuerConfig, SignatureEntry, SignatureLookup };
+export type { AuditConfig, IssuerConfig, SignatureEntry, SignatureLookup, TracingConfig };
 
 export type SigningAlgorithm = z.output<typeof signingAlgorithm>;
 export const SIGNING_ALGORITHMS: readonly SigningAlgorithm[] = signingAlgorithm.options;
@@ -66,6 +67,8 @@ export type Config = Readonly<{
   signatureLookup: Readonly<SignatureLookup>;
   /** Audit sinks and the claims events carry (audit/). */
   audit: Readonly<AuditConfig>;
+  /** OpenTelemetry export (tracing/); absent: off, the SDK not even loaded. */
+  tracing?: Readonly<TracingConfig>;
   trustedProxies: readonly string[];
   /** On SIGTERM: how long in-flight requests may take to finish before connections are cut, in ms. */
   shutdownGrace: number;

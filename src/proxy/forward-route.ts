@@ -16,6 +16,7 @@ import type { PolicyEngine, RequestContext } from '../policy/types.js';
 import { upstreamAuthFailureError } from '../upstream/failure.js';
 import { rateLimitRemaining } from '../upstream/token-realm.js';
 import { catalogName, clientPath, tagsNameRewrite, toUpstream, type Target } from './upstreams.js';
+import type { RequestTrace, TraceSpan } from '../tracing/types.js';
 
 /**
  * The last step of `/v2/` (handler.ts decides up to here): the route, authorized and guarded, sent
@@ -63,9 +64,16 @@ function bodyFilter(route: Route, ready: Forwardable, catalog: () => () => Trans
 }
 
 /** What the upstream's answer tells: the audit event's digest, latency and rate-limit metrics; a 401 drops the credential it refused. */
-function upstreamStatusObserver(target: Target, route: Route, metrics: Metrics | undefined, audit?: RequestAudit) {
+function upstreamStatusObserver(
+  target: Target,
+  route: Route,
+  metrics: Metrics | undefined,
+  audit?: RequestAudit,
+  span?: TraceSpan,
+) {
   return (status: number, seconds: number, headers: IncomingMessage['headers']): void => {
     audit?.upstreamHeaders(headers);
+    span?.set('http.response.status_code', status);
     // `upstream` only with several upstreams: a single one keeps its series as they were.
     const labels = target.name ? { upstream: target.name } : {};
     metrics?.upstreamLatency.observe({ route: route.kind, status: String(status), ...labels }, seconds);
@@ -92,16 +100,20 @@ export async function forwardRoute(
   ready: Forwardable,
   target: Target,
   identity: Identity | undefined,
+  trace?: RequestTrace,
 ): Promise<void> {
   const { config, targets, policy, metrics } = ctx;
   const clientRoute = ready.route;
   const { forwarder, auth: upstreamAuth } = target;
   const route = toUpstream(targets, target, clientRoute);
+  // From the upstream credential (a token dance, maybe) to the last byte of the response.
+  const span = trace?.upstream(req.headers, res, target.name);
   let authorization: string | undefined;
   try {
     authorization = await upstreamAuth.authorization(route.scopes);
   } catch (err) {
     // The registry-token dance failed: refused, or its token server could not be reached.
+    span?.end('upstream credentials failed', true);
     return sendOciError(res, upstreamAuthFailureError(err));
   }
   const catalog = route.kind === 'catalog';
@@ -109,7 +121,7 @@ export async function forwardRoute(
     path: `${route.path}${route.query}`,
     authorization,
     route: route.kind,
-    onUpstreamStatus: upstreamStatusObserver(target, route, metrics, requestAudit(req)),
+    onUpstreamStatus: upstreamStatusObserver(target, route, metrics, requestAudit(req), span),
     filterBody: bodyFilter(route, ready, () =>
       catalogFilter(policy, identity, { service: config.service, clientIP: clientIPOf(req) }, (name) =>
         catalogName(targets, target, name),

@@ -20,6 +20,7 @@ import type { Upstream } from '../upstream/upstream.js';
 import type { Trust } from '../trust/verify.js';
 import type { Auditor } from '../audit/auditor.js';
 import { auditRequest, type RequestAudit } from './audit.js';
+import type { RequestTrace, Tracing } from '../tracing/types.js';
 
 /** `/v2/...`: classify → authorize (a route or an error) → guards → forward; every refusal is written once, here. */
 
@@ -42,6 +43,8 @@ interface ProxyDeps {
   trust?: Trust;
   /** Where manifest and blob requests' audit events go (absent: none). */
   auditor?: Auditor;
+  /** OpenTelemetry spans (absent: `tracing:` not configured, and no span is made). */
+  tracing?: Tracing;
 }
 
 export interface ProxyHandler {
@@ -94,6 +97,13 @@ const NO_CATALOG = new OciError(
   'the catalog is not available when several upstreams are configured',
 );
 
+/** What a span may say of the route: its kind, repository and reference (names, never credentials). */
+function traceRoute(trace: RequestTrace, route: Route): void {
+  trace.set('rap.route', route.kind);
+  if (route.name !== undefined) trace.set('rap.repository', route.name);
+  if (route.reference !== undefined) trace.set('rap.reference', route.reference);
+}
+
 /** The upstream serving the route, or why none can. */
 function targetFor(targets: readonly Target[], route: Route): Target | OciError {
   const target = targetOf(targets, route);
@@ -108,8 +118,11 @@ async function guarded(
   ctx: GuardContext & { upstream: Target },
   res: ServerResponse,
   audit?: RequestAudit,
+  trace?: RequestTrace,
 ): Promise<Forwardable | OciError> {
+  const span = trace?.child('guards');
   const outcome = await runGuards(guards, ctx);
+  span?.end('route' in outcome ? 'pass' : `refused by ${outcome.guard}`);
   if ('route' in outcome) {
     // What a guard holds (a tag's lock) is released when the exchange ends, however it ends; a
     // client that left while a guard waited has no exchange to wait for.
@@ -138,10 +151,14 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
   const forwarding: ForwardContext = { config, targets, policy, metrics, seal: cursors.seal };
 
   const handler = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const trace = deps.tracing?.request(req, res, '/v2/');
     const route = routeOf(req, targets);
     if (route instanceof OciError) return sendOciError(res, route);
+    if (trace) traceRoute(trace, route);
     const audit = auditRequest(req, res, route, deps.auditor);
+    const authorizing = trace?.child('authorize');
     const authorized = await authorize(req, route, { config, logger, tokens, policy });
+    authorizing?.end(isAuthorized(authorized) ? 'granted' : authorized.code);
     if (!isAuthorized(authorized)) return sendOciError(res, authorized);
     audit?.granted(authorized);
     // A reference that names nothing: the 404 Distribution gives, once authorized, never forwarded.
@@ -159,9 +176,16 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
     const ready =
       active.length === 0
         ? { route: effective }
-        : await guarded(active, logger, { req, route: effective, grant: authorized, upstream: target }, res, audit);
+        : await guarded(
+            active,
+            logger,
+            { req, route: effective, grant: authorized, upstream: target },
+            res,
+            audit,
+            trace,
+          );
     if (ready instanceof OciError) return sendOciError(res, ready);
-    await forwardRoute(forwarding, req, res, ready, target, authorized.identity);
+    await forwardRoute(forwarding, req, res, ready, target, authorized.identity, trace);
   };
   return Object.assign(handler, {
     async close() {

@@ -24,6 +24,7 @@ import { clientIPResolver } from '../http/client-ip.js';
 import { createLimits, limitsReadiness, withLimitGuard } from './limits.js';
 import type { Limiter } from '../limits/types.js';
 import { createAuditor } from '../audit/auditor.js';
+import { startTracing } from '../tracing/start.js';
 
 export interface Runtime {
   config: Config;
@@ -168,11 +169,12 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
     config.service,
   );
   const auditor = createAuditor(config, logger, metrics.registry);
-  const proxyDeps = { config, upstreams, logger, tokens, policy, metrics, keys, auditor, trust };
-  const proxy = createProxyHandler({ ...proxyDeps, draining: () => state.draining, guards });
+  const tracing = await startTracing(config, logger);
+  const pathDeps = { config, logger, policy, metrics, keys, auditor, tracing };
+  const proxy = createProxyHandler({ ...pathDeps, upstreams, tokens, trust, draining: () => state.draining, guards });
   const probe = createUpstreamsProbe(upstreams, logger);
   const limiter = createRateLimiter(tokenRateLimits(config.limits));
-  const token = createTokenHandler({ config, logger, identity, policy, keys, metrics, limiter, limits, auditor });
+  const token = createTokenHandler({ ...pathDeps, identity, limiter, limits });
 
   const app = createApp(
     {
@@ -206,7 +208,7 @@ export async function startRuntime(config: Config, logger: Logger, options: Runt
       await proxy.close();
       await identity.close();
       await Promise.all([...upstreams.map((u) => u.close()), limits?.close()]);
-      await auditor.close();
+      await Promise.all([auditor.close(), tracing?.close()]);
       keys.close();
     },
   };

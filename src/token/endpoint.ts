@@ -13,6 +13,7 @@ import { headroomHeaders, refusalOf } from '../limits/answer.js';
 import type { Limiter } from '../limits/types.js';
 import { requestState } from '../http/request-state.js';
 import { logAuditor, type Auditor } from '../audit/auditor.js';
+import type { RequestTrace, Tracing } from '../tracing/types.js';
 import { authenticate, isIdentityRefusal, type AuthenticateDeps } from './authenticate.js';
 import { issueRefreshToken, issueRegistryToken, type IssueOptions } from './issue.js';
 import type { KeyRing } from './signing-keys.js';
@@ -47,6 +48,7 @@ interface TokenEndpointDeps {
   limits?: Limiter;
   /** Where the decision's audit event goes (absent: the log stream, as always). */
   auditor?: Auditor;
+  tracing?: Tracing;
 }
 
 /**
@@ -171,7 +173,7 @@ function knownIdentity(verifier: IdentityVerifier, request: TokenRequest): Ident
  */
 function createTokenDecider(
   deps: TokenEndpointDeps,
-): (req: IncomingMessage, url: URL, clientIP: string) => Promise<TokenOutcome> {
+): (req: IncomingMessage, url: URL, clientIP: string, trace?: RequestTrace) => Promise<TokenOutcome> {
   const { config, identity: verifier, policy, keys, limiter, limits } = deps;
   const issueOpts = issueOptions(config, policy, limits, deps.auditor?.claims.length ?? 0);
   const authDeps: AuthenticateDeps = { config, verifier, keys, issueOpts };
@@ -180,7 +182,7 @@ function createTokenDecider(
   // Scopes are decided and granted under the name /v2/ requests are judged by (hub/nginx → hub/library/nginx).
   const canonical = (repository: string) => canonicalRepository(config.upstreams, repository);
 
-  return async function decide(req, url, clientIP) {
+  return async function decide(req, url, clientIP, trace) {
     const parsed = await readTokenRequest(req, url, {
       service: config.service,
       bodyTimeoutMs: config.limits.tokenBodyTimeout,
@@ -191,8 +193,11 @@ function createTokenDecider(
     if (admitted && !admitted.ok) return throttled(admitted, clientIP, parsed, known);
     if (isParseRefusal(parsed)) return { kind: 'refused', ...parsed, reason: parsed.error.oauth ?? parsed.error.code };
     const { request, scopes } = parsed;
+    const verifying = trace?.child('verify');
     const who = await authenticate(request, authDeps);
+    verifying?.end(isIdentityRefusal(who) ? who.reason : 'verified');
     if (isIdentityRefusal(who)) return { kind: 'refused', ...who, request, scopes };
+    trace?.set('rap.issuer', who.issuerName);
     if (limiter && !known && !isAnonymous(who)) {
       const settled = limiter.settleVerified(clientIP, identityKey(who));
       if (!settled.ok) return throttled(settled, clientIP, parsed, who);
@@ -208,6 +213,7 @@ function createTokenDecider(
         who,
       };
     // Rule names ride in the token only when the operator lets clients see them.
+    const deciding = trace?.child('policy');
     const grant = grantOf(
       policy,
       who,
@@ -215,6 +221,7 @@ function createTokenDecider(
       { service: config.service, clientIP },
       { ruleNames: config.explainDenials },
     );
+    deciding?.end(grant.refused.length ? 'partly refused' : 'granted');
     const refresh = request.offline && request.grantType === 'password' && !reviewed.has(who.issuerName);
     const body = await issueTokens(keys, who, grant, issueOpts, refresh);
     return { kind: 'granted', request, scopes, who, grant, body, headers };
@@ -227,10 +234,11 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
   const decide = createTokenDecider({ ...deps, auditor });
 
   return async function handleToken(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const trace = deps.tracing?.request(req, res, '/token');
     const clientIP = clientIPOf(req);
     let outcome: TokenOutcome;
     try {
-      outcome = await decide(req, url, clientIP);
+      outcome = await decide(req, url, clientIP, trace);
     } catch (err) {
       logger.error({ err: (err as Error).message }, 'token endpoint failed');
       sendTokenError(res, internalError());

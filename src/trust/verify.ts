@@ -125,9 +125,9 @@ function check(
   return { satisfied, signers, problems: [...problems] };
 }
 
-function createTrustVerifier(loaded: LoadedTrust, config: SignatureLookup, deps: TrustDeps): Trust {
-  // One verifier per trusted root, holding the keys of the entries that name it.
-  const verifiers = new Map(
+/** One verifier per trusted root, holding the keys of the entries that name it. */
+function verifiersByRoot(loaded: LoadedTrust) {
+  return new Map(
     [...loaded.roots].map(([path, root]) => {
       const keys = loaded.policies
         .filter((p) => p.root === path)
@@ -136,6 +136,10 @@ function createTrustVerifier(loaded: LoadedTrust, config: SignatureLookup, deps:
       return [path, bundleVerifier(root, [...new Map(keys.map((k) => [k.name, k])).values()])] as const;
     }),
   );
+}
+
+function createTrustVerifier(loaded: LoadedTrust, config: SignatureLookup, deps: TrustDeps): Trust {
+  const verifiers = verifiersByRoot(loaded);
   const cache = new LRUCache<string, Verdict>({ max: config.cacheSize, ttl: config.cacheTTL });
   const inFlight = new Map<string, Promise<Verdict>>();
   const count = (v: Verdict, cached: boolean) =>

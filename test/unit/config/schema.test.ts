@@ -44,6 +44,7 @@ describe('the config schema', () => {
       'signatureLookup',
       'trust',
       'audit',
+      'tracing',
       'trustedProxies',
       'shutdownGrace',
       'workers',

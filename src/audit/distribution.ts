@@ -61,8 +61,9 @@ export function toDistributionEvent(
     return undefined;
   const action = ACTIONS[event.action];
   const blob = event.action.startsWith('blob.');
-  // A read's size is what the upstream said (a HEAD has no body); a write's is what the client sent.
-  const size = action === 'delete' ? undefined : (event.size ?? (event.bytes || undefined));
+  // A read's size is what the upstream said (a HEAD has no body), a manifest PUT's what the client
+  // sent. A blob upload's closing PUT may carry only its last chunk: its size is not known here.
+  const size = event.action === 'manifest.put' ? event.bytes : event.action === 'blob.upload' ? undefined : event.size;
   const url = new URL(source.publicURL);
   return {
     id,

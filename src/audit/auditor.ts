@@ -2,7 +2,6 @@ import { Counter, type Registry } from 'prom-client';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { AuditEvent } from './events.js';
-import type { DecisionRecord } from './decisions.js';
 import { appendJsonLines, createSink, type AuditSink, type JsonLines } from './sinks.js';
 
 /** The audit stage both paths hand their events to: fan-out to the configured sinks. */
@@ -13,8 +12,11 @@ export interface Auditor {
   emit(event: AuditEvent): void;
   /** An `effect: audit` rule matched (it would have denied): counted per rule. */
   wouldDeny(rule: string): void;
-  /** Set when `audit.decisionLog` is: appends one /token decision, never waiting (a full queue drops and counts). */
-  logDecision?(record: DecisionRecord): void;
+  /**
+   * Set when `audit.decisionLog` is: appends one /token decision record (policy/decision-log.ts, its
+   * shape is the policy's business), never waiting (a full queue drops and counts).
+   */
+  logDecision?(record: object): void;
   close(): Promise<void>;
 }
 
@@ -51,7 +53,7 @@ export function createAuditor(
   const decisions = audit.decisionLog && decisionLog(audit.decisionLog, logger, metrics.dropped);
   return {
     claims: audit.claims,
-    ...(decisions ? { logDecision: (record: DecisionRecord) => decisions.push(record) } : {}),
+    ...(decisions ? { logDecision: (record: object) => decisions.push(record) } : {}),
     emit(event) {
       for (const sink of sinks) {
         try {
@@ -73,10 +75,10 @@ function decisionLog(
   config: NonNullable<NonNullable<Config['audit']>['decisionLog']>,
   logger: Logger,
   dropped: Counter<'sink'>,
-): JsonLines<DecisionRecord> {
+): JsonLines<object> {
   const sink = `decisions:${config.path}`;
   dropped.inc({ sink }, 0);
-  return appendJsonLines<DecisionRecord>(config.path, config.queue, sink, {
+  return appendJsonLines<object>(config.path, config.queue, sink, {
     logger,
     onDrop: (n) => dropped.inc({ sink }, n),
   });

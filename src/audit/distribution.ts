@@ -43,7 +43,7 @@ const OCTET_STREAM = 'application/octet-stream';
 const isTag = (reference: string | undefined) => reference !== undefined && !reference.includes(':');
 
 /** Where the envelope says it came from: this proxy's public address and this process. */
-export interface DistributionSource {
+interface DistributionSource {
   publicURL: string;
   instanceID: string;
 }

@@ -83,4 +83,3 @@ export const auditSchema = mapping({
 
 export type AuditConfig = z.output<typeof auditSchema>;
 export type AuditSinkConfig = AuditConfig['sinks'][number];
-export type DecisionLogConfig = NonNullable<AuditConfig['decisionLog']>;

@@ -8,7 +8,7 @@ import type { Grant } from '../policy/grant.js';
 import type { Admission, LimitBucket } from '../http/rate-limit.js';
 import type { TokenRequest } from './request.js';
 import { AUDIT_SCHEMA, pickClaims, type TokenEvent } from '../audit/events.js';
-import { DECISION_SCHEMA, type DecisionRecord } from '../audit/decisions.js';
+import { DECISION_SCHEMA, type DecisionRecord } from '../policy/decision-log.js';
 
 /** Respond: the decision value → the audit event and the one answer. */
 

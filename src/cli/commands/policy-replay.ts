@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { parseDecisionLine, type DecisionRecord } from '../../audit/decisions.js';
+import { parseDecisionLine, type DecisionRecord } from '../../policy/decision-log.js';
 import type { Identity } from '../../identity/types.js';
 import type { Preset } from '../../config/types.js';
 import { formatScope } from '../../oci/scope.js';
@@ -17,7 +17,7 @@ import { CliExit } from '../exit.js';
  */
 
 /** One scope of one logged decision whose grant differs under the replayed policies. */
-export interface ReplayChange {
+interface ReplayChange {
   line: number;
   time: string;
   requestId?: string;
@@ -32,7 +32,7 @@ export interface ReplayChange {
 }
 
 /** The identity a record describes, as the policy sees it (claims: the ones logged). Pure. */
-export function identityOf(record: DecisionRecord): Identity {
+function identityOf(record: DecisionRecord): Identity {
   const { identity } = record;
   return { ...identity, preset: identity.preset as Preset | undefined, claims: record.claims };
 }

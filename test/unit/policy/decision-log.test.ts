@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DECISION_SCHEMA, parseDecisionLine, type DecisionRecord } from '../../../src/audit/decisions.js';
+import { DECISION_SCHEMA, parseDecisionLine, type DecisionRecord } from '../../../src/policy/decision-log.js';
 import { decisionRecord, type TokenGranted } from '../../../src/token/respond.js';
 import { grant } from '../../../src/policy/grant.js';
 import { compilePolicyText, loadPolicies } from '../../../src/policy/load.js';

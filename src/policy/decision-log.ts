@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 /**
- * The decision log (`audit.decisionLog`): each `/token` decision's inputs and outcome, one JSON
+ * The decision log (`audit.decisionLog`, written through audit/'s bounded file append): each `/token` decision's inputs and outcome, one JSON
  * object a line, so `policy replay` can decide them again under other policies. It holds what the
  * policy saw — the identity, the claims the operator listed (`audit.claims`, plus `iss` and `sub`,
  * which the identity names anyway), the scopes and the request context — never a token. The schema

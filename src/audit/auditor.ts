@@ -2,7 +2,7 @@ import { Counter, type Registry } from 'prom-client';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { AuditEvent } from './events.js';
-import { createSink, type AuditSink } from './sinks.js';
+import { appendJsonLines, createSink, type AuditSink, type JsonLines } from './sinks.js';
 
 /** The audit stage both paths hand their events to: fan-out to the configured sinks. */
 export interface Auditor {
@@ -14,6 +14,11 @@ export interface Auditor {
   emit(event: AuditEvent): void;
   /** An `effect: audit` rule matched (it would have denied): counted per rule. */
   wouldDeny(rule: string): void;
+  /**
+   * Set when `audit.decisionLog` is: appends one /token decision record (policy/decision-log.ts, its
+   * shape is the policy's business), never waiting (a full queue drops and counts).
+   */
+  logDecision?(record: object): void;
   close(): Promise<void>;
 }
 
@@ -47,9 +52,11 @@ export function createAuditor(
     createSink(s, { logger, source: config.publicURL, onDrop: (sink, n) => metrics.dropped.inc({ sink }, n) }),
   );
   for (const s of sinks) metrics.dropped.inc({ sink: s.name }, 0);
+  const decisions = audit.decisionLog && decisionLog(audit.decisionLog, logger, metrics.dropped);
   return {
     claims: audit.claims,
     active: sinks.length > 0,
+    ...(decisions ? { logDecision: (record: object) => decisions.push(record) } : {}),
     emit(event) {
       for (const sink of sinks) {
         try {
@@ -61,9 +68,23 @@ export function createAuditor(
     },
     wouldDeny: (rule) => metrics.ruleMatches.inc({ rule }),
     async close() {
-      await Promise.all(sinks.map((s) => s.close()));
+      await Promise.all([...sinks.map((s) => s.close()), decisions?.close()]);
     },
   };
+}
+
+/** The decision log: the file sink's bounded, non-blocking append, its drops counted as `decisions:<path>`. */
+function decisionLog(
+  config: NonNullable<NonNullable<Config['audit']>['decisionLog']>,
+  logger: Logger,
+  dropped: Counter<'sink'>,
+): JsonLines<object> {
+  const sink = `decisions:${config.path}`;
+  dropped.inc({ sink }, 0);
+  return appendJsonLines<object>(config.path, config.queue, sink, {
+    logger,
+    onDrop: (n) => dropped.inc({ sink }, n),
+  });
 }
 
 /** The stdout sink alone, for callers given no auditor (tests, tools): today's audit lines. */

@@ -55,6 +55,10 @@ export interface RegistryEvent extends AuditIdentity {
   reference?: string;
   /** The upstream's `Docker-Content-Digest` (blob GET: the digest asked for). */
   digest?: string;
+  /** The content's media type: the upstream's `Content-Type` (reads), the client's (a manifest PUT). */
+  mediaType?: string;
+  /** The content's size as the upstream's `Content-Length` gave it (reads; a HEAD's body is empty). */
+  size?: number;
   /** The configured upstream's name ('' with a single upstream). */
   upstream?: string;
   /** Body bytes sent to the client (reads) or received from it (writes). */
@@ -63,6 +67,9 @@ export interface RegistryEvent extends AuditIdentity {
   status: number | 'aborted';
   ms: number;
   clientIP: string;
+  /** The `Host` the client addressed and its `User-Agent` (the Distribution envelope carries both). */
+  host?: string;
+  userAgent?: string;
   /** The guard that refused, and why (a request-time rule names itself in `reason`). */
   refusedBy?: { guard: string; reason?: string };
 }
@@ -122,10 +129,14 @@ export interface RegistryFacts {
   identityClaims?: Record<string, unknown>;
   upstream?: string;
   upstreamDigest?: string;
+  mediaType?: string;
+  size?: number;
   bytes: { upload: number; download: number };
   status: number | 'aborted';
   ms: number;
   clientIP: string;
+  host?: string;
+  userAgent?: string;
   requestId?: string;
   refusedBy?: { guard: string; reason?: string };
 }
@@ -148,11 +159,15 @@ export function registryEvent(facts: RegistryFacts, claimNames: readonly string[
     repository: facts.repository,
     ...(facts.reference !== undefined ? { reference: facts.reference } : {}),
     ...(digest ? { digest } : {}),
+    ...(facts.mediaType ? { mediaType: facts.mediaType } : {}),
+    ...(facts.size !== undefined ? { size: facts.size } : {}),
     ...(facts.upstream !== undefined ? { upstream: facts.upstream } : {}),
     bytes: writes ? facts.bytes.upload : facts.bytes.download,
     status: facts.status,
     ms: Math.round(facts.ms * 10) / 10,
     clientIP: facts.clientIP,
+    ...(facts.host ? { host: facts.host } : {}),
+    ...(facts.userAgent ? { userAgent: facts.userAgent } : {}),
     ...(facts.refusedBy ? { refusedBy: facts.refusedBy } : {}),
   };
 }

@@ -1,9 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import type { AuditSinkConfig } from '../config/audit-schema.js';
 import { outbound, outboundAgent } from '../http/outbound.js';
 import type { Logger } from '../log.js';
 import { CLOUDEVENTS_BATCH, toCloudEvent } from './cloudevents.js';
 import { createDelivery } from './delivery.js';
+import { DISTRIBUTION_EVENTS, toDistributionEvent } from './distribution.js';
 import { eventMessage, type AuditEvent } from './events.js';
 
 /** Where audit events go. `write` never waits and never throws; `close` flushes what it can. */
@@ -35,20 +37,30 @@ function stdoutSink(logger: Logger): AuditSink {
   };
 }
 
+/** An append-only JSON-lines file behind a bounded queue: the file sink, and the decision log. */
+export interface JsonLines<T> {
+  push(record: T): void;
+  close(): Promise<void>;
+}
+
 /** One JSON object a line, appended; a write that fails (disk full) is retried like a webhook's. */
-function fileSink(config: Extract<AuditSinkConfig, { type: 'file' }>, deps: SinkDeps): AuditSink {
-  const stream = createWriteStream(config.path, { flags: 'a' });
+export function appendJsonLines<T>(
+  path: string,
+  capacity: number,
+  name: string,
+  deps: Pick<SinkDeps, 'logger'> & { onDrop(count: number): void },
+): JsonLines<T> {
+  const stream = createWriteStream(path, { flags: 'a' });
   let broken: Error | undefined;
   stream.on('error', (err) => (broken = err));
-  const name = `file:${config.path}`;
-  const delivery = createDelivery<AuditEvent>({
+  const delivery = createDelivery<T>({
     name,
-    capacity: config.queueSize,
+    capacity,
     batchSize: 1000,
     retryMin: 1000,
     retryMax: 60_000,
     logger: deps.logger,
-    onDrop: (n) => deps.onDrop(name, n),
+    onDrop: deps.onDrop,
     send: (batch) =>
       new Promise((resolve, reject) => {
         if (broken) return reject(broken);
@@ -56,8 +68,7 @@ function fileSink(config: Extract<AuditSinkConfig, { type: 'file' }>, deps: Sink
       }),
   });
   return {
-    name,
-    write: (event) => delivery.push(event),
+    push: (record) => delivery.push(record),
     async close() {
       await delivery.close();
       await new Promise<void>((resolve) => stream.end(resolve));
@@ -65,35 +76,71 @@ function fileSink(config: Extract<AuditSinkConfig, { type: 'file' }>, deps: Sink
   };
 }
 
-/** CloudEvents batches POSTed to a URL; any 2xx is delivered, anything else is retried. */
+function fileSink(config: Extract<AuditSinkConfig, { type: 'file' }>, deps: SinkDeps): AuditSink {
+  const name = `file:${config.path}`;
+  const lines = appendJsonLines<AuditEvent>(config.path, config.queue, name, {
+    logger: deps.logger,
+    onDrop: (n) => deps.onDrop(name, n),
+  });
+  return { name, write: (event) => lines.push(event), close: () => lines.close() };
+}
+
+/** How a webhook's batch goes on the wire: what is queued of an event (undefined: nothing), and the body. */
+interface WireFormat<T> {
+  contentType: string;
+  item(event: AuditEvent): T | undefined;
+  body(batch: readonly T[]): unknown;
+}
+
+function wireFormat(config: Extract<AuditSinkConfig, { type: 'webhook' }>, deps: SinkDeps): WireFormat<unknown> {
+  const source = config.source ?? deps.source;
+  if (config.format === 'distribution') {
+    // Converted when queued: events Distribution would not notify never take a place in the queue.
+    const from = { publicURL: deps.source, instanceID: randomUUID() };
+    return {
+      contentType: DISTRIBUTION_EVENTS,
+      item: (e) => toDistributionEvent(e, from),
+      body: (events) => ({ events }),
+    };
+  }
+  return {
+    contentType: CLOUDEVENTS_BATCH,
+    item: (e) => e,
+    body: (batch) => batch.map((e) => toCloudEvent(e as AuditEvent, source)),
+  };
+}
+
+/** Batches POSTed to a URL (CloudEvents, or Distribution's envelope); any 2xx is delivered, anything else is retried. */
 function webhookSink(config: Extract<AuditSinkConfig, { type: 'webhook' }>, deps: SinkDeps): AuditSink {
   const dispatcher = outboundAgent({ timeoutMs: config.timeout });
-  const source = config.source ?? deps.source;
+  const format = wireFormat(config, deps);
   const url = new URL(config.url);
   const name = `webhook:${url.host}`;
-  const delivery = createDelivery<AuditEvent>({
+  const delivery = createDelivery<unknown>({
     name,
-    capacity: config.queueSize,
+    capacity: config.queue,
     batchSize: config.batchSize,
     retryMin: config.retryMin,
     retryMax: Math.max(config.retryMin, config.retryMax),
     logger: deps.logger,
     onDrop: (n) => deps.onDrop(name, n),
     async send(batch) {
-      const body = JSON.stringify(batch.map((e) => toCloudEvent(e, source)));
       const answer = await outbound(url, {
         method: 'POST',
         dispatcher,
         timeoutMs: config.timeout,
-        headers: { 'content-type': CLOUDEVENTS_BATCH },
-        body,
+        headers: { 'content-type': format.contentType },
+        body: JSON.stringify(format.body(batch)),
       });
       if (answer.status < 200 || answer.status > 299) throw new Error(`${url.host} answered HTTP ${answer.status}`);
     },
   });
   return {
     name,
-    write: (event) => delivery.push(event),
+    write(event) {
+      const item = format.item(event);
+      if (item !== undefined) delivery.push(item);
+    },
     async close() {
       await delivery.close();
       await dispatcher.close();

@@ -198,3 +198,23 @@ export function parseRefusals(raw: unknown): Refusal[] | undefined {
   );
   return ok ? (raw as Refusal[]) : undefined;
 }
+
+/**
+ * One decision in words: granted, or why not — "no rule matched" when no rule applied at all, else
+ * which actions no rule grants (and which allow rules did match) and which deny rules removed what.
+ * `policy test` and `policy replay` print it. The result uses the audit log's and metric's vocabulary (granted | partial | denied). Pure.
+ */
+export function explainDecision(d: Decision): { result: GrantResult; reason: string } {
+  const result = grantResult([d]);
+  const refusal = refusalOf(d, { ruleNames: true });
+  if (!refusal) return { result, reason: `granted ${d.granted.join(',')}` };
+  if (d.matched.length === 0) return { result, reason: 'no rule matched' };
+  const parts: string[] = [];
+  const ungranted = refusal.actions.filter((a) => !a.deniedBy?.length).map((a) => a.action);
+  const allows = d.matched.filter((m) => m.effect === 'allow').map((m) => m.name);
+  if (ungranted.length)
+    parts.push(`no rule grants ${ungranted.join(',')}${allows.length ? ` (matched: ${allows.join(', ')})` : ''}`);
+  for (const a of refusal.actions)
+    if (a.deniedBy?.length) parts.push(`${a.action} denied by rule ${a.deniedBy.join(', ')}`);
+  return { result, reason: parts.join('; ') };
+}

@@ -60,6 +60,10 @@ function recorderFor(
     ms: 0,
     clientIP: clientIPOf(req),
     requestId: requestState(req).requestId,
+    ...(req.headers.host ? { host: req.headers.host } : {}),
+    ...(req.headers['user-agent'] ? { userAgent: req.headers['user-agent'] } : {}),
+    // a manifest PUT names its media type; a read's comes from the upstream's answer
+    ...(action === 'manifest.put' && req.headers['content-type'] ? { mediaType: req.headers['content-type'] } : {}),
   };
   res.once('close', () => {
     facts.status = res.writableFinished ? res.statusCode : 'aborted';
@@ -80,6 +84,10 @@ function recorderFor(
     upstreamHeaders(headers) {
       const digest = headers['docker-content-digest'];
       if (typeof digest === 'string') facts.upstreamDigest = digest;
+      if (route.method !== 'GET' && route.method !== 'HEAD') return;
+      if (headers['content-type']) facts.mediaType = headers['content-type'];
+      const length = Number(headers['content-length']);
+      if (headers['content-length'] && Number.isSafeInteger(length)) facts.size = length;
     },
     bytes: (direction, n) => void (facts.bytes[direction] += n),
   };

@@ -1,11 +1,12 @@
 import { hash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config/types.js';
-import { canonicalRepository } from '../config/upstreams.js';
+import { canonicalRepository, upstreamNameOf } from '../config/upstreams.js';
 import { isAnonymous, type Identity, type IdentityVerifier } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import { grant as grantOf, type Grant } from '../policy/grant.js';
 import type { PolicyEngine } from '../policy/types.js';
+import { policyDigest } from '../policy/digest.js';
 import type { Metrics } from '../http/metrics.js';
 import type { Admission, RateLimiter } from '../http/rate-limit.js';
 import { clientIPOf } from '../http/client-ip.js';
@@ -20,6 +21,7 @@ import type { KeyRing } from './signing-keys.js';
 import { isParseRefusal, readTokenRequest, type TokenRequest } from './request.js';
 import {
   tokenEvent,
+  decisionRecord,
   decisionLabels,
   internalError,
   rateLimitedError,
@@ -102,21 +104,28 @@ function throttled(
   };
 }
 
-/** The outcome's one audit event and its metrics. */
+/** What the decision log adds to a record: the service, the policy digest, request.upstream. */
+interface DecisionLogContext {
+  service: string;
+  policy: string;
+  upstreamOf(repository: string): string;
+}
+
+/** The outcome's one audit event, its decision-log record (a policy decision, when the log is on) and its metrics. */
 function record(
   outcome: TokenOutcome,
   req: IncomingMessage,
   clientIP: string,
-  deps: Pick<TokenEndpointDeps, 'logger' | 'metrics'> & { auditor: Auditor },
+  deps: Pick<TokenEndpointDeps, 'logger' | 'metrics'> & { auditor: Auditor; decisions?: DecisionLogContext },
 ): void {
   const { logger, metrics, auditor } = deps;
-  const event = () =>
-    tokenEvent(outcome, {
-      clientIP,
-      time: new Date().toISOString(),
-      requestId: requestState(req).requestId,
-      claims: auditor.claims,
-    });
+  const at = {
+    clientIP,
+    time: new Date().toISOString(),
+    requestId: requestState(req).requestId,
+    claims: auditor.claims,
+  };
+  const event = () => tokenEvent(outcome, at);
   if (outcome.kind === 'refused' && outcome.limited) {
     const { bucket, repeat } = outcome.limited;
     metrics?.rateLimited.inc({ scope: bucket });
@@ -126,7 +135,10 @@ function record(
     return;
   }
   auditor.emit(event());
-  if (outcome.kind === 'granted') for (const w of outcome.grant.wouldDeny) auditor.wouldDeny(w.rule);
+  if (outcome.kind === 'granted') {
+    for (const w of outcome.grant.wouldDeny) auditor.wouldDeny(w.rule);
+    if (deps.decisions) auditor.logDecision?.(decisionRecord(outcome, { ...at, ...deps.decisions }));
+  }
   metrics?.tokenDecisions.inc(decisionLabels(outcome));
 }
 
@@ -232,6 +244,12 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
   const { logger, metrics } = deps;
   const auditor = deps.auditor ?? logAuditor(logger);
   const decide = createTokenDecider({ ...deps, auditor });
+  // Computed once: the policies are loaded once per process.
+  const decisions: DecisionLogContext | undefined = auditor.logDecision && {
+    service: deps.config.service,
+    policy: policyDigest(deps.policy.rules),
+    upstreamOf: upstreamNameOf(deps.config.upstreams),
+  };
 
   return async function handleToken(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const trace = deps.tracing?.request(req, res, '/token');
@@ -244,7 +262,7 @@ export function createTokenHandler(deps: TokenEndpointDeps) {
       sendTokenError(res, internalError());
       return;
     }
-    record(outcome, req, clientIP, { logger, metrics, auditor });
+    record(outcome, req, clientIP, { logger, metrics, auditor, decisions });
     sendTokenOutcome(res, outcome);
   };
 }

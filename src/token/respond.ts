@@ -8,6 +8,7 @@ import type { Grant } from '../policy/grant.js';
 import type { Admission, LimitBucket } from '../http/rate-limit.js';
 import type { TokenRequest } from './request.js';
 import { AUDIT_SCHEMA, pickClaims, type TokenEvent } from '../audit/events.js';
+import { DECISION_SCHEMA, type DecisionRecord } from '../policy/decision-log.js';
 
 /** Respond: the decision value → the audit event and the one answer. */
 
@@ -103,6 +104,50 @@ export function tokenEvent(outcome: TokenOutcome, at: AuditContext): TokenEvent 
     rules: grant.matched,
     ...(grant.wouldDeny?.length ? { wouldDeny: grant.wouldDeny } : {}),
     refresh: outcome.body.refresh_token !== undefined,
+  };
+}
+
+/** What a decision-log record needs beyond the outcome: when, where, which claims, which policies. */
+interface DecisionContext extends AuditContext {
+  service: string;
+  /** The policy digest (policy/digest.ts). */
+  policy: string;
+  /** request.upstream of a repository, as the policy saw it. */
+  upstreamOf(repository: string): string;
+}
+
+/**
+ * The decision-log record of a decision the policy made: its inputs (identity, the listed claims
+ * with `iss` and `sub`, scopes, request) and, per scope, what was granted and which rules matched.
+ * Never the token. Pure.
+ */
+export function decisionRecord(outcome: TokenGranted, at: DecisionContext): DecisionRecord {
+  const { who, grant } = outcome;
+  return {
+    schema: DECISION_SCHEMA,
+    time: at.time,
+    ...(at.requestId ? { requestId: at.requestId } : {}),
+    policy: at.policy,
+    identity: {
+      issuerName: who.issuerName,
+      issuer: who.issuer,
+      subject: who.subject,
+      ...(who.preset ? { preset: who.preset } : {}),
+      ...(who.namespace ? { namespace: who.namespace } : {}),
+      ...(who.serviceAccount ? { serviceAccount: who.serviceAccount } : {}),
+      ...(who.podName ? { podName: who.podName } : {}),
+    },
+    claims: pickClaims(who.claims, ['iss', 'sub', ...at.claims]) ?? {},
+    request: { service: at.service, clientIP: at.clientIP },
+    decisions: grant.decisions.map((d) => {
+      const upstream = d.scope.type === 'repository' ? at.upstreamOf(d.scope.name) : '';
+      return {
+        scope: { type: d.scope.type, name: d.scope.name, actions: d.scope.actions },
+        ...(upstream ? { upstream } : {}),
+        granted: d.granted,
+        rules: d.matched.map((m) => m.name),
+      };
+    }),
   };
 }
 

@@ -7,13 +7,13 @@ import { identityFromClaims } from '../../identity/presets.js';
 import { formatScope, parseScopes, ScopeError, type Scope } from '../../oci/scope.js';
 import { lintTenantPinning, type LintIssuer } from '../../policy/lint.js';
 import { loadPolicies, PolicyLoadError } from '../../policy/load.js';
-import type { Decision } from '../../policy/types.js';
 import { grant } from '../../policy/grant.js';
-import { grantResult, refusalOf, type GrantResult } from '../../policy/explain.js';
+import { explainDecision } from '../../policy/explain.js';
 import { defaultPolicyPath } from '../../config/load.js';
 import { canonicalRepository, upstreamNameOf } from '../../config/upstreams.js';
 import { CliExit } from '../exit.js';
 import { explainRequest, requestFacts, requestOptions, type RequestFlags } from './policy-request.js';
+import { policyReplay } from './policy-replay.js';
 
 interface PolicyTestFlags extends RequestFlags {
   claims: string;
@@ -49,26 +49,6 @@ function readClaims(arg: string): Record<string, unknown> {
   } catch {
     throw new CliExit(2, '--claims must be a JSON file, a JWT, or a file holding a JWT');
   }
-}
-
-/**
- * One decision in words: granted, or why not — "no rule matched" when no rule applied at all, else
- * which actions no rule grants (and which allow rules did match) and which deny rules removed what.
- * The result uses the audit log's and metric's vocabulary (granted | partial | denied). Pure.
- */
-export function explainDecision(d: Decision): { result: GrantResult; reason: string } {
-  const result = grantResult([d]);
-  const refusal = refusalOf(d, { ruleNames: true });
-  if (!refusal) return { result, reason: `granted ${d.granted.join(',')}` };
-  if (d.matched.length === 0) return { result, reason: 'no rule matched' };
-  const parts: string[] = [];
-  const ungranted = refusal.actions.filter((a) => !a.deniedBy?.length).map((a) => a.action);
-  const allows = d.matched.filter((m) => m.effect === 'allow').map((m) => m.name);
-  if (ungranted.length)
-    parts.push(`no rule grants ${ungranted.join(',')}${allows.length ? ` (matched: ${allows.join(', ')})` : ''}`);
-  for (const a of refusal.actions)
-    if (a.deniedBy?.length) parts.push(`${a.action} denied by rule ${a.deniedBy.join(', ')}`);
-  return { result, reason: parts.join('; ') };
 }
 
 const SCOPE_ACTIONS = ['pull', 'push', 'delete', '*'];
@@ -194,4 +174,12 @@ export function register(program: Command): void {
       "request.upstream for repository scopes (default: by the config's upstreams[].prefix, else '')",
     );
   requestOptions(test).action(policyTest);
+  policy
+    .command('replay')
+    .description(
+      "decide every /token decision of a decision log (`audit.decisionLog`) again under other policies and print each scope whose grant changes: the log's line, when, who, the scope, what was granted then → now, why now (the rule that decides, in `policy test`'s words) and which rules matched then. A summary goes to stderr. Exit 0 when nothing changes, 1 when anything does (a CI gate for policy changes), 2 when the log cannot be read, a line is not a decision record (its number is named) or a policy does not load. Rules that read a claim the log did not record (not in `audit.claims`) see it absent",
+    )
+    .requiredOption('--log <file>', 'the decision log (JSON lines), read a line at a time')
+    .requiredOption('--policies <path>', 'the policy file or directory to replay')
+    .action(policyReplay);
 }

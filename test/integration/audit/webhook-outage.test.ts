@@ -55,7 +55,7 @@ beforeAll(async () => {
           {
             type: 'webhook',
             url: `http://127.0.0.1:${port}/`,
-            queueSize: 5,
+            queue: 5,
             batchSize: 2,
             timeout: '300ms',
             retryMin: '100ms',

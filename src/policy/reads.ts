@@ -83,11 +83,60 @@ export function requestTimeInputs(ast: ASTNode): string[] {
   return [...found].sort();
 }
 
-/** The on-demand inputs among `inputs` (from requestTimeInputs). */
+/**
+ * The on-demand inputs among `inputs` (from requestTimeInputs). `bodyDigest`: the pushed manifest's
+ * digest, which a manifest PUT's `request.digest` is (hashed only when a rule reads it).
+ */
 export function lazyReads(inputs: readonly string[]): LazyReads {
   return {
     tagExists: inputs.includes('upstream.tagExists'),
     digest: inputs.includes('upstream.digest'),
-    bodyDigest: inputs.includes('request.bodyDigest') || inputs.includes(`request${DYNAMIC}`),
+    bodyDigest: inputs.includes('request.digest') || inputs.includes(`request${DYNAMIC}`),
   };
+}
+
+/** Fields that were renamed or removed, and what to write instead (load.ts names them in its error). */
+export const REPLACED_FIELDS: Readonly<Record<string, string>> = {
+  'request.bodyDigest':
+    "request.digest (on a manifest PUT it is the pushed manifest's digest; guard it with has(request.digest) where it may be absent)",
+};
+
+/** The replaced fields `ast` reads (`request.bodyDigest`), as users write them. Pure. */
+export function replacedReads(ast: ASTNode): string[] {
+  const found = new Set<string>();
+  const walk = (node: ASTNode): void => {
+    const field = selected(node, 'request');
+    if (field !== undefined && `request.${field}` in REPLACED_FIELDS) found.add(`request.${field}`);
+    children(node).forEach(walk);
+  };
+  walk(ast);
+  return [...found].sort();
+}
+
+/** The request fields that are absent on some requests (cel.ts): reading one needs has() first. */
+const MAYBE_ABSENT = new Set(['tag', 'digest']);
+
+/**
+ * `request.tag` / `request.digest` read plainly (`request.tag == "x"`) by a `when` that never tests
+ * `has()` of them: on a request without that reference the read is an evaluation error, and a deny
+ * rule then refuses (fail closed) — a rule over tags would refuse every blob upload and digest pull
+ * its actions cover. Pure and coarse: one `has(request.tag)` anywhere counts as guarding every read.
+ */
+export function unguardedReads(ast: ASTNode): string[] {
+  const read = new Set<string>();
+  const guarded = new Set<string>();
+  const walk = (node: ASTNode): void => {
+    if (node.op === 'call' && Array.isArray(node.args) && node.args[0] === 'has') {
+      for (const arg of (node.args[1] as ASTNode[] | undefined) ?? []) {
+        const field = isNode(arg) && arg.op === '.' ? selected(arg, 'request') : undefined;
+        if (field !== undefined) guarded.add(field);
+      }
+      return;
+    }
+    const field = node.op === '.' || node.op === '[]' ? selected(node, 'request') : undefined;
+    if (field !== undefined && MAYBE_ABSENT.has(field)) read.add(field);
+    children(node).forEach(walk);
+  };
+  walk(ast);
+  return [...read].filter((f) => !guarded.has(f)).map((f) => `request.${f}`);
 }

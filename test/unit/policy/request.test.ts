@@ -288,6 +288,20 @@ describe('request.tag / request.digest read without has()', () => {
     ['has(request.tag) && request.tag == "latest"', []],
     ['request.kind == "manifest" && has(request.digest) && request.digest == "x"', []],
     ['request.method == "PUT"', []],
+    // the contract's example: a manifest PUT always has a digest
+    [
+      'request.kind == "manifest" && request.method == "PUT" && has(request.tag) && request.tag.matches("^v") && upstream.tagExists && upstream.digest != request.digest',
+      [],
+    ],
+    ['request.method == "PUT" && request.digest == "x"', ['request.digest']],
+    ['request.kind == "manifest" && (request.method == "PUT" || request.digest == "x")', ['request.digest']],
+    ['request.tag == "x" && has(request.tag)', []],
+    // the shipped example: has(request.tag) means a manifest, and the PUT is in a nested chain
+    [
+      'has(request.tag) && request.tag.matches("^v") && (request.method == "DELETE" || (request.method == "PUT" && upstream.tagExists && request.digest != upstream.digest))',
+      [],
+    ],
+    ['!has(request.tag) || request.tag == "x"', []],
   ])('%s', (when, fields) => {
     expect(unguardedReads(parse(when).ast)).toEqual(fields);
   });

@@ -106,6 +106,12 @@ describe('policy test --method', () => {
       'never.yaml: rule "put-only": `when` reads request.method, which only a /v2/ request has',
     );
     expect(bad.stderr).toContain('say `phase: request`');
+    const kind = await policyTest('--method', 'GET', '--kind', 'image');
+    expect(kind.code).toBe(2);
+    expect(kind.stderr).toContain('--kind must be one of manifest, blob, upload, tags, referrers, catalog');
+  });
+
+  it('rejects the old `at:` key naming the fix, and --digest where the reference decides it (exit 2)', async () => {
     const old = await policyTest('--policy', join(dir, 'old-key.yaml'));
     expect(old.code).toBe(2);
     expect(old.stderr).toContain(
@@ -117,9 +123,6 @@ describe('policy test --method', () => {
     const claimed = await policyTest('--method', 'PUT', '--reference', A, '--digest', B);
     expect(claimed.code).toBe(2);
     expect(claimed.stderr).toContain(`--digest differs from --reference ${A}`);
-    const kind = await policyTest('--method', 'GET', '--kind', 'image');
-    expect(kind.code).toBe(2);
-    expect(kind.stderr).toContain('--kind must be one of manifest, blob, upload, tags, referrers, catalog');
   });
 
   it('warns when a request-time rule reads request.tag without has(), and shows it refusing a digest push', async () => {

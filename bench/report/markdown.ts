@@ -157,7 +157,7 @@ Each issuance signs a fresh ES256 registry token and writes one audit line.
 | token-time rules only | ${fmt(r.requestRules.without.cpuMs, 3)} | ${fmt(r.requestRules.without.lat.p50)} | ${fmt(r.requestRules.without.lat.p99)} | ${fmt(r.requestRules.without.lat.rps, 0)} |
 | plus a request-time rule reading no upstream field | ${fmt(r.requestRules.with.cpuMs, 3)} | ${fmt(r.requestRules.with.lat.p50)} | ${fmt(r.requestRules.with.lat.p99)} | ${fmt(r.requestRules.with.lat.rps, 0)} |
 
-The rule (\`at: request\`, \`actions: [pull]\`) is evaluated on every pull; its tokens carry the identity. A rule
+The rule (\`phase: request\`, \`actions: [pull]\`) is evaluated on every pull; its tokens carry the identity. A rule
 reading \`upstream.*\` costs one HEAD upstream per tag, cached for \`limits.tagLookupTTL\` (5 s).
 
 ## Signature enforcement on a pull (manifest HEAD by tag, 16 clients, medians)

@@ -19,9 +19,9 @@ export interface RequestRulesResults {
 
 const RULE = `  - name: bench-production-pulls-by-digest
     effect: deny
-    at: request
+    phase: request
     actions: [pull]
-    when: request.repository.startsWith("production/") && request.digest == ""
+    when: request.repository.startsWith("production/") && has(request.tag)
 `;
 
 const median = (xs: Measured[]): Measured => [...xs].sort((a, b) => a.cpuMs - b.cpuMs)[Math.floor(xs.length / 2)]!;

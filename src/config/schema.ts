@@ -130,7 +130,7 @@ const limitsSchema = mapping({
     .describe(
       'close a client connection with no bytes moving either way for this long; 0 = never; must exceed upstream.timeout; default max(5m, 2 × upstream.timeout)',
     ),
-  // What Distribution accepts (maxManifestBodySize); a rule reading request.bodyDigest holds this much per push in memory.
+  // What Distribution accepts (maxManifestBodySize); a rule reading a manifest PUT's request.digest holds this much per push in memory.
   manifestMaxBytes: intBetween(1024, 64 << 20, ' (bytes)')
     .default(4 << 20)
     .describe(

@@ -11,9 +11,12 @@ const TOKEN_REQUEST_FIELDS = {
 } as const;
 
 /**
- * The fields only a `/v2/` request has (issue 21): rules reading them, or `upstream`, must say
- * `at: request`. Absent facts are "" (a digest push has `tag == ""`) and `contentLength` is -1 when
- * the request declares none, so rules compare values instead of testing `has()` (always true here).
+ * The fields only a `/v2/` request has (issue 21, CONTRACT §6): rules reading them, or `upstream`,
+ * must say `phase: request`. `tag` and `digest` are absent (CEL `has()` is false, reading one is an
+ * evaluation error, so a deny rule refuses) when the request has no such reference: `tag` only on a
+ * manifest request by tag; `digest` when the reference is a digest, or on a manifest PUT (the pushed
+ * manifest's digest, hashed only when a rule reads it). `mediaType` is "" and `contentLength` -1
+ * when the request declares none.
  */
 export const REQUEST_ONLY_FIELDS = {
   method: 'string',
@@ -23,7 +26,6 @@ export const REQUEST_ONLY_FIELDS = {
   digest: 'string',
   mediaType: 'string',
   contentLength: 'int',
-  bodyDigest: 'string',
 } as const;
 
 /** What the tag named by the request points at on the upstream now (one HEAD, only when a rule reads it). */
@@ -35,7 +37,7 @@ const IMAGE_FIELDS = { verified: 'bool', signers: 'list<string>' } as const;
 /**
  * The CEL environment every `when` is type-checked against. `identity`, `request` and `upstream`
  * have declared fields so a typo like `identity.namespce` fails at start-up, not at request time.
- * Which fields a rule may read depends on its `at` (load.ts, reads.ts).
+ * Which fields a rule may read depends on its `phase` (load.ts, reads.ts).
  */
 export function policyEnvironment(): Environment {
   return new Environment({ unlistedVariablesAreDyn: false })
@@ -80,18 +82,17 @@ export interface CelContext {
   request: TokenRequestVars;
 }
 
-/** The variables of a request-time rule; `bodyDigest` and `upstream` may be getters (request.ts). */
+/** The variables of a request-time rule; `digest` and `upstream` may be getters, `tag`/`digest` absent (request.ts). */
 export interface RequestCelContext extends Omit<CelContext, 'request'> {
   request: TokenRequestVars & {
     method: string;
     kind: string;
     reference: string;
-    tag: string;
-    digest: string;
+    tag?: string;
+    digest?: string;
     mediaType: string;
     /** CEL ints are bigints in cel-js. */
     contentLength: bigint;
-    bodyDigest: string;
   };
   upstream: { tagExists: boolean; digest: string };
   image: { verified: boolean; signers: string[] };

@@ -17,10 +17,10 @@ export function createPolicyEngine(
   rules: CompiledRule[],
   upstreamOf: (repository: string) => string = () => '',
 ): PolicyEngine {
-  const tokenRules = rules.filter((r) => r.at !== 'request');
+  const tokenRules = rules.filter((r) => r.phase !== 'request');
   return {
     rules,
-    requestRules: rules.filter((r) => r.at !== 'token'),
+    requestRules: rules.filter((r) => r.phase !== 'token'),
     decide(identity: Identity, scope: Scope, context: RequestContext): Decision {
       const ctx = celContext(identity, scope, context, upstreamOf);
       const allowed = new Set<string>();

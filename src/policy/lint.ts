@@ -1,6 +1,7 @@
 import { parse, type ASTNode } from '@marcbachmann/cel-js';
 import { PRESET_ISSUERS } from '../config/presets.js';
 import { analyse, type Abstract, type LintIssuer, type OwnerClaims } from './owner-pin.js';
+import { unguardedReads } from './reads.js';
 import type { Rule } from './types.js';
 
 /**
@@ -105,4 +106,39 @@ function message(rule: Rule, issuer: string, kind: string, owner: OwnerClaims, p
     return `${what} but never pins the owner: ${owner.tenants} whose names match gets access. Fix: ${owner.fix}; owner names can be re-registered, ids cannot`;
   }
   return `${what} pins the owner by name only: once that name is renamed or deleted, whoever registers it gets access. Fix: also ${owner.fix}; ids cannot be re-registered`;
+}
+
+interface AbsentFactWarning {
+  file: string;
+  rule: string;
+  /** `request.tag` / `request.digest`, read without has(). */
+  fields: string[];
+  message: string;
+}
+
+/**
+ * Request-time rules that read `request.tag` / `request.digest` without ever testing `has()` of it:
+ * on a request without that reference (a blob upload, a pull by digest) the read is an error and
+ * the deny rule refuses, which is rarely what the author meant. Not an error: a rule may mean it.
+ */
+export function lintAbsentFacts(rules: readonly Rule[]): AbsentFactWarning[] {
+  const warnings: AbsentFactWarning[] = [];
+  for (const rule of rules) {
+    if (rule.phase === 'token' || rule.when === undefined) continue;
+    let fields: string[];
+    try {
+      fields = unguardedReads(parse(rule.when).ast);
+    } catch {
+      continue; // cannot happen for a loaded rule: load.ts type-checks every `when`
+    }
+    if (fields.length === 0) continue;
+    const guard = fields.map((f) => `has(${f})`).join(' && ');
+    warnings.push({
+      file: rule.file,
+      rule: rule.name,
+      fields,
+      message: `${rule.file}: rule "${rule.name}" reads ${fields.join(', ')} without has(): on a request that has no ${fields.map((f) => f.slice('request.'.length)).join(' or ')} the read is an error and the rule refuses it (fail closed). Fix: start \`when\` with ${guard} && …`,
+    });
+  }
+  return warnings;
 }

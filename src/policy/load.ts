@@ -1,11 +1,12 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { parse as parseCel } from '@marcbachmann/cel-js';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { policyEnvironment, type CompiledWhen } from './cel.js';
 import { createPolicyEngine, type CompiledRule } from './engine.js';
-import { lazyReads, requestTimeInputs } from './reads.js';
-import type { Effect, PolicyEngine, RuleTiming } from './types.js';
+import { lazyReads, REPLACED_FIELDS, replacedReads, requestTimeInputs } from './reads.js';
+import type { Effect, PolicyEngine, RulePhase } from './types.js';
 
 /** An invalid policy: names the file, the rule and what is wrong (the CEL error for `when`). */
 export class PolicyLoadError extends Error {
@@ -45,16 +46,17 @@ const ruleSchema = z.strictObject(
       .string({ error: WHEN })
       .refine((w) => w.trim() !== '', WHEN)
       .optional(),
-    at: z
-      .enum(['token', 'request', 'both'], { error: '`at` must be token, request or both' })
+    // CONTRACT §6: token (default) | request; `both` is our extension (one deny rule, both phases).
+    phase: z
+      .enum(['token', 'request', 'both'], { error: '`phase` must be token, request or both' })
       .nullish()
-      .transform((a): RuleTiming => a ?? 'token'),
+      .transform((p): RulePhase => p ?? 'token'),
     description: z.string({ error: '`description` must be a string' }).optional(),
   },
   {
     error: (i) =>
       i.code === 'unrecognized_keys'
-        ? `unknown key "${i.keys[0]}" (known: name, effect, actions, at, when, description)`
+        ? `unknown key "${i.keys[0]}" (known: name, effect, actions, phase, when, description)`
         : 'a rule must be a mapping',
   },
 );
@@ -151,21 +153,35 @@ function compileRule(
   const fail = (problem: string): never => {
     throw new PolicyLoadError(file, label, problem);
   };
+  // The key was renamed to the contract's: say so instead of "unknown key".
+  if (typeof raw === 'object' && raw !== null && Object.hasOwn(raw, 'at')) {
+    const was = (raw as { at?: unknown }).at;
+    const value = typeof was === 'string' && /^[a-z]{1,16}$/.test(was) ? was : 'request';
+    fail(`\`at\` is now \`phase\`: write \`phase: ${value}\` (token, the default, request or both)`);
+  }
   const parsed = ruleSchema.safeParse(raw);
   if (!parsed.success) return fail(firstProblem(parsed.error.issues));
   const rule = parsed.data;
-  if (rule.effect === 'allow' && rule.at !== 'token') {
+  if (rule.effect === 'allow' && rule.phase !== 'token') {
     fail(
-      `\`effect: allow\` with \`at: ${rule.at}\`: access is granted when the token is issued; a request-time rule can only refuse (use effect: deny, or at: token)`,
+      `\`effect: allow\` with \`phase: ${rule.phase}\`: access is granted when the token is issued; a request-time rule can only refuse (use effect: deny, or phase: token)`,
     );
   }
-  if (rule.effect === 'audit' && rule.at !== 'token')
+  if (rule.effect === 'audit' && rule.phase !== 'token')
     fail(
-      `\`effect: audit\` with \`at: ${rule.at}\`: audit rules are evaluated when the token is issued only (for now)`,
+      `\`effect: audit\` with \`phase: ${rule.phase}\`: audit rules are evaluated when the token is issued only (for now)`,
     );
   let evaluate: CompiledWhen | undefined;
   let inputs: string[] = [];
   if (rule.when !== undefined) {
+    let replaced: string[] = [];
+    try {
+      replaced = replacedReads(parseCel(rule.when).ast);
+    } catch {
+      // a syntax error: the check below reports it
+    }
+    if (replaced.length > 0)
+      fail(`\`when\` reads ${replaced[0]}, which was removed: use ${REPLACED_FIELDS[replaced[0]!]}`);
     const checked = env.check(rule.when);
     if (!checked.valid) fail(`invalid CEL in \`when\`: ${checked.error?.message ?? 'type check failed'}`);
     if (checked.type !== 'bool' && checked.type !== 'dyn') fail(`\`when\` must evaluate to bool, not ${checked.type}`);
@@ -174,19 +190,19 @@ function compileRule(
     evaluate = parsedWhen as unknown as CompiledWhen;
   }
   // A token-time rule reading what only a /v2/ request has would never match: say so now.
-  if (rule.at !== 'request' && inputs.length > 0) {
+  if (rule.phase !== 'request' && inputs.length > 0) {
     const when =
-      rule.at === 'both'
+      rule.phase === 'both'
         ? 'is also evaluated when the token is issued'
         : 'is evaluated when the token is issued (the default)';
     fail(
-      `\`when\` reads ${inputs.join(', ')}, which only a /v2/ request has, but the rule ${when}: say \`at: request\``,
+      `\`when\` reads ${inputs.join(', ')}, which only a /v2/ request has, but the rule ${when}: say \`phase: request\``,
     );
   }
   return {
     name: rule.name,
     effect: rule.effect,
-    at: rule.at,
+    phase: rule.phase,
     actions: [...new Set(rule.actions)],
     when: rule.when,
     file,

@@ -7,7 +7,7 @@ import { NO_LAZY_READS, type LazyReads } from './reads.js';
 import type { MatchedRule, PolicyEngine, RequestRule } from './types.js';
 
 /**
- * Request-time rules (issue 21): the deny rules `at: request | both`, evaluated by a guard on each
+ * Request-time rules (issue 21, CONTRACT §6): the deny rules `phase: request | both`, evaluated by a guard on each
  * `/v2/` request against what the request is about. Pure: the guard gathers the facts (asking the
  * upstream and hashing the body only when `lazyFactsNeeded` says a rule reads them), then calls
  * `decideRequest`. Only deny rules run here: access is granted when the token is issued.
@@ -18,7 +18,10 @@ export type RequestKind = 'manifest' | 'blob' | 'upload' | 'tags' | 'referrers' 
 /** What the upstream says about the request's tag now (a manifest HEAD), or why there is no answer. */
 export type UpstreamLookup = { tagExists: boolean; digest: string } | { error: string };
 
-/** What a guard knows about one `/v2/` request; `request.tag`/`request.digest` derive from `reference`. */
+/**
+ * What a guard knows about one `/v2/` request; `request.tag`/`request.digest` derive from `reference`
+ * (and, on a manifest PUT, `request.digest` from `bodyDigest`).
+ */
 export interface RequestFacts {
   method: string;
   kind: RequestKind;
@@ -36,7 +39,11 @@ export interface RequestFacts {
   upstream: string;
   service: string;
   clientIP: string;
-  /** `sha256:…` of the manifest being PUT; set only when lazyFactsNeeded().bodyDigest. */
+  /**
+   * The digest of the manifest being PUT, which `request.digest` is on a manifest PUT; set only when
+   * lazyFactsNeeded().bodyDigest. On a PUT by digest the guard sets it only once the body hashes to
+   * the reference (it refuses the PUT otherwise), so a rule never sees a digest the body does not have.
+   */
   bodyDigest?: string;
   /** The upstream's answer for a tag; set only when lazyFactsNeeded().tagExists or .digest. */
   lookup?: UpstreamLookup;
@@ -59,39 +66,45 @@ export function requestKind(kind: RouteKind): RequestKind | undefined {
 const applies = (rule: RequestRule, facts: RequestFacts): boolean =>
   rule.actions.includes('*') || facts.actions.includes('*') || rule.actions.some((a) => facts.actions.includes(a));
 
-const digestOf = (f: RequestFacts): string => (isValidDigest(f.reference) ? f.reference : '');
-const tagOf = (f: RequestFacts): string => (f.kind === 'manifest' && !isValidDigest(f.reference) ? f.reference : '');
-/** Only a manifest PUT has a body digest to compare; the guard hashes nothing else. */
+/** request.tag: a manifest request's reference when it is not a digest ('' = absent). */
+const tagOf = (f: RequestFacts): string =>
+  f.kind === 'manifest' && f.reference && !isValidDigest(f.reference) ? f.reference : '';
+/** Only a manifest PUT has a body digest; the guard hashes nothing else. */
 const hasBody = (f: RequestFacts): boolean => f.kind === 'manifest' && f.method === 'PUT';
 
 type LazyName = keyof LazyReads;
 /** How a rule's read of an on-demand fact is answered: the value, or a throw (fail closed / probe). */
 type Lazy = (name: LazyName) => unknown;
 
-/** The variables of a request-time rule; the on-demand facts are getters that call `lazy`. */
+/**
+ * The variables of a request-time rule; the on-demand facts are getters that call `lazy`. A fact the
+ * request does not have is left out, not "": `has(request.tag)` is then false and a plain read an
+ * evaluation error (cel-js treats a missing key and an undefined one alike).
+ */
 function celVars(identity: Identity, f: RequestFacts, lazy: Lazy): RequestCelContext {
   const tag = tagOf(f);
-  const body = hasBody(f);
+  const request: RequestCelContext['request'] = {
+    type: f.kind === 'catalog' ? 'registry' : 'repository',
+    repository: f.repository,
+    actions: [...f.actions],
+    service: f.service,
+    clientIP: f.clientIP,
+    upstream: f.upstream,
+    method: f.method,
+    kind: f.kind,
+    reference: f.reference,
+    ...(tag ? { tag } : {}),
+    mediaType: f.mediaType,
+    contentLength: BigInt(f.contentLength ?? -1),
+  };
+  // A manifest PUT: the pushed manifest's digest, hashed only when read (by tag or by digest: on a
+  // PUT by digest the guard checks the body hashes to it). Otherwise the digest the reference names.
+  if (hasBody(f))
+    Object.defineProperty(request, 'digest', { enumerable: true, get: () => lazy('bodyDigest') as string });
+  else if (isValidDigest(f.reference)) request.digest = f.reference;
   return {
     ...identityVars(identity),
-    request: {
-      type: f.kind === 'catalog' ? 'registry' : 'repository',
-      repository: f.repository,
-      actions: [...f.actions],
-      service: f.service,
-      clientIP: f.clientIP,
-      upstream: f.upstream,
-      method: f.method,
-      kind: f.kind,
-      reference: f.reference,
-      tag,
-      digest: digestOf(f),
-      mediaType: f.mediaType,
-      contentLength: BigInt(f.contentLength ?? -1),
-      get bodyDigest() {
-        return body ? (lazy('bodyDigest') as string) : '';
-      },
-    },
+    request,
     image: { verified: f.image?.verified ?? false, signers: [...(f.image?.signers ?? [])] },
     // No tag, nothing to ask: a digest reference exists or not by content, not by name.
     upstream: {
@@ -109,7 +122,8 @@ function celVars(identity: Identity, f: RequestFacts, lazy: Lazy): RequestCelCon
 function supplied(f: RequestFacts): Lazy {
   return (name) => {
     if (name === 'bodyDigest') {
-      if (f.bodyDigest === undefined) throw new Error('request.bodyDigest was not computed');
+      if (f.bodyDigest === undefined)
+        throw new Error('request.digest unknown: the pushed manifest was not hashed (policy test: give --digest)');
       return f.bodyDigest;
     }
     if (f.lookup === undefined) throw new Error(`upstream.${name} unknown: the upstream was not asked`);
@@ -119,6 +133,20 @@ function supplied(f: RequestFacts): Lazy {
 }
 
 const firstLine = (err: unknown): string => (err instanceof Error ? err.message : String(err)).split('\n')[0]!.trim();
+
+/**
+ * Why a rule could not be evaluated, in words: cel-js says "No such key: tag" for a read of an
+ * absent request.tag/request.digest; name the field, why it is absent and the fix.
+ */
+function evaluationError(err: unknown, f: RequestFacts): string {
+  const line = firstLine(err);
+  const key = /^No such key: (tag|digest)$/.exec(line)?.[1];
+  if (key === 'tag' && !tagOf(f))
+    return `request.tag is absent (${f.reference ? 'the reference is a digest' : 'this request names no tag'}): guard the read with has(request.tag)`;
+  if (key === 'digest' && !hasBody(f) && !isValidDigest(f.reference))
+    return `request.digest is absent (${f.reference ? 'the reference is a tag' : 'this request names no digest'}): guard the read with has(request.digest)`;
+  return line;
+}
 
 const matched = (r: RequestRule): MatchedRule => ({ name: r.name, effect: r.effect, actions: r.actions, file: r.file });
 
@@ -142,7 +170,7 @@ export function decideRequest(
     } catch (err) {
       return {
         refused: matched(rule),
-        reason: `rule ${rule.name} could not be evaluated, so it refuses: ${firstLine(err)}`,
+        reason: `rule ${rule.name} could not be evaluated, so it refuses: ${evaluationError(err, facts)}`,
       };
     }
     if (result === true) return { refused: matched(rule), reason: `denied by rule ${rule.name}` };

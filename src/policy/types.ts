@@ -6,8 +6,11 @@ import type { LazyReads } from './reads.js';
 /** `audit`: evaluated like deny but only recorded ("would deny"), never changing a grant. */
 export type Effect = 'allow' | 'deny' | 'audit';
 
-/** When a rule is evaluated: when /token grants (`token`), on each `/v2/` request (`request`), or both. */
-export type RuleTiming = 'token' | 'request' | 'both';
+/**
+ * When a rule is evaluated (CONTRACT §6 `phase`): when /token grants (`token`, the default), on each
+ * `/v2/` request (`request`), or both (`both`, an extension of the contract: one deny rule for both).
+ */
+export type RulePhase = 'token' | 'request' | 'both';
 
 export interface Rule {
   name: string;
@@ -17,7 +20,7 @@ export interface Rule {
   /** The CEL source of `when` (absent: always matches). */
   when?: string;
   /** When the rule applies (default `token`). */
-  at: RuleTiming;
+  phase: RulePhase;
   /** File the rule came from (for errors and `policy test`). */
   file: string;
 }
@@ -48,10 +51,10 @@ export interface WouldDeny {
   actions: string[];
 }
 
-/** A deny rule evaluated on `/v2/` requests (`at: request | both`), compiled. */
+/** A deny rule evaluated on `/v2/` requests (`phase: request | both`), compiled. */
 export interface RequestRule extends Rule {
   evaluate?: CompiledWhen;
-  /** The on-demand inputs its `when` reads (upstream facts, the body's digest). */
+  /** The on-demand inputs its `when` reads (upstream facts, the pushed manifest's digest). */
   reads: LazyReads;
 }
 

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { SHIPPED_POLICY_PATH } from '../config/load.js';
 import type { Config, IssuerConfig } from '../config/types.js';
 import { flushLogs, type Logger } from '../log.js';
-import { lintTenantPinning } from '../policy/lint.js';
+import { lintAbsentFacts, lintTenantPinning } from '../policy/lint.js';
 import type { PolicyEngine } from '../policy/types.js';
 import { startPrimary } from './cluster.js';
 import { joinPrimary, type WorkerLink } from './cluster-worker.js';
@@ -168,9 +168,14 @@ function logPolicySource(config: Config, logger: Logger): void {
   }
 }
 
-/** Rules for GitHub/GitLab/Google issuers that never pin the owner grant to strangers: say so loudly. */
+/**
+ * Rules for GitHub/GitLab/Google issuers that never pin the owner grant to strangers: say so loudly.
+ * Request-time rules reading request.tag/digest without has() refuse every request lacking one: say so.
+ */
 function lintPolicies(policy: PolicyEngine, config: Config, logger: Logger): void {
   for (const w of lintTenantPinning(policy.rules, config.issuers)) {
     logger.warn({ file: w.file, rule: w.rule, issuer: w.issuer, preset: w.preset, ownerPinned: w.pinned }, w.message);
   }
+  for (const w of lintAbsentFacts(policy.rules))
+    logger.warn({ file: w.file, rule: w.rule, fields: w.fields }, w.message);
 }

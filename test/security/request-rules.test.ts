@@ -7,8 +7,8 @@ import { startRegistryAndProxy, type RegistryAndProxy } from '../helpers/registr
 /**
  * Getting past request-time rules and manifest limits (issue 21), against a real Distribution
  * registry: another spelling of a protected tag, a digest PUT that names tags, deleting a protected
- * tag by name or by digest, a chunked manifest over the limit, and a cached "absent" outliving this
- * proxy's own write. Each checks the answer and what the registry saw.
+ * tag by name or by digest, a chunked manifest over the limit, a cached "absent" outliving this
+ * proxy's own write, and a manifest PUT under a digest its body does not hash to. Each checks the answer and what the registry saw.
  */
 const POLICY = `
 rules:
@@ -17,12 +17,17 @@ rules:
     when: identity.issuerName == "ci" && request.repository.startsWith(claims.team + "/")
   - name: release-tags-are-immutable
     effect: deny
-    at: request
+    phase: request
     actions: [push, delete]
     when: >-
-      request.tag.matches("^v[0-9]+[.][0-9]+[.][0-9]+$") &&
+      has(request.tag) && request.tag.matches("^v[0-9]+[.][0-9]+[.][0-9]+$") &&
       (request.method == "DELETE" ||
-       (request.method == "PUT" && upstream.tagExists && request.bodyDigest != upstream.digest))
+       (request.method == "PUT" && upstream.tagExists && request.digest != upstream.digest))
+  - name: no-blocked-manifests
+    effect: deny
+    phase: request
+    actions: [push]
+    when: request.kind == "manifest" && request.method == "PUT" && claims.blocked.exists(d, d == request.digest)
 `;
 const REPO = 'team-a/sec';
 let stack: RegistryAndProxy;
@@ -90,10 +95,15 @@ async function upstreamSaw(fn: () => Promise<void>): Promise<string> {
   return stack.registry.logs().slice(before);
 }
 
+let blocked: Buffer;
+let blockedToken = '';
+
 beforeAll(async () => {
   stack = await startRegistryAndProxy({ policy: POLICY });
-  token = await stack.proxy.registryToken([`repository:${REPO}:pull,push,delete`]);
-  [a, b] = [await manifest('a'), await manifest('b')];
+  [a, b, blocked] = [await manifest('a'), await manifest('b'), await manifest('blocked')];
+  token = await stack.proxy.registryToken([`repository:${REPO}:pull,push,delete`], { blocked: [] });
+  // an identity whose token claim lists a manifest it may not push (no-blocked-manifests)
+  blockedToken = await stack.proxy.registryToken([`repository:${REPO}:pull,push`], { blocked: [sha(blocked)] });
   expect((await send('PUT', 'v1.0.0', a)).status).toBe(201);
 });
 afterAll(() => stack?.stop());
@@ -148,5 +158,49 @@ describe('request-time rules cannot be walked around', () => {
     const overwrite = await send('PUT', 'v2.0.0', b); // within the TTL
     expect(overwrite.status).toBe(403);
     expect(await upstreamDigest('v2.0.0')).toBe(sha(a));
+  });
+
+  describe('request.digest is what the pushed manifest hashes to, not what the client claims', () => {
+    const put = (ref: string, body: Buffer) =>
+      fetch(`${stack.proxy.url}/v2/${REPO}/manifests/${ref}`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${blockedToken}`, 'content-type': MANIFEST_TYPE },
+        body: new Uint8Array(body),
+      });
+
+    it('the blocked manifest is refused by tag and by its digest', async () => {
+      for (const ref of ['blocked-tag', sha(blocked)]) {
+        const r = await put(ref, blocked);
+        expect(r.status).toBe(403);
+        const body = await r.json();
+        expect(body.errors[0].code).toBe('DENIED');
+        expect(body.errors[0].message).toContain('denied by rule no-blocked-manifests');
+      }
+      expect(await upstreamDigest('blocked-tag')).toBe('');
+    });
+
+    it('under another digest (one the rule allows) it is 400 DIGEST_INVALID from the proxy; the upstream sees nothing', async () => {
+      let r!: Response;
+      const saw = await upstreamSaw(async () => void (r = await put(sha(a), blocked)));
+      expect(r.status).toBe(400);
+      expect((await r.json()).errors[0]).toMatchObject({
+        code: 'DIGEST_INVALID',
+        message: `the manifest's digest is ${sha(blocked)}, not ${sha(a)} as its reference claims`,
+      });
+      expect(saw, saw).not.toMatch(/"PUT \/v2\/team-a\/sec\/manifests/);
+    });
+
+    it('with no rule reading request.digest the proxy does not hash: Distribution refuses the mismatch itself', async () => {
+      // release-tags-are-immutable never reads request.digest on a digest push (has(request.tag) is false)
+      const other = await manifest('mismatch');
+      const r = await send('PUT', sha(a), other);
+      expect(r.status).toBe(400);
+      expect((await r.json()).errors[0].code).toBe('DIGEST_INVALID');
+      const check = await fetch(`${stack.registry.url}/v2/${REPO}/manifests/${sha(other)}`, {
+        method: 'HEAD',
+        headers: { accept: MANIFEST_TYPE },
+      });
+      expect(check.status).toBe(404);
+    });
   });
 });

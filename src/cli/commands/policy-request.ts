@@ -14,7 +14,7 @@ export interface RequestFlags {
   tagExists?: boolean;
   upstreamDigest?: string;
   upstreamError?: string;
-  bodyDigest?: string;
+  digest?: string;
   mediaType?: string;
   contentLength?: string;
 }
@@ -36,6 +36,28 @@ function lookupOf(f: RequestFlags): UpstreamLookup {
   return { tagExists: f.tagExists === true || f.upstreamDigest !== undefined, digest: f.upstreamDigest ?? '' };
 }
 
+/**
+ * request.digest of a manifest PUT (the pushed manifest's): --digest, else the digest reference.
+ * Other requests' request.digest is their digest reference; a PUT by digest of other content is
+ * refused by the proxy before any rule (400 DIGEST_INVALID), so neither has a --digest of its own.
+ */
+function pushedDigest(digest: string | undefined, method: string, kind: RequestKind, reference: string) {
+  const claimed = isValidDigest(reference) ? reference : undefined;
+  if (digest === undefined) return method === 'PUT' ? claimed : undefined;
+  if (!isValidDigest(digest)) throw new CliExit(2, '--digest must be a digest (sha256:…)');
+  if (method !== 'PUT' || kind !== 'manifest')
+    throw new CliExit(
+      2,
+      "--digest is the pushed manifest's digest (--method PUT --kind manifest); otherwise give the digest as --reference",
+    );
+  if (claimed && digest !== claimed)
+    throw new CliExit(
+      2,
+      `--digest differs from --reference ${claimed}: the proxy refuses a PUT whose manifest does not hash to its digest reference (400 DIGEST_INVALID)`,
+    );
+  return digest;
+}
+
 /** The facts a guard would gather for `scope` (its actions are what the request needs); usage errors exit 2. */
 export function requestFacts(
   f: RequestFlags & { method: string },
@@ -47,20 +69,20 @@ export function requestFacts(
   const length = f.contentLength === undefined ? undefined : Number(f.contentLength);
   if (length !== undefined && !(Number.isSafeInteger(length) && length >= 0))
     throw new CliExit(2, '--content-length must be a whole number of bytes');
-  if (f.bodyDigest !== undefined && !isValidDigest(f.bodyDigest))
-    throw new CliExit(2, '--body-digest must be a digest (sha256:…)');
+  const method = f.method.toUpperCase();
+  const reference = f.reference ?? '';
   return {
-    method: f.method.toUpperCase(),
+    method,
     kind,
     repository: scope.type === 'repository' ? scope.name : '',
     actions: scope.actions,
-    reference: f.reference ?? '',
+    reference,
     mediaType: f.mediaType ?? '',
     contentLength: length,
     upstream: ctx.upstream,
     service: ctx.service,
     clientIP: ctx.clientIP,
-    bodyDigest: f.bodyDigest,
+    bodyDigest: pushedDigest(f.digest, method, kind, reference),
     lookup: lookupOf(f),
   };
 }
@@ -81,11 +103,17 @@ export function requestOptions(cmd: Command): Command {
       'also decide a /v2/ request with this method (GET, HEAD, PUT, DELETE, …) per --scope through the request-time rules',
     )
     .option('--kind <kind>', `request.kind: ${KINDS.join(', ')}`, 'manifest')
-    .option('--reference <ref>', 'request.reference: a tag (request.tag) or a digest (request.digest)')
+    .option(
+      '--reference <ref>',
+      'request.reference: a tag (request.tag) or a digest (request.digest); absent: neither is set',
+    )
     .option('--tag-exists', 'upstream.tagExists: the upstream holds the tag')
     .option('--upstream-digest <digest>', 'upstream.digest: what the tag points at now (implies --tag-exists)')
     .option('--upstream-error <why>', 'the upstream lookup fails with this reason (rules reading upstream.* refuse)')
-    .option('--body-digest <digest>', 'request.bodyDigest: the digest of the manifest being PUT')
+    .option(
+      '--digest <digest>',
+      'request.digest of a manifest PUT by tag: the digest of the manifest being pushed (by digest it is the --reference)',
+    )
     .option('--media-type <type>', 'request.mediaType: the Content-Type')
     .option('--content-length <bytes>', 'request.contentLength (default: none, -1 in CEL)');
 }

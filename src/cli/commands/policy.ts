@@ -5,7 +5,7 @@ import { loadConfig } from '../../config/load.js';
 import { PRESETS, type Preset } from '../../config/types.js';
 import { identityFromClaims } from '../../identity/presets.js';
 import { formatScope, parseScopes, ScopeError, type Scope } from '../../oci/scope.js';
-import { lintTenantPinning, type LintIssuer } from '../../policy/lint.js';
+import { lintAbsentFacts, lintTenantPinning, type LintIssuer } from '../../policy/lint.js';
 import { loadPolicies, PolicyLoadError } from '../../policy/load.js';
 import { grant } from '../../policy/grant.js';
 import { explainDecision } from '../../policy/explain.js';
@@ -136,6 +136,7 @@ function policyTest(opts: PolicyTestFlags): void {
     { name: identity.issuerName, issuer: identity.issuer, preset: identity.preset },
   ];
   for (const w of lintTenantPinning(engine.rules, issuers)) process.stderr.write(`warning: ${w.message}\n`);
+  for (const w of lintAbsentFacts(engine.rules)) process.stderr.write(`warning: ${w.message}\n`);
   const { claims: _c, ...shown } = identity;
   process.stdout.write(`${JSON.stringify({ identity: shown, decisions }, null, 2)}\n`);
   // stdout stays JSON for scripts; the verdict in words is for the person reading the terminal
@@ -152,7 +153,7 @@ export function register(program: Command): void {
   const test = policy
     .command('test')
     .description(
-      'print the grant and the rules that matched, as JSON on stdout, and one line per scope on stderr (granted, or why not: "no rule matched", "no rule grants push", "denied by rule …"). With --method, each scope is also decided as a /v2/ request through the request-time rules (`at: request | both`): "passes" or "refused" and why. Exit 0 when every requested action of every scope is granted (and no request-time rule refuses), 1 when anything is not (denied, partly granted, refused), 2 on usage or policy errors. A JWT given as --claims is DECODED, NOT VERIFIED: this is a debugging tool (use `verify` to check a token)',
+      'print the grant and the rules that matched, as JSON on stdout, and one line per scope on stderr (granted, or why not: "no rule matched", "no rule grants push", "denied by rule …"). With --method, each scope is also decided as a /v2/ request through the request-time rules (`phase: request | both`): "passes" or "refused" and why. Exit 0 when every requested action of every scope is granted (and no request-time rule refuses), 1 when anything is not (denied, partly granted, refused), 2 on usage or policy errors. A JWT given as --claims is DECODED, NOT VERIFIED: this is a debugging tool (use `verify` to check a token)',
     )
     .requiredOption('--claims <file.json|jwt>', 'claims as a JSON file, or a JWT (decoded, not verified)')
     .requiredOption('--scope <scope>', 'requested scope, e.g. repository:team/app:pull,push; repeatable', collect)

@@ -23,10 +23,10 @@ import { readBody, TOO_LARGE } from './read-body.js';
 import { createTagLookups, type TagLookups } from './tag-lookup.js';
 
 /**
- * Request-time rules (issue 21, the proxy side): the policy's `at: request | both` deny rules over
+ * Request-time rules (issue 21, the proxy side): the policy's `phase: request | both` deny rules over
  * each `/v2/` request. The facts come from the route, the head and the token's identity; the upstream
- * is asked (one HEAD: cached for reads, fresh for a write) and the manifest hashed only when a rule
- * that applies reads them. A push or delete of a tag that depends on the upstream's answer holds a
+ * is asked (one HEAD: cached for reads, fresh for a write) and the manifest hashed (request.digest of
+ * a manifest PUT) only when a rule that applies reads them. A push or delete of a tag that depends on the upstream's answer holds a
  * per-tag lock from the check until its exchange ends, so two writes of one tag through this process
  * are not interleaved.
  */
@@ -102,13 +102,35 @@ const busy = (repository: string, tag: string): OciError =>
     },
   );
 
-/** The body's digest when a rule reads it: the body an earlier guard read, or read here (capped); or the 413. */
-async function bodyDigest(ctx: GuardContext, maxBytes: number): Promise<{ body: Buffer; digest: string } | OciError> {
+/** The algorithms a manifest digest may use (go-digest's, as Distribution accepts them). */
+const DIGEST_ALGORITHMS = new Set(['sha256', 'sha384', 'sha512']);
+
+/**
+ * The pushed manifest's digest when a rule reads request.digest: the body an earlier guard read, or
+ * read here (capped); or the 413. A PUT by digest is hashed with the reference's algorithm and must
+ * hash to it: otherwise a rule would judge the digest the client claims, not the bytes it sends
+ * (Distribution refuses that PUT too, but a rule must not depend on the upstream checking).
+ */
+async function pushedDigest(
+  ctx: GuardContext,
+  reference: string,
+  maxBytes: number,
+): Promise<{ body: Buffer; digest: string } | OciError> {
+  const claimed = isValidDigest(reference) ? reference : undefined;
+  const algorithm = claimed ? claimed.slice(0, claimed.indexOf(':')) : 'sha256';
+  if (!DIGEST_ALGORITHMS.has(algorithm))
+    return new OciError(400, 'DIGEST_INVALID', `unsupported digest algorithm ${JSON.stringify(algorithm)}`);
   const declared = declaredLength(ctx.req);
   if (!ctx.body && declared !== undefined && declared > maxBytes) return manifestTooLarge(maxBytes, declared);
   const body = ctx.body ?? (await readBody(ctx.req, maxBytes));
   if (body === TOO_LARGE) return manifestTooLarge(maxBytes);
-  return { body, digest: `sha256:${createHash('sha256').update(body).digest('hex')}` };
+  const digest = `${algorithm}:${createHash(algorithm).update(body).digest('hex')}`;
+  if (claimed && digest !== claimed)
+    return explained(
+      new OciError(400, 'DIGEST_INVALID', `the manifest's digest is ${digest}, not ${claimed} as its reference claims`),
+      `manifest PUT under a digest its body does not hash to (${claimed}, body ${digest})`,
+    );
+  return { body, digest };
 }
 
 export function requestRulesGuard(
@@ -143,7 +165,7 @@ export function requestRulesGuard(
     const name = tag ? upstreamName(ctx.upstream, facts.repository) : '';
     let body: Buffer | undefined;
     if (needed.bodyDigest) {
-      const read = await bodyDigest(ctx, config.limits.manifestMaxBytes);
+      const read = await pushedDigest(ctx, facts.reference, config.limits.manifestMaxBytes);
       if (read instanceof OciError) return read;
       if (!ctx.body) body = read.body;
       facts.bodyDigest = read.digest;

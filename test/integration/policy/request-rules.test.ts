@@ -13,6 +13,8 @@ import { requireTool } from '../../support/tools.js';
 import { MANIFEST_TYPE, pushSmallBlob } from '../../support/seed.js';
 import { startRegistryAndProxy, type RegistryAndProxy } from '../../helpers/registry-and-proxy.js';
 import { startProxy, type TestProxy } from '../../helpers/server.js';
+import { lintAbsentFacts } from '../../../src/policy/lint.js';
+import { compilePolicyText } from '../../../src/policy/load.js';
 
 /**
  * Request-time rules (issue 21) through the real proxy, a real Distribution registry, skopeo and
@@ -27,19 +29,35 @@ rules:
     when: identity.issuerName == "ci" && request.repository.startsWith(claims.team + "/")
   - name: release-tags-are-immutable
     effect: deny
-    at: request
+    phase: request
     actions: [push, delete]
     when: >-
-      request.tag.matches("^v[0-9]+[.][0-9]+[.][0-9]+([-+].*)?$") &&
+      has(request.tag) && request.tag.matches("^v[0-9]+[.][0-9]+[.][0-9]+([-+].*)?$") &&
       (request.method == "DELETE" ||
-       (request.method == "PUT" && upstream.tagExists && request.bodyDigest != upstream.digest))
+       (request.method == "PUT" && upstream.tagExists && request.digest != upstream.digest))
   - name: only-main-moves-latest
     effect: deny
-    at: request
+    phase: request
     actions: [push, delete]
     when: >-
-      request.tag == "latest" && request.method in ["PUT", "DELETE"] &&
+      has(request.tag) && request.tag == "latest" && request.method in ["PUT", "DELETE"] &&
       !(has(claims.ref) && claims.ref == "refs/heads/main")
+`;
+
+/** CONTRACT §6's example, verbatim, beside an allow rule: it must load and behave as the contract says. */
+const CONTRACT_POLICY = `
+rules:
+  - name: ci-owns-its-prefix
+    actions: [pull, push]
+    when: identity.issuerName == "ci" && request.repository.startsWith(claims.team + "/")
+  - name: release-tags-are-immutable
+    phase: request                     # token (default) | request
+    effect: deny
+    actions: [push]
+    when: >-
+      request.kind == "manifest" && request.method == "PUT" && has(request.tag) &&
+      request.tag.matches("^v[0-9]+[.][0-9]+[.][0-9]+$") &&
+      upstream.tagExists && upstream.digest != request.digest
 `;
 const run = promisify(execFile);
 let stack: RegistryAndProxy;
@@ -379,5 +397,70 @@ describe('a tag lookup that fails', () => {
     expect(viaSkopeo.out).toMatch(
       /uploading manifest v3\.0\.0 to [^ ]+: denied: .*could not be evaluated, so it refuses: .*the upstream answered HTTP 503 to the tag lookup\./,
     );
+  });
+});
+
+describe('the contract example (CONTRACT §6, verbatim)', () => {
+  let contract: TestProxy;
+  beforeAll(async () => {
+    contract = await startProxy({ upstream: stack.registry.url, policy: CONTRACT_POLICY });
+  });
+  afterAll(async () => {
+    await contract?.stop();
+  });
+  const pushTo = async (image: OciImage, ref: string) =>
+    sk([
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `x:${await contract.mintIdentity()}`,
+      image.ref,
+      `docker://${contract.host}/${ref}`,
+    ]);
+
+  it('v1.2.3 pushed twice with different content: the second is refused, 403 DENIED naming the rule', async () => {
+    const first = await pushTo(imageA, 'team-a/contract:v1.2.3');
+    expect(first.ok, first.out).toBe(true);
+    const before = await upstreamDigest('team-a/contract', 'v1.2.3');
+    expect(before).toMatch(/^sha256:/);
+    const second = await pushTo(imageB, 'team-a/contract:v1.2.3');
+    expect(second.ok).toBe(false);
+    // skopeo: … uploading manifest v1.2.3 to 127.0.0.1:PORT/team-a/contract: denied: issuer ci, subject job-42
+    // was refused PUT manifest team-a/contract:v1.2.3: denied by rule release-tags-are-immutable. Check with: …
+    expect(second.out).toContain(
+      `uploading manifest v1.2.3 to ${contract.host}/team-a/contract: denied: issuer ci, subject job-42 was refused PUT manifest team-a/contract:v1.2.3: denied by rule release-tags-are-immutable.`,
+    );
+    expect(await upstreamDigest('team-a/contract', 'v1.2.3')).toBe(before);
+    // the status and code, as the registry API answers them
+    const t = await contract.registryToken(['repository:team-a/contract:pull,push']);
+    const m = await manifestIn('team-a/contract', 'contract-other');
+    const r = await fetch(`${contract.url}/v2/team-a/contract/manifests/v1.2.3`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${t}`, 'content-type': MANIFEST_TYPE },
+      body: new Uint8Array(m),
+    });
+    expect(r.status).toBe(403);
+    const body = (await r.json()).errors[0];
+    expect(body.code).toBe('DENIED');
+    expect(body.message).toContain('denied by rule release-tags-are-immutable');
+    expect(await upstreamDigest('team-a/contract', 'v1.2.3')).toBe(before);
+  });
+
+  it('the same content again is allowed (an idempotent retry)', async () => {
+    const again = await pushTo(imageA, 'team-a/contract:v1.2.3');
+    expect(again.ok, again.out).toBe(true);
+  });
+
+  it('a push by digest is not refused by this rule (no tag: has(request.tag) is false)', async () => {
+    const t = await contract.registryToken(['repository:team-a/contract:pull,push']);
+    const m = await manifestIn('team-a/contract', 'contract-digest');
+    const r = await fetch(`${contract.url}/v2/team-a/contract/manifests/${sha(m)}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${t}`, 'content-type': MANIFEST_TYPE },
+      body: new Uint8Array(m),
+    });
+    expect(r.status, await r.text()).toBe(201);
+    // and start-up has nothing to warn about: the example guards request.tag, and a manifest PUT always has a digest
+    expect(lintAbsentFacts(compilePolicyText(CONTRACT_POLICY).rules)).toEqual([]);
   });
 });

@@ -97,8 +97,11 @@ describe('effect: audit rules', () => {
   });
 
   it('is refused at request time (for now)', () => {
-    expect(() =>
-      compilePolicyText('rules:\n  - name: a\n    effect: audit\n    at: request\n    actions: [pull]\n'),
-    ).toThrow(PolicyLoadError);
+    const load = () =>
+      compilePolicyText('rules:\n  - name: a\n    effect: audit\n    phase: request\n    actions: [pull]\n');
+    expect(load).toThrow(PolicyLoadError);
+    expect(load).toThrow(
+      '`effect: audit` with `phase: request`: audit rules are evaluated when the token is issued only',
+    );
   });
 });

@@ -13,16 +13,16 @@ rules:
     when: "true"
   - name: prod-pulls-signed
     effect: deny
-    at: request
+    phase: request
     actions: [pull]
     when: >-
       request.kind == "manifest" && !image.verified &&
       !(identity.subject == "build" && request.repository.startsWith("prod/"))
   - name: release-key-for-releases
     effect: deny
-    at: request
+    phase: request
     actions: [pull]
-    when: request.tag.startsWith("release-") && !("release" in image.signers)
+    when: has(request.tag) && request.tag.startsWith("release-") && !("release" in image.signers)
 `;
 const engine = compilePolicyText(POLICY);
 const who = (subject: string): Identity => ({ issuerName: 'ci', issuer: 'https://ci', subject, claims: {} });
@@ -64,6 +64,6 @@ describe('image.* in request-time rules', () => {
 
   it('a token-time rule reading image is refused at load', () => {
     const bad = `rules:\n  - name: x\n    effect: allow\n    actions: [pull]\n    when: image.verified\n`;
-    expect(() => compilePolicyText(bad)).toThrow(/image\.verified.*at: request/);
+    expect(() => compilePolicyText(bad)).toThrow(/image\.verified.*phase: request/);
   });
 });

@@ -4,10 +4,11 @@ import type { Identity } from '../../../src/identity/types.js';
 import { parseScope } from '../../../src/oci/scope.js';
 import { requestDenialMessage } from '../../../src/policy/explain.js';
 import { compilePolicyText } from '../../../src/policy/load.js';
-import { requestTimeInputs } from '../../../src/policy/reads.js';
+import { lintAbsentFacts } from '../../../src/policy/lint.js';
+import { requestTimeInputs, unguardedReads } from '../../../src/policy/reads.js';
 import { decideRequest, lazyFactsNeeded, requestKind, type RequestFacts } from '../../../src/policy/request.js';
 
-/** Issue 21, the policy side: `at:`, the request-time CEL variables, decideRequest, lazyFactsNeeded. */
+/** Issue 21, the policy side: `phase:`, the request-time CEL variables, decideRequest, lazyFactsNeeded. */
 
 const ctx = { service: 'registry.test', clientIP: '127.0.0.1' };
 const who: Identity = {
@@ -33,49 +34,60 @@ const facts = (over: Partial<RequestFacts> = {}): RequestFacts => ({
 });
 
 const rule = (when: string, extra = '') =>
-  `rules:\n  - {name: r, effect: deny, at: request, actions: [push]${extra}, when: ${JSON.stringify(when)}}\n`;
+  `rules:\n  - {name: r, effect: deny, phase: request, actions: [push]${extra}, when: ${JSON.stringify(when)}}\n`;
 const decide = (when: string, f: Partial<RequestFacts> = {}, extra = '') =>
   decideRequest(compilePolicyText(rule(when, extra)), who, facts(f))?.reason;
 
-describe('`at:` at load', () => {
+describe('`phase:` at load', () => {
   it.each([
-    ['at: sometimes', '`at` must be token, request or both'],
-    ['effect: allow, at: request', '`effect: allow` with `at: request`: access is granted when the token is issued'],
-    ['effect: allow, at: both', 'a request-time rule can only refuse (use effect: deny, or at: token)'],
+    ['phase: sometimes', '`phase` must be token, request or both'],
+    [
+      'effect: allow, phase: request',
+      '`effect: allow` with `phase: request`: access is granted when the token is issued',
+    ],
+    ['effect: allow, phase: both', 'a request-time rule can only refuse (use effect: deny, or phase: token)'],
     [
       'effect: deny, when: request.method == "PUT"',
-      '`when` reads request.method, which only a /v2/ request has, but the rule is evaluated when the token is issued (the default): say `at: request`',
+      '`when` reads request.method, which only a /v2/ request has, but the rule is evaluated when the token is issued (the default): say `phase: request`',
     ],
     [
-      'effect: deny, at: both, when: upstream.tagExists',
+      'effect: deny, phase: both, when: upstream.tagExists',
       'reads upstream.tagExists, which only a /v2/ request has, but the rule is also evaluated when the token is issued',
     ],
-    [
-      'effect: deny, at: token, when: request.bodyDigest != upstream.digest',
-      'reads request.bodyDigest, upstream.digest',
-    ],
+    ['effect: deny, phase: token, when: request.digest != upstream.digest', 'reads request.digest, upstream.digest'],
     ['effect: deny, when: \'request["kind"] == "blob"\'', 'reads request.kind'],
     ['effect: deny, when: request.mediaType != "" || has(request.tag)', 'reads request.mediaType, request.tag'],
-    ['effect: deny, at: request, when: request.methd == "PUT"', 'invalid CEL in `when`'],
-    ['effect: deny, at: request, when: request.contentLength > "4"', 'invalid CEL in `when`'],
-    ['effect: deny, at: [request]', '`at` must be token, request or both'],
+    ['effect: deny, phase: request, when: request.methd == "PUT"', 'invalid CEL in `when`'],
+    ['effect: deny, phase: request, when: request.contentLength > "4"', 'invalid CEL in `when`'],
+    ['effect: deny, phase: [request]', '`phase` must be token, request or both'],
+    // the key before the contract named it: a clear error naming the fix, not "unknown key"
+    ['effect: deny, at: request', '`at` is now `phase`: write `phase: request` (token, the default, request or both)'],
+    ['effect: deny, at: both, phase: both', '`at` is now `phase`: write `phase: both`'],
+    [
+      'effect: deny, phase: request, when: upstream.tagExists && request.bodyDigest != upstream.digest',
+      "`when` reads request.bodyDigest, which was removed: use request.digest (on a manifest PUT it is the pushed manifest's digest",
+    ],
+    [
+      'effect: deny, phase: request, when: \'request["bodyDigest"] == ""\'',
+      'reads request.bodyDigest, which was removed',
+    ],
   ])('rejects %s', (fields, problem) => {
     const load = () => compilePolicyText(`rules:\n  - {name: bad, actions: [push], ${fields}}\n`, 'p.yaml');
     expect(load).toThrow(/^p\.yaml: rule "bad": /);
     expect(load).toThrow(problem);
   });
 
-  it('names `at` among the known keys', () => {
+  it('names `phase` among the known keys', () => {
     expect(() => compilePolicyText('rules: [{name: x, actions: [pull], a: request}]')).toThrow(
-      '(known: name, effect, actions, at, when, description)',
+      '(known: name, effect, actions, phase, when, description)',
     );
   });
 
   it('token rules are decided at /token only, request rules on /v2/ only, both at both', () => {
     const engine = compilePolicyText(`rules:
   - {name: t, actions: [pull, push]}
-  - {name: q, effect: deny, at: request, actions: [push]}
-  - {name: b, effect: deny, at: both, actions: [delete], when: 'claims.team == "a"'}
+  - {name: q, effect: deny, phase: request, actions: [push]}
+  - {name: b, effect: deny, phase: both, actions: [delete], when: 'claims.team == "a"'}
 `);
     const d = engine.decide(who, parseScope('repository:team/app:pull,push,delete'), ctx);
     expect(d.granted).toEqual(['pull', 'push']);
@@ -96,8 +108,8 @@ describe('requestTimeInputs: what a `when` reads, from the AST', () => {
     ['request.method == "PUT" && request.tag.startsWith("v")', ['request.method', 'request.tag']],
     ['has(request.digest) || request["kind"] == "blob"', ['request.digest', 'request.kind']],
     [
-      'upstream.tagExists && request.bodyDigest != upstream.digest',
-      ['request.bodyDigest', 'upstream.digest', 'upstream.tagExists'],
+      'upstream.tagExists && request.digest != upstream.digest',
+      ['request.digest', 'upstream.digest', 'upstream.tagExists'],
     ],
     ['[upstream].size() == 1', ['upstream.digest', 'upstream.tagExists']],
     ['request[claims.k] == ""', ['request[…]']],
@@ -109,12 +121,16 @@ describe('requestTimeInputs: what a `when` reads, from the AST', () => {
 
 describe('decideRequest: the variables as rules see them', () => {
   it.each([
-    ['request.tag == "v1.0.0" && request.digest == ""', {}],
-    ['request.digest == "' + DIGEST_A + '" && request.tag == ""', { reference: DIGEST_A }],
+    // absent facts are absent (CONTRACT §6 guards with has()), not ""
+    ['request.tag == "v1.0.0" && !has(request.digest)', { method: 'GET' }],
+    ['request.digest == "' + DIGEST_A + '" && !has(request.tag)', { method: 'GET', reference: DIGEST_A }],
     [
-      'request.tag == "" && request.digest == "" && request.reference == "abc_upload"',
+      '!has(request.tag) && !has(request.digest) && request.reference == "abc_upload"',
       { kind: 'upload' as const, reference: 'abc_upload' },
     ],
+    ['!has(request.tag) && request.digest == "' + DIGEST_A + '"', { kind: 'blob' as const, reference: DIGEST_A }],
+    ['!has(request.tag) && !has(request.digest)', { kind: 'tags' as const, reference: '' }],
+    ['!has(request.tag) && !has(request.digest) && request.reference == ""', { method: 'GET', reference: '' }],
     ['request.kind == "manifest" && request.method == "PUT" && request.type == "repository"', {}],
     [
       'request.type == "registry" && request.repository == ""',
@@ -128,12 +144,16 @@ describe('decideRequest: the variables as rules see them', () => {
       { upstream: 'hub' },
     ],
     ['"push" in request.actions && identity.namespace == "ci" && claims.team == "a"', {}],
-    ['request.bodyDigest == "' + DIGEST_A + '"', { bodyDigest: DIGEST_A }],
+    // a manifest PUT's request.digest is the pushed manifest's (by tag: the body's; by digest: the
+    // reference, which the guard checked the body hashes to)
+    ['request.tag == "v1.0.0" && request.digest == "' + DIGEST_A + '"', { bodyDigest: DIGEST_A }],
+    ['has(request.digest) && request.digest == "' + DIGEST_A + '"', { bodyDigest: DIGEST_A }],
+    ['request.digest == "' + DIGEST_A + '"', { reference: DIGEST_A, bodyDigest: DIGEST_A }],
     ['upstream.tagExists && upstream.digest == "' + DIGEST_B + '"', { lookup: { tagExists: true, digest: DIGEST_B } }],
     // no tag, nothing to ask: the upstream facts are known without a lookup
     ['!upstream.tagExists && upstream.digest == ""', { reference: DIGEST_A }],
-    // only a manifest PUT has a body digest
-    ['request.bodyDigest == ""', { method: 'GET' }],
+    // a GET by tag has no digest
+    ['!has(request.digest)', { method: 'GET' }],
   ])('%s', (when, f) => {
     expect(decide(when, f)).toBe('denied by rule r');
   });
@@ -146,9 +166,25 @@ describe('decideRequest: the variables as rules see them', () => {
     ],
     ['upstream.digest != ""', {}, 'upstream.digest unknown: the upstream was not asked'],
     [
-      'request.bodyDigest != upstream.digest',
+      'request.digest != upstream.digest',
       { lookup: { tagExists: true, digest: DIGEST_A } },
-      'request.bodyDigest was not computed',
+      'request.digest unknown: the pushed manifest was not hashed',
+    ],
+    // a plain read of an absent fact is a CEL error: the deny rule refuses, naming the rule, the field and the fix
+    [
+      'request.tag.matches("^v")',
+      { reference: DIGEST_A, bodyDigest: DIGEST_A },
+      'rule r could not be evaluated, so it refuses: request.tag is absent (the reference is a digest): guard the read with has(request.tag)',
+    ],
+    [
+      'request.tag == "latest"',
+      { kind: 'upload' as const, method: 'POST', reference: '' },
+      'rule r could not be evaluated, so it refuses: request.tag is absent (this request names no tag): guard the read with has(request.tag)',
+    ],
+    [
+      'request.digest == "' + DIGEST_A + '"',
+      { method: 'GET' },
+      'rule r could not be evaluated, so it refuses: request.digest is absent (the reference is a tag): guard the read with has(request.digest)',
     ],
     ['claims.missing == "x"', {}, 'rule r could not be evaluated, so it refuses: No such key: missing'],
     ['claims.team', {}, 'rule r did not evaluate to a bool, so it refuses'],
@@ -160,9 +196,9 @@ describe('decideRequest: the variables as rules see them', () => {
     expect(decide('true', { method: 'GET', actions: ['pull'] })).toBeUndefined();
     expect(decide('true', { kind: 'catalog', actions: ['*'] })).toBe('denied by rule r');
     const engine = compilePolicyText(`rules:
-  - {name: one, effect: deny, at: request, actions: ["*"], when: request.method == "DELETE"}
-  - {name: two, effect: deny, at: request, actions: [push]}
-  - {name: three, effect: deny, at: request, actions: [push]}
+  - {name: one, effect: deny, phase: request, actions: ["*"], when: request.method == "DELETE"}
+  - {name: two, effect: deny, phase: request, actions: [push]}
+  - {name: three, effect: deny, phase: request, actions: [push]}
 `);
     expect(decideRequest(engine, who, facts())?.refused.name).toBe('two');
     expect(decideRequest(engine, who, facts({ method: 'DELETE', actions: ['delete'] }))?.refused.name).toBe('one');
@@ -181,9 +217,9 @@ describe('decideRequest: the variables as rules see them', () => {
 
 describe('lazyFactsNeeded: the upstream is asked and the body hashed only when this request reads them', () => {
   const engine = compilePolicyText(`rules:
-  - {name: imm, effect: deny, at: request, actions: [push], when: 'request.method == "PUT" && upstream.tagExists && request.bodyDigest != upstream.digest'}
-  - {name: exists, effect: deny, at: request, actions: [delete], when: 'upstream.tagExists || request.method == "DELETE"'}
-  - {name: plain, effect: deny, at: request, actions: [pull], when: 'request.tag == "never"'}
+  - {name: imm, effect: deny, phase: request, actions: [push], when: 'request.method == "PUT" && upstream.tagExists && request.digest != upstream.digest'}
+  - {name: exists, effect: deny, phase: request, actions: [delete], when: 'upstream.tagExists || request.method == "DELETE"'}
+  - {name: plain, effect: deny, phase: request, actions: [pull], when: 'has(request.tag) && request.tag == "never"'}
 `);
   const all = { tagExists: true, digest: true, bodyDigest: true };
   const none = { tagExists: false, digest: false, bodyDigest: false };
@@ -203,6 +239,17 @@ describe('lazyFactsNeeded: the upstream is asked and the body hashed only when t
     ],
   ])('%s', (_, f, needed) => {
     expect(lazyFactsNeeded(engine, who, f)).toEqual(needed);
+  });
+
+  it('a manifest PUT hashes its body only for a rule reading request.digest, by tag or by digest', () => {
+    const reads = compilePolicyText(`rules:
+  - {name: pinned, effect: deny, phase: request, actions: [push], when: 'request.digest == "${DIGEST_B}"'}
+`);
+    const body = { tagExists: false, digest: false, bodyDigest: true };
+    expect(lazyFactsNeeded(reads, who, facts())).toEqual(body);
+    expect(lazyFactsNeeded(reads, who, facts({ reference: DIGEST_A }))).toEqual(body);
+    expect(lazyFactsNeeded(reads, who, facts({ method: 'GET', reference: DIGEST_A }))).toEqual(none);
+    expect(lazyFactsNeeded(engine, who, facts({ method: 'GET', reference: DIGEST_A }))).toEqual(none);
   });
 
   it('with the facts it named filled in, decideRequest needs nothing more', () => {
@@ -229,5 +276,47 @@ describe('requestDenialMessage', () => {
     expect(requestDenialMessage({ issuerName: 'ci', subject: 's' }, facts(), refusal, false)).toBe(
       'requested access to the resource is denied',
     );
+  });
+});
+
+describe('request.tag / request.digest read without has()', () => {
+  it.each([
+    ['request.tag == "latest"', ['request.tag']],
+    ['request.tag.matches("^v") && request.digest != upstream.digest', ['request.tag', 'request.digest']],
+    ['request["tag"] == "latest"', ['request.tag']],
+    ['has(request.tag) && request.tag.matches("^v") && upstream.digest != request.digest', ['request.digest']],
+    ['has(request.tag) && request.tag == "latest"', []],
+    ['request.kind == "manifest" && has(request.digest) && request.digest == "x"', []],
+    ['request.method == "PUT"', []],
+    // the contract's example: a manifest PUT always has a digest
+    [
+      'request.kind == "manifest" && request.method == "PUT" && has(request.tag) && request.tag.matches("^v") && upstream.tagExists && upstream.digest != request.digest',
+      [],
+    ],
+    ['request.method == "PUT" && request.digest == "x"', ['request.digest']],
+    ['request.kind == "manifest" && (request.method == "PUT" || request.digest == "x")', ['request.digest']],
+    ['request.tag == "x" && has(request.tag)', []],
+    // the shipped example: has(request.tag) means a manifest, and the PUT is in a nested chain
+    [
+      'has(request.tag) && request.tag.matches("^v") && (request.method == "DELETE" || (request.method == "PUT" && upstream.tagExists && request.digest != upstream.digest))',
+      [],
+    ],
+    ['!has(request.tag) || request.tag == "x"', []],
+  ])('%s', (when, fields) => {
+    expect(unguardedReads(parse(when).ast)).toEqual(fields);
+  });
+
+  it('lintAbsentFacts warns for request-time rules only, naming the file, the rule and the fix', () => {
+    const engine = compilePolicyText(
+      `rules:
+  - {name: bare, effect: deny, phase: request, actions: [push], when: 'request.tag == "latest"'}
+  - {name: guarded, effect: deny, phase: request, actions: [push], when: 'has(request.tag) && request.tag == "latest"'}
+  - {name: token, actions: [pull], when: 'claims.tag == "x"'}
+`,
+      'p.yaml',
+    );
+    expect(lintAbsentFacts(engine.rules).map((w) => w.message)).toEqual([
+      'p.yaml: rule "bare" reads request.tag without has(): on a request that has no tag the read is an error and the rule refuses it (fail closed). Fix: start `when` with has(request.tag) && …',
+    ]);
   });
 });

@@ -17,16 +17,16 @@ const POLICY = `
 rules:
   - name: immutable
     effect: deny
-    at: request
+    phase: request
     actions: [push, delete]
     when: >-
-      request.tag.startsWith("v") &&
-      (request.method == "DELETE" || (request.method == "PUT" && upstream.tagExists && request.bodyDigest != upstream.digest))
+      has(request.tag) && request.tag.startsWith("v") &&
+      (request.method == "DELETE" || (request.method == "PUT" && upstream.tagExists && request.digest != upstream.digest))
   - name: main-moves-latest
     effect: deny
-    at: request
+    phase: request
     actions: [push]
-    when: request.tag == "latest" && !(has(claims.ref) && claims.ref == "refs/heads/main")
+    when: has(request.tag) && request.tag == "latest" && !(has(claims.ref) && claims.ref == "refs/heads/main")
 `;
 const engine = compilePolicyText(POLICY);
 const config = {
@@ -181,6 +181,65 @@ describe('requestRulesGuard', () => {
     const refused = (await hidden(ctxOf('PUT', '/v2/team/app/manifests/v1', { body: BODY }))) as OciError;
     expect(refused.message).toBe('requested access to the resource is denied');
     expect(JSON.stringify(refused.body())).not.toContain('job-1');
+  });
+
+  describe('request.digest of a manifest PUT is what the body hashes to', () => {
+    // A deny list by digest: the rule reads request.digest, so the guard hashes the manifest.
+    const blocked = compilePolicyText(`rules:
+  - {name: blocked, effect: deny, phase: request, actions: [push], when: 'has(request.digest) && request.digest == "${DIGEST}"'}
+`);
+    const guard = () => requestRulesGuard(blocked, config, fakeLookups({ error: 'unused' }));
+    it.each([
+      ["by tag: the body's digest", `/v2/team/app/manifests/dev`, BODY, 403, 'denied by rule blocked'],
+      ['by its own digest', `/v2/team/app/manifests/${DIGEST}`, BODY, 403, 'denied by rule blocked'],
+      [
+        // the client names another digest than its body's: the rule must not judge the claim
+        'under a digest the body does not hash to: 400 before any rule',
+        `/v2/team/app/manifests/${OTHER}`,
+        BODY,
+        400,
+        `the manifest's digest is ${DIGEST}, not ${OTHER} as its reference claims`,
+      ],
+      [
+        'a digest algorithm it cannot check',
+        `/v2/team/app/manifests/md5:${'0'.repeat(32)}`,
+        BODY,
+        400,
+        'unsupported digest algorithm "md5"',
+      ],
+    ])('%s', async (_name, path, body, status, message) => {
+      const out = (await guard()(ctxOf('PUT', path, { body }))) as OciError;
+      expect(out).toBeInstanceOf(OciError);
+      expect(out.status).toBe(status);
+      expect(out.code).toBe(status === 400 ? 'DIGEST_INVALID' : 'DENIED');
+      expect(out.message).toContain(message);
+    });
+
+    it('another body passes, and is handed on as read', async () => {
+      const other = Buffer.from('{"schemaVersion":2,"x":1}');
+      const sha = `sha256:${createHash('sha256').update(other).digest('hex')}`;
+      for (const ref of ['dev', sha]) {
+        const ctx = ctxOf('PUT', `/v2/team/app/manifests/${ref}`, { body: other });
+        const out = (await guard()(ctx)) as GuardHold;
+        expect(out).not.toBeInstanceOf(OciError);
+        expect(out.body?.equals(other)).toBe(true);
+      }
+    });
+
+    it('a rule reading request.tag unguarded refuses a digest push, naming the rule and the field', async () => {
+      const bare = compilePolicyText(
+        `rules:\n  - {name: bare, effect: deny, phase: request, actions: [push], when: 'request.tag == "latest"'}\n`,
+      );
+      const out = (await requestRulesGuard(
+        bare,
+        config,
+        fakeLookups({ error: 'unused' }),
+      )(ctxOf('PUT', `/v2/team/app/manifests/${DIGEST}`, { body: BODY }))) as OciError;
+      expect(out.status).toBe(403);
+      expect(out.message).toContain(
+        'rule bare could not be evaluated, so it refuses: request.tag is absent (the reference is a digest): guard the read with has(request.tag)',
+      );
+    });
   });
 
   it('a token without an identity: rules reading claims refuse', async () => {

@@ -43,7 +43,7 @@ export function refusalOf(verdict: Verdict, now: number): OciError | undefined {
       'ratelimit-limit': `${verdict.limit};w=${verdict.windowS}`,
       'ratelimit-remaining': `0;w=${verdict.windowS}`,
     },
-    // Docker and containerd print only the status line of some answers: name the limit there too.
-    statusMessage: `Too Many Requests (rate limit ${verdict.rule})`,
+    // containerd (ctr, the CRI plugin) prints only the status line: the limit and its reset there too.
+    statusMessage: `Too Many Requests (rate limit ${verdict.rule} reached: resets in ${inWords(verdict.retryAfterMs)})`,
   });
 }

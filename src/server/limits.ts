@@ -33,7 +33,7 @@ export async function createLimits(config: Config, logger: Logger, registry: Reg
   return createLimiter({ rules, store, kind, keys, matches, logger, registry });
 }
 
-/** What /readyz says of the store: its state, and a reason not to be ready when it is down and fail-closed. */
+/** What /readyz says of the store: its state, and a reason not to be ready when it is down and failMode is closed. */
 export function limitsReadiness(limits: Limiter | undefined): { state?: object; reason?: string } {
   if (!limits) return {};
   const state = limits.state();

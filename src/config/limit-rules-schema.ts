@@ -38,9 +38,9 @@ export const limitStoreSchema = mapping(
       .describe(
         'where counters live: memory (this process), cluster (the primary of workers: N), redis (shared by replicas); default: redis when url is set, else cluster with workers > 1, else memory',
       ),
-    url: optionalRedisURL().describe(
-      'the Redis/Valkey server of type: redis: redis://host:6379/0, or rediss://host:6380/0 for TLS',
-    ),
+    url: refineBy(text, redisURLProblem)
+      .optional()
+      .describe('the Redis/Valkey server of type: redis: redis://host:6379/0, or rediss://host:6380/0 for TLS'),
     passwordFile: optText.describe('file holding the Redis password (AUTH); a username goes in the URL'),
     password: secretInline('passwordFile'),
     caFile: optText.describe(
@@ -72,10 +72,6 @@ export const limitStoreSchema = mapping(
       });
   })
   .prefault({});
-
-function optionalRedisURL() {
-  return refineBy(text, redisURLProblem).optional();
-}
 
 const RATE = 'must be a mapping {per, count, burst} (e.g. {per: 1h, count: 60, burst: 10})';
 

@@ -7,11 +7,13 @@ import { buildConfig } from '../../src/config/load.js';
 import { createLimiter } from '../../src/limits/limiter.js';
 import { startClusterCounters } from '../../src/limits/store.js';
 import type { LimitSubject, StoreState } from '../../src/limits/types.js';
+import { compileLimitMatch } from '../../src/policy/limit-key.js';
 import { startRedis } from '../../test/fixtures/redis.js';
 
 /**
  * The limiter's own cost per request (issue 23), outside HTTP: `total` checks at 16 concurrent
- * callers over 1000 identities against one rule of rate + quota (two counters, as a real rule has),
+ * callers over 1000 identities against one rule `rate: {per, count, burst}` with burst < count
+ * (two counters, window and pace, as the contract's example has) and a `match` expression,
  * for each store. CPU is this process's (user + system) per check; for the cluster store the
  * worker's plus the primary's that holds the counters; p50 is a check's latency.
  */
@@ -22,6 +24,7 @@ export interface LimiterCost {
 }
 
 const CONCURRENCY = 16;
+const MATCH = 'request.upstream == "hub" && request.kind == "manifest"';
 const SELF = fileURLToPath(import.meta.url);
 
 function subject(i: number): LimitSubject {
@@ -33,23 +36,24 @@ function subject(i: number): LimitSubject {
       actions: ['pull'],
       service: 'bench',
       clientIP: '127.0.0.1',
-      upstream: '',
+      upstream: 'hub',
+      kind: 'manifest',
+      method: 'GET',
+      reference: 'latest',
     },
   };
 }
 
 async function measure(kind: StoreState['store'], total: number, redisURL?: string): Promise<LimiterCost> {
-  const store = redisURL ? { redis: { url: redisURL } } : {};
-  const config = buildConfig(
-    { limits: { rules: [{ name: 'bench', rate: 1e6, quota: { limit: 1e9, window: '1h' } }], store } },
-    {},
-    undefined,
-  );
-  const limiter = createLimiter({
+  const store = redisURL ? { url: redisURL } : {};
+  const rule = { name: 'bench', match: MATCH, rate: { per: '1h', count: 1e9, burst: 1e6 } };
+  const config = buildConfig({ limits: { rules: [rule], store } }, {}, undefined);
+  const limiter = await createLimiter({
     rules: config.limits.rules,
     store: config.limits.store,
     kind,
     keys: new Map(),
+    matches: new Map([['bench', compileLimitMatch('bench', MATCH)]]),
     logger: pino({ level: 'silent' }),
   });
   if (kind === 'redis') while (limiter.state().state !== 'ready') await new Promise((r) => setTimeout(r, 20));
@@ -59,7 +63,7 @@ async function measure(kind: StoreState['store'], total: number, redisURL?: stri
     while (next < total) {
       const i = next++;
       const t = performance.now();
-      await limiter.check(subject(i), { place: 'token' });
+      await limiter.check(subject(i));
       lat.push(performance.now() - t);
     }
   };

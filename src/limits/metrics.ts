@@ -18,8 +18,8 @@ export function limitMetrics(registry = new Registry()) {
     }),
     fallbacks: new Counter({
       name: 'rap_limit_store_fallbacks_total',
-      help: 'Requests counted while the rate-limit store was unreachable (fail-open: per process; fail-closed: refused with 503)',
-      labelNames: ['store', 'failure'] as const,
+      help: 'Requests counted while the rate-limit store was unreachable (failMode open: limited per process; closed: refused with 503)',
+      labelNames: ['store', 'fail_mode'] as const,
       registers: [registry],
     }),
   };

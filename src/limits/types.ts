@@ -8,21 +8,31 @@ import type { Identity } from '../identity/types.js';
 /** Where a request is counted: the token endpoint or the registry API. */
 export type LimitPlace = 'token' | 'registry';
 
-/** What a key expression sees (the policy's CEL variables). */
+/**
+ * What `key` and `match` expressions see (the policy's CEL variables): at /token `request.kind` is
+ * "token" and the repository fields are empty; at /v2/ the route's kind (manifest, blob, upload,
+ * tags, referrers, catalog, ping), method and reference.
+ */
 export interface LimitSubject {
   identity: Identity;
-  request: { type: string; repository: string; actions: string[]; service: string; clientIP: string; upstream: string };
+  request: {
+    type: string;
+    repository: string;
+    actions: string[];
+    service: string;
+    clientIP: string;
+    upstream: string;
+    kind: string;
+    method: string;
+    reference: string;
+  };
 }
 
 /** A rule's key for one request; undefined or '' = this rule does not count the request. */
 export type KeyFn = (subject: LimitSubject) => string | undefined;
 
-/** The /v2/ request being counted: its route kind and method (HEAD costs nothing). */
-export interface Charge {
-  place: LimitPlace;
-  kind?: string;
-  method?: string;
-}
+/** A rule's `match`: whether it counts the request at all. */
+export type MatchFn = (subject: LimitSubject) => boolean;
 
 /** The closest limit a request counted against: for RateLimit-* headers. */
 export interface Headroom {
@@ -38,14 +48,15 @@ export type Verdict =
   | { ok: true; headroom?: Headroom }
   | {
       ok: false;
-      /** The rule that refused, whose counter, and how it is keyed (identity | expression). */
+      /** The rule that refused and how it is keyed (identity | expression): never the key itself. */
       rule: string;
-      who: string;
       keyClass: string;
+      /** What the key is, in words: "identity", "identity.namespace". */
+      per: string;
       limit: number;
       windowS: number;
       retryAfterMs: number;
-      /** What the limit counts, for the message: "6 requests per second", "60 per 1h". */
+      /** What the limit counts, for the message: "60 per 1h", "10 per 10m (bursts of 60 per 1h)". */
       what: string;
     }
   | { ok: false; unavailable: string };
@@ -54,13 +65,13 @@ export type Verdict =
 export interface StoreState {
   store: 'memory' | 'cluster' | 'redis';
   state: 'ready' | 'connecting' | 'unreachable';
-  failure?: 'fail-open' | 'fail-closed';
+  failMode?: 'open' | 'closed';
 }
 
 export interface Limiter {
-  /** True when some rule counts at `place`. */
+  /** True when some rule may count at `place` (a rule's match is only known per request). */
   applies(place: LimitPlace): boolean;
-  check(subject: LimitSubject, charge: Charge): Promise<Verdict>;
+  check(subject: LimitSubject): Promise<Verdict>;
   state(): StoreState;
   close(): Promise<void>;
 }

@@ -28,6 +28,17 @@ export const REQUEST_ONLY_FIELDS = {
   contentLength: 'int',
 } as const;
 
+/** What `identity` holds (CONTRACT §3). */
+const IDENTITY_FIELDS = {
+  issuerName: 'string',
+  issuer: 'string',
+  subject: 'string',
+  preset: 'string',
+  namespace: 'string',
+  serviceAccount: 'string',
+  podName: 'string',
+} as const;
+
 /** What the tag named by the request points at on the upstream now (one HEAD, only when a rule reads it). */
 export const UPSTREAM_FIELDS = { tagExists: 'bool', digest: 'string' } as const;
 
@@ -42,21 +53,22 @@ const IMAGE_FIELDS = { verified: 'bool', signers: 'list<string>' } as const;
 export function policyEnvironment(): Environment {
   return new Environment({ unlistedVariablesAreDyn: false })
     .registerVariable('claims', 'map<string, dyn>')
-    .registerVariable({
-      name: 'identity',
-      schema: {
-        issuerName: 'string',
-        issuer: 'string',
-        subject: 'string',
-        preset: 'string',
-        namespace: 'string',
-        serviceAccount: 'string',
-        podName: 'string',
-      },
-    })
+    .registerVariable({ name: 'identity', schema: IDENTITY_FIELDS })
     .registerVariable({ name: 'request', schema: { ...TOKEN_REQUEST_FIELDS, ...REQUEST_ONLY_FIELDS } })
     .registerVariable({ name: 'upstream', schema: UPSTREAM_FIELDS })
     .registerVariable({ name: 'image', schema: IMAGE_FIELDS });
+}
+
+/**
+ * The environment of `limits.rules[].key` and `match`: what both /token and /v2/ know before any
+ * upstream call (`request.kind` is "token" at /token), so reading anything else fails at start-up.
+ */
+export function limitEnvironment(): Environment {
+  const { method, kind, reference } = REQUEST_ONLY_FIELDS;
+  return new Environment({ unlistedVariablesAreDyn: false })
+    .registerVariable('claims', 'map<string, dyn>')
+    .registerVariable({ name: 'identity', schema: IDENTITY_FIELDS })
+    .registerVariable({ name: 'request', schema: { ...TOKEN_REQUEST_FIELDS, method, kind, reference } });
 }
 
 interface TokenRequestVars {

@@ -128,6 +128,7 @@ export async function forwardRoute(
       ),
     ),
     expectDigest: ready.expectDigest,
+    responseHeaders: ready.headers,
     // The upstream's next-page Link names a repository of the unfiltered list: seal it.
     rewriteLink: catalog ? (link) => catalogLink(link, config.publicURL, ctx.seal) : undefined,
     onBytes: bytesObserver(metrics, requestAudit(req)),

@@ -49,6 +49,8 @@ export interface ForwardOptions {
   body?: Buffer;
   /** A manifest by the digest its signature was verified for: a 200 naming another digest is refused (digest-check.ts). */
   expectDigest?: string;
+  /** Headers a guard set for the client (RateLimit-*), over the upstream's of the same name. */
+  responseHeaders?: Record<string, string>;
 }
 
 export interface Forwarder {
@@ -71,6 +73,7 @@ interface Meta extends Exchange {
   /** A blob GET/HEAD with upstream.followRedirects: a storage redirect is followed by the proxy (redirect.ts). */
   follow?: boolean;
   expectDigest?: string;
+  responseHeaders?: Record<string, string>;
 }
 
 /** What a forwarder needs of the config: one upstream (a target of proxy/upstreams.ts) and the proxy's own address. */
@@ -123,6 +126,8 @@ function onUpstreamResponse(
   }
   if (meta.expectDigest && refuseOtherDigest(proxyRes, res, meta.expectDigest, deps.logger)) return;
   clientConnectionHeaders(proxyRes.headers, close);
+  // Ours, not the upstream's: a Docker Hub upstream reports the proxy's own account's pull limit.
+  if (meta.responseHeaders) Object.assign(proxyRes.headers, meta.responseHeaders);
   if (meta.filterBody || meta.follow) {
     // selfHandleResponse: exchange.ts leaves the response to us
     const filter = status === 200 ? meta.filterBody : undefined;
@@ -154,6 +159,7 @@ function track(
     onStatus: opts.onUpstreamStatus,
     onBytes: opts.onBytes,
     expectDigest: opts.expectDigest,
+    responseHeaders: opts.responseHeaders,
     progress: 0,
     onIdle: () => {
       // Not even a socket yet (the agent's pool is exhausted): nothing upstream to abort.

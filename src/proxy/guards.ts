@@ -54,6 +54,8 @@ export interface GuardHold {
   /** The upstream's answer must carry this Docker-Content-Digest (and a GET's body hash to it): the digest verified. */
   expectDigest?: string;
   image?: ImageFacts;
+  /** Headers for the client's answer, over the upstream's of the same name (the limit guard's RateLimit-*). */
+  headers?: Record<string, string>;
 }
 
 /** Named functions: the name is what a refusal or a widening rewrite is logged under. */
@@ -102,6 +104,7 @@ export interface Forwardable {
   body?: Buffer;
   release?: () => void;
   expectDigest?: string;
+  headers?: Record<string, string>;
 }
 
 type GuardOutcome =
@@ -155,6 +158,7 @@ export async function runGuards(guards: readonly Guard[], ctx: GuardContext): Pr
   let body: Buffer | undefined;
   let image: ImageFacts | undefined;
   let expectDigest: string | undefined;
+  let headers: Record<string, string> | undefined;
   const releases: (() => void)[] = [];
   const releaseAll = (): void => releases.splice(0).forEach((r) => r());
   try {
@@ -170,6 +174,7 @@ export async function runGuards(guards: readonly Guard[], ctx: GuardContext): Pr
       if (isHold(answer) && answer.release) releases.push(answer.release);
       if (isHold(answer) && answer.body) body = answer.body;
       if (isHold(answer)) ({ image = image, expectDigest = expectDigest } = answer);
+      if (isHold(answer) && answer.headers) headers = { ...headers, ...answer.headers };
       const next = isHold(answer) ? (answer.route ?? route) : answer;
       if (next === route) continue;
       if (!withinAuthorized(authorized, next)) {
@@ -182,6 +187,10 @@ export async function runGuards(guards: readonly Guard[], ctx: GuardContext): Pr
     releaseAll();
     throw err;
   }
-  const extra = { ...(body ? { body } : {}), ...(expectDigest ? { expectDigest } : {}) };
+  const extra = {
+    ...(body ? { body } : {}),
+    ...(expectDigest ? { expectDigest } : {}),
+    ...(headers ? { headers } : {}),
+  };
   return { route, ...extra, ...(releases.length ? { release: releaseAll } : {}) };
 }

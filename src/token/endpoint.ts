@@ -142,11 +142,24 @@ function record(
   metrics?.tokenDecisions.inc(decisionLabels(outcome));
 }
 
-/** `limits.rules` at /token: the refusal (429, or 503 with a fail-closed store down), else the RateLimit headers of the closest limit. */
+/**
+ * `limits.rules` at /token (`request.kind == "token"` to their match): the refusal (429, or 503 with
+ * the store down and failMode: closed), else the RateLimit headers of the closest limit.
+ */
 async function limitedAtToken(limits: Limiter | undefined, identity: Identity, service: string, clientIP: string) {
   if (!limits?.applies('token')) return {};
-  const request = { type: '', repository: '', actions: [], service, clientIP, upstream: '' };
-  const verdict = await limits.check({ identity, request }, { place: 'token' });
+  const request = {
+    type: '',
+    repository: '',
+    actions: [],
+    service,
+    clientIP,
+    upstream: '',
+    kind: 'token',
+    method: '',
+    reference: '',
+  };
+  const verdict = await limits.check({ identity, request });
   return {
     refused: refusalOf(verdict, Date.now()),
     headers: verdict.ok ? headroomHeaders(verdict.headroom) : undefined,

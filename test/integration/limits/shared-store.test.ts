@@ -8,7 +8,9 @@ import { identity, limitedProxy, tokenRequest } from './support.js';
  * processes of two workers each, in the cluster primary of `workers: 4`, and what happens when Redis dies.
  */
 
-const perIdentity = (limit: number) => [{ name: 'per-identity', at: ['token'], quota: { limit, window: '1m' } }];
+const perIdentity = (count: number) => [
+  { name: 'per-identity', match: 'request.kind == "token"', rate: { per: '1m', count } },
+];
 
 async function statuses(urls: string[], idToken: string, n: number): Promise<number[]> {
   const out: number[] = [];
@@ -24,9 +26,7 @@ describe('limits on a shared Redis', () => {
   beforeAll(async () => {
     redis = await startRedis();
     for (let i = 0; i < 2; i++)
-      proxies.push(
-        await limitedProxy({ rules: perIdentity(10), store: { redis: { url: redis.url } } }, { workers: 2 }),
-      );
+      proxies.push(await limitedProxy({ rules: perIdentity(10), store: { url: redis.url } }, { workers: 2 }));
     for (const p of proxies) await servingWorkers(p.url, 2);
   });
   afterAll(async () => {
@@ -60,7 +60,7 @@ describe('limits on a shared Redis', () => {
     const body = JSON.parse(answer.body) as { errors: { code: string; message: string }[] };
     expect(body.errors[0]!.code).toBe('TOOMANYREQUESTS');
     expect(body.errors[0]!.message).toMatch(
-      /^rate limit "per-identity" \(10 per 1m\) reached for ci:A: resets in \d+s \(\d{4}-\d\d-\d\dT[\d:]+Z\)$/,
+      /^rate limit "per-identity" of 10 per 1m \(counted per identity\) reached: resets in \d+s \(\d{4}-\d\d-\d\dT[\d:]+Z\)$/,
     );
     const text = await scrape(proxies[0]!.url);
     expect(
@@ -93,9 +93,9 @@ describe('Redis killed mid-test', () => {
   let closed: Awaited<ReturnType<typeof limitedProxy>>;
   beforeAll(async () => {
     redis = await startRedis();
-    const store = (failure: string) => ({ redis: { url: redis.url }, failure, timeout: '200ms' });
-    open = await limitedProxy({ rules: perIdentity(3), store: store('fail-open') });
-    closed = await limitedProxy({ rules: perIdentity(3), store: store('fail-closed') });
+    const store = (failMode: string) => ({ url: redis.url, failMode, timeout: '200ms' });
+    open = await limitedProxy({ rules: perIdentity(3), store: store('open') });
+    closed = await limitedProxy({ rules: perIdentity(3), store: store('closed') });
   });
   afterAll(async () => {
     open?.kill();
@@ -113,7 +113,7 @@ describe('Redis killed mid-test', () => {
     const readyOpen = await (await fetch(`${open.url}/readyz`)).json();
     expect(readyOpen).toMatchObject({
       status: 'not ready',
-      limits: { store: 'redis', state: 'unreachable', failure: 'fail-open' },
+      limits: { store: 'redis', state: 'unreachable', failMode: 'open' },
     });
     // Per process meanwhile: E gets the limit from this process alone.
     const e = await identity('E');
@@ -121,16 +121,14 @@ describe('Redis killed mid-test', () => {
     expect(open.output()).toContain('rate-limit store unreachable: limiting per process meanwhile');
     const metrics = await scrape(open.url);
     expect(seriesValue(metrics, 'rap_limit_store_up{store="redis"}')).toBe(0);
-    expect(seriesValue(metrics, 'rap_limit_store_fallbacks_total{store="redis",failure="fail-open"}')).toBeGreaterThan(
-      0,
-    );
+    expect(seriesValue(metrics, 'rap_limit_store_fallbacks_total{store="redis",fail_mode="open"}')).toBeGreaterThan(0);
     const refused = await tokenRequest(closed.url, await identity('F'));
     expect(refused.status).toBe(503);
     expect(refused.body).toContain('rate-limit store unavailable');
     const readyClosed = await fetch(`${closed.url}/readyz`);
     expect(readyClosed.status).toBe(503);
     expect(JSON.stringify(await readyClosed.json())).toContain(
-      'rate-limit store redis unreachable (limits.store.failure: fail-closed)',
+      'rate-limit store redis unreachable (limits.store.failMode: closed)',
     );
 
     await redis.restart();
@@ -147,8 +145,10 @@ describe('Redis over TLS with a password', () => {
   it('counts in a rediss:// server whose CA is caFile, authenticating with passwordFile', async () => {
     const redis = await startRedis({ tls: true, password: 's3cret-for-the-test' });
     const store = {
-      redis: { url: redis.url, caFile: redis.caFile, passwordFile: redis.passwordFile },
-      failure: 'fail-closed',
+      url: redis.url,
+      caFile: redis.caFile,
+      passwordFile: redis.passwordFile,
+      failMode: 'closed',
     };
     const proxy = await limitedProxy({ rules: perIdentity(2), store });
     try {

@@ -142,7 +142,7 @@ describe('limits config', () => {
       tagLookupTTL: 5000,
       tagLockWait: 10_000,
       rules: [],
-      store: { failure: 'fail-open', timeout: 500 },
+      store: { failMode: 'open', timeout: 500 },
     });
     expect(d.shutdownGrace).toBe(25_000);
     const c = buildConfig({

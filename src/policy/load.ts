@@ -171,24 +171,7 @@ function compileRule(
     fail(
       `\`effect: audit\` with \`phase: ${rule.phase}\`: audit rules are evaluated when the token is issued only (for now)`,
     );
-  let evaluate: CompiledWhen | undefined;
-  let inputs: string[] = [];
-  if (rule.when !== undefined) {
-    let replaced: string[] = [];
-    try {
-      replaced = replacedReads(parseCel(rule.when).ast);
-    } catch {
-      // a syntax error: the check below reports it
-    }
-    if (replaced.length > 0)
-      fail(`\`when\` reads ${replaced[0]}, which was removed: use ${REPLACED_FIELDS[replaced[0]!]}`);
-    const checked = env.check(rule.when);
-    if (!checked.valid) fail(`invalid CEL in \`when\`: ${checked.error?.message ?? 'type check failed'}`);
-    if (checked.type !== 'bool' && checked.type !== 'dyn') fail(`\`when\` must evaluate to bool, not ${checked.type}`);
-    const parsedWhen = env.parse(rule.when);
-    inputs = requestTimeInputs(parsedWhen.ast);
-    evaluate = parsedWhen as unknown as CompiledWhen;
-  }
+  const { evaluate, inputs } = compileWhen(rule.when, env, fail);
   // A token-time rule reading what only a /v2/ request has would never match: say so now.
   if (rule.phase !== 'request' && inputs.length > 0) {
     const when =
@@ -209,4 +192,26 @@ function compileRule(
     evaluate,
     reads: lazyReads(inputs),
   };
+}
+
+/** Parses and type-checks a rule's `when`: the compiled expression and the request-time fields it reads. */
+function compileWhen(
+  when: string | undefined,
+  env: ReturnType<typeof policyEnvironment>,
+  fail: (problem: string) => never,
+): { evaluate?: CompiledWhen; inputs: string[] } {
+  if (when === undefined) return { inputs: [] };
+  let replaced: string[] = [];
+  try {
+    replaced = replacedReads(parseCel(when).ast);
+  } catch {
+    // a syntax error: the check below reports it
+  }
+  if (replaced.length > 0)
+    fail(`\`when\` reads ${replaced[0]}, which was removed: use ${REPLACED_FIELDS[replaced[0]!]}`);
+  const checked = env.check(when);
+  if (!checked.valid) fail(`invalid CEL in \`when\`: ${checked.error?.message ?? 'type check failed'}`);
+  if (checked.type !== 'bool' && checked.type !== 'dyn') fail(`\`when\` must evaluate to bool, not ${checked.type}`);
+  const parsedWhen = env.parse(when);
+  return { evaluate: parsedWhen as unknown as CompiledWhen, inputs: requestTimeInputs(parsedWhen.ast) };
 }

@@ -12,17 +12,14 @@ import type { Admission, RateLimiter } from '../http/rate-limit.js';
 import { clientIPOf } from '../http/client-ip.js';
 import { headroomHeaders, refusalOf } from '../limits/answer.js';
 import type { Limiter } from '../limits/types.js';
-import { requestState } from '../http/request-state.js';
 import { logAuditor, type Auditor } from '../audit/auditor.js';
 import type { RequestTrace, Tracing } from '../tracing/types.js';
 import { authenticate, isIdentityRefusal, type AuthenticateDeps } from './authenticate.js';
 import { issueRefreshToken, issueRegistryToken, type IssueOptions } from './issue.js';
 import type { KeyRing } from './signing-keys.js';
 import { isParseRefusal, readTokenRequest, type TokenRequest } from './request.js';
+import { record, type DecisionLogContext } from './record.js';
 import {
-  tokenEvent,
-  decisionRecord,
-  decisionLabels,
   internalError,
   rateLimitedError,
   sendTokenError,
@@ -102,44 +99,6 @@ function throttled(
     ...(who ? { who } : {}),
     limited: { bucket, repeat },
   };
-}
-
-/** What the decision log adds to a record: the service, the policy digest, request.upstream. */
-interface DecisionLogContext {
-  service: string;
-  policy: string;
-  upstreamOf(repository: string): string;
-}
-
-/** The outcome's one audit event, its decision-log record (a policy decision, when the log is on) and its metrics. */
-function record(
-  outcome: TokenOutcome,
-  req: IncomingMessage,
-  clientIP: string,
-  deps: Pick<TokenEndpointDeps, 'logger' | 'metrics'> & { auditor: Auditor; decisions?: DecisionLogContext },
-): void {
-  const { logger, metrics, auditor } = deps;
-  const at = {
-    clientIP,
-    time: new Date().toISOString(),
-    requestId: requestState(req).requestId,
-    claims: auditor.claims,
-  };
-  const event = () => tokenEvent(outcome, at);
-  if (outcome.kind === 'refused' && outcome.limited) {
-    const { bucket, repeat } = outcome.limited;
-    metrics?.rateLimited.inc({ scope: bucket });
-    // One audit event when a bucket starts refusing; the rest of a flood would drown the log.
-    if (repeat) logger.debug({ clientIP, bucket, issuer: outcome.who?.issuerName }, 'token request rate-limited again');
-    else auditor.emit(event());
-    return;
-  }
-  auditor.emit(event());
-  if (outcome.kind === 'granted') {
-    for (const w of outcome.grant.wouldDeny) auditor.wouldDeny(w.rule);
-    if (deps.decisions) auditor.logDecision?.(decisionRecord(outcome, { ...at, ...deps.decisions }));
-  }
-  metrics?.tokenDecisions.inc(decisionLabels(outcome));
 }
 
 /**

@@ -1,10 +1,9 @@
 import { blobDigest, pullBlob, pushBlob } from '../../test/support/blob.js';
-import { MANIFEST_TYPE } from '../../test/support/seed.js';
 import { withCpu } from '../lib/cpu.js';
 import type { LoadProcess } from '../lib/load.js';
 import { startBenchProxy, type BenchProxy } from '../lib/proxy.js';
 import { fmt, median } from '../lib/stats.js';
-import { measured } from './head.js';
+import { measured, proxyHeadOptions } from './head.js';
 
 /**
  * The cost of audit events (issue 24): the bench proxy as configured by default (one event per
@@ -31,18 +30,7 @@ export async function benchAudit(
     const proxies = { on, off };
     const head = { on: [] as number[], off: [] as number[] };
     const pull = { on: [] as number[], off: [] as number[] };
-    const headOpts = async (p: BenchProxy) => ({
-      url: p.url,
-      method: 'HEAD' as const,
-      path: '/v2/bench/app/manifests/latest',
-      headers: {
-        accept: MANIFEST_TYPE,
-        authorization: `Bearer ${await p.registryToken(['repository:bench/app:pull'])}`,
-      },
-      concurrency: 16,
-      expectStatus: 200,
-      maxMs: 60_000,
-    });
+    const headOpts = (p: BenchProxy) => proxyHeadOptions(p);
     const digest = await blobDigest(size, 13);
     const repo = 'bench/audit';
     const pullHeaders = async (p: BenchProxy) => ({

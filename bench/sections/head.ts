@@ -62,3 +62,19 @@ export async function benchHead(
   }
   return results;
 }
+
+/** Manifest HEAD at 16 clients through a bench proxy, with a token that may pull bench/app. */
+export async function proxyHeadOptions(
+  p: { url: string; registryToken(scopes: string[]): Promise<string> },
+  reference = 'latest',
+) {
+  return {
+    url: p.url,
+    method: 'HEAD' as const,
+    path: `/v2/bench/app/manifests/${reference}`,
+    headers: { accept: MANIFEST_TYPE, authorization: `Bearer ${await p.registryToken(['repository:bench/app:pull'])}` },
+    concurrency: 16,
+    expectStatus: 200,
+    maxMs: 60_000,
+  };
+}

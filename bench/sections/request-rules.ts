@@ -1,8 +1,7 @@
-import { MANIFEST_TYPE } from '../../test/support/seed.js';
 import type { LoadProcess } from '../lib/load.js';
 import { startBenchProxy, type BenchProxy } from '../lib/proxy.js';
 import { fmt } from '../lib/stats.js';
-import { measured, type Measured } from './head.js';
+import { measured, proxyHeadOptions, type Measured } from './head.js';
 
 /**
  * The cost of a request-time rule on a pull (issue 21): manifest HEAD at 16 clients through the bench
@@ -36,18 +35,7 @@ export async function benchRequestRules(
 ): Promise<RequestRulesResults> {
   const ruled = await startBenchProxy(upstream, { extraRules: RULE });
   try {
-    const optsFor = async (p: BenchProxy) => ({
-      url: p.url,
-      method: 'HEAD' as const,
-      path: '/v2/bench/app/manifests/latest',
-      headers: {
-        accept: MANIFEST_TYPE,
-        authorization: `Bearer ${await p.registryToken(['repository:bench/app:pull'])}`,
-      },
-      concurrency: 16,
-      expectStatus: 200,
-      maxMs: 60_000,
-    });
+    const optsFor = (p: BenchProxy) => proxyHeadOptions(p);
     const runs = { without: [] as Measured[], with: [] as Measured[] };
     for (const p of [base, ruled]) await load.run({ ...(await optsFor(p)), total: 500 }); // warm-up
     for (let i = 0; i < reps; i++) {

@@ -14,7 +14,7 @@ import { withCpu } from '../lib/cpu.js';
 import type { LoadProcess } from '../lib/load.js';
 import { startBenchProxy, type BenchProxy } from '../lib/proxy.js';
 import { fmt, median as mid } from '../lib/stats.js';
-import { measured, type Measured } from './head.js';
+import { measured, proxyHeadOptions, type Measured } from './head.js';
 
 /**
  * The cost of signature enforcement on a pull (issue 22): manifest HEAD by tag at 16 clients through
@@ -108,18 +108,7 @@ export async function benchSignatures(
     config: { signatures: [{ name: 'bench', repositories: ['bench/**'], keys: [keyFile] }] },
   });
   try {
-    const optsFor = async (p: BenchProxy) => ({
-      url: p.url,
-      method: 'HEAD' as const,
-      path: '/v2/bench/app/manifests/signed',
-      headers: {
-        accept: MANIFEST_TYPE,
-        authorization: `Bearer ${await p.registryToken(['repository:bench/app:pull'])}`,
-      },
-      concurrency: 16,
-      expectStatus: 200,
-      maxMs: 60_000,
-    });
+    const optsFor = (p: BenchProxy) => proxyHeadOptions(p, 'signed');
     const runs = { without: [] as Measured[], with: [] as Measured[] };
     for (const p of [base, trusted]) await load.run({ ...(await optsFor(p)), total: 500 }); // warm-up (the verdict cached)
     for (let i = 0; i < reps; i++) {

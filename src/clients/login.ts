@@ -3,7 +3,9 @@ import { dirname, join } from 'node:path';
 import { homedir } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { kubernetesAPIAudience } from './token-source.js';
+import { formatSpan, kubernetesAPIAudience } from './token-source.js';
+
+export { formatSpan };
 
 /** Docker `config.json` and containers `auth.json` share the `auths` shape. */
 interface AuthFile {
@@ -135,14 +137,4 @@ export function checkLoginToken(token: string, nowSeconds: number): TokenCheck {
     ...(typeof claims.sub === 'string' ? { subject: claims.sub } : {}),
     warnings,
   };
-}
-
-/** "3h 5m", "42s": how long, for people. Pure. */
-export function formatSpan(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  if (s < 60) return `${s}s`;
-  const d = Math.floor(s / 86_400);
-  const h = Math.floor((s % 86_400) / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  return [d ? `${d}d` : '', h ? `${h}h` : '', m ? `${m}m` : ''].filter(Boolean).join(' ') || '0m';
 }

@@ -134,7 +134,7 @@ export function expiredMessage(from: string, exp: number, nowSeconds: number): s
 }
 
 /** Throws, naming `from`, unless the token is a JWT that has not expired (see tokenFreshness). */
-export function assertFreshToken(token: string, from: string, nowSeconds: number): void {
+function assertFreshToken(token: string, from: string, nowSeconds: number): void {
   const f = tokenFreshness(token, nowSeconds);
   if (f.state === 'expired') throw new TokenSourceError(expiredMessage(from, f.exp, nowSeconds));
   if (f.state === 'not-jwt')

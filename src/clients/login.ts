@@ -52,6 +52,28 @@ function writeAtomic(file: string, content: string): void {
   renameSync(tmp, file);
 }
 
+/**
+ * Whether a Docker `config.json` holds `docker login`'s own login for `registry`: an `identitytoken`
+ * (our refresh token). containers/common (podman, skopeo, buildah 4.x) reads that file too and its
+ * `login` then refuses with "currently logged in, auth file contains an Identity token" — unless
+ * its own auth file has an entry for the registry, which it reads first. Pure.
+ */
+export function dockerRefreshLogin(doc: AuthFile, registry: string): boolean {
+  const auths = doc.auths ?? {};
+  return [registry, `https://${registry}`, `http://${registry}`].some(
+    (key) => typeof auths[key]?.identitytoken === 'string' && auths[key].identitytoken !== '',
+  );
+}
+
+/** dockerRefreshLogin for a file; a missing or unreadable one holds none. */
+export function dockerRefreshLoginIn(file: string, registry: string): boolean {
+  try {
+    return dockerRefreshLogin(readJson(file), registry);
+  } catch {
+    return false;
+  }
+}
+
 export function loginToFile(file: string, registry: string, username: string, secret: string): void {
   writeAtomic(file, `${JSON.stringify(mergeAuth(readJson(file), registry, username, secret), null, 2)}\n`);
 }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseRequest, ProviderError, registryOf, respond } from '../../src/clients/credential-provider.js';
 import { runHelper } from '../../src/clients/docker-credential-helper.js';
-import { dockerConfigSecret, loginToFile, mergeAuth } from '../../src/clients/login.js';
+import { dockerConfigSecret, dockerRefreshLogin, loginToFile, mergeAuth } from '../../src/clients/login.js';
 import { readIdentityToken, tokenFreshness, TokenSourceError } from '../../src/clients/token-source.js';
 import { needsRenewal, withPullSecret, wantedFor, buildSecret } from '../../src/clients/controller/reconcile.js';
 
@@ -216,6 +216,17 @@ describe('login', () => {
     expect(doc.psFormat).toBe('table');
     expect(statSync(file).mode & 0o777).toBe(0o600);
     expect(readdirSync(dir)).toEqual(['config.json']);
+  });
+
+  it.each([
+    ['docker login wrote a refresh token', { auths: { 'r.io': { auth: 'eDo=', identitytoken: 'ey.x.y' } } }, true],
+    ['under an https:// key', { auths: { 'https://r.io': { identitytoken: 'ey.x.y' } } }, true],
+    ['a password login', { auths: { 'r.io': { auth: 'dTpw' } } }, false],
+    ['an empty identitytoken', { auths: { 'r.io': { auth: 'dTpw', identitytoken: '' } } }, false],
+    ["another registry's refresh token", { auths: { 'other.io': { identitytoken: 'ey.x.y' } } }, false],
+    ['no auths', {}, false],
+  ])('podman login would refuse because of Docker config: %s → %s', (_name, doc, want) => {
+    expect(dockerRefreshLogin(doc, 'r.io')).toBe(want);
   });
 
   it('refuses to overwrite a file that is not JSON', () => {

@@ -1,5 +1,11 @@
 import { formatGoDuration } from '../config/duration.js';
-import { assertNotKubernetesAPIToken, readIdentityToken, tokenExpiry, DEFAULT_USERNAME } from './token-source.js';
+import {
+  assertNotKubernetesAPIToken,
+  expiredMessage,
+  readIdentityToken,
+  tokenExpiry,
+  DEFAULT_USERNAME,
+} from './token-source.js';
 
 /**
  * kubelet image credential provider (`credentialprovider.kubelet.k8s.io/v1`), a pure function of
@@ -64,26 +70,32 @@ interface ProviderOptions {
 }
 
 export function respond(req: ProviderRequest, opts: ProviderOptions): ProviderResponse {
-  const now = Math.floor((opts.now ?? Date.now)() / 1000);
+  const clock = opts.now ?? Date.now;
+  const now = Math.floor(clock() / 1000);
   const margin = opts.marginSeconds ?? 60;
   let token: string;
+  let from: string;
   let cacheKeyType: ProviderResponse['cacheKeyType'];
   if (req.serviceAccountToken) {
     // Service-account mode: the credential is the pod's own token. Cache per image would re-ask for
     // every image; per registry is safe because kubelet keys the cache by service account too
     // (tokenAttributes.cacheType: ServiceAccount).
     token = req.serviceAccountToken;
+    from = "the request's serviceAccountToken";
     cacheKeyType = 'Registry';
     // kubelet mints it for tokenAttributes.serviceAccountTokenAudience; should that name the API
     // server, pulling would hand every pod's API credential to the registry.
     assertNotKubernetesAPIToken(token, "the request's serviceAccountToken");
   } else {
-    token = readIdentityToken(opts.env).token;
+    // refuses an expired token (past the proxy's leeway) or a non-JWT, naming the file
+    const read = readIdentityToken(opts.env, clock);
+    token = read.token;
+    from = `identity token file ${read.file}`;
     cacheKeyType = 'Registry';
   }
   const exp = tokenExpiry(token);
-  if (exp !== undefined && exp - margin <= now)
-    throw new ProviderError('the identity token is expired or about to expire');
+  // kubelet would cache a credential that stops working mid-pull: refuse within the margin too
+  if (exp !== undefined && exp - margin <= now) throw new ProviderError(expiredMessage(from, exp, now));
   const match = opts.env.RAP_REGISTRY_MATCH ?? registryOf(req.image);
   const username = opts.env.RAP_USERNAME || DEFAULT_USERNAME;
   const res: ProviderResponse = {

@@ -3,7 +3,9 @@ import { dirname, join } from 'node:path';
 import { homedir } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { kubernetesAPIAudience } from './token-source.js';
+import { formatSpan, kubernetesAPIAudience } from './token-source.js';
+
+export { formatSpan };
 
 /** Docker `config.json` and containers `auth.json` share the `auths` shape. */
 interface AuthFile {
@@ -48,6 +50,28 @@ function writeAtomic(file: string, content: string): void {
   writeFileSync(tmp, content, { mode: 0o600 });
   chmodSync(tmp, 0o600);
   renameSync(tmp, file);
+}
+
+/**
+ * Whether a Docker `config.json` holds `docker login`'s own login for `registry`: an `identitytoken`
+ * (our refresh token). containers/common (podman, skopeo, buildah 4.x) reads that file too and its
+ * `login` then refuses with "currently logged in, auth file contains an Identity token" — unless
+ * its own auth file has an entry for the registry, which it reads first. Pure.
+ */
+export function dockerRefreshLogin(doc: AuthFile, registry: string): boolean {
+  const auths = doc.auths ?? {};
+  return [registry, `https://${registry}`, `http://${registry}`].some(
+    (key) => typeof auths[key]?.identitytoken === 'string' && auths[key].identitytoken !== '',
+  );
+}
+
+/** dockerRefreshLogin for a file; a missing or unreadable one holds none. */
+export function dockerRefreshLoginIn(file: string, registry: string): boolean {
+  try {
+    return dockerRefreshLogin(readJson(file), registry);
+  } catch {
+    return false;
+  }
 }
 
 export function loginToFile(file: string, registry: string, username: string, secret: string): void {
@@ -135,14 +159,4 @@ export function checkLoginToken(token: string, nowSeconds: number): TokenCheck {
     ...(typeof claims.sub === 'string' ? { subject: claims.sub } : {}),
     warnings,
   };
-}
-
-/** "3h 5m", "42s": how long, for people. Pure. */
-export function formatSpan(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  if (s < 60) return `${s}s`;
-  const d = Math.floor(s / 86_400);
-  const h = Math.floor((s % 86_400) / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  return [d ? `${d}d` : '', h ? `${h}h` : '', m ? `${m}m` : ''].filter(Boolean).join(' ') || '0m';
 }

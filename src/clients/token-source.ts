@@ -1,5 +1,6 @@
 import { readFileSync, existsSync } from 'node:fs';
-import { decodeJwt } from 'jose';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { DEFAULT_CLOCK_SKEW, parseDuration } from '../config/duration.js';
 
 /**
  * Where workloads find their identity token when RAP_TOKEN_FILE is unset: a projected token with
@@ -86,11 +87,72 @@ export function assertNotKubernetesAPIToken(token: string, source: string): void
   }
 }
 
+/** How long after `exp` a token still counts as fresh: the proxy's default issuer clockSkew. */
+const LEEWAY_SECONDS = parseDuration(DEFAULT_CLOCK_SKEW) / 1000;
+
+type TokenFreshness =
+  { state: 'ok'; exp?: number } | { state: 'expired'; exp: number } | { state: 'not-jwt'; why: string };
+
+/**
+ * Whether a token is still worth sending: a JWT (header.payload.signature, JSON header and payload)
+ * whose `exp`, if it has one, has not passed by more than the leeway the proxy's /token allows.
+ * Pure; decodes without verifying (the proxy verifies). A token without `exp` is left to the proxy.
+ */
+export function tokenFreshness(token: string, nowSeconds: number, leewaySeconds = LEEWAY_SECONDS): TokenFreshness {
+  let exp: unknown;
+  try {
+    if (token.split('.').length !== 3) throw new Error('not three dot-separated parts');
+    decodeProtectedHeader(token);
+    exp = decodeJwt(token).exp;
+  } catch (err) {
+    return { state: 'not-jwt', why: (err as Error).message };
+  }
+  if (exp === undefined) return { state: 'ok' };
+  if (typeof exp !== 'number' || !Number.isFinite(exp))
+    return { state: 'not-jwt', why: `its exp is not a number (${JSON.stringify(exp)})` };
+  return exp + leewaySeconds < nowSeconds ? { state: 'expired', exp } : { state: 'ok', exp };
+}
+
+/** "3h 5m", "42s": how long, for people. Pure. */
+export function formatSpan(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  const d = Math.floor(s / 86_400);
+  const h = Math.floor((s % 86_400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return [d ? `${d}d` : '', h ? `${h}h` : '', m ? `${m}m` : ''].filter(Boolean).join(' ') || '0m';
+}
+
+/** What to tell someone whose token `from` (e.g. "identity token file /x") ran out at `exp`. Pure. */
+export function expiredMessage(from: string, exp: number, nowSeconds: number): string {
+  const when = new Date(exp * 1000).toISOString();
+  const at =
+    exp <= nowSeconds
+      ? `expired at ${when} (${formatSpan(nowSeconds - exp)} ago)`
+      : `expires at ${when}, in ${formatSpan(exp - nowSeconds)}`;
+  return `${from} ${at}: whatever writes it has stopped refreshing it (the kubelet rewrites a projected token well before exp; in CI, request a new OIDC token) — put a fresh token there`;
+}
+
+/** Throws, naming `from`, unless the token is a JWT that has not expired (see tokenFreshness). */
+function assertFreshToken(token: string, from: string, nowSeconds: number): void {
+  const f = tokenFreshness(token, nowSeconds);
+  if (f.state === 'expired') throw new TokenSourceError(expiredMessage(from, f.exp, nowSeconds));
+  if (f.state === 'not-jwt')
+    throw new TokenSourceError(
+      `${from} does not hold a JWT (${f.why}): registry-auth-proxy takes an identity token (header.payload.signature) and would refuse it`,
+    );
+}
+
 /**
  * Reads the identity token afresh on every call (projected tokens rotate under us): the file named
- * by RAP_TOKEN_FILE, else the first default that exists. Kubernetes API-server tokens are refused.
+ * by RAP_TOKEN_FILE, else the first default that exists. Kubernetes API-server tokens are refused,
+ * and so are an expired token and one that is not a JWT: the proxy would refuse them anyway, and
+ * Docker 28 turns a refused login into a bare "authentication required", so say it here, naming the file.
  */
-export function readIdentityToken(env: NodeJS.ProcessEnv = process.env): { token: string; file: string } {
+export function readIdentityToken(
+  env: NodeJS.ProcessEnv = process.env,
+  now: () => number = Date.now,
+): { token: string; file: string } {
   const candidates = env.RAP_TOKEN_FILE ? [env.RAP_TOKEN_FILE] : DEFAULT_TOKEN_FILES;
   for (const file of candidates) {
     if (!existsSync(file)) continue;
@@ -102,6 +164,7 @@ export function readIdentityToken(env: NodeJS.ProcessEnv = process.env): { token
     }
     if (!token) throw new TokenSourceError(`identity token file ${file} is empty`);
     assertNotKubernetesAPIToken(token, file);
+    assertFreshToken(token, `identity token file ${file}`, Math.floor(now() / 1000));
     return { token, file };
   }
   const hint = env.RAP_TOKEN_FILE

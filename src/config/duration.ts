@@ -1,3 +1,10 @@
+/**
+ * The issuers' default `clockSkew` (config issuers[].clockSkew): how long after `exp` the proxy's
+ * /token still accepts an identity token. Client helpers, which cannot read the proxy's config,
+ * allow the same before calling a token file expired.
+ */
+export const DEFAULT_CLOCK_SKEW = '30s';
+
 /** Parses `30s`, `5m`, `1h`, `1h30m`, `250ms` (also a bare number of seconds) into milliseconds. */
 export function parseDuration(input: string | number): number {
   if (typeof input === 'number') {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { bool, duration, httpURLProblem, mapping, optionalString, optText, refineBy, seconds, text } from './fields.js';
+import { DEFAULT_CLOCK_SKEW } from './duration.js';
 import { parseOrThrow } from './issues.js';
 import { PRESET_ISSUERS, presetSchema, WELL_KNOWN_JWKS_URIS } from './presets.js';
 
@@ -58,7 +59,7 @@ const entryShape = mapping({
   legacyTokens: bool
     .default(false)
     .describe('with tokenReview, on an entry with issuer: kubernetes/serviceaccount: accept secret-based tokens'),
-  clockSkew: duration.transform(seconds).prefault('30s').describe('allowed clock skew'),
+  clockSkew: duration.transform(seconds).prefault(DEFAULT_CLOCK_SKEW).describe('allowed clock skew'),
   timeout: duration.prefault('5s').describe('deadline of each discovery, JWKS or TokenReview call; then fail closed'),
 });
 

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseRequest, ProviderError, registryOf, respond } from '../../src/clients/credential-provider.js';
 import { runHelper } from '../../src/clients/docker-credential-helper.js';
-import { dockerConfigSecret, loginToFile, mergeAuth } from '../../src/clients/login.js';
-import { readIdentityToken, TokenSourceError } from '../../src/clients/token-source.js';
+import { dockerConfigSecret, dockerRefreshLogin, loginToFile, mergeAuth } from '../../src/clients/login.js';
+import { readIdentityToken, tokenFreshness, TokenSourceError } from '../../src/clients/token-source.js';
 import { needsRenewal, withPullSecret, wantedFor, buildSecret } from '../../src/clients/controller/reconcile.js';
 
 // A fixed JWT (header.payload.signature) whose payload is {"sub":"system:serviceaccount:team-a:builder","exp":2000003600}
@@ -71,6 +71,9 @@ describe('kubelet credential provider protocol (golden)', () => {
       }),
     );
     expect(() => respond(req, { env: {}, now: () => EXP * 1000 })).toThrow(ProviderError);
+    expect(() => respond(req, { env: {}, now: () => (EXP - 30) * 1000 })).toThrow(
+      "the request's serviceAccountToken expires at 2033-05-18T04:33:20.000Z, in 30s",
+    );
   });
 
   it('finds the registry of an image reference', () => {
@@ -139,6 +142,51 @@ describe('Docker credential helper protocol (golden)', () => {
   });
 });
 
+describe('token freshness (issue 25: an expired token file is named, not sent)', () => {
+  const jwt = (payload: unknown) =>
+    `eyJhbGciOiJSUzI1NiJ9.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.c2ln`;
+  const T = 1_800_000_000;
+  it.each([
+    ['exp in the future', jwt({ exp: T + 600 }), { state: 'ok', exp: T + 600 }],
+    ['exp now', jwt({ exp: T }), { state: 'ok', exp: T }],
+    ['exp 30s ago: within the proxy default clockSkew', jwt({ exp: T - 30 }), { state: 'ok', exp: T - 30 }],
+    ['exp 31s ago', jwt({ exp: T - 31 }), { state: 'expired', exp: T - 31 }],
+    ['exp a day ago', jwt({ exp: T - 86_400 }), { state: 'expired', exp: T - 86_400 }],
+    ['no exp: left to the proxy', jwt({ sub: 'x' }), { state: 'ok' }],
+    ['exp not a number', jwt({ exp: 'soon' }), { state: 'not-jwt', why: 'its exp is not a number ("soon")' }],
+    ['a password', 'hunter2', { state: 'not-jwt', why: 'not three dot-separated parts' }],
+    ['three parts, no JSON', 'a.b.c', { state: 'not-jwt', why: expect.any(String) }],
+  ])('%s', (_name, token, want) => {
+    expect(tokenFreshness(token, T)).toEqual(want);
+  });
+
+  it('the helper, the provider and the token source name the file, when it expired and how to refresh it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rap-exp-'));
+    const file = join(dir, 'token');
+    writeFileSync(file, jwt({ sub: 'job', exp: 1_700_000_000 }));
+    const said = new RegExp(
+      `^identity token file ${file} expired at 2023-11-14T22:13:20.000Z \\(\\d+d( \\d+h)?( \\d+m)? ago\\): .*kubelet.*fresh token`,
+    );
+    expect(() => readIdentityToken({ RAP_TOKEN_FILE: file })).toThrow(said);
+    const out = { stdout: '', stderr: '' };
+    const code = await runHelper(['get'], {
+      stdin: async () => 'registry.example.com',
+      stdout: (s) => (out.stdout += s),
+      stderr: (s) => (out.stderr += s),
+      env: { RAP_TOKEN_FILE: file, RAP_REGISTRIES: 'registry.example.com' },
+    });
+    expect(code).toBe(1);
+    expect(out.stdout).toMatch(said);
+    expect(out.stderr).toBe(`docker-credential-registry-auth-proxy: ${out.stdout}`);
+    const req = parseRequest(readFileSync('test/golden/kubelet/node-request.json', 'utf8'));
+    expect(() => respond(req, { env: { RAP_TOKEN_FILE: file } })).toThrow(said);
+    writeFileSync(file, 'not-a-jwt');
+    expect(() => readIdentityToken({ RAP_TOKEN_FILE: file })).toThrow(
+      `identity token file ${file} does not hold a JWT (not three dot-separated parts)`,
+    );
+  });
+});
+
 describe('token source', () => {
   it('falls back through the default files and reports what it looked at', () => {
     expect(() => readIdentityToken({ RAP_TOKEN_FILE: '/nonexistent/x' })).toThrow(TokenSourceError);
@@ -168,6 +216,17 @@ describe('login', () => {
     expect(doc.psFormat).toBe('table');
     expect(statSync(file).mode & 0o777).toBe(0o600);
     expect(readdirSync(dir)).toEqual(['config.json']);
+  });
+
+  it.each([
+    ['docker login wrote a refresh token', { auths: { 'r.io': { auth: 'eDo=', identitytoken: 'ey.x.y' } } }, true],
+    ['under an https:// key', { auths: { 'https://r.io': { identitytoken: 'ey.x.y' } } }, true],
+    ['a password login', { auths: { 'r.io': { auth: 'dTpw' } } }, false],
+    ['an empty identitytoken', { auths: { 'r.io': { auth: 'dTpw', identitytoken: '' } } }, false],
+    ["another registry's refresh token", { auths: { 'other.io': { identitytoken: 'ey.x.y' } } }, false],
+    ['no auths', {}, false],
+  ])('podman login would refuse because of Docker config: %s → %s', (_name, doc, want) => {
+    expect(dockerRefreshLogin(doc, 'r.io')).toBe(want);
   });
 
   it('refuses to overwrite a file that is not JSON', () => {

@@ -6,6 +6,7 @@ import {
   defaultAuthFile,
   defaultDockerConfig,
   dockerConfigSecret,
+  dockerRefreshLoginIn,
   formatSpan,
   loginToFile,
 } from '../../clients/login.js';
@@ -109,6 +110,12 @@ export function register(program: Command): void {
           const file = typeof opts.authFile === 'string' ? opts.authFile : defaultAuthFile();
           loginToFile(file, registry, opts.username, token);
           process.stderr.write(`login: wrote ${registry} (username ${opts.username}, ${who}) to ${file}; ${until}\n`);
+          // podman/skopeo refused `login` while Docker's refresh-token login was all they found
+          const docker = defaultDockerConfig();
+          if (opts.dockerConfig === undefined && dockerRefreshLoginIn(docker, registry))
+            process.stderr.write(
+              `login: ${docker} also holds Docker's login for ${registry} (docker login's refresh token): podman and skopeo read ${file} first, so they use this login and \`podman login ${registry}\` no longer stops at "auth file contains an Identity token"\n`,
+            );
         }
       } catch (err) {
         throw new CliExit(1, `login: ${(err as Error).message}`);

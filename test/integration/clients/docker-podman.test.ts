@@ -6,11 +6,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { decodeJwt } from 'jose';
-import { startDockerdOrReason, type CliResult, type Dockerd } from '../../fixtures/dockerd.js';
+import { runClient, startDockerdOrReason, type CliResult, type Dockerd } from '../../fixtures/dockerd.js';
 import { buildOciImage } from '../../fixtures/images.js';
 import { startPodmanOrReason, type Podman } from '../../fixtures/podman.js';
 import { useEngineForRegistries, type Registry } from '../../fixtures/registry.js';
 import { requireTool } from '../../support/tools.js';
+import { runCli } from '../../helpers/cli.js';
 import { startRegistryAndProxy, type RegistryAndProxy } from '../../helpers/registry-and-proxy.js';
 import type { TestProxy } from '../../helpers/server.js';
 
@@ -315,5 +316,106 @@ describe('podman', () => {
     expect(pull.code).not.toBe(0);
     const message = await denialMessage(identity, 'team-b/private', 'pull', 'GET', 'manifests/v1');
     expect(pull.out).toContain(`denied: ${message}`);
+  });
+});
+
+/**
+ * Issue 25: `docker login` stores our refresh token as `identitytoken` in config.json, which
+ * containers/common also reads; podman/skopeo 4.x `login` then refuses while their own auth file
+ * has no entry for the registry. What resolves it, as seen with podman 4.3.1 and skopeo 1.9.3: no
+ * podman login at all (pull and push use Docker's login), or `registry-auth-proxy login --auth-file`.
+ */
+describe('docker and podman on one machine', () => {
+  let dockerConfig: string;
+  let identity: string;
+  const conflict = 'currently logged in, auth file contains an Identity token';
+
+  beforeAll(async () => {
+    if (typeof engine === 'string' || typeof podman === 'string') return;
+    identity = await proxy.mintIdentity({ sub: 'both-user' });
+    dockerConfig = engine.newConfigDir();
+    ok(
+      await engine.docker(['login', proxy.host, '--username', 'anything', '--password-stdin'], {
+        config: dockerConfig,
+        input: identity,
+      }),
+    );
+  });
+
+  it('after docker login, podman and skopeo login refuse — even with their own REGISTRY_AUTH_FILE', async (ctx) => {
+    dockerOrSkip(ctx);
+    const p = podmanOrSkip(ctx);
+    const env = { DOCKER_CONFIG: dockerConfig };
+    const login = ['login', '--tls-verify=false', '--username', 'anything', '--password-stdin', proxy.host];
+    const r = await p.podman(login, { authFile: p.newAuthFile(), env, input: identity });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`Error: ${conflict}`);
+    const s = await runClient(requireTool('skopeo'), login, {
+      env: { ...process.env, ...env, REGISTRY_AUTH_FILE: p.newAuthFile() },
+      input: identity,
+    });
+    expect(s.code).not.toBe(0);
+    expect(s.stderr).toContain(conflict);
+  });
+
+  it("needs no podman login: podman pushes and pulls with Docker's login (a refresh-token grant)", async (ctx) => {
+    dockerOrSkip(ctx);
+    const p = podmanOrSkip(ctx);
+    const ref = `${proxy.host}/team-a/both:v1`;
+    const opts = { authFile: p.newAuthFile(), env: { DOCKER_CONFIG: dockerConfig } };
+    ok(await p.podman(['tag', loadedAs, ref]));
+    ok(await p.podman(['push', '--tls-verify=false', ref], opts));
+    ok(await p.podman(['rmi', ref]));
+    ok(await p.podman(['pull', '--tls-verify=false', ref], opts));
+    const grants = proxy.logs
+      .filter((l) => l.includes('"audit":"token"'))
+      .map((l) => JSON.parse(l))
+      .filter((a) => a.subject === 'both-user' && a.clientId === 'containers/image');
+    expect(
+      grants.some((a) => a.grant === 'refresh_token' && a.granted.includes('repository:team-a/both:pull,push')),
+      JSON.stringify(grants),
+    ).toBe(true);
+  });
+
+  it('registry-auth-proxy login --auth-file logs podman in, says so, and podman login works again', async (ctx) => {
+    dockerOrSkip(ctx);
+    const p = podmanOrSkip(ctx);
+    const authFile = p.newAuthFile();
+    const env = { DOCKER_CONFIG: dockerConfig };
+    const r = await runCli(['login', proxy.host, '--token-file', '-', '--auth-file', authFile], {
+      stdin: identity,
+      env,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(
+      `login: ${join(dockerConfig, 'config.json')} also holds Docker's login for ${proxy.host} (docker login's refresh token): podman and skopeo read ${authFile} first`,
+    );
+    const login = await p.podman(
+      ['login', '--tls-verify=false', '--username', 'anything', '--password-stdin', proxy.host],
+      { authFile, env, input: identity },
+    );
+    expect(login.code, login.out).toBe(0);
+    expect(login.stdout).toContain('Login Succeeded!');
+    // Docker's login is untouched
+    expect(readFileSync(join(dockerConfig, 'config.json'), 'utf8')).toContain('identitytoken');
+  });
+
+  it('podman login works with DOCKER_CONFIG pointed elsewhere, or after docker logout', async (ctx) => {
+    const docker = dockerOrSkip(ctx);
+    const p = podmanOrSkip(ctx);
+    const login = ['login', '--tls-verify=false', '--username', 'anything', '--password-stdin', proxy.host];
+    const elsewhere = ok(
+      await p.podman(login, {
+        authFile: p.newAuthFile(),
+        env: { DOCKER_CONFIG: docker.newConfigDir() },
+        input: identity,
+      }),
+    );
+    expect(elsewhere.stdout).toContain('Login Succeeded!');
+    ok(await docker.docker(['logout', proxy.host], { config: dockerConfig }));
+    const after = ok(
+      await p.podman(login, { authFile: p.newAuthFile(), env: { DOCKER_CONFIG: dockerConfig }, input: identity }),
+    );
+    expect(after.stdout).toContain('Login Succeeded!');
   });
 });

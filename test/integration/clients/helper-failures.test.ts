@@ -9,7 +9,8 @@ import { startPodmanOrReason, type Podman } from '../../fixtures/podman.js';
 import { requireTool } from '../../support/tools.js';
 
 /**
- * Issue 25: what a user sees when the credential helper cannot answer (here: no token file), with
+ * Issue 25: what a user sees when the credential helper cannot answer (no token file, or one that
+ * expired: the kubelet or CI job stopped refreshing it), with
  * each client. The helper fails before any registry is contacted, so no registry runs: Docker's
  * CLI talks to a stand-in daemon that records the credentials it is handed, podman and skopeo stop
  * at the credential lookup. Docker (CLI 28) drops a failed lookup and pulls anonymously — a real
@@ -19,7 +20,6 @@ import { requireTool } from '../../support/tools.js';
 const HELPER_BIN = fileURLToPath(new URL('../../../bin/docker-credential-registry-auth-proxy.js', import.meta.url));
 const HOST = '127.0.0.1:9';
 const REF = `${HOST}/team-a/app:v1`;
-const SAID = 'docker-credential-registry-auth-proxy: no identity token file found';
 
 let dir: string;
 let env: NodeJS.ProcessEnv;
@@ -36,7 +36,6 @@ beforeAll(async () => {
   env = {
     PATH: `${join(dir, 'bin')}:${process.env.PATH}`,
     RAP_REGISTRIES: HOST,
-    RAP_TOKEN_FILE: join(dir, 'no-such-token'),
   };
   // the Engine API as far as `docker pull` goes: a ping, then the pull, answered with an error
   handed = [];
@@ -57,36 +56,69 @@ afterAll(async () => {
   if (typeof podman === 'object') await podman.stop();
 });
 
-describe('the credential helper cannot answer (no token file)', () => {
+/** An identity token whose exp passed long ago (decoded, never verified, by the helper). */
+const EXPIRED = `eyJhbGciOiJSUzI1NiJ9.${Buffer.from(JSON.stringify({ sub: 'job', exp: 1_700_000_000 })).toString('base64url')}.c2ln`;
+
+describe.each([
+  {
+    what: 'no token file',
+    file: () => join(dir, 'no-such-token'),
+    message: () => 'no identity token file found',
+    fix: 'set RAP_TOKEN_FILE to an existing file',
+  },
+  {
+    what: 'an expired token file',
+    file: () => {
+      const f = join(dir, 'expired-token');
+      writeFileSync(f, EXPIRED);
+      return f;
+    },
+    // the file, when, and how to refresh it
+    message: () => `identity token file ${join(dir, 'expired-token')} expired at 2023-11-14T22:13:20.000Z (`,
+    fix: 'the kubelet rewrites a projected token well before exp; in CI, request a new OIDC token) — put a fresh token there',
+  },
+])('the credential helper cannot answer ($what)', ({ what, file, message, fix }) => {
+  const slug = what.replace(/\W+/g, '-');
+  let tokenEnv: NodeJS.ProcessEnv;
+  beforeAll(() => {
+    tokenEnv = { ...env, RAP_TOKEN_FILE: file() };
+  });
+  const quoted = (m: string) =>
+    new RegExp(`error getting credentials - err: exit status 1, out: \`${m.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`);
+
   it('docker: goes on without credentials; the helper line on stderr is what says why', async () => {
-    const config = join(dir, 'docker');
+    const config = join(dir, `docker-${slug}`);
     mkdirSync(config);
     writeFileSync(join(config, 'config.json'), JSON.stringify({ credHelpers: { [HOST]: 'registry-auth-proxy' } }));
+    handed = [];
     const r = await runClient(requireTool('docker'), ['pull', REF], {
-      env: { ...env, DOCKER_CONFIG: config, DOCKER_HOST: `unix://${join(dir, 'docker.sock')}` },
+      env: { ...tokenEnv, DOCKER_CONFIG: config, DOCKER_HOST: `unix://${join(dir, 'docker.sock')}` },
     });
     expect(r.code).not.toBe(0);
     expect(handed).toEqual(['{}']);
-    expect(r.stderr).toContain(SAID);
+    expect(r.stderr).toContain(`docker-credential-registry-auth-proxy: ${message()}`);
+    expect(r.stderr).toContain(fix);
   });
 
   it('podman: its error quotes the helper, and the helper line is there too', async (ctx: TestContext) => {
     if (typeof podman === 'string') return ctx.skip(podman);
     const authFile = podman.newAuthFile({ credHelpers: { [HOST]: 'registry-auth-proxy' } });
-    const r = await podman.podman(['pull', '--tls-verify=false', REF], { authFile, env });
+    const r = await podman.podman(['pull', '--tls-verify=false', REF], { authFile, env: tokenEnv });
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain(SAID);
-    expect(r.stderr).toMatch(/error getting credentials - err: exit status 1, out: `no identity token file found/);
+    expect(r.stderr).toContain(`docker-credential-registry-auth-proxy: ${message()}`);
+    expect(r.stderr).toContain(fix);
+    expect(r.stderr).toMatch(quoted(message()));
   });
 
   it('skopeo: the same words as podman', async () => {
-    const authFile = join(dir, 'skopeo-auth.json');
+    const authFile = join(dir, `skopeo-auth-${slug}.json`);
     writeFileSync(authFile, JSON.stringify({ credHelpers: { [HOST]: 'registry-auth-proxy' } }));
     const r = await runClient(requireTool('skopeo'), ['inspect', '--tls-verify=false', `docker://${REF}`], {
-      env: { ...env, REGISTRY_AUTH_FILE: authFile },
+      env: { ...tokenEnv, REGISTRY_AUTH_FILE: authFile },
     });
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain(SAID);
-    expect(r.stderr).toMatch(/error getting credentials - err: exit status 1, out: `no identity token file found/);
+    expect(r.stderr).toContain(`docker-credential-registry-auth-proxy: ${message()}`);
+    expect(r.stderr).toContain(fix);
+    expect(r.stderr).toMatch(quoted(message()));
   });
 });

@@ -10,6 +10,8 @@ export interface Auditor {
   readonly claims: readonly string[];
   /** Some sink is configured: without one, nothing gathers facts for events nobody receives. */
   readonly active: boolean;
+  /** An event reaches the log stream (the stdout sink): it stands in for the request's access line. */
+  readonly toLogStream: boolean;
   /** Never waits, never throws: a slow sink drops (and counts) rather than slow serving. */
   emit(event: AuditEvent): void;
   /** An `effect: audit` rule matched (it would have denied): counted per rule. */
@@ -56,6 +58,7 @@ export function createAuditor(
   return {
     claims: audit.claims,
     active: sinks.length > 0,
+    toLogStream: audit.sinks.some((s) => s.type === 'stdout'),
     ...(decisions ? { logDecision: (record: object) => decisions.push(record) } : {}),
     emit(event) {
       for (const sink of sinks) {

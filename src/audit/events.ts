@@ -65,6 +65,8 @@ export interface RegistryEvent extends AuditIdentity {
   bytes: number;
   /** The status sent, or 'aborted' when the response never finished. */
   status: number | 'aborted';
+  /** Aborted after the head went out: the status it had sent (a download cut mid-body). */
+  statusSent?: number;
   ms: number;
   clientIP: string;
   /** The `Host` the client addressed and its `User-Agent` (the Distribution envelope carries both). */
@@ -133,6 +135,7 @@ export interface RegistryFacts {
   size?: number;
   bytes: { upload: number; download: number };
   status: number | 'aborted';
+  statusSent?: number;
   ms: number;
   clientIP: string;
   host?: string;
@@ -164,6 +167,7 @@ export function registryEvent(facts: RegistryFacts, claimNames: readonly string[
     ...(facts.upstream !== undefined ? { upstream: facts.upstream } : {}),
     bytes: writes ? facts.bytes.upload : facts.bytes.download,
     status: facts.status,
+    ...(facts.statusSent !== undefined ? { statusSent: facts.statusSent } : {}),
     ms: Math.round(facts.ms * 10) / 10,
     clientIP: facts.clientIP,
     ...(facts.host ? { host: facts.host } : {}),

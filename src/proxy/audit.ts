@@ -38,6 +38,7 @@ export function auditRequest(
   const action = registryAction(route.method, route.kind, route.query);
   if (!action) return undefined;
   const recorder = recorderFor(req, res, { ...route, name: route.name }, action, auditor);
+  if (auditor.toLogStream) requestState(req).loggedByAudit = true;
   recorders.set(req, recorder);
   return recorder;
 }
@@ -67,6 +68,7 @@ function recorderFor(
   };
   res.once('close', () => {
     facts.status = res.writableFinished ? res.statusCode : 'aborted';
+    if (!res.writableFinished && res.headersSent) facts.statusSent = res.statusCode;
     facts.ms = performance.now() - started;
     // The upstream response's own 'close' (which reports its byte count) lands in the same turn or
     // the next: the event waits one macrotask so a body's bytes are in it.

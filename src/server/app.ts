@@ -88,7 +88,9 @@ function recordRequest(
   // Probes and scrapes every few seconds would drown the access log: those only at debug. So is
   // /token: its audit line is the record, and a flood of rate-limited requests (counted in
   // metrics) must not become a flood of log lines.
-  const level = label === 'v2' || label === 'other' ? 'info' : 'debug';
+  // An audited /v2/ request's event is on the log stream already, with the same facts: one line, not two.
+  const level = (label === 'v2' && !requestState(req).loggedByAudit) || label === 'other' ? 'info' : 'debug';
+  if (!logger.isLevelEnabled(level)) return;
   logger[level](
     {
       requestId,

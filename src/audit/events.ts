@@ -120,29 +120,34 @@ export function eventMessage(event: AuditEvent): string {
   return event.audit === 'token' ? 'token decision' : 'registry access';
 }
 
-/** What the /v2/ path learned about one audited request by the time its response closed. */
-export interface RegistryFacts {
-  action: RegistryAction;
-  method: string;
-  repository: string;
-  reference?: string;
+/**
+ * What the /v2/ path learned about one audited request by the time its response closed: the event's
+ * own fields, plus what registryEvent derives the rest from.
+ */
+export type RegistryFacts = Pick<
+  RegistryEvent,
+  | 'action'
+  | 'method'
+  | 'repository'
+  | 'reference'
+  | 'upstream'
+  | 'mediaType'
+  | 'size'
+  | 'status'
+  | 'statusSent'
+  | 'ms'
+  | 'clientIP'
+  | 'host'
+  | 'userAgent'
+  | 'requestId'
+  | 'refusedBy'
+> & {
   /** The registry token's `sub` (`issuerName:subject`), and its embedded identity's claims when it carries them. */
   tokenSubject?: string;
   identityClaims?: Record<string, unknown>;
-  upstream?: string;
   upstreamDigest?: string;
-  mediaType?: string;
-  size?: number;
   bytes: { upload: number; download: number };
-  status: number | 'aborted';
-  statusSent?: number;
-  ms: number;
-  clientIP: string;
-  host?: string;
-  userAgent?: string;
-  requestId?: string;
-  refusedBy?: { guard: string; reason?: string };
-}
+};
 
 /** The audit event of one registry access. Pure (`time` is given). */
 export function registryEvent(facts: RegistryFacts, claimNames: readonly string[], time: string): RegistryEvent {

@@ -3,7 +3,7 @@ import { withCpu } from '../lib/cpu.js';
 import type { LoadProcess } from '../lib/load.js';
 import { startBenchProxy, type BenchProxy } from '../lib/proxy.js';
 import { fmt, median } from '../lib/stats.js';
-import { measured, proxyHeadOptions } from './head.js';
+import { compareHead } from './head.js';
 
 /**
  * The cost of audit events (issue 24): the bench proxy as configured by default (one event per
@@ -27,29 +27,32 @@ export async function benchAudit(
 ): Promise<AuditResults> {
   const off = await startBenchProxy(upstream, { config: { audit: { sinks: [] } } });
   try {
-    const proxies = { on, off };
-    const head = { on: [] as number[], off: [] as number[] };
+    const head = await compareHead(load, { without: off, with: on }, total, reps);
     const pull = { on: [] as number[], off: [] as number[] };
-    const headOpts = (p: BenchProxy) => proxyHeadOptions(p);
     const digest = await blobDigest(size, 13);
     const repo = 'bench/audit';
     const pullHeaders = async (p: BenchProxy) => ({
       authorization: `Bearer ${await p.registryToken([`repository:${repo}:pull,push`])}`,
     });
     await pushBlob(on.url, repo, size, digest, await pullHeaders(on), 13);
-    for (const p of [on, off]) await load.run({ ...(await headOpts(p)), total: 500 }); // warm-up
     for (let i = 0; i < reps; i++) {
       // Alternate which goes first, so drift on a shared machine falls on both.
-      for (const name of i % 2 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
-        const p = proxies[name];
-        head[name].push((await measured(load, p.pid, { ...(await headOpts(p)), total })).cpuMs);
+      for (const [name, p] of i % 2
+        ? ([
+            ['off', off],
+            ['on', on],
+          ] as const)
+        : ([
+            ['on', on],
+            ['off', off],
+          ] as const)) {
         const headers = await pullHeaders(p);
         const { cpu } = await withCpu(p.pid, () => pullBlob(p.url, repo, digest, size, headers, false));
         pull[name].push(cpu / (size / 2 ** 30));
       }
     }
     const result: AuditResults = {
-      headCpuMs: { on: median(head.on), off: median(head.off) },
+      headCpuMs: { on: head.with.cpuMs, off: head.without.cpuMs },
       pullCpuPerGiB: { on: median(pull.on), off: median(pull.off) },
       size,
     };

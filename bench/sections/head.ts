@@ -64,7 +64,7 @@ export async function benchHead(
 }
 
 /** Manifest HEAD at 16 clients through a bench proxy, with a token that may pull bench/app. */
-export async function proxyHeadOptions(
+async function proxyHeadOptions(
   p: { url: string; registryToken(scopes: string[]): Promise<string> },
   reference = 'latest',
 ) {
@@ -77,4 +77,30 @@ export async function proxyHeadOptions(
     expectStatus: 200,
     maxMs: 60_000,
   };
+}
+
+/** The run of median proxy CPU per request (its latency with it). */
+function medianByCpu(xs: Measured[]): Measured {
+  return [...xs].sort((a, b) => a.cpuMs - b.cpuMs)[Math.floor(xs.length / 2)]!;
+}
+
+/**
+ * Manifest HEAD through two bench proxies, `without` and `with` a feature, after a warm-up of each;
+ * `reps` interleaved runs of `total`, alternating which goes first so drift on a shared machine falls
+ * on both. The median run of each.
+ */
+export async function compareHead(
+  load: LoadProcess,
+  proxies: Record<'without' | 'with', { url: string; pid: number; registryToken(s: string[]): Promise<string> }>,
+  total: number,
+  reps: number,
+  reference = 'latest',
+): Promise<Record<'without' | 'with', Measured>> {
+  const runs = { without: [] as Measured[], with: [] as Measured[] };
+  const opts = async (name: 'without' | 'with') => proxyHeadOptions(proxies[name], reference);
+  for (const name of ['without', 'with'] as const) await load.run({ ...(await opts(name)), total: 500 });
+  for (let i = 0; i < reps; i++)
+    for (const name of i % 2 ? (['with', 'without'] as const) : (['without', 'with'] as const))
+      runs[name].push(await measured(load, proxies[name].pid, { ...(await opts(name)), total }));
+  return { without: medianByCpu(runs.without), with: medianByCpu(runs.with) };
 }

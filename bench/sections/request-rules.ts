@@ -1,7 +1,7 @@
 import type { LoadProcess } from '../lib/load.js';
 import { startBenchProxy, type BenchProxy } from '../lib/proxy.js';
 import { fmt } from '../lib/stats.js';
-import { measured, proxyHeadOptions, type Measured } from './head.js';
+import { compareHead, type Measured } from './head.js';
 
 /**
  * The cost of a request-time rule on a pull (issue 21): manifest HEAD at 16 clients through the bench
@@ -23,8 +23,6 @@ const RULE = `  - name: bench-production-pulls-by-digest
     when: request.repository.startsWith("production/") && has(request.tag)
 `;
 
-const median = (xs: Measured[]): Measured => [...xs].sort((a, b) => a.cpuMs - b.cpuMs)[Math.floor(xs.length / 2)]!;
-
 export async function benchRequestRules(
   base: BenchProxy,
   upstream: string,
@@ -35,18 +33,8 @@ export async function benchRequestRules(
 ): Promise<RequestRulesResults> {
   const ruled = await startBenchProxy(upstream, { extraRules: RULE });
   try {
-    const optsFor = (p: BenchProxy) => proxyHeadOptions(p);
-    const runs = { without: [] as Measured[], with: [] as Measured[] };
-    for (const p of [base, ruled]) await load.run({ ...(await optsFor(p)), total: 500 }); // warm-up
-    for (let i = 0; i < reps; i++) {
-      for (const [name, p] of [
-        ['without', base],
-        ['with', ruled],
-      ] as const)
-        runs[name].push(await measured(load, p.pid, { ...(await optsFor(p)), total }));
-    }
-    const result = { without: median(runs.without), with: median(runs.with), extraCpuMs: 0 };
-    result.extraCpuMs = result.with.cpuMs - result.without.cpuMs;
+    const { without, with: withRule } = await compareHead(load, { without: base, with: ruled }, total, reps);
+    const result = { without, with: withRule, extraCpuMs: withRule.cpuMs - without.cpuMs };
     log(
       `HEAD x16 with a request-time rule: ${fmt(result.with.cpuMs, 3)} ms CPU/req vs ${fmt(result.without.cpuMs, 3)} without ` +
         `(+${fmt(result.extraCpuMs, 3)} ms), p50 ${fmt(result.with.lat.p50)} vs ${fmt(result.without.lat.p50)} ms`,

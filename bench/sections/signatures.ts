@@ -14,7 +14,7 @@ import { withCpu } from '../lib/cpu.js';
 import type { LoadProcess } from '../lib/load.js';
 import { startBenchProxy, type BenchProxy } from '../lib/proxy.js';
 import { fmt, median as mid } from '../lib/stats.js';
-import { measured, proxyHeadOptions, type Measured } from './head.js';
+import { compareHead, type Measured } from './head.js';
 
 /**
  * The cost of signature enforcement on a pull (issue 22): manifest HEAD by tag at 16 clients through
@@ -33,8 +33,6 @@ export interface SignaturesResults {
   /** One uncached verification: latency and proxy CPU of the request (medians over `fresh` images). */
   uncached: { ms: number; cpuMs: number; n: number };
 }
-
-const median = (xs: Measured[]): Measured => [...xs].sort((a, b) => a.cpuMs - b.cpuMs)[Math.floor(xs.length / 2)]!;
 
 async function put(upstream: string, repo: string, a: Artifact, tag?: string): Promise<void> {
   for (const b of a.blobs) await pushSmallBlob(upstream, repo, b);
@@ -108,14 +106,14 @@ export async function benchSignatures(
     config: { signatures: [{ name: 'bench', repositories: ['bench/**'], keys: [keyFile] }] },
   });
   try {
-    const optsFor = (p: BenchProxy) => proxyHeadOptions(p, 'signed');
-    const runs = { without: [] as Measured[], with: [] as Measured[] };
-    for (const p of [base, trusted]) await load.run({ ...(await optsFor(p)), total: 500 }); // warm-up (the verdict cached)
-    for (let i = 0; i < reps; i++) {
-      runs.without.push(await measured(load, base.pid, { ...(await optsFor(base)), total }));
-      runs.with.push(await measured(load, trusted.pid, { ...(await optsFor(trusted)), total }));
-    }
-    const [without, withTrust] = [median(runs.without), median(runs.with)];
+    // the verdict is cached by the warm-up
+    const { without, with: withTrust } = await compareHead(
+      load,
+      { without: base, with: trusted },
+      total,
+      reps,
+      'signed',
+    );
     const result: SignaturesResults = {
       without,
       with: withTrust,

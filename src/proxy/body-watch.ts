@@ -14,6 +14,13 @@ interface WatchedExchange extends Exchange {
   requestId?: string;
   proxyReq?: { destroy(err?: Error): void };
   onBytes?: (direction: 'upload' | 'download', bytes: number) => void;
+  counted: ByteCounts;
+}
+
+/** Body bytes an exchange has streamed so far, each way. */
+export interface ByteCounts {
+  upload: number;
+  download: number;
 }
 
 /** Counts the response's bytes and cuts the client when the upstream's body ends short. */
@@ -23,14 +30,14 @@ export function trackResponse<E extends WatchedExchange>(
   meta: E,
   deps: { logger: Logger; unwatch: (meta: E) => void },
 ): void {
-  let bytes = 0;
+  const { counted } = meta;
   proxyRes.on('data', (chunk: Buffer) => {
-    bytes += chunk.length;
+    counted.download += chunk.length;
     meta.progress++;
   });
   proxyRes.once('close', () => {
     deps.unwatch(meta);
-    if (bytes > 0) meta.onBytes?.('download', bytes);
+    if (counted.download > 0) meta.onBytes?.('download', counted.download);
     // A response cut short upstream (reset, idle timeout) must be cut short for the client too:
     // pipe() alone would leave the client waiting forever on a body that will never complete.
     if (proxyRes.complete) return;
@@ -64,11 +71,10 @@ export function watchUpload(
   }
   // proxy.web has piped the request synchronously, so this listener sees every chunk; it
   // does not resume a source that back-pressure paused.
-  let bytes = 0;
+  const { counted, onBytes } = meta;
   req.on('data', (chunk: Buffer) => {
-    bytes += chunk.length;
+    counted.upload += chunk.length;
     meta.progress++;
   });
-  const onBytes = meta.onBytes;
-  if (onBytes) req.once('close', () => bytes > 0 && onBytes('upload', bytes));
+  if (onBytes) req.once('close', () => counted.upload > 0 && onBytes('upload', counted.upload));
 }

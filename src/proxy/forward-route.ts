@@ -10,7 +10,7 @@ import { sendOciError } from '../oci/errors.js';
 import type { Route } from '../oci/route.js';
 import type { Forwardable } from './guards.js';
 import { digestVerifier } from './digest-check.js';
-import { requestAudit, type RequestAudit } from './audit.js';
+import type { RequestAudit } from './audit.js';
 import { allows } from '../policy/grant.js';
 import type { PolicyEngine, RequestContext } from '../policy/types.js';
 import { upstreamAuthFailureError } from '../upstream/failure.js';
@@ -83,12 +83,11 @@ function upstreamStatusObserver(
   };
 }
 
-/** Body bytes streamed, once per exchange: the metric and the request's audit event. */
-function bytesObserver(metrics: Metrics | undefined, audit: RequestAudit | undefined) {
-  if (!metrics && !audit) return undefined;
+/** Body bytes streamed, once per exchange: the metric (the audit event reads the live counts, `counted`). */
+function bytesObserver(metrics: Metrics | undefined) {
+  if (!metrics) return undefined;
   return (direction: 'upload' | 'download', bytes: number): void => {
-    metrics?.bytesStreamed.inc({ direction }, bytes);
-    audit?.bytes(direction, bytes);
+    metrics.bytesStreamed.inc({ direction }, bytes);
   };
 }
 
@@ -100,8 +99,9 @@ export async function forwardRoute(
   ready: Forwardable,
   target: Target,
   identity: Identity | undefined,
-  trace?: RequestTrace,
+  observers: { audit?: RequestAudit; trace?: RequestTrace } = {},
 ): Promise<void> {
+  const { audit, trace } = observers;
   const { config, targets, policy, metrics } = ctx;
   const clientRoute = ready.route;
   const { forwarder, auth: upstreamAuth } = target;
@@ -121,7 +121,7 @@ export async function forwardRoute(
     path: `${route.path}${route.query}`,
     authorization,
     route: route.kind,
-    onUpstreamStatus: upstreamStatusObserver(target, route, metrics, requestAudit(req), span),
+    onUpstreamStatus: upstreamStatusObserver(target, route, metrics, audit, span),
     filterBody: bodyFilter(route, ready, () =>
       catalogFilter(policy, identity, { service: config.service, clientIP: clientIPOf(req) }, (name) =>
         catalogName(targets, target, name),
@@ -131,7 +131,8 @@ export async function forwardRoute(
     responseHeaders: ready.headers,
     // The upstream's next-page Link names a repository of the unfiltered list: seal it.
     rewriteLink: catalog ? (link) => catalogLink(link, config.publicURL, ctx.seal) : undefined,
-    onBytes: bytesObserver(metrics, requestAudit(req)),
+    onBytes: bytesObserver(metrics),
+    counted: audit?.bytes,
     clientPath: clientPath(target.prefix),
     // A body a guard read (a capped manifest it hashed) goes up as read.
     body: ready.body,

@@ -18,7 +18,7 @@ import { exchange, type UpstreamTarget } from './exchange.js';
 import { clientIPOf } from '../http/client-ip.js';
 import { upstreamAgents, type UpstreamAgents } from '../http/agents.js';
 import { requestState } from '../http/request-state.js';
-import { trackResponse, watchUpload } from './body-watch.js';
+import { trackResponse, watchUpload, type ByteCounts } from './body-watch.js';
 import { refuseOtherDigest } from './digest-check.js';
 
 type Watchdog = ReturnType<typeof createIdleWatchdog>;
@@ -39,6 +39,11 @@ export interface ForwardOptions {
   onUpstreamStatus?: (status: number, seconds: number, headers: IncomingMessage['headers']) => void;
   /** Body bytes streamed, reported once per request when the exchange ends. */
   onBytes?: (direction: 'upload' | 'download', bytes: number) => void;
+  /**
+   * The exchange's live byte counts, added to as each chunk passes: whoever reads them when the
+   * response closes (the audit event) has every byte that went through, however the exchange ended.
+   */
+  counted?: ByteCounts;
   /** Rewrites a successful (200) response body on its way to the client, streaming. */
   filterBody?: () => Transform;
   /** Replaces the default `Link` rewrite (targets moved to publicURL); undefined drops the header. */
@@ -66,6 +71,7 @@ interface Meta extends Exchange {
   clientClose?: boolean;
   onStatus?: ForwardOptions['onUpstreamStatus'];
   onBytes?: ForwardOptions['onBytes'];
+  counted: ByteCounts;
   proxyReq?: { destroy(err?: Error): void };
   filterBody?: () => Transform;
   rewriteLink?: ForwardOptions['rewriteLink'];
@@ -158,6 +164,7 @@ function track(
     clientClose: clientWantsClose(req),
     onStatus: opts.onUpstreamStatus,
     onBytes: opts.onBytes,
+    counted: opts.counted ?? { upload: 0, download: 0 },
     expectDigest: opts.expectDigest,
     responseHeaders: opts.responseHeaders,
     progress: 0,
@@ -225,7 +232,10 @@ export function createForwarder(
       });
       req.url = opts.path;
       // A body a guard read goes up with its exact length (a chunked one included).
-      if (opts.body) frameAs(req.headers, opts.body.length, opts.onBytes);
+      if (opts.body) {
+        frameAs(req.headers, opts.body.length, opts.onBytes);
+        meta.counted.upload += opts.body.length;
+      }
       // No body leaves without explicit framing: an unframed request sends an empty one (no
       // per-chunk work for the framed ones), and a byte from the client cuts the exchange.
       const unframed = !forwardsFraming(req.method, req.headers);

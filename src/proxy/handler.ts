@@ -185,7 +185,7 @@ export function createProxyHandler(deps: ProxyDeps): ProxyHandler {
             trace,
           );
     if (ready instanceof OciError) return sendOciError(res, ready);
-    await forwardRoute(forwarding, req, res, ready, target, authorized.identity, trace);
+    await forwardRoute(forwarding, req, res, ready, target, authorized.identity, { audit, trace });
   };
   return Object.assign(handler, {
     async close() {

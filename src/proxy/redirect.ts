@@ -52,6 +52,7 @@ export interface FollowExchange {
   requestId?: string;
   route: string;
   onBytes?: (direction: 'download', bytes: number) => void;
+  counted: { download: number };
 }
 
 const notFollowed = (why: string) =>
@@ -171,13 +172,13 @@ function deliver(storageRes: IncomingMessage, { carried, res, ex, close }: Follo
   const headers: IncomingHttpHeaders = { ...carried, ...storageRes.headers };
   for (const h of DROP_RESPONSE) delete headers[h];
   headers.connection = close ? 'close' : 'keep-alive';
-  let bytes = 0;
+  const { counted } = ex;
   storageRes.on('data', (chunk: Buffer) => {
-    bytes += chunk.length;
+    counted.download += chunk.length;
     ex.progress++;
   });
   storageRes.once('close', () => {
-    if (bytes > 0) ex.onBytes?.('download', bytes);
+    if (counted.download > 0) ex.onBytes?.('download', counted.download);
     // cut short at the storage: cut short for the client too
     if (!storageRes.complete) res.destroy();
   });

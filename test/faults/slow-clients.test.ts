@@ -417,6 +417,8 @@ describe('aborted requests (item 11)', () => {
       expect(line.status).toBe('aborted');
       expect(line.statusSent).toBe(200);
       expect(line.msg).toBe('registry access');
+      // the bytes that went through before the cut (counted as they pass, not when the upstream side closes)
+      expect(line.bytes).toBe(1000);
       expect(await metric('aborted')).toBe(1);
       expect(await metric('200')).toBe(before200);
     } finally {

@@ -106,7 +106,9 @@ describe('webhook format: distribution', () => {
     // The registry notifies the GETs and PUTs we audit (and blob HEADs, which are not audited events).
     const expected = () => events(fromRegistry).filter((e) => e.request.method === 'GET' || e.request.method === 'PUT');
     const ours = () => new Set(events(fromProxy).map(key));
-    for (let i = 0; i < 400 && (expected().length < 6 || !expected().every((e) => ours().has(key(e)))); i++)
+    // Both senders deliver asynchronously: wait for the registry's five pulls (the last to happen) and for ours of each.
+    const pulls = () => expected().filter((e) => e.action === 'pull').length;
+    for (let i = 0; i < 400 && (pulls() < 5 || !expected().every((e) => ours().has(key(e)))); i++)
       await new Promise((r) => setTimeout(r, 25));
 
     const theirs = expected();

@@ -28,7 +28,6 @@ type Watchdog = ReturnType<typeof createIdleWatchdog>;
  * back-pressure; nothing is buffered. Header hygiene (headers.ts) happens here, before the request
  * leaves: the client's credentials and hop-by-hop headers are removed, the proxy's own credentials added.
  */
-
 export interface ForwardOptions {
   /** Path + query to request upstream (re-serialized from the authorized route). */
   path: string;
@@ -39,10 +38,7 @@ export interface ForwardOptions {
   onUpstreamStatus?: (status: number, seconds: number, headers: IncomingMessage['headers']) => void;
   /** Body bytes streamed, reported once per request when the exchange ends. */
   onBytes?: (direction: 'upload' | 'download', bytes: number) => void;
-  /**
-   * The exchange's live byte counts, added to as each chunk passes: whoever reads them when the
-   * response closes (the audit event) has every byte that went through, however the exchange ended.
-   */
+  /** Live byte counts, added to per chunk: read at the response's close, they hold every byte that passed. */
   counted?: ByteCounts;
   /** Rewrites a successful (200) response body on its way to the client, streaming. */
   filterBody?: () => Transform;
@@ -232,10 +228,7 @@ export function createForwarder(
       });
       req.url = opts.path;
       // A body a guard read goes up with its exact length (a chunked one included).
-      if (opts.body) {
-        frameAs(req.headers, opts.body.length, opts.onBytes);
-        meta.counted.upload += opts.body.length;
-      }
+      if (opts.body) frameAs(req.headers, opts.body.length, meta);
       // No body leaves without explicit framing: an unframed request sends an empty one (no
       // per-chunk work for the framed ones), and a byte from the client cuts the exchange.
       const unframed = !forwardsFraming(req.method, req.headers);

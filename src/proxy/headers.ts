@@ -88,11 +88,12 @@ export function scrubRequestHeaders(headers: IncomingHttpHeaders, opts: Upstream
 export function frameAs(
   headers: IncomingMessage['headers'],
   length: number,
-  onBytes?: (direction: 'upload', bytes: number) => void,
+  exchange: { counted: { upload: number }; onBytes?: (direction: 'upload', bytes: number) => void },
 ): void {
   headers['content-length'] = String(length);
   delete headers['transfer-encoding'];
-  if (length > 0) onBytes?.('upload', length);
+  exchange.counted.upload += length;
+  if (length > 0) exchange.onBytes?.('upload', length);
 }
 
 /**

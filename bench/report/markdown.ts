@@ -207,6 +207,7 @@ function auditSection(a: AuditResults): string {
 | on (the default) | ${fmt(a.headCpuMs.on, 3)} | ${fmt(a.pullCpuPerGiB.on)} |
 | off (\`audit: {sinks: []}\`) | ${fmt(a.headCpuMs.off, 3)} | ${fmt(a.pullCpuPerGiB.off)} |
 
-Added CPU, the worse of the two: ${fmt(auditOverhead(a) * 100, 1)} %.
+Added CPU, the worse of the two as the median of on ÷ off over interleaved runs in ${a.pairs} pairs of fresh
+processes (HEAD ${fmt(a.ratio.head, 3)}, pull ${fmt(a.ratio.pull, 3)}): ${fmt(auditOverhead(a) * 100, 1)} %.
 `;
 }

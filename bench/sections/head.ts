@@ -2,7 +2,7 @@ import { MANIFEST_TYPE } from '../../test/support/seed.js';
 import { withCpu } from '../lib/cpu.js';
 import type { LatencyResult, LoadProcess } from '../lib/load.js';
 import { perMode, type Mode, type Target } from '../lib/modes.js';
-import { fmt } from '../lib/stats.js';
+import { fmt, pairedRatio } from '../lib/stats.js';
 
 /** A load run with the serving tree's CPU per request and the load generator's own. */
 export interface Measured {
@@ -87,7 +87,8 @@ function medianByCpu(xs: Measured[]): Measured {
 /**
  * Manifest HEAD through two bench proxies, `without` and `with` a feature, after a warm-up of each;
  * `reps` interleaved runs of `total`, alternating which goes first so drift on a shared machine falls
- * on both. The median run of each.
+ * on both. The median run of each, and `ratio`: the median of each rep's with ÷ without CPU, which a
+ * drift slower than one pair of runs cancels out of.
  */
 export async function compareHead(
   load: LoadProcess,
@@ -95,12 +96,20 @@ export async function compareHead(
   total: number,
   reps: number,
   reference = 'latest',
-): Promise<Record<'without' | 'with', Measured>> {
+): Promise<Record<'without' | 'with', Measured> & { ratio: number; ratios: number[] }> {
   const runs = { without: [] as Measured[], with: [] as Measured[] };
   const opts = async (name: 'without' | 'with') => proxyHeadOptions(proxies[name], reference);
   for (const name of ['without', 'with'] as const) await load.run({ ...(await opts(name)), total: 500 });
   for (let i = 0; i < reps; i++)
     for (const name of i % 2 ? (['with', 'without'] as const) : (['without', 'with'] as const))
       runs[name].push(await measured(load, proxies[name].pid, { ...(await opts(name)), total }));
-  return { without: medianByCpu(runs.without), with: medianByCpu(runs.with) };
+  return {
+    without: medianByCpu(runs.without),
+    with: medianByCpu(runs.with),
+    ratio: pairedRatio(
+      runs.with.map((m) => m.cpuMs),
+      runs.without.map((m) => m.cpuMs),
+    ),
+    ratios: runs.with.map((m, i) => m.cpuMs / runs.without[i]!.cpuMs),
+  };
 }

@@ -207,7 +207,8 @@ function auditSection(a: AuditResults): string {
 | on (the default) | ${fmt(a.headCpuMs.on, 3)} | ${fmt(a.pullCpuPerGiB.on)} |
 | off (\`audit: {sinks: []}\`) | ${fmt(a.headCpuMs.off, 3)} | ${fmt(a.pullCpuPerGiB.off)} |
 
-Added CPU, the worse of the two as the median of on ÷ off over interleaved runs in ${a.pairs} pairs of fresh
-processes (HEAD ${fmt(a.ratio.head, 3)}, pull ${fmt(a.ratio.pull, 3)}): ${fmt(auditOverhead(a) * 100, 1)} %.
+Added CPU, the worse of the two, over ${a.pairs} pairs of fresh processes: HEAD, the median of on ÷ off over
+interleaved runs (${fmt(a.ratio.head, 3)}); pull, the cheapest pull on ÷ the cheapest off (${fmt(a.ratio.pull, 3)};
+pulls of one process spread 1–3.7 CPU s/GiB with scheduling, which only adds): ${fmt(auditOverhead(a) * 100, 1)} %.
 `;
 }

@@ -40,7 +40,15 @@ async function pullCost(p: BenchProxy, digest: string, size: number): Promise<nu
 }
 
 /** One pair of fresh processes: HEAD and pull runs of each, interleaved (which goes first alternates). */
-async function onePair(upstream: string, load: LoadProcess, total: number, size: number, reps: number, k: number) {
+async function onePair(
+  upstream: string,
+  load: LoadProcess,
+  blob: { size: number; digest: string },
+  total: number,
+  reps: number,
+  k: number,
+) {
+  const { size, digest } = blob;
   const start = (audit: boolean) =>
     audit ? startBenchProxy(upstream) : startBenchProxy(upstream, { config: { audit: { sinks: [] } } });
   // Which process starts first alternates too.
@@ -48,7 +56,6 @@ async function onePair(upstream: string, load: LoadProcess, total: number, size:
     k % 2 ? (await Promise.all([start(false), start(true)])).reverse() : await Promise.all([start(true), start(false)]);
   try {
     const head = await compareHead(load, { without: off!, with: on! }, total, reps);
-    const digest = await blobDigest(size, 13);
     if (k === 0) await pushBlob(on!.url, REPO, size, digest, await pullHeaders(on!), 13);
     // The first pull of a process faults its buffers in: not what a serving proxy pays.
     for (const p of [on!, off!]) await pullCost(p, digest, size);
@@ -72,8 +79,9 @@ export async function benchAudit(
   const { total, size, reps, pairs } = opts;
   const heads = { on: [] as number[], off: [] as number[], ratios: [] as number[] };
   const pulls = { on: [] as number[], off: [] as number[] };
+  const blob = { size, digest: await blobDigest(size, 13) };
   for (let k = 0; k < pairs; k++) {
-    const { head, pull } = await onePair(upstream, load, total, size, reps, k);
+    const { head, pull } = await onePair(upstream, load, blob, total, reps, k);
     heads.on.push(head.with.cpuMs);
     heads.off.push(head.without.cpuMs);
     heads.ratios.push(...head.ratios);

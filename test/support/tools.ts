@@ -1,5 +1,6 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync, type ExecFileOptions } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { promisify } from 'node:util';
 
 /**
  * Real binaries the integration tests and the benchmark drive. They are only looked for here:
@@ -58,4 +59,24 @@ export function toolOrSkipReason(name: string, install: string): { path: string 
   if (process.env.CI === 'true') throw new Error(reason);
   console.warn(`skipped: ${reason}`);
   return { skip: reason };
+}
+
+const execFileAsync = promisify(execFile);
+
+/**
+ * Runs a client to completion (60 s unless `opts` says otherwise): whether it succeeded, and all it
+ * printed, with the error's message on failure — what tests assert a real client told its user.
+ */
+export async function outcome(
+  cmd: string,
+  args: string[],
+  opts: ExecFileOptions = {},
+): Promise<{ ok: boolean; out: string }> {
+  try {
+    const { stdout, stderr } = await execFileAsync(cmd, args, { timeout: 60_000, ...opts, encoding: 'utf8' });
+    return { ok: true, out: stdout + stderr };
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    return { ok: false, out: `${e.stdout ?? ''}${e.stderr ?? ''}${e.message}` };
+  }
 }

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import {
   chmodSync,
   chownSync,
@@ -14,10 +14,9 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { buildOciImage, type OciImage } from '../../fixtures/images.js';
 import { freePort, startRegistry, type Registry } from '../../fixtures/registry.js';
-import { requireTool } from '../../support/tools.js';
+import { outcome, requireTool } from '../../support/tools.js';
 import { ROOT } from '../../helpers/cli.js';
 
 /**
@@ -26,7 +25,6 @@ import { ROOT } from '../../helpers/cli.js';
  */
 
 const BIN = join(ROOT, 'bin', 'registry-auth-proxy.js');
-const sh = promisify(execFile);
 
 interface DevRun {
   child: ChildProcess;
@@ -116,13 +114,7 @@ function registryPid(run: DevRun): number {
 
 /** Runs one line of the banner in a shell, as a reader pasting it would. */
 async function paste(line: string, env: NodeJS.ProcessEnv): Promise<{ ok: boolean; out: string }> {
-  try {
-    const { stdout, stderr } = await sh('sh', ['-c', line], { env: { ...process.env, ...env }, timeout: 60_000 });
-    return { ok: true, out: stdout + stderr };
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    return { ok: false, out: `${e.stdout ?? ''}${e.stderr ?? ''}${e.message}` };
-  }
+  return outcome('sh', ['-c', line], { env: { ...process.env, ...env } });
 }
 
 function bannerLine(run: DevRun, prefix: string): string {

@@ -1,28 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { buildOciImage } from '../../fixtures/images.js';
 import { startRegistry, type Registry } from '../../fixtures/registry.js';
-import { requireTool } from '../../support/tools.js';
+import { outcome, requireTool } from '../../support/tools.js';
 import { runCli } from '../../helpers/cli.js';
 import { startProxy, type TestProxy } from '../../helpers/server.js';
 
-const run = promisify(execFile);
 let dir: string;
 let proxy: TestProxy;
 let registry: Registry;
 
 async function sk(args: string[]): Promise<{ ok: boolean; out: string }> {
-  try {
-    const { stdout, stderr } = await run(requireTool('skopeo'), args, { timeout: 60_000 });
-    return { ok: true, out: stdout + stderr };
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    return { ok: false, out: `${e.stdout ?? ''}${e.stderr ?? ''}${e.message}` };
-  }
+  return outcome(requireTool('skopeo'), args);
 }
 
 /**

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { buildOciImage, type OciImage } from '../../fixtures/images.js';
 import { startPodmanOrReason, type Podman } from '../../fixtures/podman.js';
 import { startDockerdOrReason, type Dockerd } from '../../fixtures/dockerd.js';
-import { requireTool } from '../../support/tools.js';
+import { outcome, requireTool } from '../../support/tools.js';
 import { MANIFEST_TYPE, pushSmallBlob } from '../../support/seed.js';
 import { startRegistryAndProxy, type RegistryAndProxy } from '../../helpers/registry-and-proxy.js';
 import { startProxy, type TestProxy } from '../../helpers/server.js';
@@ -72,13 +72,7 @@ let token = '';
 const MAIN = { ref: 'refs/heads/main' };
 
 async function sk(args: string[]): Promise<{ ok: boolean; out: string }> {
-  try {
-    const { stdout, stderr } = await run(skopeo, args, { timeout: 60_000 });
-    return { ok: true, out: stdout + stderr };
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    return { ok: false, out: `${e.stdout ?? ''}${e.stderr ?? ''}${e.message}` };
-  }
+  return outcome(skopeo, args);
 }
 
 const push = async (image: OciImage, ref: string, claims: Record<string, unknown> = {}) =>

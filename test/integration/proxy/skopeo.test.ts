@@ -1,16 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { Registry } from '../../fixtures/registry.js';
 import { buildOciImage, type OciImage } from '../../fixtures/images.js';
-import { requireTool } from '../../support/tools.js';
+import { outcome, requireTool } from '../../support/tools.js';
 import { startRegistryAndProxy, type RegistryAndProxy } from '../../helpers/registry-and-proxy.js';
 import type { TestProxy } from '../../helpers/server.js';
 
-const run = promisify(execFile);
 let stack: RegistryAndProxy;
 let registry: Registry;
 let proxy: TestProxy;
@@ -19,13 +16,7 @@ let skopeo: string;
 let work: string;
 
 async function sk(args: string[]): Promise<{ ok: boolean; out: string }> {
-  try {
-    const { stdout, stderr } = await run(skopeo, args, { timeout: 60_000 });
-    return { ok: true, out: stdout + stderr };
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    return { ok: false, out: `${e.stdout ?? ''}${e.stderr ?? ''}${e.message}` };
-  }
+  return outcome(skopeo, args);
 }
 
 beforeAll(async () => {

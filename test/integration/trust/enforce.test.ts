@@ -1,15 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { buildOciImage, type OciImage } from '../../fixtures/images.js';
 import { startPodmanOrReason, type Podman } from '../../fixtures/podman.js';
 import { startRegistryAndProxy, type RegistryAndProxy } from '../../helpers/registry-and-proxy.js';
 import { pushSmallBlob } from '../../support/seed.js';
 import { cosignSigManifest, cosignSign, keyPair, simpleSigningPayload, type Artifact } from '../../support/sigstore.js';
-import { requireTool } from '../../support/tools.js';
+import { outcome, requireTool } from '../../support/tools.js';
 
 /**
  * Signature enforcement (issue 22) through the real proxy in front of a real Distribution registry,
@@ -24,7 +22,6 @@ rules:
     actions: [pull, push]
     when: identity.issuerName == "ci"
 `;
-const run = promisify(execFile);
 const key = keyPair('ec');
 const other = keyPair('ec');
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
@@ -46,13 +43,7 @@ async function registryDigest(repo: string, tag: string): Promise<string> {
 }
 
 async function sk(args: string[]): Promise<{ ok: boolean; out: string }> {
-  try {
-    const { stdout, stderr } = await run(skopeo, args, { timeout: 60_000 });
-    return { ok: true, out: stdout + stderr };
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    return { ok: false, out: `${e.stdout ?? ''}${e.stderr ?? ''}${e.message}` };
-  }
+  return outcome(skopeo, args);
 }
 
 /** Straight into the registry (not through the proxy): the image as a producer pushed it. */

@@ -1,9 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { request } from 'undici';
 import { startReferrersRegistry, type FakeRegistry } from '../../fixtures/referrers-registry.js';
 import { startRegistryAndProxy, type RegistryAndProxy } from '../../helpers/registry-and-proxy.js';
@@ -21,7 +19,7 @@ import {
   type Artifact,
   type MockSigstore,
 } from '../../support/sigstore.js';
-import { requireTool } from '../../support/tools.js';
+import { outcome, requireTool } from '../../support/tools.js';
 
 /**
  * Keyless signatures through the proxy's signature guard, end to end (issue 22): Sigstore bundles
@@ -48,7 +46,6 @@ rules:
     actions: [pull]
     when: identity.issuerName == "ci"
 `;
-const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'rap-keyless-'));
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
 
@@ -120,15 +117,7 @@ describe('keyless through the guard, in front of Distribution 2.8 (fallback tag 
     const creds = `x:${await stack.proxy.mintIdentity({})}`;
     const args = ['copy', '--src-tls-verify=false', '--src-creds', creds];
     const dest = `dir:${join(dir, `pulled-${ref.replace(/[/:]/g, '-')}`)}`;
-    try {
-      const { stdout, stderr } = await run(skopeo, [...args, `docker://${stack.proxy.host}/${ref}`, dest], {
-        timeout: 60_000,
-      });
-      return { ok: true, out: stdout + stderr };
-    } catch (err) {
-      const e = err as { stdout?: string; stderr?: string; message: string };
-      return { ok: false, out: `${e.stdout ?? ''}${e.stderr ?? ''}${e.message}` };
-    }
+    return outcome(skopeo, [...args, `docker://${stack.proxy.host}/${ref}`, dest]);
   };
 
   beforeAll(async () => {
